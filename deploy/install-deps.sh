@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs every build, run and test dependency of deltasync from Debian 12
+# packages. Idempotent: when everything is already installed it touches nothing
+# and does not even refresh the package lists.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  cmake g++ make pkg-config
+  # message engine: broker and C client (JetStream)
+  nats-server libnats-dev
+  # storage, codec, networking
+  libsqlite3-dev sqlite3 libmsgpack-cxx-dev libboost-dev libasio-dev
+  # helper libraries: logging, command lines, config files, JSON, HTTP, nkeys
+  libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
+  librestinio-dev libsodium-dev
+  # tests and benchmarks
+  libgtest-dev libgmock-dev libbenchmark-dev
+  # used by scripts: free-port lookup, waiting on sockets
+  python3 procps
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=; fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update
+$sudo apt-get install -y --no-install-recommends "${missing[@]}"

@@ -1,0 +1,42 @@
+// deltasync-hub: thin entry point; the logic lives in the deltasync_hub library.
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "shared/config.h"
+#include "shared/log.h"
+#include "shared/nats.h"
+#include "shared/version.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"deltasync-hub: ingests business updates, stores them by type, judges agent\n"
+               "liveness by heartbeat and delivers deltas to live agents over NATS JetStream."};
+  app.set_version_flag("--version", std::string("deltasync-hub ") + ds::kVersion);
+  std::string config_path = "hub.toml";
+  std::string log_level;
+  bool check_only = false;
+  app.add_option("-c,--config", config_path, "hub configuration file (TOML)")->capture_default_str();
+  app.add_option("--log-level", log_level, "override [hub] log_level: trace|debug|info|warn|error|off");
+  app.add_flag("--check-config", check_only, "validate the configuration file and exit");
+  CLI11_PARSE(app, argc, argv);
+
+  auto config = ds::load_hub_config(config_path);
+  if (!config) {
+    fmt::print(stderr, "deltasync-hub: {}\n", config.status().message());
+    return 2;
+  }
+  if (!log_level.empty()) {
+    if (auto s = ds::validate_log_level(log_level); !s) {
+      fmt::print(stderr, "deltasync-hub: --log-level: {}\n", s.message());
+      return 2;
+    }
+    config->log_level = log_level;
+  }
+  if (check_only) {
+    fmt::print("{}: ok ({} business types)\n", config_path, config->types.size());
+    return 0;
+  }
+  ds::NatsLibrary nats_library;
+  ds::init_logging("hub", config->log_level);
+  spdlog::error("the hub's service loop is not built yet (issue 3)");
+  return 1;
+}

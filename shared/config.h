@@ -1,0 +1,84 @@
+#pragma once
+// Hub and agent configuration files (TOML), loaded into typed structs and
+// validated. Every error names the file, the key and what is wrong, e.g.
+//   "hub.toml: types[2].columns[1].type: unknown column type 'float'
+//    (expected one of text, integer, real, bool, blob, json)".
+// Example files: deploy/hub.example.toml, deploy/agent.example.toml.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "shared/schema.h"
+#include "shared/status.h"
+
+namespace ds {
+
+// [nats] in both files.
+struct NatsConfig {
+  std::string url = "nats://127.0.0.1:4222";  // comma-separated list allowed
+  std::string user;                            // user + password, or
+  std::string password;
+  std::string creds_file;                      // a .creds file (JWT + nkey seed), or
+  std::string nkey_seed_file;                  // an nkey seed file
+  std::string tls_ca_file;                     // TLS when any tls_* is set
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string subject_prefix = "ds";
+};
+
+// [[types]] in the hub file.
+struct TypeConfig {
+  std::string name;
+  TypeSchema schema;
+  int64_t max_age_s = 7 * 24 * 3600;    // stream retention; 0 = unlimited
+  int64_t max_bytes = -1;               // stream retention; -1 = unlimited
+  int64_t freshness_objective_s = 300;  // business-time lag considered fresh
+};
+
+struct HubConfig {
+  std::string path;                     // the file it was loaded from
+  std::string name = "hub";             // [hub] name: sent in heartbeats
+  std::string log_level = "info";       // [hub] log_level: trace..off
+  NatsConfig nats;
+  std::string store_path = "hub.db";    // [store] path (relative to the file)
+  std::string http_listen = "127.0.0.1:8080";  // [http] listen: host:port, "" = off
+  std::string http_token;               // [http] token: bearer token, required when listening
+  int64_t heartbeat_interval_ms = 5000; // [liveness] heartbeat_interval_ms
+  int64_t dead_after = 3;               // [liveness] dead_after: missed beats
+  int64_t max_ack_pending = 1000;       // [delivery] max_ack_pending per consumer
+  int64_t publish_batch = 500;          // [delivery] publish_batch: changes per delta batch
+  std::vector<TypeConfig> types;
+
+  const TypeConfig* find_type(std::string_view name) const;
+};
+
+// [[subscriptions]] in the agent file.
+struct SubscriptionConfig {
+  std::string type;
+  std::string partition = "*";          // a partition value or "*"
+  std::string hook;                     // command run per applied batch, "" = none
+  int64_t hook_retries = 3;
+  int64_t hook_timeout_ms = 10000;
+};
+
+struct AgentConfig {
+  std::string path;
+  std::string id;                       // [agent] id
+  std::string log_level = "info";       // [agent] log_level
+  NatsConfig nats;
+  std::string replica_path = "replica.db";  // [replica] path (relative to the file)
+  std::vector<SubscriptionConfig> subscriptions;
+};
+
+// Relative paths inside a file (store, replica, creds, tls, hook working
+// directory) are resolved against the file's directory.
+Result<HubConfig> load_hub_config(const std::string& path);
+Result<AgentConfig> load_agent_config(const std::string& path);
+// Same, from TOML text; `name` stands for the file in error messages and
+// relative paths resolve against the current directory.
+Result<HubConfig> parse_hub_config(std::string_view toml, const std::string& name);
+Result<AgentConfig> parse_agent_config(std::string_view toml, const std::string& name);
+
+}  // namespace ds

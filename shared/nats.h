@@ -1,0 +1,245 @@
+#pragma once
+// RAII around cnats: the library guard, connections (with reconnect options),
+// messages, subscriptions and a JetStream context. natsStatus and
+// nats_GetLastError are converted to Status here, once.
+//
+// Threads: cnats calls message handlers and connection callbacks on its own
+// threads. Handlers given here must not throw (exceptions are caught and
+// logged at the boundary) and should hand long work to their owner's thread.
+// Connection and JetStream methods are thread-safe (cnats locks inside).
+
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "shared/config.h"
+#include "shared/status.h"
+
+typedef struct __natsConnection natsConnection;
+typedef struct __natsMsg natsMsg;
+typedef struct __natsSubscription natsSubscription;
+typedef struct __jsCtx jsCtx;
+
+namespace ds {
+
+// Opens the cnats library in its constructor and closes it (nats_Close) in
+// its destructor: declare one first thing in main() so it is destroyed last,
+// after every connection.
+class NatsLibrary {
+ public:
+  NatsLibrary();
+  ~NatsLibrary();
+  NatsLibrary(const NatsLibrary&) = delete;
+  NatsLibrary& operator=(const NatsLibrary&) = delete;
+};
+
+// Converts a natsStatus (int) to a Status, with nats_GetLastError detail.
+Status nats_status(int s, std::string_view context);
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+// JetStream delivery metadata of a message.
+struct JsMetadata {
+  std::string stream;
+  std::string consumer;
+  uint64_t stream_seq = 0;
+  uint64_t consumer_seq = 0;
+  uint64_t num_delivered = 0;
+  uint64_t num_pending = 0;
+};
+
+// Owns one natsMsg.
+class Message {
+ public:
+  Message() = default;
+  explicit Message(natsMsg* m) : msg_(m) {}
+
+  bool valid() const { return msg_ != nullptr; }
+  std::string_view subject() const;
+  std::string_view reply() const;  // "" when none
+  std::string_view data() const;
+  std::optional<std::string> header(const char* name) const;
+
+  // JetStream acknowledgements (messages from a JetStream subscription).
+  Status ack();       // fire-and-forget ack
+  Status ack_sync();  // waits for the server's confirmation
+  Status nak();
+  Status term();      // never redeliver
+  Status in_progress();
+  Result<JsMetadata> metadata() const;
+
+  natsMsg* raw() const { return msg_.get(); }
+
+ private:
+  struct Deleter { void operator()(natsMsg* m) const; };
+  std::unique_ptr<natsMsg, Deleter> msg_;
+};
+
+using MessageHandler = std::function<void(Message)>;
+
+// Owns a subscription; the destructor unsubscribes and waits until the
+// handler is no longer running, so the handler may capture `this` of the
+// subscription's owner safely.
+class Subscription {
+ public:
+  ~Subscription();
+  Subscription(const Subscription&) = delete;
+  Subscription& operator=(const Subscription&) = delete;
+
+  // Stops delivery after pending messages were handled.
+  Status drain();
+  bool valid() const;
+
+ private:
+  friend class Connection;
+  friend class JetStream;
+  struct State;
+  explicit Subscription(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
+struct ConnectOptions {
+  NatsConfig config;
+  std::string name;                 // client name shown by the server
+  std::string inbox_prefix;         // "" = cnats default
+  int64_t connect_timeout_ms = 2000;
+  int64_t reconnect_wait_ms = 250;  // first delay; doubles up to the max
+  int64_t max_reconnect_wait_ms = 5000;
+  bool retry_on_failed_connect = false;  // keep trying in the background
+  std::function<void()> on_disconnected;
+  std::function<void()> on_reconnected;
+  std::function<void(const std::string&)> on_async_error;  // e.g. permission violations
+};
+
+class JetStream;
+
+// One connection to nats-server. Reconnects forever (capped backoff).
+class Connection {
+ public:
+  static Result<std::unique_ptr<Connection>> connect(ConnectOptions opts);
+  ~Connection();
+
+  Status publish(std::string_view subject, std::string_view data, const Headers& headers = {});
+  // Publishes with a reply subject (e.g. a heartbeat whose answers arrive on
+  // a subscription the caller holds).
+  Status publish_request(std::string_view subject, std::string_view reply, std::string_view data);
+  // Replies to a request message; NotFound-free no-op when it has no reply.
+  Status respond(const Message& request, std::string_view data, const Headers& headers = {});
+  Result<Message> request(std::string_view subject, std::string_view data, int64_t timeout_ms,
+                          const Headers& headers = {});
+
+  Result<std::unique_ptr<Subscription>> subscribe(std::string_view subject, MessageHandler handler);
+  Result<std::unique_ptr<Subscription>> queue_subscribe(std::string_view subject, std::string_view queue,
+                                                        MessageHandler handler);
+
+  Status flush(int64_t timeout_ms = 5000);
+  bool connected() const;
+  // A new unique inbox subject under this connection's prefix.
+  std::string new_inbox() const;
+  Result<std::unique_ptr<JetStream>> jetstream(int64_t timeout_ms = 5000);
+
+  natsConnection* raw() const { return nc_; }
+
+ private:
+  struct Callbacks;
+  Connection() = default;
+  natsConnection* nc_ = nullptr;
+  std::unique_ptr<Callbacks> callbacks_;
+  std::string inbox_prefix_;
+};
+
+struct StreamSpec {
+  std::string name;
+  std::vector<std::string> subjects;
+  int64_t max_age_ms = 0;             // 0 = unlimited
+  int64_t max_bytes = -1;             // -1 = unlimited
+  int64_t duplicate_window_ms = 120000;
+  bool memory_storage = false;        // file storage by default
+  int replicas = 1;
+};
+
+struct StreamState {
+  uint64_t first_seq = 0;
+  uint64_t last_seq = 0;
+  uint64_t messages = 0;
+  uint64_t bytes = 0;
+};
+
+enum class AckPolicy { kExplicit, kAll, kNone };
+
+struct ConsumerSpec {
+  std::string durable;                // ag_<agent>
+  std::string filter_subject;         // ds.delta.<type>.<partition> or ds.delta.<type>.>
+  std::string deliver_subject;        // ds.push.<agent>.<type>; "" = pull consumer
+  uint64_t start_seq = 0;             // 0 = from the first message
+  AckPolicy ack_policy = AckPolicy::kAll;
+  int64_t ack_wait_ms = 30000;
+  int64_t max_ack_pending = 1000;
+  int64_t max_deliver = 5;
+  bool flow_control = true;           // push only; needs idle_heartbeat_ms
+  int64_t idle_heartbeat_ms = 5000;
+  bool memory_storage = true;
+  int replicas = 1;
+};
+
+struct PubAck {
+  uint64_t seq = 0;
+  bool duplicate = false;
+};
+
+struct StoredMessage {
+  uint64_t seq = 0;
+  std::string subject;
+  std::string data;
+  std::optional<std::string> msg_id;  // Nats-Msg-Id header
+};
+
+class JetStream {
+ public:
+  ~JetStream();
+
+  // Creates the stream, or updates it when it exists with another config.
+  Status ensure_stream(const StreamSpec& spec);
+  Status delete_stream(std::string_view name);
+  // NotFound when the stream does not exist.
+  Result<StreamState> stream_state(std::string_view name);
+
+  // Synchronous publish with Nats-Msg-Id (duplicate detection).
+  Result<PubAck> publish(std::string_view subject, std::string_view data, std::string_view msg_id,
+                         int64_t timeout_ms = 5000);
+  // Asynchronous publish; wait_published() waits for every ack and reports
+  // the first failure since the previous wait.
+  Status publish_async(std::string_view subject, std::string_view data, std::string_view msg_id);
+  Status wait_published(int64_t timeout_ms = 10000);
+
+  Status add_consumer(std::string_view stream, const ConsumerSpec& spec);
+  // NotFound when it does not exist.
+  Status delete_consumer(std::string_view stream, std::string_view name);
+  Result<bool> consumer_exists(std::string_view stream, std::string_view name);
+  Result<std::vector<std::string>> consumer_names(std::string_view stream);
+
+  // NotFound when the stream or message does not exist.
+  Result<StoredMessage> get_message(std::string_view stream, uint64_t seq);
+  Result<StoredMessage> get_last_message(std::string_view stream, std::string_view subject);
+
+  // Binds to a push consumer somebody else created (the hub creates agents'
+  // consumers): manual acks, memory storage to match the consumer config.
+  Result<std::unique_ptr<Subscription>> bind_push(std::string_view stream, std::string_view consumer,
+                                                  std::string_view deliver_subject, MessageHandler handler);
+
+  jsCtx* raw() const { return js_; }
+
+ private:
+  friend class Connection;
+  explicit JetStream(jsCtx* js) : js_(js) {}
+  jsCtx* js_ = nullptr;
+  std::mutex pending_mu_;
+};
+
+}  // namespace ds
