@@ -1,0 +1,728 @@
+#include "shared/config.h"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <initializer_list>
+#include <memory>
+#include <set>
+#include <string_view>
+#include <utility>
+
+#include <toml++/toml.h>
+
+#include "shared/log.h"
+#include "shared/messages.h"
+#include "shared/names.h"
+
+// Error messages read "<file>: <key path>: <what is wrong>". Key paths use
+// dots for tables and 0-based indices for arrays ("types[2].columns[1].type"),
+// the same notation as toml::at_path. Syntax errors read
+// "<file>:<line>:<column>: syntax error: <what>".
+//
+// Validation stops at the first error, and unknown keys are checked before
+// the values of a table are read, so a misspelt required key is reported as
+// the typo it is rather than as a missing key.
+
+namespace ds {
+namespace {
+
+// Durations are bounded so that a retention in nanoseconds (JetStream's
+// unit) cannot overflow an int64.
+constexpr int64_t kMaxDurationS = 100LL * 365 * 24 * 3600;
+constexpr size_t kMinHttpTokenChars = 16;
+constexpr int64_t kMaxPublishBatch =
+    std::min<int64_t>(10000, static_cast<int64_t>(kMaxBatchRecords));
+
+std::string_view toml_type_name(toml::node_type t) {
+  switch (t) {
+    case toml::node_type::table: return "table";
+    case toml::node_type::array: return "array";
+    case toml::node_type::string: return "string";
+    case toml::node_type::integer: return "integer";
+    case toml::node_type::floating_point: return "float";
+    case toml::node_type::boolean: return "boolean";
+    case toml::node_type::date: return "date";
+    case toml::node_type::time: return "time";
+    case toml::node_type::date_time: return "datetime";
+    case toml::node_type::none: break;
+  }
+  return "nothing";
+}
+
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      const size_t substitute = diagonal + (a[i - 1] == b[j - 1] ? 0 : 1);
+      row[j] = std::min({above + 1, row[j - 1] + 1, substitute});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// The known key closest to `key`, if it is close enough to be a typo.
+std::optional<std::string_view> closest_key(std::string_view key,
+                                            std::initializer_list<std::string_view> known) {
+  std::optional<std::string_view> best;
+  size_t best_distance = 0;
+  for (std::string_view k : known) {
+    const size_t d = edit_distance(key, k);
+    const size_t allowed = std::max<size_t>(1, std::min<size_t>(3, k.size() / 3));
+    if (d <= allowed && (!best || d < best_distance)) {
+      best = k;
+      best_distance = d;
+    }
+  }
+  return best;
+}
+
+std::string single_quoted(std::string_view s) { return "'" + std::string(s) + "'"; }
+
+// Relative paths in a loaded file mean "next to the file"; `base` is the
+// file's directory (empty for parse_*, which leaves them as written).
+std::string resolve_path(const std::filesystem::path& base, const std::string& p) {
+  if (p.empty() || base.empty()) return p;
+  std::filesystem::path path(p);
+  if (path.is_absolute()) return p;
+  return (base / path).lexically_normal().string();
+}
+
+// One TOML table at a key path of a named file. A Section over a table that
+// is absent from the file (`table_ == nullptr`) reads every key as absent, so
+// defaults apply. Not thread-safe; lives for one parse.
+class Section {
+ public:
+  Section(const std::string* file, const toml::table* table, std::string path)
+      : file_(file), table_(table), path_(std::move(path)) {}
+
+  const std::string& path() const { return path_; }
+
+  std::string key_path(std::string_view key) const {
+    if (path_.empty()) return std::string(key);
+    return path_ + "." + std::string(key);
+  }
+
+  Status error_at(std::string_view key, std::string_view what) const {
+    return Status::invalid_argument(*file_ + ": " + key_path(key) + ": " + std::string(what));
+  }
+
+  bool has(std::string_view key) const { return get(key) != nullptr; }
+
+  // Every key of the table must be one of `known`.
+  Status only_keys(std::initializer_list<std::string_view> known) const {
+    if (!table_) return Status::ok();
+    for (auto&& [k, node] : *table_) {
+      (void)node;
+      const std::string_view name = k.str();
+      if (std::find(known.begin(), known.end(), name) != known.end()) continue;
+      std::string what = "unknown key";
+      if (auto guess = closest_key(name, known)) {
+        what += " (did you mean " + std::string(*guess) + "?)";
+      }
+      return error_at(name, what);
+    }
+    return Status::ok();
+  }
+
+  // Leaves `out` unchanged when the key is absent.
+  Status get_string(std::string_view key, std::string& out) const {
+    const toml::node* n = get(key);
+    if (!n) return Status::ok();
+    const auto* v = n->as_string();
+    if (!v) return wrong_type(key, "string", *n);
+    out = v->get();
+    return Status::ok();
+  }
+
+  Status require_string(std::string_view key, std::string& out) const {
+    if (!has(key)) return error_at(key, "missing required key");
+    return get_string(key, out);
+  }
+
+  // Leaves `out` unchanged when the key is absent; else the value must lie
+  // in [min, max].
+  Status get_int(std::string_view key, int64_t min, int64_t max, int64_t& out) const {
+    const toml::node* n = get(key);
+    if (!n) return Status::ok();
+    const auto* v = n->as_integer();
+    if (!v) return wrong_type(key, "integer", *n);
+    return check_range(key, v->get(), min, max, out);
+  }
+
+  Status check_range(std::string_view key, int64_t value, int64_t min, int64_t max,
+                     int64_t& out) const {
+    if (value < min || value > max) {
+      return error_at(key, "must be between " + std::to_string(min) + " and " +
+                               std::to_string(max) + ", got " + std::to_string(value));
+    }
+    out = value;
+    return Status::ok();
+  }
+
+  // A duration: integer seconds or a string "<n>[smhd]" ("90s", "30m",
+  // "12h", "7d"; a bare number is seconds). Result in seconds, in
+  // [min, kMaxDurationS].
+  Status get_duration_s(std::string_view key, int64_t min, int64_t& out) const {
+    const toml::node* n = get(key);
+    if (!n) return Status::ok();
+    int64_t seconds = 0;
+    if (const auto* i = n->as_integer()) {
+      seconds = i->get();
+    } else if (const auto* s = n->as_string()) {
+      std::optional<int64_t> parsed = parse_duration_s(s->get());
+      if (!parsed) {
+        return error_at(key, "invalid duration " + single_quoted(s->get()) +
+                                 " (expected integer seconds or a string like \"90s\", "
+                                 "\"30m\", \"12h\", \"7d\")");
+      }
+      seconds = *parsed;
+    } else {
+      return wrong_type(key, "duration (integer seconds or string)", *n);
+    }
+    return check_range(key, seconds, min, kMaxDurationS, out);
+  }
+
+  // A size: -1 (unlimited), integer bytes, or a string "<n><unit>" with unit
+  // B, KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024),
+  // case-insensitive.
+  Status get_bytes(std::string_view key, int64_t& out) const {
+    const toml::node* n = get(key);
+    if (!n) return Status::ok();
+    int64_t bytes = 0;
+    if (const auto* i = n->as_integer()) {
+      bytes = i->get();
+    } else if (const auto* s = n->as_string()) {
+      std::optional<int64_t> parsed = parse_bytes(s->get());
+      if (!parsed) {
+        return error_at(key, "invalid size " + single_quoted(s->get()) +
+                                 " (expected integer bytes or a string like \"512MiB\", "
+                                 "\"10GB\")");
+      }
+      bytes = *parsed;
+    } else {
+      return wrong_type(key, "size (integer bytes or string)", *n);
+    }
+    if (bytes == -1 || bytes > 0) {
+      out = bytes;
+      return Status::ok();
+    }
+    return error_at(key, "must be -1 (unlimited) or a positive size, got " + std::to_string(bytes));
+  }
+
+  // A sub-table; an absent key gives an empty Section.
+  Result<Section> get_table(std::string_view key) const {
+    const toml::node* n = get(key);
+    if (!n) return Section(file_, nullptr, key_path(key));
+    const auto* t = n->as_table();
+    if (!t) return wrong_type(key, "table", *n);
+    return Section(file_, t, key_path(key));
+  }
+
+  // An array of tables ([[key]] or key = [{...}, ...]); absent gives none.
+  Result<std::vector<Section>> get_tables(std::string_view key) const {
+    std::vector<Section> out;
+    const toml::node* n = get(key);
+    if (!n) return out;
+    const auto* a = n->as_array();
+    if (!a) return wrong_type(key, "array of tables", *n);
+    for (size_t i = 0; i < a->size(); ++i) {
+      const std::string element_path = key_path(key) + "[" + std::to_string(i) + "]";
+      const toml::node* e = a->get(i);
+      const auto* t = e->as_table();
+      if (!t) {
+        return Status::invalid_argument(*file_ + ": " + element_path + ": expected table, got " +
+                                        std::string(toml_type_name(e->type())));
+      }
+      out.emplace_back(file_, t, element_path);
+    }
+    return out;
+  }
+
+ private:
+  const toml::node* get(std::string_view key) const {
+    return table_ ? table_->get(key) : nullptr;
+  }
+
+  Status wrong_type(std::string_view key, std::string_view expected, const toml::node& n) const {
+    return error_at(key, "expected " + std::string(expected) + ", got " +
+                             std::string(toml_type_name(n.type())));
+  }
+
+  static std::optional<int64_t> parse_leading_int(std::string_view s, std::string_view& rest) {
+    int64_t v = 0;
+    const char* end = s.data() + s.size();
+    auto [ptr, ec] = std::from_chars(s.data(), end, v);
+    if (ec != std::errc() || ptr == s.data() || s[0] == '-') return std::nullopt;
+    rest = std::string_view(ptr, static_cast<size_t>(end - ptr));
+    return v;
+  }
+
+  static std::optional<int64_t> parse_duration_s(std::string_view s) {
+    std::string_view unit;
+    std::optional<int64_t> n = parse_leading_int(s, unit);
+    if (!n) return std::nullopt;
+    int64_t scale = 0;
+    if (unit.empty() || unit == "s") {
+      scale = 1;
+    } else if (unit == "m") {
+      scale = 60;
+    } else if (unit == "h") {
+      scale = 3600;
+    } else if (unit == "d") {
+      scale = 86400;
+    } else {
+      return std::nullopt;
+    }
+    int64_t seconds = 0;
+    if (__builtin_mul_overflow(*n, scale, &seconds)) return std::nullopt;
+    return seconds;
+  }
+
+  static std::optional<int64_t> parse_bytes(std::string_view s) {
+    std::string_view unit;
+    std::optional<int64_t> n = parse_leading_int(s, unit);
+    if (!n) return std::nullopt;
+    if (!unit.empty() && unit.front() == ' ') unit.remove_prefix(1);
+    std::string lower(unit);
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); });
+    static constexpr std::array<std::pair<std::string_view, int64_t>, 10> kUnits = {{
+        {"", 1},
+        {"b", 1},
+        {"kb", 1000LL},
+        {"mb", 1000LL * 1000},
+        {"gb", 1000LL * 1000 * 1000},
+        {"tb", 1000LL * 1000 * 1000 * 1000},
+        {"kib", 1LL << 10},
+        {"mib", 1LL << 20},
+        {"gib", 1LL << 30},
+        {"tib", 1LL << 40},
+    }};
+    for (const auto& [name, scale] : kUnits) {
+      if (lower != name) continue;
+      int64_t bytes = 0;
+      if (__builtin_mul_overflow(*n, scale, &bytes)) return std::nullopt;
+      return bytes;
+    }
+    return std::nullopt;
+  }
+
+  const std::string* file_;
+  const toml::table* table_;
+  std::string path_;
+};
+
+// ---- parsing the document -------------------------------------------------
+
+Result<toml::table> parse_toml(std::string_view text, const std::string& file) {
+  auto syntax_error = [&file](const toml::parse_error& e) {
+    const toml::source_position& at = e.source().begin;
+    return Status::invalid_argument(file + ":" + std::to_string(at.line) + ":" +
+                                    std::to_string(at.column) +
+                                    ": syntax error: " + std::string(e.description()));
+  };
+#if TOML_EXCEPTIONS
+  try {
+    return toml::parse(text, file);
+  } catch (const toml::parse_error& e) {
+    return syntax_error(e);
+  }
+#else
+  toml::parse_result r = toml::parse(text, file);
+  if (!r) return syntax_error(r.error());
+  return std::move(r).table();
+#endif
+}
+
+Result<std::string> read_file(const std::string& path) {
+  auto read_error = [&path](int err) {
+    std::string msg = path + ": cannot read: " + std::strerror(err);
+    if (err == ENOENT) return Status::not_found(std::move(msg));
+    if (err == EACCES || err == EPERM) return Status::permission_denied(std::move(msg));
+    return Status::invalid_argument(std::move(msg));
+  };
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (!f) return read_error(errno);
+  std::string text;
+  std::array<char, 16384> buf;
+  for (;;) {
+    const size_t n = std::fread(buf.data(), 1, buf.size(), f.get());
+    text.append(buf.data(), n);
+    if (n < buf.size()) break;
+  }
+  if (std::ferror(f.get())) return read_error(errno != 0 ? errno : EIO);
+  return text;
+}
+
+// ---- shared sections ----------------------------------------------------
+
+Status read_log_level(const Section& s, std::string& out) {
+  DS_RETURN_IF_ERROR(s.get_string("log_level", out));
+  Status st = validate_log_level(out);
+  if (!st.is_ok()) return s.error_at("log_level", st.message());
+  return Status::ok();
+}
+
+Status validate_nats_url(const Section& s, const std::string& url) {
+  if (url.empty()) return s.error_at("url", "must not be empty");
+  std::string_view rest = url;
+  for (;;) {
+    const size_t comma = rest.find(',');
+    std::string_view entry = rest.substr(0, comma);
+    while (!entry.empty() && entry.front() == ' ') entry.remove_prefix(1);
+    while (!entry.empty() && entry.back() == ' ') entry.remove_suffix(1);
+    bool ok = false;
+    for (std::string_view scheme : {"nats://", "tls://"}) {
+      if (entry.size() > scheme.size() && entry.substr(0, scheme.size()) == scheme) ok = true;
+    }
+    if (!ok) {
+      return s.error_at("url", "invalid server URL " + single_quoted(entry) +
+                                   " (expected nats://host:port or tls://host:port, "
+                                   "comma-separated)");
+    }
+    if (comma == std::string_view::npos) break;
+    rest.remove_prefix(comma + 1);
+  }
+  return Status::ok();
+}
+
+Status read_nats(const Section& root, const std::filesystem::path& base, NatsConfig& nats) {
+  DS_ASSIGN_OR_RETURN(Section s, root.get_table("nats"));
+  DS_RETURN_IF_ERROR(s.only_keys({"url", "user", "password", "creds_file", "nkey_seed_file",
+                                  "tls_ca_file", "tls_cert_file", "tls_key_file",
+                                  "subject_prefix"}));
+  DS_RETURN_IF_ERROR(s.get_string("url", nats.url));
+  DS_RETURN_IF_ERROR(s.get_string("user", nats.user));
+  DS_RETURN_IF_ERROR(s.get_string("password", nats.password));
+  DS_RETURN_IF_ERROR(s.get_string("creds_file", nats.creds_file));
+  DS_RETURN_IF_ERROR(s.get_string("nkey_seed_file", nats.nkey_seed_file));
+  DS_RETURN_IF_ERROR(s.get_string("tls_ca_file", nats.tls_ca_file));
+  DS_RETURN_IF_ERROR(s.get_string("tls_cert_file", nats.tls_cert_file));
+  DS_RETURN_IF_ERROR(s.get_string("tls_key_file", nats.tls_key_file));
+  DS_RETURN_IF_ERROR(s.get_string("subject_prefix", nats.subject_prefix));
+
+  DS_RETURN_IF_ERROR(validate_nats_url(s, nats.url));
+  if (!nats.password.empty() && nats.user.empty()) {
+    return s.error_at("password", "requires nats.user");
+  }
+  // Name the second method given, so the message points at a key to remove.
+  std::vector<std::string_view> methods;
+  if (!nats.user.empty()) methods.push_back("user");
+  if (!nats.creds_file.empty()) methods.push_back("creds_file");
+  if (!nats.nkey_seed_file.empty()) methods.push_back("nkey_seed_file");
+  if (methods.size() > 1) {
+    return s.error_at(methods[1], "conflicts with nats." + std::string(methods[0]) +
+                                      " (use at most one of user/password, creds_file, "
+                                      "nkey_seed_file)");
+  }
+  if (nats.tls_cert_file.empty() != nats.tls_key_file.empty()) {
+    return nats.tls_cert_file.empty()
+               ? s.error_at("tls_key_file", "requires nats.tls_cert_file")
+               : s.error_at("tls_cert_file", "requires nats.tls_key_file");
+  }
+  Status st = validate_subject_prefix(nats.subject_prefix);
+  if (!st.is_ok()) return s.error_at("subject_prefix", st.message());
+
+  for (std::string* p : {&nats.creds_file, &nats.nkey_seed_file, &nats.tls_ca_file,
+                         &nats.tls_cert_file, &nats.tls_key_file}) {
+    *p = resolve_path(base, *p);
+  }
+  return Status::ok();
+}
+
+Status read_required_path(const Section& s, std::string_view key, const std::filesystem::path& base,
+                          std::string& out) {
+  DS_RETURN_IF_ERROR(s.get_string(key, out));
+  if (out.empty()) return s.error_at(key, "must not be empty");
+  out = resolve_path(base, out);
+  return Status::ok();
+}
+
+// ---- hub ------------------------------------------------------------------
+
+// Column and key names: the identifier rules of type names ([a-z][a-z0-9_]*),
+// because they become SQLite column names in every replica. A leading '_' is
+// reserved for the replica's own columns (_version, _ts, _hub_ts).
+Status validate_column_name(const Section& s, std::string_view key, std::string_view name) {
+  if (!name.empty() && name.front() == '_') {
+    return s.error_at(key, "column name " + single_quoted(name) +
+                               " is reserved: names starting with '_' belong to the replica "
+                               "(_version, _ts, _hub_ts)");
+  }
+  Status st = validate_type_name(name);
+  if (!st.is_ok()) {
+    return s.error_at(key, "invalid column name " + single_quoted(name) +
+                               " (expected [a-z][a-z0-9_]*, at most 64 characters)");
+  }
+  return Status::ok();
+}
+
+std::string column_type_choices() {
+  std::string out;
+  for (ColumnType t : {ColumnType::kText, ColumnType::kInteger, ColumnType::kReal,
+                       ColumnType::kBool, ColumnType::kBlob, ColumnType::kJson}) {
+    if (!out.empty()) out += ", ";
+    out += column_type_name(t);
+  }
+  return out;
+}
+
+Status read_column(const Section& s, Column& column) {
+  DS_RETURN_IF_ERROR(s.only_keys({"name", "type"}));
+  DS_RETURN_IF_ERROR(s.require_string("name", column.name));
+  DS_RETURN_IF_ERROR(validate_column_name(s, "name", column.name));
+  std::string type;
+  DS_RETURN_IF_ERROR(s.require_string("type", type));
+  Result<ColumnType> t = column_type_from_name(type);
+  if (!t.is_ok()) {
+    return s.error_at("type", "unknown column type " + single_quoted(type) + " (expected one of " +
+                                  column_type_choices() + ")");
+  }
+  column.type = *t;
+  return Status::ok();
+}
+
+Status read_type(const Section& s, TypeConfig& type) {
+  DS_RETURN_IF_ERROR(s.only_keys({"name", "key", "partition", "columns", "max_age", "max_bytes",
+                                  "freshness_objective"}));
+  DS_RETURN_IF_ERROR(s.require_string("name", type.name));
+  Status st = validate_type_name(type.name);
+  if (!st.is_ok()) return s.error_at("name", st.message());
+
+  TypeSchema& schema = type.schema;
+  DS_RETURN_IF_ERROR(s.require_string("key", schema.key));
+  DS_RETURN_IF_ERROR(validate_column_name(s, "key", schema.key));
+
+  DS_ASSIGN_OR_RETURN(std::vector<Section> columns, s.get_tables("columns"));
+  std::set<std::string, std::less<>> seen;
+  for (const Section& c : columns) {
+    Column column;
+    DS_RETURN_IF_ERROR(read_column(c, column));
+    if (column.name == schema.key) {
+      return c.error_at("name", "column " + single_quoted(column.name) +
+                                    " is the key column, which is implicit: list it only as "
+                                    "key");
+    }
+    if (!seen.insert(column.name).second) {
+      return c.error_at("name", "duplicate column " + single_quoted(column.name));
+    }
+    schema.columns.push_back(std::move(column));
+  }
+
+  if (s.has("partition")) {
+    std::string partition;
+    DS_RETURN_IF_ERROR(s.get_string("partition", partition));
+    const Column* c = schema.find_column(partition);
+    if (!c) {
+      return s.error_at("partition", "partition column " + single_quoted(partition) +
+                                         " is not a declared column");
+    }
+    if (c->type != ColumnType::kText && c->type != ColumnType::kInteger) {
+      return s.error_at("partition", "partition column " + single_quoted(partition) + " has type " +
+                                         std::string(column_type_name(c->type)) +
+                                         " (expected text or integer)");
+    }
+    schema.partition = std::move(partition);
+  }
+
+  DS_RETURN_IF_ERROR(s.get_duration_s("max_age", 0, type.max_age_s));
+  DS_RETURN_IF_ERROR(s.get_bytes("max_bytes", type.max_bytes));
+  DS_RETURN_IF_ERROR(s.get_duration_s("freshness_objective", 1, type.freshness_objective_s));
+  return Status::ok();
+}
+
+// "host:port" with a non-empty host (a name, IPv4 address or [IPv6]) and a
+// port in 0..65535 (0 = any free port).
+std::optional<std::string> listen_problem(std::string_view listen) {
+  const size_t colon = listen.rfind(':');
+  if (colon == std::string_view::npos) return "missing ':port'";
+  const std::string_view host = listen.substr(0, colon);
+  const std::string_view port = listen.substr(colon + 1);
+  if (host.empty()) return "missing host (use 0.0.0.0 for every interface)";
+  const bool bracketed = host.front() == '[';
+  if (bracketed ? (host.size() < 3 || host.back() != ']')
+                : host.find(':') != std::string_view::npos) {
+    return "IPv6 addresses go in brackets, e.g. [::1]:8080";
+  }
+  unsigned value = 0;
+  auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (port.empty() || ec != std::errc() || ptr != port.data() + port.size() || value > 65535) {
+    return "invalid port " + single_quoted(port) + " (expected 0..65535)";
+  }
+  return std::nullopt;
+}
+
+Status read_http(const Section& root, HubConfig& config) {
+  DS_ASSIGN_OR_RETURN(Section s, root.get_table("http"));
+  DS_RETURN_IF_ERROR(s.only_keys({"listen", "token"}));
+  DS_RETURN_IF_ERROR(s.get_string("listen", config.http_listen));
+  DS_RETURN_IF_ERROR(s.get_string("token", config.http_token));
+  if (config.http_listen.empty()) return Status::ok();
+  if (auto problem = listen_problem(config.http_listen)) {
+    return s.error_at("listen", "invalid address " + single_quoted(config.http_listen) + ": " + *problem +
+                                    " (expected host:port, or \"\" to disable)");
+  }
+  if (config.http_token.empty()) {
+    return s.error_at("token", "required when http.listen is set (a secret of at least " +
+                                   std::to_string(kMinHttpTokenChars) + " characters)");
+  }
+  if (config.http_token.size() < kMinHttpTokenChars) {
+    // Never echo the secret itself.
+    return s.error_at("token", "must be at least " + std::to_string(kMinHttpTokenChars) +
+                                   " characters, got " + std::to_string(config.http_token.size()));
+  }
+  return Status::ok();
+}
+
+Result<HubConfig> hub_from_text(std::string_view text, const std::string& file,
+                                const std::filesystem::path& base) {
+  DS_ASSIGN_OR_RETURN(toml::table doc, parse_toml(text, file));
+  HubConfig config;
+  config.path = file;
+  Section root(&file, &doc, "");
+  DS_RETURN_IF_ERROR(
+      root.only_keys({"hub", "nats", "store", "http", "liveness", "delivery", "types"}));
+
+  DS_ASSIGN_OR_RETURN(Section hub, root.get_table("hub"));
+  DS_RETURN_IF_ERROR(hub.only_keys({"name", "log_level"}));
+  DS_RETURN_IF_ERROR(hub.get_string("name", config.name));
+  if (config.name.empty()) return hub.error_at("name", "must not be empty");
+  DS_RETURN_IF_ERROR(read_log_level(hub, config.log_level));
+
+  DS_RETURN_IF_ERROR(read_nats(root, base, config.nats));
+
+  DS_ASSIGN_OR_RETURN(Section store, root.get_table("store"));
+  DS_RETURN_IF_ERROR(store.only_keys({"path"}));
+  DS_RETURN_IF_ERROR(read_required_path(store, "path", base, config.store_path));
+
+  DS_RETURN_IF_ERROR(read_http(root, config));
+
+  DS_ASSIGN_OR_RETURN(Section liveness, root.get_table("liveness"));
+  DS_RETURN_IF_ERROR(liveness.only_keys({"heartbeat_interval_ms", "dead_after"}));
+  DS_RETURN_IF_ERROR(
+      liveness.get_int("heartbeat_interval_ms", 100, 3600000, config.heartbeat_interval_ms));
+  DS_RETURN_IF_ERROR(liveness.get_int("dead_after", 1, 100, config.dead_after));
+
+  DS_ASSIGN_OR_RETURN(Section delivery, root.get_table("delivery"));
+  DS_RETURN_IF_ERROR(delivery.only_keys({"max_ack_pending", "publish_batch"}));
+  DS_RETURN_IF_ERROR(delivery.get_int("max_ack_pending", 1, 100000, config.max_ack_pending));
+  DS_RETURN_IF_ERROR(delivery.get_int("publish_batch", 1, kMaxPublishBatch, config.publish_batch));
+
+  DS_ASSIGN_OR_RETURN(std::vector<Section> types, root.get_tables("types"));
+  if (types.empty()) {
+    return root.error_at("types", "at least one business type is required ([[types]])");
+  }
+  for (const Section& t : types) {
+    TypeConfig type;
+    DS_RETURN_IF_ERROR(read_type(t, type));
+    if (config.find_type(type.name)) {
+      return t.error_at("name", "duplicate type " + single_quoted(type.name));
+    }
+    config.types.push_back(std::move(type));
+  }
+  return config;
+}
+
+// ---- agent ----------------------------------------------------------------
+
+Status read_subscription(const Section& s, SubscriptionConfig& sub) {
+  DS_RETURN_IF_ERROR(
+      s.only_keys({"type", "partition", "hook", "hook_retries", "hook_timeout_ms"}));
+  DS_RETURN_IF_ERROR(s.require_string("type", sub.type));
+  Status st = validate_type_name(sub.type);
+  if (!st.is_ok()) return s.error_at("type", st.message());
+  DS_RETURN_IF_ERROR(s.get_string("partition", sub.partition));
+  if (sub.partition != kAnyPartition) {
+    st = validate_partition(sub.partition);
+    if (!st.is_ok()) {
+      return s.error_at("partition", st.message() + " (or \"*\" for every partition)");
+    }
+  }
+  DS_RETURN_IF_ERROR(s.get_string("hook", sub.hook));
+  DS_RETURN_IF_ERROR(s.get_int("hook_retries", 0, 100, sub.hook_retries));
+  DS_RETURN_IF_ERROR(s.get_int("hook_timeout_ms", 100, 3600000, sub.hook_timeout_ms));
+  return Status::ok();
+}
+
+Result<AgentConfig> agent_from_text(std::string_view text, const std::string& file,
+                                    const std::filesystem::path& base) {
+  DS_ASSIGN_OR_RETURN(toml::table doc, parse_toml(text, file));
+  AgentConfig config;
+  config.path = file;
+  Section root(&file, &doc, "");
+  DS_RETURN_IF_ERROR(root.only_keys({"agent", "nats", "replica", "subscriptions"}));
+
+  DS_ASSIGN_OR_RETURN(Section agent, root.get_table("agent"));
+  DS_RETURN_IF_ERROR(agent.only_keys({"id", "log_level"}));
+  DS_RETURN_IF_ERROR(agent.require_string("id", config.id));
+  Status st = validate_agent_id(config.id);
+  if (!st.is_ok()) return agent.error_at("id", st.message());
+  DS_RETURN_IF_ERROR(read_log_level(agent, config.log_level));
+
+  DS_RETURN_IF_ERROR(read_nats(root, base, config.nats));
+
+  DS_ASSIGN_OR_RETURN(Section replica, root.get_table("replica"));
+  DS_RETURN_IF_ERROR(replica.only_keys({"path"}));
+  DS_RETURN_IF_ERROR(read_required_path(replica, "path", base, config.replica_path));
+
+  DS_ASSIGN_OR_RETURN(std::vector<Section> subs, root.get_tables("subscriptions"));
+  if (subs.empty()) {
+    return root.error_at("subscriptions",
+                         "at least one subscription is required ([[subscriptions]])");
+  }
+  std::set<std::string, std::less<>> seen;
+  for (const Section& s : subs) {
+    SubscriptionConfig sub;
+    DS_RETURN_IF_ERROR(read_subscription(s, sub));
+    if (!seen.insert(sub.type).second) {
+      return s.error_at("type", "type " + single_quoted(sub.type) +
+                                    " is subscribed more than once (one subscription per type)");
+    }
+    config.subscriptions.push_back(std::move(sub));
+  }
+  return config;
+}
+
+std::filesystem::path directory_of(const std::string& file) {
+  return std::filesystem::path(file).parent_path();
+}
+
+}  // namespace
+
+const TypeConfig* HubConfig::find_type(std::string_view type_name) const {
+  for (const TypeConfig& t : types) {
+    if (t.name == type_name) return &t;
+  }
+  return nullptr;
+}
+
+Result<HubConfig> load_hub_config(const std::string& path) {
+  DS_ASSIGN_OR_RETURN(std::string text, read_file(path));
+  return hub_from_text(text, path, directory_of(path));
+}
+
+Result<AgentConfig> load_agent_config(const std::string& path) {
+  DS_ASSIGN_OR_RETURN(std::string text, read_file(path));
+  return agent_from_text(text, path, directory_of(path));
+}
+
+Result<HubConfig> parse_hub_config(std::string_view toml, const std::string& name) {
+  return hub_from_text(toml, name, {});
+}
+
+Result<AgentConfig> parse_agent_config(std::string_view toml, const std::string& name) {
+  return agent_from_text(toml, name, {});
+}
+
+}  // namespace ds
