@@ -1,0 +1,115 @@
+#pragma once
+// LivenessTracker: the agent liveness state machine of DESIGN.md §6, with no
+// clock, thread or I/O of its own. The caller passes "now" (milliseconds on a
+// monotonic clock) into every call, so tests drive time by hand and the
+// service feeds std::chrono::steady_clock.
+//
+//   live    --no reply for more than interval + grace------------> suspect
+//   live/suspect --no reply for dead_after x interval or more-----> dead
+//   suspect/dead --any accepted heartbeat reply--------------------> live
+//   any     --registration------------------------------------------> live
+//   any     --retire by an operator---------------------------------> retired
+//
+// Silence is measured from the last accepted reply or registration, not from
+// the last probe, so an agent that answers late still counts as answering.
+// `retired` sticks: heartbeat replies of a retired agent are ignored (not
+// accepted) until the agent registers again, which is an explicit request to
+// take part and therefore makes it live. Dead agents are not probed directly
+// (they still hear the per-type broadcast, which is how they come back).
+//
+// Every method returns the transitions it caused; the caller logs and stores
+// them. Not thread-safe: one owner thread.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shared/status.h"
+
+namespace ds {
+
+enum class AgentState { kLive, kSuspect, kDead, kRetired };
+
+// "live", "suspect", "dead", "retired": stored in the agents table and shown by
+// the API.
+std::string_view agent_state_name(AgentState state);
+Result<AgentState> agent_state_from_name(std::string_view name);
+
+struct LivenessOptions {
+  int64_t interval_ms = 5000;  // heartbeat interval
+  int64_t dead_after = 3;      // missed beats until dead (at least 1)
+  // Extra silence tolerated before "suspect": the broadcast period itself
+  // jitters with scheduling and the replies take a round trip, so a healthy
+  // agent's silence briefly exceeds one interval. -1 = interval / 2.
+  int64_t grace_ms = -1;
+};
+
+struct Transition {
+  std::string agent;
+  std::optional<AgentState> from;  // nullopt: the agent was not known before
+  AgentState to = AgentState::kLive;
+  std::string reason;
+  bool operator==(const Transition&) const = default;
+};
+
+class LivenessTracker {
+ public:
+  explicit LivenessTracker(LivenessOptions options);
+
+  int64_t interval_ms() const { return interval_ms_; }
+  // Silence after which a live agent becomes suspect (strictly more than this).
+  int64_t suspect_after_ms() const { return suspect_after_ms_; }
+  // Silence at which an agent becomes dead (this much or more).
+  int64_t dead_after_ms() const { return dead_after_ms_; }
+
+  // Adds an agent known from storage (hub restart) in `state`; its silence is
+  // counted from `now_ms`, so a restart gives every agent a fresh window.
+  void restore(const std::string& agent, AgentState state, int64_t now_ms);
+
+  // Registration: the agent becomes (or is added as) live.
+  std::optional<Transition> on_registered(const std::string& agent, int64_t now_ms);
+
+  struct ReplyEffect {
+    bool accepted = false;  // false: unknown or retired agent, reply ignored
+    std::optional<Transition> transition;
+  };
+  ReplyEffect on_reply(const std::string& agent, int64_t now_ms);
+
+  // Operator retire. NotFound for an unknown agent; no transition when it is
+  // already retired.
+  Result<std::optional<Transition>> retire(const std::string& agent, int64_t now_ms);
+
+  // Applies the silence rules to every agent (at most one transition per
+  // agent per call: straight to dead when the silence already warrants it).
+  std::vector<Transition> evaluate(int64_t now_ms);
+
+  // Agents to probe directly on the next beat: the suspect ones.
+  std::vector<std::string> probe_targets() const;
+
+  // True when `agent` is live or suspect, its last reply is older than one
+  // interval and it was not probed within the last quarter interval (so a
+  // burst of updates does not turn into a burst of probes).
+  bool needs_refresh(const std::string& agent, int64_t now_ms) const;
+  void record_probe(const std::string& agent, int64_t now_ms);
+
+  std::optional<AgentState> state(const std::string& agent) const;
+  std::optional<int64_t> last_reply_ms(const std::string& agent) const;
+
+ private:
+  struct Entry {
+    AgentState state = AgentState::kLive;
+    int64_t last_reply_ms = 0;
+    int64_t last_probe_ms = INT64_MIN / 2;
+  };
+  std::optional<Transition> move(const std::string& agent, Entry& e, AgentState to, std::string reason);
+
+  int64_t interval_ms_;
+  int64_t suspect_after_ms_;
+  int64_t dead_after_ms_;
+  std::map<std::string, Entry, std::less<>> agents_;
+};
+
+}  // namespace ds
