@@ -4,12 +4,22 @@
 // Status here, with sqlite3_errmsg in the message.
 //
 // Thread-safety: a Database and its Statements belong to one thread at a time
-// (one writer per database file; readers open their own Database).
+// (one writer per database file; readers open their own Database). Connections
+// are opened in SQLite's multi-thread mode (SQLITE_OPEN_NOMUTEX): no per-call
+// connection mutex, which is exactly as safe as this rule.
+//
+// Error codes (sqlite_status): busy/locked, I/O, disk full and cannot-open are
+// kUnavailable (transient); a UNIQUE or PRIMARY KEY violation is
+// kAlreadyExists, any other constraint, a bad bind or bad SQL given to
+// prepare() is kInvalidArgument; a corrupt or non-database file is kDataLoss;
+// writing through a read-only connection is kPermissionDenied; the rest is
+// kInternal.
 
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "shared/schema.h"
 #include "shared/status.h"
@@ -19,6 +29,10 @@ struct sqlite3_stmt;
 
 namespace ds {
 
+// One prepared statement of a Database, finalized on destruction. Move-only.
+// It may outlive its Database object (the connection closes once its last
+// statement is finalized), but it is used on that Database's thread only.
+// A default-constructed or moved-from Statement fails every step().
 class Statement {
  public:
   Statement() = default;
@@ -26,22 +40,31 @@ class Statement {
   Statement& operator=(Statement&&) noexcept = default;
 
   // Binds are 1-based like sqlite3. A failing bind is remembered and returned
-  // by the next step(), so call sites read as a straight line.
+  // by the next step(), so call sites read as a straight line. Text and blobs
+  // are copied; an empty string binds '' and an empty blob a zero-length blob,
+  // never NULL.
   Statement& bind(int index, int64_t v);
+  Statement& bind(int index, int v) { return bind(index, static_cast<int64_t>(v)); }
   Statement& bind(int index, double v);
   Statement& bind(int index, std::string_view text);
+  // These two exist only because a std::string or a literal would otherwise
+  // be ambiguous between the string_view and the Value overloads.
+  Statement& bind(int index, const std::string& text) { return bind(index, std::string_view(text)); }
+  Statement& bind(int index, const char* text) { return bind(index, std::string_view(text)); }
   Statement& bind_blob(int index, std::string_view bytes);
   Statement& bind_null(int index);
   Statement& bind(int index, const Value& v);  // Blob as blob, JsonText as text
-  // Named parameter (":name"); InvalidArgument at step() when unknown.
+  // Named parameter (":name"); 0 when unknown, which fails the bind and so
+  // gives InvalidArgument at step().
   int parameter_index(const char* name) const;
 
-  // Advances: true = a row is available, false = done.
+  // Advances: true = a row is available, false = done. After an error, call
+  // reset() before stepping again.
   Result<bool> step();
   // Runs to completion, ignoring rows.
   Status run();
   // Resets so the statement can be bound and stepped again; keeps bindings
-  // until rebound.
+  // until rebound and forgets a remembered bind failure.
   void reset();
 
   int column_count() const;
@@ -60,6 +83,10 @@ class Statement {
   friend class Database;
   struct Finalizer { void operator()(sqlite3_stmt* s) const; };
   Statement(sqlite3* db, sqlite3_stmt* s) : db_(db), stmt_(s) {}
+  // Remembers the first failing bind (rc != SQLITE_OK) in bind_status_.
+  Statement& note_bind(int rc, int index);
+  // False (and remembered) when there is no prepared statement.
+  bool check_prepared();
   sqlite3* db_ = nullptr;
   std::unique_ptr<sqlite3_stmt, Finalizer> stmt_;
   Status bind_status_;
@@ -73,14 +100,21 @@ struct OpenOptions {
   int busy_timeout_ms = 5000;
 };
 
+// One sqlite3 connection, closed on destruction. Not copyable or movable;
+// held by unique_ptr. Used by one thread at a time.
 class Database {
  public:
   // Opens (creating if allowed) and sets WAL mode, synchronous, busy timeout
-  // and foreign keys. NotFound when the file is missing and create is false.
+  // and foreign keys, then reads the schema so a file that is not a database
+  // fails here (kDataLoss) rather than at first use. A read-only connection
+  // leaves the journal mode as the file has it. NotFound when the file is
+  // missing and create is false (or read_only). Messages start "open <path>: ".
   static Result<std::unique_ptr<Database>> open(const std::string& path, const OpenOptions& opts = {});
 
-  // Runs one or more statements without results.
+  // Runs one or more statements, discarding any rows.
   Status exec(std::string_view sql);
+  // Prepares exactly one statement; trailing SQL other than whitespace and
+  // comments is kInvalidArgument, as is empty SQL.
   Result<Statement> prepare(std::string_view sql);
 
   int64_t changes() const;
@@ -97,6 +131,9 @@ class Database {
 
 // BEGIN IMMEDIATE (writer) or BEGIN (deferred, for readers that want one
 // consistent view) ... COMMIT; rolls back in the destructor unless committed.
+// A failed commit() leaves the transaction open for the destructor to roll
+// back (or already rolled back by SQLite, which the destructor notices). Must
+// not outlive its Database; nested transactions are not supported.
 class Transaction {
  public:
   enum class Kind { kImmediate, kDeferred };
@@ -105,6 +142,7 @@ class Transaction {
   Transaction& operator=(Transaction&&) = delete;
   ~Transaction();
 
+  // Commits; a second call after success is kInternal.
   Status commit();
 
  private:
@@ -112,7 +150,14 @@ class Transaction {
   Database* db_;
 };
 
-// Converts an sqlite3 result code to a Status ("<context>: <errmsg>").
+// Converts an sqlite3 result code (primary or extended) to a Status
+// "<context>: <errmsg> (code N)". The message is sqlite3_errmsg(db) when db's
+// last error is rc, else sqlite3_errstr(rc); db may be null.
 Status sqlite_status(sqlite3* db, int rc, std::string_view context);
+
+// Runs a query expected to yield one integer in its first row and column
+// ("SELECT count(*) ...", "PRAGMA user_version"). NotFound when there is no
+// row or the value is NULL.
+Result<int64_t> query_scalar_int64(Database& db, std::string_view sql);
 
 }  // namespace ds
