@@ -1,0 +1,392 @@
+#include "tools/cli.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "shared/log.h"
+#include "shared/names.h"
+#include "shared/nats.h"
+#include "shared/version.h"
+#include "tools/hub_client.h"
+#include "tools/pusher.h"
+#include "tools/record_reader.h"
+#include "tools/table.h"
+
+namespace ds {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+std::string env_or(const char* name, std::string fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::string(v) : std::move(fallback);
+}
+
+int fail(const Status& s) {
+  fmt::print(stderr, "deltasync: {}\n", s.message());
+  return s.code() == StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
+}
+
+std::string text(const nlohmann::json& j) {
+  if (j.is_string()) return j.get<std::string>();
+  if (j.is_null()) return "-";
+  return j.dump();
+}
+
+// Options every hub-facing command shares.
+struct HubOptions {
+  std::string url = env_or("DELTASYNC_HUB", "http://127.0.0.1:8080");
+  std::string token = env_or("DELTASYNC_TOKEN", "");
+  bool json = false;
+
+  void add_to(CLI::App* cmd) {
+    cmd->add_option("--hub", url, "hub HTTP API (env DELTASYNC_HUB)")->capture_default_str();
+    cmd->add_option("--token", token, "bearer token of the hub API (env DELTASYNC_TOKEN)");
+    cmd->add_flag("--json", json, "print JSON for scripts instead of a table");
+  }
+  Result<HubClient> client() const { return HubClient::create(url, token); }
+};
+
+int run_get_json(const HubOptions& hub, const std::string& path, nlohmann::json& out) {
+  auto client = hub.client();
+  if (!client) return fail(client.status());
+  auto r = client->get_json(path);
+  if (!r) return fail(r.status());
+  out = std::move(*r);
+  return kExitOk;
+}
+
+int cmd_types(const HubOptions& hub) {
+  nlohmann::json j;
+  if (int rc = run_get_json(hub, "/v1/types", j)) return rc;
+  if (hub.json) {
+    fmt::print("{}\n", j.dump(2));
+    return kExitOk;
+  }
+  Table t({"TYPE", "KEY", "PARTITION", "VERSION", "PUBLISHED", "STREAM MSGS", "COLUMNS"});
+  for (const auto& ty : j.value("types", nlohmann::json::array())) {
+    std::string columns;
+    for (const auto& c : ty.value("schema", nlohmann::json::object()).value("columns", nlohmann::json::array())) {
+      if (!columns.empty()) columns += ",";
+      columns += text(c.value("name", nlohmann::json())) + ":" + text(c.value("type", nlohmann::json()));
+    }
+    const auto schema = ty.value("schema", nlohmann::json::object());
+    t.add({text(ty.value("name", nlohmann::json())), text(schema.value("key", nlohmann::json())),
+           text(schema.value("partition", nlohmann::json())), text(ty.value("version", nlohmann::json())),
+           text(ty.value("published_version", nlohmann::json())),
+           text(ty.value("stream", nlohmann::json::object()).value("messages", nlohmann::json())), columns});
+  }
+  t.print();
+  return kExitOk;
+}
+
+int cmd_agents(const HubOptions& hub) {
+  nlohmann::json j;
+  if (int rc = run_get_json(hub, "/v1/agents", j)) return rc;
+  if (hub.json) {
+    fmt::print("{}\n", j.dump(2));
+    return kExitOk;
+  }
+  Table t({"AGENT", "STATE", "HOST", "LAST BEAT (ms ago)", "TYPE", "PARTITION", "VERSION", "LAG (versions)",
+           "LAG (business ms)"});
+  const auto agents = j.is_array() ? j : j.value("agents", nlohmann::json::array());
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch()).count();
+  for (const auto& a : agents) {
+    std::string ago = "-";
+    if (a.contains("last_beat") && a["last_beat"].is_number() && a["last_beat"].get<int64_t>() > 0) {
+      ago = std::to_string(now - a["last_beat"].get<int64_t>());
+    }
+    const auto types = a.value("types", nlohmann::json::object());
+    if (types.empty()) {
+      t.add({text(a.value("id", nlohmann::json())), text(a.value("state", nlohmann::json())),
+             text(a.value("host", nlohmann::json())), ago, "-", "-", "-", "-", "-"});
+    }
+    for (auto it = types.begin(); it != types.end(); ++it) {
+      const auto& s = it.value();
+      t.add({text(a.value("id", nlohmann::json())), text(a.value("state", nlohmann::json())),
+             text(a.value("host", nlohmann::json())), ago, it.key(), text(s.value("partition", nlohmann::json())),
+             text(s.value("version", nlohmann::json())), text(s.value("lag_versions", nlohmann::json())),
+             text(s.value("lag_ms", nlohmann::json()))});
+    }
+  }
+  t.print();
+  return kExitOk;
+}
+
+void print_records(const nlohmann::json& records) {
+  std::vector<std::string> header{"KEY", "VERSION"};
+  std::vector<std::string> columns;
+  for (const auto& r : records) {
+    for (auto it = r.value("fields", nlohmann::json::object()).begin();
+         it != r.value("fields", nlohmann::json::object()).end(); ++it) {
+      if (std::find(columns.begin(), columns.end(), it.key()) == columns.end()) columns.push_back(it.key());
+    }
+  }
+  for (const auto& c : columns) header.push_back(c);
+  Table t(header);
+  for (const auto& r : records) {
+    std::vector<std::string> row{text(r.value("key", nlohmann::json())), text(r.value("version", nlohmann::json()))};
+    const auto fields = r.value("fields", nlohmann::json::object());
+    for (const auto& c : columns) row.push_back(fields.contains(c) ? text(fields[c]) : "-");
+    t.add(std::move(row));
+  }
+  t.print();
+}
+
+// Progress on stderr for long pushes: records, rate and share of the input.
+class Progress {
+ public:
+  Progress(uint64_t total_bytes, bool enabled) : total_(total_bytes), enabled_(enabled) {}
+  void update(uint64_t records, uint64_t bytes_done) {
+    if (!enabled_) return;
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_ < std::chrono::milliseconds(200)) return;
+    last_ = now;
+    draw(records, bytes_done);
+  }
+  void finish(uint64_t records) {
+    if (!enabled_) return;
+    draw(records, total_);
+    fmt::print(stderr, "\n");
+  }
+
+ private:
+  void draw(uint64_t records, uint64_t bytes_done) {
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    double share = total_ ? static_cast<double>(bytes_done) / static_cast<double>(total_) : 1.0;
+    int filled = static_cast<int>(share * 30);
+    fmt::print(stderr, "\r[{:<30}] {:5.1f}%  {} records  {:.0f} records/s", std::string(static_cast<size_t>(filled), '#'),
+               share * 100, records, secs > 0 ? static_cast<double>(records) / secs : 0.0);
+  }
+  uint64_t total_;
+  bool enabled_;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point last_{};
+};
+
+struct PushArgs {
+  std::string type;
+  std::string file;
+  std::string nats_url = env_or("DELTASYNC_NATS", "nats://127.0.0.1:4222");
+  std::string user, password, creds_file, nkey_seed_file;
+  std::string subject_prefix = "ds";
+  std::string producer;
+  uint64_t first_seq = 1;
+  size_t batch = 1000;
+  bool quiet = false;
+};
+
+int cmd_push(const PushArgs& a, const HubOptions& hub) {
+  if (auto s = validate_type_name(a.type); !s) return fail(s.with_context("--type"));
+  if (a.batch == 0 || a.batch > kMaxBatchRecords) {
+    return fail(Status::invalid_argument(fmt::format("--batch must be 1..{}", kMaxBatchRecords)));
+  }
+  std::ifstream file;
+  std::istream* in = &std::cin;
+  uint64_t total_bytes = 0;
+  if (a.file != "-") {
+    file.open(a.file, std::ios::binary);
+    if (!file) return fail(Status::invalid_argument(a.file + ": cannot open: " + std::strerror(errno)));
+    file.seekg(0, std::ios::end);
+    total_bytes = static_cast<uint64_t>(file.tellg());
+    file.seekg(0);
+    in = &file;
+  }
+  const InputFormat format = input_format_for(a.file);
+  TypeSchema schema;
+  if (format == InputFormat::kCsv) {  // CSV cells are typed by the type's schema, which the hub knows
+    auto client = hub.client();
+    if (!client) return fail(client.status());
+    auto types = client->get_json("/v1/types");
+    if (!types) return fail(types.status().with_context("reading the schema of '" + a.type + "' for CSV input"));
+    bool found = false;
+    for (const auto& ty : types->value("types", nlohmann::json::array())) {
+      if (ty.value("name", "") != a.type) continue;
+      const auto& js = ty["schema"];
+      schema.key = js.value("key", "");
+      if (js.contains("partition") && js["partition"].is_string()) schema.partition = js["partition"].get<std::string>();
+      for (const auto& c : js.value("columns", nlohmann::json::array())) {
+        auto ct = column_type_from_name(c.value("type", ""));
+        if (!ct) return fail(ct.status());
+        schema.columns.push_back({c.value("name", ""), *ct});
+      }
+      found = true;
+    }
+    if (!found) return fail(Status::not_found("the hub has no business type '" + a.type + "'"));
+  }
+
+  ConnectOptions opts;
+  opts.config.url = a.nats_url;
+  opts.config.user = a.user;
+  opts.config.password = a.password;
+  opts.config.creds_file = a.creds_file;
+  opts.config.nkey_seed_file = a.nkey_seed_file;
+  opts.name = "deltasync push";
+  std::string producer = a.producer;
+  if (producer.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    producer = fmt::format("push-{}-{}-{}", host, getpid(),
+                           std::chrono::system_clock::now().time_since_epoch().count());
+  }
+  auto nc = Connection::connect(opts);
+  if (!nc) return fail(nc.status());
+  Pusher pusher(**nc, Subjects(a.subject_prefix), a.type,
+                PushOptions{.producer = producer, .first_seq = a.first_seq});
+  RecordReader reader(*in, format, schema);
+  Progress progress(total_bytes, !a.quiet && isatty(STDERR_FILENO) && total_bytes > 0);
+  uint64_t records = 0, batches = 0, first_version = 0, last_version = 0;
+  std::vector<IngestRecord> batch;
+  while (true) {
+    batch.clear();
+    auto n = reader.read(a.batch, batch);
+    if (!n) return fail(n.status().with_context(a.file));
+    if (*n == 0) break;
+    const uint64_t seq = pusher.next_seq();
+    auto reply = pusher.push(std::move(batch));
+    if (!reply) {
+      progress.finish(records);
+      fmt::print(stderr, "deltasync: {} (lines up to {}; {} records in {} earlier batches were stored; "
+                 "resume with --producer {} --first-seq {})\n",
+                 reply.status().message(), reader.line(), records, batches, producer, seq);
+      return kExitFailure;
+    }
+    if (first_version == 0) first_version = reply->first_version;
+    last_version = reply->last_version;
+    records += *n;
+    ++batches;
+    progress.update(records, a.file == "-" ? 0 : static_cast<uint64_t>(file.tellg()));
+  }
+  progress.finish(records);
+  if (hub.json) {
+    fmt::print("{}\n", nlohmann::json{{"records", records}, {"batches", batches}, {"first_version", first_version},
+                                      {"last_version", last_version}, {"producer", producer}}.dump());
+  } else if (!a.quiet) {
+    fmt::print("pushed {} records of '{}' in {} batches: versions {}..{}\n", records, a.type, batches,
+               first_version, last_version);
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv) {
+  CLI::App app{"deltasync: operator and producer command line for a deltasync hub.\n"
+               "Talks to the hub's HTTP API (--hub, --token) and, for push, to NATS."};
+  app.set_version_flag("--version", std::string("deltasync ") + kVersion);
+  app.require_subcommand(1);
+  std::string log_level = "warn";
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")->capture_default_str();
+
+  HubOptions hub;
+  std::function<int()> action;
+
+  auto* types = app.add_subcommand("types", "list business types with their versions and streams");
+  hub.add_to(types);
+  types->callback([&] { action = [&] { return cmd_types(hub); }; });
+
+  auto* agents = app.add_subcommand("agents", "list agents: state, last beat, per-type checkpoint and lag");
+  hub.add_to(agents);
+  agents->callback([&] { action = [&] { return cmd_agents(hub); }; });
+
+  std::string type, key, partition, after;
+  size_t limit = 100;
+  auto* get = app.add_subcommand("get", "show one record by type and key");
+  hub.add_to(get);
+  get->add_option("type", type, "business type")->required();
+  get->add_option("key", key, "record key")->required();
+  get->callback([&] {
+    action = [&] {
+      nlohmann::json j;
+      if (int rc = run_get_json(hub, "/v1/types/" + url_encode(type) + "/records/" + url_encode(key), j)) return rc;
+      if (hub.json) fmt::print("{}\n", j.dump(2));
+      else print_records(nlohmann::json::array({j}));
+      return kExitOk;
+    };
+  });
+
+  auto* list = app.add_subcommand("list", "list records of a type, paged by key");
+  hub.add_to(list);
+  list->add_option("type", type, "business type")->required();
+  list->add_option("--partition", partition, "only this partition");
+  list->add_option("--after", after, "start after this key (paging)");
+  list->add_option("--limit", limit, "records per page")->capture_default_str()->check(CLI::Range(1, 10000));
+  list->callback([&] {
+    action = [&] {
+      std::string path = "/v1/types/" + url_encode(type) + "/records?limit=" + std::to_string(limit);
+      if (!partition.empty()) path += "&partition=" + url_encode(partition);
+      if (!after.empty()) path += "&after=" + url_encode(after);
+      nlohmann::json j;
+      if (int rc = run_get_json(hub, path, j)) return rc;
+      if (hub.json) {
+        fmt::print("{}\n", j.dump(2));
+        return kExitOk;
+      }
+      print_records(j.value("records", nlohmann::json::array()));
+      if (j.contains("next_after") && j["next_after"].is_string()) {
+        fmt::print("more: --after {}\n", j["next_after"].get<std::string>());
+      }
+      return kExitOk;
+    };
+  });
+
+  std::string agent;
+  auto* retire = app.add_subcommand("retire", "retire an agent: remove its consumers, stop expecting heartbeats");
+  hub.add_to(retire);
+  retire->add_option("agent", agent, "agent id")->required();
+  retire->callback([&] {
+    action = [&] {
+      if (auto s = validate_agent_id(agent); !s) return fail(s);
+      auto client = hub.client();
+      if (!client) return fail(client.status());
+      auto r = client->post_json("/v1/agents/" + url_encode(agent) + "/retire", nlohmann::json::object());
+      if (!r) return fail(r.status());
+      if (hub.json) fmt::print("{}\n", r->dump());
+      else fmt::print("agent {} retired\n", agent);
+      return kExitOk;
+    };
+  });
+
+  PushArgs push_args;
+  auto* push = app.add_subcommand("push", "send records to the hub over NATS (JSON lines, or CSV by extension)");
+  hub.add_to(push);
+  push->add_option("--type", push_args.type, "business type")->required();
+  push->add_option("file", push_args.file, "input file: .csv, or JSON lines (one record per line); - for stdin")
+      ->required();
+  push->add_option("--nats", push_args.nats_url, "NATS server URL (env DELTASYNC_NATS)")->capture_default_str();
+  push->add_option("--user", push_args.user, "NATS user");
+  push->add_option("--password", push_args.password, "NATS password");
+  push->add_option("--creds", push_args.creds_file, "NATS credentials file");
+  push->add_option("--nkey-seed", push_args.nkey_seed_file, "NATS nkey seed file");
+  push->add_option("--subject-prefix", push_args.subject_prefix, "subject prefix")->capture_default_str();
+  push->add_option("--producer", push_args.producer, "producer name for idempotent retries (default: unique per run)");
+  push->add_option("--first-seq", push_args.first_seq, "sequence number of the first batch (to resume a push)")
+      ->capture_default_str();
+  push->add_option("--batch", push_args.batch, "records per batch")->capture_default_str();
+  push->add_flag("-q,--quiet", push_args.quiet, "no progress bar or summary");
+  push->callback([&] { action = [&] { return cmd_push(push_args, hub); }; });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? kExitOk : kExitUsage;
+  }
+  if (auto s = validate_log_level(log_level); !s) return fail(s.with_context("--log-level"));
+  init_logging("deltasync", log_level);
+  NatsLibrary nats_library;
+  return action ? action() : kExitUsage;
+}
+
+}  // namespace ds
