@@ -19,6 +19,8 @@
 #include "tools/hub_client.h"
 #include "tools/pusher.h"
 #include "tools/record_reader.h"
+#include "tools/sample_data.h"
+#include "shared/codec.h"
 #include "tools/table.h"
 
 namespace ds {
@@ -280,6 +282,22 @@ int cmd_push(const PushArgs& a, const HubOptions& hub) {
   return kExitOk;
 }
 
+int cmd_sample(const SampleSpec& spec) {
+  auto records = sample_records(spec);
+  if (!records) return fail(records.status());
+  std::string line;
+  for (const auto& r : *records) {
+    line = fmt::format(R"({{"key":{},"op":"{}")", nlohmann::json(r.key).dump(),
+                       r.op == Op::kUpsert ? "upsert" : "delete");
+    if (!r.fields.empty()) line += ",\"fields\":" + fields_to_json(r.fields);
+    if (r.ts) line += fmt::format(",\"ts\":{}", *r.ts);
+    if (r.partition) line += ",\"partition\":" + nlohmann::json(*r.partition).dump();
+    line += "}\n";
+    std::fputs(line.c_str(), stdout);
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 int run_cli(int argc, char** argv) {
@@ -377,6 +395,17 @@ int run_cli(int argc, char** argv) {
   push->add_option("--batch", push_args.batch, "records per batch")->capture_default_str();
   push->add_flag("-q,--quiet", push_args.quiet, "no progress bar or summary");
   push->callback([&] { action = [&] { return cmd_push(push_args, hub); }; });
+
+  SampleSpec sample_spec;
+  auto* sample = app.add_subcommand("sample", "print retail-chain sample records as JSON lines (for push)");
+  sample->add_option("type", sample_spec.type, "products, prices or inventory")->required();
+  sample->add_option("--articles", sample_spec.articles, "distinct articles (SKUs)")->capture_default_str();
+  sample->add_option("--stores", sample_spec.stores, "stores (prices, inventory)")->capture_default_str();
+  sample->add_option("--round", sample_spec.round, "update round: later rounds change values")->capture_default_str();
+  sample->add_option("--delete-every", sample_spec.delete_every, "in rounds > 0, delete every Nth record")
+      ->capture_default_str();
+  sample->add_option("--seed", sample_spec.seed, "random seed")->capture_default_str();
+  sample->callback([&] { action = [&] { return cmd_sample(sample_spec); }; });
 
   try {
     app.parse(argc, argv);
