@@ -1,0 +1,297 @@
+#include "tests/harness/nats_server.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+namespace ds::testing {
+namespace {
+
+constexpr int64_t kReadyTimeoutMs = 10000;
+constexpr int64_t kStopGraceMs = 10000;
+constexpr int kPortAttempts = 5;
+
+using Clock = std::chrono::steady_clock;
+
+int64_t elapsed_ms(Clock::time_point since) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - since).count();
+}
+
+// Closes a socket fd on scope exit.
+class FdGuard {
+ public:
+  explicit FdGuard(int fd) : fd_(fd) {}
+  ~FdGuard() { if (fd_ >= 0) ::close(fd_); }
+  FdGuard(const FdGuard&) = delete;
+  FdGuard& operator=(const FdGuard&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+sockaddr_in loopback(int port) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return addr;
+}
+
+// Asks the kernel for a free loopback port. Another process may take it
+// before nats-server binds it; start() retries with a new one then.
+Result<int> pick_free_port() {
+  FdGuard fd(::socket(AF_INET, SOCK_STREAM, 0));
+  if (fd.get() < 0) return Status::internal(std::string("socket: ") + std::strerror(errno));
+  sockaddr_in addr = loopback(0);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    return Status::internal(std::string("bind: ") + std::strerror(errno));
+  }
+  socklen_t len = sizeof addr;
+  if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    return Status::internal(std::string("getsockname: ") + std::strerror(errno));
+  }
+  return static_cast<int>(ntohs(addr.sin_port));
+}
+
+// True when a client connecting to `port` receives the server's INFO line.
+bool server_answers(int port) {
+  FdGuard fd(::socket(AF_INET, SOCK_STREAM, 0));
+  if (fd.get() < 0) return false;
+  sockaddr_in addr = loopback(port);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return false;
+  std::string got;
+  char buf[512];
+  auto start = Clock::now();
+  while (elapsed_ms(start) < 1000 && got.find('\n') == std::string::npos) {
+    pollfd p{fd.get(), POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n <= 0) return false;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  return got.rfind("INFO ", 0) == 0;
+}
+
+}  // namespace
+
+NatsServer::NatsServer(std::string extra_config)
+    : dir_("deltasync-nats"), extra_config_(std::move(extra_config)) {
+  store_dir_ = dir_.file("store");
+  log_path_ = dir_.file("nats-server.log");
+  if (!extra_config_.empty()) config_path_ = dir_.write_file("nats-server.conf", extra_config_);
+  std::filesystem::create_directories(store_dir_);
+}
+
+NatsServer::~NatsServer() {
+  if (running()) (void)stop();
+}
+
+std::string NatsServer::url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
+
+std::string NatsServer::log_text() const {
+  std::ifstream in(log_path_, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+Status NatsServer::start() {
+  if (running()) return Status::ok();
+  const bool fixed_port = port_ != 0;
+  Status last;
+  for (int attempt = 0; attempt < kPortAttempts; ++attempt) {
+    if (!fixed_port) {
+      DS_ASSIGN_OR_RETURN(port_, pick_free_port());
+    }
+    bool port_clash = false;
+    last = start_once(&port_clash);
+    if (last.is_ok() || !port_clash) return last;
+    // On a restart the old socket may linger briefly; on a first start the
+    // port was taken by someone else. Either way, try again.
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return last;
+}
+
+Status NatsServer::start_once(bool* port_clash) {
+  const std::string bin = DELTASYNC_NATS_SERVER;
+  std::vector<std::string> args = {bin, "-a", "127.0.0.1", "-p", std::to_string(port_),
+                                   "-js", "-sd", store_dir_};
+  if (!config_path_.empty()) {
+    args.push_back("-c");
+    args.push_back(config_path_);
+  }
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  // Everything the child needs is prepared before fork: between fork and
+  // exec a multi-threaded parent's child may only make async-signal-safe calls.
+  const int log_fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log_fd < 0) return Status::internal("open " + log_path_ + ": " + std::strerror(errno));
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(log_fd);
+    return Status::internal(std::string("fork: ") + std::strerror(errno));
+  }
+  if (pid == 0) {
+    // The server must not outlive a crashed test binary.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+    ::dup2(log_fd, STDOUT_FILENO);
+    ::dup2(log_fd, STDERR_FILENO);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  ::close(log_fd);
+  pid_ = pid;
+
+  bool exited = false;
+  Status s = wait_ready(kReadyTimeoutMs, &exited);
+  if (!s.is_ok()) {
+    const std::string log = log_text();
+    *port_clash = exited && log.find("address already in use") != std::string::npos;
+    if (!exited) reap(SIGKILL, 0);
+    return Status(s.code(), s.message() + "\n--- nats-server log (" + log_path_ + ") ---\n" + log);
+  }
+  return Status::ok();
+}
+
+Status NatsServer::wait_ready(int64_t timeout_ms, bool* exited) {
+  auto start = Clock::now();
+  while (elapsed_ms(start) < timeout_ms) {
+    int wstatus = 0;
+    if (::waitpid(pid_, &wstatus, WNOHANG) == pid_) {
+      pid_ = -1;
+      *exited = true;
+      return Status::unavailable("nats-server exited during start-up (status " +
+                                 std::to_string(wstatus) + ")");
+    }
+    if (server_answers(port_)) return Status::ok();
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  return Status::deadline_exceeded("nats-server did not accept connections on port " +
+                                   std::to_string(port_) + " within " +
+                                   std::to_string(timeout_ms) + " ms");
+}
+
+void NatsServer::reap(int signal, int64_t grace_ms) {
+  if (!running()) return;
+  ::kill(pid_, signal);
+  auto start = Clock::now();
+  while (true) {
+    int wstatus = 0;
+    pid_t r = ::waitpid(pid_, &wstatus, WNOHANG);
+    if (r == pid_ || (r < 0 && errno == ECHILD)) break;
+    if (elapsed_ms(start) >= grace_ms) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, &wstatus, 0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  pid_ = -1;
+}
+
+Status NatsServer::stop() {
+  reap(SIGTERM, kStopGraceMs);
+  return Status::ok();
+}
+
+void NatsServer::kill() { reap(SIGKILL, 0); }
+
+bool wait_until(const std::function<bool()>& done, int64_t timeout_ms) {
+  auto start = Clock::now();
+  while (!done()) {
+    if (elapsed_ms(start) >= timeout_ms) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+MessageHandler MessageCollector::handler(bool ack) {
+  return [this, ack](Message m) {
+    ReceivedMessage r;
+    r.subject = std::string(m.subject());
+    r.reply = std::string(m.reply());
+    r.data = std::string(m.data());
+    if (auto meta = m.metadata(); meta.is_ok()) r.stream_seq = meta->stream_seq;
+    if (ack) {
+      Status s = m.ack();
+      if (!s.is_ok()) ADD_FAILURE() << "ack failed: " << s.to_string();
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    messages_.push_back(std::move(r));
+  };
+}
+
+std::vector<ReceivedMessage> MessageCollector::messages() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return messages_;
+}
+
+size_t MessageCollector::count() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return messages_.size();
+}
+
+bool MessageCollector::wait_for(size_t n, int64_t timeout_ms) const {
+  return wait_until([&] { return count() >= n; }, timeout_ms);
+}
+
+ConnectOptions test_connect_options(const NatsServer& server) {
+  ConnectOptions opts;
+  opts.config.url = server.url();
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  opts.name = info != nullptr ? std::string(info->test_suite_name()) + "." + info->name() : "test";
+  opts.reconnect_wait_ms = 50;
+  opts.max_reconnect_wait_ms = 250;
+  return opts;
+}
+
+void NatsTest::SetUp() {
+  server_ = std::make_unique<NatsServer>();
+  Status s = server_->start();
+  ASSERT_TRUE(s.is_ok()) << s.to_string();
+  nc_ = connect(test_connect_options(*server_));
+  ASSERT_NE(nc_, nullptr);
+}
+
+void NatsTest::TearDown() {
+  nc_.reset();
+  server_.reset();
+}
+
+std::unique_ptr<Connection> NatsTest::connect(ConnectOptions opts) {
+  if (opts.config.url.empty() || opts.config.url == NatsConfig().url) opts.config.url = server_->url();
+  auto nc = Connection::connect(std::move(opts));
+  EXPECT_TRUE(nc.is_ok()) << nc.status().to_string();
+  if (!nc.is_ok()) return nullptr;
+  return std::move(nc).value();
+}
+
+std::unique_ptr<JetStream> NatsTest::jetstream(Connection& nc) {
+  auto js = nc.jetstream();
+  EXPECT_TRUE(js.is_ok()) << js.status().to_string();
+  if (!js.is_ok()) return nullptr;
+  return std::move(js).value();
+}
+
+}  // namespace ds::testing
