@@ -10,7 +10,6 @@
 
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <memory>
 #include <optional>
 #include <string>
@@ -39,8 +38,16 @@ class NatsLibrary {
   NatsLibrary& operator=(const NatsLibrary&) = delete;
 };
 
-// Converts a natsStatus (int) to a Status, with nats_GetLastError detail.
+// Converts a natsStatus (int) to a Status, with nats_GetLastError detail:
+// "<context>: <status text>: <detail>". Call it on the thread that made the
+// failing cnats call (the detail is thread-local).
 Status nats_status(int s, std::string_view context);
+
+// The public key ("U...") of an encoded user nkey seed ("SU..."), which
+// cnats needs next to the seed file (natsOptions_SetNKeyFromSeed).
+Result<std::string> nkey_public_key_from_seed(std::string_view seed);
+// Same for a seed file (the first "SU..." token in it).
+Result<std::string> nkey_public_key_from_seed_file(const std::string& path);
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
@@ -54,7 +61,12 @@ struct JsMetadata {
   uint64_t num_pending = 0;
 };
 
-// Owns one natsMsg.
+// Owns one natsMsg. Not thread-safe; move it to the thread that handles it.
+//
+// Acks go out through the subscription the message arrived on (cnats keeps a
+// plain pointer to it), so a JetStream message must be acked, nak'ed or
+// termed before that Subscription is destroyed; afterwards the call is
+// undefined behaviour in cnats. Acking twice is a no-op.
 class Message {
  public:
   Message() = default;
@@ -85,9 +97,14 @@ using MessageHandler = std::function<void(Message)>;
 
 // Owns a subscription; the destructor unsubscribes and waits until the
 // handler is no longer running, so the handler may capture `this` of the
-// subscription's owner safely.
+// subscription's owner safely. The handler runs on one cnats thread, one
+// message at a time. Destroying the Subscription from inside its own handler
+// is allowed (it then does not wait for itself). A JetStream subscription
+// bound to an existing consumer leaves the consumer on the server.
 class Subscription {
  public:
+  struct State;  // opaque; defined in nats.cc (the cnats callbacks' closure)
+
   ~Subscription();
   Subscription(const Subscription&) = delete;
   Subscription& operator=(const Subscription&) = delete;
@@ -99,7 +116,6 @@ class Subscription {
  private:
   friend class Connection;
   friend class JetStream;
-  struct State;
   explicit Subscription(std::unique_ptr<State> state);
   std::unique_ptr<State> state_;
 };
@@ -111,7 +127,12 @@ struct ConnectOptions {
   int64_t connect_timeout_ms = 2000;
   int64_t reconnect_wait_ms = 250;  // first delay; doubles up to the max
   int64_t max_reconnect_wait_ms = 5000;
-  bool retry_on_failed_connect = false;  // keep trying in the background
+  // When no server answers at connect(): false = fail with Unavailable;
+  // true = return a connection that keeps trying in the background and
+  // calls on_reconnected once it first gets through.
+  bool retry_on_failed_connect = false;
+  // Called on a cnats thread; must be quick and must not call back into the
+  // Connection's destructor. Not called while the Connection is destroyed.
   std::function<void()> on_disconnected;
   std::function<void()> on_reconnected;
   std::function<void(const std::string&)> on_async_error;  // e.g. permission violations
@@ -119,9 +140,14 @@ struct ConnectOptions {
 
 class JetStream;
 
-// One connection to nats-server. Reconnects forever (capped backoff).
+// One connection to nats-server. Reconnects forever (capped exponential
+// backoff with jitter); publishes made while disconnected are buffered by
+// cnats. Thread-safe. Destroy subscriptions and JetStream contexts made from
+// it before the Connection itself.
 class Connection {
  public:
+  struct Callbacks;  // opaque; defined in nats.cc (the cnats callbacks' closure)
+
   static Result<std::unique_ptr<Connection>> connect(ConnectOptions opts);
   ~Connection();
 
@@ -147,7 +173,6 @@ class Connection {
   natsConnection* raw() const { return nc_; }
 
  private:
-  struct Callbacks;
   Connection() = default;
   natsConnection* nc_ = nullptr;
   std::unique_ptr<Callbacks> callbacks_;
@@ -200,9 +225,18 @@ struct StoredMessage {
   std::optional<std::string> msg_id;  // Nats-Msg-Id header
 };
 
+// A JetStream context of one connection. Thread-safe, except that
+// publish_async/wait_published pairs from several threads share one error
+// slot. API calls wait up to the timeout given to Connection::jetstream();
+// a request the server's permissions drop shows as PermissionDenied when the
+// connection saw the matching violation, else DeadlineExceeded.
 class JetStream {
  public:
+  struct AsyncErrors;  // opaque; defined in nats.cc (the cnats callbacks' closure)
+
   ~JetStream();
+  JetStream(const JetStream&) = delete;
+  JetStream& operator=(const JetStream&) = delete;
 
   // Creates the stream, or updates it when it exists with another config.
   Status ensure_stream(const StreamSpec& spec);
@@ -237,9 +271,14 @@ class JetStream {
 
  private:
   friend class Connection;
-  explicit JetStream(jsCtx* js) : js_(js) {}
+  JetStream(natsConnection* nc, std::unique_ptr<AsyncErrors> errors);
+  // Refines a failed API call: a timeout caused by a permission violation
+  // on the JetStream API becomes PermissionDenied.
+  Status api_status(int s, int js_err, std::string_view context) const;
+
+  natsConnection* nc_ = nullptr;
   jsCtx* js_ = nullptr;
-  std::mutex pending_mu_;
+  std::unique_ptr<AsyncErrors> async_errors_;  // closure of cnats' async publish error handler
 };
 
 }  // namespace ds

@@ -1,0 +1,1011 @@
+#include "shared/nats.h"
+
+#include <nats/nats.h>
+#include <sodium.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <exception>
+#include <fstream>
+#include <sstream>
+#include <mutex>
+#include <random>
+#include <thread>
+
+namespace ds {
+namespace {
+
+// JetStream API error codes (jsErrCode) that carry a meaning of their own.
+bool is_not_found_code(int js_err) {
+  return js_err == JSStreamNotFoundErr || js_err == JSConsumerNotFoundErr ||
+         js_err == JSNoMessageFoundErr;
+}
+bool is_exists_code(int js_err) {
+  return js_err == JSStreamNameExistErr || js_err == JSConsumerNameExistErr;
+}
+
+bool contains_nocase(std::string_view haystack, std::string_view needle) {
+  auto it = std::search(haystack.begin(), haystack.end(), needle.begin(), needle.end(),
+                        [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) ==
+                                                    std::tolower(static_cast<unsigned char>(b)); });
+  return it != haystack.end();
+}
+
+// Builds the Status for a failed cnats call; `js_err` is the jsErrCode of a
+// JetStream API call (0 when none). Must run on the thread that made the
+// call: nats_GetLastError is thread-local.
+Status make_status(natsStatus s, int js_err, std::string_view context) {
+  if (s == NATS_OK) return Status::ok();
+  std::string msg(context);
+  msg += ": ";
+  msg += natsStatus_GetText(s);
+  natsStatus last = NATS_OK;
+  const char* detail = nats_GetLastError(&last);
+  std::string_view detail_view = detail != nullptr ? detail : "";
+  if (last == s && !detail_view.empty() && detail_view != natsStatus_GetText(s)) {
+    msg += ": ";
+    msg += detail_view;
+  }
+  if (js_err != 0) msg += " (jetstream error " + std::to_string(js_err) + ")";
+
+  if (is_not_found_code(js_err)) return Status::not_found(std::move(msg));
+  if (is_exists_code(js_err)) return Status::already_exists(std::move(msg));
+  if (js_err == JSNotEnabledErr) return Status::unavailable(std::move(msg));
+  if (s == NATS_NOT_PERMITTED || s == NATS_CONNECTION_AUTH_FAILED ||
+      contains_nocase(msg, "permissions violation") || contains_nocase(msg, "authorization violation")) {
+    return Status::permission_denied(std::move(msg));
+  }
+  switch (s) {
+    case NATS_TIMEOUT:
+      return Status::deadline_exceeded(std::move(msg));
+    case NATS_NO_SERVER:
+    case NATS_CONNECTION_CLOSED:
+    case NATS_CONNECTION_DISCONNECTED:
+    case NATS_NO_RESPONDERS:
+    case NATS_IO_ERROR:
+    case NATS_STALE_CONNECTION:
+    case NATS_NOT_YET_CONNECTED:
+      return Status::unavailable(std::move(msg));
+    case NATS_NOT_FOUND:
+      return Status::not_found(std::move(msg));
+    case NATS_INVALID_ARG:
+    case NATS_INVALID_SUBJECT:
+    case NATS_INVALID_TIMEOUT:
+    case NATS_INVALID_QUEUE_NAME:
+    case NATS_ADDRESS_MISSING:
+    case NATS_MAX_PAYLOAD:
+      return Status::invalid_argument(std::move(msg));
+    default:
+      return Status::internal(std::move(msg));
+  }
+}
+
+std::string str(std::string_view v) { return std::string(v); }
+
+struct MsgDeleter {
+  void operator()(natsMsg* m) const { natsMsg_Destroy(m); }
+};
+using MsgPtr = std::unique_ptr<natsMsg, MsgDeleter>;
+
+// A natsMsg for publishing with headers.
+Result<MsgPtr> build_msg(std::string_view subject, std::string_view reply, std::string_view data,
+                         const Headers& headers) {
+  natsMsg* raw = nullptr;
+  const std::string subj = str(subject);
+  const std::string rep = str(reply);
+  natsStatus s = natsMsg_Create(&raw, subj.c_str(), rep.empty() ? nullptr : rep.c_str(), data.data(),
+                                static_cast<int>(data.size()));
+  if (s != NATS_OK) return make_status(s, 0, "create message for " + subj);
+  MsgPtr m(raw);
+  for (const auto& [k, v] : headers) {
+    s = natsMsgHeader_Add(m.get(), k.c_str(), v.c_str());
+    if (s != NATS_OK) return make_status(s, 0, "set header " + k);
+  }
+  return m;
+}
+
+// Splits "a, b,c" into trimmed non-empty parts.
+std::vector<std::string> split_urls(const std::string& urls) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= urls.size()) {
+    size_t comma = urls.find(',', start);
+    if (comma == std::string::npos) comma = urls.size();
+    std::string part = urls.substr(start, comma - start);
+    const auto first = part.find_first_not_of(" \t");
+    const auto last = part.find_last_not_of(" \t");
+    if (first != std::string::npos) out.push_back(part.substr(first, last - first + 1));
+    start = comma + 1;
+  }
+  return out;
+}
+
+// Runs a user callback at a cnats boundary: nothing may propagate into C.
+template <typename F>
+void guarded(const char* what, F&& f) noexcept {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    spdlog::error("nats: {} threw: {}", what, e.what());
+  } catch (...) {
+    spdlog::error("nats: {} threw a non-standard exception", what);
+  }
+}
+
+}  // namespace
+
+Status nats_status(int s, std::string_view context) {
+  return make_status(static_cast<natsStatus>(s), 0, context);
+}
+
+// ---------------------------------------------------------------------------
+// nkeys: an encoded key is base32 (RFC 4648, no padding) of
+// [prefix bytes | 32 key bytes | CRC-16/XMODEM little-endian]. A seed has two
+// prefix bytes (seed marker plus the key type spread over them), a public key
+// one (the key type). The public key is the ed25519 key of the seed.
+
+namespace {
+
+constexpr uint8_t kNkeySeedPrefix = 18 << 3;  // 'S'
+constexpr uint8_t kNkeyUserPrefix = 20 << 3;  // 'U'
+constexpr std::string_view kBase32Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+uint16_t crc16_xmodem(const uint8_t* data, size_t n) {
+  uint16_t crc = 0;
+  for (size_t i = 0; i < n; ++i) {
+    crc = static_cast<uint16_t>(crc ^ (static_cast<uint16_t>(data[i]) << 8));
+    for (int b = 0; b < 8; ++b) {
+      crc = (crc & 0x8000) != 0 ? static_cast<uint16_t>((crc << 1) ^ 0x1021) : static_cast<uint16_t>(crc << 1);
+    }
+  }
+  return crc;
+}
+
+std::optional<std::vector<uint8_t>> base32_decode(std::string_view text) {
+  std::vector<uint8_t> out;
+  uint32_t buffer = 0;
+  int bits = 0;
+  for (char c : text) {
+    const auto pos = kBase32Alphabet.find(c);
+    if (pos == std::string_view::npos) return std::nullopt;
+    buffer = (buffer << 5) | static_cast<uint32_t>(pos);
+    bits += 5;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<uint8_t>((buffer >> bits) & 0xff));
+    }
+  }
+  return out;
+}
+
+std::string base32_encode(const std::vector<uint8_t>& data) {
+  std::string out;
+  uint32_t buffer = 0;
+  int bits = 0;
+  for (uint8_t byte : data) {
+    buffer = (buffer << 8) | byte;
+    bits += 8;
+    while (bits >= 5) {
+      bits -= 5;
+      out.push_back(kBase32Alphabet[(buffer >> bits) & 31]);
+    }
+  }
+  if (bits > 0) out.push_back(kBase32Alphabet[(buffer << (5 - bits)) & 31]);
+  return out;
+}
+
+}  // namespace
+
+Result<std::string> nkey_public_key_from_seed(std::string_view seed) {
+  auto raw = base32_decode(seed);
+  if (!raw || raw->size() != 2 + crypto_sign_SEEDBYTES + 2) {
+    return Status::invalid_argument("nkey seed: not an encoded nkey seed");
+  }
+  const auto& b = *raw;
+  const uint16_t want = static_cast<uint16_t>(b[b.size() - 2] | (b[b.size() - 1] << 8));
+  if (crc16_xmodem(b.data(), b.size() - 2) != want) return Status::invalid_argument("nkey seed: bad checksum");
+  if ((b[0] & 0xf8) != kNkeySeedPrefix) return Status::invalid_argument("nkey seed: not a seed");
+  const auto type = static_cast<uint8_t>(((b[0] & 7) << 5) | ((b[1] & 0xf8) >> 3));
+  if (type != kNkeyUserPrefix) return Status::invalid_argument("nkey seed: not a user seed");
+  if (sodium_init() < 0) return Status::internal("nkey seed: libsodium initialisation failed");
+  unsigned char pk[crypto_sign_PUBLICKEYBYTES];
+  unsigned char sk[crypto_sign_SECRETKEYBYTES];
+  crypto_sign_seed_keypair(pk, sk, b.data() + 2);
+  sodium_memzero(sk, sizeof sk);
+  std::vector<uint8_t> pub;
+  pub.push_back(type);
+  pub.insert(pub.end(), pk, pk + sizeof pk);
+  const uint16_t crc = crc16_xmodem(pub.data(), pub.size());
+  pub.push_back(static_cast<uint8_t>(crc & 0xff));
+  pub.push_back(static_cast<uint8_t>(crc >> 8));
+  return base32_encode(pub);
+}
+
+Result<std::string> nkey_public_key_from_seed_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return Status::not_found("nkey seed file " + path + ": cannot open");
+  std::string token;
+  while (in >> token) {
+    if (token.size() >= 2 && token[0] == 'S' && token[1] == 'U') {
+      auto pub = nkey_public_key_from_seed(token);
+      if (!pub.is_ok()) return pub.status().with_context(path);
+      return pub;
+    }
+  }
+  return Status::invalid_argument("nkey seed file " + path + ": no user seed (SU...) in it");
+}
+
+// ---------------------------------------------------------------------------
+// NatsLibrary
+
+NatsLibrary::NatsLibrary() {
+  natsStatus s = nats_Open(-1);
+  if (s != NATS_OK) spdlog::error("nats_Open failed: {}", natsStatus_GetText(s));
+}
+
+NatsLibrary::~NatsLibrary() {
+  // Waits for cnats' internal threads so nothing runs during static
+  // destruction; bounded so a leaked object cannot hang the exit.
+  nats_CloseAndWait(5000);
+}
+
+// ---------------------------------------------------------------------------
+// Message
+
+void Message::Deleter::operator()(natsMsg* m) const { natsMsg_Destroy(m); }
+
+std::string_view Message::subject() const {
+  const char* s = msg_ ? natsMsg_GetSubject(msg_.get()) : nullptr;
+  return s != nullptr ? s : "";
+}
+
+std::string_view Message::reply() const {
+  const char* s = msg_ ? natsMsg_GetReply(msg_.get()) : nullptr;
+  return s != nullptr ? s : "";
+}
+
+std::string_view Message::data() const {
+  if (!msg_) return {};
+  const char* d = natsMsg_GetData(msg_.get());
+  const int n = natsMsg_GetDataLength(msg_.get());
+  if (d == nullptr || n <= 0) return {};
+  return {d, static_cast<size_t>(n)};
+}
+
+std::optional<std::string> Message::header(const char* name) const {
+  if (!msg_) return std::nullopt;
+  const char* value = nullptr;
+  if (natsMsgHeader_Get(msg_.get(), name, &value) != NATS_OK || value == nullptr) return std::nullopt;
+  return std::string(value);
+}
+
+Status Message::ack() {
+  if (!msg_) return Status::invalid_argument("ack: empty message");
+  return make_status(natsMsg_Ack(msg_.get(), nullptr), 0, "ack");
+}
+
+Status Message::ack_sync() {
+  if (!msg_) return Status::invalid_argument("ack: empty message");
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = natsMsg_AckSync(msg_.get(), nullptr, &jerr);
+  return make_status(s, static_cast<int>(jerr), "ack (sync)");
+}
+
+Status Message::nak() {
+  if (!msg_) return Status::invalid_argument("nak: empty message");
+  return make_status(natsMsg_Nak(msg_.get(), nullptr), 0, "nak");
+}
+
+Status Message::term() {
+  if (!msg_) return Status::invalid_argument("term: empty message");
+  return make_status(natsMsg_Term(msg_.get(), nullptr), 0, "term");
+}
+
+Status Message::in_progress() {
+  if (!msg_) return Status::invalid_argument("in_progress: empty message");
+  return make_status(natsMsg_InProgress(msg_.get(), nullptr), 0, "in_progress");
+}
+
+Result<JsMetadata> Message::metadata() const {
+  if (!msg_) return Status::invalid_argument("metadata: empty message");
+  jsMsgMetaData* meta = nullptr;
+  natsStatus s = natsMsg_GetMetaData(&meta, msg_.get());
+  if (s != NATS_OK) return make_status(s, 0, "jetstream metadata of " + std::string(subject()));
+  JsMetadata out;
+  out.stream = meta->Stream != nullptr ? meta->Stream : "";
+  out.consumer = meta->Consumer != nullptr ? meta->Consumer : "";
+  out.stream_seq = meta->Sequence.Stream;
+  out.consumer_seq = meta->Sequence.Consumer;
+  out.num_delivered = meta->NumDelivered;
+  out.num_pending = meta->NumPending;
+  jsMsgMetaData_Destroy(meta);
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Subscription
+//
+// Lifetime. cnats may still be inside the message handler (or about to enter
+// it one last time) when natsSubscription_Unsubscribe returns; nats.c
+// documents natsSubscription_SetOnCompleteCB for exactly this: the complete
+// callback runs on the delivery thread after the subscription is closed (by
+// unsubscribe, drain or the connection closing) and the handler has returned
+// for the last time. So the destructor unsubscribes, then waits for
+// `complete`, and only then frees State (which owns the handler). When the
+// destructor runs inside the handler itself, waiting would deadlock; it then
+// hands State to the complete callback, which frees it.
+
+struct Subscription::State {
+  MessageHandler handler;
+  natsSubscription* sub = nullptr;
+  std::atomic<std::thread::id> handler_thread{};  // set while the handler runs
+  std::mutex mu;
+  std::condition_variable cv;
+  bool complete = false;  // guarded by mu: the handler will never run again
+  bool orphaned = false;  // guarded by mu: the complete callback frees State
+};
+
+namespace {
+
+void on_subscription_message(natsConnection*, natsSubscription*, natsMsg* m, void* closure) {
+  auto* st = static_cast<Subscription::State*>(closure);
+  Message msg(m);  // owns m from here, whatever the handler does
+  if (m == nullptr) return;
+  st->handler_thread.store(std::this_thread::get_id());
+  guarded("message handler", [&] { st->handler(std::move(msg)); });
+  st->handler_thread.store(std::thread::id());
+}
+
+void on_subscription_complete(void* closure) {
+  auto* st = static_cast<Subscription::State*>(closure);
+  bool orphaned = false;
+  {
+    std::lock_guard<std::mutex> lock(st->mu);
+    st->complete = true;
+    orphaned = st->orphaned;
+  }
+  if (orphaned) {
+    natsSubscription_Destroy(st->sub);
+    delete st;
+    return;
+  }
+  st->cv.notify_all();
+}
+
+// Creates the State, lets `subscribe` create the cnats subscription with our
+// callbacks, and registers the completion callback.
+template <typename F>
+Result<std::unique_ptr<Subscription::State>> make_subscription_state(MessageHandler handler,
+                                                                     F&& subscribe) {
+  auto st = std::make_unique<Subscription::State>();
+  st->handler = std::move(handler);
+  DS_RETURN_IF_ERROR(subscribe(st.get()));
+  natsStatus s = natsSubscription_SetOnCompleteCB(st->sub, on_subscription_complete, st.get());
+  if (s != NATS_OK) {
+    // Closed before we could register (the connection closed under us): we
+    // cannot know when the handler stops, so State must outlive it.
+    Status err = make_status(s, 0, "subscription closed while being set up");
+    natsSubscription_Destroy(st->sub);
+    (void)st.release();  // intentional leak, see above
+    return err;
+  }
+  return st;
+}
+
+}  // namespace
+
+Subscription::Subscription(std::unique_ptr<State> state) : state_(std::move(state)) {}
+
+Subscription::~Subscription() {
+  if (!state_) return;
+  State* st = state_.get();
+  // Errors are expected when the connection is already closed; the
+  // subscription is closed then too, and the complete callback still runs.
+  (void)natsSubscription_Unsubscribe(st->sub);
+  if (st->handler_thread.load() == std::this_thread::get_id()) {
+    std::lock_guard<std::mutex> lock(st->mu);
+    if (!st->complete) {
+      st->orphaned = true;
+      (void)state_.release();
+      return;
+    }
+  }
+  {
+    std::unique_lock<std::mutex> lock(st->mu);
+    while (!st->cv.wait_for(lock, std::chrono::seconds(10), [st] { return st->complete; })) {
+      spdlog::warn("nats: still waiting for the handler of a closed subscription to return");
+    }
+  }
+  natsSubscription_Destroy(st->sub);
+}
+
+Status Subscription::drain() {
+  if (!state_) return Status::invalid_argument("drain: no subscription");
+  natsStatus s = natsSubscription_Drain(state_->sub);
+  if (s != NATS_OK) return make_status(s, 0, "drain subscription");
+  if (state_->handler_thread.load() == std::this_thread::get_id()) return Status::ok();
+  return make_status(natsSubscription_WaitForDrainCompletion(state_->sub, 30000), 0,
+                     "wait for subscription drain");
+}
+
+bool Subscription::valid() const { return state_ && natsSubscription_IsValid(state_->sub); }
+
+// ---------------------------------------------------------------------------
+// Connection
+//
+// Lifetime of Callbacks: cnats invokes connection callbacks from its async
+// callback thread, and the reconnect-delay callback from the reconnect
+// thread. natsConnection_Close joins the connection's own threads and then
+// posts the closed callback, which is the last one cnats posts for the
+// connection; callbacks are run in order. So the destructor closes, waits
+// for the closed callback, and only then frees Callbacks.
+
+struct Connection::Callbacks {
+  std::function<void()> on_disconnected;
+  std::function<void()> on_reconnected;
+  std::function<void(const std::string&)> on_async_error;
+  int64_t reconnect_wait_ms = 250;
+  int64_t max_reconnect_wait_ms = 5000;
+  std::minstd_rand rng{std::random_device{}()};  // only the reconnect thread uses it
+
+  std::atomic<bool> shutting_down{false};  // user callbacks are skipped from here on
+  std::mutex mu;
+  std::condition_variable cv;
+  bool closed = false;  // guarded by mu
+};
+
+namespace {
+
+using Callbacks = Connection::Callbacks;
+
+void on_disconnected_cb(natsConnection*, void* closure) {
+  auto* cb = static_cast<Callbacks*>(closure);
+  if (cb->shutting_down.load() || !cb->on_disconnected) return;
+  guarded("on_disconnected", [&] { cb->on_disconnected(); });
+}
+
+void on_reconnected_cb(natsConnection*, void* closure) {
+  auto* cb = static_cast<Callbacks*>(closure);
+  if (cb->shutting_down.load() || !cb->on_reconnected) return;
+  guarded("on_reconnected", [&] { cb->on_reconnected(); });
+}
+
+void on_closed_cb(natsConnection*, void* closure) {
+  auto* cb = static_cast<Callbacks*>(closure);
+  {
+    std::lock_guard<std::mutex> lock(cb->mu);
+    cb->closed = true;
+  }
+  cb->cv.notify_all();
+}
+
+void on_error_cb(natsConnection* nc, natsSubscription* sub, natsStatus err, void* closure) {
+  auto* cb = static_cast<Callbacks*>(closure);
+  std::string text = natsStatus_GetText(err);
+  const char* last = nullptr;
+  if (nc != nullptr && natsConnection_GetLastError(nc, &last) != NATS_OK && last != nullptr && *last) {
+    text += ": ";
+    text += last;
+  }
+  if (sub != nullptr) {
+    const char* subj = natsSubscription_GetSubject(sub);
+    if (subj != nullptr) text += std::string(" (subscription ") + subj + ")";
+  }
+  if (cb->shutting_down.load()) return;
+  if (!cb->on_async_error) {
+    spdlog::warn("nats: asynchronous error: {}", text);
+    return;
+  }
+  guarded("on_async_error", [&] { cb->on_async_error(text); });
+}
+
+int64_t reconnect_delay_cb(natsConnection*, int attempts, void* closure) {
+  auto* cb = static_cast<Callbacks*>(closure);
+  int64_t delay = std::max<int64_t>(cb->reconnect_wait_ms, 1);
+  for (int i = 1; i < attempts && delay < cb->max_reconnect_wait_ms; ++i) delay *= 2;
+  delay = std::min(delay, std::max(cb->max_reconnect_wait_ms, cb->reconnect_wait_ms));
+  // Up to 10% jitter so a fleet does not reconnect in lockstep.
+  const int64_t jitter_span = delay / 10;
+  if (jitter_span > 0) {
+    std::uniform_int_distribution<int64_t> dist(0, jitter_span);
+    delay += dist(cb->rng);
+  }
+  return delay;
+}
+
+struct OptionsDeleter {
+  void operator()(natsOptions* o) const { natsOptions_Destroy(o); }
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Connection>> Connection::connect(ConnectOptions opts) {
+  const NatsConfig& cfg = opts.config;
+  natsOptions* raw_opts = nullptr;
+  natsStatus s = natsOptions_Create(&raw_opts);
+  if (s != NATS_OK) return make_status(s, 0, "nats options");
+  std::unique_ptr<natsOptions, OptionsDeleter> o(raw_opts);
+
+  auto cb = std::make_unique<Callbacks>();
+  cb->on_disconnected = std::move(opts.on_disconnected);
+  cb->on_reconnected = std::move(opts.on_reconnected);
+  cb->on_async_error = std::move(opts.on_async_error);
+  cb->reconnect_wait_ms = opts.reconnect_wait_ms;
+  cb->max_reconnect_wait_ms = opts.max_reconnect_wait_ms;
+
+  auto check = [](natsStatus st, const char* what) { return make_status(st, 0, what); };
+  const std::vector<std::string> urls = split_urls(cfg.url);
+  if (urls.empty()) return Status::invalid_argument("nats url is empty");
+  std::vector<const char*> url_ptrs;
+  for (const auto& u : urls) url_ptrs.push_back(u.c_str());
+  DS_RETURN_IF_ERROR(check(
+      natsOptions_SetServers(o.get(), url_ptrs.data(), static_cast<int>(url_ptrs.size())), "nats url"));
+  if (!opts.name.empty()) DS_RETURN_IF_ERROR(check(natsOptions_SetName(o.get(), opts.name.c_str()), "name"));
+  if (!cfg.user.empty()) {
+    DS_RETURN_IF_ERROR(check(natsOptions_SetUserInfo(o.get(), cfg.user.c_str(), cfg.password.c_str()),
+                             "user/password"));
+  }
+  if (!cfg.creds_file.empty()) {
+    DS_RETURN_IF_ERROR(check(natsOptions_SetUserCredentialsFromFiles(o.get(), cfg.creds_file.c_str(), nullptr),
+                             "creds file"));
+  }
+  if (!cfg.nkey_seed_file.empty()) {
+    DS_ASSIGN_OR_RETURN(std::string public_key, nkey_public_key_from_seed_file(cfg.nkey_seed_file));
+    DS_RETURN_IF_ERROR(check(
+        natsOptions_SetNKeyFromSeed(o.get(), public_key.c_str(), cfg.nkey_seed_file.c_str()), "nkey seed file"));
+  }
+  if (!cfg.tls_ca_file.empty() || !cfg.tls_cert_file.empty() || !cfg.tls_key_file.empty()) {
+    DS_RETURN_IF_ERROR(check(natsOptions_SetSecure(o.get(), true), "tls"));
+    if (!cfg.tls_ca_file.empty()) {
+      DS_RETURN_IF_ERROR(check(natsOptions_LoadCATrustedCertificates(o.get(), cfg.tls_ca_file.c_str()),
+                               "tls ca file"));
+    }
+    if (!cfg.tls_cert_file.empty() || !cfg.tls_key_file.empty()) {
+      DS_RETURN_IF_ERROR(check(natsOptions_LoadCertificatesChain(o.get(), cfg.tls_cert_file.c_str(),
+                                                                 cfg.tls_key_file.c_str()),
+                               "tls certificate/key"));
+    }
+  }
+  if (!opts.inbox_prefix.empty()) {
+    DS_RETURN_IF_ERROR(check(natsOptions_SetCustomInboxPrefix(o.get(), opts.inbox_prefix.c_str()), "inbox prefix"));
+  }
+  DS_RETURN_IF_ERROR(check(natsOptions_SetTimeout(o.get(), opts.connect_timeout_ms), "connect timeout"));
+  DS_RETURN_IF_ERROR(check(natsOptions_SetMaxReconnect(o.get(), -1), "max reconnect"));
+  DS_RETURN_IF_ERROR(check(natsOptions_SetCustomReconnectDelay(o.get(), reconnect_delay_cb, cb.get()),
+                           "reconnect delay"));
+  DS_RETURN_IF_ERROR(check(natsOptions_SetDisconnectedCB(o.get(), on_disconnected_cb, cb.get()), "callbacks"));
+  DS_RETURN_IF_ERROR(check(natsOptions_SetReconnectedCB(o.get(), on_reconnected_cb, cb.get()), "callbacks"));
+  DS_RETURN_IF_ERROR(check(natsOptions_SetClosedCB(o.get(), on_closed_cb, cb.get()), "callbacks"));
+  DS_RETURN_IF_ERROR(check(natsOptions_SetErrorHandler(o.get(), on_error_cb, cb.get()), "callbacks"));
+  if (opts.retry_on_failed_connect) {
+    // With a connected callback, natsConnection_Connect returns at once
+    // (NATS_NOT_YET_CONNECTED) instead of blocking until it gets through.
+    DS_RETURN_IF_ERROR(check(natsOptions_SetRetryOnFailedConnect(o.get(), true, on_reconnected_cb, cb.get()),
+                             "retry on failed connect"));
+  }
+
+  natsConnection* nc = nullptr;
+  s = natsConnection_Connect(&nc, o.get());
+  if (s != NATS_OK && !(s == NATS_NOT_YET_CONNECTED && opts.retry_on_failed_connect)) {
+    // No connection object exists, so no callback can reach `cb`.
+    return make_status(s, 0, "connect to " + cfg.url);
+  }
+  std::unique_ptr<Connection> conn(new Connection());
+  conn->nc_ = nc;
+  conn->callbacks_ = std::move(cb);
+  conn->inbox_prefix_ = opts.inbox_prefix;
+  return conn;
+}
+
+Connection::~Connection() {
+  if (nc_ == nullptr) return;
+  Callbacks* cb = callbacks_.get();
+  cb->shutting_down.store(true);
+  natsConnection_Close(nc_);
+  bool closed = false;
+  {
+    std::unique_lock<std::mutex> lock(cb->mu);
+    closed = cb->cv.wait_for(lock, std::chrono::seconds(10), [cb] { return cb->closed; });
+  }
+  natsConnection_Destroy(nc_);
+  if (!closed) {
+    // cnats may still call into Callbacks; a small leak beats a use-after-free.
+    spdlog::warn("nats: closed callback did not arrive; leaking connection callbacks");
+    (void)callbacks_.release();
+  }
+}
+
+Status Connection::publish(std::string_view subject, std::string_view data, const Headers& headers) {
+  const std::string subj = str(subject);
+  if (headers.empty()) {
+    return make_status(natsConnection_Publish(nc_, subj.c_str(), data.data(), static_cast<int>(data.size())), 0,
+                       "publish to " + subj);
+  }
+  DS_ASSIGN_OR_RETURN(MsgPtr m, build_msg(subject, {}, data, headers));
+  return make_status(natsConnection_PublishMsg(nc_, m.get()), 0, "publish to " + subj);
+}
+
+Status Connection::publish_request(std::string_view subject, std::string_view reply, std::string_view data) {
+  const std::string subj = str(subject);
+  const std::string rep = str(reply);
+  return make_status(natsConnection_PublishRequest(nc_, subj.c_str(), rep.c_str(), data.data(),
+                                                   static_cast<int>(data.size())),
+                     0, "publish request to " + subj);
+}
+
+Status Connection::respond(const Message& request, std::string_view data, const Headers& headers) {
+  if (request.reply().empty()) return Status::ok();
+  return publish(request.reply(), data, headers);
+}
+
+Result<Message> Connection::request(std::string_view subject, std::string_view data, int64_t timeout_ms,
+                                    const Headers& headers) {
+  const std::string subj = str(subject);
+  DS_ASSIGN_OR_RETURN(MsgPtr m, build_msg(subject, {}, data, headers));
+  natsMsg* reply = nullptr;
+  natsStatus s = natsConnection_RequestMsg(&reply, nc_, m.get(), timeout_ms);
+  if (s != NATS_OK) return make_status(s, 0, "request to " + subj);
+  return Message(reply);
+}
+
+Result<std::unique_ptr<Subscription>> Connection::subscribe(std::string_view subject, MessageHandler handler) {
+  const std::string subj = str(subject);
+  auto st = make_subscription_state(std::move(handler), [&](Subscription::State* state) {
+    return make_status(natsConnection_Subscribe(&state->sub, nc_, subj.c_str(), on_subscription_message, state),
+                       0, "subscribe to " + subj);
+  });
+  if (!st.is_ok()) return st.status();
+  return std::unique_ptr<Subscription>(new Subscription(std::move(st).value()));
+}
+
+Result<std::unique_ptr<Subscription>> Connection::queue_subscribe(std::string_view subject, std::string_view queue,
+                                                                  MessageHandler handler) {
+  const std::string subj = str(subject);
+  const std::string q = str(queue);
+  auto st = make_subscription_state(std::move(handler), [&](Subscription::State* state) {
+    return make_status(natsConnection_QueueSubscribe(&state->sub, nc_, subj.c_str(), q.c_str(),
+                                                     on_subscription_message, state),
+                       0, "queue subscribe to " + subj);
+  });
+  if (!st.is_ok()) return st.status();
+  return std::unique_ptr<Subscription>(new Subscription(std::move(st).value()));
+}
+
+Status Connection::flush(int64_t timeout_ms) {
+  return make_status(natsConnection_FlushTimeout(nc_, timeout_ms), 0, "flush");
+}
+
+bool Connection::connected() const { return natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED; }
+
+std::string Connection::new_inbox() const {
+  // natsInbox_Create ignores the connection's custom prefix: it always
+  // yields "_INBOX.<nuid>". Keep its unique part and put our prefix on it.
+  natsInbox* inbox = nullptr;
+  if (natsInbox_Create(&inbox) != NATS_OK || inbox == nullptr) {
+    spdlog::error("nats: natsInbox_Create failed");
+    return {};
+  }
+  std::string unique = inbox;
+  natsInbox_Destroy(inbox);
+  if (inbox_prefix_.empty()) return unique;
+  const auto dot = unique.rfind('.');
+  return inbox_prefix_ + "." + unique.substr(dot + 1);
+}
+
+// ---------------------------------------------------------------------------
+// JetStream
+
+// The first async publish failure since the last wait_published(); written
+// by cnats' reply thread, read by wait_published().
+struct JetStream::AsyncErrors {
+  std::mutex mu;
+  std::optional<Status> first;  // guarded by mu
+};
+
+namespace {
+
+void on_async_publish_error(jsCtx*, jsPubAckErr* pae, void* closure) {
+  auto* errors = static_cast<JetStream::AsyncErrors*>(closure);
+  guarded("async publish error handler", [&] {
+    std::string subject = pae->Msg != nullptr && natsMsg_GetSubject(pae->Msg) != nullptr
+                              ? natsMsg_GetSubject(pae->Msg) : "?";
+    std::string context = "async publish to " + subject;
+    if (pae->Msg != nullptr) {
+      const char* id = nullptr;
+      if (natsMsgHeader_Get(pae->Msg, "Nats-Msg-Id", &id) == NATS_OK && id != nullptr) {
+        context += std::string(" (Nats-Msg-Id ") + id + ")";
+      }
+    }
+    if (pae->ErrText != nullptr && *pae->ErrText) context += std::string(": ") + pae->ErrText;
+    Status st = make_status(pae->Err, static_cast<int>(pae->ErrCode), context);
+    std::lock_guard<std::mutex> lock(errors->mu);
+    if (!errors->first) errors->first = std::move(st);
+  });
+}
+
+struct StreamInfoDeleter {
+  void operator()(jsStreamInfo* si) const { jsStreamInfo_Destroy(si); }
+};
+struct ConsumerInfoDeleter {
+  void operator()(jsConsumerInfo* ci) const { jsConsumerInfo_Destroy(ci); }
+};
+
+Result<StoredMessage> stored_message(natsMsg* raw) {
+  MsgPtr m(raw);
+  StoredMessage out;
+  out.seq = natsMsg_GetSequence(m.get());
+  const char* subj = natsMsg_GetSubject(m.get());
+  out.subject = subj != nullptr ? subj : "";
+  const char* d = natsMsg_GetData(m.get());
+  const int n = natsMsg_GetDataLength(m.get());
+  if (d != nullptr && n > 0) out.data.assign(d, static_cast<size_t>(n));
+  const char* id = nullptr;
+  if (natsMsgHeader_Get(m.get(), "Nats-Msg-Id", &id) == NATS_OK && id != nullptr) out.msg_id = id;
+  return out;
+}
+
+constexpr int64_t kNanosPerMilli = 1000000;
+
+}  // namespace
+
+Result<std::unique_ptr<JetStream>> Connection::jetstream(int64_t timeout_ms) {
+  auto errors = std::make_unique<JetStream::AsyncErrors>();
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = timeout_ms;
+  jo.PublishAsync.MaxPending = 4096;
+  jo.PublishAsync.ErrHandler = on_async_publish_error;
+  jo.PublishAsync.ErrHandlerClosure = errors.get();
+  std::unique_ptr<JetStream> js(new JetStream(nc_, std::move(errors)));
+  natsStatus s = natsConnection_JetStream(&js->js_, nc_, &jo);
+  if (s != NATS_OK) return make_status(s, 0, "jetstream context");
+  return js;
+}
+
+JetStream::JetStream(natsConnection* nc, std::unique_ptr<AsyncErrors> errors)
+    : nc_(nc), async_errors_(std::move(errors)) {}
+
+JetStream::~JetStream() {
+  if (js_ == nullptr) return;
+  // cnats calls the async error handler before it counts a publish as
+  // done, so once nothing is pending the handler cannot touch AsyncErrors.
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MaxWait = 5000;
+  if (js_PublishAsyncComplete(js_, &po) != NATS_OK) {
+    spdlog::warn("nats: jetstream context destroyed with unacknowledged async publishes");
+    (void)async_errors_.release();  // the handler may still run; leak rather than dangle
+  }
+  jsCtx_Destroy(js_);
+}
+
+Status JetStream::api_status(int s, int js_err, std::string_view context) const {
+  Status st = make_status(static_cast<natsStatus>(s), js_err, context);
+  if (st.code() != StatusCode::kDeadlineExceeded && st.code() != StatusCode::kUnavailable) return st;
+  // A denied publish to the JetStream API is dropped by the server, which
+  // reports the violation asynchronously; the request then just times out.
+  const char* last = nullptr;
+  if (natsConnection_GetLastError(nc_, &last) == NATS_NOT_PERMITTED && last != nullptr &&
+      contains_nocase(last, "permissions violation") && std::strstr(last, "$JS.API") != nullptr) {
+    return Status::permission_denied(std::string(context) + ": " + last);
+  }
+  return st;
+}
+
+Status JetStream::ensure_stream(const StreamSpec& spec) {
+  std::vector<const char*> subjects;
+  for (const auto& subj : spec.subjects) subjects.push_back(subj.c_str());
+  jsStreamConfig cfg;
+  jsStreamConfig_Init(&cfg);
+  cfg.Name = spec.name.c_str();
+  cfg.Subjects = subjects.data();
+  cfg.SubjectsLen = static_cast<int>(subjects.size());
+  cfg.Storage = spec.memory_storage ? js_MemoryStorage : js_FileStorage;
+  cfg.Replicas = spec.replicas;
+  cfg.MaxAge = spec.max_age_ms * kNanosPerMilli;
+  cfg.MaxBytes = spec.max_bytes;
+  cfg.Duplicates = spec.duplicate_window_ms * kNanosPerMilli;
+
+  jsStreamInfo* si = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_AddStream(&si, js_, &cfg, nullptr, &jerr);
+  if (s == NATS_OK) {
+    jsStreamInfo_Destroy(si);
+    return Status::ok();
+  }
+  if (jerr != JSStreamNameExistErr) return api_status(s, jerr, "create stream " + spec.name);
+  // It exists with another config: bring it to ours. Storage type cannot
+  // change in place; the server rejects that and we report it.
+  jerr = static_cast<jsErrCode>(0);
+  s = js_UpdateStream(&si, js_, &cfg, nullptr, &jerr);
+  if (s == NATS_OK) {
+    jsStreamInfo_Destroy(si);
+    return Status::ok();
+  }
+  return api_status(s, jerr, "update stream " + spec.name);
+}
+
+Status JetStream::delete_stream(std::string_view name) {
+  const std::string n = str(name);
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_DeleteStream(js_, n.c_str(), nullptr, &jerr);
+  return s == NATS_OK ? Status::ok() : api_status(s, jerr, "delete stream " + n);
+}
+
+Result<StreamState> JetStream::stream_state(std::string_view name) {
+  const std::string n = str(name);
+  jsStreamInfo* raw = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetStreamInfo(&raw, js_, n.c_str(), nullptr, &jerr);
+  if (s != NATS_OK) return api_status(s, jerr, "stream info " + n);
+  std::unique_ptr<jsStreamInfo, StreamInfoDeleter> si(raw);
+  StreamState out;
+  out.first_seq = si->State.FirstSeq;
+  out.last_seq = si->State.LastSeq;
+  out.messages = si->State.Msgs;
+  out.bytes = si->State.Bytes;
+  return out;
+}
+
+Result<PubAck> JetStream::publish(std::string_view subject, std::string_view data, std::string_view msg_id,
+                                  int64_t timeout_ms) {
+  const std::string subj = str(subject);
+  const std::string id = str(msg_id);
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MaxWait = timeout_ms;
+  if (!id.empty()) po.MsgId = id.c_str();
+  jsPubAck* pa = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_Publish(&pa, js_, subj.c_str(), data.data(), static_cast<int>(data.size()), &po, &jerr);
+  if (s != NATS_OK) return api_status(s, jerr, "jetstream publish to " + subj);
+  PubAck out{pa->Sequence, pa->Duplicate};
+  jsPubAck_Destroy(pa);
+  return out;
+}
+
+Status JetStream::publish_async(std::string_view subject, std::string_view data, std::string_view msg_id) {
+  const std::string subj = str(subject);
+  const std::string id = str(msg_id);
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  if (!id.empty()) po.MsgId = id.c_str();  // copied into the message header by cnats
+  natsStatus s = js_PublishAsync(js_, subj.c_str(), data.data(), static_cast<int>(data.size()), &po);
+  return make_status(s, 0, "jetstream async publish to " + subj);
+}
+
+Status JetStream::wait_published(int64_t timeout_ms) {
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MaxWait = timeout_ms;
+  natsStatus s = js_PublishAsyncComplete(js_, &po);
+  std::optional<Status> first;
+  {
+    std::lock_guard<std::mutex> lock(async_errors_->mu);
+    first.swap(async_errors_->first);
+  }
+  if (first) return *first;
+  return make_status(s, 0, "wait for jetstream publish acks");
+}
+
+Status JetStream::add_consumer(std::string_view stream, const ConsumerSpec& spec) {
+  const std::string st = str(stream);
+  jsConsumerConfig cc;
+  jsConsumerConfig_Init(&cc);
+  cc.Durable = spec.durable.c_str();
+  if (!spec.filter_subject.empty()) cc.FilterSubject = spec.filter_subject.c_str();
+  if (!spec.deliver_subject.empty()) cc.DeliverSubject = spec.deliver_subject.c_str();
+  if (spec.start_seq > 0) {
+    cc.DeliverPolicy = js_DeliverByStartSequence;
+    cc.OptStartSeq = spec.start_seq;
+  } else {
+    cc.DeliverPolicy = js_DeliverAll;
+  }
+  switch (spec.ack_policy) {
+    case AckPolicy::kExplicit: cc.AckPolicy = js_AckExplicit; break;
+    case AckPolicy::kAll: cc.AckPolicy = js_AckAll; break;
+    case AckPolicy::kNone: cc.AckPolicy = js_AckNone; break;
+  }
+  cc.AckWait = spec.ack_wait_ms * kNanosPerMilli;
+  cc.MaxAckPending = spec.max_ack_pending;
+  cc.MaxDeliver = spec.max_deliver;
+  if (!spec.deliver_subject.empty() && spec.flow_control) {
+    cc.FlowControl = true;
+    cc.Heartbeat = spec.idle_heartbeat_ms * kNanosPerMilli;
+  } else if (!spec.deliver_subject.empty() && spec.idle_heartbeat_ms > 0) {
+    cc.Heartbeat = spec.idle_heartbeat_ms * kNanosPerMilli;
+  }
+  cc.MemoryStorage = spec.memory_storage;
+  cc.Replicas = spec.replicas;
+
+  jsConsumerInfo* ci = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_AddConsumer(&ci, js_, st.c_str(), &cc, nullptr, &jerr);
+  if (s != NATS_OK) return api_status(s, jerr, "add consumer " + spec.durable + " on " + st);
+  jsConsumerInfo_Destroy(ci);
+  return Status::ok();
+}
+
+Status JetStream::delete_consumer(std::string_view stream, std::string_view name) {
+  const std::string st = str(stream);
+  const std::string n = str(name);
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_DeleteConsumer(js_, st.c_str(), n.c_str(), nullptr, &jerr);
+  return s == NATS_OK ? Status::ok() : api_status(s, jerr, "delete consumer " + n + " on " + st);
+}
+
+Result<bool> JetStream::consumer_exists(std::string_view stream, std::string_view name) {
+  const std::string st = str(stream);
+  const std::string n = str(name);
+  jsConsumerInfo* raw = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetConsumerInfo(&raw, js_, st.c_str(), n.c_str(), nullptr, &jerr);
+  std::unique_ptr<jsConsumerInfo, ConsumerInfoDeleter> ci(raw);
+  if (s == NATS_OK) return true;
+  if (jerr == JSConsumerNotFoundErr) return false;
+  return api_status(s, jerr, "consumer info " + n + " on " + st);
+}
+
+Result<std::vector<std::string>> JetStream::consumer_names(std::string_view stream) {
+  const std::string st = str(stream);
+  jsConsumerNamesList* list = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_ConsumerNames(&list, js_, st.c_str(), nullptr, &jerr);
+  std::vector<std::string> out;
+  // cnats reports an empty list as NATS_NOT_FOUND without a JetStream error.
+  if (s == NATS_NOT_FOUND && jerr == 0) return out;
+  if (s != NATS_OK) return api_status(s, jerr, "consumer names on " + st);
+  for (int i = 0; i < list->Count; ++i) out.emplace_back(list->List[i]);
+  jsConsumerNamesList_Destroy(list);
+  return out;
+}
+
+Result<StoredMessage> JetStream::get_message(std::string_view stream, uint64_t seq) {
+  const std::string st = str(stream);
+  natsMsg* m = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetMsg(&m, js_, st.c_str(), seq, nullptr, &jerr);
+  if (s != NATS_OK) return api_status(s, jerr, "get message " + std::to_string(seq) + " from " + st);
+  return stored_message(m);
+}
+
+Result<StoredMessage> JetStream::get_last_message(std::string_view stream, std::string_view subject) {
+  const std::string st = str(stream);
+  const std::string subj = str(subject);
+  natsMsg* m = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetLastMsg(&m, js_, st.c_str(), subj.c_str(), nullptr, &jerr);
+  if (s != NATS_OK) return api_status(s, jerr, "get last message on " + subj + " from " + st);
+  return stored_message(m);
+}
+
+Result<std::unique_ptr<Subscription>> JetStream::bind_push(std::string_view stream, std::string_view consumer,
+                                                           std::string_view deliver_subject,
+                                                           MessageHandler handler) {
+  const std::string st = str(stream);
+  const std::string cons = str(consumer);
+  const std::string deliver = str(deliver_subject);
+  auto state = make_subscription_state(std::move(handler), [&](Subscription::State* sub_state) {
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = st.c_str();
+    so.Consumer = cons.c_str();
+    so.ManualAck = true;
+    // cnats compares the options with the consumer's config when binding;
+    // the hub creates agents' consumers in memory, so we must say so too.
+    so.Config.MemoryStorage = true;
+    if (!deliver.empty()) so.Config.DeliverSubject = deliver.c_str();
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    natsStatus s = js_Subscribe(&sub_state->sub, js_, nullptr, on_subscription_message, sub_state, nullptr, &so,
+                                &jerr);
+    return s == NATS_OK ? Status::ok() : api_status(s, jerr, "bind to consumer " + cons + " on " + st);
+  });
+  if (!state.is_ok()) return state.status();
+  return std::unique_ptr<Subscription>(new Subscription(std::move(state).value()));
+}
+
+}  // namespace ds
