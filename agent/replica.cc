@@ -1,0 +1,526 @@
+#include "agent/replica.h"
+
+#include <algorithm>
+#include <chrono>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "shared/codec.h"
+
+namespace ds {
+namespace {
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string_view sql_type(ColumnType t) {
+  switch (t) {
+    case ColumnType::kText: return "TEXT";
+    case ColumnType::kInteger: return "INTEGER";
+    case ColumnType::kReal: return "REAL";
+    case ColumnType::kBool: return "INTEGER";
+    case ColumnType::kBlob: return "BLOB";
+    case ColumnType::kJson: return "TEXT";
+  }
+  return "TEXT";
+}
+
+std::string staging_table(const std::string& type) { return "_deltasync_staging_" + type; }
+
+// The CREATE TABLE text of a type's table (also used for its staging table).
+std::string create_table_sql(const std::string& table, const TypeSchema& schema) {
+  std::string sql = "CREATE TABLE IF NOT EXISTS " + quote_identifier(table) + " (" +
+                    quote_identifier(schema.key) + " TEXT PRIMARY KEY NOT NULL";
+  for (const Column& c : schema.columns) {
+    sql += ", " + quote_identifier(c.name) + " " + std::string(sql_type(c.type));
+  }
+  sql += ", _version INTEGER NOT NULL, _ts INTEGER, _hub_ts INTEGER)";
+  return sql;
+}
+
+// Every column of a type's table in table order, as a comma-separated list.
+std::string column_list(const TypeSchema& schema) {
+  std::string s = quote_identifier(schema.key);
+  for (const Column& c : schema.columns) s += ", " + quote_identifier(c.name);
+  s += ", _version, _ts, _hub_ts";
+  return s;
+}
+
+}  // namespace
+
+std::string quote_identifier(const std::string& name) {
+  std::string q = "\"";
+  for (char c : name) {
+    if (c == '"') q += '"';
+    q += c;
+  }
+  q += '"';
+  return q;
+}
+
+std::string schema_to_json(const TypeSchema& schema) {
+  nlohmann::json j;
+  j["key"] = schema.key;
+  if (schema.partition) j["partition"] = *schema.partition;
+  j["columns"] = nlohmann::json::array();
+  for (const Column& c : schema.columns) {
+    j["columns"].push_back({{"name", c.name}, {"type", std::string(column_type_name(c.type))}});
+  }
+  return j.dump();
+}
+
+Result<TypeSchema> schema_from_json(const std::string& json) {
+  auto j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("key") || !j["key"].is_string() ||
+      !j.contains("columns") || !j["columns"].is_array()) {
+    return Status::data_loss("stored schema is not valid: " + json);
+  }
+  TypeSchema schema;
+  schema.key = j["key"].get<std::string>();
+  if (j.contains("partition") && j["partition"].is_string()) schema.partition = j["partition"].get<std::string>();
+  for (const auto& c : j["columns"]) {
+    if (!c.is_object() || !c.contains("name") || !c["name"].is_string() || !c.contains("type") ||
+        !c["type"].is_string()) {
+      return Status::data_loss("stored schema has a bad column: " + json);
+    }
+    DS_ASSIGN_OR_RETURN(ColumnType t, column_type_from_name(c["type"].get<std::string>()));
+    schema.columns.push_back(Column{c["name"].get<std::string>(), t});
+  }
+  return schema;
+}
+
+Result<std::unique_ptr<Replica>> Replica::open(const std::string& path, bool read_only) {
+  OpenOptions opts;
+  opts.read_only = read_only;
+  opts.create = !read_only;
+  // synchronous=NORMAL: a power loss may roll back the last commits, data and
+  // checkpoint together; the agent then reports the older checkpoint when it
+  // registers and the hub recreates its consumers from there. Acked-but-lost
+  // is therefore a replay, never a gap.
+  opts.synchronous_full = false;
+  DS_ASSIGN_OR_RETURN(auto db, Database::open(path, opts));
+  std::unique_ptr<Replica> r(new Replica(std::move(db), read_only));
+  if (!read_only) DS_RETURN_IF_ERROR(r->create_bookkeeping());
+  DS_RETURN_IF_ERROR(r->load_schemas());
+  return r;
+}
+
+Status Replica::create_bookkeeping() {
+  return db_->exec(
+      "CREATE TABLE IF NOT EXISTS _deltasync_checkpoint ("
+      "  type TEXT PRIMARY KEY NOT NULL, version INTEGER NOT NULL DEFAULT 0,"
+      "  seq INTEGER NOT NULL DEFAULT 0, ts INTEGER NOT NULL DEFAULT 0,"
+      "  schema_hash TEXT NOT NULL DEFAULT '', schema TEXT NOT NULL DEFAULT '');"
+      "CREATE TABLE IF NOT EXISTS _deltasync_tombstone ("
+      "  type TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL,"
+      "  PRIMARY KEY (type, key));"
+      "CREATE TABLE IF NOT EXISTS _deltasync_quarantine ("
+      "  id INTEGER PRIMARY KEY, type TEXT NOT NULL, kind TEXT NOT NULL,"
+      "  seq INTEGER NOT NULL DEFAULT 0, version INTEGER NOT NULL DEFAULT 0,"
+      "  key TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL, payload BLOB, at INTEGER NOT NULL);");
+}
+
+Status Replica::load_schemas() {
+  // A read-only open of a file the agent never initialised has no tables.
+  auto exists = query_scalar_int64(
+      *db_, "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='_deltasync_checkpoint'");
+  if (!exists) return exists.status();
+  if (*exists == 0) return Status::ok();
+  DS_ASSIGN_OR_RETURN(auto stmt, db_->prepare("SELECT type, schema FROM _deltasync_checkpoint WHERE schema != ''"));
+  while (true) {
+    DS_ASSIGN_OR_RETURN(bool row, stmt.step());
+    if (!row) break;
+    const std::string type = stmt.column_text(0);
+    DS_ASSIGN_OR_RETURN(TypeSchema schema, schema_from_json(stmt.column_text(1)));
+    schemas_[type] = std::move(schema);
+  }
+  return Status::ok();
+}
+
+const TypeSchema* Replica::schema(const std::string& type) const {
+  auto it = schemas_.find(type);
+  return it == schemas_.end() ? nullptr : &it->second;
+}
+
+std::vector<std::string> Replica::types() const {
+  std::vector<std::string> out;
+  for (const auto& [type, schema] : schemas_) out.push_back(type);
+  return out;
+}
+
+Status Replica::ensure_table(const std::string& type, const TypeSchema& schema) {
+  if (read_only_) return Status::permission_denied("replica: opened read-only");
+  if (type.empty() || type[0] == '_') return Status::invalid_argument("replica: bad type name '" + type + "'");
+  DS_ASSIGN_OR_RETURN(auto tx, Transaction::begin(*db_));
+  DS_RETURN_IF_ERROR(db_->exec(create_table_sql(type, schema)));
+  // Existing table: add the columns it lacks. Columns the hub dropped stay.
+  std::set<std::string> present;
+  {
+    DS_ASSIGN_OR_RETURN(auto info, db_->prepare("SELECT name FROM pragma_table_info(?)"));
+    info.bind(1, type);
+    while (true) {
+      DS_ASSIGN_OR_RETURN(bool row, info.step());
+      if (!row) break;
+      present.insert(info.column_text(0));
+    }
+  }
+  for (const Column& c : schema.columns) {
+    if (present.count(c.name)) continue;
+    DS_RETURN_IF_ERROR(db_->exec("ALTER TABLE " + quote_identifier(type) + " ADD COLUMN " +
+                                 quote_identifier(c.name) + " " + std::string(sql_type(c.type))));
+  }
+  {
+    DS_ASSIGN_OR_RETURN(auto up, db_->prepare(
+                                     "INSERT INTO _deltasync_checkpoint(type, schema_hash, schema) VALUES (?, ?, ?) "
+                                     "ON CONFLICT(type) DO UPDATE SET schema_hash = excluded.schema_hash, "
+                                     "schema = excluded.schema"));
+    up.bind(1, type).bind(2, schema_hash(schema)).bind(3, schema_to_json(schema));
+    DS_RETURN_IF_ERROR(up.run());
+  }
+  DS_RETURN_IF_ERROR(tx.commit());
+  schemas_[type] = schema;
+  return Status::ok();
+}
+
+Result<bool> Replica::apply_one(const std::string& type, const TypeSchema& schema, const Change& change) {
+  if (change.key.empty()) return Status::invalid_argument("empty key");
+  if (change.key.size() > kMaxKeyBytes) return Status::invalid_argument("key longer than the limit");
+  const std::string table = quote_identifier(type);
+  const std::string key_col = quote_identifier(schema.key);
+
+  bool row_exists = false;
+  uint64_t current = 0;
+  {
+    DS_ASSIGN_OR_RETURN(auto q, db_->prepare("SELECT _version FROM " + table + " WHERE " + key_col + " = ?"));
+    q.bind(1, change.key);
+    DS_ASSIGN_OR_RETURN(bool row, q.step());
+    if (row) {
+      row_exists = true;
+      current = static_cast<uint64_t>(q.column_int64(0));
+    }
+  }
+  bool tombstoned = false;
+  {
+    DS_ASSIGN_OR_RETURN(auto q, db_->prepare("SELECT version FROM _deltasync_tombstone WHERE type = ? AND key = ?"));
+    q.bind(1, type).bind(2, change.key);
+    DS_ASSIGN_OR_RETURN(bool row, q.step());
+    if (row) {
+      tombstoned = true;
+      current = std::max(current, static_cast<uint64_t>(q.column_int64(0)));
+    }
+  }
+  if (change.v <= current) return false;
+
+  if (change.op == Op::kDelete) {
+    if (row_exists) {
+      DS_ASSIGN_OR_RETURN(auto del, db_->prepare("DELETE FROM " + table + " WHERE " + key_col + " = ?"));
+      del.bind(1, change.key);
+      DS_RETURN_IF_ERROR(del.run());
+    }
+    DS_ASSIGN_OR_RETURN(auto tomb, db_->prepare(
+                                       "INSERT INTO _deltasync_tombstone(type, key, version) VALUES (?, ?, ?) "
+                                       "ON CONFLICT(type, key) DO UPDATE SET version = excluded.version"));
+    tomb.bind(1, type).bind(2, change.key).bind(3, static_cast<int64_t>(change.v));
+    DS_RETURN_IF_ERROR(tomb.run());
+    return true;
+  }
+
+  Fields fields = change.f;
+  DS_RETURN_IF_ERROR(validate_fields(schema, change.key, fields));
+  std::string sql;
+  if (row_exists) {
+    sql = "UPDATE " + table + " SET ";
+    for (const auto& [name, value] : fields) sql += quote_identifier(name) + " = ?, ";
+    sql += "_version = ?, _ts = ?, _hub_ts = ? WHERE " + key_col + " = ?";
+  } else {
+    std::string names = key_col;
+    std::string marks = "?";
+    for (const auto& [name, value] : fields) {
+      names += ", " + quote_identifier(name);
+      marks += ", ?";
+    }
+    sql = "INSERT INTO " + table + " (" + names + ", _version, _ts, _hub_ts) VALUES (" + marks + ", ?, ?, ?)";
+  }
+  DS_ASSIGN_OR_RETURN(auto st, db_->prepare(sql));
+  int i = 1;
+  if (!row_exists) st.bind(i++, change.key);
+  for (const auto& [name, value] : fields) st.bind(i++, value);
+  st.bind(i++, static_cast<int64_t>(change.v));
+  st.bind(i++, change.ts);
+  st.bind(i++, change.hts);
+  if (row_exists) st.bind(i++, change.key);
+  DS_RETURN_IF_ERROR(st.run());
+  if (tombstoned) {
+    DS_ASSIGN_OR_RETURN(auto untomb, db_->prepare("DELETE FROM _deltasync_tombstone WHERE type = ? AND key = ?"));
+    untomb.bind(1, type).bind(2, change.key);
+    DS_RETURN_IF_ERROR(untomb.run());
+  }
+  return true;
+}
+
+Status Replica::insert_quarantine(const QuarantineEntry& e) {
+  DS_ASSIGN_OR_RETURN(auto st, db_->prepare(
+                                   "INSERT INTO _deltasync_quarantine(type, kind, seq, version, key, reason, "
+                                   "payload, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
+  st.bind(1, e.type)
+      .bind(2, e.kind)
+      .bind(3, static_cast<int64_t>(e.seq))
+      .bind(4, static_cast<int64_t>(e.version))
+      .bind(5, e.key)
+      .bind(6, e.reason)
+      .bind_blob(7, e.payload)
+      .bind(8, e.at != 0 ? e.at : now_ms());
+  return st.run();
+}
+
+Result<ApplyOutcome> Replica::apply(const std::string& type, const std::vector<Change>& changes,
+                                    uint64_t last_seq) {
+  const TypeSchema* schema = this->schema(type);
+  if (schema == nullptr) return Status::not_found("replica: no table for type '" + type + "'");
+  ApplyOutcome out;
+  DS_ASSIGN_OR_RETURN(auto tx, Transaction::begin(*db_));
+  uint64_t max_version = 0;
+  int64_t max_ts = 0;
+  for (const Change& change : changes) {
+    max_version = std::max(max_version, change.v);
+    // A savepoint per change: a failing change is rolled back alone and set
+    // aside, so it never blocks the changes after it.
+    DS_RETURN_IF_ERROR(db_->exec("SAVEPOINT change"));
+    auto applied = apply_one(type, *schema, change);
+    if (applied.is_ok()) {
+      DS_RETURN_IF_ERROR(db_->exec("RELEASE change"));
+      if (*applied) {
+        max_ts = std::max(max_ts, change.ts);
+        out.applied.push_back(change);
+      } else {
+        ++out.skipped;
+      }
+      continue;
+    }
+    const StatusCode code = applied.status().code();
+    DS_RETURN_IF_ERROR(db_->exec("ROLLBACK TO change"));
+    DS_RETURN_IF_ERROR(db_->exec("RELEASE change"));
+    // Transient or internal failures abort the whole batch (it is retried);
+    // only a change that can never apply is quarantined.
+    if (code != StatusCode::kInvalidArgument && code != StatusCode::kAlreadyExists) return applied.status();
+    DeltaBatch one{type, {change}};
+    QuarantineEntry e;
+    e.type = type;
+    e.kind = "apply";
+    e.seq = last_seq;
+    e.version = change.v;
+    e.key = change.key;
+    e.reason = applied.status().message();
+    e.payload = encode(one);
+    DS_RETURN_IF_ERROR(insert_quarantine(e));
+    ++out.quarantined;
+  }
+  DS_ASSIGN_OR_RETURN(auto cp, db_->prepare(
+                                   "UPDATE _deltasync_checkpoint SET version = max(version, ?), "
+                                   "seq = CASE WHEN ? > 0 THEN ? ELSE seq END, ts = max(ts, ?) WHERE type = ?"));
+  cp.bind(1, static_cast<int64_t>(max_version))
+      .bind(2, static_cast<int64_t>(last_seq))
+      .bind(3, static_cast<int64_t>(last_seq))
+      .bind(4, max_ts)
+      .bind(5, type);
+  DS_RETURN_IF_ERROR(cp.run());
+  DS_RETURN_IF_ERROR(tx.commit());
+  return out;
+}
+
+Status Replica::begin_snapshot(const std::string& type) {
+  const TypeSchema* schema = this->schema(type);
+  if (schema == nullptr) return Status::not_found("replica: no table for type '" + type + "'");
+  DS_RETURN_IF_ERROR(db_->exec("DROP TABLE IF EXISTS " + quote_identifier(staging_table(type))));
+  return db_->exec(create_table_sql(staging_table(type), *schema));
+}
+
+Status Replica::stage_snapshot_page(const std::string& type, const std::vector<SnapshotRecord>& records) {
+  const TypeSchema* schema = this->schema(type);
+  if (schema == nullptr) return Status::not_found("replica: no table for type '" + type + "'");
+  DS_ASSIGN_OR_RETURN(auto tx, Transaction::begin(*db_));
+  for (const SnapshotRecord& r : records) {
+    Fields fields = r.f;
+    Status valid = r.key.empty() ? Status::invalid_argument("empty key") : validate_fields(*schema, r.key, fields);
+    if (!valid) {
+      Change c{r.v, r.key, Op::kUpsert, r.f, r.ts, 0};
+      QuarantineEntry e;
+      e.type = type;
+      e.kind = "apply";
+      e.version = r.v;
+      e.key = r.key;
+      e.reason = "snapshot record: " + valid.message();
+      e.payload = encode(DeltaBatch{type, {c}});
+      DS_RETURN_IF_ERROR(insert_quarantine(e));
+      continue;
+    }
+    std::string names = quote_identifier(schema->key);
+    std::string marks = "?";
+    for (const auto& [name, value] : fields) {
+      names += ", " + quote_identifier(name);
+      marks += ", ?";
+    }
+    DS_ASSIGN_OR_RETURN(auto st, db_->prepare("INSERT OR REPLACE INTO " + quote_identifier(staging_table(type)) +
+                                              " (" + names + ", _version, _ts, _hub_ts) VALUES (" + marks +
+                                              ", ?, ?, NULL)"));
+    int i = 1;
+    st.bind(i++, r.key);
+    for (const auto& [name, value] : fields) st.bind(i++, value);
+    st.bind(i++, static_cast<int64_t>(r.v));
+    st.bind(i++, r.ts);
+    DS_RETURN_IF_ERROR(st.run());
+  }
+  return tx.commit();
+}
+
+Status Replica::finish_snapshot(const std::string& type, uint64_t high_version, uint64_t high_seq) {
+  const TypeSchema* schema = this->schema(type);
+  if (schema == nullptr) return Status::not_found("replica: no table for type '" + type + "'");
+  const std::string table = quote_identifier(type);
+  const std::string staging = quote_identifier(staging_table(type));
+  const std::string cols = column_list(*schema);
+  DS_ASSIGN_OR_RETURN(auto tx, Transaction::begin(*db_));
+  DS_RETURN_IF_ERROR(db_->exec("DELETE FROM " + table));
+  DS_RETURN_IF_ERROR(db_->exec("INSERT INTO " + table + " (" + cols + ") SELECT " + cols + " FROM " + staging));
+  {
+    // The snapshot is the whole truth as of high_version: deletes before it
+    // are already reflected by absence, and the stream resumes after it.
+    DS_ASSIGN_OR_RETURN(auto del, db_->prepare("DELETE FROM _deltasync_tombstone WHERE type = ?"));
+    del.bind(1, type);
+    DS_RETURN_IF_ERROR(del.run());
+  }
+  {
+    DS_ASSIGN_OR_RETURN(auto cp, db_->prepare(
+                                     "UPDATE _deltasync_checkpoint SET version = ?, seq = ?, "
+                                     "ts = (SELECT coalesce(max(_ts), 0) FROM " + table + ") WHERE type = ?"));
+    cp.bind(1, static_cast<int64_t>(high_version)).bind(2, static_cast<int64_t>(high_seq)).bind(3, type);
+    DS_RETURN_IF_ERROR(cp.run());
+  }
+  DS_RETURN_IF_ERROR(db_->exec("DROP TABLE " + staging));
+  return tx.commit();
+}
+
+Result<int64_t> Replica::quarantine(const QuarantineEntry& entry) {
+  DS_RETURN_IF_ERROR(insert_quarantine(entry));
+  return db_->last_insert_rowid();
+}
+
+namespace {
+QuarantineEntry read_quarantine_row(const Statement& st) {
+  QuarantineEntry e;
+  e.id = st.column_int64(0);
+  e.type = st.column_text(1);
+  e.kind = st.column_text(2);
+  e.seq = static_cast<uint64_t>(st.column_int64(3));
+  e.version = static_cast<uint64_t>(st.column_int64(4));
+  e.key = st.column_text(5);
+  e.reason = st.column_text(6);
+  e.payload = st.column_blob(7);
+  e.at = st.column_int64(8);
+  return e;
+}
+constexpr std::string_view kQuarantineColumns = "id, type, kind, seq, version, key, reason, payload, at";
+}  // namespace
+
+Result<std::vector<QuarantineEntry>> Replica::quarantined() const {
+  std::vector<QuarantineEntry> out;
+  DS_ASSIGN_OR_RETURN(auto st, db_->prepare("SELECT " + std::string(kQuarantineColumns) +
+                                            " FROM _deltasync_quarantine ORDER BY id"));
+  while (true) {
+    DS_ASSIGN_OR_RETURN(bool row, st.step());
+    if (!row) break;
+    out.push_back(read_quarantine_row(st));
+  }
+  return out;
+}
+
+Result<QuarantineEntry> Replica::quarantine_entry(int64_t id) const {
+  DS_ASSIGN_OR_RETURN(auto st, db_->prepare("SELECT " + std::string(kQuarantineColumns) +
+                                            " FROM _deltasync_quarantine WHERE id = ?"));
+  st.bind(1, id);
+  DS_ASSIGN_OR_RETURN(bool row, st.step());
+  if (!row) return Status::not_found("quarantine entry " + std::to_string(id) + " does not exist");
+  return read_quarantine_row(st);
+}
+
+Status Replica::drop_quarantined(int64_t id) {
+  DS_ASSIGN_OR_RETURN(auto st, db_->prepare("DELETE FROM _deltasync_quarantine WHERE id = ?"));
+  st.bind(1, id);
+  DS_RETURN_IF_ERROR(st.run());
+  if (db_->changes() == 0) return Status::not_found("quarantine entry " + std::to_string(id) + " does not exist");
+  return Status::ok();
+}
+
+Result<uint64_t> Replica::quarantine_count() const {
+  auto n = query_scalar_int64(*db_, "SELECT count(*) FROM _deltasync_quarantine");
+  if (!n) return n.status();
+  return static_cast<uint64_t>(*n);
+}
+
+Result<std::map<std::string, ReplicaCheckpoint>> Replica::checkpoints() const {
+  std::map<std::string, ReplicaCheckpoint> out;
+  DS_ASSIGN_OR_RETURN(auto st, db_->prepare("SELECT type, version, seq, ts, schema_hash FROM _deltasync_checkpoint"));
+  while (true) {
+    DS_ASSIGN_OR_RETURN(bool row, st.step());
+    if (!row) break;
+    ReplicaCheckpoint cp;
+    cp.version = static_cast<uint64_t>(st.column_int64(1));
+    cp.seq = static_cast<uint64_t>(st.column_int64(2));
+    cp.ts = st.column_int64(3);
+    cp.schema_hash = st.column_text(4);
+    out[st.column_text(0)] = cp;
+  }
+  return out;
+}
+
+Result<uint64_t> Replica::row_count(const std::string& type) const {
+  if (schema(type) == nullptr) return Status::not_found("replica: no table for type '" + type + "'");
+  auto n = query_scalar_int64(*db_, "SELECT count(*) FROM " + quote_identifier(type));
+  if (!n) return n.status();
+  return static_cast<uint64_t>(*n);
+}
+
+Result<std::vector<std::pair<std::string, uint64_t>>> Replica::key_versions(const std::string& type) const {
+  const TypeSchema* s = schema(type);
+  if (s == nullptr) return Status::not_found("replica: no table for type '" + type + "'");
+  std::vector<std::pair<std::string, uint64_t>> out;
+  DS_ASSIGN_OR_RETURN(auto st, db_->prepare("SELECT " + quote_identifier(s->key) + ", _version FROM " +
+                                            quote_identifier(type) + " ORDER BY 1"));
+  while (true) {
+    DS_ASSIGN_OR_RETURN(bool row, st.step());
+    if (!row) break;
+    out.emplace_back(st.column_text(0), static_cast<uint64_t>(st.column_int64(1)));
+  }
+  return out;
+}
+
+Result<Digest> Replica::digest(const std::string& type) const {
+  DS_ASSIGN_OR_RETURN(auto rows, key_versions(type));
+  Digest d;
+  for (const auto& [key, version] : rows) d.add(key, version);
+  return d;
+}
+
+Result<Fields> Replica::row(const std::string& type, const std::string& key) const {
+  const TypeSchema* s = schema(type);
+  if (s == nullptr) return Status::not_found("replica: no table for type '" + type + "'");
+  std::string cols;
+  for (const Column& c : s->columns) cols += (cols.empty() ? "" : ", ") + quote_identifier(c.name);
+  if (cols.empty()) cols = "1";
+  DS_ASSIGN_OR_RETURN(auto st, db_->prepare("SELECT " + cols + " FROM " + quote_identifier(type) + " WHERE " +
+                                            quote_identifier(s->key) + " = ?"));
+  st.bind(1, key);
+  DS_ASSIGN_OR_RETURN(bool found, st.step());
+  if (!found) return Status::not_found("no row '" + key + "' in " + type);
+  Fields f;
+  for (size_t i = 0; i < s->columns.size(); ++i) {
+    f[s->columns[i].name] = st.column_value(static_cast<int>(i), s->columns[i].type);
+  }
+  return f;
+}
+
+}  // namespace ds

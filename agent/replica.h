@@ -1,0 +1,150 @@
+#pragma once
+// Replica (the ReplicaWriter of DESIGN.md §8): the agent's local SQLite file.
+//
+// Layout (WAL mode, one file):
+//   <type>                       one table per taken type, named after it:
+//                                <key column> TEXT PRIMARY KEY, the declared
+//                                columns, then _version, _ts, _hub_ts.
+//   _deltasync_checkpoint        (type PRIMARY KEY, version, seq, ts,
+//                                schema_hash, schema): the last applied
+//                                version, the stream sequence of the last
+//                                applied message, the latest business time,
+//                                and the schema the table was built from (JSON)
+//                                so a restarted agent can apply before the hub
+//                                answers its registration.
+//   _deltasync_tombstone         (type, key, version): the version of each
+//                                deleted key. A delete removes the row (so
+//                                readers of <type> see only live rows) but must
+//                                still block the replay of an older upsert; the
+//                                effective version of a key is max(row
+//                                _version, tombstone version). Tombstones are
+//                                kept until a snapshot replaces the type.
+//   _deltasync_quarantine        (id, type, kind, seq, version, key, reason,
+//                                payload, at): changes set aside. kind is
+//                                'undecodable' (payload = raw message bytes),
+//                                'apply' (payload = a DeltaBatch holding the one
+//                                change that failed) or 'hook' (payload = the
+//                                applied batch whose hook failed; its data is in
+//                                the table).
+//   _deltasync_staging_<type>    transient: snapshot pages before the atomic load.
+//
+// Convergence rule: a change applies to a key only if its version is greater
+// than the key's effective version, so duplicates, replays and out-of-order
+// deliveries leave the replica unchanged. An upsert is a patch: only the given
+// columns change (a new row gets NULL in the others).
+//
+// Thread-safety: none. One thread (the agent's apply thread) owns a Replica for
+// writing; other processes (the status CLI) open their own read-only Replica.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "shared/digest.h"
+#include "shared/messages.h"
+#include "shared/schema.h"
+#include "shared/sqlite.h"
+#include "shared/status.h"
+
+namespace ds {
+
+// Per-type position of the replica (what heartbeats and registration report).
+struct ReplicaCheckpoint {
+  uint64_t version = 0;
+  uint64_t seq = 0;
+  int64_t ts = 0;
+  std::string schema_hash;
+  bool operator==(const ReplicaCheckpoint&) const = default;
+};
+
+// What one apply() did.
+struct ApplyOutcome {
+  std::vector<Change> applied;   // changes that changed the replica, in order
+  size_t skipped = 0;            // not newer than the key's version
+  size_t quarantined = 0;        // failed and set aside
+};
+
+struct QuarantineEntry {
+  int64_t id = 0;
+  std::string type;
+  std::string kind;              // undecodable | apply | hook
+  uint64_t seq = 0;
+  uint64_t version = 0;
+  std::string key;
+  std::string reason;
+  std::string payload;
+  int64_t at = 0;                // ms since the epoch
+};
+
+class Replica {
+ public:
+  // Opens (creating) the replica and its bookkeeping tables and loads the
+  // stored schemas. read_only opens an existing file without writing to it.
+  static Result<std::unique_ptr<Replica>> open(const std::string& path, bool read_only = false);
+
+  // Creates the type's table, or adds the schema's new columns in place
+  // (ALTER TABLE ADD COLUMN); records the schema and its hash.
+  Status ensure_table(const std::string& type, const TypeSchema& schema);
+  // The schema recorded for a type, if ensure_table() was ever called for it.
+  const TypeSchema* schema(const std::string& type) const;
+  std::vector<std::string> types() const;
+
+  // Applies `changes` (ascending version) and advances the type's checkpoint
+  // (version = max applied-or-seen version, seq = last_seq, ts = max business
+  // ts) in ONE transaction. A change that breaks the schema or a constraint is
+  // quarantined inside the same transaction and the rest still apply.
+  // NotFound when the type has no table; other errors leave nothing changed.
+  Result<ApplyOutcome> apply(const std::string& type, const std::vector<Change>& changes, uint64_t last_seq);
+
+  // Snapshot loading, in three steps: begin (empty staging table), stage each
+  // page (committed per page, so memory stays bounded), then finish: replace
+  // the table's content with the staging table and set the checkpoint, in one
+  // transaction, so readers never see a half-loaded table.
+  Status begin_snapshot(const std::string& type);
+  Status stage_snapshot_page(const std::string& type, const std::vector<SnapshotRecord>& records);
+  Status finish_snapshot(const std::string& type, uint64_t high_version, uint64_t high_seq);
+
+  // Sets a quarantine row aside in its own transaction.
+  Result<int64_t> quarantine(const QuarantineEntry& entry);
+  Result<std::vector<QuarantineEntry>> quarantined() const;
+  Result<QuarantineEntry> quarantine_entry(int64_t id) const;
+  Status drop_quarantined(int64_t id);
+  Result<uint64_t> quarantine_count() const;
+
+  Result<std::map<std::string, ReplicaCheckpoint>> checkpoints() const;
+  Result<uint64_t> row_count(const std::string& type) const;
+  // Live rows as (key, version), ascending key: input for digests.
+  Result<std::vector<std::pair<std::string, uint64_t>>> key_versions(const std::string& type) const;
+  // The convergence digest (shared/digest.h) of the type's live rows.
+  Result<Digest> digest(const std::string& type) const;
+  // One live row's fields (every declared column, NULLs included); NotFound
+  // when the key has no live row.
+  Result<Fields> row(const std::string& type, const std::string& key) const;
+
+  Database& db() { return *db_; }
+
+ private:
+  explicit Replica(std::unique_ptr<Database> db, bool read_only)
+      : db_(std::move(db)), read_only_(read_only) {}
+  Status create_bookkeeping();
+  Status load_schemas();
+  // Applies one change inside the caller's transaction; InvalidArgument /
+  // AlreadyExists for a change that must be quarantined.
+  Result<bool> apply_one(const std::string& type, const TypeSchema& schema, const Change& change);
+  Status insert_quarantine(const QuarantineEntry& entry);
+
+  std::unique_ptr<Database> db_;
+  bool read_only_ = false;
+  std::map<std::string, TypeSchema> schemas_;
+};
+
+// "<type>" quoted as an SQL identifier.
+std::string quote_identifier(const std::string& name);
+// Schema <-> JSON text as stored in _deltasync_checkpoint.schema.
+std::string schema_to_json(const TypeSchema& schema);
+Result<TypeSchema> schema_from_json(const std::string& json);
+
+}  // namespace ds
