@@ -1,0 +1,137 @@
+#include "shared/names.h"
+
+#include <cctype>
+#include <cstdio>
+
+namespace ds {
+namespace {
+
+constexpr size_t kMaxNameChars = 64;
+
+// Identifiers end up in error messages that people read and in log lines, so a
+// hostile value is shown escaped and cut short rather than verbatim.
+std::string shown(std::string_view s) {
+  constexpr size_t kMaxShown = 80;
+  std::string out = "'";
+  for (size_t i = 0; i < s.size() && i < kMaxShown; ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'') {
+      out += static_cast<char>(c);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    }
+  }
+  if (s.size() > kMaxShown) out += "...";
+  out += "'";
+  return out;
+}
+
+bool is_lower_or_digit_or_underscore(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+// [A-Za-z0-9_-]: the characters that are safe in one NATS subject token, a
+// durable consumer name and a file name alike.
+bool is_token_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '-';
+}
+
+bool is_token(std::string_view s) {
+  if (s.empty() || s.size() > kMaxNameChars) return false;
+  for (char c : s) {
+    if (!is_token_char(c)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Status validate_type_name(std::string_view name) {
+  bool valid = !name.empty() && name.size() <= kMaxNameChars && name[0] >= 'a' && name[0] <= 'z';
+  for (size_t i = 1; valid && i < name.size(); ++i) valid = is_lower_or_digit_or_underscore(name[i]);
+  if (valid) return Status::ok();
+  return Status::invalid_argument("invalid business type name " + shown(name) +
+                                  ": use 1-64 characters from a-z 0-9 _, starting with a letter a-z");
+}
+
+Status validate_agent_id(std::string_view id) {
+  if (is_token(id)) return Status::ok();
+  return Status::invalid_argument("invalid agent id " + shown(id) +
+                                  ": use 1-64 characters from A-Z a-z 0-9 _ -");
+}
+
+Status validate_partition(std::string_view partition) {
+  if (partition == kAllPartitions) {
+    return Status::invalid_argument("invalid partition '_all': it is reserved for records without a partition");
+  }
+  if (is_token(partition)) return Status::ok();
+  return Status::invalid_argument("invalid partition " + shown(partition) +
+                                  ": use 1-64 characters from A-Z a-z 0-9 _ -");
+}
+
+Status validate_subject_prefix(std::string_view prefix) {
+  bool valid = !prefix.empty();
+  size_t token_start = 0;
+  for (size_t i = 0; valid && i <= prefix.size(); ++i) {
+    if (i == prefix.size() || prefix[i] == '.') {
+      valid = i > token_start;  // no empty token: "", ".ds", "ds.", "a..b"
+      token_start = i + 1;
+    } else {
+      valid = is_token_char(prefix[i]);
+    }
+  }
+  if (valid) return Status::ok();
+  return Status::invalid_argument("invalid subject prefix " + shown(prefix) +
+                                  ": use one or more tokens of A-Z a-z 0-9 _ - separated by '.'");
+}
+
+namespace {
+std::string join(std::string_view a, std::string_view b) {
+  std::string s(a);
+  s += '.';
+  s += b;
+  return s;
+}
+}  // namespace
+
+std::string Subjects::ingest(std::string_view type) const { return join(p_ + ".ingest", type); }
+std::string Subjects::ingest_wildcard() const { return p_ + ".ingest.*"; }
+std::string Subjects::register_agent(std::string_view agent) const {
+  return join(p_ + ".hub.register", agent);
+}
+std::string Subjects::register_wildcard() const { return p_ + ".hub.register.*"; }
+std::string Subjects::snapshot(std::string_view agent) const { return join(p_ + ".hub.snapshot", agent); }
+std::string Subjects::snapshot_wildcard() const { return p_ + ".hub.snapshot.*"; }
+std::string Subjects::heartbeat(std::string_view type) const { return join(p_ + ".hb", type); }
+std::string Subjects::probe(std::string_view agent) const { return join(join(p_ + ".agent", agent), "hb"); }
+std::string Subjects::delta(std::string_view type, std::string_view partition) const {
+  return join(join(p_ + ".delta", type), partition);
+}
+std::string Subjects::delta_filter(std::string_view type) const { return join(join(p_ + ".delta", type), ">"); }
+std::string Subjects::push(std::string_view agent, std::string_view type) const {
+  return join(join(p_ + ".push", agent), type);
+}
+
+std::string_view Subjects::last_token(std::string_view subject) {
+  const size_t dot = subject.rfind('.');
+  return dot == std::string_view::npos ? subject : subject.substr(dot + 1);
+}
+
+std::string stream_name(std::string_view type) {
+  std::string s = "DS_";
+  for (char c : type) s += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string consumer_name(std::string_view agent) { return "ag_" + std::string(agent); }
+
+std::string inbox_prefix(std::string_view id) { return "_INBOX_" + std::string(id); }
+
+std::string msg_id(std::string_view type, uint64_t first_version) {
+  return std::string(type) + ":" + std::to_string(first_version);
+}
+
+}  // namespace ds

@@ -1,0 +1,220 @@
+#include "shared/schema.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace ds {
+namespace {
+
+TypeSchema products() {
+  TypeSchema s;
+  s.key = "sku";
+  s.partition = "store_id";
+  s.columns = {{"name", ColumnType::kText},  {"qty", ColumnType::kInteger}, {"price", ColumnType::kReal},
+               {"active", ColumnType::kBool}, {"image", ColumnType::kBlob},   {"meta", ColumnType::kJson},
+               {"store_id", ColumnType::kText}};
+  return s;
+}
+
+TEST(SchemaTest, ColumnTypeNamesRoundTrip) {
+  for (ColumnType t : {ColumnType::kText, ColumnType::kInteger, ColumnType::kReal, ColumnType::kBool,
+                       ColumnType::kBlob, ColumnType::kJson}) {
+    Result<ColumnType> back = column_type_from_name(column_type_name(t));
+    ASSERT_TRUE(back.is_ok());
+    EXPECT_EQ(*back, t);
+  }
+  EXPECT_EQ(column_type_name(ColumnType::kInteger), "integer");
+}
+
+TEST(SchemaTest, UnknownColumnTypeListsTheAllowedNames) {
+  Result<ColumnType> r = column_type_from_name("varchar");
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(r.status().message(), "unknown column type 'varchar' (expected text, integer, real, bool, blob or json)");
+}
+
+TEST(SchemaTest, ValueKindNames) {
+  EXPECT_EQ(value_kind_name(Value{}), "null");
+  EXPECT_EQ(value_kind_name(Value{true}), "bool");
+  EXPECT_EQ(value_kind_name(Value{int64_t{1}}), "integer");
+  EXPECT_EQ(value_kind_name(Value{1.5}), "real");
+  EXPECT_EQ(value_kind_name(Value{std::string("x")}), "text");
+  EXPECT_EQ(value_kind_name(Value{Blob{"x"}}), "blob");
+  EXPECT_EQ(value_kind_name(Value{JsonText{"{}"}}), "json");
+}
+
+TEST(SchemaTest, FindColumn) {
+  TypeSchema s = products();
+  ASSERT_NE(s.find_column("price"), nullptr);
+  EXPECT_EQ(s.find_column("price")->type, ColumnType::kReal);
+  EXPECT_EQ(s.find_column("colour"), nullptr);
+  EXPECT_EQ(s.find_column("sku"), nullptr);  // the key is not a column
+}
+
+TEST(SchemaTest, SchemaHashIsStableHex) {
+  const std::string h = schema_hash(products());
+  EXPECT_EQ(h.size(), 32u);
+  EXPECT_EQ(h.find_first_not_of("0123456789abcdef"), std::string::npos) << h;
+  EXPECT_EQ(schema_hash(products()), h);
+}
+
+TEST(SchemaTest, SchemaHashChangesWithEveryPart) {
+  const std::string base = schema_hash(products());
+  TypeSchema s = products();
+  s.key = "id";
+  EXPECT_NE(schema_hash(s), base);
+  s = products();
+  s.partition.reset();
+  EXPECT_NE(schema_hash(s), base);
+  s = products();
+  s.columns[1].type = ColumnType::kReal;
+  EXPECT_NE(schema_hash(s), base);
+  s = products();
+  s.columns[0].name = "title";
+  EXPECT_NE(schema_hash(s), base);
+  s = products();
+  std::swap(s.columns[0], s.columns[1]);
+  EXPECT_NE(schema_hash(s), base);
+  s = products();
+  s.columns.push_back({"extra", ColumnType::kText});
+  EXPECT_NE(schema_hash(s), base);
+}
+
+TEST(SchemaTest, SchemaHashDoesNotConfuseNameBoundaries) {
+  TypeSchema a;
+  a.key = "k";
+  a.columns = {{"ab", ColumnType::kText}, {"c", ColumnType::kText}};
+  TypeSchema b = a;
+  b.columns = {{"a", ColumnType::kText}, {"bc", ColumnType::kText}};
+  EXPECT_NE(schema_hash(a), schema_hash(b));
+  TypeSchema empty_partition = a;
+  empty_partition.partition = "";
+  EXPECT_NE(schema_hash(a), schema_hash(empty_partition));
+}
+
+TEST(ValidateFieldsTest, AcceptsMatchingValuesAndNulls) {
+  Fields f{{"name", std::string("widget")},
+           {"qty", int64_t{3}},
+           {"price", 9.5},
+           {"active", true},
+           {"image", Blob{std::string("\x00\x01", 2)}},
+           {"meta", JsonText{"{\"a\":1}"}},
+           {"store_id", Value{}}};
+  const Fields before = f;
+  ASSERT_TRUE(validate_fields(products(), "sku-1", f).is_ok());
+  EXPECT_EQ(f, before);
+}
+
+TEST(ValidateFieldsTest, IntegerIsWidenedForRealColumn) {
+  Fields f{{"price", int64_t{7}}};
+  ASSERT_TRUE(validate_fields(products(), "k", f).is_ok());
+  ASSERT_TRUE(std::holds_alternative<double>(f["price"]));
+  EXPECT_EQ(std::get<double>(f["price"]), 7.0);
+}
+
+TEST(ValidateFieldsTest, WrongTypeNamesColumnAndBothTypes) {
+  Fields f{{"price", std::string("cheap")}};
+  Status s = validate_fields(products(), "k", f);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(), "column 'price' expects real, got text");
+}
+
+TEST(ValidateFieldsTest, DoubleIsRejectedForIntegerColumn) {
+  Fields f{{"qty", 3.0}};
+  EXPECT_EQ(validate_fields(products(), "k", f).message(), "column 'qty' expects integer, got real");
+}
+
+TEST(ValidateFieldsTest, TextColumnRejectsJsonAndNumbers) {
+  Fields json{{"name", JsonText{"{}"}}};
+  EXPECT_EQ(validate_fields(products(), "k", json).message(), "column 'name' expects text, got json");
+  Fields number{{"name", int64_t{5}}};
+  EXPECT_EQ(validate_fields(products(), "k", number).message(), "column 'name' expects text, got integer");
+}
+
+TEST(ValidateFieldsTest, BoolColumnRejectsInteger) {
+  Fields f{{"active", int64_t{1}}};
+  EXPECT_EQ(validate_fields(products(), "k", f).message(), "column 'active' expects bool, got integer");
+}
+
+TEST(ValidateFieldsTest, UnknownColumnListsTheColumns) {
+  Fields f{{"colour", std::string("red")}};
+  Status s = validate_fields(products(), "k", f);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(),
+            "unknown column 'colour' (the type has key 'sku' and columns: name, qty, price, active, image, meta, "
+            "store_id)");
+}
+
+TEST(ValidateFieldsTest, RedundantKeyColumnIsDropped) {
+  Fields f{{"sku", std::string("sku-1")}, {"qty", int64_t{1}}};
+  ASSERT_TRUE(validate_fields(products(), "sku-1", f).is_ok());
+  EXPECT_EQ(f.count("sku"), 0u);
+  EXPECT_EQ(f.size(), 1u);
+}
+
+TEST(ValidateFieldsTest, KeyColumnThatDisagreesWithTheKeyIsRejected) {
+  Fields f{{"sku", std::string("other")}};
+  Status s = validate_fields(products(), "sku-1", f);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("column 'sku'"), std::string::npos) << s.message();
+  Fields wrong_type{{"sku", int64_t{1}}};
+  EXPECT_FALSE(validate_fields(products(), "1", wrong_type).is_ok());
+}
+
+TEST(ValidateFieldsTest, Base64TextBecomesBlob) {
+  Fields f{{"image", std::string("AAEC/w==")}};
+  ASSERT_TRUE(validate_fields(products(), "k", f).is_ok());
+  ASSERT_TRUE(std::holds_alternative<Blob>(f["image"]));
+  EXPECT_EQ(std::get<Blob>(f["image"]).bytes, std::string("\x00\x01\x02\xff", 4));
+}
+
+TEST(ValidateFieldsTest, InvalidBase64IsRejectedForBlobColumn) {
+  for (const char* bad : {"not base64!", "AAEC/w=", "AAEC/w==x"}) {
+    Fields f{{"image", std::string(bad)}};
+    Status s = validate_fields(products(), "k", f);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_EQ(s.message(), "column 'image' expects blob, got text that is not valid base64") << bad;
+  }
+}
+
+TEST(ValidateFieldsTest, JsonColumnAcceptsJsonTextAndNormalisesIt) {
+  Fields f{{"meta", std::string("{ \"b\" : [1, 2], \"a\" : null }")}};
+  ASSERT_TRUE(validate_fields(products(), "k", f).is_ok());
+  EXPECT_EQ(f["meta"], Value{JsonText{"{\"a\":null,\"b\":[1,2]}"}});
+}
+
+TEST(ValidateFieldsTest, JsonColumnAcceptsScalars) {
+  Fields f{{"meta", int64_t{5}}};
+  ASSERT_TRUE(validate_fields(products(), "k", f).is_ok());
+  EXPECT_EQ(f["meta"], Value{JsonText{"5"}});
+  Fields b{{"meta", true}};
+  ASSERT_TRUE(validate_fields(products(), "k", b).is_ok());
+  EXPECT_EQ(b["meta"], Value{JsonText{"true"}});
+}
+
+TEST(ValidateFieldsTest, JsonColumnRejectsInvalidJson) {
+  Fields f{{"meta", std::string("{not json")}};
+  EXPECT_EQ(validate_fields(products(), "k", f).message(),
+            "column 'meta' expects json, got text that is not valid JSON");
+  Fields j{{"meta", JsonText{"[1,"}}};
+  EXPECT_EQ(validate_fields(products(), "k", j).message(),
+            "column 'meta' expects json, got json that is not valid JSON");
+  Fields blob{{"meta", Blob{"x"}}};
+  EXPECT_EQ(validate_fields(products(), "k", blob).message(), "column 'meta' expects json, got blob");
+}
+
+TEST(ValidateFieldsTest, RejectedFieldsAreLeftUntouched) {
+  Fields f{{"price", int64_t{1}}, {"qty", std::string("many")}, {"sku", std::string("k")}};
+  const Fields before = f;
+  EXPECT_FALSE(validate_fields(products(), "k", f).is_ok());
+  EXPECT_EQ(f, before);
+}
+
+TEST(ValidateFieldsTest, EmptyFieldsAreValid) {
+  Fields f;
+  EXPECT_TRUE(validate_fields(products(), "k", f).is_ok());
+}
+
+}  // namespace
+}  // namespace ds
