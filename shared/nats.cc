@@ -55,6 +55,7 @@ Status make_status(natsStatus s, int js_err, std::string_view context) {
   if (is_not_found_code(js_err)) return Status::not_found(std::move(msg));
   if (is_exists_code(js_err)) return Status::already_exists(std::move(msg));
   if (js_err == JSNotEnabledErr) return Status::unavailable(std::move(msg));
+  if (js_err == JSStreamInvalidConfig || js_err == JSInvalidJSONErr) return Status::invalid_argument(std::move(msg));
   if (s == NATS_NOT_PERMITTED || s == NATS_CONNECTION_AUTH_FAILED ||
       contains_nocase(msg, "permissions violation") || contains_nocase(msg, "authorization violation")) {
     return Status::permission_denied(std::move(msg));
@@ -808,7 +809,10 @@ Status JetStream::ensure_stream(const StreamSpec& spec) {
   cfg.Replicas = spec.replicas;
   cfg.MaxAge = spec.max_age_ms * kNanosPerMilli;
   cfg.MaxBytes = spec.max_bytes;
-  cfg.Duplicates = spec.duplicate_window_ms * kNanosPerMilli;
+  // The server refuses a duplicate window longer than the retention.
+  int64_t duplicates_ms = spec.duplicate_window_ms;
+  if (spec.max_age_ms > 0) duplicates_ms = std::min(duplicates_ms, spec.max_age_ms);
+  cfg.Duplicates = duplicates_ms * kNanosPerMilli;
 
   jsStreamInfo* si = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);

@@ -184,7 +184,7 @@ struct StreamSpec {
   std::vector<std::string> subjects;
   int64_t max_age_ms = 0;             // 0 = unlimited
   int64_t max_bytes = -1;             // -1 = unlimited
-  int64_t duplicate_window_ms = 120000;
+  int64_t duplicate_window_ms = 120000;  // capped at max_age_ms (the server requires it)
   bool memory_storage = false;        // file storage by default
   int replicas = 1;
 };
