@@ -1,0 +1,89 @@
+#pragma once
+// CheckpointBoard: the in-memory copy of what the replica has committed (per
+// type checkpoint and schema hash), plus the health counters heartbeats
+// report. The apply thread writes it after each commit; heartbeat and
+// registration threads read it. Answering a heartbeat therefore never waits
+// behind an apply or a snapshot load.
+//
+// Thread-safety: every method is thread-safe (one mutex).
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "shared/messages.h"
+
+namespace ds {
+
+class CheckpointBoard {
+ public:
+  void set_checkpoint(const std::string& type, const Checkpoint& cp) {
+    std::lock_guard<std::mutex> lock(mu_);
+    checkpoints_[type] = cp;
+  }
+  void set_pending(const std::string& type, uint64_t pending) {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_[type] = pending;
+  }
+  void set_queued(uint64_t queued) {
+    std::lock_guard<std::mutex> lock(mu_);
+    queued_ = queued;
+  }
+  void set_quarantined(uint64_t n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    quarantined_ = n;
+  }
+  void add_quarantined(uint64_t n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    quarantined_ += n;
+  }
+  // The latest error (a person-readable sentence); cleared with nullopt.
+  void set_error(std::optional<std::string> error) {
+    std::lock_guard<std::mutex> lock(mu_);
+    error_ = std::move(error);
+  }
+
+  std::map<std::string, Checkpoint> checkpoints() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return checkpoints_;
+  }
+  std::optional<Checkpoint> checkpoint(const std::string& type) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = checkpoints_.find(type);
+    if (it == checkpoints_.end()) return std::nullopt;
+    return it->second;
+  }
+  uint64_t quarantined() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return quarantined_;
+  }
+
+  // A heartbeat reply for `agent` at time `now_ms`: degraded while anything
+  // is quarantined or an error is set. pending = deltas the consumers still
+  // hold for this agent (from the last delivery) + messages queued locally.
+  HeartbeatReply heartbeat(const std::string& agent, int64_t now_ms) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    HeartbeatReply r;
+    r.agent = agent;
+    r.ts = now_ms;
+    r.checkpoints = checkpoints_;
+    r.pending = queued_;
+    for (const auto& [type, n] : pending_) r.pending += n;
+    r.quarantined = quarantined_;
+    r.error = error_;
+    r.status = (quarantined_ > 0 || error_.has_value()) ? AgentHealth::kDegraded : AgentHealth::kOk;
+    return r;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, Checkpoint> checkpoints_;  // guarded by mu_
+  std::map<std::string, uint64_t> pending_;        // guarded by mu_
+  uint64_t queued_ = 0;                            // guarded by mu_
+  uint64_t quarantined_ = 0;                       // guarded by mu_
+  std::optional<std::string> error_;               // guarded by mu_
+};
+
+}  // namespace ds
