@@ -325,6 +325,9 @@ class Section {
 
 // ---- parsing the document -------------------------------------------------
 
+// toml++ reports syntax errors by throwing toml::parse_error when built with
+// TOML_EXCEPTIONS (the Debian package is) and through toml::parse_result
+// otherwise; either way the error becomes a Status here and nothing escapes.
 Result<toml::table> parse_toml(std::string_view text, const std::string& file) {
   auto syntax_error = [&file](const toml::parse_error& e) {
     const toml::source_position& at = e.source().begin;
