@@ -17,7 +17,7 @@ packages=(
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # used by scripts: free-port lookup, waiting on sockets
-  python3 procps
+  python3 procps curl
 )
 
 missing=()
