@@ -178,6 +178,25 @@ TEST_F(JetStreamTest, HubPushConsumerDeliversOnlyTheAgentsPartition) {
   EXPECT_EQ(seqs_of(msgs), (std::vector<uint64_t>{1, 3, 5, 7, 9, 12}));
 }
 
+TEST_F(JetStreamTest, ManyDeltasFlowThroughAFlowControlledConsumerInOrder) {
+  constexpr int kCount = 3000;
+  for (int i = 1; i <= kCount; ++i) {
+    const std::string payload(512, static_cast<char>('a' + i % 26));
+    ASSERT_TRUE(js_->publish_async("ds.delta.prices.p1", payload, "p1:" + std::to_string(i)).is_ok());
+  }
+  ASSERT_TRUE(js_->wait_published().is_ok());
+  ConsumerSpec spec = agent_consumer("store-1", "p1");
+  spec.max_ack_pending = 50;  // back-pressure: the server waits for acks
+  ASSERT_TRUE(js_->add_consumer(kStream, spec).is_ok());
+  MessageCollector got;
+  auto sub = js_->bind_push(kStream, "ag_store-1", "ds.push.store-1.prices", got.handler(/*ack=*/true));
+  ASSERT_TRUE(sub.is_ok()) << sub.status().to_string();
+  ASSERT_TRUE(got.wait_for(kCount, 60000)) << got.count();
+  auto seqs = seqs_of(got.messages());
+  ASSERT_EQ(seqs.size(), static_cast<size_t>(kCount));
+  for (size_t i = 0; i < seqs.size(); ++i) ASSERT_EQ(seqs[i], i + 1);
+}
+
 TEST_F(JetStreamTest, MessageMetadataNamesStreamConsumerAndSequences) {
   publish_deltas("p1", 2);
   ASSERT_TRUE(js_->add_consumer(kStream, agent_consumer("store-1", "p1")).is_ok());

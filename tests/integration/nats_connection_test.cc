@@ -9,12 +9,46 @@
 
 #include <gtest/gtest.h>
 #include <nats/nats.h>
+#include <sodium.h>
 
 #include "shared/nats.h"
 #include "tests/harness/nats_server.h"
 
 namespace ds::testing {
 namespace {
+
+// Encodes a fresh random user nkey seed ("SU..."), independently of the code
+// under test: base32 of [seed prefix bytes | 32 random bytes | CRC-16/XMODEM].
+std::string random_user_seed() {
+  std::vector<uint8_t> raw = {static_cast<uint8_t>((18 << 3) | ((20 << 3) >> 5)),
+                              static_cast<uint8_t>(((20 << 3) & 31) << 3)};
+  uint8_t seed[32];
+  randombytes_buf(seed, sizeof seed);
+  raw.insert(raw.end(), seed, seed + sizeof seed);
+  uint16_t crc = 0;
+  for (uint8_t byte : raw) {
+    crc = static_cast<uint16_t>(crc ^ (byte << 8));
+    for (int i = 0; i < 8; ++i) {
+      crc = static_cast<uint16_t>((crc & 0x8000) != 0 ? (crc << 1) ^ 0x1021 : crc << 1);
+    }
+  }
+  raw.push_back(static_cast<uint8_t>(crc & 0xff));
+  raw.push_back(static_cast<uint8_t>(crc >> 8));
+  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  std::string out;
+  uint32_t buffer = 0;
+  int bits = 0;
+  for (uint8_t byte : raw) {
+    buffer = (buffer << 8) | byte;
+    bits += 8;
+    while (bits >= 5) {
+      bits -= 5;
+      out.push_back(kAlphabet[(buffer >> bits) & 31]);
+    }
+  }
+  if (bits > 0) out.push_back(kAlphabet[(buffer << (5 - bits)) & 31]);
+  return out;
+}
 
 using ConnectionTest = NatsTest;
 
@@ -175,6 +209,43 @@ TEST_F(ConnectionTest, WrongPasswordIsPermissionDenied) {
   EXPECT_TRUE(ok.is_ok()) << ok.status().to_string();
 }
 
+TEST(NkeyTest, AgentAuthenticatesWithItsSeedFile) {
+  ASSERT_GE(sodium_init(), 0);
+  const std::string seed = random_user_seed();
+  ASSERT_EQ(seed.rfind("SU", 0), 0u) << seed;
+  auto pub = nkey_public_key_from_seed(seed);
+  ASSERT_TRUE(pub.is_ok()) << pub.status().to_string();
+  ASSERT_EQ(pub->size(), 56u);
+  ASSERT_EQ((*pub)[0], 'U');
+
+  // The server checks the public key's encoding when it loads the config
+  // and the nonce signature (made by cnats from the seed) on connect.
+  NatsServer server("authorization { users = [ { nkey: " + *pub + " } ] }");
+  Status started = server.start();
+  ASSERT_TRUE(started.is_ok()) << started.to_string();
+  TempDir dir("deltasync-nkey");
+  ConnectOptions opts = test_connect_options(server);
+  opts.config.nkey_seed_file = dir.write_file("agent.nk", seed + "\n");
+  auto nc = Connection::connect(opts);
+  ASSERT_TRUE(nc.is_ok()) << nc.status().to_string();
+  EXPECT_TRUE((*nc)->connected());
+
+  // A different seed is refused.
+  opts.config.nkey_seed_file = dir.write_file("other.nk", random_user_seed());
+  auto other = Connection::connect(opts);
+  ASSERT_FALSE(other.is_ok());
+  EXPECT_EQ(other.status().code(), StatusCode::kPermissionDenied) << other.status().to_string();
+}
+
+TEST(NkeyTest, MalformedSeedsAreRejected) {
+  EXPECT_EQ(nkey_public_key_from_seed("SUNOTASEED").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(nkey_public_key_from_seed("").status().code(), StatusCode::kInvalidArgument);
+  std::string seed = random_user_seed();
+  seed[10] = seed[10] == 'A' ? 'B' : 'A';  // breaks the checksum
+  EXPECT_EQ(nkey_public_key_from_seed(seed).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(nkey_public_key_from_seed_file("/nonexistent/agent.nk").status().code(), StatusCode::kNotFound);
+}
+
 TEST_F(ConnectionTest, ServerListAcceptsSeveralUrls) {
   ConnectOptions opts = test_connect_options(*server_);
   // The first entry is a port nothing listens on once the spare server stops.
@@ -229,6 +300,20 @@ TEST_F(ConnectionTest, RetryOnFailedConnectConnectsOnceServerAppears) {
   ASSERT_TRUE(server_->start().is_ok());
   ASSERT_TRUE(wait_until([&] { return connects.load() >= 1; }));
   EXPECT_TRUE((*client)->connected());
+}
+
+TEST_F(ConnectionTest, NeverConnectedRetryingConnectionClosesCleanly) {
+  std::atomic<int> connects{0};
+  ASSERT_TRUE(server_->stop().is_ok());
+  ConnectOptions opts = test_connect_options(*server_);
+  opts.retry_on_failed_connect = true;
+  opts.on_reconnected = [&] { ++connects; };
+  auto client = Connection::connect(opts);
+  ASSERT_TRUE(client.is_ok()) << client.status().to_string();
+  EXPECT_FALSE((*client)->connected());
+  EXPECT_EQ((*client)->publish("ds.x", "buffered").code(), StatusCode::kOk);
+  client->reset();  // closes while still trying; no callback may outlive it
+  EXPECT_EQ(connects.load(), 0);
 }
 
 TEST_F(ConnectionTest, SubscriptionDestructorWaitsForRunningHandler) {
