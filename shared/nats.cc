@@ -784,14 +784,15 @@ JetStream::~JetStream() {
   jsCtx_Destroy(js_);
 }
 
-Status JetStream::api_status(int s, int js_err, std::string_view context) const {
+Status JetStream::api_status(int s, int js_err, std::string_view context, std::string_view stream) const {
   Status st = make_status(static_cast<natsStatus>(s), js_err, context);
   if (st.code() != StatusCode::kDeadlineExceeded && st.code() != StatusCode::kUnavailable) return st;
   // A denied publish to the JetStream API is dropped by the server, which
   // reports the violation asynchronously; the request then just times out.
   const char* last = nullptr;
   if (natsConnection_GetLastError(nc_, &last) == NATS_NOT_PERMITTED && last != nullptr &&
-      contains_nocase(last, "permissions violation") && std::strstr(last, "$JS.API") != nullptr) {
+      contains_nocase(last, "permissions violation") && std::strstr(last, "$JS.API") != nullptr &&
+      (stream.empty() || std::string_view(last).find(stream) != std::string_view::npos)) {
     return Status::permission_denied(std::string(context) + ": " + last);
   }
   return st;
@@ -821,7 +822,7 @@ Status JetStream::ensure_stream(const StreamSpec& spec) {
     jsStreamInfo_Destroy(si);
     return Status::ok();
   }
-  if (jerr != JSStreamNameExistErr) return api_status(s, jerr, "create stream " + spec.name);
+  if (jerr != JSStreamNameExistErr) return api_status(s, jerr, "create stream " + spec.name, spec.name);
   // It exists with another config: bring it to ours. Storage type cannot
   // change in place; the server rejects that and we report it.
   jerr = static_cast<jsErrCode>(0);
@@ -830,14 +831,14 @@ Status JetStream::ensure_stream(const StreamSpec& spec) {
     jsStreamInfo_Destroy(si);
     return Status::ok();
   }
-  return api_status(s, jerr, "update stream " + spec.name);
+  return api_status(s, jerr, "update stream " + spec.name, spec.name);
 }
 
 Status JetStream::delete_stream(std::string_view name) {
   const std::string n = str(name);
   jsErrCode jerr = static_cast<jsErrCode>(0);
   natsStatus s = js_DeleteStream(js_, n.c_str(), nullptr, &jerr);
-  return s == NATS_OK ? Status::ok() : api_status(s, jerr, "delete stream " + n);
+  return s == NATS_OK ? Status::ok() : api_status(s, jerr, "delete stream " + n, n);
 }
 
 Result<StreamState> JetStream::stream_state(std::string_view name) {
@@ -845,7 +846,7 @@ Result<StreamState> JetStream::stream_state(std::string_view name) {
   jsStreamInfo* raw = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
   natsStatus s = js_GetStreamInfo(&raw, js_, n.c_str(), nullptr, &jerr);
-  if (s != NATS_OK) return api_status(s, jerr, "stream info " + n);
+  if (s != NATS_OK) return api_status(s, jerr, "stream info " + n, n);
   std::unique_ptr<jsStreamInfo, StreamInfoDeleter> si(raw);
   StreamState out;
   out.first_seq = si->State.FirstSeq;
@@ -929,7 +930,7 @@ Status JetStream::add_consumer(std::string_view stream, const ConsumerSpec& spec
   jsConsumerInfo* ci = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
   natsStatus s = js_AddConsumer(&ci, js_, st.c_str(), &cc, nullptr, &jerr);
-  if (s != NATS_OK) return api_status(s, jerr, "add consumer " + spec.durable + " on " + st);
+  if (s != NATS_OK) return api_status(s, jerr, "add consumer " + spec.durable + " on " + st, st);
   jsConsumerInfo_Destroy(ci);
   return Status::ok();
 }
@@ -939,7 +940,7 @@ Status JetStream::delete_consumer(std::string_view stream, std::string_view name
   const std::string n = str(name);
   jsErrCode jerr = static_cast<jsErrCode>(0);
   natsStatus s = js_DeleteConsumer(js_, st.c_str(), n.c_str(), nullptr, &jerr);
-  return s == NATS_OK ? Status::ok() : api_status(s, jerr, "delete consumer " + n + " on " + st);
+  return s == NATS_OK ? Status::ok() : api_status(s, jerr, "delete consumer " + n + " on " + st, st);
 }
 
 Result<bool> JetStream::consumer_exists(std::string_view stream, std::string_view name) {
@@ -951,7 +952,7 @@ Result<bool> JetStream::consumer_exists(std::string_view stream, std::string_vie
   std::unique_ptr<jsConsumerInfo, ConsumerInfoDeleter> ci(raw);
   if (s == NATS_OK) return true;
   if (jerr == JSConsumerNotFoundErr) return false;
-  return api_status(s, jerr, "consumer info " + n + " on " + st);
+  return api_status(s, jerr, "consumer info " + n + " on " + st, st);
 }
 
 Result<std::vector<std::string>> JetStream::consumer_names(std::string_view stream) {
@@ -962,7 +963,7 @@ Result<std::vector<std::string>> JetStream::consumer_names(std::string_view stre
   std::vector<std::string> out;
   // cnats reports an empty list as NATS_NOT_FOUND without a JetStream error.
   if (s == NATS_NOT_FOUND && jerr == 0) return out;
-  if (s != NATS_OK) return api_status(s, jerr, "consumer names on " + st);
+  if (s != NATS_OK) return api_status(s, jerr, "consumer names on " + st, st);
   for (int i = 0; i < list->Count; ++i) out.emplace_back(list->List[i]);
   jsConsumerNamesList_Destroy(list);
   return out;
@@ -973,7 +974,7 @@ Result<StoredMessage> JetStream::get_message(std::string_view stream, uint64_t s
   natsMsg* m = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
   natsStatus s = js_GetMsg(&m, js_, st.c_str(), seq, nullptr, &jerr);
-  if (s != NATS_OK) return api_status(s, jerr, "get message " + std::to_string(seq) + " from " + st);
+  if (s != NATS_OK) return api_status(s, jerr, "get message " + std::to_string(seq) + " from " + st, st);
   return stored_message(m);
 }
 
@@ -983,7 +984,7 @@ Result<StoredMessage> JetStream::get_last_message(std::string_view stream, std::
   natsMsg* m = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
   natsStatus s = js_GetLastMsg(&m, js_, st.c_str(), subj.c_str(), nullptr, &jerr);
-  if (s != NATS_OK) return api_status(s, jerr, "get last message on " + subj + " from " + st);
+  if (s != NATS_OK) return api_status(s, jerr, "get last message on " + subj + " from " + st, st);
   return stored_message(m);
 }
 
@@ -1006,7 +1007,7 @@ Result<std::unique_ptr<Subscription>> JetStream::bind_push(std::string_view stre
     jsErrCode jerr = static_cast<jsErrCode>(0);
     natsStatus s = js_Subscribe(&sub_state->sub, js_, nullptr, on_subscription_message, sub_state, nullptr, &so,
                                 &jerr);
-    return s == NATS_OK ? Status::ok() : api_status(s, jerr, "bind to consumer " + cons + " on " + st);
+    return s == NATS_OK ? Status::ok() : api_status(s, jerr, "bind to consumer " + cons + " on " + st, st);
   });
   if (!state.is_ok()) return state.status();
   return std::unique_ptr<Subscription>(new Subscription(std::move(state).value()));

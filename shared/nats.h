@@ -273,8 +273,9 @@ class JetStream {
   friend class Connection;
   JetStream(natsConnection* nc, std::unique_ptr<AsyncErrors> errors);
   // Refines a failed API call: a timeout caused by a permission violation
-  // on the JetStream API becomes PermissionDenied.
-  Status api_status(int s, int js_err, std::string_view context) const;
+  // on the JetStream API (of `stream`, when given) becomes PermissionDenied.
+  // The connection's last error is sticky, so this is a best guess.
+  Status api_status(int s, int js_err, std::string_view context, std::string_view stream = {}) const;
 
   natsConnection* nc_ = nullptr;
   jsCtx* js_ = nullptr;

@@ -349,6 +349,20 @@ TEST_F(JetStreamTest, StreamSurvivesServerRestartAndPublishingResumes) {
   EXPECT_EQ(ack->seq, 4u);
 }
 
+TEST_F(JetStreamTest, StoredDeltasSurviveAServerCrash) {
+  publish_deltas("p1", 3);
+  server_->kill();
+  ASSERT_TRUE(server_->start().is_ok()) << server_->log_text();
+  ASSERT_TRUE(wait_until([&] { return nc_->connected(); }));
+  Result<StreamState> state = Status::unavailable("not yet");
+  ASSERT_TRUE(wait_until([&] {
+    state = js_->stream_state(kStream);
+    return state.is_ok();
+  })) << state.status().to_string();
+  EXPECT_EQ(state->messages, 3u);
+  EXPECT_EQ(state->last_seq, 3u);
+}
+
 // ---------------------------------------------------------------------------
 // Per-agent permissions (DESIGN.md §7, deploy's nats-permissions example).
 
