@@ -1,0 +1,654 @@
+#include "hub/query_store.h"
+
+#include <msgpack.hpp>
+#include <spdlog/spdlog.h>
+
+#include <set>
+#include <unordered_map>
+#include <utility>
+
+#include "shared/names.h"
+
+namespace ds {
+namespace {
+
+// Identifiers come from validated names ([a-z][a-z0-9_]* types and config
+// column names), but are quoted anyway so no column name can be read as SQL.
+std::string quote_ident(std::string_view name) {
+  std::string q = "\"";
+  for (char c : name) {
+    if (c == '"') q += '"';
+    q += c;
+  }
+  q += '"';
+  return q;
+}
+
+std::string table_of(std::string_view type) { return quote_ident("t_" + std::string(type)); }
+
+std::string_view sql_type(ColumnType t) {
+  switch (t) {
+    case ColumnType::kText: return "TEXT";
+    case ColumnType::kInteger: return "INTEGER";
+    case ColumnType::kReal: return "REAL";
+    case ColumnType::kBool: return "INTEGER";
+    case ColumnType::kBlob: return "BLOB";
+    case ColumnType::kJson: return "TEXT";
+  }
+  return "";
+}
+
+// ---- the change log's `fields` blob -----------------------------------------
+// A msgpack map {column: value}: nil, bool, int64, float64, str, bin. A json
+// column's value is stored as its JSON text (str) and read back as JsonText
+// by the column's declared type, so the blob needs no ext types.
+
+struct FieldPacker {
+  msgpack::packer<msgpack::sbuffer>& pk;
+  void operator()(std::monostate) const { pk.pack_nil(); }
+  void operator()(bool b) const { b ? pk.pack_true() : pk.pack_false(); }
+  void operator()(int64_t i) const { pk.pack_int64(i); }
+  void operator()(double d) const { pk.pack_double(d); }
+  void operator()(const std::string& s) const { pack_str(s); }
+  void operator()(const Blob& b) const {
+    pk.pack_bin(static_cast<uint32_t>(b.bytes.size()));
+    pk.pack_bin_body(b.bytes.data(), static_cast<uint32_t>(b.bytes.size()));
+  }
+  void operator()(const JsonText& j) const { pack_str(j.text); }
+  void pack_str(const std::string& s) const {
+    pk.pack_str(static_cast<uint32_t>(s.size()));
+    pk.pack_str_body(s.data(), static_cast<uint32_t>(s.size()));
+  }
+};
+
+std::string encode_fields(const Fields& fields) {
+  msgpack::sbuffer buf;
+  msgpack::packer<msgpack::sbuffer> pk(buf);
+  pk.pack_map(static_cast<uint32_t>(fields.size()));
+  const FieldPacker packer{pk};
+  for (const auto& [name, value] : fields) {
+    packer.pack_str(name);
+    std::visit(packer, value);
+  }
+  return std::string(buf.data(), buf.size());
+}
+
+Result<Fields> decode_fields(std::string_view bytes, const TypeSchema& schema) {
+  Fields out;
+  try {
+    msgpack::object_handle oh = msgpack::unpack(bytes.data(), bytes.size());
+    const msgpack::object& o = oh.get();
+    if (o.type != msgpack::type::MAP) return Status::data_loss("change log fields: not a map");
+    for (uint32_t i = 0; i < o.via.map.size; ++i) {
+      const msgpack::object_kv& kv = o.via.map.ptr[i];
+      if (kv.key.type != msgpack::type::STR) return Status::data_loss("change log fields: key not a string");
+      std::string name(kv.key.via.str.ptr, kv.key.via.str.size);
+      const Column* column = schema.find_column(name);
+      const msgpack::object& v = kv.val;
+      Value value;
+      switch (v.type) {
+        case msgpack::type::NIL: value = std::monostate{}; break;
+        case msgpack::type::BOOLEAN: value = v.via.boolean; break;
+        case msgpack::type::POSITIVE_INTEGER: value = static_cast<int64_t>(v.via.u64); break;
+        case msgpack::type::NEGATIVE_INTEGER: value = v.via.i64; break;
+        case msgpack::type::FLOAT32:
+        case msgpack::type::FLOAT64: value = v.via.f64; break;
+        case msgpack::type::STR: {
+          std::string s(v.via.str.ptr, v.via.str.size);
+          if (column != nullptr && column->type == ColumnType::kJson) {
+            value = JsonText{std::move(s)};
+          } else {
+            value = std::move(s);
+          }
+          break;
+        }
+        case msgpack::type::BIN: value = Blob{std::string(v.via.bin.ptr, v.via.bin.size)}; break;
+        default: return Status::data_loss("change log fields: unexpected value for column '" + name + "'");
+      }
+      out.emplace(std::move(name), std::move(value));
+    }
+  } catch (const std::exception& e) {
+    return Status::data_loss(std::string("change log fields: ") + e.what());
+  }
+  return out;
+}
+
+// Resets a cached statement when the use ends, so no SELECT keeps a read
+// transaction (and the WAL) pinned between calls.
+class StatementUse {
+ public:
+  explicit StatementUse(Statement& s) : s_(s) { s_.reset(); }
+  ~StatementUse() { s_.reset(); }
+  StatementUse(const StatementUse&) = delete;
+  StatementUse& operator=(const StatementUse&) = delete;
+  Statement* operator->() { return &s_; }
+  Statement& operator*() { return s_; }
+
+ private:
+  Statement& s_;
+};
+
+constexpr std::string_view kCoreSchema = R"sql(
+CREATE TABLE IF NOT EXISTS changes(
+  type TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  key TEXT NOT NULL,
+  op TEXT NOT NULL,
+  partition TEXT NOT NULL,
+  batch INTEGER NOT NULL,
+  fields BLOB,
+  ts INTEGER NOT NULL,
+  hub_ts INTEGER NOT NULL,
+  producer TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY(type, version)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS changes_by_batch ON changes(type, batch, version);
+CREATE TABLE IF NOT EXISTS type_state(
+  type TEXT PRIMARY KEY,
+  version INTEGER NOT NULL DEFAULT 0,
+  published_batch INTEGER NOT NULL DEFAULT 0,
+  published_version INTEGER NOT NULL DEFAULT 0,
+  published_seq INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS producer_batches(
+  producer TEXT NOT NULL,
+  type TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  first_version INTEGER NOT NULL,
+  last_version INTEGER NOT NULL,
+  PRIMARY KEY(producer, type, seq)) WITHOUT ROWID;
+)sql";
+
+}  // namespace
+
+std::optional<std::string> partition_value_of(const TypeSchema& schema, const Value& v) {
+  (void)schema;
+  if (const auto* s = std::get_if<std::string>(&v)) return *s;
+  if (const auto* i = std::get_if<int64_t>(&v)) return std::to_string(*i);
+  return std::nullopt;
+}
+
+struct QueryStore::Impl {
+  std::unique_ptr<Database> db;
+  QueryStoreOptions options;
+  std::unordered_map<std::string, Statement> cache;  // by SQL text
+  std::map<std::string, uint64_t> versions;          // last committed version per type
+
+  Result<Statement*> stmt(const std::string& sql) {
+    auto it = cache.find(sql);
+    if (it == cache.end()) {
+      DS_ASSIGN_OR_RETURN(Statement s, db->prepare(sql));
+      it = cache.emplace(sql, std::move(s)).first;
+    }
+    return &it->second;
+  }
+
+  Status load_versions() {
+    versions.clear();
+    DS_ASSIGN_OR_RETURN(Statement * s, stmt("SELECT type, version FROM type_state"));
+    StatementUse use(*s);
+    for (;;) {
+      DS_ASSIGN_OR_RETURN(bool row, use->step());
+      if (!row) break;
+      versions[use->column_text(0)] = static_cast<uint64_t>(use->column_int64(1));
+    }
+    return Status::ok();
+  }
+};
+
+QueryStore::QueryStore(std::unique_ptr<Impl> impl, std::vector<TypeConfig> types)
+    : impl_(std::move(impl)), types_(std::move(types)) {}
+QueryStore::~QueryStore() = default;
+
+const TypeConfig* QueryStore::find_type(const std::string& type) const {
+  for (const TypeConfig& t : types_) {
+    if (t.name == type) return &t;
+  }
+  return nullptr;
+}
+
+namespace {
+
+Result<std::set<std::string>> existing_columns(Database& db, std::string_view type) {
+  DS_ASSIGN_OR_RETURN(Statement s, db.prepare("SELECT name FROM pragma_table_info(?)"));
+  s.bind(1, "t_" + std::string(type));
+  std::set<std::string> names;
+  for (;;) {
+    DS_ASSIGN_OR_RETURN(bool row, s.step());
+    if (!row) break;
+    names.insert(s.column_text(0));
+  }
+  return names;
+}
+
+Status create_or_upgrade_type(Database& db, const TypeConfig& type) {
+  DS_ASSIGN_OR_RETURN(std::set<std::string> have, existing_columns(db, type.name));
+  const std::string table = table_of(type.name);
+  if (have.empty()) {
+    std::string sql = "CREATE TABLE " + table + "(_key TEXT PRIMARY KEY";
+    for (const Column& c : type.schema.columns) {
+      sql += ", " + quote_ident(c.name) + " " + std::string(sql_type(c.type));
+    }
+    sql +=
+        ", _partition TEXT NOT NULL, _version INTEGER NOT NULL, _ts INTEGER NOT NULL,"
+        " _hub_ts INTEGER NOT NULL, _deleted INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID";
+    DS_RETURN_IF_ERROR(db.exec(sql));
+    spdlog::info("query store: created table for type '{}' ({} columns)", type.name, type.schema.columns.size());
+  } else {
+    for (const Column& c : type.schema.columns) {
+      if (have.count(c.name) != 0) continue;
+      DS_RETURN_IF_ERROR(db.exec("ALTER TABLE " + table + " ADD COLUMN " + quote_ident(c.name) + " " +
+                                 std::string(sql_type(c.type))));
+      spdlog::info("query store: type '{}': added column '{}' ({})", type.name, c.name,
+                   column_type_name(c.type));
+    }
+  }
+  DS_RETURN_IF_ERROR(db.exec("CREATE INDEX IF NOT EXISTS " + quote_ident("t_" + type.name + "_by_partition") +
+                             " ON " + table + "(_partition, _key)"));
+  DS_ASSIGN_OR_RETURN(Statement ins, db.prepare("INSERT OR IGNORE INTO type_state(type) VALUES(?)"));
+  ins.bind(1, type.name);
+  return ins.run();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<QueryStore>> QueryStore::open(const std::string& path, std::vector<TypeConfig> types,
+                                                     QueryStoreOptions options) {
+  if (options.publish_batch < 1) return Status::invalid_argument("publish_batch must be at least 1");
+  OpenOptions open_options;
+  open_options.read_only = options.read_only;
+  open_options.create = !options.read_only;
+  open_options.synchronous_full = true;
+  open_options.busy_timeout_ms = options.busy_timeout_ms;
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  DS_ASSIGN_OR_RETURN(impl->db, Database::open(path, open_options));
+  if (!options.read_only) {
+    DS_ASSIGN_OR_RETURN(Transaction tx, Transaction::begin(*impl->db));
+    DS_RETURN_IF_ERROR(impl->db->exec(kCoreSchema).with_context("query store schema"));
+    for (const TypeConfig& t : types) {
+      DS_RETURN_IF_ERROR(create_or_upgrade_type(*impl->db, t).with_context("type '" + t.name + "'"));
+    }
+    DS_RETURN_IF_ERROR(tx.commit());
+  }
+  DS_RETURN_IF_ERROR(impl->load_versions());
+  return std::unique_ptr<QueryStore>(new QueryStore(std::move(impl), std::move(types)));
+}
+
+// ---- commit -----------------------------------------------------------------
+
+namespace {
+
+// The delta batch a (type, partition) is filling during one commit.
+struct OpenBatch {
+  uint64_t first = 0;
+  int64_t count = 0;
+};
+using OpenBatches = std::map<std::pair<std::string, std::string>, OpenBatch>;
+
+struct RecordError {
+  Status status;
+};
+
+}  // namespace
+
+Result<std::vector<BatchOutcome>> QueryStore::commit(const std::vector<CommitBatch>& batches, int64_t hub_ts) {
+  Impl& im = *impl_;
+  if (im.options.read_only) return Status::permission_denied("query store opened read-only");
+  std::vector<BatchOutcome> outcomes(batches.size());
+  const std::map<std::string, uint64_t> versions_before = im.versions;
+  OpenBatches open_batches;
+
+  auto apply_record = [&](const TypeConfig& type, const CommitBatch& batch, const IngestRecord& r) -> Status {
+    const std::string table = table_of(type.name);
+    // The stored row decides the partition of a patch and forbids moves.
+    DS_ASSIGN_OR_RETURN(Statement * find,
+                        im.stmt("SELECT _partition, _deleted FROM " + table + " WHERE _key = ?"));
+    // A live row pins its partition; a tombstone pins it only for another
+    // delete (a deleted key may come back in another partition).
+    std::optional<std::string> stored_partition;
+    {
+      StatementUse use(*find);
+      use->bind(1, r.key);
+      DS_ASSIGN_OR_RETURN(bool row, use->step());
+      if (row && (use->column_int64(1) == 0 || r.op == Op::kDelete)) stored_partition = use->column_text(0);
+    }
+    std::string partition(kAllPartitions);
+    if (type.schema.partition) {
+      if (stored_partition) {
+        if (r.partition && *r.partition != *stored_partition) {
+          return Status::invalid_argument("key '" + r.key + "' is in partition '" + *stored_partition +
+                                          "'; moving it to partition '" + *r.partition + "' is not allowed");
+        }
+        partition = *stored_partition;
+      } else if (r.partition) {
+        partition = *r.partition;
+      } else {
+        return Status::invalid_argument("key '" + r.key + "' is new and has no partition: set column '" +
+                                        *type.schema.partition + "' or the record's partition");
+      }
+    }
+
+    const uint64_t version = ++im.versions[type.name];
+    OpenBatch& ob = open_batches[{type.name, partition}];
+    if (ob.first == 0 || ob.count >= im.options.publish_batch) ob = OpenBatch{version, 0};
+    ++ob.count;
+    const int64_t ts = r.ts.value_or(hub_ts);
+
+    if (r.op == Op::kUpsert) {
+      std::string cols = "_key";
+      std::string vals = "?";
+      std::string sets;
+      for (const auto& [name, value] : r.fields) {
+        cols += ", " + quote_ident(name);
+        vals += ", ?";
+        sets += quote_ident(name) + " = excluded." + quote_ident(name) + ", ";
+      }
+      const std::string sql = "INSERT INTO " + table + "(" + cols +
+                              ", _partition, _version, _ts, _hub_ts, _deleted) VALUES(" + vals +
+                              ", ?, ?, ?, ?, 0) ON CONFLICT(_key) DO UPDATE SET " + sets +
+                              "_partition = excluded._partition, _version = excluded._version, "
+                              "_ts = excluded._ts, _hub_ts = excluded._hub_ts, _deleted = 0";
+      DS_ASSIGN_OR_RETURN(Statement * up, im.stmt(sql));
+      StatementUse use(*up);
+      int i = 1;
+      use->bind(i++, r.key);
+      for (const auto& [name, value] : r.fields) use->bind(i++, value);
+      use->bind(i++, partition);
+      use->bind(i++, static_cast<int64_t>(version));
+      use->bind(i++, ts);
+      use->bind(i++, hub_ts);
+      DS_RETURN_IF_ERROR(use->run());
+    } else {
+      std::string clear;
+      for (const Column& c : type.schema.columns) clear += quote_ident(c.name) + " = NULL, ";
+      const std::string sql = "INSERT INTO " + table +
+                              "(_key, _partition, _version, _ts, _hub_ts, _deleted) VALUES(?, ?, ?, ?, ?, 1)"
+                              " ON CONFLICT(_key) DO UPDATE SET " +
+                              clear +
+                              "_partition = excluded._partition, _version = excluded._version, "
+                              "_ts = excluded._ts, _hub_ts = excluded._hub_ts, _deleted = 1";
+      DS_ASSIGN_OR_RETURN(Statement * del, im.stmt(sql));
+      StatementUse use(*del);
+      use->bind(1, r.key).bind(2, partition).bind(3, static_cast<int64_t>(version)).bind(4, ts).bind(5, hub_ts);
+      DS_RETURN_IF_ERROR(use->run());
+    }
+
+    DS_ASSIGN_OR_RETURN(Statement * log,
+                        im.stmt("INSERT INTO changes(type, version, key, op, partition, batch, fields, ts, hub_ts,"
+                                " producer) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+    StatementUse use(*log);
+    use->bind(1, type.name).bind(2, static_cast<int64_t>(version)).bind(3, r.key);
+    use->bind(4, r.op == Op::kUpsert ? "u" : "d").bind(5, partition).bind(6, static_cast<int64_t>(ob.first));
+    use->bind_blob(7, encode_fields(r.op == Op::kUpsert ? r.fields : Fields{}));
+    use->bind(8, ts).bind(9, hub_ts).bind(10, batch.producer);
+    return use->run();
+  };
+
+  // A Status here is a failure of the transaction itself (I/O, busy): every
+  // batch of the group fails with it.
+  auto run_group = [&]() -> Status {
+    DS_ASSIGN_OR_RETURN(Transaction tx, Transaction::begin(*im.db));
+    for (size_t b = 0; b < batches.size(); ++b) {
+      const CommitBatch& batch = batches[b];
+      BatchOutcome& out = outcomes[b];
+      const TypeConfig* type = find_type(batch.type);
+      if (type == nullptr) {
+        out.status = Status::not_found("unknown business type '" + batch.type + "'");
+        continue;
+      }
+      if (batch.records.empty()) {
+        out.status = Status::invalid_argument("records: the batch is empty");
+        continue;
+      }
+      const bool idempotent = !batch.producer.empty() && batch.seq.has_value();
+      if (idempotent) {
+        DS_ASSIGN_OR_RETURN(Statement * seen,
+                            im.stmt("SELECT first_version, last_version FROM producer_batches"
+                                    " WHERE producer = ? AND type = ? AND seq = ?"));
+        StatementUse use(*seen);
+        use->bind(1, batch.producer).bind(2, batch.type).bind(3, static_cast<int64_t>(*batch.seq));
+        DS_ASSIGN_OR_RETURN(bool row, use->step());
+        if (row) {
+          out.retried = true;
+          out.first_version = static_cast<uint64_t>(use->column_int64(0));
+          out.last_version = static_cast<uint64_t>(use->column_int64(1));
+          continue;
+        }
+      }
+
+      DS_RETURN_IF_ERROR(im.db->exec("SAVEPOINT ingest_batch"));
+      const uint64_t version_before = im.versions[batch.type];
+      const OpenBatches open_before = open_batches;
+      Status failed;
+      for (size_t i = 0; i < batch.records.size() && failed.is_ok(); ++i) {
+        failed = apply_record(*type, batch, batch.records[i]);
+        if (!failed.is_ok()) out.index = static_cast<uint32_t>(i);
+      }
+      if (failed.is_ok() && idempotent) {
+        auto rec = im.stmt(
+            "INSERT INTO producer_batches(producer, type, seq, first_version, last_version) VALUES(?, ?, ?, ?, ?)");
+        if (!rec.is_ok()) {
+          failed = rec.status();
+        } else {
+          StatementUse use(**rec);
+          use->bind(1, batch.producer).bind(2, batch.type).bind(3, static_cast<int64_t>(*batch.seq));
+          use->bind(4, static_cast<int64_t>(version_before + 1)).bind(5, static_cast<int64_t>(im.versions[batch.type]));
+          failed = use->run();
+        }
+      }
+      if (failed.is_ok()) {
+        auto upd = im.stmt("UPDATE type_state SET version = ? WHERE type = ?");
+        if (!upd.is_ok()) {
+          failed = upd.status();
+        } else {
+          StatementUse use(**upd);
+          use->bind(1, static_cast<int64_t>(im.versions[batch.type])).bind(2, batch.type);
+          failed = use->run();
+        }
+      }
+      if (!failed.is_ok()) {
+        // Only a rule broken by a record rejects just this batch; anything
+        // else (I/O, busy) fails the whole group.
+        const bool record_rule = failed.code() == StatusCode::kInvalidArgument && out.index.has_value();
+        DS_RETURN_IF_ERROR(im.db->exec("ROLLBACK TO ingest_batch"));
+        DS_RETURN_IF_ERROR(im.db->exec("RELEASE ingest_batch"));
+        im.versions[batch.type] = version_before;
+        open_batches = open_before;
+        if (!record_rule) return failed;
+        out.status = failed.with_context("records[" + std::to_string(*out.index) + "]");
+        continue;
+      }
+      DS_RETURN_IF_ERROR(im.db->exec("RELEASE ingest_batch"));
+      out.first_version = version_before + 1;
+      out.last_version = im.versions[batch.type];
+    }
+    return tx.commit();
+  };
+
+  if (Status s = run_group(); !s.is_ok()) {
+    im.versions = versions_before;
+    return s.with_context("commit");
+  }
+  return outcomes;
+}
+
+// ---- publishing state ---------------------------------------------------------
+
+Result<std::vector<PendingBatch>> QueryStore::batches_after(const std::string& type, uint64_t after_batch,
+                                                            size_t max_changes) {
+  const TypeConfig* tc = find_type(type);
+  if (tc == nullptr) return Status::not_found("unknown business type '" + type + "'");
+  DS_ASSIGN_OR_RETURN(Statement * s, impl_->stmt("SELECT batch, version, key, op, partition, fields, ts, hub_ts"
+                                                 " FROM changes WHERE type = ? AND batch > ?"
+                                                 " ORDER BY batch, version"));
+  StatementUse use(*s);
+  use->bind(1, type).bind(2, static_cast<int64_t>(after_batch));
+  std::vector<PendingBatch> out;
+  size_t total = 0;
+  for (;;) {
+    DS_ASSIGN_OR_RETURN(bool row, use->step());
+    if (!row) break;
+    const auto batch = static_cast<uint64_t>(use->column_int64(0));
+    if (out.empty() || out.back().batch != batch) {
+      if (total >= max_changes) break;
+      PendingBatch pb;
+      pb.batch = batch;
+      pb.partition = use->column_text(4);
+      pb.delta.type = type;
+      out.push_back(std::move(pb));
+    }
+    Change c;
+    c.v = static_cast<uint64_t>(use->column_int64(1));
+    c.key = use->column_text(2);
+    c.op = use->column_text(3) == "d" ? Op::kDelete : Op::kUpsert;
+    DS_ASSIGN_OR_RETURN(c.f, decode_fields(use->column_blob(5), tc->schema));
+    c.ts = use->column_int64(6);
+    c.hts = use->column_int64(7);
+    out.back().delta.changes.push_back(std::move(c));
+    ++total;
+  }
+  return out;
+}
+
+Status QueryStore::mark_published(const std::string& type, uint64_t batch, uint64_t seq) {
+  // Batches of earlier commits hold only versions below `batch`; batches of
+  // the same commit may hold higher ones (another partition's batch that
+  // started earlier), and those all have version >= batch.
+  DS_ASSIGN_OR_RETURN(Statement * s,
+                      impl_->stmt("UPDATE type_state SET published_batch = ?1, published_seq = ?2,"
+                                  " published_version = coalesce((SELECT max(version) FROM changes"
+                                  " WHERE type = ?3 AND version >= ?1 AND batch <= ?1), 0)"
+                                  " WHERE type = ?3"));
+  StatementUse use(*s);
+  use->bind(1, static_cast<int64_t>(batch)).bind(2, static_cast<int64_t>(seq)).bind(3, type);
+  DS_RETURN_IF_ERROR(use->run());
+  if (impl_->db->changes() == 0) return Status::not_found("unknown business type '" + type + "'");
+  return Status::ok();
+}
+
+Result<std::map<std::string, TypeState>> QueryStore::type_states() {
+  DS_ASSIGN_OR_RETURN(Statement * s, impl_->stmt("SELECT type, version, published_batch, published_version,"
+                                                 " published_seq FROM type_state"));
+  StatementUse use(*s);
+  std::map<std::string, TypeState> out;
+  for (;;) {
+    DS_ASSIGN_OR_RETURN(bool row, use->step());
+    if (!row) break;
+    TypeState st;
+    st.version = static_cast<uint64_t>(use->column_int64(1));
+    st.published_batch = static_cast<uint64_t>(use->column_int64(2));
+    st.published_version = static_cast<uint64_t>(use->column_int64(3));
+    st.published_seq = static_cast<uint64_t>(use->column_int64(4));
+    out[use->column_text(0)] = st;
+  }
+  return out;
+}
+
+Result<TypeState> QueryStore::type_state(const std::string& type) {
+  DS_ASSIGN_OR_RETURN(auto all, type_states());
+  auto it = all.find(type);
+  if (it == all.end()) return Status::not_found("unknown business type '" + type + "'");
+  return it->second;
+}
+
+// ---- reads --------------------------------------------------------------------
+
+namespace {
+
+// "_key, "<c1>", ..., _partition, _version, _ts, _hub_ts, _deleted"
+std::string record_columns(const TypeConfig& type) {
+  std::string cols = "_key";
+  for (const Column& c : type.schema.columns) cols += ", " + quote_ident(c.name);
+  return cols + ", _partition, _version, _ts, _hub_ts, _deleted";
+}
+
+StoredRecord read_record(Statement& s, const TypeConfig& type) {
+  StoredRecord r;
+  int i = 0;
+  r.key = s.column_text(i++);
+  for (const Column& c : type.schema.columns) r.fields[c.name] = s.column_value(i++, c.type);
+  r.partition = s.column_text(i++);
+  r.version = static_cast<uint64_t>(s.column_int64(i++));
+  r.ts = s.column_int64(i++);
+  r.hub_ts = s.column_int64(i++);
+  r.deleted = s.column_int64(i++) != 0;
+  return r;
+}
+
+}  // namespace
+
+Result<StoredRecord> QueryStore::get(const std::string& type, const std::string& key) {
+  const TypeConfig* tc = find_type(type);
+  if (tc == nullptr) return Status::not_found("unknown business type '" + type + "'");
+  DS_ASSIGN_OR_RETURN(Statement * s,
+                      impl_->stmt("SELECT " + record_columns(*tc) + " FROM " + table_of(type) + " WHERE _key = ?"));
+  StatementUse use(*s);
+  use->bind(1, key);
+  DS_ASSIGN_OR_RETURN(bool row, use->step());
+  if (!row) return Status::not_found("type '" + type + "' has no record '" + key + "'");
+  return read_record(*use, *tc);
+}
+
+Result<std::vector<StoredRecord>> QueryStore::list(const std::string& type, const std::optional<std::string>& partition,
+                                                   const std::optional<std::string>& after_key, size_t limit) {
+  const TypeConfig* tc = find_type(type);
+  if (tc == nullptr) return Status::not_found("unknown business type '" + type + "'");
+  std::string sql = "SELECT " + record_columns(*tc) + " FROM " + table_of(type) + " WHERE _deleted = 0 AND _key > ?";
+  if (partition) sql += " AND _partition = ?";
+  sql += " ORDER BY _key LIMIT ?";
+  DS_ASSIGN_OR_RETURN(Statement * s, impl_->stmt(sql));
+  StatementUse use(*s);
+  int i = 1;
+  use->bind(i++, after_key.value_or(""));
+  if (partition) use->bind(i++, *partition);
+  use->bind(i++, static_cast<int64_t>(limit));
+  std::vector<StoredRecord> out;
+  for (;;) {
+    DS_ASSIGN_OR_RETURN(bool row, use->step());
+    if (!row) break;
+    out.push_back(read_record(*use, *tc));
+  }
+  return out;
+}
+
+Result<SnapshotReply> QueryStore::snapshot_page(const SnapshotRequest& request) {
+  const TypeConfig* tc = find_type(request.type);
+  if (tc == nullptr) return Status::not_found("unknown business type '" + request.type + "'");
+  const size_t limit = std::max<size_t>(1, std::min<size_t>(request.limit, kMaxSnapshotPage));
+  std::optional<std::string> partition;
+  if (request.partition != kAnyPartition && request.partition != kAllPartitions) partition = request.partition;
+
+  // One read transaction, so the high-water mark and the rows agree.
+  DS_ASSIGN_OR_RETURN(Transaction tx, Transaction::begin(*impl_->db, Transaction::Kind::kDeferred));
+  DS_ASSIGN_OR_RETURN(TypeState st, type_state(request.type));
+  DS_ASSIGN_OR_RETURN(std::vector<StoredRecord> rows, list(request.type, partition, request.after_key, limit + 1));
+  DS_RETURN_IF_ERROR(tx.commit());
+
+  SnapshotReply reply;
+  reply.high_version = st.published_version;
+  reply.high_seq = st.published_seq;
+  reply.done = rows.size() <= limit;
+  if (!reply.done) rows.resize(limit);
+  reply.records.reserve(rows.size());
+  for (StoredRecord& r : rows) {
+    reply.records.push_back(SnapshotRecord{r.version, std::move(r.key), std::move(r.fields), r.ts});
+  }
+  return reply;
+}
+
+Result<Digest> QueryStore::digest(const std::string& type, const std::optional<std::string>& partition) {
+  if (find_type(type) == nullptr) return Status::not_found("unknown business type '" + type + "'");
+  std::string sql = "SELECT _key, _version FROM " + table_of(type) + " WHERE _deleted = 0";
+  if (partition) sql += " AND _partition = ?";
+  DS_ASSIGN_OR_RETURN(Statement * s, impl_->stmt(sql));
+  StatementUse use(*s);
+  if (partition) use->bind(1, *partition);
+  Digest d;
+  for (;;) {
+    DS_ASSIGN_OR_RETURN(bool row, use->step());
+    if (!row) break;
+    d.add(use->column_text(0), static_cast<uint64_t>(use->column_int64(1)));
+  }
+  return d;
+}
+
+}  // namespace ds

@@ -1,0 +1,164 @@
+#pragma once
+// QueryStore: the hub's SQLite query store and change log (DESIGN.md §3, §5
+// "Source of truth"). Records are stored classified by business type, one
+// current-state table per type:
+//
+//   t_<type>(_key TEXT PRIMARY KEY, "<column>"..., _partition, _version, _ts,
+//            _hub_ts, _deleted)
+//
+// (the record key is `_key`, so a declared column may be called "key"), plus
+//
+//   changes(type, version, key, op, partition, batch, fields, ts, hub_ts, producer)
+//   type_state(type, version, published_batch, published_version, published_seq)
+//   producer_batches(producer, type, seq, first_version, last_version)
+//
+// `changes.fields` is the msgpack map of the columns the change set (see
+// encode_fields in query_store.cc). `changes.batch` is the first version of
+// the delta batch the change is published in: it is fixed at commit, so every
+// (re)publication of that batch carries exactly the same changes under the
+// same Nats-Msg-Id "<type>:<batch>" and the stream's duplicate window can
+// drop a republished copy safely. A delta batch holds changes of one type and
+// one partition from one commit, ascending by version, at most publish_batch
+// of them; batches are published in ascending order of `batch`, so "the last
+// batch in the stream" tells exactly which batches are missing.
+//
+// Columns added to a type in the configuration are added in place at open
+// (ALTER TABLE ADD COLUMN); removed columns stay in the table, unused. The
+// agents tables (agents, agent_subscriptions, agent_events) belong to the
+// agent service's own connection and are never touched here.
+//
+// Thread-safety: none. A QueryStore is one SQLite connection used by one
+// thread: the hub has one writer (the ingest writer thread) and one
+// read-only QueryStore per reading thread (HTTP, snapshots). WAL mode lets
+// the readers run beside the writer; busy_timeout covers the short moments
+// when two writers (this and the agent service) meet.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "shared/config.h"
+#include "shared/digest.h"
+#include "shared/messages.h"
+#include "shared/sqlite.h"
+#include "shared/status.h"
+
+namespace ds {
+
+// One ingest batch ready to store: its records passed validate_ingest_records
+// (fields normalised, partition resolved where the record itself tells it).
+struct CommitBatch {
+  std::string type;
+  std::string producer;              // "" = no idempotency
+  std::optional<uint64_t> seq;       // with producer: a retry key
+  std::vector<IngestRecord> records;
+};
+
+// What became of one CommitBatch in a group commit.
+struct BatchOutcome {
+  Status status;                     // not OK: nothing of the batch was stored
+  std::optional<uint32_t> index;     // the offending record, when one caused it
+  uint64_t first_version = 0;
+  uint64_t last_version = 0;
+  bool retried = false;              // (producer, seq) was stored before; range is the stored one
+};
+
+// Per-type counters of the log and of what the stream holds.
+struct TypeState {
+  uint64_t version = 0;              // last committed version
+  uint64_t published_batch = 0;      // first version of the last batch acked by the stream
+  uint64_t published_version = 0;    // last version of every batch up to published_batch
+  uint64_t published_seq = 0;        // stream sequence of published_batch
+};
+
+// A delta batch read back from the change log for (re)publication.
+struct PendingBatch {
+  uint64_t batch = 0;                // first version; Nats-Msg-Id "<type>:<batch>"
+  std::string partition;             // "_all" when unpartitioned
+  DeltaBatch delta;
+  uint64_t last_version() const { return delta.changes.empty() ? batch : delta.changes.back().v; }
+};
+
+// The current state of one record.
+struct StoredRecord {
+  std::string key;
+  std::string partition;
+  uint64_t version = 0;
+  int64_t ts = 0;
+  int64_t hub_ts = 0;
+  bool deleted = false;
+  Fields fields;                     // every declared column (null when unset)
+};
+
+struct QueryStoreOptions {
+  bool read_only = false;            // readers: no schema changes, no writes
+  int64_t publish_batch = 500;       // max changes per delta batch
+  int busy_timeout_ms = 5000;
+};
+
+class QueryStore {
+ public:
+  // Opens the database and, unless read_only, creates or upgrades the tables
+  // for `types`. A reader needs the file to exist (the writer opens first).
+  static Result<std::unique_ptr<QueryStore>> open(const std::string& path, std::vector<TypeConfig> types,
+                                                  QueryStoreOptions options = {});
+  ~QueryStore();
+  QueryStore(const QueryStore&) = delete;
+  QueryStore& operator=(const QueryStore&) = delete;
+
+  // Stores `batches` in ONE transaction, each batch all-or-nothing: per type
+  // the next versions are assigned in order, upserts patch the row (only the
+  // given columns change), deletes leave a tombstone (columns cleared), every
+  // change is appended to the log with its delta batch, and (producer, seq)
+  // is recorded. A batch whose (producer, type, seq) was stored before stores
+  // nothing and reports the stored range (retried). A record that breaks a
+  // rule needing the stored row (moving a key to another partition, no
+  // partition for a new key of a partitioned type) rejects its batch only,
+  // with the record's index. The Result fails only when the transaction
+  // itself failed; then nothing of any batch was stored.
+  Result<std::vector<BatchOutcome>> commit(const std::vector<CommitBatch>& batches, int64_t hub_ts);
+
+  // Up to `max_changes` changes (whole batches; at least one batch) of the
+  // batches of `type` after batch `after_batch`, ascending.
+  Result<std::vector<PendingBatch>> batches_after(const std::string& type, uint64_t after_batch,
+                                                  size_t max_changes = 10000);
+  // Records that the stream acked every batch of `type` up to `batch`, the
+  // last at stream sequence `seq`; published_version follows from the log.
+  // Never moves backwards.
+  Status mark_published(const std::string& type, uint64_t batch, uint64_t seq);
+
+  Result<TypeState> type_state(const std::string& type);
+  Result<std::map<std::string, TypeState>> type_states();
+
+  // NotFound when the type has no such key (a tombstone is returned, deleted).
+  Result<StoredRecord> get(const std::string& type, const std::string& key);
+  // Live rows ascending by key, key > after_key, optionally one partition.
+  Result<std::vector<StoredRecord>> list(const std::string& type, const std::optional<std::string>& partition,
+                                         const std::optional<std::string>& after_key, size_t limit);
+  // One snapshot page (protocol: keys > after_key ascending, live rows only,
+  // partition "*" = all); high_version/high_seq are the type's published
+  // version and its stream sequence, read in the same read transaction.
+  Result<SnapshotReply> snapshot_page(const SnapshotRequest& request);
+
+  // The convergence digest (shared/digest.h) of the live rows of `type`,
+  // of one partition when given.
+  Result<Digest> digest(const std::string& type, const std::optional<std::string>& partition);
+
+  const TypeConfig* find_type(const std::string& type) const;
+  const std::vector<TypeConfig>& types() const { return types_; }
+
+ private:
+  struct Impl;
+  explicit QueryStore(std::unique_ptr<Impl> impl, std::vector<TypeConfig> types);
+  std::unique_ptr<Impl> impl_;
+  std::vector<TypeConfig> types_;
+};
+
+// The partition token a record goes to for a type: its partition column's
+// value as text, "_all" for unpartitioned types. Exposed for validation.
+std::optional<std::string> partition_value_of(const TypeSchema& schema, const Value& v);
+
+}  // namespace ds
