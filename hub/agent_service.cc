@@ -1,0 +1,449 @@
+#include "hub/agent_service.h"
+
+#include <algorithm>
+#include <chrono>
+#include <future>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <utility>
+
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <spdlog/spdlog.h>
+
+#include "hub/delivery_manager.h"
+#include "hub/liveness_tracker.h"
+#include "hub/registration_handler.h"
+#include "shared/codec.h"
+#include "shared/names.h"
+#include "shared/schema.h"
+
+namespace ds {
+namespace {
+
+int64_t steady_now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+int64_t wall_now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// How long retire() waits for the service thread before giving up.
+constexpr auto kCallTimeout = std::chrono::seconds(30);
+
+}  // namespace
+
+struct AgentService::Impl {
+  Impl(const HubConfig& cfg, Connection& conn, JetStream& jetstream, std::unique_ptr<AgentRegistry> reg)
+      : config(cfg),
+        nc(conn),
+        js(jetstream),
+        subjects(cfg.nats.subject_prefix),
+        registry(std::move(reg)),
+        tracker({.interval_ms = cfg.heartbeat_interval_ms, .dead_after = cfg.dead_after}),
+        delivery(config, js),
+        registration(config, *registry, tracker, delivery, [this](const Transition& t) { apply_transition(t); }),
+        work(asio::make_work_guard(io)),
+        timer(io) {
+    for (const TypeConfig& t : config.types) hub_hashes[t.name] = schema_hash(t.schema);
+    check_period_ms = std::clamp<int64_t>(tracker.interval_ms() / 4, 10, 1000);
+  }
+
+  // ---- everything below runs on the service thread unless noted ----
+
+  void restore_agents() {
+    const int64_t now = steady_now_ms();
+    for (const AgentRecord& a : registry->all()) {
+      tracker.restore(a.id, a.state, now);
+      index_agent(a.id);
+    }
+  }
+
+  // Rebuilds the type <-> agent index entries of one agent from the registry.
+  void index_agent(const std::string& agent) {
+    for (auto& [type, agents] : agents_by_type) agents.erase(agent);
+    types_by_agent.erase(agent);
+    auto a = registry->find(agent);
+    if (!a) return;
+    for (const auto& [type, sub] : a->subscriptions) {
+      agents_by_type[type].insert(agent);
+      types_by_agent[agent].push_back(type);
+    }
+  }
+
+  void apply_transition(const Transition& t) {
+    spdlog::info("agent {}: {} -> {} ({})", t.agent, t.from ? agent_state_name(*t.from) : "new",
+                 agent_state_name(t.to), t.reason);
+    if (Status s = registry->record_transition(t, wall_now_ms()); !s.is_ok()) {
+      spdlog::error("agent {}: store state change: {}", t.agent, s.to_string());
+    }
+    if (t.to == AgentState::kDead || t.to == AgentState::kRetired) {
+      close_consumers(t.agent, std::string("agent ") + std::string(agent_state_name(t.to)));
+    }
+  }
+
+  void close_consumers(const std::string& agent, const std::string& why) {
+    auto a = registry->find(agent);
+    if (!a) return;
+    for (const auto& [type, sub] : a->subscriptions) {
+      DeliveryState d = sub.delivery;
+      if (Status s = delivery.close(agent, type); !s.is_ok()) {
+        // The consumer may linger on the server; reconnect/restart checks
+        // only live agents, so say so loudly.
+        spdlog::warn("agent {} type {}: {}", agent, type, s.to_string());
+      }
+      d.consumer_open = false;
+      d.note = why;
+      registry->set_delivery(agent, type, d);
+    }
+  }
+
+  // Brings the consumers of a live or suspect agent in line with what it
+  // should have: one per subscription unless held back (schema mismatch) or
+  // waiting for a snapshot. `verify` also checks believed-open consumers on
+  // the server (after a broker reconnect or a hub restart).
+  void ensure_consumers(const std::string& agent, bool verify) {
+    auto a = registry->find(agent);
+    if (!a || (a->state != AgentState::kLive && a->state != AgentState::kSuspect)) return;
+    for (const auto& [type, sub] : a->subscriptions) {
+      DeliveryState d = sub.delivery;
+      const std::string& hub_hash = hub_hashes[type];
+      const bool mismatch = !sub.schema_hash.empty() && sub.schema_hash != hub_hash;
+      if (mismatch) {
+        if (!d.held_back || d.consumer_open) {
+          spdlog::warn("agent {} type {}: schema hash {} differs from the hub's {}: deltas held back", agent,
+                       type, sub.schema_hash, hub_hash);
+          if (Status s = delivery.close(agent, type); !s.is_ok()) {
+            spdlog::warn("agent {} type {}: {}", agent, type, s.to_string());
+          }
+        }
+        d.consumer_open = false;
+        d.held_back = true;
+        d.note = "schema hash " + sub.schema_hash + " differs from the hub's " + hub_hash;
+        registry->set_delivery(agent, type, d);
+        continue;
+      }
+      if (d.held_back) {
+        spdlog::info("agent {} type {}: schema hash matches again: delivery resumes", agent, type);
+        d.held_back = false;
+        d.note.clear();
+      }
+      if (d.awaiting_snapshot) {
+        registry->set_delivery(agent, type, d);
+        continue;
+      }
+      if (d.consumer_open && verify) {
+        auto exists = delivery.exists(agent, type);
+        if (!exists.is_ok()) {
+          spdlog::warn("agent {} type {}: {}", agent, type, exists.status().to_string());
+          continue;
+        }
+        if (!*exists) {
+          spdlog::info("agent {} type {}: consumer missing on the server: recreating", agent, type);
+          d.consumer_open = false;
+        }
+      }
+      if (!d.consumer_open) open_consumer(agent, sub, d);
+      registry->set_delivery(agent, type, d);
+    }
+  }
+
+  // Opens the consumer from the subscription's checkpoint, or records why not.
+  void open_consumer(const std::string& agent, const SubscriptionState& sub, DeliveryState& d) {
+    auto resume = delivery.plan(sub.type, sub.seq);
+    if (!resume.is_ok()) {
+      d.note = resume.status().to_string();
+      spdlog::warn("agent {} type {}: {}", agent, sub.type, d.note);
+      return;
+    }
+    if (*resume == Resume::kSnapshot) {
+      d.awaiting_snapshot = true;
+      d.note = "checkpoint seq " + std::to_string(sub.seq) +
+               " is no longer in the stream: no consumer until the agent registers again and snapshots";
+      spdlog::warn("agent {} type {}: {}", agent, sub.type, d.note);
+      return;
+    }
+    if (Status s = delivery.open(agent, sub.type, sub.partition, sub.seq); !s.is_ok()) {
+      d.note = s.to_string();
+      spdlog::warn("agent {} type {}: {}", agent, sub.type, d.note);
+      return;
+    }
+    d.consumer_open = true;
+    d.note.clear();
+    spdlog::info("agent {} type {}: consumer opened after seq {}", agent, sub.type, sub.seq);
+  }
+
+  void handle_register(const Message& msg) {
+    RegisterReply reply = registration.handle(msg.subject(), msg.data(), steady_now_ms(), wall_now_ms());
+    if (reply.ok()) index_agent(std::string(Subjects::last_token(msg.subject())));
+    if (Status s = nc.respond(msg, encode(reply)); !s.is_ok()) {
+      spdlog::warn("register reply on {}: {}", msg.subject(), s.to_string());
+    }
+  }
+
+  void handle_reply(const HeartbeatReply& reply) {
+    if (!registry->find(reply.agent)) {
+      spdlog::debug("heartbeat reply from unknown agent '{}' ignored", reply.agent);
+      return;
+    }
+    auto effect = tracker.on_reply(reply.agent, steady_now_ms());
+    if (!effect.accepted) {
+      spdlog::debug("heartbeat reply from retired agent '{}' ignored", reply.agent);
+      return;
+    }
+    registry->record_beat(reply, wall_now_ms());
+    if (effect.transition) apply_transition(*effect.transition);
+    ensure_consumers(reply.agent, false);
+  }
+
+  void tick() {
+    const int64_t now = steady_now_ms();
+    for (const Transition& t : tracker.evaluate(now)) apply_transition(t);
+    if (now >= next_beat_ms) {
+      send_heartbeats(now);
+      next_beat_ms = now + tracker.interval_ms();
+    }
+    if (Status s = registry->flush(); !s.is_ok()) spdlog::warn("{}", s.to_string());
+  }
+
+  void send_heartbeats(int64_t now) {
+    const int64_t wall = wall_now_ms();
+    for (const auto& [type, agents] : agents_by_type) {
+      const bool any = std::any_of(agents.begin(), agents.end(), [&](const std::string& a) {
+        auto st = tracker.state(a);
+        return st && *st != AgentState::kRetired;
+      });
+      if (!any) continue;
+      HeartbeatRequest req{config.name, wall, {type}};
+      if (Status s = nc.publish_request(subjects.heartbeat(type), reply_inbox, encode(req)); !s.is_ok()) {
+        spdlog::warn("heartbeat on {}: {}", subjects.heartbeat(type), s.to_string());
+      }
+    }
+    for (const std::string& agent : tracker.probe_targets()) probe(agent, now);
+  }
+
+  void probe(const std::string& agent, int64_t now) {
+    HeartbeatRequest req{config.name, wall_now_ms(), types_by_agent[agent]};
+    if (Status s = nc.publish_request(subjects.probe(agent), reply_inbox, encode(req)); !s.is_ok()) {
+      spdlog::warn("probe {}: {}", subjects.probe(agent), s.to_string());
+    }
+    tracker.record_probe(agent, now);
+  }
+
+  void refresh_types(const std::vector<std::string>& types) {
+    const int64_t now = steady_now_ms();
+    for (const std::string& type : types) {
+      auto it = agents_by_type.find(type);
+      if (it == agents_by_type.end()) continue;
+      for (const std::string& agent : it->second) {
+        if (tracker.needs_refresh(agent, now)) probe(agent, now);
+      }
+    }
+  }
+
+  void schedule_tick() {
+    timer.expires_after(std::chrono::milliseconds(check_period_ms));
+    timer.async_wait([this](const std::error_code& ec) {
+      if (ec == asio::error::operation_aborted || stopping) return;
+      tick();
+      schedule_tick();
+    });
+  }
+
+  const HubConfig& config;
+  Connection& nc;
+  JetStream& js;
+  Subjects subjects;
+  std::unique_ptr<AgentRegistry> registry;
+  LivenessTracker tracker;
+  DeliveryManager delivery;
+  RegistrationHandler registration;
+  std::map<std::string, std::string> hub_hashes;                   // type -> schema hash
+  std::map<std::string, std::set<std::string>> agents_by_type;      // service thread only
+  std::map<std::string, std::vector<std::string>> types_by_agent;   // service thread only
+  int64_t check_period_ms = 0;
+  int64_t next_beat_ms = 0;
+  bool stopping = false;  // service thread only
+
+  asio::io_context io;
+  asio::executor_work_guard<asio::io_context::executor_type> work;
+  asio::steady_timer timer;
+  std::thread thread;
+  std::string reply_inbox;
+  std::unique_ptr<Subscription> register_sub;
+  std::unique_ptr<Subscription> reply_sub;
+  std::atomic<bool> stopped{false};
+  std::mutex stop_mu;
+};
+
+AgentService::AgentService(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+AgentService::~AgentService() { stop(); }
+
+Result<std::unique_ptr<AgentService>> AgentService::start(const HubConfig& config, Connection& nc,
+                                                          JetStream& js) {
+  DS_ASSIGN_OR_RETURN(auto registry, AgentRegistry::open(config.store_path));
+  auto impl = std::make_unique<Impl>(config, nc, js, std::move(registry));
+  Impl* p = impl.get();
+  p->restore_agents();
+  p->reply_inbox = nc.new_inbox();
+
+  // Handlers decode on the cnats thread and post; they never block.
+  DS_ASSIGN_OR_RETURN(p->reply_sub, nc.subscribe(p->reply_inbox, [p](Message msg) {
+    auto reply = decode_heartbeat_reply(msg.data());
+    if (!reply.is_ok()) {
+      spdlog::debug("malformed heartbeat reply ignored: {}", reply.status().message());
+      return;
+    }
+    asio::post(p->io, [p, r = std::move(reply).value()] { p->handle_reply(r); });
+  }));
+  DS_ASSIGN_OR_RETURN(p->register_sub, nc.subscribe(p->subjects.register_wildcard(), [p](Message msg) {
+    asio::post(p->io, [p, m = std::move(msg)] { p->handle_register(m); });
+  }));
+
+  // Subscriptions are in place at the server when start() returns.
+  DS_RETURN_IF_ERROR(nc.flush());
+  std::unique_ptr<AgentService> service(new AgentService(std::move(impl)));
+  // Consumers of restored live agents may be gone (broker restarted with us).
+  asio::post(p->io, [p] {
+    for (const auto& [agent, types] : p->types_by_agent) p->ensure_consumers(agent, true);
+  });
+  p->schedule_tick();
+  p->thread = std::thread([p] {
+    try {
+      p->io.run();
+    } catch (const std::exception& e) {
+      spdlog::critical("agent service thread: {}", e.what());
+    }
+  });
+  spdlog::info("agent service: heartbeat every {} ms, dead after {} missed beats, replies on {}",
+               config.heartbeat_interval_ms, config.dead_after, p->reply_inbox);
+  return service;
+}
+
+void AgentService::on_types_updated(const std::vector<std::string>& types) {
+  Impl* p = impl_.get();
+  if (p->stopped) return;
+  asio::post(p->io, [p, types] { p->refresh_types(types); });
+}
+
+void AgentService::on_reconnected() {
+  Impl* p = impl_.get();
+  if (p->stopped) return;
+  asio::post(p->io, [p] {
+    spdlog::info("agent service: broker reconnected: checking live agents' consumers");
+    for (const auto& [agent, types] : p->types_by_agent) p->ensure_consumers(agent, true);
+  });
+}
+
+Status AgentService::retire(const std::string& agent) {
+  Impl* p = impl_.get();
+  if (p->stopped) return Status::unavailable("agent service stopped");
+  auto done = std::make_shared<std::promise<Status>>();
+  auto result = done->get_future();
+  asio::post(p->io, [p, agent, done] {
+    auto t = p->tracker.retire(agent, steady_now_ms());
+    if (!t.is_ok()) {
+      done->set_value(t.status());
+      return;
+    }
+    if (*t) p->apply_transition(**t);
+    done->set_value(Status::ok());
+  });
+  if (result.wait_for(kCallTimeout) != std::future_status::ready) {
+    return Status::deadline_exceeded("retire " + agent + ": agent service did not answer");
+  }
+  return result.get();
+}
+
+void AgentService::stop() {
+  Impl* p = impl_.get();
+  std::lock_guard lock(p->stop_mu);
+  if (p->stopped.exchange(true)) return;
+  // Destroying a subscription waits for a running handler, so nothing posts
+  // after these two lines.
+  p->register_sub.reset();
+  p->reply_sub.reset();
+  asio::post(p->io, [p] {
+    p->stopping = true;
+    p->timer.cancel();
+    if (Status s = p->registry->flush(); !s.is_ok()) spdlog::warn("{}", s.to_string());
+    p->work.reset();
+  });
+  if (p->thread.joinable()) p->thread.join();
+}
+
+const AgentRegistry& AgentService::registry() const { return *impl_->registry; }
+
+nlohmann::json AgentService::agents_json() const {
+  const Impl* p = impl_.get();
+  const int64_t now = wall_now_ms();
+  std::map<std::string, uint64_t> versions;
+  if (auto v = p->registry->type_versions(); v.is_ok()) {
+    versions = std::move(v).value();
+  } else {
+    spdlog::warn("agents: type versions: {}", v.status().to_string());
+  }
+  nlohmann::json out = nlohmann::json::array();
+  for (const AgentRecord& a : p->registry->all()) {
+    nlohmann::json types = nlohmann::json::object();
+    for (const auto& [type, s] : a.subscriptions) {
+      const TypeConfig* tc = p->config.find_type(type);
+      auto hh = p->hub_hashes.find(type);
+      nlohmann::json lag_versions = nullptr;
+      nlohmann::json lag_ms = nullptr;
+      auto tv = versions.find(type);
+      if (tv != versions.end()) {
+        const uint64_t behind = tv->second > s.version ? tv->second - s.version : 0;
+        lag_versions = behind;
+        if (behind == 0) {
+          lag_ms = 0;
+        } else if (s.ts > 0) {
+          lag_ms = std::max<int64_t>(0, now - s.ts);
+        }
+      }
+      const bool live = a.state == AgentState::kLive;
+      const bool fresh = live && !s.delivery.held_back && lag_ms.is_number() && tc != nullptr &&
+                         lag_ms.get<int64_t>() <= tc->freshness_objective_s * 1000;
+      types[type] = {
+          {"partition", s.partition},
+          {"version", s.version},
+          {"seq", s.seq},
+          {"ts", s.ts},
+          {"rows", s.rows},
+          {"lag_versions", lag_versions},
+          {"lag_ms", lag_ms},
+          {"schema_hash", s.schema_hash},
+          {"schema_ok", s.schema_hash.empty() || (hh != p->hub_hashes.end() && hh->second == s.schema_hash)},
+          {"consumer", s.delivery.consumer_open},
+          {"held_back", s.delivery.held_back},
+          {"awaiting_snapshot", s.delivery.awaiting_snapshot},
+          {"note", s.delivery.note},
+          {"freshness_ok", fresh},
+      };
+    }
+    out.push_back({
+        {"id", a.id},
+        {"host", a.host},
+        {"version", a.version},
+        {"state", std::string(agent_state_name(a.state))},
+        {"registered_at", a.registered_at},
+        {"last_beat", a.last_beat},
+        {"health", a.health == AgentHealth::kOk ? "ok" : "degraded"},
+        {"pending", a.pending},
+        {"quarantined", a.quarantined},
+        {"last_error", a.last_error},
+        {"types", std::move(types)},
+    });
+  }
+  return out;
+}
+
+}  // namespace ds

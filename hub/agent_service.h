@@ -1,0 +1,92 @@
+#pragma once
+// AgentService: the agent-facing half of the hub — registration (step 1),
+// liveness by heartbeat (step 3) and the per-agent consumers (step 4) of
+// DESIGN.md §1, §4 and §6. The hub wires it to its connection, its JetStream
+// context, the ingest path (on_types_updated), the broker reconnect
+// (on_reconnected) and the HTTP API (agents_json, retire).
+//
+// Threads. Every change of agent state runs on one service thread (an asio
+// io_context): registrations, heartbeat replies, the liveness tick and the
+// consumer operations it causes, retire, reconnect. cnats callbacks only
+// decode and post there, so they never block on a JetStream request or a
+// SQLite write; the tracker, the delivery manager and the registry's writer
+// connection have a single user and need no locks; and a tick, a registration
+// and a reply of the same agent can never interleave. A timer on the same
+// thread evaluates liveness every quarter interval (so "dead" is noticed
+// within a quarter interval of dead_after x interval of silence) and sends
+// the heartbeats every interval: one broadcast HeartbeatRequest per type with
+// non-retired agents on ds.hb.<type>, plus a direct probe on
+// ds.agent.<id>.hb to each suspect agent. All replies come back on one inbox
+// subscription.
+//
+// The public methods are thread-safe. start() returns with the service
+// subscribed and running; stop() (or the destructor) unsubscribes, flushes
+// buffered heartbeat state and joins the thread. The Connection and JetStream
+// passed to start() must outlive the service.
+//
+// Known limit: an agent that returns from dead through a heartbeat reply
+// whose checkpoint has meanwhile left the stream gets no consumer (logged,
+// shown in agents_json as awaiting_snapshot); it is told to snapshot at its
+// next registration.
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "hub/agent_registry.h"
+#include "shared/config.h"
+#include "shared/nats.h"
+#include "shared/status.h"
+
+namespace ds {
+
+class AgentService {
+ public:
+  // Opens the agent tables in config.store_path, restores known agents (live
+  // and suspect ones get a fresh silence window and their consumers checked),
+  // subscribes ds.hub.register.* and the heartbeat reply inbox, and starts
+  // the service thread.
+  static Result<std::unique_ptr<AgentService>> start(const HubConfig& config, Connection& nc, JetStream& js);
+  ~AgentService();
+  AgentService(const AgentService&) = delete;
+  AgentService& operator=(const AgentService&) = delete;
+
+  // After an ingest commit: probes the agents of these types whose last reply
+  // is older than one interval (DESIGN §6). Only posts to the service thread.
+  void on_types_updated(const std::vector<std::string>& types);
+  // After a broker reconnect: checks the consumers of live and suspect agents
+  // and recreates missing ones from their last known checkpoint (memory
+  // consumers do not survive a broker restart). Only posts.
+  void on_reconnected();
+  // GET /v1/agents: an array, one object per agent:
+  //   {id, host, version, state, registered_at, last_beat (wall ms), health,
+  //    pending, quarantined, last_error,
+  //    types: {<type>: {partition, version, seq, ts, rows, lag_versions,
+  //            lag_ms, schema_hash, schema_ok, consumer, held_back,
+  //            awaiting_snapshot, note, freshness_ok}}}
+  // lag_versions = type_state.version - agent version (null when the query
+  // store has no version for the type yet); lag_ms = 0 when caught up, else
+  // how old the agent's latest business timestamp is (now - ts), null when
+  // unknown; freshness_ok = live, not held back, and lag_ms within the type's
+  // freshness objective.
+  nlohmann::json agents_json() const;
+  // Operator: the agent becomes retired, its consumers are deleted and it is
+  // no longer sent heartbeats (it stays retired until it registers again).
+  // NotFound for an unknown agent; Unavailable after stop().
+  Status retire(const std::string& agent);
+  void stop();
+
+  // The agents' state, for tests and diagnostics.
+  const AgentRegistry& registry() const;
+
+ private:
+  struct Impl;
+  explicit AgentService(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ds

@@ -1,0 +1,62 @@
+#include "hub/delivery_manager.h"
+
+#include <spdlog/spdlog.h>
+
+namespace ds {
+
+DeliveryManager::DeliveryManager(const HubConfig& config, JetStream& js)
+    : config_(config), js_(js), subjects_(config.nats.subject_prefix) {}
+
+Result<Resume> DeliveryManager::plan(std::string_view type, uint64_t seq) {
+  auto state = js_.stream_state(stream_name(type));
+  if (!state.is_ok()) return state.status().with_context("plan delivery of " + std::string(type));
+  if (state->last_seq == 0) return Resume::kStream;  // never held data
+  if (seq > state->last_seq) return Resume::kSnapshot;
+  if (seq + 1 < state->first_seq) return Resume::kSnapshot;
+  return Resume::kStream;
+}
+
+ConsumerSpec DeliveryManager::consumer_spec(std::string_view agent, std::string_view type,
+                                            std::string_view partition, uint64_t after_seq) const {
+  const TypeConfig* tc = config_.find_type(type);
+  const bool partitioned = tc != nullptr && tc->schema.partition.has_value();
+  ConsumerSpec spec;
+  spec.durable = consumer_name(agent);
+  spec.filter_subject = (!partitioned || partition == kAnyPartition) ? subjects_.delta_filter(type)
+                                                                     : subjects_.delta(type, partition);
+  spec.deliver_subject = subjects_.push(agent, type);
+  spec.start_seq = after_seq + 1;
+  spec.ack_policy = AckPolicy::kAll;
+  spec.max_ack_pending = config_.max_ack_pending;
+  spec.max_deliver = 5;
+  spec.flow_control = true;
+  spec.idle_heartbeat_ms = 5000;
+  spec.memory_storage = true;
+  spec.replicas = 1;
+  return spec;
+}
+
+Status DeliveryManager::open(std::string_view agent, std::string_view type, std::string_view partition,
+                             uint64_t after_seq) {
+  DS_RETURN_IF_ERROR(close(agent, type));
+  const std::string stream = stream_name(type);
+  Status s = js_.add_consumer(stream, consumer_spec(agent, type, partition, after_seq));
+  if (!s.is_ok()) {
+    return s.with_context("create consumer " + consumer_name(agent) + " on " + stream);
+  }
+  spdlog::debug("consumer {} on {} opened after seq {}", consumer_name(agent), stream, after_seq);
+  return Status::ok();
+}
+
+Status DeliveryManager::close(std::string_view agent, std::string_view type) {
+  const std::string stream = stream_name(type);
+  Status s = js_.delete_consumer(stream, consumer_name(agent));
+  if (s.is_ok() || s.code() == StatusCode::kNotFound) return Status::ok();
+  return s.with_context("delete consumer " + consumer_name(agent) + " on " + stream);
+}
+
+Result<bool> DeliveryManager::exists(std::string_view agent, std::string_view type) {
+  return js_.consumer_exists(stream_name(type), consumer_name(agent));
+}
+
+}  // namespace ds

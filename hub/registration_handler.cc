@@ -1,0 +1,139 @@
+#include "hub/registration_handler.h"
+
+#include <set>
+#include <string>
+#include <utility>
+
+#include <spdlog/spdlog.h>
+
+#include "shared/codec.h"
+#include "shared/names.h"
+#include "shared/schema.h"
+
+namespace ds {
+namespace {
+
+RegisterReply error_reply(const Status& s) {
+  RegisterReply r;
+  r.error = WireError::from(s);
+  return r;
+}
+
+}  // namespace
+
+RegistrationHandler::RegistrationHandler(const HubConfig& config, AgentRegistry& registry,
+                                         LivenessTracker& tracker, DeliveryManager& delivery,
+                                         TransitionSink on_transition)
+    : config_(config), registry_(registry), tracker_(tracker), delivery_(delivery),
+      on_transition_(std::move(on_transition)) {}
+
+Status RegistrationHandler::validate(std::string_view subject, const RegisterRequest& request) const {
+  const std::string_view token = Subjects::last_token(subject);
+  if (token != request.agent) {
+    return Status::permission_denied("register: agent '" + request.agent + "' may only register on " +
+                                     Subjects(config_.nats.subject_prefix).register_agent(request.agent) +
+                                     ", not on " + std::string(subject));
+  }
+  DS_RETURN_IF_ERROR(validate_agent_id(request.agent).with_context("register: agent"));
+  std::set<std::string, std::less<>> seen;
+  for (size_t i = 0; i < request.subscriptions.size(); ++i) {
+    const SubscriptionReport& s = request.subscriptions[i];
+    const std::string where = "register: subscriptions[" + std::to_string(i) + "]";
+    const TypeConfig* tc = config_.find_type(s.type);
+    if (tc == nullptr) {
+      return Status::invalid_argument(where + ": unknown type '" + s.type + "' (not declared by this hub)");
+    }
+    if (!seen.insert(s.type).second) {
+      return Status::invalid_argument(where + ": type '" + s.type + "' subscribed twice");
+    }
+    if (s.partition == kAnyPartition) continue;
+    if (!tc->schema.partition) {
+      return Status::invalid_argument(where + ": type '" + s.type + "' is not partitioned; partition must be \"*\", got '" +
+                                      s.partition + "'");
+    }
+    Status p = validate_partition(s.partition);
+    if (!p.is_ok()) {
+      return Status::invalid_argument(where + ": type '" + s.type + "': bad partition '" + s.partition +
+                                      "': " + p.message());
+    }
+  }
+  return Status::ok();
+}
+
+RegisterReply RegistrationHandler::handle(std::string_view subject, std::string_view bytes,
+                                          int64_t now_steady_ms, int64_t now_wall_ms) {
+  auto request = decode_register_request(bytes);
+  if (!request.is_ok()) {
+    spdlog::warn("register on {}: undecodable request: {}", subject, request.status().message());
+    return error_reply(request.status().with_context("register"));
+  }
+  return handle(subject, *request, now_steady_ms, now_wall_ms);
+}
+
+RegisterReply RegistrationHandler::handle(std::string_view subject, const RegisterRequest& request,
+                                          int64_t now_steady_ms, int64_t now_wall_ms) {
+  if (Status v = validate(subject, request); !v.is_ok()) {
+    spdlog::warn("registration refused: {}", v.to_string());
+    return error_reply(v);
+  }
+
+  // Consumers of types the agent no longer takes go first.
+  if (auto old = registry_.find(request.agent)) {
+    for (const auto& [type, sub] : old->subscriptions) {
+      bool kept = false;
+      for (const SubscriptionReport& s : request.subscriptions) kept = kept || s.type == type;
+      if (kept) continue;
+      if (Status s = delivery_.close(request.agent, type); !s.is_ok()) {
+        spdlog::warn("register {}: {}", request.agent, s.to_string());
+      }
+    }
+  }
+
+  if (Status s = registry_.record_registration(request, now_wall_ms); !s.is_ok()) {
+    spdlog::error("register {}: {}", request.agent, s.to_string());
+    return error_reply(s.with_context("register: store"));
+  }
+  if (auto t = tracker_.on_registered(request.agent, now_steady_ms)) on_transition_(*t);
+
+  RegisterReply reply;
+  reply.heartbeat_ms = static_cast<uint32_t>(config_.heartbeat_interval_ms);
+  if (Status s = open_deliveries(request, reply); !s.is_ok()) {
+    spdlog::error("register {}: {}", request.agent, s.to_string());
+    return error_reply(s.with_context("register"));
+  }
+  spdlog::info("agent {} registered from host '{}' (version {}) with {} subscription(s)", request.agent,
+               request.host, request.version, request.subscriptions.size());
+  return reply;
+}
+
+Status RegistrationHandler::open_deliveries(const RegisterRequest& request, RegisterReply& reply) {
+  const Subjects subjects(config_.nats.subject_prefix);
+  for (const SubscriptionReport& s : request.subscriptions) {
+    const TypeConfig* tc = config_.find_type(s.type);  // validated above
+    DS_ASSIGN_OR_RETURN(Resume resume, delivery_.plan(s.type, s.seq));
+    DeliveryState state;
+    if (resume == Resume::kStream) {
+      DS_RETURN_IF_ERROR(delivery_.open(request.agent, s.type, s.partition, s.seq));
+      state.consumer_open = true;
+    } else {
+      // A consumer left from an earlier registration would push from a point
+      // the agent cannot use.
+      DS_RETURN_IF_ERROR(delivery_.close(request.agent, s.type));
+      state.awaiting_snapshot = true;
+      state.note = "checkpoint seq " + std::to_string(s.seq) + " is no longer in the stream: snapshot ordered";
+      spdlog::info("agent {} type {}: {}", request.agent, s.type, state.note);
+    }
+    registry_.set_delivery(request.agent, s.type, state);
+
+    Delivery d;
+    d.type = s.type;
+    d.subject = subjects.push(request.agent, s.type);
+    d.resume = resume;
+    d.schema = tc->schema;
+    d.schema_hash = schema_hash(tc->schema);
+    reply.deliveries.push_back(std::move(d));
+  }
+  return Status::ok();
+}
+
+}  // namespace ds

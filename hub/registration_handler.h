@@ -1,0 +1,60 @@
+#pragma once
+// RegistrationHandler: step 1 of DESIGN.md §1 — a request on
+// ds.hub.register.<agent> becomes a stored configuration report, a live
+// agent, and one delivery per subscription (consumer created from the
+// checkpoint, or a snapshot ordered).
+//
+// Refusals (the whole registration; nothing is stored or changed):
+//  - the subject's last token differs from the request's `agent`:
+//    permission_denied (the token is what NATS permissions bind, so an agent
+//    cannot register in another's name);
+//  - an undeclared type, a duplicate type, a bad partition value, or a
+//    partition on an unpartitioned type: invalid_argument naming the type;
+//  - undecodable bytes: invalid_argument naming the field.
+// A JetStream failure while creating consumers is replied as that error
+// (usually unavailable): the report is stored, the agent retries.
+//
+// Not thread-safe: runs on the agent service's thread, which owns the
+// registry's writer, the tracker and the delivery manager.
+
+#include <cstdint>
+#include <functional>
+#include <string_view>
+
+#include "hub/agent_registry.h"
+#include "hub/delivery_manager.h"
+#include "hub/liveness_tracker.h"
+#include "shared/config.h"
+#include "shared/messages.h"
+#include "shared/status.h"
+
+namespace ds {
+
+class RegistrationHandler {
+ public:
+  // Called with each state change the registration causes, to log and store.
+  using TransitionSink = std::function<void(const Transition&)>;
+
+  RegistrationHandler(const HubConfig& config, AgentRegistry& registry, LivenessTracker& tracker,
+                      DeliveryManager& delivery, TransitionSink on_transition);
+
+  // Checks the request against the subject and the configuration.
+  Status validate(std::string_view subject, const RegisterRequest& request) const;
+
+  // Handles one encoded request that arrived on `subject`; returns the reply.
+  RegisterReply handle(std::string_view subject, std::string_view bytes, int64_t now_steady_ms,
+                       int64_t now_wall_ms);
+  RegisterReply handle(std::string_view subject, const RegisterRequest& request, int64_t now_steady_ms,
+                       int64_t now_wall_ms);
+
+ private:
+  Status open_deliveries(const RegisterRequest& request, RegisterReply& reply);
+
+  const HubConfig& config_;
+  AgentRegistry& registry_;
+  LivenessTracker& tracker_;
+  DeliveryManager& delivery_;
+  TransitionSink on_transition_;
+};
+
+}  // namespace ds
