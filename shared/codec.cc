@@ -1,0 +1,1030 @@
+#include "shared/codec.h"
+
+#include <sodium.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <msgpack.hpp>
+#include <new>
+#include <nlohmann/json.hpp>
+
+#include "shared/msgpack_reader.h"
+#include "shared/names.h"
+
+namespace ds {
+
+using msgpack_reader::field_error;
+using msgpack_reader::index_path;
+using msgpack_reader::MapReader;
+using msgpack_reader::read;
+using msgpack_reader::read_array;
+using msgpack_reader::type_error;
+
+// ---- WireError ---------------------------------------------------------
+
+WireError WireError::from(const Status& s, std::optional<uint32_t> index) {
+  WireError e;
+  // An OK status carries no error; reporting it as internal keeps a reply
+  // with an error object from ever reading as success.
+  e.code = s.is_ok() ? StatusCode::kInternal : s.code();
+  e.message = s.is_ok() ? std::string("error reported without a cause") : s.message();
+  e.index = index;
+  return e;
+}
+
+Status WireError::to_status() const {
+  if (code == StatusCode::kOk) return Status::internal(message);
+  return Status(code, message);
+}
+
+namespace {
+
+// Unpack limits: far above anything a valid message needs (kMaxBatchRecords
+// entries, a handful of nesting levels for json values), low enough that a
+// declared length in a tiny buffer cannot make us reserve gigabytes.
+constexpr size_t kMaxArrayEntries = 100000;
+constexpr size_t kMaxMapEntries = 10000;
+constexpr size_t kMaxStringBytes = 16u << 20;
+constexpr size_t kMaxBinBytes = 16u << 20;
+constexpr size_t kMaxExtBytes = 1024;
+constexpr size_t kMaxDepth = 40;
+// JSON input is converted to msgpack and decoded from there, so its nesting
+// stays below kMaxDepth with room for the message structure around a value.
+constexpr int kMaxJsonDepth = 32;
+
+std::string shown(std::string_view s) {
+  constexpr size_t kMaxShown = 80;
+  std::string out = "'";
+  for (size_t i = 0; i < s.size() && i < kMaxShown; ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'') {
+      out += static_cast<char>(c);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    }
+  }
+  if (s.size() > kMaxShown) out += "...";
+  out += "'";
+  return out;
+}
+
+// Dumps never throw on strings that are not UTF-8 (msgpack str does not
+// promise UTF-8); such bytes become U+FFFD.
+std::string dump_json(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string base64_encode(std::string_view bin) {
+  std::string out(sodium_base64_ENCODED_LEN(bin.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
+  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bin.data()), bin.size(),
+                    sodium_base64_VARIANT_ORIGINAL);
+  out.resize(out.size() - 1);  // ENCODED_LEN counts the terminating NUL
+  return out;
+}
+
+std::string_view op_name(Op op) { return op == Op::kUpsert ? "upsert" : "delete"; }
+std::string_view op_short_name(Op op) { return op == Op::kUpsert ? "u" : "d"; }
+std::string_view resume_name(Resume r) { return r == Resume::kStream ? "stream" : "snapshot"; }
+std::string_view health_name(AgentHealth h) { return h == AgentHealth::kOk ? "ok" : "degraded"; }
+
+// ---- encoding ------------------------------------------------------------
+
+// Builds one msgpack message. Map and array sizes are declared up front, so
+// every caller counts exactly the entries it then writes.
+class Writer {
+ public:
+  void map(size_t n) { pk_.pack_map(static_cast<uint32_t>(n)); }
+  void array(size_t n) { pk_.pack_array(static_cast<uint32_t>(n)); }
+  void str(std::string_view s) {
+    pk_.pack_str(static_cast<uint32_t>(s.size()));
+    pk_.pack_str_body(s.data(), static_cast<uint32_t>(s.size()));
+  }
+  void u64(uint64_t v) { pk_.pack_uint64(v); }
+  void i64(int64_t v) { pk_.pack_int64(v); }
+  void boolean(bool v) { v ? pk_.pack_true() : pk_.pack_false(); }
+  // Always float64: msgpack-c's packer writes integral doubles as integers,
+  // which would turn a real 3.0 into an integer (and -0.0 into 0).
+  void float64(double d) {
+    uint64_t bits = 0;
+    std::memcpy(&bits, &d, sizeof bits);
+    char out[9];
+    out[0] = static_cast<char>(0xcb);
+    for (int i = 0; i < 8; ++i) out[1 + i] = static_cast<char>((bits >> (56 - 8 * i)) & 0xff);
+    buf_.write(out, sizeof out);
+  }
+
+  void value(const Value& v) {
+    std::visit([this](const auto& x) { value_alternative(x); }, v);
+  }
+
+  void fields(const Fields& f) {
+    map(f.size());
+    for (const auto& [name, v] : f) {
+      str(name);
+      value(v);
+    }
+  }
+
+  void error(const WireError& e) {
+    map(2 + (e.index ? 1 : 0));
+    str("code");
+    str(status_code_name(e.code));
+    str("message");
+    str(e.message);
+    if (e.index) {
+      str("index");
+      u64(*e.index);
+    }
+  }
+
+  std::string take() { return std::string(buf_.data(), buf_.size()); }
+
+ private:
+  void value_alternative(std::monostate) { pk_.pack_nil(); }
+  void value_alternative(bool b) { boolean(b); }
+  void value_alternative(int64_t i) { i64(i); }
+  void value_alternative(double d) { float64(d); }
+  void value_alternative(const std::string& s) { str(s); }
+  void value_alternative(const Blob& b) {
+    pk_.pack_bin(static_cast<uint32_t>(b.bytes.size()));
+    pk_.pack_bin_body(b.bytes.data(), static_cast<uint32_t>(b.bytes.size()));
+  }
+  // A json value travels as the msgpack structure of its text. Text that is
+  // not JSON (only possible if a caller skipped validate_fields) is sent as a
+  // plain string rather than dropped.
+  void value_alternative(const JsonText& j) {
+    nlohmann::json parsed = nlohmann::json::parse(j.text, nullptr, /*allow_exceptions=*/false);
+    if (parsed.is_discarded()) {
+      str(j.text);
+    } else {
+      json(parsed);
+    }
+  }
+
+  void json(const nlohmann::json& j) {
+    switch (j.type()) {
+      case nlohmann::json::value_t::null:
+      case nlohmann::json::value_t::discarded: pk_.pack_nil(); break;
+      case nlohmann::json::value_t::boolean: boolean(j.get<bool>()); break;
+      case nlohmann::json::value_t::number_integer: i64(j.get<int64_t>()); break;
+      case nlohmann::json::value_t::number_unsigned: u64(j.get<uint64_t>()); break;
+      case nlohmann::json::value_t::number_float: float64(j.get<double>()); break;
+      case nlohmann::json::value_t::string: str(j.get_ref<const std::string&>()); break;
+      case nlohmann::json::value_t::binary: {
+        const auto& bin = j.get_binary();
+        pk_.pack_bin(static_cast<uint32_t>(bin.size()));
+        pk_.pack_bin_body(reinterpret_cast<const char*>(bin.data()), static_cast<uint32_t>(bin.size()));
+        break;
+      }
+      case nlohmann::json::value_t::array:
+        array(j.size());
+        for (const auto& e : j) json(e);
+        break;
+      case nlohmann::json::value_t::object:
+        map(j.size());
+        for (const auto& [k, e] : j.items()) {
+          str(k);
+          json(e);
+        }
+        break;
+    }
+  }
+
+  msgpack::sbuffer buf_;
+  msgpack::packer<msgpack::sbuffer> pk_{buf_};
+};
+
+void write_ingest_record(Writer& w, const IngestRecord& r) {
+  const bool has_fields = !r.fields.empty();
+  w.map(2 + (has_fields ? 1 : 0) + (r.ts ? 1 : 0) + (r.partition ? 1 : 0));
+  w.str("key");
+  w.str(r.key);
+  w.str("op");
+  w.str(op_name(r.op));
+  if (has_fields) {
+    w.str("fields");
+    w.fields(r.fields);
+  }
+  if (r.ts) {
+    w.str("ts");
+    w.i64(*r.ts);
+  }
+  if (r.partition) {
+    w.str("partition");
+    w.str(*r.partition);
+  }
+}
+
+void write_schema(Writer& w, const TypeSchema& s) {
+  w.map(2 + (s.partition ? 1 : 0));
+  w.str("key");
+  w.str(s.key);
+  if (s.partition) {
+    w.str("partition");
+    w.str(*s.partition);
+  }
+  w.str("columns");
+  w.array(s.columns.size());
+  for (const Column& c : s.columns) {
+    w.map(2);
+    w.str("name");
+    w.str(c.name);
+    w.str("type");
+    w.str(column_type_name(c.type));
+  }
+}
+
+// ---- decoding ------------------------------------------------------------
+
+Status check_count(std::string_view path, size_t n, size_t limit, std::string_view noun) {
+  if (n <= limit) return Status::ok();
+  return field_error(path, "batch of " + std::to_string(n) + " " + std::string(noun) + " exceeds the limit of " +
+                               std::to_string(limit));
+}
+
+Status check_key(std::string_view path, const std::string& key) {
+  if (key.empty()) return field_error(path, "must not be empty");
+  if (key.size() > kMaxKeyBytes) {
+    return field_error(path, "key of " + std::to_string(key.size()) + " bytes exceeds the limit of " +
+                                 std::to_string(kMaxKeyBytes));
+  }
+  return Status::ok();
+}
+
+Status read_record_key(const MapReader& m, std::string_view name, std::string& out) {
+  DS_RETURN_IF_ERROR(m.required(name, out));
+  return check_key(m.path(name), out);
+}
+
+Status read_type_name(const MapReader& m, std::string_view name, std::string& out) {
+  DS_RETURN_IF_ERROR(m.required(name, out));
+  return validate_type_name(out).with_context(m.path(name));
+}
+
+// A subscription or snapshot partition: a partition value or "*".
+Status read_partition_filter(const MapReader& m, std::string_view name, std::string& out) {
+  DS_RETURN_IF_ERROR(m.required(name, out));
+  if (out == kAnyPartition) return Status::ok();
+  return validate_partition(out).with_context(m.path(name));
+}
+
+Result<nlohmann::json> to_json(const msgpack::object& o, const std::string& path) {
+  switch (o.type) {
+    case msgpack::type::NIL: return nlohmann::json(nullptr);
+    case msgpack::type::BOOLEAN: return nlohmann::json(o.via.boolean);
+    case msgpack::type::POSITIVE_INTEGER: return nlohmann::json(o.via.u64);
+    case msgpack::type::NEGATIVE_INTEGER: return nlohmann::json(o.via.i64);
+    case msgpack::type::FLOAT32:
+    case msgpack::type::FLOAT64:
+      if (!std::isfinite(o.via.f64)) return field_error(path, "a json value cannot hold NaN or infinity");
+      return nlohmann::json(o.via.f64);
+    case msgpack::type::STR: return nlohmann::json(std::string(o.via.str.ptr, o.via.str.size));
+    case msgpack::type::ARRAY: {
+      nlohmann::json a = nlohmann::json::array();
+      for (uint32_t i = 0; i < o.via.array.size; ++i) {
+        DS_ASSIGN_OR_RETURN(nlohmann::json e, to_json(o.via.array.ptr[i], index_path(path, i)));
+        a.push_back(std::move(e));
+      }
+      return a;
+    }
+    case msgpack::type::MAP: {
+      nlohmann::json obj = nlohmann::json::object();
+      for (uint32_t i = 0; i < o.via.map.size; ++i) {
+        const msgpack::object_kv& kv = o.via.map.ptr[i];
+        if (kv.key.type != msgpack::type::STR) return type_error(path, "str keys in a json object", kv.key);
+        std::string k(kv.key.via.str.ptr, kv.key.via.str.size);
+        DS_ASSIGN_OR_RETURN(nlohmann::json e, to_json(kv.val, msgpack_reader::child_path(path, k)));
+        obj[std::move(k)] = std::move(e);
+      }
+      return obj;
+    }
+    case msgpack::type::BIN:
+    case msgpack::type::EXT: break;
+  }
+  return field_error(path, "a json value cannot hold msgpack " + std::string(msgpack_reader::kind_name(o)));
+}
+
+Result<Value> read_value(const msgpack::object& o, const std::string& path) {
+  switch (o.type) {
+    case msgpack::type::NIL: return Value{};
+    case msgpack::type::BOOLEAN: return Value{o.via.boolean};
+    case msgpack::type::POSITIVE_INTEGER:
+    case msgpack::type::NEGATIVE_INTEGER: {
+      int64_t i = 0;
+      DS_RETURN_IF_ERROR(read(o, path, i));
+      return Value{i};
+    }
+    case msgpack::type::FLOAT32:
+    case msgpack::type::FLOAT64: return Value{o.via.f64};
+    case msgpack::type::STR: return Value{std::string(o.via.str.ptr, o.via.str.size)};
+    case msgpack::type::BIN: return Value{Blob{std::string(o.via.bin.ptr, o.via.bin.size)}};
+    case msgpack::type::ARRAY:
+    case msgpack::type::MAP: {
+      DS_ASSIGN_OR_RETURN(nlohmann::json j, to_json(o, path));
+      return Value{JsonText{dump_json(j)}};
+    }
+    case msgpack::type::EXT: break;
+  }
+  return field_error(path, "msgpack ext values are not supported");
+}
+
+Status read_fields(const msgpack::object& o, const std::string& path, Fields& out) {
+  if (o.type != msgpack::type::MAP) return type_error(path, "map", o);
+  out.clear();
+  for (uint32_t i = 0; i < o.via.map.size; ++i) {
+    const msgpack::object_kv& kv = o.via.map.ptr[i];
+    if (kv.key.type != msgpack::type::STR) return type_error(path, "str column names", kv.key);
+    std::string name(kv.key.via.str.ptr, kv.key.via.str.size);
+    if (name.empty()) return field_error(path, "empty column name");
+    const std::string value_path = msgpack_reader::child_path(path, name);
+    DS_ASSIGN_OR_RETURN(Value v, read_value(kv.val, value_path));
+    if (!out.emplace(std::move(name), std::move(v)).second) return field_error(value_path, "duplicate key");
+  }
+  return Status::ok();
+}
+
+Status read_optional_fields(const MapReader& m, std::string_view name, Fields& out) {
+  out.clear();
+  const msgpack::object* o = nullptr;
+  DS_RETURN_IF_ERROR(m.find(name, o));
+  if (o == nullptr || o->type == msgpack::type::NIL) return Status::ok();
+  return read_fields(*o, m.path(name), out);
+}
+
+Status read_wire_error(const msgpack::object& o, const std::string& path, WireError& out) {
+  DS_ASSIGN_OR_RETURN(MapReader m, MapReader::open(o, path));
+  std::string code;
+  DS_RETURN_IF_ERROR(m.required("code", code));
+  out.code = status_code_from_name(code);
+  // "ok" is not an error code; a peer that sends it still failed.
+  if (out.code == StatusCode::kOk) out.code = StatusCode::kInternal;
+  DS_RETURN_IF_ERROR(m.required("message", out.message));
+  return m.optional("index", out.index);
+}
+
+// Reads the {ok, error} pair every reply carries. Sets `failed` when the reply
+// reports an error (then `error` holds it).
+Status read_reply_status(const MapReader& m, bool ok_required, std::optional<WireError>& error) {
+  error.reset();
+  std::optional<bool> ok;
+  DS_RETURN_IF_ERROR(m.optional("ok", ok));
+  if (ok_required && !ok) return field_error(m.path("ok"), "missing required key");
+  const msgpack::object* e = nullptr;
+  DS_RETURN_IF_ERROR(m.find("error", e));
+  const bool failed = (ok && !*ok) || (!ok && e != nullptr && e->type != msgpack::type::NIL);
+  if (!failed) return Status::ok();
+  if (e == nullptr) return field_error(m.path("error"), "missing required key");
+  WireError w;
+  DS_RETURN_IF_ERROR(read_wire_error(*e, m.path("error"), w));
+  error = std::move(w);
+  return Status::ok();
+}
+
+Status read_ingest_record(const msgpack::object& o, const std::string& path, IngestRecord& r) {
+  DS_ASSIGN_OR_RETURN(MapReader m, MapReader::open(o, path));
+  DS_RETURN_IF_ERROR(read_record_key(m, "key", r.key));
+  std::string op;
+  DS_RETURN_IF_ERROR(m.required("op", op));
+  if (op == "upsert") {
+    r.op = Op::kUpsert;
+  } else if (op == "delete") {
+    r.op = Op::kDelete;
+  } else {
+    return field_error(m.path("op"), "unknown op " + shown(op) + " (expected upsert or delete)");
+  }
+  DS_RETURN_IF_ERROR(read_optional_fields(m, "fields", r.fields));
+  DS_RETURN_IF_ERROR(m.optional("ts", r.ts));
+  DS_RETURN_IF_ERROR(m.optional("partition", r.partition));
+  if (r.partition) DS_RETURN_IF_ERROR(validate_partition(*r.partition).with_context(m.path("partition")));
+  return Status::ok();
+}
+
+Status read_ingest_request(const msgpack::object& o, IngestRequest& out) {
+  DS_ASSIGN_OR_RETURN(MapReader m, MapReader::open(o, ""));
+  std::optional<std::string> producer;
+  DS_RETURN_IF_ERROR(m.optional("producer", producer));
+  out.producer = producer.value_or("");
+  DS_RETURN_IF_ERROR(m.optional("seq", out.seq));
+  const msgpack::object* records = nullptr;
+  DS_RETURN_IF_ERROR(m.required("records", records));
+  std::span<const msgpack::object> items;
+  DS_RETURN_IF_ERROR(read_array(*records, "records", items));
+  DS_RETURN_IF_ERROR(check_count("records", items.size(), kMaxBatchRecords, "records"));
+  out.records.resize(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    DS_RETURN_IF_ERROR(read_ingest_record(items[i], index_path("records", i), out.records[i]));
+  }
+  return Status::ok();
+}
+
+Status read_ingest_reply(const msgpack::object& o, IngestReply& out) {
+  DS_ASSIGN_OR_RETURN(MapReader m, MapReader::open(o, ""));
+  DS_RETURN_IF_ERROR(read_reply_status(m, /*ok_required=*/true, out.error));
+  if (out.error) return Status::ok();
+  DS_RETURN_IF_ERROR(m.required("first_version", out.first_version));
+  return m.required("last_version", out.last_version);
+}
+
+Status read_subscription(const msgpack::object& o, const std::string& path, SubscriptionReport& s) {
+  DS_ASSIGN_OR_RETURN(MapReader m, MapReader::open(o, path));
+  DS_RETURN_IF_ERROR(read_type_name(m, "type", s.type));
+  DS_RETURN_IF_ERROR(read_partition_filter(m, "partition", s.partition));
+  DS_RETURN_IF_ERROR(m.required("version", s.version));
+  DS_RETURN_IF_ERROR(m.required("seq", s.seq));
+  DS_RETURN_IF_ERROR(m.required("ts", s.ts));
+  return m.required("rows", s.rows);
+}
+
+Status read_register_request(const msgpack::object& o, RegisterRequest& out) {
+  DS_ASSIGN_OR_RETURN(MapReader m, MapReader::open(o, ""));
+  DS_RETURN_IF_ERROR(m.required("agent", out.agent));
+  DS_RETURN_IF_ERROR(validate_agent_id(out.agent).with_context("agent"));
+  DS_RETURN_IF_ERROR(m.required("host", out.host));
+  DS_RETURN_IF_ERROR(m.required("version", out.version));
+  const msgpack::object* subs = nullptr;
+  DS_RETURN_IF_ERROR(m.required("subscriptions", subs));
+  std::span<const msgpack::object> items;
+  DS_RETURN_IF_ERROR(read_array(*subs, "subscriptions", items));
+  DS_RETURN_IF_ERROR(check_count("subscriptions", items.size(), kMaxBatchRecords, "subscriptions"));
+  out.subscriptions.resize(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    DS_RETURN_IF_ERROR(read_subscription(items[i], index_path("subscriptions", i), out.subscriptions[i]));
+  }
+  return Status::ok();
+}
+
+Status read_schema(const msgpack::object& o, const std::string& path, TypeSchema& s) {
+  DS_ASSIGN_OR_RETURN(MapReader m, MapReader::open(o, path));
+  DS_RETURN_IF_ERROR(m.required("key", s.key));
+  if (s.key.empty()) return field_error(m.path("key"), "must not be empty");
+  DS_RETURN_IF_ERROR(m.optional("partition", s.partition));
+  const msgpack::object* columns = nullptr;
+  DS_RETURN_IF_ERROR(m.required("columns", columns));
+  std::span<const msgpack::object> items;
+  DS_RETURN_IF_ERROR(read_array(*columns, m.path("columns"), items));
+  s.columns.resize(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    DS_ASSIGN_OR_RETURN(MapReader c, MapReader::open(items[i], index_path(m.path("columns"), i)));
+    DS_RETURN_IF_ERROR(c.required("name", s.columns[i].name));
+    if (s.columns[i].name.empty()) return field_error(c.path("name"), "must not be empty");
+    std::string type;
+    DS_RETURN_IF_ERROR(c.required("type", type));
+    auto t = column_type_from_name(type);
+    if (!t.is_ok()) return t.status().with_context(c.path("type"));
+    s.columns[i].type = *t;
+  }
+  if (s.partition && s.find_column(*s.partition) == nullptr) {
+    return field_error(m.path("partition"), "partition column " + shown(*s.partition) + " is not a column");
+  }
+  return Status::ok();
+}
+
+Status read_delivery(const msgpack::object& o, const std::string& path, Delivery& d) {
+  DS_ASSIGN_OR_RETURN(MapReader m, MapReader::open(o, path));
+  DS_RETURN_IF_ERROR(read_type_name(m, "type", d.type));
+  DS_RETURN_IF_ERROR(m.required("subject", d.subject));
+  if (d.subject.empty()) return field_error(m.path("subject"), "must not be empty");
+  std::string resume;
+  DS_RETURN_IF_ERROR(m.required("resume", resume));
+  if (resume == "stream") {
+    d.resume = Resume::kStream;
+  } else if (resume == "snapshot") {
+    d.resume = Resume::kSnapshot;
+  } else {
+    return field_error(m.path("resume"), "unknown resume mode " + shown(resume) + " (expected stream or snapshot)");
+  }
+  const msgpack::object* schema = nullptr;
+  DS_RETURN_IF_ERROR(m.required("schema", schema));
+  DS_RETURN_IF_ERROR(read_schema(*schema, m.path("schema"), d.schema));
+  return m.required("schema_hash", d.schema_hash);
+}
+
+Status read_register_reply(const msgpack::object& o, RegisterReply& out) {
+  DS_ASSIGN_OR_RETURN(MapReader m, MapReader::open(o, ""));
+  DS_RETURN_IF_ERROR(read_reply_status(m, /*ok_required=*/true, out.error));
+  if (out.error) return Status::ok();
+  DS_RETURN_IF_ERROR(m.required("heartbeat_ms", out.heartbeat_ms));
+  const msgpack::object* deliveries = nullptr;
+  DS_RETURN_IF_ERROR(m.required("deliveries", deliveries));
+  std::span<const msgpack::object> items;
+  DS_RETURN_IF_ERROR(read_array(*deliveries, "deliveries", items));
+  DS_RETURN_IF_ERROR(check_count("deliveries", items.size(), kMaxBatchRecords, "deliveries"));
+  out.deliveries.resize(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    DS_RETURN_IF_ERROR(read_delivery(items[i], index_path("deliveries", i), out.deliveries[i]));
+  }
+  return Status::ok();
+}
+
+Status read_heartbeat_request(const msgpack::object& o, HeartbeatRequest& out) {
+  DS_ASSIGN_OR_RETURN(MapReader m, MapReader::open(o, ""));
+  DS_RETURN_IF_ERROR(m.required("hub", out.hub));
+  DS_RETURN_IF_ERROR(m.required("ts", out.ts));
+  const msgpack::object* types = nullptr;
+  DS_RETURN_IF_ERROR(m.required("types", types));
+  std::span<const msgpack::object> items;
+  DS_RETURN_IF_ERROR(read_array(*types, "types", items));
+  DS_RETURN_IF_ERROR(check_count("types", items.size(), kMaxBatchRecords, "types"));
+  out.types.resize(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    const std::string path = index_path("types", i);
+    DS_RETURN_IF_ERROR(read(items[i], path, out.types[i]));
+    DS_RETURN_IF_ERROR(validate_type_name(out.types[i]).with_context(path));
+  }
+  return Status::ok();
+}
+
+Status read_checkpoint(const msgpack::object& o, const std::string& path, Checkpoint& c) {
+  DS_ASSIGN_OR_RETURN(MapReader m, MapReader::open(o, path));
+  DS_RETURN_IF_ERROR(m.required("version", c.version));
+  DS_RETURN_IF_ERROR(m.required("seq", c.seq));
+  DS_RETURN_IF_ERROR(m.required("ts", c.ts));
+  return m.required("schema_hash", c.schema_hash);
+}
+
+Status read_heartbeat_reply(const msgpack::object& o, HeartbeatReply& out) {
+  DS_ASSIGN_OR_RETURN(MapReader m, MapReader::open(o, ""));
+  DS_RETURN_IF_ERROR(m.required("agent", out.agent));
+  DS_RETURN_IF_ERROR(validate_agent_id(out.agent).with_context("agent"));
+  DS_RETURN_IF_ERROR(m.required("ts", out.ts));
+  std::string status;
+  DS_RETURN_IF_ERROR(m.required("status", status));
+  if (status == "ok") {
+    out.status = AgentHealth::kOk;
+  } else if (status == "degraded") {
+    out.status = AgentHealth::kDegraded;
+  } else {
+    return field_error("status", "unknown status " + shown(status) + " (expected ok or degraded)");
+  }
+  const msgpack::object* checkpoints = nullptr;
+  DS_RETURN_IF_ERROR(m.required("checkpoints", checkpoints));
+  if (checkpoints->type != msgpack::type::MAP) return type_error("checkpoints", "map", *checkpoints);
+  out.checkpoints.clear();
+  for (uint32_t i = 0; i < checkpoints->via.map.size; ++i) {
+    const msgpack::object_kv& kv = checkpoints->via.map.ptr[i];
+    std::string type;
+    DS_RETURN_IF_ERROR(read(kv.key, "checkpoints", type));
+    const std::string path = msgpack_reader::child_path("checkpoints", type);
+    DS_RETURN_IF_ERROR(validate_type_name(type).with_context(path));
+    Checkpoint c;
+    DS_RETURN_IF_ERROR(read_checkpoint(kv.val, path, c));
+    if (!out.checkpoints.emplace(std::move(type), std::move(c)).second) return field_error(path, "duplicate key");
+  }
+  DS_RETURN_IF_ERROR(m.required("pending", out.pending));
+  DS_RETURN_IF_ERROR(m.required("quarantined", out.quarantined));
+  return m.optional("error", out.error);
+}
+
+Status read_change(const msgpack::object& o, const std::string& path, Change& c) {
+  DS_ASSIGN_OR_RETURN(MapReader m, MapReader::open(o, path));
+  DS_RETURN_IF_ERROR(m.required("v", c.v));
+  DS_RETURN_IF_ERROR(read_record_key(m, "key", c.key));
+  std::string op;
+  DS_RETURN_IF_ERROR(m.required("op", op));
+  if (op == "u") {
+    c.op = Op::kUpsert;
+  } else if (op == "d") {
+    c.op = Op::kDelete;
+  } else {
+    return field_error(m.path("op"), "unknown op " + shown(op) + " (expected u or d)");
+  }
+  DS_RETURN_IF_ERROR(read_optional_fields(m, "f", c.f));
+  DS_RETURN_IF_ERROR(m.required("ts", c.ts));
+  return m.required("hts", c.hts);
+}
+
+Status read_delta_batch(const msgpack::object& o, DeltaBatch& out) {
+  DS_ASSIGN_OR_RETURN(MapReader m, MapReader::open(o, ""));
+  DS_RETURN_IF_ERROR(read_type_name(m, "type", out.type));
+  const msgpack::object* changes = nullptr;
+  DS_RETURN_IF_ERROR(m.required("changes", changes));
+  std::span<const msgpack::object> items;
+  DS_RETURN_IF_ERROR(read_array(*changes, "changes", items));
+  DS_RETURN_IF_ERROR(check_count("changes", items.size(), kMaxBatchRecords, "changes"));
+  out.changes.resize(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    DS_RETURN_IF_ERROR(read_change(items[i], index_path("changes", i), out.changes[i]));
+  }
+  return Status::ok();
+}
+
+Status read_snapshot_request(const msgpack::object& o, SnapshotRequest& out) {
+  DS_ASSIGN_OR_RETURN(MapReader m, MapReader::open(o, ""));
+  DS_RETURN_IF_ERROR(read_type_name(m, "type", out.type));
+  DS_RETURN_IF_ERROR(read_partition_filter(m, "partition", out.partition));
+  DS_RETURN_IF_ERROR(m.optional("after_key", out.after_key));
+  if (out.after_key) DS_RETURN_IF_ERROR(check_key("after_key", *out.after_key));
+  DS_RETURN_IF_ERROR(m.required("limit", out.limit));
+  if (out.limit < 1 || out.limit > kMaxSnapshotPage) {
+    return field_error("limit", "page size " + std::to_string(out.limit) + " is outside 1.." +
+                                    std::to_string(kMaxSnapshotPage));
+  }
+  return Status::ok();
+}
+
+Status read_snapshot_record(const msgpack::object& o, const std::string& path, SnapshotRecord& r) {
+  DS_ASSIGN_OR_RETURN(MapReader m, MapReader::open(o, path));
+  DS_RETURN_IF_ERROR(m.required("v", r.v));
+  DS_RETURN_IF_ERROR(read_record_key(m, "key", r.key));
+  const msgpack::object* f = nullptr;
+  DS_RETURN_IF_ERROR(m.required("f", f));
+  DS_RETURN_IF_ERROR(read_fields(*f, m.path("f"), r.f));
+  return m.required("ts", r.ts);
+}
+
+Status read_snapshot_reply(const msgpack::object& o, SnapshotReply& out) {
+  DS_ASSIGN_OR_RETURN(MapReader m, MapReader::open(o, ""));
+  DS_RETURN_IF_ERROR(read_reply_status(m, /*ok_required=*/false, out.error));
+  if (out.error) return Status::ok();
+  const msgpack::object* records = nullptr;
+  DS_RETURN_IF_ERROR(m.required("records", records));
+  std::span<const msgpack::object> items;
+  DS_RETURN_IF_ERROR(read_array(*records, "records", items));
+  DS_RETURN_IF_ERROR(check_count("records", items.size(), kMaxSnapshotPage, "records"));
+  out.records.resize(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    DS_RETURN_IF_ERROR(read_snapshot_record(items[i], index_path("records", i), out.records[i]));
+  }
+  DS_RETURN_IF_ERROR(m.required("high_version", out.high_version));
+  DS_RETURN_IF_ERROR(m.required("high_seq", out.high_seq));
+  return m.required("done", out.done);
+}
+
+// Unpacks `bytes` as exactly one msgpack object and reads it into a T with
+// `read_fn`. msgpack-c reports malformed input by throwing; every exception
+// stops here and becomes InvalidArgument, and a failed read discards the
+// partly filled T.
+template <typename T, typename ReadFn>
+Result<T> decode_with(std::string_view bytes, ReadFn read_fn) {
+  if (bytes.empty()) return Status::invalid_argument("empty message");
+  try {
+    const msgpack::unpack_limit limits(kMaxArrayEntries, kMaxMapEntries, kMaxStringBytes, kMaxBinBytes,
+                                       kMaxExtBytes, kMaxDepth);
+    size_t offset = 0;
+    msgpack::object_handle handle = msgpack::unpack(bytes.data(), bytes.size(), offset, nullptr, nullptr, limits);
+    if (offset != bytes.size()) {
+      return Status::invalid_argument("trailing bytes after message (" + std::to_string(bytes.size() - offset) +
+                                      " bytes)");
+    }
+    T out;
+    DS_RETURN_IF_ERROR(read_fn(handle.get(), out));
+    return out;
+  } catch (const msgpack::insufficient_bytes&) {
+    return Status::invalid_argument("truncated msgpack message");
+  } catch (const msgpack::array_size_overflow&) {
+    return Status::invalid_argument("msgpack array longer than " + std::to_string(kMaxArrayEntries) + " entries");
+  } catch (const msgpack::map_size_overflow&) {
+    return Status::invalid_argument("msgpack map larger than " + std::to_string(kMaxMapEntries) + " entries");
+  } catch (const msgpack::str_size_overflow&) {
+    return Status::invalid_argument("msgpack str longer than " + std::to_string(kMaxStringBytes) + " bytes");
+  } catch (const msgpack::bin_size_overflow&) {
+    return Status::invalid_argument("msgpack bin longer than " + std::to_string(kMaxBinBytes) + " bytes");
+  } catch (const msgpack::ext_size_overflow&) {
+    return Status::invalid_argument("msgpack ext longer than " + std::to_string(kMaxExtBytes) + " bytes");
+  } catch (const msgpack::depth_size_overflow&) {
+    return Status::invalid_argument("msgpack nesting deeper than " + std::to_string(kMaxDepth) + " levels");
+  } catch (const std::bad_alloc&) {
+    return Status::invalid_argument("msgpack message too large to decode");
+  } catch (const std::exception& e) {
+    return Status::invalid_argument(std::string("malformed msgpack message: ") + e.what());
+  }
+}
+
+// Parses JSON text, refusing nesting deeper than kMaxJsonDepth before it is
+// built (later passes over the tree recurse).
+Result<nlohmann::json> parse_json(std::string_view text) {
+  struct TooDeep {};
+  try {
+    return nlohmann::json::parse(text, [](int depth, nlohmann::json::parse_event_t event, nlohmann::json&) {
+      if ((event == nlohmann::json::parse_event_t::object_start ||
+           event == nlohmann::json::parse_event_t::array_start) &&
+          depth >= kMaxJsonDepth) {
+        throw TooDeep{};
+      }
+      return true;
+    });
+  } catch (const TooDeep&) {
+    return Status::invalid_argument("invalid JSON: nesting deeper than " + std::to_string(kMaxJsonDepth) +
+                                    " levels");
+  } catch (const nlohmann::json::exception& e) {
+    return Status::invalid_argument(std::string("invalid JSON: ") + e.what());
+  } catch (const std::bad_alloc&) {
+    return Status::invalid_argument("invalid JSON: too large to decode");
+  }
+}
+
+// JSON ingest goes through the msgpack decoder so that both forms obey the
+// same rules and produce the same errors.
+Result<std::string> json_to_msgpack(const nlohmann::json& j) {
+  try {
+    std::vector<std::uint8_t> bytes = nlohmann::json::to_msgpack(j);
+    return std::string(bytes.begin(), bytes.end());
+  } catch (const std::exception& e) {
+    return Status::invalid_argument(std::string("invalid JSON: ") + e.what());
+  }
+}
+
+}  // namespace
+
+// ---- public API ----------------------------------------------------------
+
+std::string encode(const IngestRequest& m) {
+  Writer w;
+  w.map(1 + (m.producer.empty() ? 0 : 1) + (m.seq ? 1 : 0));
+  if (!m.producer.empty()) {
+    w.str("producer");
+    w.str(m.producer);
+  }
+  if (m.seq) {
+    w.str("seq");
+    w.u64(*m.seq);
+  }
+  w.str("records");
+  w.array(m.records.size());
+  for (const IngestRecord& r : m.records) write_ingest_record(w, r);
+  return w.take();
+}
+
+std::string encode(const IngestReply& m) {
+  Writer w;
+  if (m.error) {
+    w.map(2);
+    w.str("ok");
+    w.boolean(false);
+    w.str("error");
+    w.error(*m.error);
+  } else {
+    w.map(3);
+    w.str("ok");
+    w.boolean(true);
+    w.str("first_version");
+    w.u64(m.first_version);
+    w.str("last_version");
+    w.u64(m.last_version);
+  }
+  return w.take();
+}
+
+std::string encode(const RegisterRequest& m) {
+  Writer w;
+  w.map(4);
+  w.str("agent");
+  w.str(m.agent);
+  w.str("host");
+  w.str(m.host);
+  w.str("version");
+  w.str(m.version);
+  w.str("subscriptions");
+  w.array(m.subscriptions.size());
+  for (const SubscriptionReport& s : m.subscriptions) {
+    w.map(6);
+    w.str("type");
+    w.str(s.type);
+    w.str("partition");
+    w.str(s.partition);
+    w.str("version");
+    w.u64(s.version);
+    w.str("seq");
+    w.u64(s.seq);
+    w.str("ts");
+    w.i64(s.ts);
+    w.str("rows");
+    w.u64(s.rows);
+  }
+  return w.take();
+}
+
+std::string encode(const RegisterReply& m) {
+  Writer w;
+  if (m.error) {
+    w.map(2);
+    w.str("ok");
+    w.boolean(false);
+    w.str("error");
+    w.error(*m.error);
+    return w.take();
+  }
+  w.map(3);
+  w.str("ok");
+  w.boolean(true);
+  w.str("heartbeat_ms");
+  w.u64(m.heartbeat_ms);
+  w.str("deliveries");
+  w.array(m.deliveries.size());
+  for (const Delivery& d : m.deliveries) {
+    w.map(5);
+    w.str("type");
+    w.str(d.type);
+    w.str("subject");
+    w.str(d.subject);
+    w.str("resume");
+    w.str(resume_name(d.resume));
+    w.str("schema");
+    write_schema(w, d.schema);
+    w.str("schema_hash");
+    w.str(d.schema_hash);
+  }
+  return w.take();
+}
+
+std::string encode(const HeartbeatRequest& m) {
+  Writer w;
+  w.map(3);
+  w.str("hub");
+  w.str(m.hub);
+  w.str("ts");
+  w.i64(m.ts);
+  w.str("types");
+  w.array(m.types.size());
+  for (const std::string& t : m.types) w.str(t);
+  return w.take();
+}
+
+std::string encode(const HeartbeatReply& m) {
+  Writer w;
+  w.map(6 + (m.error ? 1 : 0));
+  w.str("agent");
+  w.str(m.agent);
+  w.str("ts");
+  w.i64(m.ts);
+  w.str("status");
+  w.str(health_name(m.status));
+  w.str("checkpoints");
+  w.map(m.checkpoints.size());
+  for (const auto& [type, c] : m.checkpoints) {
+    w.str(type);
+    w.map(4);
+    w.str("version");
+    w.u64(c.version);
+    w.str("seq");
+    w.u64(c.seq);
+    w.str("ts");
+    w.i64(c.ts);
+    w.str("schema_hash");
+    w.str(c.schema_hash);
+  }
+  w.str("pending");
+  w.u64(m.pending);
+  w.str("quarantined");
+  w.u64(m.quarantined);
+  if (m.error) {
+    w.str("error");
+    w.str(*m.error);
+  }
+  return w.take();
+}
+
+std::string encode(const DeltaBatch& m) {
+  Writer w;
+  w.map(2);
+  w.str("type");
+  w.str(m.type);
+  w.str("changes");
+  w.array(m.changes.size());
+  for (const Change& c : m.changes) {
+    const bool has_fields = !c.f.empty();
+    w.map(5 + (has_fields ? 1 : 0));
+    w.str("v");
+    w.u64(c.v);
+    w.str("key");
+    w.str(c.key);
+    w.str("op");
+    w.str(op_short_name(c.op));
+    if (has_fields) {
+      w.str("f");
+      w.fields(c.f);
+    }
+    w.str("ts");
+    w.i64(c.ts);
+    w.str("hts");
+    w.i64(c.hts);
+  }
+  return w.take();
+}
+
+std::string encode(const SnapshotRequest& m) {
+  Writer w;
+  w.map(3 + (m.after_key ? 1 : 0));
+  w.str("type");
+  w.str(m.type);
+  w.str("partition");
+  w.str(m.partition);
+  if (m.after_key) {
+    w.str("after_key");
+    w.str(*m.after_key);
+  }
+  w.str("limit");
+  w.u64(m.limit);
+  return w.take();
+}
+
+std::string encode(const SnapshotReply& m) {
+  Writer w;
+  if (m.error) {
+    w.map(2);
+    w.str("ok");
+    w.boolean(false);
+    w.str("error");
+    w.error(*m.error);
+    return w.take();
+  }
+  w.map(4);
+  w.str("records");
+  w.array(m.records.size());
+  for (const SnapshotRecord& r : m.records) {
+    w.map(4);
+    w.str("v");
+    w.u64(r.v);
+    w.str("key");
+    w.str(r.key);
+    w.str("f");
+    w.fields(r.f);
+    w.str("ts");
+    w.i64(r.ts);
+  }
+  w.str("high_version");
+  w.u64(m.high_version);
+  w.str("high_seq");
+  w.u64(m.high_seq);
+  w.str("done");
+  w.boolean(m.done);
+  return w.take();
+}
+
+Result<IngestRequest> decode_ingest_request(std::string_view bytes) {
+  return decode_with<IngestRequest>(bytes, read_ingest_request);
+}
+Result<IngestReply> decode_ingest_reply(std::string_view bytes) {
+  return decode_with<IngestReply>(bytes, read_ingest_reply);
+}
+Result<RegisterRequest> decode_register_request(std::string_view bytes) {
+  return decode_with<RegisterRequest>(bytes, read_register_request);
+}
+Result<RegisterReply> decode_register_reply(std::string_view bytes) {
+  return decode_with<RegisterReply>(bytes, read_register_reply);
+}
+Result<HeartbeatRequest> decode_heartbeat_request(std::string_view bytes) {
+  return decode_with<HeartbeatRequest>(bytes, read_heartbeat_request);
+}
+Result<HeartbeatReply> decode_heartbeat_reply(std::string_view bytes) {
+  return decode_with<HeartbeatReply>(bytes, read_heartbeat_reply);
+}
+Result<DeltaBatch> decode_delta_batch(std::string_view bytes) {
+  return decode_with<DeltaBatch>(bytes, read_delta_batch);
+}
+Result<SnapshotRequest> decode_snapshot_request(std::string_view bytes) {
+  return decode_with<SnapshotRequest>(bytes, read_snapshot_request);
+}
+Result<SnapshotReply> decode_snapshot_reply(std::string_view bytes) {
+  return decode_with<SnapshotReply>(bytes, read_snapshot_reply);
+}
+
+Result<IngestRequest> decode_ingest_request_json(std::string_view json) {
+  DS_ASSIGN_OR_RETURN(nlohmann::json j, parse_json(json));
+  DS_ASSIGN_OR_RETURN(std::string bytes, json_to_msgpack(j));
+  return decode_ingest_request(bytes);
+}
+
+Result<std::vector<IngestRecord>> decode_ingest_records_json(std::string_view json) {
+  DS_ASSIGN_OR_RETURN(nlohmann::json j, parse_json(json));
+  if (!j.is_array()) {
+    return Status::invalid_argument(std::string("records: expected a JSON array of records, got ") + j.type_name());
+  }
+  nlohmann::json request = nlohmann::json::object();
+  request["records"] = std::move(j);
+  DS_ASSIGN_OR_RETURN(std::string bytes, json_to_msgpack(request));
+  DS_ASSIGN_OR_RETURN(IngestRequest decoded, decode_ingest_request(bytes));
+  return std::move(decoded.records);
+}
+
+std::string value_to_json(const Value& v) {
+  struct Visitor {
+    std::string operator()(std::monostate) const { return "null"; }
+    std::string operator()(bool b) const { return b ? "true" : "false"; }
+    std::string operator()(int64_t i) const { return std::to_string(i); }
+    // nlohmann prints the shortest text that reads back as the same double,
+    // and null for NaN and infinity, which JSON cannot express.
+    std::string operator()(double d) const { return nlohmann::json(d).dump(); }
+    std::string operator()(const std::string& s) const { return dump_json(nlohmann::json(s)); }
+    std::string operator()(const Blob& b) const { return "\"" + base64_encode(b.bytes) + "\""; }
+    std::string operator()(const JsonText& j) const { return j.text.empty() ? "null" : j.text; }
+  };
+  return std::visit(Visitor{}, v);
+}
+
+std::string fields_to_json(const Fields& f) {
+  std::string out = "{";
+  for (const auto& [name, v] : f) {
+    if (out.size() > 1) out += ',';
+    out += dump_json(nlohmann::json(name));
+    out += ':';
+    out += value_to_json(v);
+  }
+  out += '}';
+  return out;
+}
+
+}  // namespace ds
