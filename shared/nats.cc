@@ -284,13 +284,28 @@ std::optional<std::string> Message::header(const char* name) const {
   return std::string(value);
 }
 
+Status Message::plain_ack(const char* body, bool sync, const char* what) {
+  const std::string_view rep = reply();
+  if (rep.rfind("$JS.ACK.", 0) != 0 || nc_ == nullptr) {
+    return Status::invalid_argument(std::string(what) + ": not a JetStream delivery (" + std::string(subject()) + ")");
+  }
+  const std::string r(rep);
+  if (!sync) return make_status(natsConnection_PublishString(nc_, r.c_str(), body), 0, what);
+  natsMsg* confirmation = nullptr;
+  natsStatus s = natsConnection_RequestString(&confirmation, nc_, r.c_str(), body, 5000);
+  natsMsg_Destroy(confirmation);
+  return make_status(s, 0, what);
+}
+
 Status Message::ack() {
   if (!msg_) return Status::invalid_argument("ack: empty message");
+  if (!jetstream_) return plain_ack("+ACK", false, "ack");
   return make_status(natsMsg_Ack(msg_.get(), nullptr), 0, "ack");
 }
 
 Status Message::ack_sync() {
   if (!msg_) return Status::invalid_argument("ack: empty message");
+  if (!jetstream_) return plain_ack("+ACK", true, "ack (sync)");
   jsErrCode jerr = static_cast<jsErrCode>(0);
   natsStatus s = natsMsg_AckSync(msg_.get(), nullptr, &jerr);
   return make_status(s, static_cast<int>(jerr), "ack (sync)");
@@ -298,16 +313,19 @@ Status Message::ack_sync() {
 
 Status Message::nak() {
   if (!msg_) return Status::invalid_argument("nak: empty message");
+  if (!jetstream_) return plain_ack("-NAK", false, "nak");
   return make_status(natsMsg_Nak(msg_.get(), nullptr), 0, "nak");
 }
 
 Status Message::term() {
   if (!msg_) return Status::invalid_argument("term: empty message");
+  if (!jetstream_) return plain_ack("+TERM", false, "term");
   return make_status(natsMsg_Term(msg_.get(), nullptr), 0, "term");
 }
 
 Status Message::in_progress() {
   if (!msg_) return Status::invalid_argument("in_progress: empty message");
+  if (!jetstream_) return plain_ack("+WPI", false, "in_progress");
   return make_status(natsMsg_InProgress(msg_.get(), nullptr), 0, "in_progress");
 }
 
@@ -343,6 +361,7 @@ Result<JsMetadata> Message::metadata() const {
 struct Subscription::State {
   MessageHandler handler;
   natsSubscription* sub = nullptr;
+  bool jetstream = false;  // a cnats JetStream subscription (cnats handles control messages)
   std::atomic<std::thread::id> handler_thread{};  // set while the handler runs
   std::mutex mu;
   std::condition_variable cv;
@@ -352,10 +371,36 @@ struct Subscription::State {
 
 namespace {
 
-void on_subscription_message(natsConnection*, natsSubscription*, natsMsg* m, void* closure) {
+// A push consumer's flow-control request or idle heartbeat: no payload and
+// a "100" status line. Answers what needs an answer; true when handled.
+bool handle_jetstream_control(natsConnection* nc, natsMsg* m) {
+  if (natsMsg_GetDataLength(m) > 0) return false;
+  const char* status = nullptr;
+  if (natsMsgHeader_Get(m, "Status", &status) != NATS_OK || status == nullptr ||
+      std::strcmp(status, "100") != 0) {
+    return false;
+  }
+  const char* description = nullptr;
+  (void)natsMsgHeader_Get(m, "Description", &description);
+  const char* reply = natsMsg_GetReply(m);
+  if (description != nullptr && std::strncmp(description, "FlowControl", 11) == 0) {
+    if (reply != nullptr && *reply) (void)natsConnection_Publish(nc, reply, nullptr, 0);
+    return true;
+  }
+  // An idle heartbeat; when the consumer says it stalled on flow control,
+  // its header names the subject that releases it.
+  const char* stalled = nullptr;
+  if (natsMsgHeader_Get(m, "Nats-Consumer-Stalled", &stalled) == NATS_OK && stalled != nullptr && *stalled) {
+    (void)natsConnection_Publish(nc, stalled, nullptr, 0);
+  }
+  return true;
+}
+
+void on_subscription_message(natsConnection* nc, natsSubscription*, natsMsg* m, void* closure) {
   auto* st = static_cast<Subscription::State*>(closure);
-  Message msg(m);  // owns m from here, whatever the handler does
+  Message msg(m, nc, st->jetstream);  // owns m from here, whatever the handler does
   if (m == nullptr) return;
+  if (!st->jetstream && handle_jetstream_control(nc, m)) return;
   st->handler_thread.store(std::this_thread::get_id());
   guarded("message handler", [&] { st->handler(std::move(msg)); });
   st->handler_thread.store(std::thread::id());
@@ -995,6 +1040,7 @@ Result<std::unique_ptr<Subscription>> JetStream::bind_push(std::string_view stre
   const std::string cons = str(consumer);
   const std::string deliver = str(deliver_subject);
   auto state = make_subscription_state(std::move(handler), [&](Subscription::State* sub_state) {
+    sub_state->jetstream = true;
     jsSubOptions so;
     jsSubOptions_Init(&so);
     so.Stream = st.c_str();

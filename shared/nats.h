@@ -66,11 +66,20 @@ struct JsMetadata {
 // Acks go out through the subscription the message arrived on (cnats keeps a
 // plain pointer to it), so a JetStream message must be acked, nak'ed or
 // termed before that Subscription is destroyed; afterwards the call is
-// undefined behaviour in cnats. Acking twice is a no-op.
+// undefined behaviour in cnats.
+//
+// A push consumer's deliveries may also be taken with a plain
+// Connection::subscribe on the deliver subject (e.g. one wildcard for all
+// of an agent's types): acks are then published to the message's
+// "$JS.ACK..." reply through the connection, and the subscription answers
+// the consumer's flow-control requests itself (see Connection::subscribe).
 class Message {
  public:
   Message() = default;
   explicit Message(natsMsg* m) : msg_(m) {}
+  // `nc` (may be null) acks messages of plain subscriptions; `jetstream`
+  // says the message came through a cnats JetStream subscription.
+  Message(natsMsg* m, natsConnection* nc, bool jetstream) : msg_(m), nc_(nc), jetstream_(jetstream) {}
 
   bool valid() const { return msg_ != nullptr; }
   std::string_view subject() const;
@@ -78,7 +87,8 @@ class Message {
   std::string_view data() const;
   std::optional<std::string> header(const char* name) const;
 
-  // JetStream acknowledgements (messages from a JetStream subscription).
+  // JetStream acknowledgements. InvalidArgument for a message that is not a
+  // JetStream delivery.
   Status ack();       // fire-and-forget ack
   Status ack_sync();  // waits for the server's confirmation
   Status nak();
@@ -90,7 +100,12 @@ class Message {
 
  private:
   struct Deleter { void operator()(natsMsg* m) const; };
+  // Ack of a JetStream delivery taken by a plain subscription.
+  Status plain_ack(const char* body, bool sync, const char* what);
+
   std::unique_ptr<natsMsg, Deleter> msg_;
+  natsConnection* nc_ = nullptr;
+  bool jetstream_ = false;
 };
 
 using MessageHandler = std::function<void(Message)>;
@@ -160,6 +175,9 @@ class Connection {
   Result<Message> request(std::string_view subject, std::string_view data, int64_t timeout_ms,
                           const Headers& headers = {});
 
+  // The handler gets every message except JetStream flow-control requests
+  // and idle heartbeats (a push consumer delivering here), which are
+  // answered here as the JetStream protocol requires.
   Result<std::unique_ptr<Subscription>> subscribe(std::string_view subject, MessageHandler handler);
   Result<std::unique_ptr<Subscription>> queue_subscribe(std::string_view subject, std::string_view queue,
                                                         MessageHandler handler);

@@ -197,6 +197,67 @@ TEST_F(JetStreamTest, ManyDeltasFlowThroughAFlowControlledConsumerInOrder) {
   for (size_t i = 0; i < seqs.size(); ++i) ASSERT_EQ(seqs[i], i + 1);
 }
 
+TEST_F(JetStreamTest, PlainSubscriptionOnTheDeliverSubjectTakesAFlowControlledConsumer) {
+  // Without cnats' JetStream binding: the wrapper answers flow control and
+  // acks go to the $JS.ACK reply. (nats-server 2.9.10 does not count a
+  // wildcard subscription such as ds.push.store-1.> as interest in a push
+  // consumer's deliver subject: it only delivers to a literal one.)
+  constexpr int kCount = 4000;
+  for (int i = 1; i <= kCount; ++i) {
+    const std::string payload(1024, static_cast<char>('a' + i % 26));
+    ASSERT_TRUE(js_->publish_async("ds.delta.prices.p1", payload, "p1:" + std::to_string(i)).is_ok());
+  }
+  ASSERT_TRUE(js_->wait_published().is_ok());
+  MessageCollector got;
+  auto sub = nc_->subscribe("ds.push.store-1.prices", got.handler(/*ack=*/true));
+  ASSERT_TRUE(sub.is_ok()) << sub.status().to_string();
+  ASSERT_TRUE(nc_->flush().is_ok());
+  ConsumerSpec spec = agent_consumer("store-1", "p1");
+  spec.max_ack_pending = 1000;
+  spec.ack_policy = AckPolicy::kExplicit;
+  ASSERT_TRUE(js_->add_consumer(kStream, spec).is_ok());
+  ASSERT_TRUE(got.wait_for(kCount, 20000)) << got.count();
+  auto seqs = seqs_of(got.messages());
+  ASSERT_EQ(seqs.size(), static_cast<size_t>(kCount));  // no control message reached the handler
+  for (size_t i = 0; i < seqs.size(); ++i) ASSERT_EQ(seqs[i], i + 1);
+
+  ASSERT_TRUE(wait_until([&] {
+    jsConsumerInfo* ci = nullptr;
+    if (js_GetConsumerInfo(&ci, js_->raw(), kStream, "ag_store-1", nullptr, nullptr) != NATS_OK) return false;
+    const bool all_acked = ci->AckFloor.Stream == static_cast<uint64_t>(kCount) && ci->NumAckPending == 0;
+    jsConsumerInfo_Destroy(ci);
+    return all_acked;
+  }));
+}
+
+TEST_F(JetStreamTest, AckingAPlainMessageIsAnErrorNotACrash) {
+  std::mutex mu;
+  std::vector<Status> results;
+  auto sub = nc_->subscribe("ds.plain", [&](Message m) {
+    Status a = m.ack();
+    Status t = m.term();
+    std::lock_guard<std::mutex> lock(mu);
+    results.push_back(a);
+    results.push_back(t);
+  });
+  ASSERT_TRUE(sub.is_ok());
+  auto responder = nc_->subscribe("ds.plain.req", [&](Message m) {
+    Status a = m.ack_sync();  // has a reply, but not a $JS.ACK one
+    std::lock_guard<std::mutex> lock(mu);
+    results.push_back(a);
+  });
+  ASSERT_TRUE(responder.is_ok());
+  ASSERT_TRUE(nc_->flush().is_ok());
+  ASSERT_TRUE(nc_->publish("ds.plain", "x").is_ok());
+  ASSERT_TRUE(nc_->publish_request("ds.plain.req", nc_->new_inbox(), "y").is_ok());
+  ASSERT_TRUE(wait_until([&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return results.size() == 3;
+  }));
+  std::lock_guard<std::mutex> lock(mu);
+  for (const auto& r : results) EXPECT_EQ(r.code(), StatusCode::kInvalidArgument) << r.to_string();
+}
+
 TEST_F(JetStreamTest, MessageMetadataNamesStreamConsumerAndSequences) {
   publish_deltas("p1", 2);
   ASSERT_TRUE(js_->add_consumer(kStream, agent_consumer("store-1", "p1")).is_ok());
