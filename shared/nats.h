@@ -27,9 +27,9 @@ typedef struct __jsCtx jsCtx;
 
 namespace ds {
 
-// Opens the cnats library in its constructor and closes it (nats_Close) in
-// its destructor: declare one first thing in main() so it is destroyed last,
-// after every connection.
+// Opens the cnats library in its constructor and closes it in its destructor
+// (nats_CloseAndWait, bounded at 5 s): declare one first thing in main() so
+// it is destroyed last, after every connection.
 class NatsLibrary {
  public:
   NatsLibrary();
@@ -219,7 +219,11 @@ enum class AckPolicy { kExplicit, kAll, kNone };
 struct ConsumerSpec {
   std::string durable;                // ag_<agent>
   std::string filter_subject;         // ds.delta.<type>.<partition> or ds.delta.<type>.>
-  std::string deliver_subject;        // ds.push.<agent>.<type>; "" = pull consumer
+  // ds.push.<agent>.<type>; "" = pull consumer. nats-server 2.9.10 only
+  // delivers once a subscription on exactly this subject exists: a wildcard
+  // (ds.push.<agent>.>) does not count as interest. Delivered messages keep
+  // their stream subject (ds.delta.<type>.<partition>), not this one.
+  std::string deliver_subject;
   uint64_t start_seq = 0;             // 0 = from the first message
   AckPolicy ack_policy = AckPolicy::kAll;
   int64_t ack_wait_ms = 30000;
