@@ -54,6 +54,7 @@ struct AgentService::Impl {
         timer(io) {
     for (const TypeConfig& t : config.types) hub_hashes[t.name] = schema_hash(t.schema);
     check_period_ms = std::clamp<int64_t>(tracker.interval_ms() / 4, 10, 1000);
+    next_beat_ms = steady_now_ms();
   }
 
   // ---- everything below runs on the service thread unless noted ----
@@ -78,14 +79,16 @@ struct AgentService::Impl {
     }
   }
 
+  // Consumers go before the new state is published, so whoever reads
+  // "dead" or "retired" from the registry sees no consumer left.
   void apply_transition(const Transition& t) {
     spdlog::info("agent {}: {} -> {} ({})", t.agent, t.from ? agent_state_name(*t.from) : "new",
                  agent_state_name(t.to), t.reason);
-    if (Status s = registry->record_transition(t, wall_now_ms()); !s.is_ok()) {
-      spdlog::error("agent {}: store state change: {}", t.agent, s.to_string());
-    }
     if (t.to == AgentState::kDead || t.to == AgentState::kRetired) {
       close_consumers(t.agent, std::string("agent ") + std::string(agent_state_name(t.to)));
+    }
+    if (Status s = registry->record_transition(t, wall_now_ms()); !s.is_ok()) {
+      spdlog::error("agent {}: store state change: {}", t.agent, s.to_string());
     }
   }
 
@@ -208,7 +211,8 @@ struct AgentService::Impl {
     for (const Transition& t : tracker.evaluate(now)) apply_transition(t);
     if (now >= next_beat_ms) {
       send_heartbeats(now);
-      next_beat_ms = now + tracker.interval_ms();
+      // Keep the phase (no drift of a tick per beat), unless we fell behind.
+      next_beat_ms = std::max(next_beat_ms + tracker.interval_ms(), now + 1);
     }
     if (Status s = registry->flush(); !s.is_ok()) spdlog::warn("{}", s.to_string());
   }
@@ -248,8 +252,13 @@ struct AgentService::Impl {
     }
   }
 
+  // The timer fires every check period, and exactly at the next beat, so
+  // the broadcast period does not stretch by the check granularity.
   void schedule_tick() {
-    timer.expires_after(std::chrono::milliseconds(check_period_ms));
+    const int64_t now = steady_now_ms();
+    const int64_t delay = std::clamp<int64_t>(std::min(now + check_period_ms, next_beat_ms) - now, 0,
+                                              check_period_ms);
+    timer.expires_after(std::chrono::milliseconds(delay));
     timer.async_wait([this](const std::error_code& ec) {
       if (ec == asio::error::operation_aborted || stopping) return;
       tick();
