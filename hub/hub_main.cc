@@ -1,6 +1,10 @@
 // deltasync-hub: thin entry point; the logic lives in the deltasync_hub library.
+#include <signal.h>
+
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+
+#include "hub/hub.h"
 
 #include "shared/config.h"
 #include "shared/log.h"
@@ -35,8 +39,27 @@ int main(int argc, char** argv) {
     fmt::print("{}: ok ({} business types)\n", config_path, config->types.size());
     return 0;
   }
+  // SIGTERM/SIGINT are blocked before any thread exists (cnats starts its
+  // own in the library guard), so every thread inherits the mask and only
+  // sigwait() below ever takes them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
   ds::NatsLibrary nats_library;
   ds::init_logging("hub", config->log_level);
-  spdlog::error("the hub's service loop is not built yet (issue 3)");
-  return 1;
+  auto started = ds::Hub::start(std::move(config).value());
+  if (!started) {
+    spdlog::critical("deltasync-hub: start failed: {}", started.status().to_string());
+    return 1;
+  }
+  std::unique_ptr<ds::Hub> hub = std::move(started).value();
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  spdlog::info("received {}: draining and stopping", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+  hub->stop();
+  hub.reset();  // before the NATS library guard closes cnats
+  return 0;
 }

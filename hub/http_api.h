@@ -1,0 +1,63 @@
+#pragma once
+// HttpApi: the hub's HTTP interface (DESIGN.md §2, issue 3 points 3-4).
+//
+//   GET  /healthz                              no token; {"ok":true}
+//   POST /v1/types/<type>/records              JSON array of records; producer
+//        and seq from the query (?producer=&seq=) or the headers
+//        Deltasync-Producer / Deltasync-Seq. Same validation and the same
+//        writer as NATS ingest: 200 {ok,first_version,last_version};
+//        400/404/503 {ok:false,error:{code,message,index?}}
+//   GET  /v1/types                             types, versions, stream state
+//   GET  /v1/types/<type>/records/<key>        one record (404 if absent or deleted)
+//   GET  /v1/types/<type>/records?partition=&after=&limit=   live rows, keyset paged
+//   GET  /v1/agents                            the agent service's view
+//   POST /v1/agents/<id>/retire
+//   GET  /metrics                              Prometheus text
+//
+// Every endpoint but /healthz needs "Authorization: Bearer <token>" (401 with
+// a JSON error otherwise; the token is compared in constant time).
+//
+// Threads: one asio io_context on one thread of its own, so a slow client or a
+// long page never delays ingest, heartbeats or the writer. Reads use the API's
+// own read-only QueryStore on that thread. An ingest is handed to the
+// IngestWriter; its reply (from the writer thread) is posted back onto the
+// io thread, which writes the response.
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "hub/hub_metrics.h"
+#include "hub/ingest_writer.h"
+#include "shared/config.h"
+#include "shared/nats.h"
+#include "shared/status.h"
+
+namespace ds {
+
+// What the API needs from the agent half of the hub.
+struct AgentHooks {
+  std::function<nlohmann::json()> agents_json;
+  std::function<Status(const std::string&)> retire;
+};
+
+class HttpApi {
+ public:
+  // Listens on config.http_listen ("host:port"). Unavailable when the address
+  // cannot be bound; InvalidArgument when it is malformed or the token is
+  // empty. `writer`, `js` and `metrics` must outlive the API.
+  static Result<std::unique_ptr<HttpApi>> start(const HubConfig& config, IngestWriter& writer, JetStream& js,
+                                                HubMetrics& metrics, AgentHooks agents);
+  ~HttpApi();
+  // Closes the listener and connections and joins the thread. Idempotent.
+  void stop();
+
+ private:
+  struct Impl;
+  explicit HttpApi(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ds

@@ -1,0 +1,358 @@
+#include "hub/ingest_writer.h"
+
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+#include <chrono>
+#include <cstdlib>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "shared/codec.h"
+#include "shared/names.h"
+
+namespace ds {
+namespace {
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The exit code of the test-only fault hook (see ingest_writer.h).
+constexpr int kFaultExitCode = 86;
+
+Status record_error(size_t index, const Status& s) { return s.with_context("records[" + std::to_string(index) + "]"); }
+
+// The partition column's value for a partition token, typed as the column.
+Result<Value> partition_column_value(const Column& column, const std::string& partition) {
+  if (column.type == ColumnType::kText) return Value{partition};
+  if (column.type == ColumnType::kInteger) {
+    int64_t v = 0;
+    const char* end = partition.data() + partition.size();
+    auto [ptr, ec] = std::from_chars(partition.data(), end, v);
+    if (ec == std::errc() && ptr == end) return Value{v};
+    return Status::invalid_argument("partition '" + partition + "' is not an integer, as column '" + column.name +
+                                    "' requires");
+  }
+  return Status::invalid_argument("partition column '" + column.name + "' must be text or integer");
+}
+
+Status validate_record(const TypeSchema& schema, IngestRecord& r) {
+  if (r.key.empty()) return Status::invalid_argument("key: empty");
+  if (r.key.size() > kMaxKeyBytes) {
+    return Status::invalid_argument("key: longer than " + std::to_string(kMaxKeyBytes) + " bytes");
+  }
+  DS_RETURN_IF_ERROR(validate_fields(schema, r.key, r.fields));
+  if (!schema.partition) {
+    if (r.partition && *r.partition != kAllPartitions) {
+      return Status::invalid_argument("partition: the type is not partitioned (got '" + *r.partition + "')");
+    }
+    r.partition.reset();
+  } else {
+    const std::string& pcol = *schema.partition;
+    const Column* column = schema.find_column(pcol);
+    if (column == nullptr) return Status::internal("partition column '" + pcol + "' is not a declared column");
+    std::optional<std::string> from_field;
+    if (auto it = r.fields.find(pcol); it != r.fields.end()) {
+      if (std::holds_alternative<std::monostate>(it->second)) {
+        return Status::invalid_argument("column '" + pcol + "' is the partition column and cannot be null");
+      }
+      from_field = partition_value_of(schema, it->second);
+      if (!from_field) return Status::invalid_argument("partition column '" + pcol + "' must be text or integer");
+    }
+    if (from_field && r.partition && *from_field != *r.partition) {
+      return Status::invalid_argument("partition '" + *r.partition + "' disagrees with column '" + pcol + "' = '" +
+                                      *from_field + "'");
+    }
+    if (from_field) r.partition = from_field;
+    if (r.partition) {
+      DS_RETURN_IF_ERROR(validate_partition(*r.partition).with_context("partition"));
+      if (r.op == Op::kUpsert && !from_field) {
+        DS_ASSIGN_OR_RETURN(Value v, partition_column_value(*column, *r.partition));
+        r.fields[pcol] = std::move(v);
+      }
+    }
+  }
+  // A delete carries no columns (they may only have named its partition).
+  if (r.op == Op::kDelete) r.fields.clear();
+  return Status::ok();
+}
+
+}  // namespace
+
+std::optional<Rejection> validate_ingest_records(const TypeConfig& type, std::vector<IngestRecord>& records) {
+  if (records.empty()) return Rejection{Status::invalid_argument("records: the batch is empty"), std::nullopt};
+  if (records.size() > kMaxBatchRecords) {
+    return Rejection{Status::invalid_argument("records: more than " + std::to_string(kMaxBatchRecords) +
+                                              " records in one batch"),
+                     std::nullopt};
+  }
+  for (size_t i = 0; i < records.size(); ++i) {
+    Status s = validate_record(type.schema, records[i]);
+    if (!s.is_ok()) return Rejection{record_error(i, s), static_cast<uint32_t>(i)};
+  }
+  return std::nullopt;
+}
+
+std::string ingest_reply_json(const IngestReply& reply) {
+  nlohmann::json j;
+  j["ok"] = reply.ok();
+  if (reply.ok()) {
+    j["first_version"] = reply.first_version;
+    j["last_version"] = reply.last_version;
+  } else {
+    nlohmann::json e;
+    e["code"] = std::string(status_code_name(reply.error->code));
+    e["message"] = reply.error->message;
+    if (reply.error->index) e["index"] = *reply.error->index;
+    j["error"] = std::move(e);
+  }
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+// ---- IngestWriter -------------------------------------------------------------
+
+IngestWriter::IngestWriter(const HubConfig& config, QueryStore& store, StreamPublisher& publisher,
+                           HubMetrics& metrics, Options options)
+    : config_(config),
+      store_(store),
+      publisher_(publisher),
+      metrics_(metrics),
+      options_(options),
+      fault_([] {
+        const char* f = std::getenv("DELTASYNC_FAULT");
+        return std::string(f == nullptr ? "" : f);
+      }()) {
+  if (!fault_.empty()) spdlog::warn("test-only fault hook armed: DELTASYNC_FAULT={}", fault_);
+  if (fault_ == "exit_after_publish") publisher_.set_exit_before_mark(kFaultExitCode);
+}
+
+IngestWriter::~IngestWriter() { stop(); }
+
+void IngestWriter::start() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (thread_.joinable() || stopping_) return;
+  accepting_ = true;
+  reconcile_requested_ = true;
+  thread_ = std::thread([this] { run(); });
+}
+
+void IngestWriter::reply_rejected(const IngestReplyFn& reply, const Status& status, std::optional<uint32_t> index) {
+  IngestReply r;
+  r.error = WireError::from(status, index);
+  reply(r);
+}
+
+void IngestWriter::submit(const std::string& type, IngestRequest request, IngestReplyFn reply) {
+  const TypeConfig* tc = config_.find_type(type);
+  if (tc == nullptr) {
+    ++metrics_.ingest_rejected;
+    spdlog::info("ingest {}: rejected: unknown business type", type);
+    reply_rejected(reply, Status::not_found("unknown business type '" + type + "'"), std::nullopt);
+    return;
+  }
+  if (auto bad = validate_ingest_records(*tc, request.records)) {
+    ++metrics_.ingest_rejected;
+    spdlog::info("ingest {} from '{}' (seq {}): batch of {} rejected: {}", type, request.producer,
+                 request.seq ? std::to_string(*request.seq) : "-", request.records.size(), bad->status.message());
+    reply_rejected(reply, bad->status, bad->index);
+    return;
+  }
+  Status refused;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!accepting_) {
+      refused = Status::unavailable("the hub is not accepting ingests (starting or shutting down)");
+    } else if (queue_.size() >= options_.max_queue) {
+      refused = Status::unavailable("the ingest queue is full; retry later");
+    } else {
+      queue_.push_back(Pending{CommitBatch{type, std::move(request.producer), request.seq, std::move(request.records)},
+                               std::move(reply)});
+      metrics_.ingest_queue_depth = static_cast<int64_t>(queue_.size());
+    }
+  }
+  if (!refused.is_ok()) {
+    ++metrics_.ingest_unavailable;
+    reply_rejected(reply, refused, std::nullopt);
+    return;
+  }
+  cv_.notify_one();
+}
+
+void IngestWriter::request_reconcile() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    reconcile_requested_ = true;
+  }
+  cv_.notify_one();
+}
+
+void IngestWriter::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    accepting_ = false;
+    stopping_ = true;
+  }
+  cv_.notify_one();
+  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+}
+
+void IngestWriter::run() {
+  for (;;) {
+    std::vector<Pending> group;
+    bool reconcile = false;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this] { return stopping_ || reconcile_requested_ || !queue_.empty(); });
+      if (reconcile_requested_) {
+        reconcile_requested_ = false;
+        reconcile = true;
+      } else if (queue_.empty()) {
+        break;  // stopping, and everything queued was handled
+      } else {
+        size_t records = 0;
+        while (!queue_.empty() && (group.empty() || records + queue_.front().batch.records.size() <=
+                                                        options_.max_group_records)) {
+          records += queue_.front().batch.records.size();
+          group.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+        metrics_.ingest_queue_depth = static_cast<int64_t>(queue_.size());
+      }
+    }
+    try {
+      if (reconcile) {
+        Status s = publisher_.reconcile(store_);
+        if (!s.is_ok()) spdlog::error("reconciliation incomplete: {} (retried after the next reconnect)", s.to_string());
+      } else {
+        process_group(group);
+      }
+    } catch (const std::exception& e) {
+      // Nothing here is expected to throw; if it does, fail the group's
+      // producers rather than leave them waiting.
+      spdlog::critical("ingest writer: unexpected exception: {}", e.what());
+      for (Pending& p : group) reply_rejected(p.reply, Status::internal(e.what()), std::nullopt);
+    }
+  }
+  spdlog::info("ingest writer: drained and stopped");
+}
+
+void IngestWriter::process_group(std::vector<Pending>& group) {
+  std::vector<CommitBatch> batches;
+  batches.reserve(group.size());
+  for (Pending& p : group) batches.push_back(std::move(p.batch));
+
+  const auto t0 = std::chrono::steady_clock::now();
+  auto outcomes = store_.commit(batches, now_ms());
+  metrics_.commit_micros_total += static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count());
+  ++metrics_.commit_groups;
+  if (!outcomes.is_ok()) {
+    spdlog::error("ingest: group commit of {} batch(es) failed: {}", batches.size(), outcomes.status().to_string());
+    for (Pending& p : group) {
+      ++metrics_.ingest_unavailable;
+      reply_rejected(p.reply, outcomes.status(), std::nullopt);
+    }
+    return;
+  }
+  if (fault_ == "exit_after_commit") {
+    spdlog::warn("DELTASYNC_FAULT=exit_after_commit: exiting after the commit, before publishing");
+    ::_exit(kFaultExitCode);
+  }
+
+  std::set<std::string> updated;    // types with new versions
+  std::set<std::string> to_publish; // types whose producers wait for acks
+  for (size_t i = 0; i < outcomes->size(); ++i) {
+    const BatchOutcome& o = (*outcomes)[i];
+    if (!o.status.is_ok()) continue;
+    to_publish.insert(batches[i].type);
+    if (!o.retried) updated.insert(batches[i].type);
+  }
+  if (!updated.empty() && on_types_updated_) {
+    on_types_updated_(std::vector<std::string>(updated.begin(), updated.end()));
+  }
+  std::map<std::string, Status> published;
+  for (const std::string& type : to_publish) published[type] = publisher_.publish_pending(store_, type);
+
+  for (size_t i = 0; i < group.size(); ++i) {
+    const BatchOutcome& o = (*outcomes)[i];
+    const CommitBatch& b = batches[i];
+    if (!o.status.is_ok()) {
+      ++metrics_.ingest_rejected;
+      spdlog::info("ingest {} from '{}': batch of {} rejected at commit: {}", b.type, b.producer, b.records.size(),
+                   o.status.message());
+      reply_rejected(group[i].reply, o.status, o.index);
+      continue;
+    }
+    if (const Status& p = published[b.type]; !p.is_ok()) {
+      ++metrics_.ingest_unavailable;
+      spdlog::warn("ingest {}: versions {}..{} stored but not yet published: {}", b.type, o.first_version,
+                   o.last_version, p.message());
+      reply_rejected(group[i].reply,
+                     Status::unavailable("stored as versions " + std::to_string(o.first_version) + ".." +
+                                         std::to_string(o.last_version) +
+                                         " but not yet acknowledged by JetStream (" + p.message() +
+                                         "); retry with the same producer and seq"),
+                     std::nullopt);
+      continue;
+    }
+    if (o.retried) {
+      ++metrics_.ingest_retries;
+    } else {
+      ++metrics_.ingest_batches;
+      metrics_.ingest_records += b.records.size();
+    }
+    IngestReply r;
+    r.first_version = o.first_version;
+    r.last_version = o.last_version;
+    group[i].reply(r);
+  }
+}
+
+// ---- NatsIngestListener ---------------------------------------------------------
+
+Result<std::unique_ptr<NatsIngestListener>> NatsIngestListener::start(Connection& nc, const HubConfig& config,
+                                                                      IngestWriter& writer, HubMetrics& metrics) {
+  std::unique_ptr<NatsIngestListener> l(new NatsIngestListener(nc, writer, metrics));
+  const Subjects subjects(config.nats.subject_prefix);
+  NatsIngestListener* self = l.get();
+  DS_ASSIGN_OR_RETURN(l->sub_, nc.subscribe(subjects.ingest_wildcard(), [self](Message m) { self->on_message(std::move(m)); }));
+  return l;
+}
+
+Status NatsIngestListener::drain() {
+  if (!sub_) return Status::ok();
+  return sub_->drain();
+}
+
+NatsIngestListener::~NatsIngestListener() = default;
+
+void NatsIngestListener::on_message(Message msg) {
+  const std::string type(Subjects::last_token(msg.subject()));
+  const std::string reply_to(msg.reply());
+  const auto content_type = msg.header("Content-Type");
+  const bool json = content_type && content_type->rfind("application/json", 0) == 0;
+  Connection& nc = nc_;
+  IngestReplyFn reply = [&nc, reply_to, json](const IngestReply& r) {
+    if (reply_to.empty()) return;
+    Status s = json ? nc.publish(reply_to, ingest_reply_json(r), {{"Content-Type", "application/json"}})
+                    : nc.publish(reply_to, encode(r));
+    if (!s.is_ok()) spdlog::warn("ingest: reply to {} failed: {}", reply_to, s.to_string());
+  };
+  auto request = json ? decode_ingest_request_json(msg.data()) : decode_ingest_request(msg.data());
+  if (!request.is_ok()) {
+    ++metrics_.ingest_rejected;
+    spdlog::info("ingest {}: request rejected: {}", type, request.status().message());
+    IngestReply r;
+    r.error = WireError::from(request.status());
+    reply(r);
+    return;
+  }
+  writer_.submit(type, std::move(request).value(), std::move(reply));
+}
+
+}  // namespace ds

@@ -1,0 +1,169 @@
+#pragma once
+// The ingest path of the hub, in one place (DESIGN.md §1 step 2, §5):
+//
+//   producer --ds.ingest.<type>--> NatsIngestListener (cnats thread)
+//   HTTP POST /v1/types/<type>/records --> HttpApi (HTTP thread)
+//        |  decode (msgpack, or JSON), validate_ingest_records: any bad
+//        |  record rejects the whole batch at once, with its index
+//        v
+//   IngestWriter::submit --bounded queue--> the writer thread:
+//        1. group commit: every queued batch in ONE SQLite transaction
+//           (QueryStore::commit), so throughput grows with concurrency;
+//        2. on_types_updated(types) (the agent service refreshes stale
+//           agents before the push);
+//        3. publish the new delta batches to JetStream and wait for the acks
+//           (StreamPublisher), which marks them published in the log;
+//        4. only then reply to each producer {ok, first_version, last_version}.
+//
+// A producer is told "ok" only after its changes are in SQLite (synchronous
+// FULL) and acked by JetStream. When JetStream does not ack, the batch stays
+// committed (the log is the source of truth; reconciliation or the next round
+// publishes it) and the producer gets "unavailable": its retry with the same
+// (producer, seq) is answered with the original range, once published.
+//
+// cnats callback threads and the HTTP thread never wait on SQLite or on
+// JetStream: they decode, validate and enqueue; the writer thread replies.
+// When the queue is full the batch is refused at once with "unavailable"
+// (back-pressure).
+//
+// Test-only fault hook: the environment variable DELTASYNC_FAULT, read once
+// at construction, makes the writer thread _exit(86) at a chosen point so an
+// integration test can kill the hub deterministically: "exit_after_commit"
+// (committed, nothing published) or "exit_after_publish" (published, not yet
+// marked). Never set it in production.
+//
+// Thread-safety: submit(), request_reconcile() and stop() are thread-safe;
+// everything else runs on the writer thread.
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "hub/hub_metrics.h"
+#include "hub/query_store.h"
+#include "hub/stream_publisher.h"
+#include "shared/config.h"
+#include "shared/messages.h"
+#include "shared/nats.h"
+#include "shared/status.h"
+
+namespace ds {
+
+// Checks every record of a batch of `type` without touching the store:
+// non-empty key, fields against the schema (normalised in place), and the
+// partition rules of docs/protocol.md: for a partitioned type the partition
+// comes from the partition column or the record's `partition` (they must
+// agree, pass validate_partition, and the column, when absent, is filled in
+// from it); an unpartitioned type takes no partition. Rules that need the
+// stored row (no moves between partitions, new keys need a partition) are
+// checked at commit. Returns the first bad record's error and index.
+struct Rejection {
+  Status status;
+  std::optional<uint32_t> index;
+};
+std::optional<Rejection> validate_ingest_records(const TypeConfig& type, std::vector<IngestRecord>& records);
+
+// An ingest reply as JSON text: {"ok":true,"first_version":..,"last_version":..}
+// or {"ok":false,"error":{"code":..,"message":..,"index":..}}.
+std::string ingest_reply_json(const IngestReply& reply);
+
+using IngestReplyFn = std::function<void(const IngestReply&)>;
+using TypesUpdatedFn = std::function<void(const std::vector<std::string>&)>;
+
+class IngestWriter {
+ public:
+  struct Options {
+    size_t max_queue = 4096;            // batches waiting; beyond: "unavailable"
+    size_t max_group_records = 50000;   // records per group commit (at least one batch)
+  };
+
+  // `store` is the writer connection; the writer thread is its only user
+  // from start() to stop(). `config`, `store`, `publisher` and `metrics`
+  // must outlive the writer.
+  IngestWriter(const HubConfig& config, QueryStore& store, StreamPublisher& publisher, HubMetrics& metrics,
+               Options options);
+  IngestWriter(const HubConfig& config, QueryStore& store, StreamPublisher& publisher, HubMetrics& metrics)
+      : IngestWriter(config, store, publisher, metrics, Options{}) {}
+  ~IngestWriter();
+  IngestWriter(const IngestWriter&) = delete;
+  IngestWriter& operator=(const IngestWriter&) = delete;
+
+  // Called on the writer thread after each commit with the types that got
+  // new versions. Set before start().
+  void set_on_types_updated(TypesUpdatedFn fn) { on_types_updated_ = std::move(fn); }
+
+  // Starts the writer thread; its first job is a reconciliation.
+  void start();
+
+  // Validates `request` for `type` and queues it; `reply` is called exactly
+  // once: at once for a rejected batch (invalid, unknown type, queue full,
+  // stopping), else from the writer thread after commit and publish.
+  void submit(const std::string& type, IngestRequest request, IngestReplyFn reply);
+
+  // Queues a reconciliation of every stream with the log (after a broker
+  // reconnect). Runs before the next group commit.
+  void request_reconcile();
+
+  // Refuses new batches, finishes (commits, publishes, replies to) the
+  // queued ones, and joins the thread. Idempotent.
+  void stop();
+
+ private:
+  struct Pending {
+    CommitBatch batch;
+    IngestReplyFn reply;
+  };
+
+  void run();
+  void process_group(std::vector<Pending>& group);
+  void reply_rejected(const IngestReplyFn& reply, const Status& status, std::optional<uint32_t> index);
+
+  const HubConfig& config_;
+  QueryStore& store_;
+  StreamPublisher& publisher_;
+  HubMetrics& metrics_;
+  const Options options_;
+  const std::string fault_;  // DELTASYNC_FAULT (test-only)
+  TypesUpdatedFn on_types_updated_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Pending> queue_;        // guarded by mu_
+  bool accepting_ = false;           // guarded by mu_
+  bool stopping_ = false;            // guarded by mu_
+  bool reconcile_requested_ = false; // guarded by mu_
+  std::thread thread_;
+};
+
+// Subscribes ds.ingest.* and feeds the writer: msgpack bodies, or JSON when
+// the request has header Content-Type: application/json (then the reply is
+// JSON too). Replies to malformed requests at once. The destructor
+// unsubscribes; call drain() first to let requests already received reach
+// the writer.
+class NatsIngestListener {
+ public:
+  static Result<std::unique_ptr<NatsIngestListener>> start(Connection& nc, const HubConfig& config,
+                                                           IngestWriter& writer, HubMetrics& metrics);
+  // Stops taking new requests; those already delivered are still handled.
+  Status drain();
+  ~NatsIngestListener();
+
+ private:
+  NatsIngestListener(Connection& nc, IngestWriter& writer, HubMetrics& metrics)
+      : nc_(nc), writer_(writer), metrics_(metrics) {}
+  void on_message(Message msg);
+
+  Connection& nc_;
+  IngestWriter& writer_;
+  HubMetrics& metrics_;
+  std::unique_ptr<Subscription> sub_;
+};
+
+}  // namespace ds

@@ -1,0 +1,188 @@
+#include "hub/stream_publisher.h"
+
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+#include <chrono>
+#include <optional>
+
+#include "shared/codec.h"
+
+namespace ds {
+namespace {
+
+// The ack wait for one publish round. Generous: a slow disk on the broker
+// must not turn into a reply "unavailable" for a batch it stores anyway.
+constexpr int64_t kAckTimeoutMs = 10000;
+// Changes read from the log per publish round.
+constexpr size_t kRoundChanges = 10000;
+
+uint64_t micros_since(std::chrono::steady_clock::time_point t0) {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count());
+}
+
+// The batch a stored delta message carries: from its Nats-Msg-Id
+// "<type>:<batch>", or else from its first change.
+std::optional<uint64_t> batch_of(const StoredMessage& m) {
+  if (m.msg_id) {
+    const auto colon = m.msg_id->rfind(':');
+    if (colon != std::string::npos) {
+      uint64_t v = 0;
+      const char* begin = m.msg_id->data() + colon + 1;
+      const char* end = m.msg_id->data() + m.msg_id->size();
+      auto [ptr, ec] = std::from_chars(begin, end, v);
+      if (ec == std::errc() && ptr == end) return v;
+    }
+  }
+  auto delta = decode_delta_batch(m.data);
+  if (delta.is_ok() && !delta->changes.empty()) return delta->changes.front().v;
+  return std::nullopt;
+}
+
+}  // namespace
+
+StreamPublisher::StreamPublisher(JetStream& js, const HubConfig& config, HubMetrics& metrics)
+    : js_(js), config_(config), subjects_(config.nats.subject_prefix), metrics_(metrics) {}
+
+Status StreamPublisher::ensure_streams() {
+  for (const TypeConfig& t : config_.types) {
+    StreamSpec spec;
+    spec.name = stream_name(t.name);
+    spec.subjects = {subjects_.delta_filter(t.name)};
+    spec.max_age_ms = t.max_age_s * 1000;
+    spec.max_bytes = t.max_bytes;
+    spec.duplicate_window_ms = 120000;
+    DS_RETURN_IF_ERROR(js_.ensure_stream(spec).with_context("stream " + spec.name));
+  }
+  return Status::ok();
+}
+
+Status StreamPublisher::publish_round(QueryStore& store, const std::string& type, uint64_t after_batch,
+                                      uint64_t* last_batch, size_t* count) {
+  *count = 0;
+  DS_ASSIGN_OR_RETURN(std::vector<PendingBatch> batches, store.batches_after(type, after_batch, kRoundChanges));
+  if (batches.empty()) return Status::ok();
+  const auto t0 = std::chrono::steady_clock::now();
+  size_t changes = 0;
+  for (size_t i = 0; i + 1 < batches.size(); ++i) {
+    const PendingBatch& b = batches[i];
+    changes += b.delta.changes.size();
+    Status s = js_.publish_async(subjects_.delta(type, b.partition), encode(b.delta), msg_id(type, b.batch));
+    if (!s.is_ok()) {
+      (void)js_.wait_published(kAckTimeoutMs);  // settles what was sent; the round fails anyway
+      return Status::unavailable(s.message());
+    }
+  }
+  // The last batch synchronously: its ack names the stream sequence the
+  // published mark records (for a duplicate, the original's sequence).
+  const PendingBatch& last = batches.back();
+  changes += last.delta.changes.size();
+  auto ack = js_.publish(subjects_.delta(type, last.partition), encode(last.delta), msg_id(type, last.batch),
+                         kAckTimeoutMs);
+  Status waited = js_.wait_published(kAckTimeoutMs);
+  if (!ack.is_ok()) return Status::unavailable(ack.status().message());
+  if (!waited.is_ok()) return Status::unavailable(waited.message());
+  if (exit_before_mark_ != 0) {
+    spdlog::warn("DELTASYNC_FAULT=exit_after_publish: exiting after the acks, before marking published");
+    ::_exit(exit_before_mark_);
+  }
+  DS_RETURN_IF_ERROR(store.mark_published(type, last.batch, ack->seq));
+  metrics_.published_batches += batches.size();
+  metrics_.published_changes += changes;
+  metrics_.publish_micros_total += micros_since(t0);
+  ++metrics_.publish_rounds;
+  *last_batch = last.batch;
+  *count = batches.size();
+  return Status::ok();
+}
+
+Status StreamPublisher::publish_pending(QueryStore& store, const std::string& type) {
+  DS_ASSIGN_OR_RETURN(TypeState st, store.type_state(type));
+  uint64_t after = st.published_batch;
+  for (;;) {
+    size_t count = 0;
+    Status s = publish_round(store, type, after, &after, &count);
+    if (!s.is_ok()) {
+      ++metrics_.publish_failures;
+      return s.with_context("publish type '" + type + "'");
+    }
+    if (count == 0) return Status::ok();
+  }
+}
+
+Status StreamPublisher::reconcile_type(QueryStore& store, const std::string& type) {
+  const std::string stream = stream_name(type);
+  DS_ASSIGN_OR_RETURN(TypeState st, store.type_state(type));
+  DS_ASSIGN_OR_RETURN(StreamState state, js_.stream_state(stream));
+
+  std::optional<uint64_t> stream_batch;  // the last batch the stream holds
+  uint64_t stream_seq = 0;
+  if (state.last_seq == 0) {
+    stream_batch = 0;  // the stream never held a message (new or recreated)
+  } else {
+    auto last = js_.get_message(stream, state.last_seq);
+    if (last.is_ok()) {
+      stream_batch = batch_of(*last);
+      stream_seq = last->seq;
+      if (!stream_batch) {
+        return Status::data_loss("stream " + stream + ": message " + std::to_string(last->seq) +
+                                 " is not a delta batch of this hub");
+      }
+    } else if (last.status().code() == StatusCode::kNotFound) {
+      spdlog::warn("reconcile {}: the stream's last message (seq {}) is gone (aged out or purged); trusting the "
+                   "log's published batch {}",
+                   stream, state.last_seq, st.published_batch);
+    } else {
+      return last.status().with_context("reconcile " + stream);
+    }
+  }
+
+  if (stream_batch && *stream_batch != st.published_batch) {
+    if (*stream_batch > st.version) {
+      return Status::data_loss("reconcile " + stream + ": the stream holds batch " + std::to_string(*stream_batch) +
+                               " but the log ends at version " + std::to_string(st.version) +
+                               " (was the hub database restored from an older copy?)");
+    }
+    if (*stream_batch > st.published_batch) {
+      spdlog::info("reconcile {}: the stream already holds batches up to {} (log marked {}): marking them published",
+                   stream, *stream_batch, st.published_batch);
+    } else {
+      spdlog::warn("reconcile {}: the stream holds batches only up to {} but the log marked {} published: the "
+                   "broker lost acknowledged messages; republishing",
+                   stream, *stream_batch, st.published_batch);
+    }
+    DS_RETURN_IF_ERROR(store.mark_published(type, *stream_batch, stream_seq));
+  }
+
+  const uint64_t batches_before = metrics_.published_batches.load();
+  DS_RETURN_IF_ERROR(publish_pending(store, type));
+  const uint64_t republished = metrics_.published_batches.load() - batches_before;
+  metrics_.republished_batches += republished;
+  DS_ASSIGN_OR_RETURN(TypeState after, store.type_state(type));
+  if (republished > 0) {
+    spdlog::info("reconcile {}: republished {} delta batch(es); stream now at batch {} (seq {}), log version {}",
+                 stream, republished, after.published_batch, after.published_seq, after.version);
+  } else {
+    spdlog::info("reconcile {}: in step with the log (batch {}, seq {}, version {})", stream, after.published_batch,
+                 after.published_seq, after.version);
+  }
+  return Status::ok();
+}
+
+Status StreamPublisher::reconcile(QueryStore& store) {
+  ++metrics_.reconciliations;
+  Status first;
+  for (const TypeConfig& t : config_.types) {
+    Status s = reconcile_type(store, t.name);
+    if (!s.is_ok()) {
+      spdlog::error("reconcile type '{}': {}", t.name, s.to_string());
+      if (first.is_ok()) first = s;
+    }
+  }
+  return first;
+}
+
+}  // namespace ds

@@ -1,0 +1,73 @@
+#pragma once
+// StreamPublisher: moves committed changes from the change log into the
+// per-type streams DS_<TYPE> (DESIGN.md §4, §5) and reconciles the streams
+// with the log.
+//
+// Publication: every delta batch of the log after the type's published batch
+// goes to ds.delta.<type>.<partition> with Nats-Msg-Id "<type>:<batch>", in
+// ascending batch order; all but the last are published asynchronously, the
+// last synchronously (its ack gives the stream sequence), then every ack is
+// awaited; only then is the published mark advanced in the log. A batch's
+// content is fixed at commit (see QueryStore), so publishing it again is
+// always harmless: the stream's duplicate window drops it, and agents skip
+// versions they hold.
+//
+// Reconciliation (start-up and every broker reconnect): per type, the last
+// message actually in the stream names the last batch it holds. The log's
+// published mark is moved to it (forward after a crash between publish and
+// mark; backward when the broker lost acknowledged messages, as nats-server
+// 2.9 may on a host crash), and everything after it is republished. A stream
+// whose last message is gone (aged out) keeps the log's mark.
+//
+// Thread-safety: none; used by the ingest writer thread only (it owns the
+// writer QueryStore the publisher reads and marks).
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "hub/hub_metrics.h"
+#include "hub/query_store.h"
+#include "shared/config.h"
+#include "shared/names.h"
+#include "shared/nats.h"
+#include "shared/status.h"
+
+namespace ds {
+
+class StreamPublisher {
+ public:
+  StreamPublisher(JetStream& js, const HubConfig& config, HubMetrics& metrics);
+
+  // Creates or updates DS_<TYPE> for every configured type: file storage,
+  // subjects ds.delta.<type>.>, duplicate window 2 min, retention from config.
+  Status ensure_streams();
+
+  // Publishes the batches of `type` the stream has not acked yet and marks
+  // them published. Unavailable when the broker does not ack; the changes
+  // stay in the log for the next attempt.
+  Status publish_pending(QueryStore& store, const std::string& type);
+
+  // Reconciles every type (see above); returns the first failure after
+  // trying them all.
+  Status reconcile(QueryStore& store);
+  Status reconcile_type(QueryStore& store, const std::string& type);
+
+  // Test-only fault hook (DELTASYNC_FAULT=exit_after_publish, see
+  // ingest_writer.h): _exit(code) after the acks, before marking published.
+  void set_exit_before_mark(int code) { exit_before_mark_ = code; }
+
+ private:
+  // Publishes the batches of one read of the log after `after_batch`; *count
+  // is 0 when nothing was left, else *last_batch is the last one acked.
+  Status publish_round(QueryStore& store, const std::string& type, uint64_t after_batch, uint64_t* last_batch,
+                       size_t* batches);
+
+  JetStream& js_;
+  const HubConfig& config_;
+  Subjects subjects_;
+  HubMetrics& metrics_;
+  int exit_before_mark_ = 0;
+};
+
+}  // namespace ds
