@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <tuple>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -16,6 +17,7 @@
 #include "shared/names.h"
 #include "shared/nats.h"
 #include "shared/version.h"
+#include "tools/creds.h"
 #include "tools/hub_client.h"
 #include "tools/pusher.h"
 #include "tools/record_reader.h"
@@ -298,6 +300,47 @@ int cmd_sample(const SampleSpec& spec) {
   return kExitOk;
 }
 
+struct CredsArgs {
+  std::string out_dir;
+  std::vector<std::string> hubs, agents, producers;
+  std::string subject_prefix = "ds";
+  bool force = false;
+};
+
+int cmd_creds(const CredsArgs& a) {
+  CredsRequest request;
+  request.out_dir = a.out_dir;
+  request.subject_prefix = a.subject_prefix;
+  request.force = a.force;
+  for (auto [role, args, option] : {std::tuple{CredsRole::kHub, &a.hubs, "--hub"},
+                                    std::tuple{CredsRole::kAgent, &a.agents, "--agent"},
+                                    std::tuple{CredsRole::kProducer, &a.producers, "--producer"}}) {
+    for (const auto& arg : *args) {
+      auto identity = parse_creds_identity(role, arg);
+      if (!identity) return fail(identity.status().with_context(std::string(option) + " " + arg));
+      request.identities.push_back(std::move(*identity));
+    }
+  }
+  auto result = write_credentials(request);
+  if (!result) return fail(result.status());
+  Table t({"ROLE", "NAME", "TYPES", "SEED FILE (0600, secret)", "INBOX PREFIX", "PUBLIC KEY"});
+  for (const auto& c : result->issued) {
+    std::string types;
+    for (const auto& type : c.identity.types) types += (types.empty() ? "" : ",") + type;
+    t.add({std::string(creds_role_name(c.identity.role)), c.identity.name, types.empty() ? "-" : types, c.seed_file,
+           c.identity.role == CredsRole::kHub ? "-" : inbox_prefix(c.identity.name), c.public_key});
+  }
+  t.print();
+  fmt::print("\nwrote {} (public keys and permissions only).\n"
+             "Put it beside nats-server's config and add this line there (include paths are relative\n"
+             "to the including file; nats-server does not take absolute ones):\n"
+             "  include auth.conf\n"
+             "Give each process its seed file ([nats] nkey_seed_file, or push --nkey-seed); agents and\n"
+             "producers must connect with their inbox prefix, or replies to them are refused.\n",
+             result->auth_conf);
+  return kExitOk;
+}
+
 }  // namespace
 
 int run_cli(int argc, char** argv) {
@@ -406,6 +449,16 @@ int run_cli(int argc, char** argv) {
       ->capture_default_str();
   sample->add_option("--seed", sample_spec.seed, "random seed")->capture_default_str();
   sample->callback([&] { action = [&] { return cmd_sample(sample_spec); }; });
+
+  CredsArgs creds_args;
+  auto* creds = app.add_subcommand("creds", "generate NATS nkeys per hub/agent/producer and nats-server's auth.conf");
+  creds->add_option("--out", creds_args.out_dir, "directory for <name>.nk seed files and auth.conf")->required();
+  creds->add_option("--hub", creds_args.hubs, "hub name (repeatable): may use every subject");
+  creds->add_option("--agent", creds_args.agents, "agent as id:type1,type2 (repeatable)");
+  creds->add_option("--producer", creds_args.producers, "producer as name:type1,type2 (repeatable)");
+  creds->add_option("--prefix", creds_args.subject_prefix, "subject prefix")->capture_default_str();
+  creds->add_flag("--force", creds_args.force, "replace existing seed files and auth.conf (old keys stop working)");
+  creds->callback([&] { action = [&] { return cmd_creds(creds_args); }; });
 
   try {
     app.parse(argc, argv);
