@@ -208,6 +208,12 @@ struct AgentService::Impl {
 
   void tick() {
     const int64_t now = steady_now_ms();
+    if (!nc.connected()) {
+      // Silence while we cannot hear is not the agents' fault; judge again
+      // from the reconnect on, with a full window for their replies.
+      tracker.excuse_silence(now);
+      return;
+    }
     for (const Transition& t : tracker.evaluate(now)) apply_transition(t);
     if (now >= next_beat_ms) {
       send_heartbeats(now);

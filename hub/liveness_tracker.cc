@@ -81,6 +81,14 @@ std::vector<Transition> LivenessTracker::evaluate(int64_t now_ms) {
   return out;
 }
 
+void LivenessTracker::excuse_silence(int64_t now_ms) {
+  for (auto& [agent, e] : agents_) {
+    if (e.state == AgentState::kLive || e.state == AgentState::kSuspect) {
+      e.last_reply_ms = std::max(e.last_reply_ms, now_ms);
+    }
+  }
+}
+
 std::vector<std::string> LivenessTracker::probe_targets() const {
   std::vector<std::string> out;
   for (const auto& [agent, e] : agents_) {

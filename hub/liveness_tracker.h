@@ -86,6 +86,11 @@ class LivenessTracker {
   // agent per call: straight to dead when the silence already warrants it).
   std::vector<Transition> evaluate(int64_t now_ms);
 
+  // The hub itself could not hear anyone (its broker connection was down):
+  // live and suspect agents' silence counts from `now_ms` again, so a broker
+  // outage does not declare the whole fleet dead. States do not change.
+  void excuse_silence(int64_t now_ms);
+
   // Agents to probe directly on the next beat: the suspect ones.
   std::vector<std::string> probe_targets() const;
 

@@ -174,6 +174,20 @@ TEST_F(LivenessTrackerTest, RestoredAgentGetsAFreshSilenceWindow) {
   EXPECT_EQ(tr[0].to, AgentState::kDead);
 }
 
+TEST_F(LivenessTrackerTest, ExcusedSilenceRestartsTheWindowOfLiveAgentsButNotOfDeadOnes) {
+  (void)tracker_.on_registered("a2", kStart + 2500);
+  (void)tracker_.evaluate(kStart + 3000);  // a1 dead, a2 live
+  tracker_.excuse_silence(kStart + 2900);
+  // a2 counts from 2900 now: not suspect at 4400, dead at 5900.
+  EXPECT_TRUE(tracker_.evaluate(kStart + 4400).empty());
+  EXPECT_EQ(tracker_.state("a2"), AgentState::kLive);
+  EXPECT_EQ(tracker_.state("a1"), AgentState::kDead) << "dead agents stay dead";
+  auto tr = tracker_.evaluate(kStart + 5900);
+  ASSERT_EQ(tr.size(), 1u);
+  EXPECT_EQ(tr[0].agent, "a2");
+  EXPECT_EQ(tr[0].to, AgentState::kDead);
+}
+
 TEST(LivenessTrackerOptions, DefaultGraceIsHalfAnInterval) {
   LivenessTracker t({.interval_ms = 200, .dead_after = 3});
   EXPECT_EQ(t.suspect_after_ms(), 300);
