@@ -117,7 +117,14 @@ struct AgentService::Impl {
     if (!a || (a->state != AgentState::kLive && a->state != AgentState::kSuspect)) return;
     for (const auto& [type, sub] : a->subscriptions) {
       DeliveryState d = sub.delivery;
-      const std::string& hub_hash = hub_hashes[type];
+      auto declared = hub_hashes.find(type);
+      if (declared == hub_hashes.end()) {
+        // Restored from the database, but the type left the configuration.
+        d.note = "type '" + type + "' is no longer declared by this hub";
+        registry->set_delivery(agent, type, d);
+        continue;
+      }
+      const std::string& hub_hash = declared->second;
       const bool mismatch = !sub.schema_hash.empty() && sub.schema_hash != hub_hash;
       if (mismatch) {
         if (!d.held_back || d.consumer_open) {
@@ -280,7 +287,7 @@ struct AgentService::Impl {
   LivenessTracker tracker;
   DeliveryManager delivery;
   RegistrationHandler registration;
-  std::map<std::string, std::string> hub_hashes;                   // type -> schema hash
+  std::map<std::string, std::string> hub_hashes;                   // type -> schema hash; const after construction
   std::map<std::string, std::set<std::string>> agents_by_type;      // service thread only
   std::map<std::string, std::vector<std::string>> types_by_agent;   // service thread only
   int64_t check_period_ms = 0;
