@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <stdexcept>
 #include <thread>
 
@@ -244,6 +245,48 @@ TEST(NkeyTest, MalformedSeedsAreRejected) {
   seed[10] = seed[10] == 'A' ? 'B' : 'A';  // breaks the checksum
   EXPECT_EQ(nkey_public_key_from_seed(seed).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(nkey_public_key_from_seed_file("/nonexistent/agent.nk").status().code(), StatusCode::kNotFound);
+}
+
+// Makes a CA and a server certificate for 127.0.0.1 in `dir` with openssl.
+void make_test_pki(const TempDir& dir) {
+  const std::string d = dir.path();
+  const std::string cmd =
+      "cd '" + d + "' && "
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=deltasync-test-ca "
+      "-keyout ca.key -out ca.pem && "
+      "openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server.key -out server.csr && "
+      "printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext && "
+      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 "
+      "-extfile san.ext -out server.pem";
+  const std::string quiet = "(" + cmd + ") > '" + d + "/openssl.log' 2>&1";
+  ASSERT_EQ(std::system(quiet.c_str()), 0) << "openssl failed, see " << d << "/openssl.log";
+}
+
+TEST(TlsTest, ClientTrustingTheCaConnectsOverTls) {
+  TempDir pki("deltasync-pki");
+  make_test_pki(pki);
+  if (::testing::Test::HasFatalFailure()) return;
+  NatsServer server("tls { cert_file: \"" + pki.file("server.pem") + "\", key_file: \"" +
+                    pki.file("server.key") + "\" }");
+  Status started = server.start();
+  ASSERT_TRUE(started.is_ok()) << started.to_string();
+
+  ConnectOptions opts = test_connect_options(server);
+  opts.config.tls_ca_file = pki.file("ca.pem");
+  auto nc = Connection::connect(opts);
+  ASSERT_TRUE(nc.is_ok()) << nc.status().to_string();
+  MessageCollector got;
+  auto sub = (*nc)->subscribe("ds.tls", got.handler());
+  ASSERT_TRUE(sub.is_ok());
+  ASSERT_TRUE((*nc)->flush().is_ok());
+  ASSERT_TRUE((*nc)->publish("ds.tls", "secret").is_ok());
+  ASSERT_TRUE(got.wait_for(1));
+
+  ConnectOptions plain = test_connect_options(server);
+  EXPECT_FALSE(Connection::connect(plain).is_ok());
+  ConnectOptions untrusting = test_connect_options(server);
+  untrusting.config.tls_ca_file = pki.file("server.pem");  // not the issuer
+  EXPECT_FALSE(Connection::connect(untrusting).is_ok());
 }
 
 TEST_F(ConnectionTest, ServerListAcceptsSeveralUrls) {
