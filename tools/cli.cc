@@ -186,6 +186,7 @@ struct PushArgs {
   std::string nats_url = env_or("DELTASYNC_NATS", "nats://127.0.0.1:4222");
   std::string user, password, creds_file, nkey_seed_file;
   std::string subject_prefix = "ds";
+  std::string inbox_prefix;
   std::string producer;
   uint64_t first_seq = 1;
   size_t batch = 1000;
@@ -238,6 +239,11 @@ int cmd_push(const PushArgs& a, const HubOptions& hub) {
   opts.config.creds_file = a.creds_file;
   opts.config.nkey_seed_file = a.nkey_seed_file;
   opts.name = "deltasync push";
+  // A producer's NATS permissions allow replies only under _INBOX_<producer>
+  // (see `deltasync creds`), so authenticated pushes default to that prefix.
+  opts.inbox_prefix = a.inbox_prefix;
+  const bool authenticated = !a.user.empty() || !a.creds_file.empty() || !a.nkey_seed_file.empty();
+  if (opts.inbox_prefix.empty() && authenticated && !a.producer.empty()) opts.inbox_prefix = inbox_prefix(a.producer);
   std::string producer = a.producer;
   if (producer.empty()) {
     char host[256] = {};
@@ -432,6 +438,8 @@ int run_cli(int argc, char** argv) {
   push->add_option("--creds", push_args.creds_file, "NATS credentials file");
   push->add_option("--nkey-seed", push_args.nkey_seed_file, "NATS nkey seed file");
   push->add_option("--subject-prefix", push_args.subject_prefix, "subject prefix")->capture_default_str();
+  push->add_option("--inbox-prefix", push_args.inbox_prefix,
+                   "reply inbox prefix (default _INBOX_<producer> when authenticated with --producer)");
   push->add_option("--producer", push_args.producer, "producer name for idempotent retries (default: unique per run)");
   push->add_option("--first-seq", push_args.first_seq, "sequence number of the first batch (to resume a push)")
       ->capture_default_str();
