@@ -328,6 +328,17 @@ Result<ApplyOutcome> Replica::apply(const std::string& type, const std::vector<C
       .bind(4, max_ts)
       .bind(5, type);
   DS_RETURN_IF_ERROR(cp.run());
+  {
+    DS_ASSIGN_OR_RETURN(auto q, db_->prepare(
+                                    "SELECT version, seq, ts, schema_hash FROM _deltasync_checkpoint WHERE type = ?"));
+    q.bind(1, type);
+    DS_ASSIGN_OR_RETURN(bool found, q.step());
+    if (!found) return Status::internal("replica: checkpoint row of '" + type + "' vanished");
+    out.checkpoint.version = static_cast<uint64_t>(q.column_int64(0));
+    out.checkpoint.seq = static_cast<uint64_t>(q.column_int64(1));
+    out.checkpoint.ts = q.column_int64(2);
+    out.checkpoint.schema_hash = q.column_text(3);
+  }
   DS_RETURN_IF_ERROR(tx.commit());
   return out;
 }

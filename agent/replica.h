@@ -65,6 +65,7 @@ struct ApplyOutcome {
   std::vector<Change> applied;   // changes that changed the replica, in order
   size_t skipped = 0;            // not newer than the key's version
   size_t quarantined = 0;        // failed and set aside
+  ReplicaCheckpoint checkpoint;  // the type's checkpoint as committed
 };
 
 struct QuarantineEntry {

@@ -1,0 +1,85 @@
+#include "agent/agent.h"
+
+#include <spdlog/spdlog.h>
+
+#include "shared/names.h"
+
+namespace ds {
+
+Agent::Agent(AgentConfig config) : config_(std::move(config)) {}
+
+Agent::~Agent() { stop(); }
+
+Status Agent::start() {
+  DS_ASSIGN_OR_RETURN(replica_, Replica::open(config_.replica_path));
+
+  ConnectOptions opts;
+  opts.config = config_.nats;
+  opts.name = "deltasync-agent " + config_.id;
+  opts.inbox_prefix = inbox_prefix(config_.id);
+  opts.retry_on_failed_connect = true;
+  opts.max_reconnect_wait_ms = 5000;
+  auto hook = registrar_hook_;
+  // Called for the first successful connect too (retry_on_failed_connect).
+  opts.on_reconnected = [hook] {
+    spdlog::info("connected to NATS");
+    if (Registrar* r = hook->load()) r->trigger();
+  };
+  opts.on_disconnected = [] { spdlog::warn("disconnected from NATS; reconnecting"); };
+  opts.on_async_error = [](const std::string& e) { spdlog::error("NATS: {}", e); };
+  DS_ASSIGN_OR_RETURN(nc_, Connection::connect(std::move(opts)));
+
+  ApplierOptions applier_options;
+  for (const SubscriptionConfig& sub : config_.subscriptions) {
+    if (!sub.hook.empty()) applier_options.hooks[sub.type] = HookSpec{sub.hook, sub.hook_retries, sub.hook_timeout_ms};
+  }
+  applier_ = std::make_unique<DeltaApplier>(*replica_, *nc_, board_, std::move(applier_options));
+  DS_RETURN_IF_ERROR(applier_->start());
+
+  const Subjects subjects(config_.nats.subject_prefix);
+  DeltaApplier* applier = applier_.get();
+  // One exact subscription per type: nats-server 2.9 does not count a
+  // wildcard subscription (ds.push.<id>.>) as interest in a push consumer's
+  // deliver subject, so nothing would be delivered to it.
+  for (const SubscriptionConfig& sub : config_.subscriptions) {
+    const std::string type = sub.type;
+    DS_ASSIGN_OR_RETURN(auto push, nc_->subscribe(subjects.push(config_.id, type), [applier, type](Message m) {
+      applier->on_push(type, std::move(m));
+    }));
+    push_subs_.push_back(std::move(push));
+  }
+  std::vector<std::string> types;
+  for (const SubscriptionConfig& sub : config_.subscriptions) types.push_back(sub.type);
+  heartbeats_ = std::make_unique<HeartbeatResponder>(*nc_, subjects, config_.id, board_);
+  DS_RETURN_IF_ERROR(heartbeats_->start(types));
+
+  registrar_ = std::make_unique<Registrar>(*nc_, config_, *applier_, board_);
+  registrar_hook_->store(registrar_.get());
+  registrar_->start();
+  spdlog::info("agent {} started: {} subscription(s), replica {}", config_.id, config_.subscriptions.size(),
+               config_.replica_path);
+  return Status::ok();
+}
+
+void Agent::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  registrar_hook_->store(nullptr);
+  if (registrar_) registrar_->stop();
+  push_subs_.clear();
+  if (applier_) applier_->stop();
+  if (nc_ && nc_->connected()) (void)nc_->flush(2000);
+  heartbeats_.reset();
+  registrar_.reset();
+  applier_.reset();
+  nc_.reset();
+  replica_.reset();
+}
+
+bool Agent::wait_registered(uint64_t after, int64_t timeout_ms) {
+  return registrar_ && registrar_->wait_registered(after, timeout_ms);
+}
+
+uint64_t Agent::registrations() const { return registrar_ ? registrar_->registrations() : 0; }
+
+}  // namespace ds

@@ -1,0 +1,66 @@
+#pragma once
+// Agent: the composition of deltasync-agent's service loop.
+//
+//   config -> Replica (the local SQLite file)
+//          -> Connection (name "deltasync-agent <id>", inbox prefix _INBOX_<id>,
+//             reconnect forever, retry_on_failed_connect so the agent starts
+//             while NATS is down)
+//          -> DeltaApplier (the one writer thread: apply, ack, hooks)
+//          -> push subscriptions ds.push.<id>.<type> feeding the applier
+//          -> HeartbeatResponder (ds.hb.<type>, ds.agent.<id>.hb)
+//          -> Registrar (register at start and on every (re)connect; snapshots)
+//
+// stop() is the graceful path (SIGTERM/SIGINT in main): stop registering,
+// unsubscribe the push deliveries, let the applier finish and ack the batch
+// under way, flush the acks, close the connection. Deliveries not yet applied
+// come again after a restart, from the replica's checkpoint.
+//
+// Thread-safety: start()/stop() from one owner thread; board() is thread-safe.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "agent/checkpoint_board.h"
+#include "agent/delta_applier.h"
+#include "agent/heartbeat_responder.h"
+#include "agent/registrar.h"
+#include "agent/replica.h"
+#include "shared/config.h"
+#include "shared/nats.h"
+
+namespace ds {
+
+class Agent {
+ public:
+  explicit Agent(AgentConfig config);
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  // Opens the replica and starts every component. Fails only for local
+  // problems (replica cannot be opened, bad connect options); NATS or the hub
+  // being down is not a failure.
+  Status start();
+  void stop();
+
+  CheckpointBoard& board() { return board_; }
+  // Waits until the agent has registered (more times than `after`).
+  bool wait_registered(uint64_t after, int64_t timeout_ms);
+  uint64_t registrations() const;
+
+ private:
+  AgentConfig config_;
+  CheckpointBoard board_;
+  std::unique_ptr<Replica> replica_;
+  std::unique_ptr<Connection> nc_;
+  std::unique_ptr<DeltaApplier> applier_;
+  std::vector<std::unique_ptr<Subscription>> push_subs_;
+  std::unique_ptr<HeartbeatResponder> heartbeats_;
+  std::unique_ptr<Registrar> registrar_;
+  // Set once the registrar exists; the connection's callbacks read it.
+  std::shared_ptr<std::atomic<Registrar*>> registrar_hook_ = std::make_shared<std::atomic<Registrar*>>(nullptr);
+  bool stopped_ = false;
+};
+
+}  // namespace ds

@@ -1,0 +1,313 @@
+#include "agent/delta_applier.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include <spdlog/spdlog.h>
+
+#include "shared/codec.h"
+#include "shared/names.h"
+
+namespace ds {
+namespace {
+
+// Items taken from the queue per drain: bounds one drain's memory and how
+// long a posted task waits behind deltas.
+constexpr size_t kMaxItemsPerDrain = 1000;
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::vector<std::string_view> split(std::string_view s, char sep) {
+  std::vector<std::string_view> out;
+  size_t start = 0;
+  while (true) {
+    const size_t dot = s.find(sep, start);
+    out.push_back(s.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start));
+    if (dot == std::string_view::npos) break;
+    start = dot + 1;
+  }
+  return out;
+}
+
+std::optional<uint64_t> to_u64(std::string_view s) {
+  if (s.empty() || s.size() > 20) return std::nullopt;
+  uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return v;
+}
+
+Checkpoint to_wire(const ReplicaCheckpoint& cp) { return Checkpoint{cp.version, cp.seq, cp.ts, cp.schema_hash}; }
+
+}  // namespace
+
+std::optional<AckInfo> parse_ack_subject(std::string_view reply) {
+  const auto t = split(reply, '.');
+  if (t.size() < 9 || t[0] != "$JS" || t[1] != "ACK") return std::nullopt;
+  // Old form: 9 tokens. New form: $JS.ACK.<domain>.<account hash>.<stream>...
+  // with a trailing random token (12 tokens or more).
+  const size_t base = t.size() == 9 ? 2 : 4;
+  if (t.size() != 9 && t.size() < 11) return std::nullopt;
+  AckInfo info;
+  info.stream = std::string(t[base]);
+  info.consumer = std::string(t[base + 1]);
+  auto delivered = to_u64(t[base + 2]);
+  auto sseq = to_u64(t[base + 3]);
+  auto cseq = to_u64(t[base + 4]);
+  auto pending = to_u64(t[base + 6]);
+  if (!delivered || !sseq || !cseq || !pending) return std::nullopt;
+  info.delivered = *delivered;
+  info.stream_seq = *sseq;
+  info.consumer_seq = *cseq;
+  info.pending = *pending;
+  return info;
+}
+
+DeltaApplier::DeltaApplier(Replica& replica, Connection& nc, CheckpointBoard& board, ApplierOptions options)
+    : replica_(replica), nc_(nc), board_(board), options_(std::move(options)), hooks_(&stop_) {}
+
+DeltaApplier::~DeltaApplier() { stop(); }
+
+Status DeltaApplier::start() {
+  DS_ASSIGN_OR_RETURN(auto cps, replica_.checkpoints());
+  for (const auto& [type, cp] : cps) board_.set_checkpoint(type, to_wire(cp));
+  DS_ASSIGN_OR_RETURN(uint64_t quarantined, replica_.quarantine_count());
+  board_.set_quarantined(quarantined);
+  thread_ = std::thread([this] { run(); });
+  return Status::ok();
+}
+
+void DeltaApplier::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_.store(true);
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  std::deque<Item> left;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    left.swap(queue_);
+  }
+  for (Item& item : left) {
+    if (item.done) item.done->set_value(Status::unavailable("agent is stopping"));
+  }
+}
+
+void DeltaApplier::on_push(const std::string& type, Message msg) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push_back(Item{type, std::move(msg), nullptr, nullptr});
+    board_.set_queued(queue_.size());
+  }
+  cv_.notify_one();
+}
+
+std::future<Status> DeltaApplier::post(Task task) {
+  auto done = std::make_shared<std::promise<Status>>();
+  auto future = done->get_future();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_.load()) {
+      done->set_value(Status::unavailable("agent is stopping"));
+      return future;
+    }
+    queue_.push_back(Item{std::string(), Message(), std::move(task), done});
+  }
+  cv_.notify_one();
+  return future;
+}
+
+void DeltaApplier::ack(std::string_view reply, std::string_view body) {
+  if (reply.empty()) return;
+  // Fire-and-forget: a lost ack only causes a redelivery the version rule skips.
+  if (Status s = nc_.publish(reply, body); !s) spdlog::warn("ack {}: {}", reply, s.message());
+}
+
+void DeltaApplier::run() {
+  while (true) {
+    std::vector<Item> items;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_.load() || !queue_.empty(); });
+      if (stop_.load()) break;
+      while (!queue_.empty() && items.size() < kMaxItemsPerDrain) {
+        items.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+      board_.set_queued(queue_.size() + items.size() + parked_.size());
+    }
+    if (items.empty()) {
+      // Idle: pick up quarantine changes made by the CLI in another process.
+      if (auto n = replica_.quarantine_count(); n.is_ok()) board_.set_quarantined(*n);
+      continue;
+    }
+    std::map<std::string, Group> groups;
+    std::vector<std::string> order;
+    bool ran_task = false;
+    for (Item& item : items) {
+      if (item.task) {
+        flush(groups, order);
+        Status s;
+        try {
+          s = item.task(replica_);
+        } catch (const std::exception& e) {
+          s = Status::internal(std::string("task threw: ") + e.what());
+        }
+        item.done->set_value(s);
+        ran_task = true;
+        continue;
+      }
+      handle_message(item.type, item.msg, groups, order);
+    }
+    flush(groups, order);
+    if (ran_task && !parked_.empty()) {
+      // A task may have created the tables the held deliveries wait for.
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto it = parked_.rbegin(); it != parked_.rend(); ++it) {
+        queue_.push_front(std::move(*it));
+      }
+      parked_.clear();
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      board_.set_queued(queue_.size() + parked_.size());
+    }
+  }
+}
+
+void DeltaApplier::handle_message(const std::string& type, Message& msg, std::map<std::string, Group>& groups,
+                                  std::vector<std::string>& order) {
+  const auto status_header = msg.header("Status");
+  const std::string_view reply = msg.reply();
+  if (status_header.has_value() && *status_header == "100") {
+    // Flow control asks for an (empty) answer; an idle heartbeat has no reply.
+    if (!reply.empty()) ack(reply, "");
+    return;
+  }
+  auto info = parse_ack_subject(reply);
+  if (!info) {
+    if (msg.data().empty() && !reply.empty()) ack(reply, "");  // flow control without the header
+    else spdlog::warn("push: ignoring a message on {} without a JetStream ack subject", msg.subject());
+    return;
+  }
+  if (replica_.schema(type) == nullptr) {
+    parked_.push_back(Item{type, std::move(msg), nullptr, nullptr});
+    return;
+  }
+  auto batch = decode_delta_batch(msg.data());
+  if (!batch.is_ok() || batch->type != type) {
+    const std::string why = batch.is_ok()
+                                ? "delta batch names type '" + batch->type + "' but came from the consumer of '" + type + "'"
+                                : batch.status().message();
+    // The quarantine row and the +TERM must not overtake this type's earlier
+    // deliveries still waiting in `groups`.
+    flush(groups, order);
+    quarantine_undecodable(type, msg, info->stream_seq, why);
+    return;
+  }
+  auto [it, inserted] = groups.try_emplace(type);
+  if (inserted) order.push_back(type);
+  Group& g = it->second;
+  for (Change& c : batch->changes) g.changes.push_back(std::move(c));
+  g.last_seq = info->stream_seq;
+  g.last_reply = std::string(reply);
+  g.pending = info->pending;
+  if (g.changes.size() >= options_.max_changes_per_transaction) {
+    commit_group(type, g);
+    g = Group{};
+  }
+}
+
+void DeltaApplier::flush(std::map<std::string, Group>& groups, std::vector<std::string>& order) {
+  for (const std::string& type : order) {
+    Group& g = groups[type];
+    if (!g.last_reply.empty()) commit_group(type, g);
+  }
+  groups.clear();
+  order.clear();
+}
+
+void DeltaApplier::commit_group(const std::string& type, Group& group) {
+  int64_t backoff_ms = 100;
+  while (true) {
+    auto out = replica_.apply(type, group.changes, group.last_seq);
+    if (out.is_ok()) {
+      ack(group.last_reply, "+ACK");
+      board_.set_checkpoint(type, to_wire(out->checkpoint));
+      board_.set_pending(type, group.pending);
+      if (out->quarantined > 0) {
+        board_.add_quarantined(out->quarantined);
+        spdlog::warn("{}: {} change(s) quarantined (see deltasync-agent quarantine list)", type, out->quarantined);
+      }
+      board_.set_error(std::nullopt);
+      if (!out->applied.empty()) run_hook(type, out->applied);
+      return;
+    }
+    // Not acked: the same group is retried before anything later, so ack-all
+    // can never acknowledge past a batch that did not commit.
+    spdlog::error("{}: applying {} change(s) failed, retrying in {} ms: {}", type, group.changes.size(), backoff_ms,
+                  out.status().message());
+    board_.set_error(type + ": " + out.status().message());
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(backoff_ms);
+    while (std::chrono::steady_clock::now() < until) {
+      if (stop_.load()) return;  // not acked: replayed after the restart
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    backoff_ms = std::min<int64_t>(backoff_ms * 2, 5000);
+  }
+}
+
+void DeltaApplier::quarantine_undecodable(const std::string& type, const Message& msg, uint64_t seq,
+                                          const std::string& why) {
+  QuarantineEntry e;
+  e.type = type;
+  e.kind = "undecodable";
+  e.seq = seq;
+  e.reason = "undecodable delta batch: " + why;
+  e.payload = std::string(msg.data());
+  auto id = replica_.quarantine(e);
+  if (!id.is_ok()) {
+    // Without a quarantine row the delivery must not be terminated: leave it
+    // unacked so it comes again.
+    spdlog::error("{}: cannot quarantine stream seq {}: {}", type, seq, id.status().message());
+    board_.set_error(type + ": " + id.status().message());
+    return;
+  }
+  spdlog::warn("{}: stream seq {} quarantined as entry {}: {}", type, seq, *id, e.reason);
+  board_.add_quarantined(1);
+  ack(msg.reply(), "+TERM");
+}
+
+void DeltaApplier::run_hook(const std::string& type, const std::vector<Change>& applied) {
+  auto it = options_.hooks.find(type);
+  if (it == options_.hooks.end() || it->second.command.empty()) return;
+  Status s = hooks_.run(it->second, type, applied);
+  if (s.is_ok()) return;
+  QuarantineEntry e;
+  e.type = type;
+  e.kind = "hook";
+  e.version = applied.front().v;
+  e.key = applied.front().key;
+  e.reason = s.message();
+  e.payload = encode(DeltaBatch{type, applied});
+  e.at = now_ms();
+  auto id = replica_.quarantine(e);
+  if (!id.is_ok()) {
+    spdlog::error("{}: hook failed and the batch could not be quarantined: {}; {}", type, s.message(),
+                  id.status().message());
+    board_.set_error(type + ": " + s.message());
+    return;
+  }
+  spdlog::warn("{}: hook failed for versions {}..{}, quarantined as entry {}: {}", type, applied.front().v,
+               applied.back().v, *id, s.message());
+  board_.add_quarantined(1);
+}
+
+}  // namespace ds

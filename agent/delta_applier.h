@@ -1,0 +1,139 @@
+#pragma once
+// DeltaApplier: the agent's single writer. Push deliveries arrive on cnats
+// threads (on_push), are queued, and ONE apply thread does everything that
+// writes the replica, in arrival order:
+//
+//   1. takes whatever is queued (a backlog) and groups the delta batches by
+//      type, so a backlog is applied with few transactions;
+//   2. per type: Replica::apply (rows + checkpoint, one transaction), then
+//      acks the group's last message with "+ACK" (the consumers are AckPolicy
+//      ALL, so that acks the whole group), then updates the CheckpointBoard
+//      heartbeats read;
+//   3. runs the type's hook, if any, on the changes that applied (after the
+//      ack; a hook failing past its retries quarantines the batch, the stream
+//      keeps flowing);
+//   4. runs tasks other components post() (ensure tables, snapshot pages,
+//      row counts): the replica has exactly one writer thread.
+//
+// A crash between commit and ack only causes a replay, which the version rule
+// makes harmless. A delivery that does not decode is quarantined and answered
+// with "+TERM". A JetStream flow-control request (header Status: 100 with a
+// reply subject) is answered when the apply thread reaches it, so a slow
+// replica slows the consumer down; idle heartbeats are ignored. Deliveries of
+// a type whose table does not exist yet (the hub answered registration after
+// creating the consumer) are held until a posted task has run, then retried.
+// A transient replica failure (busy, disk full) retries the same group with
+// backoff: later deliveries never overtake it, so ack-all cannot skip a gap.
+//
+// Hooks run on the apply thread: a slow hook slows the stream (back-pressure
+// through max_ack_pending) instead of queueing without bound. Known limit: a
+// crash after the commit and before the hook ran means that batch's hook never
+// runs (the replay is skipped by the version rule).
+//
+// Thread-safety: on_push() and post() are thread-safe; start()/stop() belong
+// to the owner's thread.
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "agent/checkpoint_board.h"
+#include "agent/hook_runner.h"
+#include "agent/replica.h"
+#include "shared/nats.h"
+
+namespace ds {
+
+// Where a JetStream delivery sits, parsed from its ack (reply) subject
+// $JS.ACK.<stream>.<consumer>.<delivered>.<stream_seq>.<consumer_seq>.<ts>.<pending>
+// (or the longer form with domain and account hash). nullopt when `reply` is
+// not an ack subject.
+struct AckInfo {
+  std::string stream;
+  std::string consumer;
+  uint64_t delivered = 0;
+  uint64_t stream_seq = 0;
+  uint64_t consumer_seq = 0;
+  uint64_t pending = 0;
+};
+std::optional<AckInfo> parse_ack_subject(std::string_view reply);
+
+struct ApplierOptions {
+  std::map<std::string, HookSpec> hooks;  // by type
+  size_t max_changes_per_transaction = 20000;
+};
+
+class DeltaApplier {
+ public:
+  using Task = std::function<Status(Replica&)>;
+
+  // `nc` is used for acks and flow-control answers; all references must
+  // outlive the applier.
+  DeltaApplier(Replica& replica, Connection& nc, CheckpointBoard& board, ApplierOptions options);
+  ~DeltaApplier();
+  DeltaApplier(const DeltaApplier&) = delete;
+  DeltaApplier& operator=(const DeltaApplier&) = delete;
+
+  // Publishes the replica's checkpoints and quarantine count to the board and
+  // starts the apply thread.
+  Status start();
+  // Finishes the batch under way (commit + ack), then joins. Deliveries still
+  // queued are neither applied nor acked: they come again after a restart.
+  void stop();
+
+  // Called on cnats threads for every message of the subscription on
+  // ds.push.<agent>.<type>. The type comes from the subscription: a JetStream
+  // delivery keeps its original subject (ds.delta.<type>.<partition>).
+  void on_push(const std::string& type, Message msg);
+  // Runs `task` on the apply thread; the future holds its Status (Unavailable
+  // when the applier stops first).
+  std::future<Status> post(Task task);
+
+  const std::atomic<bool>& stopping() const { return stop_; }
+
+ private:
+  struct Item {
+    std::string type;
+    Message msg;
+    Task task;
+    std::shared_ptr<std::promise<Status>> done;
+  };
+  // Consecutive deliveries of one type within one drain.
+  struct Group {
+    std::vector<Change> changes;
+    uint64_t last_seq = 0;
+    std::string last_reply;
+    uint64_t pending = 0;
+  };
+
+  void run();
+  void handle_message(const std::string& type, Message& msg, std::map<std::string, Group>& groups,
+                      std::vector<std::string>& order);
+  void flush(std::map<std::string, Group>& groups, std::vector<std::string>& order);
+  void commit_group(const std::string& type, Group& group);
+  void quarantine_undecodable(const std::string& type, const Message& msg, uint64_t seq, const std::string& why);
+  void run_hook(const std::string& type, const std::vector<Change>& applied);
+  void ack(std::string_view reply, std::string_view body);
+
+  Replica& replica_;
+  Connection& nc_;
+  CheckpointBoard& board_;
+  ApplierOptions options_;
+  HookRunner hooks_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Item> queue_;  // guarded by mu_
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  std::vector<Item> parked_;  // apply thread only: deliveries of a type without a table
+};
+
+}  // namespace ds

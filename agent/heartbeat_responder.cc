@@ -1,0 +1,38 @@
+#include "agent/heartbeat_responder.h"
+
+#include <chrono>
+#include <set>
+
+#include <spdlog/spdlog.h>
+
+#include "shared/codec.h"
+
+namespace ds {
+
+Status HeartbeatResponder::start(const std::vector<std::string>& types) {
+  std::set<std::string> subjects;
+  for (const std::string& type : types) subjects.insert(subjects_.heartbeat(type));
+  subjects.insert(subjects_.probe(agent_id_));
+  for (const std::string& subject : subjects) {
+    DS_ASSIGN_OR_RETURN(auto sub, nc_.subscribe(subject, [this](Message m) { answer(m); }));
+    subs_.push_back(std::move(sub));
+  }
+  return Status::ok();
+}
+
+void HeartbeatResponder::answer(const Message& request) {
+  if (request.reply().empty()) return;
+  if (auto req = decode_heartbeat_request(request.data()); !req.is_ok()) {
+    spdlog::debug("heartbeat request on {} does not decode ({}); answering anyway", request.subject(),
+                  req.status().message());
+  }
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  const HeartbeatReply reply = board_.heartbeat(agent_id_, now);
+  if (Status s = nc_.respond(request, encode(reply)); !s) {
+    spdlog::warn("heartbeat reply on {}: {}", request.reply(), s.message());
+  }
+}
+
+}  // namespace ds

@@ -1,0 +1,41 @@
+#pragma once
+// HeartbeatResponder: answers the hub's heartbeat requests, the per-type
+// broadcast ds.hb.<type> for each type the agent takes and the direct probe
+// ds.agent.<id>.hb, with one HeartbeatReply covering ALL the agent's types.
+// The reply is built from the CheckpointBoard (an in-memory copy under a
+// mutex) on the cnats delivery thread, so it never waits behind an apply or a
+// snapshot load. A request that does not decode is still answered: the hub
+// learns the agent is alive either way.
+//
+// Thread-safety: start() once from the owner's thread; the subscriptions
+// (destroyed with the object) call back on cnats threads.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "agent/checkpoint_board.h"
+#include "shared/names.h"
+#include "shared/nats.h"
+
+namespace ds {
+
+class HeartbeatResponder {
+ public:
+  HeartbeatResponder(Connection& nc, const Subjects& subjects, std::string agent_id, CheckpointBoard& board)
+      : nc_(nc), subjects_(subjects), agent_id_(std::move(agent_id)), board_(board) {}
+
+  // Subscribes ds.hb.<type> for each of `types` and ds.agent.<id>.hb.
+  Status start(const std::vector<std::string>& types);
+
+ private:
+  void answer(const Message& request);
+
+  Connection& nc_;
+  Subjects subjects_;
+  std::string agent_id_;
+  CheckpointBoard& board_;
+  std::vector<std::unique_ptr<Subscription>> subs_;
+};
+
+}  // namespace ds

@@ -1,0 +1,85 @@
+#pragma once
+// Registrar: registers the agent with the hub (ds.hub.register.<agent>) at
+// start and again whenever trigger() is called (every NATS reconnect), and
+// carries out what the reply orders:
+//   - resume: stream   -> the table is ensured (new columns added in place);
+//                         the hub has created the push consumer from the
+//                         reported checkpoint seq + 1;
+//   - resume: snapshot -> the snapshot is paged through ds.hub.snapshot.<agent>
+//                         (a progress line every kProgressPages pages), the
+//                         FIRST page's high_version / high_seq are kept, the
+//                         pages are loaded atomically and the checkpoint set to
+//                         that mark; then the agent registers again, reporting
+//                         it, and gets resume: stream.
+// The report holds, per configured subscription, the checkpoint the apply
+// thread last committed (from the CheckpointBoard) and the table's row count.
+//
+// While the hub does not answer (NATS or hub down) or refuses, registration
+// is retried with capped backoff (0.5 s doubling to 30 s); the agent keeps
+// answering heartbeats and applying whatever arrives meanwhile.
+//
+// Every replica write goes through DeltaApplier::post (the single writer).
+//
+// Thread-safety: trigger() is thread-safe (cnats callbacks call it);
+// start()/stop() belong to the owner's thread.
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "agent/checkpoint_board.h"
+#include "agent/delta_applier.h"
+#include "shared/config.h"
+#include "shared/messages.h"
+#include "shared/names.h"
+#include "shared/nats.h"
+
+namespace ds {
+
+class Registrar {
+ public:
+  static constexpr uint32_t kSnapshotPageLimit = 1000;
+  static constexpr int kProgressPages = 10;
+
+  Registrar(Connection& nc, const AgentConfig& config, DeltaApplier& applier, CheckpointBoard& board);
+  ~Registrar();
+  Registrar(const Registrar&) = delete;
+  Registrar& operator=(const Registrar&) = delete;
+
+  void start();
+  void stop();
+  // Asks for a new registration (coalesced with one already pending).
+  void trigger();
+  // Successful registrations so far (each one that ended in resume: stream
+  // for every type); tests wait on it.
+  uint64_t registrations() const { return registrations_.load(); }
+  // Waits until registrations() > `after` or the timeout passes.
+  bool wait_registered(uint64_t after, int64_t timeout_ms);
+
+ private:
+  void run();
+  // One full registration: report, ensure tables, snapshots, report again.
+  Status register_once();
+  Result<RegisterRequest> build_request();
+  Status load_snapshot(const Delivery& delivery, const std::string& partition);
+  Status run_on_writer(DeltaApplier::Task task);
+
+  Connection& nc_;
+  const AgentConfig& config_;
+  Subjects subjects_;
+  DeltaApplier& applier_;
+  CheckpointBoard& board_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool wanted_ = true;   // guarded by mu_
+  bool stop_ = false;    // guarded by mu_
+  std::atomic<bool> stopping_{false};
+  std::atomic<uint64_t> registrations_{0};
+  std::thread thread_;
+};
+
+}  // namespace ds

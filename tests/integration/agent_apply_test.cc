@@ -1,0 +1,186 @@
+// The agent library in-process against a real nats-server and the FakeHub:
+// routing by type and partition, the version rule on the wire, quarantine,
+// snapshots and heartbeats.
+#include <gtest/gtest.h>
+
+#include "agent/agent.h"
+#include "shared/codec.h"
+#include "tests/integration/agent_test_support.h"
+
+namespace ds::testing {
+namespace {
+
+constexpr const char* kStore1Prices = "[[subscriptions]]\ntype = \"prices\"\npartition = \"s1\"\n";
+
+class AgentApplyTest : public AgentIntegrationTest {
+ protected:
+  Agent& start_agent(const std::string& id, const std::string& subscriptions) {
+    agent_ = std::make_unique<Agent>(config(id, subscriptions));
+    Status s = agent_->start();
+    EXPECT_TRUE(s.is_ok()) << s.to_string();
+    EXPECT_TRUE(agent_->wait_registered(0, 15000)) << "the agent never registered";
+    return *agent_;
+  }
+  void TearDown() override {
+    agent_.reset();
+    AgentIntegrationTest::TearDown();
+  }
+
+  std::unique_ptr<Agent> agent_;
+};
+
+TEST_F(AgentApplyTest, DeltasOfItsTypeAndPartitionArriveAndOthersNever) {
+  start_agent("store-1", kStore1Prices);
+  ASSERT_TRUE(hub_->commit("prices", {price("a", "s1", 1.0), price("b", "s2", 2.0), price("c", "s1", 3.0)}).is_ok());
+  ASSERT_TRUE(hub_->commit("products", {{"p1", Op::kUpsert, {{"name", std::string("tea")}}, {}, {}}}).is_ok());
+  ASSERT_TRUE(hub_->commit("prices", {price("d", "s2", 4.0), price("a", "s1", 1.5)}).is_ok());
+  // The last s1 change is published after every s2 change: once it is in, any
+  // s2 delta that leaked would be in too.
+  ASSERT_TRUE(eventually([&] { return replica_digest("store-1", "prices") == hub_->digest("prices", "s1"); }));
+  auto r = replica("store-1");
+  ASSERT_NE(r, nullptr);
+  auto rows = r->key_versions("prices");
+  ASSERT_TRUE(rows.is_ok());
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_EQ((*rows)[0].first, "a");
+  EXPECT_EQ((*rows)[1].first, "c");
+  EXPECT_EQ(std::get<double>(r->row("prices", "a")->at("price")), 1.5);
+  EXPECT_EQ(r->schema("products"), nullptr) << "a type the agent does not take got a table";
+  EXPECT_EQ(r->checkpoints()->at("prices").version, 5u);
+}
+
+TEST_F(AgentApplyTest, DuplicateAndOutOfOrderDeliveriesLeaveTheReplicaUnchanged) {
+  start_agent("store-1", kStore1Prices);
+  ASSERT_TRUE(hub_->commit("prices", {price("a", "s1", 1.0), price("b", "s1", 2.0)}).is_ok());
+  ASSERT_TRUE(hub_->commit("prices", {price("a", "s1", 1.1), removal("b")}).is_ok());
+  ASSERT_TRUE(eventually([&] { return replica_digest("store-1", "prices") == hub_->digest("prices", "s1"); }));
+  const Digest before = replica_digest("store-1", "prices");
+
+  // A duplicate of versions 3..4, and an out-of-order replay of versions 1..2
+  // carrying different values: both must be ignored.
+  DeltaBatch dup{"prices", {{3, "a", Op::kUpsert, {{"price", 1.1}}, 1, 1}, {4, "b", Op::kDelete, {}, 1, 1}}};
+  DeltaBatch old{"prices",
+                 {{1, "a", Op::kUpsert, {{"price", 99.0}}, 1, 1}, {2, "b", Op::kUpsert, {{"price", 99.0}}, 1, 1}}};
+  ASSERT_TRUE(hub_->republish("prices", "s1", dup).is_ok());
+  ASSERT_TRUE(hub_->republish("prices", "s1", old).is_ok());
+  ASSERT_TRUE(hub_->commit("prices", {price("marker", "s1", 0.0)}).is_ok());
+  ASSERT_TRUE(eventually([&] { return replica_digest("store-1", "prices").count == before.count + 1; }));
+
+  auto r = replica("store-1");
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(std::get<double>(r->row("prices", "a")->at("price")), 1.1);
+  EXPECT_EQ(r->row("prices", "b").status().code(), StatusCode::kNotFound) << "a replayed upsert resurrected b";
+  EXPECT_EQ(replica_digest("store-1", "prices"), hub_->digest("prices", "s1"));
+  EXPECT_EQ(*r->quarantine_count(), 0u);
+}
+
+TEST_F(AgentApplyTest, UndecodableDeltaAndFailingHookAreQuarantinedWhileLaterDeltasApply) {
+  start_agent("store-1", std::string(kStore1Prices) +
+                             "[[subscriptions]]\ntype = \"products\"\nhook = \"exit 7\"\nhook_retries = 1\n"
+                             "hook_timeout_ms = 5000\n");
+  ASSERT_TRUE(hub_->publish_raw("prices", "s1", std::string("\xc1 not msgpack", 13), "prices:garbage").is_ok());
+  ASSERT_TRUE(hub_->commit("prices", {price("a", "s1", 1.0)}).is_ok());
+  ASSERT_TRUE(hub_->commit("products", {{"p1", Op::kUpsert, {{"name", std::string("tea")}}, {}, {}}}).is_ok());
+  ASSERT_TRUE(hub_->commit("products", {{"p2", Op::kUpsert, {{"name", std::string("milk")}}, {}, {}}}).is_ok());
+
+  ASSERT_TRUE(eventually([&] { return replica_digest("store-1", "prices") == hub_->digest("prices", "s1"); }));
+  ASSERT_TRUE(eventually([&] { return replica_digest("store-1", "products") == hub_->digest("products"); }));
+  ASSERT_TRUE(eventually([&] {
+    auto r = replica("store-1");
+    return r && r->quarantine_count().is_ok() && *r->quarantine_count() >= 2;
+  }));
+  auto r = replica("store-1");
+  ASSERT_NE(r, nullptr);
+  auto entries = r->quarantined();
+  ASSERT_TRUE(entries.is_ok());
+  bool undecodable = false;
+  bool hook = false;
+  for (const QuarantineEntry& e : *entries) {
+    if (e.kind == "undecodable" && e.type == "prices") undecodable = true;
+    if (e.kind == "hook" && e.type == "products") {
+      hook = true;
+      EXPECT_NE(e.reason.find("status 7"), std::string::npos) << e.reason;
+    }
+  }
+  EXPECT_TRUE(undecodable);
+  EXPECT_TRUE(hook);
+
+  auto replies = hub_->heartbeat("prices", 500);
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0].status, AgentHealth::kDegraded);
+  EXPECT_GE(replies[0].quarantined, 2u);
+}
+
+TEST_F(AgentApplyTest, SnapshotLoadIsFollowedByTheStreamWithoutGap) {
+  // 2,500 rows, then the stream loses them: the agent must take a snapshot.
+  std::vector<IngestRecord> records;
+  for (int i = 0; i < 2500; ++i) records.push_back(price("k" + std::to_string(10000 + i), "s1", i));
+  ASSERT_TRUE(hub_->commit("prices", records).is_ok());
+  ASSERT_TRUE(hub_->commit("prices", {removal("k10005"), price("other", "s2", 1.0)}).is_ok());
+  ASSERT_TRUE(hub_->purge("prices").is_ok());
+
+  start_agent("store-1", kStore1Prices);
+  EXPECT_GE(hub_->snapshot_pages_served(), 3u);
+  EXPECT_EQ(replica_digest("store-1", "prices"), hub_->digest("prices", "s1"));
+  // The stream resumes right after the snapshot's mark.
+  ASSERT_TRUE(hub_->commit("prices", {price("k10001", "s1", -1.0), removal("k10002"), price("new", "s1", 5.0)}).is_ok());
+  ASSERT_TRUE(eventually([&] { return replica_digest("store-1", "prices") == hub_->digest("prices", "s1"); }));
+  auto r = replica("store-1");
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(std::get<double>(r->row("prices", "k10001")->at("price")), -1.0);
+  EXPECT_EQ(r->checkpoints()->at("prices").version, hub_->last_version("prices"));
+  // The second registration reported the snapshot's mark.
+  auto regs = hub_->registrations();
+  ASSERT_GE(regs.size(), 2u);
+  EXPECT_EQ(regs.back().subscriptions.at(0).version, 2502u);
+}
+
+TEST_F(AgentApplyTest, HeartbeatsReportEveryTypeCheckpoint) {
+  start_agent("store-1", std::string(kStore1Prices) + "[[subscriptions]]\ntype = \"products\"\n");
+  ASSERT_TRUE(hub_->commit("prices", {price("a", "s1", 1.0), price("b", "s1", 2.0)}).is_ok());
+  ASSERT_TRUE(eventually([&] { return replica_version("store-1", "prices") == 2; }));
+  for (const std::string& agent : {std::string(), std::string("store-1")}) {
+    auto replies = hub_->heartbeat("products", 500, agent);
+    ASSERT_EQ(replies.size(), 1u) << (agent.empty() ? "broadcast" : "probe");
+    const HeartbeatReply& hb = replies[0];
+    EXPECT_EQ(hb.agent, "store-1");
+    EXPECT_EQ(hb.status, AgentHealth::kOk);
+    ASSERT_TRUE(hb.checkpoints.count("prices"));
+    ASSERT_TRUE(hb.checkpoints.count("products"));
+    EXPECT_EQ(hb.checkpoints.at("prices").version, 2u);
+    EXPECT_EQ(hb.checkpoints.at("prices").schema_hash, schema_hash(prices_schema()));
+  }
+}
+
+TEST_F(AgentApplyTest, RestartedAgentReportsItsReplicaWhenRegistering) {
+  start_agent("store-1", kStore1Prices);
+  ASSERT_TRUE(hub_->commit("prices", {price("a", "s1", 1.0)}).is_ok());
+  ASSERT_TRUE(eventually([&] { return replica_version("store-1", "prices") == 1; }));
+  agent_.reset();
+  start_agent("store-1", kStore1Prices);
+  auto regs = hub_->registrations();
+  ASSERT_GE(regs.size(), 2u);
+  const RegisterRequest& last = regs.back();
+  EXPECT_EQ(last.agent, "store-1");
+  EXPECT_FALSE(last.host.empty());
+  ASSERT_EQ(last.subscriptions.size(), 1u);
+  EXPECT_EQ(last.subscriptions[0].partition, "s1");
+  EXPECT_EQ(last.subscriptions[0].version, 1u);
+  EXPECT_EQ(last.subscriptions[0].seq, 1u);
+  EXPECT_EQ(last.subscriptions[0].rows, 1u);
+}
+
+TEST_F(AgentApplyTest, UnknownTypeRegistrationIsRefusedAndTheAgentKeepsRunning) {
+  agent_ = std::make_unique<Agent>(config("store-9", "[[subscriptions]]\ntype = \"nosuch\"\n"));
+  ASSERT_TRUE(agent_->start().is_ok());
+  ASSERT_TRUE(eventually([&] { return !hub_->registrations().empty(); }));
+  EXPECT_FALSE(agent_->wait_registered(0, 300));
+  auto replies = hub_->heartbeat("nosuch", 500, "store-9");
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0].status, AgentHealth::kDegraded);
+  ASSERT_TRUE(replies[0].error.has_value());
+  EXPECT_NE(replies[0].error->find("nosuch"), std::string::npos) << *replies[0].error;
+}
+
+}  // namespace
+}  // namespace ds::testing
