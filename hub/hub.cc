@@ -115,6 +115,9 @@ Result<std::unique_ptr<Hub>> Hub::start(HubConfig config) {
     hooks.retire = [agents](const std::string& id) { return agents->retire(id); };
     DS_ASSIGN_OR_RETURN(im->http, HttpApi::start(cfg, *im->writer, *im->js, im->metrics, std::move(hooks)));
   }
+  // The broker has registered every subscription once this returns, so a
+  // request sent after start() cannot meet "no responders".
+  DS_RETURN_IF_ERROR(im->nc->flush(5000).with_context("flush subscriptions"));
   {
     std::lock_guard<std::mutex> lock(im->events_mu);
     im->running = true;

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "hub/hub.h"
+#include "tests/harness/test_agent.h"
 #include "tests/integration/hub_test_util.h"
 
 namespace ds::testing {
@@ -208,6 +209,32 @@ TEST_F(HubIngestTest, ConcurrentProducersAreAllAckedWithContiguousVersions) {
     for (const Change& c : batch->changes) EXPECT_EQ(c.v, expected_v++);
   }
   EXPECT_EQ(expected_v, kTotal + 1);
+}
+
+TEST_F(HubIngestTest, IngestIsDeliveredToALiveAgentOfItsPartitionOnly) {
+  SubscriptionReport sub;
+  sub.type = "stock";
+  sub.partition = "store-1";
+  auto agent = TestAgent::start(test_connect_options(*server_), "store-1-agent", {sub});
+  ASSERT_TRUE(agent.is_ok()) << agent.status().to_string();
+  auto reg = (*agent)->register_now();
+  ASSERT_TRUE(reg.is_ok()) << reg.status().to_string();
+  ASSERT_TRUE(reg->ok()) << reg->error->message;
+
+  IngestRequest req;
+  req.records = {stock_record("a", "store-2", 1), stock_record("b", "store-1", 2), stock_record("c", "store-2", 3)};
+  ASSERT_TRUE(ingest(*nc_, "stock", req)->ok());
+  IngestRequest more;
+  more.records = {stock_record("d", "store-1", 4)};
+  ASSERT_TRUE(ingest(*nc_, "stock", more)->ok());
+
+  ASSERT_TRUE(eventually([&] { return (*agent)->checkpoint("stock").version == 4; }))
+      << (*agent)->checkpoint("stock").version;
+  std::vector<std::string> keys;
+  for (const ReceivedBatch& b : (*agent)->received()) {
+    for (const Change& c : b.batch.changes) keys.push_back(c.key);
+  }
+  EXPECT_EQ(keys, (std::vector<std::string>{"b", "d"}));
 }
 
 }  // namespace
