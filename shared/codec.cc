@@ -77,6 +77,29 @@ std::string dump_json(const nlohmann::json& j) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+// Parses JSON text, refusing nesting deeper than kMaxJsonDepth before it is
+// built (later passes over the tree recurse).
+Result<nlohmann::json> parse_json(std::string_view text) {
+  struct TooDeep {};
+  try {
+    return nlohmann::json::parse(text, [](int depth, nlohmann::json::parse_event_t event, nlohmann::json&) {
+      if ((event == nlohmann::json::parse_event_t::object_start ||
+           event == nlohmann::json::parse_event_t::array_start) &&
+          depth >= kMaxJsonDepth) {
+        throw TooDeep{};
+      }
+      return true;
+    });
+  } catch (const TooDeep&) {
+    return Status::invalid_argument("invalid JSON: nesting deeper than " + std::to_string(kMaxJsonDepth) +
+                                    " levels");
+  } catch (const nlohmann::json::exception& e) {
+    return Status::invalid_argument(std::string("invalid JSON: ") + e.what());
+  } catch (const std::bad_alloc&) {
+    return Status::invalid_argument("invalid JSON: too large to decode");
+  }
+}
+
 std::string base64_encode(std::string_view bin) {
   std::string out(sodium_base64_ENCODED_LEN(bin.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
   sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bin.data()), bin.size(),
@@ -153,14 +176,14 @@ class Writer {
     pk_.pack_bin_body(b.bytes.data(), static_cast<uint32_t>(b.bytes.size()));
   }
   // A json value travels as the msgpack structure of its text. Text that is
-  // not JSON (only possible if a caller skipped validate_fields) is sent as a
-  // plain string rather than dropped.
+  // not JSON, or nests too deep (only possible if a caller skipped
+  // validate_fields), is sent as a plain string rather than dropped.
   void value_alternative(const JsonText& j) {
-    nlohmann::json parsed = nlohmann::json::parse(j.text, nullptr, /*allow_exceptions=*/false);
-    if (parsed.is_discarded()) {
-      str(j.text);
+    Result<nlohmann::json> parsed = parse_json(j.text);
+    if (parsed.is_ok()) {
+      json(*parsed);
     } else {
-      json(parsed);
+      str(j.text);
     }
   }
 
@@ -365,8 +388,8 @@ Status read_wire_error(const msgpack::object& o, const std::string& path, WireEr
   return m.optional("index", out.index);
 }
 
-// Reads the {ok, error} pair every reply carries. Sets `failed` when the reply
-// reports an error (then `error` holds it).
+// Reads the {ok, error} pair of a reply: `error` is set when `ok` is false,
+// or, where `ok` is optional, when an error object is present.
 Status read_reply_status(const MapReader& m, bool ok_required, std::optional<WireError>& error) {
   error.reset();
   std::optional<bool> ok;
@@ -690,29 +713,6 @@ Result<T> decode_with(std::string_view bytes, ReadFn read_fn) {
     return Status::invalid_argument("msgpack message too large to decode");
   } catch (const std::exception& e) {
     return Status::invalid_argument(std::string("malformed msgpack message: ") + e.what());
-  }
-}
-
-// Parses JSON text, refusing nesting deeper than kMaxJsonDepth before it is
-// built (later passes over the tree recurse).
-Result<nlohmann::json> parse_json(std::string_view text) {
-  struct TooDeep {};
-  try {
-    return nlohmann::json::parse(text, [](int depth, nlohmann::json::parse_event_t event, nlohmann::json&) {
-      if ((event == nlohmann::json::parse_event_t::object_start ||
-           event == nlohmann::json::parse_event_t::array_start) &&
-          depth >= kMaxJsonDepth) {
-        throw TooDeep{};
-      }
-      return true;
-    });
-  } catch (const TooDeep&) {
-    return Status::invalid_argument("invalid JSON: nesting deeper than " + std::to_string(kMaxJsonDepth) +
-                                    " levels");
-  } catch (const nlohmann::json::exception& e) {
-    return Status::invalid_argument(std::string("invalid JSON: ") + e.what());
-  } catch (const std::bad_alloc&) {
-    return Status::invalid_argument("invalid JSON: too large to decode");
   }
 }
 

@@ -42,15 +42,28 @@ std::optional<std::string> base64_decode(std::string_view b64) {
   return bin;
 }
 
-// Compact JSON text of `text`, or nullopt if it is not JSON. Depth is bounded
-// by callers' transports (decoders cap nesting), not here.
-std::optional<std::string> normalise_json(std::string_view text) {
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return std::nullopt;
+// Deeper JSON is refused: dump() and the msgpack encoder recurse, and a text
+// column value of a million '[' must not exhaust the stack.
+constexpr int kMaxJsonDepth = 32;
+
+// Compact JSON text of `text`, or the reason it is not acceptable JSON
+// (worded to follow "got <kind> ").
+Result<std::string> normalise_json(std::string_view text) {
+  struct TooDeep {};
   try {
+    nlohmann::json j = nlohmann::json::parse(text, [](int depth, nlohmann::json::parse_event_t event, nlohmann::json&) {
+      if ((event == nlohmann::json::parse_event_t::object_start ||
+           event == nlohmann::json::parse_event_t::array_start) &&
+          depth >= kMaxJsonDepth) {
+        throw TooDeep{};
+      }
+      return true;
+    });
     return j.dump();
-  } catch (const nlohmann::json::exception&) {
-    return std::nullopt;  // dump rejects invalid UTF-8, which parse already refuses; belt and braces
+  } catch (const TooDeep&) {
+    return Status::invalid_argument("that nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+  } catch (const std::exception&) {
+    return Status::invalid_argument("that is not valid JSON");
   }
 }
 
@@ -85,16 +98,13 @@ Status check_value(const Column& c, Value& v) {
       }
       return column_error(c, got);
     case ColumnType::kJson: {
-      if (const auto* j = std::get_if<JsonText>(&v)) {
-        auto text = normalise_json(j->text);
-        if (!text) return column_error(c, got, "that is not valid JSON");
-        v = JsonText{std::move(*text)};
-        return Status::ok();
-      }
-      if (const auto* s = std::get_if<std::string>(&v)) {
-        auto text = normalise_json(*s);
-        if (!text) return column_error(c, got, "that is not valid JSON");
-        v = JsonText{std::move(*text)};
+      const std::string* text = nullptr;
+      if (const auto* j = std::get_if<JsonText>(&v)) text = &j->text;
+      if (const auto* s = std::get_if<std::string>(&v)) text = s;
+      if (text != nullptr) {
+        Result<std::string> normalised = normalise_json(*text);
+        if (!normalised.is_ok()) return column_error(c, got, normalised.status().message());
+        v = JsonText{std::move(normalised).value()};
         return Status::ok();
       }
       // A JSON scalar arrives from the decoders as a plain value.

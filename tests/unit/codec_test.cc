@@ -363,6 +363,17 @@ TEST(WireErrorTest, UnknownOrOkCodeOnTheWireIsInternal) {
   EXPECT_EQ(ok_code->error->code, StatusCode::kInternal);
 }
 
+TEST(CodecRoundTripTest, JsonTextThatIsNotEncodableTravelsAsText) {
+  // Callers should have run validate_fields; if not, nothing is lost or crashes.
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  for (const std::string& text : {std::string("{not json"), deep}) {
+    DeltaBatch m{"prices", {{1, "k", Op::kUpsert, {{"meta", JsonText{text}}}, 0, 0}}};
+    Result<DeltaBatch> back = decode_delta_batch(encode(m));
+    ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+    EXPECT_EQ(back->changes[0].f.at("meta"), Value{text});
+  }
+}
+
 // ---- malformed input ----
 
 template <typename Decode>

@@ -204,6 +204,14 @@ TEST(ValidateFieldsTest, JsonColumnRejectsInvalidJson) {
   EXPECT_EQ(validate_fields(products(), "k", blob).message(), "column 'meta' expects json, got blob");
 }
 
+TEST(ValidateFieldsTest, DeeplyNestedJsonIsRejected) {
+  Fields f{{"meta", std::string(100000, '[') + std::string(100000, ']')}};
+  EXPECT_EQ(validate_fields(products(), "k", f).message(),
+            "column 'meta' expects json, got text that nests deeper than 32 levels");
+  Fields ok{{"meta", std::string(31, '[') + std::string(31, ']')}};
+  EXPECT_TRUE(validate_fields(products(), "k", ok).is_ok());
+}
+
 TEST(ValidateFieldsTest, RejectedFieldsAreLeftUntouched) {
   Fields f{{"price", int64_t{1}}, {"qty", std::string("many")}, {"sku", std::string("k")}};
   const Fields before = f;
