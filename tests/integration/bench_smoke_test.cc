@@ -1,0 +1,69 @@
+// Smoke run of the benchmark driver (deltasync-bench --smoke --json): every
+// scenario must run end to end against real processes and report positive
+// figures, so the benchmark cannot rot. Timings are never asserted.
+
+#include <sys/wait.h>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <map>
+#include <string>
+
+namespace {
+
+struct RunResult {
+  int exit_code = -1;
+  std::string out;
+};
+
+RunResult run(const std::string& command) {
+  RunResult r;
+  FILE* p = ::popen(command.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  const int status = ::pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+const std::string kBench = std::string(DELTASYNC_BINARY_DIR) + "/deltasync-bench";
+
+TEST(BenchSmoke, EveryScenarioReportsPositiveFigures) {
+  const RunResult r = run(kBench + " --smoke --json --all");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto figures = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(figures.is_discarded()) << r.out;
+  ASSERT_TRUE(figures.is_array());
+  std::map<std::string, int> per_scenario;
+  for (const auto& f : figures) {
+    const std::string scenario = f.at("scenario").get<std::string>();
+    EXPECT_GT(f.at("value").get<double>(), 0.0) << f.dump();
+    if (f.contains("ratio")) {
+      EXPECT_GT(f.at("ratio").get<double>(), 0.0) << f.dump();
+    }
+    ++per_scenario[scenario];
+  }
+  for (const std::string scenario : {"raw", "ingest", "footprint", "e2e", "dead"}) {
+    EXPECT_GT(per_scenario[scenario], 0) << "no figure for " << scenario << ": " << r.out;
+  }
+}
+
+TEST(BenchSmoke, UnknownScenarioIsRefused) {
+  const RunResult r = run(kBench + " --scenario no-such-scenario 2>&1");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("unknown scenario"), std::string::npos) << r.out;
+}
+
+TEST(BenchSmoke, HelpNamesTheOptions) {
+  const RunResult r = run(kBench + " --help");
+  EXPECT_EQ(r.exit_code, 0);
+  for (const char* option : {"--all", "--scenario", "--seconds", "--json", "--smoke"}) {
+    EXPECT_NE(r.out.find(option), std::string::npos) << option;
+  }
+}
+
+}  // namespace

@@ -1,0 +1,117 @@
+// deltasync-bench: runs the benchmark scenarios of issue 6 against its own
+// nats-server and its own hub/agent processes (found next to this binary),
+// then prints a table (or JSON) of figures with their same-run baselines.
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "shared/nats.h"
+#include "tools/bench/process.h"
+#include "tools/bench/scenarios.h"
+#include "tools/table.h"
+
+namespace {
+
+std::string format_number(double v) {
+  char buf[64];
+  if (v >= 100) {
+    std::snprintf(buf, sizeof buf, "%.0f", v);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.3g", v);
+  }
+  return buf;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ds::NatsLibrary nats_library;
+  CLI::App app{"deltasync-bench: throughput, latency and footprint benchmarks with same-run baselines"};
+  std::vector<std::string> scenarios;
+  bool all = false;
+  bool json = false;
+  bool smoke = false;
+  double seconds = 5;
+  app.add_option("--scenario", scenarios, "a scenario to run (repeatable): raw, ingest, footprint, e2e, dead");
+  app.add_flag("--all", all, "run every scenario");
+  app.add_option("--seconds", seconds, "measuring time per figure")->capture_default_str()->check(
+      CLI::Range(0.1, 600.0));
+  app.add_flag("--json", json, "print the figures as JSON instead of a table");
+  app.add_flag("--smoke", smoke, "tiny sizes and 1 s per figure: proves every scenario runs, measures nothing");
+  CLI11_PARSE(app, argc, argv);
+  spdlog::set_level(spdlog::level::warn);
+
+  const auto& known = ds::bench::scenario_names();
+  if (all || scenarios.empty()) scenarios = known;
+  for (const auto& s : scenarios) {
+    if (std::find(known.begin(), known.end(), s) == known.end()) {
+      std::fprintf(stderr, "deltasync-bench: unknown scenario '%s'\n", s.c_str());
+      return 2;
+    }
+  }
+  // Ratios need the baseline of the same run: `raw` goes first whenever a
+  // scenario compares with it.
+  if (std::find(scenarios.begin(), scenarios.end(), "raw") == scenarios.end()) {
+    scenarios.insert(scenarios.begin(), "raw");
+  } else {
+    std::stable_partition(scenarios.begin(), scenarios.end(), [](const std::string& s) { return s == "raw"; });
+  }
+
+  auto work = ds::bench::TempDir::create("deltasync-bench");
+  if (!work.is_ok()) {
+    std::fprintf(stderr, "deltasync-bench: %s\n", work.status().to_string().c_str());
+    return 1;
+  }
+  auto nats = ds::bench::NatsServerProcess::start(**work);
+  if (!nats.is_ok()) {
+    std::fprintf(stderr, "deltasync-bench: nats-server: %s\n", nats.status().to_string().c_str());
+    return 1;
+  }
+  ds::bench::BenchContext ctx;
+  ctx.nats_url = (*nats)->url();
+  ctx.bin_dir = ds::bench::self_dir();
+  ctx.work_dir = (*work)->path();
+  ctx.smoke = smoke;
+  ctx.seconds = smoke ? std::min(seconds, 1.0) : seconds;
+
+  std::vector<ds::bench::Figure> figures;
+  int failures = 0;
+  for (const auto& name : scenarios) {
+    std::fprintf(stderr, "deltasync-bench: running %s\n", name.c_str());
+    auto r = ds::bench::run_scenario(name, ctx);
+    if (!r.is_ok()) {
+      std::fprintf(stderr, "deltasync-bench: %s failed: %s\n", name.c_str(), r.status().to_string().c_str());
+      ++failures;
+      continue;
+    }
+    for (auto& f : *r) figures.push_back(std::move(f));
+  }
+
+  if (json) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& f : figures) {
+      nlohmann::json j = {{"scenario", f.scenario}, {"figure", f.figure}, {"value", f.value}, {"unit", f.unit}};
+      if (f.baseline) {
+        j["baseline"] = *f.baseline;
+        j["ratio"] = *f.baseline > 0 ? f.value / *f.baseline : 0.0;
+      }
+      out.push_back(std::move(j));
+    }
+    std::printf("%s\n", out.dump(2).c_str());
+  } else {
+    ds::Table table({"scenario", "figure", "value", "unit", "baseline", "ratio"});
+    for (const auto& f : figures) {
+      table.add({f.scenario, f.figure, format_number(f.value), f.unit,
+                 f.baseline ? format_number(*f.baseline) : "-",
+                 f.baseline && *f.baseline > 0 ? format_number(f.value / *f.baseline) : "-"});
+    }
+    table.print();
+  }
+  return failures == 0 ? 0 : 1;
+}
