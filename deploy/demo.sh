@@ -11,17 +11,19 @@
 #     --verbose    show the processes' logs on the terminal
 #     --no-wait    stop at the end instead of waiting for Ctrl-C (CI, scripts)
 #     --articles N articles in the sample catalogue (default 2000)
+#     --no-build   use the binaries already built (in $DELTASYNC_BUILD_DIR or build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-verbose=0 wait_at_end=1 articles=2000
+verbose=0 wait_at_end=1 articles=2000 build=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --verbose) verbose=1 ;;
     --no-wait) wait_at_end=0 ;;
     --articles) articles="$2"; shift ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --no-build) build=0 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "demo.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -29,9 +31,16 @@ done
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-say "installing and building (deploy/build.sh)"
-if [ $verbose -eq 1 ]; then bash deploy/build.sh; else bash deploy/build.sh > /tmp/deltasync-demo-build.log 2>&1 || {
-  tail -40 /tmp/deltasync-demo-build.log; echo "demo.sh: build failed (full log: /tmp/deltasync-demo-build.log)" >&2; exit 1; }; fi
+if [ $build -eq 1 ]; then
+  say "installing and building (deploy/build.sh)"
+  if [ $verbose -eq 1 ]; then
+    bash deploy/build.sh
+  elif ! bash deploy/build.sh > /tmp/deltasync-demo-build.log 2>&1; then
+    tail -40 /tmp/deltasync-demo-build.log
+    echo "demo.sh: build failed (full log: /tmp/deltasync-demo-build.log)" >&2
+    exit 1
+  fi
+fi
 bin="$root/${DELTASYNC_BUILD_DIR:-build}"
 
 work="$root/run/demo"
@@ -90,16 +99,19 @@ pids+=("$(start hub/hub.log "$bin/deltasync-hub" --config hub/hub.toml)")
 wait_for "the hub's HTTP API" 30 curl -sf "$hub_url/healthz"
 
 agents=(store-1 store-2 hq)
+# store-N: the catalogue plus its own prices and stock; hq: the catalogue and
+# every store's prices.
 write_agent_config() {
-  local id="$1" dir="$work/$1"
+  local id="$1" dir="$work/$1" store_partition="$1"
   mkdir -p "$dir"
-  if [ "$id" = hq ]; then
-    sed -e "s|@ID@|$id|" -e "s|@NATS_URL@|$nats_url|" -e "/type = \"inventory\"/,+1d" \
-        -e "s|partition = \"@STORE@\"|partition = \"*\"|" "$root/deploy/demo/agent.toml" > "$dir/agent.toml"
-  else
-    sed -e "s|@ID@|$id|" -e "s|@STORE@|$id|" -e "s|@NATS_URL@|$nats_url|" \
-        "$root/deploy/demo/agent.toml" > "$dir/agent.toml"
-  fi
+  [ "$id" = hq ] && store_partition="*"
+  {
+    printf '[agent]\nid = "%s"\nlog_level = "info"\n\n' "$id"
+    printf '[nats]\nurl = "%s"\n\n[replica]\npath = "replica.db"\n' "$nats_url"
+    printf '\n[[subscriptions]]\ntype = "products"\npartition = "*"\n'
+    printf '\n[[subscriptions]]\ntype = "prices"\npartition = "%s"\n' "$store_partition"
+    [ "$id" = hq ] || printf '\n[[subscriptions]]\ntype = "inventory"\npartition = "%s"\n' "$store_partition"
+  } > "$dir/agent.toml"
 }
 start_agent() {
   agent_pid[$1]=$(start "$work/$1/agent.log" "$bin/deltasync-agent" run --config "$work/$1/agent.toml")
