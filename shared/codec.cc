@@ -175,12 +175,15 @@ class Writer {
     pk_.pack_bin(static_cast<uint32_t>(b.bytes.size()));
     pk_.pack_bin_body(b.bytes.data(), static_cast<uint32_t>(b.bytes.size()));
   }
-  // A json value travels as the msgpack structure of its text. Text that is
-  // not JSON, or nests too deep (only possible if a caller skipped
-  // validate_fields), is sent as a plain string rather than dropped.
+  // A json object or array travels as the msgpack structure of its text and
+  // decodes back to JsonText. A json scalar travels as a str holding its JSON
+  // text ("\"hello\"", "5"), which validate_fields turns back into JsonText for
+  // a json column; sent as a bare msgpack str, "hello" would no longer be JSON.
+  // Text that is not JSON or nests too deep (possible only if a caller skipped
+  // validate_fields) is sent as a str too, rather than dropped.
   void value_alternative(const JsonText& j) {
     Result<nlohmann::json> parsed = parse_json(j.text);
-    if (parsed.is_ok()) {
+    if (parsed.is_ok() && (parsed->is_object() || parsed->is_array())) {
       json(*parsed);
     } else {
       str(j.text);
@@ -421,7 +424,11 @@ Status read_ingest_record(const msgpack::object& o, const std::string& path, Ing
   DS_RETURN_IF_ERROR(read_optional_fields(m, "fields", r.fields));
   DS_RETURN_IF_ERROR(m.optional("ts", r.ts));
   DS_RETURN_IF_ERROR(m.optional("partition", r.partition));
-  if (r.partition) DS_RETURN_IF_ERROR(validate_partition(*r.partition).with_context(m.path("partition")));
+  // "_all" names the absence of a partition; whether the type allows that is
+  // the ingest handler's call, which knows the schema.
+  if (r.partition && *r.partition != kAllPartitions) {
+    DS_RETURN_IF_ERROR(validate_partition(*r.partition).with_context(m.path("partition")));
+  }
   return Status::ok();
 }
 
@@ -674,6 +681,54 @@ Status read_snapshot_reply(const msgpack::object& o, SnapshotReply& out) {
   DS_RETURN_IF_ERROR(m.required("high_version", out.high_version));
   DS_RETURN_IF_ERROR(m.required("high_seq", out.high_seq));
   return m.required("done", out.done);
+}
+
+Status read_digest_request(const msgpack::object& o, DigestRequest& out) {
+  DS_ASSIGN_OR_RETURN(MapReader m, MapReader::open(o, ""));
+  const msgpack::object* types = nullptr;
+  DS_RETURN_IF_ERROR(m.required("types", types));
+  std::span<const msgpack::object> items;
+  DS_RETURN_IF_ERROR(read_array(*types, "types", items));
+  DS_RETURN_IF_ERROR(check_count("types", items.size(), kMaxBatchRecords, "types"));
+  out.types.resize(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    const std::string path = index_path("types", i);
+    DS_RETURN_IF_ERROR(read(items[i], path, out.types[i]));
+    DS_RETURN_IF_ERROR(validate_type_name(out.types[i]).with_context(path));
+  }
+  return Status::ok();
+}
+
+Status read_type_digest(const msgpack::object& o, const std::string& path, TypeDigest& d) {
+  DS_ASSIGN_OR_RETURN(MapReader m, MapReader::open(o, path));
+  DS_RETURN_IF_ERROR(read_partition_filter(m, "partition", d.partition));
+  DS_RETURN_IF_ERROR(m.required("version", d.version));
+  DS_RETURN_IF_ERROR(m.required("ts", d.ts));
+  DS_RETURN_IF_ERROR(m.required("rows", d.rows));
+  return m.required("digest", d.digest);
+}
+
+Status read_digest_reply(const msgpack::object& o, DigestReply& out) {
+  DS_ASSIGN_OR_RETURN(MapReader m, MapReader::open(o, ""));
+  DS_RETURN_IF_ERROR(read_reply_status(m, /*ok_required=*/false, out.error));
+  if (out.error) return Status::ok();
+  DS_RETURN_IF_ERROR(m.required("agent", out.agent));
+  DS_RETURN_IF_ERROR(validate_agent_id(out.agent).with_context("agent"));
+  const msgpack::object* types = nullptr;
+  DS_RETURN_IF_ERROR(m.required("types", types));
+  if (types->type != msgpack::type::MAP) return type_error("types", "map", *types);
+  out.types.clear();
+  for (uint32_t i = 0; i < types->via.map.size; ++i) {
+    const msgpack::object_kv& kv = types->via.map.ptr[i];
+    std::string type;
+    DS_RETURN_IF_ERROR(read(kv.key, "types", type));
+    const std::string path = msgpack_reader::child_path("types", type);
+    DS_RETURN_IF_ERROR(validate_type_name(type).with_context(path));
+    TypeDigest d;
+    DS_RETURN_IF_ERROR(read_type_digest(kv.val, path, d));
+    if (!out.types.emplace(std::move(type), std::move(d)).second) return field_error(path, "duplicate key");
+  }
+  return Status::ok();
 }
 
 // Unpacks `bytes` as exactly one msgpack object and reads it into a T with
@@ -952,6 +1007,54 @@ std::string encode(const SnapshotReply& m) {
   w.str("done");
   w.boolean(m.done);
   return w.take();
+}
+
+std::string encode(const DigestRequest& m) {
+  Writer w;
+  w.map(1);
+  w.str("types");
+  w.array(m.types.size());
+  for (const std::string& t : m.types) w.str(t);
+  return w.take();
+}
+
+std::string encode(const DigestReply& m) {
+  Writer w;
+  if (m.error) {
+    w.map(2);
+    w.str("ok");
+    w.boolean(false);
+    w.str("error");
+    w.error(*m.error);
+    return w.take();
+  }
+  w.map(2);
+  w.str("agent");
+  w.str(m.agent);
+  w.str("types");
+  w.map(m.types.size());
+  for (const auto& [type, d] : m.types) {
+    w.str(type);
+    w.map(5);
+    w.str("partition");
+    w.str(d.partition);
+    w.str("version");
+    w.u64(d.version);
+    w.str("ts");
+    w.i64(d.ts);
+    w.str("rows");
+    w.u64(d.rows);
+    w.str("digest");
+    w.str(d.digest);
+  }
+  return w.take();
+}
+
+Result<DigestRequest> decode_digest_request(std::string_view bytes) {
+  return decode_with<DigestRequest>(bytes, read_digest_request);
+}
+Result<DigestReply> decode_digest_reply(std::string_view bytes) {
+  return decode_with<DigestReply>(bytes, read_digest_reply);
 }
 
 Result<IngestRequest> decode_ingest_request(std::string_view bytes) {
