@@ -89,9 +89,9 @@ class AgentProcessTest : public AgentIntegrationTest {
 };
 
 TEST_F(AgentProcessTest, KilledMidBacklogRestartsAndEndsWithExactlyTheHubRows) {
-  // A backlog of 4,000 small batches with updates and deletes of 3,000 keys.
+  // A backlog of 2,500 small batches with updates and deletes of 3,000 keys.
   std::vector<IngestRecord> records;
-  for (int i = 0; i < 40000; ++i) {
+  for (int i = 0; i < 25000; ++i) {
     const std::string key = "k" + std::to_string(i % 3000);
     if (i >= 3000 && i % 7 == 3) records.push_back(removal(key));
     else records.push_back(price(key, (i % 3000) % 2 == 0 ? "s1" : "s2", i));
