@@ -52,6 +52,8 @@ Status Agent::start() {
   for (const SubscriptionConfig& sub : config_.subscriptions) types.push_back(sub.type);
   heartbeats_ = std::make_unique<HeartbeatResponder>(*nc_, subjects, config_.id, board_);
   DS_RETURN_IF_ERROR(heartbeats_->start(types));
+  digests_ = std::make_unique<DigestResponder>(*nc_, config_);
+  DS_RETURN_IF_ERROR(digests_->start());
 
   registrar_ = std::make_unique<Registrar>(*nc_, config_, *applier_, board_);
   registrar_hook_->store(registrar_.get());
@@ -70,6 +72,7 @@ void Agent::stop() {
   if (applier_) applier_->stop();
   if (nc_ && nc_->connected()) (void)nc_->flush(2000);
   heartbeats_.reset();
+  digests_.reset();
   registrar_.reset();
   applier_.reset();
   nc_.reset();

@@ -23,6 +23,7 @@
 
 #include "agent/checkpoint_board.h"
 #include "agent/delta_applier.h"
+#include "agent/digest_responder.h"
 #include "agent/heartbeat_responder.h"
 #include "agent/registrar.h"
 #include "agent/replica.h"
@@ -57,6 +58,7 @@ class Agent {
   std::unique_ptr<DeltaApplier> applier_;
   std::vector<std::unique_ptr<Subscription>> push_subs_;
   std::unique_ptr<HeartbeatResponder> heartbeats_;
+  std::unique_ptr<DigestResponder> digests_;
   std::unique_ptr<Registrar> registrar_;
   // Set once the registrar exists; the connection's callbacks read it.
   std::shared_ptr<std::atomic<Registrar*>> registrar_hook_ = std::make_shared<std::atomic<Registrar*>>(nullptr);

@@ -12,6 +12,10 @@
 //   GET  /v1/types/<type>/records?partition=&after=&limit=   live rows, keyset paged
 //   GET  /v1/agents                            the agent service's view
 //   POST /v1/agents/<id>/retire
+//   GET  /v1/verify                            per agent and type: the agent's
+//        digest (asked over ds.agent.<id>.digest) against the hub's for that
+//        agent's partition; {"ok": all match, "rows": [...]}. Asks agents one
+//        after another on the io thread: an operator's command, not a hot path.
 //   GET  /metrics                              Prometheus text
 //
 // Every endpoint but /healthz needs "Authorization: Bearer <token>" (401 with
@@ -32,6 +36,7 @@
 #include "hub/hub_metrics.h"
 #include "hub/ingest_writer.h"
 #include "shared/config.h"
+#include "shared/messages.h"
 #include "shared/nats.h"
 #include "shared/status.h"
 
@@ -41,6 +46,7 @@ namespace ds {
 struct AgentHooks {
   std::function<nlohmann::json()> agents_json;
   std::function<Status(const std::string&)> retire;
+  std::function<Result<DigestReply>(const std::string& agent, int64_t timeout_ms)> request_digest;
 };
 
 class HttpApi {

@@ -1,5 +1,7 @@
 #include "hub/hub.h"
 
+#include "shared/codec.h"
+
 #include <spdlog/spdlog.h>
 
 #include <atomic>
@@ -113,6 +115,14 @@ Result<std::unique_ptr<Hub>> Hub::start(HubConfig config) {
     AgentHooks hooks;
     hooks.agents_json = [agents] { return agents->agents_json(); };
     hooks.retire = [agents](const std::string& id) { return agents->retire(id); };
+    Connection* nc = im->nc.get();
+    const Subjects subjects(cfg.nats.subject_prefix);
+    hooks.request_digest = [nc, subjects](const std::string& id, int64_t timeout_ms) -> Result<DigestReply> {
+      DS_ASSIGN_OR_RETURN(Message m, nc->request(subjects.digest(id), encode(DigestRequest{}), timeout_ms));
+      DS_ASSIGN_OR_RETURN(DigestReply reply, decode_digest_reply(m.data()));
+      if (reply.error) return reply.error->to_status();
+      return reply;
+    };
     DS_ASSIGN_OR_RETURN(im->http, HttpApi::start(cfg, *im->writer, *im->js, im->metrics, std::move(hooks)));
   }
   // The broker has registered every subscription once this returns, so a

@@ -24,6 +24,8 @@ std::string encode(const HeartbeatReply& m);
 std::string encode(const DeltaBatch& m);
 std::string encode(const SnapshotRequest& m);
 std::string encode(const SnapshotReply& m);
+std::string encode(const DigestRequest& m);
+std::string encode(const DigestReply& m);
 
 Result<IngestRequest> decode_ingest_request(std::string_view bytes);
 Result<IngestReply> decode_ingest_reply(std::string_view bytes);
@@ -34,6 +36,8 @@ Result<HeartbeatReply> decode_heartbeat_reply(std::string_view bytes);
 Result<DeltaBatch> decode_delta_batch(std::string_view bytes);
 Result<SnapshotRequest> decode_snapshot_request(std::string_view bytes);
 Result<SnapshotReply> decode_snapshot_reply(std::string_view bytes);
+Result<DigestRequest> decode_digest_request(std::string_view bytes);
+Result<DigestReply> decode_digest_reply(std::string_view bytes);
 
 // JSON ingest: the same shape as the msgpack ingest request
 // ({"producer":..,"seq":..,"records":[..]}). Blob values are base64 strings

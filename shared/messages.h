@@ -156,4 +156,24 @@ struct SnapshotReply {
   bool operator==(const SnapshotReply&) const = default;
 };
 
+// ---- digest: hub -> one agent, ds.agent.<agent>.digest (deltasync verify) ----
+struct DigestRequest {
+  std::vector<std::string> types;    // empty = every type the agent takes
+  bool operator==(const DigestRequest&) const = default;
+};
+struct TypeDigest {
+  std::string partition = "*";       // the agent's subscription partition
+  uint64_t version = 0;              // checkpoint version
+  int64_t ts = 0;                    // checkpoint business time
+  uint64_t rows = 0;                 // live rows
+  std::string digest;                // Digest::hex() of the live rows (shared/digest.h)
+  bool operator==(const TypeDigest&) const = default;
+};
+struct DigestReply {
+  std::optional<WireError> error;
+  std::string agent;
+  std::map<std::string, TypeDigest> types;  // by type
+  bool operator==(const DigestReply&) const = default;
+};
+
 }  // namespace ds

@@ -107,6 +107,7 @@ std::string Subjects::snapshot(std::string_view agent) const { return join(p_ + 
 std::string Subjects::snapshot_wildcard() const { return p_ + ".hub.snapshot.*"; }
 std::string Subjects::heartbeat(std::string_view type) const { return join(p_ + ".hb", type); }
 std::string Subjects::probe(std::string_view agent) const { return join(join(p_ + ".agent", agent), "hb"); }
+std::string Subjects::digest(std::string_view agent) const { return join(join(p_ + ".agent", agent), "digest"); }
 std::string Subjects::delta(std::string_view type, std::string_view partition) const {
   return join(join(p_ + ".delta", type), partition);
 }

@@ -39,6 +39,7 @@ class Subjects {
   std::string snapshot_wildcard() const;                         // ds.hub.snapshot.*
   std::string heartbeat(std::string_view type) const;            // ds.hb.<type>
   std::string probe(std::string_view agent) const;               // ds.agent.<agent>.hb
+  std::string digest(std::string_view agent) const;              // ds.agent.<agent>.digest
   std::string delta(std::string_view type, std::string_view partition) const;  // ds.delta.<type>.<partition>
   std::string delta_filter(std::string_view type) const;         // ds.delta.<type>.>
   std::string push(std::string_view agent, std::string_view type) const;  // ds.push.<agent>.<type>

@@ -79,20 +79,43 @@ int cmd_types(const HubOptions& hub) {
     return kExitOk;
   }
   Table t({"TYPE", "KEY", "PARTITION", "VERSION", "PUBLISHED", "STREAM MSGS", "COLUMNS"});
-  for (const auto& ty : j.value("types", nlohmann::json::array())) {
+  for (const auto& ty : j) {
     std::string columns;
-    for (const auto& c : ty.value("schema", nlohmann::json::object()).value("columns", nlohmann::json::array())) {
+    for (const auto& c : ty.value("columns", nlohmann::json::array())) {
       if (!columns.empty()) columns += ",";
       columns += text(c.value("name", nlohmann::json())) + ":" + text(c.value("type", nlohmann::json()));
     }
-    const auto schema = ty.value("schema", nlohmann::json::object());
-    t.add({text(ty.value("name", nlohmann::json())), text(schema.value("key", nlohmann::json())),
-           text(schema.value("partition", nlohmann::json())), text(ty.value("version", nlohmann::json())),
+    t.add({text(ty.value("name", nlohmann::json())), text(ty.value("key", nlohmann::json())),
+           text(ty.value("partition", nlohmann::json())), text(ty.value("version", nlohmann::json())),
            text(ty.value("published_version", nlohmann::json())),
            text(ty.value("stream", nlohmann::json::object()).value("messages", nlohmann::json())), columns});
   }
   t.print();
   return kExitOk;
+}
+
+int cmd_verify(const HubOptions& hub, bool quiet) {
+  nlohmann::json j;
+  if (int rc = run_get_json(hub, "/v1/verify", j)) return rc;
+  const bool ok = j.value("ok", false);
+  if (hub.json) {
+    fmt::print("{}\n", j.dump(2));
+  } else if (!quiet) {
+    Table t({"AGENT", "STATE", "TYPE", "PARTITION", "HUB VERSION", "AGENT VERSION", "HUB ROWS", "AGENT ROWS",
+             "DIGEST", "LAG (business ms)"});
+    for (const auto& r : j.value("rows", nlohmann::json::array())) {
+      std::string digest = r.value("match", false) ? "match" : "DIFFERS";
+      if (r.contains("error")) digest = "ERROR: " + text(r["error"]);
+      t.add({text(r.value("agent", nlohmann::json())), text(r.value("state", nlohmann::json())),
+             text(r.value("type", nlohmann::json())), text(r.value("partition", nlohmann::json())),
+             text(r.value("hub_version", nlohmann::json())), text(r.value("agent_version", nlohmann::json())),
+             text(r.value("hub_rows", nlohmann::json())), text(r.value("agent_rows", nlohmann::json())), digest,
+             text(r.value("lag_ms", nlohmann::json()))});
+    }
+    t.print();
+    fmt::print("{}\n", ok ? "every agent converged" : "DIVERGENCE: some replicas differ from the hub");
+  }
+  return ok ? kExitOk : kExitFailure;
 }
 
 int cmd_agents(const HubOptions& hub) {
@@ -217,12 +240,11 @@ int cmd_push(const PushArgs& a, const HubOptions& hub) {
     auto types = client->get_json("/v1/types");
     if (!types) return fail(types.status().with_context("reading the schema of '" + a.type + "' for CSV input"));
     bool found = false;
-    for (const auto& ty : types->value("types", nlohmann::json::array())) {
+    for (const auto& ty : *types) {
       if (ty.value("name", "") != a.type) continue;
-      const auto& js = ty["schema"];
-      schema.key = js.value("key", "");
-      if (js.contains("partition") && js["partition"].is_string()) schema.partition = js["partition"].get<std::string>();
-      for (const auto& c : js.value("columns", nlohmann::json::array())) {
+      schema.key = ty.value("key", "");
+      if (ty.contains("partition") && ty["partition"].is_string()) schema.partition = ty["partition"].get<std::string>();
+      for (const auto& c : ty.value("columns", nlohmann::json::array())) {
         auto ct = column_type_from_name(c.value("type", ""));
         if (!ct) return fail(ct.status());
         schema.columns.push_back({c.value("name", ""), *ct});
@@ -408,6 +430,13 @@ int run_cli(int argc, char** argv) {
       return kExitOk;
     };
   });
+
+  bool verify_quiet = false;
+  auto* verify = app.add_subcommand(
+      "verify", "compare every agent's replica with the hub (rows and digest per type); exit 1 on divergence");
+  hub.add_to(verify);
+  verify->add_flag("-q,--quiet", verify_quiet, "print nothing; the exit code tells");
+  verify->callback([&] { action = [&] { return cmd_verify(hub, verify_quiet); }; });
 
   std::string agent;
   auto* retire = app.add_subcommand("retire", "retire an agent: remove its consumers, stop expecting heartbeats");
