@@ -174,7 +174,13 @@ Status StreamPublisher::reconcile_type(QueryStore& store, const std::string& typ
 
 Status StreamPublisher::reconcile(QueryStore& store) {
   ++metrics_.reconciliations;
-  Status first;
+  // A broker that lost its store (or an operator who deleted a stream) comes
+  // back without the streams: recreate them, then refill them from the log.
+  Status first = ensure_streams();
+  if (!first.is_ok()) {
+    spdlog::error("reconcile: {}", first.to_string());
+    return first;
+  }
   for (const TypeConfig& t : config_.types) {
     Status s = reconcile_type(store, t.name);
     if (!s.is_ok()) {

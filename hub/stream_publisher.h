@@ -17,7 +17,9 @@
 // published mark is moved to it (forward after a crash between publish and
 // mark; backward when the broker lost acknowledged messages, as nats-server
 // 2.9 may on a host crash), and everything after it is republished. A stream
-// whose last message is gone (aged out) keeps the log's mark.
+// whose last message is gone (aged out) keeps the log's mark. Missing streams
+// are created first, so a broker that lost its whole store is refilled from
+// the log.
 //
 // Thread-safety: none; used by the ingest writer thread only (it owns the
 // writer QueryStore the publisher reads and marks).

@@ -12,8 +12,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <thread>
 
+#include "hub/hub.h"
 #include "tests/harness/hub_process.h"
 #include "tests/integration/hub_test_util.h"
 
@@ -160,6 +162,45 @@ TEST_F(HubRecoveryTest, SigtermAnswersEveryIngestAlreadyReceivedAndExitsZero) {
   EXPECT_EQ(reader->type_state("price")->version, static_cast<uint64_t>(kRequests));
   EXPECT_EQ(reader->type_state("price")->published_version, static_cast<uint64_t>(kRequests));
   EXPECT_EQ(hub_->log_count("hub: stopped"), 1u) << hub_->log_text();
+}
+
+// The broker comes back without its store (a lost disk, or nats-server 2.9
+// losing messages it acked but had not synced): on reconnect the hub
+// recreates the streams and refills them from its change log.
+TEST_F(HubRecoveryTest, BrokerThatLostItsStoreIsRefilledFromTheLogOnReconnect) {
+  auto started = Hub::start(config_);
+  ASSERT_TRUE(started.is_ok()) << started.status().to_string();
+  std::unique_ptr<Hub> hub = std::move(started).value();
+  ASSERT_TRUE(ingest(*nc_, "price", two_prices())->ok());
+  IngestRequest stock;
+  stock.records = {stock_record("a", "store-1", 1), stock_record("b", "store-2", 2)};
+  ASSERT_TRUE(ingest(*nc_, "stock", stock)->ok());
+  ASSERT_EQ(stream_messages(*js_, "DS_STOCK").size(), 2u);
+
+  ASSERT_TRUE(server_->stop().is_ok());
+  std::filesystem::remove_all(server_->store_dir());
+  std::filesystem::create_directories(server_->store_dir());
+  ASSERT_TRUE(server_->start().is_ok());
+
+  ASSERT_TRUE(eventually([&] {
+    return stream_messages(*js_, "DS_PRICE").size() == 1 && stream_messages(*js_, "DS_STOCK").size() == 2;
+  }));
+  auto messages = stream_messages(*js_, "DS_STOCK");
+  EXPECT_EQ(messages[0].msg_id, std::optional<std::string>("stock:1"));
+  EXPECT_EQ(messages[1].msg_id, std::optional<std::string>("stock:2"));
+  // The log's published marks now name the new stream's sequences.
+  EXPECT_TRUE(eventually([&] {
+    auto reader = open_reader(config_);
+    auto st = reader ? reader->type_state("stock") : Result<TypeState>(Status::internal("no reader"));
+    return st.is_ok() && st->published_batch == 2 && st->published_seq == 2;
+  }));
+  // And ingest goes on.
+  IngestRequest more;
+  more.records = {price_record("sku-3", 3.0)};
+  auto reply = ingest(*nc_, "price", more);
+  ASSERT_TRUE(reply.is_ok() && reply->ok()) << reply.status().to_string();
+  EXPECT_EQ(reply->first_version, 3u);
+  hub->stop();
 }
 
 }  // namespace
