@@ -41,9 +41,10 @@ if [ $build -eq 1 ]; then
     exit 1
   fi
 fi
-bin="$root/${DELTASYNC_BUILD_DIR:-build}"
+bin="${DELTASYNC_BUILD_DIR:-build}"
+case "$bin" in /*) ;; *) bin="$root/$bin" ;; esac
+work="${DELTASYNC_DEMO_DIR:-$root/run/demo}"
 
-work="$root/run/demo"
 rm -rf "$work"
 mkdir -p "$work"
 cd "$work"

@@ -1,7 +1,3 @@
-// restinio 0.6 still calls asio::buffer_cast, which ASIO_NO_DEPRECATED (set
-// project-wide on the asio target) removes; this file alone includes
-// restinio, and asio is header-only, so lifting it here is contained.
-#undef ASIO_NO_DEPRECATED
 #include <restinio/all.hpp>
 
 #include "hub/http_api.h"

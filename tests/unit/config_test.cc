@@ -84,15 +84,15 @@ TEST(ConfigExamplesTest, HubExampleLoads) {
   EXPECT_EQ(c->path, path);
   EXPECT_EQ(c->name, "retail-central");
   EXPECT_EQ(c->store_path, (kDeployDir / "data/hub.db").string());
-  EXPECT_EQ(c->nats.creds_file, (kDeployDir / "creds/hub.creds").string());
+  EXPECT_EQ(c->nats.nkey_seed_file, (kDeployDir / "creds/hub.nk").string());
   ASSERT_EQ(c->types.size(), 3u);
 
   const TypeConfig* prices = c->find_type("prices");
   ASSERT_NE(prices, nullptr);
-  EXPECT_EQ(prices->schema.key, "sku");
+  EXPECT_EQ(prices->schema.key, "id");
   EXPECT_EQ(prices->schema.partition, "store_id");
-  ASSERT_EQ(prices->schema.columns.size(), 4u);
-  EXPECT_EQ(prices->schema.columns[1], (Column{"price", ColumnType::kReal}));
+  ASSERT_EQ(prices->schema.columns.size(), 5u);
+  EXPECT_EQ(prices->schema.columns[2], (Column{"price", ColumnType::kReal}));
   EXPECT_EQ(prices->max_age_s, 7 * 86400);
   EXPECT_EQ(prices->max_bytes, int64_t{2} << 30);
   EXPECT_EQ(prices->freshness_objective_s, 300);
