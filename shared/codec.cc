@@ -53,23 +53,7 @@ constexpr size_t kMaxDepth = 40;
 // stays below kMaxDepth with room for the message structure around a value.
 constexpr int kMaxJsonDepth = 32;
 
-std::string shown(std::string_view s) {
-  constexpr size_t kMaxShown = 80;
-  std::string out = "'";
-  for (size_t i = 0; i < s.size() && i < kMaxShown; ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'') {
-      out += static_cast<char>(c);
-    } else {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    }
-  }
-  if (s.size() > kMaxShown) out += "...";
-  out += "'";
-  return out;
-}
+std::string shown(std::string_view s) { return quoted_for_message(s); }
 
 // Dumps never throw on strings that are not UTF-8 (msgpack str does not
 // promise UTF-8); such bytes become U+FFFD.
@@ -222,6 +206,17 @@ class Writer {
   msgpack::sbuffer buf_;
   msgpack::packer<msgpack::sbuffer> pk_{buf_};
 };
+
+// {ok: false, error: {...}}: how every reply says the request was refused.
+std::string error_reply(const WireError& e) {
+  Writer w;
+  w.map(2);
+  w.str("ok");
+  w.boolean(false);
+  w.str("error");
+  w.error(e);
+  return w.take();
+}
 
 void write_ingest_record(Writer& w, const IngestRecord& r) {
   const bool has_fields = !r.fields.empty();
@@ -804,22 +799,15 @@ std::string encode(const IngestRequest& m) {
 }
 
 std::string encode(const IngestReply& m) {
+  if (m.error) return error_reply(*m.error);
   Writer w;
-  if (m.error) {
-    w.map(2);
-    w.str("ok");
-    w.boolean(false);
-    w.str("error");
-    w.error(*m.error);
-  } else {
-    w.map(3);
-    w.str("ok");
-    w.boolean(true);
-    w.str("first_version");
-    w.u64(m.first_version);
-    w.str("last_version");
-    w.u64(m.last_version);
-  }
+  w.map(3);
+  w.str("ok");
+  w.boolean(true);
+  w.str("first_version");
+  w.u64(m.first_version);
+  w.str("last_version");
+  w.u64(m.last_version);
   return w.take();
 }
 
@@ -854,14 +842,7 @@ std::string encode(const RegisterRequest& m) {
 
 std::string encode(const RegisterReply& m) {
   Writer w;
-  if (m.error) {
-    w.map(2);
-    w.str("ok");
-    w.boolean(false);
-    w.str("error");
-    w.error(*m.error);
-    return w.take();
-  }
+  if (m.error) return error_reply(*m.error);
   w.map(3);
   w.str("ok");
   w.boolean(true);
@@ -978,14 +959,7 @@ std::string encode(const SnapshotRequest& m) {
 
 std::string encode(const SnapshotReply& m) {
   Writer w;
-  if (m.error) {
-    w.map(2);
-    w.str("ok");
-    w.boolean(false);
-    w.str("error");
-    w.error(*m.error);
-    return w.take();
-  }
+  if (m.error) return error_reply(*m.error);
   w.map(4);
   w.str("records");
   w.array(m.records.size());
@@ -1020,14 +994,7 @@ std::string encode(const DigestRequest& m) {
 
 std::string encode(const DigestReply& m) {
   Writer w;
-  if (m.error) {
-    w.map(2);
-    w.str("ok");
-    w.boolean(false);
-    w.str("error");
-    w.error(*m.error);
-    return w.take();
-  }
+  if (m.error) return error_reply(*m.error);
   w.map(2);
   w.str("agent");
   w.str(m.agent);

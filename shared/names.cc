@@ -8,25 +8,6 @@ namespace {
 
 constexpr size_t kMaxNameChars = 64;
 
-// Identifiers end up in error messages that people read and in log lines, so a
-// hostile value is shown escaped and cut short rather than verbatim.
-std::string shown(std::string_view s) {
-  constexpr size_t kMaxShown = 80;
-  std::string out = "'";
-  for (size_t i = 0; i < s.size() && i < kMaxShown; ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'') {
-      out += static_cast<char>(c);
-    } else {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    }
-  }
-  if (s.size() > kMaxShown) out += "...";
-  out += "'";
-  return out;
-}
 
 bool is_lower_or_digit_or_underscore(char c) {
   return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
@@ -53,13 +34,13 @@ Status validate_type_name(std::string_view name) {
   bool valid = !name.empty() && name.size() <= kMaxNameChars && name[0] >= 'a' && name[0] <= 'z';
   for (size_t i = 1; valid && i < name.size(); ++i) valid = is_lower_or_digit_or_underscore(name[i]);
   if (valid) return Status::ok();
-  return Status::invalid_argument("invalid business type name " + shown(name) +
+  return Status::invalid_argument("invalid business type name " + quoted_for_message(name) +
                                   ": use 1-64 characters from a-z 0-9 _, starting with a letter a-z");
 }
 
 Status validate_agent_id(std::string_view id) {
   if (is_token(id)) return Status::ok();
-  return Status::invalid_argument("invalid agent id " + shown(id) +
+  return Status::invalid_argument("invalid agent id " + quoted_for_message(id) +
                                   ": use 1-64 characters from A-Z a-z 0-9 _ -");
 }
 
@@ -68,7 +49,7 @@ Status validate_partition(std::string_view partition) {
     return Status::invalid_argument("invalid partition '_all': it is reserved for records without a partition");
   }
   if (is_token(partition)) return Status::ok();
-  return Status::invalid_argument("invalid partition " + shown(partition) +
+  return Status::invalid_argument("invalid partition " + quoted_for_message(partition) +
                                   ": use 1-64 characters from A-Z a-z 0-9 _ -");
 }
 
@@ -84,7 +65,7 @@ Status validate_subject_prefix(std::string_view prefix) {
     }
   }
   if (valid) return Status::ok();
-  return Status::invalid_argument("invalid subject prefix " + shown(prefix) +
+  return Status::invalid_argument("invalid subject prefix " + quoted_for_message(prefix) +
                                   ": use one or more tokens of A-Z a-z 0-9 _ - separated by '.'");
 }
 
@@ -107,6 +88,24 @@ std::string Subjects::snapshot(std::string_view agent) const { return join(p_ + 
 std::string Subjects::snapshot_wildcard() const { return p_ + ".hub.snapshot.*"; }
 std::string Subjects::heartbeat(std::string_view type) const { return join(p_ + ".hb", type); }
 std::string Subjects::probe(std::string_view agent) const { return join(join(p_ + ".agent", agent), "hb"); }
+std::string quoted_for_message(std::string_view s) {
+  constexpr size_t kMaxShown = 80;
+  std::string out = "'";
+  for (size_t i = 0; i < s.size() && i < kMaxShown; ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'') {
+      out += static_cast<char>(c);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    }
+  }
+  if (s.size() > kMaxShown) out += "...";
+  out += "'";
+  return out;
+}
+
 std::string Subjects::digest(std::string_view agent) const { return join(join(p_ + ".agent", agent), "digest"); }
 std::string Subjects::delta(std::string_view type, std::string_view partition) const {
   return join(join(p_ + ".delta", type), partition);

@@ -15,6 +15,11 @@ inline constexpr std::string_view kAllPartitions = "_all";
 // Subscription partition meaning "every partition".
 inline constexpr std::string_view kAnyPartition = "*";
 
+// A value as shown in an error message or log line: single-quoted, with
+// control and non-ASCII bytes escaped (\xNN) and cut after 80 characters, so a
+// hostile identifier cannot forge log lines.
+std::string quoted_for_message(std::string_view s);
+
 // Business type names: [a-z][a-z0-9_]*, at most 64 characters.
 Status validate_type_name(std::string_view name);
 // Agent ids: [A-Za-z0-9_-]{1,64}.

@@ -311,6 +311,51 @@ TEST(CodecRoundTripTest, SnapshotReplyOkAndError) {
   EXPECT_EQ(*failed_back, failed);
 }
 
+TEST(CodecRoundTripTest, DigestRequestAndReply) {
+  DigestRequest req{{"prices", "products"}};
+  Result<DigestRequest> req_back = decode_digest_request(encode(req));
+  ASSERT_TRUE(req_back.is_ok()) << req_back.status().to_string();
+  EXPECT_EQ(*req_back, req);
+
+  DigestReply m;
+  m.agent = "store-1";
+  m.types["prices"] = TypeDigest{"store-1", 42, 1700000000000, 3, "3:00000000deadbeef"};
+  m.types["products"] = TypeDigest{"*", 7, 0, 0, "0:0000000000000000"};
+  Result<DigestReply> back = decode_digest_reply(encode(m));
+  ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+  EXPECT_EQ(*back, m);
+
+  DigestReply failed;
+  failed.error = WireError{StatusCode::kUnavailable, "replica busy", std::nullopt};
+  Result<DigestReply> failed_back = decode_digest_reply(encode(failed));
+  ASSERT_TRUE(failed_back.is_ok()) << failed_back.status().to_string();
+  EXPECT_EQ(*failed_back, failed);
+}
+
+TEST(CodecMalformedTest, DigestMessagesNameTheBadField) {
+  DigestRequest bad_type{{"Not A Type"}};
+  Result<DigestRequest> r = decode_digest_request(encode(bad_type));
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("types[0]"), std::string::npos) << r.status().message();
+
+  DigestReply bad_agent;
+  bad_agent.agent = "no spaces allowed";
+  Result<DigestReply> a = decode_digest_reply(encode(bad_agent));
+  ASSERT_FALSE(a.is_ok());
+  EXPECT_NE(a.status().message().find("agent"), std::string::npos) << a.status().message();
+
+  DigestReply bad_partition;
+  bad_partition.agent = "store-1";
+  bad_partition.types["prices"] = TypeDigest{"a.b", 1, 0, 1, "1:0"};
+  Result<DigestReply> p = decode_digest_reply(encode(bad_partition));
+  ASSERT_FALSE(p.is_ok());
+  EXPECT_NE(p.status().message().find("types.prices.partition"), std::string::npos) << p.status().message();
+
+  const std::string full = encode(DigestRequest{{"prices"}});
+  EXPECT_FALSE(decode_digest_request(std::string_view(full).substr(0, full.size() - 1)).is_ok());
+}
+
 TEST(CodecRoundTripTest, UnknownKeysAreIgnored) {
   Result<IngestRequest> r = decode_ingest_request(
       mp(R"({"future":[1,2],"records":[{"key":"k","op":"delete","later":{"x":1}}],"also":null})"));
