@@ -17,18 +17,6 @@ int64_t now_ms() {
       .count();
 }
 
-std::string_view sql_type(ColumnType t) {
-  switch (t) {
-    case ColumnType::kText: return "TEXT";
-    case ColumnType::kInteger: return "INTEGER";
-    case ColumnType::kReal: return "REAL";
-    case ColumnType::kBool: return "INTEGER";
-    case ColumnType::kBlob: return "BLOB";
-    case ColumnType::kJson: return "TEXT";
-  }
-  return "TEXT";
-}
-
 std::string staging_table(const std::string& type) { return "_deltasync_staging_" + type; }
 
 // The CREATE TABLE text of a type's table (also used for its staging table).
@@ -36,7 +24,7 @@ std::string create_table_sql(const std::string& table, const TypeSchema& schema)
   std::string sql = "CREATE TABLE IF NOT EXISTS " + quote_identifier(table) + " (" +
                     quote_identifier(schema.key) + " TEXT PRIMARY KEY NOT NULL";
   for (const Column& c : schema.columns) {
-    sql += ", " + quote_identifier(c.name) + " " + std::string(sql_type(c.type));
+    sql += ", " + quote_identifier(c.name) + " " + std::string(sql_column_type(c.type));
   }
   sql += ", _version INTEGER NOT NULL, _ts INTEGER, _hub_ts INTEGER)";
   return sql;
@@ -51,16 +39,6 @@ std::string column_list(const TypeSchema& schema) {
 }
 
 }  // namespace
-
-std::string quote_identifier(const std::string& name) {
-  std::string q = "\"";
-  for (char c : name) {
-    if (c == '"') q += '"';
-    q += c;
-  }
-  q += '"';
-  return q;
-}
 
 std::string schema_to_json(const TypeSchema& schema) {
   nlohmann::json j;
@@ -171,7 +149,7 @@ Status Replica::ensure_table(const std::string& type, const TypeSchema& schema) 
   for (const Column& c : schema.columns) {
     if (present.count(c.name)) continue;
     DS_RETURN_IF_ERROR(db_->exec("ALTER TABLE " + quote_identifier(type) + " ADD COLUMN " +
-                                 quote_identifier(c.name) + " " + std::string(sql_type(c.type))));
+                                 quote_identifier(c.name) + " " + std::string(sql_column_type(c.type))));
   }
   {
     DS_ASSIGN_OR_RETURN(auto up, db_->prepare(

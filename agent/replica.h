@@ -142,8 +142,6 @@ class Replica {
   std::map<std::string, TypeSchema> schemas_;
 };
 
-// "<type>" quoted as an SQL identifier.
-std::string quote_identifier(const std::string& name);
 // Schema <-> JSON text as stored in _deltasync_checkpoint.schema.
 std::string schema_to_json(const TypeSchema& schema);
 Result<TypeSchema> schema_from_json(const std::string& json);

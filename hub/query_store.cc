@@ -14,29 +14,7 @@ namespace {
 
 // Identifiers come from validated names ([a-z][a-z0-9_]* types and config
 // column names), but are quoted anyway so no column name can be read as SQL.
-std::string quote_ident(std::string_view name) {
-  std::string q = "\"";
-  for (char c : name) {
-    if (c == '"') q += '"';
-    q += c;
-  }
-  q += '"';
-  return q;
-}
-
-std::string table_of(std::string_view type) { return quote_ident("t_" + std::string(type)); }
-
-std::string_view sql_type(ColumnType t) {
-  switch (t) {
-    case ColumnType::kText: return "TEXT";
-    case ColumnType::kInteger: return "INTEGER";
-    case ColumnType::kReal: return "REAL";
-    case ColumnType::kBool: return "INTEGER";
-    case ColumnType::kBlob: return "BLOB";
-    case ColumnType::kJson: return "TEXT";
-  }
-  return "";
-}
+std::string table_of(std::string_view type) { return quote_identifier("t_" + std::string(type)); }
 
 // ---- the change log's `fields` blob -----------------------------------------
 // A msgpack map {column: value}: nil, bool, int64, float64, str, bin. A json
@@ -225,7 +203,7 @@ Status create_or_upgrade_type(Database& db, const TypeConfig& type) {
   if (have.empty()) {
     std::string sql = "CREATE TABLE " + table + "(_key TEXT PRIMARY KEY";
     for (const Column& c : type.schema.columns) {
-      sql += ", " + quote_ident(c.name) + " " + std::string(sql_type(c.type));
+      sql += ", " + quote_identifier(c.name) + " " + std::string(sql_column_type(c.type));
     }
     sql +=
         ", _partition TEXT NOT NULL, _version INTEGER NOT NULL, _ts INTEGER NOT NULL,"
@@ -235,13 +213,13 @@ Status create_or_upgrade_type(Database& db, const TypeConfig& type) {
   } else {
     for (const Column& c : type.schema.columns) {
       if (have.count(c.name) != 0) continue;
-      DS_RETURN_IF_ERROR(db.exec("ALTER TABLE " + table + " ADD COLUMN " + quote_ident(c.name) + " " +
-                                 std::string(sql_type(c.type))));
+      DS_RETURN_IF_ERROR(db.exec("ALTER TABLE " + table + " ADD COLUMN " + quote_identifier(c.name) + " " +
+                                 std::string(sql_column_type(c.type))));
       spdlog::info("query store: type '{}': added column '{}' ({})", type.name, c.name,
                    column_type_name(c.type));
     }
   }
-  DS_RETURN_IF_ERROR(db.exec("CREATE INDEX IF NOT EXISTS " + quote_ident("t_" + type.name + "_by_partition") +
+  DS_RETURN_IF_ERROR(db.exec("CREATE INDEX IF NOT EXISTS " + quote_identifier("t_" + type.name + "_by_partition") +
                              " ON " + table + "(_partition, _key)"));
   DS_ASSIGN_OR_RETURN(Statement ins, db.prepare("INSERT OR IGNORE INTO type_state(type) VALUES(?)"));
   ins.bind(1, type.name);
@@ -338,9 +316,9 @@ Result<std::vector<BatchOutcome>> QueryStore::commit(const std::vector<CommitBat
       std::string vals = "?";
       std::string sets;
       for (const auto& [name, value] : r.fields) {
-        cols += ", " + quote_ident(name);
+        cols += ", " + quote_identifier(name);
         vals += ", ?";
-        sets += quote_ident(name) + " = excluded." + quote_ident(name) + ", ";
+        sets += quote_identifier(name) + " = excluded." + quote_identifier(name) + ", ";
       }
       const std::string sql = "INSERT INTO " + table + "(" + cols +
                               ", _partition, _version, _ts, _hub_ts, _deleted) VALUES(" + vals +
@@ -359,7 +337,7 @@ Result<std::vector<BatchOutcome>> QueryStore::commit(const std::vector<CommitBat
       DS_RETURN_IF_ERROR(use->run());
     } else {
       std::string clear;
-      for (const Column& c : type.schema.columns) clear += quote_ident(c.name) + " = NULL, ";
+      for (const Column& c : type.schema.columns) clear += quote_identifier(c.name) + " = NULL, ";
       const std::string sql = "INSERT INTO " + table +
                               "(_key, _partition, _version, _ts, _hub_ts, _deleted) VALUES(?, ?, ?, ?, ?, 1)"
                               " ON CONFLICT(_key) DO UPDATE SET " +
@@ -557,7 +535,7 @@ namespace {
 // "_key, "<c1>", ..., _partition, _version, _ts, _hub_ts, _deleted"
 std::string record_columns(const TypeConfig& type) {
   std::string cols = "_key";
-  for (const Column& c : type.schema.columns) cols += ", " + quote_ident(c.name);
+  for (const Column& c : type.schema.columns) cols += ", " + quote_identifier(c.name);
   return cols + ", _partition, _version, _ts, _hub_ts, _deleted";
 }
 

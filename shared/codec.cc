@@ -544,22 +544,28 @@ Status read_register_reply(const msgpack::object& o, RegisterReply& out) {
   return Status::ok();
 }
 
+// A required array of business type names, each validated.
+Status read_type_names(const MapReader& m, std::string_view name, std::vector<std::string>& out) {
+  const msgpack::object* list = nullptr;
+  DS_RETURN_IF_ERROR(m.required(name, list));
+  const std::string field(name);
+  std::span<const msgpack::object> items;
+  DS_RETURN_IF_ERROR(read_array(*list, field, items));
+  DS_RETURN_IF_ERROR(check_count(field, items.size(), kMaxBatchRecords, field));
+  out.resize(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    const std::string path = index_path(field, i);
+    DS_RETURN_IF_ERROR(read(items[i], path, out[i]));
+    DS_RETURN_IF_ERROR(validate_type_name(out[i]).with_context(path));
+  }
+  return Status::ok();
+}
+
 Status read_heartbeat_request(const msgpack::object& o, HeartbeatRequest& out) {
   DS_ASSIGN_OR_RETURN(MapReader m, MapReader::open(o, ""));
   DS_RETURN_IF_ERROR(m.required("hub", out.hub));
   DS_RETURN_IF_ERROR(m.required("ts", out.ts));
-  const msgpack::object* types = nullptr;
-  DS_RETURN_IF_ERROR(m.required("types", types));
-  std::span<const msgpack::object> items;
-  DS_RETURN_IF_ERROR(read_array(*types, "types", items));
-  DS_RETURN_IF_ERROR(check_count("types", items.size(), kMaxBatchRecords, "types"));
-  out.types.resize(items.size());
-  for (size_t i = 0; i < items.size(); ++i) {
-    const std::string path = index_path("types", i);
-    DS_RETURN_IF_ERROR(read(items[i], path, out.types[i]));
-    DS_RETURN_IF_ERROR(validate_type_name(out.types[i]).with_context(path));
-  }
-  return Status::ok();
+  return read_type_names(m, "types", out.types);
 }
 
 Status read_checkpoint(const msgpack::object& o, const std::string& path, Checkpoint& c) {
@@ -680,18 +686,7 @@ Status read_snapshot_reply(const msgpack::object& o, SnapshotReply& out) {
 
 Status read_digest_request(const msgpack::object& o, DigestRequest& out) {
   DS_ASSIGN_OR_RETURN(MapReader m, MapReader::open(o, ""));
-  const msgpack::object* types = nullptr;
-  DS_RETURN_IF_ERROR(m.required("types", types));
-  std::span<const msgpack::object> items;
-  DS_RETURN_IF_ERROR(read_array(*types, "types", items));
-  DS_RETURN_IF_ERROR(check_count("types", items.size(), kMaxBatchRecords, "types"));
-  out.types.resize(items.size());
-  for (size_t i = 0; i < items.size(); ++i) {
-    const std::string path = index_path("types", i);
-    DS_RETURN_IF_ERROR(read(items[i], path, out.types[i]));
-    DS_RETURN_IF_ERROR(validate_type_name(out.types[i]).with_context(path));
-  }
-  return Status::ok();
+  return read_type_names(m, "types", out.types);
 }
 
 Status read_type_digest(const msgpack::object& o, const std::string& path, TypeDigest& d) {

@@ -1,5 +1,7 @@
 #include "shared/nats.h"
 
+#include "shared/nkeys.h"
+
 #include <nats/nats.h>
 #include <sodium.h>
 #include <spdlog/spdlog.h>
@@ -143,87 +145,9 @@ Status nats_status(int s, std::string_view context) {
   return make_status(static_cast<natsStatus>(s), 0, context);
 }
 
-// ---------------------------------------------------------------------------
-// nkeys: an encoded key is base32 (RFC 4648, no padding) of
-// [prefix bytes | 32 key bytes | CRC-16/XMODEM little-endian]. A seed has two
-// prefix bytes (seed marker plus the key type spread over them), a public key
-// one (the key type). The public key is the ed25519 key of the seed.
-
-namespace {
-
-constexpr uint8_t kNkeySeedPrefix = 18 << 3;  // 'S'
-constexpr uint8_t kNkeyUserPrefix = 20 << 3;  // 'U'
-constexpr std::string_view kBase32Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-
-uint16_t crc16_xmodem(const uint8_t* data, size_t n) {
-  uint16_t crc = 0;
-  for (size_t i = 0; i < n; ++i) {
-    crc = static_cast<uint16_t>(crc ^ (static_cast<uint16_t>(data[i]) << 8));
-    for (int b = 0; b < 8; ++b) {
-      crc = (crc & 0x8000) != 0 ? static_cast<uint16_t>((crc << 1) ^ 0x1021) : static_cast<uint16_t>(crc << 1);
-    }
-  }
-  return crc;
-}
-
-std::optional<std::vector<uint8_t>> base32_decode(std::string_view text) {
-  std::vector<uint8_t> out;
-  uint32_t buffer = 0;
-  int bits = 0;
-  for (char c : text) {
-    const auto pos = kBase32Alphabet.find(c);
-    if (pos == std::string_view::npos) return std::nullopt;
-    buffer = (buffer << 5) | static_cast<uint32_t>(pos);
-    bits += 5;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<uint8_t>((buffer >> bits) & 0xff));
-    }
-  }
-  return out;
-}
-
-std::string base32_encode(const std::vector<uint8_t>& data) {
-  std::string out;
-  uint32_t buffer = 0;
-  int bits = 0;
-  for (uint8_t byte : data) {
-    buffer = (buffer << 8) | byte;
-    bits += 8;
-    while (bits >= 5) {
-      bits -= 5;
-      out.push_back(kBase32Alphabet[(buffer >> bits) & 31]);
-    }
-  }
-  if (bits > 0) out.push_back(kBase32Alphabet[(buffer << (5 - bits)) & 31]);
-  return out;
-}
-
-}  // namespace
-
 Result<std::string> nkey_public_key_from_seed(std::string_view seed) {
-  auto raw = base32_decode(seed);
-  if (!raw || raw->size() != 2 + crypto_sign_SEEDBYTES + 2) {
-    return Status::invalid_argument("nkey seed: not an encoded nkey seed");
-  }
-  const auto& b = *raw;
-  const uint16_t want = static_cast<uint16_t>(b[b.size() - 2] | (b[b.size() - 1] << 8));
-  if (crc16_xmodem(b.data(), b.size() - 2) != want) return Status::invalid_argument("nkey seed: bad checksum");
-  if ((b[0] & 0xf8) != kNkeySeedPrefix) return Status::invalid_argument("nkey seed: not a seed");
-  const auto type = static_cast<uint8_t>(((b[0] & 7) << 5) | ((b[1] & 0xf8) >> 3));
-  if (type != kNkeyUserPrefix) return Status::invalid_argument("nkey seed: not a user seed");
-  if (sodium_init() < 0) return Status::internal("nkey seed: libsodium initialisation failed");
-  unsigned char pk[crypto_sign_PUBLICKEYBYTES];
-  unsigned char sk[crypto_sign_SECRETKEYBYTES];
-  crypto_sign_seed_keypair(pk, sk, b.data() + 2);
-  sodium_memzero(sk, sizeof sk);
-  std::vector<uint8_t> pub;
-  pub.push_back(type);
-  pub.insert(pub.end(), pk, pk + sizeof pk);
-  const uint16_t crc = crc16_xmodem(pub.data(), pub.size());
-  pub.push_back(static_cast<uint8_t>(crc & 0xff));
-  pub.push_back(static_cast<uint8_t>(crc >> 8));
-  return base32_encode(pub);
+  DS_ASSIGN_OR_RETURN(NkeyPair pair, user_nkey_from_seed(seed));
+  return std::move(pair.public_key);
 }
 
 Result<std::string> nkey_public_key_from_seed_file(const std::string& path) {

@@ -362,4 +362,26 @@ Result<int64_t> query_scalar_int64(Database& db, std::string_view sql) {
   return stmt.column_int64(0);
 }
 
+std::string quote_identifier(std::string_view name) {
+  std::string q = "\"";
+  for (char ch : name) {
+    if (ch == '"') q += '"';
+    q += ch;
+  }
+  q += '"';
+  return q;
+}
+
+std::string_view sql_column_type(ColumnType type) {
+  switch (type) {
+    case ColumnType::kText: return "TEXT";
+    case ColumnType::kInteger: return "INTEGER";
+    case ColumnType::kReal: return "REAL";
+    case ColumnType::kBool: return "INTEGER";
+    case ColumnType::kBlob: return "BLOB";
+    case ColumnType::kJson: return "TEXT";
+  }
+  return "TEXT";
+}
+
 }  // namespace ds

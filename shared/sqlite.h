@@ -155,6 +155,11 @@ class Transaction {
 // last error is rc, else sqlite3_errstr(rc); db may be null.
 Status sqlite_status(sqlite3* db, int rc, std::string_view context);
 
+// `name` quoted as an SQL identifier ("a""b" for a"b).
+std::string quote_identifier(std::string_view name);
+// The SQLite column type a business column is stored as.
+std::string_view sql_column_type(ColumnType type);
+
 // Runs a query expected to yield one integer in its first row and column
 // ("SELECT count(*) ...", "PRAGMA user_version"). NotFound when there is no
 // row or the value is NULL.

@@ -13,7 +13,7 @@
 #include <sodium.h>
 
 #include "shared/names.h"
-#include "tools/nkeys.h"
+#include "shared/nkeys.h"
 
 namespace ds {
 namespace {

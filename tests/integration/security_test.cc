@@ -26,7 +26,7 @@
 #include "tests/harness/nats_server.h"
 #include "tests/harness/temp_dir.h"
 #include "tools/creds.h"
-#include "tools/nkeys.h"
+#include "shared/nkeys.h"
 
 namespace ds::testing {
 namespace {

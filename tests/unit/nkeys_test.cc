@@ -1,10 +1,10 @@
-// NATS nkey encoding (tools/nkeys.h): known vectors from the nats sources,
+// NATS nkey encoding (shared/nkeys.h): known vectors from the nats sources,
 // round trips, and the checks that reject damaged keys. Also the pure parts
 // of `deltasync creds` (tools/creds.h): argument parsing, validation, the
 // authorization block text and the file rules. That the block really grants
 // and denies what it says is tests/integration/security_test.cc.
 
-#include "tools/nkeys.h"
+#include "shared/nkeys.h"
 
 #include <sys/stat.h>
 

@@ -1,4 +1,4 @@
-#include "tools/nkeys.h"
+#include "shared/nkeys.h"
 
 #include <sodium.h>
 
