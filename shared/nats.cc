@@ -398,11 +398,25 @@ Status Subscription::drain() {
   natsStatus s = natsSubscription_Drain(state_->sub);
   if (s != NATS_OK) return make_status(s, 0, "drain subscription");
   if (state_->handler_thread.load() == std::this_thread::get_id()) return Status::ok();
-  return make_status(natsSubscription_WaitForDrainCompletion(state_->sub, 30000), 0,
-                     "wait for subscription drain");
+  DS_RETURN_IF_ERROR(make_status(natsSubscription_WaitForDrainCompletion(state_->sub, 30000), 0,
+                                 "wait for subscription drain"));
+  // Drain completion is signalled before cnats closes the subscription; the
+  // complete callback is the last thing it does, so wait for that too.
+  std::unique_lock<std::mutex> lock(state_->mu);
+  if (!state_->cv.wait_for(lock, std::chrono::seconds(30), [this] { return state_->complete; })) {
+    return Status::deadline_exceeded("drain: subscription did not close within 30 s");
+  }
+  return Status::ok();
 }
 
-bool Subscription::valid() const { return state_ && natsSubscription_IsValid(state_->sub); }
+bool Subscription::valid() const {
+  if (!state_) return false;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    if (state_->complete) return false;
+  }
+  return natsSubscription_IsValid(state_->sub);
+}
 
 // ---------------------------------------------------------------------------
 // Connection
