@@ -50,7 +50,9 @@ Status Agent::start() {
   }
   std::vector<std::string> types;
   for (const SubscriptionConfig& sub : config_.subscriptions) types.push_back(sub.type);
-  heartbeats_ = std::make_unique<HeartbeatResponder>(*nc_, subjects, config_.id, board_);
+  heartbeats_ = std::make_unique<HeartbeatResponder>(*nc_, subjects, config_.id, board_, [hook] {
+    if (Registrar* r = hook->load()) r->trigger();
+  });
   DS_RETURN_IF_ERROR(heartbeats_->start(types));
   digests_ = std::make_unique<DigestResponder>(*nc_, config_);
   DS_RETURN_IF_ERROR(digests_->start());

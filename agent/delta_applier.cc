@@ -45,6 +45,16 @@ std::optional<uint64_t> to_u64(std::string_view s) {
 
 Checkpoint to_wire(const ReplicaCheckpoint& cp) { return Checkpoint{cp.version, cp.seq, cp.ts, cp.schema_hash}; }
 
+// The first field of `batch` that is not a column of `schema`, or "".
+std::string unknown_field(const TypeSchema& schema, const DeltaBatch& batch) {
+  for (const Change& c : batch.changes) {
+    for (const auto& [name, value] : c.f) {
+      if (schema.find_column(name) == nullptr) return name;
+    }
+  }
+  return "";
+}
+
 }  // namespace
 
 std::optional<AckInfo> parse_ack_subject(std::string_view reply) {
@@ -174,6 +184,7 @@ void DeltaApplier::run() {
         queue_.push_front(std::move(*it));
       }
       parked_.clear();
+      parked_types_.clear();
     }
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -197,8 +208,9 @@ void DeltaApplier::handle_message(const std::string& type, Message& msg, std::ma
     else spdlog::warn("push: ignoring a message on {} without a JetStream ack subject", msg.subject());
     return;
   }
-  if (replica_.schema(type) == nullptr) {
-    parked_.push_back(Item{type, std::move(msg), nullptr, nullptr});
+  const TypeSchema* schema = replica_.schema(type);
+  if (schema == nullptr || parked_types_.count(type) != 0) {
+    park(type, msg);
     return;
   }
   auto batch = decode_delta_batch(msg.data());
@@ -212,6 +224,14 @@ void DeltaApplier::handle_message(const std::string& type, Message& msg, std::ma
     quarantine_undecodable(type, msg, info->stream_seq, why);
     return;
   }
+  if (const std::string field = unknown_field(*schema, *batch); !field.empty()) {
+    // The hub added a column this replica does not have yet: its schema
+    // arrives with the registration the hub orders (heartbeat "register").
+    spdlog::info("{}: delta uses column '{}' the replica lacks: held until the new schema arrives", type, field);
+    flush(groups, order);
+    park(type, msg);
+    return;
+  }
   auto [it, inserted] = groups.try_emplace(type);
   if (inserted) order.push_back(type);
   Group& g = it->second;
@@ -223,6 +243,11 @@ void DeltaApplier::handle_message(const std::string& type, Message& msg, std::ma
     commit_group(type, g);
     g = Group{};
   }
+}
+
+void DeltaApplier::park(const std::string& type, Message& msg) {
+  parked_types_.insert(type);
+  parked_.push_back(Item{type, std::move(msg), nullptr, nullptr});
 }
 
 void DeltaApplier::flush(std::map<std::string, Group>& groups, std::vector<std::string>& order) {

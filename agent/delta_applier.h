@@ -21,7 +21,10 @@
 // reply subject) is answered when the apply thread reaches it, so a slow
 // replica slows the consumer down; idle heartbeats are ignored. Deliveries of
 // a type whose table does not exist yet (the hub answered registration after
-// creating the consumer) are held until a posted task has run, then retried.
+// creating the consumer), or that use a column the table lacks (the hub added
+// it; the registration bringing the new schema is on its way), are held, with
+// every later delivery of their type, until a posted task has run (such as
+// Registrar's ensure_table), then retried in order: ack-all never skips them.
 // A transient replica failure (busy, disk full) retries the same group with
 // backoff: later deliveries never overtake it, so ack-all cannot skip a gap.
 //
@@ -40,6 +43,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -118,6 +122,8 @@ class DeltaApplier {
                       std::vector<std::string>& order);
   void flush(std::map<std::string, Group>& groups, std::vector<std::string>& order);
   void commit_group(const std::string& type, Group& group);
+  // Holds a delivery (and so every later one of its type) until a task ran.
+  void park(const std::string& type, Message& msg);
   void quarantine_undecodable(const std::string& type, const Message& msg, uint64_t seq, const std::string& why);
   void run_hook(const std::string& type, const std::vector<Change>& applied);
   void ack(std::string_view reply, std::string_view body);
@@ -133,7 +139,8 @@ class DeltaApplier {
   std::deque<Item> queue_;  // guarded by mu_
   std::atomic<bool> stop_{false};
   std::thread thread_;
-  std::vector<Item> parked_;  // apply thread only: deliveries of a type without a table
+  std::vector<Item> parked_;           // apply thread only: held deliveries, in arrival order
+  std::set<std::string> parked_types_;  // apply thread only: types with a held delivery
 };
 
 }  // namespace ds

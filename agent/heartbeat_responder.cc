@@ -22,9 +22,13 @@ Status HeartbeatResponder::start(const std::vector<std::string>& types) {
 
 void HeartbeatResponder::answer(const Message& request) {
   if (request.reply().empty()) return;
-  if (auto req = decode_heartbeat_request(request.data()); !req.is_ok()) {
+  auto req = decode_heartbeat_request(request.data());
+  if (!req.is_ok()) {
     spdlog::debug("heartbeat request on {} does not decode ({}); answering anyway", request.subject(),
                   req.status().message());
+  } else if (req->reregister) {
+    spdlog::info("hub {} orders a new registration", req->hub);
+    on_register_ordered_();
   }
   const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::system_clock::now().time_since_epoch())

@@ -5,11 +5,14 @@
 // The reply is built from the CheckpointBoard (an in-memory copy under a
 // mutex) on the cnats delivery thread, so it never waits behind an apply or a
 // snapshot load. A request that does not decode is still answered: the hub
-// learns the agent is alive either way.
+// learns the agent is alive either way. A request with "register" set (the
+// hub orders a new registration: snapshot needed or schema changed) calls
+// `on_register_ordered`, which must not block (it only wakes the Registrar).
 //
 // Thread-safety: start() once from the owner's thread; the subscriptions
 // (destroyed with the object) call back on cnats threads.
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,8 +25,13 @@ namespace ds {
 
 class HeartbeatResponder {
  public:
-  HeartbeatResponder(Connection& nc, const Subjects& subjects, std::string agent_id, CheckpointBoard& board)
-      : nc_(nc), subjects_(subjects), agent_id_(std::move(agent_id)), board_(board) {}
+  HeartbeatResponder(Connection& nc, const Subjects& subjects, std::string agent_id, CheckpointBoard& board,
+                     std::function<void()> on_register_ordered)
+      : nc_(nc),
+        subjects_(subjects),
+        agent_id_(std::move(agent_id)),
+        board_(board),
+        on_register_ordered_(std::move(on_register_ordered)) {}
 
   // Subscribes ds.hb.<type> for each of `types` and ds.agent.<id>.hb.
   Status start(const std::vector<std::string>& types);
@@ -35,6 +43,7 @@ class HeartbeatResponder {
   Subjects subjects_;
   std::string agent_id_;
   CheckpointBoard& board_;
+  std::function<void()> on_register_ordered_;
   std::vector<std::unique_ptr<Subscription>> subs_;
 };
 

@@ -40,6 +40,7 @@ struct DeliveryState {
   bool consumer_open = false;      // the hub created it and has not removed it
   bool held_back = false;          // schema hash mismatch (DESIGN §6 (a))
   bool awaiting_snapshot = false;  // checkpoint left the stream; agent must snapshot and register again
+  bool snapshot_ordered = false;   // a registration reply told the agent so; it is loading the snapshot
   std::string note;                // the reason when there is no consumer
   bool operator==(const DeliveryState&) const = default;
 };

@@ -176,7 +176,7 @@ struct AgentService::Impl {
     if (*resume == Resume::kSnapshot) {
       d.awaiting_snapshot = true;
       d.note = "checkpoint seq " + std::to_string(sub.seq) +
-               " is no longer in the stream: no consumer until the agent registers again and snapshots";
+               " is no longer in the stream: the agent is ordered to register again and snapshot";
       spdlog::warn("agent {} type {}: {}", agent, sub.type, d.note);
       return;
     }
@@ -211,6 +211,30 @@ struct AgentService::Impl {
     registry->record_beat(reply, wall_now_ms());
     if (effect.transition) apply_transition(*effect.transition);
     ensure_consumers(reply.agent, false);
+    order_registration_if_needed(reply.agent);
+  }
+
+  // A live agent that has no consumer because its checkpoint left the stream
+  // (it came back from dead through a heartbeat) or whose schema is out of
+  // date is told to register again: the reply to that registration orders
+  // the snapshot, or carries the schema the agent then adopts in place. At
+  // most once per interval per agent; not while it loads a snapshot a
+  // registration reply ordered; a registration clears the condition.
+  void order_registration_if_needed(const std::string& agent) {
+    auto a = registry->find(agent);
+    if (!a) return;
+    std::string reasons;
+    for (const auto& [type, sub] : a->subscriptions) {
+      if (sub.delivery.awaiting_snapshot && !sub.delivery.snapshot_ordered) reasons += (reasons.empty() ? "" : ", ") + type + ": snapshot needed";
+      if (sub.delivery.held_back) reasons += (reasons.empty() ? "" : ", ") + type + ": schema out of date";
+    }
+    if (reasons.empty()) return;
+    const int64_t now = steady_now_ms();
+    auto [it, first] = register_ordered_ms.try_emplace(agent, now);
+    if (!first && now - it->second < tracker.interval_ms()) return;
+    it->second = now;
+    spdlog::info("agent {}: ordering it to register again ({})", agent, reasons);
+    probe(agent, now, /*reregister=*/true);
   }
 
   void tick() {
@@ -246,8 +270,8 @@ struct AgentService::Impl {
     for (const std::string& agent : tracker.probe_targets()) probe(agent, now);
   }
 
-  void probe(const std::string& agent, int64_t now) {
-    HeartbeatRequest req{config.name, wall_now_ms(), types_by_agent[agent]};
+  void probe(const std::string& agent, int64_t now, bool reregister = false) {
+    HeartbeatRequest req{config.name, wall_now_ms(), types_by_agent[agent], reregister};
     if (Status s = nc.publish_request(subjects.probe(agent), reply_inbox, encode(req)); !s.is_ok()) {
       spdlog::warn("probe {}: {}", subjects.probe(agent), s.to_string());
     }
@@ -290,6 +314,7 @@ struct AgentService::Impl {
   std::map<std::string, std::string> hub_hashes;                   // type -> schema hash; const after construction
   std::map<std::string, std::set<std::string>> agents_by_type;      // service thread only
   std::map<std::string, std::vector<std::string>> types_by_agent;   // service thread only
+  std::map<std::string, int64_t> register_ordered_ms;               // service thread only: last order per agent
   int64_t check_period_ms = 0;
   int64_t next_beat_ms = 0;
   bool stopping = false;  // service thread only

@@ -24,10 +24,11 @@
 // buffered heartbeat state and joins the thread. The Connection and JetStream
 // passed to start() must outlive the service.
 //
-// Known limit: an agent that returns from dead through a heartbeat reply
-// whose checkpoint has meanwhile left the stream gets no consumer (logged,
-// shown in agents_json as awaiting_snapshot); it is told to snapshot at its
-// next registration.
+// An agent that returns from dead through a heartbeat reply whose checkpoint
+// has meanwhile left the stream, or that reports an outdated schema hash, is
+// ordered to register again (HeartbeatRequest "register" on its direct probe,
+// at most once per interval); the reply to that registration orders the
+// snapshot or carries the current schema, which the agent adopts in place.
 
 #include <atomic>
 #include <cstdint>

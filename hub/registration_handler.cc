@@ -120,6 +120,7 @@ Status RegistrationHandler::open_deliveries(const RegisterRequest& request, Regi
       // the agent cannot use.
       DS_RETURN_IF_ERROR(delivery_.close(request.agent, s.type));
       state.awaiting_snapshot = true;
+      state.snapshot_ordered = true;
       state.note = "checkpoint seq " + std::to_string(s.seq) + " is no longer in the stream: snapshot ordered";
       spdlog::info("agent {} type {}: {}", request.agent, s.type, state.note);
     }

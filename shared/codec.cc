@@ -565,7 +565,11 @@ Status read_heartbeat_request(const msgpack::object& o, HeartbeatRequest& out) {
   DS_ASSIGN_OR_RETURN(MapReader m, MapReader::open(o, ""));
   DS_RETURN_IF_ERROR(m.required("hub", out.hub));
   DS_RETURN_IF_ERROR(m.required("ts", out.ts));
-  return read_type_names(m, "types", out.types);
+  DS_RETURN_IF_ERROR(read_type_names(m, "types", out.types));
+  std::optional<bool> reregister;
+  DS_RETURN_IF_ERROR(m.optional("register", reregister));
+  out.reregister = reregister.value_or(false);
+  return Status::ok();
 }
 
 Status read_checkpoint(const msgpack::object& o, const std::string& path, Checkpoint& c) {
@@ -863,7 +867,7 @@ std::string encode(const RegisterReply& m) {
 
 std::string encode(const HeartbeatRequest& m) {
   Writer w;
-  w.map(3);
+  w.map(3 + (m.reregister ? 1 : 0));
   w.str("hub");
   w.str(m.hub);
   w.str("ts");
@@ -871,6 +875,10 @@ std::string encode(const HeartbeatRequest& m) {
   w.str("types");
   w.array(m.types.size());
   for (const std::string& t : m.types) w.str(t);
+  if (m.reregister) {
+    w.str("register");
+    w.boolean(true);
+  }
   return w.take();
 }
 

@@ -95,6 +95,11 @@ struct HeartbeatRequest {
   std::string hub;
   int64_t ts = 0;
   std::vector<std::string> types;
+  // Key "register", sent only when true: the hub orders the agent to register
+  // again (its checkpoint left the stream while it was dead, or its schema is
+  // out of date), so that the reply to that registration carries a snapshot
+  // order or the new schema.
+  bool reregister = false;
   bool operator==(const HeartbeatRequest&) const = default;
 };
 struct Checkpoint {

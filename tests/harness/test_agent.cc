@@ -4,6 +4,8 @@
 #include <chrono>
 #include <thread>
 
+#include <nats/nats.h>
+
 #include <spdlog/spdlog.h>
 
 #include "shared/codec.h"
@@ -124,7 +126,9 @@ std::vector<ReceivedBatch> TestAgent::received() const {
 
 void TestAgent::on_heartbeat(const Message& msg, bool direct) {
   if (!answering_ || (!direct && !answer_broadcasts_)) return;
-  if (!decode_heartbeat_request(msg.data()).is_ok()) return;
+  auto request = decode_heartbeat_request(msg.data());
+  if (!request.is_ok()) return;
+  if (request->reregister) register_orders_++;
   HeartbeatReply reply;
   reply.agent = id_;
   reply.ts = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -256,6 +260,11 @@ bool AgentServiceTest::consumer_exists(const std::string& type, const std::strin
   auto e = js_->consumer_exists(stream_name(type), consumer_name(agent));
   EXPECT_TRUE(e.is_ok()) << e.status().to_string();
   return e.is_ok() && *e;
+}
+
+void AgentServiceTest::purge(const std::string& type) {
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  ASSERT_EQ(js_PurgeStream(js_->raw(), stream_name(type).c_str(), nullptr, &jerr), NATS_OK) << jerr;
 }
 
 std::optional<AgentState> AgentServiceTest::state_of(const std::string& agent) {

@@ -79,6 +79,8 @@ class TestAgent {
   std::vector<ReceivedBatch> received() const;
   int64_t probes_answered() const { return probes_answered_; }
   int64_t broadcasts_answered() const { return broadcasts_answered_; }
+  // Direct probes that ordered a new registration (HeartbeatRequest "register").
+  int64_t register_orders() const { return register_orders_; }
 
  private:
   TestAgent(std::string id, std::vector<SubscriptionReport> subs, std::string prefix)
@@ -96,6 +98,7 @@ class TestAgent {
   std::atomic<bool> answer_broadcasts_{true};
   std::atomic<int64_t> probes_answered_{0};
   std::atomic<int64_t> broadcasts_answered_{0};
+  std::atomic<int64_t> register_orders_{0};
 
   mutable std::mutex mu_;
   std::vector<SubscriptionReport> subscriptions_;      // guarded by mu_
@@ -130,6 +133,8 @@ class AgentServiceTest : public NatsTest {
   uint64_t publish_change(const std::string& type, const std::string& partition, uint64_t version,
                           const std::string& key, int64_t ts = 1000);
   bool consumer_exists(const std::string& type, const std::string& agent);
+  // Removes every message of DS_<TYPE>: earlier checkpoints leave the stream.
+  void purge(const std::string& type);
   std::optional<AgentState> state_of(const std::string& agent);
   bool wait_for_state(const std::string& agent, AgentState state, int64_t timeout_ms = 10000);
 

@@ -111,6 +111,38 @@ TEST_F(HubLivenessTest, ReturningAgentGetsWhatWasPublishedMeanwhileStartingRight
   for (const ReceivedBatch& r : a->received()) EXPECT_NE(r.stream_seq, s4);
 }
 
+TEST_F(HubLivenessTest, AgentReturningAfterItsCheckpointLeftTheStreamIsOrderedToRegisterAndSnapshot) {
+  auto a = registered_agent("away", {{.type = "prices"}});
+  ASSERT_NE(a, nullptr);
+  const uint64_t s1 = publish_change("prices", "_all", 1, "k1");
+  ASSERT_TRUE(eventually([&] { return a->checkpoint("prices").seq == s1; }));
+
+  a->set_answering(false);
+  ASSERT_TRUE(wait_for_state("away", AgentState::kDead));
+  publish_change("prices", "_all", 2, "k2");
+  purge("prices");  // seq 2 (right after its checkpoint) is gone
+  publish_change("prices", "_all", 3, "k3");
+  EXPECT_EQ(a->register_orders(), 0);
+
+  // Back through a heartbeat reply: no consumer can start after seq 1, so
+  // the hub orders a registration, whose reply orders the snapshot.
+  a->set_answering(true);
+  ASSERT_TRUE(wait_for_state("away", AgentState::kLive));
+  ASSERT_TRUE(eventually([&] { return a->register_orders() > 0; }));
+  EXPECT_FALSE(consumer_exists("prices", "away"));
+  EXPECT_EQ(agent_json("away")["types"]["prices"]["awaiting_snapshot"], true);
+
+  auto reply = a->register_now();
+  ASSERT_TRUE(reply.is_ok() && reply->ok());
+  ASSERT_EQ(reply->deliveries.size(), 1u);
+  EXPECT_EQ(reply->deliveries[0].resume, Resume::kSnapshot);
+  // While it loads the snapshot it was told to load, it is not ordered again.
+  const int64_t orders = a->register_orders();
+  const int64_t beats = a->broadcasts_answered();
+  ASSERT_TRUE(eventually([&] { return a->broadcasts_answered() >= beats + 3; }));
+  EXPECT_EQ(a->register_orders(), orders);
+}
+
 TEST_F(HubLivenessTest, SuspectAgentIsProbedDirectlyAndBecomesLiveAgain) {
   auto a = registered_agent("deaf", {{.type = "prices"}});
   ASSERT_NE(a, nullptr);
@@ -163,6 +195,8 @@ TEST_F(HubLivenessTest, SchemaMismatchHoldsDeltasBackUntilTheHashMatches) {
 
   a->set_schema_hash("inventory", "0000");
   ASSERT_TRUE(eventually([&] { return !consumer_exists("inventory", "old-schema"); }));
+  // Told to register again, where it would get the current schema.
+  EXPECT_TRUE(eventually([&] { return a->register_orders() > 0; }));
   const auto j = agent_json("old-schema");
   EXPECT_EQ(j["state"], "live");
   EXPECT_EQ(j["types"]["inventory"]["held_back"], true);

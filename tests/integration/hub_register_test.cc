@@ -49,11 +49,6 @@ class HubRegisterTest : public AgentServiceTest {
     jsConsumerInfo_Destroy(ci);
     return v;
   }
-
-  void purge(const std::string& type) {
-    jsErrCode jerr = static_cast<jsErrCode>(0);
-    ASSERT_EQ(js_PurgeStream(js_->raw(), stream_name(type).c_str(), nullptr, &jerr), NATS_OK) << jerr;
-  }
 };
 
 TEST_F(HubRegisterTest, RegistrationCreatesAConsumerFilteredOnThePartitionFromTheCheckpoint) {

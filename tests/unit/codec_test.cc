@@ -240,6 +240,18 @@ TEST(CodecRoundTripTest, HeartbeatRequest) {
   Result<HeartbeatRequest> back = decode_heartbeat_request(encode(m));
   ASSERT_TRUE(back.is_ok()) << back.status().to_string();
   EXPECT_EQ(*back, m);
+  EXPECT_FALSE(back->reregister);
+}
+
+TEST(CodecRoundTripTest, HeartbeatRequestOrderingRegistration) {
+  HeartbeatRequest m{"hub-a", 1, {"prices"}, true};
+  const std::string bytes = encode(m);
+  Result<HeartbeatRequest> back = decode_heartbeat_request(bytes);
+  ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+  EXPECT_TRUE(back->reregister);
+  // The key is only sent when set, so older agents see the message they know.
+  EXPECT_NE(bytes.find("register"), std::string::npos);
+  EXPECT_EQ(encode(HeartbeatRequest{"hub-a", 1, {"prices"}}).find("register"), std::string::npos);
 }
 
 TEST(CodecRoundTripTest, HeartbeatReplyWithAndWithoutError) {
@@ -598,6 +610,10 @@ TEST(CodecMalformedTest, EmptyAndOversizeKeysAreRejected) {
   expect_rejected(decode_ingest_request(encode(m)), "records[0].key: key of 513 bytes exceeds the limit of 512");
   m.records[0].key.resize(kMaxKeyBytes);
   EXPECT_TRUE(decode_ingest_request(encode(m)).is_ok());
+}
+
+TEST(CodecMalformedTest, RegistrationOrderMustBeABoolean) {
+  expect_rejected(decode_heartbeat_request(mp(R"({"hub":"h","ts":1,"types":[],"register":"yes"})")), "register");
 }
 
 TEST(CodecMalformedTest, InvalidTypeNamesAreRejectedWhereverATypeAppears) {
