@@ -133,6 +133,7 @@ std::vector<std::string> Replica::types() const {
 Status Replica::ensure_table(const std::string& type, const TypeSchema& schema) {
   if (read_only_) return Status::permission_denied("replica: opened read-only");
   if (type.empty() || type[0] == '_') return Status::invalid_argument("replica: bad type name '" + type + "'");
+  statements_.clear();
   DS_ASSIGN_OR_RETURN(auto tx, Transaction::begin(*db_));
   DS_RETURN_IF_ERROR(db_->exec(create_table_sql(type, schema)));
   // Existing table: add the columns it lacks. Columns the hub dropped stay.
@@ -170,40 +171,39 @@ Result<bool> Replica::apply_one(const std::string& type, const TypeSchema& schem
   const std::string table = quote_identifier(type);
   const std::string key_col = quote_identifier(schema.key);
 
+  // The row's version and its tombstone's (NULL when absent), in one lookup.
   bool row_exists = false;
+  bool tombstoned = false;
   uint64_t current = 0;
   {
-    DS_ASSIGN_OR_RETURN(auto q, db_->prepare("SELECT _version FROM " + table + " WHERE " + key_col + " = ?"));
-    q.bind(1, change.key);
-    DS_ASSIGN_OR_RETURN(bool row, q.step());
-    if (row) {
+    DS_ASSIGN_OR_RETURN(Statement * st, statements_.get("SELECT (SELECT _version FROM " + table + " WHERE " + key_col +
+                                                        " = ?1), (SELECT version FROM _deltasync_tombstone "
+                                                        "WHERE type = ?2 AND key = ?1)"));
+    StatementUse q(*st);
+    q->bind(1, change.key).bind(2, type);
+    DS_ASSIGN_OR_RETURN(bool row, q->step());
+    if (!row) return Status::internal("replica: version lookup returned no row");
+    if (!q->column_is_null(0)) {
       row_exists = true;
-      current = static_cast<uint64_t>(q.column_int64(0));
+      current = static_cast<uint64_t>(q->column_int64(0));
     }
-  }
-  bool tombstoned = false;
-  {
-    DS_ASSIGN_OR_RETURN(auto q, db_->prepare("SELECT version FROM _deltasync_tombstone WHERE type = ? AND key = ?"));
-    q.bind(1, type).bind(2, change.key);
-    DS_ASSIGN_OR_RETURN(bool row, q.step());
-    if (row) {
+    if (!q->column_is_null(1)) {
       tombstoned = true;
-      current = std::max(current, static_cast<uint64_t>(q.column_int64(0)));
+      current = std::max(current, static_cast<uint64_t>(q->column_int64(1)));
     }
   }
   if (change.v <= current) return false;
 
   if (change.op == Op::kDelete) {
     if (row_exists) {
-      DS_ASSIGN_OR_RETURN(auto del, db_->prepare("DELETE FROM " + table + " WHERE " + key_col + " = ?"));
-      del.bind(1, change.key);
-      DS_RETURN_IF_ERROR(del.run());
+      DS_RETURN_IF_ERROR(run_cached("DELETE FROM " + table + " WHERE " + key_col + " = ?",
+                                    [&](Statement& del) { del.bind(1, change.key); }));
     }
-    DS_ASSIGN_OR_RETURN(auto tomb, db_->prepare(
-                                       "INSERT INTO _deltasync_tombstone(type, key, version) VALUES (?, ?, ?) "
-                                       "ON CONFLICT(type, key) DO UPDATE SET version = excluded.version"));
-    tomb.bind(1, type).bind(2, change.key).bind(3, static_cast<int64_t>(change.v));
-    DS_RETURN_IF_ERROR(tomb.run());
+    DS_RETURN_IF_ERROR(run_cached("INSERT INTO _deltasync_tombstone(type, key, version) VALUES (?, ?, ?) "
+                                  "ON CONFLICT(type, key) DO UPDATE SET version = excluded.version",
+                                  [&](Statement& tomb) {
+                                    tomb.bind(1, type).bind(2, change.key).bind(3, static_cast<int64_t>(change.v));
+                                  }));
     return true;
   }
 
@@ -223,21 +223,27 @@ Result<bool> Replica::apply_one(const std::string& type, const TypeSchema& schem
     }
     sql = "INSERT INTO " + table + " (" + names + ", _version, _ts, _hub_ts) VALUES (" + marks + ", ?, ?, ?)";
   }
-  DS_ASSIGN_OR_RETURN(auto st, db_->prepare(sql));
-  int i = 1;
-  if (!row_exists) st.bind(i++, change.key);
-  for (const auto& [name, value] : fields) st.bind(i++, value);
-  st.bind(i++, static_cast<int64_t>(change.v));
-  st.bind(i++, change.ts);
-  st.bind(i++, change.hts);
-  if (row_exists) st.bind(i++, change.key);
-  DS_RETURN_IF_ERROR(st.run());
+  DS_RETURN_IF_ERROR(run_cached(sql, [&](Statement& st) {
+    int i = 1;
+    if (!row_exists) st.bind(i++, change.key);
+    for (const auto& [name, value] : fields) st.bind(i++, value);
+    st.bind(i++, static_cast<int64_t>(change.v));
+    st.bind(i++, change.ts);
+    st.bind(i++, change.hts);
+    if (row_exists) st.bind(i++, change.key);
+  }));
   if (tombstoned) {
-    DS_ASSIGN_OR_RETURN(auto untomb, db_->prepare("DELETE FROM _deltasync_tombstone WHERE type = ? AND key = ?"));
-    untomb.bind(1, type).bind(2, change.key);
-    DS_RETURN_IF_ERROR(untomb.run());
+    DS_RETURN_IF_ERROR(run_cached("DELETE FROM _deltasync_tombstone WHERE type = ? AND key = ?",
+                                  [&](Statement& untomb) { untomb.bind(1, type).bind(2, change.key); }));
   }
   return true;
+}
+
+Status Replica::run_cached(const std::string& sql, const std::function<void(Statement&)>& bind) {
+  DS_ASSIGN_OR_RETURN(Statement * st, statements_.get(sql));
+  StatementUse use(*st);
+  bind(*use);
+  return use->run();
 }
 
 Status Replica::insert_quarantine(const QuarantineEntry& e) {
@@ -267,10 +273,10 @@ Result<ApplyOutcome> Replica::apply(const std::string& type, const std::vector<C
     max_version = std::max(max_version, change.v);
     // A savepoint per change: a failing change is rolled back alone and set
     // aside, so it never blocks the changes after it.
-    DS_RETURN_IF_ERROR(db_->exec("SAVEPOINT change"));
+    DS_RETURN_IF_ERROR(run_cached("SAVEPOINT change", [](Statement&) {}));
     auto applied = apply_one(type, *schema, change);
     if (applied.is_ok()) {
-      DS_RETURN_IF_ERROR(db_->exec("RELEASE change"));
+      DS_RETURN_IF_ERROR(run_cached("RELEASE change", [](Statement&) {}));
       if (*applied) {
         max_ts = std::max(max_ts, change.ts);
         out.applied.push_back(change);
@@ -280,8 +286,8 @@ Result<ApplyOutcome> Replica::apply(const std::string& type, const std::vector<C
       continue;
     }
     const StatusCode code = applied.status().code();
-    DS_RETURN_IF_ERROR(db_->exec("ROLLBACK TO change"));
-    DS_RETURN_IF_ERROR(db_->exec("RELEASE change"));
+    DS_RETURN_IF_ERROR(run_cached("ROLLBACK TO change", [](Statement&) {}));
+    DS_RETURN_IF_ERROR(run_cached("RELEASE change", [](Statement&) {}));
     // Transient or internal failures abort the whole batch (it is retried);
     // only a change that can never apply is quarantined.
     if (code != StatusCode::kInvalidArgument && code != StatusCode::kAlreadyExists) return applied.status();
@@ -324,6 +330,7 @@ Result<ApplyOutcome> Replica::apply(const std::string& type, const std::vector<C
 Status Replica::begin_snapshot(const std::string& type) {
   const TypeSchema* schema = this->schema(type);
   if (schema == nullptr) return Status::not_found("replica: no table for type '" + type + "'");
+  statements_.clear();  // some may name the staging table about to be dropped
   DS_RETURN_IF_ERROR(db_->exec("DROP TABLE IF EXISTS " + quote_identifier(staging_table(type))));
   return db_->exec(create_table_sql(staging_table(type), *schema));
 }
@@ -353,15 +360,15 @@ Status Replica::stage_snapshot_page(const std::string& type, const std::vector<S
       names += ", " + quote_identifier(name);
       marks += ", ?";
     }
-    DS_ASSIGN_OR_RETURN(auto st, db_->prepare("INSERT OR REPLACE INTO " + quote_identifier(staging_table(type)) +
-                                              " (" + names + ", _version, _ts, _hub_ts) VALUES (" + marks +
-                                              ", ?, ?, NULL)"));
-    int i = 1;
-    st.bind(i++, r.key);
-    for (const auto& [name, value] : fields) st.bind(i++, value);
-    st.bind(i++, static_cast<int64_t>(r.v));
-    st.bind(i++, r.ts);
-    DS_RETURN_IF_ERROR(st.run());
+    DS_RETURN_IF_ERROR(run_cached("INSERT OR REPLACE INTO " + quote_identifier(staging_table(type)) + " (" + names +
+                                      ", _version, _ts, _hub_ts) VALUES (" + marks + ", ?, ?, NULL)",
+                                  [&](Statement& st) {
+                                    int i = 1;
+                                    st.bind(i++, r.key);
+                                    for (const auto& [name, value] : fields) st.bind(i++, value);
+                                    st.bind(i++, static_cast<int64_t>(r.v));
+                                    st.bind(i++, r.ts);
+                                  }));
   }
   return tx.commit();
 }
@@ -389,6 +396,7 @@ Status Replica::finish_snapshot(const std::string& type, uint64_t high_version, 
     cp.bind(1, static_cast<int64_t>(high_version)).bind(2, static_cast<int64_t>(high_seq)).bind(3, type);
     DS_RETURN_IF_ERROR(cp.run());
   }
+  statements_.clear();
   DS_RETURN_IF_ERROR(db_->exec("DROP TABLE " + staging));
   return tx.commit();
 }

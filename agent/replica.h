@@ -37,6 +37,7 @@
 // writing; other processes (the status CLI) open their own read-only Replica.
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -129,16 +130,19 @@ class Replica {
 
  private:
   explicit Replica(std::unique_ptr<Database> db, bool read_only)
-      : db_(std::move(db)), read_only_(read_only) {}
+      : db_(std::move(db)), read_only_(read_only), statements_(*db_) {}
   Status create_bookkeeping();
   Status load_schemas();
   // Applies one change inside the caller's transaction; InvalidArgument /
   // AlreadyExists for a change that must be quarantined.
   Result<bool> apply_one(const std::string& type, const TypeSchema& schema, const Change& change);
   Status insert_quarantine(const QuarantineEntry& entry);
+  // Binds and runs a statement of the apply path, compiled once per SQL text.
+  Status run_cached(const std::string& sql, const std::function<void(Statement&)>& bind);
 
   std::unique_ptr<Database> db_;
   bool read_only_ = false;
+  StatementCache statements_;  // the apply path's; cleared when tables are created or dropped
   std::map<std::string, TypeSchema> schemas_;
 };
 

@@ -91,21 +91,6 @@ Result<Fields> decode_fields(std::string_view bytes, const TypeSchema& schema) {
   return out;
 }
 
-// Resets a cached statement when the use ends, so no SELECT keeps a read
-// transaction (and the WAL) pinned between calls.
-class StatementUse {
- public:
-  explicit StatementUse(Statement& s) : s_(s) { s_.reset(); }
-  ~StatementUse() { s_.reset(); }
-  StatementUse(const StatementUse&) = delete;
-  StatementUse& operator=(const StatementUse&) = delete;
-  Statement* operator->() { return &s_; }
-  Statement& operator*() { return s_; }
-
- private:
-  Statement& s_;
-};
-
 constexpr std::string_view kCoreSchema = R"sql(
 CREATE TABLE IF NOT EXISTS changes(
   type TEXT NOT NULL,

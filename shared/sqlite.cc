@@ -291,6 +291,17 @@ Status Database::exec(std::string_view sql) {
   return sqlite_status(db_.get(), rc, "exec " + sql_excerpt(sql));
 }
 
+Result<Statement*> StatementCache::get(const std::string& sql) {
+  auto it = statements_.find(sql);
+  if (it == statements_.end()) {
+    DS_ASSIGN_OR_RETURN(Statement st, db_.prepare(sql));
+    it = statements_.emplace(sql, std::move(st)).first;
+  } else {
+    it->second.reset();
+  }
+  return &it->second;
+}
+
 Result<Statement> Database::prepare(std::string_view sql) {
   if (sql.size() >= static_cast<size_t>(std::numeric_limits<int>::max())) {
     return Status::invalid_argument("prepare: SQL too long");

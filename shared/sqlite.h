@@ -19,6 +19,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 
 #include "shared/schema.h"
@@ -127,6 +128,38 @@ class Database {
   Database(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}
   std::string path_;
   std::unique_ptr<sqlite3, Closer> db_;
+};
+
+// Prepared statements of one Database kept by SQL text, so a hot path
+// compiles each distinct statement once. Statements are reset before they are
+// handed out (use them through StatementUse so they are reset afterwards
+// too). SQLite recompiles a cached statement by itself after a schema change;
+// clear() drops them all (e.g. before a table they name is dropped). Same
+// thread rules as its Database, which must outlive it.
+class StatementCache {
+ public:
+  explicit StatementCache(Database& db) : db_(db) {}
+  Result<Statement*> get(const std::string& sql);
+  void clear() { statements_.clear(); }
+
+ private:
+  Database& db_;
+  std::unordered_map<std::string, Statement> statements_;
+};
+
+// Resets a (cached) statement when a use begins and ends, so no SELECT keeps
+// a read transaction (and the WAL) pinned between calls.
+class StatementUse {
+ public:
+  explicit StatementUse(Statement& s) : s_(s) { s_.reset(); }
+  ~StatementUse() { s_.reset(); }
+  StatementUse(const StatementUse&) = delete;
+  StatementUse& operator=(const StatementUse&) = delete;
+  Statement* operator->() { return &s_; }
+  Statement& operator*() { return s_; }
+
+ private:
+  Statement& s_;
 };
 
 // BEGIN IMMEDIATE (writer) or BEGIN (deferred, for readers that want one
