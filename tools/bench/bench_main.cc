@@ -38,7 +38,9 @@ int main(int argc, char** argv) {
   bool json = false;
   bool smoke = false;
   double seconds = 5;
-  app.add_option("--scenario", scenarios, "a scenario to run (repeatable): raw, ingest, footprint, e2e, dead");
+  std::string names;
+  for (const auto& n : ds::bench::scenario_names()) names += (names.empty() ? "" : ", ") + n;
+  app.add_option("--scenario", scenarios, "a scenario to run (repeatable): " + names);
   app.add_flag("--all", all, "run every scenario");
   app.add_option("--seconds", seconds, "measuring time per figure")->capture_default_str()->check(
       CLI::Range(0.1, 600.0));
@@ -75,6 +77,7 @@ int main(int argc, char** argv) {
   }
   ds::bench::BenchContext ctx;
   ctx.nats_url = (*nats)->url();
+  ctx.nats_pid = (*nats)->pid();
   ctx.bin_dir = ds::bench::self_dir();
   ctx.work_dir = (*work)->path();
   ctx.smoke = smoke;
@@ -99,7 +102,7 @@ int main(int argc, char** argv) {
       nlohmann::json j = {{"scenario", f.scenario}, {"figure", f.figure}, {"value", f.value}, {"unit", f.unit}};
       if (f.baseline) {
         j["baseline"] = *f.baseline;
-        j["ratio"] = *f.baseline > 0 ? f.value / *f.baseline : 0.0;
+        if (*f.baseline > 0) j["ratio"] = f.value / *f.baseline;  // none against a zero baseline
       }
       out.push_back(std::move(j));
     }

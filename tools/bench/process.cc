@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <thread>
 
@@ -129,6 +130,23 @@ void ChildProcess::stop(int64_t grace_ms) {
   int status = 0;
   ::waitpid(pid_, &status, 0);
   pid_ = -1;
+}
+
+std::vector<std::string> LogTail::new_lines() {
+  std::vector<std::string> lines;
+  std::ifstream in(path_, std::ios::binary);
+  if (!in) return lines;
+  in.seekg(static_cast<std::streamoff>(offset_));
+  std::string chunk((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  offset_ += chunk.size();
+  partial_ += chunk;
+  size_t begin = 0;
+  for (size_t nl = partial_.find('\n'); nl != std::string::npos; nl = partial_.find('\n', begin)) {
+    lines.push_back(partial_.substr(begin, nl - begin));
+    begin = nl + 1;
+  }
+  partial_.erase(0, begin);
+  return lines;
 }
 
 Result<int> free_port() {

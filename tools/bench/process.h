@@ -44,6 +44,7 @@ class ChildProcess {
   ChildProcess& operator=(const ChildProcess&) = delete;
 
   pid_t pid() const { return pid_; }
+  const std::string& log_path() const { return log_path_; }
   // False once the child exited (it is reaped then).
   bool alive();
   std::string log_text() const;
@@ -59,6 +60,20 @@ class ChildProcess {
   std::string log_path_;
 };
 
+// Follows a growing log file: each call returns the complete lines written
+// since the previous call (a line still being written waits for the next).
+// Reads only the new bytes, so polling a large log stays cheap.
+class LogTail {
+ public:
+  explicit LogTail(std::string path) : path_(std::move(path)) {}
+  std::vector<std::string> new_lines();
+
+ private:
+  std::string path_;
+  uint64_t offset_ = 0;
+  std::string partial_;
+};
+
 // A loopback TCP port that was free a moment ago.
 Result<int> free_port();
 // Waits until something accepts connections on 127.0.0.1:`port`.
@@ -69,6 +84,7 @@ class NatsServerProcess {
  public:
   static Result<std::unique_ptr<NatsServerProcess>> start(const TempDir& dir);
   std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
+  pid_t pid() const { return process_->pid(); }
 
  private:
   NatsServerProcess(std::unique_ptr<ChildProcess> p, int port) : process_(std::move(p)), port_(port) {}

@@ -6,6 +6,8 @@
 // Not thread-safe: one driver thread runs the scenarios one after another
 // (a scenario may use worker threads internally and joins them).
 
+#include <sys/types.h>
+
 #include <optional>
 #include <string>
 #include <vector>
@@ -24,6 +26,7 @@ struct Figure {
 
 struct BenchContext {
   std::string nats_url;     // the driver's own nats-server
+  pid_t nats_pid = 0;       // its process (CPU and memory of the broker)
   std::string bin_dir;      // where deltasync-hub / deltasync-agent live
   std::string work_dir;     // scratch space (hub stores, replicas, logs)
   double seconds = 5;       // measuring time per figure
@@ -34,5 +37,16 @@ struct BenchContext {
 // Names in the order --all runs them.
 const std::vector<std::string>& scenario_names();
 Result<std::vector<Figure>> run_scenario(const std::string& name, BenchContext& ctx);
+
+// The scenarios run_scenario() dispatches to (docs/benchmarks.md says what
+// each measures and how). `raw` sets ctx.raw_records_per_s.
+Result<std::vector<Figure>> run_raw(BenchContext& ctx);        // throughput_scenarios.cc
+Result<std::vector<Figure>> run_ingest(BenchContext& ctx);     // throughput_scenarios.cc
+Result<std::vector<Figure>> run_e2e(BenchContext& ctx);        // throughput_scenarios.cc
+Result<std::vector<Figure>> run_footprint(BenchContext& ctx);  // footprint_scenario.cc
+Result<std::vector<Figure>> run_fanout(BenchContext& ctx);     // fanout_scenario.cc
+Result<std::vector<Figure>> run_dead(BenchContext& ctx);       // dead_scenario.cc
+Result<std::vector<Figure>> run_catchup(BenchContext& ctx);    // catchup_scenario.cc
+Result<std::vector<Figure>> run_fleet(BenchContext& ctx);      // fleet_scenario.cc
 
 }  // namespace ds::bench
