@@ -871,6 +871,14 @@ Status JetStream::wait_published(int64_t timeout_ms) {
   jsPubOptions_Init(&po);
   po.MaxWait = timeout_ms;
   natsStatus s = js_PublishAsyncComplete(js_, &po);
+  if (s == NATS_TIMEOUT) {
+    // An ack lost with a broker restart never arrives, and cnats keeps its
+    // message pending for good: every later wait would time out as well.
+    // Give the pending messages up; the caller republishes what it has no
+    // ack for, and the same Nats-Msg-Id makes one that did arrive a duplicate.
+    natsMsgList pending;
+    if (js_PublishAsyncGetPendingList(&pending, js_) == NATS_OK) natsMsgList_Destroy(&pending);
+  }
   std::optional<Status> first;
   {
     std::lock_guard<std::mutex> lock(async_errors_->mu);

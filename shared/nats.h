@@ -270,7 +270,9 @@ class JetStream {
   Result<PubAck> publish(std::string_view subject, std::string_view data, std::string_view msg_id,
                          int64_t timeout_ms = 5000);
   // Asynchronous publish; wait_published() waits for every ack and reports
-  // the first failure since the previous wait.
+  // the first failure since the previous wait. When it times out, the
+  // messages still without an ack are forgotten (their acks may never come,
+  // e.g. lost with a broker restart): the caller must publish them again.
   Status publish_async(std::string_view subject, std::string_view data, std::string_view msg_id);
   Status wait_published(int64_t timeout_ms = 10000);
 
