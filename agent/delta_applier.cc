@@ -141,6 +141,7 @@ void DeltaApplier::ack(std::string_view reply, std::string_view body) {
 }
 
 void DeltaApplier::run() {
+  run_pending_hooks();
   while (true) {
     std::vector<Item> items;
     {
@@ -262,7 +263,7 @@ void DeltaApplier::flush(std::map<std::string, Group>& groups, std::vector<std::
 void DeltaApplier::commit_group(const std::string& type, Group& group) {
   int64_t backoff_ms = 100;
   while (true) {
-    auto out = replica_.apply(type, group.changes, group.last_seq);
+    auto out = replica_.apply(type, group.changes, group.last_seq, has_hook(type));
     if (out.is_ok()) {
       ack(group.last_reply, "+ACK");
       board_.set_checkpoint(type, to_wire(out->checkpoint));
@@ -272,7 +273,7 @@ void DeltaApplier::commit_group(const std::string& type, Group& group) {
         spdlog::warn("{}: {} change(s) quarantined (see deltasync-agent quarantine list)", type, out->quarantined);
       }
       board_.set_error(std::nullopt);
-      if (!out->applied.empty()) run_hook(type, out->applied);
+      if (out->hook_entry != 0) run_hook(type, out->applied, out->hook_entry);
       return;
     }
     // Not acked: the same group is retried before anything later, so ack-all
@@ -310,11 +311,46 @@ void DeltaApplier::quarantine_undecodable(const std::string& type, const Message
   ack(msg.reply(), "+TERM");
 }
 
-void DeltaApplier::run_hook(const std::string& type, const std::vector<Change>& applied) {
+bool DeltaApplier::has_hook(const std::string& type) const {
   auto it = options_.hooks.find(type);
-  if (it == options_.hooks.end() || it->second.command.empty()) return;
-  Status s = hooks_.run(it->second, type, applied);
-  if (s.is_ok()) return;
+  return it != options_.hooks.end() && !it->second.command.empty();
+}
+
+void DeltaApplier::run_pending_hooks() {
+  auto pending = replica_.pending_hooks();
+  if (!pending.is_ok()) {
+    spdlog::error("hook outbox: {}", pending.status().message());
+    board_.set_error(pending.status().message());
+    return;
+  }
+  if (!pending->empty()) {
+    spdlog::info("running {} hook batch(es) left unfinished by the last run", pending->size());
+  }
+  for (HookBatch& h : *pending) {
+    if (stop_.load()) return;
+    if (!has_hook(h.batch.type)) {
+      spdlog::warn("{}: hook outbox entry {} dropped: the type has no hook configured any more", h.batch.type, h.id);
+      if (Status s = replica_.hook_done(h.id); !s.is_ok()) spdlog::error("hook outbox: {}", s.message());
+      continue;
+    }
+    run_hook(h.batch.type, h.batch.changes, h.id);
+  }
+}
+
+void DeltaApplier::run_hook(const std::string& type, const std::vector<Change>& applied, int64_t outbox_id) {
+  const HookSpec& spec = options_.hooks.at(type);
+  Status s = hooks_.run(spec, type, applied);
+  if (!s.is_ok() && stop_.load()) {
+    // Cut short by shutdown: the outbox row stays, the hook runs after the restart.
+    spdlog::warn("{}: hook interrupted by shutdown; it runs again at the next start", type);
+    return;
+  }
+  if (s.is_ok()) {
+    if (Status done = replica_.hook_done(outbox_id); !done.is_ok()) {
+      spdlog::error("{}: hook outbox: {}", type, done.message());  // the hook runs once more after a restart
+    }
+    return;
+  }
   QuarantineEntry e;
   e.type = type;
   e.kind = "hook";
@@ -333,6 +369,7 @@ void DeltaApplier::run_hook(const std::string& type, const std::vector<Change>& 
   spdlog::warn("{}: hook failed for versions {}..{}, quarantined as entry {}: {}", type, applied.front().v,
                applied.back().v, *id, s.message());
   board_.add_quarantined(1);
+  if (Status done = replica_.hook_done(outbox_id); !done.is_ok()) spdlog::error("{}: hook outbox: {}", type, done.message());
 }
 
 }  // namespace ds

@@ -29,9 +29,12 @@
 // backoff: later deliveries never overtake it, so ack-all cannot skip a gap.
 //
 // Hooks run on the apply thread: a slow hook slows the stream (back-pressure
-// through max_ack_pending) instead of queueing without bound. Known limit: a
-// crash after the commit and before the hook ran means that batch's hook never
-// runs (the replay is skipped by the version rule).
+// through max_ack_pending) instead of queueing without bound. A batch for a
+// hook is recorded in the replica's hook outbox in the apply transaction and
+// removed once its hook succeeded or it was quarantined; outbox rows left by a
+// crash or a shutdown run first at the next start. So hooks run at least once
+// per applied change (possibly twice around a crash: hooks should be
+// idempotent, e.g. keyed on the version "v").
 //
 // Thread-safety: on_push() and post() are thread-safe; start()/stop() belong
 // to the owner's thread.
@@ -125,7 +128,12 @@ class DeltaApplier {
   // Holds a delivery (and so every later one of its type) until a task ran.
   void park(const std::string& type, Message& msg);
   void quarantine_undecodable(const std::string& type, const Message& msg, uint64_t seq, const std::string& why);
-  void run_hook(const std::string& type, const std::vector<Change>& applied);
+  bool has_hook(const std::string& type) const;
+  // Runs the hook of an applied batch recorded in the hook outbox, then
+  // removes the outbox row (also when the batch is quarantined).
+  void run_hook(const std::string& type, const std::vector<Change>& applied, int64_t outbox_id);
+  // At start: the hooks a crash or a shutdown interrupted.
+  void run_pending_hooks();
   void ack(std::string_view reply, std::string_view body);
 
   Replica& replica_;

@@ -99,7 +99,9 @@ Status Replica::create_bookkeeping() {
       "CREATE TABLE IF NOT EXISTS _deltasync_quarantine ("
       "  id INTEGER PRIMARY KEY, type TEXT NOT NULL, kind TEXT NOT NULL,"
       "  seq INTEGER NOT NULL DEFAULT 0, version INTEGER NOT NULL DEFAULT 0,"
-      "  key TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL, payload BLOB, at INTEGER NOT NULL);");
+      "  key TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL, payload BLOB, at INTEGER NOT NULL);"
+      "CREATE TABLE IF NOT EXISTS _deltasync_hook_outbox ("
+      "  id INTEGER PRIMARY KEY, type TEXT NOT NULL, payload BLOB NOT NULL);");
 }
 
 Status Replica::load_schemas() {
@@ -262,7 +264,7 @@ Status Replica::insert_quarantine(const QuarantineEntry& e) {
 }
 
 Result<ApplyOutcome> Replica::apply(const std::string& type, const std::vector<Change>& changes,
-                                    uint64_t last_seq) {
+                                    uint64_t last_seq, bool keep_for_hook) {
   const TypeSchema* schema = this->schema(type);
   if (schema == nullptr) return Status::not_found("replica: no table for type '" + type + "'");
   ApplyOutcome out;
@@ -323,8 +325,35 @@ Result<ApplyOutcome> Replica::apply(const std::string& type, const std::vector<C
     out.checkpoint.ts = q.column_int64(2);
     out.checkpoint.schema_hash = q.column_text(3);
   }
+  if (keep_for_hook && !out.applied.empty()) {
+    DS_RETURN_IF_ERROR(run_cached("INSERT INTO _deltasync_hook_outbox(type, payload) VALUES (?, ?)", [&](Statement& st) {
+      st.bind(1, type).bind_blob(2, encode(DeltaBatch{type, out.applied}));
+    }));
+    out.hook_entry = db_->last_insert_rowid();
+  }
   DS_RETURN_IF_ERROR(tx.commit());
   return out;
+}
+
+Result<std::vector<HookBatch>> Replica::pending_hooks() const {
+  DS_ASSIGN_OR_RETURN(auto st, db_->prepare("SELECT id, type, payload FROM _deltasync_hook_outbox ORDER BY id"));
+  std::vector<HookBatch> out;
+  while (true) {
+    DS_ASSIGN_OR_RETURN(bool row, st.step());
+    if (!row) break;
+    const int64_t id = st.column_int64(0);
+    auto batch = decode_delta_batch(st.column_blob(2));
+    if (!batch.is_ok()) {
+      return Status::data_loss("replica: hook outbox entry " + std::to_string(id) +
+                               " does not decode: " + batch.status().message());
+    }
+    out.push_back(HookBatch{id, std::move(batch).value()});
+  }
+  return out;
+}
+
+Status Replica::hook_done(int64_t id) {
+  return run_cached("DELETE FROM _deltasync_hook_outbox WHERE id = ?", [&](Statement& st) { st.bind(1, id); });
 }
 
 Status Replica::begin_snapshot(const std::string& type) {

@@ -67,6 +67,13 @@ struct ApplyOutcome {
   size_t skipped = 0;            // not newer than the key's version
   size_t quarantined = 0;        // failed and set aside
   ReplicaCheckpoint checkpoint;  // the type's checkpoint as committed
+  int64_t hook_entry = 0;        // the hook outbox row of `applied`; 0 = none
+};
+
+// An applied batch whose hook has not completed yet (hook outbox row).
+struct HookBatch {
+  int64_t id = 0;
+  DeltaBatch batch;
 };
 
 struct QuarantineEntry {
@@ -98,8 +105,16 @@ class Replica {
   // (version = max applied-or-seen version, seq = last_seq, ts = max business
   // ts) in ONE transaction. A change that breaks the schema or a constraint is
   // quarantined inside the same transaction and the rest still apply.
+  // `keep_for_hook` also records the applied changes in the hook outbox in
+  // that transaction (outcome.hook_entry), so a hook interrupted by a crash
+  // runs after the restart: hooks are at least once.
   // NotFound when the type has no table; other errors leave nothing changed.
-  Result<ApplyOutcome> apply(const std::string& type, const std::vector<Change>& changes, uint64_t last_seq);
+  Result<ApplyOutcome> apply(const std::string& type, const std::vector<Change>& changes, uint64_t last_seq,
+                             bool keep_for_hook = false);
+  // Hook outbox: batches whose hook has not completed, oldest first; and the
+  // removal of one once its hook succeeded or it was quarantined.
+  Result<std::vector<HookBatch>> pending_hooks() const;
+  Status hook_done(int64_t id);
 
   // Snapshot loading, in three steps: begin (empty staging table), stage each
   // page (committed per page, so memory stays bounded), then finish: replace

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <system_error>
 #include <vector>
@@ -37,6 +38,13 @@ std::string TempDir::write_file(std::string_view name, std::string_view text) co
   out.close();
   if (!out) throw std::runtime_error("cannot write " + p);
   return p;
+}
+
+std::string TempDir::read_file(std::string_view name) const {
+  std::ifstream in(file(name), std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
 }
 
 }  // namespace ds::testing

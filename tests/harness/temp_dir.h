@@ -24,6 +24,8 @@ class TempDir {
   std::string file(std::string_view name) const;
   // Writes `text` to "<path>/<name>" (replacing it) and returns the full path.
   std::string write_file(std::string_view name, std::string_view text) const;
+  // The content of "<path>/<name>"; "" when it does not exist (yet).
+  std::string read_file(std::string_view name) const;
 
  private:
   std::string path_;

@@ -111,6 +111,32 @@ TEST_F(AgentApplyTest, UndecodableDeltaAndFailingHookAreQuarantinedWhileLaterDel
   EXPECT_GE(replies[0].quarantined, 2u);
 }
 
+TEST_F(AgentApplyTest, HookCutShortByShutdownRunsAtTheNextStart) {
+  const std::string out = dir_.file("hook-out.jsonl");
+  // First run: the hook never succeeds (times out), and the agent stops
+  // while it waits to retry. The batch is applied and acked already.
+  start_agent("store-1", "[[subscriptions]]\ntype = \"products\"\nhook = \"sleep 5\"\nhook_retries = 100\n"
+                         "hook_timeout_ms = 100\n");
+  ASSERT_TRUE(hub_->commit("products", {{"p1", Op::kUpsert, {{"name", std::string("tea")}}, {}, {}}}).is_ok());
+  ASSERT_TRUE(eventually([&] { return replica_digest("store-1", "products") == hub_->digest("products"); }));
+  agent_->stop();
+  agent_.reset();
+  {
+    auto r = replica("store-1");
+    ASSERT_NE(r, nullptr);
+    EXPECT_EQ(r->pending_hooks()->size(), 1u);
+    EXPECT_EQ(*r->quarantine_count(), 0u) << "a hook cut short by shutdown is not a failure";
+  }
+
+  // Second run, with a hook that works: the batch reaches it before anything new.
+  start_agent("store-1", "[[subscriptions]]\ntype = \"products\"\nhook = \"cat >> " + out + "\"\n");
+  ASSERT_TRUE(eventually([&] { return dir_.read_file("hook-out.jsonl").find("\"p1\"") != std::string::npos; }));
+  ASSERT_TRUE(eventually([&] {
+    auto r = replica("store-1");
+    return r && r->pending_hooks().is_ok() && r->pending_hooks()->empty();
+  }));
+}
+
 TEST_F(AgentApplyTest, SnapshotLoadIsFollowedByTheStreamWithoutGap) {
   // 2,500 rows, then the stream loses them: the agent must take a snapshot.
   std::vector<IngestRecord> records;

@@ -60,6 +60,32 @@ TEST_F(ReplicaTest, NewerVersionApplies) {
   EXPECT_EQ(version_of("a"), 2u);
 }
 
+TEST_F(ReplicaTest, HookOutboxKeepsAppliedChangesUntilDone) {
+  auto out = replica_->apply("prices", {upsert(1, "a", {{"price", 1.0}}), upsert(2, "b", {{"price", 2.0}})}, 1,
+                             /*keep_for_hook=*/true);
+  ASSERT_TRUE(out.is_ok()) << out.status().to_string();
+  EXPECT_NE(out->hook_entry, 0);
+  // Nothing applied, nothing for the hook.
+  auto replay = replica_->apply("prices", {upsert(2, "b", {{"price", 9.0}})}, 2, true);
+  ASSERT_TRUE(replay.is_ok());
+  EXPECT_EQ(replay->hook_entry, 0);
+  // Without a hook nothing is recorded.
+  auto plain = replica_->apply("prices", {upsert(3, "c", {{"price", 3.0}})}, 3);
+  ASSERT_TRUE(plain.is_ok());
+  EXPECT_EQ(plain->hook_entry, 0);
+
+  auto pending = replica_->pending_hooks();
+  ASSERT_TRUE(pending.is_ok()) << pending.status().to_string();
+  ASSERT_EQ(pending->size(), 1u);
+  EXPECT_EQ((*pending)[0].id, out->hook_entry);
+  EXPECT_EQ((*pending)[0].batch.type, "prices");
+  ASSERT_EQ((*pending)[0].batch.changes.size(), 2u);
+  EXPECT_EQ((*pending)[0].batch.changes[1].key, "b");
+
+  ASSERT_TRUE(replica_->hook_done(out->hook_entry).is_ok());
+  EXPECT_TRUE(replica_->pending_hooks()->empty());
+}
+
 TEST_F(ReplicaTest, OlderAndDuplicateVersionsAreIgnored) {
   apply({upsert(5, "a", {{"price", 5.0}})});
   auto out = replica_->apply("prices", {upsert(5, "a", {{"price", 9.0}}), upsert(3, "a", {{"price", 3.0}})}, 2);
