@@ -167,7 +167,9 @@ Status Replica::ensure_table(const std::string& type, const TypeSchema& schema) 
   return Status::ok();
 }
 
-Result<bool> Replica::apply_one(const std::string& type, const TypeSchema& schema, const Change& change) {
+Result<bool> Replica::apply_one(const std::string& type, const TypeSchema& schema, const Change& change,
+                                 bool& wrote) {
+  wrote = false;
   if (change.key.empty()) return Status::invalid_argument("empty key");
   if (change.key.size() > kMaxKeyBytes) return Status::invalid_argument("key longer than the limit");
   const std::string table = quote_identifier(type);
@@ -197,6 +199,7 @@ Result<bool> Replica::apply_one(const std::string& type, const TypeSchema& schem
   if (change.v <= current) return false;
 
   if (change.op == Op::kDelete) {
+    wrote = true;
     if (row_exists) {
       DS_RETURN_IF_ERROR(run_cached("DELETE FROM " + table + " WHERE " + key_col + " = ?",
                                     [&](Statement& del) { del.bind(1, change.key); }));
@@ -225,6 +228,7 @@ Result<bool> Replica::apply_one(const std::string& type, const TypeSchema& schem
     }
     sql = "INSERT INTO " + table + " (" + names + ", _version, _ts, _hub_ts) VALUES (" + marks + ", ?, ?, ?)";
   }
+  wrote = true;
   DS_RETURN_IF_ERROR(run_cached(sql, [&](Statement& st) {
     int i = 1;
     if (!row_exists) st.bind(i++, change.key);
@@ -267,18 +271,34 @@ Result<ApplyOutcome> Replica::apply(const std::string& type, const std::vector<C
                                     uint64_t last_seq, bool keep_for_hook) {
   const TypeSchema* schema = this->schema(type);
   if (schema == nullptr) return Status::not_found("replica: no table for type '" + type + "'");
+  // Almost every batch applies without a savepoint per change; only when a
+  // write itself is refused (a constraint the business system added to the
+  // replica, say) is the batch redone with one, to set that change aside.
+  DS_ASSIGN_OR_RETURN(std::optional<ApplyOutcome> fast,
+                      apply_pass(type, *schema, changes, last_seq, keep_for_hook, /*careful=*/false));
+  if (fast) return std::move(*fast);
+  DS_ASSIGN_OR_RETURN(std::optional<ApplyOutcome> careful,
+                      apply_pass(type, *schema, changes, last_seq, keep_for_hook, /*careful=*/true));
+  if (!careful) return Status::internal("replica: careful apply pass gave up");
+  return std::move(*careful);
+}
+
+Result<std::optional<ApplyOutcome>> Replica::apply_pass(const std::string& type, const TypeSchema& schema,
+                                                        const std::vector<Change>& changes, uint64_t last_seq,
+                                                        bool keep_for_hook, bool careful) {
   ApplyOutcome out;
   DS_ASSIGN_OR_RETURN(auto tx, Transaction::begin(*db_));
   uint64_t max_version = 0;
   int64_t max_ts = 0;
   for (const Change& change : changes) {
     max_version = std::max(max_version, change.v);
-    // A savepoint per change: a failing change is rolled back alone and set
-    // aside, so it never blocks the changes after it.
-    DS_RETURN_IF_ERROR(run_cached("SAVEPOINT change", [](Statement&) {}));
-    auto applied = apply_one(type, *schema, change);
+    // Careful: a savepoint per change, so a change whose write is refused is
+    // rolled back alone and set aside, and never blocks the changes after it.
+    if (careful) DS_RETURN_IF_ERROR(run_cached("SAVEPOINT change", [](Statement&) {}));
+    bool wrote = false;
+    auto applied = apply_one(type, schema, change, wrote);
     if (applied.is_ok()) {
-      DS_RETURN_IF_ERROR(run_cached("RELEASE change", [](Statement&) {}));
+      if (careful) DS_RETURN_IF_ERROR(run_cached("RELEASE change", [](Statement&) {}));
       if (*applied) {
         max_ts = std::max(max_ts, change.ts);
         out.applied.push_back(change);
@@ -288,11 +308,15 @@ Result<ApplyOutcome> Replica::apply(const std::string& type, const std::vector<C
       continue;
     }
     const StatusCode code = applied.status().code();
-    DS_RETURN_IF_ERROR(run_cached("ROLLBACK TO change", [](Statement&) {}));
-    DS_RETURN_IF_ERROR(run_cached("RELEASE change", [](Statement&) {}));
     // Transient or internal failures abort the whole batch (it is retried);
     // only a change that can never apply is quarantined.
     if (code != StatusCode::kInvalidArgument && code != StatusCode::kAlreadyExists) return applied.status();
+    if (careful) {
+      DS_RETURN_IF_ERROR(run_cached("ROLLBACK TO change", [](Statement&) {}));
+      DS_RETURN_IF_ERROR(run_cached("RELEASE change", [](Statement&) {}));
+    } else if (wrote) {
+      return std::optional<ApplyOutcome>();  // part of it may be written: redo carefully
+    }
     DeltaBatch one{type, {change}};
     QuarantineEntry e;
     e.type = type;
@@ -332,7 +356,7 @@ Result<ApplyOutcome> Replica::apply(const std::string& type, const std::vector<C
     out.hook_entry = db_->last_insert_rowid();
   }
   DS_RETURN_IF_ERROR(tx.commit());
-  return out;
+  return std::optional<ApplyOutcome>(std::move(out));
 }
 
 Result<std::vector<HookBatch>> Replica::pending_hooks() const {

@@ -148,9 +148,17 @@ class Replica {
       : db_(std::move(db)), read_only_(read_only), statements_(*db_) {}
   Status create_bookkeeping();
   Status load_schemas();
-  // Applies one change inside the caller's transaction; InvalidArgument /
-  // AlreadyExists for a change that must be quarantined.
-  Result<bool> apply_one(const std::string& type, const TypeSchema& schema, const Change& change);
+  // One pass of apply() in one transaction. `careful` wraps each change in a
+  // savepoint; without it, a refused write returns nullopt (rolled back) so
+  // the caller redoes the batch carefully.
+  Result<std::optional<ApplyOutcome>> apply_pass(const std::string& type, const TypeSchema& schema,
+                                                 const std::vector<Change>& changes, uint64_t last_seq,
+                                                 bool keep_for_hook, bool careful);
+  // Applies one change inside the caller's transaction: true = applied,
+  // false = not newer than the row. InvalidArgument / AlreadyExists for a
+  // change that must be quarantined; `wrote` tells whether that came before
+  // any write (validation) or from a write.
+  Result<bool> apply_one(const std::string& type, const TypeSchema& schema, const Change& change, bool& wrote);
   Status insert_quarantine(const QuarantineEntry& entry);
   // Binds and runs a statement of the apply path, compiled once per SQL text.
   Status run_cached(const std::string& sql, const std::function<void(Statement&)>& bind);

@@ -86,6 +86,31 @@ TEST_F(ReplicaTest, HookOutboxKeepsAppliedChangesUntilDone) {
   EXPECT_TRUE(replica_->pending_hooks()->empty());
 }
 
+TEST_F(ReplicaTest, WriteRefusedByTheReplicaIsSetAsideAloneAndTheRestApplies) {
+  // A business system's own rule on the replica table, refusing one key.
+  ASSERT_TRUE(replica_->db()
+                  .exec("CREATE TRIGGER no_bad BEFORE INSERT ON prices WHEN NEW.sku = 'bad' "
+                        "BEGIN SELECT RAISE(ABORT, 'sku bad is refused'); END")
+                  .is_ok());
+  auto out = replica_->apply("prices",
+                             {upsert(1, "a", {{"price", 1.0}}), upsert(2, "bad", {{"price", 2.0}}),
+                              del(3, "a"), upsert(4, "c", {{"price", 4.0}})},
+                             7);
+  ASSERT_TRUE(out.is_ok()) << out.status().to_string();
+  EXPECT_EQ(out->applied.size(), 3u);
+  EXPECT_EQ(out->quarantined, 1u);
+  EXPECT_EQ(out->checkpoint.version, 4u);
+  EXPECT_EQ(out->checkpoint.seq, 7u);
+  EXPECT_EQ(version_of("c"), 4u);
+  EXPECT_EQ(version_of("bad"), 0u);
+  EXPECT_EQ(replica_->row("prices", "a").status().code(), StatusCode::kNotFound);
+  auto q = replica_->quarantined();
+  ASSERT_TRUE(q.is_ok());
+  ASSERT_EQ(q->size(), 1u);
+  EXPECT_EQ((*q)[0].key, "bad");
+  EXPECT_NE((*q)[0].reason.find("sku bad is refused"), std::string::npos) << (*q)[0].reason;
+}
+
 TEST_F(ReplicaTest, OlderAndDuplicateVersionsAreIgnored) {
   apply({upsert(5, "a", {{"price", 5.0}})});
   auto out = replica_->apply("prices", {upsert(5, "a", {{"price", 9.0}}), upsert(3, "a", {{"price", 3.0}})}, 2);
