@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "shared/status.h"
+#include "tests/harness/child_process.h"
 
 namespace ds::testing {
 
@@ -23,7 +24,6 @@ class HubProcess {
  public:
   // `config_path`: the hub.toml to run with; `log_path`: where output goes.
   HubProcess(std::string config_path, std::string log_path);
-  ~HubProcess();
   HubProcess(const HubProcess&) = delete;
   HubProcess& operator=(const HubProcess&) = delete;
 
@@ -36,7 +36,8 @@ class HubProcess {
   // Waits up to `timeout_ms` for the process to exit; its exit code, or
   // 128 + signal when a signal ended it; nullopt on timeout.
   std::optional<int> wait_exit(int64_t timeout_ms);
-  bool running() const { return pid_ > 0; }
+  bool running() const { return process_.pid() > 0; }
+  pid_t pid() const { return process_.pid(); }
 
   // Everything the hub wrote so far.
   std::string log_text() const;
@@ -44,9 +45,7 @@ class HubProcess {
   size_t log_count(const std::string& needle) const;
 
  private:
-  std::string config_path_;
-  std::string log_path_;
-  pid_t pid_ = -1;
+  ChildProcess process_;
 };
 
 }  // namespace ds::testing

@@ -1,21 +1,16 @@
 #include "tests/harness/nats_server.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -53,22 +48,6 @@ sockaddr_in loopback(int port) {
   return addr;
 }
 
-// Asks the kernel for a free loopback port. Another process may take it
-// before nats-server binds it; start() retries with a new one then.
-Result<int> pick_free_port() {
-  FdGuard fd(::socket(AF_INET, SOCK_STREAM, 0));
-  if (fd.get() < 0) return Status::internal(std::string("socket: ") + std::strerror(errno));
-  sockaddr_in addr = loopback(0);
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    return Status::internal(std::string("bind: ") + std::strerror(errno));
-  }
-  socklen_t len = sizeof addr;
-  if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    return Status::internal(std::string("getsockname: ") + std::strerror(errno));
-  }
-  return static_cast<int>(ntohs(addr.sin_port));
-}
-
 // True when a client connecting to `port` receives the server's INFO line.
 bool server_answers(int port) {
   FdGuard fd(::socket(AF_INET, SOCK_STREAM, 0));
@@ -90,6 +69,20 @@ bool server_answers(int port) {
 
 }  // namespace
 
+Result<int> free_loopback_port() {
+  FdGuard fd(::socket(AF_INET, SOCK_STREAM, 0));
+  if (fd.get() < 0) return Status::internal(std::string("socket: ") + std::strerror(errno));
+  sockaddr_in addr = loopback(0);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    return Status::internal(std::string("bind: ") + std::strerror(errno));
+  }
+  socklen_t len = sizeof addr;
+  if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    return Status::internal(std::string("getsockname: ") + std::strerror(errno));
+  }
+  return static_cast<int>(ntohs(addr.sin_port));
+}
+
 NatsServer::NatsServer(std::string extra_config)
     : dir_("deltasync-nats"), extra_config_(std::move(extra_config)) {
   store_dir_ = dir_.file("store");
@@ -104,12 +97,7 @@ NatsServer::~NatsServer() {
 
 std::string NatsServer::url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
 
-std::string NatsServer::log_text() const {
-  std::ifstream in(log_path_, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
+std::string NatsServer::log_text() const { return read_text_file(log_path_); }
 
 Status NatsServer::start() {
   if (running()) return Status::ok();
@@ -117,7 +105,7 @@ Status NatsServer::start() {
   Status last;
   for (int attempt = 0; attempt < kPortAttempts; ++attempt) {
     if (!fixed_port) {
-      DS_ASSIGN_OR_RETURN(port_, pick_free_port());
+      DS_ASSIGN_OR_RETURN(port_, free_loopback_port());
     }
     bool port_clash = false;
     last = start_once(&port_clash);
@@ -130,45 +118,22 @@ Status NatsServer::start() {
 }
 
 Status NatsServer::start_once(bool* port_clash) {
-  const std::string bin = DELTASYNC_NATS_SERVER;
-  std::vector<std::string> args = {bin, "-a", "127.0.0.1", "-p", std::to_string(port_),
+  std::vector<std::string> args = {DELTASYNC_NATS_SERVER, "-a", "127.0.0.1", "-p", std::to_string(port_),
                                    "-js", "-sd", store_dir_};
   if (!config_path_.empty()) {
     args.push_back("-c");
     args.push_back(config_path_);
   }
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-
-  // Everything the child needs is prepared before fork: between fork and
-  // exec a multi-threaded parent's child may only make async-signal-safe calls.
-  const int log_fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (log_fd < 0) return Status::internal("open " + log_path_ + ": " + std::strerror(errno));
-  const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
-  if (pid < 0) {
-    ::close(log_fd);
-    return Status::internal(std::string("fork: ") + std::strerror(errno));
-  }
-  if (pid == 0) {
-    // The server must not outlive a crashed test binary.
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(127);
-    ::dup2(log_fd, STDOUT_FILENO);
-    ::dup2(log_fd, STDERR_FILENO);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  ::close(log_fd);
-  pid_ = pid;
+  // ChildProcess makes the server die with a crashed test binary.
+  process_ = std::make_unique<ChildProcess>(std::move(args), log_path_);
+  DS_RETURN_IF_ERROR(process_->start());
 
   bool exited = false;
   Status s = wait_ready(kReadyTimeoutMs, &exited);
   if (!s.is_ok()) {
     const std::string log = log_text();
     *port_clash = exited && log.find("address already in use") != std::string::npos;
-    if (!exited) reap(SIGKILL, 0);
+    if (!exited) kill();
     return Status(s.code(), s.message() + "\n--- nats-server log (" + log_path_ + ") ---\n" + log);
   }
   return Status::ok();
@@ -177,12 +142,9 @@ Status NatsServer::start_once(bool* port_clash) {
 Status NatsServer::wait_ready(int64_t timeout_ms, bool* exited) {
   auto start = Clock::now();
   while (elapsed_ms(start) < timeout_ms) {
-    int wstatus = 0;
-    if (::waitpid(pid_, &wstatus, WNOHANG) == pid_) {
-      pid_ = -1;
+    if (auto code = process_->wait_exit(0)) {
       *exited = true;
-      return Status::unavailable("nats-server exited during start-up (status " +
-                                 std::to_string(wstatus) + ")");
+      return Status::unavailable("nats-server exited during start-up (exit code " + std::to_string(*code) + ")");
     }
     if (server_answers(port_)) return Status::ok();
     std::this_thread::sleep_for(std::chrono::milliseconds(25));
@@ -192,36 +154,25 @@ Status NatsServer::wait_ready(int64_t timeout_ms, bool* exited) {
                                    std::to_string(timeout_ms) + " ms");
 }
 
-void NatsServer::reap(int signal, int64_t grace_ms) {
-  if (!running()) return;
-  ::kill(pid_, signal);
-  auto start = Clock::now();
-  while (true) {
-    int wstatus = 0;
-    pid_t r = ::waitpid(pid_, &wstatus, WNOHANG);
-    if (r == pid_ || (r < 0 && errno == ECHILD)) break;
-    if (elapsed_ms(start) >= grace_ms) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, &wstatus, 0);
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  pid_ = -1;
-}
-
 Status NatsServer::stop() {
-  reap(SIGTERM, kStopGraceMs);
+  if (running()) (void)process_->stop(SIGTERM, kStopGraceMs);
   return Status::ok();
 }
 
-void NatsServer::kill() { reap(SIGKILL, 0); }
+void NatsServer::kill() {
+  if (running()) (void)process_->stop(SIGKILL, kStopGraceMs);
+}
 
-bool wait_until(const std::function<bool()>& done, int64_t timeout_ms) {
+Status NatsServer::restart() {
+  DS_RETURN_IF_ERROR(stop());
+  return start();
+}
+
+bool wait_until(const std::function<bool()>& done, int64_t timeout_ms, int64_t poll_ms) {
   auto start = Clock::now();
   while (!done()) {
     if (elapsed_ms(start) >= timeout_ms) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms));
   }
   return true;
 }

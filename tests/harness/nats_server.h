@@ -22,6 +22,7 @@
 
 #include "shared/nats.h"
 #include "shared/status.h"
+#include "tests/harness/child_process.h"
 #include "tests/harness/temp_dir.h"
 
 namespace ds::testing {
@@ -42,7 +43,10 @@ class NatsServer {
   Status stop();
   // Abrupt crash: SIGKILL and reap.
   void kill();
-  bool running() const { return pid_ > 0; }
+  // stop() then start(): a broker bounce on the same port with the same
+  // JetStream store, as clients see a restarted server.
+  Status restart();
+  bool running() const { return process_ != nullptr && process_->pid() > 0; }
 
   // "nats://127.0.0.1:<port>"
   std::string url() const;
@@ -55,7 +59,6 @@ class NatsServer {
  private:
   Status start_once(bool* port_clash);
   Status wait_ready(int64_t timeout_ms, bool* exited);
-  void reap(int signal, int64_t grace_ms);
 
   TempDir dir_;
   std::string extra_config_;
@@ -63,12 +66,17 @@ class NatsServer {
   std::string log_path_;
   std::string config_path_;
   int port_ = 0;
-  pid_t pid_ = -1;
+  std::unique_ptr<ChildProcess> process_;
 };
 
-// Polls `done` every few ms until it returns true (-> true) or `timeout_ms`
-// passes (-> false). For waiting on other threads, never for asserting time.
-bool wait_until(const std::function<bool()>& done, int64_t timeout_ms = 10000);
+// Asks the kernel for a free loopback port. Another process may take it
+// before it is bound; NatsServer::start() retries with a new one then.
+Result<int> free_loopback_port();
+
+// Polls `done` every `poll_ms` until it returns true (-> true) or
+// `timeout_ms` passes (-> false). For waiting on other threads and
+// processes, never for asserting time.
+bool wait_until(const std::function<bool()>& done, int64_t timeout_ms = 10000, int64_t poll_ms = 5);
 
 // What a test handler saw of one message.
 struct ReceivedMessage {

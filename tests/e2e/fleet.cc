@@ -1,0 +1,291 @@
+#include "tests/e2e/fleet.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "shared/names.h"
+#include "shared/nats.h"
+
+namespace ds::testing {
+namespace {
+
+constexpr int64_t kPollMs = 200;
+constexpr size_t kLogTailBytes = 3000;
+constexpr size_t kMaxListPages = 1000;
+
+std::string binary(const std::string& name) { return std::string(DELTASYNC_BINARY_DIR) + "/" + name; }
+
+std::string tail(const std::string& text) {
+  return text.size() <= kLogTailBytes ? text : "..." + text.substr(text.size() - kLogTailBytes);
+}
+
+Status command_failed(const std::vector<std::string>& args, const CommandResult& r) {
+  std::string line;
+  for (const auto& a : args) line += " " + a;
+  return Status::internal("deltasync" + line + " exited " + std::to_string(r.exit_code) + ": " + r.err + r.out);
+}
+
+}  // namespace
+
+std::vector<AgentSpec> retail_agents() {
+  return {
+      {"store-1", {{"products", "*"}, {"prices", "store-1"}, {"inventory", "store-1"}}},
+      {"store-2", {{"products", "*"}, {"prices", "store-2"}, {"inventory", "store-2"}}},
+      {"hq", {{"products", "*"}, {"prices", "*"}}},
+  };
+}
+
+Fleet::Fleet(std::vector<AgentSpec> agents) : agents_(std::move(agents)) {
+  std::random_device random;
+  token_ = fmt::format("e2e-{:08x}{:08x}{:08x}", random(), random(), random());
+  for (const AgentSpec& spec : agents_) {
+    Agent a;
+    a.spec = spec;
+    a.config_path = dir_.file(spec.id + ".toml");  // written by start(), once the NATS port is known
+    a.process = std::make_unique<ChildProcess>(
+        std::vector<std::string>{binary("deltasync-agent"), "run", "--config", a.config_path},
+        dir_.file(spec.id + ".log"));
+    fleet_.push_back(std::move(a));
+  }
+}
+
+Fleet::~Fleet() {
+  if (!::testing::Test::HasFailure()) return;
+  // The TempDir goes with the fleet: keep the logs of a failed scenario.
+  std::error_code ec;
+  const std::string kept = dir_.path() + "-logs";
+  std::filesystem::create_directories(kept, ec);
+  for (const auto& entry : std::filesystem::directory_iterator(dir_.path(), ec)) {
+    if (entry.path().extension() == ".log") {
+      std::filesystem::copy_file(entry.path(), std::filesystem::path(kept) / entry.path().filename(),
+                                 std::filesystem::copy_options::overwrite_existing, ec);
+    }
+  }
+  std::filesystem::copy_file(nats_.dir() + "/nats-server.log", kept + "/nats-server.log",
+                             std::filesystem::copy_options::overwrite_existing, ec);
+  std::printf("[ info ] logs of the failed scenario kept in %s\n", kept.c_str());
+}
+
+std::string Fleet::hub_toml() const {
+  return "[hub]\nname = \"e2e-hub\"\nlog_level = \"info\"\n"
+         "[nats]\nurl = \"" + nats_.url() + "\"\n"
+         "[store]\npath = \"" + dir_.file("hub.db") + "\"\n"
+         "[http]\nlisten = \"127.0.0.1:" + std::to_string(http_port_) + "\"\ntoken = \"" + token_ + "\"\n"
+         "[liveness]\nheartbeat_interval_ms = 500\ndead_after = 3\n"
+         "[delivery]\npublish_batch = 50\n"
+         "[[types]]\nname = \"products\"\nkey = \"sku\"\n"
+         "columns = [{ name = \"name\", type = \"text\" }, { name = \"category\", type = \"text\" },\n"
+         "           { name = \"active\", type = \"bool\" }, { name = \"attributes\", type = \"json\" }]\n"
+         "[[types]]\nname = \"prices\"\nkey = \"id\"\npartition = \"store_id\"\n"
+         "columns = [{ name = \"store_id\", type = \"text\" }, { name = \"sku\", type = \"text\" },\n"
+         "           { name = \"price\", type = \"real\" }]\n"
+         "[[types]]\nname = \"inventory\"\nkey = \"item\"\npartition = \"store_id\"\n"
+         "columns = [{ name = \"store_id\", type = \"text\" }, { name = \"on_hand\", type = \"integer\" },\n"
+         "           { name = \"reserved\", type = \"integer\" }]\n";
+}
+
+std::string Fleet::agent_toml(const AgentSpec& spec) const {
+  std::string text = "[agent]\nid = \"" + spec.id + "\"\nlog_level = \"info\"\n"
+                     "[nats]\nurl = \"" + nats_.url() + "\"\n"
+                     "[replica]\npath = \"" + dir_.file(spec.id + ".db") + "\"\n";
+  for (const auto& [type, partition] : spec.subscriptions) {
+    text += "[[subscriptions]]\ntype = \"" + type + "\"\npartition = \"" + partition + "\"\n";
+  }
+  return text;
+}
+
+Status Fleet::start() {
+  DS_RETURN_IF_ERROR(nats_.start());
+  DS_ASSIGN_OR_RETURN(http_port_, free_loopback_port());
+  hub_ = std::make_unique<HubProcess>(dir_.write_file("hub.toml", hub_toml()), dir_.file("hub.log"));
+  DS_RETURN_IF_ERROR(start_hub());
+  for (Agent& a : fleet_) {
+    dir_.write_file(a.spec.id + ".toml", agent_toml(a.spec));
+    DS_RETURN_IF_ERROR(a.process->start());
+  }
+  return wait_all_live();
+}
+
+Status Fleet::start_hub() {
+  DS_RETURN_IF_ERROR(hub_->start());
+  const bool up = wait_until([&] { return cli({"types"}).exit_code == 0; }, kConvergeTimeoutMs, kPollMs);
+  return up ? Status::ok() : Status::deadline_exceeded("the hub's HTTP API does not answer:\n" + logs());
+}
+
+Fleet::Agent& Fleet::find(const std::string& id) {
+  for (Agent& a : fleet_) {
+    if (a.spec.id == id) return a;
+  }
+  throw std::invalid_argument("no agent '" + id + "' in this fleet");
+}
+
+const Fleet::Agent& Fleet::find(const std::string& id) const {
+  return const_cast<Fleet*>(this)->find(id);
+}
+
+ChildProcess& Fleet::agent(const std::string& id) { return *find(id).process; }
+
+Status Fleet::start_agent(const std::string& id) { return find(id).process->start(); }
+
+const std::string& Fleet::agent_config(const std::string& id) const { return find(id).config_path; }
+
+Environment Fleet::cli_environment() const {
+  return {{"DELTASYNC_HUB", "http://127.0.0.1:" + std::to_string(http_port_)},
+          {"DELTASYNC_TOKEN", token_},
+          {"DELTASYNC_NATS", nats_.url()}};
+}
+
+CommandResult Fleet::cli(std::vector<std::string> args, int64_t timeout_ms) {
+  args.insert(args.begin(), binary("deltasync"));
+  return run_to_completion(args, dir_.file("cli"), cli_environment(), timeout_ms);
+}
+
+Result<nlohmann::json> Fleet::cli_json(std::vector<std::string> args) {
+  args.push_back("--json");
+  CommandResult r = cli(args);
+  if (r.exit_code != 0) return command_failed(args, r);
+  auto parsed = nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded()) return Status::internal("deltasync " + args.front() + ": not JSON: " + r.out);
+  return parsed;
+}
+
+Status Fleet::push(const std::string& type, const nlohmann::json& records, size_t batch) {
+  const std::string path = dir_.file("push-" + std::to_string(++push_files_) + ".jsonl");
+  {
+    std::ofstream out(path, std::ios::trunc);
+    for (const auto& r : records) out << r.dump() << "\n";
+    if (!out) return Status::internal("cannot write " + path);
+  }
+  std::vector<std::string> args = {"push", "--type", type, "--batch", std::to_string(batch), "--quiet", path};
+  CommandResult r = cli(args, kConvergeTimeoutMs);
+  return r.exit_code == 0 ? Status::ok() : command_failed(args, r);
+}
+
+Result<std::map<std::string, nlohmann::json>> Fleet::agents_by_id() {
+  DS_ASSIGN_OR_RETURN(nlohmann::json list, cli_json({"agents"}));
+  std::map<std::string, nlohmann::json> out;
+  for (const auto& a : list) out[a.value("id", "")] = a;
+  return out;
+}
+
+std::string Fleet::agent_state(const std::string& id) {
+  auto agents = agents_by_id();
+  if (!agents.is_ok()) return "";
+  auto it = agents->find(id);
+  return it == agents->end() ? "" : it->second.value("state", "");
+}
+
+bool Fleet::all_live() {
+  auto agents = agents_by_id();
+  if (!agents.is_ok()) return false;
+  for (const AgentSpec& spec : agents_) {
+    auto it = agents->find(spec.id);
+    if (it == agents->end() || it->second.value("state", "") != "live") return false;
+    const nlohmann::json types = it->second.value("types", nlohmann::json::object());
+    for (const auto& [type, partition] : spec.subscriptions) {
+      if (!types.contains(type) || !types[type].value("consumer", false)) return false;
+    }
+  }
+  return true;
+}
+
+Status Fleet::wait_all_live() {
+  if (wait_until([&] { return all_live(); }, kConvergeTimeoutMs, kPollMs)) return Status::ok();
+  return Status::deadline_exceeded("agents not all live with their consumers:\n" + cli({"agents"}).out + logs());
+}
+
+Result<std::map<std::string, nlohmann::json>> Fleet::hub_records(const std::string& type) {
+  std::map<std::string, nlohmann::json> out;
+  std::string after;
+  for (size_t page = 0; page < kMaxListPages; ++page) {
+    std::vector<std::string> args = {"list", type, "--limit", "1000"};
+    if (!after.empty()) args.insert(args.end(), {"--after", after});
+    DS_ASSIGN_OR_RETURN(nlohmann::json j, cli_json(args));
+    for (const auto& r : j.value("records", nlohmann::json::array())) {
+      nlohmann::json fields = nlohmann::json::object();
+      const nlohmann::json stored = r.value("fields", nlohmann::json::object());
+      for (const auto& [name, value] : stored.items()) {
+        if (!value.is_null()) fields[name] = value;
+      }
+      out[r.value("key", "")] = std::move(fields);
+    }
+    if (!j.contains("next_after") || !j["next_after"].is_string()) return out;
+    after = j["next_after"].get<std::string>();
+  }
+  return Status::internal(type + ": more than " + std::to_string(kMaxListPages) + " pages");
+}
+
+Result<std::map<std::string, uint64_t>> Fleet::replica_versions(const std::string& id) {
+  const std::vector<std::string> args = {binary("deltasync-agent"), "status", "--json", "--config",
+                                         agent_config(id)};
+  CommandResult r = run_to_completion(args, dir_.file("status"));
+  if (r.exit_code != 0) return command_failed(args, r);
+  auto status = nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+  if (status.is_discarded()) return Status::internal("deltasync-agent status: not JSON: " + r.out);
+  std::map<std::string, uint64_t> out;
+  for (const auto& t : status.value("types", nlohmann::json::array())) {
+    out[t.value("type", "")] = t.value("version", uint64_t{0});
+  }
+  return out;
+}
+
+Result<bool> Fleet::has_consumer(const std::string& type, const std::string& agent) {
+  DS_ASSIGN_OR_RETURN(auto nc, Connection::connect(test_connect_options(nats_)));
+  DS_ASSIGN_OR_RETURN(auto js, nc->jetstream());
+  return js->consumer_exists(stream_name(type), consumer_name(agent));
+}
+
+::testing::AssertionResult Fleet::converged(nlohmann::json* report_out) {
+  const bool quiet_ok =
+      wait_until([&] { return cli({"verify", "--quiet"}).exit_code == 0; }, kConvergeTimeoutMs, kPollMs);
+  CommandResult table = cli({"verify"});
+  if (!quiet_ok) {
+    return ::testing::AssertionFailure() << "deltasync verify did not pass within " << kConvergeTimeoutMs
+                                         << " ms:\n" << table.out << table.err << logs();
+  }
+  auto report = cli_json({"verify"});
+  if (!report.is_ok()) return ::testing::AssertionFailure() << report.status().to_string();
+  if (!report->value("ok", false)) return ::testing::AssertionFailure() << "verify --json: " << report->dump(1);
+
+  std::set<std::pair<std::string, std::string>> expected;
+  for (const AgentSpec& spec : agents_) {
+    for (const auto& [type, partition] : spec.subscriptions) expected.insert({spec.id, type});
+  }
+  std::set<std::pair<std::string, std::string>> seen;
+  for (const auto& row : report->value("rows", nlohmann::json::array())) {
+    const std::pair<std::string, std::string> at{row.value("agent", ""), row.value("type", "")};
+    const bool rows_equal = row.contains("hub_rows") && row["hub_rows"] == row.value("agent_rows", nlohmann::json());
+    const bool all_partitions = row.value("partition", "") == "*";
+    const bool versions_equal =
+        row.contains("hub_version") && row["hub_version"] == row.value("agent_version", nlohmann::json());
+    if (!row.value("match", false) || !rows_equal || (all_partitions && !versions_equal)) {
+      return ::testing::AssertionFailure() << "verify row does not match: " << row.dump();
+    }
+    seen.insert(at);
+  }
+  if (seen != expected) {
+    return ::testing::AssertionFailure() << "verify rows cover " << seen.size() << " agent/type pairs, expected "
+                                         << expected.size() << ": " << report->dump(1);
+  }
+  if (table.exit_code != 0 || table.out.find("every agent converged") == std::string::npos ||
+      table.out.find("DIFFERS") != std::string::npos) {
+    return ::testing::AssertionFailure() << "deltasync verify table:\n" << table.out << table.err;
+  }
+  if (report_out != nullptr) *report_out = *report;
+  return ::testing::AssertionSuccess() << table.out;
+}
+
+std::string Fleet::logs() const {
+  std::string out = "\n--- hub log ---\n" + (hub_ ? tail(hub_->log_text()) : std::string("(not started)"));
+  for (const Agent& a : fleet_) out += "\n--- " + a.spec.id + " log ---\n" + tail(a.process->log_text());
+  out += "\n--- nats-server log ---\n" + tail(nats_.log_text());
+  return out;
+}
+
+}  // namespace ds::testing

@@ -1,0 +1,130 @@
+#pragma once
+// Fleet: a whole deltasync system as separate processes, for the end-to-end
+// tests: a real nats-server with JetStream (tests/harness NatsServer), the
+// deltasync-hub binary with its HTTP API, several deltasync-agent binaries
+// with different types and partitions, and the `deltasync` CLI run as a
+// process for push, agents, list and verify, as an operator would.
+//
+// The business model is a small retail chain (retail_agents()):
+//   products   key sku, unpartitioned: name, category, active, attributes (json)
+//   prices     key id, partitioned by store_id: store_id, sku, price
+//   inventory  key item, partitioned by store_id: store_id, on_hand, reserved
+//   store-1, store-2: products, their own prices and inventory
+//   hq:               products and every store's prices
+// Heartbeats every 500 ms, dead after 3 missed; delta batches of at most 50
+// changes, so a workload spans many stream messages.
+//
+// Not thread-safe: the test's main thread drives it (and must, since the
+// children die with the thread that started them; see ChildProcess). All
+// files live in one TempDir. Waits are bounded (kConvergeTimeoutMs).
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "shared/status.h"
+#include "tests/harness/child_process.h"
+#include "tests/harness/hub_process.h"
+#include "tests/harness/nats_server.h"
+#include "tests/harness/temp_dir.h"
+
+namespace ds::testing {
+
+// Generous bound for any wait on the system (agents live, dead, converged).
+constexpr int64_t kConvergeTimeoutMs = 60000;
+
+struct AgentSpec {
+  std::string id;
+  // (type, partition), partition "*" for every partition.
+  std::vector<std::pair<std::string, std::string>> subscriptions;
+};
+
+// store-1, store-2 and hq, as described above.
+std::vector<AgentSpec> retail_agents();
+
+class Fleet {
+ public:
+  explicit Fleet(std::vector<AgentSpec> agents = retail_agents());
+  ~Fleet();
+  Fleet(const Fleet&) = delete;
+  Fleet& operator=(const Fleet&) = delete;
+
+  // Starts nats-server, the hub and every agent, and waits until each agent
+  // is live with a consumer for each of its types.
+  Status start();
+
+  NatsServer& nats() { return nats_; }
+  HubProcess& hub() { return *hub_; }
+  // (Re)starts the hub and waits until its HTTP API answers.
+  Status start_hub();
+  ChildProcess& agent(const std::string& id);
+  Status start_agent(const std::string& id);
+  const std::vector<AgentSpec>& agents() const { return agents_; }
+  const std::string& agent_config(const std::string& id) const;
+
+  // Runs `deltasync <args>` with the hub's URL and token and the NATS URL
+  // in its environment.
+  CommandResult cli(std::vector<std::string> args, int64_t timeout_ms = 30000);
+  // cli(args + "--json") parsed; an error carrying the output when the
+  // command fails or prints something that is not JSON.
+  Result<nlohmann::json> cli_json(std::vector<std::string> args);
+  // Writes `records` (ingest records as JSON objects) as a JSON-lines file
+  // and pushes it with `deltasync push`, in batches of `batch`.
+  Status push(const std::string& type, const nlohmann::json& records, size_t batch = 100);
+
+  // `deltasync agents --json`, by agent id.
+  Result<std::map<std::string, nlohmann::json>> agents_by_id();
+  // The agent's state ("live", "suspect", "dead", ...), "" when unknown.
+  std::string agent_state(const std::string& id);
+  // Every agent live, with an open consumer for each of its types.
+  bool all_live();
+  // Waits until every agent is live with its consumers (kConvergeTimeoutMs).
+  Status wait_all_live();
+
+  // The hub's current records of `type` (every page of `deltasync list`):
+  // key -> fields, without null fields.
+  Result<std::map<std::string, nlohmann::json>> hub_records(const std::string& type);
+  // The replica's checkpoint version per type (`deltasync-agent status`).
+  Result<std::map<std::string, uint64_t>> replica_versions(const std::string& id);
+  // Whether the hub keeps a JetStream consumer for `agent` on `type`'s stream.
+  Result<bool> has_consumer(const std::string& type, const std::string& agent);
+
+  // The end of every scenario: waits until `deltasync verify --quiet` exits
+  // 0, then runs `deltasync verify --json` and `deltasync verify` and checks
+  // that every agent and type of agents() is there and matched (digest and
+  // rows; versions too for unpartitioned subscriptions) and that the table
+  // says so. `report`, when given, receives the `verify --json` answer.
+  ::testing::AssertionResult converged(nlohmann::json* report = nullptr);
+
+  // The tail of every process's log, for failure messages.
+  std::string logs() const;
+
+ private:
+  struct Agent {
+    AgentSpec spec;
+    std::string config_path;
+    std::unique_ptr<ChildProcess> process;
+  };
+  Agent& find(const std::string& id);
+  const Agent& find(const std::string& id) const;
+  std::string hub_toml() const;
+  std::string agent_toml(const AgentSpec& spec) const;
+  Environment cli_environment() const;
+
+  std::vector<AgentSpec> agents_;
+  TempDir dir_{"deltasync-e2e"};
+  NatsServer nats_;
+  int http_port_ = 0;
+  std::string token_;
+  std::unique_ptr<HubProcess> hub_;
+  std::vector<Agent> fleet_;
+  uint64_t push_files_ = 0;
+};
+
+}  // namespace ds::testing

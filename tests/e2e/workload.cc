@@ -1,0 +1,192 @@
+#include "tests/e2e/workload.h"
+
+#include <chrono>
+
+#include <fmt/format.h>
+
+#include "shared/codec.h"
+#include "shared/names.h"
+#include "tools/pusher.h"
+
+namespace ds::testing {
+namespace {
+
+constexpr uint64_t kRecordsPerBatch = 40;
+constexpr uint64_t kKeysPerType = 400;
+constexpr int64_t kAttemptTimeoutMs = 2000;
+constexpr int64_t kRetryPauseMs = 100;
+// A pause between batches keeps the load steady rather than flooding two
+// shared cores; the scenarios need load during faults, not throughput.
+constexpr int64_t kBatchPauseMs = 2;
+
+const std::map<std::string, nlohmann::json> kNoRecords;
+
+}  // namespace
+
+void RecordModel::apply(const std::string& type, const nlohmann::json& records) {
+  auto& live = types_[type];
+  for (const auto& r : records) {
+    const std::string key = r.at("key").get<std::string>();
+    if (r.value("op", "upsert") == "delete") {
+      live.erase(key);
+      continue;
+    }
+    nlohmann::json& fields = live.try_emplace(key, nlohmann::json::object()).first->second;
+    const nlohmann::json patch = r.value("fields", nlohmann::json::object());
+    for (const auto& [name, value] : patch.items()) {
+      if (value.is_null()) fields.erase(name);
+      else fields[name] = value;
+    }
+  }
+}
+
+const std::map<std::string, nlohmann::json>& RecordModel::records(const std::string& type) const {
+  auto it = types_.find(type);
+  return it == types_.end() ? kNoRecords : it->second;
+}
+
+size_t RecordModel::count(const std::string& type, const std::string& partition) const {
+  size_t n = 0;
+  for (const auto& [key, fields] : records(type)) {
+    if (partition == "*" || fields.value("store_id", "") == partition) ++n;
+  }
+  return n;
+}
+
+std::vector<std::string> RecordModel::types() const {
+  std::vector<std::string> out;
+  for (const auto& [type, records] : types_) out.push_back(type);
+  return out;
+}
+
+::testing::AssertionResult hub_holds_exactly(Fleet& fleet, const RecordModel& model) {
+  for (const std::string& type : model.types()) {
+    auto hub = fleet.hub_records(type);
+    if (!hub.is_ok()) return ::testing::AssertionFailure() << hub.status().to_string();
+    const auto& want = model.records(type);
+    for (const auto& [key, fields] : want) {
+      auto it = hub->find(key);
+      if (it == hub->end()) return ::testing::AssertionFailure() << type << " '" << key << "' acked but lost";
+      if (it->second != fields) {
+        return ::testing::AssertionFailure() << type << " '" << key << "': hub holds " << it->second.dump()
+                                             << ", last acked " << fields.dump();
+      }
+    }
+    for (const auto& [key, fields] : *hub) {
+      if (!want.contains(key)) {
+        return ::testing::AssertionFailure() << type << " '" << key << "' is in the hub (" << fields.dump()
+                                             << ") but was deleted or never acked";
+      }
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+LoadProducer::LoadProducer(std::string nats_url, std::string producer)
+    : nats_url_(std::move(nats_url)), producer_(std::move(producer)) {}
+
+LoadProducer::~LoadProducer() { (void)stop(); }
+
+Status LoadProducer::start() {
+  ConnectOptions opts;
+  opts.config.url = nats_url_;
+  opts.name = "e2e " + producer_;
+  opts.reconnect_wait_ms = 50;
+  opts.max_reconnect_wait_ms = 250;
+  DS_ASSIGN_OR_RETURN(nc_, Connection::connect(std::move(opts)));
+  thread_ = std::thread([this] { run(); });
+  return Status::ok();
+}
+
+Status LoadProducer::stop() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+  nc_.reset();
+  return result_;
+}
+
+bool LoadProducer::wait_acked(uint64_t n) const {
+  wait_until([&] { return acked_.load() >= n || finished_.load(); }, kConvergeTimeoutMs);
+  return acked_.load() >= n;
+}
+
+bool LoadProducer::wait_failed(uint64_t n) const {
+  wait_until([&] { return failed_.load() >= n || finished_.load(); }, kConvergeTimeoutMs);
+  return failed_.load() >= n;
+}
+
+nlohmann::json LoadProducer::batch(uint64_t n, std::string* type) {
+  static const char* const kTypes[] = {"products", "prices", "inventory"};
+  *type = kTypes[n % 3];
+  nlohmann::json records = nlohmann::json::array();
+  for (uint64_t i = 0; i < kRecordsPerBatch; ++i) {
+    // 13 is prime to kKeysPerType: the keys of one batch are distinct, and
+    // successive batches of a type overlap, so keys are updated many times.
+    const uint64_t k = (n * 7 + i * 13) % kKeysPerType;
+    const std::string sku = fmt::format("sku-{:03}", k);
+    const std::string store = fmt::format("store-{}", 1 + k % 2);  // a key never changes partition
+    nlohmann::json r{{"op", "upsert"}};
+    if (*type == "products") {
+      r["key"] = sku;
+      if ((n + i) % 11 == 0) {
+        r["op"] = "delete";
+      } else {
+        r["fields"] = {{"name", fmt::format("product {} of batch {}", k, n)},
+                       {"category", (k % 3 == 0) ? "dairy" : "bakery"},
+                       {"active", (n + i) % 2 == 0},
+                       {"attributes", {{"batch", n}, {"tags", {"e2e", sku}}}}};
+      }
+    } else {
+      r["key"] = store + "/" + sku;
+      if ((n + i) % 9 == 0) {
+        r["op"] = "delete";
+        r["partition"] = store;
+      } else if (*type == "prices") {
+        r["fields"] = {{"store_id", store}, {"sku", sku}, {"price", static_cast<double>(n) + 0.25}};
+      } else {
+        r["fields"] = {{"store_id", store},
+                       {"on_hand", static_cast<int64_t>(n * 100 + i)},
+                       {"reserved", static_cast<int64_t>(i % 5)}};
+      }
+    }
+    records.push_back(std::move(r));
+  }
+  return records;
+}
+
+void LoadProducer::run() {
+  result_ = produce();
+  finished_ = true;
+}
+
+Status LoadProducer::produce() {
+  for (uint64_t n = 0; !stop_.load(); ++n) {
+    std::string type;
+    const nlohmann::json records = batch(n, &type);
+    auto decoded = decode_ingest_records_json(records.dump());
+    if (!decoded.is_ok()) return decoded.status().with_context("batch " + std::to_string(n));
+    Pusher pusher(*nc_, Subjects(), type,
+                  PushOptions{.producer = producer_, .first_seq = n + 1, .timeout_ms = kAttemptTimeoutMs,
+                              .attempts = 1});
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kConvergeTimeoutMs);
+    for (;;) {
+      auto reply = pusher.push(*decoded);
+      if (reply.is_ok()) break;
+      ++failed_;
+      const StatusCode code = reply.status().code();
+      if (code == StatusCode::kInvalidArgument || code == StatusCode::kNotFound) {
+        return reply.status().with_context("batch " + std::to_string(n) + " rejected");
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
+        return reply.status().with_context("batch " + std::to_string(n) + " never acknowledged");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(kRetryPauseMs));
+    }
+    model_.apply(type, records);
+    ++acked_;
+    std::this_thread::sleep_for(std::chrono::milliseconds(kBatchPauseMs));
+  }
+  return Status::ok();
+}
+
+}  // namespace ds::testing

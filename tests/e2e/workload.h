@@ -1,0 +1,100 @@
+#pragma once
+// What the end-to-end scenarios write and what they expect back.
+//
+// RecordModel: the state the hub must hold after a sequence of acknowledged
+// ingest records, computed without the hub: per type, key -> fields. An
+// upsert merges its fields into the live record (patch semantics), a delete
+// removes it, and an upsert after a delete starts from nothing (the hub
+// clears a deleted record's columns). Records are ingest records as JSON
+// objects ({key, op, fields?, partition?}, DESIGN.md §5), the same text
+// `deltasync push` reads. Not thread-safe.
+//
+// LoadProducer: a producer that keeps ingesting on its own thread while the
+// test thread kills and restarts processes (that concurrency is the reason
+// for the thread). Batch n is sent with (producer, seq = n + 1); a batch
+// without an acknowledgement is sent again unchanged until the hub acks it,
+// and only then does the producer go on, so acked() is exactly what the hub
+// has promised to keep. Batches rotate over products, prices and inventory,
+// with updates of the same keys, deletes and re-inserts.
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "shared/nats.h"
+#include "shared/status.h"
+#include "tests/e2e/fleet.h"
+
+namespace ds::testing {
+
+class RecordModel {
+ public:
+  void apply(const std::string& type, const nlohmann::json& records);
+  // key -> fields of the live records of `type` (empty when none).
+  const std::map<std::string, nlohmann::json>& records(const std::string& type) const;
+  std::vector<std::string> types() const;
+  // Live records of `type` in `partition` ("*": all), by the fleet's
+  // partition column store_id.
+  size_t count(const std::string& type, const std::string& partition) const;
+
+ private:
+  std::map<std::string, std::map<std::string, nlohmann::json>> types_;
+};
+
+// Checks with `deltasync list` that the hub holds exactly the model's
+// records of every type in it: nothing acknowledged lost, every value the
+// last one acknowledged, nothing deleted come back.
+::testing::AssertionResult hub_holds_exactly(Fleet& fleet, const RecordModel& model);
+
+class LoadProducer {
+ public:
+  // `nats_url`: where to ingest; `producer`: the producer identity.
+  LoadProducer(std::string nats_url, std::string producer);
+  ~LoadProducer();
+  LoadProducer(const LoadProducer&) = delete;
+  LoadProducer& operator=(const LoadProducer&) = delete;
+
+  // Connects and starts the thread.
+  Status start();
+  // Asks the thread to stop once the batch in flight is acknowledged and
+  // joins it. An error when a batch was rejected, or got no acknowledgement
+  // for kConvergeTimeoutMs.
+  Status stop();
+
+  uint64_t acked_batches() const { return acked_.load(); }
+  // Attempts that got no acknowledgement (timeouts, no responders, errors).
+  uint64_t failed_attempts() const { return failed_.load(); }
+  // Wait until at least `n` batches are acked / `n` attempts failed in all;
+  // false when that did not happen (the thread gave up, or time ran out).
+  bool wait_acked(uint64_t n) const;
+  bool wait_failed(uint64_t n) const;
+  // Everything acknowledged; read it after stop().
+  const RecordModel& acked() const { return model_; }
+
+  // The records of batch `n` and their type.
+  static nlohmann::json batch(uint64_t n, std::string* type);
+
+ private:
+  void run();
+  Status produce();
+
+  std::string nats_url_;
+  std::string producer_;
+  std::unique_ptr<Connection> nc_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> acked_{0};
+  std::atomic<uint64_t> failed_{0};
+  std::atomic<bool> finished_{false};  // the thread has returned
+  Status result_;        // written by the thread, read after join
+  RecordModel model_;    // written by the thread, read after join
+};
+
+}  // namespace ds::testing
