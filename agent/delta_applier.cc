@@ -196,17 +196,10 @@ void DeltaApplier::run() {
 
 void DeltaApplier::handle_message(const std::string& type, Message& msg, std::map<std::string, Group>& groups,
                                   std::vector<std::string>& order) {
-  const auto status_header = msg.header("Status");
   const std::string_view reply = msg.reply();
-  if (status_header.has_value() && *status_header == "100") {
-    // Flow control asks for an (empty) answer; an idle heartbeat has no reply.
-    if (!reply.empty()) ack(reply, "");
-    return;
-  }
   auto info = parse_ack_subject(reply);
   if (!info) {
-    if (msg.data().empty() && !reply.empty()) ack(reply, "");  // flow control without the header
-    else spdlog::warn("push: ignoring a message on {} without a JetStream ack subject", msg.subject());
+    spdlog::warn("push: ignoring a message on {} without a JetStream ack subject", msg.subject());
     return;
   }
   const TypeSchema* schema = replica_.schema(type);

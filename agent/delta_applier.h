@@ -17,9 +17,10 @@
 //
 // A crash between commit and ack only causes a replay, which the version rule
 // makes harmless. A delivery that does not decode is quarantined and answered
-// with "+TERM". A JetStream flow-control request (header Status: 100 with a
-// reply subject) is answered when the apply thread reaches it, so a slow
-// replica slows the consumer down; idle heartbeats are ignored. Deliveries of
+// with "+TERM". Flow-control requests and idle heartbeats never get here: the
+// connection (shared/nats.cc) answers and drops them on receipt. What slows
+// the consumer down to the replica's pace is max_ack_pending: a group is
+// acked only after its commit. Deliveries of
 // a type whose table does not exist yet (the hub answered registration after
 // creating the consumer), or that use a column the table lacks (the hub added
 // it; the registration bringing the new schema is on its way), are held, with
@@ -81,7 +82,7 @@ class DeltaApplier {
  public:
   using Task = std::function<Status(Replica&)>;
 
-  // `nc` is used for acks and flow-control answers; all references must
+  // `nc` is used for acks; all references must
   // outlive the applier.
   DeltaApplier(Replica& replica, Connection& nc, CheckpointBoard& board, ApplierOptions options);
   ~DeltaApplier();
