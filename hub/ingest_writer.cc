@@ -227,7 +227,13 @@ void IngestWriter::run() {
     try {
       if (reconcile) {
         Status s = publisher_.reconcile(store_);
-        if (!s.is_ok()) spdlog::error("reconciliation incomplete: {} (retried after the next reconnect)", s.to_string());
+        if (s.is_ok()) {
+          backlog_.clear();  // every stream holds what its log says was published
+        } else {
+          // Until a type's next publication succeeds, publish it from the log.
+          for (const TypeConfig& t : config_.types) backlog_.insert(t.name);
+          spdlog::error("reconciliation incomplete: {} (retried after the next reconnect)", s.to_string());
+        }
       } else {
         process_group(group);
       }
@@ -247,15 +253,15 @@ void IngestWriter::process_group(std::vector<Pending>& group) {
   for (Pending& p : group) batches.push_back(std::move(p.batch));
 
   const auto t0 = std::chrono::steady_clock::now();
-  auto outcomes = store_.commit(batches, now_ms());
+  auto committed = store_.commit(batches, now_ms());
   metrics_.commit_micros_total += static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count());
   ++metrics_.commit_groups;
-  if (!outcomes.is_ok()) {
-    spdlog::error("ingest: group commit of {} batch(es) failed: {}", batches.size(), outcomes.status().to_string());
+  if (!committed.is_ok()) {
+    spdlog::error("ingest: group commit of {} batch(es) failed: {}", batches.size(), committed.status().to_string());
     for (Pending& p : group) {
       ++metrics_.ingest_unavailable;
-      reply_rejected(p.reply, outcomes.status(), std::nullopt);
+      reply_rejected(p.reply, committed.status(), std::nullopt);
     }
     return;
   }
@@ -263,6 +269,7 @@ void IngestWriter::process_group(std::vector<Pending>& group) {
     spdlog::warn("DELTASYNC_FAULT=exit_after_commit: exiting after the commit, before publishing");
     ::_exit(kFaultExitCode);
   }
+  const std::vector<BatchOutcome>* outcomes = &committed->outcomes;
 
   std::set<std::string> updated;    // types with new versions
   std::set<std::string> to_publish; // types whose producers wait for acks
@@ -276,7 +283,7 @@ void IngestWriter::process_group(std::vector<Pending>& group) {
     on_types_updated_(std::vector<std::string>(updated.begin(), updated.end()));
   }
   std::map<std::string, Status> published;
-  for (const std::string& type : to_publish) published[type] = publisher_.publish_pending(store_, type);
+  for (const std::string& type : to_publish) published[type] = publish(type, committed->batches);
 
   for (size_t i = 0; i < group.size(); ++i) {
     const BatchOutcome& o = (*outcomes)[i];
@@ -311,6 +318,29 @@ void IngestWriter::process_group(std::vector<Pending>& group) {
     r.last_version = o.last_version;
     group[i].reply(r);
   }
+}
+
+Status IngestWriter::publish(const std::string& type, const std::vector<PendingBatch>& created) {
+  if (backlog_.count(type) != 0) {
+    // The log may hold batches before these that the stream lacks: publish
+    // everything after the log's mark, in order (these included).
+    Status s = publisher_.publish_pending(store_, type);
+    if (s.is_ok()) backlog_.erase(type);
+    return s;
+  }
+  std::vector<const PendingBatch*> mine;
+  for (const PendingBatch& b : created) {
+    if (b.delta.type == type) mine.push_back(&b);
+  }
+  if (mine.empty()) return Status::ok();  // only retries, and everything before is published
+  auto mark = publisher_.publish_batches(type, mine);
+  Status s = mark.is_ok() ? store_.mark_published(type, mark->batch, mark->seq) : mark.status();
+  if (!s.is_ok()) {
+    ++metrics_.publish_failures;
+    backlog_.insert(type);
+    return s.with_context("publish type '" + type + "'");
+  }
+  return Status::ok();
 }
 
 // ---- NatsIngestListener ---------------------------------------------------------

@@ -8,18 +8,27 @@
 //        v
 //   IngestWriter::submit --bounded queue--> the writer thread:
 //        1. group commit: every queued batch in ONE SQLite transaction
-//           (QueryStore::commit), so throughput grows with concurrency;
+//           (QueryStore::commit), so throughput grows with concurrency; the
+//           commit also returns the delta batches it created;
 //        2. on_types_updated(types) (the agent service refreshes stale
 //           agents before the push);
-//        3. publish the new delta batches to JetStream and wait for the acks
-//           (StreamPublisher), which marks them published in the log;
+//        3. publish those delta batches from memory to JetStream, wait for
+//           the acks (StreamPublisher::publish_batches) and mark them
+//           published in the log;
 //        4. only then reply to each producer {ok, first_version, last_version}.
 //
 // A producer is told "ok" only after its changes are in SQLite (synchronous
 // FULL) and acked by JetStream. When JetStream does not ack, the batch stays
-// committed (the log is the source of truth; reconciliation or the next round
-// publishes it) and the producer gets "unavailable": its retry with the same
-// (producer, seq) is answered with the original range, once published.
+// committed (the log is the source of truth) and the producer gets
+// "unavailable"; the type goes into the backlog: its next publication reads
+// the log after the published mark (StreamPublisher::publish_pending), so
+// nothing is published out of order, and a retry with the same (producer,
+// seq) is answered with the original range once published. The log is read
+// back only then, at start and after a broker reconnect (reconciliation).
+//
+// Publishing is not overlapped with the next commit (no second thread): on
+// this 2-core machine the hub is CPU-bound, and a pipelined publisher thread
+// measured slower at batches of 1,000 (docs/benchmarks.md, Targets).
 //
 // cnats callback threads and the HTTP thread never wait on SQLite or on
 // JetStream: they decode, validate and enqueue; the writer thread replies.
@@ -42,6 +51,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -123,6 +133,9 @@ class IngestWriter {
 
   void run();
   void process_group(std::vector<Pending>& group);
+  // Publishes the delta batches of `type` a commit created and marks them
+  // published; from the log instead while the type is in the backlog.
+  Status publish(const std::string& type, const std::vector<PendingBatch>& created);
   void reply_rejected(const IngestReplyFn& reply, const Status& status, std::optional<uint32_t> index);
 
   const HubConfig& config_;
@@ -132,6 +145,9 @@ class IngestWriter {
   const Options options_;
   const std::string fault_;  // DELTASYNC_FAULT (test-only)
   TypesUpdatedFn on_types_updated_;
+  // Types whose log may hold batches the stream has not acked (after start,
+  // a reconnect or a failed publish): published from the log, not from memory.
+  std::set<std::string> backlog_;  // writer thread only
 
   std::mutex mu_;
   std::condition_variable cv_;

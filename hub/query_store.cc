@@ -39,8 +39,9 @@ struct FieldPacker {
   }
 };
 
-std::string encode_fields(const Fields& fields) {
-  msgpack::sbuffer buf;
+// Encodes into `buf` (cleared first) and returns a view of its bytes.
+std::string_view encode_fields(const Fields& fields, msgpack::sbuffer& buf) {
+  buf.clear();
   msgpack::packer<msgpack::sbuffer> pk(buf);
   pk.pack_map(static_cast<uint32_t>(fields.size()));
   const FieldPacker packer{pk};
@@ -48,7 +49,7 @@ std::string encode_fields(const Fields& fields) {
     packer.pack_str(name);
     std::visit(packer, value);
   }
-  return std::string(buf.data(), buf.size());
+  return std::string_view(buf.data(), buf.size());
 }
 
 Result<Fields> decode_fields(std::string_view bytes, const TypeSchema& schema) {
@@ -67,8 +68,22 @@ Result<Fields> decode_fields(std::string_view bytes, const TypeSchema& schema) {
       switch (v.type) {
         case msgpack::type::NIL: value = std::monostate{}; break;
         case msgpack::type::BOOLEAN: value = v.via.boolean; break;
-        case msgpack::type::POSITIVE_INTEGER: value = static_cast<int64_t>(v.via.u64); break;
-        case msgpack::type::NEGATIVE_INTEGER: value = v.via.i64; break;
+        // msgpack-c packs an integral double (2.0) as an integer: a real
+        // column's value is read back as the double it was.
+        case msgpack::type::POSITIVE_INTEGER:
+          if (column != nullptr && column->type == ColumnType::kReal) {
+            value = static_cast<double>(v.via.u64);
+          } else {
+            value = static_cast<int64_t>(v.via.u64);
+          }
+          break;
+        case msgpack::type::NEGATIVE_INTEGER:
+          if (column != nullptr && column->type == ColumnType::kReal) {
+            value = static_cast<double>(v.via.i64);
+          } else {
+            value = v.via.i64;
+          }
+          break;
         case msgpack::type::FLOAT32:
         case msgpack::type::FLOAT64: value = v.via.f64; break;
         case msgpack::type::STR: {
@@ -134,6 +149,24 @@ struct QueryStore::Impl {
   QueryStoreOptions options;
   std::unordered_map<std::string, Statement> cache;  // by SQL text
   std::map<std::string, uint64_t> versions;          // last committed version per type
+
+  // The commit path's statements per type, so a record costs no SQL text
+  // building or hashing: upserts and updates are keyed by the set of columns
+  // a record carries (their names joined by '\x1f'), pointing into `cache`.
+  struct TypeStatements {
+    Statement* find = nullptr;            // the stored row's partition and tombstone flag
+    Statement* tombstone_upsert = nullptr;
+    Statement* tombstone_update = nullptr;
+    std::unordered_map<std::string, Statement*> upserts;
+    std::unordered_map<std::string, Statement*> updates;
+  };
+  std::unordered_map<std::string, TypeStatements> statements_by_type;
+  msgpack::sbuffer fields_buffer;  // reused by every change's `fields` blob
+
+  Result<TypeStatements*> type_statements(const TypeConfig& type);
+  // The upsert (or, update_only, the in-place UPDATE) for `fields`' columns.
+  Result<Statement*> upsert_statement(const TypeConfig& type, TypeStatements& ts, const Fields& fields,
+                                      bool update_only);
 
   Result<Statement*> stmt(const std::string& sql) {
     auto it = cache.find(sql);
@@ -240,42 +273,153 @@ Result<std::unique_ptr<QueryStore>> QueryStore::open(const std::string& path, st
 
 namespace {
 
-// The delta batch a (type, partition) is filling during one commit.
+// The delta batch a (type, partition) is filling during one commit: its first
+// version, how many changes it holds, and where it is in GroupCommit::batches.
 struct OpenBatch {
   uint64_t first = 0;
   int64_t count = 0;
+  size_t index = 0;
 };
 using OpenBatches = std::map<std::pair<std::string, std::string>, OpenBatch>;
 
-struct RecordError {
-  Status status;
-};
+// The key of a record's column set in Impl::TypeStatements.
+std::string column_set_key(const Fields& fields) {
+  std::string key;
+  for (const auto& [name, value] : fields) {
+    key += name;
+    key += '\x1f';
+  }
+  return key;
+}
 
 }  // namespace
 
-Result<std::vector<BatchOutcome>> QueryStore::commit(const std::vector<CommitBatch>& batches, int64_t hub_ts) {
+Result<QueryStore::Impl::TypeStatements*> QueryStore::Impl::type_statements(const TypeConfig& type) {
+  Impl& im = *this;
+  auto it = im.statements_by_type.find(type.name);
+  if (it != im.statements_by_type.end()) return &it->second;
+  const std::string table = table_of(type.name);
+  Impl::TypeStatements ts;
+  DS_ASSIGN_OR_RETURN(ts.find, im.stmt("SELECT _partition, _deleted FROM " + table + " WHERE _key = ?"));
+  std::string clear;
+  for (const Column& c : type.schema.columns) clear += quote_identifier(c.name) + " = NULL, ";
+  DS_ASSIGN_OR_RETURN(ts.tombstone_upsert,
+                      im.stmt("INSERT INTO " + table +
+                              "(_key, _partition, _version, _ts, _hub_ts, _deleted) VALUES(?1, ?2, ?3, ?4, ?5, 1)"
+                              " ON CONFLICT(_key) DO UPDATE SET " +
+                              clear +
+                              "_partition = excluded._partition, _version = excluded._version, "
+                              "_ts = excluded._ts, _hub_ts = excluded._hub_ts, _deleted = 1"));
+  // The same bindings; only for a stored row of the same partition, which
+  // leaves the partition index untouched.
+  DS_ASSIGN_OR_RETURN(ts.tombstone_update, im.stmt("UPDATE " + table + " SET " + clear +
+                                                   "_version = ?3, _ts = ?4, _hub_ts = ?5, _deleted = 1"
+                                                   " WHERE _key = ?1 AND _partition = ?2"));
+  return &im.statements_by_type.emplace(type.name, std::move(ts)).first->second;
+}
+
+Result<Statement*> QueryStore::Impl::upsert_statement(const TypeConfig& type, TypeStatements& ts,
+                                                      const Fields& fields, bool update_only) {
+  Impl& im = *this;
+  auto& by_columns = update_only ? ts.updates : ts.upserts;
+  std::string key = column_set_key(fields);
+  if (auto it = by_columns.find(key); it != by_columns.end()) return it->second;
+  // Bindings: ?1 key, ?2 partition, ?3 version, ?4 ts, ?5 hub_ts, then the
+  // record's columns in name order from ?6.
+  const std::string table = table_of(type.name);
+  std::string cols;
+  std::string vals;
+  std::string sets;
+  int i = 6;
+  for (const auto& [name, value] : fields) {
+    const std::string q = quote_identifier(name);
+    const std::string param = "?" + std::to_string(i++);
+    cols += ", " + q;
+    vals += ", " + param;
+    sets += q + " = " + (update_only ? param : "excluded." + q) + ", ";
+  }
+  std::string sql;
+  if (update_only) {
+    // A stored row of the same partition: the partition index is untouched.
+    sql = "UPDATE " + table + " SET " + sets +
+          "_version = ?3, _ts = ?4, _hub_ts = ?5, _deleted = 0 WHERE _key = ?1 AND _partition = ?2";
+  } else {
+    sql = "INSERT INTO " + table + "(_key, _partition, _version, _ts, _hub_ts, _deleted" + cols +
+          ") VALUES(?1, ?2, ?3, ?4, ?5, 0" + vals + ") ON CONFLICT(_key) DO UPDATE SET " + sets +
+          "_partition = excluded._partition, _version = excluded._version, "
+          "_ts = excluded._ts, _hub_ts = excluded._hub_ts, _deleted = 0";
+  }
+  DS_ASSIGN_OR_RETURN(Statement * s, im.stmt(sql));
+  by_columns.emplace(std::move(key), s);
+  return s;
+}
+
+Result<GroupCommit> QueryStore::commit(const std::vector<CommitBatch>& batches, int64_t hub_ts) {
   Impl& im = *impl_;
   if (im.options.read_only) return Status::permission_denied("query store opened read-only");
-  std::vector<BatchOutcome> outcomes(batches.size());
+  GroupCommit result;
+  result.outcomes.resize(batches.size());
+  std::vector<BatchOutcome>& outcomes = result.outcomes;
+  std::vector<PendingBatch>& created = result.batches;
   const std::map<std::string, uint64_t> versions_before = im.versions;
   OpenBatches open_batches;
 
-  auto apply_record = [&](const TypeConfig& type, const CommitBatch& batch, const IngestRecord& r) -> Status {
-    const std::string table = table_of(type.name);
-    // The stored row decides the partition of a patch and forbids moves.
-    DS_ASSIGN_OR_RETURN(Statement * find,
-                        im.stmt("SELECT _partition, _deleted FROM " + table + " WHERE _key = ?"));
-    // A live row pins its partition; a tombstone pins it only for another
-    // delete (a deleted key may come back in another partition).
-    std::optional<std::string> stored_partition;
-    {
-      StatementUse use(*find);
-      use->bind(1, r.key);
-      DS_ASSIGN_OR_RETURN(bool row, use->step());
-      if (row && (use->column_int64(1) == 0 || r.op == Op::kDelete)) stored_partition = use->column_text(0);
-    }
+  auto apply_record = [&](const TypeConfig& type, Impl::TypeStatements& ts, const CommitBatch& batch,
+                          const IngestRecord& r) -> Status {
+    const uint64_t version = ++im.versions[type.name];
+    const int64_t ts_value = r.ts.value_or(hub_ts);
+    auto bind_write = [&](Statement& s, const std::string& partition) -> Status {
+      StatementUse use(s);
+      use->bind(1, r.key).bind(2, partition).bind(3, static_cast<int64_t>(version)).bind(4, ts_value).bind(5, hub_ts);
+      if (r.op == Op::kUpsert) {
+        int i = 6;
+        for (const auto& [name, value] : r.fields) use->bind(i++, value);
+      }
+      return use->run();
+    };
+    // A stored row that stays in its partition is updated in place: an
+    // UPDATE that does not name _partition leaves the partition index alone.
+    // Otherwise (a new key, or one that changes partition) the upsert.
+    auto write_row = [&](const std::string& partition, bool known_in_place) -> Status {
+      if (known_in_place || !type.schema.partition) {
+        Statement* update = nullptr;
+        if (r.op == Op::kUpsert) {
+          DS_ASSIGN_OR_RETURN(update, im.upsert_statement(type, ts, r.fields, /*update_only=*/true));
+        } else {
+          update = ts.tombstone_update;
+        }
+        DS_RETURN_IF_ERROR(bind_write(*update, partition));
+        if (im.db->changes() == 1) return Status::ok();
+        if (known_in_place) return Status::internal("key '" + r.key + "': the stored row changed during the commit");
+      }
+      Statement* upsert = nullptr;
+      if (r.op == Op::kUpsert) {
+        DS_ASSIGN_OR_RETURN(upsert, im.upsert_statement(type, ts, r.fields, /*update_only=*/false));
+      } else {
+        upsert = ts.tombstone_upsert;
+      }
+      return bind_write(*upsert, partition);
+    };
+
     std::string partition(kAllPartitions);
-    if (type.schema.partition) {
+    if (!type.schema.partition) {
+      // No partition rules: try the in-place update, else the upsert.
+      DS_RETURN_IF_ERROR(write_row(partition, false));
+    } else {
+      // The stored row decides the partition of a patch and forbids moves.
+      // A live row pins its partition; a tombstone pins it only for another
+      // delete (a deleted key may come back in another partition).
+      std::optional<std::string> stored_partition;
+      std::optional<std::string> row_partition;  // any stored row's, live or not
+      {
+        StatementUse use(*ts.find);
+        use->bind(1, r.key);
+        DS_ASSIGN_OR_RETURN(bool row, use->step());
+        if (row) {
+          row_partition = use->column_text(0);
+          if (use->column_int64(1) == 0 || r.op == Op::kDelete) stored_partition = row_partition;
+        }
+      }
       if (stored_partition) {
         if (r.partition && *r.partition != *stored_partition) {
           return Status::invalid_argument("key '" + r.key + "' is in partition '" + *stored_partition +
@@ -288,52 +432,27 @@ Result<std::vector<BatchOutcome>> QueryStore::commit(const std::vector<CommitBat
         return Status::invalid_argument("key '" + r.key + "' is new and has no partition: set column '" +
                                         *type.schema.partition + "' or the record's partition");
       }
+      DS_RETURN_IF_ERROR(write_row(partition, row_partition && *row_partition == partition));
     }
 
-    const uint64_t version = ++im.versions[type.name];
+    // The change joins its (type, partition)'s open delta batch, or starts one.
     OpenBatch& ob = open_batches[{type.name, partition}];
-    if (ob.first == 0 || ob.count >= im.options.publish_batch) ob = OpenBatch{version, 0};
-    ++ob.count;
-    const int64_t ts = r.ts.value_or(hub_ts);
-
-    if (r.op == Op::kUpsert) {
-      std::string cols = "_key";
-      std::string vals = "?";
-      std::string sets;
-      for (const auto& [name, value] : r.fields) {
-        cols += ", " + quote_identifier(name);
-        vals += ", ?";
-        sets += quote_identifier(name) + " = excluded." + quote_identifier(name) + ", ";
-      }
-      const std::string sql = "INSERT INTO " + table + "(" + cols +
-                              ", _partition, _version, _ts, _hub_ts, _deleted) VALUES(" + vals +
-                              ", ?, ?, ?, ?, 0) ON CONFLICT(_key) DO UPDATE SET " + sets +
-                              "_partition = excluded._partition, _version = excluded._version, "
-                              "_ts = excluded._ts, _hub_ts = excluded._hub_ts, _deleted = 0";
-      DS_ASSIGN_OR_RETURN(Statement * up, im.stmt(sql));
-      StatementUse use(*up);
-      int i = 1;
-      use->bind(i++, r.key);
-      for (const auto& [name, value] : r.fields) use->bind(i++, value);
-      use->bind(i++, partition);
-      use->bind(i++, static_cast<int64_t>(version));
-      use->bind(i++, ts);
-      use->bind(i++, hub_ts);
-      DS_RETURN_IF_ERROR(use->run());
-    } else {
-      std::string clear;
-      for (const Column& c : type.schema.columns) clear += quote_identifier(c.name) + " = NULL, ";
-      const std::string sql = "INSERT INTO " + table +
-                              "(_key, _partition, _version, _ts, _hub_ts, _deleted) VALUES(?, ?, ?, ?, ?, 1)"
-                              " ON CONFLICT(_key) DO UPDATE SET " +
-                              clear +
-                              "_partition = excluded._partition, _version = excluded._version, "
-                              "_ts = excluded._ts, _hub_ts = excluded._hub_ts, _deleted = 1";
-      DS_ASSIGN_OR_RETURN(Statement * del, im.stmt(sql));
-      StatementUse use(*del);
-      use->bind(1, r.key).bind(2, partition).bind(3, static_cast<int64_t>(version)).bind(4, ts).bind(5, hub_ts);
-      DS_RETURN_IF_ERROR(use->run());
+    if (ob.first == 0 || ob.count >= im.options.publish_batch) {
+      ob = OpenBatch{version, 0, created.size()};
+      PendingBatch pb;
+      pb.batch = version;
+      pb.partition = partition;
+      pb.delta.type = type.name;
+      created.push_back(std::move(pb));
     }
+    ++ob.count;
+    Change c;
+    c.v = version;
+    c.key = r.key;
+    c.op = r.op;
+    if (r.op == Op::kUpsert) c.f = r.fields;
+    c.ts = ts_value;
+    c.hts = hub_ts;
 
     DS_ASSIGN_OR_RETURN(Statement * log,
                         im.stmt("INSERT INTO changes(type, version, key, op, partition, batch, fields, ts, hub_ts,"
@@ -341,8 +460,16 @@ Result<std::vector<BatchOutcome>> QueryStore::commit(const std::vector<CommitBat
     StatementUse use(*log);
     use->bind(1, type.name).bind(2, static_cast<int64_t>(version)).bind(3, r.key);
     use->bind(4, r.op == Op::kUpsert ? "u" : "d").bind(5, partition).bind(6, static_cast<int64_t>(ob.first));
-    use->bind_blob(7, encode_fields(r.op == Op::kUpsert ? r.fields : Fields{}));
-    use->bind(8, ts).bind(9, hub_ts).bind(10, batch.producer);
+    use->bind_blob(7, encode_fields(c.f, im.fields_buffer));
+    use->bind(8, ts_value).bind(9, hub_ts).bind(10, batch.producer);
+    DS_RETURN_IF_ERROR(use->run());
+    created[ob.index].delta.changes.push_back(std::move(c));
+    return Status::ok();
+  };
+
+  auto exec_cached = [&](const char* sql) -> Status {
+    DS_ASSIGN_OR_RETURN(Statement * s, im.stmt(sql));
+    StatementUse use(*s);
     return use->run();
   };
 
@@ -377,13 +504,15 @@ Result<std::vector<BatchOutcome>> QueryStore::commit(const std::vector<CommitBat
           continue;
         }
       }
+      DS_ASSIGN_OR_RETURN(Impl::TypeStatements * ts, im.type_statements(*type));
 
-      DS_RETURN_IF_ERROR(im.db->exec("SAVEPOINT ingest_batch"));
+      DS_RETURN_IF_ERROR(exec_cached("SAVEPOINT ingest_batch"));
       const uint64_t version_before = im.versions[batch.type];
       const OpenBatches open_before = open_batches;
+      const size_t created_before = created.size();
       Status failed;
       for (size_t i = 0; i < batch.records.size() && failed.is_ok(); ++i) {
-        failed = apply_record(*type, batch, batch.records[i]);
+        failed = apply_record(*type, *ts, batch, batch.records[i]);
         if (!failed.is_ok()) out.index = static_cast<uint32_t>(i);
       }
       if (failed.is_ok() && idempotent) {
@@ -412,15 +541,20 @@ Result<std::vector<BatchOutcome>> QueryStore::commit(const std::vector<CommitBat
         // Only a rule broken by a record rejects just this batch; anything
         // else (I/O, busy) fails the whole group.
         const bool record_rule = failed.code() == StatusCode::kInvalidArgument && out.index.has_value();
-        DS_RETURN_IF_ERROR(im.db->exec("ROLLBACK TO ingest_batch"));
-        DS_RETURN_IF_ERROR(im.db->exec("RELEASE ingest_batch"));
+        DS_RETURN_IF_ERROR(exec_cached("ROLLBACK TO ingest_batch"));
+        DS_RETURN_IF_ERROR(exec_cached("RELEASE ingest_batch"));
         im.versions[batch.type] = version_before;
+        // Forget this batch's changes in the delta batches too.
+        created.resize(created_before);
+        for (const auto& [where, ob] : open_before) {
+          created[ob.index].delta.changes.resize(static_cast<size_t>(ob.count));
+        }
         open_batches = open_before;
         if (!record_rule) return failed;
         out.status = failed.with_context("records[" + std::to_string(*out.index) + "]");
         continue;
       }
-      DS_RETURN_IF_ERROR(im.db->exec("RELEASE ingest_batch"));
+      DS_RETURN_IF_ERROR(exec_cached("RELEASE ingest_batch"));
       out.first_version = version_before + 1;
       out.last_version = im.versions[batch.type];
     }
@@ -431,7 +565,7 @@ Result<std::vector<BatchOutcome>> QueryStore::commit(const std::vector<CommitBat
     im.versions = versions_before;
     return s.with_context("commit");
   }
-  return outcomes;
+  return result;
 }
 
 // ---- publishing state ---------------------------------------------------------

@@ -82,6 +82,15 @@ struct PendingBatch {
   uint64_t last_version() const { return delta.changes.empty() ? batch : delta.changes.back().v; }
 };
 
+// What one group commit stored: an outcome per CommitBatch, in order, and the
+// delta batches it created, ascending by batch within each type. Those are
+// exactly what batches_after reads back from the log for them, so the writer
+// publishes them from memory; the log is read only to republish.
+struct GroupCommit {
+  std::vector<BatchOutcome> outcomes;
+  std::vector<PendingBatch> batches;
+};
+
 // The current state of one record.
 struct StoredRecord {
   std::string key;
@@ -119,7 +128,7 @@ class QueryStore {
   // partition for a new key of a partitioned type) rejects its batch only,
   // with the record's index. The Result fails only when the transaction
   // itself failed; then nothing of any batch was stored.
-  Result<std::vector<BatchOutcome>> commit(const std::vector<CommitBatch>& batches, int64_t hub_ts);
+  Result<GroupCommit> commit(const std::vector<CommitBatch>& batches, int64_t hub_ts);
 
   // Up to `max_changes` changes (whole batches; at least one batch) of the
   // batches of `type` after batch `after_batch`, ascending.

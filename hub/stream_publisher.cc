@@ -60,15 +60,13 @@ Status StreamPublisher::ensure_streams() {
   return Status::ok();
 }
 
-Status StreamPublisher::publish_round(QueryStore& store, const std::string& type, uint64_t after_batch,
-                                      uint64_t* last_batch, size_t* count) {
-  *count = 0;
-  DS_ASSIGN_OR_RETURN(std::vector<PendingBatch> batches, store.batches_after(type, after_batch, kRoundChanges));
-  if (batches.empty()) return Status::ok();
+Result<StreamPublisher::Acked> StreamPublisher::publish_batches(const std::string& type,
+                                                               const std::vector<const PendingBatch*>& batches) {
+  if (batches.empty()) return Status::invalid_argument("publish: no delta batch of type '" + type + "'");
   const auto t0 = std::chrono::steady_clock::now();
   size_t changes = 0;
   for (size_t i = 0; i + 1 < batches.size(); ++i) {
-    const PendingBatch& b = batches[i];
+    const PendingBatch& b = *batches[i];
     changes += b.delta.changes.size();
     Status s = js_.publish_async(subjects_.delta(type, b.partition), encode(b.delta), msg_id(type, b.batch));
     if (!s.is_ok()) {
@@ -78,7 +76,7 @@ Status StreamPublisher::publish_round(QueryStore& store, const std::string& type
   }
   // The last batch synchronously: its ack names the stream sequence the
   // published mark records (for a duplicate, the original's sequence).
-  const PendingBatch& last = batches.back();
+  const PendingBatch& last = *batches.back();
   changes += last.delta.changes.size();
   auto ack = js_.publish(subjects_.delta(type, last.partition), encode(last.delta), msg_id(type, last.batch),
                          kAckTimeoutMs);
@@ -89,12 +87,24 @@ Status StreamPublisher::publish_round(QueryStore& store, const std::string& type
     spdlog::warn("DELTASYNC_FAULT=exit_after_publish: exiting after the acks, before marking published");
     ::_exit(exit_before_mark_);
   }
-  DS_RETURN_IF_ERROR(store.mark_published(type, last.batch, ack->seq));
   metrics_.published_batches += batches.size();
   metrics_.published_changes += changes;
   metrics_.publish_micros_total += micros_since(t0);
   ++metrics_.publish_rounds;
-  *last_batch = last.batch;
+  return Acked{last.batch, ack->seq};
+}
+
+Status StreamPublisher::publish_round(QueryStore& store, const std::string& type, uint64_t after_batch,
+                                      uint64_t* last_batch, size_t* count) {
+  *count = 0;
+  DS_ASSIGN_OR_RETURN(std::vector<PendingBatch> batches, store.batches_after(type, after_batch, kRoundChanges));
+  if (batches.empty()) return Status::ok();
+  std::vector<const PendingBatch*> round;
+  round.reserve(batches.size());
+  for (const PendingBatch& b : batches) round.push_back(&b);
+  DS_ASSIGN_OR_RETURN(Acked mark, publish_batches(type, round));
+  DS_RETURN_IF_ERROR(store.mark_published(type, mark.batch, mark.seq));
+  *last_batch = mark.batch;
   *count = batches.size();
   return Status::ok();
 }

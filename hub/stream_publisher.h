@@ -50,6 +50,17 @@ class StreamPublisher {
   // stay in the log for the next attempt.
   Status publish_pending(QueryStore& store, const std::string& type);
 
+  // The stream's ack of the last of a run of published batches.
+  struct Acked {
+    uint64_t batch = 0;  // its first version (Nats-Msg-Id "<type>:<batch>")
+    uint64_t seq = 0;    // its stream sequence
+  };
+  // Publishes `batches` of `type` (ascending; the successors of what the
+  // stream holds; the ingest writer passes those a commit just created) and
+  // returns the ack of the last one, for the caller to mark published in the
+  // log. Unavailable when the broker does not ack.
+  Result<Acked> publish_batches(const std::string& type, const std::vector<const PendingBatch*>& batches);
+
   // Reconciles every type (see above); returns the first failure after
   // trying them all.
   Status reconcile(QueryStore& store);

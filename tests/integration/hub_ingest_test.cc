@@ -159,6 +159,57 @@ TEST_F(HubIngestTest, RetriedProducerSeqIsNotStoredTwice) {
   EXPECT_EQ(hub_->metrics().ingest_retries.load(), 1u);
 }
 
+// The writer publishes what a commit created from memory, and a reply waits
+// for the JetStream ack. With the stream gone nothing acks, so the producer
+// hears "unavailable" although its batch is stored; a later batch of the type
+// is not published past it; and once the stream exists again a retry
+// publishes the backlog from the log, in order, each batch once.
+TEST_F(HubIngestTest, NoStreamAckMeansUnavailableAndARetryPublishesTheBacklogInOrder) {
+  auto request = [](uint64_t seq, const std::string& key) {
+    IngestRequest req;
+    req.producer = "erp";
+    req.seq = seq;
+    req.records = {price_record(key, 1.0)};
+    return req;
+  };
+  auto first = ingest(*nc_, "price", request(1, "a"));
+  ASSERT_TRUE(first.is_ok() && first->ok());
+  ASSERT_TRUE(js_->delete_stream("DS_PRICE").is_ok());
+
+  auto lost = ingest(*nc_, "price", request(2, "b"));
+  ASSERT_TRUE(lost.is_ok()) << lost.status().to_string();
+  ASSERT_FALSE(lost->ok());
+  EXPECT_EQ(lost->error->code, StatusCode::kUnavailable);
+  EXPECT_NE(lost->error->message.find("stored as versions 2..2"), std::string::npos) << lost->error->message;
+  auto held = ingest(*nc_, "price", request(3, "c"));
+  ASSERT_TRUE(held.is_ok()) << held.status().to_string();
+  ASSERT_FALSE(held->ok());
+  EXPECT_EQ(held->error->code, StatusCode::kUnavailable);
+  EXPECT_EQ(open_reader(config_)->type_state("price")->version, 3u);  // both stored
+
+  StreamSpec spec;
+  spec.name = "DS_PRICE";
+  spec.subjects = {"ds.delta.price.>"};
+  spec.duplicate_window_ms = 120000;
+  ASSERT_TRUE(js_->ensure_stream(spec).is_ok());
+  auto retried = ingest(*nc_, "price", request(3, "c"));
+  ASSERT_TRUE(retried.is_ok() && retried->ok()) << (retried.is_ok() ? retried->error->message : "");
+  EXPECT_EQ(retried->first_version, 3u);
+  auto again = ingest(*nc_, "price", request(2, "b"));
+  ASSERT_TRUE(again.is_ok() && again->ok());
+  EXPECT_EQ(again->first_version, 2u);
+  auto next = ingest(*nc_, "price", request(4, "d"));
+  ASSERT_TRUE(next.is_ok() && next->ok());
+  EXPECT_EQ(next->first_version, 4u);
+
+  // Batch 1 went with the deleted stream (reconciliation on reconnect would
+  // restore it); everything after it arrives once, in version order.
+  std::vector<std::string> ids;
+  for (const auto& m : stream_messages(*js_, "DS_PRICE")) ids.push_back(m.msg_id.value_or("?"));
+  EXPECT_EQ(ids, (std::vector<std::string>{"price:2", "price:3", "price:4"}));
+  EXPECT_EQ(open_reader(config_)->type_state("price")->version, 4u);
+}
+
 TEST_F(HubIngestTest, ConcurrentProducersAreAllAckedWithContiguousVersions) {
   constexpr int kProducers = 8;
   constexpr int kBatchesEach = 20;
