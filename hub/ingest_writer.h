@@ -27,8 +27,9 @@
 // back only then, at start and after a broker reconnect (reconciliation).
 //
 // Publishing is not overlapped with the next commit (no second thread): on
-// this 2-core machine the hub is CPU-bound, and a pipelined publisher thread
-// measured slower at batches of 1,000 (docs/benchmarks.md, Targets).
+// the 2-core machine the hub is CPU-bound, and a pipelined publisher thread
+// was no clear win (slower at batches of 1,000 under load, about 10% faster
+// when lightly loaded; docs/benchmarks.md, "What bounds ingest").
 //
 // cnats callback threads and the HTTP thread never wait on SQLite or on
 // JetStream: they decode, validate and enqueue; the writer thread replies.
