@@ -274,22 +274,6 @@ Result<Database*> AgentRegistry::reader() const {
   return read_db_.get();
 }
 
-Result<std::map<std::string, uint64_t>> AgentRegistry::type_versions() const {
-  std::lock_guard lock(read_mu_);
-  DS_ASSIGN_OR_RETURN(Database * db, reader());
-  std::map<std::string, uint64_t> out;
-  DS_ASSIGN_OR_RETURN(int64_t has_table, query_scalar_int64(
-      *db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'type_state'"));
-  if (has_table == 0) return out;
-  DS_ASSIGN_OR_RETURN(Statement st, db->prepare("SELECT type, version FROM type_state"));
-  for (;;) {
-    DS_ASSIGN_OR_RETURN(bool row, st.step());
-    if (!row) break;
-    out[st.column_text(0)] = from_db(st.column_int64(1));
-  }
-  return out;
-}
-
 Result<std::vector<AgentEvent>> AgentRegistry::events(const std::string& agent) const {
   std::lock_guard lock(read_mu_);
   DS_ASSIGN_OR_RETURN(Database * db, reader());

@@ -17,7 +17,7 @@
 // Thread-safety: the mutating methods and flush() belong to one owner thread
 // (the agent service's thread), which also owns the writer connection. The
 // in-memory map sits behind mu_, so find()/all() may be called from any thread
-// and return copies. type_versions() and events() use a separate read-only
+// and return copies. events() uses a separate read-only
 // connection behind read_mu_ and may also be called from any thread.
 
 #include <cstdint>
@@ -103,9 +103,6 @@ class AgentRegistry {
   std::optional<AgentRecord> find(const std::string& agent) const;
   std::vector<AgentRecord> all() const;
 
-  // type_state.version of every type (the query store's table, read only).
-  // Empty when the query store has not created that table yet.
-  Result<std::map<std::string, uint64_t>> type_versions() const;
   // The stored state changes of `agent`, oldest first.
   Result<std::vector<AgentEvent>> events(const std::string& agent) const;
 

@@ -38,6 +38,43 @@ int64_t wall_now_ms() {
 // How long retire() waits for the service thread before giving up.
 constexpr auto kCallTimeout = std::chrono::seconds(30);
 
+// The newest changes the hub committed, per (type, partition). Written by
+// the ingest writer's thread, read by the HTTP thread: hence the mutex.
+class PartitionMarks {
+ public:
+  void update(const std::vector<PartitionMark>& marks) {
+    std::lock_guard lock(mu_);
+    for (const PartitionMark& m : marks) {
+      PartitionMark& have = marks_[{m.type, m.partition}];
+      have.type = m.type;
+      have.partition = m.partition;
+      have.version = std::max(have.version, m.version);
+      have.ts = std::max(have.ts, m.ts);
+    }
+  }
+  // The mark of one partition, or of all of the type's for "*" (a type with
+  // no change yet: nullopt). `type_version` gets the type's newest version.
+  std::optional<PartitionMark> find(const std::string& type, const std::string& partition,
+                                    uint64_t& type_version) const {
+    std::lock_guard lock(mu_);
+    std::optional<PartitionMark> out;
+    type_version = 0;
+    for (auto it = marks_.lower_bound({type, ""}); it != marks_.end() && it->first.first == type; ++it) {
+      const PartitionMark& m = it->second;
+      type_version = std::max(type_version, m.version);
+      if (partition != kAnyPartition && m.partition != partition) continue;
+      if (!out) out = PartitionMark{type, partition, 0, 0};
+      out->version = std::max(out->version, m.version);
+      out->ts = std::max(out->ts, m.ts);
+    }
+    return out;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::pair<std::string, std::string>, PartitionMark> marks_;
+};
+
 }  // namespace
 
 struct AgentService::Impl {
@@ -315,6 +352,7 @@ struct AgentService::Impl {
   std::map<std::string, std::set<std::string>> agents_by_type;      // service thread only
   std::map<std::string, std::vector<std::string>> types_by_agent;   // service thread only
   std::map<std::string, int64_t> register_ordered_ms;               // service thread only: last order per agent
+  PartitionMarks marks;                                              // thread-safe
   int64_t check_period_ms = 0;
   int64_t next_beat_ms = 0;
   bool stopping = false;  // service thread only
@@ -375,11 +413,18 @@ Result<std::unique_ptr<AgentService>> AgentService::start(const HubConfig& confi
   return service;
 }
 
-void AgentService::on_types_updated(const std::vector<std::string>& types) {
+void AgentService::on_committed(const std::vector<PartitionMark>& marks) {
   Impl* p = impl_.get();
+  p->marks.update(marks);
   if (p->stopped) return;
-  asio::post(p->io, [p, types] { p->refresh_types(types); });
+  std::vector<std::string> types;
+  for (const PartitionMark& m : marks) {
+    if (types.empty() || types.back() != m.type) types.push_back(m.type);
+  }
+  asio::post(p->io, [p, types = std::move(types)] { p->refresh_types(types); });
 }
+
+void AgentService::restore_marks(const std::vector<PartitionMark>& marks) { impl_->marks.update(marks); }
 
 void AgentService::on_reconnected() {
   Impl* p = impl_.get();
@@ -431,13 +476,6 @@ const AgentRegistry& AgentService::registry() const { return *impl_->registry; }
 
 nlohmann::json AgentService::agents_json() const {
   const Impl* p = impl_.get();
-  const int64_t now = wall_now_ms();
-  std::map<std::string, uint64_t> versions;
-  if (auto v = p->registry->type_versions(); v.is_ok()) {
-    versions = std::move(v).value();
-  } else {
-    spdlog::warn("agents: type versions: {}", v.status().to_string());
-  }
   nlohmann::json out = nlohmann::json::array();
   for (const AgentRecord& a : p->registry->all()) {
     nlohmann::json types = nlohmann::json::object();
@@ -446,15 +484,18 @@ nlohmann::json AgentService::agents_json() const {
       auto hh = p->hub_hashes.find(type);
       nlohmann::json lag_versions = nullptr;
       nlohmann::json lag_ms = nullptr;
-      auto tv = versions.find(type);
-      if (tv != versions.end()) {
-        const uint64_t behind = tv->second > s.version ? tv->second - s.version : 0;
-        lag_versions = behind;
-        if (behind == 0) {
+      uint64_t type_version = 0;
+      if (auto mark = p->marks.find(type, s.partition, type_version)) {
+        if (s.version >= mark->version) {
+          lag_versions = 0;
           lag_ms = 0;
-        } else if (s.ts > 0) {
-          lag_ms = std::max<int64_t>(0, now - s.ts);
+        } else {
+          lag_versions = type_version - s.version;
+          if (s.ts > 0) lag_ms = std::max<int64_t>(0, mark->ts - s.ts);
         }
+      } else if (type_version > 0) {
+        lag_versions = 0;  // the type has changes, none in this partition
+        lag_ms = 0;
       }
       const bool live = a.state == AgentState::kLive;
       const bool fresh = live && !s.delivery.held_back && lag_ms.is_number() && tc != nullptr &&

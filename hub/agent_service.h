@@ -2,7 +2,7 @@
 // AgentService: the agent-facing half of the hub — registration (step 1),
 // liveness by heartbeat (step 3) and the per-agent consumers (step 4) of
 // DESIGN.md §1, §4 and §6. The hub wires it to its connection, its JetStream
-// context, the ingest path (on_types_updated), the broker reconnect
+// context, the ingest path (on_committed), the broker reconnect
 // (on_reconnected) and the HTTP API (agents_json, retire).
 //
 // Threads. Every change of agent state runs on one service thread (an asio
@@ -39,6 +39,7 @@
 #include <nlohmann/json.hpp>
 
 #include "hub/agent_registry.h"
+#include "hub/query_store.h"
 #include "shared/config.h"
 #include "shared/nats.h"
 #include "shared/status.h"
@@ -56,9 +57,12 @@ class AgentService {
   AgentService(const AgentService&) = delete;
   AgentService& operator=(const AgentService&) = delete;
 
-  // After an ingest commit: probes the agents of these types whose last reply
-  // is older than one interval (DESIGN §6). Only posts to the service thread.
-  void on_types_updated(const std::vector<std::string>& types);
+  // After an ingest commit, with the marks of the partitions it changed:
+  // remembers them (for lag) and probes the agents of those types whose last
+  // reply is older than one interval (DESIGN §6). Only posts.
+  void on_committed(const std::vector<PartitionMark>& marks);
+  // At start: the marks read from the query store; no probes.
+  void restore_marks(const std::vector<PartitionMark>& marks);
   // After a broker reconnect: checks the consumers of live and suspect agents
   // and recreates missing ones from their last known checkpoint (memory
   // consumers do not survive a broker restart). Only posts.
@@ -69,10 +73,14 @@ class AgentService {
   //    types: {<type>: {partition, version, seq, ts, rows, lag_versions,
   //            lag_ms, schema_hash, schema_ok, consumer, held_back,
   //            awaiting_snapshot, note, freshness_ok}}}
-  // lag_versions = type_state.version - agent version (null when the query
-  // store has no version for the type yet); lag_ms = 0 when caught up, else
-  // how old the agent's latest business timestamp is (now - ts), null when
-  // unknown; freshness_ok = live, not held back, and lag_ms within the type's
+  // Lag is measured against the mark of the agent's partition (all
+  // partitions for "*"): caught up (agent version >= the mark's) gives
+  // lag_versions = lag_ms = 0; otherwise lag_versions = the type's newest
+  // version - the agent's (an upper bound for a partitioned subscription:
+  // other partitions' versions in between count too) and lag_ms = the
+  // partition's newest business time - the agent's (null while the agent has
+  // applied nothing). Both null when the hub has no change of the type yet.
+  // freshness_ok = live, not held back, and lag_ms within the type's
   // freshness objective.
   nlohmann::json agents_json() const;
   // Operator: the agent becomes retired, its consumers are deleted and it is

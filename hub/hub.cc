@@ -106,7 +106,9 @@ Result<std::unique_ptr<Hub>> Hub::start(HubConfig config) {
 
   im->writer = std::make_unique<IngestWriter>(cfg, *im->store, *im->publisher, im->metrics);
   AgentService* agents = im->agents.get();
-  im->writer->set_on_types_updated([agents](const std::vector<std::string>& types) { agents->on_types_updated(types); });
+  DS_ASSIGN_OR_RETURN(std::vector<PartitionMark> marks, im->store->partition_marks());
+  agents->restore_marks(marks);
+  im->writer->set_on_committed([agents](const std::vector<PartitionMark>& m) { agents->on_committed(m); });
   im->writer->start();
 
   DS_ASSIGN_OR_RETURN(im->ingest, NatsIngestListener::start(*im->nc, cfg, *im->writer, im->metrics));

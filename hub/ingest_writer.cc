@@ -271,17 +271,11 @@ void IngestWriter::process_group(std::vector<Pending>& group) {
   }
   const std::vector<BatchOutcome>* outcomes = &committed->outcomes;
 
-  std::set<std::string> updated;    // types with new versions
   std::set<std::string> to_publish; // types whose producers wait for acks
   for (size_t i = 0; i < outcomes->size(); ++i) {
-    const BatchOutcome& o = (*outcomes)[i];
-    if (!o.status.is_ok()) continue;
-    to_publish.insert(batches[i].type);
-    if (!o.retried) updated.insert(batches[i].type);
+    if ((*outcomes)[i].status.is_ok()) to_publish.insert(batches[i].type);
   }
-  if (!updated.empty() && on_types_updated_) {
-    on_types_updated_(std::vector<std::string>(updated.begin(), updated.end()));
-  }
+  if (!committed->batches.empty() && on_committed_) on_committed_(partition_marks_of(committed->batches));
   std::map<std::string, Status> published;
   for (const std::string& type : to_publish) published[type] = publish(type, committed->batches);
 

@@ -10,8 +10,9 @@
 //        1. group commit: every queued batch in ONE SQLite transaction
 //           (QueryStore::commit), so throughput grows with concurrency; the
 //           commit also returns the delta batches it created;
-//        2. on_types_updated(types) (the agent service refreshes stale
-//           agents before the push);
+//        2. on_committed(marks): the newest version and business time of
+//           every partition that changed (the agent service refreshes stale
+//           agents before the push and measures lag against them);
 //        3. publish those delta batches from memory to JetStream, wait for
 //           the acks (StreamPublisher::publish_batches) and mark them
 //           published in the log;
@@ -86,7 +87,7 @@ std::optional<Rejection> validate_ingest_records(const TypeConfig& type, std::ve
 std::string ingest_reply_json(const IngestReply& reply);
 
 using IngestReplyFn = std::function<void(const IngestReply&)>;
-using TypesUpdatedFn = std::function<void(const std::vector<std::string>&)>;
+using CommittedFn = std::function<void(const std::vector<PartitionMark>&)>;
 
 class IngestWriter {
  public:
@@ -106,9 +107,9 @@ class IngestWriter {
   IngestWriter(const IngestWriter&) = delete;
   IngestWriter& operator=(const IngestWriter&) = delete;
 
-  // Called on the writer thread after each commit with the types that got
-  // new versions. Set before start().
-  void set_on_types_updated(TypesUpdatedFn fn) { on_types_updated_ = std::move(fn); }
+  // Called on the writer thread after each commit that stored new versions,
+  // with their partitions' marks. Set before start().
+  void set_on_committed(CommittedFn fn) { on_committed_ = std::move(fn); }
 
   // Starts the writer thread; its first job is a reconciliation.
   void start();
@@ -145,7 +146,7 @@ class IngestWriter {
   HubMetrics& metrics_;
   const Options options_;
   const std::string fault_;  // DELTASYNC_FAULT (test-only)
-  TypesUpdatedFn on_types_updated_;
+  CommittedFn on_committed_;
   // Types whose log may hold batches the stream has not acked (after start,
   // a reconnect or a failed publish): published from the log, not from memory.
   std::set<std::string> backlog_;  // writer thread only

@@ -3,6 +3,8 @@
 #include <msgpack.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <map>
 #include <set>
 #include <unordered_map>
 #include <utility>
@@ -637,6 +639,37 @@ Result<std::map<std::string, TypeState>> QueryStore::type_states() {
     st.published_seq = static_cast<uint64_t>(use->column_int64(4));
     out[use->column_text(0)] = st;
   }
+  return out;
+}
+
+Result<std::vector<PartitionMark>> QueryStore::partition_marks() {
+  std::vector<PartitionMark> out;
+  for (const TypeConfig& type : types_) {
+    DS_ASSIGN_OR_RETURN(Statement s, impl_->db->prepare("SELECT _partition, max(_version), max(_ts) FROM " +
+                                                       table_of(type.name) + " GROUP BY _partition"));
+    for (;;) {
+      DS_ASSIGN_OR_RETURN(bool row, s.step());
+      if (!row) break;
+      out.push_back(PartitionMark{type.name, s.column_text(0), static_cast<uint64_t>(s.column_int64(1)),
+                                  s.column_int64(2)});
+    }
+  }
+  return out;
+}
+
+std::vector<PartitionMark> partition_marks_of(const std::vector<PendingBatch>& batches) {
+  std::map<std::pair<std::string, std::string>, PartitionMark> marks;
+  for (const PendingBatch& b : batches) {
+    PartitionMark& m = marks[{b.delta.type, b.partition}];
+    m.type = b.delta.type;
+    m.partition = b.partition;
+    for (const Change& c : b.delta.changes) {
+      m.version = std::max(m.version, c.v);
+      m.ts = std::max(m.ts, c.ts);
+    }
+  }
+  std::vector<PartitionMark> out;
+  for (auto& [k, m] : marks) out.push_back(std::move(m));
   return out;
 }
 

@@ -75,6 +75,17 @@ struct TypeState {
 };
 
 // A delta batch read back from the change log for (re)publication.
+// The newest change of one partition of a type (partition "_all" for an
+// unpartitioned type): its version and business timestamp. The agent service
+// measures each agent's lag against its partition's mark.
+struct PartitionMark {
+  std::string type;
+  std::string partition;
+  uint64_t version = 0;
+  int64_t ts = 0;
+  bool operator==(const PartitionMark&) const = default;
+};
+
 struct PendingBatch {
   uint64_t batch = 0;                // first version; Nats-Msg-Id "<type>:<batch>"
   std::string partition;             // "_all" when unpartitioned
@@ -90,6 +101,9 @@ struct GroupCommit {
   std::vector<BatchOutcome> outcomes;
   std::vector<PendingBatch> batches;
 };
+
+// The marks of the changes in `batches`, one per (type, partition).
+std::vector<PartitionMark> partition_marks_of(const std::vector<PendingBatch>& batches);
 
 // The current state of one record.
 struct StoredRecord {
@@ -141,6 +155,9 @@ class QueryStore {
 
   Result<TypeState> type_state(const std::string& type);
   Result<std::map<std::string, TypeState>> type_states();
+  // Every partition's mark, from the current-state tables (tombstones
+  // included); one scan per type, for start-up.
+  Result<std::vector<PartitionMark>> partition_marks();
 
   // NotFound when the type has no such key (a tombstone is returned, deleted).
   Result<StoredRecord> get(const std::string& type, const std::string& key);

@@ -7,7 +7,6 @@
 #include <gtest/gtest.h>
 
 #include "shared/schema.h"
-#include "shared/sqlite.h"
 #include "tests/harness/test_agent.h"
 
 namespace ds::testing {
@@ -221,7 +220,7 @@ TEST_F(HubLivenessTest, UpdateOfATypeProbesItsAgentsWhoseViewIsOlderThanOneInter
   ASSERT_NE(a, nullptr);
   a->set_answer_broadcasts(false);
   std::this_thread::sleep_for(std::chrono::milliseconds(2200));
-  service_->on_types_updated({"inventory"});
+  service_->on_committed({{"inventory", "store-1", 1, 1000}});
   ASSERT_TRUE(eventually([&] { return a->probes_answered() >= 1; }));
   // The probe came from the update, not from the agent being suspect.
   EXPECT_EQ(transitions("lazy"), std::vector<std::string>{"new>live"});
@@ -279,22 +278,23 @@ TEST_F(HubLivenessTest, RestartedServiceKeepsItsAgentsAndRecreatesMissingConsume
 }
 
 TEST_F(HubLivenessTest, AgentsJsonReportsLagInVersionsAndBusinessTime) {
-  // type_state belongs to the query store; create the part we read.
-  {
-    auto db = Database::open(config_.store_path);
-    ASSERT_TRUE(db.is_ok()) << db.status().to_string();
-    ASSERT_TRUE((*db)->exec("CREATE TABLE IF NOT EXISTS type_state(type TEXT PRIMARY KEY, version INTEGER, "
-                            "published_version INTEGER, published_seq INTEGER);"
-                            "INSERT INTO type_state VALUES('inventory', 10, 10, 10), ('prices', 3, 3, 3);")
-                    .is_ok());
-  }
   const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::system_clock::now().time_since_epoch()).count();
+  // What the ingest writer reports after its commits: store-1's newest change
+  // is version 10, store-2's 12 (so the type's newest is 12).
+  service_->on_committed({{"inventory", "store-1", 10, now}, {"inventory", "store-2", 12, now + 5},
+                          {"prices", "_all", 3, now}});
   auto a = make_agent("behind", {{.type = "inventory", .partition = "store-1", .version = 4, .seq = 0,
                                   .ts = now - 60'000},
                                  {.type = "prices", .partition = "*", .version = 3, .seq = 0, .ts = now}});
+  auto b = make_agent("current", {{.type = "inventory", .partition = "store-1", .version = 10, .seq = 0, .ts = now}});
+  auto c = make_agent("everything", {{.type = "inventory", .partition = "*", .version = 10, .seq = 0, .ts = now}});
   ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  ASSERT_NE(c, nullptr);
   ASSERT_TRUE(a->register_now().is_ok());
+  ASSERT_TRUE(b->register_now().is_ok());
+  ASSERT_TRUE(c->register_now().is_ok());
 
   const auto j = agent_json("behind");
   ASSERT_FALSE(j.is_null());
@@ -304,13 +304,22 @@ TEST_F(HubLivenessTest, AgentsJsonReportsLagInVersionsAndBusinessTime) {
   const auto& inv = j["types"]["inventory"];
   EXPECT_EQ(inv["partition"], "store-1");
   EXPECT_EQ(inv["version"], 4);
-  EXPECT_EQ(inv["lag_versions"], 6);
-  EXPECT_GE(inv["lag_ms"].get<int64_t>(), 60'000);
+  EXPECT_EQ(inv["lag_versions"], 8);     // 12 - 4: an upper bound, store-2's versions count too
+  EXPECT_EQ(inv["lag_ms"], 60'000);      // store-1's newest business time - the agent's
   EXPECT_EQ(inv["freshness_ok"], true);  // objective 300 s
   const auto& pr = j["types"]["prices"];
   EXPECT_EQ(pr["lag_versions"], 0);
   EXPECT_EQ(pr["lag_ms"], 0);
   EXPECT_EQ(pr["freshness_ok"], true);
+
+  // Store-1 complete: not behind, whatever store-2 got since.
+  EXPECT_EQ(agent_json("current")["types"]["inventory"]["lag_versions"], 0);
+  EXPECT_EQ(agent_json("current")["types"]["inventory"]["lag_ms"], 0);
+  // All partitions: behind store-2's newest.
+  const auto everything = agent_json("everything");
+  const auto& all = everything["types"]["inventory"];
+  EXPECT_EQ(all["lag_versions"], 2);
+  EXPECT_EQ(all["lag_ms"], 5);  // store-2's newest is 5 ms later in business time
 }
 
 }  // namespace
