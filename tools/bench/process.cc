@@ -199,6 +199,7 @@ Result<ProcStats> proc_stats(pid_t pid) {
   std::string line;
   while (std::getline(status, line)) {
     if (line.rfind("VmRSS:", 0) == 0) out.rss_kb = std::stoll(line.substr(6));
+    if (line.rfind("RssAnon:", 0) == 0) out.rss_anon_kb = std::stoll(line.substr(8));
   }
   const std::string stat = read_file(base + "/stat");
   // The command name (field 2) may hold spaces; fields resume after ')'.

@@ -98,6 +98,7 @@ std::string self_dir();
 // Process accounting read from /proc/<pid>.
 struct ProcStats {
   int64_t rss_kb = 0;       // VmRSS
+  int64_t rss_anon_kb = 0;  // RssAnon: the process's own memory, without mapped files (shared libraries)
   double cpu_seconds = 0;   // utime + stime
 };
 Result<ProcStats> proc_stats(pid_t pid);
