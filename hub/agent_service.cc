@@ -38,41 +38,45 @@ int64_t wall_now_ms() {
 // How long retire() waits for the service thread before giving up.
 constexpr auto kCallTimeout = std::chrono::seconds(30);
 
-// The newest changes the hub committed, per (type, partition). Written by
-// the ingest writer's thread, read by the HTTP thread: hence the mutex.
+// The newest changes the hub committed, per (type, partition) and per type
+// (all partitions). Written by the ingest writer's thread, read by the HTTP
+// thread: hence the mutex.
 class PartitionMarks {
  public:
   void update(const std::vector<PartitionMark>& marks) {
     std::lock_guard lock(mu_);
     for (const PartitionMark& m : marks) {
-      PartitionMark& have = marks_[{m.type, m.partition}];
-      have.type = m.type;
-      have.partition = m.partition;
-      have.version = std::max(have.version, m.version);
-      have.ts = std::max(have.ts, m.ts);
+      raise(by_partition_[{m.type, m.partition}], m, m.partition);
+      raise(by_type_[m.type], m, std::string(kAnyPartition));
     }
   }
-  // The mark of one partition, or of all of the type's for "*" (a type with
-  // no change yet: nullopt). `type_version` gets the type's newest version.
+  // The mark of one partition, or of all of the type's for "*"; nullopt when
+  // it has no change yet. `type_version` gets the type's newest version.
   std::optional<PartitionMark> find(const std::string& type, const std::string& partition,
                                     uint64_t& type_version) const {
     std::lock_guard lock(mu_);
-    std::optional<PartitionMark> out;
-    type_version = 0;
-    for (auto it = marks_.lower_bound({type, ""}); it != marks_.end() && it->first.first == type; ++it) {
-      const PartitionMark& m = it->second;
-      type_version = std::max(type_version, m.version);
-      if (partition != kAnyPartition && m.partition != partition) continue;
-      if (!out) out = PartitionMark{type, partition, 0, 0};
-      out->version = std::max(out->version, m.version);
-      out->ts = std::max(out->ts, m.ts);
+    auto all = by_type_.find(type);
+    type_version = all == by_type_.end() ? 0 : all->second.version;
+    if (partition == kAnyPartition) {
+      if (all == by_type_.end()) return std::nullopt;
+      return all->second;
     }
-    return out;
+    auto one = by_partition_.find({type, partition});
+    if (one == by_partition_.end()) return std::nullopt;
+    return one->second;
   }
 
  private:
+  static void raise(PartitionMark& have, const PartitionMark& m, const std::string& partition) {
+    have.type = m.type;
+    have.partition = partition;
+    have.version = std::max(have.version, m.version);
+    have.ts = std::max(have.ts, m.ts);
+  }
+
   mutable std::mutex mu_;
-  std::map<std::pair<std::string, std::string>, PartitionMark> marks_;
+  std::map<std::pair<std::string, std::string>, PartitionMark> by_partition_;
+  std::map<std::string, PartitionMark> by_type_;
 };
 
 }  // namespace
@@ -262,8 +266,10 @@ struct AgentService::Impl {
     if (!a) return;
     std::string reasons;
     for (const auto& [type, sub] : a->subscriptions) {
-      if (sub.delivery.awaiting_snapshot && !sub.delivery.snapshot_ordered) reasons += (reasons.empty() ? "" : ", ") + type + ": snapshot needed";
-      if (sub.delivery.held_back) reasons += (reasons.empty() ? "" : ", ") + type + ": schema out of date";
+      const char* why = nullptr;
+      if (sub.delivery.awaiting_snapshot && !sub.delivery.snapshot_ordered) why = ": snapshot needed";
+      if (sub.delivery.held_back) why = ": schema out of date";
+      if (why != nullptr) reasons += (reasons.empty() ? "" : ", ") + type + why;
     }
     if (reasons.empty()) return;
     const int64_t now = steady_now_ms();
