@@ -158,11 +158,4 @@ CommandResult run_to_completion(const std::vector<std::string>& argv, const std:
   return result;
 }
 
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
 }  // namespace ds::testing

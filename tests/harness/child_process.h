@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "shared/status.h"
+#include "tools/local_host.h"  // read_text_file()
 
 namespace ds::testing {
 
@@ -76,8 +77,5 @@ struct CommandResult {
 // `scratch_path`.out and .err, which are overwritten.
 CommandResult run_to_completion(const std::vector<std::string>& argv, const std::string& scratch_path,
                                 const Environment& env = {}, int64_t timeout_ms = 60000);
-
-// Everything in the file at `path` ("" when it cannot be read).
-std::string read_text_file(const std::string& path);
 
 }  // namespace ds::testing

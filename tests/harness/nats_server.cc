@@ -14,6 +14,8 @@
 #include <thread>
 #include <vector>
 
+#include "tools/local_host.h"
+
 namespace ds::testing {
 namespace {
 
@@ -40,19 +42,11 @@ class FdGuard {
   int fd_;
 };
 
-sockaddr_in loopback(int port) {
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return addr;
-}
-
 // True when a client connecting to `port` receives the server's INFO line.
 bool server_answers(int port) {
   FdGuard fd(::socket(AF_INET, SOCK_STREAM, 0));
   if (fd.get() < 0) return false;
-  sockaddr_in addr = loopback(port);
+  sockaddr_in addr = loopback_address(port);
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return false;
   std::string got;
   char buf[512];
@@ -68,20 +62,6 @@ bool server_answers(int port) {
 }
 
 }  // namespace
-
-Result<int> free_loopback_port() {
-  FdGuard fd(::socket(AF_INET, SOCK_STREAM, 0));
-  if (fd.get() < 0) return Status::internal(std::string("socket: ") + std::strerror(errno));
-  sockaddr_in addr = loopback(0);
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    return Status::internal(std::string("bind: ") + std::strerror(errno));
-  }
-  socklen_t len = sizeof addr;
-  if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    return Status::internal(std::string("getsockname: ") + std::strerror(errno));
-  }
-  return static_cast<int>(ntohs(addr.sin_port));
-}
 
 NatsServer::NatsServer(std::string extra_config)
     : dir_("deltasync-nats"), extra_config_(std::move(extra_config)) {

@@ -24,6 +24,7 @@
 #include "shared/status.h"
 #include "tests/harness/child_process.h"
 #include "tests/harness/temp_dir.h"
+#include "tools/local_host.h"  // free_loopback_port(); NatsServer::start() retries when a port was taken
 
 namespace ds::testing {
 
@@ -69,9 +70,6 @@ class NatsServer {
   std::unique_ptr<ChildProcess> process_;
 };
 
-// Asks the kernel for a free loopback port. Another process may take it
-// before it is bound; NatsServer::start() retries with a new one then.
-Result<int> free_loopback_port();
 
 // Polls `done` every `poll_ms` until it returns true (-> true) or
 // `timeout_ms` passes (-> false). For waiting on other threads and

@@ -5,10 +5,11 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <stdexcept>
 #include <system_error>
 #include <vector>
+
+#include "tools/local_host.h"
 
 namespace ds::testing {
 
@@ -40,11 +41,6 @@ std::string TempDir::write_file(std::string_view name, std::string_view text) co
   return p;
 }
 
-std::string TempDir::read_file(std::string_view name) const {
-  std::ifstream in(file(name), std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+std::string TempDir::read_file(std::string_view name) const { return read_text_file(file(name)); }
 
 }  // namespace ds::testing

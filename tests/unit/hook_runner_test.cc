@@ -7,16 +7,10 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/harness/temp_dir.h"
+#include "tools/local_host.h"
 
 namespace ds {
 namespace {
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::vector<Change> two_changes() {
   return {Change{7, "sku-1", Op::kUpsert, {{"price", 1.5}, {"name", std::string("tea \"green\"")}}, 100, 101},
@@ -30,7 +24,7 @@ TEST(HookRunnerTest, HookReceivesTheBatchAsJsonLinesOnStdin) {
   HookSpec spec{"cat > '" + out + "'", 0, 5000};
   ASSERT_TRUE(runner.run(spec, "prices", two_changes()).is_ok());
 
-  std::istringstream lines(read_file(out));
+  std::istringstream lines(read_text_file(out));
   std::string line;
   std::vector<nlohmann::json> got;
   while (std::getline(lines, line)) got.push_back(nlohmann::json::parse(line));
@@ -56,7 +50,7 @@ TEST(HookRunnerTest, FailingHookIsRetriedThenReportsTheLastFailure) {
   Status s = runner.run(spec, "prices", two_changes());
   EXPECT_FALSE(s.is_ok());
   EXPECT_NE(s.message().find("status 3"), std::string::npos) << s.message();
-  EXPECT_EQ(read_file(count), "x\nx\nx\n");
+  EXPECT_EQ(read_text_file(count), "x\nx\nx\n");
 }
 
 TEST(HookRunnerTest, HookSucceedingOnRetryIsOk) {

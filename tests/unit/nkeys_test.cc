@@ -18,6 +18,7 @@
 #include "shared/nats.h"
 #include "tests/harness/temp_dir.h"
 #include "tools/creds.h"
+#include "tools/local_host.h"
 
 namespace ds {
 namespace {
@@ -159,13 +160,6 @@ CredsIdentity identity(CredsRole role, std::string_view arg) {
   return parsed.is_ok() ? *parsed : CredsIdentity{};
 }
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
 TEST(CredsTest, ParsesNamesAndTypes) {
   const CredsIdentity agent = identity(CredsRole::kAgent, "store-1:prices,products");
   EXPECT_EQ(agent.name, "store-1");
@@ -253,11 +247,11 @@ TEST(CredsTest, WritesOwnerOnlySeedsMatchingTheAuthBlock) {
   struct stat st {};
   ASSERT_EQ(::stat(request.out_dir.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0700u);
-  const std::string conf = slurp(result->auth_conf);
+  const std::string conf = read_text_file(result->auth_conf);
   for (const auto& c : result->issued) {
     ASSERT_EQ(::stat(c.seed_file.c_str(), &st), 0) << c.seed_file;
     EXPECT_EQ(st.st_mode & 0777, 0600u) << c.seed_file;
-    const std::string text = slurp(c.seed_file);
+    const std::string text = read_text_file(c.seed_file);
     ASSERT_EQ(text.size(), 59u) << "one seed line: " << c.seed_file;
     EXPECT_EQ(text.back(), '\n');
     auto pub = nkey_public_key_from_seed_file(c.seed_file);  // how connections read it
@@ -276,7 +270,7 @@ TEST(CredsTest, RefusesToOverwriteWithoutForce) {
   request.identities = {identity(CredsRole::kAgent, "store-1:prices"), identity(CredsRole::kAgent, "store-2:prices")};
   auto first = write_credentials(request);
   ASSERT_TRUE(first.is_ok()) << first.status().to_string();
-  const std::string seed1 = slurp(dir.file("store-1.nk"));
+  const std::string seed1 = read_text_file(dir.file("store-1.nk"));
 
   // Adding store-3 alone must not silently replace auth.conf (store-1 and 2 would lose access).
   request.identities.push_back(identity(CredsRole::kAgent, "store-3:prices"));
@@ -285,12 +279,12 @@ TEST(CredsTest, RefusesToOverwriteWithoutForce) {
   EXPECT_EQ(again.status().code(), StatusCode::kAlreadyExists);
   EXPECT_NE(again.status().message().find("--force"), std::string::npos) << again.status().to_string();
   EXPECT_FALSE(std::filesystem::exists(dir.file("store-3.nk"))) << "nothing is written when refusing";
-  EXPECT_EQ(slurp(dir.file("store-1.nk")), seed1);
+  EXPECT_EQ(read_text_file(dir.file("store-1.nk")), seed1);
 
   request.force = true;
   auto forced = write_credentials(request);
   ASSERT_TRUE(forced.is_ok()) << forced.status().to_string();
-  EXPECT_NE(slurp(dir.file("store-1.nk")), seed1);
+  EXPECT_NE(read_text_file(dir.file("store-1.nk")), seed1);
   EXPECT_TRUE(std::filesystem::exists(dir.file("store-3.nk")));
   for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
     EXPECT_EQ(entry.path().string().find(".tmp-"), std::string::npos) << "leftover " << entry.path();

@@ -18,6 +18,8 @@
 #include <sstream>
 #include <thread>
 
+#include "tools/local_host.h"
+
 namespace ds::bench {
 namespace {
 
@@ -28,21 +30,6 @@ int64_t elapsed_ms(Clock::time_point since) {
 }
 
 std::string errno_text(const std::string& what) { return what + ": " + std::strerror(errno); }
-
-sockaddr_in loopback(int port) {
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return addr;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
 
 }  // namespace
 
@@ -102,7 +89,7 @@ bool ChildProcess::alive() {
   return true;
 }
 
-std::string ChildProcess::log_text() const { return read_file(log_path_); }
+std::string ChildProcess::log_text() const { return read_text_file(log_path_); }
 
 Status ChildProcess::wait_for_log(std::string_view needle, int64_t timeout_ms) {
   const auto start = Clock::now();
@@ -149,24 +136,12 @@ std::vector<std::string> LogTail::new_lines() {
   return lines;
 }
 
-Result<int> free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return Status::internal(errno_text("socket"));
-  sockaddr_in addr = loopback(0);
-  socklen_t len = sizeof addr;
-  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
-  ::close(fd);
-  if (!ok) return Status::internal(errno_text("bind/getsockname"));
-  return static_cast<int>(ntohs(addr.sin_port));
-}
-
 Status wait_for_port(int port, int64_t timeout_ms) {
   const auto start = Clock::now();
   while (elapsed_ms(start) < timeout_ms) {
     const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) return Status::internal(errno_text("socket"));
-    sockaddr_in addr = loopback(port);
+    sockaddr_in addr = loopback_address(port);
     const bool up = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
     ::close(fd);
     if (up) return Status::ok();
@@ -176,7 +151,7 @@ Status wait_for_port(int port, int64_t timeout_ms) {
 }
 
 Result<std::unique_ptr<NatsServerProcess>> NatsServerProcess::start(const TempDir& dir) {
-  DS_ASSIGN_OR_RETURN(int port, free_port());
+  DS_ASSIGN_OR_RETURN(int port, free_loopback_port());
   std::filesystem::create_directories(dir.file("nats-store"));
   DS_ASSIGN_OR_RETURN(auto p, ChildProcess::spawn({"nats-server", "-js", "-sd", dir.file("nats-store"),
                                                    "-a", "127.0.0.1", "-p", std::to_string(port)},
@@ -195,13 +170,13 @@ std::string self_dir() {
 Result<ProcStats> proc_stats(pid_t pid) {
   ProcStats out;
   const std::string base = "/proc/" + std::to_string(pid);
-  std::istringstream status(read_file(base + "/status"));
+  std::istringstream status(read_text_file(base + "/status"));
   std::string line;
   while (std::getline(status, line)) {
     if (line.rfind("VmRSS:", 0) == 0) out.rss_kb = std::stoll(line.substr(6));
     if (line.rfind("RssAnon:", 0) == 0) out.rss_anon_kb = std::stoll(line.substr(8));
   }
-  const std::string stat = read_file(base + "/stat");
+  const std::string stat = read_text_file(base + "/stat");
   // The command name (field 2) may hold spaces; fields resume after ')'.
   const size_t close = stat.rfind(')');
   if (close == std::string::npos) return Status::not_found("no " + base + "/stat");

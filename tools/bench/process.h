@@ -74,8 +74,6 @@ class LogTail {
   std::string partial_;
 };
 
-// A loopback TCP port that was free a moment ago.
-Result<int> free_port();
 // Waits until something accepts connections on 127.0.0.1:`port`.
 Status wait_for_port(int port, int64_t timeout_ms);
 
