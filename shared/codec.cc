@@ -561,6 +561,28 @@ Status read_type_names(const MapReader& m, std::string_view name, std::vector<st
   return Status::ok();
 }
 
+// A map keyed by business type name ({<type>: {...}}), each value read by
+// `read_value(object, path, value)`; a bad or repeated type name is refused.
+template <typename T, typename ReadValue>
+Status read_type_map(const MapReader& m, std::string_view name, std::map<std::string, T>& out, ReadValue read_value) {
+  const std::string field(name);
+  const msgpack::object* map = nullptr;
+  DS_RETURN_IF_ERROR(m.required(name, map));
+  if (map->type != msgpack::type::MAP) return type_error(field, "map", *map);
+  out.clear();
+  for (uint32_t i = 0; i < map->via.map.size; ++i) {
+    const msgpack::object_kv& kv = map->via.map.ptr[i];
+    std::string type;
+    DS_RETURN_IF_ERROR(read(kv.key, field, type));
+    const std::string path = msgpack_reader::child_path(field, type);
+    DS_RETURN_IF_ERROR(validate_type_name(type).with_context(path));
+    T value;
+    DS_RETURN_IF_ERROR(read_value(kv.val, path, value));
+    if (!out.emplace(std::move(type), std::move(value)).second) return field_error(path, "duplicate key");
+  }
+  return Status::ok();
+}
+
 Status read_heartbeat_request(const msgpack::object& o, HeartbeatRequest& out) {
   DS_ASSIGN_OR_RETURN(MapReader m, MapReader::open(o, ""));
   DS_RETURN_IF_ERROR(m.required("hub", out.hub));
@@ -594,20 +616,7 @@ Status read_heartbeat_reply(const msgpack::object& o, HeartbeatReply& out) {
   } else {
     return field_error("status", "unknown status " + shown(status) + " (expected ok or degraded)");
   }
-  const msgpack::object* checkpoints = nullptr;
-  DS_RETURN_IF_ERROR(m.required("checkpoints", checkpoints));
-  if (checkpoints->type != msgpack::type::MAP) return type_error("checkpoints", "map", *checkpoints);
-  out.checkpoints.clear();
-  for (uint32_t i = 0; i < checkpoints->via.map.size; ++i) {
-    const msgpack::object_kv& kv = checkpoints->via.map.ptr[i];
-    std::string type;
-    DS_RETURN_IF_ERROR(read(kv.key, "checkpoints", type));
-    const std::string path = msgpack_reader::child_path("checkpoints", type);
-    DS_RETURN_IF_ERROR(validate_type_name(type).with_context(path));
-    Checkpoint c;
-    DS_RETURN_IF_ERROR(read_checkpoint(kv.val, path, c));
-    if (!out.checkpoints.emplace(std::move(type), std::move(c)).second) return field_error(path, "duplicate key");
-  }
+  DS_RETURN_IF_ERROR(read_type_map(m, "checkpoints", out.checkpoints, read_checkpoint));
   DS_RETURN_IF_ERROR(m.required("pending", out.pending));
   DS_RETURN_IF_ERROR(m.required("quarantined", out.quarantined));
   return m.optional("error", out.error);
@@ -708,21 +717,7 @@ Status read_digest_reply(const msgpack::object& o, DigestReply& out) {
   if (out.error) return Status::ok();
   DS_RETURN_IF_ERROR(m.required("agent", out.agent));
   DS_RETURN_IF_ERROR(validate_agent_id(out.agent).with_context("agent"));
-  const msgpack::object* types = nullptr;
-  DS_RETURN_IF_ERROR(m.required("types", types));
-  if (types->type != msgpack::type::MAP) return type_error("types", "map", *types);
-  out.types.clear();
-  for (uint32_t i = 0; i < types->via.map.size; ++i) {
-    const msgpack::object_kv& kv = types->via.map.ptr[i];
-    std::string type;
-    DS_RETURN_IF_ERROR(read(kv.key, "types", type));
-    const std::string path = msgpack_reader::child_path("types", type);
-    DS_RETURN_IF_ERROR(validate_type_name(type).with_context(path));
-    TypeDigest d;
-    DS_RETURN_IF_ERROR(read_type_digest(kv.val, path, d));
-    if (!out.types.emplace(std::move(type), std::move(d)).second) return field_error(path, "duplicate key");
-  }
-  return Status::ok();
+  return read_type_map(m, "types", out.types, read_type_digest);
 }
 
 // Unpacks `bytes` as exactly one msgpack object and reads it into a T with
