@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "agent/agent.h"
+#include "agent/kernel_random.h"
 #include "agent/quarantine_ops.h"
 #include "agent/replica.h"
 #include "shared/config.h"
@@ -93,8 +94,13 @@ int run_agent(const Options& o) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
+  // Before nats_Open, whose first RAND_bytes would otherwise bring up
+  // OpenSSL's DRBG (about 2 MB resident) for 8 bytes; see kernel_random.h.
+  const bool tls = ds::nats_uses_tls(config->nats);
+  const ds::Status kernel_random = tls ? ds::Status::ok() : ds::use_kernel_random_for_openssl();
   ds::NatsLibrary nats_library;
   ds::init_logging("agent", config->log_level);
+  if (!kernel_random) spdlog::warn("keeping OpenSSL's random generator: {}", kernel_random.message());
   ds::Agent agent(*config);
   if (ds::Status s = agent.start(); !s) {
     spdlog::error("cannot start: {}", s.message());

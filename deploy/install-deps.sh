@@ -14,6 +14,8 @@ packages=(
   # helper libraries: logging, command lines, config files, JSON, HTTP, nkeys
   libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
   librestinio-dev libsodium-dev
+  # OpenSSL headers: the agent sets libcrypto's random method (cnats loads it)
+  libssl-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # used by scripts: free-port lookup, waiting on sockets
