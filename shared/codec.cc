@@ -292,7 +292,13 @@ Status read_partition_filter(const MapReader& m, std::string_view name, std::str
   return validate_partition(out).with_context(m.path(name));
 }
 
-Result<nlohmann::json> to_json(const msgpack::object& o, const std::string& path) {
+// `depth` counts the arrays and maps around `o`; past kMaxJsonDepth the value
+// is refused here, as validation refuses such JSON text (schema.cc), so the
+// text made from it is canonical (JsonText::canonical).
+Result<nlohmann::json> to_json(const msgpack::object& o, const std::string& path, int depth = 0) {
+  if ((o.type == msgpack::type::ARRAY || o.type == msgpack::type::MAP) && depth >= kMaxJsonDepth) {
+    return field_error(path, "json nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+  }
   switch (o.type) {
     case msgpack::type::NIL: return nlohmann::json(nullptr);
     case msgpack::type::BOOLEAN: return nlohmann::json(o.via.boolean);
@@ -306,7 +312,7 @@ Result<nlohmann::json> to_json(const msgpack::object& o, const std::string& path
     case msgpack::type::ARRAY: {
       nlohmann::json a = nlohmann::json::array();
       for (uint32_t i = 0; i < o.via.array.size; ++i) {
-        DS_ASSIGN_OR_RETURN(nlohmann::json e, to_json(o.via.array.ptr[i], index_path(path, i)));
+        DS_ASSIGN_OR_RETURN(nlohmann::json e, to_json(o.via.array.ptr[i], index_path(path, i), depth + 1));
         a.push_back(std::move(e));
       }
       return a;
@@ -317,7 +323,7 @@ Result<nlohmann::json> to_json(const msgpack::object& o, const std::string& path
         const msgpack::object_kv& kv = o.via.map.ptr[i];
         if (kv.key.type != msgpack::type::STR) return type_error(path, "str keys in a json object", kv.key);
         std::string k(kv.key.via.str.ptr, kv.key.via.str.size);
-        DS_ASSIGN_OR_RETURN(nlohmann::json e, to_json(kv.val, msgpack_reader::child_path(path, k)));
+        DS_ASSIGN_OR_RETURN(nlohmann::json e, to_json(kv.val, msgpack_reader::child_path(path, k), depth + 1));
         obj[std::move(k)] = std::move(e);
       }
       return obj;
@@ -328,14 +334,16 @@ Result<nlohmann::json> to_json(const msgpack::object& o, const std::string& path
   return field_error(path, "a json value cannot hold msgpack " + std::string(msgpack_reader::kind_name(o)));
 }
 
-Result<Value> read_value(const msgpack::object& o, const std::string& path) {
+// `path` names the value for error messages; it is built only when needed.
+template <typename PathFn>
+Result<Value> read_value(const msgpack::object& o, const PathFn& path) {
   switch (o.type) {
     case msgpack::type::NIL: return Value{};
     case msgpack::type::BOOLEAN: return Value{o.via.boolean};
     case msgpack::type::POSITIVE_INTEGER:
     case msgpack::type::NEGATIVE_INTEGER: {
       int64_t i = 0;
-      DS_RETURN_IF_ERROR(read(o, path, i));
+      DS_RETURN_IF_ERROR(read(o, path(), i));
       return Value{i};
     }
     case msgpack::type::FLOAT32:
@@ -344,12 +352,12 @@ Result<Value> read_value(const msgpack::object& o, const std::string& path) {
     case msgpack::type::BIN: return Value{Blob{std::string(o.via.bin.ptr, o.via.bin.size)}};
     case msgpack::type::ARRAY:
     case msgpack::type::MAP: {
-      DS_ASSIGN_OR_RETURN(nlohmann::json j, to_json(o, path));
-      return Value{JsonText{dump_json(j)}};
+      DS_ASSIGN_OR_RETURN(nlohmann::json j, to_json(o, path()));
+      return Value{JsonText{dump_json(j), /*canonical=*/true}};
     }
     case msgpack::type::EXT: break;
   }
-  return field_error(path, "msgpack ext values are not supported");
+  return field_error(path(), "msgpack ext values are not supported");
 }
 
 Status read_fields(const msgpack::object& o, const std::string& path, Fields& out) {
@@ -360,9 +368,10 @@ Status read_fields(const msgpack::object& o, const std::string& path, Fields& ou
     if (kv.key.type != msgpack::type::STR) return type_error(path, "str column names", kv.key);
     std::string name(kv.key.via.str.ptr, kv.key.via.str.size);
     if (name.empty()) return field_error(path, "empty column name");
-    const std::string value_path = msgpack_reader::child_path(path, name);
+    auto value_path = [&] { return msgpack_reader::child_path(path, name); };
     DS_ASSIGN_OR_RETURN(Value v, read_value(kv.val, value_path));
-    if (!out.emplace(std::move(name), std::move(v)).second) return field_error(value_path, "duplicate key");
+    auto [at, inserted] = out.try_emplace(std::move(name), std::move(v));
+    if (!inserted) return field_error(msgpack_reader::child_path(path, at->first), "duplicate key");
   }
   return Status::ok();
 }

@@ -99,31 +99,66 @@ Status check_value(const Column& c, Value& v) {
       return column_error(c, got);
     case ColumnType::kJson: {
       const std::string* text = nullptr;
-      if (const auto* j = std::get_if<JsonText>(&v)) text = &j->text;
+      if (const auto* j = std::get_if<JsonText>(&v)) {
+        if (j->canonical) return Status::ok();
+        text = &j->text;
+      }
       if (const auto* s = std::get_if<std::string>(&v)) text = s;
       if (text != nullptr) {
         Result<std::string> normalised = normalise_json(*text);
         if (!normalised.is_ok()) return column_error(c, got, normalised.status().message());
-        v = JsonText{std::move(normalised).value()};
+        v = JsonText{std::move(normalised).value(), /*canonical=*/true};
         return Status::ok();
       }
       // A JSON scalar arrives from the decoders as a plain value.
       if (const auto* b = std::get_if<bool>(&v)) {
-        v = JsonText{*b ? "true" : "false"};
+        v = JsonText{*b ? "true" : "false", /*canonical=*/true};
         return Status::ok();
       }
       if (const auto* i = std::get_if<int64_t>(&v)) {
-        v = JsonText{std::to_string(*i)};
+        v = JsonText{std::to_string(*i), /*canonical=*/true};
         return Status::ok();
       }
       if (const auto* d = std::get_if<double>(&v)) {
-        v = JsonText{nlohmann::json(*d).dump()};
+        v = JsonText{nlohmann::json(*d).dump(), /*canonical=*/true};
         return Status::ok();
       }
       return column_error(c, got);
     }
   }
   return Status::internal("column '" + c.name + "' has an unknown type");
+}
+
+// Whether check_value would change `v` (or may reject it for its content):
+// false when `v` is stored as it is, an error when its kind never fits.
+Result<bool> needs_conversion(const Column& c, const Value& v) {
+  switch (c.type) {
+    case ColumnType::kText:
+      if (std::holds_alternative<std::string>(v)) return false;
+      break;
+    case ColumnType::kInteger:
+      if (std::holds_alternative<int64_t>(v)) return false;
+      break;
+    case ColumnType::kReal:
+      if (std::holds_alternative<double>(v)) return false;
+      if (std::holds_alternative<int64_t>(v)) return true;
+      break;
+    case ColumnType::kBool:
+      if (std::holds_alternative<bool>(v)) return false;
+      break;
+    case ColumnType::kBlob:
+      if (std::holds_alternative<Blob>(v)) return false;
+      if (std::holds_alternative<std::string>(v)) return true;
+      break;
+    case ColumnType::kJson:
+      if (const auto* j = std::get_if<JsonText>(&v)) return !j->canonical;
+      if (std::holds_alternative<std::string>(v) || std::holds_alternative<bool>(v) ||
+          std::holds_alternative<int64_t>(v) || std::holds_alternative<double>(v)) {
+        return true;
+      }
+      break;
+  }
+  return column_error(c, value_kind_name(v));
 }
 
 std::string describe_columns(const TypeSchema& schema) {
@@ -185,7 +220,32 @@ std::string schema_hash(const TypeSchema& schema) {
   return std::string(hex.data(), digest.size() * 2);
 }
 
+Result<bool> fields_in_stored_form(const TypeSchema& schema, const std::string& key, const Fields& fields) {
+  bool as_is = true;
+  for (const auto& [name, value] : fields) {
+    if (name == schema.key) {
+      const auto* s = std::get_if<std::string>(&value);
+      if (s == nullptr || *s != key) {
+        return Status::invalid_argument("column '" + name +
+                                        "' is the key column and must equal the record key '" + key + "'");
+      }
+      as_is = false;  // validate_fields drops it
+      continue;
+    }
+    const Column* column = schema.find_column(name);
+    if (column == nullptr) {
+      return Status::invalid_argument("unknown column '" + name + "' (" + describe_columns(schema) + ")");
+    }
+    if (std::holds_alternative<std::monostate>(value)) continue;
+    DS_ASSIGN_OR_RETURN(bool converts, needs_conversion(*column, value));
+    if (converts) as_is = false;
+  }
+  return as_is;
+}
+
 Status validate_fields(const TypeSchema& schema, const std::string& key, Fields& fields) {
+  DS_ASSIGN_OR_RETURN(bool as_is, fields_in_stored_form(schema, key, fields));
+  if (as_is) return Status::ok();
   // Normalise a copy so that a rejected record leaves `fields` as it was.
   Fields normalised = fields;
   for (auto it = normalised.begin(); it != normalised.end();) {

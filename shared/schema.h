@@ -21,7 +21,12 @@ struct Blob {
 // A `json` column's value, held as compact JSON text.
 struct JsonText {
   std::string text;
-  bool operator==(const JsonText&) const = default;
+  // True when `text` is known to be compact, valid JSON within the nesting
+  // limit, as validation would leave it: the msgpack decoder and validation
+  // itself produce such text, so a value is parsed once, not at every check.
+  // Not part of equality.
+  bool canonical = false;
+  bool operator==(const JsonText& other) const { return text == other.text; }
 };
 
 // A field value as it travels: null, bool, integer, real, text, blob, json.
@@ -63,7 +68,15 @@ std::string schema_hash(const TypeSchema& schema);
 // (null is allowed for any column; an integer is accepted for a real column
 // and widened). Error messages name the column and the expected and actual
 // types. Normalises `fields` in place (integer->real widening, drops a
-// redundant key column).
+// redundant key column; JSON text made compact). A rejected `fields` is left
+// as it was.
 Status validate_fields(const TypeSchema& schema, const std::string& key, Fields& fields);
+
+// The checks of validate_fields that need no conversion: true when `fields`
+// is already as validate_fields would leave it (nothing to widen, decode or
+// drop), false when validate_fields must still run, which may then reject a
+// value this does not (base64, JSON text), an error when it would reject.
+// Lets a hot path use the fields where they are instead of copying them.
+Result<bool> fields_in_stored_form(const TypeSchema& schema, const std::string& key, const Fields& fields);
 
 }  // namespace ds

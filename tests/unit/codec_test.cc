@@ -757,6 +757,25 @@ TEST(CodecMalformedTest, NestedMapsAndArraysDecodeAsJsonText) {
       mp(R"({"records":[{"key":"k","op":"upsert","fields":{"m":{"z":1,"a":[true,null,"s",-2,0.5]}}}]})"));
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();
   EXPECT_EQ(r->records[0].fields.at("m"), Value{JsonText{R"({"a":[true,null,"s",-2,0.5],"z":1})"}});
+  // Compact text made by the decoder: validation need not parse it again.
+  EXPECT_TRUE(std::get<JsonText>(r->records[0].fields.at("m")).canonical);
+}
+
+TEST(CodecMalformedTest, JsonValueNestedDeeperThanValidationAllowsIsRejected) {
+  auto nested = [](int levels) {
+    return mp_with(R"({"records":[{"key":"k","op":"upsert","fields":{"m":"@@@"}}]})",
+                   std::string(static_cast<size_t>(levels), static_cast<char>(0x91)) + raw({0xc0}));
+  };
+  expect_rejected(decode_ingest_request(nested(33)), "records[0].fields.m");
+  expect_rejected(decode_ingest_request(nested(33)), "json nests deeper than 32 levels");
+  // 32 levels is what validate_fields accepts as JSON text too.
+  Result<IngestRequest> ok = decode_ingest_request(nested(32));
+  ASSERT_TRUE(ok.is_ok()) << ok.status().to_string();
+  TypeSchema schema;
+  schema.key = "id";
+  schema.columns = {{"m", ColumnType::kJson}};
+  Fields as_text{{"m", std::get<JsonText>(ok->records[0].fields.at("m")).text}};
+  EXPECT_TRUE(validate_fields(schema, "k", as_text).is_ok());
 }
 
 TEST(CodecMalformedTest, NonStringKeysInsideJsonValueAreRejected) {

@@ -204,6 +204,34 @@ TEST(ValidateFieldsTest, JsonColumnRejectsInvalidJson) {
   EXPECT_EQ(validate_fields(products(), "k", blob).message(), "column 'meta' expects json, got blob");
 }
 
+TEST(ValidateFieldsTest, JsonTextIsLeftCompactAndMarkedCanonical) {
+  Fields f{{"meta", std::string(R"({ "b": 1, "a": [true, 2.5] })")}};
+  ASSERT_TRUE(validate_fields(products(), "k", f).is_ok());
+  const auto& j = std::get<JsonText>(f.at("meta"));
+  EXPECT_EQ(j.text, R"({"a":[true,2.5],"b":1})");
+  EXPECT_TRUE(j.canonical);
+}
+
+TEST(FieldsInStoredFormTest, TellsWhetherValidationWouldChangeAnything) {
+  const TypeSchema s = products();
+  auto stored = [&](Fields f) { return fields_in_stored_form(s, "k", f); };
+  EXPECT_TRUE(*stored({{"name", std::string("n")}, {"qty", int64_t{1}}, {"price", 1.5}, {"active", true},
+                       {"image", Blob{"x"}}, {"meta", JsonText{"[1]", /*canonical=*/true}}, {"store_id", Value{}}}));
+  EXPECT_FALSE(*stored({{"price", int64_t{2}}}));                    // widened to real
+  EXPECT_FALSE(*stored({{"image", std::string("eA==")}}));           // base64 decoded
+  EXPECT_FALSE(*stored({{"meta", JsonText{"[1]"}}}));                // not known to be compact
+  EXPECT_FALSE(*stored({{"meta", std::string("[1]")}}));             // text parsed as JSON
+  EXPECT_FALSE(*stored({{"sku", std::string("k")}}));                // key column dropped
+  // What validate_fields refuses without looking inside a value, it refuses
+  // with the same message.
+  for (const Fields& bad : {Fields{{"colour", std::string("red")}}, Fields{{"qty", std::string("7")}},
+                            Fields{{"sku", std::string("other")}}, Fields{{"meta", Blob{"x"}}}}) {
+    Fields copy = bad;
+    EXPECT_EQ(stored(bad).status().message(), validate_fields(s, "k", copy).message());
+    EXPECT_FALSE(stored(bad).is_ok());
+  }
+}
+
 TEST(ValidateFieldsTest, DeeplyNestedJsonIsRejected) {
   Fields f{{"meta", std::string(100000, '[') + std::string(100000, ']')}};
   EXPECT_EQ(validate_fields(products(), "k", f).message(),
