@@ -266,7 +266,7 @@ void DeltaApplier::commit_group(const std::string& type, Group& group) {
         spdlog::warn("{}: {} change(s) quarantined (see deltasync-agent quarantine list)", type, out->quarantined);
       }
       board_.set_error(std::nullopt);
-      if (out->hook_entry != 0) run_hook(type, out->applied, out->hook_entry);
+      if (out->hook_entry != 0) run_hook(type, out->hooked, out->hook_entry);
       return;
     }
     // Not acked: the same group is retried before anything later, so ack-all

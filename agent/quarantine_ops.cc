@@ -32,7 +32,7 @@ Result<std::string> retry_quarantined(Replica& replica, const AgentConfig& confi
     return Status::invalid_argument("entry " + std::to_string(id) + ": " + std::to_string(out.quarantined) +
                                     " change(s) failed again and were quarantined as a new entry (see quarantine list)");
   }
-  return "entry " + std::to_string(id) + ": " + std::to_string(out.applied.size()) + " change(s) applied, " +
+  return "entry " + std::to_string(id) + ": " + std::to_string(out.applied) + " change(s) applied, " +
          std::to_string(out.skipped) + " already superseded; entry removed";
 }
 

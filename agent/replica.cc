@@ -136,6 +136,8 @@ Status Replica::ensure_table(const std::string& type, const TypeSchema& schema) 
   if (read_only_) return Status::permission_denied("replica: opened read-only");
   if (type.empty() || type[0] == '_') return Status::invalid_argument("replica: bad type name '" + type + "'");
   statements_.clear();
+  table_sql_.erase(type);
+  table_sql_.erase(staging_table(type));
   DS_ASSIGN_OR_RETURN(auto tx, Transaction::begin(*db_));
   DS_RETURN_IF_ERROR(db_->exec(create_table_sql(type, schema)));
   // Existing table: add the columns it lacks. Columns the hub dropped stay.
@@ -167,22 +169,51 @@ Status Replica::ensure_table(const std::string& type, const TypeSchema& schema) 
   return Status::ok();
 }
 
+const Replica::TableSql& Replica::table_sql(const std::string& table, const TypeSchema& schema) {
+  auto it = table_sql_.find(table);
+  if (it != table_sql_.end()) return it->second;
+  TableSql sql;
+  sql.table = quote_identifier(table);
+  sql.key_column = quote_identifier(schema.key);
+  sql.lookup = "SELECT (SELECT _version FROM " + sql.table + " WHERE " + sql.key_column +
+               " = ?1), (SELECT version FROM _deltasync_tombstone WHERE type = ?2 AND key = ?1)";
+  sql.remove = "DELETE FROM " + sql.table + " WHERE " + sql.key_column + " = ?";
+  for (const Column& c : schema.columns) sql.quoted.emplace(c.name, quote_identifier(c.name));
+  return table_sql_.emplace(table, std::move(sql)).first->second;
+}
+
+const std::string& Replica::update_sql(const TableSql& sql, const Fields& fields) {
+  // Validated fields name only declared columns, all in sql.quoted.
+  std::string& out = sql_buffer_;
+  out.assign("UPDATE ").append(sql.table).append(" SET ");
+  for (const auto& [name, value] : fields) out.append(sql.quoted.at(name)).append(" = ?, ");
+  out.append("_version = ?, _ts = ?, _hub_ts = ? WHERE ").append(sql.key_column).append(" = ?");
+  return out;
+}
+
+const std::string& Replica::insert_sql(std::string_view verb, const TableSql& sql, const Fields& fields) {
+  std::string& out = sql_buffer_;
+  out.assign(verb).append(" INTO ").append(sql.table).append(" (").append(sql.key_column);
+  for (const auto& [name, value] : fields) out.append(", ").append(sql.quoted.at(name));
+  out.append(", _version, _ts, _hub_ts) VALUES (?");
+  for (size_t i = 0; i < fields.size() + 3; ++i) out.append(", ?");
+  out.append(")");
+  return out;
+}
+
 Result<bool> Replica::apply_one(const std::string& type, const TypeSchema& schema, const Change& change,
                                  bool& wrote) {
   wrote = false;
   if (change.key.empty()) return Status::invalid_argument("empty key");
   if (change.key.size() > kMaxKeyBytes) return Status::invalid_argument("key longer than the limit");
-  const std::string table = quote_identifier(type);
-  const std::string key_col = quote_identifier(schema.key);
+  const TableSql& sql = table_sql(type, schema);
 
   // The row's version and its tombstone's (NULL when absent), in one lookup.
   bool row_exists = false;
   bool tombstoned = false;
   uint64_t current = 0;
   {
-    DS_ASSIGN_OR_RETURN(Statement * st, statements_.get("SELECT (SELECT _version FROM " + table + " WHERE " + key_col +
-                                                        " = ?1), (SELECT version FROM _deltasync_tombstone "
-                                                        "WHERE type = ?2 AND key = ?1)"));
+    DS_ASSIGN_OR_RETURN(Statement * st, statements_.get(sql.lookup));
     StatementUse q(*st);
     q->bind(1, change.key).bind(2, type);
     DS_ASSIGN_OR_RETURN(bool row, q->step());
@@ -201,8 +232,7 @@ Result<bool> Replica::apply_one(const std::string& type, const TypeSchema& schem
   if (change.op == Op::kDelete) {
     wrote = true;
     if (row_exists) {
-      DS_RETURN_IF_ERROR(run_cached("DELETE FROM " + table + " WHERE " + key_col + " = ?",
-                                    [&](Statement& del) { del.bind(1, change.key); }));
+      DS_RETURN_IF_ERROR(run_cached(sql.remove, [&](Statement& del) { del.bind(1, change.key); }));
     }
     DS_RETURN_IF_ERROR(run_cached("INSERT INTO _deltasync_tombstone(type, key, version) VALUES (?, ?, ?) "
                                   "ON CONFLICT(type, key) DO UPDATE SET version = excluded.version",
@@ -212,27 +242,21 @@ Result<bool> Replica::apply_one(const std::string& type, const TypeSchema& schem
     return true;
   }
 
-  Fields fields = change.f;
-  DS_RETURN_IF_ERROR(validate_fields(schema, change.key, fields));
-  std::string sql;
-  if (row_exists) {
-    sql = "UPDATE " + table + " SET ";
-    for (const auto& [name, value] : fields) sql += quote_identifier(name) + " = ?, ";
-    sql += "_version = ?, _ts = ?, _hub_ts = ? WHERE " + key_col + " = ?";
-  } else {
-    std::string names = key_col;
-    std::string marks = "?";
-    for (const auto& [name, value] : fields) {
-      names += ", " + quote_identifier(name);
-      marks += ", ?";
-    }
-    sql = "INSERT INTO " + table + " (" + names + ", _version, _ts, _hub_ts) VALUES (" + marks + ", ?, ?, ?)";
+  // The hub's deltas are normally stored form already: use them in place.
+  const Fields* fields = &change.f;
+  Fields converted;
+  DS_ASSIGN_OR_RETURN(bool as_is, fields_in_stored_form(schema, change.key, change.f));
+  if (!as_is) {
+    converted = change.f;
+    DS_RETURN_IF_ERROR(validate_fields(schema, change.key, converted));
+    fields = &converted;
   }
   wrote = true;
-  DS_RETURN_IF_ERROR(run_cached(sql, [&](Statement& st) {
+  const std::string& upsert = row_exists ? update_sql(sql, *fields) : insert_sql("INSERT", sql, *fields);
+  DS_RETURN_IF_ERROR(run_cached(upsert, [&](Statement& st) {
     int i = 1;
     if (!row_exists) st.bind(i++, change.key);
-    for (const auto& [name, value] : fields) st.bind(i++, value);
+    for (const auto& [name, value] : *fields) st.bind(i++, value);
     st.bind(i++, static_cast<int64_t>(change.v));
     st.bind(i++, change.ts);
     st.bind(i++, change.hts);
@@ -245,7 +269,7 @@ Result<bool> Replica::apply_one(const std::string& type, const TypeSchema& schem
   return true;
 }
 
-Status Replica::run_cached(const std::string& sql, const std::function<void(Statement&)>& bind) {
+Status Replica::run_cached(std::string_view sql, const std::function<void(Statement&)>& bind) {
   DS_ASSIGN_OR_RETURN(Statement * st, statements_.get(sql));
   StatementUse use(*st);
   bind(*use);
@@ -301,7 +325,8 @@ Result<std::optional<ApplyOutcome>> Replica::apply_pass(const std::string& type,
       if (careful) DS_RETURN_IF_ERROR(run_cached("RELEASE change", [](Statement&) {}));
       if (*applied) {
         max_ts = std::max(max_ts, change.ts);
-        out.applied.push_back(change);
+        ++out.applied;
+        if (keep_for_hook) out.hooked.push_back(change);
       } else {
         ++out.skipped;
       }
@@ -349,9 +374,9 @@ Result<std::optional<ApplyOutcome>> Replica::apply_pass(const std::string& type,
     out.checkpoint.ts = q.column_int64(2);
     out.checkpoint.schema_hash = q.column_text(3);
   }
-  if (keep_for_hook && !out.applied.empty()) {
+  if (!out.hooked.empty()) {
     DS_RETURN_IF_ERROR(run_cached("INSERT INTO _deltasync_hook_outbox(type, payload) VALUES (?, ?)", [&](Statement& st) {
-      st.bind(1, type).bind_blob(2, encode(DeltaBatch{type, out.applied}));
+      st.bind(1, type).bind_blob(2, encode(DeltaBatch{type, out.hooked}));
     }));
     out.hook_entry = db_->last_insert_rowid();
   }
@@ -384,6 +409,7 @@ Status Replica::begin_snapshot(const std::string& type) {
   const TypeSchema* schema = this->schema(type);
   if (schema == nullptr) return Status::not_found("replica: no table for type '" + type + "'");
   statements_.clear();  // some may name the staging table about to be dropped
+  table_sql_.erase(staging_table(type));
   DS_RETURN_IF_ERROR(db_->exec("DROP TABLE IF EXISTS " + quote_identifier(staging_table(type))));
   return db_->exec(create_table_sql(staging_table(type), *schema));
 }
@@ -392,9 +418,20 @@ Status Replica::stage_snapshot_page(const std::string& type, const std::vector<S
   const TypeSchema* schema = this->schema(type);
   if (schema == nullptr) return Status::not_found("replica: no table for type '" + type + "'");
   DS_ASSIGN_OR_RETURN(auto tx, Transaction::begin(*db_));
+  const TableSql& sql = table_sql(staging_table(type), *schema);
   for (const SnapshotRecord& r : records) {
-    Fields fields = r.f;
-    Status valid = r.key.empty() ? Status::invalid_argument("empty key") : validate_fields(*schema, r.key, fields);
+    const Fields* fields = &r.f;
+    Fields converted;
+    Status valid = r.key.empty() ? Status::invalid_argument("empty key") : Status::ok();
+    if (valid.is_ok()) {
+      auto as_is = fields_in_stored_form(*schema, r.key, r.f);
+      valid = as_is.status();
+      if (as_is.is_ok() && !*as_is) {
+        converted = r.f;
+        valid = validate_fields(*schema, r.key, converted);
+        fields = &converted;
+      }
+    }
     if (!valid) {
       Change c{r.v, r.key, Op::kUpsert, r.f, r.ts, 0};
       QuarantineEntry e;
@@ -407,21 +444,14 @@ Status Replica::stage_snapshot_page(const std::string& type, const std::vector<S
       DS_RETURN_IF_ERROR(insert_quarantine(e));
       continue;
     }
-    std::string names = quote_identifier(schema->key);
-    std::string marks = "?";
-    for (const auto& [name, value] : fields) {
-      names += ", " + quote_identifier(name);
-      marks += ", ?";
-    }
-    DS_RETURN_IF_ERROR(run_cached("INSERT OR REPLACE INTO " + quote_identifier(staging_table(type)) + " (" + names +
-                                      ", _version, _ts, _hub_ts) VALUES (" + marks + ", ?, ?, NULL)",
-                                  [&](Statement& st) {
-                                    int i = 1;
-                                    st.bind(i++, r.key);
-                                    for (const auto& [name, value] : fields) st.bind(i++, value);
-                                    st.bind(i++, static_cast<int64_t>(r.v));
-                                    st.bind(i++, r.ts);
-                                  }));
+    DS_RETURN_IF_ERROR(run_cached(insert_sql("INSERT OR REPLACE", sql, *fields), [&](Statement& st) {
+      int i = 1;
+      st.bind(i++, r.key);
+      for (const auto& [name, value] : *fields) st.bind(i++, value);
+      st.bind(i++, static_cast<int64_t>(r.v));
+      st.bind(i++, r.ts);
+      st.bind(i++, Value{});  // _hub_ts: not known for snapshot rows
+    }));
   }
   return tx.commit();
 }

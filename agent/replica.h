@@ -63,7 +63,8 @@ struct ReplicaCheckpoint {
 
 // What one apply() did.
 struct ApplyOutcome {
-  std::vector<Change> applied;   // changes that changed the replica, in order
+  size_t applied = 0;            // changes that changed the replica
+  std::vector<Change> hooked;    // those changes, in order, when kept for the hook
   size_t skipped = 0;            // not newer than the key's version
   size_t quarantined = 0;        // failed and set aside
   ReplicaCheckpoint checkpoint;  // the type's checkpoint as committed
@@ -161,12 +162,30 @@ class Replica {
   Result<bool> apply_one(const std::string& type, const TypeSchema& schema, const Change& change, bool& wrote);
   Status insert_quarantine(const QuarantineEntry& entry);
   // Binds and runs a statement of the apply path, compiled once per SQL text.
-  Status run_cached(const std::string& sql, const std::function<void(Statement&)>& bind);
+  Status run_cached(std::string_view sql, const std::function<void(Statement&)>& bind);
+
+  // The SQL texts of one type's apply path, built once per schema instead of
+  // once per change.
+  struct TableSql {
+    std::string table;       // quoted table name
+    std::string key_column;  // quoted key column
+    std::string lookup;      // the row's version and its tombstone's
+    std::string remove;      // delete the row
+    std::map<std::string, std::string, std::less<>> quoted;  // column -> quoted name
+  };
+  // Of the type's table, or of its staging table (named `table`).
+  const TableSql& table_sql(const std::string& table, const TypeSchema& schema);
+  // The UPDATE of a row / INSERT (`verb`: "INSERT" or "INSERT OR REPLACE")
+  // of exactly `fields`' columns and the bookkeeping ones, built in sql_buffer_.
+  const std::string& update_sql(const TableSql& sql, const Fields& fields);
+  const std::string& insert_sql(std::string_view verb, const TableSql& sql, const Fields& fields);
 
   std::unique_ptr<Database> db_;
   bool read_only_ = false;
   StatementCache statements_;  // the apply path's; cleared when tables are created or dropped
   std::map<std::string, TypeSchema> schemas_;
+  std::map<std::string, TableSql> table_sql_;  // per table; dropped when its schema changes
+  std::string sql_buffer_;                     // reused by update_sql() and insert_sql()
 };
 
 // Schema <-> JSON text as stored in _deltasync_checkpoint.schema.

@@ -291,11 +291,11 @@ Status Database::exec(std::string_view sql) {
   return sqlite_status(db_.get(), rc, "exec " + sql_excerpt(sql));
 }
 
-Result<Statement*> StatementCache::get(const std::string& sql) {
+Result<Statement*> StatementCache::get(std::string_view sql) {
   auto it = statements_.find(sql);
   if (it == statements_.end()) {
     DS_ASSIGN_OR_RETURN(Statement st, db_.prepare(sql));
-    it = statements_.emplace(sql, std::move(st)).first;
+    it = statements_.emplace(std::string(sql), std::move(st)).first;
   } else {
     it->second.reset();
   }

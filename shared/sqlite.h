@@ -16,6 +16,7 @@
 // kInternal.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -139,12 +140,17 @@ class Database {
 class StatementCache {
  public:
   explicit StatementCache(Database& db) : db_(db) {}
-  Result<Statement*> get(const std::string& sql);
+  // Looked up without building a string (hot paths pass string literals).
+  Result<Statement*> get(std::string_view sql);
   void clear() { statements_.clear(); }
 
  private:
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
   Database& db_;
-  std::unordered_map<std::string, Statement> statements_;
+  std::unordered_map<std::string, Statement, Hash, std::equal_to<>> statements_;
 };
 
 // Resets a (cached) statement when a use begins and ends, so no SELECT keeps
