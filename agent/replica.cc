@@ -80,6 +80,12 @@ Result<std::unique_ptr<Replica>> Replica::open(const std::string& path, bool rea
   // registers and the hub recreates its consumers from there. Acked-but-lost
   // is therefore a replay, never a gap.
   opts.synchronous_full = false;
+  // 16 MiB of page cache instead of SQLite's 2: business keys land all over
+  // the key index, and with 2 MiB a catch-up re-reads index pages from disk
+  // and spills dirty pages mid-transaction (deltasync-bench catchup: 1,000,000
+  // missed updates in 9.7 s instead of 10.8 s). Filled only as pages are
+  // touched, so an idle agent's memory is unchanged.
+  if (!read_only) opts.cache_kib = 16 * 1024;
   DS_ASSIGN_OR_RETURN(auto db, Database::open(path, opts));
   std::unique_ptr<Replica> r(new Replica(std::move(db), read_only));
   if (!read_only) DS_RETURN_IF_ERROR(r->create_bookkeeping());

@@ -278,6 +278,9 @@ Result<std::unique_ptr<Database>> Database::open(const std::string& path, const 
   DS_RETURN_IF_ERROR(
       db->exec(opts.synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL").with_context(context));
   DS_RETURN_IF_ERROR(db->exec("PRAGMA foreign_keys=ON").with_context(context));
+  if (opts.cache_kib > 0) {
+    DS_RETURN_IF_ERROR(db->exec("PRAGMA cache_size=-" + std::to_string(opts.cache_kib)).with_context(context));
+  }
   // Reads the header and schema here whatever the pragmas above touched, so a
   // file that is not a database fails at open, not at first use.
   DS_RETURN_IF_ERROR(db->exec("SELECT count(*) FROM sqlite_schema").with_context(context));

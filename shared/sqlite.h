@@ -100,6 +100,8 @@ struct OpenOptions {
   // synchronous=FULL (durable at commit) when true; NORMAL otherwise.
   bool synchronous_full = true;
   int busy_timeout_ms = 5000;
+  // Page cache of the connection in KiB; 0 keeps SQLite's default (2 MiB).
+  int cache_kib = 0;
 };
 
 // One sqlite3 connection, closed on destruction. Not copyable or movable;

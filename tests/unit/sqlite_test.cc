@@ -126,6 +126,17 @@ TEST_F(SqliteDatabaseTest, SynchronousIsNormalWhenFullIsNotAsked) {
   EXPECT_EQ(*query_scalar_int64(*db, "PRAGMA synchronous"), 1);  // NORMAL
 }
 
+TEST_F(SqliteDatabaseTest, PageCacheIsSqlitesDefaultUnlessAsked) {
+  auto plain = open_db("plain.db");
+  ASSERT_NE(plain, nullptr);
+  EXPECT_EQ(*query_scalar_int64(*plain, "PRAGMA cache_size"), -2000);  // SQLite's default, in KiB
+  OpenOptions opts;
+  opts.cache_kib = 16 * 1024;
+  auto big = open_db("big.db", opts);
+  ASSERT_NE(big, nullptr);
+  EXPECT_EQ(*query_scalar_int64(*big, "PRAGMA cache_size"), -16384);
+}
+
 TEST_F(SqliteDatabaseTest, MissingFileWithoutCreateIsNotFoundNamingPath) {
   const std::string path = dir_.file("absent.db");
   OpenOptions opts;
