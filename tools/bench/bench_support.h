@@ -138,7 +138,7 @@ std::string agent_of_transition(const std::string& log_line);
 // window's wall time) and RSS at its end.
 struct CpuWindow {
   double cpu_percent = 0;
-  double rss_mb = 0;
+  double rss_mib = 0;
 };
 // One window of `seconds` for all `pids` at once, in their order.
 Result<std::vector<CpuWindow>> measure_cpu(const std::vector<pid_t>& pids, double seconds);

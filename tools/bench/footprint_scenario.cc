@@ -41,11 +41,12 @@ Result<std::vector<Figure>> run_footprint(BenchContext& ctx) {
   DS_ASSIGN_OR_RETURN(auto agent, start_agent(ctx, dir, "bench-agent"));
   std::this_thread::sleep_for(std::chrono::milliseconds(ctx.smoke ? 1000 : 3000));
   DS_ASSIGN_OR_RETURN(ProcStats idle, proc_stats(agent->pid()));
-  out.push_back({"footprint", "agent idle RSS", static_cast<double>(idle.rss_kb) / 1024.0, "MB", std::nullopt});
-  // The rest of RSS is shared-library pages (libcrypto alone, initialised by
-  // cnats, is about 3.4 MB), which other processes on the host share.
-  out.push_back({"footprint", "agent idle RSS, anonymous only", static_cast<double>(idle.rss_anon_kb) / 1024.0, "MB",
-                 std::nullopt});
+  // /proc reports KiB: RSS figures are in MiB (binary sizes above in MB).
+  out.push_back({"footprint", "agent idle RSS", static_cast<double>(idle.rss_kb) / 1024.0, "MiB", std::nullopt});
+  // The rest of RSS is pages of shared libraries (libcrypto, libstdc++, libc,
+  // libsqlite3), which other processes on the host share.
+  out.push_back({"footprint", "agent idle RSS, anonymous only", static_cast<double>(idle.rss_anon_kb) / 1024.0,
+                 "MiB", std::nullopt});
 
   const uint64_t batch = 1000;
   const uint64_t batches = ctx.smoke ? 5 : 50;  // smoke: still enough CPU to exceed one clock tick
@@ -62,7 +63,7 @@ Result<std::vector<Figure>> run_footprint(BenchContext& ctx) {
   const double applied = static_cast<double>(batch * batches);
   out.push_back({"footprint", "agent CPU per 1000 applied records",
                  (after.cpu_seconds - before.cpu_seconds) * 1000.0 / (applied / 1000.0), "ms", std::nullopt});
-  out.push_back({"footprint", "agent RSS after applying", static_cast<double>(after.rss_kb) / 1024.0, "MB",
+  out.push_back({"footprint", "agent RSS after applying", static_cast<double>(after.rss_kb) / 1024.0, "MiB",
                  std::nullopt});
   return out;
 }
