@@ -321,11 +321,20 @@ struct AgentService::Impl {
     tracker.record_probe(agent, now);
   }
 
+  // Scans a type's agents at most once per check period: commits come far
+  // more often under load, and a scan walks every agent of the type (dead
+  // ones included). An agent is not probed twice within a check period
+  // anyway, so a skipped scan delays a probe by less than one period.
   void refresh_types(const std::vector<std::string>& types) {
     const int64_t now = steady_now_ms();
     for (const std::string& type : types) {
       auto it = agents_by_type.find(type);
       if (it == agents_by_type.end()) continue;
+      auto [scanned, first] = refreshed_ms.try_emplace(type, now);
+      if (!first) {
+        if (now - scanned->second < check_period_ms) continue;
+        scanned->second = now;
+      }
       for (const std::string& agent : it->second) {
         if (tracker.needs_refresh(agent, now)) probe(agent, now);
       }
@@ -358,6 +367,7 @@ struct AgentService::Impl {
   std::map<std::string, std::set<std::string>> agents_by_type;      // service thread only
   std::map<std::string, std::vector<std::string>> types_by_agent;   // service thread only
   std::map<std::string, int64_t> register_ordered_ms;               // service thread only: last order per agent
+  std::map<std::string, int64_t> refreshed_ms;                      // service thread only: last scan per type
   PartitionMarks marks;                                              // thread-safe
   int64_t check_period_ms = 0;
   int64_t next_beat_ms = 0;
