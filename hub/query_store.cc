@@ -170,6 +170,13 @@ struct QueryStore::Impl {
   Result<Statement*> upsert_statement(const TypeConfig& type, TypeStatements& ts, const Fields& fields,
                                       bool update_only);
 
+  // synchronous=FULL (fsync at commit) or NORMAL for the next transactions.
+  Status set_synchronous(bool full) {
+    DS_ASSIGN_OR_RETURN(Statement * s, stmt(full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"));
+    StatementUse use(*s);
+    return use->run();
+  }
+
   Result<Statement*> stmt(const std::string& sql) {
     auto it = cache.find(sql);
     if (it == cache.end()) {
@@ -478,6 +485,8 @@ Result<GroupCommit> QueryStore::commit(const std::vector<CommitBatch>& batches, 
   // A Status here is a failure of the transaction itself (I/O, busy): every
   // batch of the group fails with it.
   auto run_group = [&]() -> Status {
+    // Acknowledged means fsynced: say so here, whatever a mark left set.
+    DS_RETURN_IF_ERROR(im.set_synchronous(true));
     DS_ASSIGN_OR_RETURN(Transaction tx, Transaction::begin(*im.db));
     for (size_t b = 0; b < batches.size(); ++b) {
       const CommitBatch& batch = batches[b];
@@ -609,19 +618,29 @@ Result<std::vector<PendingBatch>> QueryStore::batches_after(const std::string& t
 }
 
 Status QueryStore::mark_published(const std::string& type, uint64_t batch, uint64_t seq) {
+  // The mark is written without an fsync of its own (synchronous=NORMAL for
+  // this statement): the next ingest commit's fsync covers it, and if a power
+  // loss takes it first, the start-up reconciliation reads the stream's last
+  // batch and marks it again (StreamPublisher::reconcile_type). That spares
+  // every ingest reply a second fsync.
+  DS_RETURN_IF_ERROR(impl_->set_synchronous(false));
   // Batches of earlier commits hold only versions below `batch`; batches of
   // the same commit may hold higher ones (another partition's batch that
   // started earlier), and those all have version >= batch.
-  DS_ASSIGN_OR_RETURN(Statement * s,
-                      impl_->stmt("UPDATE type_state SET published_batch = ?1, published_seq = ?2,"
-                                  " published_version = coalesce((SELECT max(version) FROM changes"
-                                  " WHERE type = ?3 AND version >= ?1 AND batch <= ?1), 0)"
-                                  " WHERE type = ?3"));
-  StatementUse use(*s);
-  use->bind(1, static_cast<int64_t>(batch)).bind(2, static_cast<int64_t>(seq)).bind(3, type);
-  DS_RETURN_IF_ERROR(use->run());
-  if (impl_->db->changes() == 0) return Status::not_found("unknown business type '" + type + "'");
-  return Status::ok();
+  Status marked = [&]() -> Status {
+    DS_ASSIGN_OR_RETURN(Statement * s,
+                        impl_->stmt("UPDATE type_state SET published_batch = ?1, published_seq = ?2,"
+                                    " published_version = coalesce((SELECT max(version) FROM changes"
+                                    " WHERE type = ?3 AND version >= ?1 AND batch <= ?1), 0)"
+                                    " WHERE type = ?3"));
+    StatementUse use(*s);
+    use->bind(1, static_cast<int64_t>(batch)).bind(2, static_cast<int64_t>(seq)).bind(3, type);
+    DS_RETURN_IF_ERROR(use->run());
+    if (impl_->db->changes() == 0) return Status::not_found("unknown business type '" + type + "'");
+    return Status::ok();
+  }();
+  Status restored = impl_->set_synchronous(true);
+  return marked.is_ok() ? restored : marked;
 }
 
 Result<std::map<std::string, TypeState>> QueryStore::type_states() {
