@@ -47,7 +47,7 @@ struct HubConfig {
   std::string http_token;               // [http] token: bearer token, required when listening
   int64_t heartbeat_interval_ms = 5000; // [liveness] heartbeat_interval_ms
   int64_t dead_after = 3;               // [liveness] dead_after: missed beats
-  int64_t max_ack_pending = 1000;       // [delivery] max_ack_pending per consumer
+  int64_t max_ack_pending = 64;         // [delivery] max_ack_pending per consumer
   int64_t publish_batch = 500;          // [delivery] publish_batch: changes per delta batch
   std::vector<TypeConfig> types;
 

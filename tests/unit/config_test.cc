@@ -150,7 +150,7 @@ TEST(HubConfigTest, DefaultsApplyWhenSectionsAreAbsent) {
   EXPECT_EQ(c->http_listen, "127.0.0.1:8080");
   EXPECT_EQ(c->heartbeat_interval_ms, 5000);
   EXPECT_EQ(c->dead_after, 3);
-  EXPECT_EQ(c->max_ack_pending, 1000);
+  EXPECT_EQ(c->max_ack_pending, 64);
   EXPECT_EQ(c->publish_batch, 500);
   ASSERT_EQ(c->types.size(), 1u);
   const TypeConfig& t = c->types[0];

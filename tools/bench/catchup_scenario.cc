@@ -121,6 +121,7 @@ Result<std::vector<Figure>> run_catchup(BenchContext& ctx) {
   std::unique_ptr<ChildProcess> replayer;
   DS_ASSIGN_OR_RETURN(double replay_s, time_to_current(ctx, dir, "catchup-replay", load.last_version, &replayer));
   DS_RETURN_IF_ERROR(check_log(*replayer, "loading a snapshot", false, "the agent was not caught up by replay"));
+  DS_ASSIGN_OR_RETURN(ProcStats replayer_stats, proc_stats(replayer->pid()));
   replayer->stop();
 
   hub->stop();
@@ -153,6 +154,8 @@ Result<std::vector<Figure>> run_catchup(BenchContext& ctx) {
       {"catchup", "SQLite bulk insert of the same rows (one transaction)", bulk_rate, "records/s", std::nullopt},
       {"catchup", "replay: " + count + " missed updates, start to current", replay_s, "s", std::nullopt},
       {"catchup", "replay: records/s (baseline SQLite bulk insert)", n / replay_s, "records/s", bulk_rate},
+      {"catchup", "replay: the agent's peak RSS", static_cast<double>(replayer_stats.peak_rss_kb) / 1024.0, "MiB",
+       std::nullopt},
       {"catchup", "snapshot: " + count + " rows into an empty replica, start to current", snapshot_s, "s",
        std::nullopt},
       {"catchup", "snapshot: records/s (baseline SQLite bulk insert)", n / snapshot_s, "records/s", bulk_rate}};

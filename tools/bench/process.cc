@@ -175,6 +175,7 @@ Result<ProcStats> proc_stats(pid_t pid) {
   while (std::getline(status, line)) {
     if (line.rfind("VmRSS:", 0) == 0) out.rss_kb = std::stoll(line.substr(6));
     if (line.rfind("RssAnon:", 0) == 0) out.rss_anon_kb = std::stoll(line.substr(8));
+    if (line.rfind("VmHWM:", 0) == 0) out.peak_rss_kb = std::stoll(line.substr(6));
   }
   const std::string stat = read_text_file(base + "/stat");
   // The command name (field 2) may hold spaces; fields resume after ')'.

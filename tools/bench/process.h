@@ -97,6 +97,7 @@ std::string self_dir();
 struct ProcStats {
   int64_t rss_kb = 0;       // VmRSS
   int64_t rss_anon_kb = 0;  // RssAnon: the process's own memory, without mapped files (shared libraries)
+  int64_t peak_rss_kb = 0;  // VmHWM: the highest VmRSS so far
   double cpu_seconds = 0;   // utime + stime
 };
 Result<ProcStats> proc_stats(pid_t pid);
