@@ -67,70 +67,9 @@ Result<std::string> normalise_json(std::string_view text) {
   }
 }
 
-// Checks one non-null value against its column; converts it in place where
-// the column type allows a conversion (see validate_fields in schema.h).
-Status check_value(const Column& c, Value& v) {
-  const std::string_view got = value_kind_name(v);
-  switch (c.type) {
-    case ColumnType::kText:
-      if (std::holds_alternative<std::string>(v)) return Status::ok();
-      return column_error(c, got);
-    case ColumnType::kInteger:
-      if (std::holds_alternative<int64_t>(v)) return Status::ok();
-      return column_error(c, got);
-    case ColumnType::kReal:
-      if (std::holds_alternative<double>(v)) return Status::ok();
-      if (const auto* i = std::get_if<int64_t>(&v)) {
-        v = static_cast<double>(*i);
-        return Status::ok();
-      }
-      return column_error(c, got);
-    case ColumnType::kBool:
-      if (std::holds_alternative<bool>(v)) return Status::ok();
-      return column_error(c, got);
-    case ColumnType::kBlob:
-      if (std::holds_alternative<Blob>(v)) return Status::ok();
-      if (const auto* s = std::get_if<std::string>(&v)) {
-        auto bin = base64_decode(*s);
-        if (!bin) return column_error(c, got, "that is not valid base64");
-        v = Blob{std::move(*bin)};
-        return Status::ok();
-      }
-      return column_error(c, got);
-    case ColumnType::kJson: {
-      const std::string* text = nullptr;
-      if (const auto* j = std::get_if<JsonText>(&v)) {
-        if (j->canonical) return Status::ok();
-        text = &j->text;
-      }
-      if (const auto* s = std::get_if<std::string>(&v)) text = s;
-      if (text != nullptr) {
-        Result<std::string> normalised = normalise_json(*text);
-        if (!normalised.is_ok()) return column_error(c, got, normalised.status().message());
-        v = JsonText{std::move(normalised).value(), /*canonical=*/true};
-        return Status::ok();
-      }
-      // A JSON scalar arrives from the decoders as a plain value.
-      if (const auto* b = std::get_if<bool>(&v)) {
-        v = JsonText{*b ? "true" : "false", /*canonical=*/true};
-        return Status::ok();
-      }
-      if (const auto* i = std::get_if<int64_t>(&v)) {
-        v = JsonText{std::to_string(*i), /*canonical=*/true};
-        return Status::ok();
-      }
-      if (const auto* d = std::get_if<double>(&v)) {
-        v = JsonText{nlohmann::json(*d).dump(), /*canonical=*/true};
-        return Status::ok();
-      }
-      return column_error(c, got);
-    }
-  }
-  return Status::internal("column '" + c.name + "' has an unknown type");
-}
-
-// Whether check_value would change `v` (or may reject it for its content):
-// false when `v` is stored as it is, an error when its kind never fits.
+// Whether `v` is stored as it is for column `c` (false), needs a conversion
+// by check_value, which may still refuse its content (true), or is of a kind
+// the column never takes (the error).
 Result<bool> needs_conversion(const Column& c, const Value& v) {
   switch (c.type) {
     case ColumnType::kText:
@@ -159,6 +98,36 @@ Result<bool> needs_conversion(const Column& c, const Value& v) {
       break;
   }
   return column_error(c, value_kind_name(v));
+}
+
+// Checks one non-null value against its column; converts it in place where
+// the column type allows a conversion (see validate_fields in schema.h).
+Status check_value(const Column& c, Value& v) {
+  DS_ASSIGN_OR_RETURN(bool converts, needs_conversion(c, v));
+  if (!converts) return Status::ok();
+  const std::string_view got = value_kind_name(v);
+  if (const auto* i = std::get_if<int64_t>(&v); i != nullptr && c.type == ColumnType::kReal) {
+    v = static_cast<double>(*i);
+    return Status::ok();
+  }
+  if (const auto* s = std::get_if<std::string>(&v); s != nullptr && c.type == ColumnType::kBlob) {
+    auto bin = base64_decode(*s);
+    if (!bin) return column_error(c, got, "that is not valid base64");
+    v = Blob{std::move(*bin)};
+    return Status::ok();
+  }
+  // A json column: text to parse, or a JSON scalar the decoders gave as a
+  // plain value.
+  std::string text;
+  if (const auto* j = std::get_if<JsonText>(&v)) text = j->text;
+  if (const auto* s = std::get_if<std::string>(&v)) text = *s;
+  if (const auto* b = std::get_if<bool>(&v)) text = *b ? "true" : "false";
+  if (const auto* i = std::get_if<int64_t>(&v)) text = std::to_string(*i);
+  if (const auto* d = std::get_if<double>(&v)) text = nlohmann::json(*d).dump();
+  Result<std::string> normalised = normalise_json(text);
+  if (!normalised.is_ok()) return column_error(c, got, normalised.status().message());
+  v = JsonText{std::move(normalised).value(), /*canonical=*/true};
+  return Status::ok();
 }
 
 std::string describe_columns(const TypeSchema& schema) {
