@@ -29,10 +29,10 @@
 #include <nlohmann/json.hpp>
 
 #include "shared/status.h"
-#include "tests/harness/child_process.h"
 #include "tests/harness/hub_process.h"
 #include "tests/harness/nats_server.h"
-#include "tests/harness/temp_dir.h"
+#include "tools/child_process.h"
+#include "tools/temp_dir.h"
 
 namespace ds::testing {
 

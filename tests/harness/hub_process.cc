@@ -1,13 +1,11 @@
 #include "tests/harness/hub_process.h"
 
-#include <chrono>
-#include <thread>
-
 namespace ds::testing {
 namespace {
 
 // The hub's start-up summary line (hub/hub.cc).
 constexpr std::string_view kStartedMarker = "started: nats";
+constexpr int64_t kStartTimeoutMs = 15000;
 
 }  // namespace
 
@@ -19,13 +17,7 @@ Status HubProcess::start(const std::vector<std::pair<std::string, std::string>>&
   if (process_.running()) return Status::internal("hub process already running");
   const size_t started_before = log_count(std::string(kStartedMarker));
   DS_RETURN_IF_ERROR(process_.start(env));
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (log_count(std::string(kStartedMarker)) > started_before) return Status::ok();
-    if (!process_.running()) return Status::internal("deltasync-hub exited during start-up:\n" + log_text());
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return Status::deadline_exceeded("deltasync-hub did not start within 15 s:\n" + log_text());
+  return process_.wait_for_log(std::string(kStartedMarker), kStartTimeoutMs, started_before);
 }
 
 void HubProcess::signal(int sig) { process_.signal(sig); }

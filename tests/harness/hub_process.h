@@ -4,8 +4,8 @@
 // process has: SIGKILL, SIGTERM and its exit code. Its stderr/stdout go to a
 // log file in the caller's directory, kept across restarts.
 //
-// Not thread-safe: one test thread drives it. The destructor kills a hub
-// still running (SIGKILL) and reaps it.
+// Not thread-safe: one test thread drives it. The destructor stops a hub
+// still running as ChildProcess's does (SIGTERM, then SIGKILL) and reaps it.
 
 #include <sys/types.h>
 
@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "shared/status.h"
-#include "tests/harness/child_process.h"
+#include "tools/child_process.h"
 
 namespace ds::testing {
 
@@ -29,7 +29,7 @@ class HubProcess {
 
   // Starts the hub with `env` added to the environment, then waits (up to
   // 15 s) until its log shows "started" (its start-up summary). Fails with
-  // the log when it exits first or does not start in time.
+  // the log's tail when it exits first or does not start in time.
   Status start(const std::vector<std::pair<std::string, std::string>>& env = {});
   // Sends `signal` (e.g. SIGTERM, SIGKILL).
   void signal(int signal);

@@ -1,27 +1,10 @@
 #include "tests/harness/nats_server.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <chrono>
-#include <cstring>
-#include <filesystem>
 #include <thread>
-#include <vector>
-
-#include "tools/local_host.h"
 
 namespace ds::testing {
 namespace {
-
-constexpr int64_t kReadyTimeoutMs = 10000;
-constexpr int64_t kStopGraceMs = 10000;
-constexpr int kPortAttempts = 5;
 
 using Clock = std::chrono::steady_clock;
 
@@ -29,124 +12,7 @@ int64_t elapsed_ms(Clock::time_point since) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - since).count();
 }
 
-// Closes a socket fd on scope exit.
-class FdGuard {
- public:
-  explicit FdGuard(int fd) : fd_(fd) {}
-  ~FdGuard() { if (fd_ >= 0) ::close(fd_); }
-  FdGuard(const FdGuard&) = delete;
-  FdGuard& operator=(const FdGuard&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
-// True when a client connecting to `port` receives the server's INFO line.
-bool server_answers(int port) {
-  FdGuard fd(::socket(AF_INET, SOCK_STREAM, 0));
-  if (fd.get() < 0) return false;
-  sockaddr_in addr = loopback_address(port);
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return false;
-  std::string got;
-  char buf[512];
-  auto start = Clock::now();
-  while (elapsed_ms(start) < 1000 && got.find('\n') == std::string::npos) {
-    pollfd p{fd.get(), POLLIN, 0};
-    if (::poll(&p, 1, 100) <= 0) continue;
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n <= 0) return false;
-    got.append(buf, static_cast<size_t>(n));
-  }
-  return got.rfind("INFO ", 0) == 0;
-}
-
 }  // namespace
-
-NatsServer::NatsServer(std::string extra_config)
-    : dir_("deltasync-nats"), extra_config_(std::move(extra_config)) {
-  store_dir_ = dir_.file("store");
-  log_path_ = dir_.file("nats-server.log");
-  if (!extra_config_.empty()) config_path_ = dir_.write_file("nats-server.conf", extra_config_);
-  std::filesystem::create_directories(store_dir_);
-}
-
-NatsServer::~NatsServer() {
-  if (running()) (void)stop();
-}
-
-std::string NatsServer::url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
-
-std::string NatsServer::log_text() const { return read_text_file(log_path_); }
-
-Status NatsServer::start() {
-  if (running()) return Status::ok();
-  const bool fixed_port = port_ != 0;
-  Status last;
-  for (int attempt = 0; attempt < kPortAttempts; ++attempt) {
-    if (!fixed_port) {
-      DS_ASSIGN_OR_RETURN(port_, free_loopback_port());
-    }
-    bool port_clash = false;
-    last = start_once(&port_clash);
-    if (last.is_ok() || !port_clash) return last;
-    // On a restart the old socket may linger briefly; on a first start the
-    // port was taken by someone else. Either way, try again.
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
-  return last;
-}
-
-Status NatsServer::start_once(bool* port_clash) {
-  std::vector<std::string> args = {DELTASYNC_NATS_SERVER, "-a", "127.0.0.1", "-p", std::to_string(port_),
-                                   "-js", "-sd", store_dir_};
-  if (!config_path_.empty()) {
-    args.push_back("-c");
-    args.push_back(config_path_);
-  }
-  // ChildProcess makes the server die with a crashed test binary.
-  process_ = std::make_unique<ChildProcess>(std::move(args), log_path_);
-  DS_RETURN_IF_ERROR(process_->start());
-
-  bool exited = false;
-  Status s = wait_ready(kReadyTimeoutMs, &exited);
-  if (!s.is_ok()) {
-    const std::string log = log_text();
-    *port_clash = exited && log.find("address already in use") != std::string::npos;
-    if (!exited) kill();
-    return Status(s.code(), s.message() + "\n--- nats-server log (" + log_path_ + ") ---\n" + log);
-  }
-  return Status::ok();
-}
-
-Status NatsServer::wait_ready(int64_t timeout_ms, bool* exited) {
-  auto start = Clock::now();
-  while (elapsed_ms(start) < timeout_ms) {
-    if (auto code = process_->wait_exit(0)) {
-      *exited = true;
-      return Status::unavailable("nats-server exited during start-up (exit code " + std::to_string(*code) + ")");
-    }
-    if (server_answers(port_)) return Status::ok();
-    std::this_thread::sleep_for(std::chrono::milliseconds(25));
-  }
-  return Status::deadline_exceeded("nats-server did not accept connections on port " +
-                                   std::to_string(port_) + " within " +
-                                   std::to_string(timeout_ms) + " ms");
-}
-
-Status NatsServer::stop() {
-  if (running()) (void)process_->stop(SIGTERM, kStopGraceMs);
-  return Status::ok();
-}
-
-void NatsServer::kill() {
-  if (running()) (void)process_->stop(SIGKILL, kStopGraceMs);
-}
-
-Status NatsServer::restart() {
-  DS_RETURN_IF_ERROR(stop());
-  return start();
-}
 
 bool wait_until(const std::function<bool()>& done, int64_t timeout_ms, int64_t poll_ms) {
   auto start = Clock::now();

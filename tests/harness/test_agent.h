@@ -34,7 +34,7 @@
 #include "shared/nats.h"
 #include "shared/status.h"
 #include "tests/harness/nats_server.h"
-#include "tests/harness/temp_dir.h"
+#include "tools/temp_dir.h"
 
 namespace ds::testing {
 

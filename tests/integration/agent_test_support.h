@@ -15,7 +15,7 @@
 #include "shared/config.h"
 #include "tests/harness/fake_hub.h"
 #include "tests/harness/nats_server.h"
-#include "tests/harness/temp_dir.h"
+#include "tools/temp_dir.h"
 
 namespace ds::testing {
 

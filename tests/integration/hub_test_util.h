@@ -18,7 +18,7 @@
 #include "shared/names.h"
 #include "shared/nats.h"
 #include "tests/harness/nats_server.h"
-#include "tests/harness/temp_dir.h"
+#include "tools/temp_dir.h"
 
 namespace ds::testing {
 

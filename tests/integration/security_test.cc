@@ -24,8 +24,8 @@
 #include "shared/names.h"
 #include "shared/nats.h"
 #include "tests/harness/nats_server.h"
-#include "tests/harness/temp_dir.h"
 #include "tools/creds.h"
+#include "tools/temp_dir.h"
 #include "shared/nkeys.h"
 
 namespace ds::testing {

@@ -7,7 +7,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "tests/harness/temp_dir.h"
+#include "tools/temp_dir.h"
 
 namespace ds {
 namespace {
@@ -682,7 +682,7 @@ TEST(AgentConfigTest, HookSettingsAreRead) {
 // ---- files and paths ---------------------------------------------------------
 
 TEST(ConfigPathsTest, LoadResolvesRelativePathsAgainstTheFilesDirectory) {
-  testing::TempDir dir("config-test");
+  TempDir dir("config-test");
   const std::string file = dir.write_file(
       "hub.toml", hub_with("[store]\npath = \"data/hub.db\"\n"
                            "[nats]\nnkey_seed_file = \"keys/hub.nk\"\n"
@@ -700,7 +700,7 @@ TEST(ConfigPathsTest, LoadResolvesRelativePathsAgainstTheFilesDirectory) {
 }
 
 TEST(ConfigPathsTest, DefaultPathsAreAlsoNextToTheFile) {
-  testing::TempDir dir("config-test");
+  TempDir dir("config-test");
   Result<HubConfig> hub = load_hub_config(dir.write_file("hub.toml", hub_with("")));
   ASSERT_TRUE(hub.is_ok()) << hub.status().to_string();
   EXPECT_EQ(hub->store_path, dir.file("hub.db"));
@@ -710,7 +710,7 @@ TEST(ConfigPathsTest, DefaultPathsAreAlsoNextToTheFile) {
 }
 
 TEST(ConfigPathsTest, AgentPathsResolveAgainstTheFilesDirectory) {
-  testing::TempDir dir("config-test");
+  TempDir dir("config-test");
   const std::string file = dir.write_file(
       "agent.toml", agent_with("[replica]\npath = \"replica/store-1.db\"\n"
                                "[nats]\ncreds_file = \"store-1.creds\"\n"));
@@ -734,14 +734,14 @@ TEST(ConfigPathsTest, ParseKeepsRelativePathsAsWritten) {
 }
 
 TEST(ConfigPathsTest, LoadErrorsNameTheFullPath) {
-  testing::TempDir dir("config-test");
+  TempDir dir("config-test");
   const std::string file = dir.write_file("hub.toml", hub_with("[liveness]\ndead_after = 0\n"));
   EXPECT_TRUE(IsConfigError(load_hub_config(file).status(), file + ": liveness.dead_after",
                             "got 0"));
 }
 
 TEST(ConfigPathsTest, MissingFileIsNotFound) {
-  testing::TempDir dir("config-test");
+  TempDir dir("config-test");
   const std::string file = dir.file("hub.toml");
   Status s = load_hub_config(file).status();
   EXPECT_EQ(s.code(), StatusCode::kNotFound);
@@ -750,7 +750,7 @@ TEST(ConfigPathsTest, MissingFileIsNotFound) {
 }
 
 TEST(ConfigPathsTest, DirectoryIsNotAConfigFile) {
-  testing::TempDir dir("config-test");
+  TempDir dir("config-test");
   Status s = load_agent_config(dir.path()).status();
   EXPECT_FALSE(s.is_ok());
   EXPECT_THAT(s.message(), ::testing::StartsWith(dir.path() + ": cannot read: "));

@@ -6,8 +6,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "tests/harness/temp_dir.h"
 #include "tools/local_host.h"
+#include "tools/temp_dir.h"
 
 namespace ds {
 namespace {
@@ -18,7 +18,7 @@ std::vector<Change> two_changes() {
 }
 
 TEST(HookRunnerTest, HookReceivesTheBatchAsJsonLinesOnStdin) {
-  testing::TempDir dir("hook-test");
+  TempDir dir("hook-test");
   const std::string out = dir.file("out.jsonl");
   HookRunner runner;
   HookSpec spec{"cat > '" + out + "'", 0, 5000};
@@ -42,7 +42,7 @@ TEST(HookRunnerTest, HookReceivesTheBatchAsJsonLinesOnStdin) {
 }
 
 TEST(HookRunnerTest, FailingHookIsRetriedThenReportsTheLastFailure) {
-  testing::TempDir dir("hook-test");
+  TempDir dir("hook-test");
   const std::string count = dir.file("count");
   HookRunner runner;
   // Every attempt appends a line, then fails.
@@ -54,7 +54,7 @@ TEST(HookRunnerTest, FailingHookIsRetriedThenReportsTheLastFailure) {
 }
 
 TEST(HookRunnerTest, HookSucceedingOnRetryIsOk) {
-  testing::TempDir dir("hook-test");
+  TempDir dir("hook-test");
   const std::string marker = dir.file("marker");
   HookRunner runner;
   HookSpec spec{"if [ -e '" + marker + "' ]; then exit 0; fi; touch '" + marker + "'; exit 1", 1, 5000};

@@ -16,9 +16,9 @@
 #include <sstream>
 
 #include "shared/nats.h"
-#include "tests/harness/temp_dir.h"
 #include "tools/creds.h"
 #include "tools/local_host.h"
+#include "tools/temp_dir.h"
 
 namespace ds {
 namespace {
@@ -236,7 +236,7 @@ TEST(CredsTest, ProducerAndHubEntries) {
 }
 
 TEST(CredsTest, WritesOwnerOnlySeedsMatchingTheAuthBlock) {
-  testing::TempDir dir("deltasync-creds-unit");
+  TempDir dir("deltasync-creds-unit");
   CredsRequest request;
   request.out_dir = dir.file("new/creds");  // created, with its parent
   request.identities = {identity(CredsRole::kHub, "hub"), identity(CredsRole::kAgent, "store-1:prices")};
@@ -264,7 +264,7 @@ TEST(CredsTest, WritesOwnerOnlySeedsMatchingTheAuthBlock) {
 }
 
 TEST(CredsTest, RefusesToOverwriteWithoutForce) {
-  testing::TempDir dir("deltasync-creds-unit");
+  TempDir dir("deltasync-creds-unit");
   CredsRequest request;
   request.out_dir = dir.path();
   request.identities = {identity(CredsRole::kAgent, "store-1:prices"), identity(CredsRole::kAgent, "store-2:prices")};

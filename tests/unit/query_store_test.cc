@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "shared/codec.h"
-#include "tests/harness/temp_dir.h"
+#include "tools/temp_dir.h"
 
 namespace ds {
 namespace {
@@ -68,7 +68,7 @@ class QueryStoreTest : public ::testing::Test {
     return r.is_ok() ? std::move(r).value() : GroupCommit{};
   }
 
-  testing::TempDir dir_{"query-store-test"};
+  TempDir dir_{"query-store-test"};
   std::unique_ptr<QueryStore> store_;
 };
 

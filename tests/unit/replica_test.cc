@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "shared/codec.h"
-#include "tests/harness/temp_dir.h"
+#include "tools/temp_dir.h"
 
 namespace ds {
 namespace {
@@ -49,7 +49,7 @@ class ReplicaTest : public ::testing::Test {
     return 0;
   }
 
-  testing::TempDir dir_{"replica-test"};
+  TempDir dir_{"replica-test"};
   std::unique_ptr<Replica> replica_;
 };
 

@@ -8,13 +8,17 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "shared/nats.h"
-#include "tools/bench/process.h"
+#include "tools/bench/proc_info.h"
 #include "tools/bench/scenarios.h"
+#include "tools/nats_server_process.h"
 #include "tools/table.h"
+#include "tools/temp_dir.h"
 
 namespace {
 
@@ -65,21 +69,26 @@ int main(int argc, char** argv) {
     std::stable_partition(scenarios.begin(), scenarios.end(), [](const std::string& s) { return s == "raw"; });
   }
 
-  auto work = ds::bench::TempDir::create("deltasync-bench");
-  if (!work.is_ok()) {
-    std::fprintf(stderr, "deltasync-bench: %s\n", work.status().to_string().c_str());
+  // The work dir and the broker are made once, here at start-up: failing to
+  // make their directories throws.
+  std::unique_ptr<ds::TempDir> work;
+  std::unique_ptr<ds::NatsServerProcess> nats;
+  try {
+    work = std::make_unique<ds::TempDir>("deltasync-bench");
+    nats = std::make_unique<ds::NatsServerProcess>();
+  } catch (const std::runtime_error& e) {
+    std::fprintf(stderr, "deltasync-bench: %s\n", e.what());
     return 1;
   }
-  auto nats = ds::bench::NatsServerProcess::start(**work);
-  if (!nats.is_ok()) {
-    std::fprintf(stderr, "deltasync-bench: nats-server: %s\n", nats.status().to_string().c_str());
+  if (ds::Status s = nats->start(); !s.is_ok()) {
+    std::fprintf(stderr, "deltasync-bench: nats-server: %s\n", s.to_string().c_str());
     return 1;
   }
   ds::bench::BenchContext ctx;
-  ctx.nats_url = (*nats)->url();
-  ctx.nats_pid = (*nats)->pid();
+  ctx.nats_url = nats->url();
+  ctx.nats_pid = nats->pid();
   ctx.bin_dir = ds::bench::self_dir();
-  ctx.work_dir = (*work)->path();
+  ctx.work_dir = work->path();
   ctx.smoke = smoke;
   ctx.seconds = smoke ? std::min(seconds, 1.0) : seconds;
 

@@ -8,9 +8,20 @@
 
 #include "shared/codec.h"
 #include "shared/names.h"
+#include "tools/bench/proc_info.h"
 #include "tools/sample_data.h"
 
 namespace ds::bench {
+namespace {
+
+// `argv` started as a child process, its output in `log_path`.
+Result<std::unique_ptr<ChildProcess>> spawn(std::vector<std::string> argv, std::string log_path) {
+  auto child = std::make_unique<ChildProcess>(std::move(argv), std::move(log_path));
+  DS_RETURN_IF_ERROR(child->start());
+  return child;
+}
+
+}  // namespace
 
 double seconds_since(Clock::time_point since) { return seconds_between(since, Clock::now()); }
 
@@ -108,7 +119,7 @@ Result<std::unique_ptr<ChildProcess>> start_hub(const BenchContext& ctx, const S
   }
   const std::string config = dir.file("hub.toml");
   DS_RETURN_IF_ERROR(write_text(config, hub_toml(ctx, dir, options)));
-  DS_ASSIGN_OR_RETURN(auto hub, ChildProcess::spawn({ctx.bin_dir + "/deltasync-hub", "--config", config},
+  DS_ASSIGN_OR_RETURN(auto hub, spawn({ctx.bin_dir + "/deltasync-hub", "--config", config},
                                                     dir.new_log("hub")));
   DS_RETURN_IF_ERROR(hub->wait_for_log("started", 20000));
   return hub;
@@ -123,7 +134,7 @@ Result<std::unique_ptr<ChildProcess>> spawn_agent(const BenchContext& ctx, const
                                         "[nats]\nurl = \"" + ctx.nats_url + "\"\n"
                                         "[replica]\npath = \"" + agent_replica(dir, id) + "\"\n"
                                         "[[subscriptions]]\ntype = \"products\"\npartition = \"*\"\n"));
-  return ChildProcess::spawn({ctx.bin_dir + "/deltasync-agent", "--config", config, "run"}, dir.new_log(id));
+  return spawn({ctx.bin_dir + "/deltasync-agent", "--config", config, "run"}, dir.new_log(id));
 }
 
 Status wait_registered(ChildProcess& agent) { return agent.wait_for_log("registered with the hub", 20000); }

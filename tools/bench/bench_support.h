@@ -22,13 +22,15 @@
 #include "shared/nats.h"
 #include "shared/sqlite.h"
 #include "shared/status.h"
-#include "tools/bench/process.h"
 #include "tools/bench/scenarios.h"
+#include "tools/child_process.h"
 
 namespace ds::bench {
 
 using Clock = std::chrono::steady_clock;
 inline constexpr char kType[] = "products";
+// How long a hub or agent may take to stop after SIGTERM before it is killed.
+inline constexpr int64_t kStopGraceMs = 5000;
 
 double seconds_since(Clock::time_point since);
 double seconds_between(Clock::time_point from, Clock::time_point to);

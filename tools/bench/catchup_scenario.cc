@@ -2,9 +2,12 @@
 // takes to be current again, by stream replay and, from an empty replica, by
 // snapshot; against SQLite's bulk insert rate of the same rows.
 
+#include <signal.h>
+
 #include "agent/replica.h"
 #include "shared/names.h"
 #include "tools/bench/bench_support.h"
+#include "tools/bench/proc_info.h"
 
 namespace ds::bench {
 namespace {
@@ -106,7 +109,7 @@ Result<std::vector<Figure>> run_catchup(BenchContext& ctx) {
   DS_ASSIGN_OR_RETURN(auto hub, start_hub(ctx, dir, hub_options));
   {
     DS_ASSIGN_OR_RETURN(auto agent, start_agent(ctx, dir, "catchup-replay"));
-    agent->stop();
+    agent->stop(SIGTERM, kStopGraceMs);
   }
 
   DS_ASSIGN_OR_RETURN(IngestLoad load,
@@ -122,9 +125,9 @@ Result<std::vector<Figure>> run_catchup(BenchContext& ctx) {
   DS_ASSIGN_OR_RETURN(double replay_s, time_to_current(ctx, dir, "catchup-replay", load.last_version, &replayer));
   DS_RETURN_IF_ERROR(check_log(*replayer, "loading a snapshot", false, "the agent was not caught up by replay"));
   DS_ASSIGN_OR_RETURN(ProcStats replayer_stats, proc_stats(replayer->pid()));
-  replayer->stop();
+  replayer->stop(SIGTERM, kStopGraceMs);
 
-  hub->stop();
+  hub->stop(SIGTERM, kStopGraceMs);
   hub_options.max_bytes = kSmallStreamBytes;
   hub_options.fresh = false;
   DS_ASSIGN_OR_RETURN(hub, start_hub(ctx, dir, hub_options));
@@ -142,8 +145,8 @@ Result<std::vector<Figure>> run_catchup(BenchContext& ctx) {
   DS_ASSIGN_OR_RETURN(double snapshot_s,
                       time_to_current(ctx, dir, "catchup-snapshot", load.last_version, &newcomer));
   DS_RETURN_IF_ERROR(check_log(*newcomer, "loading a snapshot", true, "the empty replica was not served a snapshot"));
-  newcomer->stop();
-  hub->stop();
+  newcomer->stop(SIGTERM, kStopGraceMs);
+  hub->stop(SIGTERM, kStopGraceMs);
 
   DS_ASSIGN_OR_RETURN(double bulk_rate, bulk_insert_rate(dir, config.types.front().schema, base, batches));
   const double n = static_cast<double>(total);

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "tools/bench/bench_support.h"
+#include "tools/bench/proc_info.h"
 
 namespace ds::bench {
 namespace {
