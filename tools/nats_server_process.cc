@@ -19,6 +19,8 @@ namespace {
 constexpr int64_t kReadyTimeoutMs = 10000;
 constexpr int64_t kStopGraceMs = 10000;
 constexpr int kPortAttempts = 5;
+// What nats-server logs once it listens for clients.
+constexpr const char* kReadyLine = "Server is ready";
 
 using Clock = std::chrono::steady_clock;
 
@@ -102,10 +104,11 @@ Status NatsServerProcess::start_once(bool* port_clash) {
   }
   // ChildProcess makes the server die with a crashed parent.
   process_ = std::make_unique<ChildProcess>(std::move(args), log_path_);
+  const size_t ready_lines = process_->log_count(kReadyLine);  // the log is kept across restarts
   DS_RETURN_IF_ERROR(process_->start());
 
   bool exited = false;
-  Status s = wait_ready(kReadyTimeoutMs, &exited);
+  Status s = wait_ready(kReadyTimeoutMs, ready_lines, &exited);
   if (!s.is_ok()) {
     const std::string log = log_text();
     *port_clash = exited && log.find("address already in use") != std::string::npos;
@@ -115,14 +118,16 @@ Status NatsServerProcess::start_once(bool* port_clash) {
   return Status::ok();
 }
 
-Status NatsServerProcess::wait_ready(int64_t timeout_ms, bool* exited) {
+Status NatsServerProcess::wait_ready(int64_t timeout_ms, size_t ready_lines_before, bool* exited) {
   auto start = Clock::now();
   while (elapsed_ms(start) < timeout_ms) {
     if (auto code = process_->wait_exit(0)) {
       *exited = true;
       return Status::unavailable("nats-server exited during start-up (exit code " + std::to_string(*code) + ")");
     }
-    if (server_answers(port_)) return Status::ok();
+    // Our server's own log line first: an INFO line alone may come from
+    // another test's server that took the port while ours failed to bind.
+    if (process_->log_count(kReadyLine) > ready_lines_before && server_answers(port_)) return Status::ok();
     std::this_thread::sleep_for(std::chrono::milliseconds(25));
   }
   return Status::deadline_exceeded("nats-server did not accept connections on port " +

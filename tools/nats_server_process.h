@@ -5,7 +5,8 @@
 // which names the nats-server binary the build found).
 //
 // Not thread-safe: one thread drives it. start() blocks until the server
-// accepts clients (it has sent its INFO line) or fails with the server's log
+// accepts clients (its log says it is ready, and a client connecting to the
+// port gets an INFO line) or fails with the server's log
 // in the Status message. stop()/start() keep the port and the store dir, so
 // a restart looks to clients like a broker bounce. The destructor stops the
 // server (SIGTERM, then SIGKILL) and removes the dir. The constructor throws
@@ -56,7 +57,8 @@ class NatsServerProcess {
 
  private:
   Status start_once(bool* port_clash);
-  Status wait_ready(int64_t timeout_ms, bool* exited);
+  // Ready: this start's "Server is ready" in the log, and the port answers.
+  Status wait_ready(int64_t timeout_ms, size_t ready_lines_before, bool* exited);
 
   TempDir dir_;
   std::string program_;
