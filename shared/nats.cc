@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <fstream>
@@ -150,19 +151,52 @@ Result<std::string> nkey_public_key_from_seed(std::string_view seed) {
   return std::move(pair.public_key);
 }
 
-Result<std::string> nkey_public_key_from_seed_file(const std::string& path) {
+namespace {
+
+// The first user seed ("SU...") in the file.
+Result<std::string> read_user_seed(const std::string& path) {
   std::ifstream in(path);
   if (!in) return Status::not_found("nkey seed file " + path + ": cannot open");
   std::string token;
   while (in >> token) {
-    if (token.size() >= 2 && token[0] == 'S' && token[1] == 'U') {
-      auto pub = nkey_public_key_from_seed(token);
-      if (!pub.is_ok()) return pub.status().with_context(path);
-      return pub;
-    }
+    if (token.size() >= 2 && token[0] == 'S' && token[1] == 'U') return token;
   }
   return Status::invalid_argument("nkey seed file " + path + ": no user seed (SU...) in it");
 }
+
+}  // namespace
+
+Result<std::string> nkey_public_key_from_seed_file(const std::string& path) {
+  DS_ASSIGN_OR_RETURN(std::string seed, read_user_seed(path));
+  auto pub = nkey_public_key_from_seed(seed);
+  sodium_memzero(seed.data(), seed.size());
+  if (!pub.is_ok()) return pub.status().with_context(path);
+  return pub;
+}
+
+namespace {
+
+// The ed25519 signature of `nonce` by the user seed in `path`, read at each
+// (re)connect as cnats would. Signed here rather than by
+// natsOptions_SetNKeyFromSeed: cnats 3.4's own seed decoding failed about
+// once in a few thousand attempts ("invalid seed") for seeds that decode
+// fine every other time, which made connections fail at random.
+Result<std::vector<unsigned char>> sign_nonce(const std::string& path, const char* nonce) {
+  DS_ASSIGN_OR_RETURN(std::string seed, read_user_seed(path));
+  auto decoded = decode_nkey(seed);
+  sodium_memzero(seed.data(), seed.size());
+  if (!decoded.is_ok()) return decoded.status().with_context(path);
+  unsigned char pk[crypto_sign_PUBLICKEYBYTES];
+  unsigned char sk[crypto_sign_SECRETKEYBYTES];
+  crypto_sign_seed_keypair(pk, sk, decoded->key.data());
+  sodium_memzero(decoded->key.data(), decoded->key.size());
+  std::vector<unsigned char> sig(crypto_sign_BYTES);
+  crypto_sign_detached(sig.data(), nullptr, reinterpret_cast<const unsigned char*>(nonce), std::strlen(nonce), sk);
+  sodium_memzero(sk, sizeof sk);
+  return sig;
+}
+
+}  // namespace
 
 // ---------------------------------------------------------------------------
 // NatsLibrary
@@ -436,6 +470,7 @@ struct Connection::Callbacks {
   int64_t max_reconnect_wait_ms = 5000;
   std::minstd_rand rng{std::random_device{}()};  // only the reconnect thread uses it
 
+  std::string nkey_seed_file;  // signs the server's nonce at each (re)connect; "" = none
   std::atomic<bool> shutting_down{false};  // user callbacks are skipped from here on
   std::mutex mu;
   std::condition_variable cv;
@@ -445,6 +480,22 @@ struct Connection::Callbacks {
 namespace {
 
 using Callbacks = Connection::Callbacks;
+
+natsStatus sign_nonce_cb(char** custom_error, unsigned char** signature, int* length, const char* nonce,
+                         void* closure) {
+  auto* cb = static_cast<Callbacks*>(closure);
+  auto sig = sign_nonce(cb->nkey_seed_file, nonce);
+  if (!sig.is_ok()) {
+    *custom_error = ::strdup(sig.status().message().c_str());
+    return NATS_ERR;
+  }
+  // cnats frees the signature with free().
+  *signature = static_cast<unsigned char*>(std::malloc(sig->size()));
+  if (*signature == nullptr) return NATS_NO_MEMORY;
+  std::memcpy(*signature, sig->data(), sig->size());
+  *length = static_cast<int>(sig->size());
+  return NATS_OK;
+}
 
 void on_disconnected_cb(natsConnection*, void* closure) {
   auto* cb = static_cast<Callbacks*>(closure);
@@ -539,8 +590,9 @@ Result<std::unique_ptr<Connection>> Connection::connect(ConnectOptions opts) {
   }
   if (!cfg.nkey_seed_file.empty()) {
     DS_ASSIGN_OR_RETURN(std::string public_key, nkey_public_key_from_seed_file(cfg.nkey_seed_file));
-    DS_RETURN_IF_ERROR(check(
-        natsOptions_SetNKeyFromSeed(o.get(), public_key.c_str(), cfg.nkey_seed_file.c_str()), "nkey seed file"));
+    cb->nkey_seed_file = cfg.nkey_seed_file;
+    DS_RETURN_IF_ERROR(
+        check(natsOptions_SetNKey(o.get(), public_key.c_str(), sign_nonce_cb, cb.get()), "nkey seed file"));
   }
   if (!cfg.tls_ca_file.empty() || !cfg.tls_cert_file.empty() || !cfg.tls_key_file.empty()) {
     DS_RETURN_IF_ERROR(check(natsOptions_SetSecure(o.get(), true), "tls"));
