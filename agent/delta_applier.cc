@@ -111,12 +111,9 @@ void DeltaApplier::stop() {
 }
 
 void DeltaApplier::on_push(const std::string& type, Message msg) {
-  // Decoded here, on the cnats thread, so that decoding the next batches
-  // overlaps the apply thread's SQLite work instead of adding to it.
-  Result<DeltaBatch> batch = decode_delta_batch(msg.data());
   {
     std::lock_guard<std::mutex> lock(mu_);
-    queue_.push_back(Item{type, std::move(msg), nullptr, nullptr, std::move(batch)});
+    queue_.push_back(Item{type, std::move(msg), nullptr, nullptr});
     board_.set_queued(queue_.size());
   }
   cv_.notify_one();
@@ -131,7 +128,7 @@ std::future<Status> DeltaApplier::post(Task task) {
       done->set_value(Status::unavailable("agent is stopping"));
       return future;
     }
-    queue_.push_back(Item{std::string(), Message(), std::move(task), done, std::nullopt});
+    queue_.push_back(Item{std::string(), Message(), std::move(task), done});
   }
   cv_.notify_one();
   return future;
@@ -178,7 +175,7 @@ void DeltaApplier::run() {
         ran_task = true;
         continue;
       }
-      handle_message(item, groups, order);
+      handle_message(item.type, item.msg, groups, order);
     }
     flush(groups, order);
     if (ran_task && !parked_.empty()) {
@@ -197,10 +194,8 @@ void DeltaApplier::run() {
   }
 }
 
-void DeltaApplier::handle_message(Item& item, std::map<std::string, Group>& groups,
+void DeltaApplier::handle_message(const std::string& type, Message& msg, std::map<std::string, Group>& groups,
                                   std::vector<std::string>& order) {
-  const std::string& type = item.type;
-  const Message& msg = item.msg;
   const std::string_view reply = msg.reply();
   auto info = parse_ack_subject(reply);
   if (!info) {
@@ -209,10 +204,10 @@ void DeltaApplier::handle_message(Item& item, std::map<std::string, Group>& grou
   }
   const TypeSchema* schema = replica_.schema(type);
   if (schema == nullptr || parked_types_.count(type) != 0) {
-    park(std::move(item));
+    park(type, msg);
     return;
   }
-  Result<DeltaBatch>& batch = *item.batch;
+  auto batch = decode_delta_batch(msg.data());
   if (!batch.is_ok() || batch->type != type) {
     const std::string why = batch.is_ok()
                                 ? "delta batch names type '" + batch->type + "' but came from the consumer of '" + type + "'"
@@ -228,7 +223,7 @@ void DeltaApplier::handle_message(Item& item, std::map<std::string, Group>& grou
     // arrives with the registration the hub orders (heartbeat "register").
     spdlog::info("{}: delta uses column '{}' the replica lacks: held until the new schema arrives", type, field);
     flush(groups, order);
-    park(std::move(item));
+    park(type, msg);
     return;
   }
   auto [it, inserted] = groups.try_emplace(type);
@@ -244,9 +239,9 @@ void DeltaApplier::handle_message(Item& item, std::map<std::string, Group>& grou
   }
 }
 
-void DeltaApplier::park(Item&& item) {
-  parked_types_.insert(item.type);
-  parked_.push_back(std::move(item));
+void DeltaApplier::park(const std::string& type, Message& msg) {
+  parked_types_.insert(type);
+  parked_.push_back(Item{type, std::move(msg), nullptr, nullptr});
 }
 
 void DeltaApplier::flush(std::map<std::string, Group>& groups, std::vector<std::string>& order) {

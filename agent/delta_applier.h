@@ -1,8 +1,7 @@
 #pragma once
 // DeltaApplier: the agent's single writer. Push deliveries arrive on cnats
-// threads (on_push), are decoded there (so decoding overlaps applying on a
-// second core) and queued, and ONE apply thread does everything that writes
-// the replica, in arrival order:
+// threads (on_push), are queued, and ONE apply thread does everything that
+// writes the replica, in arrival order:
 //
 //   1. takes whatever is queued (a backlog) and groups the delta batches by
 //      type, so a backlog is applied with few transactions;
@@ -48,7 +47,6 @@
 #include <future>
 #include <map>
 #include <mutex>
-#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -109,14 +107,11 @@ class DeltaApplier {
   const std::atomic<bool>& stopping() const { return stop_; }
 
  private:
-  // A delivery (type, msg, and its decoding, done on the cnats thread) or a
-  // posted task.
   struct Item {
     std::string type;
     Message msg;
     Task task;
     std::shared_ptr<std::promise<Status>> done;
-    std::optional<Result<DeltaBatch>> batch;
   };
   // Consecutive deliveries of one type within one drain.
   struct Group {
@@ -127,11 +122,12 @@ class DeltaApplier {
   };
 
   void run();
-  void handle_message(Item& item, std::map<std::string, Group>& groups, std::vector<std::string>& order);
+  void handle_message(const std::string& type, Message& msg, std::map<std::string, Group>& groups,
+                      std::vector<std::string>& order);
   void flush(std::map<std::string, Group>& groups, std::vector<std::string>& order);
   void commit_group(const std::string& type, Group& group);
   // Holds a delivery (and so every later one of its type) until a task ran.
-  void park(Item&& item);
+  void park(const std::string& type, Message& msg);
   void quarantine_undecodable(const std::string& type, const Message& msg, uint64_t seq, const std::string& why);
   bool has_hook(const std::string& type) const;
   // Runs the hook of an applied batch recorded in the hook outbox, then
