@@ -82,15 +82,17 @@ class PartitionMarks {
 }  // namespace
 
 struct AgentService::Impl {
-  Impl(const HubConfig& cfg, Connection& conn, JetStream& jetstream, std::unique_ptr<AgentRegistry> reg)
+  Impl(const HubConfig& cfg, Connection& conn, JetStream& jetstream, Authorizer& auth,
+       std::unique_ptr<AgentRegistry> reg)
       : config(cfg),
         nc(conn),
         js(jetstream),
+        authorizer(auth),
         subjects(cfg.nats.subject_prefix),
         registry(std::move(reg)),
         tracker({.interval_ms = cfg.heartbeat_interval_ms, .dead_after = cfg.dead_after}),
         delivery(config, js),
-        registration(config, *registry, tracker, delivery, [this](const Transition& t) { apply_transition(t); }),
+        registration(config, authorizer, *registry, tracker, delivery, [this](const Transition& t) { apply_transition(t); }),
         work(asio::make_work_guard(io)),
         timer(io) {
     for (const TypeConfig& t : config.types) hub_hashes[t.name] = schema_hash(t.schema);
@@ -358,6 +360,7 @@ struct AgentService::Impl {
   const HubConfig& config;
   Connection& nc;
   JetStream& js;
+  Authorizer& authorizer;
   Subjects subjects;
   std::unique_ptr<AgentRegistry> registry;
   LivenessTracker tracker;
@@ -389,9 +392,9 @@ AgentService::AgentService(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) 
 AgentService::~AgentService() { stop(); }
 
 Result<std::unique_ptr<AgentService>> AgentService::start(const HubConfig& config, Connection& nc,
-                                                          JetStream& js) {
+                                                          JetStream& js, Authorizer& authorizer) {
   DS_ASSIGN_OR_RETURN(auto registry, AgentRegistry::open(config.store_path));
-  auto impl = std::make_unique<Impl>(config, nc, js, std::move(registry));
+  auto impl = std::make_unique<Impl>(config, nc, js, authorizer, std::move(registry));
   Impl* p = impl.get();
   p->restore_agents();
   p->reply_inbox = nc.new_inbox();
@@ -406,6 +409,11 @@ Result<std::unique_ptr<AgentService>> AgentService::start(const HubConfig& confi
     asio::post(p->io, [p, r = std::move(reply).value()] { p->handle_reply(r); });
   }));
   DS_ASSIGN_OR_RETURN(p->register_sub, nc.subscribe(p->subjects.register_wildcard(), [p](Message msg) {
+    const std::string_view agent = Subjects::last_token(msg.subject());
+    if (Status s = p->authorizer.may_reply(agent, msg.reply()); !s.is_ok()) {
+      spdlog::warn("registration on {} dropped unanswered: {}", msg.subject(), s.message());
+      return;
+    }
     asio::post(p->io, [p, m = std::move(msg)] { p->handle_register(m); });
   }));
 

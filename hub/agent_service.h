@@ -39,6 +39,7 @@
 #include <nlohmann/json.hpp>
 
 #include "hub/agent_registry.h"
+#include "hub/authorizer.h"
 #include "hub/query_store.h"
 #include "shared/config.h"
 #include "shared/nats.h"
@@ -51,8 +52,11 @@ class AgentService {
   // Opens the agent tables in config.store_path, restores known agents (live
   // and suspect ones get a fresh silence window and their consumers checked),
   // subscribes ds.hub.register.* and the heartbeat reply inbox, and starts
-  // the service thread.
-  static Result<std::unique_ptr<AgentService>> start(const HubConfig& config, Connection& nc, JetStream& js);
+  // the service thread. Registrations are authorized by `authorizer`, which
+  // must outlive the service; a registration whose reply subject is not the
+  // agent's own inbox is dropped unanswered (Authorizer::may_reply).
+  static Result<std::unique_ptr<AgentService>> start(const HubConfig& config, Connection& nc, JetStream& js,
+                                                     Authorizer& authorizer);
   ~AgentService();
   AgentService(const AgentService&) = delete;
   AgentService& operator=(const AgentService&) = delete;

@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "hub/agent_service.h"
+#include "hub/authorizer.h"
 #include "hub/http_api.h"
 #include "hub/ingest_writer.h"
 #include "hub/query_store.h"
@@ -21,6 +22,7 @@ struct Hub::Impl {
   HubConfig config;
   HubMetrics metrics;
   // Members in start order; stop() tears down in reverse, explicitly.
+  std::unique_ptr<Authorizer> authorizer;  // outlives every part that asks it
   std::unique_ptr<QueryStore> store;
   std::unique_ptr<Connection> nc;
   std::unique_ptr<JetStream> js;
@@ -86,6 +88,12 @@ Result<std::unique_ptr<Hub>> Hub::start(HubConfig config) {
   std::unique_ptr<Hub> hub(new Hub(std::move(impl)));  // stops what started if a later step fails
   const HubConfig& cfg = im->config;
 
+  DS_ASSIGN_OR_RETURN(im->authorizer, Authorizer::open(cfg));
+  if (im->authorizer->open_mode()) {
+    spdlog::warn("auth: no [auth] identities_file: every agent and producer may take and send every type "
+                 "(an open NATS server, for development only)");
+  }
+
   QueryStoreOptions store_options;
   store_options.publish_batch = cfg.publish_batch;
   DS_ASSIGN_OR_RETURN(im->store, QueryStore::open(cfg.store_path, cfg.types, store_options));
@@ -102,7 +110,7 @@ Result<std::unique_ptr<Hub>> Hub::start(HubConfig config) {
   im->publisher = std::make_unique<StreamPublisher>(*im->js, cfg, im->metrics);
   DS_RETURN_IF_ERROR(im->publisher->ensure_streams());
 
-  DS_ASSIGN_OR_RETURN(im->agents, AgentService::start(cfg, *im->nc, *im->js));
+  DS_ASSIGN_OR_RETURN(im->agents, AgentService::start(cfg, *im->nc, *im->js, *im->authorizer));
 
   im->writer = std::make_unique<IngestWriter>(cfg, *im->store, *im->publisher, im->metrics);
   AgentService* agents = im->agents.get();
@@ -111,8 +119,8 @@ Result<std::unique_ptr<Hub>> Hub::start(HubConfig config) {
   im->writer->set_on_committed([agents](const std::vector<PartitionMark>& m) { agents->on_committed(m); });
   im->writer->start();
 
-  DS_ASSIGN_OR_RETURN(im->ingest, NatsIngestListener::start(*im->nc, cfg, *im->writer, im->metrics));
-  DS_ASSIGN_OR_RETURN(im->snapshots, SnapshotServer::start(cfg, *im->nc, im->metrics));
+  DS_ASSIGN_OR_RETURN(im->ingest, NatsIngestListener::start(*im->nc, cfg, *im->authorizer, *im->writer, im->metrics));
+  DS_ASSIGN_OR_RETURN(im->snapshots, SnapshotServer::start(cfg, *im->nc, *im->authorizer, im->metrics));
   if (!cfg.http_listen.empty()) {
     AgentHooks hooks;
     hooks.agents_json = [agents] { return agents->agents_json(); };

@@ -2,13 +2,14 @@
 // Hub: the composition of deltasync-hub (DESIGN.md §2). start() brings the
 // parts up in dependency order:
 //
+//   Authorizer ([auth] identities_file: what each agent and producer may do)
 //   QueryStore (writer connection; creates/upgrades the tables)
 //   NATS connection "deltasync-hub" (reconnects forever) + JetStream
 //   streams DS_<TYPE> (StreamPublisher::ensure_streams)
 //   AgentService (registration, heartbeats, consumers; its own connection
 //                 to the same database file)
 //   IngestWriter (its first job: reconcile every stream with the log)
-//   NatsIngestListener (ds.ingest.*), SnapshotServer (ds.hub.snapshot.*)
+//   NatsIngestListener (ds.ingest.*.*), SnapshotServer (ds.hub.snapshot.*)
 //   HttpApi (when [http] listen is set)
 //
 // After every broker reconnect the writer reconciles the streams again and

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <charconv>
@@ -10,6 +11,9 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <utility>
+
+#include <sodium.h>
 
 #include "shared/codec.h"
 #include "shared/names.h"
@@ -20,6 +24,20 @@ namespace {
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+// What a retry key is stored with (CommitBatch::digest): BLAKE2b-128 of the
+// validated records encoded as an ingest request without producer and seq.
+std::string content_digest(IngestRequest& request) {
+  std::string producer = std::exchange(request.producer, {});
+  const std::optional<uint64_t> seq = std::exchange(request.seq, std::nullopt);
+  const std::string bytes = encode(request);
+  request.producer = std::move(producer);
+  request.seq = seq;
+  std::string digest(16, '\0');
+  crypto_generichash(reinterpret_cast<unsigned char*>(digest.data()), digest.size(),
+                     reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), nullptr, 0);
+  return digest;
 }
 
 // The exit code of the test-only fault hook (see ingest_writer.h).
@@ -162,6 +180,7 @@ void IngestWriter::submit(const std::string& type, IngestRequest request, Ingest
     reply_rejected(reply, bad->status, bad->index);
     return;
   }
+  std::string digest = request.seq && !request.producer.empty() ? content_digest(request) : std::string();
   Status refused;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -170,7 +189,8 @@ void IngestWriter::submit(const std::string& type, IngestRequest request, Ingest
     } else if (queue_.size() >= options_.max_queue) {
       refused = Status::unavailable("the ingest queue is full; retry later");
     } else {
-      queue_.push_back(Pending{CommitBatch{type, std::move(request.producer), request.seq, std::move(request.records)},
+      queue_.push_back(Pending{CommitBatch{type, std::move(request.producer), request.seq, std::move(request.records),
+                                           std::move(digest)},
                                std::move(reply)});
       metrics_.ingest_queue_depth = static_cast<int64_t>(queue_.size());
     }
@@ -340,11 +360,12 @@ Status IngestWriter::publish(const std::string& type, const std::vector<PendingB
 // ---- NatsIngestListener ---------------------------------------------------------
 
 Result<std::unique_ptr<NatsIngestListener>> NatsIngestListener::start(Connection& nc, const HubConfig& config,
-                                                                      IngestWriter& writer, HubMetrics& metrics) {
-  std::unique_ptr<NatsIngestListener> l(new NatsIngestListener(nc, writer, metrics));
-  const Subjects subjects(config.nats.subject_prefix);
+                                                                      Authorizer& authorizer, IngestWriter& writer,
+                                                                      HubMetrics& metrics) {
+  std::unique_ptr<NatsIngestListener> l(new NatsIngestListener(nc, config, authorizer, writer, metrics));
   NatsIngestListener* self = l.get();
-  DS_ASSIGN_OR_RETURN(l->sub_, nc.subscribe(subjects.ingest_wildcard(), [self](Message m) { self->on_message(std::move(m)); }));
+  DS_ASSIGN_OR_RETURN(l->sub_, nc.subscribe(l->subjects_.ingest_wildcard(),
+                                            [self](Message m) { self->on_message(std::move(m)); }));
   return l;
 }
 
@@ -356,8 +377,18 @@ Status NatsIngestListener::drain() {
 NatsIngestListener::~NatsIngestListener() = default;
 
 void NatsIngestListener::on_message(Message msg) {
-  const std::string type(Subjects::last_token(msg.subject()));
+  const std::optional<IngestSubject> subject = subjects_.parse_ingest(msg.subject());
+  if (!subject) return;  // not of our form: the wildcard cannot deliver one
+  const std::string& type = subject->type;
+  const std::string& producer = subject->producer;
   const std::string reply_to(msg.reply());
+  if (!reply_to.empty()) {
+    if (Status s = authorizer_.may_reply(producer, reply_to); !s.is_ok()) {
+      ++metrics_.ingest_rejected;
+      spdlog::warn("ingest on {} dropped unanswered and unstored: {}", msg.subject(), s.message());
+      return;
+    }
+  }
   const auto content_type = msg.header("Content-Type");
   const bool json = content_type && content_type->rfind("application/json", 0) == 0;
   Connection& nc = nc_;
@@ -368,14 +399,24 @@ void NatsIngestListener::on_message(Message msg) {
     if (!s.is_ok()) spdlog::warn("ingest: reply to {} failed: {}", reply_to, s.to_string());
   };
   auto request = json ? decode_ingest_request_json(msg.data()) : decode_ingest_request(msg.data());
-  if (!request.is_ok()) {
+  Status refused = request.status();
+  if (refused.is_ok() && !request->producer.empty() && request->producer != producer) {
+    refused = Status::permission_denied(fmt::format(
+        "producer: the request names producer {} but was sent as {} (the subject's last token, which the "
+        "credentials bind); leave `producer` out or make it {}",
+        quoted_for_message(request->producer), quoted_for_message(producer), quoted_for_message(producer)));
+  }
+  if (refused.is_ok()) refused = validate_agent_id(producer).with_context("producer (the subject's last token)");
+  if (refused.is_ok()) refused = authorizer_.may_ingest(producer, type);
+  if (!refused.is_ok()) {
     ++metrics_.ingest_rejected;
-    spdlog::info("ingest {}: request rejected: {}", type, request.status().message());
+    spdlog::info("ingest {} from {}: request rejected: {}", type, quoted_for_message(producer), refused.message());
     IngestReply r;
-    r.error = WireError::from(request.status());
+    r.error = WireError::from(refused);
     reply(r);
     return;
   }
+  request->producer = producer;
   writer_.submit(type, std::move(request).value(), std::move(reply));
 }
 

@@ -58,6 +58,7 @@
 #include <thread>
 #include <vector>
 
+#include "hub/authorizer.h"
 #include "hub/hub_metrics.h"
 #include "hub/query_store.h"
 #include "hub/stream_publisher.h"
@@ -160,25 +161,35 @@ class IngestWriter {
   std::thread thread_;
 };
 
-// Subscribes ds.ingest.* and feeds the writer: msgpack bodies, or JSON when
-// the request has header Content-Type: application/json (then the reply is
-// JSON too). Replies to malformed requests at once. The destructor
-// unsubscribes; call drain() first to let requests already received reach
-// the writer.
+// Subscribes ds.ingest.*.* and feeds the writer: msgpack bodies, or JSON
+// when the request has header Content-Type: application/json (then the reply
+// is JSON too). The producer is the subject's last token, which NATS
+// permissions bind to the producer's credentials: it keys idempotent retries,
+// and a body `producer` other than it is refused (permission_denied), as is a
+// type beyond the producer's grants (Authorizer::may_ingest). A request whose
+// reply subject is not the producer's own inbox is dropped unanswered and
+// unstored (Authorizer::may_reply). Replies to malformed requests at once.
+// The destructor unsubscribes; call drain() first to let requests already
+// received reach the writer.
 class NatsIngestListener {
  public:
+  // `authorizer` must outlive the listener.
   static Result<std::unique_ptr<NatsIngestListener>> start(Connection& nc, const HubConfig& config,
-                                                           IngestWriter& writer, HubMetrics& metrics);
+                                                           Authorizer& authorizer, IngestWriter& writer,
+                                                           HubMetrics& metrics);
   // Stops taking new requests; those already delivered are still handled.
   Status drain();
   ~NatsIngestListener();
 
  private:
-  NatsIngestListener(Connection& nc, IngestWriter& writer, HubMetrics& metrics)
-      : nc_(nc), writer_(writer), metrics_(metrics) {}
+  NatsIngestListener(Connection& nc, const HubConfig& config, Authorizer& authorizer, IngestWriter& writer,
+                     HubMetrics& metrics)
+      : nc_(nc), subjects_(config.nats.subject_prefix), authorizer_(authorizer), writer_(writer), metrics_(metrics) {}
   void on_message(Message msg);
 
   Connection& nc_;
+  const Subjects subjects_;
+  Authorizer& authorizer_;
   IngestWriter& writer_;
   HubMetrics& metrics_;
   std::unique_ptr<Subscription> sub_;

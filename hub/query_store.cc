@@ -1,5 +1,6 @@
 #include "hub/query_store.h"
 
+#include <fmt/format.h>
 #include <msgpack.hpp>
 #include <spdlog/spdlog.h>
 
@@ -134,6 +135,7 @@ CREATE TABLE IF NOT EXISTS producer_batches(
   seq INTEGER NOT NULL,
   first_version INTEGER NOT NULL,
   last_version INTEGER NOT NULL,
+  digest BLOB,
   PRIMARY KEY(producer, type, seq)) WITHOUT ROWID;
 )sql";
 
@@ -212,9 +214,9 @@ const TypeConfig* QueryStore::find_type(const std::string& type) const {
 
 namespace {
 
-Result<std::set<std::string>> existing_columns(Database& db, std::string_view type) {
+Result<std::set<std::string>> table_columns(Database& db, const std::string& table) {
   DS_ASSIGN_OR_RETURN(Statement s, db.prepare("SELECT name FROM pragma_table_info(?)"));
-  s.bind(1, "t_" + std::string(type));
+  s.bind(1, table);
   std::set<std::string> names;
   for (;;) {
     DS_ASSIGN_OR_RETURN(bool row, s.step());
@@ -225,7 +227,7 @@ Result<std::set<std::string>> existing_columns(Database& db, std::string_view ty
 }
 
 Status create_or_upgrade_type(Database& db, const TypeConfig& type) {
-  DS_ASSIGN_OR_RETURN(std::set<std::string> have, existing_columns(db, type.name));
+  DS_ASSIGN_OR_RETURN(std::set<std::string> have, table_columns(db, "t_" + type.name));
   const std::string table = table_of(type.name);
   if (have.empty()) {
     std::string sql = "CREATE TABLE " + table + "(_key TEXT PRIMARY KEY";
@@ -269,6 +271,12 @@ Result<std::unique_ptr<QueryStore>> QueryStore::open(const std::string& path, st
   if (!options.read_only) {
     DS_ASSIGN_OR_RETURN(Transaction tx, Transaction::begin(*impl->db));
     DS_RETURN_IF_ERROR(impl->db->exec(kCoreSchema).with_context("query store schema"));
+    // Stores from before retry keys carried their content: their keys match
+    // any content (NULL digest), new ones only their own.
+    DS_ASSIGN_OR_RETURN(std::set<std::string> retry_columns, table_columns(*impl->db, "producer_batches"));
+    if (retry_columns.count("digest") == 0) {
+      DS_RETURN_IF_ERROR(impl->db->exec("ALTER TABLE producer_batches ADD COLUMN digest BLOB"));
+    }
     for (const TypeConfig& t : types) {
       DS_RETURN_IF_ERROR(create_or_upgrade_type(*impl->db, t).with_context("type '" + t.name + "'"));
     }
@@ -503,15 +511,22 @@ Result<GroupCommit> QueryStore::commit(const std::vector<CommitBatch>& batches, 
       const bool idempotent = !batch.producer.empty() && batch.seq.has_value();
       if (idempotent) {
         DS_ASSIGN_OR_RETURN(Statement * seen,
-                            im.stmt("SELECT first_version, last_version FROM producer_batches"
+                            im.stmt("SELECT first_version, last_version, digest FROM producer_batches"
                                     " WHERE producer = ? AND type = ? AND seq = ?"));
         StatementUse use(*seen);
         use->bind(1, batch.producer).bind(2, batch.type).bind(3, static_cast<int64_t>(*batch.seq));
         DS_ASSIGN_OR_RETURN(bool row, use->step());
         if (row) {
-          out.retried = true;
           out.first_version = static_cast<uint64_t>(use->column_int64(0));
           out.last_version = static_cast<uint64_t>(use->column_int64(1));
+          if (use->column_is_null(2) || use->column_blob(2) == batch.digest) {
+            out.retried = true;
+          } else {
+            out.status = Status::already_exists(fmt::format(
+                "seq {} of producer '{}' for type '{}' was already used for other records, stored as "
+                "versions {}..{}; a retry must resend the same records, new records need a new seq",
+                *batch.seq, batch.producer, batch.type, out.first_version, out.last_version));
+          }
           continue;
         }
       }
@@ -528,13 +543,15 @@ Result<GroupCommit> QueryStore::commit(const std::vector<CommitBatch>& batches, 
       }
       if (failed.is_ok() && idempotent) {
         auto rec = im.stmt(
-            "INSERT INTO producer_batches(producer, type, seq, first_version, last_version) VALUES(?, ?, ?, ?, ?)");
+            "INSERT INTO producer_batches(producer, type, seq, first_version, last_version, digest)"
+            " VALUES(?, ?, ?, ?, ?, ?)");
         if (!rec.is_ok()) {
           failed = rec.status();
         } else {
           StatementUse use(**rec);
           use->bind(1, batch.producer).bind(2, batch.type).bind(3, static_cast<int64_t>(*batch.seq));
           use->bind(4, static_cast<int64_t>(version_before + 1)).bind(5, static_cast<int64_t>(im.versions[batch.type]));
+          use->bind_blob(6, batch.digest);
           failed = use->run();
         }
       }

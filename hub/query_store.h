@@ -10,7 +10,7 @@
 //
 //   changes(type, version, key, op, partition, batch, fields, ts, hub_ts, producer)
 //   type_state(type, version, published_batch, published_version, published_seq)
-//   producer_batches(producer, type, seq, first_version, last_version)
+//   producer_batches(producer, type, seq, first_version, last_version, digest)
 //
 // `changes.fields` is the msgpack map of the columns the change set (see
 // encode_fields in query_store.cc). `changes.batch` is the first version of
@@ -55,6 +55,10 @@ struct CommitBatch {
   std::string producer;              // "" = no idempotency
   std::optional<uint64_t> seq;       // with producer: a retry key
   std::vector<IngestRecord> records;
+  // Stored with the retry key, so a reuse of the key for other records is
+  // told apart from a retry of the same ones: BLAKE2b-128 of the records'
+  // msgpack encoding after validation (IngestWriter::submit).
+  std::string digest;
 };
 
 // What became of one CommitBatch in a group commit.
@@ -63,7 +67,9 @@ struct BatchOutcome {
   std::optional<uint32_t> index;     // the offending record, when one caused it
   uint64_t first_version = 0;
   uint64_t last_version = 0;
-  bool retried = false;              // (producer, seq) was stored before; range is the stored one
+  bool retried = false;              // (producer, type, seq) was stored before with the same
+                                     // content; range is the stored one (other content:
+                                     // status already_exists naming that range)
 };
 
 // Per-type counters of the log and of what the stream holds.

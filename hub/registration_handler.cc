@@ -21,10 +21,10 @@ RegisterReply error_reply(const Status& s) {
 
 }  // namespace
 
-RegistrationHandler::RegistrationHandler(const HubConfig& config, AgentRegistry& registry,
+RegistrationHandler::RegistrationHandler(const HubConfig& config, Authorizer& authorizer, AgentRegistry& registry,
                                          LivenessTracker& tracker, DeliveryManager& delivery,
                                          TransitionSink on_transition)
-    : config_(config), registry_(registry), tracker_(tracker), delivery_(delivery),
+    : config_(config), authorizer_(authorizer), registry_(registry), tracker_(tracker), delivery_(delivery),
       on_transition_(std::move(on_transition)) {}
 
 Status RegistrationHandler::validate(std::string_view subject, const RegisterRequest& request) const {
@@ -46,6 +46,7 @@ Status RegistrationHandler::validate(std::string_view subject, const RegisterReq
     if (!seen.insert(s.type).second) {
       return Status::invalid_argument(where + ": type '" + s.type + "' subscribed twice");
     }
+    DS_RETURN_IF_ERROR(authorizer_.may_take(request.agent, s.type, s.partition).with_context(where));
     if (s.partition == kAnyPartition) continue;
     if (!tc->schema.partition) {
       return Status::invalid_argument(where + ": type '" + s.type + "' is not partitioned; partition must be \"*\", got '" +

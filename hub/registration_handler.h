@@ -8,6 +8,9 @@
 //  - the subject's last token differs from the request's `agent`:
 //    permission_denied (the token is what NATS permissions bind, so an agent
 //    cannot register in another's name);
+//  - a subscription beyond the agent's grants (Authorizer::may_take: a type
+//    it may not take, another partition, "*" with a one-partition grant):
+//    permission_denied naming it;
 //  - an undeclared type, a duplicate type, a bad partition value, or a
 //    partition on an unpartitioned type: invalid_argument naming the type;
 //  - undecodable bytes: invalid_argument naming the field.
@@ -22,6 +25,7 @@
 #include <string_view>
 
 #include "hub/agent_registry.h"
+#include "hub/authorizer.h"
 #include "hub/delivery_manager.h"
 #include "hub/liveness_tracker.h"
 #include "shared/config.h"
@@ -35,10 +39,11 @@ class RegistrationHandler {
   // Called with each state change the registration causes, to log and store.
   using TransitionSink = std::function<void(const Transition&)>;
 
-  RegistrationHandler(const HubConfig& config, AgentRegistry& registry, LivenessTracker& tracker,
-                      DeliveryManager& delivery, TransitionSink on_transition);
+  RegistrationHandler(const HubConfig& config, Authorizer& authorizer, AgentRegistry& registry,
+                      LivenessTracker& tracker, DeliveryManager& delivery, TransitionSink on_transition);
 
-  // Checks the request against the subject and the configuration.
+  // Checks the request against the subject, the configuration and the
+  // agent's grants.
   Status validate(std::string_view subject, const RegisterRequest& request) const;
 
   // Handles one encoded request that arrived on `subject`; returns the reply.
@@ -51,6 +56,7 @@ class RegistrationHandler {
   Status open_deliveries(const RegisterRequest& request, RegisterReply& reply);
 
   const HubConfig& config_;
+  Authorizer& authorizer_;
   AgentRegistry& registry_;
   LivenessTracker& tracker_;
   DeliveryManager& delivery_;

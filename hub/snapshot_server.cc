@@ -8,11 +8,11 @@
 namespace ds {
 
 Result<std::unique_ptr<SnapshotServer>> SnapshotServer::start(const HubConfig& config, Connection& nc,
-                                                              HubMetrics& metrics) {
+                                                              Authorizer& authorizer, HubMetrics& metrics) {
   QueryStoreOptions options;
   options.read_only = true;
   DS_ASSIGN_OR_RETURN(std::unique_ptr<QueryStore> store, QueryStore::open(config.store_path, config.types, options));
-  std::unique_ptr<SnapshotServer> s(new SnapshotServer(config, nc, metrics, std::move(store)));
+  std::unique_ptr<SnapshotServer> s(new SnapshotServer(config, nc, authorizer, metrics, std::move(store)));
   SnapshotServer* self = s.get();
   DS_ASSIGN_OR_RETURN(s->sub_, nc.subscribe(Subjects(config.nats.subject_prefix).snapshot_wildcard(),
                                             [self](Message m) { self->on_message(std::move(m)); }));
@@ -25,6 +25,8 @@ Result<SnapshotReply> SnapshotServer::page(const std::string& agent, const Snaps
   DS_RETURN_IF_ERROR(validate_agent_id(agent).with_context("agent"));
   const TypeConfig* type = config_.find_type(request.type);
   if (type == nullptr) return Status::not_found("unknown business type '" + request.type + "'");
+  const std::string_view wanted = request.partition == kAllPartitions ? kAnyPartition : request.partition;
+  DS_RETURN_IF_ERROR(authorizer_.may_take(agent, request.type, wanted));
   if (request.partition != kAnyPartition) {
     if (!type->schema.partition) {
       if (request.partition != kAllPartitions) {
@@ -41,6 +43,11 @@ Result<SnapshotReply> SnapshotServer::page(const std::string& agent, const Snaps
 
 void SnapshotServer::on_message(Message msg) {
   const std::string agent(Subjects::last_token(msg.subject()));
+  if (Status s = authorizer_.may_reply(agent, msg.reply()); !s.is_ok()) {
+    ++metrics_.snapshot_errors;
+    spdlog::warn("snapshot request on {} dropped unanswered: {}", msg.subject(), s.message());
+    return;
+  }
   SnapshotReply reply;
   auto request = decode_snapshot_request(msg.data());
   Result<SnapshotReply> result = request.is_ok() ? page(agent, *request) : Result<SnapshotReply>(request.status());

@@ -7,7 +7,10 @@
 // the type's published version and its stream sequence at the time of the
 // page. Refused with {error}: an agent id that is not valid, a malformed
 // request, a type the hub does not know, a partition that is not valid for
-// the type (a partition value for an unpartitioned type, or a bad token).
+// the type (a partition value for an unpartitioned type, or a bad token),
+// a type or partition beyond the agent's grants (permission_denied,
+// Authorizer::may_take). A request whose reply subject is not the agent's
+// own inbox is dropped unanswered (Authorizer::may_reply).
 //
 // Threads: the subscription's cnats delivery thread reads the page from the
 // server's own read-only QueryStore (a page is bounded, so this delays only
@@ -18,6 +21,7 @@
 #include <memory>
 #include <mutex>
 
+#include "hub/authorizer.h"
 #include "hub/hub_metrics.h"
 #include "hub/query_store.h"
 #include "shared/config.h"
@@ -29,20 +33,23 @@ namespace ds {
 
 class SnapshotServer {
  public:
+  // `authorizer` must outlive the server.
   static Result<std::unique_ptr<SnapshotServer>> start(const HubConfig& config, Connection& nc,
-                                                       HubMetrics& metrics);
+                                                       Authorizer& authorizer, HubMetrics& metrics);
   ~SnapshotServer();
 
   // The page for `agent`'s request, or why it is refused. Exposed for tests.
   Result<SnapshotReply> page(const std::string& agent, const SnapshotRequest& request);
 
  private:
-  SnapshotServer(const HubConfig& config, Connection& nc, HubMetrics& metrics, std::unique_ptr<QueryStore> store)
-      : config_(config), nc_(nc), metrics_(metrics), store_(std::move(store)) {}
+  SnapshotServer(const HubConfig& config, Connection& nc, Authorizer& authorizer, HubMetrics& metrics,
+                 std::unique_ptr<QueryStore> store)
+      : config_(config), nc_(nc), authorizer_(authorizer), metrics_(metrics), store_(std::move(store)) {}
   void on_message(Message msg);
 
   const HubConfig& config_;
   Connection& nc_;
+  Authorizer& authorizer_;
   HubMetrics& metrics_;
   std::mutex mu_;
   std::unique_ptr<QueryStore> store_;  // guarded by mu_

@@ -595,7 +595,7 @@ Result<HubConfig> hub_from_text(std::string_view text, const std::string& file,
   config.path = file;
   Section root(&file, &doc, "");
   DS_RETURN_IF_ERROR(
-      root.only_keys({"hub", "nats", "store", "http", "liveness", "delivery", "types"}));
+      root.only_keys({"hub", "nats", "store", "auth", "http", "liveness", "delivery", "types"}));
 
   DS_ASSIGN_OR_RETURN(Section hub, root.get_table("hub"));
   DS_RETURN_IF_ERROR(hub.only_keys({"name", "log_level"}));
@@ -608,6 +608,20 @@ Result<HubConfig> hub_from_text(std::string_view text, const std::string& file,
   DS_ASSIGN_OR_RETURN(Section store, root.get_table("store"));
   DS_RETURN_IF_ERROR(store.only_keys({"path"}));
   DS_RETURN_IF_ERROR(read_required_path(store, "path", base, config.store_path));
+
+  DS_ASSIGN_OR_RETURN(Section auth, root.get_table("auth"));
+  DS_RETURN_IF_ERROR(auth.only_keys({"identities_file"}));
+  DS_RETURN_IF_ERROR(auth.get_string("identities_file", config.identities_file));
+  if (!config.identities_file.empty()) {
+    config.identities_file = resolve_path(base, config.identities_file);
+  } else if (!config.nats.user.empty() || !config.nats.creds_file.empty() || !config.nats.nkey_seed_file.empty()) {
+    // An authenticated hub holds every NATS right; without the registry it
+    // would act for any agent or producer on whatever their requests say.
+    return auth.error_at("identities_file",
+                         "required when the hub authenticates to NATS: name the identities.json that "
+                         "`deltasync creds` wrote with the credentials, so the hub can authorize "
+                         "agents and producers");
+  }
 
   DS_RETURN_IF_ERROR(read_http(root, config));
 

@@ -43,6 +43,10 @@ struct HubConfig {
   std::string log_level = "info";       // [hub] log_level: trace..off
   NatsConfig nats;
   std::string store_path = "hub.db";    // [store] path (relative to the file)
+  // [auth] identities_file: the identity registry `deltasync creds` writes
+  // (shared/identities.h); "" = no authorization (an open NATS server, for
+  // development). Required when [nats] authenticates.
+  std::string identities_file;
   std::string http_listen = "127.0.0.1:8080";  // [http] listen: host:port, "" = off
   std::string http_token;               // [http] token: bearer token, required when listening
   int64_t heartbeat_interval_ms = 5000; // [liveness] heartbeat_interval_ms

@@ -78,8 +78,18 @@ std::string join(std::string_view a, std::string_view b) {
 }
 }  // namespace
 
-std::string Subjects::ingest(std::string_view type) const { return join(p_ + ".ingest", type); }
-std::string Subjects::ingest_wildcard() const { return p_ + ".ingest.*"; }
+std::string Subjects::ingest(std::string_view type, std::string_view producer) const {
+  return join(join(p_ + ".ingest", type), producer);
+}
+std::string Subjects::ingest_wildcard() const { return p_ + ".ingest.*.*"; }
+std::optional<IngestSubject> Subjects::parse_ingest(std::string_view subject) const {
+  const std::string head = p_ + ".ingest.";
+  if (subject.substr(0, head.size()) != head) return std::nullopt;
+  const std::string_view rest = subject.substr(head.size());
+  const size_t dot = rest.find('.');
+  if (dot == std::string_view::npos || rest.find('.', dot + 1) != std::string_view::npos) return std::nullopt;
+  return IngestSubject{std::string(rest.substr(0, dot)), std::string(rest.substr(dot + 1))};
+}
 std::string Subjects::register_agent(std::string_view agent) const {
   return join(p_ + ".hub.register", agent);
 }

@@ -3,6 +3,7 @@
 // and the validation of the identifiers that go into them.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -30,14 +31,23 @@ Status validate_partition(std::string_view partition);
 // Subject prefix: one or more tokens of [A-Za-z0-9_-] separated by '.'.
 Status validate_subject_prefix(std::string_view prefix);
 
+// The two tokens of an ingest subject.
+struct IngestSubject {
+  std::string type;
+  std::string producer;  // the identity NATS permissions bind to this subject
+};
+
 // Subject names under a configurable prefix (default "ds").
 class Subjects {
  public:
   explicit Subjects(std::string prefix = "ds") : p_(std::move(prefix)) {}
 
   const std::string& prefix() const { return p_; }
-  std::string ingest(std::string_view type) const;               // ds.ingest.<type>
-  std::string ingest_wildcard() const;                           // ds.ingest.*
+  std::string ingest(std::string_view type, std::string_view producer) const;  // ds.ingest.<type>.<producer>
+  std::string ingest_wildcard() const;                           // ds.ingest.*.*
+  // The type and producer of ds.ingest.<type>.<producer>; nullopt for any
+  // other subject (the tokens themselves are not validated here).
+  std::optional<IngestSubject> parse_ingest(std::string_view subject) const;
   std::string register_agent(std::string_view agent) const;      // ds.hub.register.<agent>
   std::string register_wildcard() const;                         // ds.hub.register.*
   std::string snapshot(std::string_view agent) const;            // ds.hub.snapshot.<agent>

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -209,12 +210,24 @@ struct PushArgs {
   std::string nats_url = env_or("DELTASYNC_NATS", "nats://127.0.0.1:4222");
   std::string user, password, creds_file, nkey_seed_file;
   std::string subject_prefix = "ds";
-  std::string inbox_prefix;
   std::string producer;
   uint64_t first_seq = 1;
   size_t batch = 1000;
   bool quiet = false;
 };
+
+// push-<host>-<pid>-<time>, with the host cut to the name rule
+// ([A-Za-z0-9_-], 64 characters in all).
+std::string unique_producer_name() {
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  std::string h;
+  for (const char* c = host; *c != '\0' && h.size() < 24; ++c) {
+    h += std::isalnum(static_cast<unsigned char>(*c)) || *c == '-' || *c == '_' ? *c : '-';
+  }
+  return fmt::format("push-{}-{}-{}", h, getpid(),
+                     std::chrono::system_clock::now().time_since_epoch().count() % 1000000000000);
+}
 
 int cmd_push(const PushArgs& a, const HubOptions& hub) {
   if (auto s = validate_type_name(a.type); !s) return fail(s.with_context("--type"));
@@ -261,18 +274,13 @@ int cmd_push(const PushArgs& a, const HubOptions& hub) {
   opts.config.creds_file = a.creds_file;
   opts.config.nkey_seed_file = a.nkey_seed_file;
   opts.name = "deltasync push";
-  // A producer's NATS permissions allow replies only under _INBOX_<producer>
-  // (see `deltasync creds`), so authenticated pushes default to that prefix.
-  opts.inbox_prefix = a.inbox_prefix;
-  const bool authenticated = !a.user.empty() || !a.creds_file.empty() || !a.nkey_seed_file.empty();
-  if (opts.inbox_prefix.empty() && authenticated && !a.producer.empty()) opts.inbox_prefix = inbox_prefix(a.producer);
-  std::string producer = a.producer;
-  if (producer.empty()) {
-    char host[256] = {};
-    gethostname(host, sizeof host - 1);
-    producer = fmt::format("push-{}-{}-{}", host, getpid(),
-                           std::chrono::system_clock::now().time_since_epoch().count());
+  std::string producer = a.producer.empty() ? unique_producer_name() : a.producer;
+  if (auto s = validate_agent_id(producer); !s) {
+    return fail(Status::invalid_argument("--producer: " + s.message() + " (the name is a subject token)"));
   }
+  // The producer is the last token of the ingest subject, which the
+  // producer's credentials bind; the hub replies only into its own inbox.
+  opts.inbox_prefix = inbox_prefix(producer);
   auto nc = Connection::connect(opts);
   if (!nc) return fail(nc.status());
   Pusher pusher(**nc, Subjects(a.subject_prefix), a.type,
@@ -340,9 +348,9 @@ int cmd_creds(const CredsArgs& a) {
   request.out_dir = a.out_dir;
   request.subject_prefix = a.subject_prefix;
   request.force = a.force;
-  for (auto [role, args, option] : {std::tuple{CredsRole::kHub, &a.hubs, "--hub"},
-                                    std::tuple{CredsRole::kAgent, &a.agents, "--agent"},
-                                    std::tuple{CredsRole::kProducer, &a.producers, "--producer"}}) {
+  for (auto [role, args, option] : {std::tuple{IdentityRole::kHub, &a.hubs, "--hub"},
+                                    std::tuple{IdentityRole::kAgent, &a.agents, "--agent"},
+                                    std::tuple{IdentityRole::kProducer, &a.producers, "--producer"}}) {
     for (const auto& arg : *args) {
       auto identity = parse_creds_identity(role, arg);
       if (!identity) return fail(identity.status().with_context(std::string(option) + " " + arg));
@@ -353,19 +361,20 @@ int cmd_creds(const CredsArgs& a) {
   if (!result) return fail(result.status());
   Table t({"ROLE", "NAME", "TYPES", "SEED FILE (0600, secret)", "INBOX PREFIX", "PUBLIC KEY"});
   for (const auto& c : result->issued) {
-    std::string types;
-    for (const auto& type : c.identity.types) types += (types.empty() ? "" : ",") + type;
-    t.add({std::string(creds_role_name(c.identity.role)), c.identity.name, types.empty() ? "-" : types, c.seed_file,
-           c.identity.role == CredsRole::kHub ? "-" : inbox_prefix(c.identity.name), c.public_key});
+    const std::string types = grants_text(c.identity);
+    t.add({std::string(role_name(c.identity.role)), c.identity.name, types.empty() ? "-" : types, c.seed_file,
+           c.identity.role == IdentityRole::kHub ? "-" : inbox_prefix(c.identity.name), c.identity.public_key});
   }
   t.print();
-  fmt::print("\nwrote {} (public keys and permissions only).\n"
+  fmt::print("\nwrote {} and {} (public keys, permissions and grants only).\n"
              "Put it beside nats-server's config and add this line there (include paths are relative\n"
              "to the including file; nats-server does not take absolute ones):\n"
              "  include auth.conf\n"
              "Give each process its seed file ([nats] nkey_seed_file, or push --nkey-seed); agents and\n"
-             "producers must connect with their inbox prefix, or replies to them are refused.\n",
-             result->auth_conf);
+             "producers must connect with their inbox prefix, or replies to them are refused.\n"
+             "Point the hub at the registry ([auth] identities_file = \"{}\") so it authorizes each\n"
+             "agent and producer by the grants above.\n",
+             result->auth_conf, result->identities, result->identities);
   return kExitOk;
 }
 
@@ -467,9 +476,10 @@ int run_cli(int argc, char** argv) {
   push->add_option("--creds", push_args.creds_file, "NATS credentials file");
   push->add_option("--nkey-seed", push_args.nkey_seed_file, "NATS nkey seed file");
   push->add_option("--subject-prefix", push_args.subject_prefix, "subject prefix")->capture_default_str();
-  push->add_option("--inbox-prefix", push_args.inbox_prefix,
-                   "reply inbox prefix (default _INBOX_<producer> when authenticated with --producer)");
-  push->add_option("--producer", push_args.producer, "producer name for idempotent retries (default: unique per run)");
+  push->add_option("--producer", push_args.producer,
+                   "producer name: the identity of the credentials (deltasync creds --producer NAME:...), "
+                   "the ingest subject's last token and the key of idempotent retries; replies come to "
+                   "_INBOX_<producer> (default: unique per run, for an open server)");
   push->add_option("--first-seq", push_args.first_seq, "sequence number of the first batch (to resume a push)")
       ->capture_default_str();
   push->add_option("--batch", push_args.batch, "records per batch")->capture_default_str();
@@ -489,9 +499,10 @@ int run_cli(int argc, char** argv) {
 
   CredsArgs creds_args;
   auto* creds = app.add_subcommand("creds", "generate NATS nkeys per hub/agent/producer and nats-server's auth.conf");
-  creds->add_option("--out", creds_args.out_dir, "directory for <name>.nk seed files and auth.conf")->required();
+  creds->add_option("--out", creds_args.out_dir, "directory for <name>.nk seed files, auth.conf and identities.json")->required();
   creds->add_option("--hub", creds_args.hubs, "hub name (repeatable): may use every subject");
-  creds->add_option("--agent", creds_args.agents, "agent as id:type1,type2 (repeatable)");
+  creds->add_option("--agent", creds_args.agents, "agent as id:type1,type2 (repeatable); type:partition binds a type to one partition, "
+                    "e.g. store-1:prices:store-1,products");
   creds->add_option("--producer", creds_args.producers, "producer as name:type1,type2 (repeatable)");
   creds->add_option("--prefix", creds_args.subject_prefix, "subject prefix")->capture_default_str();
   creds->add_flag("--force", creds_args.force, "replace existing seed files and auth.conf (old keys stop working)");

@@ -20,43 +20,7 @@ namespace {
 
 constexpr std::string_view kAuthConfName = "auth.conf";
 constexpr std::string_view kSeedSuffix = ".nk";
-
-Status validate_name(CredsRole role, std::string_view name) {
-  Status s = validate_agent_id(name);
-  if (s.is_ok() || role == CredsRole::kAgent) return s;
-  // Same rule for every identity (the name is a subject token and a file
-  // name), but the message should not call a producer an agent.
-  std::string msg = s.message();
-  const std::string_view agent_word = "agent id";
-  if (auto at = msg.find(agent_word); at != std::string::npos) {
-    msg.replace(at, agent_word.size(), std::string(creds_role_name(role)) + " name");
-  }
-  return Status::invalid_argument(std::move(msg));
-}
-
-Status validate_identity(const CredsIdentity& identity) {
-  const std::string_view role = creds_role_name(identity.role);
-  DS_RETURN_IF_ERROR(validate_name(identity.role, identity.name));
-  if (identity.role == CredsRole::kHub) {
-    if (!identity.types.empty()) {
-      return Status::invalid_argument(fmt::format("hub '{}': a hub takes no types (it may use every subject)",
-                                                  identity.name));
-    }
-    return Status::ok();
-  }
-  if (identity.types.empty()) {
-    return Status::invalid_argument(fmt::format("{} '{}' has no business types: write {}:type1,type2", role,
-                                                identity.name, identity.name));
-  }
-  std::set<std::string_view> seen;
-  for (const auto& type : identity.types) {
-    DS_RETURN_IF_ERROR(validate_type_name(type).with_context(fmt::format("{} '{}'", role, identity.name)));
-    if (!seen.insert(type).second) {
-      return Status::invalid_argument(fmt::format("{} '{}': type '{}' is listed twice", role, identity.name, type));
-    }
-  }
-  return Status::ok();
-}
+constexpr std::string_view kIdentitiesName = "identities.json";
 
 // Quoted nats-server config string. Names and types are restricted to
 // [A-Za-z0-9_-] and prefixes to dotted tokens, so no escaping is needed;
@@ -80,6 +44,16 @@ std::string join(const std::vector<std::string>& items, std::string_view sep) {
   }
   return out;
 }
+
+}  // namespace
+
+std::string grants_text(const Identity& identity) {
+  std::vector<std::string> items;
+  for (const Grant& g : identity.grants) items.push_back(g.partition == kAnyPartition ? g.type : g.type + ":" + g.partition);
+  return join(items, ",");
+}
+
+namespace {
 
 std::string errno_text(int err) { return std::strerror(err); }
 
@@ -159,17 +133,8 @@ std::string path_in(const std::string& dir, std::string_view name) {
 
 }  // namespace
 
-std::string_view creds_role_name(CredsRole role) {
-  switch (role) {
-    case CredsRole::kHub: return "hub";
-    case CredsRole::kAgent: return "agent";
-    case CredsRole::kProducer: return "producer";
-  }
-  return "identity";
-}
-
-Result<CredsIdentity> parse_creds_identity(CredsRole role, std::string_view arg) {
-  CredsIdentity identity;
+Result<Identity> parse_creds_identity(IdentityRole role, std::string_view arg) {
+  Identity identity;
   identity.role = role;
   const size_t colon = arg.find(':');
   identity.name = std::string(arg.substr(0, colon));
@@ -177,7 +142,11 @@ Result<CredsIdentity> parse_creds_identity(CredsRole role, std::string_view arg)
     std::string_view rest = arg.substr(colon + 1);
     while (true) {
       const size_t comma = rest.find(',');
-      identity.types.emplace_back(rest.substr(0, comma));
+      const std::string_view item = rest.substr(0, comma);
+      const size_t at = item.find(':');
+      Grant grant{std::string(item.substr(0, at))};
+      if (at != std::string_view::npos) grant.partition = std::string(item.substr(at + 1));
+      identity.grants.push_back(std::move(grant));
       if (comma == std::string_view::npos) break;
       rest = rest.substr(comma + 1);
     }
@@ -192,29 +161,25 @@ Status validate_creds_request(const CredsRequest& request) {
   if (request.identities.empty()) {
     return Status::invalid_argument("nothing to generate: give at least one --hub, --agent or --producer");
   }
-  std::set<std::string_view> names;
-  for (const auto& identity : request.identities) {
-    DS_RETURN_IF_ERROR(validate_identity(identity));
-    if (!names.insert(identity.name).second) {
-      return Status::invalid_argument(fmt::format(
-          "name '{}' is used twice: every hub, agent and producer needs its own name "
-          "(it names the seed file and the inbox prefix)",
-          identity.name));
-    }
-  }
-  return Status::ok();
+  return validate_registry(IdentityRegistry{request.subject_prefix, request.identities});
 }
 
-std::string nats_user_entry(const CredsIdentity& identity, std::string_view public_key,
-                            std::string_view subject_prefix) {
+std::string nats_user_entry(const Identity& identity, std::string_view subject_prefix) {
+  const std::string& public_key = identity.public_key;
   const Subjects subjects{std::string(subject_prefix)};
   const std::string& p = subjects.prefix();
   const std::string& x = identity.name;
   switch (identity.role) {
-    case CredsRole::kHub:
-      return fmt::format("    {{ nkey: {}, permissions: {{ publish: \">\", subscribe: \">\" }} }}\n",
-                         conf_string(public_key));
-    case CredsRole::kAgent: {
+    case IdentityRole::kHub: {
+      // Everything its job needs, but nothing that destroys a stream's
+      // history: the hub never purges or deletes streams or stream messages,
+      // so a reply it were tricked into sending there is refused by the server.
+      const std::vector<std::string> deny = {"$JS.API.STREAM.PURGE.>", "$JS.API.STREAM.DELETE.>",
+                                             "$JS.API.STREAM.MSG.DELETE.>"};
+      return fmt::format("    {{ nkey: {}, permissions: {{ publish: {{ allow: \">\", deny: {} }}, subscribe: \">\" }} }}\n",
+                         conf_string(public_key), conf_list(deny));
+    }
+    case IdentityRole::kAgent: {
       // No $JS.API.CONSUMER.CREATE, STREAM.MSG.GET or DIRECT.GET: subscribe
       // permissions do not guard what the JetStream API would hand out, so
       // the hub creates the agent's consumers and the agent only looks its
@@ -225,7 +190,7 @@ std::string nats_user_entry(const CredsIdentity& identity, std::string_view publ
           "$JS.ACK.*." + consumer_name(x) + ".>",
       };
       std::vector<std::string> subscribe = {p + ".push." + x + ".>", p + ".agent." + x + ".>"};
-      for (const auto& type : identity.types) subscribe.push_back(subjects.heartbeat(type));
+      for (const Grant& g : identity.grants) subscribe.push_back(subjects.heartbeat(g.type));
       subscribe.push_back(inbox_prefix(x) + ".>");
       return fmt::format(
           "    {{ nkey: {}, permissions: {{\n"
@@ -234,9 +199,9 @@ std::string nats_user_entry(const CredsIdentity& identity, std::string_view publ
           "        allow_responses: true }} }}\n",
           conf_string(public_key), conf_list(publish), conf_list(subscribe));
     }
-    case CredsRole::kProducer: {
+    case IdentityRole::kProducer: {
       std::vector<std::string> publish;
-      for (const auto& type : identity.types) publish.push_back(subjects.ingest(type));
+      for (const Grant& g : identity.grants) publish.push_back(subjects.ingest(g.type, x));
       return fmt::format(
           "    {{ nkey: {}, permissions: {{\n"
           "        publish:   {{ allow: {} }}\n"
@@ -250,7 +215,7 @@ std::string nats_user_entry(const CredsIdentity& identity, std::string_view publ
 std::string nats_authorization_block(const std::vector<IssuedCredential>& issued,
                                      std::string_view subject_prefix) {
   std::string out = fmt::format(
-      "# Generated by `deltasync creds` for subject prefix \"{}\" (DESIGN.md section 7).\n"
+      "# Generated by `deltasync creds` for subject prefix \"{}\" (see deltasync docs/security.md).\n"
       "# Public keys only; each process keeps its seed in <name>.nk. Agents and\n"
       "# producers must connect with the inbox prefix _INBOX_<name>.\n"
       "# Use it from nats-server's config with:  include auth.conf\n"
@@ -258,9 +223,9 @@ std::string nats_authorization_block(const std::vector<IssuedCredential>& issued
       "  users = [\n",
       subject_prefix);
   for (const auto& c : issued) {
-    out += fmt::format("    # {} {}", creds_role_name(c.identity.role), c.identity.name);
-    if (!c.identity.types.empty()) out += " (types: " + join(c.identity.types, ", ") + ")";
-    out += "\n" + nats_user_entry(c.identity, c.public_key, subject_prefix);
+    out += fmt::format("    # {} {}", role_name(c.identity.role), c.identity.name);
+    if (!c.identity.grants.empty()) out += " (types: " + grants_text(c.identity) + ")";
+    out += "\n" + nats_user_entry(c.identity, subject_prefix);
   }
   out += "  ]\n}\n";
   return out;
@@ -271,8 +236,9 @@ Result<CredsResult> write_credentials(const CredsRequest& request) {
 
   CredsResult result;
   result.auth_conf = path_in(request.out_dir, kAuthConfName);
+  result.identities = path_in(request.out_dir, kIdentitiesName);
   for (const auto& identity : request.identities) {
-    result.issued.push_back({identity, "", path_in(request.out_dir, identity.name + std::string(kSeedSuffix))});
+    result.issued.push_back({identity, path_in(request.out_dir, identity.name + std::string(kSeedSuffix))});
   }
 
   // Refuse before writing anything, so a refused run leaves no mixture of
@@ -283,7 +249,9 @@ Result<CredsResult> write_credentials(const CredsRequest& request) {
     for (const auto& c : result.issued) {
       if (std::filesystem::exists(c.seed_file, ec)) existing.push_back(c.seed_file);
     }
-    if (std::filesystem::exists(result.auth_conf, ec)) existing.push_back(result.auth_conf);
+    for (const std::string& f : {result.auth_conf, result.identities}) {
+      if (std::filesystem::exists(f, ec)) existing.push_back(f);
+    }
     if (!existing.empty()) {
       return Status::already_exists(fmt::format("{} already exist{}; use --force to replace (old keys stop working)",
                                                 join(existing, ", "), existing.size() == 1 ? "s" : ""));
@@ -293,7 +261,7 @@ Result<CredsResult> write_credentials(const CredsRequest& request) {
   DS_RETURN_IF_ERROR(ensure_directory(request.out_dir));
   for (auto& c : result.issued) {
     DS_ASSIGN_OR_RETURN(NkeyPair pair, generate_user_nkey());
-    c.public_key = pair.public_key;
+    c.identity.public_key = pair.public_key;
     std::string content;
     content.reserve(pair.seed.size() + 1);
     content.append(pair.seed).append("\n");
@@ -304,6 +272,10 @@ Result<CredsResult> write_credentials(const CredsRequest& request) {
   }
   DS_RETURN_IF_ERROR(write_file_atomically(
       result.auth_conf, nats_authorization_block(result.issued, request.subject_prefix), 0644));
+  IdentityRegistry registry{request.subject_prefix, {}};
+  for (const auto& c : result.issued) registry.identities.push_back(c.identity);
+  // Public keys and entitlements only, like auth.conf; the hub reads it.
+  DS_RETURN_IF_ERROR(write_file_atomically(result.identities, registry_to_json(registry), 0644));
   DS_RETURN_IF_ERROR(sync_directory(request.out_dir));
   return result;
 }

@@ -15,11 +15,10 @@ Pusher::Pusher(Connection& nc, Subjects subjects, std::string type, PushOptions 
 
 Result<IngestReply> Pusher::push(std::vector<IngestRecord> records) {
   IngestRequest request;
-  request.producer = options_.producer;
   request.seq = seq_;
   request.records = std::move(records);
   const std::string body = encode(request);
-  const std::string subject = subjects_.ingest(type_);
+  const std::string subject = subjects_.ingest(type_, options_.producer);
 
   Status last;
   int64_t backoff_ms = 200;

@@ -1,7 +1,9 @@
 #pragma once
-// The producer side of ingest: sends batches of records to `ds.ingest.<type>`
-// and waits for the hub's acknowledgement. (producer, seq) makes retries of a
-// batch idempotent, so a batch that got no answer is sent again unchanged.
+// The producer side of ingest: sends batches of records to
+// `ds.ingest.<type>.<producer>` and waits for the hub's acknowledgement.
+// (producer, type, seq) makes retries of a batch idempotent, so a batch that
+// got no answer is sent again unchanged. The connection must use the inbox
+// prefix _INBOX_<producer> (or, on an open server, cnats' default).
 // Not thread-safe.
 
 #include <cstdint>
@@ -17,7 +19,7 @@
 namespace ds {
 
 struct PushOptions {
-  std::string producer;            // identity for idempotent retries
+  std::string producer;            // the subject's last token: identity and retry key
   uint64_t first_seq = 1;          // seq of the first batch; +1 per batch
   int64_t timeout_ms = 10000;      // per attempt
   int attempts = 5;                // transient failures are retried with backoff

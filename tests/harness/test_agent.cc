@@ -217,7 +217,10 @@ void AgentServiceTest::start_service() {
     Status s = js_->ensure_stream(spec);
     ASSERT_TRUE(s.is_ok()) << s.to_string();
   }
-  auto svc = AgentService::start(config_, *nc_, *js_);
+  auto authorizer = Authorizer::open(config_);
+  ASSERT_TRUE(authorizer.is_ok()) << authorizer.status().to_string();
+  authorizer_ = std::move(authorizer).value();
+  auto svc = AgentService::start(config_, *nc_, *js_, *authorizer_);
   ASSERT_TRUE(svc.is_ok()) << svc.status().to_string();
   service_ = std::move(svc).value();
 }

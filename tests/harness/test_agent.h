@@ -141,6 +141,7 @@ class AgentServiceTest : public NatsTest {
   TempDir dir_{"hubagents-test"};
   HubConfig config_;
   std::unique_ptr<JetStream> js_;
+  std::unique_ptr<Authorizer> authorizer_;  // from config_ at start_service(); outlives service_
   std::unique_ptr<AgentService> service_;
 };
 

@@ -75,7 +75,7 @@ TEST_F(HubIngestTest, MsgpackIngestIsStoredByTypeAndPublishedToItsStream) {
 TEST_F(HubIngestTest, JsonIngestIsAcceptedWithItsContentTypeAndAnsweredInJson) {
   const std::string body =
       R"({"producer":"erp","seq":1,"records":[{"key":"sku-9","op":"upsert","fields":{"amount":3,"currency":"USD"}}]})";
-  auto reply = nc_->request(Subjects().ingest("price"), body, 10000, {{"Content-Type", "application/json"}});
+  auto reply = nc_->request(Subjects().ingest("price", "erp"), body, 10000, {{"Content-Type", "application/json"}});
   ASSERT_TRUE(reply.is_ok()) << reply.status().to_string();
   auto j = nlohmann::json::parse(reply->data());
   EXPECT_EQ(j["ok"], true) << j.dump();

@@ -148,7 +148,7 @@ TEST_F(HubRecoveryTest, SigtermAnswersEveryIngestAlreadyReceivedAndExitsZero) {
   for (int i = 0; i < kRequests; ++i) {
     IngestRequest req;
     req.records = {price_record("sku-" + std::to_string(i), 1.0)};
-    ASSERT_TRUE(nc_->publish_request(Subjects().ingest("price"), inbox, encode(req)).is_ok());
+    ASSERT_TRUE(nc_->publish_request(Subjects().ingest("price", kTestProducer), inbox, encode(req)).is_ok());
   }
   // Once flushed, the broker has routed every request to the hub, so each
   // was received before the signal.

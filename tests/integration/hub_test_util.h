@@ -73,10 +73,15 @@ inline IngestRecord stock_record(std::string id, std::string store, int64_t qty)
   return r;
 }
 
-// Sends an ingest request (msgpack) and decodes the reply.
+// The producer the helpers below send as when a request names none.
+inline constexpr std::string_view kTestProducer = "test";
+
+// Sends an ingest request (msgpack) as request.producer (or kTestProducer)
+// and decodes the reply.
 inline Result<IngestReply> ingest(Connection& nc, const std::string& type, const IngestRequest& request,
                                   int64_t timeout_ms = 10000) {
-  DS_ASSIGN_OR_RETURN(Message reply, nc.request(Subjects().ingest(type), encode(request), timeout_ms));
+  const std::string_view producer = request.producer.empty() ? kTestProducer : std::string_view(request.producer);
+  DS_ASSIGN_OR_RETURN(Message reply, nc.request(Subjects().ingest(type, producer), encode(request), timeout_ms));
   return decode_ingest_reply(reply.data());
 }
 

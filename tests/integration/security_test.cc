@@ -76,9 +76,9 @@ class SecurityTest : public ::testing::Test {
   void SetUp() override {
     CredsRequest request;
     request.out_dir = creds_dir_.path();
-    for (auto [role, arg] : {std::pair{CredsRole::kHub, "hub"}, std::pair{CredsRole::kAgent, "store-1:prices,products"},
-                             std::pair{CredsRole::kAgent, "store-2:prices"},
-                             std::pair{CredsRole::kProducer, "erp:prices"}}) {
+    for (auto [role, arg] : {std::pair{IdentityRole::kHub, "hub"}, std::pair{IdentityRole::kAgent, "store-1:prices,products"},
+                             std::pair{IdentityRole::kAgent, "store-2:prices"},
+                             std::pair{IdentityRole::kProducer, "erp:prices"}}) {
       auto identity = parse_creds_identity(role, arg);
       ASSERT_TRUE(identity.is_ok()) << identity.status().to_string();
       request.identities.push_back(*identity);
@@ -229,13 +229,13 @@ TEST_F(SecurityTest, AgentCannotPublishIntoIngest) {
 
   Client store1 = connect_as("store-1");
   ASSERT_NE(store1.nc, nullptr);
-  ASSERT_TRUE(store1.nc->publish("ds.ingest.prices", "forged by store-1").is_ok());
+  ASSERT_TRUE(store1.nc->publish("ds.ingest.prices.store-1", "forged by store-1").is_ok());
   ASSERT_TRUE(store1.nc->flush().is_ok());  // the server has processed (and refused) it
-  EXPECT_TRUE(store1.errors->wait_for("ds.ingest.prices")) << store1.errors->all();
+  EXPECT_TRUE(store1.errors->wait_for("ds.ingest.prices.store-1")) << store1.errors->all();
 
   Client erp = connect_as("erp");
   ASSERT_NE(erp.nc, nullptr);
-  ASSERT_TRUE(erp.nc->publish("ds.ingest.prices", "from erp").is_ok());
+  ASSERT_TRUE(erp.nc->publish("ds.ingest.prices.erp", "from erp").is_ok());
   ASSERT_TRUE(ingest.wait_for(1));
   ASSERT_TRUE(erp.nc->flush().is_ok());
   ASSERT_TRUE(hub_.nc->flush().is_ok());
@@ -431,15 +431,18 @@ TEST_F(SecurityTest, ProducerIngestsItsTypesOnly) {
 
   Client erp = connect_as("erp");
   ASSERT_NE(erp.nc, nullptr);
-  ASSERT_TRUE(erp.nc->publish(subjects_.ingest("products"), "not my type").is_ok());
-  auto reply = erp.nc->request(subjects_.ingest("prices"), "batch", 5000);
+  ASSERT_TRUE(erp.nc->publish(subjects_.ingest("products", "erp"), "not my type").is_ok());
+  ASSERT_TRUE(erp.nc->flush().is_ok());
+  EXPECT_TRUE(erp.errors->wait_for("ds.ingest.products.erp")) << erp.errors->all();
+  // Nor may it send in another producer's name.
+  ASSERT_TRUE(erp.nc->publish(subjects_.ingest("prices", "pos"), "someone else's").is_ok());
+  auto reply = erp.nc->request(subjects_.ingest("prices", "erp"), "batch", 5000);
   ASSERT_TRUE(reply.is_ok()) << reply.status().to_string();
-  EXPECT_EQ(reply->data(), "stored ds.ingest.prices");
+  EXPECT_EQ(reply->data(), "stored ds.ingest.prices.erp");
   ASSERT_TRUE(ingest.wait_for(1));
   ASSERT_TRUE(hub_.nc->flush().is_ok());
   ASSERT_EQ(ingest.count(), 1u);
-  EXPECT_EQ(ingest.messages()[0].subject, "ds.ingest.prices");
-  EXPECT_TRUE(erp.errors->saw("ds.ingest.products")) << erp.errors->all();
+  EXPECT_EQ(ingest.messages()[0].subject, "ds.ingest.prices.erp");
 }
 
 TEST_F(SecurityTest, ProducerCannotReadDeltasOrPushSubjects) {
@@ -474,7 +477,7 @@ TEST_F(SecurityTest, ProducerWithoutItsInboxPrefixGetsNoReplies) {
   opts.on_async_error = errors->handler();
   auto erp = Connection::connect(std::move(opts));
   ASSERT_TRUE(erp.is_ok()) << erp.status().to_string();
-  auto reply = (*erp)->request(subjects_.ingest("prices"), "batch", 1000);
+  auto reply = (*erp)->request(subjects_.ingest("prices", "erp"), "batch", 1000);
   EXPECT_FALSE(reply.is_ok());
   EXPECT_TRUE(errors->wait_for("_INBOX.")) << errors->all();
 }

@@ -85,6 +85,7 @@ TEST(ConfigExamplesTest, HubExampleLoads) {
   EXPECT_EQ(c->name, "retail-central");
   EXPECT_EQ(c->store_path, (kDeployDir / "data/hub.db").string());
   EXPECT_EQ(c->nats.nkey_seed_file, (kDeployDir / "creds/hub.nk").string());
+  EXPECT_EQ(c->identities_file, (kDeployDir / "creds/identities.json").string());
   ASSERT_EQ(c->types.size(), 3u);
 
   const TypeConfig* prices = c->find_type("prices");
@@ -377,6 +378,22 @@ TEST(HubConfigTest, TwoAuthenticationMethodsAreRejected) {
       "hub.toml: nats.nkey_seed_file", "conflicts with nats.creds_file"));
 }
 
+TEST(HubConfigTest, AnAuthenticatedHubNeedsAnIdentitiesFile) {
+  for (const char* auth : {"user = \"u\"\npassword = \"p\"\n", "creds_file = \"a.creds\"\n",
+                           "nkey_seed_file = \"a.nk\"\n"}) {
+    EXPECT_TRUE(IsConfigError(hub_error(hub_with(std::string("[nats]\n") + auth)), "hub.toml: auth.identities_file",
+                              "required when the hub authenticates to NATS"))
+        << auth;
+    Result<HubConfig> c = parse_hub_config(
+        hub_with(std::string("[nats]\n") + auth + "[auth]\nidentities_file = \"identities.json\"\n"), "hub.toml");
+    EXPECT_TRUE(c.is_ok()) << c.status().to_string();
+  }
+  // An open server needs none.
+  Result<HubConfig> open = parse_hub_config(hub_with(""), "hub.toml");
+  ASSERT_TRUE(open.is_ok()) << open.status().to_string();
+  EXPECT_EQ(open->identities_file, "");
+}
+
 TEST(HubConfigTest, PasswordWithoutUserIsRejected) {
   EXPECT_TRUE(IsConfigError(hub_error(hub_with("[nats]\npassword = \"p\"\n")),
                             "hub.toml: nats.password", "requires nats.user"));
@@ -384,7 +401,8 @@ TEST(HubConfigTest, PasswordWithoutUserIsRejected) {
 
 TEST(HubConfigTest, UserAndPasswordAreAccepted) {
   Result<HubConfig> c =
-      parse_hub_config(hub_with("[nats]\nuser = \"hub\"\npassword = \"pw\"\n"), "hub.toml");
+      parse_hub_config(hub_with("[nats]\nuser = \"hub\"\npassword = \"pw\"\n[auth]\nidentities_file = \"i.json\"\n"),
+                       "hub.toml");
   ASSERT_TRUE(c.is_ok()) << c.status().to_string();
   EXPECT_EQ(c->nats.user, "hub");
   EXPECT_EQ(c->nats.password, "pw");
@@ -685,6 +703,7 @@ TEST(ConfigPathsTest, LoadResolvesRelativePathsAgainstTheFilesDirectory) {
   TempDir dir("config-test");
   const std::string file = dir.write_file(
       "hub.toml", hub_with("[store]\npath = \"data/hub.db\"\n"
+                           "[auth]\nidentities_file = \"keys/identities.json\"\n"
                            "[nats]\nnkey_seed_file = \"keys/hub.nk\"\n"
                            "tls_ca_file = \"/etc/ssl/ca.pem\"\n"
                            "tls_cert_file = \"tls/hub.pem\"\ntls_key_file = \"tls/../tls/hub.key\"\n"));
@@ -693,6 +712,7 @@ TEST(ConfigPathsTest, LoadResolvesRelativePathsAgainstTheFilesDirectory) {
   EXPECT_EQ(c->path, file);
   EXPECT_EQ(c->store_path, dir.file("data/hub.db"));
   EXPECT_EQ(c->nats.nkey_seed_file, dir.file("keys/hub.nk"));
+  EXPECT_EQ(c->identities_file, dir.file("keys/identities.json"));
   EXPECT_EQ(c->nats.tls_ca_file, "/etc/ssl/ca.pem");
   EXPECT_EQ(c->nats.tls_cert_file, dir.file("tls/hub.pem"));
   EXPECT_EQ(c->nats.tls_key_file, dir.file("tls/hub.key"));
@@ -722,7 +742,8 @@ TEST(ConfigPathsTest, AgentPathsResolveAgainstTheFilesDirectory) {
 
 TEST(ConfigPathsTest, ParseKeepsRelativePathsAsWritten) {
   Result<HubConfig> hub = parse_hub_config(
-      hub_with("[store]\npath = \"data/hub.db\"\n[nats]\ncreds_file = \"c/hub.creds\"\n"),
+      hub_with("[store]\npath = \"data/hub.db\"\n[nats]\ncreds_file = \"c/hub.creds\"\n"
+               "[auth]\nidentities_file = \"c/identities.json\"\n"),
       "hub.toml");
   ASSERT_TRUE(hub.is_ok()) << hub.status().to_string();
   EXPECT_EQ(hub->store_path, "data/hub.db");

@@ -66,8 +66,8 @@ TEST(NamesTest, SubjectPrefixIsDotSeparatedTokens) {
 TEST(NamesTest, SubjectsFollowTheDesign) {
   Subjects s;
   EXPECT_EQ(s.prefix(), "ds");
-  EXPECT_EQ(s.ingest("prices"), "ds.ingest.prices");
-  EXPECT_EQ(s.ingest_wildcard(), "ds.ingest.*");
+  EXPECT_EQ(s.ingest("prices", "erp"), "ds.ingest.prices.erp");
+  EXPECT_EQ(s.ingest_wildcard(), "ds.ingest.*.*");
   EXPECT_EQ(s.register_agent("store-1"), "ds.hub.register.store-1");
   EXPECT_EQ(s.register_wildcard(), "ds.hub.register.*");
   EXPECT_EQ(s.snapshot("store-1"), "ds.hub.snapshot.store-1");
@@ -82,7 +82,14 @@ TEST(NamesTest, SubjectsFollowTheDesign) {
 
 TEST(NamesTest, SubjectsUseTheConfiguredPrefix) {
   Subjects s("acme.sync");
-  EXPECT_EQ(s.ingest("prices"), "acme.sync.ingest.prices");
+  EXPECT_EQ(s.ingest("prices", "erp"), "acme.sync.ingest.prices.erp");
+  auto parsed = s.parse_ingest("acme.sync.ingest.prices.erp");
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_EQ(parsed->type, "prices");
+  EXPECT_EQ(parsed->producer, "erp");
+  EXPECT_FALSE(s.parse_ingest("acme.sync.ingest.prices").has_value());
+  EXPECT_FALSE(s.parse_ingest("acme.sync.ingest.prices.erp.x").has_value());
+  EXPECT_FALSE(s.parse_ingest("ds.ingest.prices.erp").has_value());
   EXPECT_EQ(s.probe("a1"), "acme.sync.agent.a1.hb");
   EXPECT_EQ(s.delta_filter("prices"), "acme.sync.delta.prices.>");
 }

@@ -1,8 +1,5 @@
 // NATS nkey encoding (shared/nkeys.h): known vectors from the nats sources,
-// round trips, and the checks that reject damaged keys. Also the pure parts
-// of `deltasync creds` (tools/creds.h): argument parsing, validation, the
-// authorization block text and the file rules. That the block really grants
-// and denies what it says is tests/integration/security_test.cc.
+// round trips, and the checks that reject damaged keys.
 
 #include "shared/nkeys.h"
 
@@ -16,7 +13,6 @@
 #include <sstream>
 
 #include "shared/nats.h"
-#include "tools/creds.h"
 #include "tools/local_host.h"
 #include "tools/temp_dir.h"
 
@@ -152,143 +148,6 @@ TEST(NkeysTest, NonUserKeysAreRejected) {
   auto from_public = user_nkey_from_seed(kRsPublic);
   ASSERT_FALSE(from_public.is_ok());
   EXPECT_EQ(from_public.status().code(), StatusCode::kInvalidArgument);
-}
-
-CredsIdentity identity(CredsRole role, std::string_view arg) {
-  auto parsed = parse_creds_identity(role, arg);
-  EXPECT_TRUE(parsed.is_ok()) << arg << ": " << parsed.status().to_string();
-  return parsed.is_ok() ? *parsed : CredsIdentity{};
-}
-
-TEST(CredsTest, ParsesNamesAndTypes) {
-  const CredsIdentity agent = identity(CredsRole::kAgent, "store-1:prices,products");
-  EXPECT_EQ(agent.name, "store-1");
-  EXPECT_EQ(agent.types, (std::vector<std::string>{"prices", "products"}));
-  const CredsIdentity hub = identity(CredsRole::kHub, "hub");
-  EXPECT_EQ(hub.name, "hub");
-  EXPECT_TRUE(hub.types.empty());
-}
-
-TEST(CredsTest, BadIdentitiesAreRejectedWithTheReason) {
-  struct Case {
-    CredsRole role;
-    std::string arg;
-    std::string says;
-  };
-  const std::vector<Case> cases = {
-      {CredsRole::kAgent, "store.1:prices", "invalid agent id"},   // a dot would split the subject token
-      {CredsRole::kAgent, "store-1", "has no business types"},
-      {CredsRole::kAgent, "store-1:", "invalid business type name"},
-      {CredsRole::kAgent, "store-1:Prices", "invalid business type name"},
-      {CredsRole::kAgent, "store-1:prices,,products", "invalid business type name"},
-      {CredsRole::kAgent, "store-1:prices,prices", "listed twice"},
-      {CredsRole::kAgent, ":prices", "invalid agent id"},
-      {CredsRole::kProducer, "erp*:prices", "invalid producer name"},
-      {CredsRole::kProducer, "erp", "has no business types"},
-      {CredsRole::kHub, "hub:prices", "takes no types"},
-      {CredsRole::kHub, "", "invalid hub name"},
-  };
-  for (const auto& c : cases) {
-    auto parsed = parse_creds_identity(c.role, c.arg);
-    ASSERT_FALSE(parsed.is_ok()) << c.arg;
-    EXPECT_EQ(parsed.status().code(), StatusCode::kInvalidArgument) << c.arg;
-    EXPECT_NE(parsed.status().message().find(c.says), std::string::npos)
-        << c.arg << ": " << parsed.status().message();
-  }
-}
-
-TEST(CredsTest, RequestNeedsUniqueNamesAndAValidPrefix) {
-  CredsRequest request;
-  request.out_dir = "/tmp/unused";
-  EXPECT_FALSE(validate_creds_request(request).is_ok());  // nothing to generate
-  request.identities = {identity(CredsRole::kAgent, "erp:prices"), identity(CredsRole::kProducer, "erp:prices")};
-  Status dup = validate_creds_request(request);
-  EXPECT_NE(dup.message().find("used twice"), std::string::npos) << dup.to_string();
-  request.identities.pop_back();
-  EXPECT_TRUE(validate_creds_request(request).is_ok());
-  request.subject_prefix = "ds.";
-  EXPECT_FALSE(validate_creds_request(request).is_ok());
-  request.subject_prefix = "ds";
-  request.out_dir.clear();
-  EXPECT_FALSE(validate_creds_request(request).is_ok());
-}
-
-TEST(CredsTest, AgentEntryGrantsExactlyDesignSection7) {
-  const std::string entry = nats_user_entry(identity(CredsRole::kAgent, "store-1:prices,products"), "UKEY", "acme.ds");
-  EXPECT_EQ(entry,
-            "    { nkey: \"UKEY\", permissions: {\n"
-            "        publish:   { allow: [\"acme.ds.hub.*.store-1\", \"$JS.API.CONSUMER.INFO.*.ag_store-1\", "
-            "\"$JS.ACK.*.ag_store-1.>\"] }\n"
-            "        subscribe: { allow: [\"acme.ds.push.store-1.>\", \"acme.ds.agent.store-1.>\", "
-            "\"acme.ds.hb.prices\", \"acme.ds.hb.products\", \"_INBOX_store-1.>\"] }\n"
-            "        allow_responses: true } }\n");
-  EXPECT_EQ(entry.find("CONSUMER.CREATE"), std::string::npos);
-  EXPECT_EQ(entry.find("MSG.GET"), std::string::npos);
-}
-
-TEST(CredsTest, ProducerAndHubEntries) {
-  EXPECT_EQ(nats_user_entry(identity(CredsRole::kProducer, "erp:prices,products"), "UKEY", "ds"),
-            "    { nkey: \"UKEY\", permissions: {\n"
-            "        publish:   { allow: [\"ds.ingest.prices\", \"ds.ingest.products\"] }\n"
-            "        subscribe: { allow: [\"_INBOX_erp.>\"] } } }\n");
-  EXPECT_EQ(nats_user_entry(identity(CredsRole::kHub, "hub"), "UKEY", "ds"),
-            "    { nkey: \"UKEY\", permissions: { publish: \">\", subscribe: \">\" } }\n");
-}
-
-TEST(CredsTest, WritesOwnerOnlySeedsMatchingTheAuthBlock) {
-  TempDir dir("deltasync-creds-unit");
-  CredsRequest request;
-  request.out_dir = dir.file("new/creds");  // created, with its parent
-  request.identities = {identity(CredsRole::kHub, "hub"), identity(CredsRole::kAgent, "store-1:prices")};
-  auto result = write_credentials(request);
-  ASSERT_TRUE(result.is_ok()) << result.status().to_string();
-  ASSERT_EQ(result->issued.size(), 2u);
-
-  struct stat st {};
-  ASSERT_EQ(::stat(request.out_dir.c_str(), &st), 0);
-  EXPECT_EQ(st.st_mode & 0777, 0700u);
-  const std::string conf = read_text_file(result->auth_conf);
-  for (const auto& c : result->issued) {
-    ASSERT_EQ(::stat(c.seed_file.c_str(), &st), 0) << c.seed_file;
-    EXPECT_EQ(st.st_mode & 0777, 0600u) << c.seed_file;
-    const std::string text = read_text_file(c.seed_file);
-    ASSERT_EQ(text.size(), 59u) << "one seed line: " << c.seed_file;
-    EXPECT_EQ(text.back(), '\n');
-    auto pub = nkey_public_key_from_seed_file(c.seed_file);  // how connections read it
-    ASSERT_TRUE(pub.is_ok()) << pub.status().to_string();
-    EXPECT_EQ(*pub, c.public_key);
-    EXPECT_NE(conf.find("nkey: \"" + c.public_key + "\""), std::string::npos);
-    EXPECT_EQ(conf.find(text.substr(0, 58)), std::string::npos) << "a seed leaked into auth.conf";
-  }
-  EXPECT_EQ(conf, nats_authorization_block(result->issued, "ds"));
-}
-
-TEST(CredsTest, RefusesToOverwriteWithoutForce) {
-  TempDir dir("deltasync-creds-unit");
-  CredsRequest request;
-  request.out_dir = dir.path();
-  request.identities = {identity(CredsRole::kAgent, "store-1:prices"), identity(CredsRole::kAgent, "store-2:prices")};
-  auto first = write_credentials(request);
-  ASSERT_TRUE(first.is_ok()) << first.status().to_string();
-  const std::string seed1 = read_text_file(dir.file("store-1.nk"));
-
-  // Adding store-3 alone must not silently replace auth.conf (store-1 and 2 would lose access).
-  request.identities.push_back(identity(CredsRole::kAgent, "store-3:prices"));
-  auto again = write_credentials(request);
-  ASSERT_FALSE(again.is_ok());
-  EXPECT_EQ(again.status().code(), StatusCode::kAlreadyExists);
-  EXPECT_NE(again.status().message().find("--force"), std::string::npos) << again.status().to_string();
-  EXPECT_FALSE(std::filesystem::exists(dir.file("store-3.nk"))) << "nothing is written when refusing";
-  EXPECT_EQ(read_text_file(dir.file("store-1.nk")), seed1);
-
-  request.force = true;
-  auto forced = write_credentials(request);
-  ASSERT_TRUE(forced.is_ok()) << forced.status().to_string();
-  EXPECT_NE(read_text_file(dir.file("store-1.nk")), seed1);
-  EXPECT_TRUE(std::filesystem::exists(dir.file("store-3.nk")));
-  for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
-    EXPECT_EQ(entry.path().string().find(".tmp-"), std::string::npos) << "leftover " << entry.path();
-  }
 }
 
 }  // namespace

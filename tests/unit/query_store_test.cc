@@ -46,7 +46,7 @@ IngestRecord remove(std::string key, std::optional<std::string> partition = std:
 
 CommitBatch batch(std::string type, std::vector<IngestRecord> records, std::string producer = {},
                   std::optional<uint64_t> seq = std::nullopt) {
-  return CommitBatch{std::move(type), std::move(producer), seq, std::move(records)};
+  return CommitBatch{std::move(type), std::move(producer), seq, std::move(records), {}};
 }
 
 class QueryStoreTest : public ::testing::Test {
@@ -150,6 +150,26 @@ TEST_F(QueryStoreTest, RetriedProducerSeqIsNotStoredTwice) {
   size_t changes = 0;
   for (const auto& b : *log) changes += b.delta.changes.size();
   EXPECT_EQ(changes, 3u);
+}
+
+TEST_F(QueryStoreTest, ASeqReusedForOtherRecordsIsRefusedNamingTheStoredRange) {
+  CommitBatch first = batch("price", {upsert("a", {{"amount", 1.0}})}, "erp", 7);
+  first.digest = "digest-of-a";
+  ASSERT_TRUE(commit({first})[0].status.is_ok());
+  CommitBatch same = first;
+  EXPECT_TRUE(commit({same})[0].retried);
+  CommitBatch other = batch("price", {upsert("z", {{"amount", 2.0}})}, "erp", 7);
+  other.digest = "digest-of-z";
+  auto out = commit({other});
+  EXPECT_EQ(out[0].status.code(), StatusCode::kAlreadyExists) << out[0].status.to_string();
+  EXPECT_NE(out[0].status.message().find("versions 1..1"), std::string::npos) << out[0].status.message();
+  EXPECT_FALSE(out[0].retried);
+  EXPECT_EQ(store_->get("price", "z").status().code(), StatusCode::kNotFound) << "nothing stored";
+  EXPECT_EQ(store_->type_state("price")->version, 1u);
+  // The key is the producer's, per type: another producer's seq 7 is its own.
+  CommitBatch theirs = batch("price", {upsert("z", {{"amount", 2.0}})}, "pos", 7);
+  theirs.digest = "digest-of-z";
+  EXPECT_TRUE(commit({theirs})[0].status.is_ok());
 }
 
 TEST_F(QueryStoreTest, SameSeqTwiceInOneGroupIsStoredOnce) {

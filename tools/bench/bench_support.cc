@@ -182,7 +182,7 @@ Status wait_applied(const std::string& replica, uint64_t version, double timeout
 Result<IngestReply> ingest_once(Connection& nc, const std::vector<IngestRecord>& records) {
   IngestRequest req;
   req.records = records;
-  DS_ASSIGN_OR_RETURN(Message m, nc.request(Subjects().ingest(kType), encode(req), 30000));
+  DS_ASSIGN_OR_RETURN(Message m, nc.request(Subjects().ingest(kType, "bench"), encode(req), 30000));
   DS_ASSIGN_OR_RETURN(IngestReply reply, decode_ingest_reply(m.data()));
   if (!reply.ok()) return Status::internal("ingest rejected: " + reply.error->message);
   return reply;
