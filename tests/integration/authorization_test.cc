@@ -18,13 +18,16 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <string>
 
 #include "hub/hub.h"
 #include "hub/query_store.h"
+#include "shared/identities.h"
 #include "shared/codec.h"
 #include "shared/names.h"
 #include "shared/nats.h"
@@ -52,6 +55,7 @@ class AuthorizationTest : public ::testing::Test {
     }
     auto creds = write_credentials(request);
     ASSERT_TRUE(creds.is_ok()) << creds.status().to_string();
+    identities_file_ = creds->identities;
 
     const std::string include = "../" + std::filesystem::path(creds_dir_.path()).filename().string() + "/auth.conf";
     server_ = std::make_unique<NatsServer>("include \"" + include + "\"\n");
@@ -148,6 +152,7 @@ class AuthorizationTest : public ::testing::Test {
     return out;
   }
 
+  std::string identities_file_;
   TempDir creds_dir_{"deltasync-authz-creds"};
   TempDir data_dir_{"deltasync-authz-data"};
   Subjects subjects_;
@@ -282,6 +287,24 @@ TEST_F(AuthorizationTest, IdempotencyIsKeyedByTheSendersIdentityAndContent) {
       std::to_string(erp_reply->first_version) + ".." + std::to_string(erp_reply->last_version);
   EXPECT_NE(conflict->error->message.find(range), std::string::npos) << conflict->error->message;
   EXPECT_EQ(hub_rows("stock").count("s2/d"), 0u);
+}
+
+TEST_F(AuthorizationTest, ARegeneratedIdentitiesFileTakesEffectWithoutARestart) {
+  auto before = register_store1("price", "*");
+  ASSERT_TRUE(before.is_ok());
+  ASSERT_FALSE(before->ok());
+  auto registry = load_identities(identities_file_);
+  ASSERT_TRUE(registry.is_ok()) << registry.status().to_string();
+  for (Identity& id : registry->identities) {
+    if (id.name == "store-1") id.grants.push_back(Grant{"price", "*"});
+  }
+  const std::string tmp = identities_file_ + ".new";
+  std::ofstream(tmp) << registry_to_json(*registry);
+  ASSERT_EQ(std::rename(tmp.c_str(), identities_file_.c_str()), 0);
+  EXPECT_TRUE(wait_until([&] {
+    auto after = register_store1("price", "*");
+    return after.is_ok() && after->ok();
+  }));
 }
 
 }  // namespace
