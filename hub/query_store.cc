@@ -861,7 +861,7 @@ Result<SnapshotReply> QueryStore::snapshot_page(const SnapshotRequest& request, 
       if (i == 0) {
         return Status::internal("type '" + request.type + "': row '" + record.key + "' is " +
                                 std::to_string(record_bytes) + " bytes encoded, more than a snapshot page may hold (" +
-                                std::to_string(max_bytes - snapshot_reply_overhead()) +
+                                std::to_string(max_bytes > snapshot_reply_overhead() ? max_bytes - snapshot_reply_overhead() : 0) +
                                 " bytes under the server's max_payload): raise max_payload in the nats-server "
                                 "configuration, or shrink the row");
       }

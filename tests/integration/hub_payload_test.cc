@@ -143,7 +143,7 @@ class PayloadTest : public ::testing::Test {
       IngestRequest req;
       for (size_t i = first; i < std::min(rows, first + 2000); ++i) {
         IngestRecord r;
-        char key[16];
+        char key[32];
         std::snprintf(key, sizeof key, "p%06zu", i);
         r.key = key;
         r.fields = {{"name", std::string("product ") + key}, {"descr", std::string(descr_bytes, 'd')}};

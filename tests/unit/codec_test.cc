@@ -467,7 +467,7 @@ void expect_every_prefix_rejected(const std::string& bytes, Decode decode) {
 }
 
 TEST(CodecMalformedTest, TruncatedBytesAreRejected) {
-  expect_every_prefix_rejected(encode(full_ingest_request()), decode_ingest_request);
+  expect_every_prefix_rejected(encode(full_ingest_request()), [](std::string_view b) { return decode_ingest_request(b); });
   IngestReply ingest_reply;
   ingest_reply.first_version = 1;
   ingest_reply.last_version = 2;
