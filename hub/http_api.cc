@@ -146,11 +146,12 @@ struct HttpApi::Impl {
 
   request_handling_status_t post_records(const request_handle_t& req, const Params& params) {
     const std::string type = restinio::utils::unescape_percent_encoding(params["type"]);
-    auto records = decode_ingest_records_json(req->body());
+    std::optional<uint32_t> bad_record;  // the record a decode error is in
+    auto records = decode_ingest_records_json(req->body(), &bad_record);
     if (!records.is_ok()) {
       ++metrics.ingest_rejected;
       spdlog::info("ingest {} (http): request rejected: {}", type, records.status().message());
-      return send_error(req, records.status());
+      return send(req, http_status_for(records.status().code()), error_json(records.status(), bad_record));
     }
     IngestRequest request;
     request.records = std::move(records).value();

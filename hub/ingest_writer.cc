@@ -8,6 +8,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstdlib>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -102,16 +103,39 @@ Status validate_record(const TypeSchema& schema, IngestRecord& r) {
 
 }  // namespace
 
-std::optional<Rejection> validate_ingest_records(const TypeConfig& type, std::vector<IngestRecord>& records) {
+std::optional<Rejection> validate_ingest_records(const TypeConfig& type, std::vector<IngestRecord>& records,
+                                                 size_t max_batch_bytes) {
   if (records.empty()) return Rejection{Status::invalid_argument("records: the batch is empty"), std::nullopt};
   if (records.size() > kMaxBatchRecords) {
     return Rejection{Status::invalid_argument("records: more than " + std::to_string(kMaxBatchRecords) +
                                               " records in one batch"),
                      std::nullopt};
   }
+  const size_t overhead = delta_batch_overhead(type.name);
   for (size_t i = 0; i < records.size(); ++i) {
-    Status s = validate_record(type.schema, records[i]);
+    IngestRecord& r = records[i];
+    Status s = validate_record(type.schema, r);
     if (!s.is_ok()) return Rejection{record_error(i, s), static_cast<uint32_t>(i)};
+    // The record as the change the commit makes of it, with its version and
+    // times at their widest encoding: alone in a delta batch, it must fit.
+    Change c;
+    c.v = std::numeric_limits<uint64_t>::max();
+    c.key = r.key;
+    c.op = r.op;
+    c.ts = std::numeric_limits<int64_t>::min();
+    c.hts = std::numeric_limits<int64_t>::min();
+    c.f = std::move(r.fields);
+    const size_t bytes = overhead + encoded_size(c);
+    r.fields = std::move(c.f);
+    if (bytes > max_batch_bytes) {
+      return Rejection{record_error(i, Status::invalid_argument(
+                                           "the record is " + std::to_string(bytes) +
+                                           " bytes as a delta batch, over the limit of " +
+                                           std::to_string(max_batch_bytes) +
+                                           " bytes one message may carry under the server's max_payload; "
+                                           "it could never be published (make it smaller)")),
+                       static_cast<uint32_t>(i)};
+    }
   }
   return std::nullopt;
 }
@@ -173,7 +197,7 @@ void IngestWriter::submit(const std::string& type, IngestRequest request, Ingest
     reply_rejected(reply, Status::not_found("unknown business type '" + type + "'"), std::nullopt);
     return;
   }
-  if (auto bad = validate_ingest_records(*tc, request.records)) {
+  if (auto bad = validate_ingest_records(*tc, request.records, publisher_.max_batch_bytes())) {
     ++metrics_.ingest_rejected;
     spdlog::info("ingest {} from '{}' (seq {}): batch of {} rejected: {}", type, request.producer,
                  request.seq ? std::to_string(*request.seq) : "-", request.records.size(), bad->status.message());
@@ -272,6 +296,8 @@ void IngestWriter::process_group(std::vector<Pending>& group) {
   batches.reserve(group.size());
   for (Pending& p : group) batches.push_back(std::move(p.batch));
 
+  // Delta batches are cut under the max_payload of the server the hub is on now.
+  store_.set_max_batch_bytes(publisher_.max_batch_bytes());
   const auto t0 = std::chrono::steady_clock::now();
   auto committed = store_.commit(batches, now_ms());
   metrics_.commit_micros_total += static_cast<uint64_t>(
@@ -398,7 +424,9 @@ void NatsIngestListener::on_message(Message msg) {
                     : nc.publish(reply_to, encode(r));
     if (!s.is_ok()) spdlog::warn("ingest: reply to {} failed: {}", reply_to, s.to_string());
   };
-  auto request = json ? decode_ingest_request_json(msg.data()) : decode_ingest_request(msg.data());
+  std::optional<uint32_t> bad_record;  // the record a decode error is in
+  auto request =
+      json ? decode_ingest_request_json(msg.data(), &bad_record) : decode_ingest_request(msg.data(), &bad_record);
   Status refused = request.status();
   if (refused.is_ok() && !request->producer.empty() && request->producer != producer) {
     refused = Status::permission_denied(fmt::format(
@@ -412,7 +440,7 @@ void NatsIngestListener::on_message(Message msg) {
     ++metrics_.ingest_rejected;
     spdlog::info("ingest {} from {}: request rejected: {}", type, quoted_for_message(producer), refused.message());
     IngestReply r;
-    r.error = WireError::from(refused);
+    r.error = WireError::from(refused, request.is_ok() ? std::nullopt : bad_record);
     reply(r);
     return;
   }

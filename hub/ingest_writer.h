@@ -76,12 +76,16 @@ namespace ds {
 // agree, pass validate_partition, and the column, when absent, is filled in
 // from it); an unpartitioned type takes no partition. Rules that need the
 // stored row (no moves between partitions, new keys need a partition) are
-// checked at commit. Returns the first bad record's error and index.
+// checked at commit. A record whose change alone, in a delta batch, would
+// encode to more than `max_batch_bytes` (StreamPublisher::max_batch_bytes: the
+// server's max_payload less headroom) could never be published and is
+// refused. Returns the first bad record's error and index.
 struct Rejection {
   Status status;
   std::optional<uint32_t> index;
 };
-std::optional<Rejection> validate_ingest_records(const TypeConfig& type, std::vector<IngestRecord>& records);
+std::optional<Rejection> validate_ingest_records(const TypeConfig& type, std::vector<IngestRecord>& records,
+                                                 size_t max_batch_bytes);
 
 // An ingest reply as JSON text: {"ok":true,"first_version":..,"last_version":..}
 // or {"ok":false,"error":{"code":..,"message":..,"index":..}}.

@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "shared/codec.h"
 #include "shared/names.h"
 
 namespace ds {
@@ -141,6 +142,10 @@ CREATE TABLE IF NOT EXISTS producer_batches(
 
 }  // namespace
 
+bool joins_open_batch(const BatchLimits& limits, int64_t count, size_t bytes, size_t change_bytes) {
+  return count < limits.max_changes && bytes + change_bytes <= limits.max_bytes;
+}
+
 std::optional<std::string> partition_value_of(const TypeSchema& schema, const Value& v) {
   (void)schema;
   if (const auto* s = std::get_if<std::string>(&v)) return *s;
@@ -171,6 +176,8 @@ struct QueryStore::Impl {
   // The upsert (or, update_only, the in-place UPDATE) for `fields`' columns.
   Result<Statement*> upsert_statement(const TypeConfig& type, TypeStatements& ts, const Fields& fields,
                                       bool update_only);
+
+  BatchLimits limits() const { return BatchLimits{options.publish_batch, options.max_batch_bytes}; }
 
   // synchronous=FULL (fsync at commit) or NORMAL for the next transactions.
   Status set_synchronous(bool full) {
@@ -295,6 +302,7 @@ namespace {
 struct OpenBatch {
   uint64_t first = 0;
   int64_t count = 0;
+  size_t bytes = 0;  // encoded, delta_batch_overhead included
   size_t index = 0;
 };
 using OpenBatches = std::map<std::pair<std::string, std::string>, OpenBatch>;
@@ -452,17 +460,6 @@ Result<GroupCommit> QueryStore::commit(const std::vector<CommitBatch>& batches, 
       DS_RETURN_IF_ERROR(write_row(partition, row_partition && *row_partition == partition));
     }
 
-    // The change joins its (type, partition)'s open delta batch, or starts one.
-    OpenBatch& ob = open_batches[{type.name, partition}];
-    if (ob.first == 0 || ob.count >= im.options.publish_batch) {
-      ob = OpenBatch{version, 0, created.size()};
-      PendingBatch pb;
-      pb.batch = version;
-      pb.partition = partition;
-      pb.delta.type = type.name;
-      created.push_back(std::move(pb));
-    }
-    ++ob.count;
     Change c;
     c.v = version;
     c.key = r.key;
@@ -470,6 +467,20 @@ Result<GroupCommit> QueryStore::commit(const std::vector<CommitBatch>& batches, 
     if (r.op == Op::kUpsert) c.f = r.fields;
     c.ts = ts_value;
     c.hts = hub_ts;
+
+    // The change joins its (type, partition)'s open delta batch, or starts one.
+    const size_t change_bytes = encoded_size(c);
+    OpenBatch& ob = open_batches[{type.name, partition}];
+    if (ob.first == 0 || !joins_open_batch(im.limits(), ob.count, ob.bytes, change_bytes)) {
+      ob = OpenBatch{version, 0, delta_batch_overhead(type.name), created.size()};
+      PendingBatch pb;
+      pb.batch = version;
+      pb.partition = partition;
+      pb.delta.type = type.name;
+      created.push_back(std::move(pb));
+    }
+    ++ob.count;
+    ob.bytes += change_bytes;
 
     DS_ASSIGN_OR_RETURN(Statement * log,
                         im.stmt("INSERT INTO changes(type, version, key, op, partition, batch, fields, ts, hub_ts,"
@@ -598,6 +609,23 @@ Result<GroupCommit> QueryStore::commit(const std::vector<CommitBatch>& batches, 
 
 // ---- publishing state ---------------------------------------------------------
 
+namespace {
+
+// A change from a row of "SELECT batch, version, key, op, partition, fields,
+// ts, hub_ts FROM changes".
+Result<Change> read_change_row(Statement& s, const TypeSchema& schema) {
+  Change c;
+  c.v = static_cast<uint64_t>(s.column_int64(1));
+  c.key = s.column_text(2);
+  c.op = s.column_text(3) == "d" ? Op::kDelete : Op::kUpsert;
+  DS_ASSIGN_OR_RETURN(c.f, decode_fields(s.column_blob(5), schema));
+  c.ts = s.column_int64(6);
+  c.hts = s.column_int64(7);
+  return c;
+}
+
+}  // namespace
+
 Result<std::vector<PendingBatch>> QueryStore::batches_after(const std::string& type, uint64_t after_batch,
                                                             size_t max_changes) {
   const TypeConfig* tc = find_type(type);
@@ -621,17 +649,65 @@ Result<std::vector<PendingBatch>> QueryStore::batches_after(const std::string& t
       pb.delta.type = type;
       out.push_back(std::move(pb));
     }
-    Change c;
-    c.v = static_cast<uint64_t>(use->column_int64(1));
-    c.key = use->column_text(2);
-    c.op = use->column_text(3) == "d" ? Op::kDelete : Op::kUpsert;
-    DS_ASSIGN_OR_RETURN(c.f, decode_fields(use->column_blob(5), tc->schema));
-    c.ts = use->column_int64(6);
-    c.hts = use->column_int64(7);
+    DS_ASSIGN_OR_RETURN(Change c, read_change_row(*use, tc->schema));
     out.back().delta.changes.push_back(std::move(c));
     ++total;
   }
   return out;
+}
+
+void QueryStore::set_max_batch_bytes(size_t bytes) { impl_->options.max_batch_bytes = std::max<size_t>(1, bytes); }
+
+Result<size_t> QueryStore::recut_batch(const std::string& type, uint64_t batch) {
+  Impl& im = *impl_;
+  if (im.options.read_only) return Status::permission_denied("query store opened read-only");
+  const TypeConfig* tc = find_type(type);
+  if (tc == nullptr) return Status::not_found("unknown business type '" + type + "'");
+  DS_ASSIGN_OR_RETURN(Transaction tx, Transaction::begin(*im.db));
+  DS_ASSIGN_OR_RETURN(TypeState st, type_state(type));
+  if (batch <= st.published_batch) {
+    return Status::internal("type '" + type + "': batch " + std::to_string(batch) +
+                            " is published (mark " + std::to_string(st.published_batch) + "); it cannot be cut again");
+  }
+  DS_ASSIGN_OR_RETURN(Statement * s, im.stmt("SELECT batch, version, key, op, partition, fields, ts, hub_ts"
+                                              " FROM changes WHERE type = ? AND batch = ? ORDER BY version"));
+  std::vector<uint64_t> versions;
+  std::vector<uint64_t> new_batch;
+  {
+    StatementUse use(*s);
+    use->bind(1, type).bind(2, static_cast<int64_t>(batch));
+    const BatchLimits limits = im.limits();
+    uint64_t open = 0;
+    int64_t count = 0;
+    size_t bytes = 0;
+    for (;;) {
+      DS_ASSIGN_OR_RETURN(bool row, use->step());
+      if (!row) break;
+      DS_ASSIGN_OR_RETURN(Change c, read_change_row(*use, tc->schema));
+      const size_t change_bytes = encoded_size(c);
+      if (open == 0 || !joins_open_batch(limits, count, bytes, change_bytes)) {
+        open = c.v;
+        count = 0;
+        bytes = delta_batch_overhead(type);
+      }
+      ++count;
+      bytes += change_bytes;
+      versions.push_back(c.v);
+      new_batch.push_back(open);
+    }
+  }
+  if (versions.empty()) return Status::not_found("type '" + type + "' has no batch " + std::to_string(batch));
+  size_t batches = 0;
+  DS_ASSIGN_OR_RETURN(Statement * upd, im.stmt("UPDATE changes SET batch = ? WHERE type = ? AND version = ?"));
+  for (size_t i = 0; i < versions.size(); ++i) {
+    if (i == 0 || new_batch[i] != new_batch[i - 1]) ++batches;
+    if (new_batch[i] == batch) continue;
+    StatementUse use(*upd);
+    use->bind(1, static_cast<int64_t>(new_batch[i])).bind(2, type).bind(3, static_cast<int64_t>(versions[i]));
+    DS_RETURN_IF_ERROR(use->run());
+  }
+  DS_RETURN_IF_ERROR(tx.commit());
+  return batches;
 }
 
 Status QueryStore::mark_published(const std::string& type, uint64_t batch, uint64_t seq) {
@@ -776,7 +852,7 @@ Result<std::vector<StoredRecord>> QueryStore::list(const std::string& type, cons
   return out;
 }
 
-Result<SnapshotReply> QueryStore::snapshot_page(const SnapshotRequest& request) {
+Result<SnapshotReply> QueryStore::snapshot_page(const SnapshotRequest& request, size_t max_bytes) {
   const TypeConfig* tc = find_type(request.type);
   if (tc == nullptr) return Status::not_found("unknown business type '" + request.type + "'");
   const size_t limit = std::max<size_t>(1, std::min<size_t>(request.limit, kMaxSnapshotPage));
@@ -792,12 +868,26 @@ Result<SnapshotReply> QueryStore::snapshot_page(const SnapshotRequest& request) 
   SnapshotReply reply;
   reply.high_version = st.published_version;
   reply.high_seq = st.published_seq;
-  reply.done = rows.size() <= limit;
-  if (!reply.done) rows.resize(limit);
-  reply.records.reserve(rows.size());
-  for (StoredRecord& r : rows) {
-    reply.records.push_back(SnapshotRecord{r.version, std::move(r.key), std::move(r.fields), r.ts});
+  // As many rows as fit the count and the bytes; `done` when none is left.
+  size_t bytes = snapshot_reply_overhead();
+  for (size_t i = 0; i < rows.size() && i < limit; ++i) {
+    StoredRecord& r = rows[i];
+    SnapshotRecord record{r.version, std::move(r.key), std::move(r.fields), r.ts};
+    const size_t record_bytes = encoded_size(record);
+    if (bytes + record_bytes > max_bytes) {
+      if (i == 0) {
+        return Status::internal("type '" + request.type + "': row '" + record.key + "' is " +
+                                std::to_string(record_bytes) + " bytes encoded, more than a snapshot page may hold (" +
+                                std::to_string(max_bytes > snapshot_reply_overhead() ? max_bytes - snapshot_reply_overhead() : 0) +
+                                " bytes under the server's max_payload): raise max_payload in the nats-server "
+                                "configuration, or shrink the row");
+      }
+      break;
+    }
+    bytes += record_bytes;
+    reply.records.push_back(std::move(record));
   }
+  reply.done = reply.records.size() == rows.size();
   return reply;
 }
 

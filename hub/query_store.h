@@ -19,8 +19,12 @@
 // same Nats-Msg-Id "<type>:<batch>" and the stream's duplicate window can
 // drop a republished copy safely. A delta batch holds changes of one type and
 // one partition from one commit, ascending by version, at most publish_batch
-// of them; batches are published in ascending order of `batch`, so "the last
-// batch in the stream" tells exactly which batches are missing.
+// of them and at most max_batch_bytes encoded (the broker's max_payload less
+// headroom; see BatchLimits); batches are published in ascending order of
+// `batch`, so "the last batch in the stream" tells exactly which batches are
+// missing. A batch not yet published that no longer fits (the broker's
+// max_payload shrank, or an older hub stored it) is cut again in the log
+// (recut_batch) by the same rule before it is published.
 //
 // Columns added to a type in the configuration are added in place at open
 // (ALTER TABLE ADD COLUMN); removed columns stay in the table, unused. The
@@ -125,8 +129,26 @@ struct StoredRecord {
 struct QueryStoreOptions {
   bool read_only = false;            // readers: no schema changes, no writes
   int64_t publish_batch = 500;       // max changes per delta batch
+  // Max encoded bytes of a delta batch; the writer sets the broker's current
+  // limit before each commit (QueryStore::set_max_batch_bytes).
+  size_t max_batch_bytes = 1000000;
   int busy_timeout_ms = 5000;
 };
+
+// The rule that cuts the changes of one commit into delta batches, per (type,
+// partition), in version order (commit, and recut_batch): a change joins the
+// open batch unless that batch already holds max_changes changes or the
+// change would take its encoding (delta_batch_overhead + the encoded_size of
+// each change, shared/codec.h) over max_bytes; then it starts a new batch.
+// A change too large for any batch still gets a batch of its own: ingest
+// refuses such records, and the publisher reports one stored earlier.
+struct BatchLimits {
+  int64_t max_changes = 500;
+  size_t max_bytes = 1000000;
+};
+// `count` changes of `bytes` encoded bytes (overhead included) are in the
+// open batch; whether a change of `change_bytes` joins it.
+bool joins_open_batch(const BatchLimits& limits, int64_t count, size_t bytes, size_t change_bytes);
 
 class QueryStore {
  public:
@@ -149,6 +171,17 @@ class QueryStore {
   // with the record's index. The Result fails only when the transaction
   // itself failed; then nothing of any batch was stored.
   Result<GroupCommit> commit(const std::vector<CommitBatch>& batches, int64_t hub_ts);
+
+  // The byte limit of the delta batches the next commits cut (at least 1).
+  void set_max_batch_bytes(size_t bytes);
+
+  // Cuts the stored delta batch `batch` of `type` again under the current
+  // limits (the BatchLimits rule): its first change keeps the batch's id, the
+  // others may move to new batches named by their first version. Only for a
+  // batch after the type's published mark (one the stream has never acked:
+  // reconciliation runs first). Returns how many batches it became (1: it
+  // fits as it is; nothing changed).
+  Result<size_t> recut_batch(const std::string& type, uint64_t batch);
 
   // Up to `max_changes` changes (whole batches; at least one batch) of the
   // batches of `type` after batch `after_batch`, ascending.
@@ -174,8 +207,12 @@ class QueryStore {
                                          const std::optional<std::string>& after_key, size_t limit);
   // One snapshot page (protocol: keys > after_key ascending, live rows only,
   // partition "*" = all); high_version/high_seq are the type's published
-  // version and its stream sequence, read in the same read transaction.
-  Result<SnapshotReply> snapshot_page(const SnapshotRequest& request);
+  // version and its stream sequence, read in the same read transaction. The
+  // page holds as many rows as fit in `max_bytes` encoded (at most the
+  // request's limit, at least one); `done` only when no row is left. A first
+  // row that alone exceeds max_bytes (stored before ingest refused such
+  // records, or grown by patches) is an Internal error naming it.
+  Result<SnapshotReply> snapshot_page(const SnapshotRequest& request, size_t max_bytes);
 
   // The convergence digest (shared/digest.h) of the live rows of `type`,
   // of one partition when given.

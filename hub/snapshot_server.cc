@@ -37,8 +37,10 @@ Result<SnapshotReply> SnapshotServer::page(const std::string& agent, const Snaps
     }
   }
   if (request.limit == 0) return Status::invalid_argument("limit: must be at least 1");
+  // Cut by bytes under the max_payload of the server the hub is on now.
+  const size_t max_bytes = message_body_limit(nc_.max_payload());
   std::lock_guard<std::mutex> lock(mu_);
-  return store_->snapshot_page(request);
+  return store_->snapshot_page(request, max_bytes);
 }
 
 void SnapshotServer::on_message(Message msg) {
@@ -56,7 +58,12 @@ void SnapshotServer::on_message(Message msg) {
     ++metrics_.snapshot_pages;
   } else {
     ++metrics_.snapshot_errors;
-    spdlog::info("snapshot request from '{}' refused: {}", agent, result.status().to_string());
+    if (result.status().code() == StatusCode::kInternal) {
+      // Not the agent's fault (e.g. a row too large for any page): the operator must act.
+      spdlog::error("snapshot request from '{}' failed: {}", agent, result.status().to_string());
+    } else {
+      spdlog::info("snapshot request from '{}' refused: {}", agent, result.status().to_string());
+    }
     reply.error = WireError::from(result.status());
   }
   if (Status s = nc_.respond(msg, encode(reply)); !s.is_ok()) {

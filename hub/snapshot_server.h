@@ -3,7 +3,9 @@
 // (docs/protocol.md "Snapshot"). A request {type, partition, after_key?,
 // limit} is answered with the live rows of that type (and partition; "*" =
 // all) with key > after_key, ascending, at most limit (capped at
-// kMaxSnapshotPage), `done` on the last page, and high_version / high_seq =
+// kMaxSnapshotPage, and to what fits in one message under the max_payload of
+// the server the hub is connected to: message_body_limit in shared/codec.h),
+// `done` on the last page, and high_version / high_seq =
 // the type's published version and its stream sequence at the time of the
 // page. Refused with {error}: an agent id that is not valid, a malformed
 // request, a type the hub does not know, a partition that is not valid for

@@ -42,7 +42,28 @@ std::optional<uint64_t> batch_of(const StoredMessage& m) {
   return std::nullopt;
 }
 
+// The encoded size of `b` as the cutting rule counts it (an upper bound of
+// encode(b.delta).size()).
+size_t batch_bound(const PendingBatch& b) {
+  size_t bytes = delta_batch_overhead(b.delta.type);
+  for (const Change& c : b.delta.changes) bytes += encoded_size(c);
+  return bytes;
+}
+
+Status too_large(const std::string& type, const PendingBatch& b, size_t bytes, size_t limit) {
+  const Change& c = b.delta.changes.front();
+  return Status::internal("type '" + type + "': delta batch " + std::to_string(b.batch) + " (change " +
+                          std::to_string(c.v) + ", key '" + c.key + "') is " + std::to_string(bytes) +
+                          " bytes, over the " + std::to_string(limit) +
+                          " bytes a message may carry under the server's max_payload; it cannot be cut smaller: "
+                          "raise max_payload in the nats-server configuration above " +
+                          std::to_string(bytes + static_cast<size_t>(kPayloadHeadroom)) +
+                          " bytes (the type's later changes wait behind it)");
+}
+
 }  // namespace
+
+size_t StreamPublisher::max_batch_bytes() const { return message_body_limit(js_.max_payload()); }
 
 StreamPublisher::StreamPublisher(JetStream& js, const HubConfig& config, HubMetrics& metrics)
     : js_(js), config_(config), subjects_(config.nats.subject_prefix), metrics_(metrics) {}
@@ -64,11 +85,20 @@ Result<StreamPublisher::Acked> StreamPublisher::publish_batches(const std::strin
                                                                const std::vector<const PendingBatch*>& batches) {
   if (batches.empty()) return Status::invalid_argument("publish: no delta batch of type '" + type + "'");
   const auto t0 = std::chrono::steady_clock::now();
+  // Encoded and checked before anything is sent: a batch the server would
+  // refuse must not leave the ones before it half published.
+  const size_t limit = max_batch_bytes();
+  std::vector<std::string> bodies;
+  bodies.reserve(batches.size());
+  for (const PendingBatch* b : batches) {
+    bodies.push_back(encode(b->delta));
+    if (bodies.back().size() > limit) return too_large(type, *b, bodies.back().size(), limit);
+  }
   size_t changes = 0;
   for (size_t i = 0; i + 1 < batches.size(); ++i) {
     const PendingBatch& b = *batches[i];
     changes += b.delta.changes.size();
-    Status s = js_.publish_async(subjects_.delta(type, b.partition), encode(b.delta), msg_id(type, b.batch));
+    Status s = js_.publish_async(subjects_.delta(type, b.partition), bodies[i], msg_id(type, b.batch));
     if (!s.is_ok()) {
       (void)js_.wait_published(kAckTimeoutMs);  // settles what was sent; the round fails anyway
       return Status::unavailable(s.message());
@@ -78,7 +108,7 @@ Result<StreamPublisher::Acked> StreamPublisher::publish_batches(const std::strin
   // published mark records (for a duplicate, the original's sequence).
   const PendingBatch& last = *batches.back();
   changes += last.delta.changes.size();
-  auto ack = js_.publish(subjects_.delta(type, last.partition), encode(last.delta), msg_id(type, last.batch),
+  auto ack = js_.publish(subjects_.delta(type, last.partition), bodies.back(), msg_id(type, last.batch),
                          kAckTimeoutMs);
   Status waited = js_.wait_published(kAckTimeoutMs);
   if (!ack.is_ok()) return Status::unavailable(ack.status().message());
@@ -99,6 +129,24 @@ Status StreamPublisher::publish_round(QueryStore& store, const std::string& type
   *count = 0;
   DS_ASSIGN_OR_RETURN(std::vector<PendingBatch> batches, store.batches_after(type, after_batch, kRoundChanges));
   if (batches.empty()) return Status::ok();
+  // A batch cut under a larger max_payload (or by an older hub that cut by
+  // count only) is cut again in the log, by the commit's rule; the next round
+  // reads the new batches. Each re-cut makes more batches of the same
+  // changes, so this ends.
+  const size_t limit = max_batch_bytes();
+  for (const PendingBatch& b : batches) {
+    const size_t bytes = batch_bound(b);
+    if (bytes <= limit) continue;
+    if (b.delta.changes.size() == 1) return too_large(type, b, bytes, limit);
+    store.set_max_batch_bytes(limit);
+    DS_ASSIGN_OR_RETURN(size_t parts, store.recut_batch(type, b.batch));
+    if (parts < 2) return Status::internal("publish " + type + ": cutting batch " + std::to_string(b.batch) + " again made no progress");
+    spdlog::info("publish {}: delta batch {} ({} changes, {} bytes) exceeds the {} bytes the server's max_payload "
+                 "allows; cut again into {} batches",
+                 type, b.batch, b.delta.changes.size(), bytes, limit, parts);
+    *count = parts;
+    return Status::ok();
+  }
   std::vector<const PendingBatch*> round;
   round.reserve(batches.size());
   for (const PendingBatch& b : batches) round.push_back(&b);

@@ -12,6 +12,16 @@
 // always harmless: the stream's duplicate window drops it, and agents skip
 // versions they hold.
 //
+// Size: no delta batch larger than max_batch_bytes() is published: the
+// max_payload of the server the connection is on now (read at every call, so
+// a reconnect to a server with another limit counts at once), less headroom
+// (message_body_limit, shared/codec.h). The commit cuts batches under it; a
+// stored batch that does not fit (the limit shrank since, or an older hub
+// stored it) is cut again in the log (QueryStore::recut_batch) before it is
+// published; a single change that can never fit stops the type's publication
+// with an error saying how large max_payload must be (ingest refuses such
+// records, so only a change stored before, or a shrunken limit, gets there).
+//
 // Reconciliation (start-up and every broker reconnect): per type, the last
 // message actually in the stream names the last batch it holds. The log's
 // published mark is moved to it (forward after a crash between publish and
@@ -41,6 +51,9 @@ class StreamPublisher {
  public:
   StreamPublisher(JetStream& js, const HubConfig& config, HubMetrics& metrics);
 
+  // The largest delta batch encoding publishable now (see above). Thread-safe.
+  size_t max_batch_bytes() const;
+
   // Creates or updates DS_<TYPE> for every configured type: file storage,
   // subjects ds.delta.<type>.>, duplicate window 2 min, retention from config.
   Status ensure_streams();
@@ -58,7 +71,8 @@ class StreamPublisher {
   // Publishes `batches` of `type` (ascending; the successors of what the
   // stream holds; the ingest writer passes those a commit just created) and
   // returns the ack of the last one, for the caller to mark published in the
-  // log. Unavailable when the broker does not ack.
+  // log. Unavailable when the broker does not ack; Internal, before
+  // anything is sent, when a batch exceeds max_batch_bytes().
   Result<Acked> publish_batches(const std::string& type, const std::vector<const PendingBatch*>& batches);
 
   // Reconciles every type (see above); returns the first failure after
@@ -71,8 +85,10 @@ class StreamPublisher {
   void set_exit_before_mark(int code) { exit_before_mark_ = code; }
 
  private:
-  // Publishes the batches of one read of the log after `after_batch`; *count
-  // is 0 when nothing was left, else *last_batch is the last one acked.
+  // Publishes the batches of one read of the log after `after_batch`, or
+  // cuts again the first of them that is too large; *count is 0 when
+  // nothing was left, else *last_batch is the last one acked (unchanged
+  // after a re-cut).
   Status publish_round(QueryStore& store, const std::string& type, uint64_t after_batch, uint64_t* last_batch,
                        size_t* batches);
 

@@ -2,7 +2,9 @@
 
 #include <sodium.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <cstdio>
 #include <cstring>
 #include <msgpack.hpp>
@@ -99,9 +101,19 @@ std::string_view health_name(AgentHealth h) { return h == AgentHealth::kOk ? "ok
 
 // ---- encoding ------------------------------------------------------------
 
-// Builds one msgpack message. Map and array sizes are declared up front, so
-// every caller counts exactly the entries it then writes.
-class Writer {
+// Counts the bytes a packer writes instead of keeping them: the sizes of
+// encodings (encoded_size) come from the very code that encodes.
+struct ByteCounter {
+  size_t n = 0;
+  void write(const char*, size_t len) { n += len; }
+  size_t size() const { return n; }
+};
+
+// Builds one msgpack message (Sink msgpack::sbuffer), or counts its bytes
+// (Sink ByteCounter). Map and array sizes are declared up front, so every
+// caller counts exactly the entries it then writes.
+template <typename Sink>
+class BasicWriter {
  public:
   void map(size_t n) { pk_.pack_map(static_cast<uint32_t>(n)); }
   void array(size_t n) { pk_.pack_array(static_cast<uint32_t>(n)); }
@@ -147,6 +159,7 @@ class Writer {
     }
   }
 
+  size_t size() const { return buf_.size(); }
   std::string take() { return std::string(buf_.data(), buf_.size()); }
 
  private:
@@ -159,15 +172,15 @@ class Writer {
     pk_.pack_bin(static_cast<uint32_t>(b.bytes.size()));
     pk_.pack_bin_body(b.bytes.data(), static_cast<uint32_t>(b.bytes.size()));
   }
-  // A json object or array travels as the msgpack structure of its text and
-  // decodes back to JsonText. A json scalar travels as a str holding its JSON
-  // text ("\"hello\"", "5"), which validate_fields turns back into JsonText for
-  // a json column; sent as a bare msgpack str, "hello" would no longer be JSON.
-  // Text that is not JSON or nests too deep (possible only if a caller skipped
-  // validate_fields) is sent as a str too, rather than dropped.
+  // A json column's value travels as the msgpack form of its JSON value
+  // (docs/protocol.md "Values"): object -> map, array -> array, string ->
+  // str, number -> int/float64, bool -> bool. A str is therefore always a
+  // JSON string, never JSON text to parse. Text that is not JSON (possible
+  // only if a caller skipped validate_fields) is sent as a str, rather than
+  // dropped.
   void value_alternative(const JsonText& j) {
     Result<nlohmann::json> parsed = parse_json(j.text);
-    if (parsed.is_ok() && (parsed->is_object() || parsed->is_array())) {
+    if (parsed.is_ok()) {
       json(*parsed);
     } else {
       str(j.text);
@@ -203,9 +216,12 @@ class Writer {
     }
   }
 
-  msgpack::sbuffer buf_;
-  msgpack::packer<msgpack::sbuffer> pk_{buf_};
+  Sink buf_;
+  msgpack::packer<Sink> pk_{buf_};
 };
+
+using Writer = BasicWriter<msgpack::sbuffer>;
+using SizeCounter = BasicWriter<ByteCounter>;
 
 // {ok: false, error: {...}}: how every reply says the request was refused.
 std::string error_reply(const WireError& e) {
@@ -237,6 +253,39 @@ void write_ingest_record(Writer& w, const IngestRecord& r) {
     w.str("partition");
     w.str(*r.partition);
   }
+}
+
+template <typename W>
+void write_change(W& w, const Change& c) {
+  const bool has_fields = !c.f.empty();
+  w.map(5 + (has_fields ? 1 : 0));
+  w.str("v");
+  w.u64(c.v);
+  w.str("key");
+  w.str(c.key);
+  w.str("op");
+  w.str(op_short_name(c.op));
+  if (has_fields) {
+    w.str("f");
+    w.fields(c.f);
+  }
+  w.str("ts");
+  w.i64(c.ts);
+  w.str("hts");
+  w.i64(c.hts);
+}
+
+template <typename W>
+void write_snapshot_record(W& w, const SnapshotRecord& r) {
+  w.map(4);
+  w.str("v");
+  w.u64(r.v);
+  w.str("key");
+  w.str(r.key);
+  w.str("f");
+  w.fields(r.f);
+  w.str("ts");
+  w.i64(r.ts);
 }
 
 void write_schema(Writer& w, const TypeSchema& s) {
@@ -436,7 +485,10 @@ Status read_ingest_record(const msgpack::object& o, const std::string& path, Ing
   return Status::ok();
 }
 
-Status read_ingest_request(const msgpack::object& o, IngestRequest& out) {
+// `bad_record`, when given, is set to the index of the record a failure is
+// in (an unknown op, a field of the wrong type, ...), so the reply can name it.
+Status read_ingest_request(const msgpack::object& o, IngestRequest& out,
+                           std::optional<uint32_t>* bad_record = nullptr) {
   DS_ASSIGN_OR_RETURN(MapReader m, MapReader::open(o, ""));
   std::optional<std::string> producer;
   DS_RETURN_IF_ERROR(m.optional("producer", producer));
@@ -449,7 +501,11 @@ Status read_ingest_request(const msgpack::object& o, IngestRequest& out) {
   DS_RETURN_IF_ERROR(check_count("records", items.size(), kMaxBatchRecords, "records"));
   out.records.resize(items.size());
   for (size_t i = 0; i < items.size(); ++i) {
-    DS_RETURN_IF_ERROR(read_ingest_record(items[i], index_path("records", i), out.records[i]));
+    Status s = read_ingest_record(items[i], index_path("records", i), out.records[i]);
+    if (!s.is_ok()) {
+      if (bad_record != nullptr) *bad_record = static_cast<uint32_t>(i);
+      return s;
+    }
   }
   return Status::ok();
 }
@@ -927,24 +983,7 @@ std::string encode(const DeltaBatch& m) {
   w.str(m.type);
   w.str("changes");
   w.array(m.changes.size());
-  for (const Change& c : m.changes) {
-    const bool has_fields = !c.f.empty();
-    w.map(5 + (has_fields ? 1 : 0));
-    w.str("v");
-    w.u64(c.v);
-    w.str("key");
-    w.str(c.key);
-    w.str("op");
-    w.str(op_short_name(c.op));
-    if (has_fields) {
-      w.str("f");
-      w.fields(c.f);
-    }
-    w.str("ts");
-    w.i64(c.ts);
-    w.str("hts");
-    w.i64(c.hts);
-  }
+  for (const Change& c : m.changes) write_change(w, c);
   return w.take();
 }
 
@@ -970,17 +1009,7 @@ std::string encode(const SnapshotReply& m) {
   w.map(4);
   w.str("records");
   w.array(m.records.size());
-  for (const SnapshotRecord& r : m.records) {
-    w.map(4);
-    w.str("v");
-    w.u64(r.v);
-    w.str("key");
-    w.str(r.key);
-    w.str("f");
-    w.fields(r.f);
-    w.str("ts");
-    w.i64(r.ts);
-  }
+  for (const SnapshotRecord& r : m.records) write_snapshot_record(w, r);
   w.str("high_version");
   w.u64(m.high_version);
   w.str("high_seq");
@@ -988,6 +1017,48 @@ std::string encode(const SnapshotReply& m) {
   w.str("done");
   w.boolean(m.done);
   return w.take();
+}
+
+size_t message_body_limit(int64_t max_payload) {
+  if (max_payload <= 0) max_payload = kDefaultMaxPayload;
+  const int64_t headroom = std::min<int64_t>(kPayloadHeadroom, max_payload / 4);
+  return static_cast<size_t>(max_payload - headroom);
+}
+
+size_t encoded_size(const Change& c) {
+  SizeCounter w;
+  write_change(w, c);
+  return w.size();
+}
+
+size_t delta_batch_overhead(std::string_view type) {
+  SizeCounter w;
+  w.map(2);
+  w.str("type");
+  w.str(type);
+  w.str("changes");
+  w.array(std::numeric_limits<uint32_t>::max());  // the widest array header
+  return w.size();
+}
+
+size_t encoded_size(const SnapshotRecord& r) {
+  SizeCounter w;
+  write_snapshot_record(w, r);
+  return w.size();
+}
+
+size_t snapshot_reply_overhead() {
+  SizeCounter w;
+  w.map(4);
+  w.str("records");
+  w.array(std::numeric_limits<uint32_t>::max());
+  w.str("high_version");
+  w.u64(std::numeric_limits<uint64_t>::max());
+  w.str("high_seq");
+  w.u64(std::numeric_limits<uint64_t>::max());
+  w.str("done");
+  w.boolean(false);
+  return w.size();
 }
 
 std::string encode(const DigestRequest& m) {
@@ -1031,8 +1102,10 @@ Result<DigestReply> decode_digest_reply(std::string_view bytes) {
   return decode_with<DigestReply>(bytes, read_digest_reply);
 }
 
-Result<IngestRequest> decode_ingest_request(std::string_view bytes) {
-  return decode_with<IngestRequest>(bytes, read_ingest_request);
+Result<IngestRequest> decode_ingest_request(std::string_view bytes, std::optional<uint32_t>* bad_record) {
+  if (bad_record != nullptr) bad_record->reset();
+  return decode_with<IngestRequest>(
+      bytes, [bad_record](const msgpack::object& o, IngestRequest& out) { return read_ingest_request(o, out, bad_record); });
 }
 Result<IngestReply> decode_ingest_reply(std::string_view bytes) {
   return decode_with<IngestReply>(bytes, read_ingest_reply);
@@ -1059,13 +1132,16 @@ Result<SnapshotReply> decode_snapshot_reply(std::string_view bytes) {
   return decode_with<SnapshotReply>(bytes, read_snapshot_reply);
 }
 
-Result<IngestRequest> decode_ingest_request_json(std::string_view json) {
+Result<IngestRequest> decode_ingest_request_json(std::string_view json, std::optional<uint32_t>* bad_record) {
+  if (bad_record != nullptr) bad_record->reset();
   DS_ASSIGN_OR_RETURN(nlohmann::json j, parse_json(json));
   DS_ASSIGN_OR_RETURN(std::string bytes, json_to_msgpack(j));
-  return decode_ingest_request(bytes);
+  return decode_ingest_request(bytes, bad_record);
 }
 
-Result<std::vector<IngestRecord>> decode_ingest_records_json(std::string_view json) {
+Result<std::vector<IngestRecord>> decode_ingest_records_json(std::string_view json,
+                                                             std::optional<uint32_t>* bad_record) {
+  if (bad_record != nullptr) bad_record->reset();
   DS_ASSIGN_OR_RETURN(nlohmann::json j, parse_json(json));
   if (!j.is_array()) {
     return Status::invalid_argument(std::string("records: expected a JSON array of records, got ") + j.type_name());
@@ -1073,7 +1149,7 @@ Result<std::vector<IngestRecord>> decode_ingest_records_json(std::string_view js
   nlohmann::json request = nlohmann::json::object();
   request["records"] = std::move(j);
   DS_ASSIGN_OR_RETURN(std::string bytes, json_to_msgpack(request));
-  DS_ASSIGN_OR_RETURN(IngestRequest decoded, decode_ingest_request(bytes));
+  DS_ASSIGN_OR_RETURN(IngestRequest decoded, decode_ingest_request(bytes, bad_record));
   return std::move(decoded.records);
 }
 

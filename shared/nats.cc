@@ -717,6 +717,8 @@ Status Connection::flush(int64_t timeout_ms) {
 
 bool Connection::connected() const { return natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED; }
 
+int64_t Connection::max_payload() const { return natsConnection_GetMaxPayload(nc_); }
+
 std::string Connection::new_inbox() const {
   // natsInbox_Create ignores the connection's custom prefix: it always
   // yields "_INBOX.<nuid>". Keep its unique part and put our prefix on it.
@@ -907,6 +909,8 @@ Result<PubAck> JetStream::publish(std::string_view subject, std::string_view dat
   jsPubAck_Destroy(pa);
   return out;
 }
+
+int64_t JetStream::max_payload() const { return natsConnection_GetMaxPayload(nc_); }
 
 Status JetStream::publish_async(std::string_view subject, std::string_view data, std::string_view msg_id) {
   const std::string subj = str(subject);

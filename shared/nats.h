@@ -184,6 +184,10 @@ class Connection {
 
   Status flush(int64_t timeout_ms = 5000);
   bool connected() const;
+  // The largest message (headers + body) the server this connection is on
+  // (or was last on) accepts: its INFO max_payload, updated by cnats at every
+  // reconnect, so it can change (e.g. another server of a cluster).
+  int64_t max_payload() const;
   // A new unique inbox subject under this connection's prefix.
   std::string new_inbox() const;
   Result<std::unique_ptr<JetStream>> jetstream(int64_t timeout_ms = 5000);
@@ -275,6 +279,8 @@ class JetStream {
   // e.g. lost with a broker restart): the caller must publish them again.
   Status publish_async(std::string_view subject, std::string_view data, std::string_view msg_id);
   Status wait_published(int64_t timeout_ms = 10000);
+  // Connection::max_payload of the connection this context publishes on.
+  int64_t max_payload() const;
 
   Status add_consumer(std::string_view stream, const ConsumerSpec& spec);
   // NotFound when it does not exist.

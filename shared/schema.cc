@@ -3,6 +3,7 @@
 #include <sodium.h>
 
 #include <array>
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 namespace ds {
@@ -67,6 +68,13 @@ Result<std::string> normalise_json(std::string_view text) {
   }
 }
 
+// NaN and infinity are refused in every column: JSON cannot carry them, and
+// SQLite would store a NaN as NULL without a word.
+Status non_finite_error(const Column& c, double d) {
+  return column_error(c, std::isnan(d) ? "NaN" : (d > 0 ? "infinity" : "-infinity"),
+                      "(only finite numbers are accepted)");
+}
+
 // Whether `v` is stored as it is for column `c` (false), needs a conversion
 // by check_value, which may still refuse its content (true), or is of a kind
 // the column never takes (the error).
@@ -79,7 +87,10 @@ Result<bool> needs_conversion(const Column& c, const Value& v) {
       if (std::holds_alternative<int64_t>(v)) return false;
       break;
     case ColumnType::kReal:
-      if (std::holds_alternative<double>(v)) return false;
+      if (const auto* d = std::get_if<double>(&v)) {
+        if (!std::isfinite(*d)) return non_finite_error(c, *d);
+        return false;
+      }
       if (std::holds_alternative<int64_t>(v)) return true;
       break;
     case ColumnType::kBool:
@@ -91,6 +102,9 @@ Result<bool> needs_conversion(const Column& c, const Value& v) {
       break;
     case ColumnType::kJson:
       if (const auto* j = std::get_if<JsonText>(&v)) return !j->canonical;
+      if (const auto* d = std::get_if<double>(&v); d != nullptr && !std::isfinite(*d)) {
+        return non_finite_error(c, *d);
+      }
       if (std::holds_alternative<std::string>(v) || std::holds_alternative<bool>(v) ||
           std::holds_alternative<int64_t>(v) || std::holds_alternative<double>(v)) {
         return true;
@@ -116,17 +130,32 @@ Status check_value(const Column& c, Value& v) {
     v = Blob{std::move(*bin)};
     return Status::ok();
   }
-  // A json column: text to parse, or a JSON scalar the decoders gave as a
-  // plain value.
+  // A json column holds any JSON value. A plain value is that JSON value
+  // itself: a string is a JSON string (never JSON text to parse), a number
+  // a number, a bool a bool. Only JsonText is JSON text, made compact here;
+  // a JSON null in it is the column's NULL, as a null value is.
+  if (const auto* j = std::get_if<JsonText>(&v)) {
+    Result<std::string> normalised = normalise_json(j->text);
+    if (!normalised.is_ok()) return column_error(c, got, normalised.status().message());
+    if (*normalised == "null") {
+      v = Value{};
+    } else {
+      v = JsonText{std::move(normalised).value(), /*canonical=*/true};
+    }
+    return Status::ok();
+  }
   std::string text;
-  if (const auto* j = std::get_if<JsonText>(&v)) text = j->text;
-  if (const auto* s = std::get_if<std::string>(&v)) text = *s;
+  if (const auto* s = std::get_if<std::string>(&v)) {
+    try {
+      text = nlohmann::json(*s).dump();
+    } catch (const nlohmann::json::exception&) {
+      return column_error(c, got, "that is not valid UTF-8 (a JSON string must be)");
+    }
+  }
   if (const auto* b = std::get_if<bool>(&v)) text = *b ? "true" : "false";
   if (const auto* i = std::get_if<int64_t>(&v)) text = std::to_string(*i);
   if (const auto* d = std::get_if<double>(&v)) text = nlohmann::json(*d).dump();
-  Result<std::string> normalised = normalise_json(text);
-  if (!normalised.is_ok()) return column_error(c, got, normalised.status().message());
-  v = JsonText{std::move(normalised).value(), /*canonical=*/true};
+  v = JsonText{std::move(text), /*canonical=*/true};
   return Status::ok();
 }
 

@@ -66,10 +66,12 @@ std::string schema_hash(const TypeSchema& schema);
 // Checks `fields` against `schema`: every name is a declared column (or the
 // key column with a value equal to `key`), every value has the column's type
 // (null is allowed for any column; an integer is accepted for a real column
-// and widened). Error messages name the column and the expected and actual
-// types. Normalises `fields` in place (integer->real widening, drops a
-// redundant key column; JSON text made compact). A rejected `fields` is left
-// as it was.
+// and widened; NaN and infinity are refused in real and json columns; a json
+// column takes any JSON value: a plain string, number or bool is that JSON
+// value, a JsonText is JSON text). Error messages name the column and the
+// expected and actual types. Normalises `fields` in place (integer->real
+// widening, drops a redundant key column, json values become compact
+// JsonText, a JSON null becomes null). A rejected `fields` is left as it was.
 Status validate_fields(const TypeSchema& schema, const std::string& key, Fields& fields);
 
 // The checks of validate_fields that need no conversion: true when `fields`

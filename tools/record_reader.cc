@@ -1,5 +1,7 @@
 #include "tools/record_reader.h"
 
+#include <nlohmann/json.hpp>
+
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
@@ -84,7 +86,12 @@ Result<Value> parse_cell(const std::string& text, ColumnType type) {
     case ColumnType::kText:
       return Value{text};
     case ColumnType::kJson:
-      return Value{text};  // validated (and turned into JsonText) by the schema check
+      // A CSV cell of a json column is JSON text (`"a"`, `42`, `{"k":1}`);
+      // the hub makes it compact. A bare word is not JSON: quote it.
+      if (!nlohmann::json::accept(text)) {
+        return Status::invalid_argument("'" + text + "' is not valid JSON (a text value must be quoted: \"...\")");
+      }
+      return Value{JsonText{text}};
     case ColumnType::kBlob:
       return Value{text};  // base64, decoded by the schema check
     case ColumnType::kInteger: {

@@ -6,7 +6,9 @@
 #include <cstdint>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "shared/names.h"
@@ -422,13 +424,18 @@ TEST(WireErrorTest, UnknownOrOkCodeOnTheWireIsInternal) {
   EXPECT_EQ(ok_code->error->code, StatusCode::kInternal);
 }
 
-TEST(CodecRoundTripTest, JsonScalarsSurviveTheTripThroughValidateFields) {
+TEST(CodecRoundTripTest, JsonValuesTravelAsTheirMsgpackValuesAndSurviveValidateFields) {
   TypeSchema schema;
   schema.key = "id";
   schema.columns = {{"meta", ColumnType::kJson}};
-  for (const char* text : {R"("hello")", "5", "-2.5", "true", "null", R"({"a":1})", "[]"}) {
+  // text -> the msgpack value on the wire (as nlohmann writes it)
+  for (const char* text : {R"("hello")", R"("42")", "5", "-2.5", "2.0", "true", R"({"a":1})", "[]", R"(["x",1])"}) {
     DeltaBatch m{"prices", {{1, "k", Op::kUpsert, {{"meta", JsonText{text}}}, 0, 0}}};
-    Result<DeltaBatch> back = decode_delta_batch(encode(m));
+    const std::string bytes = encode(m);
+    // The wire form is the JSON value itself: "hello" is a str, 5 an int.
+    const nlohmann::json wire = nlohmann::json::from_msgpack(bytes);
+    EXPECT_EQ(wire["changes"][0]["f"]["meta"], nlohmann::json::parse(text)) << text;
+    Result<DeltaBatch> back = decode_delta_batch(bytes);
     ASSERT_TRUE(back.is_ok()) << back.status().to_string();
     Fields f = back->changes[0].f;
     ASSERT_TRUE(validate_fields(schema, "k", f).is_ok()) << text;
@@ -460,7 +467,7 @@ void expect_every_prefix_rejected(const std::string& bytes, Decode decode) {
 }
 
 TEST(CodecMalformedTest, TruncatedBytesAreRejected) {
-  expect_every_prefix_rejected(encode(full_ingest_request()), decode_ingest_request);
+  expect_every_prefix_rejected(encode(full_ingest_request()), [](std::string_view b) { return decode_ingest_request(b); });
   IngestReply ingest_reply;
   ingest_reply.first_version = 1;
   ingest_reply.last_version = 2;
@@ -774,7 +781,7 @@ TEST(CodecMalformedTest, JsonValueNestedDeeperThanValidationAllowsIsRejected) {
   TypeSchema schema;
   schema.key = "id";
   schema.columns = {{"m", ColumnType::kJson}};
-  Fields as_text{{"m", std::get<JsonText>(ok->records[0].fields.at("m")).text}};
+  Fields as_text{{"m", JsonText{std::get<JsonText>(ok->records[0].fields.at("m")).text}}};
   EXPECT_TRUE(validate_fields(schema, "k", as_text).is_ok());
 }
 
@@ -897,6 +904,206 @@ TEST(JsonOutputTest, FieldsToJsonIsAnObject) {
   EXPECT_EQ(text, R"({"a \"q\"":"x","b":2,"j":[1,2],"n":null})");
   EXPECT_TRUE(nlohmann::json::accept(text));
   EXPECT_EQ(fields_to_json({}), "{}");
+}
+
+// ---- json columns: one rule from msgpack and from JSON (protocol.md "Values") ----
+
+TypeSchema json_schema() {
+  TypeSchema schema;
+  schema.key = "id";
+  schema.columns = {{"meta", ColumnType::kJson}, {"amount", ColumnType::kReal}};
+  return schema;
+}
+
+// The value of `meta` of the only record, after decoding and validation.
+Result<Value> validated_meta(const Result<IngestRequest>& r) {
+  if (!r.is_ok()) return r.status();
+  Fields f = r->records.at(0).fields;
+  DS_RETURN_IF_ERROR(validate_fields(json_schema(), "k", f));
+  return f.at("meta");
+}
+
+TEST(JsonColumnTest, AStringIsAJsonStringFromMsgpackAndFromJson) {
+  for (const char* s : {"42", "hello", "{\"a\":1}", "true"}) {
+    nlohmann::json request = {{"records", {{{"key", "k"}, {"op", "upsert"}, {"fields", {{"meta", s}}}}}}};
+    const Value expected = JsonText{nlohmann::json(s).dump()};
+    Result<Value> from_msgpack = validated_meta(decode_ingest_request(mp(request.dump())));
+    ASSERT_TRUE(from_msgpack.is_ok()) << from_msgpack.status().to_string();
+    EXPECT_EQ(*from_msgpack, expected) << s;
+    Result<Value> from_json = validated_meta(decode_ingest_request_json(request.dump()));
+    ASSERT_TRUE(from_json.is_ok()) << from_json.status().to_string();
+    EXPECT_EQ(*from_json, expected) << s;
+  }
+}
+
+TEST(JsonColumnTest, EveryJsonValueIsTakenAsGivenFromMsgpackAndFromJson) {
+  for (const char* text : {"42", "-1.5", "true", "false", R"("x")", R"({"b":[1,"2",null]})", "[]"}) {
+    const std::string request =
+        std::string(R"({"records":[{"key":"k","op":"upsert","fields":{"meta":)") + text + "}}]}";
+    const Value expected = JsonText{nlohmann::json::parse(text).dump()};
+    Result<Value> from_msgpack = validated_meta(decode_ingest_request(mp(request)));
+    ASSERT_TRUE(from_msgpack.is_ok()) << from_msgpack.status().to_string();
+    EXPECT_EQ(*from_msgpack, expected) << text;
+    Result<Value> from_json = validated_meta(decode_ingest_request_json(request));
+    ASSERT_TRUE(from_json.is_ok()) << from_json.status().to_string();
+    EXPECT_EQ(*from_json, expected) << text;
+  }
+  // null is the column's NULL, from both.
+  const std::string null_request = R"({"records":[{"key":"k","op":"upsert","fields":{"meta":null}}]})";
+  EXPECT_EQ(*validated_meta(decode_ingest_request(mp(null_request))), Value{});
+  EXPECT_EQ(*validated_meta(decode_ingest_request_json(null_request)), Value{});
+}
+
+TEST(NonFiniteTest, NaNAndInfinityAreRefusedFromMsgpackAndFromJson) {
+  // msgpack carries them as float64.
+  for (double d : {std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity(),
+                   -std::numeric_limits<double>::infinity()}) {
+    IngestRequest m;
+    IngestRecord r;
+    r.key = "k";
+    r.fields = {{"amount", d}};
+    m.records = {r};
+    Result<IngestRequest> decoded = decode_ingest_request(encode(m));
+    ASSERT_TRUE(decoded.is_ok()) << decoded.status().to_string();
+    Fields f = decoded->records[0].fields;
+    Status s = validate_fields(json_schema(), "k", f);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(s.message().find("column 'amount' expects real, got "), std::string::npos) << s.message();
+    EXPECT_NE(s.message().find("only finite numbers"), std::string::npos) << s.message();
+    r.fields = {{"meta", d}};
+    m.records = {r};
+    Fields j = decode_ingest_request(encode(m))->records[0].fields;
+    EXPECT_NE(validate_fields(json_schema(), "k", j).message().find("column 'meta' expects json, got "),
+              std::string::npos);
+  }
+  // JSON cannot carry them at all: NaN is not JSON, and a number too large
+  // for a double is refused as the JSON parser reads it.
+  expect_rejected(decode_ingest_request_json(R"({"records":[{"key":"k","op":"upsert","fields":{"amount":NaN}}]})"),
+                  "invalid JSON");
+  for (const char* big : {"1e999", "-1e999"}) {
+    expect_rejected(decode_ingest_request_json(std::string(R"({"records":[{"key":"k","op":"upsert","fields":{"amount":)") +
+                                               big + "}}]}"),
+                    "number overflow");
+  }
+}
+
+// ---- the record a decode error is in ----
+
+TEST(IngestDecodeIndexTest, AnErrorInARecordNamesItsIndexFromMsgpackAndFromJson) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({"records":[{"key":"a","op":"upsert"},{"key":"b","op":"upsrt"}]})", "records[1].op: unknown op"},
+      {R"({"records":[{"key":"a","op":"upsert"},{"key":"b","op":"upsert","ts":"x"}]})", "records[1].ts"},
+      {R"({"records":[{"key":"a","op":"upsert"},{"key":"b","op":"upsert"},{"op":"upsert"}]})",
+       "records[2].key: missing required key"},
+      {R"({"records":[{"key":"a","op":"upsert","fields":[1]}]})", "records[0].fields"},
+  };
+  for (const auto& [request, needle] : cases) {
+    const uint32_t expected = static_cast<uint32_t>(needle[8] - '0');
+    std::optional<uint32_t> index;
+    expect_rejected(decode_ingest_request(mp(request), &index), needle);
+    EXPECT_EQ(index, std::optional<uint32_t>(expected)) << request;
+    index.reset();
+    expect_rejected(decode_ingest_request_json(request, &index), needle);
+    EXPECT_EQ(index, std::optional<uint32_t>(expected)) << request;
+    index.reset();
+    const std::string records = nlohmann::json::parse(request)["records"].dump();
+    expect_rejected(decode_ingest_records_json(records, &index), needle);
+    EXPECT_EQ(index, std::optional<uint32_t>(expected)) << request;
+  }
+  // An error outside the records names none.
+  std::optional<uint32_t> index = 7;
+  expect_rejected(decode_ingest_request(mp(R"({"seq":"x","records":[]})"), &index), "seq");
+  EXPECT_EQ(index, std::nullopt);
+  index = 7;
+  expect_rejected(decode_ingest_request_json("{", &index), "invalid JSON");
+  EXPECT_EQ(index, std::nullopt);
+}
+
+// ---- sizes ----
+
+std::vector<Change> changes_of_every_size() {
+  std::vector<Change> out;
+  uint64_t v = 0;
+  for (uint64_t version : {uint64_t{1}, uint64_t{200}, uint64_t{70000}, uint64_t{1} << 40,
+                           std::numeric_limits<uint64_t>::max()}) {
+    for (int64_t ts : {int64_t{0}, int64_t{-1}, int64_t{-100}, int64_t{-40000}, int64_t{-3000000000},
+                       std::numeric_limits<int64_t>::min(), int64_t{1700000000000}}) {
+      Change c;
+      c.v = version;
+      c.key = std::string(static_cast<size_t>(1 + (v++ % 300)), 'k');
+      c.ts = ts;
+      c.hts = -ts / 2;
+      out.push_back(c);
+    }
+  }
+  Change all;
+  all.v = 7;
+  all.key = "all";
+  all.f = every_value_kind();
+  out.push_back(all);
+  for (size_t n : {size_t{31}, size_t{32}, size_t{255}, size_t{256}, size_t{65535}, size_t{65536}, size_t{100000}}) {
+    Change big;
+    big.v = 9;
+    big.key = "big";
+    big.f = {{"text", std::string(n, 'x')}, {"image", Blob{std::string(n, 'y')}},
+             {"meta", JsonText{"[" + std::to_string(n) + ",-" + std::to_string(n) + ",\"" + std::string(n, 'z') +
+                               "\",1.5,{\"k\":[true,null]}]"}},
+             {"scalar", JsonText{"\"" + std::string(n, 's') + "\""}}};
+    out.push_back(big);
+    Change del;
+    del.v = n;
+    del.key = std::string(n % 512 + 1, 'd');
+    del.op = Op::kDelete;
+    out.push_back(del);
+  }
+  return out;
+}
+
+TEST(EncodedSizeTest, AChangeCountsExactlyTheBytesItAddsToADeltaBatch) {
+  for (const Change& c : changes_of_every_size()) {
+    const size_t empty = encode(DeltaBatch{"prices", {}}).size();
+    // One change in a batch: the fixarray header stays one byte.
+    EXPECT_EQ(encode(DeltaBatch{"prices", {c}}).size(), empty + encoded_size(c)) << c.key.size();
+  }
+}
+
+TEST(EncodedSizeTest, TheBatchBoundHoldsForAnyNumberOfChanges) {
+  const std::vector<Change> all = changes_of_every_size();
+  for (size_t n : {size_t{0}, size_t{1}, size_t{15}, size_t{16}, all.size()}) {
+    DeltaBatch batch{"a_type_name", {}};
+    size_t bound = delta_batch_overhead(batch.type);
+    for (size_t i = 0; i < n; ++i) {
+      batch.changes.push_back(all[i % all.size()]);
+      bound += encoded_size(batch.changes.back());
+    }
+    const size_t actual = encode(batch).size();
+    EXPECT_LE(actual, bound) << n;
+    EXPECT_GE(actual + 4, bound) << n;  // only the array header may be narrower than the bound counts
+  }
+}
+
+TEST(EncodedSizeTest, ASnapshotRecordAndItsReplyBoundHold) {
+  SnapshotReply reply;
+  reply.high_version = std::numeric_limits<uint64_t>::max();
+  reply.high_seq = 12;
+  size_t bound = snapshot_reply_overhead();
+  for (const Change& c : changes_of_every_size()) {
+    SnapshotRecord r{c.v, c.key, c.f, c.ts};
+    const size_t before = encode(SnapshotReply{std::nullopt, {r}, 0, 0, false}).size();
+    const size_t empty = encode(SnapshotReply{std::nullopt, {}, 0, 0, false}).size();
+    EXPECT_EQ(before, empty + encoded_size(r));
+    reply.records.push_back(r);
+    bound += encoded_size(r);
+  }
+  EXPECT_LE(encode(reply).size(), bound);
+}
+
+TEST(MessageBodyLimitTest, LeavesHeadroomUnderTheServersMaxPayload) {
+  EXPECT_EQ(message_body_limit(1048576), 1048576u - 4096u);
+  EXPECT_EQ(message_body_limit(65536), 65536u - 4096u);
+  EXPECT_EQ(message_body_limit(8000), 6000u);  // a quarter when that is less than the headroom
+  EXPECT_EQ(message_body_limit(0), 1048576u - 4096u);  // not known yet: nats-server's default
+  EXPECT_EQ(message_body_limit(-1), 1048576u - 4096u);
 }
 
 }  // namespace

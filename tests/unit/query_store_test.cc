@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "shared/codec.h"
 #include "tools/temp_dir.h"
 
@@ -121,7 +123,7 @@ TEST_F(QueryStoreTest, DeleteLeavesATombstoneThatListsAndSnapshotsSkip) {
   ASSERT_TRUE(list.is_ok());
   ASSERT_EQ(list->size(), 1u);
   EXPECT_EQ(list->at(0).key, "b");
-  auto page = store_->snapshot_page(SnapshotRequest{"price", "*", std::nullopt, 100});
+  auto page = store_->snapshot_page(SnapshotRequest{"price", "*", std::nullopt, 100}, 1 << 20);
   ASSERT_TRUE(page.is_ok());
   ASSERT_EQ(page->records.size(), 1u);
   EXPECT_EQ(page->records[0].key, "b");
@@ -369,7 +371,7 @@ TEST_F(QueryStoreTest, SnapshotPagesCoverTheLiveRowsOfAPartition) {
   std::vector<std::string> keys;
   SnapshotRequest req{"stock", "p1", std::nullopt, 3};
   for (int page = 0; page < 10; ++page) {
-    auto reply = store_->snapshot_page(req);
+    auto reply = store_->snapshot_page(req, 1 << 20);
     ASSERT_TRUE(reply.is_ok()) << reply.status().to_string();
     EXPECT_EQ(reply->high_seq, 42u);
     EXPECT_EQ(reply->high_version, 7u);
@@ -423,6 +425,160 @@ TEST(DigestTest, RowHashIsStable) {
   d.add("a", 1);
   d.add("a", 1);
   EXPECT_EQ(d.sum, 2 * row_hash("a", 1));
+}
+
+// ---- cutting by bytes ----
+
+TEST(BatchCutRuleTest, AChangeJoinsUnlessCountOrBytesWouldBeExceeded) {
+  const BatchLimits limits{3, 100};
+  EXPECT_TRUE(joins_open_batch(limits, 1, 40, 60));    // exactly full
+  EXPECT_FALSE(joins_open_batch(limits, 1, 40, 61));   // one byte over
+  EXPECT_FALSE(joins_open_batch(limits, 3, 10, 1));    // count reached
+  EXPECT_TRUE(joins_open_batch(limits, 2, 10, 1));
+}
+
+// A batch's encoding as the cutting rule counts it.
+size_t bound_of(const PendingBatch& b) {
+  size_t bytes = delta_batch_overhead(b.delta.type);
+  for (const Change& c : b.delta.changes) bytes += encoded_size(c);
+  return bytes;
+}
+
+std::vector<Change> changes_of(const std::vector<PendingBatch>& batches) {
+  std::vector<Change> out;
+  for (const PendingBatch& b : batches) out.insert(out.end(), b.delta.changes.begin(), b.delta.changes.end());
+  return out;
+}
+
+TEST_F(QueryStoreTest, DeltaBatchesAreCutByBytesAndTheLogReadsBackTheSameBatches) {
+  store_.reset();
+  QueryStoreOptions options;
+  options.publish_batch = 500;
+  options.max_batch_bytes = 1000;
+  store_ = open_store({price_type(), stock_type()}, options);
+  std::vector<IngestRecord> records;
+  for (int i = 0; i < 20; ++i) {
+    records.push_back(upsert("k" + std::to_string(i), {{"currency", std::string(static_cast<size_t>(100 + 20 * i), 'c')}}));
+  }
+  GroupCommit g = commit_group({batch("price", records)});
+  ASSERT_TRUE(g.outcomes[0].status.is_ok());
+  ASSERT_GT(g.batches.size(), 5u);
+  for (const PendingBatch& b : g.batches) {
+    EXPECT_LE(encode(b.delta).size(), 1000u) << b.batch;
+    EXPECT_LE(bound_of(b), 1000u) << b.batch;
+    EXPECT_EQ(b.batch, b.delta.changes.front().v);
+  }
+  // Deterministic and stored: the log gives the very same batches.
+  auto log = store_->batches_after("price", 0);
+  ASSERT_TRUE(log.is_ok());
+  ASSERT_EQ(log->size(), g.batches.size());
+  for (size_t i = 0; i < log->size(); ++i) {
+    EXPECT_EQ(log->at(i).batch, g.batches[i].batch);
+    EXPECT_EQ(encode(log->at(i).delta), encode(g.batches[i].delta));
+  }
+  EXPECT_EQ(changes_of(*log).size(), 20u);
+
+  // The limit is read again before every commit: a larger one, fewer batches.
+  store_->set_max_batch_bytes(1 << 20);
+  GroupCommit big = commit_group({batch("price", records)});
+  EXPECT_EQ(big.batches.size(), 1u);
+}
+
+TEST_F(QueryStoreTest, AChangeLargerThanTheLimitGetsABatchOfItsOwn) {
+  store_->set_max_batch_bytes(300);
+  GroupCommit g = commit_group({batch("price", {upsert("a", {{"amount", 1.0}}),
+                                                upsert("huge", {{"currency", std::string(1000, 'x')}}),
+                                                upsert("b", {{"amount", 2.0}})})});
+  ASSERT_EQ(g.batches.size(), 3u);
+  EXPECT_EQ(g.batches[1].delta.changes.size(), 1u);
+  EXPECT_EQ(g.batches[1].delta.changes[0].key, "huge");
+}
+
+TEST_F(QueryStoreTest, AnUnpublishedBatchIsCutAgainUnderASmallerLimit) {
+  std::vector<IngestRecord> records;
+  for (int i = 0; i < 10; ++i) records.push_back(upsert("k" + std::to_string(i), {{"currency", std::string(300, 'c')}}));
+  GroupCommit g = commit_group({batch("price", records), batch("price", {upsert("next", {{"amount", 1.0}})})});
+  ASSERT_EQ(g.batches.size(), 1u);  // one commit, one batch
+  const std::vector<Change> before = changes_of(*store_->batches_after("price", 0));
+
+  // It fits: nothing changes.
+  auto same = store_->recut_batch("price", 1);
+  ASSERT_TRUE(same.is_ok()) << same.status().to_string();
+  EXPECT_EQ(*same, 1u);
+
+  // The broker's limit shrank: the unpublished batch becomes several, each
+  // within it, the first keeping its id, the changes the same and in order.
+  const size_t limit = bound_of(g.batches[0]) / 3;
+  store_->set_max_batch_bytes(limit);
+  auto parts = store_->recut_batch("price", 1);
+  ASSERT_TRUE(parts.is_ok()) << parts.status().to_string();
+  EXPECT_GE(*parts, 3u);
+  auto log = store_->batches_after("price", 0);
+  ASSERT_TRUE(log.is_ok());
+  EXPECT_EQ(log->size(), *parts);
+  EXPECT_EQ(log->at(0).batch, 1u);
+  for (const PendingBatch& b : *log) {
+    EXPECT_LE(bound_of(b), std::max(limit, delta_batch_overhead("price") + encoded_size(b.delta.changes[0])));
+    EXPECT_EQ(b.batch, b.delta.changes.front().v);
+  }
+  std::vector<Change> after = changes_of(*log);
+  auto by_version = [](const Change& a, const Change& b) { return a.v < b.v; };
+  std::vector<Change> sorted_before = before;
+  std::sort(sorted_before.begin(), sorted_before.end(), by_version);
+  std::sort(after.begin(), after.end(), by_version);
+  EXPECT_EQ(after, sorted_before);
+
+  // A published batch is never cut again (the stream holds it under its id).
+  ASSERT_TRUE(store_->mark_published("price", log->back().batch, 9).is_ok());
+  EXPECT_EQ(store_->recut_batch("price", 1).status().code(), StatusCode::kInternal);
+}
+
+TEST_F(QueryStoreTest, SnapshotPagesAreCutByBytesAndStillCoverEveryRow) {
+  std::vector<IngestRecord> records;
+  for (int i = 0; i < 50; ++i) {
+    records.push_back(upsert("k" + std::to_string(100 + i), {{"currency", std::string(200, 'c')}}));
+  }
+  commit({batch("price", records)});
+  const size_t max_bytes = 2000;
+  std::vector<std::string> keys;
+  SnapshotRequest req{"price", "*", std::nullopt, 10000};
+  int pages = 0;
+  for (; pages < 100; ++pages) {
+    auto reply = store_->snapshot_page(req, max_bytes);
+    ASSERT_TRUE(reply.is_ok()) << reply.status().to_string();
+    EXPECT_LE(encode(*reply).size(), max_bytes);
+    ASSERT_FALSE(reply->records.empty());
+    for (const auto& r : reply->records) keys.push_back(r.key);
+    if (reply->done) break;
+    req.after_key = reply->records.back().key;
+  }
+  EXPECT_GT(pages, 3);
+  ASSERT_EQ(keys.size(), 50u);
+  EXPECT_EQ(keys.front(), "k100");
+  EXPECT_EQ(keys.back(), "k149");
+
+  // A page that ends exactly at the last row says done.
+  req.after_key = "k147";
+  auto last = store_->snapshot_page(req, max_bytes);
+  ASSERT_TRUE(last.is_ok());
+  EXPECT_EQ(last->records.size(), 2u);
+  EXPECT_TRUE(last->done);
+}
+
+TEST_F(QueryStoreTest, ASnapshotRowTooLargeForAnyPageIsAClearError) {
+  commit({batch("price", {upsert("a", {{"amount", 1.0}}), upsert("big", {{"currency", std::string(5000, 'x')}})})});
+  SnapshotRequest req{"price", "*", std::string("a"), 100};
+  auto reply = store_->snapshot_page(req, 2000);
+  ASSERT_FALSE(reply.is_ok());
+  EXPECT_EQ(reply.status().code(), StatusCode::kInternal);
+  EXPECT_NE(reply.status().message().find("row 'big'"), std::string::npos) << reply.status().message();
+  EXPECT_NE(reply.status().message().find("max_payload"), std::string::npos) << reply.status().message();
+  // The row before it is served alone, not done.
+  req.after_key.reset();
+  auto first = store_->snapshot_page(req, 2000);
+  ASSERT_TRUE(first.is_ok());
+  ASSERT_EQ(first->records.size(), 1u);
+  EXPECT_FALSE(first->done);
 }
 
 }  // namespace

@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace ds {
 namespace {
@@ -178,34 +181,73 @@ TEST(ValidateFieldsTest, InvalidBase64IsRejectedForBlobColumn) {
   }
 }
 
-TEST(ValidateFieldsTest, JsonColumnAcceptsJsonTextAndNormalisesIt) {
-  Fields f{{"meta", std::string("{ \"b\" : [1, 2], \"a\" : null }")}};
+TEST(ValidateFieldsTest, JsonColumnMakesJsonTextCompact) {
+  Fields f{{"meta", JsonText{"{ \"b\" : [1, 2], \"a\" : null }"}}};
   ASSERT_TRUE(validate_fields(products(), "k", f).is_ok());
   EXPECT_EQ(f["meta"], Value{JsonText{"{\"a\":null,\"b\":[1,2]}"}});
 }
 
-TEST(ValidateFieldsTest, JsonColumnAcceptsScalars) {
-  Fields f{{"meta", int64_t{5}}};
-  ASSERT_TRUE(validate_fields(products(), "k", f).is_ok());
-  EXPECT_EQ(f["meta"], Value{JsonText{"5"}});
-  Fields b{{"meta", true}};
-  ASSERT_TRUE(validate_fields(products(), "k", b).is_ok());
-  EXPECT_EQ(b["meta"], Value{JsonText{"true"}});
+TEST(ValidateFieldsTest, JsonColumnTakesPlainValuesAsTheJsonValuesTheyAre) {
+  // One rule whatever the encoding: a string is a JSON string, never JSON
+  // text to parse ("42" stays a string), a number a number, a bool a bool.
+  const std::vector<std::pair<Value, std::string>> cases = {
+      {std::string("42"), R"("42")"},
+      {std::string("hello"), R"("hello")"},
+      {std::string(R"({"a":1})"), R"("{\"a\":1}")"},
+      {std::string(""), R"("")"},
+      {int64_t{5}, "5"},
+      {-2.5, "-2.5"},
+      {2.0, "2.0"},
+      {true, "true"},
+  };
+  for (const auto& [value, text] : cases) {
+    Fields f{{"meta", value}};
+    ASSERT_TRUE(validate_fields(products(), "k", f).is_ok()) << text;
+    EXPECT_EQ(f["meta"], Value{JsonText{text}}) << text;
+    EXPECT_TRUE(std::get<JsonText>(f["meta"]).canonical);
+  }
 }
 
-TEST(ValidateFieldsTest, JsonColumnRejectsInvalidJson) {
-  Fields f{{"meta", std::string("{not json")}};
-  EXPECT_EQ(validate_fields(products(), "k", f).message(),
-            "column 'meta' expects json, got text that is not valid JSON");
+TEST(ValidateFieldsTest, JsonNullInAJsonColumnIsNull) {
+  Fields f{{"meta", JsonText{" null "}}};
+  ASSERT_TRUE(validate_fields(products(), "k", f).is_ok());
+  EXPECT_EQ(f["meta"], Value{});
+}
+
+TEST(ValidateFieldsTest, JsonColumnRejectsInvalidJsonTextAndOtherKinds) {
   Fields j{{"meta", JsonText{"[1,"}}};
   EXPECT_EQ(validate_fields(products(), "k", j).message(),
             "column 'meta' expects json, got json that is not valid JSON");
   Fields blob{{"meta", Blob{"x"}}};
   EXPECT_EQ(validate_fields(products(), "k", blob).message(), "column 'meta' expects json, got blob");
+  Fields bad_utf8{{"meta", std::string("\xff")}};
+  EXPECT_EQ(validate_fields(products(), "k", bad_utf8).message(),
+            "column 'meta' expects json, got text that is not valid UTF-8 (a JSON string must be)");
+}
+
+TEST(ValidateFieldsTest, NaNAndInfinityAreRefusedInRealAndJsonColumns) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  for (const char* column : {"price", "meta"}) {
+    const std::string expects = std::string("column '") + column + "' expects " + (column[0] == 'p' ? "real" : "json");
+    Fields n{{column, nan}};
+    Status s = validate_fields(products(), "k", n);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(s.message(), expects + ", got NaN (only finite numbers are accepted)");
+    Fields p{{column, inf}};
+    EXPECT_EQ(validate_fields(products(), "k", p).message(),
+              expects + ", got infinity (only finite numbers are accepted)");
+    Fields m{{column, -inf}};
+    EXPECT_EQ(validate_fields(products(), "k", m).message(),
+              expects + ", got -infinity (only finite numbers are accepted)");
+    EXPECT_FALSE(fields_in_stored_form(products(), "k", n).is_ok());
+  }
+  Fields finite{{"price", std::numeric_limits<double>::max()}};
+  EXPECT_TRUE(validate_fields(products(), "k", finite).is_ok());
 }
 
 TEST(ValidateFieldsTest, JsonTextIsLeftCompactAndMarkedCanonical) {
-  Fields f{{"meta", std::string(R"({ "b": 1, "a": [true, 2.5] })")}};
+  Fields f{{"meta", JsonText{R"({ "b": 1, "a": [true, 2.5] })"}}};
   ASSERT_TRUE(validate_fields(products(), "k", f).is_ok());
   const auto& j = std::get<JsonText>(f.at("meta"));
   EXPECT_EQ(j.text, R"({"a":[true,2.5],"b":1})");
@@ -220,7 +262,7 @@ TEST(FieldsInStoredFormTest, TellsWhetherValidationWouldChangeAnything) {
   EXPECT_FALSE(*stored({{"price", int64_t{2}}}));                    // widened to real
   EXPECT_FALSE(*stored({{"image", std::string("eA==")}}));           // base64 decoded
   EXPECT_FALSE(*stored({{"meta", JsonText{"[1]"}}}));                // not known to be compact
-  EXPECT_FALSE(*stored({{"meta", std::string("[1]")}}));             // text parsed as JSON
+  EXPECT_FALSE(*stored({{"meta", std::string("[1]")}}));             // a JSON string made of it
   EXPECT_FALSE(*stored({{"sku", std::string("k")}}));                // key column dropped
   // What validate_fields refuses without looking inside a value, it refuses
   // with the same message.
@@ -233,10 +275,10 @@ TEST(FieldsInStoredFormTest, TellsWhetherValidationWouldChangeAnything) {
 }
 
 TEST(ValidateFieldsTest, DeeplyNestedJsonIsRejected) {
-  Fields f{{"meta", std::string(100000, '[') + std::string(100000, ']')}};
+  Fields f{{"meta", JsonText{std::string(100000, '[') + std::string(100000, ']')}}};
   EXPECT_EQ(validate_fields(products(), "k", f).message(),
-            "column 'meta' expects json, got text that nests deeper than 32 levels");
-  Fields ok{{"meta", std::string(31, '[') + std::string(31, ']')}};
+            "column 'meta' expects json, got json that nests deeper than 32 levels");
+  Fields ok{{"meta", JsonText{std::string(31, '[') + std::string(31, ']')}}};
   EXPECT_TRUE(validate_fields(products(), "k", ok).is_ok());
 }
 
