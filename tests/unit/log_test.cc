@@ -25,12 +25,14 @@ TEST(LogTest, ControlCharactersAreWrittenAsVisibleEscapes) {
 // What the hub does with a producer's name: one call, one line, whatever
 // the value holds.
 TEST(LogTest, AForgedLineInAValueStaysInsideOneLogLine) {
+  const auto previous = spdlog::default_logger();
   ::testing::internal::CaptureStderr();
   init_logging("log-test", "info");
   const std::string producer = "erp\n2026-01-01T00:00:00.000 critical [hub] forged\r\x1b[2K";
   spdlog::info("ingest from producer '{}'", producer);
   spdlog::default_logger()->flush();
   const std::string out = ::testing::internal::GetCapturedStderr();
+  spdlog::set_default_logger(previous);
   spdlog::drop("log-test");
   ASSERT_FALSE(out.empty());
   EXPECT_EQ(out.find('\n'), out.size() - 1) << out;
