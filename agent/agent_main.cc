@@ -6,6 +6,7 @@
 //
 // Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <chrono>
 #include <ctime>
@@ -238,6 +239,10 @@ int run_quarantine(const Options& o, const std::string& action) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Everything this process creates (its database and the -wal/-shm files
+  // SQLite adds, and whatever a child inherits) is owner-only: it holds
+  // business data (docs/security.md, "A local user").
+  ::umask(0077);
   CLI::App app{"deltasync-agent: keeps a local SQLite replica of the business types this host\n"
                "takes, applying the hub's deltas from exactly where it left off."};
   app.set_version_flag("--version", std::string("deltasync-agent ") + ds::kVersion);

@@ -46,6 +46,9 @@ case "$bin" in /*) ;; *) bin="$root/$bin" ;; esac
 work="${DELTASYNC_DEMO_DIR:-$root/run/demo}"
 
 rm -rf "$work"
+# Logs, configs (the token) and databases of the demo: owner-only
+# (docs/security.md, Files).
+umask 077
 mkdir -p "$work"
 cd "$work"
 

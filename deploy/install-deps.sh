@@ -14,8 +14,13 @@ packages=(
   # helper libraries: logging, command lines, config files, JSON, HTTP, nkeys
   libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
   librestinio-dev libsodium-dev
-  # OpenSSL headers: the agent sets libcrypto's random method (cnats loads it)
+  # OpenSSL headers: the agent sets libcrypto's random method (cnats loads it);
+  # the hub's HTTPS listener uses libssl
   libssl-dev
+  # the CLI's HTTP(S) client
+  libcurl4-openssl-dev
+  # tests make a private CA and certificates with the openssl command
+  openssl
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # used by scripts: free-port lookup, waiting on sockets

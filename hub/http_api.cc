@@ -1,4 +1,5 @@
 #include <restinio/all.hpp>
+#include <restinio/tls.hpp>
 
 #include "hub/http_api.h"
 
@@ -16,16 +17,107 @@
 #include "shared/names.h"
 
 namespace ds {
+
+// ---- the body gate --------------------------------------------------------
+//
+// RESTinio reads a whole request body into memory before any handler runs.
+// The gate decides at the end of the headers, before one byte of the body is
+// read, whether the body is read at all:
+//   - a request with a body but without the right bearer token: the body is
+//     skipped and the request is answered 401;
+//   - a token holder's request whose Content-Length is above
+//     [http] max_body_bytes: skipped and answered 413;
+//   - a chunked body is read up to max_body_bytes; past that the connection
+//     is closed (RESTinio's body limit; there is no status line to send in
+//     the middle of a body).
+// A skipped body is never read: the answer carries "Connection: close" and
+// the connection is closed after it. The decision is carried to the handler
+// in the header field kRefusalField, which the gate first removes from what
+// the client sent, so a client cannot set it.
+//
+// RESTinio's parser callbacks are plain functions of the http_parser; they
+// are replaced for our traits through their http_methods_mapper_t (an
+// explicit specialization of restinio::impl::create_parser_settings below).
+// They run on the API's io thread only, which finds its gate through a
+// thread_local pointer set when that thread starts.
+
+struct GatedHttpMethods : restinio::default_http_methods_t {};
+
+namespace {
+
+constexpr std::string_view kRefusalField = "Deltasync-Refused";
+
+struct BodyGate {
+  std::string token;
+  uint64_t max_body_bytes = 0;
+
+  bool authorized(const restinio::http_request_header_t& header) const {
+    const std::string value = header.get_field_or(restinio::http_field::authorization, "");
+    constexpr std::string_view kBearer = "Bearer ";
+    if (token.empty() || value.size() != kBearer.size() + token.size() || value.rfind(kBearer, 0) != 0) return false;
+    return sodium_memcmp(value.data() + kBearer.size(), token.data(), token.size()) == 0;
+  }
+};
+
+thread_local const BodyGate* t_body_gate = nullptr;
+
+int gated_headers_complete(http_parser* parser) {
+  auto* ctx = static_cast<restinio::impl::http_parser_ctx_t*>(parser->data);
+  ctx->m_header.remove_all_of(kRefusalField);
+  const BodyGate* gate = t_body_gate;
+  if (gate == nullptr) return restinio::impl::restinio_headers_complete_cb(parser);
+  const bool chunked = (parser->flags & F_CHUNKED) != 0;
+  const bool sized = parser->content_length != ULLONG_MAX && parser->content_length > 0;
+  std::string_view refusal;
+  if ((chunked || sized) && !gate->authorized(ctx->m_header)) {
+    refusal = "401";
+  } else if (sized && parser->content_length > gate->max_body_bytes) {
+    refusal = "413";
+  }
+  if (refusal.empty()) return restinio::impl::restinio_headers_complete_cb(parser);
+  ctx->m_leading_headers_completed = true;
+  ctx->m_header.set_field(std::string(kRefusalField), std::string(refusal));
+  return 1;  // http_parser: no body follows; the message is complete
+}
+
+}  // namespace
+}  // namespace ds
+
+template <>
+inline http_parser_settings restinio::impl::create_parser_settings<ds::GatedHttpMethods>() noexcept {
+  http_parser_settings settings = create_parser_settings<restinio::default_http_methods_t>();
+  settings.on_headers_complete = [](http_parser* parser) -> int { return ds::gated_headers_complete(parser); };
+  return settings;
+}
+
+namespace ds {
 namespace {
 
 using Router = restinio::router::express_router_t<>;
 struct Traits : public restinio::default_single_thread_traits_t {
   using request_handler_t = Router;
+  using http_methods_mapper_t = GatedHttpMethods;
+  static constexpr bool use_connection_count_limiter = true;
+};
+struct TlsTraits : public restinio::single_thread_tls_traits_t<restinio::asio_timer_manager_t,
+                                                                restinio::null_logger_t, Router> {
+  using http_methods_mapper_t = GatedHttpMethods;
+  static constexpr bool use_connection_count_limiter = true;
 };
 using Server = restinio::http_server_t<Traits>;
+using TlsServer = restinio::http_server_t<TlsTraits>;
 using restinio::request_handle_t;
 using restinio::request_handling_status_t;
 using Params = restinio::router::route_params_t;
+
+// Bounds on what any client, with or without a token, makes the hub hold:
+// connections at once, and the request line and headers of each (a few
+// MiB in all); bodies are bounded by [http] max_body_bytes and the gate.
+constexpr size_t kMaxConnections = 256;
+constexpr size_t kMaxUrlBytes = 16 * 1024;
+constexpr size_t kMaxFieldNameBytes = 256;
+constexpr size_t kMaxFieldValueBytes = 8 * 1024;
+constexpr size_t kMaxFieldCount = 64;
 
 constexpr size_t kDefaultListLimit = 100;
 constexpr int64_t kVerifyTimeoutMs = 2000;
@@ -62,6 +154,15 @@ request_handling_status_t send_error(const request_handle_t& req, const Status& 
   return send(req, http_status_for(s.code()), error_json(s));
 }
 
+request_handling_status_t send_unauthorized(const request_handle_t& req, bool close) {
+  auto response = req->create_response(restinio::status_unauthorized());
+  response.append_header(restinio::http_field::content_type, "application/json")
+      .append_header(restinio::http_field::www_authenticate, "Bearer")
+      .set_body(error_json(Status::permission_denied("missing or wrong bearer token")));
+  if (close) response.connection_close();
+  return response.done();
+}
+
 nlohmann::json parse_json_text(const std::string& text) {
   nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   return j.is_discarded() ? nlohmann::json(text) : j;
@@ -96,6 +197,31 @@ Result<std::pair<std::string, uint16_t>> parse_listen(const std::string& listen)
   return std::make_pair(host, static_cast<uint16_t>(*port));
 }
 
+// The server side of HTTPS: TLS 1.2 or later, the certificate chain and key
+// of [http] tls_cert_file / tls_key_file (PEM).
+Result<asio::ssl::context> tls_server_context(const HubConfig& config) {
+  try {
+    asio::ssl::context context(asio::ssl::context::tls_server);
+    context.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                        asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                        asio::ssl::context::no_tlsv1_1 | asio::ssl::context::single_dh_use);
+    std::error_code ec;
+    context.use_certificate_chain_file(config.http_tls_cert_file, ec);
+    if (ec) {
+      return Status::invalid_argument("[http] tls_cert_file '" + config.http_tls_cert_file +
+                                      "': cannot load a PEM certificate chain: " + ec.message());
+    }
+    context.use_private_key_file(config.http_tls_key_file, asio::ssl::context::pem, ec);
+    if (ec) {
+      return Status::invalid_argument("[http] tls_key_file '" + config.http_tls_key_file +
+                                      "': cannot load a PEM private key matching tls_cert_file: " + ec.message());
+    }
+    return context;
+  } catch (const std::exception& e) {
+    return Status::internal(std::string("http tls: ") + e.what());
+  }
+}
+
 }  // namespace
 
 struct HttpApi::Impl {
@@ -106,20 +232,38 @@ struct HttpApi::Impl {
   AgentHooks agents;
   std::unique_ptr<QueryStore> store;  // used on the io thread only
 
+  BodyGate gate;                       // read by the io thread's parser callbacks
+
   asio::io_context io;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
-  std::unique_ptr<Server> server;
+  std::unique_ptr<Server> server;      // plain HTTP, or
+  std::unique_ptr<TlsServer> tls_server;  // HTTPS ([http] tls_cert_file)
   std::thread thread;
   bool stopped = false;
 
   Impl(const HubConfig& c, IngestWriter& w, JetStream& j, HubMetrics& m, AgentHooks a)
-      : config(c), writer(w), js(j), metrics(m), agents(std::move(a)) {}
+      : config(c), writer(w), js(j), metrics(m), agents(std::move(a)) {
+    gate.token = c.http_token;
+    gate.max_body_bytes = static_cast<uint64_t>(c.http_max_body_bytes);
+  }
 
-  bool authorized(const request_handle_t& req) const {
-    const std::string header = req->header().get_field_or(restinio::http_field::authorization, "");
-    constexpr std::string_view kBearer = "Bearer ";
-    if (header.size() != kBearer.size() + config.http_token.size() || header.rfind(kBearer, 0) != 0) return false;
-    return sodium_memcmp(header.data() + kBearer.size(), config.http_token.data(), config.http_token.size()) == 0;
+  // The answer to a request whose body the gate skipped (401 or 413, the
+  // connection closed after it: the unread body is still on the wire).
+  std::optional<request_handling_status_t> refused(const request_handle_t& req) {
+    const std::string refusal = req->header().get_field_or(std::string(kRefusalField), "");
+    if (refusal.empty()) return std::nullopt;
+    if (refusal == "401") {
+      ++metrics.http_unauthorized;
+      return send_unauthorized(req, /*close=*/true);
+    }
+    return req->create_response(restinio::status_payload_too_large())
+        .append_header(restinio::http_field::content_type, "application/json")
+        .connection_close()
+        .set_body(error_json(Status::invalid_argument(
+            "request body of " + req->header().get_field_or(std::string_view("Content-Length"), "?") +
+            " bytes is above the hub's limit of " + std::to_string(gate.max_body_bytes) +
+            " bytes ([http] max_body_bytes); send smaller batches")))
+        .done();
   }
 
   // Wraps a handler with the token check and exception containment.
@@ -127,13 +271,10 @@ struct HttpApi::Impl {
   auto guarded(F f) {
     return [this, f = std::move(f)](request_handle_t req, Params params) -> request_handling_status_t {
       ++metrics.http_requests;
-      if (!authorized(req)) {
+      if (auto r = refused(req)) return *r;
+      if (!gate.authorized(req->header())) {
         ++metrics.http_unauthorized;
-        return req->create_response(restinio::status_unauthorized())
-            .append_header(restinio::http_field::content_type, "application/json")
-            .append_header(restinio::http_field::www_authenticate, "Bearer")
-            .set_body(error_json(Status::permission_denied("missing or wrong bearer token")))
-            .done();
+        return send_unauthorized(req, /*close=*/false);
       }
       try {
         return f(req, params);
@@ -303,6 +444,7 @@ struct HttpApi::Impl {
     auto router = std::make_unique<Router>();
     router->http_get("/healthz", [this](const request_handle_t& req, const Params&) {
       ++metrics.http_requests;
+      if (auto r = refused(req)) return *r;
       return send(req, restinio::status_ok(), R"({"ok":true})");
     });
     router->http_post(R"(/v1/types/:type/records)",
@@ -331,6 +473,7 @@ struct HttpApi::Impl {
                      }));
     router->non_matched_request_handler([this](const request_handle_t& req) {
       ++metrics.http_requests;
+      if (auto r = refused(req)) return *r;
       return send_error(req, Status::not_found("no such endpoint: " + std::string(req->header().method().c_str()) +
                                                    " " + std::string(req->header().path())));
     });
@@ -352,17 +495,35 @@ Result<std::unique_ptr<HttpApi>> HttpApi::start(const HubConfig& config, IngestW
   DS_ASSIGN_OR_RETURN(impl->store, QueryStore::open(config.store_path, config.types, options));
 
   Impl* im = impl.get();
-  im->server = std::make_unique<Server>(
-      restinio::external_io_context(im->io),
-      restinio::server_settings_t<Traits>{}
-          .address(listen.first)
-          .port(listen.second)
-          // Ingest replies wait for the SQLite commit and the JetStream acks.
-          .handle_request_timeout(std::chrono::seconds(60))
-          .read_next_http_message_timelimit(std::chrono::seconds(60))
-          .request_handler(im->make_router()));
+  const bool tls = !config.http_tls_cert_file.empty();
+  auto settings = [&](auto server_settings) {
+    return std::move(server_settings)
+        .address(listen.first)
+        .port(listen.second)
+        // Ingest replies wait for the SQLite commit and the JetStream acks.
+        .handle_request_timeout(std::chrono::seconds(60))
+        .read_next_http_message_timelimit(std::chrono::seconds(60))
+        .max_parallel_connections(kMaxConnections)
+        .incoming_http_msg_limits(restinio::incoming_http_msg_limits_t{}
+                                      .max_body_size(static_cast<uint64_t>(config.http_max_body_bytes))
+                                      .max_url_size(kMaxUrlBytes)
+                                      .max_field_name_size(kMaxFieldNameBytes)
+                                      .max_field_value_size(kMaxFieldValueBytes)
+                                      .max_field_count(kMaxFieldCount))
+        .request_handler(im->make_router());
+  };
+  if (tls) {
+    DS_ASSIGN_OR_RETURN(auto context, tls_server_context(config));
+    im->tls_server = std::make_unique<TlsServer>(
+        restinio::external_io_context(im->io),
+        settings(restinio::server_settings_t<TlsTraits>{}).tls_context(std::move(context)));
+  } else {
+    im->server =
+        std::make_unique<Server>(restinio::external_io_context(im->io), settings(restinio::server_settings_t<Traits>{}));
+  }
   im->work.emplace(asio::make_work_guard(im->io));
   im->thread = std::thread([im] {
+    t_body_gate = &im->gate;
     try {
       im->io.run();
     } catch (const std::exception& e) {
@@ -371,18 +532,24 @@ Result<std::unique_ptr<HttpApi>> HttpApi::start(const HubConfig& config, IngestW
   });
   // Shared: the callbacks run on the io thread and may outlive this frame.
   auto opened = std::make_shared<std::promise<Status>>();
-  im->server->open_async([opened] { opened->set_value(Status::ok()); },
-                         [opened](std::exception_ptr ex) {
-                           try {
-                             std::rethrow_exception(ex);
-                           } catch (const std::exception& e) {
-                             opened->set_value(Status::unavailable(std::string("http listen: ") + e.what()));
-                           }
-                         });
+  auto on_opened = [opened] { opened->set_value(Status::ok()); };
+  auto on_failed = [opened](std::exception_ptr ex) {
+    try {
+      std::rethrow_exception(ex);
+    } catch (const std::exception& e) {
+      opened->set_value(Status::unavailable(std::string("http listen: ") + e.what()));
+    }
+  };
+  if (im->tls_server) {
+    im->tls_server->open_async(on_opened, on_failed);
+  } else {
+    im->server->open_async(on_opened, on_failed);
+  }
   Status s = opened->get_future().get();
   std::unique_ptr<HttpApi> api(new HttpApi(std::move(impl)));
   if (!s.is_ok()) return s.with_context(config.http_listen);
-  spdlog::info("http: listening on {}", config.http_listen);
+  spdlog::info("http: listening on {} ({}, request bodies up to {} bytes)", config.http_listen,
+               tls ? "https" : "plain http", config.http_max_body_bytes);
   return api;
 }
 
@@ -390,10 +557,16 @@ void HttpApi::stop() {
   Impl& im = *impl_;
   if (im.stopped) return;
   im.stopped = true;
-  if (im.server) {
+  if (im.server || im.tls_server) {
     auto closed = std::make_shared<std::promise<void>>();
     auto done = closed->get_future();
-    im.server->close_async([closed] { closed->set_value(); }, [closed](std::exception_ptr) { closed->set_value(); });
+    auto on_closed = [closed] { closed->set_value(); };
+    auto on_failed = [closed](std::exception_ptr) { closed->set_value(); };
+    if (im.tls_server) {
+      im.tls_server->close_async(on_closed, on_failed);
+    } else {
+      im.server->close_async(on_closed, on_failed);
+    }
     done.wait_for(std::chrono::seconds(5));
   }
   // Keep-alive connections would keep run() busy; they are abandoned here

@@ -19,7 +19,12 @@
 //   GET  /metrics                              Prometheus text
 //
 // Every endpoint but /healthz needs "Authorization: Bearer <token>" (401 with
-// a JSON error otherwise; the token is compared in constant time).
+// a JSON error otherwise; the token is compared in constant time). The token
+// is checked when the headers are in, before the body: a request with a body
+// and without the token is answered 401 and its body never read; a token
+// holder's body above [http] max_body_bytes gets 413, also unread (both
+// close the connection). Connections and header sizes are capped. With
+// [http] tls_cert_file/tls_key_file the listener speaks HTTPS only.
 //
 // Threads: one asio io_context on one thread of its own, so a slow client or a
 // long page never delays ingest, heartbeats or the writer. Reads use the API's
@@ -52,8 +57,8 @@ struct AgentHooks {
 class HttpApi {
  public:
   // Listens on config.http_listen ("host:port"). Unavailable when the address
-  // cannot be bound; InvalidArgument when it is malformed or the token is
-  // empty. `writer`, `js` and `metrics` must outlive the API.
+  // cannot be bound; InvalidArgument when it is malformed, the token is
+  // empty, or the TLS certificate or key cannot be loaded. `writer`, `js` and `metrics` must outlive the API.
   static Result<std::unique_ptr<HttpApi>> start(const HubConfig& config, IngestWriter& writer, JetStream& js,
                                                 HubMetrics& metrics, AgentHooks agents);
   ~HttpApi();

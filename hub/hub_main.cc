@@ -1,5 +1,6 @@
 // deltasync-hub: thin entry point; the logic lives in the deltasync_hub library.
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
@@ -12,6 +13,10 @@
 #include "shared/version.h"
 
 int main(int argc, char** argv) {
+  // Everything this process creates (its database and the -wal/-shm files
+  // SQLite adds, and whatever a child inherits) is owner-only: it holds
+  // business data (docs/security.md, "A local user").
+  ::umask(0077);
   CLI::App app{"deltasync-hub: ingests business updates, stores them by type, judges agent\n"
                "liveness by heartbeat and delivers deltas to live agents over NATS JetStream."};
   app.set_version_flag("--version", std::string("deltasync-hub ") + ds::kVersion);

@@ -36,6 +36,8 @@ namespace {
 // unit) cannot overflow an int64.
 constexpr int64_t kMaxDurationS = 100LL * 365 * 24 * 3600;
 constexpr size_t kMinHttpTokenChars = 16;
+constexpr int64_t kMinHttpBodyBytes = 1024;
+constexpr int64_t kMaxHttpBodyBytes = 1LL << 30;
 constexpr int64_t kMaxPublishBatch =
     std::min<int64_t>(10000, static_cast<int64_t>(kMaxBatchRecords));
 
@@ -566,11 +568,24 @@ std::optional<std::string> listen_problem(std::string_view listen) {
   return std::nullopt;
 }
 
-Status read_http(const Section& root, HubConfig& config) {
+Status read_http(const Section& root, const std::filesystem::path& base, HubConfig& config) {
   DS_ASSIGN_OR_RETURN(Section s, root.get_table("http"));
-  DS_RETURN_IF_ERROR(s.only_keys({"listen", "token"}));
+  DS_RETURN_IF_ERROR(s.only_keys({"listen", "token", "max_body_bytes", "tls_cert_file", "tls_key_file"}));
   DS_RETURN_IF_ERROR(s.get_string("listen", config.http_listen));
   DS_RETURN_IF_ERROR(s.get_string("token", config.http_token));
+  DS_RETURN_IF_ERROR(s.get_bytes("max_body_bytes", config.http_max_body_bytes));
+  if (config.http_max_body_bytes < kMinHttpBodyBytes || config.http_max_body_bytes > kMaxHttpBodyBytes) {
+    return s.error_at("max_body_bytes", "must be between 1KiB and 1GiB, got " +
+                                            std::to_string(config.http_max_body_bytes));
+  }
+  DS_RETURN_IF_ERROR(s.get_string("tls_cert_file", config.http_tls_cert_file));
+  DS_RETURN_IF_ERROR(s.get_string("tls_key_file", config.http_tls_key_file));
+  if (config.http_tls_cert_file.empty() != config.http_tls_key_file.empty()) {
+    return config.http_tls_cert_file.empty() ? s.error_at("tls_key_file", "requires http.tls_cert_file")
+                                             : s.error_at("tls_cert_file", "requires http.tls_key_file");
+  }
+  config.http_tls_cert_file = resolve_path(base, config.http_tls_cert_file);
+  config.http_tls_key_file = resolve_path(base, config.http_tls_key_file);
   if (config.http_listen.empty()) return Status::ok();
   if (auto problem = listen_problem(config.http_listen)) {
     return s.error_at("listen", "invalid address " + single_quoted(config.http_listen) + ": " + *problem +
@@ -623,7 +638,7 @@ Result<HubConfig> hub_from_text(std::string_view text, const std::string& file,
                          "agents and producers");
   }
 
-  DS_RETURN_IF_ERROR(read_http(root, config));
+  DS_RETURN_IF_ERROR(read_http(root, base, config));
 
   DS_ASSIGN_OR_RETURN(Section liveness, root.get_table("liveness"));
   DS_RETURN_IF_ERROR(liveness.only_keys({"heartbeat_interval_ms", "dead_after"}));

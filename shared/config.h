@@ -49,6 +49,9 @@ struct HubConfig {
   std::string identities_file;
   std::string http_listen = "127.0.0.1:8080";  // [http] listen: host:port, "" = off
   std::string http_token;               // [http] token: bearer token, required when listening
+  int64_t http_max_body_bytes = 16 << 20;  // [http] max_body_bytes: larger request bodies get 413
+  std::string http_tls_cert_file;       // [http] tls_cert_file + tls_key_file: HTTPS when set
+  std::string http_tls_key_file;
   int64_t heartbeat_interval_ms = 5000; // [liveness] heartbeat_interval_ms
   int64_t dead_after = 3;               // [liveness] dead_after: missed beats
   int64_t max_ack_pending = 64;         // [delivery] max_ack_pending per consumer

@@ -1,6 +1,13 @@
 #pragma once
 // Logging setup shared by every binary: spdlog to stderr with a process name
 // and a level from config or the command line.
+//
+// One log call is always one line. Messages carry values that came from
+// outside (a producer's name, a record key, an HTTP path, a peer's error
+// text); the formatter installed by init_logging() escapes every control
+// character inside the message (escape_control_chars), so no value can end
+// the line early and forge a line of its own, nor send terminal escape
+// sequences to whoever reads the log. Call sites need not escape anything.
 
 #include <string>
 #include <string_view>
@@ -11,7 +18,14 @@ namespace ds {
 
 // Level names: trace, debug, info, warn, error, critical, off.
 Status validate_log_level(std::string_view level);
-// Sets the default logger: "<time> <level> [<process>] message" on stderr.
+// Sets the default logger: "<time> <level> [<process>] message" on stderr,
+// the message escaped by escape_control_chars.
 void init_logging(std::string_view process, std::string_view level);
+
+// `text` with every C0 control character (0x00-0x1f), DEL (0x7f) and every
+// UTF-8 encoded C1 control (U+0080-U+009F, which some terminals take as
+// escape sequences) written as a visible escape: "\n", "\r", "\t", else
+// "\xNN" per byte. Everything else, including other UTF-8, is unchanged.
+std::string escape_control_chars(std::string_view text);
 
 }  // namespace ds

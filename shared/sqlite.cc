@@ -1,6 +1,8 @@
 #include "shared/sqlite.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <unistd.h>
 #include <spdlog/spdlog.h>
 
 #include <cctype>
@@ -248,6 +250,15 @@ Result<std::unique_ptr<Database>> Database::open(const std::string& path, const 
     const bool exists = std::filesystem::exists(path, ec);
     // On an error other than "missing" (ec set), let sqlite3 report it.
     if (!ec && !exists) return Status::not_found(context + ": no such file");
+  }
+
+  // A new database file is created owner-only here, whatever the umask:
+  // SQLite would create it 0644 & ~umask, and it gives the -wal and -shm
+  // files the mode of the database file, so this covers all three. An
+  // existing file keeps the mode its owner gave it.
+  if (!opts.read_only && opts.create && !in_memory) {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0) ::close(fd);  // on an error, let sqlite3 report it
   }
 
   // NOMUTEX: multi-thread mode; see the thread-safety note in sqlite.h.

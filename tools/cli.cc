@@ -53,14 +53,17 @@ std::string text(const nlohmann::json& j) {
 struct HubOptions {
   std::string url = env_or("DELTASYNC_HUB", "http://127.0.0.1:8080");
   std::string token = env_or("DELTASYNC_TOKEN", "");
+  std::string ca_file = env_or("DELTASYNC_CA_FILE", "");
   bool json = false;
 
   void add_to(CLI::App* cmd) {
-    cmd->add_option("--hub", url, "hub HTTP API (env DELTASYNC_HUB)")->capture_default_str();
+    cmd->add_option("--hub", url, "hub HTTP API, http:// or https:// (env DELTASYNC_HUB)")->capture_default_str();
     cmd->add_option("--token", token, "bearer token of the hub API (env DELTASYNC_TOKEN)");
+    cmd->add_option("--ca-file", ca_file,
+                    "PEM CA bundle that verifies an https:// hub, default the system's CAs (env DELTASYNC_CA_FILE)");
     cmd->add_flag("--json", json, "print JSON for scripts instead of a table");
   }
-  Result<HubClient> client() const { return HubClient::create(url, token); }
+  Result<HubClient> client() const { return HubClient::create(url, token, ca_file); }
 };
 
 int run_get_json(const HubOptions& hub, const std::string& path, nlohmann::json& out) {
@@ -209,6 +212,7 @@ struct PushArgs {
   std::string file;
   std::string nats_url = env_or("DELTASYNC_NATS", "nats://127.0.0.1:4222");
   std::string user, password, creds_file, nkey_seed_file;
+  std::string tls_ca_file, tls_cert_file, tls_key_file;
   std::string subject_prefix = "ds";
   std::string producer;
   uint64_t first_seq = 1;
@@ -273,6 +277,9 @@ int cmd_push(const PushArgs& a, const HubOptions& hub) {
   opts.config.password = a.password;
   opts.config.creds_file = a.creds_file;
   opts.config.nkey_seed_file = a.nkey_seed_file;
+  opts.config.tls_ca_file = a.tls_ca_file;
+  opts.config.tls_cert_file = a.tls_cert_file;
+  opts.config.tls_key_file = a.tls_key_file;
   opts.name = "deltasync push";
   std::string producer = a.producer.empty() ? unique_producer_name() : a.producer;
   if (auto s = validate_agent_id(producer); !s) {
@@ -475,6 +482,11 @@ int run_cli(int argc, char** argv) {
   push->add_option("--password", push_args.password, "NATS password");
   push->add_option("--creds", push_args.creds_file, "NATS credentials file");
   push->add_option("--nkey-seed", push_args.nkey_seed_file, "NATS nkey seed file");
+  push->add_option("--tls-ca", push_args.tls_ca_file, "PEM CA that verifies the NATS server (TLS; like tls_ca_file)");
+  auto* tls_cert = push->add_option("--tls-cert", push_args.tls_cert_file, "client certificate for NATS mutual TLS");
+  auto* tls_key = push->add_option("--tls-key", push_args.tls_key_file, "its private key");
+  tls_cert->needs(tls_key);
+  tls_key->needs(tls_cert);
   push->add_option("--subject-prefix", push_args.subject_prefix, "subject prefix")->capture_default_str();
   push->add_option("--producer", push_args.producer,
                    "producer name: the identity of the credentials (deltasync creds --producer NAME:...), "

@@ -1,7 +1,11 @@
 #include "tools/hub_client.h"
 
-#include <asio.hpp>
-#include <chrono>
+#include <curl/curl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
 
 namespace ds {
 
@@ -20,96 +24,145 @@ std::string url_encode(std::string_view s) {
   return out;
 }
 
-Result<HubClient> HubClient::create(const std::string& base_url, std::string token, int64_t timeout_ms) {
-  constexpr std::string_view kScheme = "http://";
-  if (base_url.rfind(kScheme, 0) != 0) {
-    return Status::invalid_argument("hub URL '" + base_url + "' must start with http://");
+namespace {
+
+// Answers above this are refused rather than held (the largest real answer,
+// a verify report or a 1000-record page, is far smaller).
+constexpr size_t kMaxResponseBytes = 256u << 20;
+
+struct CurlDeleter {
+  void operator()(CURL* c) const { curl_easy_cleanup(c); }
+};
+struct SlistDeleter {
+  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
+};
+using CurlHandle = std::unique_ptr<CURL, CurlDeleter>;
+using CurlHeaders = std::unique_ptr<curl_slist, SlistDeleter>;
+
+// libcurl's global state, set up once per process before the first handle.
+Status curl_ready() {
+  static const CURLcode code = curl_global_init(CURL_GLOBAL_DEFAULT);
+  if (code != CURLE_OK) return Status::internal(std::string("libcurl: ") + curl_easy_strerror(code));
+  return Status::ok();
+}
+
+struct Body {
+  std::string text;
+  bool too_large = false;
+};
+
+size_t append_body(char* data, size_t size, size_t n, void* user) {
+  auto* body = static_cast<Body*>(user);
+  const size_t bytes = size * n;
+  if (body->text.size() + bytes > kMaxResponseBytes) {
+    body->too_large = true;
+    return 0;  // libcurl: abort the transfer
   }
-  std::string rest = base_url.substr(kScheme.size());
+  body->text.append(data, bytes);
+  return bytes;
+}
+
+bool is_tls_failure(CURLcode code) {
+  switch (code) {
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+Result<HubClient> HubClient::create(const std::string& base_url, std::string token, std::string ca_file,
+                                    int64_t timeout_ms) {
+  std::string scheme;
+  for (std::string_view s : {"http://", "https://"}) {
+    if (base_url.rfind(s, 0) == 0) scheme = s;
+  }
+  if (scheme.empty()) {
+    return Status::invalid_argument("hub URL '" + base_url + "' must start with http:// or https://");
+  }
+  std::string rest = base_url.substr(scheme.size());
   while (!rest.empty() && rest.back() == '/') rest.pop_back();
-  if (rest.find('/') != std::string::npos) {
-    return Status::invalid_argument("hub URL '" + base_url + "' must be http://host:port with no path");
+  if (rest.empty() || rest.find('/') != std::string::npos || rest.front() == ':' || rest.back() == ':') {
+    return Status::invalid_argument("hub URL '" + base_url + "' must be " + scheme + "host[:port] with no path");
   }
-  auto colon = rest.rfind(':');
-  std::string host = colon == std::string::npos ? rest : rest.substr(0, colon);
-  std::string port = colon == std::string::npos ? "80" : rest.substr(colon + 1);
-  if (host.empty() || port.empty()) return Status::invalid_argument("hub URL '" + base_url + "' lacks a host or port");
-  return HubClient("http://" + rest, std::move(host), std::move(port), std::move(token), timeout_ms);
+  if (!ca_file.empty()) {
+    if (scheme != "https://") {
+      return Status::invalid_argument("--ca-file '" + ca_file + "' verifies an https:// hub; the hub URL '" +
+                                      base_url + "' is plain HTTP");
+    }
+    if (::access(ca_file.c_str(), R_OK) != 0) {
+      return Status::invalid_argument("--ca-file '" + ca_file + "': cannot read: " + std::strerror(errno));
+    }
+  }
+  DS_RETURN_IF_ERROR(curl_ready());
+  return HubClient(scheme + rest, std::move(token), std::move(ca_file), timeout_ms);
 }
 
 Result<HttpResponse> HubClient::request(const std::string& method, const std::string& path,
                                         const std::string& body) const {
-  // One io_context per request keeps the client free of shared state; the
-  // deadline covers resolve, connect, write and read together.
-  asio::io_context io;
-  asio::ip::tcp::socket socket(io);
-  asio::ip::tcp::resolver resolver(io);
-  asio::steady_timer deadline(io, std::chrono::milliseconds(timeout_ms_));
-  bool timed_out = false;
-  deadline.async_wait([&](std::error_code ec) {
-    if (!ec) {
-      timed_out = true;
-      std::error_code ignored;
-      resolver.cancel();
-      socket.close(ignored);
-    }
-  });
-
-  std::string request = method + " " + path + " HTTP/1.1\r\nHost: " + host_ + ":" + port_ +
-                        "\r\nConnection: close\r\nAccept: application/json\r\n";
-  if (!token_.empty()) request += "Authorization: Bearer " + token_ + "\r\n";
-  if (!body.empty() || method == "POST") {
-    request += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+  CurlHandle curl(curl_easy_init());
+  if (!curl) return Status::internal("libcurl: cannot create a handle");
+  CURL* c = curl.get();
+  const std::string url = base_url_ + path;
+  const std::string authorization = "Authorization: Bearer " + token_;
+  CurlHeaders headers;
+  auto add_header = [&](const std::string& h) { headers.reset(curl_slist_append(headers.release(), h.c_str())); };
+  add_header("Accept: application/json");
+  if (!token_.empty()) add_header(authorization);
+  if (method == "POST") add_header("Content-Type: application/json");
+  Body answer;
+  char error[CURL_ERROR_SIZE] = {};
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_ms_));
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &append_body);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &answer);
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error);
+  curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+  if (!ca_file_.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, ca_file_.c_str());
+  if (method == "POST") {
+    curl_easy_setopt(c, CURLOPT_POST, 1L);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  } else if (method != "GET") {
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
   }
-  request += "\r\n" + body;
 
-  std::string response;
-  std::error_code failure;
-  std::array<char, 16384> buf{};
-  std::function<void(std::error_code, size_t)> on_read = [&](std::error_code ec, size_t n) {
-    response.append(buf.data(), n);
-    if (ec) {
-      if (ec != asio::error::eof) failure = ec;
-      deadline.cancel();
-      return;
-    }
-    socket.async_read_some(asio::buffer(buf), on_read);
-  };
-  resolver.async_resolve(host_, port_, [&](std::error_code ec, asio::ip::tcp::resolver::results_type results) {
-    if (ec) {
-      failure = ec;
-      deadline.cancel();
-      return;
-    }
-    asio::async_connect(socket, results, [&](std::error_code cec, const asio::ip::tcp::endpoint&) {
-      if (cec) {
-        failure = cec;
-        deadline.cancel();
-        return;
-      }
-      asio::async_write(socket, asio::buffer(request), [&](std::error_code wec, size_t) {
-        if (wec) {
-          failure = wec;
-          deadline.cancel();
-          return;
-        }
-        socket.async_read_some(asio::buffer(buf), on_read);
-      });
-    });
-  });
-  io.run();
-
+  const CURLcode code = curl_easy_perform(c);
   const std::string where = "hub at " + base_url_;
-  if (timed_out) return Status::deadline_exceeded(where + ": no answer within " + std::to_string(timeout_ms_) + " ms");
-  if (failure) return Status::unavailable(where + " is unreachable: " + failure.message());
-
-  auto header_end = response.find("\r\n\r\n");
-  if (response.rfind("HTTP/1.", 0) != 0 || header_end == std::string::npos) {
-    return Status::unavailable(where + ": malformed HTTP answer");
+  const std::string detail = error[0] != '\0' ? std::string(error) : std::string(curl_easy_strerror(code));
+  if (answer.too_large) {
+    return Status::unavailable(where + ": answer larger than " + std::to_string(kMaxResponseBytes) + " bytes");
   }
+  if (code == CURLE_OPERATION_TIMEDOUT) {
+    return Status::deadline_exceeded(where + ": no answer within " + std::to_string(timeout_ms_) + " ms");
+  }
+  if (is_tls_failure(code)) {
+    const std::string hint = ca_file_.empty()
+                                 ? "if the hub's certificate comes from a private CA, give that CA with "
+                                   "--ca-file (or DELTASYNC_CA_FILE)"
+                                 : "check that --ca-file '" + ca_file_ +
+                                       "' holds the CA that signed the hub's certificate and that the "
+                                       "certificate names the host of the URL";
+    return Status::unavailable(where + ": TLS: the hub's certificate is not trusted or the handshake failed: " +
+                               detail + " (" + hint + ")");
+  }
+  if (code != CURLE_OK) return Status::unavailable(where + " is unreachable: " + detail);
+  long status = 0;
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
   HttpResponse r;
-  r.status = std::atoi(response.c_str() + response.find(' ') + 1);
-  r.body = response.substr(header_end + 4);
+  r.status = static_cast<int>(status);
+  r.body = std::move(answer.text);
   return r;
 }
 

@@ -348,6 +348,33 @@ TEST(HubConfigTest, WellFormedListenAddressesAreAccepted) {
   }
 }
 
+TEST(HubConfigTest, MaxBodyBytesDefaultsTo16MiBAndTakesSizes) {
+  std::string base = std::string(kPricesType) + "[http]\ntoken = \"0123456789abcdef\"\n";
+  Result<HubConfig> c = parse_hub_config(base, "hub.toml");
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  EXPECT_EQ(c->http_max_body_bytes, 16 << 20);
+  c = parse_hub_config(base + "max_body_bytes = \"64MiB\"\n", "hub.toml");
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  EXPECT_EQ(c->http_max_body_bytes, 64 << 20);
+  for (const char* bad : {"-1", "0", "1000", "\"2GiB\""}) {
+    EXPECT_TRUE(IsConfigError(hub_error(base + "max_body_bytes = " + bad + "\n"), "hub.toml: http.max_body_bytes", ""))
+        << bad;
+  }
+}
+
+TEST(HubConfigTest, HttpTlsNeedsCertificateAndKeyTogether) {
+  std::string base = std::string(kPricesType) + "[http]\ntoken = \"0123456789abcdef\"\n";
+  EXPECT_TRUE(IsConfigError(hub_error(base + "tls_cert_file = \"hub.pem\"\n"), "hub.toml: http.tls_cert_file",
+                            "requires http.tls_key_file"));
+  EXPECT_TRUE(IsConfigError(hub_error(base + "tls_key_file = \"hub-key.pem\"\n"), "hub.toml: http.tls_key_file",
+                            "requires http.tls_cert_file"));
+  Result<HubConfig> c =
+      parse_hub_config(base + "tls_cert_file = \"hub.pem\"\ntls_key_file = \"hub-key.pem\"\n", "hub.toml");
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  EXPECT_EQ(c->http_tls_cert_file, "hub.pem");
+  EXPECT_EQ(c->http_tls_key_file, "hub-key.pem");
+}
+
 // ---- [nats] ------------------------------------------------------------------
 
 TEST(HubConfigTest, EmptyNatsUrlIsRejected) {
