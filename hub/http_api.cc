@@ -104,6 +104,7 @@ struct HttpApi::Impl {
   JetStream& js;
   HubMetrics& metrics;
   AgentHooks agents;
+  ReadinessHooks readiness;
   std::unique_ptr<QueryStore> store;  // used on the io thread only
 
   asio::io_context io;
@@ -134,6 +135,10 @@ struct HttpApi::Impl {
             .append_header(restinio::http_field::www_authenticate, "Bearer")
             .set_body(error_json(Status::permission_denied("missing or wrong bearer token")))
             .done();
+      }
+      if (readiness.started && !readiness.started()) {
+        const std::string why = readiness.not_ready_reason ? readiness.not_ready_reason() : "starting";
+        return send_error(req, Status::unavailable("hub not ready: " + why));
       }
       try {
         return f(req, params);
@@ -304,6 +309,12 @@ struct HttpApi::Impl {
       ++metrics.http_requests;
       return send(req, restinio::status_ok(), R"({"ok":true})");
     });
+    router->http_get("/readyz", [this](const request_handle_t& req, const Params&) {
+      ++metrics.http_requests;
+      const std::string why = readiness.not_ready_reason ? readiness.not_ready_reason() : "";
+      if (why.empty()) return send(req, restinio::status_ok(), R"({"ready":true})");
+      return send(req, restinio::status_service_unavailable(), dump(nlohmann::json{{"ready", false}, {"reason", why}}));
+    });
     router->http_post(R"(/v1/types/:type/records)",
                       guarded([this](const request_handle_t& req, const Params& p) { return post_records(req, p); }));
     router->http_get("/v1/types", guarded([this](const request_handle_t& req, const Params&) { return get_types(req); }));
@@ -342,10 +353,12 @@ HttpApi::HttpApi(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 HttpApi::~HttpApi() { stop(); }
 
 Result<std::unique_ptr<HttpApi>> HttpApi::start(const HubConfig& config, IngestWriter& writer, JetStream& js,
-                                                HubMetrics& metrics, AgentHooks agents) {
+                                                HubMetrics& metrics, AgentHooks agents,
+                                                ReadinessHooks readiness) {
   if (config.http_token.empty()) return Status::invalid_argument("[http] token: required when the API listens");
   DS_ASSIGN_OR_RETURN(auto listen, parse_listen(config.http_listen));
   auto impl = std::make_unique<Impl>(config, writer, js, metrics, std::move(agents));
+  impl->readiness = std::move(readiness);
   QueryStoreOptions options;
   options.read_only = true;
   DS_ASSIGN_OR_RETURN(impl->store, QueryStore::open(config.store_path, config.types, options));

@@ -1,7 +1,10 @@
 #pragma once
 // HttpApi: the hub's HTTP interface (DESIGN.md §2, issue 3 points 3-4).
 //
-//   GET  /healthz                              no token; {"ok":true}
+//   GET  /healthz                              no token; {"ok":true} while the process serves HTTP
+//   GET  /readyz                               no token; 200 {"ready":true} once the hub is up and
+//        connected to NATS, else 503 {"ready":false,"reason":...} (e.g. "nats: not connected
+//        (retrying, attempt 3)", "starting", "stopping")
 //   POST /v1/types/<type>/records              JSON array of records; producer
 //        and seq from the query (?producer=&seq=) or the headers
 //        Deltasync-Producer / Deltasync-Seq. Same validation and the same
@@ -18,8 +21,10 @@
 //        after another on the io thread: an operator's command, not a hot path.
 //   GET  /metrics                              Prometheus text
 //
-// Every endpoint but /healthz needs "Authorization: Bearer <token>" (401 with
-// a JSON error otherwise; the token is compared in constant time).
+// Every endpoint but /healthz and /readyz needs "Authorization: Bearer <token>"
+// (401 with a JSON error otherwise; the token is compared in constant time).
+// The API listens before the hub is up (so /readyz can say why not); until
+// ReadinessHooks::started says so, the other endpoints answer 503.
 //
 // Threads: one asio io_context on one thread of its own, so a slow client or a
 // long page never delays ingest, heartbeats or the writer. Reads use the API's
@@ -49,13 +54,21 @@ struct AgentHooks {
   std::function<Result<DigestReply>(const std::string& agent, int64_t timeout_ms)> request_digest;
 };
 
+// What the API asks the hub about its state (on the io thread). Empty
+// functions mean "ready" and "started".
+struct ReadinessHooks {
+  std::function<std::string()> not_ready_reason;  // "" when ready
+  std::function<bool()> started;  // every part the endpoints call into is up
+};
+
 class HttpApi {
  public:
   // Listens on config.http_listen ("host:port"). Unavailable when the address
   // cannot be bound; InvalidArgument when it is malformed or the token is
   // empty. `writer`, `js` and `metrics` must outlive the API.
   static Result<std::unique_ptr<HttpApi>> start(const HubConfig& config, IngestWriter& writer, JetStream& js,
-                                                HubMetrics& metrics, AgentHooks agents);
+                                                HubMetrics& metrics, AgentHooks agents,
+                                                ReadinessHooks readiness = {});
   ~HttpApi();
   // Closes the listener and connections and joins the thread. Idempotent.
   void stop();
