@@ -326,7 +326,7 @@ TEST_F(NkeySignatureTest, RefusedCredentialsCloseForGoodAndSayWhy) {
 
 std::string nkey_users_config(const std::vector<std::string>& public_keys) {
   std::string users;
-  for (const auto& pub : public_keys) users += "{ nkey: " + pub + " } ";
+  for (const auto& pub : public_keys) users += (users.empty() ? "" : ", ") + ("{ nkey: " + pub + " }");
   return "authorization { users = [ " + users + "] }";
 }
 
@@ -376,9 +376,8 @@ TEST(NkeyConnectTest, FiveThousandNkeyConnectsAllSucceed) {
     });
   }
   for (auto& t : threads) t.join();
-  const auto seconds =
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began).count() / 1000.0;
-  std::cout << kConnects << " nkey connects in " << seconds << " s\n";
+  const std::chrono::duration<double> seconds = std::chrono::steady_clock::now() - began;
+  std::cout << kConnects << " nkey connects in " << seconds.count() << " s\n";
   EXPECT_EQ(failures.load(), 0) << first_failure;
   EXPECT_EQ(auth_errors(server), 0u) << server.log_text().substr(0, 4000);
 }
@@ -444,7 +443,9 @@ TEST(NkeyConnectTest, IdentitiesStayConnectedThroughManyServerRestarts) {
   }
   for (size_t from = 0; from < ids.size(); ++from) {
     for (size_t to = 0; to < ids.size(); ++to) {
-      if (from != to) ASSERT_TRUE(ids[from]->nc->publish("ds.test." + names[to], names[from]).is_ok());
+      if (from != to) {
+        ASSERT_TRUE(ids[from]->nc->publish("ds.test." + names[to], names[from]).is_ok());
+      }
     }
     ASSERT_TRUE(ids[from]->nc->flush().is_ok());
   }
