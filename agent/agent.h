@@ -44,6 +44,10 @@ class Agent {
   // being down is not a failure.
   Status start();
   void stop();
+  // cnats closed the NATS connection for good (it does after the server
+  // refused the credentials twice in a row): the agent can no longer work;
+  // deltasync-agent then stops and exits with an error for its supervisor.
+  bool nats_closed() const { return nc_ != nullptr && nc_->closed(); }
 
   CheckpointBoard& board() { return board_; }
   // Waits until the agent has registered (more times than `after`).

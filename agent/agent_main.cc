@@ -108,11 +108,16 @@ int run_agent(const Options& o) {
     return kExitRuntime;
   }
   int sig = 0;
-  sigwait(&stop_signals, &sig);
-  spdlog::info("signal {}: finishing the current batch and stopping", sig);
+  for (;;) {  // until a stop signal, or NATS closed for good (checked each second)
+    const timespec tick{1, 0};
+    sig = sigtimedwait(&stop_signals, nullptr, &tick);
+    if (sig > 0 || agent.nats_closed()) break;
+  }
+  if (sig > 0) spdlog::info("signal {}: finishing the current batch and stopping", sig);
+  const bool nats_closed = agent.nats_closed();
   agent.stop();
   spdlog::info("stopped");
-  return kExitOk;
+  return nats_closed ? kExitRuntime : kExitOk;
 }
 
 ds::Result<std::unique_ptr<ds::Replica>> open_replica(const ds::AgentConfig& config, bool read_only) {

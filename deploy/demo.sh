@@ -100,7 +100,7 @@ mkdir -p hub
 sed -e "s|@NATS_URL@|$nats_url|" -e "s|@HTTP_LISTEN@|127.0.0.1:$http_port|" -e "s|@TOKEN@|$token|" \
     "$root/deploy/demo/hub.toml" > hub/hub.toml
 pids+=("$(start hub/hub.log "$bin/deltasync-hub" --config hub/hub.toml)")
-wait_for "the hub's HTTP API" 30 curl -sf "$hub_url/healthz"
+wait_for "the hub to be ready" 30 curl -sf "$hub_url/readyz"
 
 agents=(store-1 store-2 hq)
 # store-N: the catalogue plus its own prices and stock; hq: the catalogue and

@@ -230,6 +230,7 @@ struct HttpApi::Impl {
   JetStream& js;
   HubMetrics& metrics;
   AgentHooks agents;
+  ReadinessHooks readiness;
   std::unique_ptr<QueryStore> store;  // used on the io thread only
 
   BodyGate gate;                       // read by the io thread's parser callbacks
@@ -275,6 +276,10 @@ struct HttpApi::Impl {
       if (!gate.authorized(req->header())) {
         ++metrics.http_unauthorized;
         return send_unauthorized(req, /*close=*/false);
+      }
+      if (readiness.started && !readiness.started()) {
+        const std::string why = readiness.not_ready_reason ? readiness.not_ready_reason() : "starting";
+        return send_error(req, Status::unavailable("hub not ready: " + why));
       }
       try {
         return f(req, params);
@@ -447,6 +452,12 @@ struct HttpApi::Impl {
       if (auto r = refused(req)) return *r;
       return send(req, restinio::status_ok(), R"({"ok":true})");
     });
+    router->http_get("/readyz", [this](const request_handle_t& req, const Params&) {
+      ++metrics.http_requests;
+      const std::string why = readiness.not_ready_reason ? readiness.not_ready_reason() : "";
+      if (why.empty()) return send(req, restinio::status_ok(), R"({"ready":true})");
+      return send(req, restinio::status_service_unavailable(), dump(nlohmann::json{{"ready", false}, {"reason", why}}));
+    });
     router->http_post(R"(/v1/types/:type/records)",
                       guarded([this](const request_handle_t& req, const Params& p) { return post_records(req, p); }));
     router->http_get("/v1/types", guarded([this](const request_handle_t& req, const Params&) { return get_types(req); }));
@@ -486,10 +497,12 @@ HttpApi::HttpApi(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 HttpApi::~HttpApi() { stop(); }
 
 Result<std::unique_ptr<HttpApi>> HttpApi::start(const HubConfig& config, IngestWriter& writer, JetStream& js,
-                                                HubMetrics& metrics, AgentHooks agents) {
+                                                HubMetrics& metrics, AgentHooks agents,
+                                                ReadinessHooks readiness) {
   if (config.http_token.empty()) return Status::invalid_argument("[http] token: required when the API listens");
   DS_ASSIGN_OR_RETURN(auto listen, parse_listen(config.http_listen));
   auto impl = std::make_unique<Impl>(config, writer, js, metrics, std::move(agents));
+  impl->readiness = std::move(readiness);
   QueryStoreOptions options;
   options.read_only = true;
   DS_ASSIGN_OR_RETURN(impl->store, QueryStore::open(config.store_path, config.types, options));

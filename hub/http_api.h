@@ -1,7 +1,10 @@
 #pragma once
 // HttpApi: the hub's HTTP interface (DESIGN.md §2, issue 3 points 3-4).
 //
-//   GET  /healthz                              no token; {"ok":true}
+//   GET  /healthz                              no token; {"ok":true} while the process serves HTTP
+//   GET  /readyz                               no token; 200 {"ready":true} once the hub is up and
+//        connected to NATS, else 503 {"ready":false,"reason":...} (e.g. "nats: not connected
+//        (retrying, attempt 3)", "starting", "stopping")
 //   POST /v1/types/<type>/records              JSON array of records; producer
 //        and seq from the query (?producer=&seq=) or the headers
 //        Deltasync-Producer / Deltasync-Seq. Same validation and the same
@@ -18,13 +21,15 @@
 //        after another on the io thread: an operator's command, not a hot path.
 //   GET  /metrics                              Prometheus text
 //
-// Every endpoint but /healthz needs "Authorization: Bearer <token>" (401 with
-// a JSON error otherwise; the token is compared in constant time). The token
-// is checked when the headers are in, before the body: a request with a body
-// and without the token is answered 401 and its body never read; a token
-// holder's body above [http] max_body_bytes gets 413, also unread (both
-// close the connection). Connections and header sizes are capped. With
+// Every endpoint but /healthz and /readyz needs "Authorization: Bearer <token>"
+// (401 with a JSON error otherwise; the token is compared in constant time).
+// The token is checked when the headers are in, before the body: a request
+// with a body and without the token is answered 401 and its body never read;
+// a token holder's body above [http] max_body_bytes gets 413, also unread
+// (both close the connection). Connections and header sizes are capped. With
 // [http] tls_cert_file/tls_key_file the listener speaks HTTPS only.
+// The API listens before the hub is up (so /readyz can say why not); until
+// ReadinessHooks::started says so, the other endpoints answer 503.
 //
 // Threads: one asio io_context on one thread of its own, so a slow client or a
 // long page never delays ingest, heartbeats or the writer. Reads use the API's
@@ -54,13 +59,21 @@ struct AgentHooks {
   std::function<Result<DigestReply>(const std::string& agent, int64_t timeout_ms)> request_digest;
 };
 
+// What the API asks the hub about its state (on the io thread). Empty
+// functions mean "ready" and "started".
+struct ReadinessHooks {
+  std::function<std::string()> not_ready_reason;  // "" when ready
+  std::function<bool()> started;  // every part the endpoints call into is up
+};
+
 class HttpApi {
  public:
   // Listens on config.http_listen ("host:port"). Unavailable when the address
   // cannot be bound; InvalidArgument when it is malformed, the token is
   // empty, or the TLS certificate or key cannot be loaded. `writer`, `js` and `metrics` must outlive the API.
   static Result<std::unique_ptr<HttpApi>> start(const HubConfig& config, IngestWriter& writer, JetStream& js,
-                                                HubMetrics& metrics, AgentHooks agents);
+                                                HubMetrics& metrics, AgentHooks agents,
+                                                ReadinessHooks readiness = {});
   ~HttpApi();
   // Closes the listener and connections and joins the thread. Idempotent.
   void stop();

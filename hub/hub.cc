@@ -5,7 +5,11 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <mutex>
+#include <optional>
+#include <string>
 
 #include "hub/agent_service.h"
 #include "hub/authorizer.h"
@@ -27,11 +31,11 @@ struct Hub::Impl {
   std::unique_ptr<Connection> nc;
   std::unique_ptr<JetStream> js;
   std::unique_ptr<StreamPublisher> publisher;
+  std::unique_ptr<IngestWriter> writer;  // constructed before the HTTP API, started after the agents
+  std::unique_ptr<HttpApi> http;
   std::unique_ptr<AgentService> agents;
-  std::unique_ptr<IngestWriter> writer;
   std::unique_ptr<NatsIngestListener> ingest;
   std::unique_ptr<SnapshotServer> snapshots;
-  std::unique_ptr<HttpApi> http;
 
   // Reconnect events are acted on only while every part is up. The mutex
   // keeps stop() from tearing a part down under a running event handler.
@@ -39,7 +43,20 @@ struct Hub::Impl {
   bool running = false;  // guarded by events_mu
   bool stopped = false;
 
+  // Read by the HTTP io thread (/readyz, the gate of the other endpoints).
+  // Every part is assigned before `started` is set (release), so a reader
+  // that sees it set (acquire) may use them.
+  std::atomic<bool> started{false};
+  std::atomic<bool> stopping{false};
+  std::atomic<int> nats_attempt{0};  // the retry cnats is waiting for; 0 before the first
+
+  // NATS closed for good (cnats gave up); ends the start wait and run_until().
+  std::mutex fatal_mu;
+  std::condition_variable_any fatal_cv;
+  std::optional<Status> fatal;  // guarded by fatal_mu
+
   void on_reconnected() {
+    fatal_cv.notify_all();  // wakes the start wait at once
     std::lock_guard<std::mutex> lock(events_mu);
     if (!running) return;
     spdlog::info("nats: reconnected; reconciling streams and agent consumers");
@@ -47,9 +64,51 @@ struct Hub::Impl {
     agents->on_reconnected();
   }
 
+  void on_nats_retry(int attempt, int64_t delay_ms) {
+    nats_attempt.store(attempt);
+    if (started.load()) {
+      spdlog::info("nats: reconnecting to {}: attempt {} in {} ms", config.nats.url, attempt, delay_ms);
+    } else {
+      spdlog::warn("nats: cannot connect to {} yet: retry {} in {} ms (the hub is not ready until connected)",
+                   config.nats.url, attempt, delay_ms);
+    }
+  }
+
+  void on_nats_closed(const Status& s) {
+    {
+      std::lock_guard<std::mutex> lock(fatal_mu);
+      fatal = s;
+    }
+    fatal_cv.notify_all();
+  }
+
+  // Why the hub is not ready ("" when it is), for GET /readyz.
+  std::string not_ready_reason() const {
+    if (stopping.load()) return "stopping";
+    const bool connected = nc != nullptr && nc->connected();
+    if (started.load()) return connected ? std::string() : "nats: disconnected (reconnecting)";
+    if (connected) return "starting";
+    const int attempt = nats_attempt.load();
+    if (attempt == 0) return "nats: not connected (connecting)";
+    return "nats: not connected (retrying, attempt " + std::to_string(attempt) + ")";
+  }
+
+  // Waits until NATS is connected. Bounded by `stop` and by cnats closing
+  // the connection for good.
+  Status wait_for_nats(const std::stop_token& stop) {
+    std::unique_lock<std::mutex> lock(fatal_mu);
+    for (;;) {
+      if (fatal) return *fatal;
+      if (nc->connected()) return Status::ok();
+      if (stop.stop_requested()) return Status::unavailable("stopped before NATS was reachable");
+      fatal_cv.wait_for(lock, stop, std::chrono::milliseconds(100), [this] { return fatal.has_value(); });
+    }
+  }
+
   void stop() {
     if (stopped) return;
     stopped = true;
+    stopping.store(true);
     {
       std::lock_guard<std::mutex> lock(events_mu);
       running = false;
@@ -68,7 +127,7 @@ struct Hub::Impl {
     writer.reset();
     publisher.reset();
     js.reset();
-    if (nc) (void)nc->flush(2000);
+    if (nc && nc->connected()) (void)nc->flush(2000);
     nc.reset();
     store.reset();
     spdlog::info("hub: stopped");
@@ -81,7 +140,14 @@ void Hub::stop() { impl_->stop(); }
 const HubConfig& Hub::config() const { return impl_->config; }
 HubMetrics& Hub::metrics() { return impl_->metrics; }
 
-Result<std::unique_ptr<Hub>> Hub::start(HubConfig config) {
+Status Hub::run_until(std::stop_token stop) {
+  Impl& im = *impl_;
+  std::unique_lock<std::mutex> lock(im.fatal_mu);
+  im.fatal_cv.wait(lock, stop, [&im] { return im.fatal.has_value(); });
+  return im.fatal ? *im.fatal : Status::ok();
+}
+
+Result<std::unique_ptr<Hub>> Hub::start(HubConfig config, std::stop_token stop) {
   auto impl = std::make_unique<Impl>();
   impl->config = std::move(config);
   Impl* im = impl.get();
@@ -101,30 +167,27 @@ Result<std::unique_ptr<Hub>> Hub::start(HubConfig config) {
   ConnectOptions co;
   co.config = cfg.nats;
   co.name = "deltasync-hub";
+  // At boot nats-server may come up after the hub: keep trying.
+  co.retry_on_failed_connect = true;
   co.on_disconnected = [] { spdlog::warn("nats: disconnected; reconnecting"); };
-  co.on_reconnected = [im] { im->on_reconnected(); };
+  co.on_reconnected = [im] { im->on_reconnected(); };  // also the first connect
   co.on_async_error = [](const std::string& e) { spdlog::error("nats: {}", e); };
+  co.on_retry = [im](int attempt, int64_t delay_ms) { im->on_nats_retry(attempt, delay_ms); };
+  co.on_closed = [im](const Status& s) { im->on_nats_closed(s); };
   DS_ASSIGN_OR_RETURN(im->nc, Connection::connect(std::move(co)));
+  if (!im->nc->connected()) {
+    spdlog::warn("nats: cannot connect to {} yet; retrying in the background", cfg.nats.url);
+  }
   DS_ASSIGN_OR_RETURN(im->js, im->nc->jetstream());
-
   im->publisher = std::make_unique<StreamPublisher>(*im->js, cfg, im->metrics);
-  DS_RETURN_IF_ERROR(im->publisher->ensure_streams());
-
-  DS_ASSIGN_OR_RETURN(im->agents, AgentService::start(cfg, *im->nc, *im->js, *im->authorizer));
-
   im->writer = std::make_unique<IngestWriter>(cfg, *im->store, *im->publisher, im->metrics);
-  AgentService* agents = im->agents.get();
-  DS_ASSIGN_OR_RETURN(std::vector<PartitionMark> marks, im->store->partition_marks());
-  agents->restore_marks(marks);
-  im->writer->set_on_committed([agents](const std::vector<PartitionMark>& m) { agents->on_committed(m); });
-  im->writer->start();
 
-  DS_ASSIGN_OR_RETURN(im->ingest, NatsIngestListener::start(*im->nc, cfg, *im->authorizer, *im->writer, im->metrics));
-  DS_ASSIGN_OR_RETURN(im->snapshots, SnapshotServer::start(cfg, *im->nc, *im->authorizer, im->metrics));
   if (!cfg.http_listen.empty()) {
+    // The hooks run on the HTTP io thread, only once `started` is set (the
+    // API answers 503 before), so im->agents exists by then.
     AgentHooks hooks;
-    hooks.agents_json = [agents] { return agents->agents_json(); };
-    hooks.retire = [agents](const std::string& id) { return agents->retire(id); };
+    hooks.agents_json = [im] { return im->agents->agents_json(); };
+    hooks.retire = [im](const std::string& id) { return im->agents->retire(id); };
     Connection* nc = im->nc.get();
     const Subjects subjects(cfg.nats.subject_prefix);
     hooks.request_digest = [nc, subjects](const std::string& id, int64_t timeout_ms) -> Result<DigestReply> {
@@ -133,8 +196,25 @@ Result<std::unique_ptr<Hub>> Hub::start(HubConfig config) {
       if (reply.error) return reply.error->to_status();
       return reply;
     };
-    DS_ASSIGN_OR_RETURN(im->http, HttpApi::start(cfg, *im->writer, *im->js, im->metrics, std::move(hooks)));
+    ReadinessHooks readiness;
+    readiness.not_ready_reason = [im] { return im->not_ready_reason(); };
+    readiness.started = [im] { return im->started.load(std::memory_order_acquire); };
+    DS_ASSIGN_OR_RETURN(im->http, HttpApi::start(cfg, *im->writer, *im->js, im->metrics, std::move(hooks),
+                                                 std::move(readiness)));
   }
+
+  DS_RETURN_IF_ERROR(im->wait_for_nats(stop));
+  DS_RETURN_IF_ERROR(im->publisher->ensure_streams());
+
+  DS_ASSIGN_OR_RETURN(im->agents, AgentService::start(cfg, *im->nc, *im->js, *im->authorizer));
+  AgentService* agents = im->agents.get();
+  DS_ASSIGN_OR_RETURN(std::vector<PartitionMark> marks, im->store->partition_marks());
+  agents->restore_marks(marks);
+  im->writer->set_on_committed([agents](const std::vector<PartitionMark>& m) { agents->on_committed(m); });
+  im->writer->start();
+
+  DS_ASSIGN_OR_RETURN(im->ingest, NatsIngestListener::start(*im->nc, cfg, *im->authorizer, *im->writer, im->metrics));
+  DS_ASSIGN_OR_RETURN(im->snapshots, SnapshotServer::start(cfg, *im->nc, *im->authorizer, im->metrics));
   // The broker has registered every subscription once this returns, so a
   // request sent after start() cannot meet "no responders".
   DS_RETURN_IF_ERROR(im->nc->flush(5000).with_context("flush subscriptions"));
@@ -142,6 +222,7 @@ Result<std::unique_ptr<Hub>> Hub::start(HubConfig config) {
     std::lock_guard<std::mutex> lock(im->events_mu);
     im->running = true;
   }
+  im->started.store(true, std::memory_order_release);
 
   std::string types;
   for (const TypeConfig& t : cfg.types) {

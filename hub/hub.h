@@ -4,13 +4,19 @@
 //
 //   Authorizer ([auth] identities_file: what each agent and producer may do)
 //   QueryStore (writer connection; creates/upgrades the tables)
-//   NATS connection "deltasync-hub" (reconnects forever) + JetStream
-//   streams DS_<TYPE> (StreamPublisher::ensure_streams)
+//   NATS connection "deltasync-hub" (reconnects forever; when nats-server is
+//     not up yet, cnats keeps trying in the background with capped backoff)
+//   StreamPublisher and IngestWriter objects (not started), HttpApi (when
+//     [http] listen is set): /healthz and /readyz answer from here on;
+//     /readyz and every other endpoint say 503 until the hub is up
+//   -- waits until NATS is connected (each retry logged with the url, the
+//      attempt and the next delay); a stop request ends the wait --
+//   JetStream streams DS_<TYPE> (StreamPublisher::ensure_streams)
 //   AgentService (registration, heartbeats, consumers; its own connection
 //                 to the same database file)
-//   IngestWriter (its first job: reconcile every stream with the log)
+//   IngestWriter started (its first job: reconcile every stream with the log)
 //   NatsIngestListener (ds.ingest.*.*), SnapshotServer (ds.hub.snapshot.*)
-//   HttpApi (when [http] listen is set)
+//   -- ready: /readyz 200 while NATS is connected --
 //
 // After every broker reconnect the writer reconciles the streams again and
 // the agent service recreates the consumers a broker restart dropped.
@@ -18,12 +24,16 @@
 // stop() drains: no new ingests (the NATS ingest subscription is drained, so
 // requests already received still reach the writer), the writer commits,
 // publishes and answers everything queued, then the parts stop in reverse
-// order. The hub needs the broker at start (it creates streams); after that
-// it rides out broker outages.
+// order (the HTTP API before the agent service, the writer and NATS). It is
+// safe at any point of start(). Once started, the hub rides out broker
+// outages; only a connection cnats closes for good (the server refused the
+// credentials twice in a row) ends run_until() with an error.
 //
-// Thread-safety: start() and stop() from one controlling thread (main).
+// Thread-safety: start(), run_until() and stop() from one controlling thread
+// (main); the stop token may be triggered from any thread.
 
 #include <memory>
+#include <stop_token>
 
 #include "hub/hub_metrics.h"
 #include "shared/config.h"
@@ -33,8 +43,15 @@ namespace ds {
 
 class Hub {
  public:
-  static Result<std::unique_ptr<Hub>> start(HubConfig config);
+  // Returns once every part is up. Fails when a part cannot start, when
+  // NATS closes for good, or with Unavailable when `stop` is requested
+  // before the hub is up (e.g. SIGTERM while NATS is still unreachable).
+  static Result<std::unique_ptr<Hub>> start(HubConfig config, std::stop_token stop = {});
   ~Hub();
+
+  // Blocks until `stop` is requested (OK) or the NATS connection is closed
+  // for good (that error). Call stop() afterwards either way.
+  Status run_until(std::stop_token stop);
   Hub(const Hub&) = delete;
   Hub& operator=(const Hub&) = delete;
 

@@ -1,6 +1,11 @@
 // deltasync-hub: thin entry point; the logic lives in the deltasync_hub library.
+#include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
+
+#include <atomic>
+#include <stop_token>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
@@ -46,7 +51,8 @@ int main(int argc, char** argv) {
   }
   // SIGTERM/SIGINT are blocked before any thread exists (cnats starts its
   // own in the library guard), so every thread inherits the mask and only
-  // sigwait() below ever takes them.
+  // the signal thread's sigwait() ever takes them. It turns the first one
+  // into a stop request, which also ends a start still waiting for NATS.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
@@ -55,16 +61,36 @@ int main(int argc, char** argv) {
 
   ds::NatsLibrary nats_library;
   ds::init_logging("hub", config->log_level);
-  auto started = ds::Hub::start(std::move(config).value());
+  std::stop_source stop;
+  std::atomic<bool> exiting{false};
+  std::thread signal_thread([&stop, &exiting, stop_signals] {
+    int signal_number = 0;
+    sigwait(&stop_signals, &signal_number);
+    if (exiting.load()) return;  // woken by main to end the thread
+    spdlog::info("received {}: draining and stopping", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+    stop.request_stop();
+  });
+  auto join_signal_thread = [&] {
+    exiting.store(true);
+    if (!stop.stop_requested()) pthread_kill(signal_thread.native_handle(), SIGTERM);
+    signal_thread.join();
+  };
+
+  auto started = ds::Hub::start(std::move(config).value(), stop.get_token());
   if (!started) {
+    join_signal_thread();
+    if (stop.stop_requested()) {
+      spdlog::info("deltasync-hub: stopped before start completed ({})", started.status().message());
+      return 0;
+    }
     spdlog::critical("deltasync-hub: start failed: {}", started.status().to_string());
     return 1;
   }
   std::unique_ptr<ds::Hub> hub = std::move(started).value();
-  int signal_number = 0;
-  sigwait(&stop_signals, &signal_number);
-  spdlog::info("received {}: draining and stopping", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+  const ds::Status ended = hub->run_until(stop.get_token());
+  if (!ended.is_ok()) spdlog::critical("deltasync-hub: stopping: {}", ended.to_string());
   hub->stop();
   hub.reset();  // before the NATS library guard closes cnats
-  return 0;
+  join_signal_thread();
+  return ended.is_ok() ? 0 : 1;
 }

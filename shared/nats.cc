@@ -38,6 +38,8 @@ bool contains_nocase(std::string_view haystack, std::string_view needle) {
   return it != haystack.end();
 }
 
+Status classify(natsStatus s, int js_err, std::string msg);
+
 // Builds the Status for a failed cnats call; `js_err` is the jsErrCode of a
 // JetStream API call (0 when none). Must run on the thread that made the
 // call: nats_GetLastError is thread-local.
@@ -54,7 +56,11 @@ Status make_status(natsStatus s, int js_err, std::string_view context) {
     msg += detail_view;
   }
   if (js_err != 0) msg += " (jetstream error " + std::to_string(js_err) + ")";
+  return classify(s, js_err, std::move(msg));
+}
 
+// The Status code of a cnats status (and JetStream error code) with `msg`.
+Status classify(natsStatus s, int js_err, std::string msg) {
   if (is_not_found_code(js_err)) return Status::not_found(std::move(msg));
   if (is_exists_code(js_err)) return Status::already_exists(std::move(msg));
   if (js_err == JSNotEnabledErr) return Status::unavailable(std::move(msg));
@@ -195,6 +201,11 @@ Result<std::vector<unsigned char>> sign_nonce(const std::string& path, const cha
   sodium_memzero(sk, sizeof sk);
   return sig;
 }
+
+// connect() makes this many attempts when attempts fail only because the
+// nonce's signature begins with a zero byte (see Connection in nats.h):
+// each one has a 1 in 256 chance, so 8 in a row happen once in 2^64.
+constexpr int kMaxSignatureAttempts = 8;
 
 }  // namespace
 
@@ -470,7 +481,11 @@ struct Connection::Callbacks {
   int64_t max_reconnect_wait_ms = 5000;
   std::minstd_rand rng{std::random_device{}()};  // only the reconnect thread uses it
 
+  std::function<void(int, int64_t)> on_retry;
+  std::function<void(const Status&)> on_closed;
   std::string nkey_seed_file;  // signs the server's nonce at each (re)connect; "" = none
+  // Attempts dropped because the signature began with a zero byte.
+  std::atomic<uint64_t> zero_byte_signatures{0};
   std::atomic<bool> shutting_down{false};  // user callbacks are skipped from here on
   std::mutex mu;
   std::condition_variable cv;
@@ -487,6 +502,18 @@ natsStatus sign_nonce_cb(char** custom_error, unsigned char** signature, int* le
   auto sig = sign_nonce(cb->nkey_seed_file, nonce);
   if (!sig.is_ok()) {
     *custom_error = ::strdup(sig.status().message().c_str());
+    return NATS_ERR;
+  }
+  if ((*sig)[0] == 0) {
+    // cnats 3.4.1 would send this signature empty (its base64 encoder stops
+    // at a leading zero byte) and the server would refuse it. Failing here
+    // ends the attempt before CONNECT goes out; the next attempt is a new
+    // connection with a new nonce. Not an auth error to cnats, so it never
+    // counts towards its "same auth error twice" abort.
+    cb->zero_byte_signatures.fetch_add(1);
+    spdlog::debug("nats: the nonce's signature begins with a zero byte; retrying with a new nonce");
+    *custom_error = ::strdup("nkey signature begins with a zero byte, which cnats 3.4 would send empty; "
+                             "this attempt is dropped and the next one signs a new nonce");
     return NATS_ERR;
   }
   // cnats frees the signature with free().
@@ -509,8 +536,21 @@ void on_reconnected_cb(natsConnection*, void* closure) {
   guarded("on_reconnected", [&] { cb->on_reconnected(); });
 }
 
-void on_closed_cb(natsConnection*, void* closure) {
+void on_closed_cb(natsConnection* nc, void* closure) {
   auto* cb = static_cast<Callbacks*>(closure);
+  if (!cb->shutting_down.load()) {
+    // cnats gave up by itself. Its last error says why.
+    const char* text = nullptr;
+    const natsStatus err = nc != nullptr ? natsConnection_GetLastError(nc, &text) : NATS_OK;
+    std::string msg = "nats connection closed for good";
+    if (err != NATS_OK) msg += std::string(": ") + natsStatus_GetText(err);
+    if (text != nullptr && *text != '\0' && (err == NATS_OK || std::strcmp(text, natsStatus_GetText(err)) != 0)) {
+      msg += std::string(": ") + text;
+    }
+    Status status = classify(err == NATS_OK ? NATS_CONNECTION_CLOSED : err, 0, std::move(msg));
+    spdlog::error("nats: {}", status.message());
+    if (cb->on_closed) guarded("on_closed", [&] { cb->on_closed(status); });
+  }
   {
     std::lock_guard<std::mutex> lock(cb->mu);
     cb->closed = true;
@@ -549,6 +589,7 @@ int64_t reconnect_delay_cb(natsConnection*, int attempts, void* closure) {
     std::uniform_int_distribution<int64_t> dist(0, jitter_span);
     delay += dist(cb->rng);
   }
+  if (cb->on_retry && !cb->shutting_down.load()) guarded("on_retry", [&] { cb->on_retry(attempts, delay); });
   return delay;
 }
 
@@ -569,6 +610,8 @@ Result<std::unique_ptr<Connection>> Connection::connect(ConnectOptions opts) {
   cb->on_disconnected = std::move(opts.on_disconnected);
   cb->on_reconnected = std::move(opts.on_reconnected);
   cb->on_async_error = std::move(opts.on_async_error);
+  cb->on_retry = std::move(opts.on_retry);
+  cb->on_closed = std::move(opts.on_closed);
   cb->reconnect_wait_ms = opts.reconnect_wait_ms;
   cb->max_reconnect_wait_ms = opts.max_reconnect_wait_ms;
 
@@ -625,10 +668,15 @@ Result<std::unique_ptr<Connection>> Connection::connect(ConnectOptions opts) {
   }
 
   natsConnection* nc = nullptr;
-  s = natsConnection_Connect(&nc, o.get());
-  if (s != NATS_OK && !(s == NATS_NOT_YET_CONNECTED && opts.retry_on_failed_connect)) {
-    // No connection object exists, so no callback can reach `cb`.
-    return make_status(s, 0, "connect to " + cfg.url);
+  for (int attempt = 1;; ++attempt) {
+    const uint64_t dropped_before = cb->zero_byte_signatures.load();
+    s = natsConnection_Connect(&nc, o.get());
+    if (s == NATS_OK || (s == NATS_NOT_YET_CONNECTED && opts.retry_on_failed_connect)) break;
+    // No connection object exists, so no callback can reach `cb` any more.
+    const bool only_the_signature = cb->zero_byte_signatures.load() != dropped_before;
+    if (!only_the_signature || attempt >= kMaxSignatureAttempts) {
+      return make_status(s, 0, "connect to " + cfg.url);
+    }
   }
   std::unique_ptr<Connection> conn(new Connection());
   conn->nc_ = nc;
@@ -718,6 +766,7 @@ Status Connection::flush(int64_t timeout_ms) {
 bool Connection::connected() const { return natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED; }
 
 int64_t Connection::max_payload() const { return natsConnection_GetMaxPayload(nc_); }
+bool Connection::closed() const { return natsConnection_IsClosed(nc_); }
 
 std::string Connection::new_inbox() const {
   // natsInbox_Create ignores the connection's custom prefix: it always

@@ -151,6 +151,16 @@ struct ConnectOptions {
   std::function<void()> on_disconnected;
   std::function<void()> on_reconnected;
   std::function<void(const std::string&)> on_async_error;  // e.g. permission violations
+  // Before each (re)connect attempt while not connected: the attempt's
+  // number (1, 2, ... since the last loss of the server) and the wait
+  // before it. For logging and readiness reports.
+  std::function<void(int attempt, int64_t delay_ms)> on_retry;
+  // The connection was closed for good by cnats, not by the destructor:
+  // cnats 3.4 gives up reconnecting when the server refuses the credentials
+  // twice in a row (see Connection), or on a server -ERR it does not know.
+  // Nothing is delivered or sent any more; the owner should stop (and be
+  // restarted by its supervisor) rather than run on without a broker.
+  std::function<void(const Status&)> on_closed;
 };
 
 class JetStream;
@@ -159,6 +169,22 @@ class JetStream;
 // backoff with jitter); publishes made while disconnected are buffered by
 // cnats. Thread-safe. Destroy subscriptions and JetStream contexts made from
 // it before the Connection itself.
+//
+// nkey authentication (NatsConfig::nkey_seed_file): at every connect and
+// reconnect the seed file is read again and the server's nonce is signed
+// here with libsodium; cnats then base64-encodes the signature into CONNECT.
+// cnats 3.4.1's encoder yields nothing when the first input byte is zero
+// (nats.c PR #705, fixed in a later release), so a signature beginning with
+// 0x00 (1 nonce in 256; ed25519 is deterministic, so it is the nonce that
+// decides) would go out empty and nats-server 2.9 answers "Authorization
+// Violation". Two such refusals in a row while reconnecting make cnats 3.4
+// close the connection for good (it aborts on the same auth error twice,
+// and 3.4 has no option to turn that off). So the signing callback never
+// hands cnats such a signature: it fails that attempt locally, before
+// CONNECT is sent, which cnats treats as an ordinary failed attempt (not an
+// auth error). A new attempt is a new TCP connection with a new nonce:
+// connect() retries at once (bounded, see kMaxSignatureAttempts in
+// nats.cc), the reconnect loop after its usual delay.
 class Connection {
  public:
   struct Callbacks;  // opaque; defined in nats.cc (the cnats callbacks' closure)
@@ -188,6 +214,8 @@ class Connection {
   // (or was last on) accepts: its INFO max_payload, updated by cnats at every
   // reconnect, so it can change (e.g. another server of a cluster).
   int64_t max_payload() const;
+  // Closed for good by cnats (ConnectOptions::on_closed); never reopens.
+  bool closed() const;
   // A new unique inbox subject under this connection's prefix.
   std::string new_inbox() const;
   Result<std::unique_ptr<JetStream>> jetstream(int64_t timeout_ms = 5000);

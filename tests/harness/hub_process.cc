@@ -20,6 +20,11 @@ Status HubProcess::start(const std::vector<std::pair<std::string, std::string>>&
   return process_.wait_for_log(std::string(kStartedMarker), kStartTimeoutMs, started_before);
 }
 
+Status HubProcess::launch(const std::vector<std::pair<std::string, std::string>>& env) {
+  if (process_.running()) return Status::internal("hub process already running");
+  return process_.start(env);
+}
+
 void HubProcess::signal(int sig) { process_.signal(sig); }
 
 std::optional<int> HubProcess::wait_exit(int64_t timeout_ms) { return process_.wait_exit(timeout_ms); }

@@ -31,6 +31,8 @@ class HubProcess {
   // 15 s) until its log shows "started" (its start-up summary). Fails with
   // the log's tail when it exits first or does not start in time.
   Status start(const std::vector<std::pair<std::string, std::string>>& env = {});
+  // Starts the hub without waiting for it to be up (e.g. before nats-server).
+  Status launch(const std::vector<std::pair<std::string, std::string>>& env = {});
   // Sends `signal` (e.g. SIGTERM, SIGKILL).
   void signal(int signal);
   // Waits up to `timeout_ms` for the process to exit; its exit code, or
