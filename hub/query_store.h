@@ -171,9 +171,13 @@ class QueryStore {
   // version and its stream sequence, read in the same read transaction.
   Result<SnapshotReply> snapshot_page(const SnapshotRequest& request);
 
-  // The convergence digest (shared/digest.h) of the live rows of `type`,
-  // of one partition when given.
+  // The keys digest (shared/digest.h) of the live rows of `type`, of one
+  // partition when given.
   Result<Digest> digest(const std::string& type, const std::optional<std::string>& partition);
+  // Every digest (keys, content, buckets, listed rows; shared/digest.h) of
+  // the live rows of `type`, of one partition when given, in one pass.
+  Result<TableDigest> table_digest(const std::string& type, const std::optional<std::string>& partition,
+                                   const DigestOptions& options = {});
 
   const TypeConfig* find_type(const std::string& type) const;
   const std::vector<TypeConfig>& types() const { return types_; }
