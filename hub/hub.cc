@@ -13,6 +13,7 @@
 #include "hub/query_store.h"
 #include "hub/snapshot_server.h"
 #include "hub/stream_publisher.h"
+#include "hub/verify_service.h"
 #include "shared/nats.h"
 
 namespace ds {
@@ -29,6 +30,7 @@ struct Hub::Impl {
   std::unique_ptr<IngestWriter> writer;
   std::unique_ptr<NatsIngestListener> ingest;
   std::unique_ptr<SnapshotServer> snapshots;
+  std::unique_ptr<VerifyService> verify;  // used by the HTTP API; stopped after it, destroyed after it
   std::unique_ptr<HttpApi> http;
 
   // Reconnect events are acted on only while every part is up. The mutex
@@ -59,7 +61,11 @@ struct Hub::Impl {
     if (writer) writer->stop();  // answers everything queued
     ingest.reset();
     if (http) http->stop();
+    // A job's end is posted to the HTTP io_context, which exists until
+    // http.reset(): stop the jobs in between.
+    if (verify) verify->stop();
     http.reset();
+    verify.reset();
     snapshots.reset();
     if (agents) agents->stop();
     agents.reset();
@@ -119,12 +125,20 @@ Result<std::unique_ptr<Hub>> Hub::start(HubConfig config) {
     hooks.retire = [agents](const std::string& id) { return agents->retire(id); };
     Connection* nc = im->nc.get();
     const Subjects subjects(cfg.nats.subject_prefix);
-    hooks.request_digest = [nc, subjects](const std::string& id, int64_t timeout_ms) -> Result<DigestReply> {
-      DS_ASSIGN_OR_RETURN(Message m, nc->request(subjects.digest(id), encode(DigestRequest{}), timeout_ms));
+    VerifyHooks verify;
+    verify.agents_json = hooks.agents_json;
+    verify.request_digest = [nc, subjects](const std::string& id, const DigestRequest& request,
+                                           int64_t timeout_ms) -> Result<DigestReply> {
+      DS_ASSIGN_OR_RETURN(Message m, nc->request(subjects.digest(id), encode(request), timeout_ms));
       DS_ASSIGN_OR_RETURN(DigestReply reply, decode_digest_reply(m.data()));
       if (reply.error) return reply.error->to_status();
       return reply;
     };
+    verify.order_snapshot = [agents](const std::string& id, const std::string& type) {
+      return agents->order_snapshot(id, type);
+    };
+    im->verify = std::make_unique<VerifyService>(cfg, std::move(verify));
+    hooks.verify = im->verify.get();
     DS_ASSIGN_OR_RETURN(im->http, HttpApi::start(cfg, *im->writer, *im->js, im->metrics, std::move(hooks)));
   }
   // The broker has registered every subscription once this returns, so a

@@ -9,7 +9,8 @@
 //                 to the same database file)
 //   IngestWriter (its first job: reconcile every stream with the log)
 //   NatsIngestListener (ds.ingest.*), SnapshotServer (ds.hub.snapshot.*)
-//   HttpApi (when [http] listen is set)
+//   VerifyService + HttpApi (when [http] listen is set; verify jobs run on
+//                 their own threads, hub/verify_service.h)
 //
 // After every broker reconnect the writer reconciles the streams again and
 // the agent service recreates the consumers a broker restart dropped.
