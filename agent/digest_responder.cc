@@ -13,9 +13,9 @@ Status DigestResponder::start() {
 }
 
 Result<DigestReply> DigestResponder::compute(const DigestRequest& request) {
-  if (!reader_) {
-    DS_ASSIGN_OR_RETURN(reader_, Replica::open(config_.replica_path, /*read_only=*/true));
-  }
+  // Opened per request (a millisecond), so the schemas it reads are the
+  // current ones: a column added since must be in the content digest.
+  DS_ASSIGN_OR_RETURN(reader_, Replica::open(config_.replica_path, /*read_only=*/true));
   DS_ASSIGN_OR_RETURN(auto checkpoints, reader_->checkpoints());
   DigestReply reply;
   reply.agent = config_.id;
@@ -30,11 +30,21 @@ Result<DigestReply> DigestResponder::compute(const DigestRequest& request) {
     if (cp != checkpoints.end()) {
       d.version = cp->second.version;
       d.ts = cp->second.ts;
-      DS_ASSIGN_OR_RETURN(Digest digest, reader_->digest(sub.type));
-      d.rows = digest.count;
-      d.digest = digest.hex();
+      DigestOptions options;
+      options.buckets = request.buckets;
+      options.list = request.list;
+      DS_ASSIGN_OR_RETURN(TableDigest digest, reader_->table_digest(sub.type, options));
+      d.rows = digest.keys.count;
+      d.digest = digest.keys.hex();
+      d.content = digest.content.hex();
+      for (const Digest& b : digest.buckets) d.buckets.emplace_back(b.count, b.sum);
+      for (RowHash& r : digest.listed) d.listed.emplace_back(std::move(r.key), r.hash);
+      d.listed_truncated = digest.listed_truncated;
     } else {
-      d.digest = Digest{}.hex();  // nothing received yet: the empty digest
+      // Nothing received yet: the empty digests.
+      d.digest = Digest{}.hex();
+      d.content = Digest{}.hex();
+      d.buckets.assign(request.buckets, {0, 0});
     }
     reply.types.emplace(sub.type, std::move(d));
   }

@@ -1,7 +1,9 @@
 #pragma once
 // DigestResponder: answers `ds.agent.<id>.digest` (deltasync verify) with the
-// row count and convergence digest (shared/digest.h) of each type the agent
-// takes, computed from its own read-only connection to the replica. WAL
+// row count and the keys and content digests (shared/digest.h) of each type
+// the agent takes, and, when asked, the bucket digests and the (key, content
+// hash) rows of the listed buckets, all from one pass over the table on its
+// own read-only connection to the replica. WAL
 // readers never block the apply thread and see only committed transactions,
 // so a digest always matches some committed checkpoint.
 //
@@ -31,7 +33,7 @@ class DigestResponder {
 
   Connection& nc_;
   const AgentConfig& config_;
-  std::unique_ptr<Replica> reader_;  // opened on first use: the writer creates the file
+  std::unique_ptr<Replica> reader_;  // opened per request: the writer creates the file and its tables
   std::unique_ptr<Subscription> sub_;
 };
 

@@ -591,6 +591,16 @@ Result<Digest> Replica::digest(const std::string& type) const {
   return d;
 }
 
+Result<TableDigest> Replica::table_digest(const std::string& type, const DigestOptions& options) {
+  const TypeSchema* s = schema(type);
+  if (s == nullptr) return Status::not_found("replica: no table for type '" + type + "'");
+  DigestTableSpec spec;
+  spec.table = quote_identifier(type);
+  spec.key_column = quote_identifier(s->key);
+  spec.columns = s->columns;
+  return digest_table(*db_, spec, options);
+}
+
 Result<Fields> Replica::row(const std::string& type, const std::string& key) const {
   const TypeSchema* s = schema(type);
   if (s == nullptr) return Status::not_found("replica: no table for type '" + type + "'");

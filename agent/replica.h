@@ -136,8 +136,11 @@ class Replica {
   Result<uint64_t> row_count(const std::string& type) const;
   // Live rows as (key, version), ascending key: input for digests.
   Result<std::vector<std::pair<std::string, uint64_t>>> key_versions(const std::string& type) const;
-  // The convergence digest (shared/digest.h) of the type's live rows.
+  // The keys digest (shared/digest.h) of the type's live rows.
   Result<Digest> digest(const std::string& type) const;
+  // Every digest of the type's live rows (keys, content, buckets, listed
+  // rows), in one pass; NotFound when the type has no table.
+  Result<TableDigest> table_digest(const std::string& type, const DigestOptions& options = {});
   // One live row's fields (every declared column, NULLs included); NotFound
   // when the key has no live row.
   Result<Fields> row(const std::string& type, const std::string& key) const;

@@ -479,6 +479,39 @@ Status AgentService::retire(const std::string& agent) {
   return result.get();
 }
 
+Status AgentService::order_snapshot(const std::string& agent, const std::string& type) {
+  Impl* p = impl_.get();
+  if (p->stopped) return Status::unavailable("agent service stopped");
+  auto done = std::make_shared<std::promise<Status>>();
+  auto result = done->get_future();
+  asio::post(p->io, [p, agent, type, done] {
+    auto a = p->registry->find(agent);
+    if (!a) return done->set_value(Status::not_found("no agent '" + agent + "'"));
+    auto sub = a->subscriptions.find(type);
+    if (sub == a->subscriptions.end()) {
+      return done->set_value(Status::not_found("agent '" + agent + "' does not take type '" + type + "'"));
+    }
+    if (a->state != AgentState::kLive && a->state != AgentState::kSuspect) {
+      return done->set_value(Status::unavailable("agent '" + agent + "' is " +
+                                                 std::string(agent_state_name(a->state)) + ": it cannot reload now"));
+    }
+    p->registration.order_snapshot(agent, type);
+    DeliveryState d = sub->second.delivery;
+    d.awaiting_snapshot = true;
+    d.snapshot_ordered = false;
+    d.note = "snapshot ordered by deltasync verify --repair: waiting for the agent to register";
+    p->registry->set_delivery(agent, type, d);
+    spdlog::info("agent {} type {}: {}", agent, type, d.note);
+    p->register_ordered_ms.erase(agent);  // order it now, not after the rate limit
+    p->order_registration_if_needed(agent);
+    done->set_value(Status::ok());
+  });
+  if (result.wait_for(kCallTimeout) != std::future_status::ready) {
+    return Status::deadline_exceeded("order snapshot " + agent + ": agent service did not answer");
+  }
+  return result.get();
+}
+
 void AgentService::stop() {
   Impl* p = impl_.get();
   std::lock_guard lock(p->stop_mu);

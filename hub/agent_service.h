@@ -91,6 +91,15 @@ class AgentService {
   // no longer sent heartbeats (it stays retired until it registers again).
   // NotFound for an unknown agent; Unavailable after stop().
   Status retire(const std::string& agent);
+  // deltasync verify --repair: orders `agent` to reload `type` from a
+  // snapshot. The agent is told to register again (as for an ordered
+  // registration) and that registration's reply orders the snapshot, which
+  // replaces the agent's rows of the type; it then registers again and its
+  // consumer resumes after the snapshot. Until then agents_json() shows the
+  // type awaiting_snapshot. NotFound for an unknown agent or a type it does
+  // not take; Unavailable when the agent is not live or suspect, or after
+  // stop().
+  Status order_snapshot(const std::string& agent, const std::string& type);
   void stop();
 
   // The agents' state, for tests and diagnostics.

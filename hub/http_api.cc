@@ -120,7 +120,6 @@ constexpr size_t kMaxFieldValueBytes = 8 * 1024;
 constexpr size_t kMaxFieldCount = 64;
 
 constexpr size_t kDefaultListLimit = 100;
-constexpr int64_t kVerifyTimeoutMs = 2000;
 constexpr size_t kMaxListLimit = 1000;
 
 restinio::http_status_line_t http_status_for(StatusCode code) {
@@ -394,55 +393,35 @@ struct HttpApi::Impl {
     return send(req, restinio::status_ok(), dump(out));
   }
 
-  // deltasync verify: compares every registered agent's replica with the
-  // hub's current state for the agent's partition, by row count and digest.
-  request_handling_status_t verify(const request_handle_t& req) {
-    if (!agents.agents_json || !agents.request_digest) return send_error(req, Status::unavailable("no agent service"));
-    auto states = store->type_states();
-    if (!states.is_ok()) return send_error(req, states.status());
-    nlohmann::json rows = nlohmann::json::array();
-    bool all_ok = true;
-    const nlohmann::json fleet = agents.agents_json();
-    for (const nlohmann::json& a : fleet) {
-      const std::string id = a.value("id", "");
-      const std::string state = a.value("state", "");
-      if (state == "retired" || !a.contains("types") || !a["types"].is_object()) continue;
-      auto reply = agents.request_digest(id, kVerifyTimeoutMs);
-      for (auto it = a["types"].begin(); it != a["types"].end(); ++it) {
-        const std::string& type = it.key();
-        const nlohmann::json& sub = it.value();
-        nlohmann::json row{{"agent", id}, {"state", state}, {"type", type}};
-        const std::string partition = sub.value("partition", "*");
-        row["partition"] = partition;
-        const TypeConfig* tc = config.find_type(type);
-        std::optional<std::string> filter;
-        if (partition != kAnyPartition) filter = partition;
-        auto hub_digest = tc ? store->digest(type, filter) : Result<Digest>(Status::not_found("type not declared"));
-        row["hub_version"] = (*states)[type].version;
-        if (hub_digest.is_ok()) {
-          row["hub_rows"] = hub_digest->count;
-          row["hub_digest"] = hub_digest->hex();
-        }
-        bool match = false;
-        if (!reply.is_ok()) {
-          row["error"] = reply.status().message();
-        } else if (auto found = reply->types.find(type); found == reply->types.end()) {
-          row["error"] = "the agent does not report this type";
-        } else {
-          const TypeDigest& d = found->second;
-          row["agent_version"] = d.version;
-          row["agent_rows"] = d.rows;
-          row["agent_digest"] = d.digest;
-          row["lag_ms"] = sub.contains("lag_ms") ? sub["lag_ms"] : nlohmann::json();
-          match = hub_digest.is_ok() && hub_digest->hex() == d.digest;
-        }
-        if (!hub_digest.is_ok()) row["error"] = hub_digest.status().message();
-        row["match"] = match;
-        all_ok = all_ok && match;
-        rows.push_back(std::move(row));
-      }
-    }
-    return send(req, restinio::status_ok(), dump(nlohmann::json{{"ok", all_ok}, {"rows", rows}}));
+  // deltasync verify: a job on the verify service's threads (never here).
+  request_handling_status_t start_verify(const request_handle_t& req) {
+    if (agents.verify == nullptr) return send_error(req, Status::unavailable("no verify service"));
+    VerifyOptions options;
+    const auto query = restinio::parse_query(req->header().query());
+    if (auto r = query.get_param("repair")) options.repair = *r == "1" || *r == "true";
+    auto id = agents.verify->start(options);
+    if (!id.is_ok()) return send_error(req, id.status());
+    auto report = agents.verify->report(*id);
+    if (!report.is_ok()) return send_error(req, report.status());
+    return send(req, restinio::status_accepted(), dump(*report));
+  }
+
+  request_handling_status_t verify_report(const request_handle_t& req, const Params& params) {
+    if (agents.verify == nullptr) return send_error(req, Status::unavailable("no verify service"));
+    auto report = agents.verify->report(restinio::utils::unescape_percent_encoding(params["id"]));
+    if (!report.is_ok()) return send_error(req, report.status());
+    return send(req, restinio::status_ok(), dump(*report));
+  }
+
+  // Older CLIs: the answer is written when the job ends, posted back here.
+  request_handling_status_t verify_and_wait(const request_handle_t& req) {
+    if (agents.verify == nullptr) return send_error(req, Status::unavailable("no verify service"));
+    asio::io_context& ioc = io;
+    auto id = agents.verify->start(VerifyOptions{}, [req, &ioc](const nlohmann::json& report) {
+      asio::post(ioc, [req, body = dump(report)] { send(req, restinio::status_ok(), body); });
+    });
+    if (!id.is_ok()) return send_error(req, id.status());
+    return restinio::request_accepted();
   }
 
   std::unique_ptr<Router> make_router() {
@@ -477,7 +456,12 @@ struct HttpApi::Impl {
                         spdlog::info("http: agent '{}' retired by an operator", id);
                         return send(req, restinio::status_ok(), dump(nlohmann::json{{"ok", true}, {"agent", id}}));
                       }));
-    router->http_get("/v1/verify", guarded([this](const request_handle_t& req, const Params&) { return verify(req); }));
+    router->http_post("/v1/verify",
+                      guarded([this](const request_handle_t& req, const Params&) { return start_verify(req); }));
+    router->http_get("/v1/verify",
+                     guarded([this](const request_handle_t& req, const Params&) { return verify_and_wait(req); }));
+    router->http_get(R"(/v1/verify/:id)",
+                     guarded([this](const request_handle_t& req, const Params& p) { return verify_report(req, p); }));
     router->http_get("/metrics", guarded([this](const request_handle_t& req, const Params&) {
                        return send(req, restinio::status_ok(), metrics.prometheus_text(),
                                    "text/plain; version=0.0.4");

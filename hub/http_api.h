@@ -15,10 +15,12 @@
 //   GET  /v1/types/<type>/records?partition=&after=&limit=   live rows, keyset paged
 //   GET  /v1/agents                            the agent service's view
 //   POST /v1/agents/<id>/retire
-//   GET  /v1/verify                            per agent and type: the agent's
-//        digest (asked over ds.agent.<id>.digest) against the hub's for that
-//        agent's partition; {"ok": all match, "rows": [...]}. Asks agents one
-//        after another on the io thread: an operator's command, not a hot path.
+//   POST /v1/verify[?repair=1]                 starts a verify job (hub/verify_service.h)
+//        202 {id, state, ...}; 409 while a repair job runs (or any job, for a repair)
+//   GET  /v1/verify/<id>                       the job's report: progress while it
+//        runs, per agent and type rows once done
+//   GET  /v1/verify                            (kept for older CLIs) runs a job and
+//        answers with its report when it is done; the io thread never waits
 //   GET  /metrics                              Prometheus text
 //
 // Every endpoint but /healthz and /readyz needs "Authorization: Bearer <token>"
@@ -45,6 +47,7 @@
 
 #include "hub/hub_metrics.h"
 #include "hub/ingest_writer.h"
+#include "hub/verify_service.h"
 #include "shared/config.h"
 #include "shared/messages.h"
 #include "shared/nats.h"
@@ -56,7 +59,7 @@ namespace ds {
 struct AgentHooks {
   std::function<nlohmann::json()> agents_json;
   std::function<Status(const std::string&)> retire;
-  std::function<Result<DigestReply>(const std::string& agent, int64_t timeout_ms)> request_digest;
+  VerifyService* verify = nullptr;  // outlives the API; verify endpoints answer 503 without it
 };
 
 // What the API asks the hub about its state (on the io thread). Empty

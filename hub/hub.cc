@@ -18,6 +18,7 @@
 #include "hub/query_store.h"
 #include "hub/snapshot_server.h"
 #include "hub/stream_publisher.h"
+#include "hub/verify_service.h"
 #include "shared/nats.h"
 
 namespace ds {
@@ -32,6 +33,7 @@ struct Hub::Impl {
   std::unique_ptr<JetStream> js;
   std::unique_ptr<StreamPublisher> publisher;
   std::unique_ptr<IngestWriter> writer;  // constructed before the HTTP API, started after the agents
+  std::unique_ptr<VerifyService> verify;  // used by the HTTP API; stopped after it, destroyed after it
   std::unique_ptr<HttpApi> http;
   std::unique_ptr<AgentService> agents;
   std::unique_ptr<NatsIngestListener> ingest;
@@ -120,7 +122,11 @@ struct Hub::Impl {
     if (writer) writer->stop();  // answers everything queued
     ingest.reset();
     if (http) http->stop();
+    // A job's end is posted to the HTTP io_context, which exists until
+    // http.reset(): stop the jobs in between.
+    if (verify) verify->stop();
     http.reset();
+    verify.reset();
     snapshots.reset();
     if (agents) agents->stop();
     agents.reset();
@@ -190,12 +196,20 @@ Result<std::unique_ptr<Hub>> Hub::start(HubConfig config, std::stop_token stop) 
     hooks.retire = [im](const std::string& id) { return im->agents->retire(id); };
     Connection* nc = im->nc.get();
     const Subjects subjects(cfg.nats.subject_prefix);
-    hooks.request_digest = [nc, subjects](const std::string& id, int64_t timeout_ms) -> Result<DigestReply> {
-      DS_ASSIGN_OR_RETURN(Message m, nc->request(subjects.digest(id), encode(DigestRequest{}), timeout_ms));
+    VerifyHooks verify;
+    verify.agents_json = hooks.agents_json;
+    verify.request_digest = [nc, subjects](const std::string& id, const DigestRequest& request,
+                                           int64_t timeout_ms) -> Result<DigestReply> {
+      DS_ASSIGN_OR_RETURN(Message m, nc->request(subjects.digest(id), encode(request), timeout_ms));
       DS_ASSIGN_OR_RETURN(DigestReply reply, decode_digest_reply(m.data()));
       if (reply.error) return reply.error->to_status();
       return reply;
     };
+    verify.order_snapshot = [im](const std::string& id, const std::string& type) {
+      return im->agents->order_snapshot(id, type);
+    };
+    im->verify = std::make_unique<VerifyService>(cfg, std::move(verify));
+    hooks.verify = im->verify.get();
     ReadinessHooks readiness;
     readiness.not_ready_reason = [im] { return im->not_ready_reason(); };
     readiness.started = [im] { return im->started.load(std::memory_order_acquire); };

@@ -6,8 +6,9 @@
 //   QueryStore (writer connection; creates/upgrades the tables)
 //   NATS connection "deltasync-hub" (reconnects forever; when nats-server is
 //     not up yet, cnats keeps trying in the background with capped backoff)
-//   StreamPublisher and IngestWriter objects (not started), HttpApi (when
-//     [http] listen is set): /healthz and /readyz answer from here on;
+//   StreamPublisher and IngestWriter objects (not started), VerifyService +
+//     HttpApi (when [http] listen is set; verify jobs run on their own
+//     threads, hub/verify_service.h): /healthz and /readyz answer from here on;
 //     /readyz and every other endpoint say 503 until the hub is up
 //   -- waits until NATS is connected (each retry logged with the url, the
 //      attempt and the next delay); a stop request ends the wait --

@@ -907,4 +907,20 @@ Result<Digest> QueryStore::digest(const std::string& type, const std::optional<s
   return d;
 }
 
+Result<TableDigest> QueryStore::table_digest(const std::string& type, const std::optional<std::string>& partition,
+                                             const DigestOptions& options) {
+  const TypeConfig* tc = find_type(type);
+  if (tc == nullptr) return Status::not_found("unknown business type '" + type + "'");
+  DigestTableSpec spec;
+  spec.table = table_of(type);
+  spec.key_column = "_key";
+  spec.columns = tc->schema.columns;
+  spec.where = "_deleted = 0";
+  if (partition) {
+    spec.where += " AND _partition = ?1";
+    spec.where_params.push_back(*partition);
+  }
+  return digest_table(*impl_->db, spec, options);
+}
+
 }  // namespace ds

@@ -214,9 +214,13 @@ class QueryStore {
   // records, or grown by patches) is an Internal error naming it.
   Result<SnapshotReply> snapshot_page(const SnapshotRequest& request, size_t max_bytes);
 
-  // The convergence digest (shared/digest.h) of the live rows of `type`,
-  // of one partition when given.
+  // The keys digest (shared/digest.h) of the live rows of `type`, of one
+  // partition when given.
   Result<Digest> digest(const std::string& type, const std::optional<std::string>& partition);
+  // Every digest (keys, content, buckets, listed rows; shared/digest.h) of
+  // the live rows of `type`, of one partition when given, in one pass.
+  Result<TableDigest> table_digest(const std::string& type, const std::optional<std::string>& partition,
+                                   const DigestOptions& options = {});
 
   const TypeConfig* find_type(const std::string& type) const;
   const std::vector<TypeConfig>& types() const { return types_; }

@@ -107,11 +107,17 @@ RegisterReply RegistrationHandler::handle(std::string_view subject, const Regist
   return reply;
 }
 
+void RegistrationHandler::order_snapshot(const std::string& agent, const std::string& type) {
+  snapshot_orders_.insert({agent, type});
+}
+
 Status RegistrationHandler::open_deliveries(const RegisterRequest& request, RegisterReply& reply) {
   const Subjects subjects(config_.nats.subject_prefix);
   for (const SubscriptionReport& s : request.subscriptions) {
     const TypeConfig* tc = config_.find_type(s.type);  // validated above
     DS_ASSIGN_OR_RETURN(Resume resume, delivery_.plan(s.type, s.seq));
+    const bool repair = snapshot_orders_.erase({request.agent, s.type}) > 0;
+    if (repair) resume = Resume::kSnapshot;
     DeliveryState state;
     if (resume == Resume::kStream) {
       DS_RETURN_IF_ERROR(delivery_.open(request.agent, s.type, s.partition, s.seq));
@@ -122,7 +128,8 @@ Status RegistrationHandler::open_deliveries(const RegisterRequest& request, Regi
       DS_RETURN_IF_ERROR(delivery_.close(request.agent, s.type));
       state.awaiting_snapshot = true;
       state.snapshot_ordered = true;
-      state.note = "checkpoint seq " + std::to_string(s.seq) + " is no longer in the stream: snapshot ordered";
+      state.note = repair ? std::string("snapshot ordered by deltasync verify --repair")
+                          : "checkpoint seq " + std::to_string(s.seq) + " is no longer in the stream: snapshot ordered";
       spdlog::info("agent {} type {}: {}", request.agent, s.type, state.note);
     }
     registry_.set_delivery(request.agent, s.type, state);

@@ -22,6 +22,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <set>
+#include <string>
+#include <utility>
 #include <string_view>
 
 #include "hub/agent_registry.h"
@@ -52,6 +55,12 @@ class RegistrationHandler {
   RegisterReply handle(std::string_view subject, const RegisterRequest& request, int64_t now_steady_ms,
                        int64_t now_wall_ms);
 
+  // deltasync verify --repair: the next registration of `agent` that
+  // reports `type` is answered resume: snapshot for it, whatever its
+  // checkpoint (once; the agent then loads the snapshot, which replaces its
+  // rows of the type, and registers again).
+  void order_snapshot(const std::string& agent, const std::string& type);
+
  private:
   Status open_deliveries(const RegisterRequest& request, RegisterReply& reply);
 
@@ -61,6 +70,7 @@ class RegistrationHandler {
   LivenessTracker& tracker_;
   DeliveryManager& delivery_;
   TransitionSink on_transition_;
+  std::set<std::pair<std::string, std::string>> snapshot_orders_;  // (agent, type)
 };
 
 }  // namespace ds

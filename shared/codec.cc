@@ -762,9 +762,53 @@ Status read_snapshot_reply(const msgpack::object& o, SnapshotReply& out) {
   return m.required("done", out.done);
 }
 
+// Digest buckets: at most 65536 (shared/digest.h kMaxDigestBuckets, which
+// the codec does not include), listed buckets at most 4096.
+constexpr uint32_t kMaxWireDigestBuckets = 65536;
+constexpr size_t kMaxListedBuckets = 4096;
+
 Status read_digest_request(const msgpack::object& o, DigestRequest& out) {
   DS_ASSIGN_OR_RETURN(MapReader m, MapReader::open(o, ""));
-  return read_type_names(m, "types", out.types);
+  DS_RETURN_IF_ERROR(read_type_names(m, "types", out.types));
+  std::optional<uint32_t> buckets;
+  DS_RETURN_IF_ERROR(m.optional("buckets", buckets));
+  out.buckets = buckets.value_or(0);
+  if (out.buckets > kMaxWireDigestBuckets) {
+    return field_error("buckets", "at most " + std::to_string(kMaxWireDigestBuckets) + " buckets");
+  }
+  out.list.clear();
+  const msgpack::object* list = nullptr;
+  DS_RETURN_IF_ERROR(m.find("list", list));
+  if (list == nullptr || list->type == msgpack::type::NIL) return Status::ok();
+  std::span<const msgpack::object> items;
+  DS_RETURN_IF_ERROR(read_array(*list, "list", items));
+  DS_RETURN_IF_ERROR(check_count("list", items.size(), kMaxListedBuckets, "buckets"));
+  out.list.resize(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    DS_RETURN_IF_ERROR(read(items[i], index_path("list", i), out.list[i]));
+    if (out.list[i] >= out.buckets) {
+      return field_error(index_path("list", i), "bucket " + std::to_string(out.list[i]) + " is not below buckets (" +
+                                                    std::to_string(out.buckets) + ")");
+    }
+  }
+  return Status::ok();
+}
+
+// buckets: bin of 16 bytes per bucket, u64_le rows || u64_le sum.
+Status read_digest_buckets(const msgpack::object& o, const std::string& path, TypeDigest& d) {
+  if (o.type != msgpack::type::BIN) return type_error(path, "bin", o);
+  if (o.via.bin.size % 16 != 0 || o.via.bin.size / 16 > kMaxWireDigestBuckets) {
+    return field_error(path, "expected 16 bytes per bucket, at most " + std::to_string(kMaxWireDigestBuckets) +
+                                 " buckets, got " + std::to_string(o.via.bin.size) + " bytes");
+  }
+  auto le = [&o](size_t at) {
+    uint64_t v = 0;
+    for (size_t i = 0; i < 8; ++i) v |= static_cast<uint64_t>(static_cast<unsigned char>(o.via.bin.ptr[at + i])) << (8 * i);
+    return v;
+  };
+  d.buckets.resize(o.via.bin.size / 16);
+  for (size_t b = 0; b < d.buckets.size(); ++b) d.buckets[b] = {le(16 * b), le(16 * b + 8)};
+  return Status::ok();
 }
 
 Status read_type_digest(const msgpack::object& o, const std::string& path, TypeDigest& d) {
@@ -773,7 +817,35 @@ Status read_type_digest(const msgpack::object& o, const std::string& path, TypeD
   DS_RETURN_IF_ERROR(m.required("version", d.version));
   DS_RETURN_IF_ERROR(m.required("ts", d.ts));
   DS_RETURN_IF_ERROR(m.required("rows", d.rows));
-  return m.required("digest", d.digest);
+  DS_RETURN_IF_ERROR(m.required("digest", d.digest));
+  std::optional<std::string> content;
+  DS_RETURN_IF_ERROR(m.optional("content", content));
+  d.content = content.value_or("");
+  const msgpack::object* buckets = nullptr;
+  DS_RETURN_IF_ERROR(m.find("buckets", buckets));
+  if (buckets != nullptr && buckets->type != msgpack::type::NIL) {
+    DS_RETURN_IF_ERROR(read_digest_buckets(*buckets, m.path("buckets"), d));
+  }
+  const msgpack::object* listed = nullptr;
+  DS_RETURN_IF_ERROR(m.find("listed", listed));
+  if (listed != nullptr && listed->type != msgpack::type::NIL) {
+    const std::string field = m.path("listed");
+    std::span<const msgpack::object> items;
+    DS_RETURN_IF_ERROR(read_array(*listed, field, items));
+    d.listed.resize(items.size());
+    for (size_t i = 0; i < items.size(); ++i) {
+      const std::string at = index_path(field, i);
+      std::span<const msgpack::object> pair;
+      DS_RETURN_IF_ERROR(read_array(items[i], at, pair));
+      if (pair.size() != 2) return field_error(at, "expected [key, hash]");
+      DS_RETURN_IF_ERROR(read(pair[0], at, d.listed[i].first));
+      DS_RETURN_IF_ERROR(read(pair[1], at, d.listed[i].second));
+    }
+  }
+  std::optional<bool> truncated;
+  DS_RETURN_IF_ERROR(m.optional("listed_truncated", truncated));
+  d.listed_truncated = truncated.value_or(false);
+  return Status::ok();
 }
 
 Status read_digest_reply(const msgpack::object& o, DigestReply& out) {
@@ -1063,10 +1135,19 @@ size_t snapshot_reply_overhead() {
 
 std::string encode(const DigestRequest& m) {
   Writer w;
-  w.map(1);
+  w.map(1 + (m.buckets > 0 ? 1 : 0) + (m.list.empty() ? 0 : 1));
   w.str("types");
   w.array(m.types.size());
   for (const std::string& t : m.types) w.str(t);
+  if (m.buckets > 0) {
+    w.str("buckets");
+    w.u64(m.buckets);
+  }
+  if (!m.list.empty()) {
+    w.str("list");
+    w.array(m.list.size());
+    for (uint32_t b : m.list) w.u64(b);
+  }
   return w.take();
 }
 
@@ -1080,7 +1161,8 @@ std::string encode(const DigestReply& m) {
   w.map(m.types.size());
   for (const auto& [type, d] : m.types) {
     w.str(type);
-    w.map(5);
+    w.map(5 + (d.content.empty() ? 0 : 1) + (d.buckets.empty() ? 0 : 1) + (d.listed.empty() ? 0 : 1) +
+          (d.listed_truncated ? 1 : 0));
     w.str("partition");
     w.str(d.partition);
     w.str("version");
@@ -1091,6 +1173,33 @@ std::string encode(const DigestReply& m) {
     w.u64(d.rows);
     w.str("digest");
     w.str(d.digest);
+    if (!d.content.empty()) {
+      w.str("content");
+      w.str(d.content);
+    }
+    if (!d.buckets.empty()) {
+      std::string bin;
+      bin.reserve(16 * d.buckets.size());
+      for (const auto& [rows, sum] : d.buckets) {
+        for (int i = 0; i < 8; ++i) bin.push_back(static_cast<char>((rows >> (8 * i)) & 0xff));
+        for (int i = 0; i < 8; ++i) bin.push_back(static_cast<char>((sum >> (8 * i)) & 0xff));
+      }
+      w.str("buckets");
+      w.value(Value{Blob{std::move(bin)}});
+    }
+    if (!d.listed.empty()) {
+      w.str("listed");
+      w.array(d.listed.size());
+      for (const auto& [key, hash] : d.listed) {
+        w.array(2);
+        w.str(key);
+        w.u64(hash);
+      }
+    }
+    if (d.listed_truncated) {
+      w.str("listed_truncated");
+      w.boolean(true);
+    }
   }
   return w.take();
 }

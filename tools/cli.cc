@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <thread>
 #include <tuple>
 
 #include <CLI/CLI.hpp>
@@ -98,26 +99,109 @@ int cmd_types(const HubOptions& hub) {
   return kExitOk;
 }
 
-int cmd_verify(const HubOptions& hub, bool quiet) {
-  nlohmann::json j;
-  if (int rc = run_get_json(hub, "/v1/verify", j)) return rc;
-  const bool ok = j.value("ok", false);
-  if (hub.json) {
-    fmt::print("{}\n", j.dump(2));
-  } else if (!quiet) {
-    Table t({"AGENT", "STATE", "TYPE", "PARTITION", "HUB VERSION", "AGENT VERSION", "HUB ROWS", "AGENT ROWS",
-             "DIGEST", "LAG (business ms)"});
-    for (const auto& r : j.value("rows", nlohmann::json::array())) {
-      std::string digest = r.value("match", false) ? "match" : "DIFFERS";
-      if (r.contains("error")) digest = "ERROR: " + text(r["error"]);
-      t.add({text(r.value("agent", nlohmann::json())), text(r.value("state", nlohmann::json())),
-             text(r.value("type", nlohmann::json())), text(r.value("partition", nlohmann::json())),
-             text(r.value("hub_version", nlohmann::json())), text(r.value("agent_version", nlohmann::json())),
-             text(r.value("hub_rows", nlohmann::json())), text(r.value("agent_rows", nlohmann::json())), digest,
-             text(r.value("lag_ms", nlohmann::json()))});
+struct VerifyArgs {
+  bool quiet = false;
+  bool repair = false;
+  double timeout_s = 1800;  // the whole verify (and repair); each request has its own 10 s
+  double poll_s = 0.5;
+};
+
+void print_verify_rows(const nlohmann::json& rows) {
+  Table t({"AGENT", "STATE", "TYPE", "PARTITION", "HUB VERSION", "AGENT VERSION", "HUB ROWS", "AGENT ROWS",
+           "DIGEST", "LAG (business ms)"});
+  for (const auto& r : rows) {
+    std::string digest = r.value("match", false) ? "match" : "DIFFERS";
+    if (r.contains("error")) digest = "ERROR: " + text(r["error"]);
+    if (r.value("match", false) && !r.value("content_checked", true)) digest = "match (keys only: old agent)";
+    t.add({text(r.value("agent", nlohmann::json())), text(r.value("state", nlohmann::json())),
+           text(r.value("type", nlohmann::json())), text(r.value("partition", nlohmann::json())),
+           text(r.value("hub_version", nlohmann::json())), text(r.value("agent_version", nlohmann::json())),
+           text(r.value("hub_rows", nlohmann::json())), text(r.value("agent_rows", nlohmann::json())), digest,
+           text(r.value("lag_ms", nlohmann::json()))});
+  }
+  t.print();
+  // The keys behind each DIFFERS.
+  for (const auto& r : rows) {
+    const std::string where = text(r.value("agent", nlohmann::json())) + " " + text(r.value("type", nlohmann::json()));
+    for (const auto& d : r.value("differences", nlohmann::json::array())) {
+      fmt::print("{}: key '{}': {}\n", where, text(d.value("key", nlohmann::json())),
+                 text(d.value("problem", nlohmann::json())));
     }
-    t.print();
-    fmt::print("{}\n", ok ? "every agent converged" : "DIVERGENCE: some replicas differ from the hub");
+    if (r.value("differences_truncated", false)) {
+      fmt::print("{}: {} differing rows found, not all named\n", where,
+                 text(r.value("different_rows", nlohmann::json())));
+    }
+    if (r.contains("locate_error")) fmt::print("{}: keys not located: {}\n", where, text(r["locate_error"]));
+  }
+}
+
+// POST /v1/verify starts a job on the hub; GET /v1/verify/<id> is polled
+// (each request short, so no request timeout limits a long verify) until the
+// job is done or --timeout passes. Progress goes to stderr.
+int cmd_verify(const HubOptions& hub, const VerifyArgs& args) {
+  auto client = hub.client();
+  if (!client) return fail(client.status());
+  auto started = client->request("POST", std::string("/v1/verify") + (args.repair ? "?repair=1" : ""));
+  if (!started) return fail(started.status());
+  auto body = nlohmann::json::parse(started->body, nullptr, /*allow_exceptions=*/false);
+  if (started->status != 202 && started->status != 200) {
+    std::string message = "HTTP " + std::to_string(started->status);
+    if (!body.is_discarded() && body.contains("error")) message += ": " + text(body["error"].value("message", nlohmann::json()));
+    if (started->status == 401) message += " (check --token)";
+    if (started->status == 404) message += " (a hub older than POST /v1/verify?)";
+    fmt::print(stderr, "deltasync: verify: {}\n", message);
+    return kExitFailure;
+  }
+  if (body.is_discarded() || !body.contains("id")) return fail(Status::unavailable("verify: the hub's answer has no job id"));
+  const std::string id = text(body["id"]);
+  const std::string path = "/v1/verify/" + url_encode(id);
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto deadline = t0 + std::chrono::milliseconds(static_cast<int64_t>(args.timeout_s * 1000));
+  const bool progress = !args.quiet && !hub.json;
+  std::string last_progress;
+  auto last_print = t0;
+  nlohmann::json report = body;
+  while (report.value("state", "") == "running") {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      fmt::print(stderr, "deltasync: verify job {} still running after {} s (--timeout); its report stays at {}{}\n",
+                 id, args.timeout_s, hub.url, path);
+      return kExitFailure;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int64_t>(args.poll_s * 1000)));
+    auto r = client->get_json(path);
+    if (!r) return fail(r.status());
+    report = std::move(*r);
+    const std::string line = fmt::format("verify: {} / {} agents ({})", text(report.value("agents_done", nlohmann::json())),
+                                         text(report.value("agents_total", nlohmann::json())),
+                                         text(report.value("phase", nlohmann::json())));
+    const auto now = std::chrono::steady_clock::now();
+    if (progress && line != last_progress && now - last_print >= std::chrono::seconds(1)) {
+      fmt::print(stderr, "{}\n", line);
+      last_progress = line;
+      last_print = now;
+    }
+  }
+  if (report.value("state", "") != "done") {
+    fmt::print(stderr, "deltasync: verify job {} failed: {}\n", id, text(report.value("error", nlohmann::json())));
+    return kExitFailure;
+  }
+  const bool ok = report.value("ok", false);
+  if (hub.json) {
+    fmt::print("{}\n", report.dump(2));
+  } else if (!args.quiet) {
+    if (report.contains("before_repair")) {
+      fmt::print("before repair:\n");
+      print_verify_rows(report["before_repair"]);
+      for (const auto& r : report.value("repairs", nlohmann::json::array())) {
+        fmt::print("repair {} {}: {}\n", text(r.value("agent", nlohmann::json())), text(r.value("type", nlohmann::json())),
+                   r.value("done", false) ? "snapshot reloaded"
+                                          : (r.contains("error") ? "FAILED: " + text(r["error"]) : "not done"));
+      }
+      fmt::print("after repair:\n");
+    }
+    print_verify_rows(report.value("rows", nlohmann::json::array()));
+    fmt::print("{} ({} agents in {} ms)\n", ok ? "every agent converged" : "DIVERGENCE: some replicas differ from the hub",
+               text(report.value("agents_total", nlohmann::json())), text(report.value("elapsed_ms", nlohmann::json())));
   }
   return ok ? kExitOk : kExitFailure;
 }
@@ -447,12 +531,20 @@ int run_cli(int argc, char** argv) {
     };
   });
 
-  bool verify_quiet = false;
+  VerifyArgs verify_args;
   auto* verify = app.add_subcommand(
-      "verify", "compare every agent's replica with the hub (rows and digest per type); exit 1 on divergence");
+      "verify",
+      "compare every agent's replica with the hub (rows and values, by digest, per type; the differing keys are "
+      "named); exit 1 on divergence");
   hub.add_to(verify);
-  verify->add_flag("-q,--quiet", verify_quiet, "print nothing; the exit code tells");
-  verify->callback([&] { action = [&] { return cmd_verify(hub, verify_quiet); }; });
+  verify->add_flag("-q,--quiet", verify_args.quiet, "print nothing; the exit code tells");
+  verify->add_flag("--repair", verify_args.repair,
+                   "order a snapshot for each differing agent and type, wait for it, verify again; exit 0 when all "
+                   "then match");
+  verify->add_option("--timeout", verify_args.timeout_s, "give up waiting for the hub's verify job after this many seconds")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  verify->callback([&] { action = [&] { return cmd_verify(hub, verify_args); }; });
 
   std::string agent;
   auto* retire = app.add_subcommand("retire", "retire an agent: remove its consumers, stop expecting heartbeats");

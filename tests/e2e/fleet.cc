@@ -221,6 +221,8 @@ Result<std::map<std::string, nlohmann::json>> Fleet::hub_records(const std::stri
   return Status::internal(type + ": more than " + std::to_string(kMaxListPages) + " pages");
 }
 
+std::string Fleet::replica_path(const std::string& id) const { return dir_.file(id + ".db"); }
+
 Result<std::map<std::string, uint64_t>> Fleet::replica_versions(const std::string& id) {
   const std::vector<std::string> args = {binary("deltasync-agent"), "status", "--json", "--config",
                                          agent_config(id)};

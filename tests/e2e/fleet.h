@@ -67,6 +67,8 @@ class Fleet {
   Status start_agent(const std::string& id);
   const std::vector<AgentSpec>& agents() const { return agents_; }
   const std::string& agent_config(const std::string& id) const;
+  // The agent's replica file (SQLite), e.g. for a test to tamper with.
+  std::string replica_path(const std::string& id) const;
 
   // Runs `deltasync <args>` with the hub's URL and token and the NATS URL
   // in its environment.

@@ -1,0 +1,217 @@
+// deltasync verify at fleet scale against a hub running in-process: 1,000
+// agents registered for real, their digest requests answered by a minimal
+// in-process responder (a few NATS connections in one queue group, each
+// answer after a short pause standing for the agent's table scan). The
+// verify job completes, reports its progress, and GET /healthz and
+// GET /metrics keep answering quickly while it runs.
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <iostream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "hub/hub.h"
+#include "shared/digest.h"
+#include "shared/version.h"
+#include "tests/integration/hub_test_util.h"
+#include "tools/hub_client.h"
+
+namespace ds::testing {
+namespace {
+
+constexpr std::string_view kToken = "test-token-0123456789abcdef";
+constexpr size_t kAgents = 1000;
+constexpr size_t kResponderConnections = 8;
+constexpr auto kScanPause = std::chrono::milliseconds(5);
+constexpr int64_t kMaxHealthLatencyMs = 200;
+const std::string kOddAgent = "sim-617";  // reports a content digest of its own
+
+// Answers ds.agent.*.digest for every simulated agent with the hub's own
+// digests of "price" (so they match), except kOddAgent.
+class DigestResponder {
+ public:
+  DigestResponder(const NatsServer& server, TypeDigest truth) : truth_(std::move(truth)) {
+    for (size_t c = 0; c < kResponderConnections; ++c) {
+      ConnectOptions co;
+      co.config.url = server.url();
+      co.name = "sim-digest-" + std::to_string(c);
+      auto nc = Connection::connect(std::move(co));
+      EXPECT_TRUE(nc.is_ok()) << nc.status().to_string();
+      if (!nc.is_ok()) return;
+      Connection* raw = nc->get();
+      auto sub = raw->queue_subscribe(Subjects().digest("*"), "sim", [this, raw](Message m) { answer(*raw, m); });
+      EXPECT_TRUE(sub.is_ok()) << sub.status().to_string();
+      connections_.push_back(std::move(*nc));
+      if (sub.is_ok()) subscriptions_.push_back(std::move(*sub));
+    }
+    for (auto& nc : connections_) EXPECT_TRUE(nc->flush().is_ok());
+  }
+  ~DigestResponder() { subscriptions_.clear(); }
+  uint64_t answered() const { return answered_.load(); }
+
+ private:
+  void answer(Connection& nc, const Message& m) {
+    std::this_thread::sleep_for(kScanPause);
+    const std::string_view subject = m.subject();  // ds.agent.<id>.digest
+    const size_t first = subject.find('.', 3);
+    const size_t last = subject.rfind('.');
+    const std::string agent(subject.substr(first + 1, last - first - 1));
+    DigestReply reply;
+    auto request = decode_digest_request(m.data());
+    if (!request.is_ok() || request->buckets > 0) {
+      reply.error = WireError::from(Status::unavailable("the simulated agent has no buckets"));
+    } else {
+      reply.agent = agent;
+      TypeDigest d = truth_;
+      if (agent == kOddAgent) d.content = Digest{d.rows, 42}.hex();
+      reply.types["price"] = d;
+    }
+    (void)nc.respond(m, encode(reply));
+    answered_.fetch_add(1);
+  }
+
+  TypeDigest truth_;
+  std::atomic<uint64_t> answered_{0};
+  std::vector<std::unique_ptr<Connection>> connections_;
+  std::vector<std::unique_ptr<Subscription>> subscriptions_;
+};
+
+class VerifyScaleTest : public NatsTest {
+ protected:
+  void SetUp() override {
+    NatsTest::SetUp();
+    config_ = two_type_hub_config(*server_, dir_);
+    config_.heartbeat_interval_ms = 120000;  // the simulated agents stay live without answering heartbeats
+    port_ = free_tcp_port();
+    config_.http_listen = "127.0.0.1:" + std::to_string(port_);
+    config_.http_token = std::string(kToken);
+    auto hub = Hub::start(config_);
+    ASSERT_TRUE(hub.is_ok()) << hub.status().to_string();
+    hub_ = std::move(hub).value();
+  }
+  void TearDown() override {
+    hub_.reset();
+    NatsTest::TearDown();
+  }
+
+  TempDir dir_{"verify-scale-test"};
+  HubConfig config_;
+  int port_ = 0;
+  std::unique_ptr<Hub> hub_;
+};
+
+TEST_F(VerifyScaleTest, ThousandAgentsVerifyWhileHealthAndMetricsKeepAnswering) {
+  IngestRequest load;
+  for (int i = 0; i < 200; ++i) load.records.push_back(price_record("sku-" + std::to_string(i), 1.0 + i));
+  auto stored = ingest(*nc_, "price", load);
+  ASSERT_TRUE(stored.is_ok() && stored->ok()) << (stored.is_ok() ? stored->error->message : stored.status().to_string());
+
+  // Register the fleet, 4 requests in flight.
+  std::atomic<size_t> next{0};
+  std::atomic<size_t> refused{0};
+  std::vector<std::thread> registrars;
+  for (int t = 0; t < 4; ++t) {
+    registrars.emplace_back([&] {
+      for (size_t i = next.fetch_add(1); i < kAgents; i = next.fetch_add(1)) {
+        RegisterRequest r;
+        r.agent = "sim-" + std::to_string(i);
+        r.host = "sim";
+        r.version = kVersion;
+        r.subscriptions.push_back(SubscriptionReport{"price", "*", 0, 0, 0, 0});
+        auto reply = nc_->request(Subjects().register_agent(r.agent), encode(r), 30000);
+        if (!reply.is_ok() || !decode_register_reply(reply->data()).is_ok() ||
+            !decode_register_reply(reply->data())->ok()) {
+          refused.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (auto& t : registrars) t.join();
+  ASSERT_EQ(refused.load(), 0u);
+
+  auto reader = open_reader(config_);
+  auto truth_digest = reader->table_digest("price", std::nullopt);
+  ASSERT_TRUE(truth_digest.is_ok());
+  TypeDigest truth;
+  truth.version = reader->type_state("price")->version;
+  truth.rows = truth_digest->keys.count;
+  truth.digest = truth_digest->keys.hex();
+  truth.content = truth_digest->content.hex();
+  DigestResponder responder(*server_, truth);
+
+  auto client = HubClient::create("http://127.0.0.1:" + std::to_string(port_), std::string(kToken), 5000);
+  ASSERT_TRUE(client.is_ok());
+  std::atomic<bool> done{false};
+  std::atomic<int64_t> worst_ms{0};
+  std::atomic<int> health_failures{0};
+  std::atomic<int> probes{0};
+  std::thread prober([&] {
+    while (!done.load()) {
+      for (const char* path : {"/healthz", "/metrics"}) {
+        const auto t0 = std::chrono::steady_clock::now();
+        auto r = client->request("GET", path);
+        const int64_t ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+        if (!r.is_ok() || r->status != 200) health_failures.fetch_add(1);
+        int64_t seen = worst_ms.load();
+        while (ms > seen && !worst_ms.compare_exchange_weak(seen, ms)) {
+        }
+        probes.fetch_add(1);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+
+  const auto t0 = std::chrono::steady_clock::now();
+  auto started = client->request("POST", "/v1/verify");
+  ASSERT_TRUE(started.is_ok());
+  ASSERT_EQ(started->status, 202) << started->body;
+  const std::string id = nlohmann::json::parse(started->body)["id"];
+  nlohmann::json report;
+  size_t progress_seen = 0;  // distinct agents_done values below the total
+  size_t last_done = 0;
+  for (int polls = 0; polls < 1200; ++polls) {  // at most 2 minutes
+    auto r = client->get_json("/v1/verify/" + id);
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+    report = *r;
+    const size_t agents_done = report.value("agents_done", size_t{0});
+    if (agents_done != last_done && agents_done < kAgents) ++progress_seen;
+    last_done = agents_done;
+    if (report.value("state", "") != "running") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  const int64_t elapsed_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  done.store(true);
+  prober.join();
+
+  ASSERT_EQ(report.value("state", ""), "done") << report.dump(1).substr(0, 2000);
+  std::cout << "verify of " << kAgents << " agents: " << report.value("elapsed_ms", int64_t{0})
+            << " ms in the hub, " << elapsed_ms << " ms as polled; /healthz and /metrics: " << probes.load()
+            << " answers, slowest " << worst_ms.load() << " ms\n";
+  EXPECT_EQ(report.value("agents_total", size_t{0}), kAgents);
+  EXPECT_EQ(report.value("agents_done", size_t{0}), kAgents);
+  EXPECT_GE(progress_seen, 1u) << "progress was never reported between 0 and the total";
+  EXPECT_GE(responder.answered(), kAgents);
+  EXPECT_FALSE(report.value("ok", true)) << "the odd agent differs";
+  size_t matched = 0;
+  for (const auto& row : report["rows"]) {
+    if (row.value("agent", "") == kOddAgent) {
+      EXPECT_FALSE(row.value("match", true)) << row.dump();
+      EXPECT_TRUE(row.contains("locate_error")) << row.dump();  // it has no buckets
+    } else {
+      matched += row.value("match", false) ? 1 : 0;
+    }
+  }
+  EXPECT_EQ(matched, kAgents - 1);
+  EXPECT_EQ(health_failures.load(), 0);
+  EXPECT_GE(probes.load(), 2);
+  EXPECT_LE(worst_ms.load(), kMaxHealthLatencyMs);
+}
+
+}  // namespace
+}  // namespace ds::testing
