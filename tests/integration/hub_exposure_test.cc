@@ -294,7 +294,8 @@ TEST_F(HubExposureTest, ProducerCannotForgeALineInTheHubLog) {
   auto nc = Connection::connect(std::move(opts));
   ASSERT_TRUE(nc.is_ok()) << nc.status().to_string();
 
-  // A batch the hub rejects (an undeclared column), so it logs the producer.
+  // A batch the hub rejects (its body names another producer than the
+  // subject), so it logs the body's producer.
   const std::string forged = "2026-01-01T00:00:00.000 critical [hub] forged: replica tampered";
   IngestRequest request;
   request.producer = "erp\n" + forged + "\r\x1b[2K";
@@ -303,7 +304,7 @@ TEST_F(HubExposureTest, ProducerCannotForgeALineInTheHubLog) {
   record.key = "a";
   record.fields = {{"colour", std::string("red")}};
   request.records.push_back(record);
-  auto reply = (*nc)->request(Subjects().ingest("price"), encode(request), 10000);
+  auto reply = (*nc)->request(Subjects().ingest("price", "erp"), encode(request), 10000);
   ASSERT_TRUE(reply.is_ok()) << reply.status().to_string();
 
   ASSERT_TRUE(wait_until([&] { return hub_->log_count("forged: replica tampered") > 0; }));
@@ -316,7 +317,11 @@ TEST_F(HubExposureTest, ProducerCannotForgeALineInTheHubLog) {
     if (line.find("forged") != std::string::npos) {
       ++lines_with_forgery;
       EXPECT_NE(line.rfind(forged, 0), 0u) << "forged line in hub.log: " << line;
-      EXPECT_NE(line.find("erp\\n" + forged + "\\r\\x1b[2K"), std::string::npos) << line;
+      // Escaped where it stands, by the log formatter (\n) or by the quoting
+      // of values in refusals (\x0a).
+      EXPECT_TRUE(line.find("erp\\n" + forged) != std::string::npos ||
+                  line.find("erp\\x0a" + forged) != std::string::npos)
+          << line;
     }
     EXPECT_EQ(line.find('\r'), std::string::npos) << line;
     EXPECT_EQ(line.find('\x1b'), std::string::npos) << line;
