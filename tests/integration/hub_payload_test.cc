@@ -56,11 +56,38 @@ IngestRecord price(std::string sku, std::string store, size_t note_bytes) {
 IngestRequest request_of_exactly(size_t total, size_t before = 0) {
   IngestRequest req;
   for (size_t i = 0; i < before; ++i) req.records.push_back(price("small-" + std::to_string(i), "p1", 10));
-  req.records.push_back(price("big", "p1", 70000));
+  const size_t start = total > 70000 ? 70000 : 1000;  // str32, or str16, throughout
+  req.records.push_back(price("big", "p1", start));
   const size_t base = encode(req).size();
-  req.records.back().fields["note"] = std::string(70000 + (total - base), 'n');
+  req.records.back().fields["note"] = std::string(start + (total - base), 'n');
   EXPECT_EQ(encode(req).size(), total);
   return req;
+}
+
+// `count` records of one size in store p1, without ts (the hub's clock), as
+// large as a request of at most `max_request` bytes allows; their changes
+// are larger than their request (each change adds its version and hub time).
+IngestRequest medium_records(int count, size_t max_request) {
+  IngestRequest req;
+  for (size_t note = max_request / static_cast<size_t>(count); note > 0; --note) {
+    req.records.clear();
+    for (int i = 0; i < count; ++i) {
+      req.records.push_back(price("m" + std::to_string(10000 + i), "p1", note));
+      req.records.back().ts.reset();
+    }
+    if (encode(req).size() <= max_request) break;
+  }
+  return req;
+}
+
+// The bytes of one delta batch holding every record of `req`, at least.
+size_t one_batch_bytes(const IngestRequest& req) {
+  size_t bytes = delta_batch_overhead("prices");
+  for (size_t i = 0; i < req.records.size(); ++i) {
+    bytes += encoded_size(
+        Change{i + 1, req.records[i].key, Op::kUpsert, req.records[i].fields, 1700000000000, 1700000000000});
+  }
+  return bytes;
 }
 
 class PayloadTest : public ::testing::Test {
@@ -139,9 +166,10 @@ class PayloadTest : public ::testing::Test {
   }
 
   void ingest_products(size_t rows, size_t descr_bytes) {
-    for (size_t first = 0; first < rows; first += 2000) {
+    // Requests of 300 rows (about 40 KB): they fit a 64 KiB max_payload too.
+    for (size_t first = 0; first < rows; first += 300) {
       IngestRequest req;
-      for (size_t i = first; i < std::min(rows, first + 2000); ++i) {
+      for (size_t i = first; i < std::min(rows, first + 300); ++i) {
         IngestRecord r;
         char key[32];
         std::snprintf(key, sizeof key, "p%06zu", i);
@@ -200,7 +228,7 @@ TEST_F(PayloadTest, ARecordTooLargeToEverPublishIsRefusedWithItsIndexAndNothingI
   expect_ordinary_ingest_ok("p1", 1);
 }
 
-// 400 records of 2.6 KB in one request under 1 MiB: their changes together
+// 400 records of about 2.6 KB in one request under 1 MiB: their changes together
 // are over 1 MiB, so one batch by count (publish_batch 500) would be
 // unpublishable. They are cut by bytes; a live agent receives every one.
 TEST_F(PayloadTest, ManyMediumRecordsArePublishedInSeveralMessagesAndAnAgentGetsThemAll) {
@@ -213,14 +241,9 @@ TEST_F(PayloadTest, ManyMediumRecordsArePublishedInSeveralMessagesAndAnAgentGets
   auto reg = (*agent)->register_now();
   ASSERT_TRUE(reg.is_ok() && reg->ok());
 
-  IngestRequest req;
-  for (int i = 0; i < 400; ++i) req.records.push_back(price("m" + std::to_string(1000 + i), "p1", 2600));
-  ASSERT_LT(encode(req).size(), kMiB);
-  size_t change_bytes = 0;
-  for (size_t i = 0; i < req.records.size(); ++i) {
-    change_bytes += encoded_size(Change{i + 1, req.records[i].key, Op::kUpsert, req.records[i].fields, 0, 0});
-  }
-  ASSERT_GT(change_bytes, kMiB);  // one batch of all of them would not fit
+  const IngestRequest req = medium_records(400, kMiB - 1024);
+  ASSERT_LE(encode(req).size(), kMiB - 1024);
+  ASSERT_GT(one_batch_bytes(req), kMiB);  // one batch of all of them would not fit
   auto reply = ingest(*nc_, "prices", req);
   ASSERT_TRUE(reply.is_ok()) << reply.status().to_string();
   ASSERT_TRUE(reply->ok()) << reply->error->message;
@@ -276,9 +299,9 @@ TEST_F(PayloadTest, TheLimitIsReadFromTheServer) {
       << refused->error->message;
 
   // A request just under 64 KiB whose delta batch is over it: cut in two.
-  IngestRequest req;
-  for (int i = 0; i < 100; ++i) req.records.push_back(price("s" + std::to_string(100 + i), "p1", 600));
-  ASSERT_LT(encode(req).size(), 65536u);
+  const IngestRequest req = medium_records(100, 65536 - 256);
+  ASSERT_LE(encode(req).size(), 65536u - 256);
+  ASSERT_GT(one_batch_bytes(req), 65536u);
   auto reply = ingest(*nc_, "prices", req);
   ASSERT_TRUE(reply.is_ok()) << reply.status().to_string();
   ASSERT_TRUE(reply->ok()) << reply->error->message;
