@@ -103,7 +103,7 @@ struct AgentService::Impl {
   // ---- everything below runs on the service thread unless noted ----
 
   void restore_agents() {
-    const int64_t now = clock.now();
+    const int64_t now = clock.at(steady_now_ms());
     for (const AgentRecord& a : registry->all()) {
       tracker.restore(a.id, a.state, now);
       index_agent(a.id);
@@ -234,7 +234,8 @@ struct AgentService::Impl {
   }
 
   void handle_register(const Message& msg) {
-    RegisterReply reply = registration.handle(msg.subject(), msg.data(), clock.now(), wall_now_ms());
+    RegisterReply reply =
+        registration.handle(msg.subject(), msg.data(), clock.at(steady_now_ms()), wall_now_ms());
     if (reply.ok()) index_agent(std::string(Subjects::last_token(msg.subject())));
     if (Status s = nc.respond(msg, encode(reply)); !s.is_ok()) {
       spdlog::warn("register reply on {}: {}", msg.subject(), s.to_string());
@@ -267,7 +268,7 @@ struct AgentService::Impl {
       spdlog::debug("heartbeat reply from unknown agent '{}' ignored", reply.agent);
       return;
     }
-    auto effect = tracker.on_reply(reply.agent, clock.now());
+    auto effect = tracker.on_reply(reply.agent, clock.at(steady_now_ms()));
     if (!effect.accepted) {
       spdlog::debug("heartbeat reply from retired agent '{}' ignored", reply.agent);
       return;
@@ -357,7 +358,7 @@ struct AgentService::Impl {
     if (Status s = nc.publish(subjects.probe(agent), encode(req)); !s.is_ok()) {
       spdlog::warn("probe {}: {}", subjects.probe(agent), s.to_string());
     }
-    tracker.record_probe(agent, clock.now());
+    tracker.record_probe(agent, clock.at(steady_now_ms()));
   }
 
   // Scans a type's agents at most once per check period: commits come far
@@ -375,7 +376,7 @@ struct AgentService::Impl {
         scanned->second = now;
       }
       for (const std::string& agent : it->second) {
-        if (tracker.needs_refresh(agent, clock.now())) probe(agent);
+        if (tracker.needs_refresh(agent, clock.at(steady_now_ms()))) probe(agent);
       }
     }
   }
@@ -495,7 +496,7 @@ void AgentService::on_reconnected() {
   asio::post(p->io, [p] {
     spdlog::info("agent service: broker reconnected: checking live agents' consumers");
     p->outage_since_tick = true;
-    p->tracker.excuse_silence(p->clock.now());
+    p->tracker.excuse_silence(p->clock.at(steady_now_ms()));
     for (const auto& [agent, types] : p->types_by_agent) p->ensure_consumers(agent, true);
   });
 }
@@ -506,7 +507,7 @@ Status AgentService::retire(const std::string& agent) {
   auto done = std::make_shared<std::promise<Status>>();
   auto result = done->get_future();
   asio::post(p->io, [p, agent, done] {
-    auto t = p->tracker.retire(agent, p->clock.now());
+    auto t = p->tracker.retire(agent, p->clock.at(steady_now_ms()));
     if (!t.is_ok()) {
       done->set_value(t.status());
       return;

@@ -26,7 +26,13 @@ int64_t AccountableClock::tick(int64_t steady_now_ms, bool heard) {
   const int64_t gap = std::max<int64_t>(steady_now_ms - last_tick_ms_, 0);
   last_tick_ms_ = std::max(last_tick_ms_, steady_now_ms);
   if (heard) accountable_ms_ += std::min(gap, max_step_ms_);
+  last_heard_ = heard;
   return accountable_ms_;
+}
+
+int64_t AccountableClock::at(int64_t steady_now_ms) const {
+  if (!last_heard_) return accountable_ms_;
+  return accountable_ms_ + std::clamp<int64_t>(steady_now_ms - last_tick_ms_, 0, max_step_ms_);
 }
 
 LivenessTracker::LivenessTracker(LivenessOptions options)

@@ -69,12 +69,18 @@ class AccountableClock {
   int64_t tick(int64_t steady_now_ms, bool heard);
   // The accountable time as of the last tick.
   int64_t now() const { return accountable_ms_; }
+  // The accountable time at `steady_now_ms` between ticks, for stamping
+  // replies, registrations and probes: the last tick's, plus the steady time
+  // since it (capped at max_step) when that tick was heard. The next tick may
+  // be unheard and return less; the tracker keeps the later stamp.
+  int64_t at(int64_t steady_now_ms) const;
   int64_t max_step_ms() const { return max_step_ms_; }
 
  private:
   int64_t max_step_ms_;
   int64_t last_tick_ms_;
   int64_t accountable_ms_ = 0;
+  bool last_heard_ = true;
 };
 
 struct LivenessOptions {

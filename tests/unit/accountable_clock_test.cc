@@ -54,6 +54,18 @@ TEST(AccountableClock, ASteadyClockGoingBackwardCountsNothing) {
   EXPECT_EQ(c.tick(kStart + 1250, true), kMaxStep + 250) << "measured from the latest tick seen";
 }
 
+TEST(AccountableClock, BetweenTicksItReadsOnWhenTheLastTickWasHeardOnly) {
+  AccountableClock c(kMaxStep, kStart);
+  c.tick(kStart + 250, true);
+  EXPECT_EQ(c.at(kStart + 250), 250);
+  EXPECT_EQ(c.at(kStart + 400), 400);
+  EXPECT_EQ(c.at(kStart + 10'000), 250 + kMaxStep) << "capped like a tick";
+  EXPECT_EQ(c.at(kStart + 100), 250) << "never before the last tick";
+  c.tick(kStart + 500, false);
+  EXPECT_EQ(c.at(kStart + 700), 250) << "stands still after an unheard tick";
+  EXPECT_EQ(c.now(), 250);
+}
+
 TEST(AccountableClock, AStepCapBelowOneIsOne) {
   AccountableClock c(0, kStart);
   EXPECT_EQ(c.max_step_ms(), 1);
