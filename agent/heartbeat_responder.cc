@@ -21,7 +21,6 @@ Status HeartbeatResponder::start(const std::vector<std::string>& types) {
 }
 
 void HeartbeatResponder::answer(const Message& request) {
-  if (request.reply().empty()) return;
   auto req = decode_heartbeat_request(request.data());
   if (!req.is_ok()) {
     spdlog::debug("heartbeat request on {} does not decode ({}); answering anyway", request.subject(),
@@ -34,8 +33,8 @@ void HeartbeatResponder::answer(const Message& request) {
                           std::chrono::system_clock::now().time_since_epoch())
                           .count();
   const HeartbeatReply reply = board_.heartbeat(agent_id_, now);
-  if (Status s = nc_.respond(request, encode(reply)); !s) {
-    spdlog::warn("heartbeat reply on {}: {}", request.reply(), s.message());
+  if (Status s = nc_.publish(beat_subject_, encode(reply)); !s) {
+    spdlog::warn("heartbeat reply on {}: {}", beat_subject_, s.message());
   }
 }
 

@@ -1,7 +1,10 @@
 #pragma once
 // HeartbeatResponder: answers the hub's heartbeat requests, the per-type
 // broadcast ds.hb.<type> for each type the agent takes and the direct probe
-// ds.agent.<id>.hb, with one HeartbeatReply covering ALL the agent's types.
+// ds.agent.<id>.hb, with one HeartbeatReply covering ALL the agent's types,
+// published on ds.hub.beat.<id> (a plain publish, never a reply: the hub
+// sends its requests without a reply subject and knows the sender by the
+// subject's last token, which only this agent's credentials may publish).
 // The reply is built from the CheckpointBoard (an in-memory copy under a
 // mutex) on the cnats delivery thread, so it never waits behind an apply or a
 // snapshot load. A request that does not decode is still answered: the hub
@@ -30,6 +33,7 @@ class HeartbeatResponder {
       : nc_(nc),
         subjects_(subjects),
         agent_id_(std::move(agent_id)),
+        beat_subject_(subjects_.hub_beat(agent_id_)),
         board_(board),
         on_register_ordered_(std::move(on_register_ordered)) {}
 
@@ -42,6 +46,7 @@ class HeartbeatResponder {
   Connection& nc_;
   Subjects subjects_;
   std::string agent_id_;
+  std::string beat_subject_;  // ds.hub.beat.<id>
   CheckpointBoard& board_;
   std::function<void()> on_register_ordered_;
   std::vector<std::unique_ptr<Subscription>> subs_;

@@ -91,19 +91,21 @@ struct AgentService::Impl {
         subjects(cfg.nats.subject_prefix),
         registry(std::move(reg)),
         tracker({.interval_ms = cfg.heartbeat_interval_ms, .dead_after = cfg.dead_after}),
+        clock(tracker.interval_ms() / 2, steady_now_ms()),
         delivery(config, js),
         registration(config, authorizer, *registry, tracker, delivery, [this](const Transition& t) { apply_transition(t); }),
         work(asio::make_work_guard(io)),
         timer(io) {
     for (const TypeConfig& t : config.types) hub_hashes[t.name] = schema_hash(t.schema);
     check_period_ms = std::clamp<int64_t>(tracker.interval_ms() / 4, 10, 1000);
+    beat_flush_timeout_ms = std::clamp<int64_t>(tracker.interval_ms() / 2, 50, 2000);
     next_beat_ms = steady_now_ms();
   }
 
   // ---- everything below runs on the service thread unless noted ----
 
   void restore_agents() {
-    const int64_t now = steady_now_ms();
+    const int64_t now = clock.at(steady_now_ms());
     for (const AgentRecord& a : registry->all()) {
       tracker.restore(a.id, a.state, now);
       index_agent(a.id);
@@ -234,11 +236,33 @@ struct AgentService::Impl {
   }
 
   void handle_register(const Message& msg) {
-    RegisterReply reply = registration.handle(msg.subject(), msg.data(), steady_now_ms(), wall_now_ms());
+    RegisterReply reply =
+        registration.handle(msg.subject(), msg.data(), clock.at(steady_now_ms()), wall_now_ms());
     if (reply.ok()) index_agent(std::string(Subjects::last_token(msg.subject())));
     if (Status s = nc.respond(msg, encode(reply)); !s.is_ok()) {
       spdlog::warn("register reply on {}: {}", msg.subject(), s.to_string());
     }
+  }
+
+  // A reply published on ds.hub.beat.<sender>: `sender` is the subject's last
+  // token, which only that agent's credentials may publish, so it is the only
+  // identity the reply can speak for. A body naming someone else is refused
+  // and never touches the agent it names.
+  void handle_beat(const std::string& sender, HeartbeatReply reply) {
+    if (!reply.agent.empty() && reply.agent != sender) {
+      refused_beats++;
+      const int64_t now = steady_now_ms();
+      auto [it, first] = refusal_logged_ms.try_emplace(sender, now);
+      if (first || now - it->second >= tracker.interval_ms()) {
+        it->second = now;
+        spdlog::warn("heartbeat reply on {} names agent {}: refused (a reply speaks only for its sender; {} "
+                     "refused so far)",
+                     subjects.hub_beat(sender), quoted_for_message(reply.agent), refused_beats.load());
+      }
+      return;
+    }
+    reply.agent = sender;
+    handle_reply(reply);
   }
 
   void handle_reply(const HeartbeatReply& reply) {
@@ -246,7 +270,7 @@ struct AgentService::Impl {
       spdlog::debug("heartbeat reply from unknown agent '{}' ignored", reply.agent);
       return;
     }
-    auto effect = tracker.on_reply(reply.agent, steady_now_ms());
+    auto effect = tracker.on_reply(reply.agent, clock.at(steady_now_ms()));
     if (!effect.accepted) {
       spdlog::debug("heartbeat reply from retired agent '{}' ignored", reply.agent);
       return;
@@ -279,27 +303,43 @@ struct AgentService::Impl {
     if (!first && now - it->second < tracker.interval_ms()) return;
     it->second = now;
     spdlog::info("agent {}: ordering it to register again ({})", agent, reasons);
-    probe(agent, now, /*reregister=*/true);
+    probe(agent, /*reregister=*/true);
   }
 
+  // Liveness counts accountable time only (AccountableClock): this tick's
+  // steady-time step counts when the connection is up, was not lost since
+  // the last tick, and the last beat round was confirmed at the broker.
   void tick() {
-    const int64_t now = steady_now_ms();
-    if (!nc.connected()) {
-      // Silence while we cannot hear is not the agents' fault; judge again
-      // from the reconnect on, with a full window for their replies.
-      tracker.excuse_silence(now);
-      return;
-    }
+    const int64_t steady = steady_now_ms();
+    const bool connected = nc.connected();
+    const int64_t now = clock.tick(steady, connected && !outage_since_tick && beats_confirmed);
+    outage_since_tick = false;
+    if (!connected) return;  // nobody can hear the beats; judge again once back
     for (const Transition& t : tracker.evaluate(now)) apply_transition(t);
-    if (now >= next_beat_ms) {
-      send_heartbeats(now);
+    if (steady >= next_beat_ms) {
+      send_heartbeats();
+      confirm_beats();
       // Keep the phase (no drift of a tick per beat), unless we fell behind.
-      next_beat_ms = std::max(next_beat_ms + tracker.interval_ms(), now + 1);
+      next_beat_ms = std::max(next_beat_ms + tracker.interval_ms(), steady_now_ms() + 1);
     }
     if (Status s = registry->flush(); !s.is_ok()) spdlog::warn("{}", s.to_string());
   }
 
-  void send_heartbeats(int64_t now) {
+  // A flush round trip (PING/PONG) after the beats: they reached the broker.
+  // Until one succeeds again, accountable time stands still.
+  void confirm_beats() {
+    const Status s = nc.flush(beat_flush_timeout_ms);
+    if (s.is_ok() && !beats_confirmed) {
+      spdlog::info("agent service: heartbeats confirmed by the broker again: liveness time runs again");
+    } else if (!s.is_ok() && beats_confirmed) {
+      spdlog::warn("agent service: heartbeats not confirmed by the broker within {} ms ({}): liveness time "
+                   "stands still until they are",
+                   beat_flush_timeout_ms, s.to_string());
+    }
+    beats_confirmed = s.is_ok();
+  }
+
+  void send_heartbeats() {
     const int64_t wall = wall_now_ms();
     for (const auto& [type, agents] : agents_by_type) {
       const bool any = std::any_of(agents.begin(), agents.end(), [&](const std::string& a) {
@@ -308,19 +348,19 @@ struct AgentService::Impl {
       });
       if (!any) continue;
       HeartbeatRequest req{config.name, wall, {type}};
-      if (Status s = nc.publish_request(subjects.heartbeat(type), reply_inbox, encode(req)); !s.is_ok()) {
+      if (Status s = nc.publish(subjects.heartbeat(type), encode(req)); !s.is_ok()) {
         spdlog::warn("heartbeat on {}: {}", subjects.heartbeat(type), s.to_string());
       }
     }
-    for (const std::string& agent : tracker.probe_targets()) probe(agent, now);
+    for (const std::string& agent : tracker.probe_targets()) probe(agent);
   }
 
-  void probe(const std::string& agent, int64_t now, bool reregister = false) {
+  void probe(const std::string& agent, bool reregister = false) {
     HeartbeatRequest req{config.name, wall_now_ms(), types_by_agent[agent], reregister};
-    if (Status s = nc.publish_request(subjects.probe(agent), reply_inbox, encode(req)); !s.is_ok()) {
+    if (Status s = nc.publish(subjects.probe(agent), encode(req)); !s.is_ok()) {
       spdlog::warn("probe {}: {}", subjects.probe(agent), s.to_string());
     }
-    tracker.record_probe(agent, now);
+    tracker.record_probe(agent, clock.at(steady_now_ms()));
   }
 
   // Scans a type's agents at most once per check period: commits come far
@@ -338,7 +378,7 @@ struct AgentService::Impl {
         scanned->second = now;
       }
       for (const std::string& agent : it->second) {
-        if (tracker.needs_refresh(agent, now)) probe(agent, now);
+        if (tracker.needs_refresh(agent, clock.at(steady_now_ms()))) probe(agent);
       }
     }
   }
@@ -364,6 +404,7 @@ struct AgentService::Impl {
   Subjects subjects;
   std::unique_ptr<AgentRegistry> registry;
   LivenessTracker tracker;
+  AccountableClock clock;  // service thread only
   DeliveryManager delivery;
   RegistrationHandler registration;
   std::map<std::string, std::string> hub_hashes;                   // type -> schema hash; const after construction
@@ -371,18 +412,22 @@ struct AgentService::Impl {
   std::map<std::string, std::vector<std::string>> types_by_agent;   // service thread only
   std::map<std::string, int64_t> register_ordered_ms;               // service thread only: last order per agent
   std::map<std::string, int64_t> refreshed_ms;                      // service thread only: last scan per type
+  std::map<std::string, int64_t> refusal_logged_ms;                 // service thread only: last warning per sender
+  std::atomic<uint64_t> refused_beats{0};                            // written by the service thread
   PartitionMarks marks;                                              // thread-safe
   int64_t check_period_ms = 0;
-  int64_t next_beat_ms = 0;
+  int64_t next_beat_ms = 0;                // steady clock
+  int64_t beat_flush_timeout_ms = 0;
+  bool beats_confirmed = true;             // service thread only: the last beat round reached the broker
+  bool outage_since_tick = false;          // service thread only: a reconnect happened since the last tick
   bool stopping = false;  // service thread only
 
   asio::io_context io;
   asio::executor_work_guard<asio::io_context::executor_type> work;
   asio::steady_timer timer;
   std::thread thread;
-  std::string reply_inbox;
   std::unique_ptr<Subscription> register_sub;
-  std::unique_ptr<Subscription> reply_sub;
+  std::unique_ptr<Subscription> beat_sub;
   std::atomic<bool> stopped{false};
   std::mutex stop_mu;
 };
@@ -397,16 +442,19 @@ Result<std::unique_ptr<AgentService>> AgentService::start(const HubConfig& confi
   auto impl = std::make_unique<Impl>(config, nc, js, authorizer, std::move(registry));
   Impl* p = impl.get();
   p->restore_agents();
-  p->reply_inbox = nc.new_inbox();
 
   // Handlers decode on the cnats thread and post; they never block.
-  DS_ASSIGN_OR_RETURN(p->reply_sub, nc.subscribe(p->reply_inbox, [p](Message msg) {
+  DS_ASSIGN_OR_RETURN(p->beat_sub, nc.subscribe(p->subjects.hub_beat_wildcard(), [p](Message msg) {
+    std::string sender(Subjects::last_token(msg.subject()));
+    if (!validate_agent_id(sender).is_ok()) return;  // not an agent's subject: nobody to attribute it to
     auto reply = decode_heartbeat_reply(msg.data());
     if (!reply.is_ok()) {
-      spdlog::debug("malformed heartbeat reply ignored: {}", reply.status().message());
+      spdlog::debug("malformed heartbeat reply on {} ignored: {}", msg.subject(), reply.status().message());
       return;
     }
-    asio::post(p->io, [p, r = std::move(reply).value()] { p->handle_reply(r); });
+    asio::post(p->io, [p, sender = std::move(sender), r = std::move(reply).value()]() mutable {
+      p->handle_beat(sender, std::move(r));
+    });
   }));
   DS_ASSIGN_OR_RETURN(p->register_sub, nc.subscribe(p->subjects.register_wildcard(), [p](Message msg) {
     const std::string_view agent = Subjects::last_token(msg.subject());
@@ -433,7 +481,7 @@ Result<std::unique_ptr<AgentService>> AgentService::start(const HubConfig& confi
     }
   });
   spdlog::info("agent service: heartbeat every {} ms, dead after {} missed beats, replies on {}",
-               config.heartbeat_interval_ms, config.dead_after, p->reply_inbox);
+               config.heartbeat_interval_ms, config.dead_after, p->subjects.hub_beat_wildcard());
   return service;
 }
 
@@ -455,6 +503,8 @@ void AgentService::on_reconnected() {
   if (p->stopped) return;
   asio::post(p->io, [p] {
     spdlog::info("agent service: broker reconnected: checking live agents' consumers");
+    p->outage_since_tick = true;
+    p->tracker.excuse_silence(p->clock.at(steady_now_ms()));
     for (const auto& [agent, types] : p->types_by_agent) p->ensure_consumers(agent, true);
   });
 }
@@ -465,7 +515,7 @@ Status AgentService::retire(const std::string& agent) {
   auto done = std::make_shared<std::promise<Status>>();
   auto result = done->get_future();
   asio::post(p->io, [p, agent, done] {
-    auto t = p->tracker.retire(agent, steady_now_ms());
+    auto t = p->tracker.retire(agent, p->clock.at(steady_now_ms()));
     if (!t.is_ok()) {
       done->set_value(t.status());
       return;
@@ -519,7 +569,7 @@ void AgentService::stop() {
   // Destroying a subscription waits for a running handler, so nothing posts
   // after these two lines.
   p->register_sub.reset();
-  p->reply_sub.reset();
+  p->beat_sub.reset();
   asio::post(p->io, [p] {
     p->stopping = true;
     p->timer.cancel();
@@ -530,6 +580,8 @@ void AgentService::stop() {
 }
 
 const AgentRegistry& AgentService::registry() const { return *impl_->registry; }
+
+uint64_t AgentService::refused_beats() const { return impl_->refused_beats.load(); }
 
 nlohmann::json AgentService::agents_json() const {
   const Impl* p = impl_.get();

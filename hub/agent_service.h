@@ -13,11 +13,21 @@
 // connection have a single user and need no locks; and a tick, a registration
 // and a reply of the same agent can never interleave. A timer on the same
 // thread evaluates liveness every quarter interval (so "dead" is noticed
-// within a quarter interval of dead_after x interval of silence) and sends
-// the heartbeats every interval: one broadcast HeartbeatRequest per type with
+// within a quarter interval of dead_after x interval of accountable silence)
+// and sends the heartbeats every interval, each round followed by a flush
+// round trip that confirms it reached the broker. Silence is counted in the
+// accountable time of liveness_tracker.h (AccountableClock, steps capped at
+// half an interval; frozen while the connection is down or the last round is
+// unconfirmed), so a stalled hub or broker does not declare its fleet dead;
+// after a reconnect every live or suspect agent's silence counts afresh. The
+// heartbeats: one broadcast HeartbeatRequest per type with
 // non-retired agents on ds.hb.<type>, plus a direct probe on
-// ds.agent.<id>.hb to each suspect agent. All replies come back on one inbox
-// subscription.
+// ds.agent.<id>.hb to each suspect agent. Requests carry no reply subject
+// (so an agent's allow_responses permission gives it nothing here); agents
+// publish their replies on ds.hub.beat.<id>, and a reply is attributed to
+// the subject's last token only, which nats-server lets only that agent
+// publish. A reply whose body names another agent is refused and counted
+// (refused_beats()), with at most one warning per sender per interval.
 //
 // The public methods are thread-safe. start() returns with the service
 // subscribed and running; stop() (or the destructor) unsubscribes, flushes
@@ -51,10 +61,10 @@ class AgentService {
  public:
   // Opens the agent tables in config.store_path, restores known agents (live
   // and suspect ones get a fresh silence window and their consumers checked),
-  // subscribes ds.hub.register.* and the heartbeat reply inbox, and starts
-  // the service thread. Registrations are authorized by `authorizer`, which
-  // must outlive the service; a registration whose reply subject is not the
-  // agent's own inbox is dropped unanswered (Authorizer::may_reply).
+  // subscribes ds.hub.register.* and ds.hub.beat.*, and starts the service
+  // thread. Registrations are authorized by `authorizer`, which must outlive
+  // the service; a registration whose reply subject is not the agent's own
+  // inbox is dropped unanswered (Authorizer::may_reply).
   static Result<std::unique_ptr<AgentService>> start(const HubConfig& config, Connection& nc, JetStream& js,
                                                      Authorizer& authorizer);
   ~AgentService();
@@ -104,6 +114,9 @@ class AgentService {
 
   // The agents' state, for tests and diagnostics.
   const AgentRegistry& registry() const;
+  // Heartbeat replies refused because their body named an agent other than
+  // their sender (the subject's last token).
+  uint64_t refused_beats() const;
 
  private:
   struct Impl;

@@ -22,6 +22,19 @@ Result<AgentState> agent_state_from_name(std::string_view name) {
   return Status::invalid_argument("unknown agent state '" + std::string(name) + "'");
 }
 
+int64_t AccountableClock::tick(int64_t steady_now_ms, bool heard) {
+  const int64_t gap = std::max<int64_t>(steady_now_ms - last_tick_ms_, 0);
+  last_tick_ms_ = std::max(last_tick_ms_, steady_now_ms);
+  if (heard) accountable_ms_ += std::min(gap, max_step_ms_);
+  last_heard_ = heard;
+  return accountable_ms_;
+}
+
+int64_t AccountableClock::at(int64_t steady_now_ms) const {
+  if (!last_heard_) return accountable_ms_;
+  return accountable_ms_ + std::clamp<int64_t>(steady_now_ms - last_tick_ms_, 0, max_step_ms_);
+}
+
 LivenessTracker::LivenessTracker(LivenessOptions options)
     : interval_ms_(std::max<int64_t>(options.interval_ms, 1)) {
   const int64_t grace = options.grace_ms < 0 ? interval_ms_ / 2 : options.grace_ms;

@@ -1,8 +1,10 @@
 #pragma once
 // LivenessTracker: the agent liveness state machine of DESIGN.md §6, with no
-// clock, thread or I/O of its own. The caller passes "now" (milliseconds on a
-// monotonic clock) into every call, so tests drive time by hand and the
-// service feeds std::chrono::steady_clock.
+// clock, thread or I/O of its own. The caller passes "now" (milliseconds)
+// into every call, so tests drive time by hand. The service feeds it the
+// hub's accountable time (AccountableClock, below): silence the agent could
+// not have broken (the hub stalled, its broker connection down, its beats not
+// confirmed at the broker) is not counted against the agent.
 //
 //   live    --no reply for more than interval + grace------------> suspect
 //   live/suspect --no reply for dead_after x interval or more-----> dead
@@ -37,6 +39,49 @@ enum class AgentState { kLive, kSuspect, kDead, kRetired };
 // the API.
 std::string_view agent_state_name(AgentState state);
 Result<AgentState> agent_state_from_name(std::string_view name);
+
+// AccountableClock: the time liveness counts, in milliseconds from the hub's
+// start; fed steady-clock readings, one per liveness tick. The rule: at each
+// tick,
+//
+//   step = steady time since the previous tick, capped at max_step_ms
+//   accountable += step   if `heard`: the broker connection is up and was not
+//                         lost since the previous tick, and the newest
+//                         heartbeat round was confirmed at the broker (its
+//                         publish and a flush round trip succeeded in time)
+//   accountable += 0      otherwise
+//
+// So a hub that stops running (SIGSTOP, a paused VM, a long fsync: its ticks
+// stop) charges its agents at most max_step for the whole pause; a broker
+// connection that is down, or a broker that does not answer (stalled,
+// restarting), charges nothing from the tick that notices it until a beat
+// is confirmed again. While the hub runs normally (ticks closer than
+// max_step), accountable time advances exactly as the steady clock. Progress
+// is guaranteed: every heard tick advances it (by at most max_step), so an
+// agent that is really gone is still declared dead even by a hub whose ticks
+// run late. Pure: no clock, thread or I/O of its own; one owner thread.
+class AccountableClock {
+ public:
+  AccountableClock(int64_t max_step_ms, int64_t steady_start_ms)
+      : max_step_ms_(max_step_ms < 1 ? 1 : max_step_ms), last_tick_ms_(steady_start_ms) {}
+
+  // One tick at steady time `steady_now_ms`; returns the new accountable time.
+  int64_t tick(int64_t steady_now_ms, bool heard);
+  // The accountable time as of the last tick.
+  int64_t now() const { return accountable_ms_; }
+  // The accountable time at `steady_now_ms` between ticks, for stamping
+  // replies, registrations and probes: the last tick's, plus the steady time
+  // since it (capped at max_step) when that tick was heard. The next tick may
+  // be unheard and return less; the tracker keeps the later stamp.
+  int64_t at(int64_t steady_now_ms) const;
+  int64_t max_step_ms() const { return max_step_ms_; }
+
+ private:
+  int64_t max_step_ms_;
+  int64_t last_tick_ms_;
+  int64_t accountable_ms_ = 0;
+  bool last_heard_ = true;
+};
 
 struct LivenessOptions {
   int64_t interval_ms = 5000;  // heartbeat interval
@@ -86,9 +131,10 @@ class LivenessTracker {
   // agent per call: straight to dead when the silence already warrants it).
   std::vector<Transition> evaluate(int64_t now_ms);
 
-  // The hub itself could not hear anyone (its broker connection was down):
-  // live and suspect agents' silence counts from `now_ms` again, so a broker
-  // outage does not declare the whole fleet dead. States do not change.
+  // The hub's broker connection came back after an outage: live and suspect
+  // agents' silence counts from `now_ms` again, since their own connections
+  // went through the same outage and may come back later than the hub's.
+  // States do not change.
   void excuse_silence(int64_t now_ms);
 
   // Agents to probe directly on the next beat: the suspect ones.

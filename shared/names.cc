@@ -98,6 +98,8 @@ std::string Subjects::snapshot(std::string_view agent) const { return join(p_ + 
 std::string Subjects::snapshot_wildcard() const { return p_ + ".hub.snapshot.*"; }
 std::string Subjects::heartbeat(std::string_view type) const { return join(p_ + ".hb", type); }
 std::string Subjects::probe(std::string_view agent) const { return join(join(p_ + ".agent", agent), "hb"); }
+std::string Subjects::hub_beat(std::string_view agent) const { return join(p_ + ".hub.beat", agent); }
+std::string Subjects::hub_beat_wildcard() const { return p_ + ".hub.beat.*"; }
 std::string quoted_for_message(std::string_view s) {
   constexpr size_t kMaxShown = 80;
   std::string out = "'";

@@ -54,6 +54,10 @@ class Subjects {
   std::string snapshot_wildcard() const;                         // ds.hub.snapshot.*
   std::string heartbeat(std::string_view type) const;            // ds.hb.<type>
   std::string probe(std::string_view agent) const;               // ds.agent.<agent>.hb
+  // Heartbeat replies: only <agent> may publish here (its credentials), so
+  // the hub takes the sender from the last token, never from the body.
+  std::string hub_beat(std::string_view agent) const;            // ds.hub.beat.<agent>
+  std::string hub_beat_wildcard() const;                         // ds.hub.beat.*
   std::string digest(std::string_view agent) const;              // ds.agent.<agent>.digest
   std::string delta(std::string_view type, std::string_view partition) const;  // ds.delta.<type>.<partition>
   std::string delta_filter(std::string_view type) const;         // ds.delta.<type>.>

@@ -1,10 +1,14 @@
 #include "tests/e2e/fleet.h"
 
+#include <signal.h>
+
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <set>
+#include <sstream>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -18,12 +22,24 @@ namespace {
 constexpr int64_t kPollMs = 200;
 constexpr size_t kLogTailBytes = 3000;
 constexpr size_t kMaxListPages = 1000;
+constexpr int64_t kStopTimeoutMs = 15000;
 
 std::string binary(const std::string& name) { return std::string(DELTASYNC_BINARY_DIR) + "/" + name; }
 
 std::string tail(const std::string& text) {
   return text.size() <= kLogTailBytes ? text : "..." + text.substr(text.size() - kLogTailBytes);
 }
+
+// A spdlog line of our processes ("<date>T<time> <level> [name] ...",
+// shared/log.cc) at level error or critical.
+bool is_error_line(const std::string& line) {
+  std::istringstream words(line);
+  std::string when, level;
+  words >> when >> level;
+  return when.find('T') != std::string::npos && (level == "error" || level == "critical");
+}
+
+bool is_violation_line(const std::string& line) { return line.find("Violation") != std::string::npos; }
 
 Status command_failed(const std::vector<std::string>& args, const CommandResult& r) {
   std::string line;
@@ -56,6 +72,22 @@ Fleet::Fleet(std::vector<AgentSpec> agents) : agents_(std::move(agents)) {
 }
 
 Fleet::~Fleet() {
+  // Graceful stops first, so what the processes log on the way out is
+  // checked too.
+  for (Agent& a : fleet_) {
+    if (a.process->running()) (void)a.process->stop(SIGTERM, kStopTimeoutMs);
+  }
+  if (hub_ && hub_->running()) {
+    hub_->signal(SIGTERM);
+    (void)hub_->wait_exit(kStopTimeoutMs);
+  }
+  const std::vector<std::string> noise = unexpected_log_lines();
+  if (!noise.empty()) {
+    std::string all;
+    for (const std::string& line : noise) all += line + "\n";
+    ADD_FAILURE() << noise.size() << " log line(s) at error level (or nats-server Violation) that the test did "
+                  << "not provoke; normal operation is quiet:\n" << all;
+  }
   if (!::testing::Test::HasFailure()) return;
   // The TempDir goes with the fleet: keep the logs of a failed scenario.
   std::error_code ec;
@@ -281,6 +313,28 @@ Result<bool> Fleet::has_consumer(const std::string& type, const std::string& age
   }
   if (report_out != nullptr) *report_out = *report;
   return ::testing::AssertionSuccess() << table.out;
+}
+
+void Fleet::expect_log_line(std::string source, std::string needle) {
+  expected_log_lines_.emplace_back(std::move(source), std::move(needle));
+}
+
+std::vector<std::string> Fleet::unexpected_log_lines() const {
+  std::vector<std::string> out;
+  auto scan = [&](const std::string& source, const std::string& text, bool (*is_noise)(const std::string&)) {
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);) {
+      if (!is_noise(line)) continue;
+      const bool expected = std::any_of(expected_log_lines_.begin(), expected_log_lines_.end(), [&](const auto& e) {
+        return e.first == source && line.find(e.second) != std::string::npos;
+      });
+      if (!expected) out.push_back(source + ": " + line);
+    }
+  };
+  if (hub_) scan("hub", hub_->log_text(), is_error_line);
+  for (const Agent& a : fleet_) scan(a.spec.id, a.process->log_text(), is_error_line);
+  scan("nats-server", nats_.log_text(), is_violation_line);
+  return out;
 }
 
 std::string Fleet::logs() const {

@@ -16,7 +16,9 @@
 //
 // Not thread-safe: the test's main thread drives it (and must, since the
 // children die with the thread that started them; see ChildProcess). All
-// files live in one TempDir. Waits are bounded (kConvergeTimeoutMs).
+// files live in one TempDir. Waits are bounded (kConvergeTimeoutMs). Every
+// test that runs a Fleet also checks that its logs stayed quiet (see
+// expect_log_line).
 
 #include <cstdint>
 #include <map>
@@ -107,6 +109,16 @@ class Fleet {
   // The tail of every process's log, for failure messages.
   std::string logs() const;
 
+  // Normal operation is quiet. When the fleet goes (~Fleet) it stops the
+  // agents and the hub (SIGTERM) and fails the running test on every line at
+  // level error or critical in the hub's and the agents' logs and every line
+  // with "Violation" in nats-server's log, except the lines a test declared
+  // here because it provokes them: `source` is "hub", "nats-server" or an
+  // agent id, and the line must contain `needle`. Declare narrowly.
+  void expect_log_line(std::string source, std::string needle);
+  // The lines that check would fail on, each prefixed with its source.
+  std::vector<std::string> unexpected_log_lines() const;
+
  private:
   struct Agent {
     AgentSpec spec;
@@ -127,6 +139,7 @@ class Fleet {
   std::unique_ptr<HubProcess> hub_;
   std::vector<Agent> fleet_;
   uint64_t push_files_ = 0;
+  std::vector<std::pair<std::string, std::string>> expected_log_lines_;  // (source, needle)
 };
 
 }  // namespace ds::testing

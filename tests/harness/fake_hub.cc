@@ -235,17 +235,17 @@ void FakeHub::on_snapshot(const Message& msg) {
 std::vector<HeartbeatReply> FakeHub::heartbeat(const std::string& type, int64_t wait_ms, const std::string& agent) {
   std::mutex mu;
   std::vector<HeartbeatReply> replies;
-  const std::string inbox = nc_.new_inbox();
-  auto sub = nc_.subscribe(inbox, [&](Message m) {
+  auto sub = nc_.subscribe(subjects_.hub_beat_wildcard(), [&](Message m) {
     auto r = decode_heartbeat_reply(m.data());
     if (!r.is_ok()) return;
+    if (r->agent != Subjects::last_token(m.subject())) return;  // a reply speaks for its sender only
     std::lock_guard<std::mutex> lock(mu);
     replies.push_back(std::move(r).value());
   });
   if (!sub.is_ok()) return {};
   HeartbeatRequest req{name_, now_ms(), {type}};
   const std::string subject = agent.empty() ? subjects_.heartbeat(type) : subjects_.probe(agent);
-  if (!nc_.publish_request(subject, inbox, encode(req)).is_ok()) return {};
+  if (!nc_.flush().is_ok() || !nc_.publish(subject, encode(req)).is_ok()) return {};
   std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
   sub->reset();
   std::lock_guard<std::mutex> lock(mu);

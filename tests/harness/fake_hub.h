@@ -65,7 +65,8 @@ class FakeHub {
   uint64_t last_version(const std::string& type) const;
 
   // Publishes one heartbeat request on ds.hb.<type> (or, with `agent`, the
-  // direct probe) and collects the replies for `wait_ms`.
+  // direct probe), without a reply subject, and collects the replies
+  // published on ds.hub.beat.<agent> for `wait_ms`.
   std::vector<HeartbeatReply> heartbeat(const std::string& type, int64_t wait_ms,
                                         const std::string& agent = {});
 

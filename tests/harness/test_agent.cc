@@ -137,7 +137,7 @@ void TestAgent::on_heartbeat(const Message& msg, bool direct) {
     std::lock_guard lock(mu_);
     reply.checkpoints = checkpoints_;
   }
-  if (nc_->respond(msg, encode(reply)).is_ok()) {
+  if (nc_->publish(subjects_.hub_beat(id_), encode(reply)).is_ok()) {
     (direct ? probes_answered_ : broadcasts_answered_)++;
   }
 }

@@ -2,7 +2,8 @@
 // TestAgent: the smallest agent that speaks the hub protocol, built from
 // shared/ only, for the hub's integration tests (the real agent lives in
 // agent/). It registers, answers heartbeats (broadcast ds.hb.<type> and direct
-// probe ds.agent.<id>.hb) with its checkpoints, and receives deltas on plain
+// probe ds.agent.<id>.hb) with its checkpoints on ds.hub.beat.<id>, and
+// receives deltas on plain
 // core subscriptions, doing the JetStream parts itself as the protocol notes
 // say. One subscription per type on the exact deliver subject
 // ds.push.<id>.<type>: nats-server 2.9.10 does not count a wildcard

@@ -74,6 +74,8 @@ TEST(NamesTest, SubjectsFollowTheDesign) {
   EXPECT_EQ(s.snapshot_wildcard(), "ds.hub.snapshot.*");
   EXPECT_EQ(s.heartbeat("prices"), "ds.hb.prices");
   EXPECT_EQ(s.probe("store-1"), "ds.agent.store-1.hb");
+  EXPECT_EQ(s.hub_beat("store-1"), "ds.hub.beat.store-1");
+  EXPECT_EQ(s.hub_beat_wildcard(), "ds.hub.beat.*");
   EXPECT_EQ(s.delta("prices", "_all"), "ds.delta.prices._all");
   EXPECT_EQ(s.delta("inventory", "store-17"), "ds.delta.inventory.store-17");
   EXPECT_EQ(s.delta_filter("prices"), "ds.delta.prices.>");

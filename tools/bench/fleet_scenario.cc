@@ -8,7 +8,7 @@
 #include "shared/names.h"
 #include "tools/bench/bench_support.h"
 #include "tools/bench/log_tail.h"
-#include "tools/bench/simulated_fleet.h"
+#include "tools/simulated_fleet.h"
 
 namespace ds::bench {
 namespace {

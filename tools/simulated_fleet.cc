@@ -1,4 +1,4 @@
-#include "tools/bench/simulated_fleet.h"
+#include "tools/simulated_fleet.h"
 
 #include <algorithm>
 #include <thread>
@@ -8,7 +8,7 @@
 #include "shared/names.h"
 #include "shared/version.h"
 
-namespace ds::bench {
+namespace ds {
 namespace {
 
 constexpr int64_t kRegisterTimeoutMs = 30000;
@@ -47,14 +47,14 @@ Result<std::unique_ptr<SimulatedFleet>> SimulatedFleet::start(Options options) {
   if (o.answer_heartbeats) {
     for (size_t c = 0; c < o.connections; ++c) {
       const std::vector<size_t>* mine = &f->agents_of_connection_[c];
-      DS_ASSIGN_OR_RETURN(auto sub, f->connections_[c]->subscribe(subjects.heartbeat(o.type), [f, mine](Message m) {
-        f->answer(m, *mine);
+      DS_ASSIGN_OR_RETURN(auto sub, f->connections_[c]->subscribe(subjects.heartbeat(o.type), [f, mine](Message) {
+        f->answer(*mine);
       }));
       f->subscriptions_.push_back(std::move(sub));
     }
     DS_ASSIGN_OR_RETURN(auto probes, f->connections_[0]->subscribe(subjects.probe("*"), [f](Message m) {
       const size_t agent = f->agent_of_probe(m.subject());
-      if (agent < f->ids_.size()) f->answer(m, {agent});
+      if (agent < f->ids_.size()) f->answer({agent});
     }));
     f->subscriptions_.push_back(std::move(probes));
     for (auto& nc : f->connections_) DS_RETURN_IF_ERROR(nc->flush());
@@ -81,8 +81,7 @@ size_t SimulatedFleet::agent_of_probe(std::string_view subject) const {
   return index;
 }
 
-void SimulatedFleet::answer(const Message& request, const std::vector<size_t>& agents) {
-  if (request.reply().empty()) return;
+void SimulatedFleet::answer(const std::vector<size_t>& agents) {
   const auto now = Clock::now();
   std::vector<size_t> answering;
   std::string hash;
@@ -106,10 +105,11 @@ void SimulatedFleet::answer(const Message& request, const std::vector<size_t>& a
   reply.ts = wall_now_ms();
   reply.status = AgentHealth::kOk;
   reply.checkpoints[options_.type] = Checkpoint{0, 0, 0, hash};
+  const Subjects subjects;
   for (size_t a : answering) {
     reply.agent = ids_[a];
     // A failed publish is a missed beat, which is what the hub measures.
-    (void)connections_[a % connections_.size()]->publish(request.reply(), encode(reply));
+    (void)connections_[a % connections_.size()]->publish(subjects.hub_beat(ids_[a]), encode(reply));
   }
 }
 
@@ -158,6 +158,11 @@ void SimulatedFleet::fall_silent_after_next_answer(size_t agent) {
   state_[agent].last_answer_due = true;
 }
 
+void SimulatedFleet::fall_silent(size_t agent) {
+  std::lock_guard lock(mu_);
+  state_[agent].silent = true;
+}
+
 std::optional<SimulatedFleet::Clock::time_point> SimulatedFleet::last_answer(size_t agent) const {
   std::lock_guard lock(mu_);
   return state_[agent].last_answer;
@@ -173,4 +178,4 @@ uint64_t SimulatedFleet::answers() const {
   return answers_;
 }
 
-}  // namespace ds::bench
+}  // namespace ds

@@ -1,6 +1,7 @@
 #pragma once
-// SimulatedFleet: many agents simulated cheaply inside the benchmark process
-// (the `fleet` and `dead` scenarios), with real NATS traffic to a real hub.
+// SimulatedFleet: many agents simulated cheaply inside one process (the
+// benchmark's `fleet` and `dead` scenarios, the liveness stall tests), with
+// real NATS traffic to a real hub.
 //
 // A few connections carry all the agents. Each agent registers for real on
 // ds.hub.register.<agent> with what a fresh deltasync-agent reports (one
@@ -8,8 +9,9 @@
 // agent/registrar.cc), so the hub stores it and creates its consumer. When
 // heartbeats are answered, each agent answers every heartbeat request the
 // hub sends it, the per-type broadcast ds.hb.<type> and the direct probe
-// ds.agent.<agent>.hb, with exactly what a fresh agent answers
-// (agent/heartbeat_responder.cc, CheckpointBoard::heartbeat): its id, the
+// ds.agent.<agent>.hb, with exactly what a fresh agent publishes on
+// ds.hub.beat.<agent> (agent/heartbeat_responder.cc,
+// CheckpointBoard::heartbeat): its id, the
 // current wall time, status ok, the type's checkpoint {version 0, seq 0,
 // ts 0, the schema hash from the register reply}, nothing pending or
 // quarantined. One subscription per connection takes the broadcast and
@@ -36,7 +38,7 @@
 #include "shared/nats.h"
 #include "shared/status.h"
 
-namespace ds::bench {
+namespace ds {
 
 class SimulatedFleet {
  public:
@@ -65,6 +67,8 @@ class SimulatedFleet {
 
   // The agent answers the next heartbeat request it gets and none after it.
   void fall_silent_after_next_answer(size_t agent);
+  // The agent answers no heartbeat request from now on (it is gone).
+  void fall_silent(size_t agent);
   // When the agent last answered, and the first request it left unanswered.
   std::optional<Clock::time_point> last_answer(size_t agent) const;
   std::optional<Clock::time_point> first_unanswered(size_t agent) const;
@@ -83,7 +87,7 @@ class SimulatedFleet {
   explicit SimulatedFleet(Options options);
   Status register_slice(size_t connection, Clock::time_point deadline);
   // Answers a heartbeat request for the given agents (those registered and not silent).
-  void answer(const Message& request, const std::vector<size_t>& agents);
+  void answer(const std::vector<size_t>& agents);
   size_t agent_of_probe(std::string_view subject) const;
 
   Options options_;
@@ -100,4 +104,4 @@ class SimulatedFleet {
   std::vector<std::unique_ptr<Subscription>> subscriptions_;
 };
 
-}  // namespace ds::bench
+}  // namespace ds
