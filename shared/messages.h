@@ -166,7 +166,7 @@ struct SnapshotReply {
 struct DigestRequest {
   std::vector<std::string> types;    // empty = every type the agent takes
   uint32_t buckets = 0;              // > 0: also bucket digests over that many buckets (<= 65536)
-  std::vector<uint32_t> list;        // with buckets: list (key, content hash) of these buckets' rows
+  std::vector<uint32_t> list{};      // with buckets: list (key, content hash) of these buckets' rows
   bool operator==(const DigestRequest&) const = default;
 };
 struct TypeDigest {
@@ -175,9 +175,9 @@ struct TypeDigest {
   int64_t ts = 0;                    // checkpoint business time
   uint64_t rows = 0;                 // live rows
   std::string digest;                // keys digest hex() of the live rows (shared/digest.h)
-  std::string content;               // content digest hex(); "" from agents that predate it
-  std::vector<std::pair<uint64_t, uint64_t>> buckets;       // (rows, sum) per bucket, when asked
-  std::vector<std::pair<std::string, uint64_t>> listed;     // (key, content hash), ascending key
+  std::string content{};             // content digest hex(); "" from agents that predate it
+  std::vector<std::pair<uint64_t, uint64_t>> buckets{};     // (rows, sum) per bucket, when asked
+  std::vector<std::pair<std::string, uint64_t>> listed{};   // (key, content hash), ascending key
   bool listed_truncated = false;     // listed stops before the end of the listed buckets
   bool operator==(const TypeDigest&) const = default;
 };

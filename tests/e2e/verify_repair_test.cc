@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <iostream>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -24,12 +26,18 @@ void tamper(Fleet& fleet, const std::string& agent, const std::string& sql) {
   ASSERT_EQ((*db)->changes(), 1) << sql;
 }
 
-Result<std::string> replica_text(Fleet& fleet, const std::string& agent, const std::string& sql) {
+Result<std::string> replica_query(Fleet& fleet, const std::string& agent, const std::string& sql) {
   DS_ASSIGN_OR_RETURN(auto db, Database::open(fleet.replica_path(agent), OpenOptions{.read_only = true}));
   DS_ASSIGN_OR_RETURN(Statement st, db->prepare(sql));
   DS_ASSIGN_OR_RETURN(bool row, st.step());
   if (!row) return Status::not_found("no row: " + sql);
   return st.column_text(0);
+}
+
+// The first column of the first row, or the error's text.
+std::string replica_text(Fleet& fleet, const std::string& agent, const std::string& sql) {
+  auto r = replica_query(fleet, agent, sql);
+  return r.is_ok() ? *r : r.status().to_string();
 }
 
 TEST(VerifyRepair, ChangedReplicaRowsAreNamedThenRepairedBySnapshots) {
@@ -60,6 +68,7 @@ TEST(VerifyRepair, ChangedReplicaRowsAreNamedThenRepairedBySnapshots) {
   tamper(fleet, "store-2", "DELETE FROM prices WHERE id = 'store-2/sku-007'");
 
   CommandResult found = fleet.cli({"verify"});
+  std::cout << "deltasync verify:\n" << found.out;
   EXPECT_EQ(found.exit_code, 1) << found.out << found.err;
   EXPECT_NE(found.out.find("store-1 products: key 'sku-042': values differ"), std::string::npos) << found.out;
   EXPECT_NE(found.out.find("store-2 prices: key 'store-2/sku-007': missing on the agent"), std::string::npos)
@@ -81,14 +90,15 @@ TEST(VerifyRepair, ChangedReplicaRowsAreNamedThenRepairedBySnapshots) {
   EXPECT_EQ(differing, 2u) << parsed.dump(1);
 
   CommandResult repaired = fleet.cli({"verify", "--repair"}, 180000);
+  std::cout << "deltasync verify --repair:\n" << repaired.out;
   EXPECT_EQ(repaired.exit_code, 0) << repaired.out << repaired.err << fleet.logs();
   EXPECT_NE(repaired.out.find("repair store-1 products: snapshot reloaded"), std::string::npos) << repaired.out;
   EXPECT_NE(repaired.out.find("repair store-2 prices: snapshot reloaded"), std::string::npos) << repaired.out;
   EXPECT_NE(repaired.out.find("every agent converged"), std::string::npos) << repaired.out;
 
-  EXPECT_EQ(replica_text(fleet, "store-1", "SELECT name FROM products WHERE sku = 'sku-042'").value_or("?"),
+  EXPECT_EQ(replica_text(fleet, "store-1", "SELECT name FROM products WHERE sku = 'sku-042'"),
             "article 42");
-  EXPECT_EQ(replica_text(fleet, "store-2", "SELECT sku FROM prices WHERE id = 'store-2/sku-007'").value_or("?"),
+  EXPECT_EQ(replica_text(fleet, "store-2", "SELECT sku FROM prices WHERE id = 'store-2/sku-007'"),
             "sku-007");
   // The repaired agents follow the stream again: a new change reaches them.
   ASSERT_TRUE(fleet.push("products", nlohmann::json::array({{{"key", "sku-042"},
@@ -96,7 +106,7 @@ TEST(VerifyRepair, ChangedReplicaRowsAreNamedThenRepairedBySnapshots) {
                                                               {"fields", {{"name", "after repair"}}}}}))
                   .is_ok());
   ASSERT_TRUE(fleet.converged()) << fleet.logs();
-  EXPECT_EQ(replica_text(fleet, "store-1", "SELECT name FROM products WHERE sku = 'sku-042'").value_or("?"),
+  EXPECT_EQ(replica_text(fleet, "store-1", "SELECT name FROM products WHERE sku = 'sku-042'"),
             "after repair");
 }
 

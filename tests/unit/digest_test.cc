@@ -11,6 +11,7 @@
 #include <limits>
 
 #include "agent/replica.h"
+#include "hub/ingest_writer.h"
 #include "hub/query_store.h"
 #include "shared/codec.h"
 #include "tools/temp_dir.h"
@@ -26,6 +27,14 @@ std::string le(uint64_t v, int bytes) {
   return s;
 }
 std::string counted(std::string_view b) { return le(b.size(), 4) + std::string(b); }
+
+DigestOptions buckets(uint32_t n, std::vector<uint32_t> list = {}, size_t list_max_bytes = 256 * 1024) {
+  DigestOptions o;
+  o.buckets = n;
+  o.list = std::move(list);
+  o.list_max_bytes = list_max_bytes;
+  return o;
+}
 
 StoredCell integer(int64_t v) { return {StoredCell::Kind::kInteger, v, 0, {}}; }
 StoredCell real(double v) { return {StoredCell::Kind::kReal, 0, v, {}}; }
@@ -169,9 +178,8 @@ class HubAndAgentDigestTest : public ::testing::Test {
   void ingest(const std::string& json_records) {
     auto records = decode_ingest_records_json(json_records);
     ASSERT_TRUE(records.is_ok()) << records.status().to_string();
-    for (IngestRecord& r : *records) {
-      if (r.op == Op::kUpsert) ASSERT_TRUE(validate_fields(thing_type().schema, r.key, r.fields).is_ok());
-    }
+    auto rejected = validate_ingest_records(thing_type(), *records);
+    ASSERT_FALSE(rejected.has_value()) << rejected->status.to_string();
     auto group = store_->commit({CommitBatch{"thing", "", std::nullopt, std::move(*records)}}, 5000);
     ASSERT_TRUE(group.is_ok()) << group.status().to_string();
     ASSERT_TRUE(group->outcomes.at(0).status.is_ok()) << group->outcomes.at(0).status.to_string();
@@ -215,8 +223,8 @@ TEST_F(HubAndAgentDigestTest, SameRowsGiveTheSameDigestsOnHubAndAgent) {
   ingest(kRows);
   // A patch: only some columns change.
   ingest(R"([{"key": "a", "op": "upsert", "fields": {"qty": 4, "attrs": {"b": true, "a": [ ]}}}])");
-  const TableDigest h = hub("s1", {.buckets = 4, .list = {0, 1, 2, 3}});
-  const TableDigest g = agent({.buckets = 4, .list = {0, 1, 2, 3}});
+  const TableDigest h = hub("s1", buckets(4, {0, 1, 2, 3}));
+  const TableDigest g = agent(buckets(4, {0, 1, 2, 3}));
   EXPECT_EQ(h.content.count, 3u);
   EXPECT_EQ(h.content, g.content);
   EXPECT_EQ(h.keys, g.keys);
@@ -232,7 +240,9 @@ TEST_F(HubAndAgentDigestTest, SameRowsGiveTheSameDigestsOnHubAndAgent) {
   EXPECT_EQ(std::get<JsonText>(replica_->row("thing", "b")->at("attrs")).text, R"({"a":[],"b":1})");
   // And equal to content_hash over the hub's stored values.
   Digest from_values;
-  for (const StoredRecord& r : *store_->list("thing", std::string("s1"), std::nullopt, 100)) {
+  auto stored = store_->list("thing", std::string("s1"), std::nullopt, 100);
+  ASSERT_TRUE(stored.is_ok());
+  for (const StoredRecord& r : *stored) {
     from_values.add_hash(content_hash(r.key, r.version, thing_type().schema, r.fields));
   }
   EXPECT_EQ(from_values, h.content);
@@ -257,8 +267,8 @@ TEST_F(HubAndAgentDigestTest, OneChangedFieldChangesTheContentDigestAndItsBucket
   ASSERT_EQ(agent().content, hub("s1").content);
   // A business system writes into the replica: same key, same version.
   ASSERT_TRUE(replica_->db().exec("UPDATE thing SET qty = 99 WHERE id = 'b'").is_ok());
-  const TableDigest h = hub("s1", {.buckets = 8});
-  const TableDigest g = agent({.buckets = 8});
+  const TableDigest h = hub("s1", buckets(8));
+  const TableDigest g = agent(buckets(8));
   EXPECT_EQ(h.keys, g.keys) << "the keys digest cannot see it";
   EXPECT_NE(h.content, g.content);
   EXPECT_EQ(h.content.count, g.content.count);
@@ -267,8 +277,8 @@ TEST_F(HubAndAgentDigestTest, OneChangedFieldChangesTheContentDigestAndItsBucket
     if (!(h.buckets[b] == g.buckets[b])) differing.push_back(b);
   }
   ASSERT_EQ(differing, std::vector<uint32_t>{key_bucket("b", 8)});
-  const TableDigest hl = hub("s1", {.buckets = 8, .list = differing});
-  const TableDigest gl = agent({.buckets = 8, .list = differing});
+  const TableDigest hl = hub("s1", buckets(8, differing));
+  const TableDigest gl = agent(buckets(8, differing));
   ASSERT_EQ(hl.listed.size(), gl.listed.size());
   for (size_t i = 0; i < hl.listed.size(); ++i) {
     EXPECT_EQ(hl.listed[i].key, gl.listed[i].key);
@@ -276,7 +286,7 @@ TEST_F(HubAndAgentDigestTest, OneChangedFieldChangesTheContentDigestAndItsBucket
   }
   // A type change of the stored value (text in an integer column) is seen too.
   ASSERT_TRUE(replica_->db().exec("UPDATE thing SET qty = 'many' WHERE id = 'a'").is_ok());
-  EXPECT_NE(agent({.buckets = 8}).buckets[key_bucket("a", 8)], h.buckets[key_bucket("a", 8)]);
+  EXPECT_NE(agent(buckets(8)).buckets[key_bucket("a", 8)], h.buckets[key_bucket("a", 8)]);
 }
 
 TEST_F(HubAndAgentDigestTest, ListingStopsAtItsByteLimitInKeyOrder) {
@@ -285,15 +295,15 @@ TEST_F(HubAndAgentDigestTest, ListingStopsAtItsByteLimitInKeyOrder) {
     rows += std::string(i ? "," : "") + R"({"key": "k)" + std::to_string(100 + i) + R"(", "op": "upsert", "fields": {"store": "s1"}})";
   }
   ingest(rows + "]");
-  const TableDigest all = agent({.buckets = 1, .list = {0}});
+  const TableDigest all = agent(buckets(1, {0}));
   EXPECT_EQ(all.listed.size(), 50u);
   EXPECT_FALSE(all.listed_truncated);
-  const TableDigest some = agent({.buckets = 1, .list = {0}, .list_max_bytes = 10 * 12});
+  const TableDigest some = agent(buckets(1, {0}, 10 * 12));
   EXPECT_TRUE(some.listed_truncated);
   ASSERT_EQ(some.listed.size(), 10u);
   EXPECT_EQ(some.listed.back().key, "k109");
-  EXPECT_EQ(replica_->table_digest("thing", {.buckets = 2, .list = {2}}).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(replica_->table_digest("thing", {.buckets = kMaxDigestBuckets + 1}).status().code(),
+  EXPECT_EQ(replica_->table_digest("thing", buckets(2, {2})).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(replica_->table_digest("thing", buckets(kMaxDigestBuckets + 1)).status().code(),
             StatusCode::kInvalidArgument);
 }
 
