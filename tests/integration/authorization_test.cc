@@ -33,7 +33,7 @@
 #include "shared/nats.h"
 #include "tests/harness/nats_server.h"
 #include "tests/integration/hub_test_util.h"
-#include "tools/creds.h"
+#include "tests/harness/test_credentials.h"
 #include "tools/temp_dir.h"
 
 namespace ds::testing {
@@ -42,23 +42,14 @@ namespace {
 class AuthorizationTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    CredsRequest request;
-    request.out_dir = creds_dir_.path();
-    for (auto [role, arg] : {std::pair{IdentityRole::kHub, "hub"},
-                             std::pair{IdentityRole::kAgent, "store-1:stock:store-1"},
-                             std::pair{IdentityRole::kAgent, "store-2:stock:store-2,price"},
-                             std::pair{IdentityRole::kProducer, "erp:stock,price"},
-                             std::pair{IdentityRole::kProducer, "pos:stock"}}) {
-      auto identity = parse_creds_identity(role, arg);
-      ASSERT_TRUE(identity.is_ok()) << identity.status().to_string();
-      request.identities.push_back(*identity);
-    }
-    auto creds = write_credentials(request);
+    auto creds = write_test_credentials(creds_dir_.path(), {{IdentityRole::kHub, "hub"},
+                                                            {IdentityRole::kAgent, "store-1:stock:store-1"},
+                                                            {IdentityRole::kAgent, "store-2:stock:store-2,price"},
+                                                            {IdentityRole::kProducer, "erp:stock,price"},
+                                                            {IdentityRole::kProducer, "pos:stock"}});
     ASSERT_TRUE(creds.is_ok()) << creds.status().to_string();
     identities_file_ = creds->identities;
-
-    const std::string include = "../" + std::filesystem::path(creds_dir_.path()).filename().string() + "/auth.conf";
-    server_ = std::make_unique<NatsServer>("include \"" + include + "\"\n");
+    server_ = std::make_unique<NatsServer>(include_auth_conf(creds_dir_.path()));
     Status s = server_->start();
     ASSERT_TRUE(s.is_ok()) << s.to_string();
 

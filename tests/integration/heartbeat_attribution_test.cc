@@ -23,6 +23,7 @@
 #include "shared/config.h"
 #include "shared/names.h"
 #include "tests/harness/test_agent.h"
+#include "tests/harness/test_credentials.h"
 #include "tools/creds.h"
 
 namespace ds::testing {
@@ -33,19 +34,12 @@ constexpr int64_t kForgeEveryMs = 40;
 class HeartbeatAttributionTest : public AgentServiceTest {
  protected:
   void SetUp() override {
-    CredsRequest request;
-    request.out_dir = creds_dir_.path();
-    for (auto [role, arg] : {std::pair{CredsRole::kHub, "hub"}, std::pair{CredsRole::kAgent, "store-1:inventory,prices"},
-                             std::pair{CredsRole::kAgent, "store-2:prices"}}) {
-      auto identity = parse_creds_identity(role, arg);
-      ASSERT_TRUE(identity.is_ok()) << identity.status().to_string();
-      request.identities.push_back(*identity);
-    }
-    auto issued = write_credentials(request);
+    auto issued = write_test_credentials(creds_dir_.path(), {{IdentityRole::kHub, "hub"},
+                                                             {IdentityRole::kAgent, "store-1:inventory,prices"},
+                                                             {IdentityRole::kAgent, "store-2:prices"}});
     ASSERT_TRUE(issued.is_ok()) << issued.status().to_string();
     // As an operator does: the server's config includes the generated file.
-    const std::string include = "../" + std::filesystem::path(creds_dir_.path()).filename().string() + "/auth.conf";
-    server_ = std::make_unique<NatsServer>("include \"" + include + "\"\n");
+    server_ = std::make_unique<NatsServer>(include_auth_conf(creds_dir_.path()));
     Status s = server_->start();
     ASSERT_TRUE(s.is_ok()) << s.to_string();
     auto hub = Connection::connect(options_as("hub"));

@@ -36,6 +36,7 @@
 #include "tests/harness/hub_process.h"
 #include "tests/harness/nats_server.h"
 #include "tools/child_process.h"
+#include "tests/harness/test_credentials.h"
 #include "tools/creds.h"
 #include "tools/hub_client.h"
 #include "tools/local_host.h"
@@ -130,16 +131,11 @@ void make_private_ca(const TempDir& dir) {
 class HubExposureTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    CredsRequest request;
-    request.out_dir = creds_dir_.path();
-    for (auto [role, arg] : {std::pair{CredsRole::kHub, "hub"}, std::pair{CredsRole::kAgent, "store-1:price"},
-                             std::pair{CredsRole::kProducer, "erp:price"}}) {
-      auto identity = parse_creds_identity(role, arg);
-      ASSERT_TRUE(identity.is_ok()) << identity.status().to_string();
-      request.identities.push_back(*identity);
-    }
-    auto written = write_credentials(request);
+    auto written = write_test_credentials(creds_dir_.path(), {{IdentityRole::kHub, "hub"},
+                                                              {IdentityRole::kAgent, "store-1:price"},
+                                                              {IdentityRole::kProducer, "erp:price"}});
     ASSERT_TRUE(written.is_ok()) << written.status().to_string();
+    identities_file_ = written->identities;
     auto port = free_loopback_port();
     ASSERT_TRUE(port.is_ok());
     http_port_ = *port;
@@ -148,8 +144,7 @@ class HubExposureTest : public ::testing::Test {
   // nats-server with the generated auth.conf (relative include, as an
   // operator writes it) and `extra` configuration.
   void start_nats(const std::string& extra = {}) {
-    const std::string include = "../" + std::filesystem::path(creds_dir_.path()).filename().string() + "/auth.conf";
-    nats_ = std::make_unique<NatsServer>("include \"" + include + "\"\n" + extra);
+    nats_ = std::make_unique<NatsServer>(include_auth_conf(creds_dir_.path()) + extra);
     Status s = nats_->start();
     ASSERT_TRUE(s.is_ok()) << s.to_string();
   }
@@ -164,6 +159,7 @@ class HubExposureTest : public ::testing::Test {
         "[nats]\nurl = \"" + (nats_url.empty() ? nats_->url() : nats_url) + "\"\nnkey_seed_file = \"" +
         seed("hub") + "\"\n" + nats_extra +
         "[store]\npath = \"" + dir_.file("hub.db") + "\"\n"
+        "[auth]\nidentities_file = \"" + identities_file_ + "\"\n"
         "[http]\nlisten = \"127.0.0.1:" + std::to_string(http_port_) + "\"\ntoken = \"" + kToken + "\"\n" +
         http_extra +
         "[liveness]\nheartbeat_interval_ms = 500\n"
@@ -182,6 +178,7 @@ class HubExposureTest : public ::testing::Test {
   }
 
   TempDir creds_dir_{"deltasync-creds"};
+  std::string identities_file_;
   TempDir dir_{"deltasync-exposure"};
   int http_port_ = 0;
   std::unique_ptr<NatsServer> nats_;

@@ -24,6 +24,7 @@
 #include "shared/names.h"
 #include "shared/nats.h"
 #include "tests/harness/nats_server.h"
+#include "tests/harness/test_credentials.h"
 #include "tools/creds.h"
 #include "tools/temp_dir.h"
 #include "shared/nkeys.h"
@@ -74,24 +75,15 @@ bool is_delta_delivery(const ReceivedMessage& m) { return m.reply.rfind("$JS.ACK
 class SecurityTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    CredsRequest request;
-    request.out_dir = creds_dir_.path();
-    for (auto [role, arg] : {std::pair{IdentityRole::kHub, "hub"}, std::pair{IdentityRole::kAgent, "store-1:prices,products"},
-                             std::pair{IdentityRole::kAgent, "store-2:prices"},
-                             std::pair{IdentityRole::kProducer, "erp:prices"}}) {
-      auto identity = parse_creds_identity(role, arg);
-      ASSERT_TRUE(identity.is_ok()) << identity.status().to_string();
-      request.identities.push_back(*identity);
-    }
-    auto result = write_credentials(request);
+    auto result = write_test_credentials(creds_dir_.path(), {{IdentityRole::kHub, "hub"},
+                                                             {IdentityRole::kAgent, "store-1:prices,products"},
+                                                             {IdentityRole::kAgent, "store-2:prices"},
+                                                             {IdentityRole::kProducer, "erp:prices"}});
     ASSERT_TRUE(result.is_ok()) << result.status().to_string();
     creds_ = *result;
-
     // Exactly what an operator does: include the generated file from the
-    // server's config. nats-server resolves includes relative to the including
-    // file; both temp dirs are siblings under /tmp.
-    const std::string include = "../" + std::filesystem::path(creds_dir_.path()).filename().string() + "/auth.conf";
-    server_ = std::make_unique<NatsServer>("include \"" + include + "\"\n");
+    // server's config.
+    server_ = std::make_unique<NatsServer>(include_auth_conf(creds_dir_.path()));
     Status s = server_->start();
     ASSERT_TRUE(s.is_ok()) << s.to_string();
 
