@@ -135,7 +135,8 @@ class AuthorizationTest : public ::testing::Test {
     std::map<std::string, Fields> out;
     auto store = open_reader(two_type_hub_config(*server_, data_dir_));
     if (!store) return out;
-    auto page = store->snapshot_page(SnapshotRequest{type, "*", std::nullopt, 10000});
+    auto page = store->snapshot_page(SnapshotRequest{type, "*", std::nullopt, 10000},
+                                     message_body_limit(kDefaultMaxPayload) * 16);
     EXPECT_TRUE(page.is_ok()) << page.status().to_string();
     if (page.is_ok()) {
       for (const auto& r : page->records) out[r.key] = r.f;

@@ -326,7 +326,7 @@ TEST_F(PayloadTest, ABatchStoredUnderALargerLimitIsCutAgainAndPublished) {
   {
     auto store = QueryStore::open(config_.store_path, config_.types);
     ASSERT_TRUE(store.is_ok()) << store.status().to_string();
-    CommitBatch batch{"prices", "", std::nullopt, {}};
+    CommitBatch batch{"prices", "", std::nullopt, {}, {}};
     for (int i = 0; i < 20; ++i) batch.records.push_back(price("old" + std::to_string(10 + i), "p1", 8000));
     for (IngestRecord& r : batch.records) r.partition = "p1";
     auto committed = (*store)->commit({batch}, 1700000000000);

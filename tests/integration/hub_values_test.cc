@@ -71,7 +71,7 @@ class HubValuesTest : public NatsTest {
 
   // A JSON ingest request; the reply as parsed JSON.
   nlohmann::json ingest_json(const std::string& type, const std::string& body) {
-    auto reply = nc_->request(Subjects().ingest(type), body, 10000, {{"Content-Type", "application/json"}});
+    auto reply = nc_->request(Subjects().ingest(type, "test"), body, 10000, {{"Content-Type", "application/json"}});
     EXPECT_TRUE(reply.is_ok()) << reply.status().to_string();
     if (!reply.is_ok()) return nlohmann::json();
     return nlohmann::json::parse(reply->data());
@@ -82,7 +82,7 @@ class HubValuesTest : public NatsTest {
   Result<IngestReply> ingest_msgpack(const std::string& type, const std::string& json) {
     const std::vector<std::uint8_t> bytes = nlohmann::json::to_msgpack(nlohmann::json::parse(json));
     DS_ASSIGN_OR_RETURN(Message reply,
-                        nc_->request(Subjects().ingest(type), std::string(bytes.begin(), bytes.end()), 10000));
+                        nc_->request(Subjects().ingest(type, "test"), std::string(bytes.begin(), bytes.end()), 10000));
     return decode_ingest_reply(reply.data());
   }
 

@@ -143,7 +143,7 @@ TEST_F(VerifyScaleTest, ThousandAgentsVerifyWhileHealthAndMetricsKeepAnswering) 
   truth.content = truth_digest->content.hex();
   DigestResponder responder(*server_, truth);
 
-  auto client = HubClient::create("http://127.0.0.1:" + std::to_string(port_), std::string(kToken), 5000);
+  auto client = HubClient::create("http://127.0.0.1:" + std::to_string(port_), std::string(kToken), {}, 5000);
   ASSERT_TRUE(client.is_ok());
   std::atomic<bool> done{false};
   std::atomic<int64_t> worst_ms{0};

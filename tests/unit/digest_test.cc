@@ -178,9 +178,9 @@ class HubAndAgentDigestTest : public ::testing::Test {
   void ingest(const std::string& json_records) {
     auto records = decode_ingest_records_json(json_records);
     ASSERT_TRUE(records.is_ok()) << records.status().to_string();
-    auto rejected = validate_ingest_records(thing_type(), *records);
+    auto rejected = validate_ingest_records(thing_type(), *records, message_body_limit(kDefaultMaxPayload));
     ASSERT_FALSE(rejected.has_value()) << rejected->status.to_string();
-    auto group = store_->commit({CommitBatch{"thing", "", std::nullopt, std::move(*records)}}, 5000);
+    auto group = store_->commit({CommitBatch{"thing", "", std::nullopt, std::move(*records), {}}}, 5000);
     ASSERT_TRUE(group.is_ok()) << group.status().to_string();
     ASSERT_TRUE(group->outcomes.at(0).status.is_ok()) << group->outcomes.at(0).status.to_string();
     for (const PendingBatch& b : group->batches) {
