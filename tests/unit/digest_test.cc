@@ -213,7 +213,7 @@ constexpr const char* kRows = R"([
   {"key": "a", "op": "upsert", "fields": {"store": "s1", "name": "Äpfel", "qty": 3, "price": -0.0, "active": true,
    "image": "AP8=", "attrs": {"z": [1, 2.5, {"y": null}], "a": "x"}}},
   {"key": "b", "op": "upsert", "fields": {"store": "s1", "qty": -9223372036854775808, "price": 7, "active": false,
-   "attrs": "{ \"b\" : 1 ,\"a\":[ ] }"}},
+   "attrs": { "b" : 1 ,"a":[ ] }}},
   {"key": "c", "op": "upsert", "fields": {"store": "s1", "name": "", "price": 1e308, "attrs": 5}},
   {"key": "d", "op": "upsert", "fields": {"store": "s1", "name": "gone"}},
   {"key": "d", "op": "delete"}
