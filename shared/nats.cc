@@ -660,23 +660,27 @@ Result<std::unique_ptr<Connection>> Connection::connect(ConnectOptions opts) {
   DS_RETURN_IF_ERROR(check(natsOptions_SetReconnectedCB(o.get(), on_reconnected_cb, cb.get()), "callbacks"));
   DS_RETURN_IF_ERROR(check(natsOptions_SetClosedCB(o.get(), on_closed_cb, cb.get()), "callbacks"));
   DS_RETURN_IF_ERROR(check(natsOptions_SetErrorHandler(o.get(), on_error_cb, cb.get()), "callbacks"));
-  if (opts.retry_on_failed_connect) {
-    // With a connected callback, natsConnection_Connect returns at once
-    // (NATS_NOT_YET_CONNECTED) instead of blocking until it gets through.
-    DS_RETURN_IF_ERROR(check(natsOptions_SetRetryOnFailedConnect(o.get(), true, on_reconnected_cb, cb.get()),
-                             "retry on failed connect"));
-  }
-
+  // The first attempts are made here, without cnats' background retry: when
+  // a first attempt that reached the server fails (a zero-byte signature)
+  // with retry on, cnats 3.4.1's background retry closes the connection for
+  // good at once ("No server available"). Only when the server cannot be
+  // reached is the background retry switched on (retry_on_failed_connect).
   natsConnection* nc = nullptr;
   for (int attempt = 1;; ++attempt) {
     const uint64_t dropped_before = cb->zero_byte_signatures.load();
     s = natsConnection_Connect(&nc, o.get());
-    if (s == NATS_OK || (s == NATS_NOT_YET_CONNECTED && opts.retry_on_failed_connect)) break;
+    if (s == NATS_OK) break;
     // No connection object exists, so no callback can reach `cb` any more.
     const bool only_the_signature = cb->zero_byte_signatures.load() != dropped_before;
-    if (!only_the_signature || attempt >= kMaxSignatureAttempts) {
-      return make_status(s, 0, "connect to " + cfg.url);
-    }
+    if (only_the_signature && attempt < kMaxSignatureAttempts) continue;
+    if (only_the_signature || !opts.retry_on_failed_connect) return make_status(s, 0, "connect to " + cfg.url);
+    // With a connected callback, natsConnection_Connect returns at once
+    // (NATS_NOT_YET_CONNECTED) and keeps trying in the background.
+    DS_RETURN_IF_ERROR(check(natsOptions_SetRetryOnFailedConnect(o.get(), true, on_reconnected_cb, cb.get()),
+                             "retry on failed connect"));
+    s = natsConnection_Connect(&nc, o.get());
+    if (s == NATS_OK || s == NATS_NOT_YET_CONNECTED) break;
+    return make_status(s, 0, "connect to " + cfg.url);
   }
   std::unique_ptr<Connection> conn(new Connection());
   conn->nc_ = nc;

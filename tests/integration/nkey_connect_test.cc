@@ -260,6 +260,22 @@ TEST_F(NkeySignatureTest, ZeroByteSignatureAtConnectIsRetriedWithANewNonce) {
   EXPECT_TRUE(attempts[1].sig_valid);
 }
 
+// The hub and the agent connect with retry_on_failed_connect (nats-server may
+// come up after them); a zero-byte first nonce must not close them either.
+TEST_F(NkeySignatureTest, ZeroByteSignatureAtAConnectThatRetriesInTheBackgroundIsRetried) {
+  FakeNatsServer fake(keys_, {zero_nonce_}, plain_nonce_);
+  std::atomic<int> closed{0};
+  ConnectOptions opts = options(fake);
+  opts.retry_on_failed_connect = true;
+  opts.on_closed = [&](const Status&) { ++closed; };
+  auto nc = Connection::connect(opts);
+  ASSERT_TRUE(nc.is_ok()) << nc.status().to_string();
+  ASSERT_TRUE(wait_until([&] { return (*nc)->connected() || closed.load() > 0; }, 10000));
+  EXPECT_EQ(closed.load(), 0);
+  EXPECT_FALSE((*nc)->closed());
+  EXPECT_TRUE((*nc)->flush(2000).is_ok());
+}
+
 TEST_F(NkeySignatureTest, ZeroByteSignaturesWhileReconnectingNeverCloseTheConnection) {
   // Accepted first; after the drop three zero-byte nonces in a row (two
   // refusals in a row were enough for cnats 3.4 to close for good), then a
