@@ -18,49 +18,6 @@ namespace {
 
 constexpr std::string_view kToken = "test-token-0123456789abcdef";
 
-struct HttpResponse {
-  int status = 0;
-  std::string body;
-  nlohmann::json json() const { return nlohmann::json::parse(body, nullptr, false); }
-};
-
-// A minimal blocking HTTP/1.1 client: one request per connection
-// (Connection: close), body read to EOF.
-HttpResponse http(int port, const std::string& method, const std::string& path, const std::string& body = {},
-                  std::optional<std::string_view> token = kToken) {
-  HttpResponse out;
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    ::close(fd);
-    return out;
-  }
-  std::string req = method + " " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
-  if (token) req += "Authorization: Bearer " + std::string(*token) + "\r\n";
-  if (!body.empty()) req += "Content-Type: application/json\r\n";
-  req += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
-  for (size_t sent = 0; sent < req.size();) {
-    const ssize_t n = ::send(fd, req.data() + sent, req.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) break;
-    sent += static_cast<size_t>(n);
-  }
-  std::string raw;
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
-    if (n <= 0) break;
-    raw.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  if (raw.rfind("HTTP/1.1 ", 0) == 0) out.status = std::stoi(raw.substr(9, 3));
-  const auto header_end = raw.find("\r\n\r\n");
-  if (header_end != std::string::npos) out.body = raw.substr(header_end + 4);
-  return out;
-}
-
 class HubHttpTest : public NatsTest {
  protected:
   void SetUp() override {
@@ -78,6 +35,12 @@ class HubHttpTest : public NatsTest {
     NatsTest::TearDown();
   }
 
+  // A request to this hub, with the token unless told otherwise.
+  HttpResponse api(const std::string& method, const std::string& path, const std::string& body = {},
+                   std::optional<std::string_view> token = kToken) {
+    return http(port_, method, path, body, token);
+  }
+
   TempDir dir_{"hub-http-test"};
   HubConfig config_;
   int port_ = 0;
@@ -85,7 +48,7 @@ class HubHttpTest : public NatsTest {
 };
 
 TEST_F(HubHttpTest, HealthzNeedsNoToken) {
-  auto r = http(port_, "GET", "/healthz", {}, std::nullopt);
+  auto r = api("GET", "/healthz", {}, std::nullopt);
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.json()["ok"], true);
 }
@@ -99,10 +62,10 @@ TEST_F(HubHttpTest, EveryOtherEndpointWantsTheBearerToken) {
            {"GET", "/metrics"},
            {"POST", "/v1/types/price/records"},
            {"POST", "/v1/agents/a1/retire"}}) {
-    auto none = http(port_, method, path, "[]", std::nullopt);
+    auto none = api(method, path, "[]", std::nullopt);
     EXPECT_EQ(none.status, 401) << method << " " << path;
     EXPECT_EQ(none.json()["error"]["code"], "permission_denied") << none.body;
-    auto wrong = http(port_, method, path, "[]", std::string_view("test-token-0123456789abcdeX"));
+    auto wrong = api(method, path, "[]", std::string_view("test-token-0123456789abcdeX"));
     EXPECT_EQ(wrong.status, 401) << method << " " << path;
   }
   EXPECT_EQ(open_reader(config_)->type_state("price")->version, 0u);
@@ -111,25 +74,25 @@ TEST_F(HubHttpTest, EveryOtherEndpointWantsTheBearerToken) {
 TEST_F(HubHttpTest, PostedRecordsAreStoredPublishedAndQueryable) {
   const std::string body = R"([{"key":"sku-1","op":"upsert","fields":{"amount":1.5,"currency":"EUR"}},
                                {"key":"sku-2","op":"upsert","fields":{"amount":2}}])";
-  auto r = http(port_, "POST", "/v1/types/price/records?producer=web&seq=5", body);
+  auto r = api("POST", "/v1/types/price/records?producer=web&seq=5", body);
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.json()["first_version"], 1);
   EXPECT_EQ(r.json()["last_version"], 2);
-  auto again = http(port_, "POST", "/v1/types/price/records?producer=web&seq=5", body);
+  auto again = api("POST", "/v1/types/price/records?producer=web&seq=5", body);
   ASSERT_EQ(again.status, 200) << again.body;
   EXPECT_EQ(again.json()["last_version"], 2);
 
   auto js = jetstream(*nc_);
   EXPECT_EQ(stream_messages(*js, "DS_PRICE").size(), 1u);
 
-  auto rec = http(port_, "GET", "/v1/types/price/records/sku-1");
+  auto rec = api("GET", "/v1/types/price/records/sku-1");
   ASSERT_EQ(rec.status, 200) << rec.body;
   EXPECT_EQ(rec.json()["fields"]["amount"], 1.5);
   EXPECT_EQ(rec.json()["version"], 1);
-  EXPECT_EQ(http(port_, "GET", "/v1/types/price/records/nope").status, 404);
-  EXPECT_EQ(http(port_, "GET", "/v1/types/nosuch/records/sku-1").status, 404);
+  EXPECT_EQ(api("GET", "/v1/types/price/records/nope").status, 404);
+  EXPECT_EQ(api("GET", "/v1/types/nosuch/records/sku-1").status, 404);
 
-  auto types = http(port_, "GET", "/v1/types");
+  auto types = api("GET", "/v1/types");
   ASSERT_EQ(types.status, 200) << types.body;
   auto j = types.json();
   ASSERT_TRUE(j.is_array());
@@ -141,14 +104,14 @@ TEST_F(HubHttpTest, PostedRecordsAreStoredPublishedAndQueryable) {
 }
 
 TEST_F(HubHttpTest, BadRecordIsRejectedWith400AndItsIndex) {
-  auto r = http(port_, "POST", "/v1/types/price/records",
+  auto r = api("POST", "/v1/types/price/records",
                 R"([{"key":"a","op":"upsert","fields":{"amount":1}},{"key":"b","op":"upsert","fields":{"amount":"x"}}])");
   EXPECT_EQ(r.status, 400) << r.body;
   EXPECT_EQ(r.json()["ok"], false);
   EXPECT_EQ(r.json()["error"]["code"], "invalid_argument");
   EXPECT_EQ(r.json()["error"]["index"], 1);
-  EXPECT_EQ(http(port_, "POST", "/v1/types/nosuch/records", R"([{"key":"a","op":"delete"}])").status, 404);
-  EXPECT_EQ(http(port_, "POST", "/v1/types/price/records", "not json").status, 400);
+  EXPECT_EQ(api("POST", "/v1/types/nosuch/records", R"([{"key":"a","op":"delete"}])").status, 404);
+  EXPECT_EQ(api("POST", "/v1/types/price/records", "not json").status, 400);
   EXPECT_EQ(open_reader(config_)->type_state("price")->version, 0u);
 }
 
@@ -160,7 +123,7 @@ TEST_F(HubHttpTest, ListPagesThroughOnePartition) {
   std::vector<std::string> keys;
   std::string path = "/v1/types/stock/records?partition=s1&limit=2";
   for (int i = 0; i < 5; ++i) {
-    auto r = http(port_, "GET", path);
+    auto r = api("GET", path);
     ASSERT_EQ(r.status, 200) << r.body;
     auto j = r.json();
     for (const auto& rec : j["records"]) keys.push_back(rec["key"]);
@@ -171,14 +134,14 @@ TEST_F(HubHttpTest, ListPagesThroughOnePartition) {
 }
 
 TEST_F(HubHttpTest, MetricsAndAgentsAnswerWithTheToken) {
-  ASSERT_EQ(http(port_, "POST", "/v1/types/price/records", R"([{"key":"a","op":"upsert","fields":{"amount":1}}])").status, 200);
-  auto metrics = http(port_, "GET", "/metrics");
+  ASSERT_EQ(api("POST", "/v1/types/price/records", R"([{"key":"a","op":"upsert","fields":{"amount":1}}])").status, 200);
+  auto metrics = api("GET", "/metrics");
   ASSERT_EQ(metrics.status, 200);
   EXPECT_NE(metrics.body.find("deltasync_hub_ingest_records_total 1"), std::string::npos) << metrics.body;
-  auto agents = http(port_, "GET", "/v1/agents");
+  auto agents = api("GET", "/v1/agents");
   ASSERT_EQ(agents.status, 200) << agents.body;
   EXPECT_TRUE(agents.json().is_array()) << agents.body;
-  EXPECT_EQ(http(port_, "POST", "/v1/agents/nobody/retire").status, 404);
+  EXPECT_EQ(api("POST", "/v1/agents/nobody/retire").status, 404);
 }
 
 }  // namespace

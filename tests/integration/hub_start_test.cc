@@ -25,40 +25,9 @@ namespace {
 
 constexpr const char* kToken = "hub-start-test-token-0123456789";
 
-struct HttpReply {
-  int status = 0;  // 0: no answer (nothing listening)
-  std::string body;
-  nlohmann::json json() const { return nlohmann::json::parse(body, nullptr, false); }
-};
-
-// One GET on a fresh connection (Connection: close), body read to EOF.
-HttpReply http_get(int port, const std::string& path, bool with_token) {
-  HttpReply out;
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    ::close(fd);
-    return out;
-  }
-  std::string req = "GET " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
-  if (with_token) req += std::string("Authorization: Bearer ") + kToken + "\r\n";
-  req += "\r\n";
-  (void)::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
-  std::string raw;
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
-    if (n <= 0) break;
-    raw.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  if (raw.rfind("HTTP/1.1 ", 0) == 0) out.status = std::stoi(raw.substr(9, 3));
-  const auto header_end = raw.find("\r\n\r\n");
-  if (header_end != std::string::npos) out.body = raw.substr(header_end + 4);
-  return out;
+// One GET on a fresh connection, with the test's token or without.
+HttpResponse http_get(int port, const std::string& path, bool with_token) {
+  return http(port, "GET", path, {}, with_token ? std::optional<std::string_view>(kToken) : std::nullopt);
 }
 
 // Log lines at level error or critical (shared/log.cc's pattern).
@@ -101,14 +70,14 @@ TEST_F(HubStartTest, HubStartedBeforeNatsServerRetriesThenBecomesReady) {
   ASSERT_TRUE(hub_->launch().is_ok());
 
   // Not ready, and says why; the API listens already.
-  HttpReply ready;
+  HttpResponse ready;
   ASSERT_TRUE(wait_until([&] {
     ready = http_get(http_port_, "/readyz", false);
     return ready.status == 503 && ready.json().value("reason", "").find("retrying, attempt") != std::string::npos;
   }, 15000)) << ready.status << " " << ready.body << "\n" << hub_->log_text();
   EXPECT_EQ(ready.json().value("ready", true), false) << ready.body;
   EXPECT_EQ(http_get(http_port_, "/healthz", false).status, 200);
-  const HttpReply types = http_get(http_port_, "/v1/types", true);
+  const HttpResponse types = http_get(http_port_, "/v1/types", true);
   EXPECT_EQ(types.status, 503) << types.body;
   EXPECT_EQ(http_get(http_port_, "/v1/types", false).status, 401);  // the token is checked first
   EXPECT_TRUE(hub_->running());

@@ -3,12 +3,15 @@
 // hub configuration against the test's nats-server, ingest over NATS, and
 // reading a stream back.
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -117,6 +120,50 @@ inline std::unique_ptr<QueryStore> open_reader(const HubConfig& config) {
   auto s = QueryStore::open(config.store_path, config.types, ro);
   EXPECT_TRUE(s.is_ok()) << s.status().to_string();
   return s.is_ok() ? std::move(s).value() : nullptr;
+}
+
+struct HttpResponse {
+  int status = 0;
+  std::string body;
+  nlohmann::json json() const { return nlohmann::json::parse(body, nullptr, false); }
+};
+
+// A minimal blocking HTTP/1.1 client to 127.0.0.1:`port`: one request per connection
+// (Connection: close), body read to EOF;
+// status 0 when nothing listens. `token` goes in "Authorization: Bearer".
+inline HttpResponse http(int port, const std::string& method, const std::string& path, const std::string& body = {},
+                         std::optional<std::string_view> token = std::nullopt) {
+  HttpResponse out;
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return out;
+  }
+  std::string req = method + " " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
+  if (token) req += "Authorization: Bearer " + std::string(*token) + "\r\n";
+  if (!body.empty()) req += "Content-Type: application/json\r\n";
+  req += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  for (size_t sent = 0; sent < req.size();) {
+    const ssize_t n = ::send(fd, req.data() + sent, req.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) break;
+    sent += static_cast<size_t>(n);
+  }
+  std::string raw;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) break;
+    raw.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  if (raw.rfind("HTTP/1.1 ", 0) == 0) out.status = std::stoi(raw.substr(9, 3));
+  const auto header_end = raw.find("\r\n\r\n");
+  if (header_end != std::string::npos) out.body = raw.substr(header_end + 4);
+  return out;
 }
 
 }  // namespace ds::testing
