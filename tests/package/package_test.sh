@@ -56,6 +56,9 @@ cleanup() {
   for p in "${packages[@]}"; do
     if [ "$(status_of "$p")" != not-installed ]; then dpkg -P "$p" >/dev/null 2>&1; fi
   done
+  # There was no deltasync user or group before the test (checked above).
+  if getent passwd deltasync >/dev/null; then userdel deltasync; fi
+  if getent group deltasync >/dev/null; then groupdel deltasync; fi
   rm -rf "$work"
   exit "$rc"
 }
@@ -169,6 +172,10 @@ check "no unit state is left" \
   test "$(ls /var/lib/systemd/deb-systemd-helper-enabled 2>/dev/null | sort || true)" = "$before_dsh"
 
 if [ "$failures" -ne 0 ]; then
+  for log in install upgrade remove purge purge2; do
+    echo "--- dpkg output: $log" >&2
+    cat "$work/$log.log" >&2
+  done
   echo "package_test: $failures check(s) failed" >&2
   exit 1
 fi
