@@ -39,7 +39,7 @@ Status Authorizer::reload_locked(const FileStamp& stamp) {
   if (loaded.subject_prefix != prefix_) {
     return Status::invalid_argument(fmt::format(
         "{}: written for subject prefix '{}', but the hub uses '{}' ([nats] subject_prefix); "
-        "regenerate it with deltasync creds --prefix {}",
+        "regenerate it with deltasync creds init --prefix {}",
         path_, loaded.subject_prefix, prefix_, prefix_));
   }
   registry_ = std::make_shared<const IdentityRegistry>(std::move(loaded));

@@ -8,7 +8,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <optional>
 #include <set>
 #include <thread>
 #include <tuple>
@@ -436,16 +438,22 @@ int cmd_sample(const SampleSpec& spec) {
   return kExitOk;
 }
 
+// `deltasync creds` and its subcommands (tools/creds.h does the work).
 struct CredsArgs {
-  std::string out_dir;
-  std::vector<std::string> hubs, agents, producers;
+  std::string dir;
+  std::vector<std::string> hubs, agents, producers;  // init: repeatable; add: one of them, once
   std::string subject_prefix = "ds";
   bool force = false;
+  std::string name;                 // grant, revoke, rotate
+  std::vector<std::string> grants;  // grant: TYPE[:PARTITION]...
+  std::string reload;               // PID or PIDFILE of nats-server
+  bool json = false;                // list
+  std::string legacy_out;           // the old `creds --out`, now `creds init --dir`
 };
 
-int cmd_creds(const CredsArgs& a) {
+int cmd_creds_init(const CredsArgs& a) {
   CredsRequest request;
-  request.out_dir = a.out_dir;
+  request.out_dir = a.dir;
   request.subject_prefix = a.subject_prefix;
   request.force = a.force;
   for (auto [role, args, option] : {std::tuple{IdentityRole::kHub, &a.hubs, "--hub"},
@@ -473,9 +481,200 @@ int cmd_creds(const CredsArgs& a) {
              "Give each process its seed file ([nats] nkey_seed_file, or push --nkey-seed); agents and\n"
              "producers must connect with their inbox prefix, or replies to them are refused.\n"
              "Point the hub at the registry ([auth] identities_file = \"{}\") so it authorizes each\n"
-             "agent and producer by the grants above.\n",
+             "agent and producer by the grants above. Later changes: deltasync creds add|grant|revoke|rotate.\n",
              result->auth_conf, result->identities, result->identities);
   return kExitOk;
+}
+
+// Runs one incremental change. With --reload the nats-server process is
+// checked before anything changes (a wrong PID changes nothing) and told to
+// reload after; it is signalled even when nothing changed, so a re-run after
+// a run that wrote auth.conf but died before signalling still applies it.
+int run_creds_change(const CredsArgs& a, const std::function<Result<CredsChange>()>& change) {
+  std::optional<pid_t> nats_server;
+  if (!a.reload.empty()) {
+    auto pid = find_nats_server(a.reload);
+    if (!pid) return fail(pid.status().with_context("--reload"));
+    nats_server = *pid;
+  }
+  auto result = change();
+  if (!result) return fail(result.status());
+  fmt::print("{}\n", result->summary);
+  if (!result->seed_file.empty()) {
+    fmt::print("seed file (0600, secret): {}  public key: {}\n", result->seed_file, result->identity.public_key);
+    if (result->identity.role != IdentityRole::kHub) {
+      fmt::print("copy it to the host of {} ([nats] nkey_seed_file); it connects with inbox prefix {}\n",
+                 result->identity.name, inbox_prefix(result->identity.name));
+    }
+  }
+  if (nats_server) {
+    if (auto s = signal_nats_reload(*nats_server); !s) {
+      fmt::print(stderr, "deltasync: {} is written, but nats-server was not told to reload: {}\n",
+                 creds_auth_conf(a.dir), s.message());
+      return kExitFailure;
+    }
+    fmt::print("nats-server (pid {}) told to reload {} (its log says \"Reloaded server configuration\")\n",
+               *nats_server, creds_auth_conf(a.dir));
+  } else if (result->auth_conf_changed) {
+    fmt::print("{} changed: reload nats-server to apply it (--reload PID|PIDFILE, or nats-server --signal "
+               "reload=PID)\n",
+               creds_auth_conf(a.dir));
+  }
+  return kExitOk;
+}
+
+int cmd_creds_add(const CredsArgs& a) {
+  const size_t given = a.hubs.size() + a.agents.size() + a.producers.size();
+  if (given != 1) {
+    return fail(Status::invalid_argument("add: give exactly one --agent ID:TYPES, --producer NAME:TYPES or --hub NAME"));
+  }
+  IdentityRole role = IdentityRole::kHub;
+  std::string option = "--hub", arg;
+  if (!a.hubs.empty()) arg = a.hubs.front();
+  if (!a.agents.empty()) role = IdentityRole::kAgent, option = "--agent", arg = a.agents.front();
+  if (!a.producers.empty()) role = IdentityRole::kProducer, option = "--producer", arg = a.producers.front();
+  auto identity = parse_creds_identity(role, arg);
+  if (!identity) return fail(identity.status().with_context(option + " " + arg));
+  return run_creds_change(a, [&] { return add_identity(a.dir, *identity); });
+}
+
+int cmd_creds_grant(const CredsArgs& a) {
+  std::vector<Grant> grants;
+  for (const auto& g : a.grants) {
+    auto grant = parse_grant(g);
+    if (!grant) return fail(grant.status());
+    grants.push_back(std::move(*grant));
+  }
+  return run_creds_change(a, [&] { return grant_types(a.dir, a.name, grants); });
+}
+
+int cmd_creds_list(const CredsArgs& a) {
+  auto registry = read_creds_dir(a.dir);
+  if (!registry) return fail(registry.status());
+  std::vector<const Identity*> sorted;
+  for (const Identity& id : registry->identities) sorted.push_back(&id);
+  std::sort(sorted.begin(), sorted.end(), [](const Identity* x, const Identity* y) { return x->name < y->name; });
+  if (a.json) {
+    nlohmann::ordered_json list = nlohmann::ordered_json::array();
+    for (const Identity* id : sorted) {
+      nlohmann::ordered_json grants = nlohmann::ordered_json::array();
+      for (const Grant& g : id->grants) grants.push_back({{"type", g.type}, {"partition", g.partition}});
+      list.push_back({{"name", id->name},
+                      {"role", std::string(role_name(id->role))},
+                      {"public_key", id->public_key},
+                      {"grants", std::move(grants)},
+                      {"seed_file", creds_seed_file(a.dir, id->name)},
+                      {"seed", seed_file_state(a.dir, *id)}});
+    }
+    nlohmann::ordered_json out;
+    out["subject_prefix"] = registry->subject_prefix;
+    out["identities"] = std::move(list);
+    fmt::print("{}\n", out.dump(2));
+    return kExitOk;
+  }
+  Table t({"ROLE", "NAME", "TYPES", "SEED FILE", "SEED", "PUBLIC KEY"});
+  for (const Identity* id : sorted) {
+    const std::string types = grants_text(*id);
+    t.add({std::string(role_name(id->role)), id->name, types.empty() ? "-" : types, creds_seed_file(a.dir, id->name),
+           seed_file_state(a.dir, *id), id->public_key});
+  }
+  t.print();
+  return kExitOk;
+}
+
+void add_creds_commands(CLI::App& app, CredsArgs& args, std::function<int()>& action) {
+  auto* creds = app.add_subcommand(
+      "creds",
+      "keep a credentials directory: a NATS nkey per hub/agent/producer, nats-server's auth.conf and the hub's "
+      "identities.json, changed one identity at a time");
+  creds->require_subcommand(0, 1);
+  // The old one-shot form `creds --out DIR --hub ...` answers with its new
+  // spelling (its other options are taken as extras, not parsed; see the
+  // allow_extras below).
+  creds->add_option("--out", args.legacy_out, "replaced by `creds init --dir`")->group("");
+  // Runs after the subcommand's callback, so it may override its action.
+  creds->callback([creds, &args, &action] {
+    if (!args.legacy_out.empty()) {
+      action = [] {
+        return fail(Status::invalid_argument(
+            "`creds --out DIR` is now `creds init --dir DIR` (same options); later changes: creds "
+            "add|grant|revoke|rotate|list (see deltasync creds --help)"));
+      };
+      return;
+    }
+    if (const auto extras = creds->remaining(); !extras.empty()) {
+      std::string list;
+      for (const auto& e : extras) list += (list.empty() ? "" : " ") + e;
+      action = [list] { return fail(Status::invalid_argument("creds: unexpected arguments: " + list)); };
+      return;
+    }
+    if (creds->get_subcommands().empty()) {
+      action = [creds] {
+        fmt::print(stderr, "deltasync creds: name a subcommand\n{}", creds->help());
+        return kExitUsage;
+      };
+    }
+  });
+  auto dir_option = [&args](CLI::App* cmd) {
+    cmd->add_option("--dir", args.dir, "the credentials directory (seed files, auth.conf, identities.json)")
+        ->required();
+  };
+  auto reload_option = [&args](CLI::App* cmd) {
+    cmd->add_option("--reload", args.reload,
+                    "nats-server's PID or pid file: checked before any change, sent SIGHUP (reload) after");
+  };
+  const std::string agent_help =
+      "agent as ID:TYPE,TYPE...; TYPE:PARTITION binds a type to one partition, e.g. store-1:prices:store-1,products";
+
+  auto* init = creds->add_subcommand(
+      "init", "first generation: a key per listed identity; refuses an existing directory's files unless --force");
+  dir_option(init);
+  init->add_option("--hub", args.hubs, "hub name (repeatable): may use every subject");
+  init->add_option("--agent", args.agents, agent_help + " (repeatable)");
+  init->add_option("--producer", args.producers, "producer as NAME:TYPE,TYPE... (repeatable)");
+  init->add_option("--prefix", args.subject_prefix, "subject prefix ([nats] subject_prefix)")->capture_default_str();
+  init->add_flag("--force", args.force,
+                 "replace existing files: every listed identity gets a new key, unlisted ones leave auth.conf");
+  init->callback([&] { action = [&] { return cmd_creds_init(args); }; });
+
+  auto* add = creds->add_subcommand(
+      "add", "add one identity with a new key; no other key changes. Re-adding the same identity and types is a no-op");
+  dir_option(add);
+  add->add_option("--agent", args.agents, agent_help)->expected(1);
+  add->add_option("--producer", args.producers, "producer as NAME:TYPE,TYPE...")->expected(1);
+  add->add_option("--hub", args.hubs, "hub NAME")->expected(1);
+  reload_option(add);
+  add->callback([&] { action = [&] { return cmd_creds_add(args); }; });
+
+  auto* grant = creds->add_subcommand("grant", "add types to an existing agent or producer (same key)");
+  dir_option(grant);
+  grant->add_option("name", args.name, "agent or producer name")->required();
+  grant->add_option("grants", args.grants, "TYPE or TYPE:PARTITION (partitions for agents only)")->required();
+  reload_option(grant);
+  grant->callback([&] { action = [&] { return cmd_creds_grant(args); }; });
+
+  auto* revoke = creds->add_subcommand("revoke", "remove an identity: its key leaves auth.conf, its seed file is deleted");
+  dir_option(revoke);
+  revoke->add_option("name", args.name, "hub, agent or producer name")->required();
+  reload_option(revoke);
+  revoke->callback([&] {
+    action = [&] { return run_creds_change(args, [&] { return revoke_identity(args.dir, args.name); }); };
+  });
+
+  auto* rotate = creds->add_subcommand("rotate", "a new key for one identity: its seed file is replaced, others untouched");
+  dir_option(rotate);
+  rotate->add_option("name", args.name, "hub, agent or producer name")->required();
+  reload_option(rotate);
+  rotate->callback([&] {
+    action = [&] { return run_creds_change(args, [&] { return rotate_identity(args.dir, args.name); }); };
+  });
+
+  auto* list = creds->add_subcommand("list", "the identities, their types and whether each seed file matches its key");
+  dir_option(list);
+  list->add_flag("--json", args.json, "print JSON for scripts instead of a table");
+  list->callback([&] { action = [&] { return cmd_creds_list(args); }; });
+  // Set last: subcommands inherit it when added, and they must not.
+  creds->allow_extras();
 }
 
 }  // namespace
@@ -611,15 +810,7 @@ int run_cli(int argc, char** argv) {
   sample->callback([&] { action = [&] { return cmd_sample(sample_spec); }; });
 
   CredsArgs creds_args;
-  auto* creds = app.add_subcommand("creds", "generate NATS nkeys per hub/agent/producer and nats-server's auth.conf");
-  creds->add_option("--out", creds_args.out_dir, "directory for <name>.nk seed files, auth.conf and identities.json")->required();
-  creds->add_option("--hub", creds_args.hubs, "hub name (repeatable): may use every subject");
-  creds->add_option("--agent", creds_args.agents, "agent as id:type1,type2 (repeatable); type:partition binds a type to one partition, "
-                    "e.g. store-1:prices:store-1,products");
-  creds->add_option("--producer", creds_args.producers, "producer as name:type1,type2 (repeatable)");
-  creds->add_option("--prefix", creds_args.subject_prefix, "subject prefix")->capture_default_str();
-  creds->add_flag("--force", creds_args.force, "replace existing seed files and auth.conf (old keys stop working)");
-  creds->callback([&] { action = [&] { return cmd_creds(creds_args); }; });
+  add_creds_commands(app, creds_args, action);
 
   try {
     app.parse(argc, argv);

@@ -1,19 +1,31 @@
 #include "tools/creds.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
+#include <chrono>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <limits>
 #include <set>
+#include <sstream>
+#include <thread>
+#include <utility>
 
 #include <fmt/format.h>
 #include <sodium.h>
 
 #include "shared/names.h"
+#include "shared/nats.h"
 #include "shared/nkeys.h"
+#include "tools/local_host.h"
 
 namespace ds {
 namespace {
@@ -131,7 +143,149 @@ std::string path_in(const std::string& dir, std::string_view name) {
   return (std::filesystem::path(dir) / std::string(name)).string();
 }
 
+// The whole content of `path`; nullopt when it does not exist.
+Result<std::optional<std::string>> read_if_exists(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    if (errno == ENOENT) return std::optional<std::string>();
+    return Status::internal(fmt::format("{}: cannot open: {}", path, errno_text(errno)));
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return Status::internal(path + ": read failed");
+  return std::optional<std::string>(text.str());
+}
+
+// Writes `text` (as write_file_atomically) unless `path` already holds
+// exactly it; true when it wrote.
+Result<bool> write_if_changed(const std::string& path, std::string_view text, mode_t mode) {
+  DS_ASSIGN_OR_RETURN(std::optional<std::string> current, read_if_exists(path));
+  if (current && *current == text) return false;
+  DS_RETURN_IF_ERROR(write_file_atomically(path, text, mode));
+  return true;
+}
+
+// An exclusive flock on the directory itself (flock works on a directory's
+// descriptor), held for the object's life. Every `creds` change takes it, so
+// two concurrent changes run one after the other, each on the registry the
+// other left. Waits up to kCredsLockWaitMs.
+class DirectoryLock {
+ public:
+  static Result<DirectoryLock> acquire(const std::string& dir) {
+    DirectoryLock lock(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (lock.fd_ < 0) return Status::internal(fmt::format("{}: cannot open to lock: {}", dir, errno_text(errno)));
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kCredsLockWaitMs);
+    while (::flock(lock.fd_, LOCK_EX | LOCK_NB) != 0) {
+      if (errno != EWOULDBLOCK && errno != EINTR) {
+        return Status::internal(fmt::format("{}: flock: {}", dir, errno_text(errno)));
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
+        return Status::unavailable(fmt::format("{}: another `deltasync creds` has held this directory for {} s; "
+                                               "try again when it is done",
+                                               dir, kCredsLockWaitMs / 1000));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return lock;
+  }
+  DirectoryLock(DirectoryLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  DirectoryLock& operator=(DirectoryLock&&) = delete;
+  DirectoryLock(const DirectoryLock&) = delete;
+  DirectoryLock& operator=(const DirectoryLock&) = delete;
+  ~DirectoryLock() {
+    if (fd_ >= 0) ::close(fd_);  // releases the flock
+  }
+
+ private:
+  explicit DirectoryLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
+// A fresh key; its seed written to `seed_file` (0600). Returns the public key.
+Result<std::string> issue_seed(const std::string& seed_file) {
+  DS_ASSIGN_OR_RETURN(NkeyPair pair, generate_user_nkey());
+  std::string content;
+  content.reserve(pair.seed.size() + 1);
+  content.append(pair.seed).append("\n");
+  Status s = write_file_atomically(seed_file, content, 0600);
+  sodium_memzero(content.data(), content.size());
+  sodium_memzero(pair.seed.data(), pair.seed.size());
+  DS_RETURN_IF_ERROR(s);
+  return pair.public_key;
+}
+
+// Writes identities.json, then auth.conf, each only when its bytes change;
+// true when auth.conf changed.
+Result<bool> write_registry(const std::string& dir, const IdentityRegistry& registry) {
+  DS_RETURN_IF_ERROR(validate_registry(registry));
+  DS_ASSIGN_OR_RETURN(std::string auth, nats_authorization_block(registry));
+  // Public keys and entitlements only, like auth.conf; the hub reads it.
+  DS_ASSIGN_OR_RETURN(bool wrote_registry,
+                      write_if_changed(creds_identities_file(dir), registry_to_json(registry), 0644));
+  DS_ASSIGN_OR_RETURN(bool wrote_auth, write_if_changed(creds_auth_conf(dir), auth, 0644));
+  if (wrote_registry || wrote_auth) DS_RETURN_IF_ERROR(sync_directory(dir));
+  return wrote_auth;
+}
+
+Identity* find_mutable(IdentityRegistry& registry, std::string_view name) {
+  for (Identity& id : registry.identities) {
+    if (id.name == name) return &id;
+  }
+  return nullptr;
+}
+
+Status unknown_identity(const std::string& dir, std::string_view name, const IdentityRegistry& registry) {
+  std::vector<std::string> names;
+  for (const Identity& id : registry.identities) names.push_back(id.name);
+  std::sort(names.begin(), names.end());
+  return Status::not_found(fmt::format("{}: no identity named {} (known: {})", dir, quoted_for_message(name),
+                                       join(names, ", ")));
+}
+
+std::vector<Grant> sorted_grants(std::vector<Grant> grants) {
+  std::sort(grants.begin(), grants.end(), [](const Grant& a, const Grant& b) { return a.type < b.type; });
+  return grants;
+}
+
+std::string describe(const Identity& identity) {
+  std::string out = fmt::format("{} {}", role_name(identity.role), identity.name);
+  if (!identity.grants.empty()) out += " (" + grants_text(identity) + ")";
+  return out;
+}
+
+// The directory must exist before it can be locked.
+Status require_directory(const std::string& dir) {
+  if (dir.empty()) return Status::invalid_argument("--dir: a credentials directory is required");
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) {
+    if (errno == ENOENT) {
+      return Status::not_found(fmt::format("{}: no such directory (create one with `deltasync creds init --dir {}`)",
+                                           dir, dir));
+    }
+    return Status::internal(fmt::format("{}: {}", dir, errno_text(errno)));
+  }
+  if (!S_ISDIR(st.st_mode)) return Status::invalid_argument(dir + ": not a directory");
+  return Status::ok();
+}
+
+Result<IdentityRegistry> read_registry_locked(const std::string& dir) {
+  const std::string path = creds_identities_file(dir);
+  DS_ASSIGN_OR_RETURN(std::optional<std::string> text, read_if_exists(path));
+  if (!text) {
+    return Status::not_found(fmt::format(
+        "{}: not a credentials directory (no identities.json); create one with `deltasync creds init --dir {}`",
+        dir, dir));
+  }
+  return parse_registry_json(*text, path);
+}
+
 }  // namespace
+
+std::string creds_seed_file(const std::string& dir, std::string_view name) {
+  return path_in(dir, std::string(name) + std::string(kSeedSuffix));
+}
+std::string creds_auth_conf(const std::string& dir) { return path_in(dir, kAuthConfName); }
+std::string creds_identities_file(const std::string& dir) { return path_in(dir, kIdentitiesName); }
 
 Result<Identity> parse_creds_identity(IdentityRole role, std::string_view arg) {
   Identity identity;
@@ -155,8 +309,20 @@ Result<Identity> parse_creds_identity(IdentityRole role, std::string_view arg) {
   return identity;
 }
 
+Result<Grant> parse_grant(std::string_view arg) {
+  const size_t at = arg.find(':');
+  Grant grant{std::string(arg.substr(0, at))};
+  const std::string where = fmt::format("grant {}", quoted_for_message(arg));
+  DS_RETURN_IF_ERROR(validate_type_name(grant.type).with_context(where));
+  if (at != std::string_view::npos) {
+    grant.partition = std::string(arg.substr(at + 1));
+    DS_RETURN_IF_ERROR(validate_partition(grant.partition).with_context(where + ": partition"));
+  }
+  return grant;
+}
+
 Status validate_creds_request(const CredsRequest& request) {
-  if (request.out_dir.empty()) return Status::invalid_argument("--out: an output directory is required");
+  if (request.out_dir.empty()) return Status::invalid_argument("--dir: a credentials directory is required");
   DS_RETURN_IF_ERROR(validate_subject_prefix(request.subject_prefix).with_context("--prefix"));
   if (request.identities.empty()) {
     return Status::invalid_argument("nothing to generate: give at least one --hub, --agent or --producer");
@@ -212,20 +378,28 @@ std::string nats_user_entry(const Identity& identity, std::string_view subject_p
   return {};
 }
 
-std::string nats_authorization_block(const std::vector<IssuedCredential>& issued,
-                                     std::string_view subject_prefix) {
+Result<std::string> nats_authorization_block(const IdentityRegistry& registry) {
+  if (registry.identities.empty()) {
+    return Status::invalid_argument(
+        "no identity left: nats-server reads an authorization block without users as no authorization at all "
+        "(an open server)");
+  }
+  std::vector<const Identity*> sorted;
+  for (const Identity& id : registry.identities) sorted.push_back(&id);
+  std::sort(sorted.begin(), sorted.end(), [](const Identity* a, const Identity* b) { return a->name < b->name; });
   std::string out = fmt::format(
       "# Generated by `deltasync creds` for subject prefix \"{}\" (see deltasync docs/security.md).\n"
+      "# Do not edit: `deltasync creds` rewrites it from identities.json at every change.\n"
       "# Public keys only; each process keeps its seed in <name>.nk. Agents and\n"
       "# producers must connect with the inbox prefix _INBOX_<name>.\n"
       "# Use it from nats-server's config with:  include auth.conf\n"
       "authorization {{\n"
       "  users = [\n",
-      subject_prefix);
-  for (const auto& c : issued) {
-    out += fmt::format("    # {} {}", role_name(c.identity.role), c.identity.name);
-    if (!c.identity.grants.empty()) out += " (types: " + grants_text(c.identity) + ")";
-    out += "\n" + nats_user_entry(c.identity, subject_prefix);
+      registry.subject_prefix);
+  for (const Identity* id : sorted) {
+    out += fmt::format("    # {} {}", role_name(id->role), id->name);
+    if (!id->grants.empty()) out += " (types: " + grants_text(*id) + ")";
+    out += "\n" + nats_user_entry(*id, registry.subject_prefix);
   }
   out += "  ]\n}\n";
   return out;
@@ -233,12 +407,14 @@ std::string nats_authorization_block(const std::vector<IssuedCredential>& issued
 
 Result<CredsResult> write_credentials(const CredsRequest& request) {
   DS_RETURN_IF_ERROR(validate_creds_request(request));
+  DS_RETURN_IF_ERROR(ensure_directory(request.out_dir));
+  DS_ASSIGN_OR_RETURN(DirectoryLock lock, DirectoryLock::acquire(request.out_dir));
 
   CredsResult result;
-  result.auth_conf = path_in(request.out_dir, kAuthConfName);
-  result.identities = path_in(request.out_dir, kIdentitiesName);
+  result.auth_conf = creds_auth_conf(request.out_dir);
+  result.identities = creds_identities_file(request.out_dir);
   for (const auto& identity : request.identities) {
-    result.issued.push_back({identity, path_in(request.out_dir, identity.name + std::string(kSeedSuffix))});
+    result.issued.push_back({identity, creds_seed_file(request.out_dir, identity.name)});
   }
 
   // Refuse before writing anything, so a refused run leaves no mixture of
@@ -253,31 +429,202 @@ Result<CredsResult> write_credentials(const CredsRequest& request) {
       if (std::filesystem::exists(f, ec)) existing.push_back(f);
     }
     if (!existing.empty()) {
-      return Status::already_exists(fmt::format("{} already exist{}; use --force to replace (old keys stop working)",
-                                                join(existing, ", "), existing.size() == 1 ? "s" : ""));
+      return Status::already_exists(fmt::format(
+          "{} already exist{}: to change one identity use `deltasync creds add|grant|revoke|rotate`; "
+          "--force regenerates every key (old keys stop working)",
+          join(existing, ", "), existing.size() == 1 ? "s" : ""));
     }
   }
 
-  DS_RETURN_IF_ERROR(ensure_directory(request.out_dir));
-  for (auto& c : result.issued) {
-    DS_ASSIGN_OR_RETURN(NkeyPair pair, generate_user_nkey());
-    c.identity.public_key = pair.public_key;
-    std::string content;
-    content.reserve(pair.seed.size() + 1);
-    content.append(pair.seed).append("\n");
-    Status s = write_file_atomically(c.seed_file, content, 0600);
-    sodium_memzero(content.data(), content.size());
-    sodium_memzero(pair.seed.data(), pair.seed.size());
-    DS_RETURN_IF_ERROR(s);
-  }
-  DS_RETURN_IF_ERROR(write_file_atomically(
-      result.auth_conf, nats_authorization_block(result.issued, request.subject_prefix), 0644));
   IdentityRegistry registry{request.subject_prefix, {}};
-  for (const auto& c : result.issued) registry.identities.push_back(c.identity);
-  // Public keys and entitlements only, like auth.conf; the hub reads it.
-  DS_RETURN_IF_ERROR(write_file_atomically(result.identities, registry_to_json(registry), 0644));
+  for (auto& c : result.issued) {
+    DS_ASSIGN_OR_RETURN(c.identity.public_key, issue_seed(c.seed_file));
+    registry.identities.push_back(c.identity);
+  }
+  DS_RETURN_IF_ERROR(write_registry(request.out_dir, registry).status());
   DS_RETURN_IF_ERROR(sync_directory(request.out_dir));
   return result;
+}
+
+Result<IdentityRegistry> read_creds_dir(const std::string& dir) {
+  DS_RETURN_IF_ERROR(require_directory(dir));
+  return read_registry_locked(dir);
+}
+
+Result<CredsChange> add_identity(const std::string& dir, const Identity& identity) {
+  DS_RETURN_IF_ERROR(validate_identity(identity));
+  DS_RETURN_IF_ERROR(require_directory(dir));
+  DS_ASSIGN_OR_RETURN(DirectoryLock lock, DirectoryLock::acquire(dir));
+  DS_ASSIGN_OR_RETURN(IdentityRegistry registry, read_registry_locked(dir));
+  CredsChange change;
+  if (const Identity* existing = registry.find(identity.name)) {
+    if (existing->role != identity.role) {
+      return Status::already_exists(fmt::format("{}: '{}' is already {} {}; names are unique across hubs, agents "
+                                                "and producers",
+                                                dir, identity.name,
+                                                existing->role == IdentityRole::kAgent ? "an" : "a",
+                                                role_name(existing->role)));
+    }
+    if (sorted_grants(existing->grants) != sorted_grants(identity.grants)) {
+      return Status::already_exists(fmt::format(
+          "{}: {} already exists with other types ({}); add types with `deltasync creds grant --dir {} {} TYPE...` "
+          "(grant only adds; to take types away revoke and add it again)",
+          dir, describe(*existing), existing->grants.empty() ? "none" : grants_text(*existing), dir, identity.name));
+    }
+    // A re-run: the identity is there with its key; only a stale auth.conf
+    // (an interrupted earlier run) is put right.
+    DS_ASSIGN_OR_RETURN(change.auth_conf_changed, write_registry(dir, registry));
+    change.identity = *existing;
+    change.summary = fmt::format("{} already exists with these types: nothing to do (no new key)", describe(*existing));
+    return change;
+  }
+  Identity added = identity;
+  change.seed_file = creds_seed_file(dir, added.name);
+  DS_ASSIGN_OR_RETURN(added.public_key, issue_seed(change.seed_file));
+  registry.identities.push_back(added);
+  DS_ASSIGN_OR_RETURN(change.auth_conf_changed, write_registry(dir, registry));
+  change.changed = true;
+  change.identity = added;
+  change.summary = "added " + describe(added);
+  return change;
+}
+
+Result<CredsChange> grant_types(const std::string& dir, std::string_view name, const std::vector<Grant>& grants) {
+  if (grants.empty()) return Status::invalid_argument("grant: name at least one TYPE[:PARTITION]");
+  DS_RETURN_IF_ERROR(require_directory(dir));
+  DS_ASSIGN_OR_RETURN(DirectoryLock lock, DirectoryLock::acquire(dir));
+  DS_ASSIGN_OR_RETURN(IdentityRegistry registry, read_registry_locked(dir));
+  Identity* identity = find_mutable(registry, name);
+  if (identity == nullptr) return unknown_identity(dir, name, registry);
+  if (identity->role == IdentityRole::kHub) {
+    return Status::invalid_argument(fmt::format("hub '{}' takes no types: it may use every subject already", name));
+  }
+  std::vector<std::string> added;
+  for (const Grant& g : grants) {
+    if (const Grant* held = identity->grant(g.type)) {
+      if (held->partition == g.partition) continue;
+      return Status::already_exists(fmt::format(
+          "{} already holds type '{}' for partition {}; grant only adds types (to change the partition revoke "
+          "and add it again)",
+          describe(*identity), g.type, held->partition == kAnyPartition ? "* (every partition)" : held->partition));
+    }
+    identity->grants.push_back(g);
+    added.push_back(g.partition == kAnyPartition ? g.type : g.type + ":" + g.partition);
+  }
+  // validate_identity names the identity and the grant its role cannot hold
+  // (a partition for a producer).
+  DS_RETURN_IF_ERROR(validate_identity(*identity));
+  CredsChange change;
+  DS_ASSIGN_OR_RETURN(change.auth_conf_changed, write_registry(dir, registry));
+  change.changed = !added.empty();
+  change.identity = *identity;
+  change.summary = added.empty()
+                       ? fmt::format("{} already holds these types: nothing to do", describe(*identity))
+                       : fmt::format("granted {} to {} {} (same key); it now holds {}", join(added, ","),
+                                     role_name(identity->role), identity->name, grants_text(*identity));
+  return change;
+}
+
+Result<CredsChange> revoke_identity(const std::string& dir, std::string_view name) {
+  DS_RETURN_IF_ERROR(require_directory(dir));
+  DS_ASSIGN_OR_RETURN(DirectoryLock lock, DirectoryLock::acquire(dir));
+  DS_ASSIGN_OR_RETURN(IdentityRegistry registry, read_registry_locked(dir));
+  auto it = std::find_if(registry.identities.begin(), registry.identities.end(),
+                         [&](const Identity& id) { return id.name == name; });
+  if (it == registry.identities.end()) return unknown_identity(dir, name, registry);
+  if (registry.identities.size() == 1) {
+    return Status::invalid_argument(fmt::format(
+        "{} is the last identity of {}: without users nats-server would accept anyone; add its successor first",
+        describe(*it), dir));
+  }
+  CredsChange change;
+  change.identity = *it;
+  registry.identities.erase(it);
+  DS_ASSIGN_OR_RETURN(change.auth_conf_changed, write_registry(dir, registry));
+  // Last: the key is already out of auth.conf, so the file opens nothing.
+  const std::string seed = creds_seed_file(dir, name);
+  if (::unlink(seed.c_str()) != 0 && errno != ENOENT) {
+    return Status::internal(fmt::format("{} revoked, but its seed file {} could not be deleted: {}; delete it",
+                                        describe(change.identity), seed, errno_text(errno)));
+  }
+  DS_RETURN_IF_ERROR(sync_directory(dir));
+  change.changed = true;
+  change.summary = fmt::format("revoked {}; its seed file is deleted", describe(change.identity));
+  return change;
+}
+
+Result<CredsChange> rotate_identity(const std::string& dir, std::string_view name) {
+  DS_RETURN_IF_ERROR(require_directory(dir));
+  DS_ASSIGN_OR_RETURN(DirectoryLock lock, DirectoryLock::acquire(dir));
+  DS_ASSIGN_OR_RETURN(IdentityRegistry registry, read_registry_locked(dir));
+  Identity* identity = find_mutable(registry, name);
+  if (identity == nullptr) return unknown_identity(dir, name, registry);
+  CredsChange change;
+  change.seed_file = creds_seed_file(dir, name);
+  DS_ASSIGN_OR_RETURN(identity->public_key, issue_seed(change.seed_file));
+  DS_ASSIGN_OR_RETURN(change.auth_conf_changed, write_registry(dir, registry));
+  change.changed = true;
+  change.identity = *identity;
+  change.summary = fmt::format("new key for {}; the old one stops working when nats-server reloads",
+                               describe(*identity));
+  return change;
+}
+
+std::string seed_file_state(const std::string& dir, const Identity& identity) {
+  const std::string path = creds_seed_file(dir, identity.name);
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return ec ? "unreadable: " + ec.message() : "absent";
+  auto key = nkey_public_key_from_seed_file(path);
+  if (!key.is_ok()) return "unreadable: " + key.status().message();
+  return *key == identity.public_key ? "ok" : "MISMATCH";
+}
+
+Result<pid_t> find_nats_server(std::string_view pid_or_file) {
+  auto all_digits = [](std::string_view s) {
+    return !s.empty() && s.size() <= 10 &&
+           std::all_of(s.begin(), s.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+  };
+  std::string text(pid_or_file);
+  std::string source = "process id " + text;
+  if (!all_digits(text)) {
+    const std::string file = text;
+    auto content = read_if_exists(file);
+    if (!content.is_ok() || !*content) {
+      return Status::invalid_argument(fmt::format(
+          "{}: neither a process id nor a readable pid file", quoted_for_message(pid_or_file)));
+    }
+    text = **content;
+    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
+    if (!all_digits(text)) return Status::invalid_argument(file + ": does not hold a process id");
+    source = fmt::format("process id {} (from {})", text, file);
+  }
+  const long long value = std::stoll(text);
+  if (value <= 1 || value > std::numeric_limits<pid_t>::max()) {
+    return Status::invalid_argument(source + ": not a process id nats-server could have");
+  }
+  const auto pid = static_cast<pid_t>(value);
+  auto comm = read_if_exists(fmt::format("/proc/{}/comm", pid));
+  if (!comm.is_ok() || !*comm) {
+    return Status::not_found(source + ": no such process (is nats-server running? a stale pid file?)");
+  }
+  std::string program = **comm;
+  while (!program.empty() && std::isspace(static_cast<unsigned char>(program.back()))) program.pop_back();
+  if (program != "nats-server") {
+    return Status::invalid_argument(
+        fmt::format("{} is {}, not nats-server: not signalled", source, quoted_for_message(program)));
+  }
+  return pid;
+}
+
+Status signal_nats_reload(pid_t pid) {
+  if (::kill(pid, SIGHUP) != 0) {
+    if (errno == EPERM) {
+      return Status::permission_denied(fmt::format(
+          "cannot signal nats-server (pid {}): {} (run as nats-server's user or root)", pid, errno_text(errno)));
+    }
+    return Status::internal(fmt::format("cannot signal nats-server (pid {}): {}", pid, errno_text(errno)));
+  }
+  return Status::ok();
 }
 
 }  // namespace ds

@@ -66,7 +66,11 @@ NatsServerProcess::NatsServerProcess(std::string program, std::string extra_conf
     : dir_("deltasync-nats"), program_(std::move(program)), extra_config_(std::move(extra_config)) {
   store_dir_ = dir_.file("store");
   log_path_ = dir_.file("nats-server.log");
-  if (!extra_config_.empty()) config_path_ = dir_.write_file("nats-server.conf", extra_config_);
+  // JetStream is configured in the file, not with -js/-sd: nats-server
+  // 2.9.10 forgets command-line JetStream at a config reload (SIGHUP) and
+  // shuts JetStream down (nats-server issue #6606, fixed in 2.11).
+  config_path_ = dir_.write_file("nats-server.conf",
+                                 "jetstream { store_dir: \"" + store_dir_ + "\" }\n" + extra_config_);
   std::filesystem::create_directories(store_dir_);
 }
 
@@ -97,11 +101,7 @@ Status NatsServerProcess::start() {
 }
 
 Status NatsServerProcess::start_once(bool* port_clash) {
-  std::vector<std::string> args = {program_, "-a", "127.0.0.1", "-p", std::to_string(port_), "-js", "-sd", store_dir_};
-  if (!config_path_.empty()) {
-    args.push_back("-c");
-    args.push_back(config_path_);
-  }
+  std::vector<std::string> args = {program_, "-a", "127.0.0.1", "-p", std::to_string(port_), "-c", config_path_};
   // ChildProcess makes the server die with a crashed parent.
   process_ = std::make_unique<ChildProcess>(std::move(args), log_path_);
   const size_t ready_lines = process_->log_count(kReadyLine);  // the log is kept across restarts

@@ -27,7 +27,9 @@ class NatsServerProcess {
  public:
   // `program`: the nats-server binary (a path, or a name looked up in PATH).
   // `extra_config`: nats-server config text (e.g. an authorization block)
-  // loaded with -c; listen address and JetStream come from the command line.
+  // appended to the config file loaded with -c, which also enables
+  // JetStream (so a config reload, SIGHUP to pid(), keeps it); the listen
+  // address comes from the command line.
   explicit NatsServerProcess(std::string program = "nats-server", std::string extra_config = {});
   ~NatsServerProcess();
   NatsServerProcess(const NatsServerProcess&) = delete;

@@ -1,16 +1,24 @@
 // The pure parts of `deltasync creds` (tools/creds.h) and the identity
 // registry it writes (shared/identities.h): argument parsing, validation, the
-// authorization block text, identities.json and the file rules. That the
-// block really grants and denies what it says, and that the hub holds every
-// identity to its grants, is tests/integration/security_test.cc.
+// authorization block text, identities.json, the file rules and the
+// incremental changes (add, grant, revoke, rotate) on a credentials
+// directory. That the block really grants and denies what it says, and that
+// the hub holds every identity to its grants, is
+// tests/integration/security_test.cc; that the changes take effect on a
+// running nats-server and hub, tests/integration/creds_change_test.cc.
 
 #include "tools/creds.h"
 
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
+#include <thread>
 
 #include "shared/identities.h"
 #include "shared/nats.h"
@@ -142,7 +150,9 @@ TEST(CredsTest, WritesOwnerOnlySeedsMatchingTheAuthBlock) {
     EXPECT_NE(conf.find("nkey: \"" + c.identity.public_key + "\""), std::string::npos);
     EXPECT_EQ(conf.find(text.substr(0, 58)), std::string::npos) << "a seed leaked into auth.conf";
   }
-  EXPECT_EQ(conf, nats_authorization_block(result->issued, "ds"));
+  IdentityRegistry issued{"ds", {}};
+  for (const auto& c : result->issued) issued.identities.push_back(c.identity);
+  EXPECT_EQ(conf, nats_authorization_block(issued).value());
 
   // The registry the hub reads holds the same identities, keys and grants,
   // and no secret.
@@ -176,6 +186,7 @@ TEST(CredsTest, RefusesToOverwriteWithoutForce) {
   ASSERT_FALSE(again.is_ok());
   EXPECT_EQ(again.status().code(), StatusCode::kAlreadyExists);
   EXPECT_NE(again.status().message().find("--force"), std::string::npos) << again.status().to_string();
+  EXPECT_NE(again.status().message().find("creds add"), std::string::npos) << again.status().to_string();
   EXPECT_FALSE(std::filesystem::exists(dir.file("store-3.nk"))) << "nothing is written when refusing";
   EXPECT_EQ(read_text_file(dir.file("store-1.nk")), seed1);
 
@@ -227,6 +238,284 @@ TEST(IdentitiesTest, JsonRoundTripsAndRefusesWhatItDoesNotKnow) {
     EXPECT_EQ(parsed.status().code(), StatusCode::kInvalidArgument) << c.text;
     EXPECT_NE(parsed.status().message().find(c.says), std::string::npos) << c.text << ": " << parsed.status().message();
     EXPECT_NE(parsed.status().message().find("identities.json"), std::string::npos) << parsed.status().message();
+  }
+}
+
+// ---- incremental changes ----
+
+// Every file of a directory by name, with its bytes.
+std::map<std::string, std::string> snapshot(const std::string& dir) {
+  std::map<std::string, std::string> files;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    files[entry.path().filename().string()] = read_text_file(entry.path().string());
+  }
+  return files;
+}
+
+mode_t mode_of(const std::string& path) {
+  struct stat st {};
+  EXPECT_EQ(::stat(path.c_str(), &st), 0) << path;
+  return st.st_mode & 0777;
+}
+
+class CredsDirTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    CredsRequest request;
+    request.out_dir = dir_.path();
+    request.identities = {identity(IdentityRole::kHub, "hub"), identity(IdentityRole::kAgent, "store-1:prices:store-1"),
+                          identity(IdentityRole::kProducer, "erp:prices")};
+    auto r = write_credentials(request);
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  }
+
+  IdentityRegistry registry() {
+    auto r = read_creds_dir(dir_.path());
+    EXPECT_TRUE(r.is_ok()) << r.status().to_string();
+    return r.is_ok() ? *r : IdentityRegistry{};
+  }
+
+  // auth.conf is exactly what the registry on disk derives, and every seed
+  // file in the directory matches its identity's key.
+  void expect_consistent() {
+    const IdentityRegistry reg = registry();
+    EXPECT_EQ(read_text_file(creds_auth_conf(dir_.path())), nats_authorization_block(reg).value());
+    for (const Identity& id : reg.identities) {
+      EXPECT_EQ(seed_file_state(dir_.path(), id), "ok") << id.name;
+      EXPECT_EQ(mode_of(creds_seed_file(dir_.path(), id.name)), 0600u) << id.name;
+    }
+    for (const auto& [name, text] : snapshot(dir_.path())) {
+      EXPECT_EQ(name.find(".tmp-"), std::string::npos) << "leftover " << name;
+    }
+  }
+
+  TempDir dir_{"deltasync-creds-dir"};
+};
+
+TEST_F(CredsDirTest, AddWritesOnlyTheNewSeedAndKeepsEveryOtherByteIdentical) {
+  const auto before = snapshot(dir_.path());
+  auto change = add_identity(dir_.path(), identity(IdentityRole::kAgent, "store-2:prices:store-2"));
+  ASSERT_TRUE(change.is_ok()) << change.status().to_string();
+  EXPECT_TRUE(change->changed);
+  EXPECT_TRUE(change->auth_conf_changed);
+  EXPECT_EQ(change->seed_file, creds_seed_file(dir_.path(), "store-2"));
+  EXPECT_NE(change->summary.find("added agent store-2"), std::string::npos) << change->summary;
+
+  const auto after = snapshot(dir_.path());
+  for (const std::string name : {"hub.nk", "store-1.nk", "erp.nk"}) EXPECT_EQ(after.at(name), before.at(name)) << name;
+  EXPECT_EQ(after.size(), before.size() + 1);
+  const IdentityRegistry reg = registry();
+  ASSERT_EQ(reg.identities.size(), 4u);
+  for (const Identity& id : reg.identities) {
+    // The old identities keep their keys; the new one has the seed's.
+    EXPECT_NE(read_text_file(creds_auth_conf(dir_.path())).find(id.public_key), std::string::npos) << id.name;
+  }
+  EXPECT_EQ(reg.find("store-2")->public_key, change->identity.public_key);
+  expect_consistent();
+}
+
+TEST_F(CredsDirTest, AddingTheSameIdentityAgainIsANoOpAndOtherGrantsAreAnError) {
+  ASSERT_TRUE(add_identity(dir_.path(), identity(IdentityRole::kAgent, "store-2:prices,stock")).is_ok());
+  const auto before = snapshot(dir_.path());
+
+  // Same grants in another order: a re-run, nothing changes, no new key.
+  auto again = add_identity(dir_.path(), identity(IdentityRole::kAgent, "store-2:stock,prices"));
+  ASSERT_TRUE(again.is_ok()) << again.status().to_string();
+  EXPECT_FALSE(again->changed);
+  EXPECT_FALSE(again->auth_conf_changed);
+  EXPECT_TRUE(again->seed_file.empty());
+  EXPECT_NE(again->summary.find("nothing to do"), std::string::npos) << again->summary;
+  EXPECT_EQ(snapshot(dir_.path()), before);
+
+  auto other = add_identity(dir_.path(), identity(IdentityRole::kAgent, "store-2:prices,stock,orders"));
+  ASSERT_FALSE(other.is_ok());
+  EXPECT_EQ(other.status().code(), StatusCode::kAlreadyExists);
+  EXPECT_NE(other.status().message().find("creds grant"), std::string::npos) << other.status().message();
+  auto role = add_identity(dir_.path(), identity(IdentityRole::kProducer, "store-2:prices"));
+  ASSERT_FALSE(role.is_ok());
+  EXPECT_NE(role.status().message().find("already an agent"), std::string::npos) << role.status().message();
+  EXPECT_EQ(snapshot(dir_.path()), before) << "a refused add changes nothing";
+}
+
+TEST_F(CredsDirTest, ARerunRepairsAnAuthConfAnInterruptedRunLeftStale) {
+  const std::string good = read_text_file(creds_auth_conf(dir_.path()));
+  dir_.write_file("auth.conf", "authorization { users = [] }\n");  // as if the last write never happened
+  auto again = add_identity(dir_.path(), identity(IdentityRole::kAgent, "store-1:prices:store-1"));
+  ASSERT_TRUE(again.is_ok()) << again.status().to_string();
+  EXPECT_FALSE(again->changed);
+  EXPECT_TRUE(again->auth_conf_changed);
+  EXPECT_EQ(read_text_file(creds_auth_conf(dir_.path())), good);
+}
+
+TEST_F(CredsDirTest, GrantAddsTypesAndKeepsTheKey) {
+  const auto before = snapshot(dir_.path());
+  const std::string key = registry().find("store-1")->public_key;
+  auto change = grant_types(dir_.path(), "store-1", {parse_grant("stock:store-1").value(), parse_grant("products").value()});
+  ASSERT_TRUE(change.is_ok()) << change.status().to_string();
+  EXPECT_TRUE(change->changed);
+  EXPECT_TRUE(change->auth_conf_changed);  // the agent now subscribes to ds.hb.stock and ds.hb.products
+  EXPECT_TRUE(change->seed_file.empty());
+  const IdentityRegistry now = registry();
+  const Identity* store1 = now.find("store-1");
+  ASSERT_NE(store1, nullptr);
+  EXPECT_EQ(store1->public_key, key);
+  EXPECT_EQ(store1->grants, (std::vector<Grant>{{"prices", "store-1"}, {"stock", "store-1"}, {"products", "*"}}));
+  EXPECT_NE(read_text_file(creds_auth_conf(dir_.path())).find("\"ds.hb.stock\""), std::string::npos);
+  const auto after = snapshot(dir_.path());
+  for (const std::string name : {"hub.nk", "store-1.nk", "erp.nk"}) EXPECT_EQ(after.at(name), before.at(name)) << name;
+  expect_consistent();
+
+  // Granting what it holds is a no-op; another partition for a held type is not a grant.
+  auto again = grant_types(dir_.path(), "store-1", {parse_grant("products").value()});
+  ASSERT_TRUE(again.is_ok()) << again.status().to_string();
+  EXPECT_FALSE(again->changed);
+  const auto settled = snapshot(dir_.path());
+  auto other = grant_types(dir_.path(), "store-1", {parse_grant("prices").value()});
+  ASSERT_FALSE(other.is_ok());
+  EXPECT_EQ(other.status().code(), StatusCode::kAlreadyExists);
+  EXPECT_NE(other.status().message().find("partition store-1"), std::string::npos) << other.status().message();
+  EXPECT_EQ(snapshot(dir_.path()), settled);
+}
+
+TEST_F(CredsDirTest, GrantRefusesWhatTheRoleCannotHoldAndUnknownNames) {
+  const auto before = snapshot(dir_.path());
+  auto hub = grant_types(dir_.path(), "hub", {parse_grant("prices").value()});
+  ASSERT_FALSE(hub.is_ok());
+  EXPECT_EQ(hub.status().code(), StatusCode::kInvalidArgument);
+  auto producer = grant_types(dir_.path(), "erp", {parse_grant("stock:store-1").value()});
+  ASSERT_FALSE(producer.is_ok());
+  EXPECT_NE(producer.status().message().find("only agents are bound to a partition"), std::string::npos)
+      << producer.status().message();
+  auto unknown = grant_types(dir_.path(), "store-9", {parse_grant("prices").value()});
+  ASSERT_FALSE(unknown.is_ok());
+  EXPECT_EQ(unknown.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(unknown.status().message().find("known: erp, hub, store-1"), std::string::npos) << unknown.status().message();
+  EXPECT_EQ(snapshot(dir_.path()), before);
+
+  for (const std::string bad : {"Prices", "prices:", "prices:a.b", ""}) {
+    auto g = parse_grant(bad);
+    ASSERT_FALSE(g.is_ok()) << bad;
+    EXPECT_EQ(g.status().code(), StatusCode::kInvalidArgument) << bad;
+  }
+  EXPECT_EQ(parse_grant("prices:store-1").value(), (Grant{"prices", "store-1"}));
+}
+
+TEST_F(CredsDirTest, RevokeRemovesTheKeyAndTheSeedAndNeverTheLastIdentity) {
+  const auto before = snapshot(dir_.path());
+  const std::string key = registry().find("store-1")->public_key;
+  auto change = revoke_identity(dir_.path(), "store-1");
+  ASSERT_TRUE(change.is_ok()) << change.status().to_string();
+  EXPECT_TRUE(change->auth_conf_changed);
+  EXPECT_EQ(registry().find("store-1"), nullptr);
+  EXPECT_EQ(read_text_file(creds_auth_conf(dir_.path())).find(key), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(creds_seed_file(dir_.path(), "store-1")));
+  const auto after = snapshot(dir_.path());
+  for (const std::string name : {"hub.nk", "erp.nk"}) EXPECT_EQ(after.at(name), before.at(name)) << name;
+  expect_consistent();
+
+  auto unknown = revoke_identity(dir_.path(), "store-1");
+  ASSERT_FALSE(unknown.is_ok());
+  EXPECT_EQ(unknown.status().code(), StatusCode::kNotFound);
+
+  ASSERT_TRUE(revoke_identity(dir_.path(), "erp").is_ok());
+  const auto one_left = snapshot(dir_.path());
+  auto last = revoke_identity(dir_.path(), "hub");
+  ASSERT_FALSE(last.is_ok());
+  EXPECT_NE(last.status().message().find("last identity"), std::string::npos) << last.status().message();
+  EXPECT_EQ(snapshot(dir_.path()), one_left);
+}
+
+TEST_F(CredsDirTest, RotateReplacesOnlyThatSeed) {
+  const auto before = snapshot(dir_.path());
+  const Identity old = *registry().find("erp");
+  auto change = rotate_identity(dir_.path(), "erp");
+  ASSERT_TRUE(change.is_ok()) << change.status().to_string();
+  EXPECT_TRUE(change->auth_conf_changed);
+  EXPECT_NE(change->identity.public_key, old.public_key);
+  EXPECT_EQ(change->identity.grants, old.grants);
+  const std::string conf = read_text_file(creds_auth_conf(dir_.path()));
+  EXPECT_EQ(conf.find(old.public_key), std::string::npos);
+  EXPECT_NE(conf.find(change->identity.public_key), std::string::npos);
+  const auto after = snapshot(dir_.path());
+  EXPECT_NE(after.at("erp.nk"), before.at("erp.nk"));
+  for (const std::string name : {"hub.nk", "store-1.nk"}) EXPECT_EQ(after.at(name), before.at(name)) << name;
+  expect_consistent();
+  EXPECT_EQ(rotate_identity(dir_.path(), "nobody").status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(CredsDirTest, ListShowsWhetherEachSeedMatches) {
+  const IdentityRegistry reg = registry();
+  EXPECT_EQ(seed_file_state(dir_.path(), *reg.find("erp")), "ok");
+  std::filesystem::rename(creds_seed_file(dir_.path(), "erp"), dir_.file("elsewhere"));
+  EXPECT_EQ(seed_file_state(dir_.path(), *reg.find("erp")), "absent");
+  std::filesystem::copy_file(creds_seed_file(dir_.path(), "hub"), creds_seed_file(dir_.path(), "erp"));
+  EXPECT_EQ(seed_file_state(dir_.path(), *reg.find("erp")), "MISMATCH");
+}
+
+TEST_F(CredsDirTest, ConcurrentChangesLoseNoUpdate) {
+  // Each thread opens the directory itself, as separate processes would: the
+  // flock, not a mutex of ours, keeps every read-modify-write whole.
+  constexpr int kAgents = 8;
+  std::vector<std::thread> threads;
+  std::vector<Status> results(kAgents);
+  for (int i = 0; i < kAgents; ++i) {
+    threads.emplace_back([this, i, &results] {
+      auto id = parse_creds_identity(IdentityRole::kAgent, fmt::format("agent-{}:prices", i));
+      results[static_cast<size_t>(i)] = id.is_ok() ? add_identity(dir_.path(), *id).status() : id.status();
+    });
+  }
+  threads.emplace_back([this] { EXPECT_TRUE(grant_types(dir_.path(), "store-1", {Grant{"stock", "store-1"}}).is_ok()); });
+  threads.emplace_back([this] { EXPECT_TRUE(rotate_identity(dir_.path(), "erp").is_ok()); });
+  for (auto& t : threads) t.join();
+  for (const Status& s : results) EXPECT_TRUE(s.is_ok()) << s.to_string();
+  const IdentityRegistry reg = registry();
+  EXPECT_EQ(reg.identities.size(), 3u + kAgents);
+  EXPECT_NE(reg.find("store-1")->grant("stock"), nullptr);
+  expect_consistent();
+}
+
+TEST(CredsDirErrorsTest, ADirectoryWithoutARegistryIsNotACredentialsDirectory) {
+  TempDir dir("deltasync-creds-dir");
+  auto r = read_creds_dir(dir.path());
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(r.status().message().find("not a credentials directory"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("creds init"), std::string::npos) << r.status().message();
+  auto add = add_identity(dir.file("missing"), identity(IdentityRole::kHub, "hub"));
+  ASSERT_FALSE(add.is_ok());
+  EXPECT_NE(add.status().message().find("no such directory"), std::string::npos) << add.status().message();
+  EXPECT_FALSE(std::filesystem::exists(dir.file("missing")));
+  EXPECT_TRUE(snapshot(dir.path()).empty());
+}
+
+TEST(CredsReloadTest, OnlyARunningNatsServerIsSignalled) {
+  TempDir dir("deltasync-creds-reload");
+  // This test binary is running but is not nats-server.
+  auto self = find_nats_server(std::to_string(::getpid()));
+  ASSERT_FALSE(self.is_ok());
+  EXPECT_EQ(self.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(self.status().message().find("not nats-server"), std::string::npos) << self.status().message();
+  // The same through a pid file.
+  auto from_file = find_nats_server(dir.write_file("nats.pid", std::to_string(::getpid()) + "\n"));
+  ASSERT_FALSE(from_file.is_ok());
+  EXPECT_NE(from_file.status().message().find("nats.pid"), std::string::npos) << from_file.status().message();
+  // A process that has exited.
+  pid_t gone = 0;
+  if (pid_t child = ::fork(); child == 0) {
+    ::_exit(0);
+  } else {
+    ASSERT_GT(child, 0);
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    gone = child;
+  }
+  auto exited = find_nats_server(std::to_string(gone));
+  ASSERT_FALSE(exited.is_ok());
+  EXPECT_EQ(exited.status().code(), StatusCode::kNotFound);
+  for (const std::string& bad : std::vector<std::string>{"", "nats", dir.write_file("junk.pid", "twelve\n"), "1"}) {
+    auto r = find_nats_server(bad);
+    ASSERT_FALSE(r.is_ok()) << bad;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << bad << ": " << r.status().message();
   }
 }
 
