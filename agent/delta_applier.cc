@@ -231,7 +231,7 @@ void DeltaApplier::handle_message(const std::string& type, Message& msg, std::ma
   Group& g = it->second;
   for (Change& c : batch->changes) g.changes.push_back(std::move(c));
   g.last_seq = info->stream_seq;
-  g.last_reply = std::string(reply);
+  g.replies.emplace_back(reply);
   g.pending = info->pending;
   if (g.changes.size() >= options_.max_changes_per_transaction) {
     commit_group(type, g);
@@ -247,7 +247,7 @@ void DeltaApplier::park(const std::string& type, Message& msg) {
 void DeltaApplier::flush(std::map<std::string, Group>& groups, std::vector<std::string>& order) {
   for (const std::string& type : order) {
     Group& g = groups[type];
-    if (!g.last_reply.empty()) commit_group(type, g);
+    if (!g.replies.empty()) commit_group(type, g);
   }
   groups.clear();
   order.clear();
@@ -258,7 +258,7 @@ void DeltaApplier::commit_group(const std::string& type, Group& group) {
   while (true) {
     auto out = replica_.apply(type, group.changes, group.last_seq, has_hook(type));
     if (out.is_ok()) {
-      ack(group.last_reply, "+ACK");
+      for (const std::string& reply : group.replies) ack(reply, "+ACK");
       board_.set_checkpoint(type, to_wire(out->checkpoint));
       board_.set_pending(type, group.pending);
       if (out->quarantined > 0) {
@@ -269,8 +269,8 @@ void DeltaApplier::commit_group(const std::string& type, Group& group) {
       if (out->hook_entry != 0) run_hook(type, out->hooked, out->hook_entry);
       return;
     }
-    // Not acked: the same group is retried before anything later, so ack-all
-    // can never acknowledge past a batch that did not commit.
+    // Not acked: the same group is retried before anything later, so the
+    // checkpoint can never pass a batch that did not commit.
     spdlog::error("{}: applying {} change(s) failed, retrying in {} ms: {}", type, group.changes.size(), backoff_ms,
                   out.status().message());
     board_.set_error(type + ": " + out.status().message());

@@ -6,9 +6,9 @@
 //   1. takes whatever is queued (a backlog) and groups the delta batches by
 //      type, so a backlog is applied with few transactions;
 //   2. per type: Replica::apply (rows + checkpoint, one transaction), then
-//      acks the group's last message with "+ACK" (the consumers are AckPolicy
-//      ALL, so that acks the whole group), then updates the CheckpointBoard
-//      heartbeats read;
+//      acks each message of the group with "+ACK" (the consumers ack
+//      explicitly: see hub/delivery_manager.h), then updates the
+//      CheckpointBoard heartbeats read;
 //   3. runs the type's hook, if any, on the changes that applied (after the
 //      ack; a hook failing past its retries quarantines the batch, the stream
 //      keeps flowing);
@@ -25,9 +25,9 @@
 // creating the consumer), or that use a column the table lacks (the hub added
 // it; the registration bringing the new schema is on its way), are held, with
 // every later delivery of their type, until a posted task has run (such as
-// Registrar's ensure_table), then retried in order: ack-all never skips them.
-// A transient replica failure (busy, disk full) retries the same group with
-// backoff: later deliveries never overtake it, so ack-all cannot skip a gap.
+// Registrar's ensure_table), then retried in order. A transient replica
+// failure (busy, disk full) retries the same group with backoff: later
+// deliveries never overtake it, so the checkpoint never passes a gap.
 //
 // Hooks run on the apply thread: a slow hook slows the stream (back-pressure
 // through max_ack_pending) instead of queueing without bound. A batch for a
@@ -117,7 +117,7 @@ class DeltaApplier {
   struct Group {
     std::vector<Change> changes;
     uint64_t last_seq = 0;
-    std::string last_reply;
+    std::vector<std::string> replies;  // ack subjects, in delivery order
     uint64_t pending = 0;
   };
 

@@ -26,7 +26,7 @@ ConsumerSpec DeliveryManager::consumer_spec(std::string_view agent, std::string_
                                                                      : subjects_.delta(type, partition);
   spec.deliver_subject = subjects_.push(agent, type);
   spec.start_seq = after_seq + 1;
-  spec.ack_policy = AckPolicy::kAll;
+  spec.ack_policy = AckPolicy::kExplicit;  // see the header: acks of a replaced consumer
   spec.max_ack_pending = config_.max_ack_pending;
   spec.max_deliver = 5;
   spec.flow_control = true;

@@ -4,9 +4,17 @@
 //
 // Per agent and type one consumer: durable ag_<agent> on stream DS_<TYPE>,
 // filtered on ds.delta.<type>.<partition> (or ds.delta.<type>.> for "*" and
-// unpartitioned types), delivering to ds.push.<agent>.<type>, ack-all, memory
-// storage, one replica, bounded max-ack-pending, flow control, max_deliver 5,
-// starting at the agent's checkpoint seq + 1.
+// unpartitioned types), delivering to ds.push.<agent>.<type>, explicit
+// acks, memory storage, one replica, bounded max-ack-pending, flow control,
+// max_deliver 5, starting at the agent's checkpoint seq + 1.
+//
+// Explicit acks, not ack-all: a consumer replaced here keeps its name, and an
+// agent may still ack what the replaced one delivered (it was paused, or it
+// restarted and subscribed before registering). An explicit ack names a
+// stream message the agent applied, which stays true for the new consumer;
+// an ack-all ack carries the old consumer's delivery sequence, and
+// nats-server 2.9 then ignored the new consumer's real acks until
+// redeliveries (ack_wait) had numbered past it: a stall of 30 s or more.
 //
 // Resume rule (plan()): a checkpoint whose next sequence has left the stream
 // (seq + 1 < first_seq) while the stream has ever held data (last_seq > 0)

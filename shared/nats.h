@@ -257,7 +257,7 @@ struct ConsumerSpec {
   // their stream subject (ds.delta.<type>.<partition>), not this one.
   std::string deliver_subject;
   uint64_t start_seq = 0;             // 0 = from the first message
-  AckPolicy ack_policy = AckPolicy::kAll;
+  AckPolicy ack_policy = AckPolicy::kExplicit;
   int64_t ack_wait_ms = 30000;
   int64_t max_ack_pending = 1000;
   int64_t max_deliver = 5;

@@ -78,7 +78,7 @@ TEST_F(HubRegisterTest, RegistrationCreatesAConsumerFilteredOnThePartitionFromTh
   EXPECT_TRUE(v.memory);
   EXPECT_TRUE(v.flow_control);
   EXPECT_EQ(v.max_ack_pending, 100);
-  EXPECT_EQ(v.ack, js_AckAll);
+  EXPECT_EQ(v.ack, js_AckExplicit);
 
   // Exactly the next change of its partition arrives, nothing of store-2.
   ASSERT_TRUE(eventually([&] { return !agent->received().empty(); }));
