@@ -335,12 +335,16 @@ class Section {
 // and comments TOML allows only ASCII anyway (bare keys, numbers, dates,
 // booleans), so refusing such a character first changes only the error
 // message; the backslash case is valid TOML, refused with advice.
-// The scan follows TOML's strings and comments; it decides nothing else.
+// The scan follows TOML's strings and comments; it decides nothing else. A
+// quote opens a string only where TOML allows one (first on its line or after
+// '=', '[', '{', ',' or '.'): the parser reads `0"é` as one value.
 Status refuse_what_the_parser_mishandles(std::string_view text, const std::string& file) {
   enum class In { kCode, kComment, kBasic, kLiteral, kMultiBasic, kMultiLiteral };
   In in = In::kCode;
   size_t line = 1;
   size_t line_start = 0;
+  char before = '\0';  // the last character of code on this line, '\0' for none
+  auto opens_string = [&] { return before == '\0' || std::string_view("=[{,.").find(before) != std::string_view::npos; };
   auto at = [&](size_t i) {
     return file + ":" + std::to_string(line) + ":" + std::to_string(i - line_start + 1) + ": ";
   };
@@ -351,6 +355,7 @@ Status refuse_what_the_parser_mishandles(std::string_view text, const std::strin
     if (c == '\n') {
       ++line;
       line_start = i + 1;
+      before = '\0';
       if (in == In::kComment || in == In::kBasic || in == In::kLiteral) in = In::kCode;
       continue;
     }
@@ -358,20 +363,15 @@ Status refuse_what_the_parser_mishandles(std::string_view text, const std::strin
       case In::kCode:
         if (c == '#') {
           in = In::kComment;
-        } else if (starts(i, R"(""")")) {
-          in = In::kMultiBasic;
-          i += 2;
-        } else if (c == '"') {
-          in = In::kBasic;
-        } else if (starts(i, "'''")) {
-          in = In::kMultiLiteral;
-          i += 2;
-        } else if (c == '\'') {
-          in = In::kLiteral;
+        } else if ((c == '"' || c == '\'') && opens_string()) {
+          const bool multi = starts(i, std::string(3, c));
+          in = c == '"' ? (multi ? In::kMultiBasic : In::kBasic) : (multi ? In::kMultiLiteral : In::kLiteral);
+          if (multi) i += 2;
         } else if (non_ascii(i)) {
           return Status::invalid_argument(at(i) + "syntax error: a non-ASCII character outside a string or "
                                                   "comment (keys and values other than strings are ASCII)");
         }
+        if (c != ' ' && c != '\t' && in == In::kCode) before = c;
         break;
       case In::kComment:
         break;
@@ -380,10 +380,14 @@ Status refuse_what_the_parser_mishandles(std::string_view text, const std::strin
           if (i + 1 < text.size() && text[i + 1] != '\n') ++i;  // the escaped character
         } else if (c == '"') {
           in = In::kCode;
+          before = c;
         }
         break;
       case In::kLiteral:
-        if (c == '\'') in = In::kCode;
+        if (c == '\'') {
+          in = In::kCode;
+          before = c;
+        }
         break;
       case In::kMultiBasic:
         if (c == '\\') {
@@ -401,6 +405,7 @@ Status refuse_what_the_parser_mishandles(std::string_view text, const std::strin
           }
         } else if (starts(i, R"(""")")) {
           in = In::kCode;
+          before = c;
           i += 2;
           while (i + 1 < text.size() && text[i + 1] == '"') ++i;  // up to two quotes end the content
         }
@@ -408,6 +413,7 @@ Status refuse_what_the_parser_mishandles(std::string_view text, const std::strin
       case In::kMultiLiteral:
         if (starts(i, "'''")) {
           in = In::kCode;
+          before = c;
           i += 2;
           while (i + 1 < text.size() && text[i + 1] == '\'') ++i;
         }

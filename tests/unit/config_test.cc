@@ -210,6 +210,9 @@ TEST(HubConfigTest, NonAsciiCharacterInABareKeyIsRefusedBeforeParsing) {
   // The fuzzer's input: a code point toml++'s whitespace table has no entry for.
   s = hub_error("[[typ\xef\xb3\xbf" "amelg and its default;");
   EXPECT_THAT(s.message(), ::testing::StartsWith("hub.toml:1:6: syntax error: a non-ASCII character"));
+  // The parser reads a value up to its terminator: the quote here opens no string.
+  s = hub_error("[hub]\nname = 0\"a\xc3\xa9\"\n");
+  EXPECT_THAT(s.message(), ::testing::StartsWith("hub.toml:2:11: syntax error: a non-ASCII character"));
 }
 
 TEST(AgentConfigTest, NonAsciiAfterALineEndingBackslashIsRefusedWithAdvice) {
