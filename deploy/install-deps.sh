@@ -23,6 +23,11 @@ packages=(
   openssl
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
+  # fuzzing (deploy/build-fuzz.sh, tests/fuzz/): libFuzzer needs clang;
+  # libclang-rt-14-dev holds the libFuzzer, ASan and UBSan runtimes that
+  # -fsanitize=fuzzer,address,undefined links (libfuzzer-14-dev, a standalone
+  # libFuzzer.a, is not needed)
+  clang-14 libclang-rt-14-dev
   # used by scripts: free-port lookup, waiting on sockets
   python3 procps curl
 )
