@@ -29,6 +29,11 @@ packages=(
   # and their tests: lintian, systemd-analyze verify on the units (systemd is
   # only installed for that tool, never booted), adduser for the postinst
   dpkg-dev lintian systemd adduser
+  # fuzzing (deploy/build-fuzz.sh, tests/fuzz/): libFuzzer needs clang;
+  # libclang-rt-14-dev holds the libFuzzer, ASan and UBSan runtimes that
+  # -fsanitize=fuzzer,address,undefined links (libfuzzer-14-dev, a standalone
+  # libFuzzer.a, is not needed)
+  clang-14 libclang-rt-14-dev
   # used by scripts: free-port lookup, waiting on sockets
   python3 procps curl
 )

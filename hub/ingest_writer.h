@@ -60,6 +60,7 @@
 
 #include "hub/authorizer.h"
 #include "hub/hub_metrics.h"
+#include "hub/ingest_validation.h"
 #include "hub/query_store.h"
 #include "hub/stream_publisher.h"
 #include "shared/config.h"
@@ -68,24 +69,6 @@
 #include "shared/status.h"
 
 namespace ds {
-
-// Checks every record of a batch of `type` without touching the store:
-// non-empty key, fields against the schema (normalised in place), and the
-// partition rules of docs/protocol.md: for a partitioned type the partition
-// comes from the partition column or the record's `partition` (they must
-// agree, pass validate_partition, and the column, when absent, is filled in
-// from it); an unpartitioned type takes no partition. Rules that need the
-// stored row (no moves between partitions, new keys need a partition) are
-// checked at commit. A record whose change alone, in a delta batch, would
-// encode to more than `max_batch_bytes` (StreamPublisher::max_batch_bytes: the
-// server's max_payload less headroom) could never be published and is
-// refused. Returns the first bad record's error and index.
-struct Rejection {
-  Status status;
-  std::optional<uint32_t> index;
-};
-std::optional<Rejection> validate_ingest_records(const TypeConfig& type, std::vector<IngestRecord>& records,
-                                                 size_t max_batch_bytes);
 
 // An ingest reply as JSON text: {"ok":true,"first_version":..,"last_version":..}
 // or {"ok":false,"error":{"code":..,"message":..,"index":..}}.

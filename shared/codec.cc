@@ -136,7 +136,7 @@ class BasicWriter {
   }
 
   void value(const Value& v) {
-    std::visit([this](const auto& x) { value_alternative(x); }, v);
+    std::visit([this](const auto& x) { this->value_alternative(x); }, v);
   }
 
   void fields(const Fields& f) {

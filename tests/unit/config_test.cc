@@ -199,6 +199,44 @@ TEST(AgentConfigTest, SyntaxErrorNamesFileLineAndColumn) {
   EXPECT_THAT(s.message(), ::testing::MatchesRegex("agent\\.toml:2:[0-9]+: syntax error: .+"));
 }
 
+// toml++ 3.3.0 reaches undefined behaviour on a non-ASCII character where it
+// looks for whitespace (found by fuzzing, tests/fuzz/config_fuzz.cc): such
+// input is refused before the parser sees it, with the position.
+TEST(HubConfigTest, NonAsciiCharacterInABareKeyIsRefusedBeforeParsing) {
+  Status s = hub_error("[hub]\nnam\xc3\xa9 = \"x\"\n");
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(), "hub.toml:2:4: syntax error: a non-ASCII character outside a string or comment "
+                         "(keys and values other than strings are ASCII)");
+  // The fuzzer's input: a code point toml++'s whitespace table has no entry for.
+  s = hub_error("[[typ\xef\xb3\xbf" "amelg and its default;");
+  EXPECT_THAT(s.message(), ::testing::StartsWith("hub.toml:1:6: syntax error: a non-ASCII character"));
+  // The parser reads a value up to its terminator: the quote here opens no string.
+  s = hub_error("[hub]\nname = 0\"a\xc3\xa9\"\n");
+  EXPECT_THAT(s.message(), ::testing::StartsWith("hub.toml:2:11: syntax error: a non-ASCII character"));
+}
+
+TEST(AgentConfigTest, NonAsciiAfterALineEndingBackslashIsRefusedWithAdvice) {
+  Status s = agent_error(agent_with("[[subscriptions]]\ntype = \"x\"\nhook = \"\"\"run \\\n  \xc2\xa7\"\"\"\n"));
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), ::testing::StartsWith("agent.toml:5:15: "));
+  EXPECT_THAT(s.message(), HasSubstr("line-ending backslash"));
+  EXPECT_THAT(s.message(), HasSubstr("\\uXXXX"));
+}
+
+TEST(AgentConfigTest, NonAsciiInStringsAndCommentsIsKept) {
+  Result<AgentConfig> c = parse_agent_config(
+      "# Filiale M\xc3\xbcnchen\n[agent]\nid = \"store-1\" # \xc3\xa9\n"
+      "[[subscriptions]]\ntype = \"prices\"\nhook = \"echo 'M\xc3\xbcnchen \\\" #1'\"\n"
+      "[[subscriptions]]\ntype = \"products\"\nhook = 'caf\xc3\xa9 \"x\"'\n"
+      "[[subscriptions]]\ntype = \"stock\"\nhook = \"\"\"\nl\xc3\xa4nger \"\" \\\"\"\"\"\n",
+      "agent.toml");
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  ASSERT_EQ(c->subscriptions.size(), 3u);
+  EXPECT_EQ(c->subscriptions[0].hook, "echo 'M\xc3\xbcnchen \" #1'");
+  EXPECT_EQ(c->subscriptions[1].hook, "caf\xc3\xa9 \"x\"");
+  EXPECT_EQ(c->subscriptions[2].hook, "l\xc3\xa4nger \"\" \"");
+}
+
 TEST(HubConfigTest, UnknownKeySuggestsTheClosestKnownKey) {
   Status s = hub_error(hub_with("[liveness]\nheartbeat_intervall_ms = 1000\n"));
   EXPECT_EQ(s.message(),
