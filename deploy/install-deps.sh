@@ -25,6 +25,9 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # used by scripts: free-port lookup, waiting on sockets
   python3 procps curl
+  # deploy/rollout reaches the fleet over ssh; its test (tests/rollout) runs
+  # an sshd per host, each host a network namespace (ip) on a bridge
+  openssh-client openssh-server iproute2
 )
 
 missing=()
