@@ -58,6 +58,7 @@ Status Agent::start() {
   DS_RETURN_IF_ERROR(digests_->start());
 
   registrar_ = std::make_unique<Registrar>(*nc_, config_, *applier_, board_);
+  registrar_->set_listener(registration_listener_);
   registrar_hook_->store(registrar_.get());
   registrar_->start();
   spdlog::info("agent {} started: {} subscription(s), replica {}", config_.id, config_.subscriptions.size(),

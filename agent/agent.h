@@ -44,6 +44,10 @@ class Agent {
   // being down is not a failure.
   Status start();
   void stop();
+  // Hears every registration's outcome (Registrar::OutcomeListener); before start().
+  void set_registration_listener(Registrar::OutcomeListener listener) {
+    registration_listener_ = std::move(listener);
+  }
   // cnats closed the NATS connection for good (it does after the server
   // refused the credentials twice in a row): the agent can no longer work;
   // deltasync-agent then stops and exits with an error for its supervisor.
@@ -66,6 +70,7 @@ class Agent {
   std::unique_ptr<Registrar> registrar_;
   // Set once the registrar exists; the connection's callbacks read it.
   std::shared_ptr<std::atomic<Registrar*>> registrar_hook_ = std::make_shared<std::atomic<Registrar*>>(nullptr);
+  Registrar::OutcomeListener registration_listener_;
   bool stopped_ = false;
 };
 

@@ -22,6 +22,7 @@
 #include "shared/config.h"
 #include "shared/log.h"
 #include "shared/nats.h"
+#include "shared/service_notify.h"
 #include "shared/version.h"
 
 namespace {
@@ -103,6 +104,18 @@ int run_agent(const Options& o) {
   ds::init_logging("agent", config->log_level);
   if (!kernel_random) spdlog::warn("keeping OpenSSL's random generator: {}", kernel_random.message());
   ds::Agent agent(*config);
+  // Type=notify (deploy/systemd/deltasync-agent.service): READY=1 only once
+  // the first registration succeeded; the retries before it as STATUS.
+  // Called on the registrar's thread only, so `ready` needs no lock.
+  agent.set_registration_listener([ready = false](bool registered, const std::string& status) mutable {
+    if (registered && !ready) {
+      ready = true;
+      ds::notify_ready("ready: " + status);
+    } else {
+      ds::notify_status(registered ? "ready: " + status : "not ready: " + status);
+    }
+  });
+  ds::notify_status("starting: connecting to NATS and registering with the hub");
   if (ds::Status s = agent.start(); !s) {
     spdlog::error("cannot start: {}", s.message());
     return kExitRuntime;
@@ -114,6 +127,7 @@ int run_agent(const Options& o) {
     if (sig > 0 || agent.nats_closed()) break;
   }
   if (sig > 0) spdlog::info("signal {}: finishing the current batch and stopping", sig);
+  ds::notify_stopping("finishing the current batch and stopping");
   const bool nats_closed = agent.nats_closed();
   agent.stop();
   spdlog::info("stopped");

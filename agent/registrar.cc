@@ -78,10 +78,14 @@ void Registrar::run() {
         registrations_.fetch_add(1);
       }
       cv_.notify_all();
+      if (listener_) listener_(true, "registered with the hub");
       continue;
     }
     if (stopping_.load()) return;
     spdlog::warn("registration failed, retrying in {} ms: {}", backoff_ms, s.message());
+    if (listener_) {
+      listener_(false, fmt::format("registration failed, retrying in {} ms: {}", backoff_ms, s.message()));
+    }
     std::unique_lock<std::mutex> lock(mu_);
     // A reconnect (trigger) during the wait retries at once.
     cv_.wait_for(lock, std::chrono::milliseconds(backoff_ms), [this] { return stop_ || wanted_; });

@@ -26,6 +26,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -48,6 +49,14 @@ class Registrar {
   ~Registrar();
   Registrar(const Registrar&) = delete;
   Registrar& operator=(const Registrar&) = delete;
+
+  // Hears the outcome of each registration on the registrar's thread:
+  // (true, summary) after one that succeeded, (false, the error and the
+  // retry delay) after one that failed. deltasync-agent reports readiness
+  // to the service manager with it (shared/service_notify.h).
+  using OutcomeListener = std::function<void(bool registered, const std::string& status)>;
+  // Before start().
+  void set_listener(OutcomeListener listener) { listener_ = std::move(listener); }
 
   void start();
   void stop();
@@ -72,6 +81,7 @@ class Registrar {
   Subjects subjects_;
   DeltaApplier& applier_;
   CheckpointBoard& board_;
+  OutcomeListener listener_;  // set before the thread starts, then only read by it
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -23,6 +23,12 @@ packages=(
   openssl
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
+  # readiness for systemd's Type=notify units (sd_notify, shared/service_notify.h)
+  libsystemd-dev
+  # Debian packages (deploy/debian/build-packages.sh: dpkg-deb, dpkg-shlibdeps)
+  # and their tests: lintian, systemd-analyze verify on the units (systemd is
+  # only installed for that tool, never booted), adduser for the postinst
+  dpkg-dev lintian systemd adduser
   # used by scripts: free-port lookup, waiting on sockets
   python3 procps curl
   # deploy/rollout reaches the fleet over ssh; its test (tests/rollout) runs

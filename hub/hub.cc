@@ -26,6 +26,7 @@ namespace ds {
 struct Hub::Impl {
   HubConfig config;
   HubMetrics metrics;
+  Hub::StatusListener on_status;  // set before the connection exists; may be empty
   // Members in start order; stop() tears down in reverse, explicitly.
   std::unique_ptr<Authorizer> authorizer;  // outlives every part that asks it
   std::unique_ptr<QueryStore> store;
@@ -60,7 +61,11 @@ struct Hub::Impl {
   void on_reconnected() {
     fatal_cv.notify_all();  // wakes the start wait at once
     std::lock_guard<std::mutex> lock(events_mu);
-    if (!running) return;
+    if (!running) {
+      if (on_status && !started.load()) on_status("connected to " + config.nats.url + "; starting");
+      return;
+    }
+    if (on_status) on_status("ready: reconnected to " + config.nats.url);
     spdlog::info("nats: reconnected; reconciling streams and agent consumers");
     writer->request_reconcile();
     agents->on_reconnected();
@@ -70,9 +75,14 @@ struct Hub::Impl {
     nats_attempt.store(attempt);
     if (started.load()) {
       spdlog::info("nats: reconnecting to {}: attempt {} in {} ms", config.nats.url, attempt, delay_ms);
+      if (on_status) on_status(fmt::format("nats: reconnecting to {}: attempt {}", config.nats.url, attempt));
     } else {
       spdlog::warn("nats: cannot connect to {} yet: retry {} in {} ms (the hub is not ready until connected)",
                    config.nats.url, attempt, delay_ms);
+      if (on_status) {
+        on_status(fmt::format("not ready: waiting for NATS at {}: retry {} in {} ms", config.nats.url, attempt,
+                              delay_ms));
+      }
     }
   }
 
@@ -153,9 +163,10 @@ Status Hub::run_until(std::stop_token stop) {
   return im.fatal ? *im.fatal : Status::ok();
 }
 
-Result<std::unique_ptr<Hub>> Hub::start(HubConfig config, std::stop_token stop) {
+Result<std::unique_ptr<Hub>> Hub::start(HubConfig config, std::stop_token stop, StatusListener on_status) {
   auto impl = std::make_unique<Impl>();
   impl->config = std::move(config);
+  impl->on_status = std::move(on_status);
   Impl* im = impl.get();
   std::unique_ptr<Hub> hub(new Hub(std::move(impl)));  // stops what started if a later step fails
   const HubConfig& cfg = im->config;

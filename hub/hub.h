@@ -33,8 +33,10 @@
 // Thread-safety: start(), run_until() and stop() from one controlling thread
 // (main); the stop token may be triggered from any thread.
 
+#include <functional>
 #include <memory>
 #include <stop_token>
+#include <string>
 
 #include "hub/hub_metrics.h"
 #include "shared/config.h"
@@ -47,7 +49,15 @@ class Hub {
   // Returns once every part is up. Fails when a part cannot start, when
   // NATS closes for good, or with Unavailable when `stop` is requested
   // before the hub is up (e.g. SIGTERM while NATS is still unreachable).
-  static Result<std::unique_ptr<Hub>> start(HubConfig config, std::stop_token stop = {});
+  //
+  // `on_status`, when given, hears one line whenever the NATS connection
+  // state changes: each retry while start() waits for nats-server, each
+  // reconnect attempt later, and each (re)connect. It runs on cnats
+  // threads; deltasync-hub passes the lines to the service manager
+  // (shared/service_notify.h).
+  using StatusListener = std::function<void(const std::string&)>;
+  static Result<std::unique_ptr<Hub>> start(HubConfig config, std::stop_token stop = {},
+                                            StatusListener on_status = {});
   ~Hub();
 
   // Blocks until `stop` is requested (OK) or the NATS connection is closed

@@ -15,6 +15,7 @@
 #include "shared/config.h"
 #include "shared/log.h"
 #include "shared/nats.h"
+#include "shared/service_notify.h"
 #include "shared/version.h"
 
 int main(int argc, char** argv) {
@@ -76,8 +77,13 @@ int main(int argc, char** argv) {
     signal_thread.join();
   };
 
-  auto started = ds::Hub::start(std::move(config).value(), stop.get_token());
+  // Type=notify (deploy/systemd/deltasync-hub.service): READY=1 only once
+  // start() returned, i.e. connected with streams and subscriptions up.
+  ds::notify_status("starting");
+  auto started = ds::Hub::start(std::move(config).value(), stop.get_token(),
+                                [](const std::string& line) { ds::notify_status(line); });
   if (!started) {
+    ds::notify_stopping("start did not complete");
     join_signal_thread();
     if (stop.stop_requested()) {
       spdlog::info("deltasync-hub: stopped before start completed ({})", started.status().message());
@@ -87,7 +93,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::unique_ptr<ds::Hub> hub = std::move(started).value();
+  ds::notify_ready("ready: connected to " + hub->config().nats.url);
   const ds::Status ended = hub->run_until(stop.get_token());
+  ds::notify_stopping("draining ingests and stopping");
   if (!ended.is_ok()) spdlog::critical("deltasync-hub: stopping: {}", ended.to_string());
   hub->stop();
   hub.reset();  // before the NATS library guard closes cnats
