@@ -36,6 +36,7 @@ cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   if [ $rc -ne 0 ]; then
+    echo "--- nats-server log (tail)"; tail -5 "$work/nats.log" 2>/dev/null
     echo "--- hub log (tail)"; tail -20 "$work/hub.log" 2>/dev/null
     for i in 1 2 3 4 5; do
       [ -n "${FLEET_HOST_IP[$i]:-}" ] || continue
@@ -101,14 +102,25 @@ done
 
 step "credentials, nats-server and the hub on the machine (bridge address $FLEET_GATEWAY)"
 creds="$work/creds"
-"$build/deltasync" creds init --dir "$creds" --hub hub --producer erp:prices,products > "$work/creds.log" 2>&1 ||
-  fail "deltasync creds init: $(cat "$work/creds.log")"
+if "$build/deltasync" creds --help 2>&1 | grep -qE '^\s+init\s'; then
+  # The hub and the producer; the rollout adds each agent (deltasync creds add --reload).
+  creds_add=1
+  "$build/deltasync" creds init --dir "$creds" --hub hub --producer erp:prices,products > "$work/creds.log" 2>&1 ||
+    fail "deltasync creds init: $(cat "$work/creds.log")"
+else
+  # TRANSITIONAL: a deltasync without the incremental creds subcommands makes
+  # every identity at once; the rollout then finds each agent's identity made.
+  creds_add=0
+  agents=(); for i in 1 2 3 4 5; do agents+=(--agent "store-$i:prices:store-$i,products"); done
+  "$build/deltasync" creds --out "$creds" --hub hub --producer erp:prices,products "${agents[@]}" \
+    > "$work/creds.log" 2>&1 || fail "deltasync creds --out: $(cat "$work/creds.log")"
+fi
 nats_port=$(free_port); http_port=$(free_port)
-cat > "$work/nats.conf" <<CONF
+cat > "$work/nats.conf" <<CONF  # include paths are relative to this file
 listen: $FLEET_GATEWAY:$nats_port
 pid_file: "$work/nats.pid"
 jetstream { store_dir: "$work/js" }
-include "$creds/auth.conf"
+include "creds/auth.conf"
 CONF
 nats-server -c "$work/nats.conf" > "$work/nats.log" 2>&1 &
 nats_pid=$!
@@ -156,15 +168,10 @@ for type in products prices; do
 done
 
 step "packages 1.0.0 and 1.1.0 of deltasync-agent"
-if [ -f "$root/deploy/debian/build-packages.sh" ]; then
-  for v in 1.0.0 1.1.0; do
-    bash "$root/deploy/debian/build-packages.sh" --build-dir "$build" --version "$v" --out "$work/pkg-$v" \
-      > "$work/pkg-$v.log" 2>&1 || fail "build-packages.sh --version $v: $(tail -5 "$work/pkg-$v.log")"
-  done
-else
-  echo "(deploy/debian/build-packages.sh is not in the tree yet: the provisional test package)"
-  for v in 1.0.0 1.1.0; do bash "$here/provisional_agent_deb.sh" "$build" "$v" "$work/pkg-$v" >/dev/null || fail "provisional deb"; done
-fi
+for v in 1.0.0 1.1.0; do
+  bash "$root/deploy/debian/build-packages.sh" --build-dir "$build" --version "$v" --out "$work/pkg-$v" \
+    > "$work/pkg-$v.log" 2>&1 || fail "build-packages.sh --version $v: $(tail -5 "$work/pkg-$v.log")"
+done
 deb1="$work/pkg-1.0.0/deltasync-agent_1.0.0_amd64.deb"
 deb2="$work/pkg-1.1.0/deltasync-agent_1.1.0_amd64.deb"
 ls -1 "$deb1" "$deb2" || fail "no packages"
@@ -208,16 +215,18 @@ expect_in "$work/out-dry" "install 1.0.0 [start-stop-daemon]"
 expect_versions none none none none none
 
 step "rollout of 1.0.0 to five hosts, h3 broken (its replica path is a directory)"
-fleet_ssh 3 'mkdir -p /var/lib/deltasync/replica.db' || fail "breaking h3"
+fleet_ssh 3 'mkdir -p /var/lib/deltasync/agent/replica.db' || fail "breaking h3"
 run_rollout "$work/out-1" --inventory "$inv5" --package "$deb1" "${common[@]}"; rc=$?
 [ $rc -eq 1 ] || fail "rollout with a broken host: exit $rc, expected 1"
 expect_in "$work/out-1" "[h1] gate passed"
+[ $creds_add -eq 0 ] || expect_in "$work/out-1" "[h1] identity store-1 added to $creds (nats-server reloaded)"
 expect_in "$work/out-1" "[h3] FAILED: health gate: the agent is not running on the host"
 expect_in "$work/out-1" "[h3] rolled back: the agent package is removed (the host had none before)"
 expect_in "$work/out-1" "STOPPED: h3 failed; not attempted: h4, h5"
 grep -E '^  h4 .* not attempted$' "$work/out-1" >/dev/null || fail "the report does not say h4 was not attempted"
 expect_versions 1.0.0 1.0.0 none none none
-fleet_ssh 3 '[ ! -e /etc/deltasync/store-3.nk ]' || fail "h3 still holds its seed after the rollback"
+fleet_ssh 3 '[ ! -e /etc/deltasync/creds/store-3.nk ] && [ ! -e /usr/bin/deltasync-agent ]' ||
+  fail "h3 still holds its seed or the agent after the rollback"
 fleet_ssh 1 'start-stop-daemon --status --pidfile /run/deltasync/deltasync-agent.pid' || fail "h1's agent is not running"
 [ "$(machine_dpkg)" = "$machine_before" ] || fail "the machine's own dpkg database changed: $(machine_dpkg)"
 
@@ -230,7 +239,7 @@ expect_in "$work/out-2" "[h5] gate passed"
 expect_versions 1.0.0 1.0.0 none 1.0.0 1.0.0
 
 step "upgrade to 1.1.0; h4's replica was changed behind deltasync's back: its gate fails, back to 1.0.0"
-fleet_ssh 4 "sqlite3 /var/lib/deltasync/replica.db \"UPDATE products SET name = 'changed by hand' WHERE sku = 'sku-00007'\"" ||
+fleet_ssh 4 "sqlite3 /var/lib/deltasync/agent/replica.db \"UPDATE products SET name = 'changed by hand' WHERE sku = 'sku-00007'\"" ||
   fail "changing h4's replica"
 run_rollout "$work/out-3" --inventory "$work/inventory4" --package "$deb2" "${common[@]}"; rc=$?
 [ $rc -eq 1 ] || fail "upgrade with a diverged replica: exit $rc, expected 1"

@@ -11,6 +11,7 @@ inventory or package error (nothing was changed).
 
 import argparse
 import concurrent.futures
+import json
 import os
 import re
 import shutil
@@ -22,8 +23,6 @@ import time
 from . import gates, inventory, remote
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-SEED_DIR = "/etc/deltasync"
-REPLICA = "/var/lib/deltasync/replica.db"
 
 _print_lock = threading.Lock()
 _NATS_URL = re.compile(r"^(nats|tls)://[A-Za-z0-9_.:\[\]@%-]+$")
@@ -222,16 +221,52 @@ class Rollout:
         return ok, why
 
     # -- one host --
+    def known_grants(self, agent):
+        """The agent's grants in <creds dir>/identities.json, or None when it has no identity there."""
+        path = os.path.join(self.args.creds_dir, "identities.json")
+        try:
+            with open(path, encoding="utf-8") as f:
+                registry = json.load(f)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:
+            raise HostFailed(f"identity: cannot read {path}: {e}") from None
+        for ident in registry.get("identities", []):
+            if ident.get("name") == agent and ident.get("role") == "agent":
+                return sorted((g.get("type"), g.get("partition", "*")) for g in ident.get("grants", []))
+        return None
+
     def identity(self, host):
+        """The agent's seed: its identity as it is, or made by deltasync creds add.
+
+        One host at a time: creds rewrites identities.json and auth.conf.
+        """
+        with self._creds_lock:
+            return self._identity(host)
+
+    def _identity(self, host):
+        seed = os.path.join(self.args.creds_dir, f"{host.agent}.nk")
+        known = self.known_grants(host.agent)
+        if known is not None and os.path.isfile(seed):
+            if known != sorted(host.grants):
+                have = ",".join(t if p == "*" else f"{t}:{p}" for t, p in known)
+                raise HostFailed(f"identity: '{host.agent}' holds the grants {have} in {self.args.creds_dir}, the "
+                                 f"inventory says {host.grants_text()}: change them with deltasync creds grant/revoke "
+                                 "first (nats-server and the hub must agree before the agent does)")
+            return self.read_seed(seed)
         cmd = [self.args.deltasync, "creds", "add", "--dir", self.args.creds_dir,
                "--agent", f"{host.agent}:{host.grants_text()}"]
         if self.args.nats_pidfile:
             cmd += ["--reload", self.args.nats_pidfile]
-        with self._creds_lock:
-            p = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        p = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if p.returncode != 0:
             raise HostFailed(f"identity: deltasync creds add: {remote.last_lines(p.stderr or p.stdout, 3)}")
-        seed = os.path.join(self.args.creds_dir, f"{host.agent}.nk")
+        say(f"identity {host.agent} added to {self.args.creds_dir}"
+            + (" (nats-server reloaded)" if self.args.nats_pidfile else ""), host)
+        return self.read_seed(seed)
+
+    @staticmethod
+    def read_seed(seed):
         try:
             with open(seed, "rb") as f:
                 return f.read()
@@ -242,8 +277,8 @@ class Rollout:
         lines = [f"# Written by deltasync rollout for host {host.name} (inventory line {host.line}); "
                  "a re-run rewrites it.",
                  "[agent]", f'id = "{host.agent}"', "",
-                 "[nats]", f'url = "{self.args.nats_url}"', f'nkey_seed_file = "{SEED_DIR}/{host.agent}.nk"', "",
-                 "[replica]", f'path = "{REPLICA}"']
+                 "[nats]", f'url = "{self.args.nats_url}"', f'nkey_seed_file = "{remote.SEED_DIR}/{host.agent}.nk"', "",
+                 "[replica]", f'path = "{remote.REPLICA}"']
         for type_name, partition in host.grants:
             lines += ["", "[[subscriptions]]", f'type = "{type_name}"', f'partition = "{partition}"']
         return ("\n".join(lines) + "\n").encode()

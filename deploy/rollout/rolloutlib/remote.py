@@ -35,6 +35,8 @@ STATE_DIR = "/var/lib/deltasync-rollout"
 PIDFILE = "/run/deltasync/deltasync-agent.pid"
 AGENT_BIN = "/usr/bin/deltasync-agent"
 CONFIG = "/etc/deltasync/agent.toml"
+SEED_DIR = "/etc/deltasync/creds"  # the package makes it root:deltasync 0750
+REPLICA = "/var/lib/deltasync/agent/replica.db"  # the package's state directory
 AGENT_LOG = "/var/log/deltasync/agent.log"  # only without systemd (journal otherwise)
 PACKAGE = "deltasync-agent"
 
@@ -170,7 +172,9 @@ if [ -d /run/systemd/system ]; then
   systemctl enable --quiet {PACKAGE} && systemctl restart {PACKAGE} || {{ echo "systemctl restart {PACKAGE} failed" >&2; exit 1; }}
   echo "started=systemctl restart {PACKAGE}"
 else
-  install -d -o deltasync -g deltasync -m 0755 /run/deltasync /var/log/deltasync || exit 1
+  # /run/deltasync as the package makes it (start-stop-daemon writes the
+  # pid file before it changes user); the log directory for --output.
+  install -d -m 0755 /run/deltasync && install -d -o deltasync -g deltasync -m 0750 /var/log/deltasync || exit 1
   start-stop-daemon --start --quiet --background --make-pidfile --pidfile {PIDFILE} --chuid deltasync \\
     --output {AGENT_LOG} --exec {AGENT_BIN} -- --config {CONFIG} || {{ echo "start-stop-daemon --start failed" >&2; exit 1; }}
   echo "started=start-stop-daemon --start --background --pidfile {PIDFILE} --chuid deltasync --exec {AGENT_BIN}"
@@ -191,7 +195,7 @@ mkdir -p {STATE_DIR}/packages {STATE_DIR}/previous || exit 1
 rm -f {STATE_DIR}/previous/*
 if [ -n {q(previous_version)} ]; then
   [ -f {CONFIG} ] && cp -p {CONFIG} {STATE_DIR}/previous/agent.toml
-  [ -f /etc/deltasync/{seed_name} ] && cp -p /etc/deltasync/{seed_name} {STATE_DIR}/previous/{seed_name}
+  [ -f {SEED_DIR}/{seed_name} ] && cp -p {SEED_DIR}/{seed_name} {STATE_DIR}/previous/{seed_name}
 fi
 mv -f {inc}/{deb_name} {STATE_DIR}/packages/{deb_name} || exit 1
 DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold {STATE_DIR}/packages/{deb_name} >{STATE_DIR}/dpkg.log 2>&1 || {{
@@ -201,12 +205,12 @@ echo installed=yes
 
 
 def configure_script(seed_name):
-    """Writes agent.toml (root:deltasync 0640) and the seed (deltasync 0600)."""
+    """Writes agent.toml and the seed, both root:deltasync 0640 (as the package's docs say)."""
     inc = f"{STATE_DIR}/incoming"
     return f"""
-{{ install -d -m 0755 /etc/deltasync &&
+{{ install -d -o root -g deltasync -m 0750 {SEED_DIR} &&
   install -o root -g deltasync -m 0640 {inc}/agent.toml {CONFIG} &&
-  install -o deltasync -g deltasync -m 0600 {inc}/{seed_name} /etc/deltasync/{seed_name} &&
+  install -o root -g deltasync -m 0640 {inc}/{seed_name} {SEED_DIR}/{seed_name} &&
   rm -rf {inc}; }} || {{ echo "writing agent.toml and the seed failed" >&2; exit 1; }}
 echo configured=yes
 """
@@ -239,9 +243,11 @@ def rollback_script(previous_version, previous_deb, failed_deb, seed_name):
     """Back to the package before the rollout, or remove the agent when there was none."""
     head = f"set -u\n{stop_script()}\n"
     if not previous_version:
+        # The seed goes first: purge keeps a non-empty /etc/deltasync/creds.
         return head + f"""
+rm -f {SEED_DIR}/{seed_name} {STATE_DIR}/packages/{failed_deb}
 DEBIAN_FRONTEND=noninteractive dpkg --purge {PACKAGE} >{STATE_DIR}/dpkg.log 2>&1 || {{ tail -n 8 {STATE_DIR}/dpkg.log >&2; exit 1; }}
-rm -f /etc/deltasync/{seed_name} {STATE_DIR}/packages/{failed_deb}
+
 rm -rf {STATE_DIR}/incoming
 echo rolled_back=removed
 """
@@ -254,7 +260,7 @@ exit 3
 DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold {STATE_DIR}/packages/{previous_deb} >{STATE_DIR}/dpkg.log 2>&1 || {{
   tail -n 8 {STATE_DIR}/dpkg.log >&2; exit 1; }}
 [ -f {STATE_DIR}/previous/agent.toml ] && install -o root -g deltasync -m 0640 {STATE_DIR}/previous/agent.toml {CONFIG}
-[ -f {STATE_DIR}/previous/{seed_name} ] && install -o deltasync -g deltasync -m 0600 {STATE_DIR}/previous/{seed_name} /etc/deltasync/{seed_name}
+[ -f {STATE_DIR}/previous/{seed_name} ] && install -o root -g deltasync -m 0640 {STATE_DIR}/previous/{seed_name} {SEED_DIR}/{seed_name}
 [ {q(failed_deb)} = {q(previous_deb)} ] || rm -f {STATE_DIR}/packages/{failed_deb}
 rm -rf {STATE_DIR}/incoming
 {start_script()}
