@@ -5,8 +5,9 @@
 # per-identity credentials and the hub run on the machine, on the hosts'
 # bridge. The agents run from the installed package on each host.
 #
-#   1. --dry-run prints the plan (canary, batches) and installs nothing;
-#      a bad inventory is refused with its line (exit 2).
+#   1. --dry-run prints the plan (canary, batches) and installs nothing; a
+#      host that does not answer and one whose key is not in known_hosts are
+#      shown unreachable; a bad inventory is refused with its line (exit 2).
 #   2. Rollout of 1.0.0 to h1..h5 in batches of 2, h3 broken (its replica
 #      path is a directory: the agent cannot start): h1 passes, h3 fails its
 #      gate, the rollout stops (exit 1), reports h3 and why, removes the
@@ -213,6 +214,17 @@ expect_in "$work/out-dry" "batch 1  h3"
 expect_in "$work/out-dry" "batch 2  h5"
 expect_in "$work/out-dry" "install 1.0.0 [start-stop-daemon]"
 expect_versions none none none none none
+# A host nobody answers for, and a host key the known_hosts file lacks: both
+# are shown unreachable, with ssh's reason (the key is never accepted).
+{ cat "$inv5"; echo "h6  root@$FLEET_NET.99  store-6  prices:store-6,products"; } > "$work/inventory6"
+: > "$work/empty_known_hosts"
+run_rollout "$work/out-dry6" --inventory "$work/inventory6" --package "$deb1" "${common[@]}" --dry-run --hosts h1,h6 \
+  || fail "dry run with an unreachable host: exit $?"
+expect_in "$work/out-dry6" "h6                   store-6              UNREACHABLE now: ssh root@$FLEET_NET.99"
+run_rollout "$work/out-dry-key" --inventory "$inv5" --package "$deb1" "${common[@]}" --dry-run --hosts h1 \
+  --ssh-known-hosts "$work/empty_known_hosts" || fail "dry run with an unknown host key: exit $?"
+expect_in "$work/out-dry-key" "UNREACHABLE now: ssh root@${FLEET_HOST_IP[1]}: "
+expect_in "$work/out-dry-key" "Host key verification failed"
 
 step "rollout of 1.0.0 to five hosts, h3 broken (its replica path is a directory)"
 fleet_ssh 3 'mkdir -p /var/lib/deltasync/agent/replica.db' || fail "breaking h3"

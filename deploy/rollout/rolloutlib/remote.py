@@ -191,7 +191,7 @@ def install_script(deb_name, previous_version, seed_name):
     inc = f"{STATE_DIR}/incoming"
     return f"""set -u
 {stop_script()}
-mkdir -p {STATE_DIR}/packages {STATE_DIR}/previous || exit 1
+install -d -m 0700 {STATE_DIR} {STATE_DIR}/packages {STATE_DIR}/previous || exit 1
 rm -f {STATE_DIR}/previous/*
 if [ -n {q(previous_version)} ]; then
   [ -f {CONFIG} ] && cp -p {CONFIG} {STATE_DIR}/previous/agent.toml
