@@ -36,6 +36,9 @@ packages=(
   clang-14 libclang-rt-14-dev
   # used by scripts: free-port lookup, waiting on sockets
   python3 procps curl
+  # deploy/rollout reaches the fleet over ssh; its test (tests/rollout) runs
+  # an sshd per host, each host a network namespace (ip) on a bridge
+  openssh-client openssh-server iproute2
 )
 
 missing=()

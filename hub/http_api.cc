@@ -399,6 +399,20 @@ struct HttpApi::Impl {
     VerifyOptions options;
     const auto query = restinio::parse_query(req->header().query());
     if (auto r = query.get_param("repair")) options.repair = *r == "1" || *r == "true";
+    // ?agent=a,b limits the job to these agents (deltasync verify --agent).
+    if (auto a = query.get_param("agent")) {
+      const std::string list(*a);
+      size_t begin = 0;
+      while (begin <= list.size()) {
+        const size_t end = std::min(list.find(',', begin), list.size());
+        const std::string id = list.substr(begin, end - begin);
+        if (Status s = validate_agent_id(id); !s.is_ok()) {
+          return send_error(req, Status::invalid_argument("agent: " + s.message()));
+        }
+        options.agents.insert(id);
+        begin = end + 1;
+      }
+    }
     auto id = agents.verify->start(options);
     if (!id.is_ok()) return send_error(req, id.status());
     auto report = agents.verify->report(*id);

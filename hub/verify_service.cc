@@ -318,7 +318,9 @@ Result<std::string> VerifyService::start(const VerifyOptions& options,
   if (running_) {
     std::lock_guard job_lock(running_->mu);
     if (!running_->finished) {
-      if (!options.repair && !running_->options.repair && !on_done) return running_->id;
+      if (!options.repair && !running_->options.repair && !on_done && options.agents == running_->options.agents) {
+        return running_->id;
+      }
       return Status::already_exists("verify job " + running_->id + " is still running (GET /v1/verify/" +
                                     running_->id + ")");
     }
@@ -332,6 +334,7 @@ Result<std::string> VerifyService::start(const VerifyOptions& options,
   job->started_steady = steady_now_ms();
   job->report = {{"id", job->id},     {"state", "running"}, {"phase", "digests"},
                  {"repair", options.repair}, {"started_at", job->started_wall}};
+  if (!options.agents.empty()) job->report["agents"] = options.agents;
   jobs_.push_back(job);
   while (jobs_.size() > kKeptJobs) jobs_.pop_front();
   running_ = job;
@@ -378,8 +381,18 @@ void VerifyService::run(std::shared_ptr<Job> job) {
   HubDigests hub(**store);
   JobRun verifier(hooks_, job->options, hub, cancel_, job->agents_total, job->agents_done);
 
-  nlohmann::json rows = verifier.verify(agents_to_verify(hooks_.agents_json()), phase);
+  const std::set<std::string>* only = job->options.agents.empty() ? nullptr : &job->options.agents;
+  const std::vector<AgentEntry> chosen = agents_to_verify(hooks_.agents_json(), only);
+  nlohmann::json rows = verifier.verify(chosen, phase);
   if (cancel_.load()) return finish("failed", "the hub is stopping");
+  if (only != nullptr) {
+    for (const std::string& id : *only) {
+      const bool known = std::any_of(chosen.begin(), chosen.end(), [&id](const AgentEntry& e) { return e.id == id; });
+      if (known) continue;
+      rows.push_back({{"agent", id}, {"state", "unknown"}, {"match", false},
+                      {"error", "the hub knows no agent '" + id + "' (never registered, or retired)"}});
+    }
+  }
 
   if (job->options.repair && !all_match(rows)) {
     phase("repair");

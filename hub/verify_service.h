@@ -27,9 +27,15 @@
 //            again. The report keeps the rows before repair in
 //            "before_repair" and lists each order in "repairs".
 //
-// At most one job runs at a time: start() while a plain job runs returns
-// that job's id (a repair job never joins a plain one: AlreadyExists while
-// any job runs). The last kKeptJobs reports are kept.
+// A job may be limited to some agents (VerifyOptions::agents, e.g. the one
+// host a rollout just upgraded): only they are asked and compared, and each
+// named agent the hub does not know (never registered, or retired) is a row
+// of its own with match false, so a limited job never passes vacuously.
+//
+// At most one job runs at a time: start() while a plain job for the same
+// agents runs returns that job's id (a repair job never joins a plain one,
+// nor a job for other agents: AlreadyExists while any job runs). The last
+// kKeptJobs reports are kept.
 //
 // Threads: one runner thread per job plus its digest workers, all joined by
 // the job itself or by stop(). start() and report() are thread-safe (the
@@ -43,6 +49,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -68,6 +75,7 @@ struct VerifyHooks {
 
 struct VerifyOptions {
   bool repair = false;
+  std::set<std::string> agents;        // only these agents; empty: every agent
   int64_t agent_timeout_ms = 2000;     // per digest request
   int64_t repair_timeout_ms = 300000;  // for every ordered snapshot together
 };
@@ -93,7 +101,8 @@ class VerifyService {
   Result<std::string> start(const VerifyOptions& options,
                             std::function<void(const nlohmann::json&)> on_done = nullptr);
   // The job's report so far (complete once "state" is "done" or "failed"):
-  //   {id, state: running|done|failed, phase, repair, agents_total,
+  //   {id, state: running|done|failed, phase, repair, agents? (the
+  //    limit, when given), agents_total,
   //    agents_done, started_at (wall ms), elapsed_ms, ok (when done),
   //    rows: [{agent, state, type, partition, hub_version, hub_rows,
   //            hub_digest, agent_version, agent_rows, agent_digest,

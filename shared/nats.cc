@@ -499,7 +499,9 @@ using Callbacks = Connection::Callbacks;
 natsStatus sign_nonce_cb(char** custom_error, unsigned char** signature, int* length, const char* nonce,
                          void* closure) {
   auto* cb = static_cast<Callbacks*>(closure);
-  auto sig = sign_nonce(cb->nkey_seed_file, nonce);
+  // A server without authorization sends no nonce, and cnats still asks for
+  // a signature: sign the empty nonce (the server ignores it).
+  auto sig = sign_nonce(cb->nkey_seed_file, nonce != nullptr ? nonce : "");
   if (!sig.is_ok()) {
     *custom_error = ::strdup(sig.status().message().c_str());
     return NATS_ERR;

@@ -110,6 +110,7 @@ struct VerifyArgs {
   // Polls start at 50 ms (a small fleet is verified in less) and double up
   // to this.
   double poll_s = 0.5;
+  std::vector<std::string> agents;  // --agent: only these (empty: every agent)
 };
 
 void print_verify_rows(const nlohmann::json& rows) {
@@ -147,7 +148,15 @@ void print_verify_rows(const nlohmann::json& rows) {
 int cmd_verify(const HubOptions& hub, const VerifyArgs& args) {
   auto client = hub.client();
   if (!client) return fail(client.status());
-  auto started = client->request("POST", std::string("/v1/verify") + (args.repair ? "?repair=1" : ""));
+  std::string query;
+  if (args.repair) query += "&repair=1";
+  if (!args.agents.empty()) {
+    std::string list;
+    for (const std::string& a : args.agents) list += (list.empty() ? "" : ",") + a;
+    query += "&agent=" + url_encode(list);
+  }
+  if (!query.empty()) query[0] = '?';
+  auto started = client->request("POST", "/v1/verify" + query);
   if (!started) return fail(started.status());
   auto body = nlohmann::json::parse(started->body, nullptr, /*allow_exceptions=*/false);
   if (started->status != 202 && started->status != 200) {
@@ -749,6 +758,12 @@ int run_cli(int argc, char** argv) {
   verify->add_flag("--repair", verify_args.repair,
                    "order a snapshot for each differing agent and type, wait for it, verify again; exit 0 when all "
                    "then match");
+  verify->add_option("--agent", verify_args.agents,
+                     "verify only this agent (repeatable); an agent the hub does not know fails the verify")
+      ->check([](const std::string& id) {
+        const Status s = validate_agent_id(id);
+        return s.is_ok() ? std::string() : s.message();
+      });
   verify->add_option("--timeout", verify_args.timeout_s, "give up waiting for the hub's verify job after this many seconds")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);

@@ -357,6 +357,25 @@ size_t auth_errors(const NatsServer& server) {
   return count;
 }
 
+// A seed file configured against a server without authorization (a
+// development broker): the server sends no nonce, cnats still calls the
+// signature callback, and the connection is made (it crashed on the missing
+// nonce before).
+TEST(NkeyConnectTest, SeedFileAgainstAServerWithoutAuthorizationConnects) {
+  ASSERT_GE(sodium_init(), 0);
+  const UserKeys keys = make_user_keys();
+  NatsServer server;
+  ASSERT_TRUE(server.start().is_ok()) << server.log_text();
+  TempDir dir("deltasync-nkey-open");
+  ConnectOptions opts;
+  opts.config.url = server.url();
+  opts.config.nkey_seed_file = dir.write_file("user.nk", keys.pair.seed + "\n");
+  opts.name = "nkey-open";
+  auto nc = Connection::connect(opts);
+  ASSERT_TRUE(nc.is_ok()) << nc.status().to_string();
+  EXPECT_TRUE((*nc)->flush(5000).is_ok());
+}
+
 // 5,000 connects, each signing a new nonce: with the cnats bug about 20 of
 // them would have been refused (1 in 256).
 TEST(NkeyConnectTest, FiveThousandNkeyConnectsAllSucceed) {

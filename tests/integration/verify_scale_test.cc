@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <iostream>
+#include <set>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -211,6 +212,88 @@ TEST_F(VerifyScaleTest, ThousandAgentsVerifyWhileHealthAndMetricsKeepAnswering) 
   EXPECT_EQ(health_failures.load(), 0);
   EXPECT_GE(probes.load(), 2);
   EXPECT_LE(worst_ms.load(), kMaxHealthLatencyMs);
+}
+
+// POST /v1/verify?agent=... (deltasync verify --agent, the rollout's health
+// gate): only the named agents are asked and reported; an agent the hub does
+// not know makes the job fail instead of passing with no rows.
+TEST_F(VerifyScaleTest, VerifyLimitedToAgentsAsksOnlyThemAndFailsForAnUnknownOne) {
+  IngestRequest load;
+  for (int i = 0; i < 20; ++i) load.records.push_back(price_record("sku-" + std::to_string(i), 1.0 + i));
+  auto stored = ingest(*nc_, "price", load);
+  ASSERT_TRUE(stored.is_ok() && stored->ok());
+  for (const std::string& id : {std::string("sim-1"), std::string("sim-2"), kOddAgent}) {
+    RegisterRequest r;
+    r.agent = id;
+    r.host = "sim";
+    r.version = kVersion;
+    r.subscriptions.push_back(SubscriptionReport{"price", "*", 0, 0, 0, 0});
+    auto reply = nc_->request(Subjects().register_agent(r.agent), encode(r), 30000);
+    ASSERT_TRUE(reply.is_ok() && decode_register_reply(reply->data()).is_ok());
+  }
+  auto reader = open_reader(config_);
+  auto truth_digest = reader->table_digest("price", std::nullopt);
+  ASSERT_TRUE(truth_digest.is_ok());
+  TypeDigest truth;
+  truth.version = reader->type_state("price")->version;
+  truth.rows = truth_digest->keys.count;
+  truth.digest = truth_digest->keys.hex();
+  truth.content = truth_digest->content.hex();
+  DigestResponder responder(*server_, truth);
+  auto client = HubClient::create("http://127.0.0.1:" + std::to_string(port_), std::string(kToken), {}, 5000);
+  ASSERT_TRUE(client.is_ok());
+
+  auto run = [&](const std::string& query) {
+    auto started = client->request("POST", "/v1/verify" + query);
+    EXPECT_TRUE(started.is_ok());
+    if (!started.is_ok()) return nlohmann::json();
+    if (started->status != 202) return nlohmann::json{{"http_status", started->status}, {"body", started->body}};
+    const std::string id = nlohmann::json::parse(started->body)["id"];
+    nlohmann::json report;
+    for (int polls = 0; polls < 300; ++polls) {  // at most 30 s
+      auto r = client->get_json("/v1/verify/" + id);
+      EXPECT_TRUE(r.is_ok());
+      if (!r.is_ok()) break;
+      report = *r;
+      if (report.value("state", "") != "running") break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return report;
+  };
+  auto agents_of = [](const nlohmann::json& report) {
+    std::set<std::string> out;
+    for (const auto& row : report.value("rows", nlohmann::json::array())) out.insert(row.value("agent", ""));
+    return out;
+  };
+
+  nlohmann::json one = run("?agent=sim-1");
+  ASSERT_EQ(one.value("state", ""), "done") << one.dump();
+  EXPECT_TRUE(one.value("ok", false)) << one.dump();
+  EXPECT_EQ(agents_of(one), std::set<std::string>{"sim-1"});
+  EXPECT_EQ(one.value("agents_total", size_t{0}), 1u);
+
+  // The odd agent differs, but a job limited to the others passes.
+  nlohmann::json two = run("?agent=sim-1%2Csim-2");
+  EXPECT_TRUE(two.value("ok", false)) << two.dump();
+  EXPECT_EQ(agents_of(two), (std::set<std::string>{"sim-1", "sim-2"}));
+  nlohmann::json odd = run("?agent=" + kOddAgent);
+  EXPECT_FALSE(odd.value("ok", true)) << odd.dump();
+
+  nlohmann::json unknown = run("?agent=sim-1%2Cnobody");
+  ASSERT_EQ(unknown.value("state", ""), "done") << unknown.dump();
+  EXPECT_FALSE(unknown.value("ok", true)) << unknown.dump();
+  bool named = false;
+  for (const auto& row : unknown["rows"]) {
+    if (row.value("agent", "") == "nobody") {
+      named = true;
+      EXPECT_EQ(row.value("state", ""), "unknown");
+      EXPECT_NE(row.value("error", "").find("knows no agent 'nobody'"), std::string::npos) << row.dump();
+    }
+  }
+  EXPECT_TRUE(named) << unknown.dump();
+
+  nlohmann::json bad = run("?agent=no%20spaces");
+  EXPECT_EQ(bad.value("http_status", 0), 400) << bad.dump();
 }
 
 }  // namespace
