@@ -103,19 +103,9 @@ done
 
 step "credentials, nats-server and the hub on the machine (bridge address $FLEET_GATEWAY)"
 creds="$work/creds"
-if "$build/deltasync" creds --help 2>&1 | grep -qE '^\s+init\s'; then
-  # The hub and the producer; the rollout adds each agent (deltasync creds add --reload).
-  creds_add=1
-  "$build/deltasync" creds init --dir "$creds" --hub hub --producer erp:prices,products > "$work/creds.log" 2>&1 ||
-    fail "deltasync creds init: $(cat "$work/creds.log")"
-else
-  # TRANSITIONAL: a deltasync without the incremental creds subcommands makes
-  # every identity at once; the rollout then finds each agent's identity made.
-  creds_add=0
-  agents=(); for i in 1 2 3 4 5; do agents+=(--agent "store-$i:prices:store-$i,products"); done
-  "$build/deltasync" creds --out "$creds" --hub hub --producer erp:prices,products "${agents[@]}" \
-    > "$work/creds.log" 2>&1 || fail "deltasync creds --out: $(cat "$work/creds.log")"
-fi
+# The hub and the producer; the rollout adds each agent (deltasync creds add --reload).
+"$build/deltasync" creds init --dir "$creds" --hub hub --producer erp:prices,products > "$work/creds.log" 2>&1 ||
+  fail "deltasync creds init: $(cat "$work/creds.log")"
 nats_port=$(free_port); http_port=$(free_port)
 cat > "$work/nats.conf" <<CONF  # include paths are relative to this file
 listen: $FLEET_GATEWAY:$nats_port
@@ -231,7 +221,7 @@ fleet_ssh 3 'mkdir -p /var/lib/deltasync/agent/replica.db' || fail "breaking h3"
 run_rollout "$work/out-1" --inventory "$inv5" --package "$deb1" "${common[@]}"; rc=$?
 [ $rc -eq 1 ] || fail "rollout with a broken host: exit $rc, expected 1"
 expect_in "$work/out-1" "[h1] gate passed"
-[ $creds_add -eq 0 ] || expect_in "$work/out-1" "[h1] identity store-1 added to $creds (nats-server reloaded)"
+expect_in "$work/out-1" "[h1] identity store-1 added to $creds (nats-server reloaded)"
 expect_in "$work/out-1" "[h3] FAILED: health gate: the agent is not running on the host"
 expect_in "$work/out-1" "[h3] rolled back: the agent package is removed (the host had none before)"
 expect_in "$work/out-1" "STOPPED: h3 failed; not attempted: h4, h5"
