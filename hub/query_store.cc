@@ -718,14 +718,14 @@ Status QueryStore::apply_recovered(const std::string& type, const std::vector<Re
 
 Result<QueryStore::PruneStep> QueryStore::prune_step(const std::string& type, uint64_t after_version,
                                                      uint64_t keep_from, int64_t tombstones_before_ms,
-                                                     size_t max_versions) {
+                                                     size_t max_rows) {
   Impl& im = *impl_;
   if (im.options.read_only) return Status::permission_denied("query store opened read-only");
   if (find_type(type) == nullptr) return Status::not_found("unknown business type '" + type + "'");
   PruneStep out;
-  if (keep_from <= 1 || max_versions == 0) return out;
+  if (keep_from <= 1 || max_rows == 0) return out;
   const std::string table = table_of(type);
-  const auto limit = static_cast<int64_t>(max_versions);
+  const auto limit = static_cast<int64_t>(max_rows);
   // Pruning is not an acknowledgement: no fsync of its own (a power loss
   // only undoes some pruning, which the next pass repeats).
   DS_RETURN_IF_ERROR(im.set_synchronous(false));
@@ -739,7 +739,24 @@ Result<QueryStore::PruneStep> QueryStore::prune_step(const std::string& type, ui
       DS_RETURN_IF_ERROR(use->run());
       out.tombstones_dropped = static_cast<size_t>(im.db->changes());
     }
-    const uint64_t end = std::min<uint64_t>(after_version + max_versions, keep_from - 1);
+    // The window: the next max_rows rows of the log after after_version
+    // below keep_from (rows, not versions: a compacted stretch of the log
+    // costs nothing to walk again).
+    uint64_t end = after_version;
+    int64_t rows = 0;
+    {
+      DS_ASSIGN_OR_RETURN(Statement * w, im.stmt("SELECT count(*), coalesce(max(version), 0) FROM (SELECT version"
+                                                 " FROM changes WHERE type = ?1 AND version > ?2 AND version < ?3"
+                                                 " ORDER BY version LIMIT ?4)"));
+      StatementUse use(*w);
+      use->bind(1, type).bind(2, static_cast<int64_t>(after_version)).bind(3, static_cast<int64_t>(keep_from));
+      use->bind(4, limit);
+      DS_ASSIGN_OR_RETURN(bool row, use->step());
+      if (row) {
+        rows = use->column_int64(0);
+        end = std::max<uint64_t>(after_version, static_cast<uint64_t>(use->column_int64(1)));
+      }
+    }
     if (end > after_version) {
       DS_ASSIGN_OR_RETURN(Statement * c,
                           im.stmt("DELETE FROM changes WHERE type = ?1 AND version IN (SELECT c.version FROM changes c"
@@ -750,7 +767,7 @@ Result<QueryStore::PruneStep> QueryStore::prune_step(const std::string& type, ui
       DS_RETURN_IF_ERROR(use->run());
       out.changes_dropped = static_cast<size_t>(im.db->changes());
     }
-    out.scanned_to = end >= keep_from - 1 ? 0 : end;
+    out.scanned_to = rows < limit ? 0 : end;
     DS_ASSIGN_OR_RETURN(Statement * r, im.stmt("DELETE FROM producer_batches WHERE (producer, type, seq) IN (SELECT"
                                                " producer, type, seq FROM producer_batches WHERE type = ?1 AND"
                                                " last_version < ?2 LIMIT ?3)"));

@@ -209,13 +209,13 @@ class QueryStore {
   //     everything not yet published) are never touched.
   //   - Below it, the log is compacted: a change is dropped when its key has
   //     a newer one (the current row's version is higher) or no row at all
-  //     (its tombstone was dropped). The step looks at versions
-  //     (after_version, after_version + max_versions] only.
+  //     (its tombstone was dropped). The step looks at the next
+  //     max_rows rows of the log after after_version only.
   //   - Tombstones (deleted rows) below `keep_from` whose hub time is before
-  //     `tombstones_before_ms` are dropped (0: none), at most max_versions
+  //     `tombstones_before_ms` are dropped (0: none), at most max_rows
   //     per step, and with them their deletes in the log.
   //   - Producer retry keys whose versions are all below `keep_from` are
-  //     dropped (at most max_versions per step).
+  //     dropped (at most max_rows per step).
   struct PruneStep {
     uint64_t scanned_to = 0;        // continue after this; 0 = the pass reached keep_from
     size_t changes_dropped = 0;
@@ -223,7 +223,7 @@ class QueryStore {
     size_t retry_keys_dropped = 0;
   };
   Result<PruneStep> prune_step(const std::string& type, uint64_t after_version, uint64_t keep_from,
-                               int64_t tombstones_before_ms, size_t max_versions);
+                               int64_t tombstones_before_ms, size_t max_rows);
 
   // Records that the stream acked every batch of `type` up to `batch`, the
   // last at stream sequence `seq`; published_version follows from the log.

@@ -35,7 +35,7 @@ void StoreRetention::step(int64_t now_ms) {
   }
   const int64_t horizon_ms = config_.tombstone_max_age_s * 1000;
   const int64_t tombstones_before = config_.tombstone_max_age_s > 0 ? now_ms - horizon_ms : 0;
-  auto done = store_.prune_step(type.name, pass.cursor, pass.keep_from, tombstones_before, kStepVersions);
+  auto done = store_.prune_step(type.name, pass.cursor, pass.keep_from, tombstones_before, kStepRows);
   if (!done.is_ok()) {
     spdlog::warn("retention {}: {} (pruning waits for the next pass)", type.name, done.status().to_string());
     pass = Pass{};

@@ -19,9 +19,11 @@
 //   - producer retry keys whose versions are all below keep_from are dropped:
 //     a retry older than the stream's retention is stored as new records.
 //
-// A pass walks the versions below keep_from in steps of kStepVersions (one
-// short transaction each, no fsync), round-robin over the types; keep_from is
-// read from the stream (two JetStream API calls) at the start of each pass.
+// A pass walks the log's rows below keep_from in steps of kStepRows rows
+// (one short transaction each, no fsync), round-robin over the types; a
+// stretch compacted by an earlier pass is about one row per key, so a pass
+// costs about (keys + new changes) / kStepRows steps. keep_from is read
+// from the stream (two JetStream API calls) at the start of each pass.
 //
 // Thread-safety: none; the ingest writer thread only.
 
@@ -39,7 +41,7 @@ namespace ds {
 
 class StoreRetention {
  public:
-  static constexpr size_t kStepVersions = 5000;
+  static constexpr size_t kStepRows = 5000;
   // At most one step per interval while ingest keeps the writer busy.
   static constexpr std::chrono::milliseconds kStepInterval{100};
   // After the stream could not be asked (broker away), before trying again.

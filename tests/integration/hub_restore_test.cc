@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -163,7 +164,7 @@ TEST_F(HubRestoreTest, RestoredFromAnOlderBackupTakesBackWhatTheStreamHolds) {
   const uint64_t stock_head = head("stock");
   ASSERT_GT(price_head, price_at_backup);
   stop_hub();
-  const StoreDump before = dump_store(config_.store_path);
+  StoreDump before = dump_store(config_.store_path);
 
   restore(backup_file);
   EXPECT_EQ(head("price"), price_at_backup);
@@ -194,12 +195,23 @@ TEST_F(HubRestoreTest, RestoredFromAnOlderBackupTakesBackWhatTheStreamHolds) {
   // Apart from that one change, the store is exactly what it was before the stop.
   StoreDump after = dump_store(config_.store_path);
   ASSERT_EQ(after["changes"].size(), before["changes"].size() + 1);
-  after["changes"].pop_back();
+  const std::string new_change = "price|" + std::to_string(price_head + 1) + "|";
+  after["changes"].erase(std::remove_if(after["changes"].begin(), after["changes"].end(),
+                                        [&](const std::string& l) { return l.rfind(new_change, 0) == 0; }),
+                         after["changes"].end());
   after["price"].erase(std::remove_if(after["price"].begin(), after["price"].end(),
                                       [](const std::string& l) { return l.rfind("sku-new|", 0) == 0; }),
                        after["price"].end());
   after["heads"] = {"price|" + std::to_string(price_head) + "|", "stock|" + std::to_string(stock_head) + "|"};
-  EXPECT_EQ(after, before);
+  for (const auto& [table, rows] : before) {
+    const std::vector<std::string>& now = after[table];
+    for (size_t i = 0; i < std::max(rows.size(), now.size()); ++i) {
+      const std::string was = i < rows.size() ? rows[i] : "(none)";
+      const std::string is = i < now.size() ? now[i] : "(none)";
+      EXPECT_EQ(is, was) << table << " row " << i;
+      if (is != was) break;
+    }
+  }
 }
 
 TEST_F(HubRestoreTest, AGapTheStreamNoLongerHoldsRefusesIngestOfThatTypeAndSaysWhatToDo) {

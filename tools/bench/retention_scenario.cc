@@ -7,8 +7,8 @@
 // producer sending batches of 1,000 updates round-robin over the keys until
 // the target is reached. The store size (hub.db + hub.db-wal) and the change
 // log's rows are sampled at every tenth of the way, so the output shows the
-// slope as well as the end; after the load the hub gets up to 30 s to finish
-// pruning before the last sample. Target: DELTASYNC_BENCH_RETENTION_UPDATES
+// slope as well as the end; after the load the hub gets up to 60 s to finish
+// pruning (until the log's rows stay put for 3 s) before the last sample. Target: DELTASYNC_BENCH_RETENTION_UPDATES
 // (default 1,000,000, so --all stays short; the documented figure sets
 // 10,000,000; --smoke: 20,000), keys DELTASYNC_BENCH_RETENTION_KEYS (default
 // 10,000; --smoke 2,000).
@@ -79,13 +79,14 @@ Result<RunResult> run_one(BenchContext& ctx, bool retention, uint64_t updates, c
                  out.samples.back().second);
     }
   }
-  // Let pruning finish what the load left: the log's rows stop falling.
+  // Let pruning finish what the load left: the log's rows stop falling
+  // (unchanged for 3 s; at most 60 s).
   int64_t rows = 0;
   DS_ASSIGN_OR_RETURN(rows, log_rows(dir));
-  for (int i = 0; retention && i < 30; ++i) {
+  for (int i = 0, still = 0; retention && i < 60 && still < 3; ++i) {
     std::this_thread::sleep_for(std::chrono::seconds(1));
     DS_ASSIGN_OR_RETURN(int64_t now, log_rows(dir));
-    if (now == rows) break;
+    still = now == rows ? still + 1 : 0;
     rows = now;
   }
   out.rows = rows;
