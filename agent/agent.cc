@@ -30,6 +30,7 @@ Status Agent::start() {
   DS_ASSIGN_OR_RETURN(nc_, Connection::connect(std::move(opts)));
 
   ApplierOptions applier_options;
+  applier_options.tombstone_max_age_ms = config_.tombstone_max_age_s * 1000;
   for (const SubscriptionConfig& sub : config_.subscriptions) {
     if (!sub.hook.empty()) applier_options.hooks[sub.type] = HookSpec{sub.hook, sub.hook_retries, sub.hook_timeout_ms};
   }

@@ -140,6 +140,27 @@ void DeltaApplier::ack(std::string_view reply, std::string_view body) {
   if (Status s = nc_.publish(reply, body); !s) spdlog::warn("ack {}: {}", reply, s.message());
 }
 
+void DeltaApplier::prune_tombstones() {
+  if (options_.tombstone_max_age_ms <= 0) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_tombstone_prune_) return;
+  const int64_t wall_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+  auto dropped = replica_.prune_tombstones(wall_ms - options_.tombstone_max_age_ms, kTombstonePruneRows);
+  if (!dropped.is_ok()) {
+    spdlog::warn("tombstone retention: {} (tried again in a minute)", dropped.status().to_string());
+  } else if (*dropped > 0) {
+    spdlog::debug("tombstone retention: dropped {} tombstone(s) older than {} ms", *dropped,
+                  options_.tombstone_max_age_ms);
+  }
+  // More left: the next idle second goes on; else after half the horizon,
+  // at least a second and at most a minute from now.
+  const auto pause = std::clamp<std::chrono::milliseconds>(
+      std::chrono::milliseconds(options_.tombstone_max_age_ms / 2), std::chrono::seconds(1), std::chrono::minutes(1));
+  next_tombstone_prune_ = dropped.is_ok() && *dropped == kTombstonePruneRows ? now : now + pause;
+}
+
 void DeltaApplier::run() {
   run_pending_hooks();
   while (true) {
@@ -157,6 +178,7 @@ void DeltaApplier::run() {
     if (items.empty()) {
       // Idle: pick up quarantine changes made by the CLI in another process.
       if (auto n = replica_.quarantine_count(); n.is_ok()) board_.set_quarantined(*n);
+      prune_tombstones();
       continue;
     }
     std::map<std::string, Group> groups;

@@ -41,6 +41,7 @@
 // to the owner's thread.
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -76,6 +77,10 @@ std::optional<AckInfo> parse_ack_subject(std::string_view reply);
 struct ApplierOptions {
   std::map<std::string, HookSpec> hooks;  // by type
   size_t max_changes_per_transaction = 20000;
+  // [replica] tombstone_max_age in ms; 0 = tombstones are never pruned. When
+  // idle, the apply thread drops older tombstones, kTombstonePruneRows at a
+  // time, every half horizon (at least a second, at most a minute apart).
+  int64_t tombstone_max_age_ms = 0;
 };
 
 class DeltaApplier {
@@ -141,6 +146,10 @@ class DeltaApplier {
   Connection& nc_;
   CheckpointBoard& board_;
   ApplierOptions options_;
+  static constexpr size_t kTombstonePruneRows = 10000;
+  std::chrono::steady_clock::time_point next_tombstone_prune_{};  // apply thread only
+  // One bounded step of tombstone retention (ApplierOptions); apply thread.
+  void prune_tombstones();
   HookRunner hooks_;
 
   std::mutex mu_;

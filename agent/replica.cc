@@ -94,13 +94,40 @@ Result<std::unique_ptr<Replica>> Replica::open(const std::string& path, bool rea
 }
 
 Status Replica::create_bookkeeping() {
+  DS_RETURN_IF_ERROR(create_tables());
+  // Replicas from before tombstone retention: their tombstones get the hub
+  // time of this start, so they are kept a whole tombstone_max_age from now.
+  DS_ASSIGN_OR_RETURN(Statement cols, db_->prepare("SELECT count(*) FROM pragma_table_info('_deltasync_tombstone')"
+                                                   " WHERE name = 'hub_ts'"));
+  DS_ASSIGN_OR_RETURN(bool row, cols.step());
+  if (row && cols.column_int64(0) == 0) {
+    DS_RETURN_IF_ERROR(db_->exec("ALTER TABLE _deltasync_tombstone ADD COLUMN hub_ts INTEGER"));
+  }
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  DS_RETURN_IF_ERROR(
+      db_->exec("UPDATE _deltasync_tombstone SET hub_ts = " + std::to_string(now_ms) + " WHERE hub_ts IS NULL"));
+  return db_->exec("CREATE INDEX IF NOT EXISTS _deltasync_tombstone_by_age ON _deltasync_tombstone(hub_ts)");
+}
+
+Result<size_t> Replica::prune_tombstones(int64_t before_hub_ts, size_t limit) {
+  DS_ASSIGN_OR_RETURN(Statement * st, statements_.get("DELETE FROM _deltasync_tombstone WHERE rowid IN (SELECT rowid"
+                                                      " FROM _deltasync_tombstone WHERE hub_ts < ? LIMIT ?)"));
+  StatementUse use(*st);
+  use->bind(1, before_hub_ts).bind(2, static_cast<int64_t>(limit));
+  DS_RETURN_IF_ERROR(use->run().with_context("prune tombstones"));
+  return static_cast<size_t>(db_->changes());
+}
+
+Status Replica::create_tables() {
   return db_->exec(
       "CREATE TABLE IF NOT EXISTS _deltasync_checkpoint ("
       "  type TEXT PRIMARY KEY NOT NULL, version INTEGER NOT NULL DEFAULT 0,"
       "  seq INTEGER NOT NULL DEFAULT 0, ts INTEGER NOT NULL DEFAULT 0,"
       "  schema_hash TEXT NOT NULL DEFAULT '', schema TEXT NOT NULL DEFAULT '');"
       "CREATE TABLE IF NOT EXISTS _deltasync_tombstone ("
-      "  type TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL,"
+      "  type TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL, hub_ts INTEGER,"
       "  PRIMARY KEY (type, key));"
       "CREATE TABLE IF NOT EXISTS _deltasync_quarantine ("
       "  id INTEGER PRIMARY KEY, type TEXT NOT NULL, kind TEXT NOT NULL,"
@@ -240,10 +267,12 @@ Result<bool> Replica::apply_one(const std::string& type, const TypeSchema& schem
     if (row_exists) {
       DS_RETURN_IF_ERROR(run_cached(sql.remove, [&](Statement& del) { del.bind(1, change.key); }));
     }
-    DS_RETURN_IF_ERROR(run_cached("INSERT INTO _deltasync_tombstone(type, key, version) VALUES (?, ?, ?) "
-                                  "ON CONFLICT(type, key) DO UPDATE SET version = excluded.version",
+    DS_RETURN_IF_ERROR(run_cached("INSERT INTO _deltasync_tombstone(type, key, version, hub_ts) VALUES (?, ?, ?, ?) "
+                                  "ON CONFLICT(type, key) DO UPDATE SET version = excluded.version,"
+                                  " hub_ts = excluded.hub_ts",
                                   [&](Statement& tomb) {
                                     tomb.bind(1, type).bind(2, change.key).bind(3, static_cast<int64_t>(change.v));
+                                    tomb.bind(4, change.hts);
                                   }));
     return true;
   }

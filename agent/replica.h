@@ -18,7 +18,13 @@
 //                                still block the replay of an older upsert; the
 //                                effective version of a key is max(row
 //                                _version, tombstone version). Tombstones are
-//                                kept until a snapshot replaces the type.
+//                                kept until a snapshot replaces the type, or
+//                                until they are older (by the delete's hub
+//                                time, column hub_ts) than [replica]
+//                                tombstone_max_age: by then the stream no
+//                                longer holds an older upsert that a replay
+//                                could bring (when tombstone_max_age is at
+//                                least every taken type's max_age).
 //   _deltasync_quarantine        (id, type, kind, seq, version, key, reason,
 //                                payload, at): changes set aside. kind is
 //                                'undecodable' (payload = raw message bytes),
@@ -131,6 +137,9 @@ class Replica {
   Result<QuarantineEntry> quarantine_entry(int64_t id) const;
   Status drop_quarantined(int64_t id);
   Result<uint64_t> quarantine_count() const;
+  // Drops up to `limit` tombstones whose delete's hub time is before
+  // `before_hub_ts` (ms); how many it dropped. One statement, autocommit.
+  Result<size_t> prune_tombstones(int64_t before_hub_ts, size_t limit);
 
   Result<std::map<std::string, ReplicaCheckpoint>> checkpoints() const;
   Result<uint64_t> row_count(const std::string& type) const;
@@ -151,6 +160,7 @@ class Replica {
   explicit Replica(std::unique_ptr<Database> db, bool read_only)
       : db_(std::move(db)), read_only_(read_only), statements_(*db_) {}
   Status create_bookkeeping();
+  Status create_tables();
   Status load_schemas();
   // One pass of apply() in one transaction. `careful` wraps each change in a
   // savepoint; without it, a refused write returns nullopt (rolled back) so

@@ -98,7 +98,10 @@ struct Hub::Impl {
   std::string not_ready_reason() const {
     if (stopping.load()) return "stopping";
     const bool connected = nc != nullptr && nc->connected();
-    if (started.load()) return connected ? std::string() : "nats: disconnected (reconnecting)";
+    if (started.load()) {
+      if (!connected) return "nats: disconnected (reconnecting)";
+      return writer->blocked_reason();
+    }
     if (connected) return "starting";
     const int attempt = nats_attempt.load();
     if (attempt == 0) return "nats: not connected (connecting)";

@@ -15,7 +15,9 @@
 //   JetStream streams DS_<TYPE> (StreamPublisher::ensure_streams)
 //   AgentService (registration, heartbeats, consumers; its own connection
 //                 to the same database file)
-//   IngestWriter started (its first job: reconcile every stream with the log)
+//   IngestWriter started (its first job: reconcile every stream with the log,
+//                 taking back what a store restored from an older backup
+//                 lacks; StreamPublisher, Recovery)
 //   NatsIngestListener (ds.ingest.*.*), SnapshotServer (ds.hub.snapshot.*)
 //   -- ready: /readyz 200 while NATS is connected --
 //
@@ -29,6 +31,9 @@
 // safe at any point of start(). Once started, the hub rides out broker
 // outages; only a connection cnats closes for good (the server refused the
 // credentials twice in a row) ends run_until() with an error.
+//
+// /readyz is 503 also while a type's stream holds changes its store lacks
+// and cannot give back (IngestWriter::blocked_reason).
 //
 // Thread-safety: start(), run_until() and stop() from one controlling thread
 // (main); the stop token may be triggered from any thread.

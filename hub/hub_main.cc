@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <chrono>
 #include <stop_token>
 #include <thread>
 
@@ -11,12 +12,56 @@
 #include <spdlog/spdlog.h>
 
 #include "hub/hub.h"
+#include "hub/store_backup.h"
 
 #include "shared/config.h"
 #include "shared/log.h"
 #include "shared/nats.h"
 #include "shared/service_notify.h"
 #include "shared/version.h"
+
+namespace {
+
+// `deltasync-hub backup`: exit 0 with a summary on stdout, progress on
+// stderr; 2 for a usage or configuration error, 1 when the copy failed.
+int run_backup(const std::string& config_path, const std::string& store_path, const std::string& to) {
+  if (config_path.empty() == store_path.empty()) {
+    fmt::print(stderr, "deltasync-hub backup: give exactly one of --config and --store\n");
+    return 2;
+  }
+  std::string from = store_path;
+  if (!config_path.empty()) {
+    auto config = ds::load_hub_config(config_path);
+    if (!config) {
+      fmt::print(stderr, "deltasync-hub backup: {}\n", config.status().message());
+      return 2;
+    }
+    from = config->store_path;
+  }
+  ds::BackupOptions options;
+  auto last = std::chrono::steady_clock::time_point{};
+  options.on_progress = [&last](const ds::BackupProgress& p) {
+    const auto now = std::chrono::steady_clock::now();
+    if (p.pages_done != p.pages_total && now - last < std::chrono::seconds(1)) return;
+    last = now;
+    fmt::print(stderr, "backup: {} / {} pages ({}%)\n", p.pages_done, p.pages_total,
+               p.pages_total == 0 ? 100 : p.pages_done * 100 / p.pages_total);
+  };
+  auto done = ds::backup_store(from, to, options);
+  if (!done) {
+    fmt::print(stderr, "deltasync-hub {}\n", done.status().message());
+    return done.status().code() == ds::StatusCode::kInvalidArgument ? 2 : 1;
+  }
+  std::string heads;
+  for (const auto& [type, version] : done->versions) {
+    heads += (heads.empty() ? "" : ", ") + type + " " + std::to_string(version);
+  }
+  fmt::print("backup: {} -> {}: {} pages, {} bytes, integrity ok; change-log heads: {}\n", from, to, done->pages,
+             done->bytes, heads.empty() ? "(no types)" : heads);
+  return 0;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   // Everything this process creates (its database and the -wal/-shm files
@@ -32,7 +77,25 @@ int main(int argc, char** argv) {
   app.add_option("-c,--config", config_path, "hub configuration file (TOML)")->capture_default_str();
   app.add_option("--log-level", log_level, "override [hub] log_level: trace|debug|info|warn|error|off");
   app.add_flag("--check-config", check_only, "validate the configuration file and exit");
-  CLI11_PARSE(app, argc, argv);
+
+  // `deltasync-hub backup`: an online copy of the store, taken while the hub
+  // runs (hub/store_backup.h; docs/operations.md "Backup and restore").
+  CLI::App* backup = app.add_subcommand(
+      "backup", "copy the hub's store to a file while the hub runs (consistent, integrity-checked, mode 0600)");
+  std::string backup_config;
+  std::string backup_store;
+  std::string backup_to;
+  backup->add_option("-c,--config", backup_config, "hub configuration file (TOML): back up its [store] path");
+  backup->add_option("--store", backup_store, "the store file to back up (instead of --config)");
+  backup->add_option("--to", backup_to, "the file to write (replaced atomically when the copy is whole)")->required();
+  app.require_subcommand(0, 1);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // usage errors exit 2, as configuration errors do
+  }
+
+  if (backup->parsed()) return run_backup(backup_config, backup_store, backup_to);
 
   auto config = ds::load_hub_config(config_path);
   if (!config) {

@@ -37,6 +37,12 @@ std::string HubMetrics::prometheus_text() const {
   counter(out, "republished_batches_total", "Delta batches republished by reconciliation.",
           republished_batches.load());
   counter(out, "reconciliations_total", "Stream reconciliations run.", reconciliations.load());
+  counter(out, "recovered_changes_total", "Changes taken back from a stream the restored store lacked.",
+          recovered_changes.load());
+  counter(out, "pruned_changes_total", "Change-log rows dropped by retention (superseded, or old deletes).",
+          pruned_changes.load());
+  counter(out, "pruned_tombstones_total", "Tombstones dropped by retention.", pruned_tombstones.load());
+  counter(out, "pruned_retry_keys_total", "Producer retry keys dropped by retention.", pruned_retry_keys.load());
   counter(out, "snapshot_pages_total", "Snapshot pages served.", snapshot_pages.load());
   counter(out, "snapshot_errors_total", "Snapshot requests refused.", snapshot_errors.load());
   counter(out, "http_requests_total", "HTTP requests handled.", http_requests.load());

@@ -25,6 +25,10 @@ struct HubMetrics {
   std::atomic<uint64_t> publish_rounds{0};
   std::atomic<uint64_t> republished_batches{0};      // by reconciliation
   std::atomic<uint64_t> reconciliations{0};
+  std::atomic<uint64_t> recovered_changes{0};        // taken back from a stream after a restore
+  std::atomic<uint64_t> pruned_changes{0};           // change-log rows dropped by retention
+  std::atomic<uint64_t> pruned_tombstones{0};        // tombstones dropped by retention
+  std::atomic<uint64_t> pruned_retry_keys{0};        // producer retry keys dropped by retention
   std::atomic<uint64_t> snapshot_pages{0};
   std::atomic<uint64_t> snapshot_errors{0};
   std::atomic<uint64_t> http_requests{0};

@@ -69,6 +69,7 @@ IngestWriter::IngestWriter(const HubConfig& config, QueryStore& store, StreamPub
       publisher_(publisher),
       metrics_(metrics),
       options_(options),
+      retention_(config, store, publisher, metrics),
       fault_([] {
         const char* f = std::getenv("DELTASYNC_FAULT");
         return std::string(f == nullptr ? "" : f);
@@ -114,6 +115,11 @@ void IngestWriter::submit(const std::string& type, IngestRequest request, Ingest
     std::lock_guard<std::mutex> lock(mu_);
     if (!accepting_) {
       refused = Status::unavailable("the hub is not accepting ingests (starting or shutting down)");
+    } else if (auto blocked = blocked_.find(type); blocked != blocked_.end()) {
+      refused = Status::unavailable("type '" + type +
+                                    "' takes no ingest: its stream holds changes the hub's store lacks and cannot "
+                                    "take back (restored from an older backup?); an operator must act, see the "
+                                    "hub's log");
     } else if (queue_.size() >= options_.max_queue) {
       refused = Status::unavailable("the ingest queue is full; retry later");
     } else {
@@ -129,6 +135,16 @@ void IngestWriter::submit(const std::string& type, IngestRequest request, Ingest
     return;
   }
   cv_.notify_one();
+}
+
+std::string IngestWriter::blocked_reason() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (blocked_.empty()) return {};
+  std::string types;
+  for (const auto& [type, why] : blocked_) types += (types.empty() ? "'" : ", '") + type + "'";
+  return "store behind stream for type " + types +
+         ": the stream holds changes the store lacks and cannot take back (restored from an older backup?); "
+         "ingest of it refused; see the hub log";
 }
 
 void IngestWriter::request_reconcile() {
@@ -153,14 +169,19 @@ void IngestWriter::run() {
   for (;;) {
     std::vector<Pending> group;
     bool reconcile = false;
+    bool idle = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [this] { return stopping_ || reconcile_requested_ || !queue_.empty(); });
+      // Idle, the thread wakes every retention interval to prune a step.
+      cv_.wait_for(lock, StoreRetention::kStepInterval,
+                   [this] { return stopping_ || reconcile_requested_ || !queue_.empty(); });
       if (reconcile_requested_) {
         reconcile_requested_ = false;
         reconcile = true;
+        reconciled_ = true;
       } else if (queue_.empty()) {
-        break;  // stopping, and everything queued was handled
+        if (stopping_) break;  // stopping, and everything queued was handled
+        idle = true;
       } else {
         size_t records = 0;
         while (!queue_.empty() && (group.empty() || records + queue_.front().batch.records.size() <=
@@ -174,7 +195,24 @@ void IngestWriter::run() {
     }
     try {
       if (reconcile) {
-        Status s = publisher_.reconcile(store_);
+        std::map<std::string, Status> failures;
+        const uint64_t recovered_before = metrics_.recovered_changes.load();
+        Status s = publisher_.reconcile(store_, &failures);
+        {
+          // A type whose stream holds changes the store lacks and cannot
+          // give back takes no ingest until an operator acts (see
+          // StreamPublisher, Recovery); every other type is free again.
+          std::lock_guard<std::mutex> lock(mu_);
+          blocked_.clear();
+          for (const auto& [type, failure] : failures) {
+            if (failure.code() == StatusCode::kDataLoss) blocked_[type] = failure.message();
+          }
+        }
+        if (metrics_.recovered_changes.load() != recovered_before && on_committed_) {
+          // Changes taken back from a stream move partitions' marks.
+          auto marks = store_.partition_marks();
+          if (marks.is_ok()) on_committed_(*marks);
+        }
         if (s.is_ok()) {
           backlog_.clear();  // every stream holds what its log says was published
         } else {
@@ -182,9 +220,11 @@ void IngestWriter::run() {
           for (const TypeConfig& t : config_.types) backlog_.insert(t.name);
           spdlog::error("reconciliation incomplete: {} (retried after the next reconnect)", s.to_string());
         }
-      } else {
+      } else if (!idle) {
         process_group(group);
       }
+      // Between group commits, never before the first reconciliation.
+      if (reconciled_) retention_.maybe_step(now_ms());
     } catch (const std::exception& e) {
       // Nothing here is expected to throw; if it does, fail the group's
       // producers rather than leave them waiting.
@@ -196,6 +236,27 @@ void IngestWriter::run() {
 }
 
 void IngestWriter::process_group(std::vector<Pending>& group) {
+  {
+    // Batches queued before a reconciliation blocked their type.
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!blocked_.empty()) {
+      std::vector<Pending> kept;
+      for (Pending& p : group) {
+        if (blocked_.count(p.batch.type) == 0) {
+          kept.push_back(std::move(p));
+          continue;
+        }
+        ++metrics_.ingest_unavailable;
+        reply_rejected(p.reply,
+                       Status::unavailable("type '" + p.batch.type +
+                                           "' takes no ingest: its stream holds changes the hub's store lacks; "
+                                           "see the hub's log"),
+                       std::nullopt);
+      }
+      group = std::move(kept);
+    }
+  }
+  if (group.empty()) return;
   std::vector<CommitBatch> batches;
   batches.reserve(group.size());
   for (Pending& p : group) batches.push_back(std::move(p.batch));

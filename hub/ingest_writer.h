@@ -17,6 +17,8 @@
 //           the acks (StreamPublisher::publish_batches) and mark them
 //           published in the log;
 //        4. only then reply to each producer {ok, first_version, last_version}.
+//        Between groups (and every 100 ms when idle) one bounded retention
+//        step (hub/store_retention.h) prunes the log and tombstones.
 //
 // A producer is told "ok" only after its changes are in SQLite (synchronous
 // FULL) and acked by JetStream. When JetStream does not ack, the batch stays
@@ -50,6 +52,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -62,6 +65,7 @@
 #include "hub/hub_metrics.h"
 #include "hub/ingest_validation.h"
 #include "hub/query_store.h"
+#include "hub/store_retention.h"
 #include "hub/stream_publisher.h"
 #include "shared/config.h"
 #include "shared/messages.h"
@@ -111,6 +115,12 @@ class IngestWriter {
   // reconnect). Runs before the next group commit.
   void request_reconcile();
 
+  // Why some type takes no ingest ("" when every type does): its stream
+  // holds changes the store lacks and could not give back (after a restore
+  // from an older backup; StreamPublisher, Recovery). Thread-safe; for
+  // /readyz.
+  std::string blocked_reason() const;
+
   // Refuses new batches, finishes (commits, publishes, replies to) the
   // queued ones, and joins the thread. Idempotent.
   void stop();
@@ -133,14 +143,17 @@ class IngestWriter {
   StreamPublisher& publisher_;
   HubMetrics& metrics_;
   const Options options_;
+  StoreRetention retention_;  // writer thread only
+  bool reconciled_ = false;   // writer thread only
   const std::string fault_;  // DELTASYNC_FAULT (test-only)
   CommittedFn on_committed_;
   // Types whose log may hold batches the stream has not acked (after start,
   // a reconnect or a failed publish): published from the log, not from memory.
   std::set<std::string> backlog_;  // writer thread only
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
+  std::map<std::string, std::string> blocked_;  // type -> why; guarded by mu_
   std::deque<Pending> queue_;        // guarded by mu_
   bool accepting_ = false;           // guarded by mu_
   bool stopping_ = false;            // guarded by mu_

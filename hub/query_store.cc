@@ -138,6 +138,7 @@ CREATE TABLE IF NOT EXISTS producer_batches(
   last_version INTEGER NOT NULL,
   digest BLOB,
   PRIMARY KEY(producer, type, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS producer_batches_by_version ON producer_batches(type, last_version);
 )sql";
 
 }  // namespace
@@ -257,6 +258,9 @@ Status create_or_upgrade_type(Database& db, const TypeConfig& type) {
   }
   DS_RETURN_IF_ERROR(db.exec("CREATE INDEX IF NOT EXISTS " + quote_identifier("t_" + type.name + "_by_partition") +
                              " ON " + table + "(_partition, _key)"));
+  // Retention finds old tombstones without a scan; only deleted rows are in it.
+  DS_RETURN_IF_ERROR(db.exec("CREATE INDEX IF NOT EXISTS " + quote_identifier("t_" + type.name + "_tombstones") +
+                             " ON " + table + "(_hub_ts) WHERE _deleted = 1"));
   DS_ASSIGN_OR_RETURN(Statement ins, db.prepare("INSERT OR IGNORE INTO type_state(type) VALUES(?)"));
   ins.bind(1, type.name);
   return ins.run();
@@ -653,6 +657,129 @@ Result<std::vector<PendingBatch>> QueryStore::batches_after(const std::string& t
     out.back().delta.changes.push_back(std::move(c));
     ++total;
   }
+  return out;
+}
+
+Status QueryStore::apply_recovered(const std::string& type, const std::vector<RecoveredChange>& changes) {
+  Impl& im = *impl_;
+  if (im.options.read_only) return Status::permission_denied("query store opened read-only");
+  const TypeConfig* tc = find_type(type);
+  if (tc == nullptr) return Status::not_found("unknown business type '" + type + "'");
+  if (changes.empty()) return Status::ok();
+  const uint64_t head = im.versions[type];
+  Status s = [&]() -> Status {
+    DS_RETURN_IF_ERROR(im.set_synchronous(true));
+    DS_ASSIGN_OR_RETURN(Transaction tx, Transaction::begin(*im.db));
+    DS_ASSIGN_OR_RETURN(Impl::TypeStatements * ts, im.type_statements(*tc));
+    uint64_t version = head;
+    for (const RecoveredChange& rc : changes) {
+      const Change& c = rc.change;
+      if (c.v != version + 1) {
+        return Status::invalid_argument("recover type '" + type + "': change " + std::to_string(c.v) +
+                                        " does not follow version " + std::to_string(version));
+      }
+      version = c.v;
+      Statement* write = ts->tombstone_upsert;
+      if (c.op == Op::kUpsert) {
+        DS_ASSIGN_OR_RETURN(write, im.upsert_statement(*tc, *ts, c.f, /*update_only=*/false));
+      }
+      {
+        StatementUse use(*write);
+        use->bind(1, c.key).bind(2, rc.partition).bind(3, static_cast<int64_t>(c.v)).bind(4, c.ts).bind(5, c.hts);
+        if (c.op == Op::kUpsert) {
+          int i = 6;
+          for (const auto& [name, value] : c.f) use->bind(i++, value);
+        }
+        DS_RETURN_IF_ERROR(use->run().with_context("recover type '" + type + "' key '" + c.key + "'"));
+      }
+      DS_ASSIGN_OR_RETURN(Statement * log,
+                          im.stmt("INSERT INTO changes(type, version, key, op, partition, batch, fields, ts, hub_ts,"
+                                  " producer) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+      StatementUse use(*log);
+      use->bind(1, type).bind(2, static_cast<int64_t>(c.v)).bind(3, c.key);
+      use->bind(4, c.op == Op::kUpsert ? "u" : "d").bind(5, rc.partition).bind(6, static_cast<int64_t>(rc.batch));
+      use->bind_blob(7, encode_fields(c.f, im.fields_buffer));
+      use->bind(8, c.ts).bind(9, c.hts).bind(10, "");
+      DS_RETURN_IF_ERROR(use->run().with_context("recover type '" + type + "' version " + std::to_string(c.v)));
+    }
+    DS_ASSIGN_OR_RETURN(Statement * upd, im.stmt("UPDATE type_state SET version = ? WHERE type = ?"));
+    {
+      StatementUse use(*upd);
+      use->bind(1, static_cast<int64_t>(version)).bind(2, type);
+      DS_RETURN_IF_ERROR(use->run());
+    }
+    DS_RETURN_IF_ERROR(tx.commit());
+    im.versions[type] = version;
+    return Status::ok();
+  }();
+  if (!s.is_ok()) im.versions[type] = head;
+  return s;
+}
+
+Result<QueryStore::PruneStep> QueryStore::prune_step(const std::string& type, uint64_t after_version,
+                                                     uint64_t keep_from, int64_t tombstones_before_ms,
+                                                     size_t max_rows) {
+  Impl& im = *impl_;
+  if (im.options.read_only) return Status::permission_denied("query store opened read-only");
+  if (find_type(type) == nullptr) return Status::not_found("unknown business type '" + type + "'");
+  PruneStep out;
+  if (keep_from <= 1 || max_rows == 0) return out;
+  const std::string table = table_of(type);
+  const auto limit = static_cast<int64_t>(max_rows);
+  // Pruning is not an acknowledgement: no fsync of its own (a power loss
+  // only undoes some pruning, which the next pass repeats).
+  DS_RETURN_IF_ERROR(im.set_synchronous(false));
+  Status s = [&]() -> Status {
+    DS_ASSIGN_OR_RETURN(Transaction tx, Transaction::begin(*im.db));
+    if (tombstones_before_ms > 0) {
+      DS_ASSIGN_OR_RETURN(Statement * t, im.stmt("DELETE FROM " + table + " WHERE _key IN (SELECT _key FROM " + table +
+                                                 " WHERE _deleted = 1 AND _hub_ts < ?1 AND _version < ?2 LIMIT ?3)"));
+      StatementUse use(*t);
+      use->bind(1, tombstones_before_ms).bind(2, static_cast<int64_t>(keep_from)).bind(3, limit);
+      DS_RETURN_IF_ERROR(use->run());
+      out.tombstones_dropped = static_cast<size_t>(im.db->changes());
+    }
+    // The window: the next max_rows rows of the log after after_version
+    // below keep_from (rows, not versions: a compacted stretch of the log
+    // costs nothing to walk again).
+    uint64_t end = after_version;
+    int64_t rows = 0;
+    {
+      DS_ASSIGN_OR_RETURN(Statement * w, im.stmt("SELECT count(*), coalesce(max(version), 0) FROM (SELECT version"
+                                                 " FROM changes WHERE type = ?1 AND version > ?2 AND version < ?3"
+                                                 " ORDER BY version LIMIT ?4)"));
+      StatementUse use(*w);
+      use->bind(1, type).bind(2, static_cast<int64_t>(after_version)).bind(3, static_cast<int64_t>(keep_from));
+      use->bind(4, limit);
+      DS_ASSIGN_OR_RETURN(bool row, use->step());
+      if (row) {
+        rows = use->column_int64(0);
+        end = std::max<uint64_t>(after_version, static_cast<uint64_t>(use->column_int64(1)));
+      }
+    }
+    if (end > after_version) {
+      DS_ASSIGN_OR_RETURN(Statement * c,
+                          im.stmt("DELETE FROM changes WHERE type = ?1 AND version IN (SELECT c.version FROM changes c"
+                                  " LEFT JOIN " + table + " r ON r._key = c.key WHERE c.type = ?1 AND c.version > ?2"
+                                  " AND c.version <= ?3 AND (r._key IS NULL OR r._version > c.version))"));
+      StatementUse use(*c);
+      use->bind(1, type).bind(2, static_cast<int64_t>(after_version)).bind(3, static_cast<int64_t>(end));
+      DS_RETURN_IF_ERROR(use->run());
+      out.changes_dropped = static_cast<size_t>(im.db->changes());
+    }
+    out.scanned_to = rows < limit ? 0 : end;
+    DS_ASSIGN_OR_RETURN(Statement * r, im.stmt("DELETE FROM producer_batches WHERE (producer, type, seq) IN (SELECT"
+                                               " producer, type, seq FROM producer_batches WHERE type = ?1 AND"
+                                               " last_version < ?2 LIMIT ?3)"));
+    StatementUse use(*r);
+    use->bind(1, type).bind(2, static_cast<int64_t>(keep_from)).bind(3, limit);
+    DS_RETURN_IF_ERROR(use->run());
+    out.retry_keys_dropped = static_cast<size_t>(im.db->changes());
+    return tx.commit();
+  }();
+  Status restored = im.set_synchronous(true);
+  if (!s.is_ok()) return s.with_context("prune type '" + type + "'");
+  DS_RETURN_IF_ERROR(restored);
   return out;
 }
 

@@ -187,6 +187,44 @@ class QueryStore {
   // batches of `type` after batch `after_batch`, ascending.
   Result<std::vector<PendingBatch>> batches_after(const std::string& type, uint64_t after_batch,
                                                   size_t max_changes = 10000);
+  // Recovery after a restore from an older backup (StreamPublisher): stores
+  // `changes` of `type`, taken back from its stream, exactly as the commit
+  // that made them did: same versions, times, delta batch ids and
+  // partitions; rows patched or tombstoned; change log appended; type head
+  // advanced. They must continue the log without a gap (the first is the
+  // head + 1, each the next), else InvalidArgument and nothing is stored.
+  // One transaction. Producer retry keys are not carried by the stream, so
+  // none is recorded for these versions (docs/operations.md, "Backup and
+  // restore").
+  struct RecoveredChange {
+    uint64_t batch = 0;          // the delta batch (its first version) the change was published in
+    std::string partition;       // "_all" when unpartitioned
+    Change change;
+  };
+  Status apply_recovered(const std::string& type, const std::vector<RecoveredChange>& changes);
+
+  // Retention (docs/operations.md "Retention"): one bounded step of pruning
+  // of `type`, in one short transaction on the writer thread.
+  //   - Changes at or above `keep_from` (what the stream still holds, and
+  //     everything not yet published) are never touched.
+  //   - Below it, the log is compacted: a change is dropped when its key has
+  //     a newer one (the current row's version is higher) or no row at all
+  //     (its tombstone was dropped). The step looks at the next
+  //     max_rows rows of the log after after_version only.
+  //   - Tombstones (deleted rows) below `keep_from` whose hub time is before
+  //     `tombstones_before_ms` are dropped (0: none), at most max_rows
+  //     per step, and with them their deletes in the log.
+  //   - Producer retry keys whose versions are all below `keep_from` are
+  //     dropped (at most max_rows per step).
+  struct PruneStep {
+    uint64_t scanned_to = 0;        // continue after this; 0 = the pass reached keep_from
+    size_t changes_dropped = 0;
+    size_t tombstones_dropped = 0;
+    size_t retry_keys_dropped = 0;
+  };
+  Result<PruneStep> prune_step(const std::string& type, uint64_t after_version, uint64_t keep_from,
+                               int64_t tombstones_before_ms, size_t max_rows);
+
   // Records that the stream acked every batch of `type` up to `batch`, the
   // last at stream sequence `seq`; published_version follows from the log.
   // Never moves backwards. Not fsynced on its own (the next commit's fsync

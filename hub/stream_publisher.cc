@@ -2,9 +2,12 @@
 
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <charconv>
+#include <map>
 #include <chrono>
 #include <optional>
 
@@ -200,9 +203,8 @@ Status StreamPublisher::reconcile_type(QueryStore& store, const std::string& typ
 
   if (stream_batch && *stream_batch != st.published_batch) {
     if (*stream_batch > st.version) {
-      return Status::data_loss("reconcile " + stream + ": the stream holds batch " + std::to_string(*stream_batch) +
-                               " but the log ends at version " + std::to_string(st.version) +
-                               " (was the hub database restored from an older copy?)");
+      DS_RETURN_IF_ERROR(recover_from_stream(store, type, st, state.first_seq, state.last_seq, *stream_batch));
+      DS_ASSIGN_OR_RETURN(st, store.type_state(type));
     }
     if (*stream_batch > st.published_batch) {
       spdlog::info("reconcile {}: the stream already holds batches up to {} (log marked {}): marking them published",
@@ -230,7 +232,90 @@ Status StreamPublisher::reconcile_type(QueryStore& store, const std::string& typ
   return Status::ok();
 }
 
-Status StreamPublisher::reconcile(QueryStore& store) {
+Status StreamPublisher::recover_from_stream(QueryStore& store, const std::string& type, const TypeState& st,
+                                            uint64_t first_seq, uint64_t last_seq, uint64_t stream_batch) {
+  const std::string stream = stream_name(type);
+  // Batches are in the stream in ascending order, and a batch at or below
+  // the head belongs to a commit the store holds whole: the missing changes
+  // are in the messages after the one the log marked published. Start there
+  // (or at the stream's first message when the mark is not in it).
+  uint64_t from = st.published_seq + 1;
+  if (from < first_seq || from > last_seq) from = std::max<uint64_t>(first_seq, 1);
+  spdlog::warn("recover {}: the stream holds batches up to {} but the store ends at version {} (restored from an "
+               "older backup?): reading stream messages {}..{} to take back what the store lacks",
+               stream, stream_batch, st.version, from, last_seq);
+  std::map<uint64_t, QueryStore::RecoveredChange> found;  // by version, after the head
+  uint64_t messages = 0;
+  for (uint64_t seq = from; seq <= last_seq; ++seq) {
+    auto m = js_.get_message(stream, seq);
+    if (!m.is_ok()) {
+      if (m.status().code() == StatusCode::kNotFound) continue;  // deleted or aged out meanwhile
+      return m.status().with_context("recover " + stream + ": read message " + std::to_string(seq));
+    }
+    ++messages;
+    auto delta = decode_delta_batch(m->data);
+    const std::optional<uint64_t> batch = batch_of(*m);
+    if (!delta.is_ok() || !batch || delta->type != type) {
+      return Status::data_loss("recover " + stream + ": message " + std::to_string(seq) +
+                               " is not a delta batch of type '" + type + "' of this hub");
+    }
+    const auto dot = m->subject.rfind('.');
+    const std::string partition = dot == std::string::npos ? m->subject : m->subject.substr(dot + 1);
+    const TypeConfig* tc = config_.find_type(type);
+    for (Change& c : delta->changes) {
+      if (c.v <= st.version) continue;
+      // Values as the commit stored them (a real column's 2.0 arrives as
+      // the integer 2, a json column's text as text).
+      if (tc != nullptr && c.op == Op::kUpsert) {
+        DS_RETURN_IF_ERROR(validate_fields(tc->schema, c.key, c.f).with_context(
+            "recover " + stream + ": message " + std::to_string(seq) + " version " + std::to_string(c.v)));
+      }
+      found.emplace(c.v, QueryStore::RecoveredChange{*batch, partition, std::move(c)});
+    }
+  }
+  // The changes must continue the head without a gap, up to the stream's
+  // last batch at least.
+  uint64_t expect = st.version + 1;
+  std::vector<QueryStore::RecoveredChange> changes;
+  changes.reserve(found.size());
+  for (auto& [v, rc] : found) {
+    if (v != expect) break;
+    changes.push_back(std::move(rc));
+    ++expect;
+  }
+  if (changes.empty() || changes.size() != found.size() || expect <= stream_batch) {
+    const uint64_t missing = expect;
+    return Status::data_loss(fmt::format(
+        "type '{}': the store ends at version {} (restored from an older backup?) but stream {} holds batches up "
+        "to {}, and version {} is no longer in the stream (its messages are {}..{}): the hub cannot take back "
+        "what the backup lacks, and refuses ingest of type '{}' (new versions would collide with those the stream "
+        "and the agents hold). Restore a newer backup of the store (one taken after version {}) and start the hub "
+        "again; or, to give up versions {}..{} for good, follow docs/operations.md \"Backup and restore\", "
+        "\"When the stream cannot fill the gap\"",
+        type, st.version, stream, stream_batch, missing, first_seq, last_seq, type, missing - 1, st.version + 1,
+        std::max(stream_batch, found.empty() ? stream_batch : found.rbegin()->first)));
+  }
+  const uint64_t first = changes.front().change.v;
+  const uint64_t last = changes.back().change.v;
+  DS_RETURN_IF_ERROR(store.apply_recovered(type, changes).with_context("recover " + stream));
+  metrics_.recovered_changes += changes.size();
+  spdlog::warn("recover {}: took back versions {}..{} ({} changes from {} stream messages) that the store lacked; "
+               "their producers' retry keys are not known (docs/operations.md, \"Backup and restore\")",
+               stream, first, last, changes.size(), messages);
+  return Status::ok();
+}
+
+Result<std::optional<uint64_t>> StreamPublisher::first_stream_batch(const std::string& type) {
+  const std::string stream = stream_name(type);
+  DS_ASSIGN_OR_RETURN(StreamState state, js_.stream_state(stream));
+  if (state.messages == 0) return std::optional<uint64_t>();
+  DS_ASSIGN_OR_RETURN(StoredMessage first, js_.get_message(stream, state.first_seq));
+  const std::optional<uint64_t> batch = batch_of(first);
+  if (!batch) return Status::data_loss(stream + ": message " + std::to_string(first.seq) + " is not a delta batch");
+  return batch;
+}
+
+Status StreamPublisher::reconcile(QueryStore& store, std::map<std::string, Status>* failures) {
   ++metrics_.reconciliations;
   // A broker that lost its store (or an operator who deleted a stream) comes
   // back without the streams: recreate them, then refill them from the log.
@@ -241,6 +326,7 @@ Status StreamPublisher::reconcile(QueryStore& store) {
   }
   for (const TypeConfig& t : config_.types) {
     Status s = reconcile_type(store, t.name);
+    if (!s.is_ok() && failures != nullptr) (*failures)[t.name] = s;
     if (!s.is_ok()) {
       spdlog::error("reconcile type '{}': {}", t.name, s.to_string());
       if (first.is_ok()) first = s;

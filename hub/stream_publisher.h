@@ -31,10 +31,26 @@
 // are created first, so a broker that lost its whole store is refilled from
 // the log.
 //
+// Recovery (the store was restored from an older backup): when the stream's
+// last batch is beyond the log's head, the stream holds acknowledged changes
+// the store lacks. The publisher reads the stream's messages after the log's
+// published sequence (each a delta batch carrying its changes whole), keeps
+// the changes after the head, and, when they continue the head without a gap,
+// stores them as their commit did (QueryStore::apply_recovered) and logs what
+// it took back; the type then goes on as if never restored. When a version is
+// missing (the stream aged it out, or was purged or recreated since the
+// backup), nothing is stored and reconcile_type fails with DataLoss and a
+// message saying what the operator must do; the ingest writer then refuses
+// ingest of that type (a new commit would reuse versions the stream and the
+// agents already hold) and /readyz says why. Memory: the recovered changes
+// are held until stored (the changes acknowledged after the backup).
+//
 // Thread-safety: none; used by the ingest writer thread only (it owns the
 // writer QueryStore the publisher reads and marks).
 
 #include <cstdint>
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -76,9 +92,15 @@ class StreamPublisher {
   Result<Acked> publish_batches(const std::string& type, const std::vector<const PendingBatch*>& batches);
 
   // Reconciles every type (see above); returns the first failure after
-  // trying them all.
-  Status reconcile(QueryStore& store);
+  // trying them all. `failures`, when given, receives each failed type's
+  // status (DataLoss: the stream holds changes the store lacks and cannot
+  // give back).
+  Status reconcile(QueryStore& store, std::map<std::string, Status>* failures = nullptr);
   Status reconcile_type(QueryStore& store, const std::string& type);
+
+  // The first batch the stream of `type` still holds (retention keeps the
+  // log whole from there); nullopt when the stream holds no message.
+  Result<std::optional<uint64_t>> first_stream_batch(const std::string& type);
 
   // Test-only fault hook (DELTASYNC_FAULT=exit_after_publish, see
   // ingest_writer.h): _exit(code) after the acks, before marking published.
@@ -91,6 +113,11 @@ class StreamPublisher {
   // after a re-cut).
   Status publish_round(QueryStore& store, const std::string& type, uint64_t after_batch, uint64_t* last_batch,
                        size_t* batches);
+
+  // Takes back from the stream the changes of `type` after the log's head
+  // (see Recovery above); `last_seq` is the stream's last sequence.
+  Status recover_from_stream(QueryStore& store, const std::string& type, const TypeState& st, uint64_t first_seq,
+                             uint64_t last_seq, uint64_t stream_batch);
 
   JetStream& js_;
   const HubConfig& config_;

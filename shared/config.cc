@@ -162,6 +162,16 @@ class Section {
     return check_range(key, v->get(), min, max, out);
   }
 
+  // Leaves `out` unchanged when the key is absent.
+  Status get_bool(std::string_view key, bool& out) const {
+    const toml::node* n = get(key);
+    if (!n) return Status::ok();
+    const auto* v = n->as_boolean();
+    if (!v) return wrong_type(key, "boolean (true or false)", *n);
+    out = v->get();
+    return Status::ok();
+  }
+
   Status check_range(std::string_view key, int64_t value, int64_t min, int64_t max,
                      int64_t& out) const {
     if (value < min || value > max) {
@@ -707,7 +717,7 @@ Result<HubConfig> hub_from_text(std::string_view text, const std::string& file,
   config.path = file;
   Section root(&file, &doc, "");
   DS_RETURN_IF_ERROR(
-      root.only_keys({"hub", "nats", "store", "auth", "http", "liveness", "delivery", "types"}));
+      root.only_keys({"hub", "nats", "store", "auth", "http", "liveness", "delivery", "retention", "types"}));
 
   DS_ASSIGN_OR_RETURN(Section hub, root.get_table("hub"));
   DS_RETURN_IF_ERROR(hub.only_keys({"name", "log_level"}));
@@ -747,6 +757,11 @@ Result<HubConfig> hub_from_text(std::string_view text, const std::string& file,
   DS_RETURN_IF_ERROR(delivery.only_keys({"max_ack_pending", "publish_batch"}));
   DS_RETURN_IF_ERROR(delivery.get_int("max_ack_pending", 1, 100000, config.max_ack_pending));
   DS_RETURN_IF_ERROR(delivery.get_int("publish_batch", 1, kMaxPublishBatch, config.publish_batch));
+
+  DS_ASSIGN_OR_RETURN(Section retention, root.get_table("retention"));
+  DS_RETURN_IF_ERROR(retention.only_keys({"enabled", "tombstone_max_age"}));
+  DS_RETURN_IF_ERROR(retention.get_bool("enabled", config.retention_enabled));
+  DS_RETURN_IF_ERROR(retention.get_duration_s("tombstone_max_age", 0, config.tombstone_max_age_s));
 
   DS_ASSIGN_OR_RETURN(std::vector<Section> types, root.get_tables("types"));
   if (types.empty()) {
@@ -802,8 +817,9 @@ Result<AgentConfig> agent_from_text(std::string_view text, const std::string& fi
   DS_RETURN_IF_ERROR(read_nats(root, base, config.nats));
 
   DS_ASSIGN_OR_RETURN(Section replica, root.get_table("replica"));
-  DS_RETURN_IF_ERROR(replica.only_keys({"path"}));
+  DS_RETURN_IF_ERROR(replica.only_keys({"path", "tombstone_max_age"}));
   DS_RETURN_IF_ERROR(read_required_path(replica, "path", base, config.replica_path));
+  DS_RETURN_IF_ERROR(replica.get_duration_s("tombstone_max_age", 0, config.tombstone_max_age_s));
 
   DS_ASSIGN_OR_RETURN(std::vector<Section> subs, root.get_tables("subscriptions"));
   if (subs.empty()) {

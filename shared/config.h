@@ -56,6 +56,14 @@ struct HubConfig {
   int64_t dead_after = 3;               // [liveness] dead_after: missed beats
   int64_t max_ack_pending = 64;         // [delivery] max_ack_pending per consumer
   int64_t publish_batch = 500;          // [delivery] publish_batch: changes per delta batch
+  // [retention] tombstone_max_age (seconds): deleted keys (tombstones and
+  // their deletes in the change log) older than this, and no longer in the
+  // stream, are dropped; 0 = kept forever. The change log is compacted
+  // regardless (docs/operations.md, "Retention").
+  int64_t tombstone_max_age_s = 30 * 24 * 3600;
+  // [retention] enabled: false keeps the whole change log, every tombstone
+  // and every retry key forever (the store grows with every change).
+  bool retention_enabled = true;
   std::vector<TypeConfig> types;
 
   const TypeConfig* find_type(std::string_view name) const;
@@ -76,6 +84,10 @@ struct AgentConfig {
   std::string log_level = "info";       // [agent] log_level
   NatsConfig nats;
   std::string replica_path = "replica.db";  // [replica] path (relative to the file)
+  // [replica] tombstone_max_age (seconds): tombstones of deleted keys older
+  // than this (by the delete's hub time) are dropped; 0 = kept until a
+  // snapshot replaces the type.
+  int64_t tombstone_max_age_s = 30 * 24 * 3600;
   std::vector<SubscriptionConfig> subscriptions;
 };
 

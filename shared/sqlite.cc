@@ -256,9 +256,18 @@ Result<std::unique_ptr<Database>> Database::open(const std::string& path, const 
   // SQLite would create it 0644 & ~umask, and it gives the -wal and -shm
   // files the mode of the database file, so this covers all three. An
   // existing file keeps the mode its owner gave it.
+  //
+  // Only a file that does not exist yet is touched (O_EXCL): closing any
+  // descriptor of a file drops every POSIX lock this process holds on it,
+  // so opening and closing an existing database here would drop the SHARED
+  // lock the process's other connections hold on it. Without that lock, the
+  // next connection of another process (a backup, a sqlite3 shell) to close
+  // believes it is the last one, checkpoints and deletes the -wal and -shm
+  // files under the running process, whose later commits then go to a
+  // deleted file.
   if (!opts.read_only && opts.create && !in_memory) {
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-    if (fd >= 0) ::close(fd);  // on an error, let sqlite3 report it
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) ::close(fd);  // EEXIST: leave it alone; other errors: let sqlite3 report them
   }
 
   // NOMUTEX: multi-thread mode; see the thread-safety note in sqlite.h.

@@ -62,6 +62,12 @@ class Fleet {
   Status start();
 
   NatsServer& nats() { return nats_; }
+  // The hub's configuration file and its store (SQLite), e.g. for a test
+  // to back up and restore it; `file(name)`: a scratch file in the fleet's
+  // directory.
+  std::string hub_config_path() const { return dir_.file("hub.toml"); }
+  std::string hub_store_path() const { return dir_.file("hub.db"); }
+  std::string file(const std::string& name) const { return dir_.file(name); }
   HubProcess& hub() { return *hub_; }
   // (Re)starts the hub and waits until its HTTP API answers.
   Status start_hub();

@@ -94,6 +94,8 @@ Status LoadProducer::start() {
   opts.reconnect_wait_ms = 50;
   opts.max_reconnect_wait_ms = 250;
   DS_ASSIGN_OR_RETURN(nc_, Connection::connect(std::move(opts)));
+  stop_ = false;
+  finished_ = false;
   thread_ = std::thread([this] { run(); });
   return Status::ok();
 }
@@ -160,7 +162,8 @@ void LoadProducer::run() {
 }
 
 Status LoadProducer::produce() {
-  for (uint64_t n = 0; !stop_.load(); ++n) {
+  // After a stop, start() goes on with the next batch and seq.
+  for (uint64_t n = acked_.load(); !stop_.load(); ++n) {
     std::string type;
     const nlohmann::json records = batch(n, &type);
     auto decoded = decode_ingest_records_json(records.dump());

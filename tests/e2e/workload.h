@@ -61,7 +61,8 @@ class LoadProducer {
   LoadProducer(const LoadProducer&) = delete;
   LoadProducer& operator=(const LoadProducer&) = delete;
 
-  // Connects and starts the thread.
+  // Connects and starts the thread; after stop(), starts again with the
+  // next batch (and seq), the model kept.
   Status start();
   // Asks the thread to stop once the batch in flight is acknowledged and
   // joins it. An error when a batch was rejected, or got no acknowledgement

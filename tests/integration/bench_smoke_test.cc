@@ -62,7 +62,8 @@ TEST(BenchSmoke, EveryScenarioReportsPositiveFigures) {
     }
     ++per_scenario[scenario];
   }
-  for (const std::string scenario : {"raw", "ingest", "footprint", "e2e", "fanout", "dead", "catchup", "fleet"}) {
+  for (const std::string scenario :
+       {"raw", "ingest", "footprint", "e2e", "fanout", "dead", "catchup", "fleet", "retention"}) {
     EXPECT_GT(per_scenario[scenario], 0) << "no figure for " << scenario << ": " << r.out;
   }
 }

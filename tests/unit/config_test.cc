@@ -153,6 +153,8 @@ TEST(HubConfigTest, DefaultsApplyWhenSectionsAreAbsent) {
   EXPECT_EQ(c->dead_after, 3);
   EXPECT_EQ(c->max_ack_pending, 64);
   EXPECT_EQ(c->publish_batch, 500);
+  EXPECT_TRUE(c->retention_enabled);
+  EXPECT_EQ(c->tombstone_max_age_s, 30 * 86400);
   ASSERT_EQ(c->types.size(), 1u);
   const TypeConfig& t = c->types[0];
   EXPECT_EQ(t.max_age_s, 7 * 86400);
@@ -169,12 +171,42 @@ TEST(AgentConfigTest, DefaultsApplyWhenSectionsAreAbsent) {
   EXPECT_EQ(c->nats.url, "nats://127.0.0.1:4222");
   EXPECT_EQ(c->nats.subject_prefix, "ds");
   EXPECT_EQ(c->replica_path, "replica.db");
+  EXPECT_EQ(c->tombstone_max_age_s, 30 * 86400);
   ASSERT_EQ(c->subscriptions.size(), 1u);
   const SubscriptionConfig& s = c->subscriptions[0];
   EXPECT_EQ(s.partition, "*");
   EXPECT_EQ(s.hook, "");
   EXPECT_EQ(s.hook_retries, 3);
   EXPECT_EQ(s.hook_timeout_ms, 10000);
+}
+
+TEST(HubConfigTest, RetentionTakesADurationAndASwitch) {
+  Result<HubConfig> c =
+      parse_hub_config(hub_with("[retention]\nenabled = false\ntombstone_max_age = \"12h\"\n"), "hub.toml");
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  EXPECT_FALSE(c->retention_enabled);
+  EXPECT_EQ(c->tombstone_max_age_s, 12 * 3600);
+  c = parse_hub_config(hub_with("[retention]\ntombstone_max_age = 0\n"), "hub.toml");
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  EXPECT_EQ(c->tombstone_max_age_s, 0);
+  EXPECT_TRUE(IsConfigError(hub_error(hub_with("[retention]\nenabled = \"yes\"\n")), "hub.toml: retention.enabled",
+                            "expected boolean"));
+  EXPECT_TRUE(IsConfigError(hub_error(hub_with("[retention]\ntombstone_max_age = \"soon\"\n")),
+                            "hub.toml: retention.tombstone_max_age", ""));
+  EXPECT_TRUE(IsConfigError(hub_error(hub_with("[retention]\ntombstone_days = 3\n")),
+                            "hub.toml: retention.tombstone_days", "unknown key"));
+}
+
+TEST(AgentConfigTest, ReplicaTombstoneMaxAgeIsADuration) {
+  Result<AgentConfig> c = parse_agent_config(
+      "[agent]\nid = \"a1\"\n[replica]\ntombstone_max_age = \"2d\"\n[[subscriptions]]\ntype = \"products\"\n",
+      "agent.toml");
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  EXPECT_EQ(c->tombstone_max_age_s, 2 * 86400);
+  EXPECT_FALSE(parse_agent_config("[agent]\nid = \"a1\"\n[replica]\ntombstone_max_age = -1\n"
+                                  "[[subscriptions]]\ntype = \"products\"\n",
+                                  "agent.toml")
+                   .is_ok());
 }
 
 TEST(HubConfigTest, FindTypeReturnsNullForUndeclaredType) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "shared/codec.h"
+#include "shared/sqlite.h"
 #include "tools/temp_dir.h"
 
 namespace ds {
@@ -124,6 +125,42 @@ TEST_F(ReplicaTest, OlderAndDuplicateVersionsAreIgnored) {
   EXPECT_EQ(out->applied, 0u);
   EXPECT_EQ(std::get<double>(row("a")["price"]), 5.0);
   EXPECT_EQ(version_of("a"), 5u);
+}
+
+TEST_F(ReplicaTest, TombstonesOlderThanTheHorizonArePrunedNewerOnesStillBlockReplays) {
+  // Deletes at hub times 1001 (old) and 5001 (recent).
+  apply({upsert(1, "old", {{"price", 1.0}}), upsert(2, "new", {{"price", 1.0}}), del(3, "old", 1000),
+         del(4, "new", 5000)});
+  auto dropped = replica_->prune_tombstones(3000, 100);
+  ASSERT_TRUE(dropped.is_ok()) << dropped.status().to_string();
+  EXPECT_EQ(*dropped, 1u);
+  // The recent tombstone still blocks an older replay; the pruned one no
+  // longer does (by then the stream holds no such replay).
+  apply({upsert(2, "new", {{"price", 1.0}}), upsert(1, "old", {{"price", 1.0}})});
+  EXPECT_EQ(*replica_->row_count("prices"), 1u);
+  EXPECT_EQ(version_of("old"), 1u);
+  EXPECT_EQ(version_of("new"), 0u);
+  EXPECT_EQ(*replica_->prune_tombstones(3000, 100), 0u);
+}
+
+TEST_F(ReplicaTest, TombstonesOfAnOlderReplicaGetTheTimeOfTheUpgrade) {
+  apply({upsert(1, "a", {{"price", 1.0}}), del(2, "a", 1000)});
+  replica_.reset();
+  {
+    auto db = Database::open(dir_.file("replica.db"));
+    ASSERT_TRUE(db.is_ok());
+    // As a replica from before tombstone retention: no hub_ts column.
+    ASSERT_TRUE((*db)->exec("CREATE TABLE t2 AS SELECT type, key, version FROM _deltasync_tombstone;"
+                            "DROP TABLE _deltasync_tombstone; ALTER TABLE t2 RENAME TO _deltasync_tombstone")
+                    .is_ok());
+  }
+  auto r = Replica::open(dir_.file("replica.db"));
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  replica_ = std::move(r).value();
+  // Stamped with the time of the upgrade: a cutoff in 2001 keeps it.
+  EXPECT_EQ(*replica_->prune_tombstones(1000000000000, 100), 0u);
+  apply({upsert(1, "a", {{"price", 1.0}})});
+  EXPECT_EQ(*replica_->row_count("prices"), 0u);
 }
 
 TEST_F(ReplicaTest, DeleteRemovesRowAndBlocksOlderUpsertReplay) {

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <filesystem>
@@ -116,6 +118,39 @@ TEST_F(SqliteDatabaseTest, OpenCreatesWalDatabaseWithFullSyncAndForeignKeys) {
   EXPECT_EQ(*query_scalar_int64(*db, "PRAGMA synchronous"), 2);  // FULL
   EXPECT_EQ(*query_scalar_int64(*db, "PRAGMA foreign_keys"), 1);
   EXPECT_EQ(db->path(), dir_.file("test.db"));
+}
+
+// A second connection of the same process must not drop the first one's
+// locks: else another process's connection, closing, takes itself for the
+// last one and deletes the WAL under the running process (found with
+// `deltasync-hub backup` against a running hub).
+TEST_F(SqliteDatabaseTest, AnotherProcessClosingLeavesTheWalOfAnOpenDatabase) {
+  const std::string path = dir_.file("shared.db");
+  auto first = Database::open(path);
+  ASSERT_TRUE(first.is_ok()) << first.status().to_string();
+  ASSERT_TRUE((*first)->exec("CREATE TABLE t(x); INSERT INTO t VALUES (1)").is_ok());
+  auto second = Database::open(path);  // e.g. a reader or the agent service
+  ASSERT_TRUE(second.is_ok()) << second.status().to_string();
+  ASSERT_TRUE(fs::exists(path + "-wal"));
+
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    sqlite3* db = nullptr;
+    int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr);
+    if (rc == SQLITE_OK) rc = sqlite3_exec(db, "SELECT count(*) FROM t", nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+    ::_exit(rc == SQLITE_OK ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_TRUE(fs::exists(path + "-wal")) << "the other process deleted the WAL of an open database";
+  // What the first connection commits now is seen by a new connection.
+  ASSERT_TRUE((*first)->exec("INSERT INTO t VALUES (2)").is_ok());
+  auto third = Database::open(path);
+  ASSERT_TRUE(third.is_ok());
+  EXPECT_EQ(*query_scalar_int64(**third, "SELECT count(*) FROM t"), 2);
 }
 
 TEST_F(SqliteDatabaseTest, SynchronousIsNormalWhenFullIsNotAsked) {

@@ -66,6 +66,7 @@ struct HubOptions {
   int64_t heartbeat_ms = 1000;
   int64_t dead_after = 3;
   int64_t max_bytes = -1;  // the type's stream retention (-1 = unlimited)
+  bool retention = true;   // [retention] enabled: the store is pruned
   // True: a new hub, so its stream is deleted first (versions restart at 1,
   // and a fresh agent would otherwise replay an earlier scenario's deltas).
   // False: a restart of the hub whose store is in the scratch dir.

@@ -4,7 +4,7 @@ namespace ds::bench {
 
 const std::vector<std::string>& scenario_names() {
   static const std::vector<std::string> names = {"raw",    "ingest", "footprint", "e2e",
-                                                 "fanout", "dead",   "catchup",   "fleet"};
+                                                 "fanout", "dead",   "catchup",   "fleet", "retention"};
   return names;
 }
 
@@ -17,6 +17,7 @@ Result<std::vector<Figure>> run_scenario(const std::string& name, BenchContext& 
   if (name == "dead") return run_dead(ctx);
   if (name == "catchup") return run_catchup(ctx);
   if (name == "fleet") return run_fleet(ctx);
+  if (name == "retention") return run_retention(ctx);
   return Status::invalid_argument("unknown scenario '" + name + "'");
 }
 

@@ -48,5 +48,6 @@ Result<std::vector<Figure>> run_fanout(BenchContext& ctx);     // fanout_scenari
 Result<std::vector<Figure>> run_dead(BenchContext& ctx);       // dead_scenario.cc
 Result<std::vector<Figure>> run_catchup(BenchContext& ctx);    // catchup_scenario.cc
 Result<std::vector<Figure>> run_fleet(BenchContext& ctx);      // fleet_scenario.cc
+Result<std::vector<Figure>> run_retention(BenchContext& ctx);  // retention_scenario.cc
 
 }  // namespace ds::bench

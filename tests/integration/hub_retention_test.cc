@@ -1,0 +1,208 @@
+// Retention with the hub and agent binaries and a real nats-server
+// (docs/operations.md, "Retention"): under many updates of constant keys the
+// hub's change log stays bounded by the keys plus what the stream holds, and
+// an agent that was away while its deletes left the stream and were pruned
+// on both sides comes back through a snapshot and ends equal to the hub.
+#include <signal.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "agent/replica.h"
+#include "shared/sqlite.h"
+#include "tests/harness/hub_process.h"
+#include "tests/integration/hub_test_util.h"
+#include "tools/child_process.h"
+#include "tools/local_host.h"
+
+namespace ds::testing {
+namespace {
+
+constexpr int kKeys = 50;
+
+bool eventually_true(const std::function<bool()>& pred, int64_t timeout_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return pred();
+}
+
+class HubRetentionTest : public NatsTest {
+ protected:
+  void SetUp() override {
+    NatsTest::SetUp();
+    js_ = jetstream(*nc_);
+    store_path_ = dir_.file("hub.db");
+    // The stream keeps about 64 KiB (some 700 changes), so it moves on
+    // quickly; tombstones may go after a second.
+    const std::string hub = "[hub]\nname = \"test-hub\"\n[nats]\nurl = \"" + server_->url() +
+                            "\"\n[store]\npath = \"" + store_path_ + "\"\n[http]\nlisten = \"\"\n"
+                            "[liveness]\nheartbeat_interval_ms = 500\n"
+                            "[retention]\ntombstone_max_age = \"1s\"\n"
+                            "[[types]]\nname = \"item\"\nkey = \"id\"\nmax_bytes = \"64KiB\"\n"
+                            "columns = [{ name = \"n\", type = \"integer\" }]\n";
+    hub_ = std::make_unique<HubProcess>(dir_.write_file("hub.toml", hub), dir_.file("hub.log"));
+    const std::string agent = "[agent]\nid = \"store-1\"\nlog_level = \"info\"\n[nats]\nurl = \"" + server_->url() +
+                              "\"\n[replica]\npath = \"" + dir_.file("store-1.db") +
+                              "\"\ntombstone_max_age = \"1s\"\n[[subscriptions]]\ntype = \"item\"\n";
+    agent_config_ = dir_.write_file("agent.toml", agent);
+  }
+  void TearDown() override {
+    agent_.reset();
+    hub_.reset();
+    js_.reset();
+    NatsTest::TearDown();
+  }
+
+  void start_agent() {
+    agent_ = std::make_unique<ChildProcess>(
+        std::vector<std::string>{std::string(DELTASYNC_BINARY_DIR) + "/deltasync-agent", "run", "--config",
+                                 agent_config_},
+        dir_.file("agent.log"));
+    ASSERT_TRUE(agent_->start().is_ok());
+  }
+
+  // `rounds` batches updating every key from k<first> on once each.
+  void update_all(int rounds, int first = 0) {
+    for (int r = 0; r < rounds; ++r) {
+      IngestRequest req;
+      req.producer = "erp";
+      req.seq = ++seq_;
+      for (int k = first; k < kKeys; ++k) {
+        IngestRecord rec;
+        rec.key = "k" + std::to_string(k);
+        rec.fields = {{"n", static_cast<int64_t>(seq_)}};
+        req.records.push_back(std::move(rec));
+      }
+      auto reply = ingest(*nc_, "item", req);
+      ASSERT_TRUE(reply.is_ok() && reply->ok()) << (reply.is_ok() ? reply->error->message : reply.status().to_string());
+    }
+  }
+
+  int64_t scalar(const std::string& path, const std::string& sql) {
+    OpenOptions ro;
+    ro.read_only = true;
+    auto db = Database::open(path, ro);
+    if (!db.is_ok()) return -1;
+    auto v = query_scalar_int64(**db, sql);
+    return v.is_ok() ? *v : -1;
+  }
+  int64_t log_rows() { return scalar(store_path_, "SELECT count(*) FROM changes"); }
+
+  // The log settles: pruning has caught up with the stream (the rows stay
+  // put for a second; at most 20 s).
+  int64_t settled_log_rows() {
+    int64_t rows = log_rows();
+    for (int i = 0, still = 0; i < 80 && still < 4; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+      const int64_t now = log_rows();
+      still = now == rows ? still + 1 : 0;
+      rows = now;
+    }
+    return rows;
+  }
+
+  TempDir dir_{"hub-retention-test"};
+  std::string store_path_;
+  std::string agent_config_;
+  uint64_t seq_ = 0;
+  std::unique_ptr<HubProcess> hub_;
+  std::unique_ptr<ChildProcess> agent_;
+  std::unique_ptr<JetStream> js_;
+};
+
+TEST_F(HubRetentionTest, TheLogStaysFlatUnderConstantKeys) {
+  ASSERT_TRUE(hub_->start().is_ok()) << hub_->log_text();
+  ASSERT_NO_FATAL_FAILURE(update_all(200));  // 10,000 updates
+  const int64_t after_10k = settled_log_rows();
+  ASSERT_NO_FATAL_FAILURE(update_all(200));  // 20,000
+  const int64_t after_20k = settled_log_rows();
+  std::printf("[ info ] change-log rows: %lld after 10,000 updates, %lld after 20,000 (of %d keys)\n",
+              static_cast<long long>(after_10k), static_cast<long long>(after_20k), kKeys);
+  // One change per key plus what the 64 KiB stream holds (well under 2,000).
+  EXPECT_LT(after_10k, 2500);
+  EXPECT_LT(after_20k, 2500);
+  EXPECT_LT(after_20k, after_10k + 500) << "the log must not grow with the updates";
+  EXPECT_LT(scalar(store_path_, "SELECT count(*) FROM producer_batches"), 100);
+  EXPECT_EQ(scalar(store_path_, "SELECT count(*) FROM t_item"), kKeys);
+  EXPECT_EQ(hub_->log_count("error [hub]"), 0u) << hub_->log_text();
+}
+
+TEST_F(HubRetentionTest, AnAgentBackAfterItsDeletesWerePrunedReloadsAndEndsEqual) {
+  ASSERT_TRUE(hub_->start().is_ok()) << hub_->log_text();
+  ASSERT_NO_FATAL_FAILURE(start_agent());
+  ASSERT_NO_FATAL_FAILURE(update_all(5));
+  // The agent deletes a key while running: its own tombstone goes after 1 s.
+  {
+    IngestRequest req;
+    req.producer = "erp";
+    req.seq = ++seq_;
+    IngestRecord gone;
+    gone.key = "k0";
+    gone.op = Op::kDelete;
+    req.records.push_back(gone);
+    auto reply = ingest(*nc_, "item", req);
+    ASSERT_TRUE(reply.is_ok() && reply->ok());
+  }
+  const std::string replica = dir_.file("store-1.db");
+  ASSERT_TRUE(eventually_true([&] {
+    return scalar(replica, "SELECT count(*) FROM _deltasync_tombstone") == 1;
+  }, 20000)) << read_text_file(dir_.file("agent.log"));
+  ASSERT_TRUE(eventually_true([&] {
+    return scalar(replica, "SELECT count(*) FROM _deltasync_tombstone") == 0;
+  }, 20000)) << "the agent keeps its tombstone past tombstone_max_age";
+  ASSERT_EQ(agent_->stop(SIGTERM), std::optional<int>(0)) << read_text_file(dir_.file("agent.log"));
+
+  // Away: ten keys deleted, then enough updates that the stream no longer
+  // holds the deletes and the hub prunes their tombstones.
+  {
+    IngestRequest req;
+    req.producer = "erp";
+    req.seq = ++seq_;
+    for (int k = 1; k <= 10; ++k) {
+      IngestRecord gone;
+      gone.key = "k" + std::to_string(k);
+      gone.op = Op::kDelete;
+      req.records.push_back(gone);
+    }
+    auto reply = ingest(*nc_, "item", req);
+    ASSERT_TRUE(reply.is_ok() && reply->ok());
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));  // older than tombstone_max_age
+  ASSERT_TRUE(eventually_true([&] {
+    if (HasFatalFailure()) return true;
+    update_all(20, 11);  // the live keys only
+    return scalar(store_path_, "SELECT count(*) FROM t_item WHERE _deleted = 1") == 0 &&
+           scalar(store_path_, "SELECT count(*) FROM changes WHERE op = 'd'") == 0;
+  }, 60000)) << "the hub keeps the tombstones: " << hub_->log_text();
+  ASSERT_FALSE(HasFatalFailure());
+  EXPECT_EQ(scalar(store_path_, "SELECT count(*) FROM t_item"), kKeys - 11);
+
+  ASSERT_NO_FATAL_FAILURE(start_agent());
+  TypeConfig item;
+  item.name = "item";
+  item.schema.key = "id";
+  item.schema.columns = {{"n", ColumnType::kInteger}};
+  auto equal = [&] {
+    QueryStoreOptions ro;
+    ro.read_only = true;
+    auto hub = QueryStore::open(store_path_, {item}, ro);
+    auto rep = Replica::open(replica, true);
+    if (!hub.is_ok() || !rep.is_ok()) return false;
+    auto h = (*hub)->table_digest("item", std::nullopt);
+    auto r = (*rep)->table_digest("item");
+    return h.is_ok() && r.is_ok() && h->content == r->content &&
+           scalar(replica, "SELECT count(*) FROM item") == kKeys - 11;
+  };
+  ASSERT_TRUE(eventually_true(equal, 30000)) << read_text_file(dir_.file("agent.log")) << hub_->log_text();
+  const std::string agent_log = read_text_file(dir_.file("agent.log"));
+  EXPECT_NE(agent_log.find("snapshot"), std::string::npos) << agent_log;
+  EXPECT_EQ(hub_->log_count("error [hub]"), 0u) << hub_->log_text();
+}
+
+}  // namespace
+}  // namespace ds::testing
