@@ -61,13 +61,7 @@ StoreDump dump_store(const std::string& path) {
 }
 
 // Polls every 50 ms for up to 15 s.
-bool eventually(const std::function<bool()>& pred) {
-  for (int i = 0; i < 300; ++i) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return pred();
-}
+bool eventually(const std::function<bool()>& pred) { return wait_until(pred, 15000, 50); }
 
 class HubRestoreTest : public NatsTest {
  protected:

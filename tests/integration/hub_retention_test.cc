@@ -22,15 +22,6 @@ namespace {
 
 constexpr int kKeys = 50;
 
-bool eventually_true(const std::function<bool()>& pred, int64_t timeout_ms) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return pred();
-}
-
 class HubRetentionTest : public NatsTest {
  protected:
   void SetUp() override {
@@ -149,10 +140,10 @@ TEST_F(HubRetentionTest, AnAgentBackAfterItsDeletesWerePrunedReloadsAndEndsEqual
     ASSERT_TRUE(reply.is_ok() && reply->ok());
   }
   const std::string replica = dir_.file("store-1.db");
-  ASSERT_TRUE(eventually_true([&] {
+  ASSERT_TRUE(wait_until([&] {
     return scalar(replica, "SELECT count(*) FROM _deltasync_tombstone") == 1;
   }, 20000)) << read_text_file(dir_.file("agent.log"));
-  ASSERT_TRUE(eventually_true([&] {
+  ASSERT_TRUE(wait_until([&] {
     return scalar(replica, "SELECT count(*) FROM _deltasync_tombstone") == 0;
   }, 20000)) << "the agent keeps its tombstone past tombstone_max_age";
   ASSERT_EQ(agent_->stop(SIGTERM), std::optional<int>(0)) << read_text_file(dir_.file("agent.log"));
@@ -173,7 +164,7 @@ TEST_F(HubRetentionTest, AnAgentBackAfterItsDeletesWerePrunedReloadsAndEndsEqual
     ASSERT_TRUE(reply.is_ok() && reply->ok());
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(1200));  // older than tombstone_max_age
-  ASSERT_TRUE(eventually_true([&] {
+  ASSERT_TRUE(wait_until([&] {
     if (HasFatalFailure()) return true;
     update_all(20, 11);  // the live keys only
     return scalar(store_path_, "SELECT count(*) FROM t_item WHERE _deleted = 1") == 0 &&
@@ -198,7 +189,7 @@ TEST_F(HubRetentionTest, AnAgentBackAfterItsDeletesWerePrunedReloadsAndEndsEqual
     return h.is_ok() && r.is_ok() && h->content == r->content &&
            scalar(replica, "SELECT count(*) FROM item") == kKeys - 11;
   };
-  ASSERT_TRUE(eventually_true(equal, 30000)) << read_text_file(dir_.file("agent.log")) << hub_->log_text();
+  ASSERT_TRUE(wait_until(equal, 30000)) << read_text_file(dir_.file("agent.log")) << hub_->log_text();
   const std::string agent_log = read_text_file(dir_.file("agent.log"));
   EXPECT_NE(agent_log.find("snapshot"), std::string::npos) << agent_log;
   EXPECT_EQ(hub_->log_count("error [hub]"), 0u) << hub_->log_text();

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <iostream>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -99,6 +100,19 @@ class VerifyScaleTest : public NatsTest {
     NatsTest::TearDown();
   }
 
+  // The hub's digest of "price": what an agent equal to the hub answers.
+  std::optional<TypeDigest> hub_price_digest() {
+    auto reader = open_reader(config_);
+    auto digest = reader->table_digest("price", std::nullopt);
+    if (!digest.is_ok()) return std::nullopt;
+    TypeDigest truth;
+    truth.version = reader->type_state("price")->version;
+    truth.rows = digest->keys.count;
+    truth.digest = digest->keys.hex();
+    truth.content = digest->content.hex();
+    return truth;
+  }
+
   TempDir dir_{"verify-scale-test"};
   HubConfig config_;
   int port_ = 0;
@@ -134,15 +148,9 @@ TEST_F(VerifyScaleTest, ThousandAgentsVerifyWhileHealthAndMetricsKeepAnswering) 
   for (auto& t : registrars) t.join();
   ASSERT_EQ(refused.load(), 0u);
 
-  auto reader = open_reader(config_);
-  auto truth_digest = reader->table_digest("price", std::nullopt);
-  ASSERT_TRUE(truth_digest.is_ok());
-  TypeDigest truth;
-  truth.version = reader->type_state("price")->version;
-  truth.rows = truth_digest->keys.count;
-  truth.digest = truth_digest->keys.hex();
-  truth.content = truth_digest->content.hex();
-  DigestResponder responder(*server_, truth);
+  auto truth = hub_price_digest();
+  ASSERT_TRUE(truth.has_value());
+  DigestResponder responder(*server_, *truth);
 
   auto client = HubClient::create("http://127.0.0.1:" + std::to_string(port_), std::string(kToken), {}, 5000);
   ASSERT_TRUE(client.is_ok());
@@ -231,15 +239,9 @@ TEST_F(VerifyScaleTest, VerifyLimitedToAgentsAsksOnlyThemAndFailsForAnUnknownOne
     auto reply = nc_->request(Subjects().register_agent(r.agent), encode(r), 30000);
     ASSERT_TRUE(reply.is_ok() && decode_register_reply(reply->data()).is_ok());
   }
-  auto reader = open_reader(config_);
-  auto truth_digest = reader->table_digest("price", std::nullopt);
-  ASSERT_TRUE(truth_digest.is_ok());
-  TypeDigest truth;
-  truth.version = reader->type_state("price")->version;
-  truth.rows = truth_digest->keys.count;
-  truth.digest = truth_digest->keys.hex();
-  truth.content = truth_digest->content.hex();
-  DigestResponder responder(*server_, truth);
+  auto truth = hub_price_digest();
+  ASSERT_TRUE(truth.has_value());
+  DigestResponder responder(*server_, *truth);
   auto client = HubClient::create("http://127.0.0.1:" + std::to_string(port_), std::string(kToken), {}, 5000);
   ASSERT_TRUE(client.is_ok());
 
