@@ -178,8 +178,15 @@ Result<IngestRecord> RecordReader::parse_csv_row(const std::vector<std::string>&
 }
 
 Result<IngestRecord> RecordReader::parse_json_line(const std::string& text) const {
+  // Wrapped in [ ] to reuse the ingest decoder, so a line could also hold
+  // no record (a NUL ends the JSON text early) or several ("{...},{...}"):
+  // both are refused rather than read as nothing or as the first alone.
   auto records = decode_ingest_records_json("[" + text + "]");
   if (!records) return records.status();
+  if (records->size() != 1) {
+    return Status::invalid_argument("expected exactly one JSON record object on the line, found " +
+                                    std::to_string(records->size()));
+  }
   return std::move(records->front());
 }
 

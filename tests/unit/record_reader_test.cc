@@ -128,6 +128,23 @@ TEST(RecordReaderTest, JsonLinesBadLineIsNamed) {
   EXPECT_NE(n.status().message().find("upsrt"), std::string::npos) << n.status().message();
 }
 
+// Found by the record_reader fuzz target: a line the JSON reader ends early
+// (at a NUL) held no record and was read past the end of an empty list; a
+// line with two objects was read as its first alone.
+TEST(RecordReaderTest, JsonLineWithoutExactlyOneRecordIsRefused) {
+  const std::string lines[] = {std::string(1, '\0') + "]" + std::string(1, '\0') + R"({"key":"a","op":"upsert"})",
+                               R"({"key":"a","op":"upsert"},{"key":"b","op":"upsert"})"};
+  for (const std::string& line : lines) {
+    std::istringstream in(R"({"key":"x","op":"upsert"})" "\n" + line + "\n");
+    RecordReader reader(in, InputFormat::kJsonLines, TypeSchema{});
+    std::vector<IngestRecord> out;
+    auto n = reader.read(10, out);
+    ASSERT_FALSE(n.is_ok()) << "line accepted: " << line;
+    EXPECT_EQ(n.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(n.status().message().find("line 2"), std::string::npos) << n.status().message();
+  }
+}
+
 TEST(RecordReaderTest, FormatFollowsTheExtension) {
   EXPECT_EQ(input_format_for("prices.CSV"), InputFormat::kCsv);
   EXPECT_EQ(input_format_for("prices.jsonl"), InputFormat::kJsonLines);
