@@ -362,6 +362,14 @@ Status refuse_what_the_parser_mishandles(std::string_view text, const std::strin
   auto non_ascii = [&](size_t i) { return static_cast<unsigned char>(text[i]) >= 0x80; };
   for (size_t i = 0; i < text.size(); ++i) {
     const char c = text[i];
+    // TOML allows no control character but tab (and CR in CRLF) anywhere; a
+    // NUL would also read as "no code yet on this line" to opens_string().
+    if ((static_cast<unsigned char>(c) < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f) {
+      char code[8];
+      std::snprintf(code, sizeof code, "%04X", static_cast<unsigned>(static_cast<unsigned char>(c)));
+      return Status::invalid_argument(at(i) + "syntax error: control character U+" + code +
+                                      " (TOML allows only tab)");
+    }
     if (c == '\n') {
       ++line;
       line_start = i + 1;

@@ -247,6 +247,17 @@ TEST(HubConfigTest, NonAsciiCharacterInABareKeyIsRefusedBeforeParsing) {
   EXPECT_THAT(s.message(), ::testing::StartsWith("hub.toml:2:11: syntax error: a non-ASCII character"));
 }
 
+// Found by the config fuzz target: a NUL after a value made the scan take a
+// later quote for a string's start, so a non-ASCII character after it reached
+// the parser's whitespace check. TOML allows no control character but tab.
+TEST(HubConfigTest, ControlCharacterIsRefusedBeforeParsing) {
+  Status s = hub_error(std::string("[hub]\nid =0\"a\"t") + std::string(1, '\0') + "\"tg'h\xcf\xa1'\n");
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(), "hub.toml:2:10: syntax error: control character U+0000 (TOML allows only tab)");
+  s = hub_error("[hub]\nname = \"a\x01" "b\"\n");
+  EXPECT_EQ(s.message(), "hub.toml:2:10: syntax error: control character U+0001 (TOML allows only tab)");
+}
+
 TEST(AgentConfigTest, NonAsciiAfterALineEndingBackslashIsRefusedWithAdvice) {
   Status s = agent_error(agent_with("[[subscriptions]]\ntype = \"x\"\nhook = \"\"\"run \\\n  \xc2\xa7\"\"\"\n"));
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
