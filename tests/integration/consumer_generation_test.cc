@@ -17,12 +17,12 @@
 #include <future>
 
 #include <gtest/gtest.h>
-#include <nats/nats.h>
 
 #include "agent/checkpoint_board.h"
 #include "agent/delta_applier.h"
 #include "agent/replica.h"
 #include "hub/delivery_manager.h"
+#include "tests/harness/consumer_state.h"
 #include "tests/integration/agent_test_support.h"
 
 namespace ds::testing {
@@ -30,21 +30,6 @@ namespace {
 
 class ConsumerGenerationTest : public AgentIntegrationTest {
  protected:
-  struct AckState {
-    uint64_t ack_floor = 0;
-    int64_t ack_pending = -1;
-    uint64_t delivered = 0;
-  };
-  AckState ack_state() {
-    jsConsumerInfo* raw = nullptr;
-    jsErrCode jerr = static_cast<jsErrCode>(0);
-    natsStatus s =
-        js_GetConsumerInfo(&raw, js_->raw(), stream_name("prices").c_str(), consumer_name("store-1").c_str(), nullptr, &jerr);
-    std::unique_ptr<jsConsumerInfo, decltype(&jsConsumerInfo_Destroy)> ci(raw, &jsConsumerInfo_Destroy);
-    if (s != NATS_OK) return {};
-    return {ci->AckFloor.Stream, ci->NumAckPending, ci->Delivered.Stream};
-  }
-
   void SetUp() override {
     AgentIntegrationTest::SetUp();
     if (HasFatalFailure()) return;
@@ -118,10 +103,10 @@ TEST_F(ConsumerGenerationTest, AcksOfAReplacedConsumerDoNotStallItsSuccessor) {
   ASSERT_TRUE(hub_->commit("prices", more, /*batch_size=*/1).is_ok());
 
   // Everything is acknowledged within seconds, not after ack_wait.
-  AckState st;
+  ConsumerAckState st;
   EXPECT_TRUE(eventually(
       [&] {
-        st = ack_state();
+        st = consumer_ack_state(*js_, stream_name("prices"), consumer_name("store-1"));
         return st.ack_floor == 60 && st.ack_pending == 0;
       },
       10000))

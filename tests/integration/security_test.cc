@@ -23,6 +23,7 @@
 
 #include "shared/names.h"
 #include "shared/nats.h"
+#include "tests/harness/consumer_state.h"
 #include "tests/harness/nats_server.h"
 #include "tests/harness/test_credentials.h"
 #include "tools/creds.h"
@@ -154,18 +155,8 @@ class SecurityTest : public ::testing::Test {
     return spec;
   }
 
-  struct AckState {
-    uint64_t ack_floor = 0;
-    int64_t ack_pending = -1;
-  };
-  AckState ack_state(const std::string& consumer) {
-    jsConsumerInfo* raw = nullptr;
-    jsErrCode jerr = static_cast<jsErrCode>(0);
-    natsStatus s = js_GetConsumerInfo(&raw, hub_js_->raw(), stream_name("prices").c_str(), consumer.c_str(),
-                                      nullptr, &jerr);
-    std::unique_ptr<jsConsumerInfo, decltype(&jsConsumerInfo_Destroy)> ci(raw, &jsConsumerInfo_Destroy);
-    if (s != NATS_OK) return {};
-    return {ci->AckFloor.Stream, ci->NumAckPending};
+  ConsumerAckState ack_state(const std::string& consumer) {
+    return consumer_ack_state(*hub_js_, stream_name("prices"), consumer);
   }
 
   Subjects subjects_;
@@ -377,7 +368,7 @@ TEST_F(SecurityTest, HubCreatedPushConsumerDeliversToItsAgentWhichAcks) {
   }
   ASSERT_TRUE(store1.nc->flush().is_ok());
   EXPECT_TRUE(wait_until([&] {
-    const AckState st = ack_state(consumer_name("store-1"));
+    const ConsumerAckState st = ack_state(consumer_name("store-1"));
     return st.ack_floor == 3 && st.ack_pending == 0;
   })) << "acks from store-1 did not reach the consumer";
   EXPECT_EQ(store1.errors->all(), "");
@@ -399,7 +390,7 @@ TEST_F(SecurityTest, AgentBindsToItsOwnConsumerButNotAnothers) {
   ASSERT_TRUE(own.is_ok()) << own.status().to_string();
   ASSERT_TRUE(own_deltas.wait_for(2));
   EXPECT_TRUE(wait_until([&] {
-    const AckState st = ack_state(consumer_name("store-1"));
+    const ConsumerAckState st = ack_state(consumer_name("store-1"));
     return st.ack_floor == 2 && st.ack_pending == 0;
   }));
 
