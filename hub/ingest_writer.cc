@@ -139,6 +139,7 @@ void IngestWriter::submit(const std::string& type, IngestRequest request, Ingest
 
 std::string IngestWriter::blocked_reason() const {
   std::lock_guard<std::mutex> lock(mu_);
+  if (!first_reconcile_done_) return "reconciling the streams with the change log";
   if (blocked_.empty()) return {};
   std::string types;
   for (const auto& [type, why] : blocked_) types += (types.empty() ? "'" : ", '") + type + "'";
@@ -203,6 +204,7 @@ void IngestWriter::run() {
           // give back takes no ingest until an operator acts (see
           // StreamPublisher, Recovery); every other type is free again.
           std::lock_guard<std::mutex> lock(mu_);
+          first_reconcile_done_ = true;
           blocked_.clear();
           for (const auto& [type, failure] : failures) {
             if (failure.code() == StatusCode::kDataLoss) blocked_[type] = failure.message();

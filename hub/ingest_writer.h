@@ -115,10 +115,11 @@ class IngestWriter {
   // reconnect). Runs before the next group commit.
   void request_reconcile();
 
-  // Why some type takes no ingest ("" when every type does): its stream
-  // holds changes the store lacks and could not give back (after a restore
-  // from an older backup; StreamPublisher, Recovery). Thread-safe; for
-  // /readyz.
+  // Why the writer is not ready ("" when it is): until the first
+  // reconciliation of every stream with the change log has run; after it,
+  // a type whose stream holds changes the store lacks and could not give
+  // back (after a restore from an older backup; StreamPublisher, Recovery).
+  // Thread-safe; for /readyz.
   std::string blocked_reason() const;
 
   // Refuses new batches, finishes (commits, publishes, replies to) the
@@ -154,6 +155,7 @@ class IngestWriter {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::map<std::string, std::string> blocked_;  // type -> why; guarded by mu_
+  bool first_reconcile_done_ = false;            // guarded by mu_
   std::deque<Pending> queue_;        // guarded by mu_
   bool accepting_ = false;           // guarded by mu_
   bool stopping_ = false;            // guarded by mu_

@@ -16,6 +16,18 @@
 namespace ds {
 namespace {
 
+// What an operator can do when a type's store is behind its stream and the
+// stream cannot fill the gap (docs/operations.md, "Backup and restore").
+// A newer backup must reach `needed`; giving up loses the versions from
+// `first_lost` to `last_lost` (the last the stream held, when known).
+std::string gap_advice(uint64_t needed, uint64_t first_lost, std::optional<uint64_t> last_lost) {
+  return fmt::format(
+      "Restore a newer backup of the store (one taken after version {}) and start the hub again; or, to give up "
+      "versions {}..{} for good, follow docs/operations.md \"Backup and restore\", \"When the stream cannot fill "
+      "the gap\"",
+      needed, first_lost, last_lost ? std::to_string(*last_lost) : std::string("(the last the stream held)"));
+}
+
 // The ack wait for one publish round. Generous: a slow disk on the broker
 // must not turn into a reply "unavailable" for a batch it stores anyway.
 constexpr int64_t kAckTimeoutMs = 10000;
@@ -193,6 +205,19 @@ Status StreamPublisher::reconcile_type(QueryStore& store, const std::string& typ
                                  " is not a delta batch of this hub");
       }
     } else if (last.status().code() == StatusCode::kNotFound) {
+      if (state.last_seq > st.published_seq) {
+        // Messages after the last one the log marked published were
+        // stored, then aged out or purged: the store is older than the
+        // stream (restored from a backup), and nothing can give the rest
+        // back.
+        return Status::data_loss(fmt::format(
+            "type '{}': the store ends at version {} (restored from an older backup?), published up to stream "
+            "seq {}, but stream {} holds messages up to seq {}, and they are gone (aged out or purged): the hub "
+            "cannot take back what the backup lacks, and refuses ingest of type '{}' (new versions would collide "
+            "with those the agents hold). {}",
+            type, st.version, st.published_seq, stream, state.last_seq, type,
+            gap_advice(st.version, st.version + 1, std::nullopt)));
+      }
       spdlog::warn("reconcile {}: the stream's last message (seq {}) is gone (aged out or purged); trusting the "
                    "log's published batch {}",
                    stream, state.last_seq, st.published_batch);
@@ -289,11 +314,10 @@ Status StreamPublisher::recover_from_stream(QueryStore& store, const std::string
         "type '{}': the store ends at version {} (restored from an older backup?) but stream {} holds batches up "
         "to {}, and version {} is no longer in the stream (its messages are {}..{}): the hub cannot take back "
         "what the backup lacks, and refuses ingest of type '{}' (new versions would collide with those the stream "
-        "and the agents hold). Restore a newer backup of the store (one taken after version {}) and start the hub "
-        "again; or, to give up versions {}..{} for good, follow docs/operations.md \"Backup and restore\", "
-        "\"When the stream cannot fill the gap\"",
-        type, st.version, stream, stream_batch, missing, first_seq, last_seq, type, missing - 1, st.version + 1,
-        std::max(stream_batch, found.empty() ? stream_batch : found.rbegin()->first)));
+        "and the agents hold). {}",
+        type, st.version, stream, stream_batch, missing, first_seq, last_seq, type,
+        gap_advice(missing - 1, st.version + 1,
+                   std::max(stream_batch, found.empty() ? stream_batch : found.rbegin()->first))));
   }
   const uint64_t first = changes.front().change.v;
   const uint64_t last = changes.back().change.v;
