@@ -212,16 +212,15 @@ struct AgentService::Impl {
 
   // Opens the consumer from the subscription's checkpoint, or records why not.
   void open_consumer(const std::string& agent, const SubscriptionState& sub, DeliveryState& d) {
-    auto resume = delivery.plan(sub.type, sub.seq);
-    if (!resume.is_ok()) {
-      d.note = resume.status().to_string();
+    auto plan = delivery.plan(sub.type, sub.seq, sub.version);
+    if (!plan.is_ok()) {
+      d.note = plan.status().to_string();
       spdlog::warn("agent {} type {}: {}", agent, sub.type, d.note);
       return;
     }
-    if (*resume == Resume::kSnapshot) {
+    if (plan->resume == Resume::kSnapshot) {
       d.awaiting_snapshot = true;
-      d.note = "checkpoint seq " + std::to_string(sub.seq) +
-               " is no longer in the stream: the agent is ordered to register again and snapshot";
+      d.note = plan->why + ": the agent is ordered to register again and snapshot";
       spdlog::warn("agent {} type {}: {}", agent, sub.type, d.note);
       return;
     }

@@ -1,19 +1,45 @@
 #include "hub/delivery_manager.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
+
+#include "hub/stream_publisher.h"
 
 namespace ds {
 
 DeliveryManager::DeliveryManager(const HubConfig& config, JetStream& js)
     : config_(config), js_(js), subjects_(config.nats.subject_prefix) {}
 
-Result<Resume> DeliveryManager::plan(std::string_view type, uint64_t seq) {
-  auto state = js_.stream_state(stream_name(type));
+Result<DeliveryPlan> DeliveryManager::plan(std::string_view type, uint64_t seq, uint64_t version) {
+  const std::string stream = stream_name(type);
+  auto state = js_.stream_state(stream);
   if (!state.is_ok()) return state.status().with_context("plan delivery of " + std::string(type));
-  if (state->last_seq == 0) return Resume::kStream;  // never held data
-  if (seq > state->last_seq) return Resume::kSnapshot;
-  if (seq + 1 < state->first_seq) return Resume::kSnapshot;
-  return Resume::kStream;
+  if (state->last_seq == 0) return DeliveryPlan{};  // never held data
+  if (seq > state->last_seq) {
+    return DeliveryPlan{Resume::kSnapshot, fmt::format("checkpoint seq {} is past the stream's end (seq {}): the "
+                                                       "stream was recreated since",
+                                                       seq, state->last_seq)};
+  }
+  if (seq + 1 < state->first_seq) {
+    return DeliveryPlan{Resume::kSnapshot, fmt::format("checkpoint seq {} is no longer in the stream (first seq {})",
+                                                       seq, state->first_seq)};
+  }
+  if (seq == 0 || seq < state->first_seq) return DeliveryPlan{};
+  // The message at the checkpoint must be one the agent has: its batch at
+  // or below the agent's version. Past it, the stream was rebuilt with
+  // other numbering (see the header).
+  auto at = js_.get_message(stream, seq);
+  if (!at.is_ok()) {
+    if (at.status().code() == StatusCode::kNotFound) return DeliveryPlan{};  // deleted: nothing to compare
+    return at.status().with_context("plan delivery of " + std::string(type));
+  }
+  const std::optional<uint64_t> batch = batch_of(*at);
+  if (batch && *batch > version) {
+    return DeliveryPlan{Resume::kSnapshot, fmt::format("checkpoint seq {} now holds batch {}, past the checkpoint's "
+                                                       "version {}: the stream was rebuilt since",
+                                                       seq, *batch, version)};
+  }
+  return DeliveryPlan{};
 }
 
 ConsumerSpec DeliveryManager::consumer_spec(std::string_view agent, std::string_view type,

@@ -19,10 +19,16 @@
 // Resume rule (plan()): a checkpoint whose next sequence has left the stream
 // (seq + 1 < first_seq) while the stream has ever held data (last_seq > 0)
 // needs a snapshot; so does a checkpoint ahead of the stream (seq > last_seq:
-// the stream was recreated and renumbered). Everything else resumes from the
-// stream. "Ever held data" rather than "holds messages now": a stream whose
-// messages all aged out still stands for rows in the query store that the
-// agent lacks.
+// the stream was recreated and renumbered), and a checkpoint whose message
+// now carries a batch past the agent's version (the stream was rebuilt from
+// the hub's log after the broker lost it, and the log had been compacted
+// below the stream's start (StoreRetention), so the same sequence now names
+// a later batch: resuming after it would skip changes). Everything else
+// resumes from the stream: batches ascend with the sequence, so every
+// message up to a checkpoint whose batch is at or below the agent's version
+// holds nothing the agent lacks. "Ever held data" rather than "holds
+// messages now": a stream whose messages all aged out still stands for rows
+// in the query store that the agent lacks.
 //
 // Stateless apart from its configuration: it does not remember which
 // consumers exist (the registry keeps that belief). Thread-safe as far as
@@ -41,13 +47,20 @@
 
 namespace ds {
 
+// What plan() decided, and why when it is a snapshot (for the log and the
+// registry's note).
+struct DeliveryPlan {
+  Resume resume = Resume::kStream;
+  std::string why;
+};
+
 class DeliveryManager {
  public:
   DeliveryManager(const HubConfig& config, JetStream& js);
 
-  // Stream resume or snapshot for a checkpoint at stream sequence `seq`.
-  // NotFound when the type's stream does not exist.
-  Result<Resume> plan(std::string_view type, uint64_t seq);
+  // Stream resume or snapshot for a checkpoint at stream sequence `seq`
+  // and version `version`. NotFound when the type's stream does not exist.
+  Result<DeliveryPlan> plan(std::string_view type, uint64_t seq, uint64_t version);
 
   // The consumer configuration for an agent's subscription.
   ConsumerSpec consumer_spec(std::string_view agent, std::string_view type, std::string_view partition,

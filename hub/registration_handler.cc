@@ -115,7 +115,8 @@ Status RegistrationHandler::open_deliveries(const RegisterRequest& request, Regi
   const Subjects subjects(config_.nats.subject_prefix);
   for (const SubscriptionReport& s : request.subscriptions) {
     const TypeConfig* tc = config_.find_type(s.type);  // validated above
-    DS_ASSIGN_OR_RETURN(Resume resume, delivery_.plan(s.type, s.seq));
+    DS_ASSIGN_OR_RETURN(DeliveryPlan plan, delivery_.plan(s.type, s.seq, s.version));
+    Resume resume = plan.resume;
     const bool repair = snapshot_orders_.erase({request.agent, s.type}) > 0;
     if (repair) resume = Resume::kSnapshot;
     DeliveryState state;
@@ -129,7 +130,7 @@ Status RegistrationHandler::open_deliveries(const RegisterRequest& request, Regi
       state.awaiting_snapshot = true;
       state.snapshot_ordered = true;
       state.note = repair ? std::string("snapshot ordered by deltasync verify --repair")
-                          : "checkpoint seq " + std::to_string(s.seq) + " is no longer in the stream: snapshot ordered";
+                          : plan.why + ": snapshot ordered";
       spdlog::info("agent {} type {}: {}", request.agent, s.type, state.note);
     }
     registry_.set_delivery(request.agent, s.type, state);

@@ -39,24 +39,6 @@ uint64_t micros_since(std::chrono::steady_clock::time_point t0) {
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count());
 }
 
-// The batch a stored delta message carries: from its Nats-Msg-Id
-// "<type>:<batch>", or else from its first change.
-std::optional<uint64_t> batch_of(const StoredMessage& m) {
-  if (m.msg_id) {
-    const auto colon = m.msg_id->rfind(':');
-    if (colon != std::string::npos) {
-      uint64_t v = 0;
-      const char* begin = m.msg_id->data() + colon + 1;
-      const char* end = m.msg_id->data() + m.msg_id->size();
-      auto [ptr, ec] = std::from_chars(begin, end, v);
-      if (ec == std::errc() && ptr == end) return v;
-    }
-  }
-  auto delta = decode_delta_batch(m.data);
-  if (delta.is_ok() && !delta->changes.empty()) return delta->changes.front().v;
-  return std::nullopt;
-}
-
 // The encoded size of `b` as the cutting rule counts it (an upper bound of
 // encode(b.delta).size()).
 size_t batch_bound(const PendingBatch& b) {
@@ -77,6 +59,22 @@ Status too_large(const std::string& type, const PendingBatch& b, size_t bytes, s
 }
 
 }  // namespace
+
+std::optional<uint64_t> batch_of(const StoredMessage& m) {
+  if (m.msg_id) {
+    const auto colon = m.msg_id->rfind(':');
+    if (colon != std::string::npos) {
+      uint64_t v = 0;
+      const char* begin = m.msg_id->data() + colon + 1;
+      const char* end = m.msg_id->data() + m.msg_id->size();
+      auto [ptr, ec] = std::from_chars(begin, end, v);
+      if (ec == std::errc() && ptr == end) return v;
+    }
+  }
+  auto delta = decode_delta_batch(m.data);
+  if (delta.is_ok() && !delta->changes.empty()) return delta->changes.front().v;
+  return std::nullopt;
+}
 
 size_t StreamPublisher::max_batch_bytes() const { return message_body_limit(js_.max_payload()); }
 

@@ -63,6 +63,11 @@
 
 namespace ds {
 
+// The batch (first version) a stored delta message carries: from its
+// Nats-Msg-Id "<type>:<batch>", or else from its first change; nullopt
+// for a message that is not a delta batch.
+std::optional<uint64_t> batch_of(const StoredMessage& m);
+
 class StreamPublisher {
  public:
   StreamPublisher(JetStream& js, const HubConfig& config, HubMetrics& metrics);

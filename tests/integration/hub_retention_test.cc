@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <filesystem>
 #include <thread>
 
 #include "agent/replica.h"
@@ -192,6 +193,105 @@ TEST_F(HubRetentionTest, AnAgentBackAfterItsDeletesWerePrunedReloadsAndEndsEqual
   ASSERT_TRUE(wait_until(equal, 30000)) << read_text_file(dir_.file("agent.log")) << hub_->log_text();
   const std::string agent_log = read_text_file(dir_.file("agent.log"));
   EXPECT_NE(agent_log.find("snapshot"), std::string::npos) << agent_log;
+  EXPECT_EQ(hub_->log_count("error [hub]"), 0u) << hub_->log_text();
+}
+
+// The broker loses its store after the hub compacted the log below the
+// stream's start: the hub rebuilds the stream from the compacted log, so
+// the same sequence numbers now name later batches. An agent that was away
+// since seq 3 must not resume after the new seq 3 (it would skip the one
+// message holding k0..k9's last change): the hub sees the checkpoint's
+// message carries a batch past the agent's version and orders a snapshot.
+TEST_F(HubRetentionTest, AnAgentBackAfterTheBrokerLostACompactedStreamReloadsAndEndsEqual) {
+  ASSERT_TRUE(hub_->start().is_ok()) << hub_->log_text();
+  ASSERT_NO_FATAL_FAILURE(start_agent());
+  ASSERT_NO_FATAL_FAILURE(update_all(3));  // stream seqs 1..3
+  const std::string replica = dir_.file("store-1.db");
+  // The hub has the agent's checkpoint from its heartbeats (written at the
+  // next flush), so it resumes the agent from there and nowhere earlier.
+  ASSERT_TRUE(wait_until([&] {
+    return scalar(store_path_, "SELECT seq FROM agent_subscriptions WHERE agent = 'store-1'") == 3;
+  }, 20000)) << read_text_file(dir_.file("agent.log"));
+  ASSERT_EQ(agent_->stop(SIGTERM), std::optional<int>(0)) << read_text_file(dir_.file("agent.log"));
+
+  // Away: k0..k9 change once (their last change), then k10.. change until
+  // the stream moved past that and the hub compacted the log below it.
+  {
+    IngestRequest req;
+    req.producer = "erp";
+    req.seq = ++seq_;
+    for (int k = 0; k < 10; ++k) {
+      IngestRecord rec;
+      rec.key = "k" + std::to_string(k);
+      rec.fields = {{"n", int64_t{1000}}};
+      req.records.push_back(std::move(rec));
+    }
+    auto reply = ingest(*nc_, "item", req);
+    ASSERT_TRUE(reply.is_ok() && reply->ok());
+  }
+  ASSERT_TRUE(wait_until([&] {
+    if (HasFatalFailure()) return true;
+    update_all(20, 10);
+    auto state = js_->stream_state("DS_ITEM");
+    // Compacted: of the first four batches only k0..k9's is left.
+    return state.is_ok() && state->first_seq > 5 &&
+           scalar(store_path_, "SELECT count(DISTINCT batch) FROM changes WHERE batch <= 160") == 1;
+  }, 60000)) << "the hub did not compact: " << hub_->log_text();
+  ASSERT_FALSE(HasFatalFailure());
+
+  // The broker loses its store; the hub rebuilds the stream from its log,
+  // with room for all of it this time (else the rebuilt stream drops its
+  // first messages at once, and seq 3 with them). The agent is dead by then,
+  // so the hub opens its consumer only when it is back, on the new stream.
+  ASSERT_TRUE(wait_until([&] {
+    OpenOptions ro;
+    ro.read_only = true;
+    auto db = Database::open(store_path_, ro);
+    if (!db.is_ok()) return false;
+    auto st = (*db)->prepare("SELECT state FROM agents WHERE id = 'store-1'");
+    if (!st.is_ok()) return false;
+    auto row = st->step();
+    return row.is_ok() && *row && st->column_text(0) == "dead";
+  }, 20000)) << hub_->log_text();
+  hub_->signal(SIGTERM);
+  ASSERT_EQ(hub_->wait_exit(20000), std::optional<int>(0)) << hub_->log_text();
+  const std::string config = read_text_file(dir_.file("hub.toml"));
+  const size_t limit = config.find("max_bytes = \"64KiB\"");
+  ASSERT_NE(limit, std::string::npos);
+  dir_.write_file("hub.toml", std::string(config).replace(limit, 19, "max_bytes = \"8MiB\""));
+  ASSERT_TRUE(server_->stop().is_ok());
+  std::filesystem::remove_all(server_->store_dir());
+  std::filesystem::create_directories(server_->store_dir());
+  ASSERT_TRUE(server_->start().is_ok());
+  ASSERT_TRUE(hub_->start().is_ok()) << hub_->log_text();
+  ASSERT_TRUE(wait_until([&] {
+    auto state = js_->stream_state("DS_ITEM");
+    return state.is_ok() && state->last_seq > 5;
+  }, 20000)) << hub_->log_text();
+  auto rebuilt = js_->get_message("DS_ITEM", 3);
+  ASSERT_TRUE(rebuilt.is_ok()) << rebuilt.status().to_string();
+  ASSERT_NE(rebuilt->msg_id, std::optional<std::string>("item:101")) << "the stream was not renumbered";
+
+  ASSERT_NO_FATAL_FAILURE(start_agent());
+  TypeConfig item;
+  item.name = "item";
+  item.schema.key = "id";
+  item.schema.columns = {{"n", ColumnType::kInteger}};
+  auto equal = [&] {
+    QueryStoreOptions ro;
+    ro.read_only = true;
+    auto hub = QueryStore::open(store_path_, {item}, ro);
+    auto rep = Replica::open(replica, true);
+    if (!hub.is_ok() || !rep.is_ok()) return false;
+    auto h = (*hub)->table_digest("item", std::nullopt);
+    auto r = (*rep)->table_digest("item");
+    return h.is_ok() && r.is_ok() && h->content == r->content;
+  };
+  ASSERT_TRUE(wait_until(equal, 30000)) << "k0..k9 on the agent: "
+                                        << scalar(replica, "SELECT count(*) FROM item WHERE n = 1000") << " of 10\n"
+                                        << read_text_file(dir_.file("agent.log")) << hub_->log_text();
+  EXPECT_EQ(scalar(replica, "SELECT count(*) FROM item WHERE n = 1000"), 10);
+  EXPECT_EQ(hub_->log_count("the stream was rebuilt since"), 1u) << hub_->log_text();
   EXPECT_EQ(hub_->log_count("error [hub]"), 0u) << hub_->log_text();
 }
 
