@@ -85,6 +85,22 @@ class HubRetentionTest : public NatsTest {
   }
   int64_t log_rows() { return scalar(store_path_, "SELECT count(*) FROM changes"); }
 
+  // The agent's replica holds what the hub's store holds (content digests).
+  bool replica_equals_hub() {
+    TypeConfig item;
+    item.name = "item";
+    item.schema.key = "id";
+    item.schema.columns = {{"n", ColumnType::kInteger}};
+    QueryStoreOptions ro;
+    ro.read_only = true;
+    auto hub = QueryStore::open(store_path_, {item}, ro);
+    auto rep = Replica::open(dir_.file("store-1.db"), true);
+    if (!hub.is_ok() || !rep.is_ok()) return false;
+    auto h = (*hub)->table_digest("item", std::nullopt);
+    auto r = (*rep)->table_digest("item");
+    return h.is_ok() && r.is_ok() && h->content == r->content;
+  }
+
   // The log settles: pruning has caught up with the stream (the rows stay
   // put for a second; at most 20 s).
   int64_t settled_log_rows() {
@@ -175,21 +191,7 @@ TEST_F(HubRetentionTest, AnAgentBackAfterItsDeletesWerePrunedReloadsAndEndsEqual
   EXPECT_EQ(scalar(store_path_, "SELECT count(*) FROM t_item"), kKeys - 11);
 
   ASSERT_NO_FATAL_FAILURE(start_agent());
-  TypeConfig item;
-  item.name = "item";
-  item.schema.key = "id";
-  item.schema.columns = {{"n", ColumnType::kInteger}};
-  auto equal = [&] {
-    QueryStoreOptions ro;
-    ro.read_only = true;
-    auto hub = QueryStore::open(store_path_, {item}, ro);
-    auto rep = Replica::open(replica, true);
-    if (!hub.is_ok() || !rep.is_ok()) return false;
-    auto h = (*hub)->table_digest("item", std::nullopt);
-    auto r = (*rep)->table_digest("item");
-    return h.is_ok() && r.is_ok() && h->content == r->content &&
-           scalar(replica, "SELECT count(*) FROM item") == kKeys - 11;
-  };
+  auto equal = [&] { return replica_equals_hub() && scalar(replica, "SELECT count(*) FROM item") == kKeys - 11; };
   ASSERT_TRUE(wait_until(equal, 30000)) << read_text_file(dir_.file("agent.log")) << hub_->log_text();
   const std::string agent_log = read_text_file(dir_.file("agent.log"));
   EXPECT_NE(agent_log.find("snapshot"), std::string::npos) << agent_log;
@@ -273,21 +275,7 @@ TEST_F(HubRetentionTest, AnAgentBackAfterTheBrokerLostACompactedStreamReloadsAnd
   ASSERT_NE(rebuilt->msg_id, std::optional<std::string>("item:101")) << "the stream was not renumbered";
 
   ASSERT_NO_FATAL_FAILURE(start_agent());
-  TypeConfig item;
-  item.name = "item";
-  item.schema.key = "id";
-  item.schema.columns = {{"n", ColumnType::kInteger}};
-  auto equal = [&] {
-    QueryStoreOptions ro;
-    ro.read_only = true;
-    auto hub = QueryStore::open(store_path_, {item}, ro);
-    auto rep = Replica::open(replica, true);
-    if (!hub.is_ok() || !rep.is_ok()) return false;
-    auto h = (*hub)->table_digest("item", std::nullopt);
-    auto r = (*rep)->table_digest("item");
-    return h.is_ok() && r.is_ok() && h->content == r->content;
-  };
-  ASSERT_TRUE(wait_until(equal, 30000)) << "k0..k9 on the agent: "
+  ASSERT_TRUE(wait_until([&] { return replica_equals_hub(); }, 30000)) << "k0..k9 on the agent: "
                                         << scalar(replica, "SELECT count(*) FROM item WHERE n = 1000") << " of 10\n"
                                         << read_text_file(dir_.file("agent.log")) << hub_->log_text();
   EXPECT_EQ(scalar(replica, "SELECT count(*) FROM item WHERE n = 1000"), 10);
