@@ -170,6 +170,12 @@ Status AgentRegistry::record_transition(const Transition& t, int64_t now_wall_ms
       ev.bind_null(3);
     }
     DS_RETURN_IF_ERROR(ev.run());
+    // Bounded history: the agent's newest kMaxEventsPerAgent events stay
+    // (index agent_events_by_agent makes this one short range delete).
+    DS_ASSIGN_OR_RETURN(Statement prune, db_->prepare(
+        "DELETE FROM agent_events WHERE agent = ?1 AND id <= (SELECT id FROM agent_events WHERE agent = ?1"
+        " ORDER BY id DESC LIMIT 1 OFFSET ?2)"));
+    DS_RETURN_IF_ERROR(prune.bind(1, t.agent).bind(2, static_cast<int64_t>(kMaxEventsPerAgent)).run());
     DS_RETURN_IF_ERROR(tx.commit());
   }
   std::lock_guard lock(mu_);

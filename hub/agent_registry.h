@@ -89,7 +89,11 @@ class AgentRegistry {
   // now) and replaces its subscriptions with the reported ones. Delivery
   // state of the new subscriptions starts empty.
   Status record_registration(const RegisterRequest& request, int64_t now_wall_ms);
-  // Stores the agent's new state and appends to agent_events.
+  // How many state changes of one agent agent_events keeps (the newest).
+  static constexpr size_t kMaxEventsPerAgent = 1000;
+
+  // Stores the agent's new state and appends to agent_events, dropping the
+  // agent's events beyond the newest kMaxEventsPerAgent.
   Status record_transition(const Transition& t, int64_t now_wall_ms);
   // Takes an accepted heartbeat reply: last beat, health, and the checkpoints
   // of the types the agent is registered for (others are ignored). Memory
