@@ -22,7 +22,9 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <sstream>
 #include <string>
+#include <utility>
 #include <thread>
 #include <vector>
 
@@ -157,6 +159,24 @@ class NetworkFaultTest : public ::testing::Test {
     EXPECT_TRUE(hub_holds_exactly(*fleet_, extra_model != nullptr ? *extra_model : producer_->acked()));
   }
 
+  // Warnings are allowed only where the fault explains them: every line at
+  // level warning in the hub's and the agents' logs must contain one of
+  // `allowed` (the hub's start-up note about an open server always is).
+  void expect_only_warnings(std::vector<std::string> allowed) {
+    allowed.push_back("auth: no [auth] identities_file");
+    std::vector<std::pair<std::string, std::string>> logs = {{"hub", fleet_->hub().log_text()}};
+    for (const AgentSpec& a : fleet_->agents()) logs.emplace_back(a.id, fleet_->agent(a.id).log_text());
+    for (const auto& [source, text] : logs) {
+      std::istringstream lines(text);
+      for (std::string line; std::getline(lines, line);) {
+        if (line.find(" warning ") == std::string::npos) continue;
+        const bool ok = std::any_of(allowed.begin(), allowed.end(),
+                                    [&](const std::string& a) { return line.find(a) != std::string::npos; });
+        EXPECT_TRUE(ok) << source << ": a warning the fault does not explain: " << line;
+      }
+    }
+  }
+
   bool consumer_of(const std::string& type, const std::string& agent) {
     auto exists = fleet_->has_consumer(type, agent);
     EXPECT_TRUE(exists.is_ok()) << exists.status().to_string();
@@ -209,10 +229,59 @@ TEST_F(NetworkFaultTest, PartitionLongerThanDeadThresholdMarksAgentDeadThenHeale
   for (const char* other : {kLocal, "hq"}) {
     EXPECT_EQ(transitions(*fleet_, other, "suspect") + transitions(*fleet_, other, "dead"), 0u) << other;
   }
+  expect_only_warnings({});
   std::printf("[ info ] partition of %lld ms: dead after %lld ms (threshold 1500 ms of silence); healed: live "
               "again after %lld ms, converged after %lld ms\n",
               static_cast<long long>(partition_ms), static_cast<long long>(to_dead_ms),
               static_cast<long long>(to_live_ms), static_cast<long long>(to_converged_ms));
+}
+
+// A partition long enough for nats-server to give up on the agent's
+// connection (unanswered PINGs, or a write stuck past its write deadline,
+// here 2 s): when healed, the agent's next packets meet a reset, it
+// reconnects, registers again and catches up from its checkpoint.
+TEST_F(NetworkFaultTest, PartitionLongEnoughForTheBrokerToDropTheConnectionEndsInAReconnect) {
+  FleetOptions options;
+  options.nats_extra_config = "ping_interval: \"1s\"\nping_max: 2\nwrite_deadline: \"2s\"\n";
+  ASSERT_NO_FATAL_FAILURE(start_fleet(options));
+  ChildProcess& agent = fleet_->agent(kRemote);
+  const size_t connected_before = agent.log_count("connected to NATS");
+
+  link_->set_partitioned(true);
+  std::string why;  // nats-server's line
+  auto dropped = [&] {
+    std::istringstream lines(fleet_->nats().log_text());
+    for (std::string line; std::getline(lines, line);) {
+      if (line.find(std::string("deltasync-agent ") + kRemote) == std::string::npos) continue;
+      if (line.find("Stale Client Connection") != std::string::npos ||
+          line.find("Slow Consumer Detected") != std::string::npos) {
+        why = line.substr(line.find(" - \"") + 1);
+        return true;
+      }
+    }
+    return false;
+  };
+  ASSERT_TRUE(wait_until(dropped, kConvergeTimeoutMs, 100)) << fleet_->nats().log_text();
+  ASSERT_TRUE(wait_until([&] { return fleet_->agent_state(kRemote) == "dead"; }, kConvergeTimeoutMs, 100));
+  for (const std::string type : kRemoteTypes) EXPECT_FALSE(consumer_of(type, kRemote)) << type;
+  ASSERT_NO_FATAL_FAILURE(keep_loading(20));
+
+  const auto healed = Clock::now();
+  link_->set_partitioned(false);
+  Status reconnected = agent.wait_for_log("connected to NATS", kConvergeTimeoutMs, connected_before);
+  ASSERT_TRUE(reconnected.is_ok()) << reconnected.to_string();
+  const int64_t to_reconnect_ms = ms_since(healed);
+  Status live = fleet_->wait_all_live();
+  ASSERT_TRUE(live.is_ok()) << live.to_string();
+  const int64_t to_live_ms = ms_since(healed);
+  ASSERT_NO_FATAL_FAILURE(keep_loading(10));
+  ASSERT_NO_FATAL_FAILURE(finish());
+  EXPECT_EQ(fleet_->hub().log_count(std::string("agent ") + kRemote + ": dead -> live ("), 1u)
+      << fleet_->hub().log_text();
+  expect_only_warnings({"disconnected from NATS; reconnecting"});
+  std::printf("[ info ] broker dropped the cut-off connection (%s); healed: reconnected after %lld ms, live after "
+              "%lld ms\n",
+              why.c_str(), static_cast<long long>(to_reconnect_ms), static_cast<long long>(to_live_ms));
 }
 
 TEST_F(NetworkFaultTest, PartitionShorterThanDeadThresholdCausesNoDeadTransition) {
@@ -247,6 +316,7 @@ TEST_F(NetworkFaultTest, PartitionShorterThanDeadThresholdCausesNoDeadTransition
   // Its consumers were never re-created (a dead agent's would be).
   EXPECT_EQ(fleet_->hub().log_count(std::string("agent ") + kRemote + " type"), opened_before)
       << fleet_->hub().log_text();
+  expect_only_warnings({});
   std::printf("[ info ] 1 s partition: %zu suspect transition(s), no dead one (dead after 4 s)\n",
               transitions(*fleet_, kRemote, "suspect"));
 }
@@ -261,6 +331,7 @@ TEST_F(NetworkFaultTest, LinkThatDropsDuplicatesAndReordersConvergesUnderLoad) {
   EXPECT_GT(s.duplicated, 0u);
   EXPECT_GT(s.out_of_order, 0u);
   EXPECT_EQ(transitions(*fleet_, kRemote, "dead"), 0u) << fleet_->hub().log_text();
+  expect_only_warnings({});
 }
 
 TEST_F(NetworkFaultTest, WanLinkConvergesAndItsLagIsMeasured) {
@@ -337,6 +408,7 @@ TEST_F(NetworkFaultTest, WanLinkConvergesAndItsLagIsMeasured) {
   EXPECT_TRUE(hub_holds_exactly(*fleet_, all));
   EXPECT_GT(link_->stats().dropped, 0u);
   EXPECT_EQ(transitions(*fleet_, kRemote, "dead"), 0u) << fleet_->hub().log_text();
+  expect_only_warnings({});
   std::printf("[ info ] WAN link (200 ms +- 50 ms each way, 1 %% loss): %llu batches of 40 under full load, "
               "store-2 caught up %lld ms after the load stopped; then lag behind the link %s; on loopback %s; "
               "%zu suspect transition(s) of %s (dead after 5 s)\n",
