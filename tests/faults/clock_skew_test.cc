@@ -42,6 +42,7 @@
 #include "shared/sqlite.h"
 #include "tests/e2e/fleet.h"
 #include "tests/e2e/workload.h"
+#include "tests/faults/log_checks.h"
 
 namespace ds::testing {
 namespace {
@@ -218,6 +219,7 @@ class ClockSkewTest : public ::testing::Test {
     std::string all;
     for (const std::string& line : moved) all += line + "\n";
     EXPECT_TRUE(moved.empty()) << "liveness must not follow a wall clock; the hub logged:\n" << all;
+    expect_only_warnings(*fleet_, {});
     ASSERT_TRUE(fleet_->converged());
     RecordModel expected = producer_->acked();
     for (const std::string& type : pushed_.types()) {

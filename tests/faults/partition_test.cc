@@ -8,6 +8,8 @@
 //     consumers removed, the others untouched; healed, it is live again
 //     with its consumers and catches up (`deltasync verify` passes, the hub
 //     holds exactly what was acknowledged).
+//   partition long enough for nats-server to drop the agent's connection:
+//     healed, the agent reconnects, registers again and catches up.
 //   partition shorter than the dead threshold: no dead transition, its
 //     consumers never removed.
 //   a link that drops, duplicates and reorders: converges under load.
@@ -35,6 +37,7 @@
 #include "shared/sqlite.h"
 #include "tests/e2e/fleet.h"
 #include "tests/e2e/workload.h"
+#include "tests/faults/log_checks.h"
 #include "tests/faults/netns_link.h"
 #include "tools/pusher.h"
 
@@ -159,24 +162,6 @@ class NetworkFaultTest : public ::testing::Test {
     EXPECT_TRUE(hub_holds_exactly(*fleet_, extra_model != nullptr ? *extra_model : producer_->acked()));
   }
 
-  // Warnings are allowed only where the fault explains them: every line at
-  // level warning in the hub's and the agents' logs must contain one of
-  // `allowed` (the hub's start-up note about an open server always is).
-  void expect_only_warnings(std::vector<std::string> allowed) {
-    allowed.push_back("auth: no [auth] identities_file");
-    std::vector<std::pair<std::string, std::string>> logs = {{"hub", fleet_->hub().log_text()}};
-    for (const AgentSpec& a : fleet_->agents()) logs.emplace_back(a.id, fleet_->agent(a.id).log_text());
-    for (const auto& [source, text] : logs) {
-      std::istringstream lines(text);
-      for (std::string line; std::getline(lines, line);) {
-        if (line.find(" warning ") == std::string::npos) continue;
-        const bool ok = std::any_of(allowed.begin(), allowed.end(),
-                                    [&](const std::string& a) { return line.find(a) != std::string::npos; });
-        EXPECT_TRUE(ok) << source << ": a warning the fault does not explain: " << line;
-      }
-    }
-  }
-
   bool consumer_of(const std::string& type, const std::string& agent) {
     auto exists = fleet_->has_consumer(type, agent);
     EXPECT_TRUE(exists.is_ok()) << exists.status().to_string();
@@ -229,7 +214,7 @@ TEST_F(NetworkFaultTest, PartitionLongerThanDeadThresholdMarksAgentDeadThenHeale
   for (const char* other : {kLocal, "hq"}) {
     EXPECT_EQ(transitions(*fleet_, other, "suspect") + transitions(*fleet_, other, "dead"), 0u) << other;
   }
-  expect_only_warnings({});
+  expect_only_warnings(*fleet_, {});
   std::printf("[ info ] partition of %lld ms: dead after %lld ms (threshold 1500 ms of silence); healed: live "
               "again after %lld ms, converged after %lld ms\n",
               static_cast<long long>(partition_ms), static_cast<long long>(to_dead_ms),
@@ -278,7 +263,7 @@ TEST_F(NetworkFaultTest, PartitionLongEnoughForTheBrokerToDropTheConnectionEndsI
   ASSERT_NO_FATAL_FAILURE(finish());
   EXPECT_EQ(fleet_->hub().log_count(std::string("agent ") + kRemote + ": dead -> live ("), 1u)
       << fleet_->hub().log_text();
-  expect_only_warnings({"disconnected from NATS; reconnecting"});
+  expect_only_warnings(*fleet_, {"disconnected from NATS; reconnecting"});
   std::printf("[ info ] broker dropped the cut-off connection (%s); healed: reconnected after %lld ms, live after "
               "%lld ms\n",
               why.c_str(), static_cast<long long>(to_reconnect_ms), static_cast<long long>(to_live_ms));
@@ -316,7 +301,7 @@ TEST_F(NetworkFaultTest, PartitionShorterThanDeadThresholdCausesNoDeadTransition
   // Its consumers were never re-created (a dead agent's would be).
   EXPECT_EQ(fleet_->hub().log_count(std::string("agent ") + kRemote + " type"), opened_before)
       << fleet_->hub().log_text();
-  expect_only_warnings({});
+  expect_only_warnings(*fleet_, {});
   std::printf("[ info ] 1 s partition: %zu suspect transition(s), no dead one (dead after 4 s)\n",
               transitions(*fleet_, kRemote, "suspect"));
 }
@@ -331,7 +316,7 @@ TEST_F(NetworkFaultTest, LinkThatDropsDuplicatesAndReordersConvergesUnderLoad) {
   EXPECT_GT(s.duplicated, 0u);
   EXPECT_GT(s.out_of_order, 0u);
   EXPECT_EQ(transitions(*fleet_, kRemote, "dead"), 0u) << fleet_->hub().log_text();
-  expect_only_warnings({});
+  expect_only_warnings(*fleet_, {});
 }
 
 TEST_F(NetworkFaultTest, WanLinkConvergesAndItsLagIsMeasured) {
@@ -408,7 +393,7 @@ TEST_F(NetworkFaultTest, WanLinkConvergesAndItsLagIsMeasured) {
   EXPECT_TRUE(hub_holds_exactly(*fleet_, all));
   EXPECT_GT(link_->stats().dropped, 0u);
   EXPECT_EQ(transitions(*fleet_, kRemote, "dead"), 0u) << fleet_->hub().log_text();
-  expect_only_warnings({});
+  expect_only_warnings(*fleet_, {});
   std::printf("[ info ] WAN link (200 ms +- 50 ms each way, 1 %% loss): %llu batches of 40 under full load, "
               "store-2 caught up %lld ms after the load stopped; then lag behind the link %s; on loopback %s; "
               "%zu suspect transition(s) of %s (dead after 5 s)\n",
