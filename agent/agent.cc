@@ -31,6 +31,7 @@ Status Agent::start() {
 
   ApplierOptions applier_options;
   applier_options.tombstone_max_age_ms = config_.tombstone_max_age_s * 1000;
+  applier_options.hub_clock = &hub_clock_;
   for (const SubscriptionConfig& sub : config_.subscriptions) {
     if (!sub.hook.empty()) applier_options.hooks[sub.type] = HookSpec{sub.hook, sub.hook_retries, sub.hook_timeout_ms};
   }
@@ -51,7 +52,7 @@ Status Agent::start() {
   }
   std::vector<std::string> types;
   for (const SubscriptionConfig& sub : config_.subscriptions) types.push_back(sub.type);
-  heartbeats_ = std::make_unique<HeartbeatResponder>(*nc_, subjects, config_.id, board_, [hook] {
+  heartbeats_ = std::make_unique<HeartbeatResponder>(*nc_, subjects, config_.id, board_, hub_clock_, [hook] {
     if (Registrar* r = hook->load()) r->trigger();
   });
   DS_RETURN_IF_ERROR(heartbeats_->start(types));

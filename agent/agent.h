@@ -25,6 +25,7 @@
 #include "agent/delta_applier.h"
 #include "agent/digest_responder.h"
 #include "agent/heartbeat_responder.h"
+#include "agent/hub_clock.h"
 #include "agent/registrar.h"
 #include "agent/replica.h"
 #include "shared/config.h"
@@ -61,6 +62,7 @@ class Agent {
  private:
   AgentConfig config_;
   CheckpointBoard board_;
+  HubClock hub_clock_;  // fed by heartbeats; read by the applier's tombstone retention
   std::unique_ptr<Replica> replica_;
   std::unique_ptr<Connection> nc_;
   std::unique_ptr<DeltaApplier> applier_;

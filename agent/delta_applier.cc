@@ -144,10 +144,13 @@ void DeltaApplier::prune_tombstones() {
   if (options_.tombstone_max_age_ms <= 0) return;
   const auto now = std::chrono::steady_clock::now();
   if (now < next_tombstone_prune_) return;
-  const int64_t wall_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                              std::chrono::system_clock::now().time_since_epoch())
-                              .count();
-  auto dropped = replica_.prune_tombstones(wall_ms - options_.tombstone_max_age_ms, kTombstonePruneRows);
+  // A tombstone's age is hub time (its hub_ts against the hub's clock as
+  // heartbeats tell it), never this host's wall clock, which may be off.
+  // Before the first heartbeat nothing is pruned.
+  const std::optional<int64_t> hub_now =
+      options_.hub_clock != nullptr ? options_.hub_clock->now() : std::nullopt;
+  if (!hub_now) return;
+  auto dropped = replica_.prune_tombstones(*hub_now - options_.tombstone_max_age_ms, kTombstonePruneRows);
   if (!dropped.is_ok()) {
     spdlog::warn("tombstone retention: {} (tried again in a minute)", dropped.status().to_string());
   } else if (*dropped > 0) {

@@ -55,6 +55,7 @@
 
 #include "agent/checkpoint_board.h"
 #include "agent/hook_runner.h"
+#include "agent/hub_clock.h"
 #include "agent/replica.h"
 #include "shared/nats.h"
 
@@ -81,6 +82,10 @@ struct ApplierOptions {
   // idle, the apply thread drops older tombstones, kTombstonePruneRows at a
   // time, every half horizon (at least a second, at most a minute apart).
   int64_t tombstone_max_age_ms = 0;
+  // The hub's time, against which tombstone ages are measured (their hub_ts
+  // is the hub's); must outlive the applier. Null, or no heartbeat yet:
+  // nothing is pruned.
+  const HubClock* hub_clock = nullptr;
 };
 
 class DeltaApplier {

@@ -25,9 +25,12 @@ void HeartbeatResponder::answer(const Message& request) {
   if (!req.is_ok()) {
     spdlog::debug("heartbeat request on {} does not decode ({}); answering anyway", request.subject(),
                   req.status().message());
-  } else if (req->reregister) {
-    spdlog::info("hub {} orders a new registration", req->hub);
-    on_register_ordered_();
+  } else {
+    hub_clock_.observe(req->ts);
+    if (req->reregister) {
+      spdlog::info("hub {} orders a new registration", req->hub);
+      on_register_ordered_();
+    }
   }
   const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::system_clock::now().time_since_epoch())

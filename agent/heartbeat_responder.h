@@ -11,6 +11,7 @@
 // learns the agent is alive either way. A request with "register" set (the
 // hub orders a new registration: snapshot needed or schema changed) calls
 // `on_register_ordered`, which must not block (it only wakes the Registrar).
+// Each request's hub time goes to the HubClock (tombstone ages are hub time).
 //
 // Thread-safety: start() once from the owner's thread; the subscriptions
 // (destroyed with the object) call back on cnats threads.
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "agent/checkpoint_board.h"
+#include "agent/hub_clock.h"
 #include "shared/names.h"
 #include "shared/nats.h"
 
@@ -29,12 +31,13 @@ namespace ds {
 class HeartbeatResponder {
  public:
   HeartbeatResponder(Connection& nc, const Subjects& subjects, std::string agent_id, CheckpointBoard& board,
-                     std::function<void()> on_register_ordered)
+                     HubClock& hub_clock, std::function<void()> on_register_ordered)
       : nc_(nc),
         subjects_(subjects),
         agent_id_(std::move(agent_id)),
         beat_subject_(subjects_.hub_beat(agent_id_)),
         board_(board),
+        hub_clock_(hub_clock),
         on_register_ordered_(std::move(on_register_ordered)) {}
 
   // Subscribes ds.hb.<type> for each of `types` and ds.agent.<id>.hb.
@@ -48,6 +51,7 @@ class HeartbeatResponder {
   std::string agent_id_;
   std::string beat_subject_;  // ds.hub.beat.<id>
   CheckpointBoard& board_;
+  HubClock& hub_clock_;
   std::function<void()> on_register_ordered_;
   std::vector<std::unique_ptr<Subscription>> subs_;
 };

@@ -39,6 +39,9 @@ packages=(
   # deploy/rollout reaches the fleet over ssh; its test (tests/rollout) runs
   # an sshd per host, each host a network namespace (ip) on a bridge
   openssh-client openssh-server iproute2
+  # the clock-skew fault tests (tests/faults/clock_skew_test.cc) give the hub
+  # or an agent a wrong or stepping wall clock with libfaketime
+  faketime
 )
 
 missing=()

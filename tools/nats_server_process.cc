@@ -1,5 +1,6 @@
 #include "tools/nats_server_process.h"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -41,11 +42,13 @@ class FdGuard {
   int fd_;
 };
 
-// True when a client connecting to `port` receives the server's INFO line.
-bool server_answers(int port) {
+// True when a client connecting to `address`:`port` receives the server's
+// INFO line.
+bool server_answers(const std::string& address, int port) {
   FdGuard fd(::socket(AF_INET, SOCK_STREAM, 0));
   if (fd.get() < 0) return false;
   sockaddr_in addr = loopback_address(port);
+  if (::inet_pton(AF_INET, address.c_str(), &addr.sin_addr) != 1) return false;
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return false;
   std::string got;
   char buf[512];
@@ -62,8 +65,11 @@ bool server_answers(int port) {
 
 }  // namespace
 
-NatsServerProcess::NatsServerProcess(std::string program, std::string extra_config)
-    : dir_("deltasync-nats"), program_(std::move(program)), extra_config_(std::move(extra_config)) {
+NatsServerProcess::NatsServerProcess(std::string program, std::string extra_config, std::string listen_address)
+    : dir_("deltasync-nats"),
+      program_(std::move(program)),
+      extra_config_(std::move(extra_config)),
+      listen_address_(std::move(listen_address)) {
   store_dir_ = dir_.file("store");
   log_path_ = dir_.file("nats-server.log");
   // JetStream is configured in the file, not with -js/-sd: nats-server
@@ -78,7 +84,7 @@ NatsServerProcess::~NatsServerProcess() {
   if (running()) (void)stop();
 }
 
-std::string NatsServerProcess::url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
+std::string NatsServerProcess::url() const { return "nats://" + listen_address_ + ":" + std::to_string(port_); }
 
 std::string NatsServerProcess::log_text() const { return read_text_file(log_path_); }
 
@@ -101,7 +107,7 @@ Status NatsServerProcess::start() {
 }
 
 Status NatsServerProcess::start_once(bool* port_clash) {
-  std::vector<std::string> args = {program_, "-a", "127.0.0.1", "-p", std::to_string(port_), "-c", config_path_};
+  std::vector<std::string> args = {program_, "-a", listen_address_, "-p", std::to_string(port_), "-c", config_path_};
   // ChildProcess makes the server die with a crashed parent.
   process_ = std::make_unique<ChildProcess>(std::move(args), log_path_);
   const size_t ready_lines = process_->log_count(kReadyLine);  // the log is kept across restarts
@@ -127,7 +133,9 @@ Status NatsServerProcess::wait_ready(int64_t timeout_ms, size_t ready_lines_befo
     }
     // Our server's own log line first: an INFO line alone may come from
     // another test's server that took the port while ours failed to bind.
-    if (process_->log_count(kReadyLine) > ready_lines_before && server_answers(port_)) return Status::ok();
+    if (process_->log_count(kReadyLine) > ready_lines_before && server_answers(listen_address_, port_)) {
+      return Status::ok();
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(25));
   }
   return Status::deadline_exceeded("nats-server did not accept connections on port " +

@@ -1,6 +1,8 @@
 #pragma once
-// NatsServerProcess: a real nats-server with JetStream on a free loopback
-// port, its store, config and log in a private TempDir. The benchmark's
+// NatsServerProcess: a real nats-server with JetStream on a free port of the
+// loopback address (or of another local address the caller names, e.g. the
+// machine side of a test's network namespace link), its store, config and
+// log in a private TempDir. The benchmark's
 // broker (tools/bench) and the test harness's (tests/harness NatsServer,
 // which names the nats-server binary the build found).
 //
@@ -29,8 +31,10 @@ class NatsServerProcess {
   // `extra_config`: nats-server config text (e.g. an authorization block)
   // appended to the config file loaded with -c, which also enables
   // JetStream (so a config reload, SIGHUP to pid(), keeps it); the listen
-  // address comes from the command line.
-  explicit NatsServerProcess(std::string program = "nats-server", std::string extra_config = {});
+  // address comes from the command line: `listen_address`, an IPv4 address
+  // of this machine.
+  explicit NatsServerProcess(std::string program = "nats-server", std::string extra_config = {},
+                             std::string listen_address = "127.0.0.1");
   ~NatsServerProcess();
   NatsServerProcess(const NatsServerProcess&) = delete;
   NatsServerProcess& operator=(const NatsServerProcess&) = delete;
@@ -49,7 +53,7 @@ class NatsServerProcess {
   // The server's process id; -1 when it is not running.
   pid_t pid() const { return process_ != nullptr ? process_->pid() : -1; }
 
-  // "nats://127.0.0.1:<port>"
+  // "nats://<listen address>:<port>"
   std::string url() const;
   int port() const { return port_; }
   const std::string& store_dir() const { return store_dir_; }
@@ -65,6 +69,7 @@ class NatsServerProcess {
   TempDir dir_;
   std::string program_;
   std::string extra_config_;
+  std::string listen_address_;
   std::string store_dir_;
   std::string log_path_;
   std::string config_path_;

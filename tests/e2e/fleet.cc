@@ -57,16 +57,17 @@ std::vector<AgentSpec> retail_agents() {
   };
 }
 
-Fleet::Fleet(std::vector<AgentSpec> agents) : agents_(std::move(agents)) {
+Fleet::Fleet(std::vector<AgentSpec> agents, FleetOptions options)
+    : agents_(std::move(agents)), options_(std::move(options)) {
   std::random_device random;
   token_ = fmt::format("e2e-{:08x}{:08x}{:08x}", random(), random(), random());
   for (const AgentSpec& spec : agents_) {
     Agent a;
     a.spec = spec;
     a.config_path = dir_.file(spec.id + ".toml");  // written by start(), once the NATS port is known
-    a.process = std::make_unique<ChildProcess>(
-        std::vector<std::string>{binary("deltasync-agent"), "run", "--config", a.config_path},
-        dir_.file(spec.id + ".log"));
+    std::vector<std::string> argv = spec.launcher;
+    argv.insert(argv.end(), {binary("deltasync-agent"), "run", "--config", a.config_path});
+    a.process = std::make_unique<ChildProcess>(std::move(argv), dir_.file(spec.id + ".log"));
     fleet_.push_back(std::move(a));
   }
 }
@@ -109,7 +110,8 @@ std::string Fleet::hub_toml() const {
          "[nats]\nurl = \"" + nats_.url() + "\"\n"
          "[store]\npath = \"" + dir_.file("hub.db") + "\"\n"
          "[http]\nlisten = \"127.0.0.1:" + std::to_string(http_port_) + "\"\ntoken = \"" + token_ + "\"\n"
-         "[liveness]\nheartbeat_interval_ms = 500\ndead_after = 3\n"
+         "[liveness]\nheartbeat_interval_ms = " + std::to_string(options_.heartbeat_interval_ms) +
+         "\ndead_after = " + std::to_string(options_.dead_after) + "\n"
          "[delivery]\npublish_batch = 50\n"
          "[[types]]\nname = \"products\"\nkey = \"sku\"\n"
          "columns = [{ name = \"name\", type = \"text\" }, { name = \"category\", type = \"text\" },\n"
@@ -125,7 +127,7 @@ std::string Fleet::hub_toml() const {
 std::string Fleet::agent_toml(const AgentSpec& spec) const {
   std::string text = "[agent]\nid = \"" + spec.id + "\"\nlog_level = \"info\"\n"
                      "[nats]\nurl = \"" + nats_.url() + "\"\n"
-                     "[replica]\npath = \"" + dir_.file(spec.id + ".db") + "\"\n";
+                     "[replica]\npath = \"" + dir_.file(spec.id + ".db") + "\"\n" + spec.replica_toml;
   for (const auto& [type, partition] : spec.subscriptions) {
     text += "[[subscriptions]]\ntype = \"" + type + "\"\npartition = \"" + partition + "\"\n";
   }
@@ -139,13 +141,13 @@ Status Fleet::start() {
   DS_RETURN_IF_ERROR(start_hub());
   for (Agent& a : fleet_) {
     dir_.write_file(a.spec.id + ".toml", agent_toml(a.spec));
-    DS_RETURN_IF_ERROR(a.process->start());
+    DS_RETURN_IF_ERROR(a.process->start(a.spec.env));
   }
   return wait_all_live();
 }
 
 Status Fleet::start_hub() {
-  DS_RETURN_IF_ERROR(hub_->start());
+  DS_RETURN_IF_ERROR(hub_->start(options_.hub_env));
   const bool up = wait_until([&] { return cli({"types"}).exit_code == 0; }, kConvergeTimeoutMs, kPollMs);
   return up ? Status::ok() : Status::deadline_exceeded("the hub's HTTP API does not answer:\n" + logs());
 }
@@ -163,7 +165,10 @@ const Fleet::Agent& Fleet::find(const std::string& id) const {
 
 ChildProcess& Fleet::agent(const std::string& id) { return *find(id).process; }
 
-Status Fleet::start_agent(const std::string& id) { return find(id).process->start(); }
+Status Fleet::start_agent(const std::string& id) {
+  Agent& a = find(id);
+  return a.process->start(a.spec.env);
+}
 
 const std::string& Fleet::agent_config(const std::string& id) const { return find(id).config_path; }
 

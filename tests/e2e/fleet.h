@@ -11,7 +11,9 @@
 //   inventory  key item, partitioned by store_id: store_id, on_hand, reserved
 //   store-1, store-2: products, their own prices and inventory
 //   hq:               products and every store's prices
-// Heartbeats every 500 ms, dead after 3 missed; delta batches of at most 50
+// Heartbeats every 500 ms, dead after 3 missed (FleetOptions changes that,
+// where nats-server listens, and what the hub and each agent (AgentSpec) get
+// in their environment or run through); delta batches of at most 50
 // changes, so a workload spans many stream messages.
 //
 // Not thread-safe: the test's main thread drives it (and must, since the
@@ -45,6 +47,29 @@ struct AgentSpec {
   std::string id;
   // (type, partition), partition "*" for every partition.
   std::vector<std::pair<std::string, std::string>> subscriptions;
+  // Put before the agent's command line, e.g. {"ip", "netns", "exec", NS}
+  // to run it in a test's network namespace (tests/faults/netns_link.h);
+  // the program it starts must exec the agent (same pid, same signals).
+  std::vector<std::string> launcher = {};
+  // Added to the agent's environment (e.g. libfaketime's).
+  Environment env = {};
+  // Lines added to its config's [replica] table (e.g. tombstone_max_age).
+  std::string replica_toml = {};
+};
+
+// What a scenario changes in the fleet's set-up; the defaults are the
+// fleet described above.
+struct FleetOptions {
+  // Where nats-server listens, and so where every process connects: a local
+  // IPv4 address, e.g. the machine side of a test's network namespace link
+  // so that an agent in the namespace reaches it.
+  std::string nats_address = "127.0.0.1";
+  // Appended to nats-server's configuration file (NatsServerProcess).
+  std::string nats_extra_config = {};
+  int64_t heartbeat_interval_ms = 500;
+  int64_t dead_after = 3;
+  // Added to the hub's environment at every start (e.g. libfaketime's).
+  Environment hub_env = {};
 };
 
 // store-1, store-2 and hq, as described above.
@@ -52,7 +77,7 @@ std::vector<AgentSpec> retail_agents();
 
 class Fleet {
  public:
-  explicit Fleet(std::vector<AgentSpec> agents = retail_agents());
+  explicit Fleet(std::vector<AgentSpec> agents = retail_agents(), FleetOptions options = {});
   ~Fleet();
   Fleet(const Fleet&) = delete;
   Fleet& operator=(const Fleet&) = delete;
@@ -138,8 +163,9 @@ class Fleet {
   Environment cli_environment() const;
 
   std::vector<AgentSpec> agents_;
+  FleetOptions options_;
   TempDir dir_{"deltasync-e2e"};
-  NatsServer nats_;
+  NatsServer nats_{options_.nats_extra_config, options_.nats_address};
   int http_port_ = 0;
   std::string token_;
   std::unique_ptr<HubProcess> hub_;

@@ -25,11 +25,12 @@
 
 namespace ds::testing {
 
-// The nats-server the build found; `extra_config` as NatsServerProcess.
+// The nats-server the build found; `extra_config` and `listen_address` as
+// NatsServerProcess.
 class NatsServer : public NatsServerProcess {
  public:
-  explicit NatsServer(std::string extra_config = {})
-      : NatsServerProcess(DELTASYNC_NATS_SERVER, std::move(extra_config)) {}
+  explicit NatsServer(std::string extra_config = {}, std::string listen_address = "127.0.0.1")
+      : NatsServerProcess(DELTASYNC_NATS_SERVER, std::move(extra_config), std::move(listen_address)) {}
 };
 
 // Polls `done` every `poll_ms` until it returns true (-> true) or
