@@ -21,6 +21,7 @@
 #include <signal.h>
 #include <sys/types.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -32,6 +33,7 @@
 #include <thread>
 #include <vector>
 
+#include <fmt/chrono.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
@@ -43,7 +45,7 @@ namespace ds::testing {
 namespace {
 
 struct SoakOptions {
-  int rounds = 20;
+  int rounds = 40;
   uint64_t seed = 0;
 };
 
@@ -61,6 +63,11 @@ using Clock = std::chrono::steady_clock;
 
 int64_t ms_since(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
+}
+
+// UTC wall-clock time as the processes' logs print it, to find a round there.
+std::string wall_clock() {
+  return fmt::format("{:%H:%M:%S}", std::chrono::floor<std::chrono::milliseconds>(std::chrono::system_clock::now()));
 }
 
 void sleep_ms(int64_t ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
@@ -206,7 +213,7 @@ class ChaosSoak : public ::testing::Test {
     }
     const bool kill = std::uniform_int_distribution<int>(0, 1)(rng_) == 0;
     const int64_t pause_ms = kill ? uniform_ms(0, 3000) : uniform_ms(1000, 3000);
-    std::printf("[ chaos ] round %d/%d: %s %s, %s %lld ms (acked so far: %llu batches)\n", round,
+    std::printf("[ chaos ] %s round %d/%d: %s %s, %s %lld ms (acked so far: %llu batches)\n", wall_clock().c_str(), round,
                 soak_options.rounds, kill ? "SIGKILL" : "SIGSTOP", target.c_str(),
                 kill ? "restart after" : "SIGCONT after", static_cast<long long>(pause_ms),
                 static_cast<unsigned long long>(producer_->acked_batches()));
@@ -220,7 +227,13 @@ class ChaosSoak : public ::testing::Test {
       ASSERT_NO_FATAL_FAILURE(stop_and_continue(target, pause_ms));
     }
     ++rounds_done_;
+    const auto restored = Clock::now();
     ASSERT_NO_FATAL_FAILURE(keep_loading());
+    const int64_t recovery_ms = ms_since(restored);
+    slowest_recovery_ms_ = std::max(slowest_recovery_ms_, recovery_ms);
+    std::printf("[ chaos ]   %llu batches acked %lld ms after the restart or SIGCONT; slowest ack so far %lld ms\n",
+                static_cast<unsigned long long>(kBatchesBetweenRounds), static_cast<long long>(recovery_ms),
+                static_cast<long long>(producer_->slowest_ack_ms()));
   }
 
   void print_summary() const {
@@ -240,7 +253,9 @@ class ChaosSoak : public ::testing::Test {
                   static_cast<long long>(producer_->slowest_ack_ms()),
                   static_cast<unsigned long long>(producer_->slowest_ack_seq()));
     }
-    std::printf("[ chaos ] soak: %lld s of faults\n", static_cast<long long>(soak_ms_ / 1000));
+    std::printf("[ chaos ] soak: %lld s of faults; slowest recovery (restart or SIGCONT to %llu batches acked): %lld ms\n",
+                static_cast<long long>(soak_ms_ / 1000), static_cast<unsigned long long>(kBatchesBetweenRounds),
+                static_cast<long long>(slowest_recovery_ms_));
     if (converge_ms_ >= 0) {
       std::printf("[ chaos ] converged (deltasync verify exit 0) %lld ms after the last round\n",
                   static_cast<long long>(converge_ms_));
@@ -261,6 +276,7 @@ class ChaosSoak : public ::testing::Test {
   std::map<std::string, FaultCounts> faults_;
   int rounds_done_ = 0;
   int64_t soak_ms_ = 0;
+  int64_t slowest_recovery_ms_ = 0;  // restart or SIGCONT to kBatchesBetweenRounds acked
   int64_t converge_ms_ = -1;
   std::map<std::string, Comparison> comparisons_;
 };
@@ -329,7 +345,7 @@ int main(int argc, char** argv) {
           "round, SIGKILLs (restart after 0-3 s) or SIGSTOPs (1-3 s) the hub, an agent or\n"
           "nats-server at random; then checks convergence and every acknowledged record,\n"
           "value by value, in the hub and every replica. Exit 0 when all holds.\n"
-          "  --rounds N   faults to inject (default 20)\n"
+          "  --rounds N   faults to inject (default 40, what CI runs)\n"
           "  --seed S     the killer's and the producer's seed (default random, printed)\n");
       return 0;
     }
