@@ -339,13 +339,8 @@ bool parse_count(const char* text, uint64_t* out) {
 }  // namespace ds::testing
 
 int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);  // removes the gtest flags
-  ds::testing::SoakOptions& opts = ds::testing::soak_options;
-  opts.seed = std::random_device{}();
-  opts.seed = (opts.seed << 32) ^ std::random_device{}();
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    uint64_t v = 0;
     if (arg == "--help" || arg == "-h") {
       std::printf(
           "usage: chaos_soak [--rounds N] [--seed S] [gtest flags]\n"
@@ -354,9 +349,18 @@ int main(int argc, char** argv) {
           "nats-server at random; then checks convergence and every acknowledged record,\n"
           "value by value, in the hub and every replica. Exit 0 when all holds.\n"
           "  --rounds N   faults to inject (default 40, what CI runs)\n"
-          "  --seed S     the killer's and the producer's seed (default random, printed)\n");
+          "  --seed S     the killer's and the producer's seed (default random, printed)\n"
+          "gtest's flags (e.g. --gtest_output=xml:FILE) pass through.\n");
       return 0;
     }
+  }
+  ::testing::InitGoogleTest(&argc, argv);  // removes the gtest flags
+  ds::testing::SoakOptions& opts = ds::testing::soak_options;
+  opts.seed = std::random_device{}();
+  opts.seed = (opts.seed << 32) ^ std::random_device{}();
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    uint64_t v = 0;
     if ((arg == "--rounds" || arg == "--seed") && i + 1 < argc && ds::testing::parse_count(argv[i + 1], &v)) {
       if (arg == "--rounds") {
         if (v < 1 || v > 1000000) {
@@ -370,8 +374,8 @@ int main(int argc, char** argv) {
       ++i;
       continue;
     }
-    std::fprintf(stderr, "chaos_soak: bad argument '%s' (want --rounds N, --seed S as decimal numbers; --help)\n",
-                 arg.c_str());
+    std::fprintf(stderr, "chaos_soak: bad argument '%s'%s (want --rounds N, --seed S, N and S decimal numbers; --help)\n",
+                 arg.c_str(), i + 1 < argc ? (" " + std::string(argv[i + 1])).c_str() : "");
     return 2;
   }
   std::printf("[ chaos ] seed %llu, %d rounds  (reproduce: chaos_soak --rounds %d --seed %llu)\n",
