@@ -107,8 +107,13 @@ Result<StreamPublisher::Acked> StreamPublisher::publish_batches(const std::strin
     bodies.push_back(encode(b->delta));
     if (bodies.back().size() > limit) return too_large(type, *b, bodies.back().size(), limit);
   }
+  // All asynchronously, then one wait: it returns as soon as every ack is
+  // in, or (Unavailable) as soon as the connection is back from a drop that
+  // took acks with it, rather than after kAckTimeoutMs. The last batch's ack
+  // names the stream sequence the published mark records (for a duplicate,
+  // the original's sequence).
   size_t changes = 0;
-  for (size_t i = 0; i + 1 < batches.size(); ++i) {
+  for (size_t i = 0; i < batches.size(); ++i) {
     const PendingBatch& b = *batches[i];
     changes += b.delta.changes.size();
     Status s = js_.publish_async(subjects_.delta(type, b.partition), bodies[i], msg_id(type, b.batch));
@@ -117,15 +122,15 @@ Result<StreamPublisher::Acked> StreamPublisher::publish_batches(const std::strin
       return Status::unavailable(s.message());
     }
   }
-  // The last batch synchronously: its ack names the stream sequence the
-  // published mark records (for a duplicate, the original's sequence).
   const PendingBatch& last = *batches.back();
-  changes += last.delta.changes.size();
-  auto ack = js_.publish(subjects_.delta(type, last.partition), bodies.back(), msg_id(type, last.batch),
-                         kAckTimeoutMs);
-  Status waited = js_.wait_published(kAckTimeoutMs);
-  if (!ack.is_ok()) return Status::unavailable(ack.status().message());
+  std::map<std::string, PubAck> acks;
+  Status waited = js_.wait_published(kAckTimeoutMs, &acks);
   if (!waited.is_ok()) return Status::unavailable(waited.message());
+  const auto ack = acks.find(msg_id(type, last.batch));
+  if (ack == acks.end()) {
+    return Status::unavailable("publish type '" + type + "': no ack recorded for delta batch " +
+                               std::to_string(last.batch));
+  }
   if (exit_before_mark_ != 0) {
     spdlog::warn("DELTASYNC_FAULT=exit_after_publish: exiting after the acks, before marking published");
     ::_exit(exit_before_mark_);
@@ -134,7 +139,7 @@ Result<StreamPublisher::Acked> StreamPublisher::publish_batches(const std::strin
   metrics_.published_changes += changes;
   metrics_.publish_micros_total += micros_since(t0);
   ++metrics_.publish_rounds;
-  return Acked{last.batch, ack->seq};
+  return Acked{last.batch, ack->second.seq};
 }
 
 Status StreamPublisher::publish_round(QueryStore& store, const std::string& type, uint64_t after_batch,

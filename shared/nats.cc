@@ -14,6 +14,7 @@
 #include <cstring>
 #include <exception>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <mutex>
 #include <random>
@@ -792,33 +793,58 @@ std::string Connection::new_inbox() const {
 // ---------------------------------------------------------------------------
 // JetStream
 
-// The first async publish failure since the last wait_published(); written
-// by cnats' reply thread, read by wait_published().
+// What became of the async publishes since the last wait_published():
+// written by cnats' reply thread (the ack handler) and publish_async(),
+// read and reset by wait_published().
 struct JetStream::AsyncErrors {
   std::mutex mu;
-  std::optional<Status> first;  // guarded by mu
+  std::optional<Status> first;          // the first failure; guarded by mu
+  std::map<std::string, PubAck> acked;  // by Nats-Msg-Id; guarded by mu
+  // The connection's reconnect count when the first of them was sent, so
+  // wait_published() knows when their acks went with a lost connection.
+  std::optional<uint64_t> reconnects_at_send;  // guarded by mu
 };
 
 namespace {
 
-void on_async_publish_error(jsCtx*, jsPubAckErr* pae, void* closure) {
+// cnats' ack handler: an ack is recorded by the message's Nats-Msg-Id, the
+// first failure kept. The message is ours to destroy.
+void on_async_publish_ack(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure) {
   auto* errors = static_cast<JetStream::AsyncErrors*>(closure);
-  guarded("async publish error handler", [&] {
-    std::string subject = pae->Msg != nullptr && natsMsg_GetSubject(pae->Msg) != nullptr
-                              ? natsMsg_GetSubject(pae->Msg) : "?";
-    std::string context = "async publish to " + subject;
-    if (pae->Msg != nullptr) {
-      const char* id = nullptr;
-      if (natsMsgHeader_Get(pae->Msg, "Nats-Msg-Id", &id) == NATS_OK && id != nullptr) {
-        context += std::string(" (Nats-Msg-Id ") + id + ")";
-      }
+  MsgPtr owned(msg);
+  guarded("async publish ack handler", [&] {
+    const char* id = nullptr;
+    if (msg == nullptr || natsMsgHeader_Get(msg, "Nats-Msg-Id", &id) != NATS_OK) id = nullptr;
+    if (pae == nullptr) {
+      if (pa == nullptr || id == nullptr) return;
+      std::lock_guard<std::mutex> lock(errors->mu);
+      errors->acked[id] = PubAck{pa->Sequence, pa->Duplicate};
+      return;
     }
+    std::string subject = msg != nullptr && natsMsg_GetSubject(msg) != nullptr ? natsMsg_GetSubject(msg) : "?";
+    std::string context = "async publish to " + subject;
+    if (id != nullptr) context += std::string(" (Nats-Msg-Id ") + id + ")";
     if (pae->ErrText != nullptr && *pae->ErrText) context += std::string(": ") + pae->ErrText;
     Status st = make_status(pae->Err, static_cast<int>(pae->ErrCode), context);
     std::lock_guard<std::mutex> lock(errors->mu);
     if (!errors->first) errors->first = std::move(st);
   });
 }
+
+// How often the connection has reconnected (cnats' statistics).
+uint64_t reconnect_count(natsConnection* nc) {
+  natsStatistics* raw = nullptr;
+  if (natsStatistics_Create(&raw) != NATS_OK || raw == nullptr) return 0;
+  uint64_t reconnects = 0;
+  if (natsConnection_GetStats(nc, raw) == NATS_OK) {
+    (void)natsStatistics_GetCounts(raw, nullptr, nullptr, nullptr, nullptr, &reconnects);
+  }
+  natsStatistics_Destroy(raw);
+  return reconnects;
+}
+
+// wait_published() waits in slices of this, to notice a reconnect.
+constexpr int64_t kAckPollMs = 100;
 
 struct StreamInfoDeleter {
   void operator()(jsStreamInfo* si) const { jsStreamInfo_Destroy(si); }
@@ -851,8 +877,8 @@ Result<std::unique_ptr<JetStream>> Connection::jetstream(int64_t timeout_ms) {
   jsOptions_Init(&jo);
   jo.Wait = timeout_ms;
   jo.PublishAsync.MaxPending = 4096;
-  jo.PublishAsync.ErrHandler = on_async_publish_error;
-  jo.PublishAsync.ErrHandlerClosure = errors.get();
+  jo.PublishAsync.AckHandler = on_async_publish_ack;
+  jo.PublishAsync.AckHandlerClosure = errors.get();
   std::unique_ptr<JetStream> js(new JetStream(nc_, std::move(errors)));
   natsStatus s = natsConnection_JetStream(&js->js_, nc_, &jo);
   if (s != NATS_OK) return make_status(s, 0, "jetstream context");
@@ -973,29 +999,72 @@ Status JetStream::publish_async(std::string_view subject, std::string_view data,
   jsPubOptions po;
   jsPubOptions_Init(&po);
   if (!id.empty()) po.MsgId = id.c_str();  // copied into the message header by cnats
+  {
+    std::lock_guard<std::mutex> lock(async_errors_->mu);
+    if (!async_errors_->reconnects_at_send) async_errors_->reconnects_at_send = reconnect_count(nc_);
+  }
   natsStatus s = js_PublishAsync(js_, subj.c_str(), data.data(), static_cast<int>(data.size()), &po);
   return make_status(s, 0, "jetstream async publish to " + subj);
 }
 
-Status JetStream::wait_published(int64_t timeout_ms) {
-  jsPubOptions po;
-  jsPubOptions_Init(&po);
-  po.MaxWait = timeout_ms;
-  natsStatus s = js_PublishAsyncComplete(js_, &po);
+Status JetStream::wait_published(int64_t timeout_ms, std::map<std::string, PubAck>* acks) {
+  std::optional<uint64_t> reconnects_at_send;
+  {
+    std::lock_guard<std::mutex> lock(async_errors_->mu);
+    reconnects_at_send = async_errors_->reconnects_at_send;
+  }
+  // In slices: an ack the server sent while the connection was down is
+  // lost, and cnats would wait out the whole timeout for it (a 10 s stall
+  // of the caller after a broker restart of a second). Once the connection
+  // is back after a reconnect that came after the first send, whatever is
+  // still pending will not be acknowledged: give it up now.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  natsStatus s = NATS_OK;
+  bool lost_with_connection = false;
+  for (;;) {
+    const int64_t left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             deadline - std::chrono::steady_clock::now()).count();
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = std::clamp<int64_t>(left, 1, kAckPollMs);
+    s = js_PublishAsyncComplete(js_, &po);
+    if (s != NATS_TIMEOUT || left <= kAckPollMs) break;
+    if (reconnects_at_send && reconnect_count(nc_) > *reconnects_at_send &&
+        natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED) {
+      lost_with_connection = true;
+      break;
+    }
+  }
+  int pending_count = 0;
   if (s == NATS_TIMEOUT) {
     // An ack lost with a broker restart never arrives, and cnats keeps its
     // message pending for good: every later wait would time out as well.
     // Give the pending messages up; the caller republishes what it has no
     // ack for, and the same Nats-Msg-Id makes one that did arrive a duplicate.
     natsMsgList pending;
-    if (js_PublishAsyncGetPendingList(&pending, js_) == NATS_OK) natsMsgList_Destroy(&pending);
+    if (js_PublishAsyncGetPendingList(&pending, js_) == NATS_OK) {
+      pending_count = pending.Count;
+      natsMsgList_Destroy(&pending);
+    }
   }
+  std::map<std::string, PubAck> acked;
+  {
+    std::lock_guard<std::mutex> lock(async_errors_->mu);
+    acked.swap(async_errors_->acked);
+    async_errors_->reconnects_at_send.reset();
+  }
+  if (acks != nullptr) *acks = std::move(acked);
   std::optional<Status> first;
   {
     std::lock_guard<std::mutex> lock(async_errors_->mu);
     first.swap(async_errors_->first);
   }
   if (first) return *first;
+  if (lost_with_connection) {
+    return Status::unavailable("wait for jetstream publish acks: the connection to NATS was lost and re-established "
+                               "while " + std::to_string(pending_count) +
+                               " publish(es) awaited their acks, which went with it; publish them again");
+  }
   return make_status(s, 0, "wait for jetstream publish acks");
 }
 

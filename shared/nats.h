@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -302,11 +303,14 @@ class JetStream {
   Result<PubAck> publish(std::string_view subject, std::string_view data, std::string_view msg_id,
                          int64_t timeout_ms = 5000);
   // Asynchronous publish; wait_published() waits for every ack and reports
-  // the first failure since the previous wait. When it times out, the
-  // messages still without an ack are forgotten (their acks may never come,
-  // e.g. lost with a broker restart): the caller must publish them again.
+  // the first failure since the previous wait; `acks`, when given, receives
+  // the acks of the messages published since the previous wait, by
+  // Nats-Msg-Id. When it times out, or the connection was re-established
+  // after the first of them was sent (Unavailable as soon as it is back: an
+  // ack the server sent meanwhile is lost), the messages still without an
+  // ack are forgotten: the caller must publish them again.
   Status publish_async(std::string_view subject, std::string_view data, std::string_view msg_id);
-  Status wait_published(int64_t timeout_ms = 10000);
+  Status wait_published(int64_t timeout_ms = 10000, std::map<std::string, PubAck>* acks = nullptr);
   // Connection::max_payload of the connection this context publishes on.
   int64_t max_payload() const;
 

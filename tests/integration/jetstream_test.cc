@@ -2,7 +2,11 @@
 // de-duplicated publishing, hub-style push consumers bound by agents, and
 // the per-agent permissions of DESIGN.md §7.
 
+#include <signal.h>
+
 #include <algorithm>
+#include <chrono>
+#include <map>
 #include <atomic>
 #include <mutex>
 
@@ -133,12 +137,56 @@ TEST_F(JetStreamTest, PublishAsyncStoresEverythingOnceWaited) {
     Status s = js_->publish_async("ds.delta.prices.p1", "d" + std::to_string(i), "prices:" + std::to_string(i));
     ASSERT_TRUE(s.is_ok()) << s.to_string();
   }
-  Status s = js_->wait_published();
+  std::map<std::string, PubAck> acks;
+  Status s = js_->wait_published(10000, &acks);
   ASSERT_TRUE(s.is_ok()) << s.to_string();
   auto state = js_->stream_state(kStream);
   ASSERT_TRUE(state.is_ok());
   EXPECT_EQ(state->messages, 200u);
   EXPECT_EQ(state->last_seq, 200u);
+  // Every ack, by Nats-Msg-Id, with its stream sequence; a republished
+  // message is acked as the duplicate of the original.
+  ASSERT_EQ(acks.size(), 200u);
+  EXPECT_EQ(acks["prices:1"].seq, 1u);
+  EXPECT_EQ(acks["prices:200"].seq, 200u);
+  EXPECT_FALSE(acks["prices:200"].duplicate);
+  ASSERT_TRUE(js_->publish_async("ds.delta.prices.p1", "d7", "prices:7").is_ok());
+  ASSERT_TRUE(js_->wait_published(10000, &acks).is_ok());
+  ASSERT_EQ(acks.size(), 1u);
+  EXPECT_EQ(acks["prices:7"].seq, 7u);
+  EXPECT_TRUE(acks["prices:7"].duplicate);
+}
+
+TEST_F(JetStreamTest, AckLostWithACrashedBrokerFailsTheWaitOnceReconnectedNotAfterItsTimeout) {
+  // The server stops reading, takes the publish into its socket buffer and
+  // dies with it: no ack will ever come. The chaos soak found the hub's
+  // ingest stalled 10-20 s after such a crash of a second, waiting out the
+  // ack timeout.
+  ASSERT_EQ(::kill(server_->pid(), SIGSTOP), 0);
+  ASSERT_TRUE(js_->publish_async("ds.delta.prices.p1", "lost", "prices:1").is_ok());
+  (void)nc_->flush(200);  // times out (nobody answers the PING), but the bytes have left the client
+  server_->kill();
+  Status back = server_->start();
+  ASSERT_TRUE(back.is_ok()) << back.to_string();
+
+  constexpr int64_t kTimeoutMs = 20000;
+  const auto t0 = std::chrono::steady_clock::now();
+  Status waited = js_->wait_published(kTimeoutMs);
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+  ASSERT_FALSE(waited.is_ok());
+  EXPECT_EQ(waited.code(), StatusCode::kUnavailable) << waited.to_string();
+  EXPECT_NE(waited.message().find("re-established"), std::string::npos) << waited.to_string();
+  EXPECT_LT(took.count(), kTimeoutMs / 2) << waited.to_string();
+
+  // Published again, the message is stored once.
+  ASSERT_TRUE(js_->publish_async("ds.delta.prices.p1", "again", "prices:1").is_ok());
+  std::map<std::string, PubAck> acks;
+  Status again = js_->wait_published(kTimeoutMs, &acks);
+  ASSERT_TRUE(again.is_ok()) << again.to_string();
+  ASSERT_EQ(acks.count("prices:1"), 1u);
+  auto state = js_->stream_state(kStream);
+  ASSERT_TRUE(state.is_ok()) << state.status().to_string();
+  EXPECT_EQ(state->messages, 1u);
 }
 
 TEST_F(JetStreamTest, WaitPublishedReportsAsyncFailure) {
