@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -19,9 +20,64 @@
 #include "hub/snapshot_server.h"
 #include "hub/stream_publisher.h"
 #include "hub/verify_service.h"
+#include "shared/identities.h"
+#include "shared/names.h"
 #include "shared/nats.h"
 
 namespace ds {
+namespace {
+
+// The hub's delta publisher identity (shared/identities.h).
+struct PublisherIdentity {
+  std::string seed_file;
+  std::string inbox_prefix;  // _INBOX_<hub>: what its permissions let it subscribe; "" on an open server
+};
+
+// The publisher's seed file lies beside the hub's own ([nats]
+// nkey_seed_file), as `deltasync creds` writes both. nullopt when the hub
+// publishes on its own connection: it authenticates otherwise (creds_file,
+// user/password, an open server), or its registry predates publisher keys.
+// An error when the registry gives the hub a publisher key whose seed file
+// is missing or holds another key: publishing would be refused.
+Result<std::optional<PublisherIdentity>> find_publisher_identity(const HubConfig& cfg) {
+  if (cfg.nats.nkey_seed_file.empty()) return std::optional<PublisherIdentity>();
+  const std::string seed_file = publisher_seed_file_for(cfg.nats.nkey_seed_file);
+  std::optional<IdentityRegistry> registry;
+  const Identity* hub = nullptr;
+  if (!cfg.identities_file.empty()) {
+    DS_ASSIGN_OR_RETURN(IdentityRegistry loaded, load_identities(cfg.identities_file));
+    registry = std::move(loaded);
+    DS_ASSIGN_OR_RETURN(std::string service_key, nkey_public_key_from_seed_file(cfg.nats.nkey_seed_file));
+    for (const Identity& id : registry->identities) {
+      if (id.role == IdentityRole::kHub && id.public_key == service_key) hub = &id;
+    }
+  }
+  std::error_code ec;
+  if (!std::filesystem::exists(seed_file, ec)) {
+    if (hub != nullptr && !hub->publisher_public_key.empty()) {
+      return Status::not_found(fmt::format(
+          "hub '{}' has a delta publisher key in {}, but its seed file {} is missing: copy <hub>.publisher.nk "
+          "from the credentials directory beside [nats] nkey_seed_file",
+          hub->name, cfg.identities_file, seed_file));
+    }
+    return std::optional<PublisherIdentity>();
+  }
+  DS_ASSIGN_OR_RETURN(std::string key, nkey_public_key_from_seed_file(seed_file));
+  PublisherIdentity out{seed_file, ""};
+  if (registry) {
+    if (hub == nullptr || hub->publisher_public_key != key) {
+      return Status::permission_denied(fmt::format(
+          "{}: its key {} is not the delta publisher key of {} in {} (an interrupted `deltasync creds rotate`? "
+          "run it again and copy both of the hub's seed files)",
+          seed_file, key, hub != nullptr ? "hub '" + hub->name + "'" : "the hub of [nats] nkey_seed_file",
+          cfg.identities_file));
+    }
+    out.inbox_prefix = inbox_prefix(hub->name);
+  }
+  return std::optional<PublisherIdentity>(std::move(out));
+}
+
+}  // namespace
 
 struct Hub::Impl {
   HubConfig config;
@@ -32,6 +88,11 @@ struct Hub::Impl {
   std::unique_ptr<QueryStore> store;
   std::unique_ptr<Connection> nc;
   std::unique_ptr<JetStream> js;
+  // The delta publisher's own connection and JetStream context (its own key:
+  // the only one allowed to publish into ds.delta.>); null when the hub has
+  // no publisher seed, and then the publisher uses nc/js.
+  std::unique_ptr<Connection> publisher_nc;
+  std::unique_ptr<JetStream> publisher_js;
   std::unique_ptr<StreamPublisher> publisher;
   std::unique_ptr<IngestWriter> writer;  // constructed before the HTTP API, started after the agents
   std::unique_ptr<VerifyService> verify;  // used by the HTTP API; stopped after it, destroyed after it
@@ -66,9 +127,27 @@ struct Hub::Impl {
       return;
     }
     if (on_status) on_status("ready: reconnected to " + config.nats.url);
-    spdlog::info("nats: reconnected; reconciling streams and agent consumers");
-    writer->request_reconcile();
+    if (publisher_nc) {
+      spdlog::info("nats: reconnected; reconciling agent consumers");
+    } else {
+      spdlog::info("nats: reconnected; reconciling streams and agent consumers");
+      writer->request_reconcile();
+    }
     agents->on_reconnected();
+  }
+
+  // The delta publisher's connection came back: the streams may have lost
+  // or missed batches meanwhile.
+  void on_publisher_reconnected() {
+    fatal_cv.notify_all();
+    std::lock_guard<std::mutex> lock(events_mu);
+    if (!running) return;
+    spdlog::info("nats: delta publisher reconnected; reconciling streams");
+    writer->request_reconcile();
+  }
+
+  bool all_connected() const {
+    return nc != nullptr && nc->connected() && (publisher_nc == nullptr || publisher_nc->connected());
   }
 
   void on_nats_retry(int attempt, int64_t delay_ms) {
@@ -97,9 +176,10 @@ struct Hub::Impl {
   // Why the hub is not ready ("" when it is), for GET /readyz.
   std::string not_ready_reason() const {
     if (stopping.load()) return "stopping";
-    const bool connected = nc != nullptr && nc->connected();
+    const bool connected = all_connected();
     if (started.load()) {
-      if (!connected) return "nats: disconnected (reconnecting)";
+      if (nc == nullptr || !nc->connected()) return "nats: disconnected (reconnecting)";
+      if (!connected) return "nats: the delta publisher's connection is down (reconnecting)";
       return writer->blocked_reason();
     }
     if (connected) return "starting";
@@ -114,7 +194,7 @@ struct Hub::Impl {
     std::unique_lock<std::mutex> lock(fatal_mu);
     for (;;) {
       if (fatal) return *fatal;
-      if (nc->connected()) return Status::ok();
+      if (all_connected()) return Status::ok();
       if (stop.stop_requested()) return Status::unavailable("stopped before NATS was reachable");
       fatal_cv.wait_for(lock, stop, std::chrono::milliseconds(100), [this] { return fatal.has_value(); });
     }
@@ -145,6 +225,9 @@ struct Hub::Impl {
     agents.reset();
     writer.reset();
     publisher.reset();
+    publisher_js.reset();
+    if (publisher_nc && publisher_nc->connected()) (void)publisher_nc->flush(2000);
+    publisher_nc.reset();
     js.reset();
     if (nc && nc->connected()) (void)nc->flush(2000);
     nc.reset();
@@ -199,7 +282,30 @@ Result<std::unique_ptr<Hub>> Hub::start(HubConfig config, std::stop_token stop, 
     spdlog::warn("nats: cannot connect to {} yet; retrying in the background", cfg.nats.url);
   }
   DS_ASSIGN_OR_RETURN(im->js, im->nc->jetstream());
-  im->publisher = std::make_unique<StreamPublisher>(*im->js, cfg, im->metrics);
+  DS_ASSIGN_OR_RETURN(std::optional<PublisherIdentity> publisher_identity, find_publisher_identity(cfg));
+  if (!publisher_identity && !cfg.nats.nkey_seed_file.empty()) {
+    spdlog::warn("nats: no delta publisher seed {} beside {}: deltas are published on the hub's own connection, "
+                 "whose permissions must then allow {}.delta.> (`deltasync creds rotate` issues the publisher key; "
+                 "docs/security.md)",
+                 publisher_seed_file_for(cfg.nats.nkey_seed_file), cfg.nats.nkey_seed_file,
+                 cfg.nats.subject_prefix);
+  }
+  if (publisher_identity) {
+    ConnectOptions po;
+    po.config = cfg.nats;
+    po.config.nkey_seed_file = publisher_identity->seed_file;
+    po.name = "deltasync-hub-publisher";
+    po.inbox_prefix = publisher_identity->inbox_prefix;
+    po.retry_on_failed_connect = true;
+    po.on_disconnected = [] { spdlog::warn("nats: delta publisher disconnected; reconnecting"); };
+    po.on_reconnected = [im] { im->on_publisher_reconnected(); };
+    po.on_async_error = [](const std::string& e) { spdlog::error("nats: delta publisher: {}", e); };
+    po.on_closed = [im](const Status& s) { im->on_nats_closed(s.with_context("delta publisher")); };
+    DS_ASSIGN_OR_RETURN(im->publisher_nc, Connection::connect(std::move(po)));
+    DS_ASSIGN_OR_RETURN(im->publisher_js, im->publisher_nc->jetstream());
+  }
+  im->publisher =
+      std::make_unique<StreamPublisher>(im->publisher_js ? *im->publisher_js : *im->js, cfg, im->metrics);
   im->writer = std::make_unique<IngestWriter>(cfg, *im->store, *im->publisher, im->metrics);
 
   if (!cfg.http_listen.empty()) {

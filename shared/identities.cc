@@ -58,12 +58,13 @@ Result<std::string> string_at(const nlohmann::json& j, const char* key, std::str
 }
 
 Result<Identity> identity_from_json(const nlohmann::json& j, const std::string& where) {
-  DS_RETURN_IF_ERROR(only_keys(j, {"name", "role", "public_key", "grants"}, where));
+  DS_RETURN_IF_ERROR(only_keys(j, {"name", "role", "public_key", "publisher_public_key", "grants"}, where));
   Identity id;
   DS_ASSIGN_OR_RETURN(id.name, string_at(j, "name", where, true));
   DS_ASSIGN_OR_RETURN(std::string role, string_at(j, "role", where, true));
   DS_ASSIGN_OR_RETURN(id.role, role_from_name(role));
   DS_ASSIGN_OR_RETURN(id.public_key, string_at(j, "public_key", where, false));
+  DS_ASSIGN_OR_RETURN(id.publisher_public_key, string_at(j, "publisher_public_key", where, false));
   if (auto g = j.find("grants"); g != j.end()) {
     if (!g->is_array()) return Status::invalid_argument(where + ".grants: expected an array");
     for (size_t i = 0; i < g->size(); ++i) {
@@ -100,6 +101,9 @@ const Grant* Identity::grant(std::string_view type) const {
 Status validate_identity(const Identity& identity) {
   const std::string_view role = role_name(identity.role);
   DS_RETURN_IF_ERROR(validate_name(identity.role, identity.name));
+  if (identity.role != IdentityRole::kHub && !identity.publisher_public_key.empty()) {
+    return Status::invalid_argument(fmt::format("{} '{}': only a hub has a publisher key", role, identity.name));
+  }
   if (identity.role == IdentityRole::kHub) {
     if (!identity.grants.empty()) {
       return Status::invalid_argument(fmt::format("hub '{}': a hub takes no types (it may use every subject)",
@@ -150,6 +154,12 @@ Status validate_registry(const IdentityRegistry& registry) {
   return Status::ok();
 }
 
+std::string publisher_seed_file_for(std::string_view service_seed_file) {
+  std::string_view stem = service_seed_file;
+  if (stem.size() > 3 && stem.substr(stem.size() - 3) == ".nk") stem.remove_suffix(3);
+  return std::string(stem) + ".publisher.nk";
+}
+
 std::string registry_to_json(const IdentityRegistry& registry) {
   std::vector<const Identity*> sorted;
   for (const Identity& id : registry.identities) sorted.push_back(&id);
@@ -160,6 +170,7 @@ std::string registry_to_json(const IdentityRegistry& registry) {
     j["name"] = id->name;
     j["role"] = std::string(role_name(id->role));
     j["public_key"] = id->public_key;
+    if (!id->publisher_public_key.empty()) j["publisher_public_key"] = id->publisher_public_key;
     if (id->role != IdentityRole::kHub) {
       nlohmann::ordered_json grants = nlohmann::ordered_json::array();
       for (const Grant& g : id->grants) {

@@ -11,13 +11,20 @@
 //               (every partition; the only choice for unpartitioned types):
 //               registrations and snapshot reads beyond them are refused.
 //   producer P  sends records of the listed types.
-//   hub         none: it holds every right it needs through NATS.
+//   hub         none: it holds every right it needs through NATS. A hub has
+//               two keys: its service key (`public_key`: requests, replies,
+//               heartbeats, consumers; never publishing into p.delta.>) and
+//               its publisher key (`publisher_public_key`: only publishing
+//               delta batches into p.delta.> and the stream calls that needs).
+//               A registry written before the publisher key existed has none:
+//               that hub publishes deltas on its service connection.
 //
 // File format (JSON, written sorted by name; unknown keys are an error):
 //   {"format": 1, "subject_prefix": "ds", "identities": [
 //     {"name": "store-1", "role": "agent", "public_key": "U...",
 //      "grants": [{"type": "prices", "partition": "store-1"},
 //                 {"type": "products", "partition": "*"}]},
+//     {"name": "hub", "role": "hub", "public_key": "U...", "publisher_public_key": "U..."},
 //     {"name": "erp", "role": "producer", "public_key": "U...",
 //      "grants": [{"type": "prices"}]}, ...]}
 //
@@ -49,6 +56,7 @@ struct Identity {
   IdentityRole role = IdentityRole::kAgent;
   std::string name;         // agent id / producer name / hub name: the subject token
   std::string public_key;   // "U..." ("" before a key is issued)
+  std::string publisher_public_key;  // hubs: the delta publisher's "U..."; "" = none
   std::vector<Grant> grants;
 
   // The grant for `type`, if any.
@@ -67,6 +75,11 @@ struct IdentityRegistry {
 
   const Identity* find(std::string_view name) const;
 };
+
+// The delta publisher's seed file of a hub whose own seed file is
+// `service_seed_file`: "<dir>/<stem>.publisher.nk" beside it ("hub.nk" ->
+// "hub.publisher.nk"; a file not ending in ".nk" gets ".publisher.nk" added).
+std::string publisher_seed_file_for(std::string_view service_seed_file);
 
 // Every identity valid, names unique across roles, prefix valid.
 Status validate_registry(const IdentityRegistry& registry);

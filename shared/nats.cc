@@ -1,5 +1,6 @@
 #include "shared/nats.h"
 
+#include "shared/creds_file.h"
 #include "shared/nkeys.h"
 
 #include <nats/nats.h>
@@ -12,6 +13,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <exception>
 #include <fstream>
 #include <map>
@@ -183,16 +185,14 @@ Result<std::string> nkey_public_key_from_seed_file(const std::string& path) {
 
 namespace {
 
-// The ed25519 signature of `nonce` by the user seed in `path`, read at each
-// (re)connect as cnats would. Signed here rather than by
-// natsOptions_SetNKeyFromSeed: cnats 3.4's own seed decoding failed about
-// once in a few thousand attempts ("invalid seed") for seeds that decode
-// fine every other time, which made connections fail at random.
-Result<std::vector<unsigned char>> sign_nonce(const std::string& path, const char* nonce) {
-  DS_ASSIGN_OR_RETURN(std::string seed, read_user_seed(path));
+// The ed25519 signature of `nonce` by the encoded user seed `seed`.
+// Signed here rather than by natsOptions_SetNKeyFromSeed: cnats 3.4's own
+// seed decoding failed about once in a few thousand attempts ("invalid
+// seed") for seeds that decode fine every other time, which made
+// connections fail at random.
+Result<std::vector<unsigned char>> sign_nonce_with_seed(std::string_view seed, const char* nonce) {
   auto decoded = decode_nkey(seed);
-  sodium_memzero(seed.data(), seed.size());
-  if (!decoded.is_ok()) return decoded.status().with_context(path);
+  if (!decoded.is_ok()) return decoded.status();
   unsigned char pk[crypto_sign_PUBLICKEYBYTES];
   unsigned char sk[crypto_sign_SECRETKEYBYTES];
   crypto_sign_seed_keypair(pk, sk, decoded->key.data());
@@ -200,6 +200,16 @@ Result<std::vector<unsigned char>> sign_nonce(const std::string& path, const cha
   std::vector<unsigned char> sig(crypto_sign_BYTES);
   crypto_sign_detached(sig.data(), nullptr, reinterpret_cast<const unsigned char*>(nonce), std::strlen(nonce), sk);
   sodium_memzero(sk, sizeof sk);
+  return sig;
+}
+
+// The signature of `nonce` by the user seed in the seed file `path`, read at
+// each (re)connect as cnats would.
+Result<std::vector<unsigned char>> sign_nonce(const std::string& path, const char* nonce) {
+  DS_ASSIGN_OR_RETURN(std::string seed, read_user_seed(path));
+  auto sig = sign_nonce_with_seed(seed, nonce);
+  sodium_memzero(seed.data(), seed.size());
+  if (!sig.is_ok()) return sig.status().with_context(path);
   return sig;
 }
 
@@ -484,8 +494,18 @@ struct Connection::Callbacks {
 
   std::function<void(int, int64_t)> on_retry;
   std::function<void(const Status&)> on_closed;
-  std::string nkey_seed_file;  // signs the server's nonce at each (re)connect; "" = none
-  // Attempts dropped because the signature began with a zero byte.
+  // Sign the server's nonce at each (re)connect: at most one is set.
+  std::string nkey_seed_file;  // a seed file ("" = none)
+  std::string creds_file;      // a .creds file: its JWT goes into CONNECT, its seed signs ("" = none)
+  // The public key of the JWT the JWT callback handed cnats for the attempt
+  // under way (JWT callback and signing run one after the other on the
+  // thread making the attempt; the mutex covers the reconnect thread taking
+  // over from connect()).
+  std::mutex creds_mu;
+  std::string creds_public_key;  // guarded by creds_mu
+  // Attempts dropped before CONNECT because a new attempt fixes them: the
+  // signature began with a zero byte, or the creds file changed between
+  // reading its JWT and signing.
   std::atomic<uint64_t> zero_byte_signatures{0};
   std::atomic<bool> shutting_down{false};  // user callbacks are skipped from here on
   std::mutex mu;
@@ -497,13 +517,50 @@ namespace {
 
 using Callbacks = Connection::Callbacks;
 
+// The seed's signature of the nonce: from the seed file, or from the creds
+// file whose JWT the JWT callback handed cnats for this attempt.
+// Unavailable (a new attempt fixes it) when the creds file now holds another
+// key than that JWT's.
+Result<std::vector<unsigned char>> sign_for_attempt(Callbacks* cb, const char* nonce) {
+  if (cb->creds_file.empty()) return sign_nonce(cb->nkey_seed_file, nonce);
+  DS_ASSIGN_OR_RETURN(UserCreds creds, read_creds_file(cb->creds_file));
+  {
+    std::lock_guard<std::mutex> lock(cb->creds_mu);
+    if (creds.public_key != cb->creds_public_key) {
+      return Status::unavailable("creds file " + cb->creds_file +
+                                 " changed between reading its JWT and signing; the next attempt reads it again");
+    }
+  }
+  auto sig = sign_nonce_with_seed(creds.seed, nonce);
+  if (!sig.is_ok()) return sig.status().with_context("creds file " + cb->creds_file);
+  return sig;
+}
+
+// cnats' user JWT callback (creds_file): the JWT of the file as it is now.
+natsStatus user_jwt_cb(char** user_jwt, char** custom_error, void* closure) {
+  auto* cb = static_cast<Callbacks*>(closure);
+  auto creds = read_creds_file(cb->creds_file);
+  if (!creds.is_ok()) {
+    *custom_error = ::strdup(creds.status().message().c_str());
+    return NATS_ERR;
+  }
+  {
+    std::lock_guard<std::mutex> lock(cb->creds_mu);
+    cb->creds_public_key = creds->public_key;
+  }
+  *user_jwt = ::strdup(creds->jwt.c_str());  // cnats frees it with free()
+  return *user_jwt != nullptr ? NATS_OK : NATS_NO_MEMORY;
+}
+
+// cnats' signature callback, for seed files and creds files alike.
 natsStatus sign_nonce_cb(char** custom_error, unsigned char** signature, int* length, const char* nonce,
                          void* closure) {
   auto* cb = static_cast<Callbacks*>(closure);
   // A server without authorization sends no nonce, and cnats still asks for
   // a signature: sign the empty nonce (the server ignores it).
-  auto sig = sign_nonce(cb->nkey_seed_file, nonce != nullptr ? nonce : "");
+  auto sig = sign_for_attempt(cb, nonce != nullptr ? nonce : "");
   if (!sig.is_ok()) {
+    if (sig.status().code() == StatusCode::kUnavailable) cb->zero_byte_signatures.fetch_add(1);
     *custom_error = ::strdup(sig.status().message().c_str());
     return NATS_ERR;
   }
@@ -524,6 +581,7 @@ natsStatus sign_nonce_cb(char** custom_error, unsigned char** signature, int* le
   if (*signature == nullptr) return NATS_NO_MEMORY;
   std::memcpy(*signature, sig->data(), sig->size());
   *length = static_cast<int>(sig->size());
+  sodium_memzero(sig->data(), sig->size());
   return NATS_OK;
 }
 
@@ -631,7 +689,18 @@ Result<std::unique_ptr<Connection>> Connection::connect(ConnectOptions opts) {
                              "user/password"));
   }
   if (!cfg.creds_file.empty()) {
-    DS_RETURN_IF_ERROR(check(natsOptions_SetUserCredentialsFromFiles(o.get(), cfg.creds_file.c_str(), nullptr),
+    // Read here once to refuse a bad file at once, naming it; the callbacks
+    // read it again at every (re)connect, as cnats' own reading would.
+    DS_ASSIGN_OR_RETURN(UserCreds creds, read_creds_file(cfg.creds_file));
+    if (creds.expires_at != 0 && creds.expires_at <= static_cast<int64_t>(std::time(nullptr))) {
+      return Status::permission_denied("creds file " + cfg.creds_file + ": the user JWT" +
+                                       (creds.name.empty() ? "" : " '" + creds.name + "'") + " expired at " +
+                                       std::to_string(creds.expires_at) +
+                                       " (Unix time); nats-server refuses it: issue a new one");
+    }
+    cb->creds_file = cfg.creds_file;
+    DS_RETURN_IF_ERROR(check(natsOptions_SetUserCredentialsCallbacks(o.get(), user_jwt_cb, cb.get(), sign_nonce_cb,
+                                                                     cb.get()),
                              "creds file"));
   }
   if (!cfg.nkey_seed_file.empty()) {

@@ -171,9 +171,13 @@ class JetStream;
 // cnats. Thread-safe. Destroy subscriptions and JetStream contexts made from
 // it before the Connection itself.
 //
-// nkey authentication (NatsConfig::nkey_seed_file): at every connect and
-// reconnect the seed file is read again and the server's nonce is signed
-// here with libsodium; cnats then base64-encodes the signature into CONNECT.
+// nkey authentication (NatsConfig::nkey_seed_file) and JWT credentials
+// (NatsConfig::creds_file, shared/creds_file.h): at every connect and
+// reconnect the file is read again (for a creds file: its JWT, handed to
+// cnats for CONNECT, and its seed) and the server's nonce is signed here
+// with libsodium, by one signing callback for both; cnats then
+// base64-encodes the signature into CONNECT. A creds file that does not
+// parse, or whose JWT has expired, fails connect() naming the file.
 // cnats 3.4.1's encoder yields nothing when the first input byte is zero
 // (nats.c PR #705, fixed in a later release), so a signature beginning with
 // 0x00 (1 nonce in 256; ed25519 is deterministic, so it is the nonce that

@@ -25,6 +25,10 @@ namespace ds {
 
 inline constexpr uint8_t kNkeyPrefixSeed = 18 << 3;  // 'S'
 inline constexpr uint8_t kNkeyPrefixUser = 20 << 3;  // 'U'
+// Operator and account keys sign JWTs in operator mode (nats-server's
+// trusted operators); deltasync only encodes their public keys, in tests.
+inline constexpr uint8_t kNkeyPrefixOperator = 14 << 3;  // 'O'
+inline constexpr uint8_t kNkeyPrefixAccount = 0;         // 'A'
 
 using NkeyBytes = std::array<uint8_t, 32>;
 

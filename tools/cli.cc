@@ -481,13 +481,18 @@ int cmd_creds_init(const CredsArgs& a) {
     const std::string types = grants_text(c.identity);
     t.add({std::string(role_name(c.identity.role)), c.identity.name, types.empty() ? "-" : types, c.seed_file,
            c.identity.role == IdentityRole::kHub ? "-" : inbox_prefix(c.identity.name), c.identity.public_key});
+    if (c.identity.role == IdentityRole::kHub) {
+      t.add({"hub publisher", c.identity.name, "-", creds_publisher_seed_file(request.out_dir, c.identity.name),
+             inbox_prefix(c.identity.name), c.identity.publisher_public_key});
+    }
   }
   t.print();
   fmt::print("\nwrote {} and {} (public keys, permissions and grants only).\n"
              "Put it beside nats-server's config and add this line there (include paths are relative\n"
              "to the including file; nats-server does not take absolute ones):\n"
              "  include auth.conf\n"
-             "Give each process its seed file ([nats] nkey_seed_file, or push --nkey-seed); agents and\n"
+             "Give each process its seed file ([nats] nkey_seed_file, or push --nkey-seed); the hub also\n"
+             "needs its publisher's seed file beside its own (<hub>.publisher.nk); agents and\n"
              "producers must connect with their inbox prefix, or replies to them are refused.\n"
              "Point the hub at the registry ([auth] identities_file = \"{}\") so it authorizes each\n"
              "agent and producer by the grants above. Later changes: deltasync creds add|grant|revoke|rotate.\n",
@@ -514,6 +519,10 @@ int run_creds_change(const CredsArgs& a, const std::function<Result<CredsChange>
     if (result->identity.role != IdentityRole::kHub) {
       fmt::print("copy it to the host of {} ([nats] nkey_seed_file); it connects with inbox prefix {}\n",
                  result->identity.name, inbox_prefix(result->identity.name));
+    } else {
+      fmt::print("delta publisher seed file (0600, secret): {}  public key: {}\n"
+                 "keep it beside the hub's seed file; restart the hub to use the new keys\n",
+                 creds_publisher_seed_file(a.dir, result->identity.name), result->identity.publisher_public_key);
     }
   }
   if (nats_server) {
@@ -574,6 +583,10 @@ int cmd_creds_list(const CredsArgs& a) {
                       {"grants", std::move(grants)},
                       {"seed_file", creds_seed_file(a.dir, id->name)},
                       {"seed", seed_file_state(a.dir, *id)}});
+      if (id->role == IdentityRole::kHub) {
+        list.back()["publisher_public_key"] = id->publisher_public_key;
+        list.back()["publisher_seed_file"] = creds_publisher_seed_file(a.dir, id->name);
+      }
     }
     nlohmann::ordered_json out;
     out["subject_prefix"] = registry->subject_prefix;

@@ -284,6 +284,9 @@ Result<IdentityRegistry> read_registry_locked(const std::string& dir) {
 std::string creds_seed_file(const std::string& dir, std::string_view name) {
   return path_in(dir, std::string(name) + std::string(kSeedSuffix));
 }
+std::string creds_publisher_seed_file(const std::string& dir, std::string_view name) {
+  return publisher_seed_file_for(creds_seed_file(dir, name));
+}
 std::string creds_auth_conf(const std::string& dir) { return path_in(dir, kAuthConfName); }
 std::string creds_identities_file(const std::string& dir) { return path_in(dir, kIdentitiesName); }
 
@@ -340,10 +343,35 @@ std::string nats_user_entry(const Identity& identity, std::string_view subject_p
       // Everything its job needs, but nothing that destroys a stream's
       // history: the hub never purges or deletes streams or stream messages,
       // so a reply it were tricked into sending there is refused by the server.
-      const std::vector<std::string> deny = {"$JS.API.STREAM.PURGE.>", "$JS.API.STREAM.DELETE.>",
-                                             "$JS.API.STREAM.MSG.DELETE.>"};
-      return fmt::format("    {{ nkey: {}, permissions: {{ publish: {{ allow: \">\", deny: {} }}, subscribe: \">\" }} }}\n",
-                         conf_string(public_key), conf_list(deny));
+      std::vector<std::string> deny = {"$JS.API.STREAM.PURGE.>", "$JS.API.STREAM.DELETE.>",
+                                       "$JS.API.STREAM.MSG.DELETE.>"};
+      if (identity.publisher_public_key.empty()) {
+        // A registry from before publisher keys: the hub publishes deltas on
+        // this connection (`creds rotate` issues a publisher key).
+        return fmt::format(
+            "    {{ nkey: {}, permissions: {{ publish: {{ allow: \">\", deny: {} }}, subscribe: \">\" }} }}\n",
+            conf_string(public_key), conf_list(deny));
+      }
+      // Only the publisher key writes into the delta streams: a request can
+      // never make the service connection publish there.
+      deny.push_back(p + ".delta.>");
+      std::string out = fmt::format(
+          "    {{ nkey: {}, permissions: {{ publish: {{ allow: \">\", deny: {} }}, subscribe: \">\" }} }}\n",
+          conf_string(public_key), conf_list(deny));
+      const std::vector<std::string> publish = {
+          p + ".delta.>",
+          "$JS.API.STREAM.CREATE.*",
+          "$JS.API.STREAM.UPDATE.*",
+          "$JS.API.STREAM.INFO.*",
+          "$JS.API.STREAM.MSG.GET.*",
+      };
+      out += fmt::format("    # hub {} delta publisher\n", x);
+      out += fmt::format(
+          "    {{ nkey: {}, permissions: {{\n"
+          "        publish:   {{ allow: {} }}\n"
+          "        subscribe: {{ allow: {} }} }} }}\n",
+          conf_string(identity.publisher_public_key), conf_list(publish), conf_list({inbox_prefix(x) + ".>"}));
+      return out;
     }
     case IdentityRole::kAgent: {
       // No $JS.API.CONSUMER.CREATE, STREAM.MSG.GET or DIRECT.GET: subscribe
@@ -424,6 +452,10 @@ Result<CredsResult> write_credentials(const CredsRequest& request) {
     std::error_code ec;
     for (const auto& c : result.issued) {
       if (std::filesystem::exists(c.seed_file, ec)) existing.push_back(c.seed_file);
+      if (c.identity.role == IdentityRole::kHub &&
+          std::filesystem::exists(creds_publisher_seed_file(request.out_dir, c.identity.name), ec)) {
+        existing.push_back(creds_publisher_seed_file(request.out_dir, c.identity.name));
+      }
     }
     for (const std::string& f : {result.auth_conf, result.identities}) {
       if (std::filesystem::exists(f, ec)) existing.push_back(f);
@@ -439,6 +471,10 @@ Result<CredsResult> write_credentials(const CredsRequest& request) {
   IdentityRegistry registry{request.subject_prefix, {}};
   for (auto& c : result.issued) {
     DS_ASSIGN_OR_RETURN(c.identity.public_key, issue_seed(c.seed_file));
+    if (c.identity.role == IdentityRole::kHub) {
+      DS_ASSIGN_OR_RETURN(c.identity.publisher_public_key,
+                          issue_seed(creds_publisher_seed_file(request.out_dir, c.identity.name)));
+    }
     registry.identities.push_back(c.identity);
   }
   DS_RETURN_IF_ERROR(write_registry(request.out_dir, registry).status());
@@ -481,6 +517,9 @@ Result<CredsChange> add_identity(const std::string& dir, const Identity& identit
   Identity added = identity;
   change.seed_file = creds_seed_file(dir, added.name);
   DS_ASSIGN_OR_RETURN(added.public_key, issue_seed(change.seed_file));
+  if (added.role == IdentityRole::kHub) {
+    DS_ASSIGN_OR_RETURN(added.publisher_public_key, issue_seed(creds_publisher_seed_file(dir, added.name)));
+  }
   registry.identities.push_back(added);
   DS_ASSIGN_OR_RETURN(change.auth_conf_changed, write_registry(dir, registry));
   change.changed = true;
@@ -542,10 +581,11 @@ Result<CredsChange> revoke_identity(const std::string& dir, std::string_view nam
   registry.identities.erase(it);
   DS_ASSIGN_OR_RETURN(change.auth_conf_changed, write_registry(dir, registry));
   // Last: the key is already out of auth.conf, so the file opens nothing.
-  const std::string seed = creds_seed_file(dir, name);
-  if (::unlink(seed.c_str()) != 0 && errno != ENOENT) {
-    return Status::internal(fmt::format("{} revoked, but its seed file {} could not be deleted: {}; delete it",
-                                        describe(change.identity), seed, errno_text(errno)));
+  for (const std::string& seed : {creds_seed_file(dir, name), creds_publisher_seed_file(dir, name)}) {
+    if (::unlink(seed.c_str()) != 0 && errno != ENOENT) {
+      return Status::internal(fmt::format("{} revoked, but its seed file {} could not be deleted: {}; delete it",
+                                          describe(change.identity), seed, errno_text(errno)));
+    }
   }
   DS_RETURN_IF_ERROR(sync_directory(dir));
   change.changed = true;
@@ -562,21 +602,44 @@ Result<CredsChange> rotate_identity(const std::string& dir, std::string_view nam
   CredsChange change;
   change.seed_file = creds_seed_file(dir, name);
   DS_ASSIGN_OR_RETURN(identity->public_key, issue_seed(change.seed_file));
+  // A hub's two keys are rotated together (its publisher's seed file sits
+  // beside its own); this also issues the publisher key to a hub of a
+  // registry written before publisher keys existed.
+  const bool hub = identity->role == IdentityRole::kHub;
+  if (hub) {
+    DS_ASSIGN_OR_RETURN(identity->publisher_public_key, issue_seed(creds_publisher_seed_file(dir, name)));
+  }
   DS_ASSIGN_OR_RETURN(change.auth_conf_changed, write_registry(dir, registry));
   change.changed = true;
   change.identity = *identity;
-  change.summary = fmt::format("new key for {}; the old one stops working when nats-server reloads",
-                               describe(*identity));
+  change.summary = fmt::format("new key{} for {}; the old one{} stop{} working when nats-server reloads",
+                               hub ? "s (service and delta publisher)" : "", describe(*identity), hub ? "s" : "",
+                               hub ? "" : "s");
   return change;
 }
 
-std::string seed_file_state(const std::string& dir, const Identity& identity) {
-  const std::string path = creds_seed_file(dir, identity.name);
+namespace {
+
+std::string one_seed_file_state(const std::string& path, const std::string& public_key) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) return ec ? "unreadable: " + ec.message() : "absent";
   auto key = nkey_public_key_from_seed_file(path);
   if (!key.is_ok()) return "unreadable: " + key.status().message();
-  return *key == identity.public_key ? "ok" : "MISMATCH";
+  return *key == public_key ? "ok" : "MISMATCH";
+}
+
+}  // namespace
+
+std::string seed_file_state(const std::string& dir, const Identity& identity) {
+  const std::string state = one_seed_file_state(creds_seed_file(dir, identity.name), identity.public_key);
+  if (identity.role != IdentityRole::kHub) return state;
+  // A hub's two seed files travel together: both must match.
+  const std::string publisher =
+      identity.publisher_public_key.empty()
+          ? "none (run `deltasync creds rotate` for it)"
+          : one_seed_file_state(creds_publisher_seed_file(dir, identity.name), identity.publisher_public_key);
+  if (state == "ok" && publisher == "ok") return "ok";
+  return state + ", publisher " + publisher;
 }
 
 Result<pid_t> find_nats_server(std::string_view pid_or_file) {

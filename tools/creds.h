@@ -7,6 +7,9 @@
 // A credentials directory holds:
 //   <dir>/<name>.nk        the user seed of each identity, one line, mode 0600
 //                          (the file the `nkey_seed_file` config key names);
+//   <dir>/<hub>.publisher.nk  a hub's second seed: its delta publisher
+//                          (shared/identities.h), found by the hub beside
+//                          its own seed file (publisher_seed_file_for);
 //   <dir>/identities.json  the identity registry (shared/identities.h): the
 //                          source of truth; who may take or send which types,
 //                          for the hub's [auth] identities_file;
@@ -28,7 +31,10 @@
 //
 // Permissions in auth.conf, with prefix p (default "ds"):
 //   hub       publish and subscribe ">" (it runs ingest, JetStream, heartbeats),
-//             except stream purge/delete and message delete, never used
+//             except stream purge/delete and message delete, never used,
+//             and p.delta.> (when it has a publisher key)
+//   hub's publisher  publish p.delta.>, $JS.API.STREAM.{CREATE,UPDATE,INFO,
+//             MSG.GET}.*; subscribe _INBOX_<hub>.> (its inbox prefix)
 //   agent X   publish   p.hub.*.X, $JS.API.CONSUMER.INFO.*.ag_X, $JS.ACK.*.ag_X.>
 //             subscribe p.push.X.>, p.agent.X.>, p.hb.<each type>, _INBOX_X.>
 //             allow_responses (flow-control and digest replies)
@@ -83,6 +89,9 @@ Result<std::string> nats_authorization_block(const IdentityRegistry& registry);
 
 // File names inside a credentials directory.
 std::string creds_seed_file(const std::string& dir, std::string_view name);  // <dir>/<name>.nk
+// A hub's delta publisher seed: <dir>/<name>.publisher.nk (a name holds no
+// dot, so it never collides with another identity's seed file).
+std::string creds_publisher_seed_file(const std::string& dir, std::string_view name);
 std::string creds_auth_conf(const std::string& dir);                         // <dir>/auth.conf
 std::string creds_identities_file(const std::string& dir);                   // <dir>/identities.json
 
@@ -158,7 +167,9 @@ Result<CredsChange> grant_types(const std::string& dir, std::string_view name, c
 Result<CredsChange> revoke_identity(const std::string& dir, std::string_view name);
 
 // `creds rotate`: a new key for `name`; its seed file is replaced, the old
-// public key leaves auth.conf. NotFound for an unknown name.
+// public key leaves auth.conf. A hub gets both new keys (service and
+// publisher), also when it had no publisher key yet. NotFound for an
+// unknown name.
 Result<CredsChange> rotate_identity(const std::string& dir, std::string_view name);
 
 // What the directory's seed file of `identity` says: "ok" (its public key is

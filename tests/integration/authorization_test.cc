@@ -229,6 +229,44 @@ TEST_F(AuthorizationTest, RequestsWithAReplySubjectOutsideTheRequestersInboxAreD
   EXPECT_EQ(prices.count("sku-2"), 1u);
 }
 
+// Beneath the reply rule, NATS itself: the hub's service key (every
+// request, reply, heartbeat and consumer) may not publish into ds.delta.>;
+// only its delta publisher's key may, and that key may do nothing else.
+// So even a reply the hub were tricked into sending there is refused by
+// nats-server.
+TEST_F(AuthorizationTest, OnlyTheHubsPublisherKeyMayPublishIntoTheDeltaStreams) {
+  const uint64_t stock_before = stream_messages_of("DS_STOCK");
+  auto service = jetstream_as_hub();  // connects hub_nc_ with hub.nk, as the hub's service connection does
+  auto forged = service->publish(subjects_.delta("stock", "store-2"), "forged", "forged-1", 2000);
+  EXPECT_FALSE(forged.is_ok()) << "the hub's service key published into DS_STOCK";
+  ASSERT_TRUE(hub_nc_->publish(subjects_.delta("stock", "store-2"), "forged").is_ok());
+  ASSERT_TRUE(hub_nc_->flush().is_ok());
+
+  // The publisher key: its only use is the delta streams.
+  ConnectOptions opts = test_connect_options(*server_);
+  opts.config.nkey_seed_file = creds_dir_.file("hub.publisher.nk");
+  opts.inbox_prefix = inbox_prefix("hub");
+  auto publisher = Connection::connect(std::move(opts));
+  ASSERT_TRUE(publisher.is_ok()) << publisher.status().to_string();
+  MessageCollector overheard;
+  auto sub = (*publisher)->subscribe(subjects_.register_wildcard(), overheard.handler());
+  ASSERT_TRUE(sub.is_ok());
+  RegisterRequest reg{"store-2", "h", "v", {SubscriptionReport{"stock", "store-2"}}};
+  ASSERT_TRUE((*publisher)->publish(subjects_.register_agent("store-2"), encode(reg)).is_ok());
+  ASSERT_TRUE((*publisher)->publish("$JS.API.STREAM.PURGE.DS_STOCK", "").is_ok());
+  ASSERT_TRUE((*publisher)->flush().is_ok());
+
+  // The hub's own publishing still works: erp's batch arrives, and only it.
+  IngestRequest good;
+  good.producer = "erp";
+  good.seq = 11;
+  good.records = {stock_record("s2/c", "store-2", 4)};
+  auto stored = ingest(*erp_, "stock", good);
+  ASSERT_TRUE(stored.is_ok() && stored->ok()) << stored.status().to_string();
+  EXPECT_EQ(stream_messages_of("DS_STOCK"), stock_before + 1) << "only erp's delta";
+  EXPECT_EQ(overheard.count(), 0u) << "the publisher key subscribed to registrations";
+}
+
 TEST_F(AuthorizationTest, IdempotencyIsKeyedByTheSendersIdentityAndContent) {
   // pos writes erp's name into the body to borrow erp's next retry key.
   IngestRequest borrowed;

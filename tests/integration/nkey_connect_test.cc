@@ -31,6 +31,7 @@
 #include "shared/nats.h"
 #include "shared/nkeys.h"
 #include "tests/harness/nats_server.h"
+#include "tests/harness/test_jwt.h"
 #include "tools/temp_dir.h"
 
 namespace ds::testing {
@@ -89,8 +90,10 @@ class FakeNatsServer {
 
   // Connection i gets nonces[i]; later ones get `fallback` (a nonce whose
   // signature begins with a non-zero byte).
-  FakeNatsServer(const UserKeys& keys, std::vector<std::string> nonces, std::string fallback)
-      : keys_(keys), nonces_(std::move(nonces)), fallback_(std::move(fallback)) {
+  // With `jwt`, a CONNECT must carry that user JWT (a creds file's) instead
+  // of the nkey, as nats-server in operator mode requires.
+  FakeNatsServer(const UserKeys& keys, std::vector<std::string> nonces, std::string fallback, std::string jwt = {})
+      : keys_(keys), nonces_(std::move(nonces)), fallback_(std::move(fallback)), jwt_(std::move(jwt)) {
     listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     const int one = 1;
     ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -187,7 +190,10 @@ class FakeNatsServer {
   // URL-safe without padding) verifies against the nonce sent.
   bool verify_connect(const std::string& json_text, Attempt& a) const {
     const nlohmann::json connect = nlohmann::json::parse(json_text, nullptr, false);
-    if (connect.is_discarded() || connect.value("nkey", "") != keys_.pair.public_key) return false;
+    if (connect.is_discarded()) return false;
+    if (jwt_.empty() ? connect.value("nkey", "") != keys_.pair.public_key : connect.value("jwt", "") != jwt_) {
+      return false;
+    }
     const std::string sig64 = connect.value("sig", "");
     a.sig_present = !sig64.empty();
     if (sig64.empty()) return false;
@@ -205,6 +211,7 @@ class FakeNatsServer {
   const UserKeys& keys_;
   const std::vector<std::string> nonces_;
   const std::string fallback_;
+  const std::string jwt_;
   int listen_fd_ = -1;
   int port_ = 0;
   std::atomic<bool> stop_{false};
@@ -336,6 +343,69 @@ TEST_F(NkeySignatureTest, RefusedCredentialsCloseForGoodAndSayWhy) {
   std::lock_guard<std::mutex> lock(mu);
   EXPECT_EQ(closed_status->code(), StatusCode::kPermissionDenied) << closed_status->to_string();
   EXPECT_NE(closed_status->message().find("Authorization Violation"), std::string::npos) << closed_status->to_string();
+}
+
+// The same bug on the JWT path ([nats] creds_file): cnats 3.4.1 signing a
+// creds file itself sent a signature beginning with 0x00 empty. The creds
+// file's seed now signs through the same callback, so such a nonce ends the
+// attempt before CONNECT and the next one succeeds.
+class CredsSignatureTest : public NkeySignatureTest {
+ protected:
+  void SetUp() override {
+    NkeySignatureTest::SetUp();
+    const TestTrustChain chain = make_test_trust_chain();
+    // The fake server checks signatures against keys_: a JWT for that key.
+    jwt_ = sign_test_jwt(chain.account, keys_.pair.public_key, "creds-signature-test", "user",
+                         {{"pub", nlohmann::json::object()}, {"sub", nlohmann::json::object()}});
+    creds_file_ = dir_.write_file("user.creds", creds_text(jwt_, keys_.pair.seed));
+  }
+
+  ConnectOptions creds_options(const FakeNatsServer& fake) const {
+    ConnectOptions opts = options(fake);
+    opts.config.nkey_seed_file.clear();
+    opts.config.creds_file = creds_file_;
+    return opts;
+  }
+
+  std::string jwt_;
+  std::string creds_file_;
+};
+
+TEST_F(CredsSignatureTest, ZeroByteSignatureOfACredsFileIsRetriedWithANewNonce) {
+  FakeNatsServer fake(keys_, {zero_nonce_}, plain_nonce_, jwt_);
+  auto nc = Connection::connect(creds_options(fake));
+  ASSERT_TRUE(nc.is_ok()) << nc.status().to_string();
+  EXPECT_TRUE((*nc)->connected());
+  EXPECT_TRUE((*nc)->flush(2000).is_ok());
+
+  const auto attempts = fake.attempts();
+  ASSERT_EQ(attempts.size(), 2u);
+  EXPECT_EQ(attempts[0].nonce, zero_nonce_);
+  EXPECT_FALSE(attempts[0].connect_seen) << "a CONNECT went out for the zero-byte signature (sig present: "
+                                         << attempts[0].sig_present << ")";
+  EXPECT_EQ(attempts[1].nonce, plain_nonce_);
+  EXPECT_TRUE(attempts[1].sig_valid);
+}
+
+TEST_F(CredsSignatureTest, ZeroByteSignaturesOfACredsFileWhileReconnectingNeverCloseTheConnection) {
+  FakeNatsServer fake(keys_, {plain_nonce_, zero_nonce_, zero_nonce_, zero_nonce_}, plain_nonce_, jwt_);
+  std::atomic<int> reconnects{0};
+  std::atomic<int> closed{0};
+  ConnectOptions opts = creds_options(fake);
+  opts.on_reconnected = [&] { ++reconnects; };
+  opts.on_closed = [&](const Status&) { ++closed; };
+  auto nc = Connection::connect(opts);
+  ASSERT_TRUE(nc.is_ok()) << nc.status().to_string();
+
+  fake.drop_client();
+  ASSERT_TRUE(wait_until([&] { return reconnects.load() >= 1 || closed.load() > 0; }, 10000));
+  EXPECT_EQ(closed.load(), 0);
+  EXPECT_TRUE((*nc)->connected());
+  EXPECT_TRUE((*nc)->flush(2000).is_ok());
+  const auto attempts = fake.attempts();
+  ASSERT_EQ(attempts.size(), 5u);
+  for (size_t i = 1; i <= 3; ++i) EXPECT_FALSE(attempts[i].connect_seen) << "attempt " << i << " sent CONNECT";
+  EXPECT_TRUE(attempts[4].sig_valid);
 }
 
 // --- against a real nats-server --------------------------------------------

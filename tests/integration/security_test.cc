@@ -93,9 +93,21 @@ class SecurityTest : public ::testing::Test {
     auto js = hub_.nc->jetstream();
     ASSERT_TRUE(js.is_ok()) << js.status().to_string();
     hub_js_ = std::move(js).value();
+    // Deltas go out with the hub's publisher key only (its service key may
+    // not publish into ds.delta.>).
+    ConnectOptions po = options_as("hub", creds_dir_.file("hub.publisher.nk"));
+    po.inbox_prefix = inbox_prefix("hub");
+    auto publisher = Connection::connect(std::move(po));
+    ASSERT_TRUE(publisher.is_ok()) << publisher.status().to_string();
+    publisher_nc_ = std::move(publisher).value();
+    auto pjs = publisher_nc_->jetstream();
+    ASSERT_TRUE(pjs.is_ok()) << pjs.status().to_string();
+    publisher_js_ = std::move(pjs).value();
   }
 
   void TearDown() override {
+    publisher_js_.reset();
+    publisher_nc_.reset();
     hub_js_.reset();
     hub_.nc.reset();
     server_.reset();
@@ -124,7 +136,9 @@ class SecurityTest : public ::testing::Test {
   // A request nobody may receive: the server answers "no responders" at
   // once, which proves that no subscription for `subject` exists.
   void expect_no_subscriber(const std::string& subject) {
-    auto r = hub_.nc->request(subject, "probe", 2000);
+    // Only the hub's publisher key may publish into ds.delta.>.
+    Connection& nc = subject.rfind("ds.delta.", 0) == 0 ? *publisher_nc_ : *hub_.nc;
+    auto r = nc.request(subject, "probe", 2000);
     ASSERT_FALSE(r.is_ok()) << subject << " has a subscriber";
     EXPECT_EQ(r.status().code(), StatusCode::kUnavailable) << subject << ": " << r.status().to_string();
   }
@@ -135,9 +149,9 @@ class SecurityTest : public ::testing::Test {
     spec.name = stream_name("prices");
     spec.subjects = {subjects_.delta_filter("prices")};
     spec.memory_storage = true;
-    ASSERT_TRUE(hub_js_->ensure_stream(spec).is_ok());
+    ASSERT_TRUE(publisher_js_->ensure_stream(spec).is_ok());
     for (int i = 1; i <= n; ++i) {
-      auto ack = hub_js_->publish(subjects_.delta("prices", kAllPartitions), "delta-" + std::to_string(i),
+      auto ack = publisher_js_->publish(subjects_.delta("prices", kAllPartitions), "delta-" + std::to_string(i),
                                   msg_id("prices", static_cast<uint64_t>(i)));
       ASSERT_TRUE(ack.is_ok()) << ack.status().to_string();
     }
@@ -161,6 +175,8 @@ class SecurityTest : public ::testing::Test {
 
   Subjects subjects_;
   TempDir creds_dir_{"deltasync-creds"};
+  std::unique_ptr<Connection> publisher_nc_;
+  std::unique_ptr<JetStream> publisher_js_;
   CredsResult creds_;
   std::unique_ptr<NatsServer> server_;
   Client hub_;

@@ -120,9 +120,22 @@ TEST(CredsTest, ProducerAndHubEntries) {
             "    { nkey: \"UKEY\", permissions: {\n"
             "        publish:   { allow: [\"ds.ingest.prices.erp\", \"ds.ingest.products.erp\"] }\n"
             "        subscribe: { allow: [\"_INBOX_erp.>\"] } } }\n");
+  // A hub of a registry from before publisher keys: as it was.
   EXPECT_EQ(nats_user_entry(with_key(identity(IdentityRole::kHub, "hub")), "ds"),
             "    { nkey: \"UKEY\", permissions: { publish: { allow: \">\", deny: [\"$JS.API.STREAM.PURGE.>\", "
             "\"$JS.API.STREAM.DELETE.>\", \"$JS.API.STREAM.MSG.DELETE.>\"] }, subscribe: \">\" } }\n");
+  // With a publisher key: the service key may not publish into the delta
+  // streams, and the publisher key may do only that (and the stream calls).
+  Identity hub = with_key(identity(IdentityRole::kHub, "hub"));
+  hub.publisher_public_key = "UPUB";
+  EXPECT_EQ(nats_user_entry(hub, "ds"),
+            "    { nkey: \"UKEY\", permissions: { publish: { allow: \">\", deny: [\"$JS.API.STREAM.PURGE.>\", "
+            "\"$JS.API.STREAM.DELETE.>\", \"$JS.API.STREAM.MSG.DELETE.>\", \"ds.delta.>\"] }, subscribe: \">\" } }\n"
+            "    # hub hub delta publisher\n"
+            "    { nkey: \"UPUB\", permissions: {\n"
+            "        publish:   { allow: [\"ds.delta.>\", \"$JS.API.STREAM.CREATE.*\", \"$JS.API.STREAM.UPDATE.*\", "
+            "\"$JS.API.STREAM.INFO.*\", \"$JS.API.STREAM.MSG.GET.*\"] }\n"
+            "        subscribe: { allow: [\"_INBOX_hub.>\"] } } }\n");
 }
 
 TEST(CredsTest, WritesOwnerOnlySeedsMatchingTheAuthBlock) {
