@@ -53,6 +53,7 @@
 #include <thread>
 #include <vector>
 
+#include "agent/agent_metrics.h"
 #include "agent/checkpoint_board.h"
 #include "agent/hook_runner.h"
 #include "agent/replica.h"
@@ -81,6 +82,9 @@ struct ApplierOptions {
   // idle, the apply thread drops older tombstones, kTombstonePruneRows at a
   // time, every half horizon (at least a second, at most a minute apart).
   int64_t tombstone_max_age_ms = 0;
+  // Counted on the apply thread when set (agent/agent_metrics.h); must
+  // outlive the applier.
+  AgentMetrics* metrics = nullptr;
 };
 
 class DeltaApplier {
