@@ -345,7 +345,8 @@ struct AgentService::Impl {
       for (const auto& [type, s] : a.subscriptions) {
         const TypeConfig* tc = config.find_type(type);
         if (tc == nullptr) continue;
-        const bool breach = history.staleness_ms(type, s.partition, s.version, now) > tc->freshness_objective_s * 1000;
+        const bool breach =
+            history.staleness_ms(type, s.partition, s.version, staleness_as_of(a, now)) > tc->freshness_objective_s * 1000;
         next[{a.id, type}].breach = breach;
       }
     }
@@ -360,6 +361,14 @@ struct AgentService::Impl {
       }
     }
     freshness = std::move(next);
+  }
+
+  // Staleness is measured at the agent's latest report while it is live (a
+  // later apply is not known yet, an earlier one is certain), and at `now`
+  // once it is suspect or dead (silent for 1.5 intervals or more): so a live
+  // agent is never reported staler than it was, and a silent one ages.
+  static int64_t staleness_as_of(const AgentRecord& a, int64_t now) {
+    return a.state == AgentState::kLive ? std::min(a.last_beat, now) : now;
   }
 
   Freshness freshness_of(const std::string& agent, const std::string& type) const {
@@ -687,8 +696,8 @@ void AgentService::write_metrics(PrometheusWriter& w) const {
            "Business time between the newest change of the agent's partition and the newest it applied.",
            [&](const nlohmann::json& t) { return number(t["lag_ms"], 0.001); });
   per_type("deltasync_hub_agent_staleness_seconds", Kind::kGauge,
-           "Age of the oldest change of the agent's partition it has not applied (by its latest report), "
-           "measured by the hub; 0 when it has every change.",
+           "Age of the oldest change of the agent's partition it had not applied, measured by the hub at the "
+           "agent's latest report (live) or now (suspect, dead); 0 when it had every change.",
            [&](const nlohmann::json& t) { return number(t["staleness_ms"], 0.001); });
   per_type("deltasync_hub_freshness_breach", Kind::kGauge,
            "1 while the agent's staleness for the type is above the type's freshness objective.",
@@ -746,7 +755,7 @@ nlohmann::json AgentService::agents_json() const {
       }
       const bool live = a.state == AgentState::kLive;
       const int64_t objective_ms = tc == nullptr ? 0 : tc->freshness_objective_s * 1000;
-      const int64_t staleness = p->history.staleness_ms(type, s.partition, s.version, now);
+      const int64_t staleness = p->history.staleness_ms(type, s.partition, s.version, Impl::staleness_as_of(a, now));
       const bool breach = tc != nullptr && staleness > objective_ms;
       const bool fresh = live && !s.delivery.held_back && tc != nullptr && !breach;
       types[type] = {

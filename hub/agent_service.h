@@ -96,8 +96,9 @@ class AgentService {
   // partition's newest business time - the agent's (null while the agent has
   // applied nothing). Both null when the hub has no change of the type yet.
   // staleness_ms: the age of the oldest change of the agent's partition it
-  // has not applied (by its latest report), measured by the hub
-  // (hub/commit_history.h); 0 when it has every change. freshness_breach:
+  // had not applied, measured by the hub at the agent's latest report while
+  // it is live, at now once it is suspect or dead (hub/commit_history.h); 0
+  // when it had every change. freshness_breach:
   // staleness_ms above the type's freshness objective (objective_ms);
   // freshness_breaches: how often it entered a breach since the hub started
   // (checked once per heartbeat interval). freshness_ok = live, not held

@@ -49,17 +49,19 @@ void CommitHistory::seed(const PartitionMark& m) {
 }
 
 int64_t CommitHistory::staleness_ms(const std::string& type, const std::string& partition, uint64_t applied,
-                                    int64_t now_ms) const {
+                                    int64_t as_of_ms) const {
   std::lock_guard lock(mu_);
   auto it = lines_.find({type, partition});
   if (it == lines_.end()) return 0;
   const Line& line = it->second;
   if (applied >= line.newest) return 0;
-  if (line.floor && applied < line.floor->version) return std::max<int64_t>(0, now_ms - line.floor->hub_ms);
+  // A step's time is its first commit: one that starts after `as_of_ms` was
+  // all committed after it.
+  if (line.floor && applied < line.floor->version) return std::max<int64_t>(0, as_of_ms - line.floor->hub_ms);
   for (const Step& s : line.steps) {
-    if (s.version > applied) return std::max<int64_t>(0, now_ms - s.hub_ms);
+    if (s.version > applied) return std::max<int64_t>(0, as_of_ms - s.hub_ms);
   }
-  return line.floor ? std::max<int64_t>(0, now_ms - line.floor->hub_ms) : 0;
+  return line.floor ? std::max<int64_t>(0, as_of_ms - line.floor->hub_ms) : 0;
 }
 
 }  // namespace ds

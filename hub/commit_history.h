@@ -46,10 +46,11 @@ class CommitHistory {
   // At start, from the store: the newest change of each partition.
   void seed(const PartitionMark& m);
 
-  // The age at `now_ms` of the oldest change of (type, partition) -- "*" for
-  // every partition -- with a version above `applied`; 0 when there is none.
+  // The age at `as_of_ms` of the oldest change of (type, partition) -- "*"
+  // for every partition -- with a version above `applied` that was committed
+  // by then; 0 when there is none.
   int64_t staleness_ms(const std::string& type, const std::string& partition, uint64_t applied,
-                       int64_t now_ms) const;
+                       int64_t as_of_ms) const;
 
  private:
   struct Step {

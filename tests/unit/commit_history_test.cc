@@ -80,6 +80,16 @@ TEST(CommitHistoryTest, AfterARestartTheNewestChangeGivesALowerBound) {
   EXPECT_EQ(h.staleness_ms("prices", "s1", 10, 130'000), 30'000);
 }
 
+TEST(CommitHistoryTest, ChangesCommittedAfterTheMomentDoNotCount) {
+  CommitHistory h(types(16));
+  h.record(mark("s1", 10, 100'000));
+  h.record(mark("s1", 20, 105'000));
+  // As of 103 s (the agent's report), version 10 missed nothing yet.
+  EXPECT_EQ(h.staleness_ms("prices", "s1", 10, 103'000), 0);
+  EXPECT_EQ(h.staleness_ms("prices", "s1", 5, 103'000), 3'000);
+  EXPECT_EQ(h.staleness_ms("prices", "s1", 10, 106'000), 1'000);
+}
+
 TEST(CommitHistoryTest, UnknownTypesAndPartitionsAreFresh) {
   CommitHistory h(types(16));
   EXPECT_EQ(h.staleness_ms("prices", "s1", 0, 1'000), 0);
