@@ -39,6 +39,9 @@ packages=(
   # deploy/rollout reaches the fleet over ssh; its test (tests/rollout) runs
   # an sshd per host, each host a network namespace (ip) on a bridge
   openssh-client openssh-server iproute2
+  # the metrics test scrapes a real hub and agent with Prometheus and checks
+  # the exposition, deploy/prometheus/ rules and config with promtool (same package)
+  prometheus
 )
 
 missing=()
