@@ -41,7 +41,9 @@ TEST(CommitHistoryTest, OtherPartitionsDoNotMakeAnAgentStale) {
   h.record(mark("s1", 901, 599'000));
   EXPECT_EQ(h.staleness_ms("prices", "s1", 5, 600'000), 1'000);  // not 500 s: s2's versions are not s1's
   // A subscription to every partition sees every commit.
-  EXPECT_EQ(h.staleness_ms("prices", "*", 5, 600'000), 499'000);
+  // (499 s in truth; beyond four objectives it is a lower bound above them.)
+  EXPECT_GE(h.staleness_ms("prices", "*", 5, 600'000), 64'000);
+  EXPECT_LE(h.staleness_ms("prices", "*", 5, 600'000), 499'000);
   EXPECT_EQ(h.staleness_ms("prices", "*", 901, 600'000), 0);
 }
 
