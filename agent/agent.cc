@@ -6,7 +6,15 @@
 
 namespace ds {
 
-Agent::Agent(AgentConfig config) : config_(std::move(config)) {}
+Agent::Agent(AgentConfig config) : config_(std::move(config)) {
+  std::vector<std::string> types;
+  for (const SubscriptionConfig& sub : config_.subscriptions) types.push_back(sub.type);
+  metrics_ = std::make_unique<AgentMetrics>(types);
+}
+
+std::string Agent::metrics_text() const {
+  return metrics_->text(board_, registrations(), config_.replica_path);
+}
 
 Agent::~Agent() { stop(); }
 
@@ -21,7 +29,10 @@ Status Agent::start() {
   opts.max_reconnect_wait_ms = 5000;
   auto hook = registrar_hook_;
   // Called for the first successful connect too (retry_on_failed_connect).
-  opts.on_reconnected = [hook] {
+  AgentMetrics* metrics = metrics_.get();
+  auto connected_once = std::make_shared<std::atomic<bool>>(false);
+  opts.on_reconnected = [hook, metrics, connected_once] {
+    if (connected_once->exchange(true)) ++metrics->nats_reconnects;
     spdlog::info("connected to NATS");
     if (Registrar* r = hook->load()) r->trigger();
   };
@@ -32,6 +43,7 @@ Status Agent::start() {
   ApplierOptions applier_options;
   applier_options.tombstone_max_age_ms = config_.tombstone_max_age_s * 1000;
   applier_options.hub_clock = &hub_clock_;
+  applier_options.metrics = metrics_.get();
   for (const SubscriptionConfig& sub : config_.subscriptions) {
     if (!sub.hook.empty()) applier_options.hooks[sub.type] = HookSpec{sub.hook, sub.hook_retries, sub.hook_timeout_ms};
   }
@@ -63,6 +75,10 @@ Status Agent::start() {
   registrar_->set_listener(registration_listener_);
   registrar_hook_->store(registrar_.get());
   registrar_->start();
+  if (!config_.metrics_listen.empty()) {
+    DS_ASSIGN_OR_RETURN(metrics_server_, MetricsServer::start(metrics_listen_address(config_.metrics_listen),
+                                                              [this] { return metrics_text(); }));
+  }
   spdlog::info("agent {} started: {} subscription(s), replica {}", config_.id, config_.subscriptions.size(),
                config_.replica_path);
   return Status::ok();
@@ -72,6 +88,9 @@ void Agent::stop() {
   if (stopped_) return;
   stopped_ = true;
   registrar_hook_->store(nullptr);
+  // First: a scrape reads the registrar and the board.
+  if (metrics_server_) metrics_server_->stop();
+  metrics_server_.reset();
   if (registrar_) registrar_->stop();
   push_subs_.clear();
   if (applier_) applier_->stop();

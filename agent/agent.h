@@ -9,6 +9,8 @@
 //          -> push subscriptions ds.push.<id>.<type> feeding the applier
 //          -> HeartbeatResponder (ds.hb.<type>, ds.agent.<id>.hb)
 //          -> Registrar (register at start and on every (re)connect; snapshots)
+//          -> MetricsServer ([metrics] listen, when set: GET /metrics on a
+//             thread of its own; agent/agent_metrics.h says what it reads)
 //
 // stop() is the graceful path (SIGTERM/SIGINT in main): stop registering,
 // unsubscribe the push deliveries, let the applier finish and ack the batch
@@ -21,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/agent_metrics.h"
 #include "agent/checkpoint_board.h"
 #include "agent/delta_applier.h"
 #include "agent/digest_responder.h"
@@ -29,6 +32,7 @@
 #include "agent/registrar.h"
 #include "agent/replica.h"
 #include "shared/config.h"
+#include "shared/metrics_server.h"
 #include "shared/nats.h"
 
 namespace ds {
@@ -55,6 +59,8 @@ class Agent {
   bool nats_closed() const { return nc_ != nullptr && nc_->closed(); }
 
   CheckpointBoard& board() { return board_; }
+  // The [metrics] text (also without a listener, for tests). Thread-safe.
+  std::string metrics_text() const;
   // Waits until the agent has registered (more times than `after`).
   bool wait_registered(uint64_t after, int64_t timeout_ms);
   uint64_t registrations() const;
@@ -63,6 +69,8 @@ class Agent {
   AgentConfig config_;
   CheckpointBoard board_;
   HubClock hub_clock_;  // fed by heartbeats; read by the applier's tombstone retention
+  std::unique_ptr<AgentMetrics> metrics_;  // created in the constructor; outlives every writer
+  std::unique_ptr<MetricsServer> metrics_server_;
   std::unique_ptr<Replica> replica_;
   std::unique_ptr<Connection> nc_;
   std::unique_ptr<DeltaApplier> applier_;

@@ -280,8 +280,20 @@ void DeltaApplier::flush(std::map<std::string, Group>& groups, std::vector<std::
 
 void DeltaApplier::commit_group(const std::string& type, Group& group) {
   int64_t backoff_ms = 100;
+  AgentMetrics::PerType* m = options_.metrics != nullptr ? options_.metrics->type(type) : nullptr;
   while (true) {
+    const auto t0 = std::chrono::steady_clock::now();
     auto out = replica_.apply(type, group.changes, group.last_seq, has_hook(type));
+    if (out.is_ok() && m != nullptr) {
+      m->apply_duration.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      m->applied_batches += group.replies.size();
+      m->applied_changes += out->applied;
+      m->skipped_changes += out->skipped;
+      m->quarantined += out->quarantined;
+      if (!group.changes.empty() && group.changes.back().hts > 0) {
+        m->delivery_delay.observe(std::max<double>(0, static_cast<double>(now_ms() - group.changes.back().hts) / 1000.0));
+      }
+    }
     if (out.is_ok()) {
       for (const std::string& reply : group.replies) ack(reply, "+ACK");
       board_.set_checkpoint(type, to_wire(out->checkpoint));
@@ -296,6 +308,7 @@ void DeltaApplier::commit_group(const std::string& type, Group& group) {
     }
     // Not acked: the same group is retried before anything later, so the
     // checkpoint can never pass a batch that did not commit.
+    if (options_.metrics != nullptr) ++options_.metrics->apply_errors;
     spdlog::error("{}: applying {} change(s) failed, retrying in {} ms: {}", type, group.changes.size(), backoff_ms,
                   out.status().message());
     board_.set_error(type + ": " + out.status().message());
@@ -326,6 +339,9 @@ void DeltaApplier::quarantine_undecodable(const std::string& type, const Message
   }
   spdlog::warn("{}: stream seq {} quarantined as entry {}: {}", type, seq, *id, e.reason);
   board_.add_quarantined(1);
+  if (options_.metrics != nullptr) {
+    if (auto* m = options_.metrics->type(type)) ++m->quarantined;
+  }
   ack(msg.reply(), "+TERM");
 }
 
@@ -369,6 +385,9 @@ void DeltaApplier::run_hook(const std::string& type, const std::vector<Change>& 
     }
     return;
   }
+  if (options_.metrics != nullptr) {
+    if (auto* m = options_.metrics->type(type)) ++m->hook_failures;
+  }
   QuarantineEntry e;
   e.type = type;
   e.kind = "hook";
@@ -387,6 +406,9 @@ void DeltaApplier::run_hook(const std::string& type, const std::vector<Change>& 
   spdlog::warn("{}: hook failed for versions {}..{}, quarantined as entry {}: {}", type, applied.front().v,
                applied.back().v, *id, s.message());
   board_.add_quarantined(1);
+  if (options_.metrics != nullptr) {
+    if (auto* m = options_.metrics->type(type)) ++m->quarantined;
+  }
   if (Status done = replica_.hook_done(outbox_id); !done.is_ok()) spdlog::error("{}: hook outbox: {}", type, done.message());
 }
 

@@ -53,6 +53,7 @@
 #include <thread>
 #include <vector>
 
+#include "agent/agent_metrics.h"
 #include "agent/checkpoint_board.h"
 #include "agent/hook_runner.h"
 #include "agent/hub_clock.h"
@@ -86,6 +87,9 @@ struct ApplierOptions {
   // is the hub's); must outlive the applier. Null, or no heartbeat yet:
   // nothing is pruned.
   const HubClock* hub_clock = nullptr;
+  // Counted on the apply thread when set (agent/agent_metrics.h); must
+  // outlive the applier.
+  AgentMetrics* metrics = nullptr;
 };
 
 class DeltaApplier {

@@ -42,6 +42,9 @@ packages=(
   # the clock-skew fault tests (tests/faults/clock_skew_test.cc) give the hub
   # or an agent a wrong or stepping wall clock with libfaketime
   faketime
+  # the metrics test scrapes a real hub and agent with Prometheus and checks
+  # the exposition, deploy/prometheus/ rules and config with promtool (same package)
+  prometheus
 )
 
 missing=()

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <future>
+#include <optional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -15,6 +17,7 @@
 #include <asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
+#include "hub/commit_history.h"
 #include "hub/delivery_manager.h"
 #include "hub/liveness_tracker.h"
 #include "hub/registration_handler.h"
@@ -82,6 +85,11 @@ class PartitionMarks {
 }  // namespace
 
 struct AgentService::Impl {
+  struct Freshness {
+    bool breach = false;     // at the last evaluation
+    uint64_t breaches = 0;   // entries into a breach since the hub started
+  };
+
   Impl(const HubConfig& cfg, Connection& conn, JetStream& jetstream, Authorizer& auth,
        std::unique_ptr<AgentRegistry> reg)
       : config(cfg),
@@ -94,6 +102,7 @@ struct AgentService::Impl {
         clock(tracker.interval_ms() / 2, steady_now_ms()),
         delivery(config, js),
         registration(config, authorizer, *registry, tracker, delivery, [this](const Transition& t) { apply_transition(t); }),
+        history(cfg.types),
         work(asio::make_work_guard(io)),
         timer(io) {
     for (const TypeConfig& t : config.types) hub_hashes[t.name] = schema_hash(t.schema);
@@ -318,10 +327,53 @@ struct AgentService::Impl {
     if (steady >= next_beat_ms) {
       send_heartbeats();
       confirm_beats();
+      evaluate_freshness();
       // Keep the phase (no drift of a tick per beat), unless we fell behind.
       next_beat_ms = std::max(next_beat_ms + tracker.interval_ms(), steady_now_ms() + 1);
     }
     if (Status s = registry->flush(); !s.is_ok()) spdlog::warn("{}", s.to_string());
+  }
+
+  // Once per heartbeat interval: which subscriptions are in breach of their
+  // type's freshness objective; counts each entry into a breach.
+  void evaluate_freshness() {
+    const int64_t now = wall_now_ms();
+    std::map<std::pair<std::string, std::string>, Freshness> next;
+    for (const AgentRecord& a : registry->all()) {
+      if (a.state == AgentState::kRetired) continue;
+      for (const auto& [type, s] : a.subscriptions) {
+        const TypeConfig* tc = config.find_type(type);
+        if (tc == nullptr) continue;
+        const bool breach =
+            history.staleness_ms(type, s.partition, s.version, staleness_as_of(a, now)) > tc->freshness_objective_s * 1000;
+        next[{a.id, type}].breach = breach;
+      }
+    }
+    std::lock_guard lock(freshness_mu);
+    for (auto& [key, f] : next) {
+      auto old = freshness.find(key);
+      f.breaches = old == freshness.end() ? 0 : old->second.breaches;
+      if (f.breach && (old == freshness.end() || !old->second.breach)) {
+        ++f.breaches;
+        spdlog::info("agent {} type {}: freshness objective breached (oldest unapplied change older than {} s)",
+                     key.first, key.second, config.find_type(key.second)->freshness_objective_s);
+      }
+    }
+    freshness = std::move(next);
+  }
+
+  // Staleness is measured at the agent's latest report while it is live (a
+  // later apply is not known yet, an earlier one is certain), and at `now`
+  // once it is suspect or dead (silent for 1.5 intervals or more): so a live
+  // agent is never reported staler than it was, and a silent one ages.
+  static int64_t staleness_as_of(const AgentRecord& a, int64_t now) {
+    return a.state == AgentState::kLive ? std::min(a.last_beat, now) : now;
+  }
+
+  Freshness freshness_of(const std::string& agent, const std::string& type) const {
+    std::lock_guard lock(freshness_mu);
+    auto it = freshness.find({agent, type});
+    return it == freshness.end() ? Freshness{} : it->second;
   }
 
   // A flush round trip (PING/PONG) after the beats: they reached the broker.
@@ -414,6 +466,9 @@ struct AgentService::Impl {
   std::map<std::string, int64_t> refusal_logged_ms;                 // service thread only: last warning per sender
   std::atomic<uint64_t> refused_beats{0};                            // written by the service thread
   PartitionMarks marks;                                              // thread-safe
+  CommitHistory history;                                             // thread-safe
+  mutable std::mutex freshness_mu;
+  std::map<std::pair<std::string, std::string>, Freshness> freshness;  // guarded by freshness_mu; (agent, type)
   int64_t check_period_ms = 0;
   int64_t next_beat_ms = 0;                // steady clock
   int64_t beat_flush_timeout_ms = 0;
@@ -487,6 +542,7 @@ Result<std::unique_ptr<AgentService>> AgentService::start(const HubConfig& confi
 void AgentService::on_committed(const std::vector<PartitionMark>& marks) {
   Impl* p = impl_.get();
   p->marks.update(marks);
+  for (const PartitionMark& m : marks) p->history.record(m);
   if (p->stopped) return;
   std::vector<std::string> types;
   for (const PartitionMark& m : marks) {
@@ -495,7 +551,10 @@ void AgentService::on_committed(const std::vector<PartitionMark>& marks) {
   asio::post(p->io, [p, types = std::move(types)] { p->refresh_types(types); });
 }
 
-void AgentService::restore_marks(const std::vector<PartitionMark>& marks) { impl_->marks.update(marks); }
+void AgentService::restore_marks(const std::vector<PartitionMark>& marks) {
+  impl_->marks.update(marks);
+  for (const PartitionMark& m : marks) impl_->history.seed(m);
+}
 
 void AgentService::on_reconnected() {
   Impl* p = impl_.get();
@@ -582,8 +641,96 @@ const AgentRegistry& AgentService::registry() const { return *impl_->registry; }
 
 uint64_t AgentService::refused_beats() const { return impl_->refused_beats.load(); }
 
+void AgentService::write_metrics(PrometheusWriter& w) const {
+  using Kind = PrometheusWriter::Kind;
+  // One view for every family, the same one GET /v1/agents and `deltasync
+  // agents` show.
+  const nlohmann::json agents = agents_json();
+  std::map<std::string, uint64_t> by_state;
+  for (AgentState st : {AgentState::kLive, AgentState::kSuspect, AgentState::kDead, AgentState::kRetired}) {
+    by_state[std::string(agent_state_name(st))] = 0;
+  }
+  for (const auto& a : agents) by_state[a["state"].get<std::string>()]++;
+  w.family("deltasync_hub_agents", Kind::kGauge, "Agents the hub knows, by liveness state.");
+  for (const auto& [state, n] : by_state) w.sample("deltasync_hub_agents", {{"state", state}}, static_cast<double>(n));
+
+  w.family("deltasync_hub_agent_state", Kind::kGauge,
+           "1 for each agent, labelled with its liveness state (live, suspect, dead, retired).");
+  for (const auto& a : agents) {
+    w.sample("deltasync_hub_agent_state", {{"agent", a["id"].get<std::string>()}, {"state", a["state"].get<std::string>()}},
+             1);
+  }
+  auto per_agent = [&](std::string_view name, std::string_view help, const char* field) {
+    w.family(name, Kind::kGauge, help);
+    for (const auto& a : agents) {
+      if (a["state"] == "retired") continue;
+      w.sample(name, {{"agent", a["id"].get<std::string>()}}, a[field].get<double>());
+    }
+  };
+  per_agent("deltasync_hub_agent_quarantined", "Changes the agent reports quarantined (its last heartbeat).",
+            "quarantined");
+  per_agent("deltasync_hub_agent_pending", "Deliveries the agent reports pending (its last heartbeat).", "pending");
+
+  // value(type object) -> sample value, or nullopt for no sample.
+  auto per_type = [&](std::string_view name, Kind kind, std::string_view help,
+                      const std::function<std::optional<double>(const nlohmann::json&)>& value) {
+    w.family(name, kind, help);
+    for (const auto& a : agents) {
+      if (a["state"] == "retired") continue;
+      for (const auto& [type, t] : a["types"].items()) {
+        if (auto v = value(t)) w.sample(name, {{"agent", a["id"].get<std::string>()}, {"type", type}}, *v);
+      }
+    }
+  };
+  auto number = [](const nlohmann::json& j, double scale = 1) -> std::optional<double> {
+    if (!j.is_number()) return std::nullopt;
+    return j.get<double>() * scale;
+  };
+  auto flag = [](const nlohmann::json& j) -> std::optional<double> { return j.get<bool>() ? 1 : 0; };
+  per_type("deltasync_hub_agent_lag_versions", Kind::kGauge,
+           "Versions of the type the agent lacks (0 when it has every change of its partition; an upper bound for "
+           "a partitioned subscription).",
+           [&](const nlohmann::json& t) { return number(t["lag_versions"]); });
+  per_type("deltasync_hub_agent_lag_seconds", Kind::kGauge,
+           "Business time between the newest change of the agent's partition and the newest it applied.",
+           [&](const nlohmann::json& t) { return number(t["lag_ms"], 0.001); });
+  per_type("deltasync_hub_agent_staleness_seconds", Kind::kGauge,
+           "Age of the oldest change of the agent's partition it had not applied, measured by the hub at the "
+           "agent's latest report (live) or now (suspect, dead); 0 when it had every change.",
+           [&](const nlohmann::json& t) { return number(t["staleness_ms"], 0.001); });
+  per_type("deltasync_hub_freshness_breach", Kind::kGauge,
+           "1 while the agent's staleness for the type is above the type's freshness objective.",
+           [&](const nlohmann::json& t) { return flag(t["freshness_breach"]); });
+  per_type("deltasync_hub_freshness_breaches_total", Kind::kCounter,
+           "Times the agent entered a breach of the type's freshness objective since the hub started "
+           "(checked once per heartbeat interval).",
+           [&](const nlohmann::json& t) { return number(t["freshness_breaches"]); });
+  per_type("deltasync_hub_agent_held_back", Kind::kGauge,
+           "1 while the agent's deltas of the type are held back (its schema differs from the hub's).",
+           [&](const nlohmann::json& t) { return flag(t["held_back"]); });
+  per_type("deltasync_hub_agent_awaiting_snapshot", Kind::kGauge,
+           "1 while the agent must load a snapshot of the type before deltas flow again.",
+           [&](const nlohmann::json& t) { return flag(t["awaiting_snapshot"]); });
+
+  uint64_t consumers = 0;
+  for (const auto& a : agents) {
+    for (const auto& [type, t] : a["types"].items()) consumers += t["consumer"].get<bool>() ? 1 : 0;
+  }
+  w.gauge("deltasync_hub_consumers", "Agent consumers the hub keeps open on the broker.", static_cast<double>(consumers));
+  w.family("deltasync_hub_freshness_objective_seconds", Kind::kGauge,
+           "The freshness objective of each type ([[types]] freshness_objective).");
+  for (const TypeConfig& t : impl_->config.types) {
+    w.sample("deltasync_hub_freshness_objective_seconds", {{"type", t.name}},
+             static_cast<double>(t.freshness_objective_s));
+  }
+  w.counter("deltasync_hub_refused_beats_total",
+            "Heartbeat replies refused because their body named an agent other than their sender.",
+            static_cast<double>(refused_beats()));
+}
+
 nlohmann::json AgentService::agents_json() const {
   const Impl* p = impl_.get();
+  const int64_t now = wall_now_ms();
   nlohmann::json out = nlohmann::json::array();
   for (const AgentRecord& a : p->registry->all()) {
     nlohmann::json types = nlohmann::json::object();
@@ -606,8 +753,10 @@ nlohmann::json AgentService::agents_json() const {
         lag_ms = 0;
       }
       const bool live = a.state == AgentState::kLive;
-      const bool fresh = live && !s.delivery.held_back && lag_ms.is_number() && tc != nullptr &&
-                         lag_ms.get<int64_t>() <= tc->freshness_objective_s * 1000;
+      const int64_t objective_ms = tc == nullptr ? 0 : tc->freshness_objective_s * 1000;
+      const int64_t staleness = p->history.staleness_ms(type, s.partition, s.version, Impl::staleness_as_of(a, now));
+      const bool breach = tc != nullptr && staleness > objective_ms;
+      const bool fresh = live && !s.delivery.held_back && tc != nullptr && !breach;
       types[type] = {
           {"partition", s.partition},
           {"version", s.version},
@@ -622,6 +771,10 @@ nlohmann::json AgentService::agents_json() const {
           {"held_back", s.delivery.held_back},
           {"awaiting_snapshot", s.delivery.awaiting_snapshot},
           {"note", s.delivery.note},
+          {"staleness_ms", staleness},
+          {"freshness_objective_ms", objective_ms},
+          {"freshness_breach", breach},
+          {"freshness_breaches", p->freshness_of(a.id, type).breaches},
           {"freshness_ok", fresh},
       };
     }

@@ -49,6 +49,7 @@
 #include <nlohmann/json.hpp>
 
 #include "hub/agent_registry.h"
+#include "shared/prometheus.h"
 #include "hub/authorizer.h"
 #include "hub/query_store.h"
 #include "shared/config.h"
@@ -94,9 +95,19 @@ class AgentService {
   // other partitions' versions in between count too) and lag_ms = the
   // partition's newest business time - the agent's (null while the agent has
   // applied nothing). Both null when the hub has no change of the type yet.
-  // freshness_ok = live, not held back, and lag_ms within the type's
-  // freshness objective.
+  // staleness_ms: the age of the oldest change of the agent's partition it
+  // had not applied, measured by the hub at the agent's latest report while
+  // it is live, at now once it is suspect or dead (hub/commit_history.h); 0
+  // when it had every change. freshness_breach:
+  // staleness_ms above the type's freshness objective (objective_ms);
+  // freshness_breaches: how often it entered a breach since the hub started
+  // (checked once per heartbeat interval). freshness_ok = live, not held
+  // back, and not in breach.
   nlohmann::json agents_json() const;
+  // The fleet series of GET /metrics (deltasync_hub_agents,
+  // deltasync_hub_agent_*, deltasync_hub_freshness_*, deltasync_hub_consumers,
+  // docs/operations.md, "Metrics"). Thread-safe; reads the registry's copy.
+  void write_metrics(PrometheusWriter& w) const;
   // Operator: the agent becomes retired, its consumers are deleted and it is
   // no longer sent heartbeats (it stays retired until it registers again).
   // NotFound for an unknown agent; Unavailable after stop().

@@ -291,12 +291,18 @@ struct HttpApi::Impl {
 
   request_handling_status_t post_records(const request_handle_t& req, const Params& params) {
     const std::string type = restinio::utils::unescape_percent_encoding(params["type"]);
+    const auto received = std::chrono::steady_clock::now();
     std::optional<uint32_t> bad_record;  // the record a decode error is in
     auto records = decode_ingest_records_json(req->body(), &bad_record);
+    auto refuse = [&](const Status& s, std::optional<uint32_t> index) {
+      IngestReply r;
+      r.error = WireError::from(s, index);
+      metrics.record_ingest_reply(IngestTransport::kHttp, r, received);
+      return send(req, http_status_for(s.code()), ingest_reply_json(r));
+    };
     if (!records.is_ok()) {
-      ++metrics.ingest_rejected;
       spdlog::info("ingest {} (http): request rejected: {}", type, records.status().message());
-      return send(req, http_status_for(records.status().code()), error_json(records.status(), bad_record));
+      return refuse(records.status(), bad_record);
     }
     IngestRequest request;
     request.records = std::move(records).value();
@@ -314,11 +320,13 @@ struct HttpApi::Impl {
     }
     if (!seq_text.empty()) {
       auto seq = parse_u64(seq_text);
-      if (!seq) return send_error(req, Status::invalid_argument("seq: '" + seq_text + "' is not an unsigned integer"));
+      if (!seq) return refuse(Status::invalid_argument("seq: '" + seq_text + "' is not an unsigned integer"), {});
       request.seq = *seq;
     }
     asio::io_context& ioc = io;
-    writer.submit(type, std::move(request), [req, &ioc](const IngestReply& reply) {
+    HubMetrics& m = metrics;
+    writer.submit(type, std::move(request), [req, &ioc, &m, received](const IngestReply& reply) {
+      m.record_ingest_reply(IngestTransport::kHttp, reply, received);
       asio::post(ioc, [req, reply] {
         const auto status = reply.ok() ? restinio::status_ok() : http_status_for(reply.error->code);
         send(req, status, ingest_reply_json(reply));
@@ -477,8 +485,9 @@ struct HttpApi::Impl {
     router->http_get(R"(/v1/verify/:id)",
                      guarded([this](const request_handle_t& req, const Params& p) { return verify_report(req, p); }));
     router->http_get("/metrics", guarded([this](const request_handle_t& req, const Params&) {
-                       return send(req, restinio::status_ok(), metrics.prometheus_text(),
-                                   "text/plain; version=0.0.4");
+                       if (!agents.metrics_text) return send_error(req, Status::unavailable("no metrics"));
+                       return send(req, restinio::status_ok(), agents.metrics_text(),
+                                   "text/plain; version=0.0.4; charset=utf-8");
                      }));
     router->non_matched_request_handler([this](const request_handle_t& req) {
       ++metrics.http_requests;

@@ -21,7 +21,8 @@
 //        runs, per agent and type rows once done
 //   GET  /v1/verify                            (kept for older CLIs) runs a job and
 //        answers with its report when it is done; the io thread never waits
-//   GET  /metrics                              Prometheus text
+//   GET  /metrics                              Prometheus text (Hub::metrics_text); token
+//        required here like everywhere; [metrics] listen serves it without one
 //
 // Every endpoint but /healthz and /readyz needs "Authorization: Bearer <token>"
 // (401 with a JSON error otherwise; the token is compared in constant time).
@@ -60,6 +61,7 @@ struct AgentHooks {
   std::function<nlohmann::json()> agents_json;
   std::function<Status(const std::string&)> retire;
   VerifyService* verify = nullptr;  // outlives the API; verify endpoints answer 503 without it
+  std::function<std::string()> metrics_text;  // GET /metrics (Hub::metrics_text); 503 without it
 };
 
 // What the API asks the hub about its state (on the io thread). Empty

@@ -21,8 +21,12 @@
 #include "hub/stream_publisher.h"
 #include "hub/verify_service.h"
 #include "shared/identities.h"
+#include "shared/metrics_server.h"
 #include "shared/names.h"
 #include "shared/nats.h"
+#include "shared/prometheus.h"
+
+#include <sys/stat.h>
 
 namespace ds {
 namespace {
@@ -97,6 +101,7 @@ struct Hub::Impl {
   std::unique_ptr<IngestWriter> writer;  // constructed before the HTTP API, started after the agents
   std::unique_ptr<VerifyService> verify;  // used by the HTTP API; stopped after it, destroyed after it
   std::unique_ptr<HttpApi> http;
+  std::unique_ptr<MetricsServer> metrics_server;  // [metrics] listen
   std::unique_ptr<AgentService> agents;
   std::unique_ptr<NatsIngestListener> ingest;
   std::unique_ptr<SnapshotServer> snapshots;
@@ -173,6 +178,22 @@ struct Hub::Impl {
     fatal_cv.notify_all();
   }
 
+  std::string metrics_text() const {
+    PrometheusWriter w;
+    metrics.write(w);
+    // The agent service exists once `started` is set (release/acquire, as for the API).
+    if (started.load(std::memory_order_acquire)) agents->write_metrics(w);
+    uint64_t bytes = 0;
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      struct stat st {};
+      if (::stat((config.store_path + suffix).c_str(), &st) == 0) bytes += static_cast<uint64_t>(st.st_size);
+    }
+    w.gauge("deltasync_hub_store_bytes", "Size of the hub's store: the SQLite file with its -wal and -shm.",
+            static_cast<double>(bytes));
+    w.gauge("deltasync_hub_ready", "1 while GET /readyz answers 200.", not_ready_reason().empty() ? 1 : 0);
+    return w.take();
+  }
+
   // Why the hub is not ready ("" when it is), for GET /readyz.
   std::string not_ready_reason() const {
     if (stopping.load()) return "stopping";
@@ -214,12 +235,14 @@ struct Hub::Impl {
     }
     if (writer) writer->stop();  // answers everything queued
     ingest.reset();
+    if (metrics_server) metrics_server->stop();
     if (http) http->stop();
     // A job's end is posted to the HTTP io_context, which exists until
     // http.reset(): stop the jobs in between.
     if (verify) verify->stop();
     http.reset();
     verify.reset();
+    metrics_server.reset();
     snapshots.reset();
     if (agents) agents->stop();
     agents.reset();
@@ -241,6 +264,7 @@ Hub::~Hub() { stop(); }
 void Hub::stop() { impl_->stop(); }
 const HubConfig& Hub::config() const { return impl_->config; }
 HubMetrics& Hub::metrics() { return impl_->metrics; }
+std::string Hub::metrics_text() const { return impl_->metrics_text(); }
 
 Status Hub::run_until(std::stop_token stop) {
   Impl& im = *impl_;
@@ -314,6 +338,7 @@ Result<std::unique_ptr<Hub>> Hub::start(HubConfig config, std::stop_token stop, 
     AgentHooks hooks;
     hooks.agents_json = [im] { return im->agents->agents_json(); };
     hooks.retire = [im](const std::string& id) { return im->agents->retire(id); };
+    hooks.metrics_text = [im] { return im->metrics_text(); };
     Connection* nc = im->nc.get();
     const Subjects subjects(cfg.nats.subject_prefix);
     VerifyHooks verify;
@@ -335,6 +360,11 @@ Result<std::unique_ptr<Hub>> Hub::start(HubConfig config, std::stop_token stop, 
     readiness.started = [im] { return im->started.load(std::memory_order_acquire); };
     DS_ASSIGN_OR_RETURN(im->http, HttpApi::start(cfg, *im->writer, *im->js, im->metrics, std::move(hooks),
                                                  std::move(readiness)));
+  }
+
+  if (!cfg.metrics_listen.empty()) {
+    DS_ASSIGN_OR_RETURN(im->metrics_server, MetricsServer::start(metrics_listen_address(cfg.metrics_listen),
+                                                                 [im] { return im->metrics_text(); }));
   }
 
   DS_RETURN_IF_ERROR(im->wait_for_nats(stop));

@@ -20,6 +20,8 @@
 //                 lacks; StreamPublisher, Recovery)
 //   NatsIngestListener (ds.ingest.*.*), SnapshotServer (ds.hub.snapshot.*)
 //   -- ready: /readyz 200 while NATS is connected --
+//   MetricsServer ([metrics] listen, when set) starts before NATS is waited
+//   for, with the HTTP API, so a scrape sees a hub that cannot connect
 //
 // After every broker reconnect the writer reconciles the streams again and
 // the agent service recreates the consumers a broker restart dropped.
@@ -76,6 +78,11 @@ class Hub {
 
   const HubConfig& config() const;
   HubMetrics& metrics();
+  // The whole GET /metrics text: HubMetrics, the agent service's fleet
+  // series once it runs, and deltasync_hub_store_bytes. Thread-safe; served
+  // by the HTTP API (token) and by [metrics] listen (no token), each on its
+  // own thread.
+  std::string metrics_text() const;
 
  private:
   struct Impl;

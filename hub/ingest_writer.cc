@@ -97,13 +97,11 @@ void IngestWriter::reply_rejected(const IngestReplyFn& reply, const Status& stat
 void IngestWriter::submit(const std::string& type, IngestRequest request, IngestReplyFn reply) {
   const TypeConfig* tc = config_.find_type(type);
   if (tc == nullptr) {
-    ++metrics_.ingest_rejected;
     spdlog::info("ingest {}: rejected: unknown business type", type);
     reply_rejected(reply, Status::not_found("unknown business type '" + type + "'"), std::nullopt);
     return;
   }
   if (auto bad = validate_ingest_records(*tc, request.records, publisher_.max_batch_bytes())) {
-    ++metrics_.ingest_rejected;
     spdlog::info("ingest {} from '{}' (seq {}): batch of {} rejected: {}", type, request.producer,
                  request.seq ? std::to_string(*request.seq) : "-", request.records.size(), bad->status.message());
     reply_rejected(reply, bad->status, bad->index);
@@ -130,7 +128,6 @@ void IngestWriter::submit(const std::string& type, IngestRequest request, Ingest
     }
   }
   if (!refused.is_ok()) {
-    ++metrics_.ingest_unavailable;
     reply_rejected(reply, refused, std::nullopt);
     return;
   }
@@ -248,7 +245,6 @@ void IngestWriter::process_group(std::vector<Pending>& group) {
           kept.push_back(std::move(p));
           continue;
         }
-        ++metrics_.ingest_unavailable;
         reply_rejected(p.reply,
                        Status::unavailable("type '" + p.batch.type +
                                            "' takes no ingest: its stream holds changes the hub's store lacks; "
@@ -267,13 +263,13 @@ void IngestWriter::process_group(std::vector<Pending>& group) {
   store_.set_max_batch_bytes(publisher_.max_batch_bytes());
   const auto t0 = std::chrono::steady_clock::now();
   auto committed = store_.commit(batches, now_ms());
-  metrics_.commit_micros_total += static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count());
-  ++metrics_.commit_groups;
+  metrics_.commit_duration.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  size_t group_records = 0;
+  for (const CommitBatch& b : batches) group_records += b.records.size();
+  metrics_.commit_group_records.observe(static_cast<double>(group_records));
   if (!committed.is_ok()) {
     spdlog::error("ingest: group commit of {} batch(es) failed: {}", batches.size(), committed.status().to_string());
     for (Pending& p : group) {
-      ++metrics_.ingest_unavailable;
       reply_rejected(p.reply, committed.status(), std::nullopt);
     }
     return;
@@ -296,14 +292,12 @@ void IngestWriter::process_group(std::vector<Pending>& group) {
     const BatchOutcome& o = (*outcomes)[i];
     const CommitBatch& b = batches[i];
     if (!o.status.is_ok()) {
-      ++metrics_.ingest_rejected;
       spdlog::info("ingest {} from '{}': batch of {} rejected at commit: {}", b.type, b.producer, b.records.size(),
                    o.status.message());
       reply_rejected(group[i].reply, o.status, o.index);
       continue;
     }
     if (const Status& p = published[b.type]; !p.is_ok()) {
-      ++metrics_.ingest_unavailable;
       spdlog::warn("ingest {}: versions {}..{} stored but not yet published: {}", b.type, o.first_version,
                    o.last_version, p.message());
       reply_rejected(group[i].reply,
@@ -319,6 +313,7 @@ void IngestWriter::process_group(std::vector<Pending>& group) {
     } else {
       ++metrics_.ingest_batches;
       metrics_.ingest_records += b.records.size();
+      metrics_.ingest_batch_records.observe(static_cast<double>(b.records.size()));
     }
     IngestReply r;
     r.first_version = o.first_version;
@@ -370,6 +365,7 @@ Status NatsIngestListener::drain() {
 NatsIngestListener::~NatsIngestListener() = default;
 
 void NatsIngestListener::on_message(Message msg) {
+  const auto received = std::chrono::steady_clock::now();
   const std::optional<IngestSubject> subject = subjects_.parse_ingest(msg.subject());
   if (!subject) return;  // not of our form: the wildcard cannot deliver one
   const std::string& type = subject->type;
@@ -377,7 +373,7 @@ void NatsIngestListener::on_message(Message msg) {
   const std::string reply_to(msg.reply());
   if (!reply_to.empty()) {
     if (Status s = authorizer_.may_reply(producer, reply_to); !s.is_ok()) {
-      ++metrics_.ingest_rejected;
+      ++metrics_.ingest_dropped;
       spdlog::warn("ingest on {} dropped unanswered and unstored: {}", msg.subject(), s.message());
       return;
     }
@@ -385,7 +381,9 @@ void NatsIngestListener::on_message(Message msg) {
   const auto content_type = msg.header("Content-Type");
   const bool json = content_type && content_type->rfind("application/json", 0) == 0;
   Connection& nc = nc_;
-  IngestReplyFn reply = [&nc, reply_to, json](const IngestReply& r) {
+  HubMetrics& metrics = metrics_;
+  IngestReplyFn reply = [&nc, &metrics, reply_to, json, received](const IngestReply& r) {
+    metrics.record_ingest_reply(IngestTransport::kNats, r, received);
     if (reply_to.empty()) return;
     Status s = json ? nc.publish(reply_to, ingest_reply_json(r), {{"Content-Type", "application/json"}})
                     : nc.publish(reply_to, encode(r));
@@ -404,7 +402,6 @@ void NatsIngestListener::on_message(Message msg) {
   if (refused.is_ok()) refused = validate_agent_id(producer).with_context("producer (the subject's last token)");
   if (refused.is_ok()) refused = authorizer_.may_ingest(producer, type);
   if (!refused.is_ok()) {
-    ++metrics_.ingest_rejected;
     spdlog::info("ingest {} from {}: request rejected: {}", type, quoted_for_message(producer), refused.message());
     IngestReply r;
     r.error = WireError::from(refused, request.is_ok() ? std::nullopt : bad_record);

@@ -884,13 +884,13 @@ Result<std::map<std::string, TypeState>> QueryStore::type_states() {
 Result<std::vector<PartitionMark>> QueryStore::partition_marks() {
   std::vector<PartitionMark> out;
   for (const TypeConfig& type : types_) {
-    DS_ASSIGN_OR_RETURN(Statement s, impl_->db->prepare("SELECT _partition, max(_version), max(_ts) FROM " +
+    DS_ASSIGN_OR_RETURN(Statement s, impl_->db->prepare("SELECT _partition, max(_version), max(_ts), max(_hub_ts) FROM " +
                                                        table_of(type.name) + " GROUP BY _partition"));
     for (;;) {
       DS_ASSIGN_OR_RETURN(bool row, s.step());
       if (!row) break;
       out.push_back(PartitionMark{type.name, s.column_text(0), static_cast<uint64_t>(s.column_int64(1)),
-                                  s.column_int64(2)});
+                                  s.column_int64(2), s.column_int64(3)});
     }
   }
   return out;
@@ -905,6 +905,7 @@ std::vector<PartitionMark> partition_marks_of(const std::vector<PendingBatch>& b
     for (const Change& c : b.delta.changes) {
       m.version = std::max(m.version, c.v);
       m.ts = std::max(m.ts, c.ts);
+      m.hub_ts = std::max(m.hub_ts, c.hts);
     }
   }
   std::vector<PartitionMark> out;

@@ -93,6 +93,7 @@ struct PartitionMark {
   std::string partition;
   uint64_t version = 0;
   int64_t ts = 0;
+  int64_t hub_ts = 0;  // the hub's wall-clock ms when the newest of these changes was committed
   bool operator==(const PartitionMark&) const = default;
 };
 

@@ -718,6 +718,19 @@ Status read_http(const Section& root, const std::filesystem::path& base, HubConf
   return Status::ok();
 }
 
+// [metrics] listen (hub and agent): "", a bare port, or host:port.
+Status read_metrics(const Section& root, std::string& listen) {
+  DS_ASSIGN_OR_RETURN(Section s, root.get_table("metrics"));
+  DS_RETURN_IF_ERROR(s.only_keys({"listen"}));
+  DS_RETURN_IF_ERROR(s.get_string("listen", listen));
+  if (listen.empty()) return Status::ok();
+  if (auto problem = listen_problem(metrics_listen_address(listen))) {
+    return s.error_at("listen", "invalid address " + single_quoted(listen) + ": " + *problem +
+                                    " (expected a port (loopback), host:port, or \"\" to disable)");
+  }
+  return Status::ok();
+}
+
 Result<HubConfig> hub_from_text(std::string_view text, const std::string& file,
                                 const std::filesystem::path& base) {
   DS_ASSIGN_OR_RETURN(toml::table doc, parse_toml(text, file));
@@ -725,7 +738,8 @@ Result<HubConfig> hub_from_text(std::string_view text, const std::string& file,
   config.path = file;
   Section root(&file, &doc, "");
   DS_RETURN_IF_ERROR(
-      root.only_keys({"hub", "nats", "store", "auth", "http", "liveness", "delivery", "retention", "types"}));
+      root.only_keys({"hub", "nats", "store", "auth", "http", "metrics", "liveness", "delivery", "retention",
+                      "types"}));
 
   DS_ASSIGN_OR_RETURN(Section hub, root.get_table("hub"));
   DS_RETURN_IF_ERROR(hub.only_keys({"name", "log_level"}));
@@ -754,6 +768,7 @@ Result<HubConfig> hub_from_text(std::string_view text, const std::string& file,
   }
 
   DS_RETURN_IF_ERROR(read_http(root, base, config));
+  DS_RETURN_IF_ERROR(read_metrics(root, config.metrics_listen));
 
   DS_ASSIGN_OR_RETURN(Section liveness, root.get_table("liveness"));
   DS_RETURN_IF_ERROR(liveness.only_keys({"heartbeat_interval_ms", "dead_after"}));
@@ -780,6 +795,16 @@ Result<HubConfig> hub_from_text(std::string_view text, const std::string& file,
     DS_RETURN_IF_ERROR(read_type(t, type));
     if (config.find_type(type.name)) {
       return t.error_at("name", "duplicate type " + single_quoted(type.name));
+    }
+    // The hub learns what an agent applied from its heartbeat replies, once
+    // per interval: a shorter objective could not tell a breach from a
+    // reply not yet due.
+    if (type.freshness_objective_s * 1000 < config.heartbeat_interval_ms) {
+      return t.error_at("freshness_objective",
+                        std::to_string(type.freshness_objective_s) + " s is shorter than [liveness] "
+                        "heartbeat_interval_ms (" + std::to_string(config.heartbeat_interval_ms) +
+                        " ms): the hub hears what agents applied once per heartbeat, so make the objective at "
+                        "least one interval (two or more to leave room for the apply)");
     }
     config.types.push_back(std::move(type));
   }
@@ -813,7 +838,7 @@ Result<AgentConfig> agent_from_text(std::string_view text, const std::string& fi
   AgentConfig config;
   config.path = file;
   Section root(&file, &doc, "");
-  DS_RETURN_IF_ERROR(root.only_keys({"agent", "nats", "replica", "subscriptions"}));
+  DS_RETURN_IF_ERROR(root.only_keys({"agent", "nats", "replica", "metrics", "subscriptions"}));
 
   DS_ASSIGN_OR_RETURN(Section agent, root.get_table("agent"));
   DS_RETURN_IF_ERROR(agent.only_keys({"id", "log_level"}));
@@ -828,6 +853,8 @@ Result<AgentConfig> agent_from_text(std::string_view text, const std::string& fi
   DS_RETURN_IF_ERROR(replica.only_keys({"path", "tombstone_max_age"}));
   DS_RETURN_IF_ERROR(read_required_path(replica, "path", base, config.replica_path));
   DS_RETURN_IF_ERROR(replica.get_duration_s("tombstone_max_age", 0, config.tombstone_max_age_s));
+
+  DS_RETURN_IF_ERROR(read_metrics(root, config.metrics_listen));
 
   DS_ASSIGN_OR_RETURN(std::vector<Section> subs, root.get_tables("subscriptions"));
   if (subs.empty()) {
@@ -852,6 +879,12 @@ std::filesystem::path directory_of(const std::string& file) {
 }
 
 }  // namespace
+
+std::string metrics_listen_address(const std::string& listen) {
+  if (listen.empty()) return listen;
+  if (listen.find_first_not_of("0123456789") == std::string::npos) return "127.0.0.1:" + listen;
+  return listen;
+}
 
 const TypeConfig* HubConfig::find_type(std::string_view type_name) const {
   for (const TypeConfig& t : types) {

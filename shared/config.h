@@ -34,7 +34,10 @@ struct TypeConfig {
   TypeSchema schema;
   int64_t max_age_s = 7 * 24 * 3600;    // stream retention; 0 = unlimited
   int64_t max_bytes = -1;               // stream retention; -1 = unlimited
-  int64_t freshness_objective_s = 300;  // business-time lag considered fresh
+  // How stale an agent's copy of the type may get: the age of the oldest
+  // change of its partition it has not applied, as the hub measures it
+  // (docs/operations.md, "Freshness"). At least [liveness] heartbeat_interval_ms.
+  int64_t freshness_objective_s = 300;
 };
 
 struct HubConfig {
@@ -52,6 +55,10 @@ struct HubConfig {
   int64_t http_max_body_bytes = 16 << 20;  // [http] max_body_bytes: larger request bodies get 413
   std::string http_tls_cert_file;       // [http] tls_cert_file + tls_key_file: HTTPS when set
   std::string http_tls_key_file;
+  // [metrics] listen: a second listener that serves only GET /metrics,
+  // without a token, for a local Prometheus: "" = off (the default; /metrics
+  // stays on [http] behind the token), "PORT" = 127.0.0.1:PORT, "host:port".
+  std::string metrics_listen;
   int64_t heartbeat_interval_ms = 5000; // [liveness] heartbeat_interval_ms
   int64_t dead_after = 3;               // [liveness] dead_after: missed beats
   int64_t max_ack_pending = 64;         // [delivery] max_ack_pending per consumer
@@ -88,6 +95,9 @@ struct AgentConfig {
   // than this (by the delete's hub time) are dropped; 0 = kept until a
   // snapshot replaces the type.
   int64_t tombstone_max_age_s = 30 * 24 * 3600;
+  // [metrics] listen: serves GET /metrics (Prometheus text, no token) when
+  // set: "" = off (the default), "PORT" = 127.0.0.1:PORT, "host:port".
+  std::string metrics_listen;
   std::vector<SubscriptionConfig> subscriptions;
 };
 
@@ -99,5 +109,10 @@ Result<AgentConfig> load_agent_config(const std::string& path);
 // relative paths resolve against the current directory.
 Result<HubConfig> parse_hub_config(std::string_view toml, const std::string& name);
 Result<AgentConfig> parse_agent_config(std::string_view toml, const std::string& name);
+
+// A [metrics] listen value as the listener binds it: "" stays "", a bare
+// port "9464" is "127.0.0.1:9464" (loopback unless the operator names a
+// host), anything else is returned as it is. Loading validates it.
+std::string metrics_listen_address(const std::string& listen);
 
 }  // namespace ds

@@ -234,7 +234,18 @@ int cmd_agents(const HubOptions& hub) {
     return kExitOk;
   }
   Table t({"AGENT", "STATE", "HOST", "LAST BEAT (ms ago)", "TYPE", "PARTITION", "VERSION", "LAG (versions)",
-           "LAG (business ms)"});
+           "LAG (business ms)", "FRESHNESS (staleness / objective)"});
+  // "ok 0.0s / 5s", "BREACH 12.4s / 5s (breached 2x)"; "-" from a hub without freshness.
+  auto freshness = [](const nlohmann::json& s) -> std::string {
+    if (!s.contains("staleness_ms") || !s["staleness_ms"].is_number()) return "-";
+    const bool breach = s.value("freshness_breach", false);
+    std::string out = fmt::format("{} {:.1f}s / {}s", breach ? "BREACH" : "ok",
+                                  static_cast<double>(s["staleness_ms"].get<int64_t>()) / 1000.0,
+                                  s.value("freshness_objective_ms", int64_t{0}) / 1000);
+    const uint64_t times = s.value("freshness_breaches", uint64_t{0});
+    if (times > 0) out += fmt::format(" (breached {}x)", times);
+    return out;
+  };
   const auto agents = j.is_array() ? j : j.value("agents", nlohmann::json::array());
   const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::system_clock::now().time_since_epoch()).count();
@@ -246,14 +257,14 @@ int cmd_agents(const HubOptions& hub) {
     const auto types = a.value("types", nlohmann::json::object());
     if (types.empty()) {
       t.add({text(a.value("id", nlohmann::json())), text(a.value("state", nlohmann::json())),
-             text(a.value("host", nlohmann::json())), ago, "-", "-", "-", "-", "-"});
+             text(a.value("host", nlohmann::json())), ago, "-", "-", "-", "-", "-", "-"});
     }
     for (auto it = types.begin(); it != types.end(); ++it) {
       const auto& s = it.value();
       t.add({text(a.value("id", nlohmann::json())), text(a.value("state", nlohmann::json())),
              text(a.value("host", nlohmann::json())), ago, it.key(), text(s.value("partition", nlohmann::json())),
              text(s.value("version", nlohmann::json())), text(s.value("lag_versions", nlohmann::json())),
-             text(s.value("lag_ms", nlohmann::json()))});
+             text(s.value("lag_ms", nlohmann::json())), freshness(s)});
     }
   }
   t.print();

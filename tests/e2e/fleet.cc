@@ -106,28 +106,48 @@ Fleet::~Fleet() {
 }
 
 std::string Fleet::hub_toml() const {
+  const std::string objective =
+      freshness_objective_.empty() ? "" : "freshness_objective = \"" + freshness_objective_ + "\"\n";
   return "[hub]\nname = \"e2e-hub\"\nlog_level = \"info\"\n"
          "[nats]\nurl = \"" + nats_.url() + "\"\n"
          "[store]\npath = \"" + dir_.file("hub.db") + "\"\n"
          "[http]\nlisten = \"127.0.0.1:" + std::to_string(http_port_) + "\"\ntoken = \"" + token_ + "\"\n"
          "[liveness]\nheartbeat_interval_ms = " + std::to_string(options_.heartbeat_interval_ms) +
          "\ndead_after = " + std::to_string(options_.dead_after) + "\n"
-         "[delivery]\npublish_batch = 50\n"
-         "[[types]]\nname = \"products\"\nkey = \"sku\"\n"
+         "[delivery]\npublish_batch = 50\n" +
+         metrics_section("hub") +
+         "[[types]]\nname = \"products\"\nkey = \"sku\"\n" + objective +
          "columns = [{ name = \"name\", type = \"text\" }, { name = \"category\", type = \"text\" },\n"
          "           { name = \"active\", type = \"bool\" }, { name = \"attributes\", type = \"json\" }]\n"
-         "[[types]]\nname = \"prices\"\nkey = \"id\"\npartition = \"store_id\"\n"
+         "[[types]]\nname = \"prices\"\nkey = \"id\"\npartition = \"store_id\"\n" + objective +
          "columns = [{ name = \"store_id\", type = \"text\" }, { name = \"sku\", type = \"text\" },\n"
          "           { name = \"price\", type = \"real\" }]\n"
-         "[[types]]\nname = \"inventory\"\nkey = \"item\"\npartition = \"store_id\"\n"
+         "[[types]]\nname = \"inventory\"\nkey = \"item\"\npartition = \"store_id\"\n" + objective +
          "columns = [{ name = \"store_id\", type = \"text\" }, { name = \"on_hand\", type = \"integer\" },\n"
          "           { name = \"reserved\", type = \"integer\" }]\n";
+}
+
+std::string Fleet::metrics_section(const std::string& process) const {
+  auto it = metrics_ports_.find(process);
+  if (it == metrics_ports_.end()) return "";
+  return "[metrics]\nlisten = \"127.0.0.1:" + std::to_string(it->second) + "\"\n";
+}
+
+void Fleet::enable_metrics(std::string freshness_objective) {
+  metrics_ = true;
+  freshness_objective_ = std::move(freshness_objective);
+}
+
+int Fleet::metrics_port(const std::string& process) const {
+  auto it = metrics_ports_.find(process);
+  return it == metrics_ports_.end() ? 0 : it->second;
 }
 
 std::string Fleet::agent_toml(const AgentSpec& spec) const {
   std::string text = "[agent]\nid = \"" + spec.id + "\"\nlog_level = \"info\"\n"
                      "[nats]\nurl = \"" + nats_.url() + "\"\n"
-                     "[replica]\npath = \"" + dir_.file(spec.id + ".db") + "\"\n" + spec.replica_toml;
+                     "[replica]\npath = \"" + dir_.file(spec.id + ".db") + "\"\n" + spec.replica_toml +
+                     metrics_section(spec.id);
   for (const auto& [type, partition] : spec.subscriptions) {
     text += "[[subscriptions]]\ntype = \"" + type + "\"\npartition = \"" + partition + "\"\n";
   }
@@ -137,6 +157,12 @@ std::string Fleet::agent_toml(const AgentSpec& spec) const {
 Status Fleet::start() {
   DS_RETURN_IF_ERROR(nats_.start());
   DS_ASSIGN_OR_RETURN(http_port_, free_loopback_port());
+  if (metrics_) {
+    DS_ASSIGN_OR_RETURN(metrics_ports_["hub"], free_loopback_port());
+    for (const Agent& a : fleet_) {
+      DS_ASSIGN_OR_RETURN(metrics_ports_[a.spec.id], free_loopback_port());
+    }
+  }
   hub_ = std::make_unique<HubProcess>(dir_.write_file("hub.toml", hub_toml()), dir_.file("hub.log"));
   DS_RETURN_IF_ERROR(start_hub());
   for (Agent& a : fleet_) {

@@ -86,6 +86,15 @@ class Fleet {
   // is live with a consumer for each of its types.
   Status start();
 
+  // Before start(): the hub and every agent also get a [metrics] listen on
+  // a free loopback port (metrics_port()), and every type the freshness
+  // objective `freshness_objective` ("" keeps the default).
+  void enable_metrics(std::string freshness_objective = {});
+  // The [metrics] port of the hub ("hub") or of an agent; 0 without metrics.
+  int metrics_port(const std::string& process) const;
+  int http_port() const { return http_port_; }
+  const std::string& token() const { return token_; }
+
   NatsServer& nats() { return nats_; }
   // The hub's configuration file and its store (SQLite), e.g. for a test
   // to back up and restore it; `file(name)`: a scratch file in the fleet's
@@ -160,6 +169,7 @@ class Fleet {
   const Agent& find(const std::string& id) const;
   std::string hub_toml() const;
   std::string agent_toml(const AgentSpec& spec) const;
+  std::string metrics_section(const std::string& process) const;  // "" without metrics
   Environment cli_environment() const;
 
   std::vector<AgentSpec> agents_;
@@ -171,6 +181,9 @@ class Fleet {
   std::unique_ptr<HubProcess> hub_;
   std::vector<Agent> fleet_;
   uint64_t push_files_ = 0;
+  bool metrics_ = false;
+  std::string freshness_objective_;
+  std::map<std::string, int> metrics_ports_;  // "hub" or agent id -> port
   std::vector<std::pair<std::string, std::string>> expected_log_lines_;  // (source, needle)
 };
 

@@ -887,3 +887,42 @@ TEST(ConfigPathsTest, DirectoryIsNotAConfigFile) {
 
 }  // namespace
 }  // namespace ds
+
+// ---- [metrics] and the freshness objective against the heartbeat ----------------
+
+namespace ds {
+namespace {
+
+TEST(MetricsConfigTest, ListenIsOffByDefaultAndAPortMeansLoopback) {
+  Result<HubConfig> hub = parse_hub_config(hub_with(""), "hub.toml");
+  ASSERT_TRUE(hub.is_ok()) << hub.status().to_string();
+  EXPECT_EQ(hub->metrics_listen, "");
+  hub = parse_hub_config(hub_with("[metrics]\nlisten = \"9464\"\n"), "hub.toml");
+  ASSERT_TRUE(hub.is_ok()) << hub.status().to_string();
+  EXPECT_EQ(metrics_listen_address(hub->metrics_listen), "127.0.0.1:9464");
+  Result<AgentConfig> agent = parse_agent_config(agent_with("[metrics]\nlisten = \"0.0.0.0:9465\"\n"), "agent.toml");
+  ASSERT_TRUE(agent.is_ok()) << agent.status().to_string();
+  EXPECT_EQ(metrics_listen_address(agent->metrics_listen), "0.0.0.0:9465");
+  EXPECT_EQ(metrics_listen_address(""), "");
+}
+
+TEST(MetricsConfigTest, BadListenIsRefusedWithTheKey) {
+  EXPECT_TRUE(IsConfigError(hub_error(hub_with("[metrics]\nlisten = \"localhost\"\n")), "hub.toml: metrics.listen",
+                            "missing ':port'"));
+  EXPECT_TRUE(IsConfigError(agent_error(agent_with("[metrics]\nlisten = \"99999\"\n")), "agent.toml: metrics.listen",
+                            "invalid port"));
+  EXPECT_TRUE(IsConfigError(agent_error(agent_with("[metrics]\nport = 9465\n")), "agent.toml: metrics.port",
+                            "unknown key"));
+}
+
+TEST(HubConfigTest, FreshnessObjectiveShorterThanAHeartbeatIsRefused) {
+  const std::string type = "[[types]]\nname = \"t\"\nkey = \"k\"\nfreshness_objective = \"5s\"\n";
+  EXPECT_TRUE(parse_hub_config(hub_with_type("name = \"t\"\nkey = \"k\"\nfreshness_objective = \"5s\"\n"), "hub.toml")
+                  .is_ok());  // default heartbeat 5000 ms: one interval is allowed
+  EXPECT_TRUE(IsConfigError(
+      hub_error(std::string(kHttp) + "\n[liveness]\nheartbeat_interval_ms = 6000\n" + type),
+      "hub.toml: types[0].freshness_objective", "shorter than [liveness] heartbeat_interval_ms (6000 ms)"));
+}
+
+}  // namespace
+}  // namespace ds
