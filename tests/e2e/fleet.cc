@@ -64,6 +64,7 @@ Fleet::Fleet(std::vector<AgentSpec> agents) : agents_(std::move(agents)) {
     Agent a;
     a.spec = spec;
     a.config_path = dir_.file(spec.id + ".toml");  // written by start(), once the NATS port is known
+    a.replica_path = dir_.file(spec.id + ".db");
     a.process = std::make_unique<ChildProcess>(
         std::vector<std::string>{binary("deltasync-agent"), "run", "--config", a.config_path},
         dir_.file(spec.id + ".log"));
@@ -107,7 +108,7 @@ Fleet::~Fleet() {
 std::string Fleet::hub_toml() const {
   return "[hub]\nname = \"e2e-hub\"\nlog_level = \"info\"\n"
          "[nats]\nurl = \"" + nats_.url() + "\"\n"
-         "[store]\npath = \"" + dir_.file("hub.db") + "\"\n"
+         "[store]\npath = \"" + hub_store_path_ + "\"\n"
          "[http]\nlisten = \"127.0.0.1:" + std::to_string(http_port_) + "\"\ntoken = \"" + token_ + "\"\n"
          "[liveness]\nheartbeat_interval_ms = 500\ndead_after = 3\n"
          "[delivery]\npublish_batch = 50\n"
@@ -125,9 +126,12 @@ std::string Fleet::hub_toml() const {
 std::string Fleet::agent_toml(const AgentSpec& spec) const {
   std::string text = "[agent]\nid = \"" + spec.id + "\"\nlog_level = \"info\"\n"
                      "[nats]\nurl = \"" + nats_.url() + "\"\n"
-                     "[replica]\npath = \"" + dir_.file(spec.id + ".db") + "\"\n";
+                     "[replica]\npath = \"" + find(spec.id).replica_path + "\"\n";
   for (const auto& [type, partition] : spec.subscriptions) {
     text += "[[subscriptions]]\ntype = \"" + type + "\"\npartition = \"" + partition + "\"\n";
+    if (auto hook = spec.hooks.find(type); hook != spec.hooks.end()) {
+      text += "hook = " + nlohmann::json(hook->second).dump() + "\n";
+    }
   }
   return text;
 }
@@ -253,7 +257,9 @@ Result<std::map<std::string, nlohmann::json>> Fleet::hub_records(const std::stri
   return Status::internal(type + ": more than " + std::to_string(kMaxListPages) + " pages");
 }
 
-std::string Fleet::replica_path(const std::string& id) const { return dir_.file(id + ".db"); }
+std::string Fleet::replica_path(const std::string& id) const { return find(id).replica_path; }
+
+void Fleet::set_replica_path(const std::string& id, std::string path) { find(id).replica_path = std::move(path); }
 
 Result<std::map<std::string, uint64_t>> Fleet::replica_versions(const std::string& id) {
   const std::vector<std::string> args = {binary("deltasync-agent"), "status", "--json", "--config",
