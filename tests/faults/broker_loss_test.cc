@@ -11,6 +11,7 @@
 //   DELTASYNC_BROKER_LOSS_CHANGES=1000000 build/tests/fault_disk_tests --gtest_filter='BrokerLoss.*'
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -30,6 +31,7 @@ namespace {
 constexpr uint64_t kDefaultChanges = 5000;
 constexpr size_t kPushBatch = 1000;
 constexpr uint64_t kExactCheckMax = 100000;
+constexpr uint64_t kPushChunk = 50000;
 
 uint64_t changes_from_env() {
   const char* v = std::getenv("DELTASYNC_BROKER_LOSS_CHANGES");
@@ -84,14 +86,22 @@ TEST(BrokerLoss, StoreDeletedWhileHubRunsHubRepublishesFromItsLogAgentsConverge)
   // `changes` product upserts (every agent takes products), in pushes of
   // kPushBatch records, so the log holds that many changes.
   const auto push_start = std::chrono::steady_clock::now();
+  // One `deltasync push` per kPushChunk records: each well inside the
+  // fleet's time limit for a command.
   nlohmann::json records = nlohmann::json::array();
-  for (uint64_t i = 0; i < changes; ++i) {
-    records.push_back({{"key", fmt::format("bulk-{:08}", i)},
+  for (uint64_t first = 0; first < changes; first += kPushChunk) {
+    nlohmann::json chunk = nlohmann::json::array();
+    for (uint64_t i = first; i < std::min(changes, first + kPushChunk); ++i) {
+      chunk.push_back({{"key", fmt::format("bulk-{:08}", i)},
                        {"op", "upsert"},
                        {"fields", {{"name", fmt::format("bulk product {}", i)}, {"category", "bulk"}}}});
+    }
+    Status pushed = fleet.push("products", chunk, kPushBatch);
+    ASSERT_TRUE(pushed.is_ok()) << pushed.to_string();
+    if (changes <= kExactCheckMax) {
+      for (auto& r : chunk) records.push_back(std::move(r));
+    }
   }
-  Status pushed = fleet.push("products", records, kPushBatch);
-  ASSERT_TRUE(pushed.is_ok()) << pushed.to_string();
   ASSERT_TRUE(wait_until([&] { return agents_hold_hub_products(fleet); }, kRepublishTimeoutMs, 200)) << fleet.logs();
   ASSERT_TRUE(fleet.converged());
   std::printf("[ info ] %llu changes pushed and converged in %lld ms\n", static_cast<unsigned long long>(changes),
