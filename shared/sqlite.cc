@@ -95,7 +95,9 @@ Status sqlite_status(sqlite3* db, int rc, std::string_view context) {
 bool is_disk_full(const Status& s) {
   // sqlite_status ends the message with the code; context only goes before.
   static const std::string kFullCode = " (code " + std::to_string(SQLITE_FULL) + ")";
-  return s.code() == StatusCode::kUnavailable && s.message().find(kFullCode) != std::string::npos;
+  const std::string& m = s.message();
+  return s.code() == StatusCode::kUnavailable && m.size() >= kFullCode.size() &&
+         m.compare(m.size() - kFullCode.size(), kFullCode.size(), kFullCode) == 0;
 }
 
 // --- Statement ---------------------------------------------------------------
