@@ -7,6 +7,7 @@
 
 #include "shared/codec.h"
 #include "shared/names.h"
+#include "shared/sqlite.h"
 
 namespace ds {
 namespace {
@@ -295,6 +296,12 @@ void DeltaApplier::commit_group(const std::string& type, Group& group) {
       }
     }
     if (out.is_ok()) {
+      if (full_since_.has_value()) {
+        spdlog::info("{}: the replica takes writes again after {} s; applying resumes", type,
+                     std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - *full_since_)
+                         .count());
+        full_since_.reset();
+      }
       for (const std::string& reply : group.replies) ack(reply, "+ACK");
       board_.set_checkpoint(type, to_wire(out->checkpoint));
       board_.set_pending(type, group.pending);
@@ -309,8 +316,16 @@ void DeltaApplier::commit_group(const std::string& type, Group& group) {
     // Not acked: the same group is retried before anything later, so the
     // checkpoint can never pass a batch that did not commit.
     if (options_.metrics != nullptr) ++options_.metrics->apply_errors;
-    spdlog::error("{}: applying {} change(s) failed, retrying in {} ms: {}", type, group.changes.size(), backoff_ms,
-                  out.status().message());
+    if (!is_disk_full(out.status())) {
+      spdlog::error("{}: applying {} change(s) failed, retrying in {} ms: {}", type, group.changes.size(), backoff_ms,
+                    out.status().message());
+    } else if (!full_since_.has_value()) {
+      // Expected to last until an operator frees space: said once, not per retry.
+      full_since_ = std::chrono::steady_clock::now();
+      spdlog::warn("{}: the replica's disk is full ({}): applying paused, nothing more is acknowledged; it resumes "
+                   "by itself once there is space ({})",
+                   type, replica_.db().path(), out.status().message());
+    }
     board_.set_error(type + ": " + out.status().message());
     const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(backoff_ms);
     while (std::chrono::steady_clock::now() < until) {

@@ -27,7 +27,10 @@
 // every later delivery of their type, until a posted task has run (such as
 // Registrar's ensure_table), then retried in order. A transient replica
 // failure (busy, disk full) retries the same group with backoff: later
-// deliveries never overtake it, so the checkpoint never passes a gap.
+// deliveries never overtake it, so the checkpoint never passes a gap, and
+// nothing is acked that did not commit. A full disk is logged once (a
+// warning when it starts, an info line when a commit succeeds again), not
+// per retry; the agent keeps answering heartbeats meanwhile.
 //
 // Hooks run on the apply thread: a slow hook slows the stream (back-pressure
 // through max_ack_pending) instead of queueing without bound. A batch for a
@@ -48,6 +51,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -168,6 +172,8 @@ class DeltaApplier {
   std::thread thread_;
   std::vector<Item> parked_;           // apply thread only: held deliveries, in arrival order
   std::set<std::string> parked_types_;  // apply thread only: types with a held delivery
+  // Since when the replica's disk has been full (SQLITE_FULL); apply thread only.
+  std::optional<std::chrono::steady_clock::time_point> full_since_;
 };
 
 }  // namespace ds

@@ -13,6 +13,13 @@ DeliveryManager::DeliveryManager(const HubConfig& config, JetStream& js)
 Result<DeliveryPlan> DeliveryManager::plan(std::string_view type, uint64_t seq, uint64_t version) {
   const std::string stream = stream_name(type);
   auto state = js_.stream_state(stream);
+  if (!state.is_ok() && state.status().code() == StatusCode::kNotFound) {
+    // The hub creates every stream at start and after each reconnect (the
+    // broker may have lost its store): gone now means not recreated yet.
+    return Status::unavailable("plan delivery of " + std::string(type) + ": stream " + stream +
+                               " does not exist (yet): the broker lost it and the hub is recreating it from its "
+                               "log; registration is retried (" + state.status().message() + ")");
+  }
   if (!state.is_ok()) return state.status().with_context("plan delivery of " + std::string(type));
   if (state->last_seq == 0) return DeliveryPlan{};  // never held data
   if (seq > state->last_seq) {

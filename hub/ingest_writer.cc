@@ -16,6 +16,7 @@
 
 #include "shared/codec.h"
 #include "shared/names.h"
+#include "shared/sqlite.h"
 
 namespace ds {
 namespace {
@@ -38,6 +39,11 @@ std::string content_digest(IngestRequest& request) {
                      reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), nullptr, 0);
   return digest;
 }
+
+// What the hub says when its store is full and when it is not any more
+// (tests/faults look for these).
+constexpr const char* kStoreFullMessage = "the hub's store is full";
+constexpr const char* kStoreBackMessage = "the hub's store takes writes again";
 
 // The exit code of the test-only fault hook (see ingest_writer.h).
 constexpr int kFaultExitCode = 86;
@@ -268,11 +274,30 @@ void IngestWriter::process_group(std::vector<Pending>& group) {
   for (const CommitBatch& b : batches) group_records += b.records.size();
   metrics_.commit_group_records.observe(static_cast<double>(group_records));
   if (!committed.is_ok()) {
-    spdlog::error("ingest: group commit of {} batch(es) failed: {}", batches.size(), committed.status().to_string());
+    Status refused = committed.status();
+    if (is_disk_full(refused)) {
+      // Transient and expected to last a while: one warning when the store
+      // fills up, one line when it takes writes again, not one per batch.
+      if (refused_while_full_ == 0) {
+        spdlog::warn("ingest: {}: {} ({}); nothing of the refused batches is stored or acknowledged; ingest "
+                     "resumes by itself once there is space",
+                     kStoreFullMessage, config_.store_path, committed.status().message());
+      }
+      refused_while_full_ += group.size();
+      refused = Status::unavailable(std::string(kStoreFullMessage) + " (no space left on its filesystem): batch not "
+                                    "stored; retry later with the same producer and seq");
+    } else {
+      spdlog::error("ingest: group commit of {} batch(es) failed: {}", batches.size(), refused.to_string());
+    }
     for (Pending& p : group) {
-      reply_rejected(p.reply, committed.status(), std::nullopt);
+      reply_rejected(p.reply, refused, std::nullopt);
     }
     return;
+  }
+  if (refused_while_full_ != 0) {
+    spdlog::info("ingest: {} again ({} batch(es) were refused while it was full)", kStoreBackMessage,
+                 refused_while_full_);
+    refused_while_full_ = 0;
   }
   if (fault_ == "exit_after_commit") {
     spdlog::warn("DELTASYNC_FAULT=exit_after_commit: exiting after the commit, before publishing");

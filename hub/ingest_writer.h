@@ -37,7 +37,11 @@
 // cnats callback threads and the HTTP thread never wait on SQLite or on
 // JetStream: they decode, validate and enqueue; the writer thread replies.
 // When the queue is full the batch is refused at once with "unavailable"
-// (back-pressure).
+// (back-pressure). When the store's disk is full (SQLITE_FULL), the group's
+// transaction rolls back and every producer in it gets "unavailable" naming
+// the full store; nothing is acknowledged, the hub logs one warning for the
+// whole episode and one info line when a commit succeeds again: ingest
+// resumes by itself once space is back (producers retry with the same seq).
 //
 // Test-only fault hook: the environment variable DELTASYNC_FAULT, read once
 // at construction, makes the writer thread _exit(86) at a chosen point so an
@@ -151,6 +155,9 @@ class IngestWriter {
   // Types whose log may hold batches the stream has not acked (after start,
   // a reconnect or a failed publish): published from the log, not from memory.
   std::set<std::string> backlog_;  // writer thread only
+  // Batches refused since the store filled up (SQLITE_FULL); 0 while it
+  // takes writes. Writer thread only.
+  uint64_t refused_while_full_ = 0;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

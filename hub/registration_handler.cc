@@ -99,7 +99,13 @@ RegisterReply RegistrationHandler::handle(std::string_view subject, const Regist
   RegisterReply reply;
   reply.heartbeat_ms = static_cast<uint32_t>(config_.heartbeat_interval_ms);
   if (Status s = open_deliveries(request, reply); !s.is_ok()) {
-    spdlog::error("register {}: {}", request.agent, s.to_string());
+    // Unavailable (the broker is away, or a stream is being recreated) is
+    // transient: the agent registers again, so not an error of the hub.
+    if (s.code() == StatusCode::kUnavailable) {
+      spdlog::info("register {}: deferred: {}", request.agent, s.message());
+    } else {
+      spdlog::error("register {}: {}", request.agent, s.to_string());
+    }
     return error_reply(s.with_context("register"));
   }
   spdlog::info("agent {} registered from host '{}' (version {}) with {} subscription(s)", request.agent,

@@ -92,6 +92,14 @@ Status sqlite_status(sqlite3* db, int rc, std::string_view context) {
   return Status(code_for(rc), std::move(msg));
 }
 
+bool is_disk_full(const Status& s) {
+  // sqlite_status ends the message with the code; context only goes before.
+  static const std::string kFullCode = " (code " + std::to_string(SQLITE_FULL) + ")";
+  const std::string& m = s.message();
+  return s.code() == StatusCode::kUnavailable && m.size() >= kFullCode.size() &&
+         m.compare(m.size() - kFullCode.size(), kFullCode.size(), kFullCode) == 0;
+}
+
 // --- Statement ---------------------------------------------------------------
 
 void Statement::Finalizer::operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }

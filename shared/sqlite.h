@@ -196,6 +196,11 @@ class Transaction {
 // last error is rc, else sqlite3_errstr(rc); db may be null.
 Status sqlite_status(sqlite3* db, int rc, std::string_view context);
 
+// Whether `s` (from sqlite_status, with any context added before) is SQLITE_FULL:
+// the database's filesystem has no space left (or the database reached its
+// page limit). kUnavailable: transient, the space may come back.
+bool is_disk_full(const Status& s);
+
 // `name` quoted as an SQL identifier ("a""b" for a"b).
 std::string quote_identifier(std::string_view name);
 // The SQLite column type a business column is stored as.

@@ -65,6 +65,7 @@ Fleet::Fleet(std::vector<AgentSpec> agents, FleetOptions options)
     Agent a;
     a.spec = spec;
     a.config_path = dir_.file(spec.id + ".toml");  // written by start(), once the NATS port is known
+    a.replica_path = dir_.file(spec.id + ".db");
     std::vector<std::string> argv = spec.launcher;
     argv.insert(argv.end(), {binary("deltasync-agent"), "run", "--config", a.config_path});
     a.process = std::make_unique<ChildProcess>(std::move(argv), dir_.file(spec.id + ".log"));
@@ -110,7 +111,7 @@ std::string Fleet::hub_toml() const {
       freshness_objective_.empty() ? "" : "freshness_objective = \"" + freshness_objective_ + "\"\n";
   return "[hub]\nname = \"e2e-hub\"\nlog_level = \"info\"\n"
          "[nats]\nurl = \"" + nats_.url() + "\"\n"
-         "[store]\npath = \"" + dir_.file("hub.db") + "\"\n"
+         "[store]\npath = \"" + hub_store_path_ + "\"\n"
          "[http]\nlisten = \"127.0.0.1:" + std::to_string(http_port_) + "\"\ntoken = \"" + token_ + "\"\n"
          "[liveness]\nheartbeat_interval_ms = " + std::to_string(options_.heartbeat_interval_ms) +
          "\ndead_after = " + std::to_string(options_.dead_after) + "\n"
@@ -146,10 +147,13 @@ int Fleet::metrics_port(const std::string& process) const {
 std::string Fleet::agent_toml(const AgentSpec& spec) const {
   std::string text = "[agent]\nid = \"" + spec.id + "\"\nlog_level = \"info\"\n"
                      "[nats]\nurl = \"" + nats_.url() + "\"\n"
-                     "[replica]\npath = \"" + dir_.file(spec.id + ".db") + "\"\n" + spec.replica_toml +
+                     "[replica]\npath = \"" + find(spec.id).replica_path + "\"\n" + spec.replica_toml +
                      metrics_section(spec.id);
   for (const auto& [type, partition] : spec.subscriptions) {
     text += "[[subscriptions]]\ntype = \"" + type + "\"\npartition = \"" + partition + "\"\n";
+    if (auto hook = spec.hooks.find(type); hook != spec.hooks.end()) {
+      text += "hook = " + nlohmann::json(hook->second).dump() + "\n";
+    }
   }
   return text;
 }
@@ -284,7 +288,9 @@ Result<std::map<std::string, nlohmann::json>> Fleet::hub_records(const std::stri
   return Status::internal(type + ": more than " + std::to_string(kMaxListPages) + " pages");
 }
 
-std::string Fleet::replica_path(const std::string& id) const { return dir_.file(id + ".db"); }
+std::string Fleet::replica_path(const std::string& id) const { return find(id).replica_path; }
+
+void Fleet::set_replica_path(const std::string& id, std::string path) { find(id).replica_path = std::move(path); }
 
 Result<std::map<std::string, uint64_t>> Fleet::replica_versions(const std::string& id) {
   const std::vector<std::string> args = {binary("deltasync-agent"), "status", "--json", "--config",

@@ -55,6 +55,8 @@ struct AgentSpec {
   Environment env = {};
   // Lines added to its config's [replica] table (e.g. tombstone_max_age).
   std::string replica_toml = {};
+  // type -> hook command (the subscription's `hook`), for the types that have one.
+  std::map<std::string, std::string> hooks = {};
 };
 
 // What a scenario changes in the fleet's set-up; the defaults are the
@@ -100,7 +102,12 @@ class Fleet {
   // to back up and restore it; `file(name)`: a scratch file in the fleet's
   // directory.
   std::string hub_config_path() const { return dir_.file("hub.toml"); }
-  std::string hub_store_path() const { return dir_.file("hub.db"); }
+  std::string hub_store_path() const { return hub_store_path_; }
+  // Before start(): where the hub's store and an agent's replica live
+  // (default: in the fleet's directory), e.g. on a small filesystem a
+  // test fills up.
+  void set_hub_store_path(std::string path) { hub_store_path_ = std::move(path); }
+  void set_replica_path(const std::string& id, std::string path);
   std::string file(const std::string& name) const { return dir_.file(name); }
   HubProcess& hub() { return *hub_; }
   // (Re)starts the hub and waits until its HTTP API answers.
@@ -163,6 +170,7 @@ class Fleet {
   struct Agent {
     AgentSpec spec;
     std::string config_path;
+    std::string replica_path;
     std::unique_ptr<ChildProcess> process;
   };
   Agent& find(const std::string& id);
@@ -175,6 +183,7 @@ class Fleet {
   std::vector<AgentSpec> agents_;
   FleetOptions options_;
   TempDir dir_{"deltasync-e2e"};
+  std::string hub_store_path_ = dir_.file("hub.db");
   NatsServer nats_{options_.nats_extra_config, options_.nats_address};
   int http_port_ = 0;
   std::string token_;

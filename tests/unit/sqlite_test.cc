@@ -108,6 +108,16 @@ TEST(SqliteStatusTest, MessageHasContextTextAndCode) {
   EXPECT_EQ(s.message(), "store /x.db: database is locked (code 5)");
 }
 
+TEST(SqliteStatusTest, DiskFullIsToldApartAlsoWithContext) {
+  EXPECT_TRUE(is_disk_full(sqlite_status(nullptr, SQLITE_FULL, "store /x.db")));
+  EXPECT_TRUE(is_disk_full(sqlite_status(nullptr, SQLITE_FULL, "exec `COMMIT`").with_context("commit")));
+  EXPECT_FALSE(is_disk_full(sqlite_status(nullptr, SQLITE_BUSY, "store /x.db")));
+  EXPECT_FALSE(is_disk_full(sqlite_status(nullptr, SQLITE_IOERR, "store /x.db")));
+  EXPECT_FALSE(is_disk_full(Status::unavailable("the ingest queue is full; retry later")));
+  // "(code 13)" in a path is not SQLITE_FULL: the code ends the message.
+  EXPECT_FALSE(is_disk_full(sqlite_status(nullptr, SQLITE_BUSY, "store /tmp/a (code 13)/x.db")));
+}
+
 // --- Database::open ----------------------------------------------------------
 
 TEST_F(SqliteDatabaseTest, OpenCreatesWalDatabaseWithFullSyncAndForeignKeys) {

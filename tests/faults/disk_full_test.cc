@@ -1,0 +1,204 @@
+// Fault: a full disk. The hub's store, or one agent's replica, lives on a
+// small tmpfs the test mounts (tests/faults/small_filesystem.h) and fills up
+// while a producer ingests (tests/e2e LoadProducer: a batch counts as
+// acknowledged only when the hub said ok).
+//
+// Hub store full: ingest answers "unavailable" naming the full store; what
+// was acknowledged is exactly what the hub holds; PRAGMA integrity_check
+// stays ok; ingest resumes by itself once the space is back, and the agents
+// converge. The hub says so once (one warning when the store fills, one info
+// line when it takes writes again), not once per refused batch.
+//
+// Agent replica full: the hub keeps taking ingest and the other agents keep
+// up; the agent's apply pauses without acking (its consumer's ack floor never
+// passes what the replica holds), says so once, and resumes and converges by
+// itself once the space is back.
+//
+// Mounting needs root: without it the tests skip.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <thread>
+
+#include "shared/codec.h"
+#include "shared/names.h"
+#include "shared/nats.h"
+#include "tests/e2e/fleet.h"
+#include "tests/e2e/workload.h"
+#include "tests/faults/small_filesystem.h"
+#include "tests/harness/consumer_state.h"
+#include "tools/pusher.h"
+
+namespace ds::testing {
+namespace {
+
+// Big enough for the fleet's store or replica and its WAL under the test's
+// load, small enough to fill in a blink.
+constexpr uint64_t kFilesystemBytes = 24ull << 20;
+// The hub's one warning when its store fills up (hub/ingest_writer.cc).
+constexpr const char* kHubFullWarning = "the hub's store is full";
+constexpr const char* kHubBackInfo = "the hub's store takes writes again";
+// The agent's (agent/delta_applier.cc).
+constexpr const char* kAgentFullWarning = "the replica's disk is full";
+constexpr const char* kAgentBackInfo = "the replica takes writes again";
+
+#define SKIP_UNLESS_ROOT()                                                                            \
+  if (!SmallFilesystem::can_mount()) {                                                                \
+    GTEST_SKIP() << "needs root: the test mounts a size-limited tmpfs to fill up (run ctest as root)"; \
+  }
+
+// One batch pushed once, no retry: the hub's answer as it is.
+Result<IngestReply> push_once(NatsServer& nats, uint64_t seq) {
+  ConnectOptions opts = test_connect_options(nats);
+  DS_ASSIGN_OR_RETURN(auto nc, Connection::connect(std::move(opts)));
+  DS_ASSIGN_OR_RETURN(auto records, decode_ingest_records_json(
+                                        R"([{"key":"probe-1","op":"upsert","fields":{"name":"probe"}}])"));
+  Pusher pusher(*nc, Subjects(), "products",
+                PushOptions{.producer = "probe", .first_seq = seq, .timeout_ms = 5000, .attempts = 1});
+  return pusher.push(std::move(records));
+}
+
+TEST(DiskFull, HubStoreFullIngestUnavailableNothingAckedLostResumesByItself) {
+  SKIP_UNLESS_ROOT();
+  auto fs = SmallFilesystem::mount(kFilesystemBytes);
+  ASSERT_TRUE(fs.is_ok()) << fs.status().to_string();
+  Fleet fleet;  // after the filesystem: stopped before it is unmounted
+  fleet.set_hub_store_path(fs->file("hub.db"));
+  Status started = fleet.start();
+  ASSERT_TRUE(started.is_ok()) << started.to_string();
+  LoadProducer producer(fleet.nats().url(), "erp");
+  ASSERT_TRUE(producer.start().is_ok());
+  ASSERT_TRUE(producer.wait_acked(30)) << fleet.logs();
+
+  ASSERT_TRUE(fs->fill().is_ok());
+  std::printf("[ info ] %s filled (%llu bytes free) after %llu batches acknowledged\n", fs->path().c_str(),
+              static_cast<unsigned long long>(fs->free_bytes()),
+              static_cast<unsigned long long>(producer.acked_batches()));
+  // The producer's batches are refused (it retries them, unchanged) ...
+  ASSERT_TRUE(producer.wait_failed(producer.failed_attempts() + 5)) << fleet.logs();
+  // ... with "unavailable", naming the cause.
+  auto answer = push_once(fleet.nats(), 1);
+  ASSERT_FALSE(answer.is_ok()) << "a batch was acknowledged on a full disk";
+  EXPECT_EQ(answer.status().code(), StatusCode::kUnavailable) << answer.status().to_string();
+  EXPECT_NE(answer.status().message().find(kHubFullWarning), std::string::npos) << answer.status().to_string();
+  EXPECT_EQ(integrity_check(fleet.hub_store_path()), "ok");
+  // Several seconds full: many refused attempts, still one warning.
+  const uint64_t failed_full = producer.failed_attempts();
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  std::printf("[ info ] %llu attempts refused while full\n",
+              static_cast<unsigned long long>(producer.failed_attempts()));
+  EXPECT_GT(producer.failed_attempts(), failed_full);
+
+  // Space back: ingest resumes by itself.
+  ASSERT_TRUE(fs->release().is_ok());
+  const auto back = std::chrono::steady_clock::now();
+  ASSERT_TRUE(producer.wait_acked(producer.acked_batches() + 30)) << fleet.logs();
+  std::printf("[ info ] ingest acknowledged again %lld ms after the space came back\n",
+              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         std::chrono::steady_clock::now() - back)
+                                         .count()));
+  Status produced = producer.stop();
+  ASSERT_TRUE(produced.is_ok()) << produced.to_string();
+  ASSERT_TRUE(fleet.converged());
+  EXPECT_TRUE(hub_holds_exactly(fleet, producer.acked()));
+  EXPECT_EQ(integrity_check(fleet.hub_store_path()), "ok");
+
+  const std::string log = fleet.hub().log_text();
+  EXPECT_EQ(count_lines(log, kHubFullWarning), 1u) << log;
+  EXPECT_EQ(count_lines(log, kHubBackInfo), 1u) << log;
+}
+
+TEST(DiskFull, AgentReplicaFullApplyPausesWithoutAckResumesAndConverges) {
+  SKIP_UNLESS_ROOT();
+  auto fs = SmallFilesystem::mount(kFilesystemBytes);
+  ASSERT_TRUE(fs.is_ok()) << fs.status().to_string();
+  Fleet fleet;
+  fleet.set_replica_path("store-1", fs->file("store-1.db"));
+  Status started = fleet.start();
+  ASSERT_TRUE(started.is_ok()) << started.to_string();
+  LoadProducer producer(fleet.nats().url(), "erp");
+  ASSERT_TRUE(producer.start().is_ok());
+  ASSERT_TRUE(producer.wait_acked(30)) << fleet.logs();
+
+  ASSERT_TRUE(fs->fill().is_ok());
+  // The hub keeps taking ingest; store-1's replica stops moving.
+  ASSERT_TRUE(producer.wait_acked(producer.acked_batches() + 60)) << fleet.logs();
+  ASSERT_TRUE(wait_until([&] { return count_lines(fleet.agent("store-1").log_text(), kAgentFullWarning) > 0; },
+                         kConvergeTimeoutMs, 200))
+      << fleet.logs();
+  const std::string replica = fleet.replica_path("store-1");
+  auto before = fleet.replica_versions("store-1");
+  ASSERT_TRUE(before.is_ok()) << before.status().to_string();
+  ASSERT_TRUE(producer.wait_acked(producer.acked_batches() + 30)) << fleet.logs();
+  auto during = fleet.replica_versions("store-1");
+  ASSERT_TRUE(during.is_ok()) << during.status().to_string();
+  EXPECT_EQ(*during, *before) << "store-1's replica moved on a full disk";
+  EXPECT_EQ(integrity_check(replica), "ok");
+
+  // Nothing acked that the replica does not hold. products is not
+  // partitioned: its consumer sees every message of the stream, so its ack
+  // floor is at most the replica's checkpoint. On the partitioned streams
+  // the server moves a filtered consumer's floor over other partitions'
+  // messages while nothing is pending; with deliveries pending, the floor
+  // must not move at all while the disk is full.
+  {
+    auto nc = Connection::connect(test_connect_options(fleet.nats()));
+    ASSERT_TRUE(nc.is_ok()) << nc.status().to_string();
+    auto js = (*nc)->jetstream();
+    ASSERT_TRUE(js.is_ok()) << js.status().to_string();
+    auto checkpoints = [&] {
+      std::map<std::string, uint64_t> seqs;
+      CommandResult status = run_to_completion(
+          {std::string(DELTASYNC_BINARY_DIR) + "/deltasync-agent", "status", "--json", "--config",
+           fleet.agent_config("store-1")},
+          fleet.file("status"));
+      EXPECT_EQ(status.exit_code, 0) << status.err;
+      const auto j = nlohmann::json::parse(status.out, nullptr, /*allow_exceptions=*/false);
+      for (const auto& t : j.value("types", nlohmann::json::array())) {
+        seqs[t.value("type", "")] = t.value("seq", uint64_t{0});
+      }
+      return seqs;
+    };
+    auto acks = [&] {
+      std::map<std::string, ConsumerAckState> out;
+      for (const char* type : {"products", "prices", "inventory"}) {
+        out[type] = consumer_ack_state(**js, stream_name(type), consumer_name("store-1"));
+      }
+      return out;
+    };
+    const auto seqs = checkpoints();
+    const auto first = acks();
+    ASSERT_TRUE(producer.wait_acked(producer.acked_batches() + 30)) << fleet.logs();
+    const auto second = acks();
+    EXPECT_EQ(checkpoints(), seqs) << "store-1's checkpoints moved on a full disk";
+    EXPECT_GT(second.at("products").ack_pending, 0) << "no products delivery pending for store-1";
+    EXPECT_LE(second.at("products").ack_floor, seqs.at("products")) << "products acked past the replica";
+    for (const auto& [type, state] : second) {
+      ASSERT_GE(state.ack_pending, 0) << type << ": no consumer info";
+      if (first.at(type).ack_pending > 0) {
+        EXPECT_EQ(state.ack_floor, first.at(type).ack_floor) << type << ": acked on a full disk";
+      }
+      std::printf("[ info ] store-1 %s while full: checkpoint seq %llu, ack floor %llu, %lld ack(s) pending\n",
+                  type.c_str(), static_cast<unsigned long long>(seqs.at(type)),
+                  static_cast<unsigned long long>(state.ack_floor), static_cast<long long>(state.ack_pending));
+    }
+  }
+
+  // The other agents keep up meanwhile: hq holds every price the hub has.
+  ASSERT_TRUE(fs->release().is_ok());
+  Status produced = producer.stop();
+  ASSERT_TRUE(produced.is_ok()) << produced.to_string();
+  ASSERT_TRUE(fleet.converged());
+  EXPECT_TRUE(hub_holds_exactly(fleet, producer.acked()));
+  EXPECT_EQ(integrity_check(replica), "ok");
+
+  const std::string log = fleet.agent("store-1").log_text();
+  EXPECT_EQ(count_lines(log, kAgentFullWarning), 1u) << log;
+  EXPECT_EQ(count_lines(log, kAgentBackInfo), 1u) << log;
+}
+
+}  // namespace
+}  // namespace ds::testing
