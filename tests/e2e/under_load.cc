@@ -10,24 +10,30 @@ constexpr uint64_t kWarmupBatches = 30;
 
 }  // namespace
 
+void start_load(Fleet& fleet, std::unique_ptr<LoadProducer>& producer, uint64_t warmup) {
+  producer = std::make_unique<LoadProducer>(fleet.nats().url(), "erp");
+  Status producing = producer->start();
+  ASSERT_TRUE(producing.is_ok()) << producing.to_string();
+  keep_loading(fleet, *producer, warmup);
+}
+
+void keep_loading(Fleet& fleet, LoadProducer& producer, uint64_t batches) {
+  const uint64_t target = producer.acked_batches() + batches;
+  if (producer.wait_acked(target)) return;
+  Status stopped = producer.stop();
+  FAIL() << producer.acked_batches() << " of " << target << " batches acknowledged; producer: "
+         << stopped.to_string() << fleet.logs();
+}
+
 void UnderLoadTest::SetUp() {
   Status started = fleet_.start();
   ASSERT_TRUE(started.is_ok()) << started.to_string();
-  producer_ = std::make_unique<LoadProducer>(fleet_.nats().url(), "erp");
-  Status producing = producer_->start();
-  ASSERT_TRUE(producing.is_ok()) << producing.to_string();
-  keep_loading(kWarmupBatches);
+  start_load(fleet_, producer_, kWarmupBatches);
 }
 
 void UnderLoadTest::TearDown() { producer_.reset(); }
 
-void UnderLoadTest::keep_loading(uint64_t batches) {
-  const uint64_t target = producer_->acked_batches() + batches;
-  if (producer_->wait_acked(target)) return;
-  Status producer = producer_->stop();
-  FAIL() << producer_->acked_batches() << " of " << target << " batches acknowledged; producer: "
-         << producer.to_string() << fleet_.logs();
-}
+void UnderLoadTest::keep_loading(uint64_t batches) { ds::testing::keep_loading(fleet_, *producer_, batches); }
 
 void UnderLoadTest::finish() {
   Status produced = producer_->stop();

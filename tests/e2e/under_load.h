@@ -15,6 +15,13 @@
 
 namespace ds::testing {
 
+// Starts a LoadProducer ("erp") against the fleet's nats-server and waits
+// until `warmup` batches are acknowledged. Call with ASSERT_NO_FATAL_FAILURE.
+void start_load(Fleet& fleet, std::unique_ptr<LoadProducer>& producer, uint64_t warmup);
+// Waits until `batches` more batches are acknowledged; fails the test with
+// the producer's status and the fleet's logs when they are not.
+void keep_loading(Fleet& fleet, LoadProducer& producer, uint64_t batches);
+
 class UnderLoadTest : public ::testing::Test {
  protected:
   void SetUp() override;

@@ -41,6 +41,7 @@
 
 #include "shared/sqlite.h"
 #include "tests/e2e/fleet.h"
+#include "tests/e2e/under_load.h"
 #include "tests/e2e/workload.h"
 #include "tests/faults/log_checks.h"
 
@@ -151,19 +152,10 @@ class ClockSkewTest : public ::testing::Test {
     fleet_ = std::make_unique<Fleet>(std::move(agents), std::move(options));
     Status started = fleet_->start();
     ASSERT_TRUE(started.is_ok()) << started.to_string();
-    producer_ = std::make_unique<LoadProducer>(fleet_->nats().url(), "erp");
-    Status producing = producer_->start();
-    ASSERT_TRUE(producing.is_ok()) << producing.to_string();
-    keep_loading(kWarmupBatches);
+    start_load(*fleet_, producer_, kWarmupBatches);
   }
 
-  void keep_loading(uint64_t batches) {
-    const uint64_t target = producer_->acked_batches() + batches;
-    if (producer_->wait_acked(target)) return;
-    Status producer = producer_->stop();
-    FAIL() << producer_->acked_batches() << " of " << target << " batches acknowledged; producer: "
-           << producer.to_string() << fleet_->logs();
-  }
+  void keep_loading(uint64_t batches) { ds::testing::keep_loading(*fleet_, *producer_, batches); }
 
   // Keeps the load on for at least `ms` of steady time: liveness is judged
   // every quarter interval, so a wrong clock had many chances to show.

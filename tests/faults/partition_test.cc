@@ -36,6 +36,7 @@
 #include "shared/names.h"
 #include "shared/sqlite.h"
 #include "tests/e2e/fleet.h"
+#include "tests/e2e/under_load.h"
 #include "tests/e2e/workload.h"
 #include "tests/faults/log_checks.h"
 #include "tests/faults/netns_link.h"
@@ -136,19 +137,10 @@ class NetworkFaultTest : public ::testing::Test {
     fleet_ = std::make_unique<Fleet>(std::move(agents), std::move(options));
     Status started = fleet_->start();
     ASSERT_TRUE(started.is_ok()) << started.to_string();
-    producer_ = std::make_unique<LoadProducer>(fleet_->nats().url(), "erp");
-    Status producing = producer_->start();
-    ASSERT_TRUE(producing.is_ok()) << producing.to_string();
-    keep_loading(kWarmupBatches);
+    start_load(*fleet_, producer_, kWarmupBatches);
   }
 
-  void keep_loading(uint64_t batches) {
-    const uint64_t target = producer_->acked_batches() + batches;
-    if (producer_->wait_acked(target)) return;
-    Status producer = producer_->stop();
-    FAIL() << producer_->acked_batches() << " of " << target << " batches acknowledged; producer: "
-           << producer.to_string() << fleet_->logs();
-  }
+  void keep_loading(uint64_t batches) { ds::testing::keep_loading(*fleet_, *producer_, batches); }
 
   // Stops the load; every replica converges and the hub holds exactly what
   // was acknowledged (plus `extra`, records acknowledged outside the load).
