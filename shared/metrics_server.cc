@@ -14,9 +14,6 @@ namespace {
 
 using Server = restinio::http_server_t<restinio::default_single_thread_traits_t>;
 
-// A scraper needs a handful of connections at most.
-constexpr size_t kMaxConnections = 16;
-
 Result<std::pair<std::string, uint16_t>> split_listen(const std::string& listen) {
   const auto colon = listen.rfind(':');
   if (colon == std::string::npos) return Status::invalid_argument("metrics listen '" + listen + "': expected host:port");
