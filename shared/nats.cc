@@ -508,9 +508,13 @@ struct Connection::Callbacks {
   // reading its JWT and signing.
   std::atomic<uint64_t> zero_byte_signatures{0};
   std::atomic<bool> shutting_down{false};  // user callbacks are skipped from here on
+  // While connect() checks that cnats' background retry got going (see
+  // there): a close then is connect()'s to handle, not the owner's.
+  std::atomic<bool> probing{false};
   std::mutex mu;
   std::condition_variable cv;
-  bool closed = false;  // guarded by mu
+  bool closed = false;       // guarded by mu
+  bool retry_alive = false;   // guarded by mu: the background retry waited, or connected
 };
 
 namespace {
@@ -591,15 +595,25 @@ void on_disconnected_cb(natsConnection*, void* closure) {
   guarded("on_disconnected", [&] { cb->on_disconnected(); });
 }
 
+// For connect(): cnats' background retry is under way (see there).
+void mark_retry_alive(Callbacks* cb) {
+  {
+    std::lock_guard<std::mutex> lock(cb->mu);
+    cb->retry_alive = true;
+  }
+  cb->cv.notify_all();
+}
+
 void on_reconnected_cb(natsConnection*, void* closure) {
   auto* cb = static_cast<Callbacks*>(closure);
+  mark_retry_alive(cb);
   if (cb->shutting_down.load() || !cb->on_reconnected) return;
   guarded("on_reconnected", [&] { cb->on_reconnected(); });
 }
 
 void on_closed_cb(natsConnection* nc, void* closure) {
   auto* cb = static_cast<Callbacks*>(closure);
-  if (!cb->shutting_down.load()) {
+  if (!cb->shutting_down.load() && !cb->probing.load()) {
     // cnats gave up by itself. Its last error says why.
     const char* text = nullptr;
     const natsStatus err = nc != nullptr ? natsConnection_GetLastError(nc, &text) : NATS_OK;
@@ -651,6 +665,7 @@ int64_t reconnect_delay_cb(natsConnection*, int attempts, void* closure) {
     delay += dist(cb->rng);
   }
   if (cb->on_retry && !cb->shutting_down.load()) guarded("on_retry", [&] { cb->on_retry(attempts, delay); });
+  mark_retry_alive(cb);
   return delay;
 }
 
@@ -750,9 +765,39 @@ Result<std::unique_ptr<Connection>> Connection::connect(ConnectOptions opts) {
     // (NATS_NOT_YET_CONNECTED) and keeps trying in the background.
     DS_RETURN_IF_ERROR(check(natsOptions_SetRetryOnFailedConnect(o.get(), true, on_reconnected_cb, cb.get()),
                              "retry on failed connect"));
+    cb->probing.store(true);
     s = natsConnection_Connect(&nc, o.get());
-    if (s == NATS_OK || s == NATS_NOT_YET_CONNECTED) break;
-    return make_status(s, 0, "connect to " + cfg.url);
+    if (s == NATS_OK) {
+      cb->probing.store(false);
+      break;
+    }
+    if (s != NATS_NOT_YET_CONNECTED) {
+      cb->probing.store(false);
+      return make_status(s, 0, "connect to " + cfg.url);
+    }
+    // cnats 3.4.1: when the attempt natsConnection_Connect makes before
+    // going to the background reached a server whose handshake then failed
+    // (it was going down, or coming up), that attempt forgets its server and
+    // the background retry closes the connection for good at once ("No
+    // server available"), before it ever waits. So: wait for its first
+    // wait (or a connection), and on such a close, start over.
+    bool gave_up = false;
+    {
+      std::unique_lock<std::mutex> lock(cb->mu);
+      cb->cv.wait_for(lock, std::chrono::milliseconds(opts.connect_timeout_ms + 1000),
+                      [&] { return cb->closed || cb->retry_alive; });
+      gave_up = cb->closed;
+      cb->closed = false;
+    }
+    cb->probing.store(false);
+    if (!gave_up) break;
+    natsConnection_Destroy(nc);  // closed: no callback reaches `cb` any more
+    nc = nullptr;
+    DS_RETURN_IF_ERROR(check(natsOptions_SetRetryOnFailedConnect(o.get(), false, nullptr, nullptr),
+                             "retry on failed connect"));
+    spdlog::warn("nats: {} went away during the handshake of the first connect; trying again in {} ms", cfg.url,
+                 opts.reconnect_wait_ms);
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::max<int64_t>(opts.reconnect_wait_ms, 1)));
   }
   std::unique_ptr<Connection> conn(new Connection());
   conn->nc_ = nc;

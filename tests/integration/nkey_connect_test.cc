@@ -88,6 +88,10 @@ class FakeNatsServer {
     bool sig_valid = false;     // ... that verifies against the nonce
   };
 
+  // A "nonce" that makes the server hang up at once, before its INFO (a
+  // server going down, or not yet up, as a connection reaches it).
+  static constexpr std::string_view kHangUp = "(hang up)";
+
   // Connection i gets nonces[i]; later ones get `fallback` (a nonce whose
   // signature begins with a non-zero byte).
   // With `jwt`, a CONNECT must carry that user JWT (a creds file's) instead
@@ -155,6 +159,7 @@ class FakeNatsServer {
   // Serves one client until it leaves, is refused, or is dropped.
   void serve(int fd, size_t index) {
     Attempt a = attempts()[index];
+    if (a.nonce == kHangUp) return;
     nlohmann::json info{{"server_id", "FAKE"}, {"server_name", "fake"}, {"version", "2.9.10"},
                         {"proto", 1},          {"host", "127.0.0.1"},    {"port", port_},
                         {"headers", true},     {"auth_required", true},  {"max_payload", 1048576},
@@ -281,6 +286,26 @@ TEST_F(NkeySignatureTest, ZeroByteSignatureAtAConnectThatRetriesInTheBackgroundI
   EXPECT_EQ(closed.load(), 0);
   EXPECT_FALSE((*nc)->closed());
   EXPECT_TRUE((*nc)->flush(2000).is_ok());
+}
+
+// cnats 3.4.1 closed a background-retrying connect for good at once when
+// the attempt it made before going to the background reached a server
+// whose handshake then failed; the chaos soak met it as an agent started
+// while nats-server was being killed. Both first attempts here are hung up.
+TEST_F(NkeySignatureTest, AHandshakeCutShortAtAConnectThatRetriesInTheBackgroundIsRetried) {
+  const std::string hang_up(FakeNatsServer::kHangUp);
+  FakeNatsServer fake(keys_, {hang_up, hang_up}, plain_nonce_);
+  std::atomic<int> closed{0};
+  ConnectOptions opts = options(fake);
+  opts.retry_on_failed_connect = true;
+  opts.on_closed = [&](const Status&) { ++closed; };
+  auto nc = Connection::connect(opts);
+  ASSERT_TRUE(nc.is_ok()) << nc.status().to_string();
+  ASSERT_TRUE(wait_until([&] { return (*nc)->connected() || closed.load() > 0; }, 10000));
+  EXPECT_EQ(closed.load(), 0);
+  EXPECT_FALSE((*nc)->closed());
+  EXPECT_TRUE((*nc)->flush(2000).is_ok());
+  EXPECT_GE(fake.attempts().size(), 3u);
 }
 
 TEST_F(NkeySignatureTest, ZeroByteSignaturesWhileReconnectingNeverCloseTheConnection) {
