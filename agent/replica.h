@@ -1,5 +1,5 @@
 #pragma once
-// Replica (the ReplicaWriter of DESIGN.md §8): the agent's local SQLite file.
+// Replica: the agent's local SQLite file (docs/architecture.md, "Storage").
 //
 // Layout (WAL mode, one file):
 //   <type>                       one table per taken type, named after it:

@@ -1,5 +1,6 @@
 #pragma once
-// HttpApi: the hub's HTTP interface (DESIGN.md §2, issue 3 points 3-4).
+// HttpApi: the hub's HTTP interface (docs/operations.md, "Hub";
+// docs/security.md, "The hub's HTTP API").
 //
 //   GET  /healthz                              no token; {"ok":true} while the process serves HTTP
 //   GET  /readyz                               no token; 200 {"ready":true} once the hub is up and

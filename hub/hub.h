@@ -1,6 +1,6 @@
 #pragma once
-// Hub: the composition of deltasync-hub (DESIGN.md §2). start() brings the
-// parts up in dependency order:
+// Hub: the composition of deltasync-hub (docs/architecture.md, "Processes").
+// start() brings the parts up in dependency order:
 //
 //   Authorizer ([auth] identities_file: what each agent and producer may do)
 //   QueryStore (writer connection; creates/upgrades the tables)

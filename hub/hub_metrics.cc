@@ -39,7 +39,7 @@ void HubMetrics::write(PrometheusWriter& w) const {
   w.counter("deltasync_hub_ingest_batches_total", "Ingest batches stored (not retries).",
             static_cast<double>(ingest_batches.load()));
   w.counter("deltasync_hub_ingest_records_total", "Records stored by ingest.", static_cast<double>(ingest_records.load()));
-  w.counter("deltasync_hub_ingest_retries_total", "Ingest batches whose (producer, seq) was already stored.",
+  w.counter("deltasync_hub_ingest_retries_total", "Ingest batches whose (producer, type, seq) was already stored.",
             static_cast<double>(ingest_retries.load()));
   w.counter("deltasync_hub_ingest_dropped_total",
             "Ingest requests dropped unanswered and unstored: the reply subject was not the producer's own inbox.",

@@ -31,7 +31,7 @@ enum class IngestTransport { kNats = 0, kHttp = 1 };
 struct HubMetrics {
   std::atomic<uint64_t> ingest_batches{0};           // batches stored (new, not retries)
   std::atomic<uint64_t> ingest_records{0};           // records stored
-  std::atomic<uint64_t> ingest_retries{0};           // (producer, seq) seen before
+  std::atomic<uint64_t> ingest_retries{0};           // (producer, type, seq) seen before
   std::atomic<uint64_t> ingest_dropped{0};           // dropped unanswered: reply subject not the producer's inbox
   std::atomic<uint64_t> published_batches{0};        // delta batches acked by JetStream
   std::atomic<uint64_t> published_changes{0};

@@ -1,5 +1,5 @@
 #pragma once
-// The ingest path of the hub, in one place (DESIGN.md §1 step 2, §5):
+// The ingest path of the hub, in one place (docs/architecture.md, "Ingest"):
 //
 //   producer --ds.ingest.<type>--> NatsIngestListener (cnats thread)
 //   HTTP POST /v1/types/<type>/records --> HttpApi (HTTP thread)

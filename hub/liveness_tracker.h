@@ -1,10 +1,11 @@
 #pragma once
-// LivenessTracker: the agent liveness state machine of DESIGN.md §6, with no
-// clock, thread or I/O of its own. The caller passes "now" (milliseconds)
-// into every call, so tests drive time by hand. The service feeds it the
-// hub's accountable time (AccountableClock, below): silence the agent could
-// not have broken (the hub stalled, its broker connection down, its beats not
-// confirmed at the broker) is not counted against the agent.
+// LivenessTracker: the agent liveness state machine of docs/architecture.md
+// ("Heartbeat", "Accountable time"), with no clock, thread or I/O of its own.
+// The caller passes "now" (milliseconds) into every call, so tests drive time
+// by hand. The service feeds it the hub's accountable time (AccountableClock,
+// below): silence the agent could not have broken (the hub stalled, its broker
+// connection down, its beats not confirmed at the broker) is not counted
+// against the agent.
 //
 //   live    --no reply for more than interval + grace------------> suspect
 //   live/suspect --no reply for dead_after x interval or more-----> dead

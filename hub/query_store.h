@@ -1,7 +1,7 @@
 #pragma once
-// QueryStore: the hub's SQLite query store and change log (DESIGN.md §3, §5
-// "Source of truth"). Records are stored classified by business type, one
-// current-state table per type:
+// QueryStore: the hub's SQLite query store and change log
+// (docs/architecture.md, "Storage"; docs/protocol.md, "Semantics"). Records are
+// stored classified by business type, one current-state table per type:
 //
 //   t_<type>(_key TEXT PRIMARY KEY, "<column>"..., _partition, _version, _ts,
 //            _hub_ts, _deleted)
@@ -164,7 +164,7 @@ class QueryStore {
   // Stores `batches` in ONE transaction, each batch all-or-nothing: per type
   // the next versions are assigned in order, upserts patch the row (only the
   // given columns change), deletes leave a tombstone (columns cleared), every
-  // change is appended to the log with its delta batch, and (producer, seq)
+  // change is appended to the log with its delta batch, and (producer, type, seq)
   // is recorded. A batch whose (producer, type, seq) was stored before stores
   // nothing and reports the stored range (retried). A record that breaks a
   // rule needing the stored row (moving a key to another partition, no

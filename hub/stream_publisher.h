@@ -1,7 +1,7 @@
 #pragma once
 // StreamPublisher: moves committed changes from the change log into the
-// per-type streams DS_<TYPE> (DESIGN.md §4, §5) and reconciles the streams
-// with the log.
+// per-type streams DS_<TYPE> (docs/protocol.md, "Subjects and streams") and
+// reconciles the streams with the log.
 //
 // Publication: every delta batch of the log after the type's published batch
 // goes to ds.delta.<type>.<partition> with Nats-Msg-Id "<type>:<batch>", in

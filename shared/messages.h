@@ -1,7 +1,8 @@
 #pragma once
-// The messages of DESIGN.md §5 as plain structs. shared/codec.h turns them
-// into msgpack maps (string keys) and back. Unknown keys are ignored on decode;
-// new keys are added, never repurposed. Times are integer ms since the epoch.
+// The messages of docs/protocol.md ("Messages") as plain structs.
+// shared/codec.h turns them into msgpack maps (string keys) and back. Unknown
+// keys are ignored on decode; new keys are added, never repurposed. Times are
+// integer ms since the epoch.
 
 #include <cstdint>
 #include <map>
@@ -45,7 +46,7 @@ struct IngestRecord {
 };
 struct IngestRequest {
   std::string producer;              // optional on the wire ("" when absent)
-  std::optional<uint64_t> seq;       // (producer, seq) makes a retry idempotent
+  std::optional<uint64_t> seq;       // (producer, type, seq) makes a retry idempotent
   std::vector<IngestRecord> records;
   bool operator==(const IngestRequest&) const = default;
 };

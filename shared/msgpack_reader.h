@@ -119,7 +119,7 @@ inline Status read_array(const msgpack::object& o, std::string_view path, std::s
 }
 
 // A map with string keys, read by key. Keys that are not strings and keys the
-// reader never asks for are ignored (DESIGN.md §5: unknown keys are ignored);
+// reader never asks for are ignored (docs/protocol.md: unknown keys are ignored);
 // a key that is asked for and appears twice is an error, so two decoders can
 // never disagree about which copy counts.
 class MapReader {

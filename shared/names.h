@@ -1,6 +1,7 @@
 #pragma once
-// Every subject, stream and consumer name of DESIGN.md §4, built in one place,
-// and the validation of the identifiers that go into them.
+// Every subject, stream and consumer name of docs/protocol.md ("Subjects and
+// streams"), built in one place, and the validation of the identifiers that go
+// into them.
 
 #include <cstdint>
 #include <optional>

@@ -1,6 +1,6 @@
 #pragma once
-// The data model of DESIGN.md §3: field values, business-type schemas, and
-// validation of a record's fields against its type.
+// The data model (docs/protocol.md, "Messages" and "Semantics"): field values,
+// business-type schemas, and validation of a record's fields against its type.
 
 #include <cstdint>
 #include <map>

@@ -1,6 +1,6 @@
 // Scenario 3: the hub is killed with SIGKILL while a producer ingests, and
 // restarted. The producer retries every unanswered batch with the same
-// (producer, seq); nothing the hub acknowledged is lost, every value is the
+// (producer, type, seq); nothing the hub acknowledged is lost, every value is the
 // last one acknowledged, and the agents converge without being restarted.
 #include <signal.h>
 

@@ -6,7 +6,7 @@
 // upsert merges its fields into the live record (patch semantics), a delete
 // removes it, and an upsert after a delete starts from nothing (the hub
 // clears a deleted record's columns). Records are ingest records as JSON
-// objects ({key, op, fields?, partition?}, DESIGN.md §5), the same text
+// objects ({key, op, fields?, partition?}, docs/protocol.md), the same text
 // `deltasync push` reads. Not thread-safe.
 //
 // LoadProducer: a producer that keeps ingesting on its own thread while the

@@ -1,6 +1,8 @@
 #pragma once
 // FakeHub: the smallest hub the agent's integration tests need, built only
-// from shared/ (until the real hub lands). It follows the protocol notes:
+// from shared/, so that those tests exercise the agent against the protocol
+// (docs/protocol.md) and not against the hub's code: a hub bug can neither
+// hide an agent bug nor fail an agent test. It follows the protocol:
 //   - holds the current rows of each type in memory and assigns versions;
 //   - publishes each commit as delta batches (at most `batch_size` changes,
 //     one (type, partition) each) to ds.delta.<type>.<partition> in stream

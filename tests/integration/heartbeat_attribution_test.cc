@@ -1,5 +1,5 @@
 // Heartbeat replies are attributed by what NATS permissions bind, never by
-// what a reply says (DESIGN.md §6, §7): a real nats-server with the
+// what a reply says (docs/architecture.md "Heartbeat", docs/security.md): a real nats-server with the
 // credentials `deltasync creds` generates, the real AgentService on the hub's
 // identity, and agents on their own identities. The attacker is a
 // compromised agent, store-1, acting with its own connection: it forges

@@ -1,6 +1,6 @@
 // JetStream wrappers (shared/nats.h) against a real nats-server: streams,
 // de-duplicated publishing, hub-style push consumers bound by agents, and
-// the per-agent permissions of DESIGN.md §7.
+// the per-agent permissions of docs/security.md.
 
 #include <signal.h>
 
@@ -473,7 +473,7 @@ TEST_F(JetStreamTest, StoredDeltasSurviveAServerCrash) {
 }
 
 // ---------------------------------------------------------------------------
-// Per-agent permissions (DESIGN.md §7, deploy's nats-permissions example).
+// Per-agent permissions (docs/security.md, "What each identity may do, and why").
 
 constexpr const char* kAuthConfig = R"(
 authorization {

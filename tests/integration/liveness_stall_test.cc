@@ -1,4 +1,4 @@
-// A short stall must not kill the fleet (DESIGN.md §6, accountable time):
+// A short stall must not kill the fleet (docs/architecture.md, "Accountable time"):
 // the deltasync-hub binary with 120 simulated agents (tools/simulated_fleet.h)
 // answering its heartbeats over a real nats-server; heartbeat 500 ms, dead
 // after 3 missed beats (a 1.5 s threshold). The hub or the broker is stopped

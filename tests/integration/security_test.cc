@@ -1,4 +1,4 @@
-// DESIGN.md §7 against a real nats-server: credentials from `deltasync creds`
+// docs/security.md against a real nats-server: credentials from `deltasync creds`
 // (tools/creds.h) give each process exactly the subjects it needs. Every
 // allowance is shown by data arriving and every denial by data never
 // arriving (or the JetStream API call failing), because a denied subscribe
@@ -157,7 +157,7 @@ class SecurityTest : public ::testing::Test {
     }
   }
 
-  // The consumer the hub keeps for `agent` (DESIGN §4).
+  // The consumer the hub keeps for `agent` (docs/protocol.md, "Subjects and streams").
   ConsumerSpec agent_consumer(const std::string& agent) const {
     ConsumerSpec spec;
     spec.durable = consumer_name(agent);

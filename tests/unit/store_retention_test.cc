@@ -40,7 +40,7 @@ class StoreRetentionTest : public ::testing::Test {
     ASSERT_TRUE(s.is_ok()) << s.status().to_string();
     store_ = std::move(s).value();
   }
-  // Commits one batch at hub time `hub_ts`, as (producer, seq) when seq > 0.
+  // Commits one batch at hub time `hub_ts`, as (producer, type, seq) when seq > 0.
   void commit(std::vector<IngestRecord> records, int64_t hub_ts, uint64_t seq = 0) {
     CommitBatch b{"item", seq > 0 ? "erp" : "", seq > 0 ? std::optional<uint64_t>(seq) : std::nullopt,
                   std::move(records), "d"};
