@@ -137,6 +137,7 @@ Status AgentRegistry::record_registration(const RegisterRequest& r, int64_t now_
   a.version = r.version;
   a.state = AgentState::kLive;
   a.registered_at = now_wall_ms;
+  ++a.registrations;
   a.last_beat = now_wall_ms;
   a.last_error.clear();
   a.health = AgentHealth::kOk;

@@ -62,6 +62,9 @@ struct AgentRecord {
   std::string version;
   AgentState state = AgentState::kLive;
   int64_t registered_at = 0;  // wall-clock ms
+  // Registrations of this agent since the hub started (memory only): what
+  // tells "registered after X" without a wall clock (verify --repair).
+  uint64_t registrations = 0;
   int64_t last_beat = 0;      // wall-clock ms of the last accepted reply or registration
   std::string last_error;     // the agent's own error report, "" when healthy
   AgentHealth health = AgentHealth::kOk;

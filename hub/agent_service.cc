@@ -784,6 +784,7 @@ nlohmann::json AgentService::agents_json() const {
         {"version", a.version},
         {"state", std::string(agent_state_name(a.state))},
         {"registered_at", a.registered_at},
+        {"registrations", a.registrations},
         {"last_beat", a.last_beat},
         {"health", a.health == AgentHealth::kOk ? "ok" : "degraded"},
         {"pending", a.pending},

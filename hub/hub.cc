@@ -201,7 +201,7 @@ struct Hub::Impl {
     if (started.load()) {
       if (nc == nullptr || !nc->connected()) return "nats: disconnected (reconnecting)";
       if (!connected) return "nats: the delta publisher's connection is down (reconnecting)";
-      return writer->blocked_reason();
+      return writer->not_ready_reason();
     }
     if (connected) return "starting";
     const int attempt = nats_attempt.load();

@@ -34,8 +34,11 @@
 // outages; only a connection cnats closes for good (the server refused the
 // credentials twice in a row) ends run_until() with an error.
 //
-// /readyz is 503 also while a type's stream holds changes its store lacks
-// and cannot give back (IngestWriter::blocked_reason).
+// /readyz is 503, with the reason, while NATS is down (or the delta
+// publisher's connection is), and whenever the ingest writer is not ready
+// (IngestWriter::not_ready_reason): its thread is not running, the streams
+// are being reconciled, the store is full, or a type's stream holds changes
+// its store lacks and cannot give back.
 //
 // Thread-safety: start(), run_until() and stop() from one controlling thread
 // (main); the stop token may be triggered from any thread.

@@ -100,7 +100,8 @@ std::optional<Rejection> validate_ingest_records(const TypeConfig& type, std::ve
                                            " bytes as a delta batch, over the limit of " +
                                            std::to_string(max_batch_bytes) +
                                            " bytes one message may carry under the server's max_payload; "
-                                           "it could never be published (make it smaller)")),
+                                           "it could never be published (make it smaller, or raise max_payload in the "
+                                           "nats-server configuration)")),
                        static_cast<uint32_t>(i)};
     }
   }

@@ -1,5 +1,6 @@
 #include "hub/ingest_writer.h"
 
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -20,6 +21,11 @@
 
 namespace ds {
 namespace {
+
+int64_t steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -44,6 +50,9 @@ std::string content_digest(IngestRequest& request) {
 // (tests/faults look for these).
 constexpr const char* kStoreFullMessage = "the hub's store is full";
 constexpr const char* kStoreBackMessage = "the hub's store takes writes again";
+// What an ingest is answered once the writer thread ended by itself.
+constexpr const char* kWriterEndedMessage =
+    "the hub's ingest writer is not running (its thread ended): ingest is refused until the hub is restarted";
 
 // The exit code of the test-only fault hook (see ingest_writer.h).
 constexpr int kFaultExitCode = 86;
@@ -91,6 +100,7 @@ void IngestWriter::start() {
   if (thread_.joinable() || stopping_) return;
   accepting_ = true;
   reconcile_requested_ = true;
+  thread_running_.store(true);
   thread_ = std::thread([this] { run(); });
 }
 
@@ -117,7 +127,9 @@ void IngestWriter::submit(const std::string& type, IngestRequest request, Ingest
   Status refused;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!accepting_) {
+    if (!accepting_ && ended_) {
+      refused = Status::unavailable(kWriterEndedMessage);
+    } else if (!accepting_) {
       refused = Status::unavailable("the hub is not accepting ingests (starting or shutting down)");
     } else if (auto blocked = blocked_.find(type); blocked != blocked_.end()) {
       refused = Status::unavailable("type '" + type +
@@ -140,15 +152,31 @@ void IngestWriter::submit(const std::string& type, IngestRequest request, Ingest
   cv_.notify_one();
 }
 
-std::string IngestWriter::blocked_reason() const {
+std::string IngestWriter::not_ready_reason() const {
+  if (!thread_running_.load()) {
+    return "the ingest writer is not running (its thread ended): ingest is refused; restart the hub (see its log)";
+  }
   std::lock_guard<std::mutex> lock(mu_);
   if (!first_reconcile_done_) return "reconciling the streams with the change log";
+  if (store_full_.load()) {
+    return std::string(kStoreFullMessage) + " (no space left on the filesystem of " + config_.store_path +
+           "): ingest is refused until there is space again";
+  }
   if (blocked_.empty()) return {};
   std::string types;
   for (const auto& [type, why] : blocked_) types += (types.empty() ? "'" : ", '") + type + "'";
   return "store behind stream for type " + types +
          ": the stream holds changes the store lacks and cannot take back (restored from an older backup?); "
          "ingest of it refused; see the hub log";
+}
+
+bool IngestWriter::store_has_space_again() {
+  const int64_t now = steady_ms();
+  if (now - space_checked_ms_ < 1000) return false;
+  space_checked_ms_ = now;
+  struct statvfs st {};
+  if (::statvfs(config_.store_path.c_str(), &st) != 0) return false;
+  return static_cast<uint64_t>(st.f_bavail) * st.f_frsize >= kStoreFreeBytesToResume;
 }
 
 void IngestWriter::request_reconcile() {
@@ -170,6 +198,33 @@ void IngestWriter::stop() {
 }
 
 void IngestWriter::run() {
+  loop();
+  // However the loop ended, nothing queued may wait for an answer, and
+  // nothing more is taken.
+  std::deque<Pending> left;
+  bool stopping = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    accepting_ = false;
+    left.swap(queue_);
+    stopping = stopping_;
+    ended_ = !stopping_;
+    metrics_.ingest_queue_depth = 0;
+  }
+  thread_running_.store(false);
+  for (Pending& p : left) {
+    reply_rejected(p.reply, Status::unavailable(stopping ? "the hub is shutting down; retry later" : kWriterEndedMessage),
+                   std::nullopt);
+  }
+  if (stopping) {
+    spdlog::info("ingest writer: drained and stopped");
+  } else {
+    spdlog::critical("ingest writer: its thread ended while the hub runs: every ingest is refused until the hub "
+                     "is restarted; /readyz says not ready");
+  }
+}
+
+void IngestWriter::loop() {
   for (;;) {
     std::vector<Pending> group;
     bool reconcile = false;
@@ -225,8 +280,14 @@ void IngestWriter::run() {
           for (const TypeConfig& t : config_.types) backlog_.insert(t.name);
           spdlog::error("reconciliation incomplete: {} (retried after the next reconnect)", s.to_string());
         }
+        if (fault_ == "writer_thread_exit") {
+          spdlog::warn("DELTASYNC_FAULT=writer_thread_exit: the writer thread ends now");
+          return;
+        }
       } else if (!idle) {
         process_group(group);
+      } else if (store_full_.load() && store_has_space_again()) {
+        store_full_.store(false);  // ready again; the next commit logs that the store takes writes
       }
       // Between group commits, never before the first reconciliation.
       if (reconciled_) retention_.maybe_step(now_ms());
@@ -237,7 +298,6 @@ void IngestWriter::run() {
       for (Pending& p : group) reply_rejected(p.reply, Status::internal(e.what()), std::nullopt);
     }
   }
-  spdlog::info("ingest writer: drained and stopped");
 }
 
 void IngestWriter::process_group(std::vector<Pending>& group) {
@@ -284,6 +344,7 @@ void IngestWriter::process_group(std::vector<Pending>& group) {
                      kStoreFullMessage, config_.store_path, committed.status().message());
       }
       refused_while_full_ += group.size();
+      store_full_.store(true);
       refused = Status::unavailable(std::string(kStoreFullMessage) + " (no space left on its filesystem): batch not "
                                     "stored; retry later with the same producer and seq");
     } else {
@@ -294,6 +355,7 @@ void IngestWriter::process_group(std::vector<Pending>& group) {
     }
     return;
   }
+  store_full_.store(false);
   if (refused_while_full_ != 0) {
     spdlog::info("ingest: {} again ({} batch(es) were refused while it was full)", kStoreBackMessage,
                  refused_while_full_);

@@ -42,16 +42,29 @@
 // the full store; nothing is acknowledged, the hub logs one warning for the
 // whole episode and one info line when a commit succeeds again: ingest
 // resumes by itself once space is back (producers retry with the same seq).
+// Until then not_ready_reason() names the full store (GET /readyz is 503): it
+// is set by a commit refused with SQLITE_FULL and cleared by the next commit
+// that succeeds or, with no ingest to try, once the store's filesystem has
+// kStoreFreeBytesToResume free again (statvfs, checked at most every second).
+//
+// The writer thread ends only in stop(). Should it end otherwise (a bug in
+// its loop), every queued and later batch is refused with "unavailable" and
+// not_ready_reason() says the writer is not running: the hub must be
+// restarted.
 //
 // Test-only fault hook: the environment variable DELTASYNC_FAULT, read once
 // at construction, makes the writer thread _exit(86) at a chosen point so an
 // integration test can kill the hub deterministically: "exit_after_commit"
 // (committed, nothing published) or "exit_after_publish" (published, not yet
-// marked). Never set it in production.
+// marked). "writer_thread_exit" makes the writer thread end by itself after
+// its first reconciliation, without _exit (the process goes on, as after a
+// bug in the loop: /readyz must say so). Never set it in production.
 //
-// Thread-safety: submit(), request_reconcile() and stop() are thread-safe;
+// Thread-safety: submit(), request_reconcile(), not_ready_reason() and stop()
+// are thread-safe;
 // everything else runs on the writer thread.
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -119,12 +132,17 @@ class IngestWriter {
   // reconnect). Runs before the next group commit.
   void request_reconcile();
 
-  // Why the writer is not ready ("" when it is): until the first
-  // reconciliation of every stream with the change log has run; after it,
-  // a type whose stream holds changes the store lacks and could not give
-  // back (after a restore from an older backup; StreamPublisher, Recovery).
-  // Thread-safe; for /readyz.
-  std::string blocked_reason() const;
+  // Free bytes on the store's filesystem that make a full store count as
+  // writable again when no commit has tried it yet.
+  static constexpr uint64_t kStoreFreeBytesToResume = 1u << 20;
+
+  // Why the writer is not ready ("" when it is), the first that holds of:
+  // its thread is not running (never started, or ended other than by
+  // stop()); the first reconciliation of every stream with the change log
+  // has not run yet; the store is full (above); a type whose stream holds
+  // changes the store lacks and could not give back (after a restore from an
+  // older backup; StreamPublisher, Recovery). Thread-safe; for /readyz.
+  std::string not_ready_reason() const;
 
   // Refuses new batches, finishes (commits, publishes, replies to) the
   // queued ones, and joins the thread. Idempotent.
@@ -137,6 +155,9 @@ class IngestWriter {
   };
 
   void run();
+  void loop();
+  // While the store is full: whether its filesystem has space again.
+  bool store_has_space_again();
   void process_group(std::vector<Pending>& group);
   // Publishes the delta batches of `type` a commit created and marks them
   // published; from the log instead while the type is in the backlog.
@@ -158,6 +179,11 @@ class IngestWriter {
   // Batches refused since the store filled up (SQLITE_FULL); 0 while it
   // takes writes. Writer thread only.
   uint64_t refused_while_full_ = 0;
+  // When store_has_space_again() last looked (steady ms). Writer thread only.
+  int64_t space_checked_ms_ = 0;
+  // Read by not_ready_reason() on any thread.
+  std::atomic<bool> store_full_{false};
+  std::atomic<bool> thread_running_{false};
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -166,6 +192,7 @@ class IngestWriter {
   std::deque<Pending> queue_;        // guarded by mu_
   bool accepting_ = false;           // guarded by mu_
   bool stopping_ = false;            // guarded by mu_
+  bool ended_ = false;               // the thread ended other than by stop(); guarded by mu_
   bool reconcile_requested_ = false; // guarded by mu_
   std::thread thread_;
 };

@@ -71,17 +71,28 @@ class HubDigests {
     auto key = std::make_pair(type, partition);
     auto it = cache_.find(key);
     if (it != cache_.end()) return it->second;
+    const int64_t t0 = steady_now_ms();
     DS_ASSIGN_OR_RETURN(TableDigest d, store_.table_digest(type, partition_filter(partition)));
+    took_ms_[key] = steady_now_ms() - t0;
     cache_.emplace(key, d);
     return d;
   }
+  // How long the hub's scan for get(type, partition) took; 0 before it ran.
+  int64_t took_ms(const std::string& type, const std::string& partition) const {
+    auto it = took_ms_.find(std::make_pair(type, partition));
+    return it == took_ms_.end() ? 0 : it->second;
+  }
   // Forgets every digest (after a repair the hub's rows may have moved on).
-  void clear() { cache_.clear(); }
+  void clear() {
+    cache_.clear();
+    took_ms_.clear();
+  }
   QueryStore& store() { return store_; }
 
  private:
   QueryStore& store_;
   std::map<std::pair<std::string, std::string>, TableDigest> cache_;
+  std::map<std::pair<std::string, std::string>, int64_t> took_ms_;
 };
 
 }  // namespace
@@ -126,7 +137,11 @@ class JobRun {
   // digests + compare + locate for `agents`: one row per agent and type.
   nlohmann::json verify(const std::vector<AgentEntry>& agents, const std::function<void(const char*)>& phase) {
     phase("digests");
-    std::vector<Result<DigestReply>> replies = ask_all(agents);
+    std::vector<int64_t> timeouts;
+    timeouts.reserve(agents.size());
+    for (const AgentEntry& a : agents) timeouts.push_back(digest_timeout_ms(expected_rows(a)));
+    std::vector<int64_t> took_ms(agents.size(), 0);
+    std::vector<Result<DigestReply>> replies = ask_all(agents, timeouts, took_ms);
     phase("compare");
     nlohmann::json rows = nlohmann::json::array();
     std::vector<size_t> differing;  // row indices
@@ -134,6 +149,11 @@ class JobRun {
       const AgentEntry& a = agents[i];
       for (auto it = a.types.begin(); it != a.types.end(); ++it) {
         nlohmann::json row = compare(a, it.key(), it.value(), replies[i]);
+        // Where the time goes: the agent's answer (its scan of every type it
+        // takes, and the round trip) and the hub's scan of this partition.
+        row["agent_digest_ms"] = took_ms[i];
+        row["agent_timeout_ms"] = timeouts[i];
+        row["hub_digest_ms"] = hub_.took_ms(it.key(), row.value("partition", std::string(kAnyPartition)));
         if (!row.value("match", false) && !row.contains("error") && row.value("content_checked", false)) {
           differing.push_back(rows.size());
         }
@@ -152,8 +172,27 @@ class JobRun {
   }
 
  private:
-  // Every agent's digests, kConcurrency requests in flight.
-  std::vector<Result<DigestReply>> ask_all(const std::vector<AgentEntry>& agents) {
+  // How long to wait for an agent's digests of `rows` rows: the agent scans
+  // them all for every request, so the wait grows with its table.
+  int64_t digest_timeout_ms(uint64_t rows) const {
+    return options_.agent_timeout_ms +
+           static_cast<int64_t>(rows / 1000) * options_.agent_timeout_per_million_rows_ms / 1000;
+  }
+
+  // The rows the agent should hold: the hub's rows of each of its types'
+  // partitions (its digests, needed by compare anyway, computed here once).
+  uint64_t expected_rows(const AgentEntry& a) {
+    uint64_t rows = 0;
+    for (auto it = a.types.begin(); it != a.types.end() && !cancel_.load(); ++it) {
+      auto d = hub_.get(it.key(), it.value().value("partition", std::string(kAnyPartition)));
+      if (d.is_ok()) rows += d->keys.count;
+    }
+    return rows;
+  }
+
+  // Every agent's digests, kConcurrency requests in flight, each with its timeout.
+  std::vector<Result<DigestReply>> ask_all(const std::vector<AgentEntry>& agents, const std::vector<int64_t>& timeouts,
+                                           std::vector<int64_t>& took_ms) {
     std::vector<Result<DigestReply>> replies(agents.size(), Result<DigestReply>(Status::unavailable("not asked")));
     total_.store(agents.size());
     done_.store(0);
@@ -165,7 +204,9 @@ class JobRun {
         if (agents[i].state == "dead") {
           replies[i] = Status::unavailable("agent is dead: not asked");
         } else {
-          replies[i] = hooks_.request_digest(agents[i].id, DigestRequest{}, options_.agent_timeout_ms);
+          const int64_t t0 = steady_now_ms();
+          replies[i] = hooks_.request_digest(agents[i].id, DigestRequest{}, timeouts[i]);
+          took_ms[i] = steady_now_ms() - t0;
         }
         done_.fetch_add(1);
       }
@@ -225,7 +266,8 @@ class JobRun {
     DigestRequest request;
     request.types = {type};
     request.buckets = buckets;
-    auto agent_buckets = ask_one(agent, type, request);
+    const int64_t timeout_ms = digest_timeout_ms(rows);
+    auto agent_buckets = ask_one(agent, type, request, timeout_ms);
     if (!agent_buckets.is_ok()) return fail(agent_buckets.status().message());
     if (agent_buckets->buckets.size() != buckets) return fail("the agent did not report bucket digests");
 
@@ -243,7 +285,7 @@ class JobRun {
     auto hub_list = hub_.store().table_digest(type, partition_filter(partition), options);
     if (!hub_list.is_ok()) return fail(hub_list.status().message());
     request.list = differing;
-    auto agent_list = ask_one(agent, type, request);
+    auto agent_list = ask_one(agent, type, request, timeout_ms);
     if (!agent_list.is_ok()) return fail(agent_list.status().message());
 
     // A truncated list covers only its smallest keys: compare up to the
@@ -283,8 +325,9 @@ class JobRun {
                                    differing_total > differing.size();
   }
 
-  Result<TypeDigest> ask_one(const std::string& agent, const std::string& type, const DigestRequest& request) {
-    DS_ASSIGN_OR_RETURN(DigestReply reply, hooks_.request_digest(agent, request, options_.agent_timeout_ms));
+  Result<TypeDigest> ask_one(const std::string& agent, const std::string& type, const DigestRequest& request,
+                             int64_t timeout_ms) {
+    DS_ASSIGN_OR_RETURN(DigestReply reply, hooks_.request_digest(agent, request, timeout_ms));
     auto it = reply.types.find(type);
     if (it == reply.types.end()) return Status::not_found("the agent does not report type '" + type + "'");
     return it->second;
@@ -399,7 +442,14 @@ void VerifyService::run(std::shared_ptr<Job> job) {
     job->set("before_repair", rows);
     nlohmann::json repairs = nlohmann::json::array();
     std::map<std::pair<std::string, std::string>, size_t> waiting;  // (agent, type) -> index in repairs
-    const int64_t ordered_at = wall_now_ms();
+    // Each agent's registrations before the order: a later registration is
+    // the reload (counted by the hub, so no wall clock is compared: a hub
+    // clock stepping back during the repair changes nothing).
+    std::map<std::string, uint64_t> registrations_before;
+    for (const nlohmann::json& a : hooks_.agents_json()) {
+      registrations_before[a.value("id", "")] = a.value("registrations", uint64_t{0});
+    }
+    std::map<std::pair<std::string, std::string>, uint64_t> ordered_after;  // (agent, type) -> registrations
     for (const nlohmann::json& r : rows) {
       if (r.value("match", false)) continue;
       const std::string agent = r.value("agent", "");
@@ -412,6 +462,7 @@ void VerifyService::run(std::shared_ptr<Job> job) {
       } else {
         entry["ordered"] = true;
         waiting.emplace(std::make_pair(agent, type), repairs.size());
+        ordered_after[std::make_pair(agent, type)] = registrations_before[agent];
         spdlog::info("verify job {}: agent {} type {}: snapshot ordered", job->id, agent, type);
       }
       repairs.push_back(std::move(entry));
@@ -429,7 +480,7 @@ void VerifyService::run(std::shared_ptr<Job> job) {
         for (auto it = waiting.begin(); it != waiting.end();) {
           const auto& [agent, type] = it->first;
           const bool back = a.value("id", "") == agent && types.contains(type) &&
-                            a.value("registered_at", int64_t{0}) >= ordered_at &&
+                            a.value("registrations", uint64_t{0}) > ordered_after[it->first] &&
                             types[type].value("consumer", false) && !types[type].value("awaiting_snapshot", true);
           if (!back) {
             ++it;

@@ -4,14 +4,18 @@
 // and /metrics answer throughout) and reports its progress while it runs.
 //
 // A job, in phases (the report's "phase"):
-//   digests  every non-retired, non-dead agent is asked for its digests
-//            (DigestRequest on ds.agent.<id>.digest) by kConcurrency worker
-//            threads, each with at most one request in flight: 1,000 agents
-//            take about 1,000 x (round trip + the agent's table scan) / 16.
-//            agents_done / agents_total count the answers (or failures).
+//   digests  the hub's digests of every (type, partition) the agents take
+//            are computed first (their row counts set each agent's request
+//            timeout, VerifyOptions), then every non-retired, non-dead agent
+//            is asked for its digests (DigestRequest on ds.agent.<id>.digest)
+//            by kConcurrency worker threads, each with at most one request
+//            in flight: 1,000 agents take about 1,000 x (round trip + the
+//            agent's table scan) / 16. agents_done / agents_total count the
+//            answers (or failures).
 //   compare  per agent and type, the agent's content digest against the
 //            hub's for the agent's partition (computed once per type and
-//            partition per job, on the job's own read-only QueryStore). An
+//            partition per job, in the digests phase, on the job's own
+//            read-only QueryStore). An
 //            agent that predates the content digest is compared by its keys
 //            digest and the row says content_checked: false.
 //   locate   for up to kMaxLocated differing agent x type pairs: bucket
@@ -22,7 +26,9 @@
 //   repair   (repair jobs) for each differing agent x type the agent
 //            service orders a snapshot (AgentService::order_snapshot); the
 //            job waits until each is back (consumer open, no snapshot
-//            awaited, registered after the order) or repair_timeout_ms,
+//            awaited, registered after the order: the agent's registration
+//            count went up, no wall clock involved) or repair_timeout_ms
+//            (monotonic),
 //            then the repaired agents go through digests/compare/locate
 //            again. The report keeps the rows before repair in
 //            "before_repair" and lists each order in "repairs".
@@ -76,7 +82,11 @@ struct VerifyHooks {
 struct VerifyOptions {
   bool repair = false;
   std::set<std::string> agents;        // only these agents; empty: every agent
-  int64_t agent_timeout_ms = 2000;     // per digest request
+  // A digest request waits agent_timeout_ms plus agent_timeout_per_million_rows_ms
+  // per million rows the agent should hold (the hub's rows of its types'
+  // partitions): the agent scans every row for each request.
+  int64_t agent_timeout_ms = 2000;
+  int64_t agent_timeout_per_million_rows_ms = 30000;
   int64_t repair_timeout_ms = 300000;  // for every ordered snapshot together
 };
 
@@ -107,7 +117,10 @@ class VerifyService {
   //    rows: [{agent, state, type, partition, hub_version, hub_rows,
   //            hub_digest, agent_version, agent_rows, agent_digest,
   //            lag_ms, content_checked, match, error?, differences?,
-  //            different_rows?, differences_truncated?}],
+  //            different_rows?, differences_truncated?,
+  //            agent_digest_ms (the agent's answer, its scan of every type
+  //            it takes included), agent_timeout_ms (what it was given),
+  //            hub_digest_ms (the hub's scan of the partition)}],
   //    repairs?: [{agent, type, ordered, done, error?}], before_repair?: [...],
   //    error? (state failed)}
   // NotFound for an id that is unknown or no longer kept.

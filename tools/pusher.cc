@@ -19,6 +19,19 @@ Result<IngestReply> Pusher::push(std::vector<IngestRecord> records) {
   request.records = std::move(records);
   const std::string body = encode(request);
   const std::string subject = subjects_.ingest(type_, options_.producer);
+  // The broker takes no message over its max_payload (cnats refuses it
+  // with a bare "Maximum Payload Exceeded"): say what the limit is and what to do.
+  if (const int64_t max_payload = nc_.max_payload();
+      max_payload > 0 && body.size() > static_cast<size_t>(max_payload)) {
+    const std::string what =
+        request.records.size() == 1
+            ? "its one record is too large for any message: make the record smaller, or raise max_payload in the "
+              "nats-server configuration"
+            : "push fewer records per batch (--batch), or raise max_payload in the nats-server configuration";
+    return Status::invalid_argument("batch " + std::to_string(seq_) + " is " + std::to_string(body.size()) +
+                                    " bytes, over the broker's max_payload of " + std::to_string(max_payload) +
+                                    " bytes for one message; nothing of it was sent: " + what);
+  }
 
   Status last;
   int64_t backoff_ms = 200;

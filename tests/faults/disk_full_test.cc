@@ -3,7 +3,8 @@
 // while a producer ingests (tests/e2e LoadProducer: a batch counts as
 // acknowledged only when the hub said ok).
 //
-// Hub store full: ingest answers "unavailable" naming the full store; what
+// Hub store full: ingest answers "unavailable" naming the full store, and so
+// does GET /readyz (503) until the space is back (200 again); what
 // was acknowledged is exactly what the hub holds; PRAGMA integrity_check
 // stays ok; ingest resumes by itself once the space is back, and the agents
 // converge. The hub says so once (one warning when the store fills, one info
@@ -30,6 +31,7 @@
 #include "tests/e2e/workload.h"
 #include "tests/faults/small_filesystem.h"
 #include "tests/harness/consumer_state.h"
+#include "tools/hub_client.h"
 #include "tools/pusher.h"
 
 namespace ds::testing {
@@ -49,6 +51,15 @@ constexpr const char* kAgentBackInfo = "the replica takes writes again";
   if (!SmallFilesystem::can_mount()) {                                                                \
     GTEST_SKIP() << "needs root: the test mounts a size-limited tmpfs to fill up (run ctest as root)"; \
   }
+
+// GET /readyz of the fleet's hub: (status, body); status 0 when it did not answer.
+std::pair<int, std::string> readyz(Fleet& fleet) {
+  auto client = HubClient::create("http://127.0.0.1:" + std::to_string(fleet.http_port()), "");
+  if (!client.is_ok()) return {0, client.status().to_string()};
+  auto r = client->request("GET", "/readyz");
+  if (!r.is_ok()) return {0, r.status().to_string()};
+  return {r->status, r->body};
+}
 
 // One batch pushed once, no retry: the hub's answer as it is.
 Result<IngestReply> push_once(NatsServer& nats, uint64_t seq) {
@@ -85,12 +96,22 @@ TEST(DiskFull, HubStoreFullIngestUnavailableNothingAckedLostResumesByItself) {
   EXPECT_EQ(answer.status().code(), StatusCode::kUnavailable) << answer.status().to_string();
   EXPECT_NE(answer.status().message().find(kHubFullWarning), std::string::npos) << answer.status().to_string();
   EXPECT_EQ(integrity_check(fleet.hub_store_path()), "ok");
+  // Not ready, naming the full store (the producer keeps trying meanwhile).
+  std::pair<int, std::string> ready;
+  EXPECT_TRUE(wait_until([&] {
+    ready = readyz(fleet);
+    return ready.first == 503 && ready.second.find(kHubFullWarning) != std::string::npos &&
+           ready.second.find(fleet.hub_store_path()) != std::string::npos;
+  }, 10000)) << ready.first << " " << ready.second;
   // Several seconds full: many refused attempts, still one warning.
   const uint64_t failed_full = producer.failed_attempts();
   std::this_thread::sleep_for(std::chrono::seconds(3));
   std::printf("[ info ] %llu attempts refused while full\n",
               static_cast<unsigned long long>(producer.failed_attempts()));
   EXPECT_GT(producer.failed_attempts(), failed_full);
+  ready = readyz(fleet);
+  EXPECT_EQ(ready.first, 503) << ready.second;
+  EXPECT_NE(ready.second.find(kHubFullWarning), std::string::npos) << ready.second;
 
   // Space back: ingest resumes by itself.
   ASSERT_TRUE(fs->release().is_ok());
@@ -100,6 +121,10 @@ TEST(DiskFull, HubStoreFullIngestUnavailableNothingAckedLostResumesByItself) {
               static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                          std::chrono::steady_clock::now() - back)
                                          .count()));
+  EXPECT_TRUE(wait_until([&] {
+    ready = readyz(fleet);
+    return ready.first == 200;
+  }, 10000)) << ready.first << " " << ready.second;
   Status produced = producer.stop();
   ASSERT_TRUE(produced.is_ok()) << produced.to_string();
   ASSERT_TRUE(fleet.converged());
