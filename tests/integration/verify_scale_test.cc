@@ -4,8 +4,12 @@
 // answer after a short pause standing for the agent's table scan). The
 // verify job completes, reports its progress, and GET /healthz, /readyz and
 // /metrics (on the API port and on the separate [metrics] listener) keep
-// answering quickly while it runs: the job runs off the threads that serve
-// them (hub/verify_service.h).
+// answering while it runs: the job runs off the threads that serve them
+// (hub/verify_service.h). The bound is relative to the job: the slowest of
+// those answers takes less than half the job's time, where a verify on the
+// HTTP thread would hold one for the whole job. A bound in milliseconds
+// failed on the loaded 2-core machine (263 ms for a probe that waited on
+// nothing but the scheduler and the metrics text of 1,000 agents).
 
 #include <gtest/gtest.h>
 
@@ -32,10 +36,8 @@ namespace {
 constexpr std::string_view kToken = "test-token-0123456789abcdef";
 constexpr size_t kAgents = 1000;
 constexpr size_t kResponderConnections = 8;
-constexpr auto kScanPause = std::chrono::milliseconds(5);
-// Each answer, while the verify runs; on the shared 2-core machine a
-// /metrics of 1,000 agents alone takes 100-300 ms under load.
-constexpr int64_t kMaxHealthLatencyMs = 500;
+// 1,000 answers over 8 connections: the job lasts at least 2.5 s.
+constexpr auto kScanPause = std::chrono::milliseconds(20);
 const std::string kOddAgent = "sim-617";  // reports a content digest of its own
 
 // Answers ds.agent.*.digest for every simulated agent with the hub's own
@@ -250,7 +252,8 @@ TEST_F(VerifyScaleTest, ThousandAgentsVerifyWhileHealthAndMetricsKeepAnswering) 
   EXPECT_EQ(matched, kAgents - 1);
   EXPECT_EQ(health_failures.load(), 0);
   EXPECT_GE(probes.load(), 2);
-  EXPECT_LE(worst_ms.load(), kMaxHealthLatencyMs);
+  EXPECT_LT(worst_ms.load(), report.value("elapsed_ms", int64_t{0}) / 2)
+      << "a /healthz, /readyz or /metrics request waited on the verify job";
 }
 
 // POST /v1/verify?agent=... (deltasync verify --agent, the rollout's health
