@@ -53,6 +53,16 @@ function step(name, detail) {
 
 const row = (agent) => `tr[data-agent="${agent}"]`;
 
+// Waits for `selector` on the page; on a timeout the error says what was expected.
+async function expectShown(page, selector, timeoutMs, what) {
+  try {
+    await page.locator(selector).first().waitFor({ timeout: timeoutMs });
+  } catch (e) {
+    throw new Error(`${what}: not shown within ${timeoutMs} ms (${selector}); table now: ` +
+                    JSON.stringify(await page.locator('#fleet tbody').innerText().catch(() => '?')));
+  }
+}
+
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'deltasync-chromium-'));
@@ -77,12 +87,13 @@ async function main() {
     await page.locator('#token').fill(args.token);
     await page.locator('#login button[type=submit]').click();
     for (const agent of args.agents) {
-      await page.locator(row(agent) + '[data-state="live"]').waitFor({ timeout: 30000 });
+      await expectShown(page, row(agent) + '[data-state="live"]', 30000, agent + ' listed live');
     }
     step('listed');
     const listedAt = Date.now();
 
-    await page.locator(row(args.victim) + '[data-state="dead"]').waitFor({ timeout: args.deadWithinMs });
+    await expectShown(page, row(args.victim) + '[data-state="dead"]', args.deadWithinMs,
+                      args.victim + ' turning dead (the liveness rule)');
     step('dead', 'after ' + (Date.now() - listedAt) + ' ms');
     // Killed, not retired: the others stay live.
     for (const agent of args.agents.filter((a) => a !== args.victim)) {
@@ -92,7 +103,7 @@ async function main() {
     }
 
     const cell = `${row(args.victim)} td[data-type="${args.breachType}"]`;
-    await page.locator(cell + '[data-breach="true"]').waitFor({ timeout: 30000 });
+    await expectShown(page, cell + '[data-breach="true"]', 30000, args.victim + "'s freshness breach of " + args.breachType);
     const text = await page.locator(cell).innerText();
     if (!text.includes('BREACH')) throw new Error('breach cell does not say BREACH: ' + text);
     step('breach', JSON.stringify(text));
