@@ -4,10 +4,13 @@
 // which starts the hub, nats-server and agents and kills one when told.
 //
 //   node dashboard_check.js <hub url> <token> <screenshot.png> <agents> <victim> <breach type> <dead within ms>
+//                           [<literal host>]
 //
 //   <agents>      comma-separated agent ids the table must list, all live at first
 //   <victim>      the agent the driver kills once this script prints "STEP listed"
 //   <breach type> the type whose freshness breach must show for the victim
+//   <literal host> a host name made of HTML markup that one agent registers
+//                 with: the table must show it as text ("" or absent: no check)
 //
 // Steps, each printed as "STEP <name>" when passed (the driver waits on them):
 //   listed    the token was asked and taken; every agent is listed, live
@@ -26,25 +29,25 @@ const path = require('path');
 const { chromium } = require('playwright-core');
 
 const USAGE = 'usage: node dashboard_check.js <hub url> <token> <screenshot.png> <agents> <victim> <breach type> ' +
-              '<dead within ms>';
+              '<dead within ms> [<literal host>]';
 
 function parseArgs(argv) {
   if (argv.includes('--help') || argv.includes('-h')) {
     console.log(USAGE);
     process.exit(0);
   }
-  if (argv.length !== 7) {
+  if (argv.length !== 7 && argv.length !== 8) {
     console.error(USAGE);
     process.exit(2);
   }
-  const [url, token, screenshot, agents, victim, breachType, deadWithin] = argv;
+  const [url, token, screenshot, agents, victim, breachType, deadWithin, literalHost = ''] = argv;
   const deadWithinMs = Number.parseInt(deadWithin, 10);
   const agentList = agents.split(',').filter((a) => a);
   if (!Number.isFinite(deadWithinMs) || deadWithinMs <= 0 || !agentList.includes(victim)) {
     console.error(USAGE + '\n<dead within ms> must be positive and <victim> one of <agents>');
     process.exit(2);
   }
-  return { url, token, screenshot, agents: agentList, victim, breachType, deadWithinMs };
+  return { url, token, screenshot, agents: agentList, victim, breachType, deadWithinMs, literalHost };
 }
 
 function step(name, detail) {
@@ -88,6 +91,13 @@ async function main() {
     await page.locator('#login button[type=submit]').click();
     for (const agent of args.agents) {
       await expectShown(page, row(agent) + '[data-state="live"]', 30000, agent + ' listed live');
+    }
+    if (args.literalHost) {
+      // Shown as text: the cell's text is the markup, and no element came of it.
+      const hosts = await page.locator('#fleet tbody td:nth-child(2)').allTextContents();
+      if (!hosts.includes(args.literalHost)) throw new Error('host not shown as text: ' + JSON.stringify(hosts));
+      if (await page.locator('#fleet img').count() !== 0) throw new Error('a host name became an <img> element');
+      if (await page.title() === 'owned') throw new Error('a host name ran script');
     }
     step('listed');
     const listedAt = Date.now();

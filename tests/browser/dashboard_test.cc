@@ -6,9 +6,11 @@
 // test then SIGKILLs one agent and changes its partition of a type whose
 // freshness objective is 1 s. The script must see that agent turn dead
 // within the liveness rule and its freshness breach, and writes a screenshot
-// to <build>/browser/dashboard.png. Every wait is bounded; the node process
-// is killed when it overruns.
+// to <build>/browser/dashboard.png. As root, hq runs in a UTS namespace
+// whose host name is HTML markup: the page must show it as text. Every wait
+// is bounded; the node process is killed when it overruns.
 #include <signal.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -21,6 +23,9 @@ namespace {
 
 constexpr char kVictim[] = "store-2";
 constexpr int64_t kPageRefreshMs = 1000;  // the script opens /?refresh=1
+// hq's host name (its registration carries gethostname()): markup that
+// would run if the page inserted it as HTML. Shown as text, or the test fails.
+constexpr char kHostileHost[] = "<img src=x onerror=document.title='owned'>";
 
 nlohmann::json prices(const std::string& store, int n, double price) {
   nlohmann::json out = nlohmann::json::array();
@@ -50,7 +55,16 @@ TEST(DashboardInBrowser, ListsTheFleetThenShowsAKilledAgentDeadAndItsFreshnessBr
 
   FleetOptions options;  // heartbeats every 500 ms, dead after 3 missed
   options.freshness_objectives = {{"prices", "1s"}};
-  Fleet fleet(retail_agents(), options);
+  std::vector<AgentSpec> agents = retail_agents();
+  // Root (CI is) can give hq a host name of its own: a UTS namespace
+  // (written to the kernel directly: hostname(1) refuses such a name).
+  const bool hostile_host = ::geteuid() == 0;
+  for (AgentSpec& a : agents) {
+    if (a.id == "hq" && hostile_host) {
+      a.launcher = {"unshare", "--uts", "sh", "-c", "printf %s \"$0\" > /proc/sys/kernel/hostname && exec \"$@\"", kHostileHost};
+    }
+  }
+  Fleet fleet(agents, options);
   ASSERT_TRUE(fleet.start().is_ok()) << fleet.logs();
   // Traffic for the rate charts, and every agent has something applied.
   ASSERT_TRUE(fleet.push("products", products(300), 20).is_ok());
@@ -66,7 +80,7 @@ TEST(DashboardInBrowser, ListsTheFleetThenShowsAKilledAgentDeadAndItsFreshnessBr
   const int64_t dead_within_ms = options.dead_after * options.heartbeat_interval_ms + kPageRefreshMs + 8000;
   ChildProcess browser({DELTASYNC_NODE, script, "http://127.0.0.1:" + std::to_string(fleet.http_port()),
                         fleet.token(), screenshot, "store-1,store-2,hq", kVictim, "prices",
-                        std::to_string(dead_within_ms)},
+                        std::to_string(dead_within_ms), hostile_host ? kHostileHost : ""},
                        fleet.file("browser.log"));
   // Never a browser download: the script only launches /usr/bin/chromium.
   ASSERT_TRUE(browser.start({{"PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"}}).is_ok());
