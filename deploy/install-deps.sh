@@ -45,7 +45,32 @@ packages=(
   # the metrics test scrapes a real hub and agent with Prometheus and checks
   # the exposition, deploy/prometheus/ rules and config with promtool (same package)
   prometheus
+  # the dashboard's browser test (tests/browser, label browser) runs the hub's
+  # page in Debian's chromium (/usr/bin/chromium), driven by playwright-core
+  # from npm (below): never a browser downloaded by a test tool
+  chromium
 )
+
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+
+# playwright-core for the browser test, exactly the version locked in
+# tests/browser/package-lock.json (`npm ci`), into tests/browser/node_modules.
+# It downloads no browser (PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD makes sure); the
+# test launches Debian's chromium. Skipped when that version is there.
+install_browser_test_packages() {
+  local dir="$repo/tests/browser"
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    echo "install-deps: node and npm (Node.js 20 or later) are needed for the browser test (tests/browser)" \
+         "and were not found in PATH" >&2
+    exit 1
+  fi
+  local want have
+  want="$(node -p 'require(process.argv[1]).packages["node_modules/playwright-core"].version' "$dir/package-lock.json")"
+  have="$(node -p 'require(process.argv[1]).version' "$dir/node_modules/playwright-core/package.json" 2>/dev/null || true)"
+  if [ "$want" = "$have" ]; then return 0; fi
+  echo "install-deps: installing playwright-core $want for tests/browser (npm ci)"
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix "$dir" --no-audit --no-fund
+}
 
 missing=()
 for p in "${packages[@]}"; do
@@ -56,6 +81,7 @@ done
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present"
+  install_browser_test_packages
   exit 0
 fi
 
@@ -64,3 +90,4 @@ if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=; fi
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update
 $sudo apt-get install -y --no-install-recommends "${missing[@]}"
+install_browser_test_packages

@@ -12,7 +12,10 @@
 #include <optional>
 #include <thread>
 
+#include "hub/dashboard_assets.h"
+#include "hub/fleet_view.h"
 #include "hub/query_store.h"
+#include "hub/rate_history.h"
 #include "shared/codec.h"
 #include "shared/names.h"
 
@@ -120,6 +123,26 @@ constexpr size_t kMaxFieldValueBytes = 8 * 1024;
 constexpr size_t kMaxFieldCount = 64;
 
 constexpr size_t kDefaultListLimit = 100;
+
+// The dashboard's rate charts: one point every 2 s, ten minutes of them.
+constexpr int64_t kRatePeriodMs = 2000;
+constexpr size_t kRatePoints = 300;
+
+// The dashboard's static files: no inline script or style and no other
+// origin, so a value that slipped through unescaped still cannot run.
+constexpr std::string_view kDashboardPolicy =
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+int64_t steady_now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t wall_now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 constexpr size_t kMaxListLimit = 1000;
 
 restinio::http_status_line_t http_status_for(StatusCode code) {
@@ -236,6 +259,8 @@ struct HttpApi::Impl {
 
   asio::io_context io;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  RateHistory rates{kRatePeriodMs, kRatePoints};  // io thread only
+  asio::steady_timer rate_timer{io};
   std::unique_ptr<Server> server;      // plain HTTP, or
   std::unique_ptr<TlsServer> tls_server;  // HTTPS ([http] tls_cert_file)
   std::thread thread;
@@ -401,6 +426,54 @@ struct HttpApi::Impl {
     return send(req, restinio::status_ok(), dump(out));
   }
 
+  // One sample of the rate charts now, the next one a period later.
+  void sample_rates() {
+    rates.sample(steady_now_ms(), RateHistory::Counters{metrics.ingest_records.load(), metrics.ingest_batches.load(),
+                                                        metrics.published_changes.load(),
+                                                        metrics.published_batches.load()});
+    rate_timer.expires_after(std::chrono::milliseconds(kRatePeriodMs));
+    rate_timer.async_wait([this](const std::error_code& ec) {
+      if (!ec) sample_rates();
+    });
+  }
+
+  // GET /, /dashboard.js, /dashboard.css: no token (the page asks for it;
+  // every data endpoint it calls needs it).
+  request_handling_status_t dashboard(const request_handle_t& req, std::string_view file,
+                                      std::string_view content_type) {
+    ++metrics.http_requests;
+    if (auto r = refused(req)) return *r;
+    auto body = dashboard_file(file);
+    if (!body) return send_error(req, Status::not_found("dashboard file " + std::string(file) + " not built in"));
+    return req->create_response(restinio::status_ok())
+        .append_header(restinio::http_field::content_type, std::string(content_type))
+        .append_header(restinio::http_field::cache_control, "no-cache")
+        .append_header("Content-Security-Policy", std::string(kDashboardPolicy))
+        .append_header("X-Content-Type-Options", "nosniff")
+        .append_header("Referrer-Policy", "no-referrer")
+        .set_body(std::string(*body))
+        .done();
+  }
+
+  // GET /v1/fleet/agents: one filtered, sorted page (hub/fleet_view.h).
+  request_handling_status_t fleet_agents(const request_handle_t& req) {
+    std::vector<std::pair<std::string, std::string>> params;
+    try {
+      // Relaxed: ',' and the like may come unescaped (state=dead,suspect).
+      for (const auto& [name, value] : restinio::parse_query<restinio::parse_query_traits::relaxed>(
+               req->header().query())) {
+        params.emplace_back(std::string(name), std::string(value));
+      }
+    } catch (const std::exception& e) {
+      return send_error(req, Status::invalid_argument(std::string("query string: ") + e.what() +
+                                                      " (percent-encode the values)"));
+    }
+    auto query = parse_fleet_query(params);
+    if (!query.is_ok()) return send_error(req, query.status());
+    if (!agents.agents_json) return send_error(req, Status::unavailable("no agent service"));
+    return send(req, restinio::status_ok(), dump(fleet_page(agents.agents_json(), *query, config.types, wall_now_ms())));
+  }
+
   // deltasync verify: a job on the verify service's threads (never here).
   request_handling_status_t start_verify(const request_handle_t& req) {
     if (agents.verify == nullptr) return send_error(req, Status::unavailable("no verify service"));
@@ -469,6 +542,20 @@ struct HttpApi::Impl {
     router->http_get("/v1/agents", guarded([this](const request_handle_t& req, const Params&) {
                        if (!agents.agents_json) return send_error(req, Status::unavailable("no agent service"));
                        return send(req, restinio::status_ok(), dump(agents.agents_json()));
+                     }));
+    router->http_get("/", [this](const request_handle_t& req, const Params&) {
+      return dashboard(req, "index.html", "text/html; charset=utf-8");
+    });
+    router->http_get("/dashboard.js", [this](const request_handle_t& req, const Params&) {
+      return dashboard(req, "dashboard.js", "text/javascript; charset=utf-8");
+    });
+    router->http_get("/dashboard.css", [this](const request_handle_t& req, const Params&) {
+      return dashboard(req, "dashboard.css", "text/css; charset=utf-8");
+    });
+    router->http_get("/v1/fleet/agents",
+                     guarded([this](const request_handle_t& req, const Params&) { return fleet_agents(req); }));
+    router->http_get("/v1/fleet/rates", guarded([this](const request_handle_t& req, const Params&) {
+                       return send(req, restinio::status_ok(), dump(rates.to_json(steady_now_ms())));
                      }));
     router->http_post(R"(/v1/agents/:id/retire)", guarded([this](const request_handle_t& req, const Params& p) {
                         const std::string id = restinio::utils::unescape_percent_encoding(p["id"]);
@@ -542,6 +629,7 @@ Result<std::unique_ptr<HttpApi>> HttpApi::start(const HubConfig& config, IngestW
         std::make_unique<Server>(restinio::external_io_context(im->io), settings(restinio::server_settings_t<Traits>{}));
   }
   im->work.emplace(asio::make_work_guard(im->io));
+  asio::post(im->io, [im] { im->sample_rates(); });
   im->thread = std::thread([im] {
     t_body_gate = &im->gate;
     try {

@@ -22,11 +22,20 @@
 //        runs, per agent and type rows once done
 //   GET  /v1/verify                            (kept for older CLIs) runs a job and
 //        answers with its report when it is done; the io thread never waits
+//   GET  /                                     no token: the fleet dashboard (hub/dashboard/,
+//   GET  /dashboard.js, /dashboard.css         compiled in); it asks for the token once and
+//        sends it on every data request below
+//   GET  /v1/fleet/agents?q=&state=&problems=&sort=&order=&offset=&limit=
+//        one page of the fleet, filtered, sorted and paged here (hub/fleet_view.h);
+//        400 naming the parameter for anything it does not accept
+//   GET  /v1/fleet/rates                       ingest and delivery rates over the last
+//        ten minutes, a point every 2 s (hub/rate_history.h)
 //   GET  /metrics                              Prometheus text (Hub::metrics_text); token
 //        required here like everywhere; [metrics] listen serves it without one
 //
-// Every endpoint but /healthz and /readyz needs "Authorization: Bearer <token>"
-// (401 with a JSON error otherwise; the token is compared in constant time).
+// Every endpoint but /healthz, /readyz and the dashboard's files needs
+// "Authorization: Bearer <token>" (401 with a JSON error otherwise; the
+// token is compared in constant time).
 // The token is checked when the headers are in, before the body: a request
 // with a body and without the token is answered 401 and its body never read;
 // a token holder's body above [http] max_body_bytes gets 413, also unread

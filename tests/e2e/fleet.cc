@@ -107,8 +107,11 @@ Fleet::~Fleet() {
 }
 
 std::string Fleet::hub_toml() const {
-  const std::string objective =
-      freshness_objective_.empty() ? "" : "freshness_objective = \"" + freshness_objective_ + "\"\n";
+  auto objective_of = [&](const std::string& type) -> std::string {
+    auto it = options_.freshness_objectives.find(type);
+    const std::string& objective = it != options_.freshness_objectives.end() ? it->second : freshness_objective_;
+    return objective.empty() ? "" : "freshness_objective = \"" + objective + "\"\n";
+  };
   return "[hub]\nname = \"e2e-hub\"\nlog_level = \"info\"\n"
          "[nats]\nurl = \"" + nats_.url() + "\"\n"
          "[store]\npath = \"" + hub_store_path_ + "\"\n"
@@ -117,13 +120,13 @@ std::string Fleet::hub_toml() const {
          "\ndead_after = " + std::to_string(options_.dead_after) + "\n"
          "[delivery]\npublish_batch = 50\n" +
          metrics_section("hub") +
-         "[[types]]\nname = \"products\"\nkey = \"sku\"\n" + objective +
+         "[[types]]\nname = \"products\"\nkey = \"sku\"\n" + objective_of("products") +
          "columns = [{ name = \"name\", type = \"text\" }, { name = \"category\", type = \"text\" },\n"
          "           { name = \"active\", type = \"bool\" }, { name = \"attributes\", type = \"json\" }]\n"
-         "[[types]]\nname = \"prices\"\nkey = \"id\"\npartition = \"store_id\"\n" + objective +
+         "[[types]]\nname = \"prices\"\nkey = \"id\"\npartition = \"store_id\"\n" + objective_of("prices") +
          "columns = [{ name = \"store_id\", type = \"text\" }, { name = \"sku\", type = \"text\" },\n"
          "           { name = \"price\", type = \"real\" }]\n"
-         "[[types]]\nname = \"inventory\"\nkey = \"item\"\npartition = \"store_id\"\n" + objective +
+         "[[types]]\nname = \"inventory\"\nkey = \"item\"\npartition = \"store_id\"\n" + objective_of("inventory") +
          "columns = [{ name = \"store_id\", type = \"text\" }, { name = \"on_hand\", type = \"integer\" },\n"
          "           { name = \"reserved\", type = \"integer\" }]\n";
 }

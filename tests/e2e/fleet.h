@@ -72,6 +72,9 @@ struct FleetOptions {
   int64_t dead_after = 3;
   // Added to the hub's environment at every start (e.g. libfaketime's).
   Environment hub_env = {};
+  // type -> its [[types]] freshness_objective (e.g. "1s"); overrides
+  // enable_metrics()'s objective for that type.
+  std::map<std::string, std::string> freshness_objectives = {};
 };
 
 // store-1, store-2 and hq, as described above.

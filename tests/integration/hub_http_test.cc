@@ -10,7 +10,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
+#include <thread>
+
 #include "hub/hub.h"
+#include "tests/harness/test_agent.h"
 #include "tests/integration/hub_test_util.h"
 
 namespace ds::testing {
@@ -142,6 +146,105 @@ TEST_F(HubHttpTest, MetricsAndAgentsAnswerWithTheToken) {
   ASSERT_EQ(agents.status, 200) << agents.body;
   EXPECT_TRUE(agents.json().is_array()) << agents.body;
   EXPECT_EQ(api("POST", "/v1/agents/nobody/retire").status, 404);
+}
+
+// The dashboard's page needs no token (it asks for it); its data does.
+TEST_F(HubHttpTest, DashboardIsServedWithoutTokenItsDataOnlyWithIt) {
+  auto page = api("GET", "/", {}, std::nullopt);
+  ASSERT_EQ(page.status, 200);
+  EXPECT_NE(page.body.find("<title>deltasync fleet</title>"), std::string::npos) << page.body;
+  EXPECT_NE(page.body.find("src=\"dashboard.js\""), std::string::npos);
+  auto script = api("GET", "/dashboard.js", {}, std::nullopt);
+  ASSERT_EQ(script.status, 200);
+  EXPECT_NE(script.body.find("sessionStorage"), std::string::npos);
+  EXPECT_EQ(script.body.find("innerHTML"), std::string::npos) << "values go into the DOM as text only";
+  EXPECT_EQ(api("GET", "/dashboard.css", {}, std::nullopt).status, 200);
+  EXPECT_EQ(api("GET", "/dashboard.map", {}, std::nullopt).status, 404);  // not a dashboard file
+  for (const std::string path : {"/v1/fleet/agents", "/v1/fleet/rates"}) {
+    EXPECT_EQ(api("GET", path, {}, std::nullopt).status, 401) << path;
+    EXPECT_EQ(api("GET", path).status, 200) << path;
+  }
+}
+
+TEST_F(HubHttpTest, FleetAgentsArePagedSortedAndFilteredOnTheHub) {
+  std::vector<std::unique_ptr<TestAgent>> agents;
+  for (int i = 0; i < 5; ++i) {
+    SubscriptionReport sub;
+    sub.type = "price";
+    auto agent = TestAgent::start(test_connect_options(*server_), "agent-" + std::to_string(i), {sub});
+    ASSERT_TRUE(agent.is_ok()) << agent.status().to_string();
+    auto reg = (*agent)->register_now();
+    ASSERT_TRUE(reg.is_ok() && reg->ok());
+    agents.push_back(std::move(agent).value());
+  }
+  auto ids = [](const nlohmann::json& page) {
+    std::vector<std::string> out;
+    for (const auto& a : page["agents"]) out.push_back(a["id"]);
+    return out;
+  };
+  auto first = api("GET", "/v1/fleet/agents?sort=id&order=desc&limit=2");
+  ASSERT_EQ(first.status, 200) << first.body;
+  EXPECT_EQ(ids(first.json()), (std::vector<std::string>{"agent-4", "agent-3"}));
+  EXPECT_EQ(first.json()["total"], 5);
+  EXPECT_EQ(first.json()["matched"], 5);
+  EXPECT_EQ(first.json()["counts"]["live"], 5);
+  EXPECT_EQ(ids(api("GET", "/v1/fleet/agents?sort=id&order=desc&limit=2&offset=4").json()),
+            (std::vector<std::string>{"agent-0"}));
+  EXPECT_EQ(ids(api("GET", "/v1/fleet/agents?offset=9").json()), std::vector<std::string>{});
+  auto found = api("GET", "/v1/fleet/agents?q=AGENT-3");
+  EXPECT_EQ(ids(found.json()), (std::vector<std::string>{"agent-3"})) << found.body;
+  EXPECT_EQ(found.json()["matched"], 1);
+  EXPECT_EQ(api("GET", "/v1/fleet/agents?state=dead,suspect").json()["matched"], 0);
+  EXPECT_EQ(api("GET", "/v1/fleet/agents?problems=1").json()["matched"], 0);
+  EXPECT_EQ(api("GET", "/v1/fleet/agents?limit=500").status, 200);
+}
+
+TEST_F(HubHttpTest, FleetAgentsRefusesBadParametersWith400NamingThem) {
+  for (const auto& [query, named] : std::vector<std::pair<std::string, std::string>>{
+           {"limit=0", "limit: expected an integer from 1 to 500"},
+           {"limit=501", "limit: expected an integer from 1 to 500, got '501'"},
+           {"limit=ten", "limit:"},
+           {"offset=-1", "offset: expected a non-negative integer"},
+           {"sort=colour", "sort: unknown key 'colour'"},
+           {"order=up", "order: expected asc or desc"},
+           {"state=zombie", "state: 'zombie' is not a state"},
+           {"state=live,", "state: '' is not a state"},
+           {"problems=yes", "problems: expected 0 or 1"},
+           {"page=2", "unknown parameter 'page'"},
+           {"limit=5&limit=6", "limit: given more than once"}}) {
+    auto r = api("GET", "/v1/fleet/agents?" + query);
+    EXPECT_EQ(r.status, 400) << query << ": " << r.body;
+    EXPECT_EQ(r.json()["error"]["code"], "invalid_argument") << r.body;
+    EXPECT_NE(r.json()["error"]["message"].get<std::string>().find(named), std::string::npos) << query << ": " << r.body;
+  }
+}
+
+TEST_F(HubHttpTest, FleetRatesShowWhatWasIngested) {
+  ASSERT_EQ(api("POST", "/v1/types/price/records", R"([{"key":"a","op":"upsert","fields":{"amount":1}},
+                                                       {"key":"b","op":"upsert","fields":{"amount":2}}])")
+                .status,
+            200);
+  // A point every 2 s: the one after the ingest counts its two records.
+  double ingested = 0;
+  double delivered = 0;
+  std::string last;
+  for (int i = 0; i < 50 && (ingested == 0 || delivered == 0); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    auto r = api("GET", "/v1/fleet/rates");
+    ASSERT_EQ(r.status, 200) << r.body;
+    last = r.body;
+    const nlohmann::json rates = r.json();
+    EXPECT_EQ(rates["period_ms"], 2000);
+    ingested = delivered = 0;
+    for (const auto& p : rates["points"]) {
+      ingested += p["ingest_records"].get<double>();
+      delivered += p["delivered_changes"].get<double>();
+    }
+  }
+  // Two records over one 2 s period: 1 per second (the period may stretch a little).
+  EXPECT_GT(ingested, 0.5) << last;
+  EXPECT_LE(ingested, 1.0) << last;
+  EXPECT_GT(delivered, 0.5) << last;
 }
 
 }  // namespace
