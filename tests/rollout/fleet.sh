@@ -18,7 +18,8 @@
 #                     idempotent, safe after a partial fleet_up
 #
 # Addresses: one private /24 in 10.200-10.249 that no address or route of the
-# machine touches; names carry this shell's PID so two runs do not collide.
+# machine touches; names carry this shell's PID so two runs do not collide
+# and reap_stale_fleets.sh can tell a killed run's leftovers from a live one.
 
 FLEET_TAG="r$$"
 FLEET_DIR=""
@@ -47,7 +48,7 @@ fleet_view() { echo "$FLEET_DIR/h$1/upper"; }
 fleet_up() {
   local n="$1" i
   FLEET_N="$n"
-  FLEET_DIR=$(mktemp -d /tmp/ds-fleet.XXXXXX)
+  FLEET_DIR=$(mktemp -d "/tmp/ds-fleet.r$$.XXXXXX")
   chmod 0755 "$FLEET_DIR"
   fleet_pick_net || return 1
   FLEET_GATEWAY="$FLEET_NET.1"

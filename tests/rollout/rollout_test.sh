@@ -31,6 +31,8 @@ for tool in ip unshare /usr/sbin/sshd ssh ssh-keygen nats-server dpkg-deb sqlite
   command -v "$tool" >/dev/null || { echo "rollout_test: $tool is missing (bash deploy/install-deps.sh)" >&2; exit 1; }
 done
 
+# A run killed by a ctest timeout leaves its fleet behind (see the script).
+bash "$here/reap_stale_fleets.sh"
 work=$(mktemp -d /tmp/ds-rollout-test.XXXXXX)
 nats_pid="" hub_pid=""
 cleanup() {
