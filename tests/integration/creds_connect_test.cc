@@ -18,9 +18,9 @@
 #include <gtest/gtest.h>
 
 #include "shared/nats.h"
+#include "testing/temp_dir.h"
 #include "tests/harness/nats_server.h"
 #include "tests/harness/test_jwt.h"
-#include "tools/temp_dir.h"
 
 namespace ds::testing {
 namespace {

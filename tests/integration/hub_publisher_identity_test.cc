@@ -16,11 +16,11 @@
 #include "shared/identities.h"
 #include "shared/names.h"
 #include "shared/nats.h"
+#include "testing/temp_dir.h"
 #include "tests/harness/nats_server.h"
 #include "tests/harness/test_credentials.h"
 #include "tests/integration/hub_test_util.h"
 #include "tools/creds.h"
-#include "tools/temp_dir.h"
 
 namespace ds::testing {
 namespace {

@@ -30,9 +30,9 @@
 
 #include "shared/nats.h"
 #include "shared/nkeys.h"
+#include "testing/temp_dir.h"
 #include "tests/harness/nats_server.h"
 #include "tests/harness/test_jwt.h"
-#include "tools/temp_dir.h"
 
 namespace ds::testing {
 namespace {
