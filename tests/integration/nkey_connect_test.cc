@@ -31,6 +31,7 @@
 #include "shared/nats.h"
 #include "shared/nkeys.h"
 #include "testing/temp_dir.h"
+#include "tests/harness/connect_checks.h"
 #include "tests/harness/nats_server.h"
 #include "tests/harness/test_jwt.h"
 
@@ -442,15 +443,7 @@ std::string nkey_users_config(const std::vector<std::string>& public_keys) {
 }
 
 // Lines nats-server writes when it refuses a client ("authentication error").
-size_t auth_errors(const NatsServer& server) {
-  const std::string log = server.log_text();
-  size_t count = 0;
-  for (size_t at = log.find("authentication error"); at != std::string::npos;
-       at = log.find("authentication error", at + 1)) {
-    ++count;
-  }
-  return count;
-}
+size_t auth_errors(const NatsServer& server) { return count_of(server.log_text(), "authentication error"); }
 
 // A seed file configured against a server without authorization (a
 // development broker): the server sends no nonce, cnats still calls the
@@ -482,33 +475,13 @@ TEST(NkeyConnectTest, FiveThousandNkeyConnectsAllSucceed) {
   const std::string seed_file = dir.write_file("user.nk", keys.pair.seed + "\n");
 
   constexpr int kConnects = 5000;
-  constexpr int kThreads = 4;
-  std::atomic<int> failures{0};
-  std::mutex mu;
-  std::string first_failure;
-  std::vector<std::thread> threads;
-  const auto began = std::chrono::steady_clock::now();
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&] {
-      for (int i = 0; i < kConnects / kThreads; ++i) {
-        ConnectOptions opts;
-        opts.config.url = server.url();
-        opts.config.nkey_seed_file = seed_file;
-        opts.name = "nkey-5000";
-        auto nc = Connection::connect(opts);
-        Status s = nc.is_ok() ? (*nc)->flush(5000) : nc.status();
-        if (!s.is_ok()) {
-          ++failures;
-          std::lock_guard<std::mutex> lock(mu);
-          if (first_failure.empty()) first_failure = s.to_string();
-        }
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  const std::chrono::duration<double> seconds = std::chrono::steady_clock::now() - began;
-  std::cout << kConnects << " nkey connects in " << seconds.count() << " s\n";
-  EXPECT_EQ(failures.load(), 0) << first_failure;
+  ConnectOptions opts;
+  opts.config.url = server.url();
+  opts.config.nkey_seed_file = seed_file;
+  opts.name = "nkey-5000";
+  const ConnectRun run = connect_repeatedly(opts, kConnects, 4);
+  std::cout << kConnects << " nkey connects in " << run.seconds << " s\n";
+  EXPECT_EQ(run.failures, 0) << run.first_failure;
   EXPECT_EQ(auth_errors(server), 0u) << server.log_text().substr(0, 4000);
 }
 
