@@ -249,6 +249,35 @@ class NkeySignatureTest : public ::testing::Test {
     return opts;
   }
 
+  // Connects to `fake` with `opts`, which hands out a plain nonce and then,
+  // after drop_client(), three zero-byte ones in a row (two refusals in a
+  // row were enough for cnats 3.4 to close for good) and a plain one: the
+  // connection must come back, never closed, and no CONNECT may go out for
+  // a zero-byte signature.
+  void expect_reconnect_through_zero_byte_signatures(FakeNatsServer& fake, ConnectOptions opts) {
+    std::atomic<int> reconnects{0};
+    std::atomic<int> closed{0};
+    opts.on_reconnected = [&] { ++reconnects; };
+    opts.on_closed = [&](const Status&) { ++closed; };
+    auto nc = Connection::connect(opts);
+    ASSERT_TRUE(nc.is_ok()) << nc.status().to_string();
+
+    fake.drop_client();
+    ASSERT_TRUE(wait_until([&] { return reconnects.load() >= 1 || closed.load() > 0; }, 10000));
+    EXPECT_EQ(closed.load(), 0);
+    EXPECT_FALSE((*nc)->closed());
+    EXPECT_TRUE((*nc)->connected());
+    EXPECT_TRUE((*nc)->flush(2000).is_ok());
+
+    const auto attempts = fake.attempts();
+    ASSERT_EQ(attempts.size(), 5u);
+    for (size_t i = 1; i <= 3; ++i) {
+      EXPECT_EQ(attempts[i].nonce, zero_nonce_) << i;
+      EXPECT_FALSE(attempts[i].connect_seen) << "attempt " << i << " sent CONNECT";
+    }
+    EXPECT_TRUE(attempts[4].sig_valid);
+  }
+
   UserKeys keys_;
   std::string zero_nonce_;
   std::string plain_nonce_;
@@ -310,32 +339,8 @@ TEST_F(NkeySignatureTest, AHandshakeCutShortAtAConnectThatRetriesInTheBackground
 }
 
 TEST_F(NkeySignatureTest, ZeroByteSignaturesWhileReconnectingNeverCloseTheConnection) {
-  // Accepted first; after the drop three zero-byte nonces in a row (two
-  // refusals in a row were enough for cnats 3.4 to close for good), then a
-  // plain one.
   FakeNatsServer fake(keys_, {plain_nonce_, zero_nonce_, zero_nonce_, zero_nonce_}, plain_nonce_);
-  std::atomic<int> reconnects{0};
-  std::atomic<int> closed{0};
-  ConnectOptions opts = options(fake);
-  opts.on_reconnected = [&] { ++reconnects; };
-  opts.on_closed = [&](const Status&) { ++closed; };
-  auto nc = Connection::connect(opts);
-  ASSERT_TRUE(nc.is_ok()) << nc.status().to_string();
-
-  fake.drop_client();
-  ASSERT_TRUE(wait_until([&] { return reconnects.load() >= 1 || closed.load() > 0; }, 10000));
-  EXPECT_EQ(closed.load(), 0);
-  EXPECT_FALSE((*nc)->closed());
-  EXPECT_TRUE((*nc)->connected());
-  EXPECT_TRUE((*nc)->flush(2000).is_ok());
-
-  const auto attempts = fake.attempts();
-  ASSERT_EQ(attempts.size(), 5u);
-  for (size_t i = 1; i <= 3; ++i) {
-    EXPECT_EQ(attempts[i].nonce, zero_nonce_) << i;
-    EXPECT_FALSE(attempts[i].connect_seen) << "attempt " << i << " sent CONNECT";
-  }
-  EXPECT_TRUE(attempts[4].sig_valid);
+  expect_reconnect_through_zero_byte_signatures(fake, options(fake));
 }
 
 TEST_F(NkeySignatureTest, RefusedCredentialsCloseForGoodAndSayWhy) {
@@ -415,23 +420,7 @@ TEST_F(CredsSignatureTest, ZeroByteSignatureOfACredsFileIsRetriedWithANewNonce) 
 
 TEST_F(CredsSignatureTest, ZeroByteSignaturesOfACredsFileWhileReconnectingNeverCloseTheConnection) {
   FakeNatsServer fake(keys_, {plain_nonce_, zero_nonce_, zero_nonce_, zero_nonce_}, plain_nonce_, jwt_);
-  std::atomic<int> reconnects{0};
-  std::atomic<int> closed{0};
-  ConnectOptions opts = creds_options(fake);
-  opts.on_reconnected = [&] { ++reconnects; };
-  opts.on_closed = [&](const Status&) { ++closed; };
-  auto nc = Connection::connect(opts);
-  ASSERT_TRUE(nc.is_ok()) << nc.status().to_string();
-
-  fake.drop_client();
-  ASSERT_TRUE(wait_until([&] { return reconnects.load() >= 1 || closed.load() > 0; }, 10000));
-  EXPECT_EQ(closed.load(), 0);
-  EXPECT_TRUE((*nc)->connected());
-  EXPECT_TRUE((*nc)->flush(2000).is_ok());
-  const auto attempts = fake.attempts();
-  ASSERT_EQ(attempts.size(), 5u);
-  for (size_t i = 1; i <= 3; ++i) EXPECT_FALSE(attempts[i].connect_seen) << "attempt " << i << " sent CONNECT";
-  EXPECT_TRUE(attempts[4].sig_valid);
+  expect_reconnect_through_zero_byte_signatures(fake, creds_options(fake));
 }
 
 // --- against a real nats-server --------------------------------------------
