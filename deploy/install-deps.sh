@@ -29,6 +29,9 @@ packages=(
   # and their tests: lintian, systemd-analyze verify on the units (systemd is
   # only installed for that tool, never booted), adduser for the postinst
   dpkg-dev lintian systemd adduser
+  # the manual pages deltasync(1), deltasync-hub(8), deltasync-agent(8) are
+  # generated from the binaries' --help at build time (deploy/man)
+  help2man
   # fuzzing (deploy/build-fuzz.sh, tests/fuzz/): libFuzzer needs clang;
   # libclang-rt-14-dev holds the libFuzzer, ASan and UBSan runtimes that
   # -fsanitize=fuzzer,address,undefined links (libfuzzer-14-dev, a standalone

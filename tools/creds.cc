@@ -25,7 +25,6 @@
 #include "shared/names.h"
 #include "shared/nats.h"
 #include "shared/nkeys.h"
-#include "tools/local_host.h"
 
 namespace ds {
 namespace {

@@ -11,14 +11,17 @@ Usage: bash deploy/debian/build-packages.sh [--build-dir DIR] [--version VERSION
 
 Packages the binaries of a deltasync build directory as
   deltasync-agent_<version>_<arch>.deb   /usr/bin/deltasync-agent, /etc/deltasync/agent.toml,
-                                         /lib/systemd/system/deltasync-agent.service
+                                         /lib/systemd/system/deltasync-agent.service,
+                                         deltasync-agent(8)
   deltasync-hub_<version>_<arch>.deb     /usr/bin/deltasync-hub, /etc/deltasync/hub.toml,
-                                         /lib/systemd/system/deltasync-hub.service
-  deltasync_<version>_<arch>.deb         /usr/bin/deltasync (the operator and producer CLI)
+                                         /lib/systemd/system/deltasync-hub.service,
+                                         deltasync-hub(8)
+  deltasync_<version>_<arch>.deb         /usr/bin/deltasync (the operator and producer CLI),
+                                         deltasync(1)
 and prints the path of each .deb, one per line, on stdout.
 
   --build-dir DIR    the CMake build directory holding deltasync-agent, deltasync-hub
-                     and deltasync (default: build)
+                     and deltasync, and their manual pages in man/ (default: build)
   --version VERSION  the Debian version of the packages (default: the version the
                      binaries report with --version). Overriding it makes an "older"
                      and a "newer" package from the same binaries, e.g. for upgrade tests.
@@ -55,6 +58,13 @@ done
 build_dir="$(cd "$build_dir" && pwd)"
 for b in deltasync-agent deltasync-hub deltasync; do
   [ -x "$build_dir/$b" ] || die_usage "$build_dir/$b is missing: build first (deploy/build.sh)"
+done
+# The manual pages the build generates from the binaries' --help (target
+# man_pages, deploy/man/make-man-page.sh); older than its binary = stale.
+for page in deltasync-agent.8 deltasync-hub.8 deltasync.1; do
+  [ -f "$build_dir/man/$page" ] || die_usage "$build_dir/man/$page is missing: build first (deploy/build.sh)"
+  [ "$build_dir/man/$page" -nt "$build_dir/${page%.*}" ] ||
+    die_usage "$build_dir/man/$page is older than its binary: build again (deploy/build.sh)"
 done
 if [ -z "$version" ]; then
   version="$("$build_dir/deltasync" --version | awk '{print $2}')"
@@ -115,20 +125,23 @@ stage_common() {
   fi
 }
 
-stage_binary() {  # pkg binary
-  local root="$work/debian/$1"
-  install -d -m 0755 "$root/usr/bin"
+stage_binary() {  # pkg binary section
+  local root="$work/debian/$1" mandir="$work/debian/$1/usr/share/man/man$3"
+  install -d -m 0755 "$root/usr/bin" "$mandir"
   # As dh_strip does: no debug info or build notes in the package.
   strip --strip-unneeded --remove-section=.comment --remove-section=.note \
     -o "$root/usr/bin/$2" "$build_dir/$2"
   chmod 0755 "$root/usr/bin/$2"
+  # As dh_installman and dh_compress do: the page, gzip -9n.
+  gzip -9n < "$build_dir/man/$2.$3" > "$mandir/$2.$3.gz"
+  chmod 0644 "$mandir/$2.$3.gz"
 }
 
 stage_server() {  # pkg component config example
   local pkg="$1" component="$2" config="$3" example="$4" other
   local root="$work/debian/$pkg"
   other=$([ "$component" = hub ] && echo deltasync-agent || echo deltasync-hub)
-  stage_binary "$pkg" "$pkg"
+  stage_binary "$pkg" "$pkg" 8
   install -d -m 0755 "$root/etc/deltasync" "$root/lib/systemd/system"
   install -m 0644 "$source_dir/deploy/systemd/$pkg.service" "$root/lib/systemd/system/$pkg.service"
   for script in postinst prerm postrm; do
@@ -155,7 +168,7 @@ make_config hub "$source_dir/deploy/hub.example.toml" "$here/hub.toml.header" \
   > "$work/debian/deltasync-hub/etc/deltasync/hub.toml"
 
 stage_common deltasync
-stage_binary deltasync deltasync
+stage_binary deltasync deltasync 1
 
 # The shipped configurations must load (a typo in a rewrite is caught here).
 "$build_dir/deltasync-agent" --check-config --config "$work/debian/deltasync-agent/etc/deltasync/agent.toml" \

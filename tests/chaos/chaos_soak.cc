@@ -1,9 +1,10 @@
 // The chaos soak (docs/reliability.md, "Chaos soak"): a Fleet (tests/e2e:
 // real nats-server, deltasync-hub, three deltasync-agent processes, the CLI)
-// under a steady producer (ChaosProducer, which keeps an AckLedger of every
-// acknowledged record), while a killer, each round, picks at random the
-// hub, one agent or nats-server and either SIGKILLs it and restarts it after
-// 0-3 s, or SIGSTOPs it for 1-3 s and SIGCONTs it. Between rounds the
+// under a steady producer (the e2e LoadProducer with ChaosBatches' random
+// records; what it got acknowledged, in order, is the ledger), while a
+// killer, each round, picks at random the hub, one agent or nats-server and
+// either SIGKILLs it and restarts it after 0-3 s, or SIGSTOPs it for 1-3 s
+// and SIGCONTs it. Between rounds the
 // producer must get a few batches acknowledged (the system takes load
 // again). After the last round: the producer stops, the fleet must converge
 // (`deltasync verify` exits 0), and the hub's store (`deltasync list`) and
@@ -37,7 +38,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
-#include "tests/chaos/ack_ledger.h"
+#include "tests/chaos/chaos_workload.h"
 #include "tests/chaos/replica_contents.h"
 #include "tests/e2e/fleet.h"
 
@@ -146,7 +147,8 @@ class ChaosSoak : public ::testing::Test {
     Status started = fleet_.start();
     ASSERT_TRUE(started.is_ok()) << started.to_string();
     provoked_log_lines(fleet_);
-    producer_ = std::make_unique<ChaosProducer>(fleet_.nats().url(), "chaos", soak_options.seed);
+    producer_ = std::make_unique<LoadProducer>(fleet_.nats().url(), "chaos", ChaosBatches(soak_options.seed),
+                                               chaos_producer_options());
     Status producing = producer_->start();
     ASSERT_TRUE(producing.is_ok()) << producing.to_string();
     ASSERT_NO_FATAL_FAILURE(keep_loading());
@@ -279,7 +281,7 @@ class ChaosSoak : public ::testing::Test {
 
   std::mt19937_64 rng_;
   Fleet fleet_;
-  std::unique_ptr<ChaosProducer> producer_;
+  std::unique_ptr<LoadProducer> producer_;
   pid_t stopped_pid_ = -1;
   std::map<std::string, FaultCounts> faults_;
   int rounds_done_ = 0;
@@ -302,7 +304,7 @@ TEST_F(ChaosSoak, AckedRecordsSurviveRandomKillsAndStopsValueByValue) {
   ASSERT_TRUE(fleet_.converged());
   converge_ms_ = ms_since(last_round);
 
-  const RecordModel expected = producer_->ledger().expected();
+  const RecordModel& expected = producer_->acked();
   Comparison& hub = comparisons_["hub"];
   for (const std::string type : {"products", "prices", "inventory"}) {
     auto held = fleet_.hub_records(type);

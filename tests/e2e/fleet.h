@@ -33,10 +33,10 @@
 #include <nlohmann/json.hpp>
 
 #include "shared/status.h"
+#include "testing/child_process.h"
+#include "testing/temp_dir.h"
 #include "tests/harness/hub_process.h"
 #include "tests/harness/nats_server.h"
-#include "tools/child_process.h"
-#include "tools/temp_dir.h"
 
 namespace ds::testing {
 

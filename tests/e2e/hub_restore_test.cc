@@ -18,8 +18,8 @@
 #include "shared/codec.h"
 #include "shared/names.h"
 #include "shared/nats.h"
+#include "testing/child_process.h"
 #include "tests/e2e/under_load.h"
-#include "tools/child_process.h"
 
 namespace ds::testing {
 namespace {

@@ -17,9 +17,9 @@
 #include <fstream>
 #include <memory>
 
+#include "testing/local_host.h"
 #include "tests/e2e/fleet.h"
 #include "tools/hub_client.h"
-#include "tools/local_host.h"
 
 namespace ds::testing {
 namespace {

@@ -26,7 +26,7 @@
 #include "tests/e2e/fleet.h"
 #include "tools/hub_client.h"
 #include "tools/pusher.h"
-#include "tools/temp_dir.h"
+#include "testing/temp_dir.h"
 
 namespace ds::testing {
 namespace {

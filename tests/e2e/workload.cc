@@ -15,9 +15,10 @@ constexpr uint64_t kRecordsPerBatch = 40;
 constexpr uint64_t kKeysPerType = 400;
 constexpr int64_t kAttemptTimeoutMs = 2000;
 constexpr int64_t kRetryPauseMs = 100;
-// A pause between batches keeps the load steady rather than flooding two
-// shared cores; the scenarios need load during faults, not throughput.
-constexpr int64_t kBatchPauseMs = 2;
+
+int64_t ms_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t).count();
+}
 
 const std::map<std::string, nlohmann::json> kNoRecords;
 
@@ -82,15 +83,19 @@ std::vector<std::string> RecordModel::types() const {
   return ::testing::AssertionSuccess();
 }
 
-LoadProducer::LoadProducer(std::string nats_url, std::string producer)
-    : nats_url_(std::move(nats_url)), producer_(std::move(producer)) {}
+LoadProducer::LoadProducer(std::string nats_url, std::string producer, BatchSource source,
+                           ProducerOptions options)
+    : nats_url_(std::move(nats_url)),
+      producer_(std::move(producer)),
+      source_(std::move(source)),
+      options_(std::move(options)) {}
 
 LoadProducer::~LoadProducer() { (void)stop(); }
 
 Status LoadProducer::start() {
   ConnectOptions opts;
   opts.config.url = nats_url_;
-  opts.name = "e2e " + producer_;
+  opts.name = options_.name + " " + producer_;
   opts.reconnect_wait_ms = 50;
   opts.max_reconnect_wait_ms = 250;
   DS_ASSIGN_OR_RETURN(nc_, Connection::connect(std::move(opts)));
@@ -107,8 +112,8 @@ Status LoadProducer::stop() {
   return result_;
 }
 
-bool LoadProducer::wait_acked(uint64_t n) const {
-  wait_until([&] { return acked_.load() >= n || finished_.load(); }, kConvergeTimeoutMs);
+bool LoadProducer::wait_acked(uint64_t n, int64_t timeout_ms) const {
+  wait_until([&] { return acked_.load() >= n || finished_.load(); }, timeout_ms);
   return acked_.load() >= n;
 }
 
@@ -117,7 +122,7 @@ bool LoadProducer::wait_failed(uint64_t n) const {
   return failed_.load() >= n;
 }
 
-nlohmann::json LoadProducer::batch(uint64_t n, std::string* type) {
+nlohmann::json rotating_batch(uint64_t n, std::string* type) {
   static const char* const kTypes[] = {"products", "prices", "inventory"};
   *type = kTypes[n % 3];
   nlohmann::json records = nlohmann::json::array();
@@ -164,30 +169,38 @@ void LoadProducer::run() {
 Status LoadProducer::produce() {
   // After a stop, start() goes on with the next batch and seq.
   for (uint64_t n = acked_.load(); !stop_.load(); ++n) {
+    const uint64_t seq = n + 1;
     std::string type;
-    const nlohmann::json records = batch(n, &type);
+    const nlohmann::json records = source_(n, &type);
     auto decoded = decode_ingest_records_json(records.dump());
-    if (!decoded.is_ok()) return decoded.status().with_context("batch " + std::to_string(n));
+    if (!decoded.is_ok()) return decoded.status().with_context("batch " + std::to_string(seq));
     Pusher pusher(*nc_, Subjects(), type,
-                  PushOptions{.producer = producer_, .first_seq = n + 1, .timeout_ms = kAttemptTimeoutMs,
+                  PushOptions{.producer = producer_, .first_seq = seq, .timeout_ms = kAttemptTimeoutMs,
                               .attempts = 1});
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kConvergeTimeoutMs);
+    const auto first_attempt = std::chrono::steady_clock::now();
     for (;;) {
       auto reply = pusher.push(*decoded);
       if (reply.is_ok()) break;
       ++failed_;
       const StatusCode code = reply.status().code();
       if (code == StatusCode::kInvalidArgument || code == StatusCode::kNotFound) {
-        return reply.status().with_context("batch " + std::to_string(n) + " rejected");
+        return reply.status().with_context("batch " + std::to_string(seq) + " rejected");
       }
-      if (std::chrono::steady_clock::now() >= deadline) {
-        return reply.status().with_context("batch " + std::to_string(n) + " never acknowledged");
+      if (ms_since(first_attempt) >= options_.batch_deadline_ms) {
+        return reply.status().with_context("batch " + std::to_string(seq) + " not acknowledged in " +
+                                           std::to_string(options_.batch_deadline_ms) + " ms");
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(kRetryPauseMs));
     }
+    const int64_t took = ms_since(first_attempt);
+    if (took > slowest_ack_ms_.load()) {
+      slowest_ack_ms_ = took;
+      slowest_ack_seq_ = seq;
+    }
     model_.apply(type, records);
+    acked_records_ += records.size();
     ++acked_;
-    std::this_thread::sleep_for(std::chrono::milliseconds(kBatchPauseMs));
+    std::this_thread::sleep_for(std::chrono::milliseconds(options_.batch_pause_ms));
   }
   return Status::ok();
 }

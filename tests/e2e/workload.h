@@ -14,11 +14,20 @@
 // for the thread). Batch n is sent with (producer, seq = n + 1); a batch
 // without an acknowledgement is sent again unchanged until the hub acks it,
 // and only then does the producer go on, so acked() is exactly what the hub
-// has promised to keep. Batches rotate over products, prices and inventory,
-// with updates of the same keys, deletes and re-inserts.
+// has promised to keep (a batch whose reply was lost or timed out counts
+// once, however often it was sent). What the batches hold comes from a
+// BatchSource: by default rotating_batch(), the e2e workload (batches rotate
+// over products, prices and inventory, with updates of the same keys,
+// deletes and re-inserts); the chaos soak plugs in random ones
+// (tests/chaos/chaos_workload.h). Every batch's ack latency (first attempt
+// to ok reply) is measured.
+//
+// Thread-safety: the counters are atomic and may be read any time; acked()
+// is written by the producer thread only and read after stop().
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -53,10 +62,32 @@ class RecordModel {
 // last one acknowledged, nothing deleted come back.
 ::testing::AssertionResult hub_holds_exactly(Fleet& fleet, const RecordModel& model);
 
+// The records of batch `n` (0-based; sent with seq n + 1) and, in `*type`,
+// their type, as ingest records in JSON. Called on the producer's thread,
+// once per batch and in order of n: a source may draw from an RNG.
+using BatchSource = std::function<nlohmann::json(uint64_t n, std::string* type)>;
+
+// The e2e workload: batch `n` of a fixed sequence (see LoadProducer).
+nlohmann::json rotating_batch(uint64_t n, std::string* type);
+
+struct ProducerOptions {
+  // The NATS connection's name: "<name> <producer>".
+  std::string name = "e2e";
+  // A batch not acknowledged this long after its first attempt ends the run
+  // with an error (stop() returns it).
+  int64_t batch_deadline_ms = kConvergeTimeoutMs;
+  // The pause after each acknowledged batch: steady load rather than a flood
+  // of two shared cores; the tests need records in flight during faults,
+  // not throughput.
+  int64_t batch_pause_ms = 2;
+};
+
 class LoadProducer {
  public:
-  // `nats_url`: where to ingest; `producer`: the producer identity.
-  LoadProducer(std::string nats_url, std::string producer);
+  // `nats_url`: where to ingest; `producer`: the producer identity (subject
+  // token and retry key).
+  LoadProducer(std::string nats_url, std::string producer, BatchSource source = rotating_batch,
+               ProducerOptions options = {});
   ~LoadProducer();
   LoadProducer(const LoadProducer&) = delete;
   LoadProducer& operator=(const LoadProducer&) = delete;
@@ -66,21 +97,23 @@ class LoadProducer {
   Status start();
   // Asks the thread to stop once the batch in flight is acknowledged and
   // joins it. An error when a batch was rejected, or got no acknowledgement
-  // for kConvergeTimeoutMs.
+  // for options.batch_deadline_ms.
   Status stop();
 
   uint64_t acked_batches() const { return acked_.load(); }
+  uint64_t acked_records() const { return acked_records_.load(); }
   // Attempts that got no acknowledgement (timeouts, no responders, errors).
   uint64_t failed_attempts() const { return failed_.load(); }
+  // The slowest acknowledgement so far (ms, first attempt to ok reply) and
+  // the seq of its batch.
+  int64_t slowest_ack_ms() const { return slowest_ack_ms_.load(); }
+  uint64_t slowest_ack_seq() const { return slowest_ack_seq_.load(); }
   // Wait until at least `n` batches are acked / `n` attempts failed in all;
   // false when that did not happen (the thread gave up, or time ran out).
-  bool wait_acked(uint64_t n) const;
+  bool wait_acked(uint64_t n, int64_t timeout_ms = kConvergeTimeoutMs) const;
   bool wait_failed(uint64_t n) const;
-  // Everything acknowledged; read it after stop().
+  // Everything acknowledged, in acknowledgement order; read it after stop().
   const RecordModel& acked() const { return model_; }
-
-  // The records of batch `n` and their type.
-  static nlohmann::json batch(uint64_t n, std::string* type);
 
  private:
   void run();
@@ -88,11 +121,16 @@ class LoadProducer {
 
   std::string nats_url_;
   std::string producer_;
+  BatchSource source_;
+  ProducerOptions options_;
   std::unique_ptr<Connection> nc_;
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> acked_{0};
+  std::atomic<uint64_t> acked_records_{0};
   std::atomic<uint64_t> failed_{0};
+  std::atomic<int64_t> slowest_ack_ms_{0};
+  std::atomic<uint64_t> slowest_ack_seq_{0};
   std::atomic<bool> finished_{false};  // the thread has returned
   Status result_;        // written by the thread, read after join
   RecordModel model_;    // written by the thread, read after join

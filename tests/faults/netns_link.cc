@@ -20,7 +20,7 @@
 
 #include <fmt/format.h>
 
-#include "tools/child_process.h"
+#include "testing/child_process.h"
 
 namespace ds::testing {
 namespace {

@@ -44,7 +44,7 @@
 #include <vector>
 
 #include "shared/status.h"
-#include "tools/temp_dir.h"
+#include "testing/temp_dir.h"
 
 namespace ds::testing {
 

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "shared/status.h"
-#include "tools/child_process.h"
+#include "testing/child_process.h"
 
 namespace ds::testing {
 

@@ -1,7 +1,7 @@
 #pragma once
 // Test harness for messaging tests: NatsServer, a real nats-server (the
 // binary named by the compile definition DELTASYNC_NATS_SERVER) with
-// JetStream on a free loopback port (tools/nats_server_process.h says how it
+// JetStream on a free loopback port (testing/nats_server_process.h says how it
 // starts, stops and restarts); the NatsTest fixture (one server and a
 // connected client per test); wait_until() and MessageCollector for waiting
 // on what other threads and processes do.
@@ -21,7 +21,7 @@
 
 #include "shared/nats.h"
 #include "shared/status.h"
-#include "tools/nats_server_process.h"
+#include "testing/nats_server_process.h"
 
 namespace ds::testing {
 

@@ -34,8 +34,8 @@
 #include "shared/names.h"
 #include "shared/nats.h"
 #include "shared/status.h"
+#include "testing/temp_dir.h"
 #include "tests/harness/nats_server.h"
-#include "tools/temp_dir.h"
 
 namespace ds::testing {
 

@@ -8,8 +8,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "testing/child_process.h"
 #include "tests/integration/agent_test_support.h"
-#include "tools/child_process.h"
 
 namespace ds::testing {
 namespace {

@@ -13,9 +13,9 @@
 
 #include "agent/replica.h"
 #include "shared/config.h"
+#include "testing/temp_dir.h"
 #include "tests/harness/fake_hub.h"
 #include "tests/harness/nats_server.h"
-#include "tools/temp_dir.h"
 
 namespace ds::testing {
 

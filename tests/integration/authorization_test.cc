@@ -27,14 +27,14 @@
 
 #include "hub/hub.h"
 #include "hub/query_store.h"
-#include "shared/identities.h"
 #include "shared/codec.h"
+#include "shared/identities.h"
 #include "shared/names.h"
 #include "shared/nats.h"
+#include "testing/temp_dir.h"
 #include "tests/harness/nats_server.h"
-#include "tests/integration/hub_test_util.h"
 #include "tests/harness/test_credentials.h"
-#include "tools/temp_dir.h"
+#include "tests/integration/hub_test_util.h"
 
 namespace ds::testing {
 namespace {

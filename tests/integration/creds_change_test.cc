@@ -16,7 +16,7 @@
 // connect, so even a process whose seed file was replaced in place must be
 // restarted to use a rotated key. JetStream survives the reload only when
 // the config file enables it: the harness's nats-server does (see
-// tools/nats_server_process.h).
+// testing/nats_server_process.h).
 
 #include <gtest/gtest.h>
 
@@ -32,12 +32,12 @@
 #include "shared/identities.h"
 #include "shared/names.h"
 #include "shared/nats.h"
+#include "testing/child_process.h"
+#include "testing/temp_dir.h"
 #include "tests/harness/nats_server.h"
 #include "tests/harness/test_credentials.h"
 #include "tests/integration/hub_test_util.h"
-#include "tools/child_process.h"
 #include "tools/creds.h"
-#include "tools/temp_dir.h"
 
 namespace ds::testing {
 namespace {

@@ -8,28 +8,19 @@
 // callback, as for seed files (shared/nats.h, Connection).
 
 #include <atomic>
-#include <chrono>
 #include <iostream>
-#include <mutex>
 #include <string>
-#include <thread>
-#include <vector>
 
 #include <gtest/gtest.h>
 
 #include "shared/nats.h"
+#include "testing/temp_dir.h"
+#include "tests/harness/connect_checks.h"
 #include "tests/harness/nats_server.h"
 #include "tests/harness/test_jwt.h"
-#include "tools/temp_dir.h"
 
 namespace ds::testing {
 namespace {
-
-size_t count_of(const std::string& text, const std::string& what) {
-  size_t count = 0;
-  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++count;
-  return count;
-}
 
 class CredsConnectTest : public ::testing::Test {
  protected:
@@ -67,29 +58,9 @@ TEST_F(CredsConnectTest, TheServerRefusesAClientWithoutAJwt) {
 // 256), and the chance that none is, 0.996^2000, is below 1 in 2,000.
 TEST_F(CredsConnectTest, TwoThousandCredsConnectsAllSucceed) {
   constexpr int kConnects = 2000;
-  constexpr int kThreads = 4;
-  std::atomic<int> failures{0};
-  std::mutex mu;
-  std::string first_failure;
-  std::vector<std::thread> threads;
-  const auto began = std::chrono::steady_clock::now();
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&] {
-      for (int i = 0; i < kConnects / kThreads; ++i) {
-        auto nc = Connection::connect(options(creds_file_));
-        Status s = nc.is_ok() ? (*nc)->flush(5000) : nc.status();
-        if (!s.is_ok()) {
-          ++failures;
-          std::lock_guard<std::mutex> lock(mu);
-          if (first_failure.empty()) first_failure = s.to_string();
-        }
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  const std::chrono::duration<double> seconds = std::chrono::steady_clock::now() - began;
-  std::cout << kConnects << " creds connects in " << seconds.count() << " s\n";
-  EXPECT_EQ(failures.load(), 0) << first_failure;
+  const ConnectRun run = connect_repeatedly(options(creds_file_), kConnects, 4);
+  std::cout << kConnects << " creds connects in " << run.seconds << " s\n";
+  EXPECT_EQ(run.failures, 0) << run.first_failure;
   const std::string log = server_->log_text();
   EXPECT_EQ(count_of(log, "authentication error"), 0u) << log.substr(0, 4000);
   EXPECT_EQ(count_of(log, "Violation"), 0u) << log.substr(0, 4000);

@@ -33,14 +33,14 @@
 #include "shared/codec.h"
 #include "shared/names.h"
 #include "shared/nats.h"
+#include "testing/child_process.h"
+#include "testing/local_host.h"
+#include "testing/temp_dir.h"
 #include "tests/harness/hub_process.h"
 #include "tests/harness/nats_server.h"
-#include "tools/child_process.h"
 #include "tests/harness/test_credentials.h"
 #include "tools/creds.h"
 #include "tools/hub_client.h"
-#include "tools/local_host.h"
-#include "tools/temp_dir.h"
 
 namespace ds::testing {
 namespace {

@@ -16,20 +16,15 @@
 #include "shared/identities.h"
 #include "shared/names.h"
 #include "shared/nats.h"
+#include "testing/temp_dir.h"
+#include "tests/harness/connect_checks.h"
 #include "tests/harness/nats_server.h"
 #include "tests/harness/test_credentials.h"
 #include "tests/integration/hub_test_util.h"
 #include "tools/creds.h"
-#include "tools/temp_dir.h"
 
 namespace ds::testing {
 namespace {
-
-size_t count_of(const std::string& text, const std::string& what) {
-  size_t count = 0;
-  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++count;
-  return count;
-}
 
 class HubPublisherIdentityTest : public ::testing::Test {
  protected:

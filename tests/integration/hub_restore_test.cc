@@ -18,9 +18,9 @@
 #include <thread>
 
 #include "shared/sqlite.h"
+#include "testing/child_process.h"
 #include "tests/harness/hub_process.h"
 #include "tests/integration/hub_test_util.h"
-#include "tools/child_process.h"
 
 namespace ds::testing {
 namespace {

@@ -13,10 +13,10 @@
 
 #include "agent/replica.h"
 #include "shared/sqlite.h"
+#include "testing/child_process.h"
+#include "testing/local_host.h"
 #include "tests/harness/hub_process.h"
 #include "tests/integration/hub_test_util.h"
-#include "tools/child_process.h"
-#include "tools/local_host.h"
 
 namespace ds::testing {
 namespace {

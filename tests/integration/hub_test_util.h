@@ -20,8 +20,8 @@
 #include "shared/config.h"
 #include "shared/names.h"
 #include "shared/nats.h"
+#include "testing/temp_dir.h"
 #include "tests/harness/nats_server.h"
-#include "tools/temp_dir.h"
 
 namespace ds::testing {
 

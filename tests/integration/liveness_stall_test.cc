@@ -1,5 +1,5 @@
 // A short stall must not kill the fleet (docs/architecture.md, "Accountable time"):
-// the deltasync-hub binary with 120 simulated agents (tools/simulated_fleet.h)
+// the deltasync-hub binary with 120 simulated agents (testing/simulated_fleet.h)
 // answering its heartbeats over a real nats-server; heartbeat 500 ms, dead
 // after 3 missed beats (a 1.5 s threshold). The hub or the broker is stopped
 // (SIGSTOP) or the broker restarted for 2x and 5x the threshold; one agent
@@ -18,10 +18,10 @@
 #include <gtest/gtest.h>
 
 #include "shared/names.h"
+#include "testing/simulated_fleet.h"
+#include "testing/temp_dir.h"
 #include "tests/harness/hub_process.h"
 #include "tests/harness/nats_server.h"
-#include "tools/simulated_fleet.h"
-#include "tools/temp_dir.h"
 
 namespace ds::testing {
 namespace {

@@ -30,9 +30,10 @@
 
 #include "shared/nats.h"
 #include "shared/nkeys.h"
+#include "testing/temp_dir.h"
+#include "tests/harness/connect_checks.h"
 #include "tests/harness/nats_server.h"
 #include "tests/harness/test_jwt.h"
-#include "tools/temp_dir.h"
 
 namespace ds::testing {
 namespace {
@@ -248,6 +249,35 @@ class NkeySignatureTest : public ::testing::Test {
     return opts;
   }
 
+  // Connects to `fake` with `opts`, which hands out a plain nonce and then,
+  // after drop_client(), three zero-byte ones in a row (two refusals in a
+  // row were enough for cnats 3.4 to close for good) and a plain one: the
+  // connection must come back, never closed, and no CONNECT may go out for
+  // a zero-byte signature.
+  void expect_reconnect_through_zero_byte_signatures(FakeNatsServer& fake, ConnectOptions opts) {
+    std::atomic<int> reconnects{0};
+    std::atomic<int> closed{0};
+    opts.on_reconnected = [&] { ++reconnects; };
+    opts.on_closed = [&](const Status&) { ++closed; };
+    auto nc = Connection::connect(opts);
+    ASSERT_TRUE(nc.is_ok()) << nc.status().to_string();
+
+    fake.drop_client();
+    ASSERT_TRUE(wait_until([&] { return reconnects.load() >= 1 || closed.load() > 0; }, 10000));
+    EXPECT_EQ(closed.load(), 0);
+    EXPECT_FALSE((*nc)->closed());
+    EXPECT_TRUE((*nc)->connected());
+    EXPECT_TRUE((*nc)->flush(2000).is_ok());
+
+    const auto attempts = fake.attempts();
+    ASSERT_EQ(attempts.size(), 5u);
+    for (size_t i = 1; i <= 3; ++i) {
+      EXPECT_EQ(attempts[i].nonce, zero_nonce_) << i;
+      EXPECT_FALSE(attempts[i].connect_seen) << "attempt " << i << " sent CONNECT";
+    }
+    EXPECT_TRUE(attempts[4].sig_valid);
+  }
+
   UserKeys keys_;
   std::string zero_nonce_;
   std::string plain_nonce_;
@@ -309,32 +339,8 @@ TEST_F(NkeySignatureTest, AHandshakeCutShortAtAConnectThatRetriesInTheBackground
 }
 
 TEST_F(NkeySignatureTest, ZeroByteSignaturesWhileReconnectingNeverCloseTheConnection) {
-  // Accepted first; after the drop three zero-byte nonces in a row (two
-  // refusals in a row were enough for cnats 3.4 to close for good), then a
-  // plain one.
   FakeNatsServer fake(keys_, {plain_nonce_, zero_nonce_, zero_nonce_, zero_nonce_}, plain_nonce_);
-  std::atomic<int> reconnects{0};
-  std::atomic<int> closed{0};
-  ConnectOptions opts = options(fake);
-  opts.on_reconnected = [&] { ++reconnects; };
-  opts.on_closed = [&](const Status&) { ++closed; };
-  auto nc = Connection::connect(opts);
-  ASSERT_TRUE(nc.is_ok()) << nc.status().to_string();
-
-  fake.drop_client();
-  ASSERT_TRUE(wait_until([&] { return reconnects.load() >= 1 || closed.load() > 0; }, 10000));
-  EXPECT_EQ(closed.load(), 0);
-  EXPECT_FALSE((*nc)->closed());
-  EXPECT_TRUE((*nc)->connected());
-  EXPECT_TRUE((*nc)->flush(2000).is_ok());
-
-  const auto attempts = fake.attempts();
-  ASSERT_EQ(attempts.size(), 5u);
-  for (size_t i = 1; i <= 3; ++i) {
-    EXPECT_EQ(attempts[i].nonce, zero_nonce_) << i;
-    EXPECT_FALSE(attempts[i].connect_seen) << "attempt " << i << " sent CONNECT";
-  }
-  EXPECT_TRUE(attempts[4].sig_valid);
+  expect_reconnect_through_zero_byte_signatures(fake, options(fake));
 }
 
 TEST_F(NkeySignatureTest, RefusedCredentialsCloseForGoodAndSayWhy) {
@@ -414,23 +420,7 @@ TEST_F(CredsSignatureTest, ZeroByteSignatureOfACredsFileIsRetriedWithANewNonce) 
 
 TEST_F(CredsSignatureTest, ZeroByteSignaturesOfACredsFileWhileReconnectingNeverCloseTheConnection) {
   FakeNatsServer fake(keys_, {plain_nonce_, zero_nonce_, zero_nonce_, zero_nonce_}, plain_nonce_, jwt_);
-  std::atomic<int> reconnects{0};
-  std::atomic<int> closed{0};
-  ConnectOptions opts = creds_options(fake);
-  opts.on_reconnected = [&] { ++reconnects; };
-  opts.on_closed = [&](const Status&) { ++closed; };
-  auto nc = Connection::connect(opts);
-  ASSERT_TRUE(nc.is_ok()) << nc.status().to_string();
-
-  fake.drop_client();
-  ASSERT_TRUE(wait_until([&] { return reconnects.load() >= 1 || closed.load() > 0; }, 10000));
-  EXPECT_EQ(closed.load(), 0);
-  EXPECT_TRUE((*nc)->connected());
-  EXPECT_TRUE((*nc)->flush(2000).is_ok());
-  const auto attempts = fake.attempts();
-  ASSERT_EQ(attempts.size(), 5u);
-  for (size_t i = 1; i <= 3; ++i) EXPECT_FALSE(attempts[i].connect_seen) << "attempt " << i << " sent CONNECT";
-  EXPECT_TRUE(attempts[4].sig_valid);
+  expect_reconnect_through_zero_byte_signatures(fake, creds_options(fake));
 }
 
 // --- against a real nats-server --------------------------------------------
@@ -442,15 +432,7 @@ std::string nkey_users_config(const std::vector<std::string>& public_keys) {
 }
 
 // Lines nats-server writes when it refuses a client ("authentication error").
-size_t auth_errors(const NatsServer& server) {
-  const std::string log = server.log_text();
-  size_t count = 0;
-  for (size_t at = log.find("authentication error"); at != std::string::npos;
-       at = log.find("authentication error", at + 1)) {
-    ++count;
-  }
-  return count;
-}
+size_t auth_errors(const NatsServer& server) { return count_of(server.log_text(), "authentication error"); }
 
 // A seed file configured against a server without authorization (a
 // development broker): the server sends no nonce, cnats still calls the
@@ -482,33 +464,13 @@ TEST(NkeyConnectTest, FiveThousandNkeyConnectsAllSucceed) {
   const std::string seed_file = dir.write_file("user.nk", keys.pair.seed + "\n");
 
   constexpr int kConnects = 5000;
-  constexpr int kThreads = 4;
-  std::atomic<int> failures{0};
-  std::mutex mu;
-  std::string first_failure;
-  std::vector<std::thread> threads;
-  const auto began = std::chrono::steady_clock::now();
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&] {
-      for (int i = 0; i < kConnects / kThreads; ++i) {
-        ConnectOptions opts;
-        opts.config.url = server.url();
-        opts.config.nkey_seed_file = seed_file;
-        opts.name = "nkey-5000";
-        auto nc = Connection::connect(opts);
-        Status s = nc.is_ok() ? (*nc)->flush(5000) : nc.status();
-        if (!s.is_ok()) {
-          ++failures;
-          std::lock_guard<std::mutex> lock(mu);
-          if (first_failure.empty()) first_failure = s.to_string();
-        }
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  const std::chrono::duration<double> seconds = std::chrono::steady_clock::now() - began;
-  std::cout << kConnects << " nkey connects in " << seconds.count() << " s\n";
-  EXPECT_EQ(failures.load(), 0) << first_failure;
+  ConnectOptions opts;
+  opts.config.url = server.url();
+  opts.config.nkey_seed_file = seed_file;
+  opts.name = "nkey-5000";
+  const ConnectRun run = connect_repeatedly(opts, kConnects, 4);
+  std::cout << kConnects << " nkey connects in " << run.seconds << " s\n";
+  EXPECT_EQ(run.failures, 0) << run.first_failure;
   EXPECT_EQ(auth_errors(server), 0u) << server.log_text().substr(0, 4000);
 }
 

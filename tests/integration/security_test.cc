@@ -23,12 +23,12 @@
 
 #include "shared/names.h"
 #include "shared/nats.h"
+#include "shared/nkeys.h"
+#include "testing/temp_dir.h"
 #include "tests/harness/consumer_state.h"
 #include "tests/harness/nats_server.h"
 #include "tests/harness/test_credentials.h"
 #include "tools/creds.h"
-#include "tools/temp_dir.h"
-#include "shared/nkeys.h"
 
 namespace ds::testing {
 namespace {

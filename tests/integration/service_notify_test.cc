@@ -20,9 +20,9 @@
 
 #include <gtest/gtest.h>
 
+#include "testing/child_process.h"
 #include "tests/harness/hub_process.h"
 #include "tests/integration/hub_test_util.h"
-#include "tools/child_process.h"
 
 namespace ds::testing {
 namespace {

@@ -113,6 +113,10 @@ for p in "${packages[@]}"; do
   check "$p: copyright and changelog in /usr/share/doc/$p" \
     test -f "/usr/share/doc/$p/copyright" -a -f "/usr/share/doc/$p/changelog.gz"
 done
+for page in man1/deltasync.1 man8/deltasync-hub.8 man8/deltasync-agent.8; do
+  check "/usr/share/man/$page.gz is root:root 644" test "$(owner_mode "/usr/share/man/$page.gz")" = "root:root 644"
+  check "/usr/share/man/$page.gz is a manual page" bash -c "zcat /usr/share/man/$page.gz | grep -q '^\.TH '"
+done
 
 echo "== the operator edits agent.toml; the agent started as a host without systemd starts it"
 # An open nats-server on a port where none listens: the agent keeps retrying.

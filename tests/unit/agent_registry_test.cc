@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "hub/agent_registry.h"
-#include "tools/temp_dir.h"
+#include "testing/temp_dir.h"
 
 namespace ds {
 namespace {

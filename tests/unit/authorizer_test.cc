@@ -7,7 +7,7 @@
 
 #include <fstream>
 
-#include "tools/temp_dir.h"
+#include "testing/temp_dir.h"
 
 namespace ds {
 namespace {

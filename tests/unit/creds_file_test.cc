@@ -6,8 +6,8 @@
 
 #include "shared/creds_file.h"
 #include "shared/nkeys.h"
+#include "testing/temp_dir.h"
 #include "tests/harness/test_jwt.h"
-#include "tools/temp_dir.h"
 
 namespace ds::testing {
 namespace {

@@ -23,8 +23,8 @@
 #include "shared/identities.h"
 #include "shared/nats.h"
 #include "shared/nkeys.h"
-#include "tools/local_host.h"
-#include "tools/temp_dir.h"
+#include "testing/local_host.h"
+#include "testing/temp_dir.h"
 
 namespace ds {
 namespace {

@@ -14,7 +14,7 @@
 #include "hub/ingest_writer.h"
 #include "hub/query_store.h"
 #include "shared/codec.h"
-#include "tools/temp_dir.h"
+#include "testing/temp_dir.h"
 
 namespace ds {
 namespace {

@@ -6,8 +6,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "tools/local_host.h"
-#include "tools/temp_dir.h"
+#include "testing/local_host.h"
+#include "testing/temp_dir.h"
 
 namespace ds {
 namespace {

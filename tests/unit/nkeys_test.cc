@@ -13,8 +13,8 @@
 #include <sstream>
 
 #include "shared/nats.h"
-#include "tools/local_host.h"
-#include "tools/temp_dir.h"
+#include "testing/local_host.h"
+#include "testing/temp_dir.h"
 
 namespace ds {
 namespace {

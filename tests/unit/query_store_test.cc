@@ -5,7 +5,7 @@
 #include <algorithm>
 
 #include "shared/codec.h"
-#include "tools/temp_dir.h"
+#include "testing/temp_dir.h"
 
 namespace ds {
 namespace {

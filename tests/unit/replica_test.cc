@@ -4,7 +4,7 @@
 
 #include "shared/codec.h"
 #include "shared/sqlite.h"
-#include "tools/temp_dir.h"
+#include "testing/temp_dir.h"
 
 namespace ds {
 namespace {

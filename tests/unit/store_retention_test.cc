@@ -6,7 +6,7 @@
 
 #include "hub/query_store.h"
 #include "shared/sqlite.h"
-#include "tools/temp_dir.h"
+#include "testing/temp_dir.h"
 
 namespace ds {
 namespace {

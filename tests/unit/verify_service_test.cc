@@ -25,7 +25,7 @@
 #include "hub/query_store.h"
 #include "hub/verify_service.h"
 #include "shared/digest.h"
-#include "tools/temp_dir.h"
+#include "testing/temp_dir.h"
 
 namespace ds::testing {
 namespace {

@@ -1,6 +1,6 @@
 #pragma once
 // Small facts of the local host shared by the processes that start other
-// processes: the benchmark (tools/bench) and the test harness (tests/harness).
+// processes: the benchmark (bench/) and the test harness (tests/harness).
 
 #include <netinet/in.h>
 

@@ -3,7 +3,7 @@
 // loopback address (or of another local address the caller names, e.g. the
 // machine side of a test's network namespace link), its store, config and
 // log in a private TempDir. The benchmark's
-// broker (tools/bench) and the test harness's (tests/harness NatsServer,
+// broker (bench/) and the test harness's (tests/harness NatsServer,
 // which names the nats-server binary the build found).
 //
 // Not thread-safe: one thread drives it. start() blocks until the server
@@ -20,8 +20,8 @@
 #include <string>
 
 #include "shared/status.h"
-#include "tools/child_process.h"
-#include "tools/temp_dir.h"
+#include "testing/child_process.h"
+#include "testing/temp_dir.h"
 
 namespace ds {
 

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <thread>
 
-#include "tools/bench/bench_support.h"
+#include "bench/bench_support.h"
 
 namespace ds::bench {
 namespace {

@@ -5,11 +5,11 @@
 #include <set>
 #include <thread>
 
+#include "bench/bench_support.h"
+#include "bench/log_tail.h"
 #include "shared/codec.h"
 #include "shared/names.h"
-#include "tools/bench/bench_support.h"
-#include "tools/bench/log_tail.h"
-#include "tools/simulated_fleet.h"
+#include "testing/simulated_fleet.h"
 
 namespace ds::bench {
 namespace {

@@ -1,4 +1,4 @@
-#include "tools/simulated_fleet.h"
+#include "testing/simulated_fleet.h"
 
 #include <algorithm>
 #include <thread>

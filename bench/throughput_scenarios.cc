@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <thread>
 
+#include "bench/bench_support.h"
 #include "shared/codec.h"
-#include "tools/bench/bench_support.h"
 
 namespace ds::bench {
 namespace {

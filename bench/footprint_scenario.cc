@@ -5,8 +5,8 @@
 #include <filesystem>
 #include <thread>
 
-#include "tools/bench/bench_support.h"
-#include "tools/bench/proc_info.h"
+#include "bench/bench_support.h"
+#include "bench/proc_info.h"
 
 namespace ds::bench {
 namespace {

@@ -1,4 +1,4 @@
-#include "tools/temp_dir.h"
+#include "testing/temp_dir.h"
 
 #include <cerrno>
 #include <cstdlib>
@@ -9,7 +9,7 @@
 #include <system_error>
 #include <vector>
 
-#include "tools/local_host.h"
+#include "testing/local_host.h"
 
 namespace ds {
 

@@ -20,7 +20,7 @@
 
 #include <fmt/format.h>
 
-#include "tools/bench/bench_support.h"
+#include "bench/bench_support.h"
 
 namespace ds::bench {
 namespace {

@@ -1,4 +1,4 @@
-#include "tools/local_host.h"
+#include "testing/local_host.h"
 
 #include <arpa/inet.h>
 #include <sys/socket.h>

@@ -1,4 +1,4 @@
-#include "tools/bench/bench_support.h"
+#include "bench/bench_support.h"
 
 #include <atomic>
 #include <cstdio>
@@ -6,9 +6,9 @@
 #include <mutex>
 #include <thread>
 
+#include "bench/proc_info.h"
 #include "shared/codec.h"
 #include "shared/names.h"
-#include "tools/bench/proc_info.h"
 #include "tools/sample_data.h"
 
 namespace ds::bench {

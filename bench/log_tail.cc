@@ -1,4 +1,4 @@
-#include "tools/bench/log_tail.h"
+#include "bench/log_tail.h"
 
 #include <fstream>
 #include <iterator>

@@ -5,9 +5,9 @@
 #include <signal.h>
 
 #include "agent/replica.h"
+#include "bench/bench_support.h"
+#include "bench/proc_info.h"
 #include "shared/names.h"
-#include "tools/bench/bench_support.h"
-#include "tools/bench/proc_info.h"
 
 namespace ds::bench {
 namespace {

@@ -1,4 +1,4 @@
-#include "tools/nats_server_process.h"
+#include "testing/nats_server_process.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -12,7 +12,7 @@
 #include <thread>
 #include <vector>
 
-#include "tools/local_host.h"
+#include "testing/local_host.h"
 
 namespace ds {
 namespace {

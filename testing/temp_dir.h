@@ -1,6 +1,6 @@
 #pragma once
 // TempDir: a fresh private directory for the processes that start other
-// processes (the benchmark in tools/bench, the test harness in tests/harness):
+// processes (the benchmark in bench/, the test harness in tests/harness):
 // SQLite files, nats-server stores, config files and logs. It is made under
 // $TMPDIR (or /tmp) and removed recursively, with everything in it, when the
 // object is destroyed.

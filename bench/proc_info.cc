@@ -1,4 +1,4 @@
-#include "tools/bench/proc_info.h"
+#include "bench/proc_info.h"
 
 #include <unistd.h>
 
@@ -6,7 +6,7 @@
 #include <sstream>
 #include <vector>
 
-#include "tools/local_host.h"
+#include "testing/local_host.h"
 
 namespace ds::bench {
 

@@ -1,6 +1,6 @@
 #pragma once
 // ChildProcess: one of our binaries (or any program) run as a separate
-// process, for the benchmark (tools/bench: what is measured is what ships)
+// process, for the benchmark (bench/: what is measured is what ships)
 // and for tests that need what only a process has: SIGKILL, SIGTERM, an exit
 // code, a restart. stdout and stderr are appended to a log file that is kept
 // across restarts. The child gets PR_SET_PDEATHSIG(SIGKILL), so it never
@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "shared/status.h"
-#include "tools/local_host.h"  // read_text_file()
+#include "testing/local_host.h"  // read_text_file()
 
 namespace ds {
 

@@ -13,12 +13,12 @@
 #include <string>
 #include <vector>
 
+#include "bench/proc_info.h"
+#include "bench/scenarios.h"
 #include "shared/nats.h"
-#include "tools/bench/proc_info.h"
-#include "tools/bench/scenarios.h"
-#include "tools/nats_server_process.h"
+#include "testing/nats_server_process.h"
+#include "testing/temp_dir.h"
 #include "tools/table.h"
-#include "tools/temp_dir.h"
 
 namespace {
 

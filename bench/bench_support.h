@@ -17,13 +17,13 @@
 #include <string>
 #include <vector>
 
+#include "bench/scenarios.h"
 #include "shared/config.h"
 #include "shared/messages.h"
 #include "shared/nats.h"
 #include "shared/sqlite.h"
 #include "shared/status.h"
-#include "tools/bench/scenarios.h"
-#include "tools/child_process.h"
+#include "testing/child_process.h"
 
 namespace ds::bench {
 

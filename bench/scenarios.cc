@@ -1,4 +1,4 @@
-#include "tools/bench/scenarios.h"
+#include "bench/scenarios.h"
 
 namespace ds::bench {
 
