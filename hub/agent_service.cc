@@ -18,6 +18,7 @@
 #include <spdlog/spdlog.h>
 
 #include "hub/commit_history.h"
+#include "hub/consumer_planner.h"
 #include "hub/delivery_manager.h"
 #include "hub/liveness_tracker.h"
 #include "hub/registration_handler.h"
@@ -150,97 +151,32 @@ struct AgentService::Impl {
     auto a = registry->find(agent);
     if (!a) return;
     for (const auto& [type, sub] : a->subscriptions) {
-      DeliveryState d = sub.delivery;
-      if (Status s = delivery.close(agent, type); !s.is_ok()) {
-        // The consumer may linger on the server; reconnect/restart checks
-        // only live agents, so say so loudly.
-        spdlog::warn("agent {} type {}: {}", agent, type, s.to_string());
-      }
-      d.consumer_open = false;
-      d.note = why;
-      registry->set_delivery(agent, type, d);
+      // A consumer that could not be deleted may linger on the server;
+      // reconnect/restart checks only live agents (carry_out warns).
+      carry_out(*a, sub, PlanEvent::kGone, why);
     }
   }
 
   // Brings the consumers of a live or suspect agent in line with what it
-  // should have: one per subscription unless held back (schema mismatch) or
-  // waiting for a snapshot. `verify` also checks believed-open consumers on
-  // the server (after a broker reconnect or a hub restart).
+  // should have (the consumer planner's rules). `verify` also checks
+  // believed-open consumers on the server (after a broker reconnect or a
+  // hub restart).
   void ensure_consumers(const std::string& agent, bool verify) {
     auto a = registry->find(agent);
-    if (!a || (a->state != AgentState::kLive && a->state != AgentState::kSuspect)) return;
+    if (!a) return;
     for (const auto& [type, sub] : a->subscriptions) {
-      DeliveryState d = sub.delivery;
-      auto declared = hub_hashes.find(type);
-      if (declared == hub_hashes.end()) {
-        // Restored from the database, but the type left the configuration.
-        d.note = "type '" + type + "' is no longer declared by this hub";
-        registry->set_delivery(agent, type, d);
-        continue;
-      }
-      const std::string& hub_hash = declared->second;
-      const bool mismatch = !sub.schema_hash.empty() && sub.schema_hash != hub_hash;
-      if (mismatch) {
-        if (!d.held_back || d.consumer_open) {
-          spdlog::warn("agent {} type {}: schema hash {} differs from the hub's {}: deltas held back", agent,
-                       type, sub.schema_hash, hub_hash);
-          if (Status s = delivery.close(agent, type); !s.is_ok()) {
-            spdlog::warn("agent {} type {}: {}", agent, type, s.to_string());
-          }
-        }
-        d.consumer_open = false;
-        d.held_back = true;
-        d.note = "schema hash " + sub.schema_hash + " differs from the hub's " + hub_hash;
-        registry->set_delivery(agent, type, d);
-        continue;
-      }
-      if (d.held_back) {
-        spdlog::info("agent {} type {}: schema hash matches again: delivery resumes", agent, type);
-        d.held_back = false;
-        d.note.clear();
-      }
-      if (d.awaiting_snapshot) {
-        registry->set_delivery(agent, type, d);
-        continue;
-      }
-      if (d.consumer_open && verify) {
-        auto exists = delivery.exists(agent, type);
-        if (!exists.is_ok()) {
-          spdlog::warn("agent {} type {}: {}", agent, type, exists.status().to_string());
-          continue;
-        }
-        if (!*exists) {
-          spdlog::info("agent {} type {}: consumer missing on the server: recreating", agent, type);
-          d.consumer_open = false;
-        }
-      }
-      if (!d.consumer_open) open_consumer(agent, sub, d);
-      registry->set_delivery(agent, type, d);
+      carry_out(*a, sub, verify ? PlanEvent::kReconnected : PlanEvent::kReported);
     }
   }
 
-  // Opens the consumer from the subscription's checkpoint, or records why not.
-  void open_consumer(const std::string& agent, const SubscriptionState& sub, DeliveryState& d) {
-    auto plan = delivery.plan(sub.type, sub.seq, sub.version);
-    if (!plan.is_ok()) {
-      d.note = plan.status().to_string();
-      spdlog::warn("agent {} type {}: {}", agent, sub.type, d.note);
-      return;
-    }
-    if (plan->resume == Resume::kSnapshot) {
-      d.awaiting_snapshot = true;
-      d.note = plan->why + ": the agent is ordered to register again and snapshot";
-      spdlog::warn("agent {} type {}: {}", agent, sub.type, d.note);
-      return;
-    }
-    if (Status s = delivery.open(agent, sub.type, sub.partition, sub.seq); !s.is_ok()) {
-      d.note = s.to_string();
-      spdlog::warn("agent {} type {}: {}", agent, sub.type, d.note);
-      return;
-    }
-    d.consumer_open = true;
-    d.note.clear();
-    spdlog::info("agent {} type {}: consumer opened after seq {}", agent, sub.type, sub.seq);
+  // One subscription through the planner and the delivery manager; stores
+  // the resulting delivery state.
+  void carry_out(const AgentRecord& a, const SubscriptionState& sub, PlanEvent event, std::string gone_reason = {}) {
+    PlanInput input{.event = event, .agent_state = a.state, .sub = sub};
+    if (auto h = hub_hashes.find(sub.type); h != hub_hashes.end()) input.hub_hash = h->second;
+    input.gone_reason = std::move(gone_reason);
+    const ConsumerPlan plan = delivery.carry_out(a.id, input);
+    if (plan.store) registry->set_delivery(a.id, sub.type, plan.state);
   }
 
   void handle_register(const Message& msg) {
@@ -298,18 +234,15 @@ struct AgentService::Impl {
   void order_registration_if_needed(const std::string& agent) {
     auto a = registry->find(agent);
     if (!a) return;
-    std::string reasons;
-    for (const auto& [type, sub] : a->subscriptions) {
-      const char* why = nullptr;
-      if (sub.delivery.awaiting_snapshot && !sub.delivery.snapshot_ordered) why = ": snapshot needed";
-      if (sub.delivery.held_back) why = ": schema out of date";
-      if (why != nullptr) reasons += (reasons.empty() ? "" : ", ") + type + why;
-    }
+    const std::string reasons = registration_reasons(*a);
     if (reasons.empty()) return;
     const int64_t now = steady_now_ms();
-    auto [it, first] = register_ordered_ms.try_emplace(agent, now);
-    if (!first && now - it->second < tracker.interval_ms()) return;
-    it->second = now;
+    auto last = register_ordered_ms.find(agent);
+    if (!may_order_registration(last == register_ordered_ms.end() ? std::nullopt : std::optional(last->second), now,
+                                tracker.interval_ms())) {
+      return;
+    }
+    register_ordered_ms[agent] = now;
     spdlog::info("agent {}: ordering it to register again ({})", agent, reasons);
     probe(agent, /*reregister=*/true);
   }
@@ -604,10 +537,7 @@ Status AgentService::order_snapshot(const std::string& agent, const std::string&
                                                  std::string(agent_state_name(a->state)) + ": it cannot reload now"));
     }
     p->registration.order_snapshot(agent, type);
-    DeliveryState d = sub->second.delivery;
-    d.awaiting_snapshot = true;
-    d.snapshot_ordered = false;
-    d.note = "snapshot ordered by deltasync verify --repair: waiting for the agent to register";
+    const DeliveryState d = repair_ordered(sub->second.delivery);
     p->registry->set_delivery(agent, type, d);
     spdlog::info("agent {} type {}: {}", agent, type, d.note);
     p->register_ordered_ms.erase(agent);  // order it now, not after the rate limit
