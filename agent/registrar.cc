@@ -30,7 +30,15 @@ std::string host_name() {
 }  // namespace
 
 Registrar::Registrar(Connection& nc, const AgentConfig& config, DeltaApplier& applier, CheckpointBoard& board)
-    : nc_(nc), config_(config), subjects_(config.nats.subject_prefix), applier_(applier), board_(board) {}
+    : own_messaging_(std::make_unique<NatsMessaging>(nc)),
+      nc_(*own_messaging_),
+      config_(config),
+      subjects_(config.nats.subject_prefix),
+      post_([&applier](DeltaApplier::Task task) { return applier.post(std::move(task)); }),
+      board_(board) {}
+
+Registrar::Registrar(Messaging& messaging, const AgentConfig& config, PostTask post, CheckpointBoard& board)
+    : nc_(messaging), config_(config), subjects_(config.nats.subject_prefix), post_(std::move(post)), board_(board) {}
 
 Registrar::~Registrar() { stop(); }
 
@@ -96,7 +104,7 @@ void Registrar::run() {
 }
 
 Status Registrar::run_on_writer(DeltaApplier::Task task) {
-  auto done = applier_.post(std::move(task));
+  auto done = post_(std::move(task));
   if (done.wait_for(std::chrono::milliseconds(kWriterTimeoutMs)) != std::future_status::ready) {
     return Status::deadline_exceeded("the replica writer did not run the task in time");
   }
@@ -134,8 +142,9 @@ Result<RegisterRequest> Registrar::build_request() {
 Status Registrar::register_once() {
   for (int round = 0; round < kMaxRoundsPerRegistration; ++round) {
     DS_ASSIGN_OR_RETURN(RegisterRequest req, build_request());
-    DS_ASSIGN_OR_RETURN(Message msg, nc_.request(subjects_.register_agent(config_.id), encode(req), kRequestTimeoutMs));
-    DS_ASSIGN_OR_RETURN(RegisterReply reply, decode_register_reply(msg.data()));
+    DS_ASSIGN_OR_RETURN(std::string msg,
+                        nc_.request(subjects_.register_agent(config_.id), encode(req), kRequestTimeoutMs));
+    DS_ASSIGN_OR_RETURN(RegisterReply reply, decode_register_reply(msg));
     if (!reply.ok()) {
       Status refused = reply.error->to_status().with_context("the hub refused the registration");
       board_.set_error(refused.message());
@@ -188,13 +197,13 @@ Status Registrar::load_snapshot(const Delivery& delivery, const std::string& par
     req.after_key = after_key;
     req.limit = kSnapshotPageLimit;
     // Pages are idempotent (keyset paging), so a lost one is simply asked again.
-    Result<Message> msg = Status::unavailable("not asked yet");
+    Result<std::string> msg = Status::unavailable("not asked yet");
     for (int attempt = 1; attempt <= kSnapshotPageAttempts; ++attempt) {
       msg = nc_.request(subjects_.snapshot(config_.id), encode(req), kRequestTimeoutMs);
       if (msg.is_ok() || stopping_.load()) break;
     }
     if (!msg.is_ok()) return msg.status().with_context(type + ": snapshot page " + std::to_string(page));
-    DS_ASSIGN_OR_RETURN(SnapshotReply reply, decode_snapshot_reply(msg->data()));
+    DS_ASSIGN_OR_RETURN(SnapshotReply reply, decode_snapshot_reply(*msg));
     if (reply.error) return reply.error->to_status().with_context(type + ": snapshot");
     if (page == 1) {
       // Later pages may hold newer rows; the stream resumes after the first

@@ -20,6 +20,14 @@
 //
 // Every replica write goes through DeltaApplier::post (the single writer).
 //
+// Seams: the registrar talks to the hub only through Messaging (request;
+// shared/messaging.h) and reaches the replica only through a post function
+// (DeltaApplier::post in production), so unit tests
+// (tests/unit/registrar_test.cc) answer its requests with a fake broker and
+// run its replica tasks inline. It reads no clock: its only waits (the retry
+// backoff, a replica task) are bounded condition waits, and trigger() cuts
+// the backoff short.
+//
 // Thread-safety: trigger() is thread-safe (cnats callbacks call it);
 // start()/stop() belong to the owner's thread.
 
@@ -27,6 +35,8 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <future>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -34,6 +44,7 @@
 #include "agent/checkpoint_board.h"
 #include "agent/delta_applier.h"
 #include "shared/config.h"
+#include "shared/messaging.h"
 #include "shared/messages.h"
 #include "shared/names.h"
 #include "shared/nats.h"
@@ -45,7 +56,13 @@ class Registrar {
   static constexpr uint32_t kSnapshotPageLimit = 1000;
   static constexpr int kProgressPages = 10;
 
+  // Runs a task on the replica's single writer; the future holds its Status.
+  using PostTask = std::function<std::future<Status>(DeltaApplier::Task)>;
+
+  // Production: requests over `nc`, replica tasks through applier.post().
   Registrar(Connection& nc, const AgentConfig& config, DeltaApplier& applier, CheckpointBoard& board);
+  // Over explicit seams; `messaging` must outlive the registrar.
+  Registrar(Messaging& messaging, const AgentConfig& config, PostTask post, CheckpointBoard& board);
   ~Registrar();
   Registrar(const Registrar&) = delete;
   Registrar& operator=(const Registrar&) = delete;
@@ -76,10 +93,11 @@ class Registrar {
   Status load_snapshot(const Delivery& delivery, const std::string& partition);
   Status run_on_writer(DeltaApplier::Task task);
 
-  Connection& nc_;
+  std::unique_ptr<Messaging> own_messaging_;  // set by the Connection constructor
+  Messaging& nc_;
   const AgentConfig& config_;
   Subjects subjects_;
-  DeltaApplier& applier_;
+  PostTask post_;
   CheckpointBoard& board_;
   OutcomeListener listener_;  // set before the thread starts, then only read by it
 

@@ -36,12 +36,14 @@
 namespace ds {
 
 // Why an agent's subscription has (or lacks) a consumer on the server.
+// Decided by the consumer planner (hub/consumer_planner.h) alone; the
+// services store what it returns.
 struct DeliveryState {
   bool consumer_open = false;      // the hub created it and has not removed it
   bool held_back = false;          // schema hash mismatch (DESIGN §6 (a))
   bool awaiting_snapshot = false;  // checkpoint left the stream; agent must snapshot and register again
   bool snapshot_ordered = false;   // a registration reply told the agent so; it is loading the snapshot
-  std::string note;                // the reason when there is no consumer
+  std::string note{};              // the reason when there is no consumer
   bool operator==(const DeliveryState&) const = default;
 };
 

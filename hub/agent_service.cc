@@ -18,25 +18,18 @@
 #include <spdlog/spdlog.h>
 
 #include "hub/commit_history.h"
+#include "hub/consumer_planner.h"
 #include "hub/delivery_manager.h"
 #include "hub/liveness_tracker.h"
 #include "hub/registration_handler.h"
+#include "shared/clock.h"
 #include "shared/codec.h"
+#include "shared/messaging.h"
 #include "shared/names.h"
 #include "shared/schema.h"
 
 namespace ds {
 namespace {
-
-int64_t steady_now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-int64_t wall_now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 // How long retire() waits for the service thread before giving up.
 constexpr auto kCallTimeout = std::chrono::seconds(30);
@@ -90,17 +83,17 @@ struct AgentService::Impl {
     uint64_t breaches = 0;   // entries into a breach since the hub started
   };
 
-  Impl(const HubConfig& cfg, Connection& conn, JetStream& jetstream, Authorizer& auth,
+  Impl(const HubConfig& cfg, Messaging& conn, ConsumerControl& consumers, Clock& time, Authorizer& auth,
        std::unique_ptr<AgentRegistry> reg)
       : config(cfg),
         nc(conn),
-        js(jetstream),
+        clocks(time),
         authorizer(auth),
         subjects(cfg.nats.subject_prefix),
         registry(std::move(reg)),
         tracker({.interval_ms = cfg.heartbeat_interval_ms, .dead_after = cfg.dead_after}),
-        clock(tracker.interval_ms() / 2, steady_now_ms()),
-        delivery(config, js),
+        clock(tracker.interval_ms() / 2, clocks.now_steady_ms()),
+        delivery(config, consumers),
         registration(config, authorizer, *registry, tracker, delivery, [this](const Transition& t) { apply_transition(t); }),
         history(cfg.types),
         work(asio::make_work_guard(io)),
@@ -108,13 +101,13 @@ struct AgentService::Impl {
     for (const TypeConfig& t : config.types) hub_hashes[t.name] = schema_hash(t.schema);
     check_period_ms = std::clamp<int64_t>(tracker.interval_ms() / 4, 10, 1000);
     beat_flush_timeout_ms = std::clamp<int64_t>(tracker.interval_ms() / 2, 50, 2000);
-    next_beat_ms = steady_now_ms();
+    next_beat_ms = clocks.now_steady_ms();
   }
 
   // ---- everything below runs on the service thread unless noted ----
 
   void restore_agents() {
-    const int64_t now = clock.at(steady_now_ms());
+    const int64_t now = clock.at(clocks.now_steady_ms());
     for (const AgentRecord& a : registry->all()) {
       tracker.restore(a.id, a.state, now);
       index_agent(a.id);
@@ -141,7 +134,7 @@ struct AgentService::Impl {
     if (t.to == AgentState::kDead || t.to == AgentState::kRetired) {
       close_consumers(t.agent, std::string("agent ") + std::string(agent_state_name(t.to)));
     }
-    if (Status s = registry->record_transition(t, wall_now_ms()); !s.is_ok()) {
+    if (Status s = registry->record_transition(t, clocks.now_system_ms()); !s.is_ok()) {
       spdlog::error("agent {}: store state change: {}", t.agent, s.to_string());
     }
   }
@@ -150,105 +143,40 @@ struct AgentService::Impl {
     auto a = registry->find(agent);
     if (!a) return;
     for (const auto& [type, sub] : a->subscriptions) {
-      DeliveryState d = sub.delivery;
-      if (Status s = delivery.close(agent, type); !s.is_ok()) {
-        // The consumer may linger on the server; reconnect/restart checks
-        // only live agents, so say so loudly.
-        spdlog::warn("agent {} type {}: {}", agent, type, s.to_string());
-      }
-      d.consumer_open = false;
-      d.note = why;
-      registry->set_delivery(agent, type, d);
+      // A consumer that could not be deleted may linger on the server;
+      // reconnect/restart checks only live agents (carry_out warns).
+      carry_out(*a, sub, PlanEvent::kGone, why);
     }
   }
 
   // Brings the consumers of a live or suspect agent in line with what it
-  // should have: one per subscription unless held back (schema mismatch) or
-  // waiting for a snapshot. `verify` also checks believed-open consumers on
-  // the server (after a broker reconnect or a hub restart).
+  // should have (the consumer planner's rules). `verify` also checks
+  // believed-open consumers on the server (after a broker reconnect or a
+  // hub restart).
   void ensure_consumers(const std::string& agent, bool verify) {
     auto a = registry->find(agent);
-    if (!a || (a->state != AgentState::kLive && a->state != AgentState::kSuspect)) return;
+    if (!a) return;
     for (const auto& [type, sub] : a->subscriptions) {
-      DeliveryState d = sub.delivery;
-      auto declared = hub_hashes.find(type);
-      if (declared == hub_hashes.end()) {
-        // Restored from the database, but the type left the configuration.
-        d.note = "type '" + type + "' is no longer declared by this hub";
-        registry->set_delivery(agent, type, d);
-        continue;
-      }
-      const std::string& hub_hash = declared->second;
-      const bool mismatch = !sub.schema_hash.empty() && sub.schema_hash != hub_hash;
-      if (mismatch) {
-        if (!d.held_back || d.consumer_open) {
-          spdlog::warn("agent {} type {}: schema hash {} differs from the hub's {}: deltas held back", agent,
-                       type, sub.schema_hash, hub_hash);
-          if (Status s = delivery.close(agent, type); !s.is_ok()) {
-            spdlog::warn("agent {} type {}: {}", agent, type, s.to_string());
-          }
-        }
-        d.consumer_open = false;
-        d.held_back = true;
-        d.note = "schema hash " + sub.schema_hash + " differs from the hub's " + hub_hash;
-        registry->set_delivery(agent, type, d);
-        continue;
-      }
-      if (d.held_back) {
-        spdlog::info("agent {} type {}: schema hash matches again: delivery resumes", agent, type);
-        d.held_back = false;
-        d.note.clear();
-      }
-      if (d.awaiting_snapshot) {
-        registry->set_delivery(agent, type, d);
-        continue;
-      }
-      if (d.consumer_open && verify) {
-        auto exists = delivery.exists(agent, type);
-        if (!exists.is_ok()) {
-          spdlog::warn("agent {} type {}: {}", agent, type, exists.status().to_string());
-          continue;
-        }
-        if (!*exists) {
-          spdlog::info("agent {} type {}: consumer missing on the server: recreating", agent, type);
-          d.consumer_open = false;
-        }
-      }
-      if (!d.consumer_open) open_consumer(agent, sub, d);
-      registry->set_delivery(agent, type, d);
+      carry_out(*a, sub, verify ? PlanEvent::kReconnected : PlanEvent::kReported);
     }
   }
 
-  // Opens the consumer from the subscription's checkpoint, or records why not.
-  void open_consumer(const std::string& agent, const SubscriptionState& sub, DeliveryState& d) {
-    auto plan = delivery.plan(sub.type, sub.seq, sub.version);
-    if (!plan.is_ok()) {
-      d.note = plan.status().to_string();
-      spdlog::warn("agent {} type {}: {}", agent, sub.type, d.note);
-      return;
-    }
-    if (plan->resume == Resume::kSnapshot) {
-      d.awaiting_snapshot = true;
-      d.note = plan->why + ": the agent is ordered to register again and snapshot";
-      spdlog::warn("agent {} type {}: {}", agent, sub.type, d.note);
-      return;
-    }
-    if (Status s = delivery.open(agent, sub.type, sub.partition, sub.seq); !s.is_ok()) {
-      d.note = s.to_string();
-      spdlog::warn("agent {} type {}: {}", agent, sub.type, d.note);
-      return;
-    }
-    d.consumer_open = true;
-    d.note.clear();
-    spdlog::info("agent {} type {}: consumer opened after seq {}", agent, sub.type, sub.seq);
+  // One subscription through the planner and the delivery manager; stores
+  // the resulting delivery state.
+  void carry_out(const AgentRecord& a, const SubscriptionState& sub, PlanEvent event, std::string gone_reason = {}) {
+    PlanInput input{.event = event, .agent_state = a.state, .sub = sub};
+    if (auto h = hub_hashes.find(sub.type); h != hub_hashes.end()) input.hub_hash = h->second;
+    input.gone_reason = std::move(gone_reason);
+    const ConsumerPlan plan = delivery.carry_out(a.id, input);
+    if (plan.store) registry->set_delivery(a.id, sub.type, plan.state);
   }
 
-  void handle_register(const Message& msg) {
+  void handle_register(const Envelope& msg) {
     RegisterReply reply =
-        registration.handle(msg.subject(), msg.data(), clock.at(steady_now_ms()), wall_now_ms());
-    if (reply.ok()) index_agent(std::string(Subjects::last_token(msg.subject())));
+        registration.handle(msg.subject, msg.data, clock.at(clocks.now_steady_ms()), clocks.now_system_ms());
+    if (reply.ok()) index_agent(std::string(Subjects::last_token(msg.subject)));
     if (Status s = nc.respond(msg, encode(reply)); !s.is_ok()) {
-      spdlog::warn("register reply on {}: {}", msg.subject(), s.to_string());
+      spdlog::warn("register reply on {}: {}", msg.subject, s.to_string());
     }
   }
 
@@ -259,7 +187,7 @@ struct AgentService::Impl {
   void handle_beat(const std::string& sender, HeartbeatReply reply) {
     if (!reply.agent.empty() && reply.agent != sender) {
       refused_beats++;
-      const int64_t now = steady_now_ms();
+      const int64_t now = clocks.now_steady_ms();
       auto [it, first] = refusal_logged_ms.try_emplace(sender, now);
       if (first || now - it->second >= tracker.interval_ms()) {
         it->second = now;
@@ -278,12 +206,12 @@ struct AgentService::Impl {
       spdlog::debug("heartbeat reply from unknown agent '{}' ignored", reply.agent);
       return;
     }
-    auto effect = tracker.on_reply(reply.agent, clock.at(steady_now_ms()));
+    auto effect = tracker.on_reply(reply.agent, clock.at(clocks.now_steady_ms()));
     if (!effect.accepted) {
       spdlog::debug("heartbeat reply from retired agent '{}' ignored", reply.agent);
       return;
     }
-    registry->record_beat(reply, wall_now_ms());
+    registry->record_beat(reply, clocks.now_system_ms());
     if (effect.transition) apply_transition(*effect.transition);
     ensure_consumers(reply.agent, false);
     order_registration_if_needed(reply.agent);
@@ -298,18 +226,15 @@ struct AgentService::Impl {
   void order_registration_if_needed(const std::string& agent) {
     auto a = registry->find(agent);
     if (!a) return;
-    std::string reasons;
-    for (const auto& [type, sub] : a->subscriptions) {
-      const char* why = nullptr;
-      if (sub.delivery.awaiting_snapshot && !sub.delivery.snapshot_ordered) why = ": snapshot needed";
-      if (sub.delivery.held_back) why = ": schema out of date";
-      if (why != nullptr) reasons += (reasons.empty() ? "" : ", ") + type + why;
-    }
+    const std::string reasons = registration_reasons(*a);
     if (reasons.empty()) return;
-    const int64_t now = steady_now_ms();
-    auto [it, first] = register_ordered_ms.try_emplace(agent, now);
-    if (!first && now - it->second < tracker.interval_ms()) return;
-    it->second = now;
+    const int64_t now = clocks.now_steady_ms();
+    auto last = register_ordered_ms.find(agent);
+    if (!may_order_registration(last == register_ordered_ms.end() ? std::nullopt : std::optional(last->second), now,
+                                tracker.interval_ms())) {
+      return;
+    }
+    register_ordered_ms[agent] = now;
     spdlog::info("agent {}: ordering it to register again ({})", agent, reasons);
     probe(agent, /*reregister=*/true);
   }
@@ -318,7 +243,7 @@ struct AgentService::Impl {
   // steady-time step counts when the connection is up, was not lost since
   // the last tick, and the last beat round was confirmed at the broker.
   void tick() {
-    const int64_t steady = steady_now_ms();
+    const int64_t steady = clocks.now_steady_ms();
     const bool connected = nc.connected();
     const int64_t now = clock.tick(steady, connected && !outage_since_tick && beats_confirmed);
     outage_since_tick = false;
@@ -329,7 +254,7 @@ struct AgentService::Impl {
       confirm_beats();
       evaluate_freshness();
       // Keep the phase (no drift of a tick per beat), unless we fell behind.
-      next_beat_ms = std::max(next_beat_ms + tracker.interval_ms(), steady_now_ms() + 1);
+      next_beat_ms = std::max(next_beat_ms + tracker.interval_ms(), clocks.now_steady_ms() + 1);
     }
     if (Status s = registry->flush(); !s.is_ok()) spdlog::warn("{}", s.to_string());
   }
@@ -337,7 +262,7 @@ struct AgentService::Impl {
   // Once per heartbeat interval: which subscriptions are in breach of their
   // type's freshness objective; counts each entry into a breach.
   void evaluate_freshness() {
-    const int64_t now = wall_now_ms();
+    const int64_t now = clocks.now_system_ms();
     std::map<std::pair<std::string, std::string>, Freshness> next;
     for (const AgentRecord& a : registry->all()) {
       if (a.state == AgentState::kRetired) continue;
@@ -391,7 +316,7 @@ struct AgentService::Impl {
   }
 
   void send_heartbeats() {
-    const int64_t wall = wall_now_ms();
+    const int64_t wall = clocks.now_system_ms();
     for (const auto& [type, agents] : agents_by_type) {
       const bool any = std::any_of(agents.begin(), agents.end(), [&](const std::string& a) {
         auto st = tracker.state(a);
@@ -407,11 +332,11 @@ struct AgentService::Impl {
   }
 
   void probe(const std::string& agent, bool reregister = false) {
-    HeartbeatRequest req{config.name, wall_now_ms(), types_by_agent[agent], reregister};
+    HeartbeatRequest req{config.name, clocks.now_system_ms(), types_by_agent[agent], reregister};
     if (Status s = nc.publish(subjects.probe(agent), encode(req)); !s.is_ok()) {
       spdlog::warn("probe {}: {}", subjects.probe(agent), s.to_string());
     }
-    tracker.record_probe(agent, clock.at(steady_now_ms()));
+    tracker.record_probe(agent, clock.at(clocks.now_steady_ms()));
   }
 
   // Scans a type's agents at most once per check period: commits come far
@@ -419,7 +344,7 @@ struct AgentService::Impl {
   // ones included). An agent is not probed twice within a check period
   // anyway, so a skipped scan delays a probe by less than one period.
   void refresh_types(const std::vector<std::string>& types) {
-    const int64_t now = steady_now_ms();
+    const int64_t now = clocks.now_steady_ms();
     for (const std::string& type : types) {
       auto it = agents_by_type.find(type);
       if (it == agents_by_type.end()) continue;
@@ -429,7 +354,7 @@ struct AgentService::Impl {
         scanned->second = now;
       }
       for (const std::string& agent : it->second) {
-        if (tracker.needs_refresh(agent, clock.at(steady_now_ms()))) probe(agent);
+        if (tracker.needs_refresh(agent, clock.at(clocks.now_steady_ms()))) probe(agent);
       }
     }
   }
@@ -437,7 +362,7 @@ struct AgentService::Impl {
   // The timer fires every check period, and exactly at the next beat, so
   // the broadcast period does not stretch by the check granularity.
   void schedule_tick() {
-    const int64_t now = steady_now_ms();
+    const int64_t now = clocks.now_steady_ms();
     const int64_t delay = std::clamp<int64_t>(std::min(now + check_period_ms, next_beat_ms) - now, 0,
                                               check_period_ms);
     timer.expires_after(std::chrono::milliseconds(delay));
@@ -448,9 +373,13 @@ struct AgentService::Impl {
     });
   }
 
+  // Set by the production start() (adapters over its Connection and
+  // JetStream); declared first so they outlive everything that uses them.
+  std::unique_ptr<Messaging> own_messaging;
+  std::unique_ptr<ConsumerControl> own_consumers;
   const HubConfig& config;
-  Connection& nc;
-  JetStream& js;
+  Messaging& nc;
+  Clock& clocks;
   Authorizer& authorizer;
   Subjects subjects;
   std::unique_ptr<AgentRegistry> registry;
@@ -480,8 +409,9 @@ struct AgentService::Impl {
   asio::executor_work_guard<asio::io_context::executor_type> work;
   asio::steady_timer timer;
   std::thread thread;
-  std::unique_ptr<Subscription> register_sub;
-  std::unique_ptr<Subscription> beat_sub;
+  bool own_timer = true;  // const after start(): false = ticks only through AgentService::tick()
+  std::unique_ptr<MessagingSubscription> register_sub;
+  std::unique_ptr<MessagingSubscription> beat_sub;
   std::atomic<bool> stopped{false};
   std::mutex stop_mu;
 };
@@ -492,41 +422,60 @@ AgentService::~AgentService() { stop(); }
 
 Result<std::unique_ptr<AgentService>> AgentService::start(const HubConfig& config, Connection& nc,
                                                           JetStream& js, Authorizer& authorizer) {
+  auto messaging = std::make_unique<NatsMessaging>(nc);
+  auto consumers = std::make_unique<NatsConsumerControl>(js);
+  AgentServiceEnv env{.messaging = *messaging, .consumers = *consumers, .clock = real_clock()};
+  return start(config, env, authorizer, std::move(messaging), std::move(consumers));
+}
+
+Result<std::unique_ptr<AgentService>> AgentService::start(const HubConfig& config, AgentServiceEnv env,
+                                                          Authorizer& authorizer) {
+  return start(config, env, authorizer, nullptr, nullptr);
+}
+
+Result<std::unique_ptr<AgentService>> AgentService::start(const HubConfig& config, AgentServiceEnv env,
+                                                          Authorizer& authorizer,
+                                                          std::unique_ptr<Messaging> own_messaging,
+                                                          std::unique_ptr<ConsumerControl> own_consumers) {
   DS_ASSIGN_OR_RETURN(auto registry, AgentRegistry::open(config.store_path));
-  auto impl = std::make_unique<Impl>(config, nc, js, authorizer, std::move(registry));
+  auto impl = std::make_unique<Impl>(config, env.messaging, env.consumers, env.clock, authorizer, std::move(registry));
   Impl* p = impl.get();
+  p->own_messaging = std::move(own_messaging);
+  p->own_consumers = std::move(own_consumers);
+  p->own_timer = env.own_timer;
+  Messaging& nc = env.messaging;
   p->restore_agents();
 
   // Handlers decode on the cnats thread and post; they never block.
-  DS_ASSIGN_OR_RETURN(p->beat_sub, nc.subscribe(p->subjects.hub_beat_wildcard(), [p](Message msg) {
-    std::string sender(Subjects::last_token(msg.subject()));
+  DS_ASSIGN_OR_RETURN(p->beat_sub, nc.subscribe(p->subjects.hub_beat_wildcard(), [p](Envelope msg) {
+    std::string sender(Subjects::last_token(msg.subject));
     if (!validate_agent_id(sender).is_ok()) return;  // not an agent's subject: nobody to attribute it to
-    auto reply = decode_heartbeat_reply(msg.data());
+    auto reply = decode_heartbeat_reply(msg.data);
     if (!reply.is_ok()) {
-      spdlog::debug("malformed heartbeat reply on {} ignored: {}", msg.subject(), reply.status().message());
+      spdlog::debug("malformed heartbeat reply on {} ignored: {}", msg.subject, reply.status().message());
       return;
     }
     asio::post(p->io, [p, sender = std::move(sender), r = std::move(reply).value()]() mutable {
       p->handle_beat(sender, std::move(r));
     });
   }));
-  DS_ASSIGN_OR_RETURN(p->register_sub, nc.subscribe(p->subjects.register_wildcard(), [p](Message msg) {
-    const std::string_view agent = Subjects::last_token(msg.subject());
-    if (Status s = p->authorizer.may_reply(agent, msg.reply()); !s.is_ok()) {
-      spdlog::warn("registration on {} dropped unanswered: {}", msg.subject(), s.message());
+  DS_ASSIGN_OR_RETURN(p->register_sub, nc.subscribe(p->subjects.register_wildcard(), [p](Envelope msg) {
+    const std::string_view agent = Subjects::last_token(msg.subject);
+    if (Status s = p->authorizer.may_reply(agent, msg.reply); !s.is_ok()) {
+      spdlog::warn("registration on {} dropped unanswered: {}", msg.subject, s.message());
       return;
     }
     asio::post(p->io, [p, m = std::move(msg)] { p->handle_register(m); });
   }));
 
   // Subscriptions are in place at the server when start() returns.
-  DS_RETURN_IF_ERROR(nc.flush());
+  DS_RETURN_IF_ERROR(nc.flush(5000));
   std::unique_ptr<AgentService> service(new AgentService(std::move(impl)));
   // Consumers of restored live agents may be gone (broker restarted with us).
   asio::post(p->io, [p] {
     for (const auto& [agent, types] : p->types_by_agent) p->ensure_consumers(agent, true);
   });
-  p->schedule_tick();
+  if (p->own_timer) p->schedule_tick();
   p->thread = std::thread([p] {
     try {
       p->io.run();
@@ -562,7 +511,7 @@ void AgentService::on_reconnected() {
   asio::post(p->io, [p] {
     spdlog::info("agent service: broker reconnected: checking live agents' consumers");
     p->outage_since_tick = true;
-    p->tracker.excuse_silence(p->clock.at(steady_now_ms()));
+    p->tracker.excuse_silence(p->clock.at(p->clocks.now_steady_ms()));
     for (const auto& [agent, types] : p->types_by_agent) p->ensure_consumers(agent, true);
   });
 }
@@ -573,7 +522,7 @@ Status AgentService::retire(const std::string& agent) {
   auto done = std::make_shared<std::promise<Status>>();
   auto result = done->get_future();
   asio::post(p->io, [p, agent, done] {
-    auto t = p->tracker.retire(agent, p->clock.at(steady_now_ms()));
+    auto t = p->tracker.retire(agent, p->clock.at(p->clocks.now_steady_ms()));
     if (!t.is_ok()) {
       done->set_value(t.status());
       return;
@@ -585,6 +534,21 @@ Status AgentService::retire(const std::string& agent) {
     return Status::deadline_exceeded("retire " + agent + ": agent service did not answer");
   }
   return result.get();
+}
+
+Status AgentService::tick() {
+  Impl* p = impl_.get();
+  if (p->stopped) return Status::unavailable("agent service stopped");
+  auto done = std::make_shared<std::promise<void>>();
+  auto result = done->get_future();
+  asio::post(p->io, [p, done] {
+    p->tick();
+    done->set_value();
+  });
+  if (result.wait_for(kCallTimeout) != std::future_status::ready) {
+    return Status::deadline_exceeded("tick: agent service did not answer");
+  }
+  return Status::ok();
 }
 
 Status AgentService::order_snapshot(const std::string& agent, const std::string& type) {
@@ -604,10 +568,7 @@ Status AgentService::order_snapshot(const std::string& agent, const std::string&
                                                  std::string(agent_state_name(a->state)) + ": it cannot reload now"));
     }
     p->registration.order_snapshot(agent, type);
-    DeliveryState d = sub->second.delivery;
-    d.awaiting_snapshot = true;
-    d.snapshot_ordered = false;
-    d.note = "snapshot ordered by deltasync verify --repair: waiting for the agent to register";
+    const DeliveryState d = repair_ordered(sub->second.delivery);
     p->registry->set_delivery(agent, type, d);
     spdlog::info("agent {} type {}: {}", agent, type, d.note);
     p->register_ordered_ms.erase(agent);  // order it now, not after the rate limit
@@ -730,7 +691,7 @@ void AgentService::write_metrics(PrometheusWriter& w) const {
 
 nlohmann::json AgentService::agents_json() const {
   const Impl* p = impl_.get();
-  const int64_t now = wall_now_ms();
+  const int64_t now = p->clocks.now_system_ms();
   nlohmann::json out = nlohmann::json::array();
   for (const AgentRecord& a : p->registry->all()) {
     nlohmann::json types = nlohmann::json::object();

@@ -34,6 +34,14 @@
 // buffered heartbeat state and joins the thread. The Connection and JetStream
 // passed to start() must outlive the service.
 //
+// Seams (shared/clock.h, shared/messaging.h): the service reads time only
+// through a Clock and talks to the broker only through Messaging and
+// ConsumerControl. The production start() adapts its Connection and
+// JetStream and the real clocks; unit tests (tests/unit/agent_service_test.cc)
+// pass fakes and a service without its own timer, moving time by hand and
+// running ticks with tick(). Which consumer each subscription gets is the
+// consumer planner's decision (hub/consumer_planner.h).
+//
 // An agent that returns from dead through a heartbeat reply whose checkpoint
 // has meanwhile left the stream, or that reports an outdated schema hash, is
 // ordered to register again (HeartbeatRequest "register" on its direct probe,
@@ -52,11 +60,23 @@
 #include "shared/prometheus.h"
 #include "hub/authorizer.h"
 #include "hub/query_store.h"
+#include "shared/clock.h"
 #include "shared/config.h"
+#include "shared/messaging.h"
 #include "shared/nats.h"
 #include "shared/status.h"
 
 namespace ds {
+
+// What the service talks to and reads time from; all must outlive it.
+struct AgentServiceEnv {
+  Messaging& messaging;
+  ConsumerControl& consumers;
+  Clock& clock;
+  // true: a timer on the service thread runs the liveness tick every
+  // quarter interval (production); false: only tick() does (tests).
+  bool own_timer = true;
+};
 
 class AgentService {
  public:
@@ -67,6 +87,9 @@ class AgentService {
   // the service; a registration whose reply subject is not the agent's own
   // inbox is dropped unanswered (Authorizer::may_reply).
   static Result<std::unique_ptr<AgentService>> start(const HubConfig& config, Connection& nc, JetStream& js,
+                                                     Authorizer& authorizer);
+  // The same over explicit seams.
+  static Result<std::unique_ptr<AgentService>> start(const HubConfig& config, AgentServiceEnv env,
                                                      Authorizer& authorizer);
   ~AgentService();
   AgentService(const AgentService&) = delete;
@@ -122,6 +145,12 @@ class AgentService {
   // stop().
   Status order_snapshot(const std::string& agent, const std::string& type);
   void stop();
+  // Runs one liveness tick on the service thread now and returns after it:
+  // silence evaluated in accountable time, and when the beat is due,
+  // heartbeats sent and confirmed (a flush) and freshness evaluated. Posted
+  // after everything posted before it (registrations, replies), so a test
+  // can also use it as a barrier. Unavailable after stop().
+  Status tick();
 
   // The agents' state, for tests and diagnostics.
   const AgentRegistry& registry() const;
@@ -132,6 +161,9 @@ class AgentService {
  private:
   struct Impl;
   explicit AgentService(std::unique_ptr<Impl> impl);
+  static Result<std::unique_ptr<AgentService>> start(const HubConfig& config, AgentServiceEnv env,
+                                                     Authorizer& authorizer, std::unique_ptr<Messaging> own_messaging,
+                                                     std::unique_ptr<ConsumerControl> own_consumers);
   std::unique_ptr<Impl> impl_;
 };
 

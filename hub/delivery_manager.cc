@@ -7,46 +7,79 @@
 
 namespace ds {
 
-DeliveryManager::DeliveryManager(const HubConfig& config, JetStream& js)
-    : config_(config), js_(js), subjects_(config.nats.subject_prefix) {}
+DeliveryManager::DeliveryManager(const HubConfig& config, ConsumerControl& consumers)
+    : config_(config), js_(consumers), subjects_(config.nats.subject_prefix) {}
 
-Result<DeliveryPlan> DeliveryManager::plan(std::string_view type, uint64_t seq, uint64_t version) {
+DeliveryManager::DeliveryManager(const HubConfig& config, JetStream& js)
+    : config_(config),
+      owned_(std::make_unique<NatsConsumerControl>(js)),
+      js_(*owned_),
+      subjects_(config.nats.subject_prefix) {}
+
+ConsumerPlan DeliveryManager::carry_out(std::string_view agent, const PlanInput& input) {
+  const std::string& type = input.sub.type;
   const std::string stream = stream_name(type);
-  auto state = js_.stream_state(stream);
-  if (!state.is_ok() && state.status().code() == StatusCode::kNotFound) {
-    // The hub creates every stream at start and after each reconnect (the
-    // broker may have lost its store): gone now means not recreated yet.
-    return Status::unavailable("plan delivery of " + std::string(type) + ": stream " + stream +
-                               " does not exist (yet): the broker lost it and the hub is recreating it from its "
-                               "log; registration is retried (" + state.status().message() + ")");
+  BrokerFacts facts;
+  ConsumerPlan plan = plan_consumer(input, facts);
+  // Each fact is read at most once, so this ends within three rounds.
+  for (int round = 0; round < 3 && plan.need != PlanNeed::kNothing; ++round) {
+    switch (plan.need) {
+      case PlanNeed::kStreamState:
+        facts.stream = js_.stream_state(stream);
+        break;
+      case PlanNeed::kCheckpointBatch: {
+        auto at = js_.get_message(stream, input.sub.seq);
+        if (at.is_ok()) {
+          facts.checkpoint_batch = Result<std::optional<uint64_t>>(batch_of(*at));
+        } else {
+          facts.checkpoint_batch = Result<std::optional<uint64_t>>(at.status());
+        }
+        break;
+      }
+      case PlanNeed::kConsumerExists:
+        facts.consumer_exists = exists(agent, type);
+        break;
+      case PlanNeed::kNothing:
+        break;
+    }
+    plan = plan_consumer(input, facts);
   }
-  if (!state.is_ok()) return state.status().with_context("plan delivery of " + std::string(type));
-  if (state->last_seq == 0) return DeliveryPlan{};  // never held data
-  if (seq > state->last_seq) {
-    return DeliveryPlan{Resume::kSnapshot, fmt::format("checkpoint seq {} is past the stream's end (seq {}): the "
-                                                       "stream was recreated since",
-                                                       seq, state->last_seq)};
+  if (plan.need != PlanNeed::kNothing) {  // a planner bug; never silently act on half a plan
+    plan = ConsumerPlan{};
+    plan.error = Status::internal("consumer plan of " + type + " kept asking for broker facts");
+    spdlog::error("agent {} type {}: {}", agent, type, plan.error.to_string());
+    return plan;
   }
-  if (seq + 1 < state->first_seq) {
-    return DeliveryPlan{Resume::kSnapshot, fmt::format("checkpoint seq {} is no longer in the stream (first seq {})",
-                                                       seq, state->first_seq)};
+  for (const PlanLog& line : plan.logs) {
+    if (line.level == PlanLogLevel::kWarn) {
+      spdlog::warn("agent {} type {}: {}", agent, type, line.text);
+    } else {
+      spdlog::info("agent {} type {}: {}", agent, type, line.text);
+    }
   }
-  if (seq == 0 || seq < state->first_seq) return DeliveryPlan{};
-  // The message at the checkpoint must be one the agent has: its batch at
-  // or below the agent's version. Past it, the stream was rebuilt with
-  // other numbering (see the header).
-  auto at = js_.get_message(stream, seq);
-  if (!at.is_ok()) {
-    if (at.status().code() == StatusCode::kNotFound) return DeliveryPlan{};  // deleted: nothing to compare
-    return at.status().with_context("plan delivery of " + std::string(type));
+  const bool registering = input.event == PlanEvent::kRegistered;
+  if (plan.op == ConsumerOp::kClose) {
+    if (Status s = close(agent, type); !s.is_ok()) {
+      if (registering) {
+        plan.error = s;
+      } else {
+        spdlog::warn("agent {} type {}: {}", agent, type, s.to_string());
+      }
+    }
+  } else if (plan.op == ConsumerOp::kOpen) {
+    if (Status s = open(agent, type, input.sub.partition, input.sub.seq); !s.is_ok()) {
+      if (registering) {
+        plan.error = s;
+      } else {
+        plan.state.consumer_open = false;
+        plan.state.note = s.to_string();
+        spdlog::warn("agent {} type {}: {}", agent, type, plan.state.note);
+      }
+    } else if (!registering) {
+      spdlog::info("agent {} type {}: consumer opened after seq {}", agent, type, input.sub.seq);
+    }
   }
-  const std::optional<uint64_t> batch = batch_of(*at);
-  if (batch && *batch > version) {
-    return DeliveryPlan{Resume::kSnapshot, fmt::format("checkpoint seq {} now holds batch {}, past the checkpoint's "
-                                                       "version {}: the stream was rebuilt since",
-                                                       seq, *batch, version)};
-  }
-  return DeliveryPlan{};
+  return plan;
 }
 
 ConsumerSpec DeliveryManager::consumer_spec(std::string_view agent, std::string_view type,

@@ -16,30 +16,25 @@
 // nats-server 2.9 then ignored the new consumer's real acks until
 // redeliveries (ack_wait) had numbered past it: a stall of 30 s or more.
 //
-// Resume rule (plan()): a checkpoint whose next sequence has left the stream
-// (seq + 1 < first_seq) while the stream has ever held data (last_seq > 0)
-// needs a snapshot; so does a checkpoint ahead of the stream (seq > last_seq:
-// the stream was recreated and renumbered), and a checkpoint whose message
-// now carries a batch past the agent's version (the stream was rebuilt from
-// the hub's log after the broker lost it, and the log had been compacted
-// below the stream's start (StoreRetention), so the same sequence now names
-// a later batch: resuming after it would skip changes). Everything else
-// resumes from the stream: batches ascend with the sequence, so every
-// message up to a checkpoint whose batch is at or below the agent's version
-// holds nothing the agent lacks. "Ever held data" rather than "holds
-// messages now": a stream whose messages all aged out still stands for rows
-// in the query store that the agent lacks.
+// Which consumer a subscription should have is decided by the consumer
+// planner (hub/consumer_planner.h); carry_out() reads the broker facts a
+// plan asks for and executes it. The planner is pure; this is its only I/O.
 //
 // Stateless apart from its configuration: it does not remember which
-// consumers exist (the registry keeps that belief). Thread-safe as far as
-// JetStream is (it is); each call is one or two JetStream API requests, so
-// call it from the agent service's thread, never from a cnats callback.
+// consumers exist (the registry keeps that belief). Talks to JetStream
+// through ConsumerControl (shared/messaging.h), so tests pass a fake.
+// Thread-safe as far as JetStream is (it is); each call is one to four
+// JetStream API requests, so call it from the agent service's thread, never
+// from a cnats callback.
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
+#include "hub/consumer_planner.h"
 #include "shared/config.h"
+#include "shared/messaging.h"
 #include "shared/messages.h"
 #include "shared/names.h"
 #include "shared/nats.h"
@@ -47,20 +42,21 @@
 
 namespace ds {
 
-// What plan() decided, and why when it is a snapshot (for the log and the
-// registry's note).
-struct DeliveryPlan {
-  Resume resume = Resume::kStream;
-  std::string why;
-};
-
 class DeliveryManager {
  public:
+  // Over `consumers` (shared/messaging.h), which must outlive it.
+  DeliveryManager(const HubConfig& config, ConsumerControl& consumers);
+  // Over a JetStream context (NatsConsumerControl), which must outlive it.
   DeliveryManager(const HubConfig& config, JetStream& js);
 
-  // Stream resume or snapshot for a checkpoint at stream sequence `seq`
-  // and version `version`. NotFound when the type's stream does not exist.
-  Result<DeliveryPlan> plan(std::string_view type, uint64_t seq, uint64_t version);
+  // Plans `input` for `agent` (plan_consumer), reading each broker fact the
+  // plan asks for, logs the plan's lines and carries out its op. Returns the
+  // final plan, amended by what happened: at registration a failed op
+  // becomes the plan's error; otherwise a failed open leaves state with no
+  // consumer and the failure as note (logged, warn), and a failed close is
+  // logged (warn) while the planned state stands (the consumer may linger;
+  // the next check of a live agent retries).
+  ConsumerPlan carry_out(std::string_view agent, const PlanInput& input);
 
   // The consumer configuration for an agent's subscription.
   ConsumerSpec consumer_spec(std::string_view agent, std::string_view type, std::string_view partition,
@@ -77,7 +73,8 @@ class DeliveryManager {
 
  private:
   const HubConfig& config_;
-  JetStream& js_;
+  std::unique_ptr<ConsumerControl> owned_;  // set by the JetStream constructor
+  ConsumerControl& js_;
   Subjects subjects_;
 };
 

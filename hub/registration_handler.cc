@@ -83,10 +83,7 @@ RegisterReply RegistrationHandler::handle(std::string_view subject, const Regist
     for (const auto& [type, sub] : old->subscriptions) {
       bool kept = false;
       for (const SubscriptionReport& s : request.subscriptions) kept = kept || s.type == type;
-      if (kept) continue;
-      if (Status s = delivery_.close(request.agent, type); !s.is_ok()) {
-        spdlog::warn("register {}: {}", request.agent, s.to_string());
-      }
+      if (!kept) (void)delivery_.carry_out(request.agent, PlanInput{.event = PlanEvent::kDropped, .sub = sub});
     }
   }
 
@@ -119,32 +116,30 @@ void RegistrationHandler::order_snapshot(const std::string& agent, const std::st
 
 Status RegistrationHandler::open_deliveries(const RegisterRequest& request, RegisterReply& reply) {
   const Subjects subjects(config_.nats.subject_prefix);
+  const auto agent = registry_.find(request.agent);  // recorded just before
+  if (!agent) return Status::internal("register " + request.agent + ": not in the registry after recording it");
   for (const SubscriptionReport& s : request.subscriptions) {
     const TypeConfig* tc = config_.find_type(s.type);  // validated above
-    DS_ASSIGN_OR_RETURN(DeliveryPlan plan, delivery_.plan(s.type, s.seq, s.version));
-    Resume resume = plan.resume;
-    const bool repair = snapshot_orders_.erase({request.agent, s.type}) > 0;
-    if (repair) resume = Resume::kSnapshot;
-    DeliveryState state;
-    if (resume == Resume::kStream) {
-      DS_RETURN_IF_ERROR(delivery_.open(request.agent, s.type, s.partition, s.seq));
-      state.consumer_open = true;
-    } else {
-      // A consumer left from an earlier registration would push from a point
-      // the agent cannot use.
-      DS_RETURN_IF_ERROR(delivery_.close(request.agent, s.type));
-      state.awaiting_snapshot = true;
-      state.snapshot_ordered = true;
-      state.note = repair ? std::string("snapshot ordered by deltasync verify --repair")
-                          : plan.why + ": snapshot ordered";
-      spdlog::info("agent {} type {}: {}", request.agent, s.type, state.note);
+    auto sub = agent->subscriptions.find(s.type);
+    if (sub == agent->subscriptions.end()) {
+      return Status::internal("register " + request.agent + ": type " + s.type + " not recorded");
     }
-    registry_.set_delivery(request.agent, s.type, state);
+    const bool repair = snapshot_orders_.contains({request.agent, s.type});
+    const ConsumerPlan plan = delivery_.carry_out(request.agent, PlanInput{.event = PlanEvent::kRegistered,
+                                                                           .agent_state = agent->state,
+                                                                           .sub = sub->second,
+                                                                           .hub_hash = schema_hash(tc->schema),
+                                                                           .repair_ordered = repair});
+    // The order is spent once a snapshot was planned for it (even when
+    // deleting the old consumer then failed).
+    if (repair && plan.resume == Resume::kSnapshot) snapshot_orders_.erase({request.agent, s.type});
+    DS_RETURN_IF_ERROR(plan.error);
+    registry_.set_delivery(request.agent, s.type, plan.state);
 
     Delivery d;
     d.type = s.type;
     d.subject = subjects.push(request.agent, s.type);
-    d.resume = resume;
+    d.resume = plan.resume;
     d.schema = tc->schema;
     d.schema_hash = schema_hash(tc->schema);
     reply.deliveries.push_back(std::move(d));

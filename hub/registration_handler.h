@@ -2,7 +2,8 @@
 // RegistrationHandler: step 1 of DESIGN.md §1 — a request on
 // ds.hub.register.<agent> becomes a stored configuration report, a live
 // agent, and one delivery per subscription (consumer created from the
-// checkpoint, or a snapshot ordered).
+// checkpoint, or a snapshot ordered), as the consumer planner decides
+// (hub/consumer_planner.h, event "registered").
 //
 // Refusals (the whole registration; nothing is stored or changed):
 //  - the subject's last token differs from the request's `agent`:

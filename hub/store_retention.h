@@ -15,7 +15,7 @@
 //     [retention] tombstone_max_age is dropped, with that delete; an agent
 //     that needs that delete and has not got it is one whose checkpoint has
 //     left the stream, and such an agent is always ordered a snapshot
-//     (DeliveryManager::plan), which never holds deleted keys;
+//     (the resume rule of hub/consumer_planner.h), which never holds deleted keys;
 //   - producer retry keys whose versions are all below keep_from are dropped:
 //     a retry older than the stream's retention is stored as new records.
 //

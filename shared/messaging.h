@@ -1,0 +1,106 @@
+#pragma once
+// Messaging and ConsumerControl: the narrow NATS seams of the services that
+// talk to the broker (the hub's AgentService and DeliveryManager, the
+// agent's Registrar), as interfaces (leveldb's Env is the model): what they
+// call and nothing more, so unit tests pass fakes (tests/harness/fake_env.h)
+// and drive messages and broker answers by hand.
+//
+// Production implementations adapt the public API of shared/nats.h and own
+// nothing: NatsMessaging over a Connection, NatsConsumerControl over a
+// JetStream context, which must outlive them. Their contracts are those of
+// the wrapped calls (nats.h); the differences are stated here.
+//
+// Thread-safety: implementations are thread-safe as the wrapped calls are.
+// Handlers run on a library thread (a fake: the thread that delivers), one
+// message at a time per subscription; destroying a subscription unsubscribes
+// and waits until its handler is no longer running.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "shared/nats.h"
+#include "shared/status.h"
+
+namespace ds {
+
+// An inbound message as these services use it: copied out of the library's
+// message, so it carries no handle and cannot be acked.
+struct Envelope {
+  std::string subject;
+  std::string reply;  // "" when none
+  std::string data;
+};
+using EnvelopeHandler = std::function<void(Envelope)>;
+
+// Unsubscribes when destroyed (after waiting for a running handler).
+class MessagingSubscription {
+ public:
+  virtual ~MessagingSubscription() = default;
+};
+
+class Messaging {
+ public:
+  virtual ~Messaging() = default;
+  virtual Status publish(std::string_view subject, std::string_view data) = 0;
+  // Request/reply with a fresh inbox; the reply's body. DeadlineExceeded or
+  // Unavailable (no responders) when nobody answers in time.
+  virtual Result<std::string> request(std::string_view subject, std::string_view data, int64_t timeout_ms) = 0;
+  virtual Result<std::unique_ptr<MessagingSubscription>> subscribe(std::string_view subject,
+                                                                   EnvelopeHandler handler) = 0;
+  // A round trip to the server: everything published before it arrived.
+  virtual Status flush(int64_t timeout_ms) = 0;
+  virtual bool connected() const = 0;
+
+  // Answers `request` on its reply subject; OK without doing anything when
+  // it has none (as Connection::respond).
+  Status respond(const Envelope& request, std::string_view data) {
+    if (request.reply.empty()) return Status::ok();
+    return publish(request.reply, data);
+  }
+};
+
+// The JetStream calls that manage agents' push consumers.
+class ConsumerControl {
+ public:
+  virtual ~ConsumerControl() = default;
+  // NotFound when the stream does not exist.
+  virtual Result<StreamState> stream_state(std::string_view stream) = 0;
+  // NotFound when the stream or the message does not exist.
+  virtual Result<StoredMessage> get_message(std::string_view stream, uint64_t seq) = 0;
+  virtual Status add_consumer(std::string_view stream, const ConsumerSpec& spec) = 0;
+  // NotFound when it does not exist.
+  virtual Status delete_consumer(std::string_view stream, std::string_view name) = 0;
+  virtual Result<bool> consumer_exists(std::string_view stream, std::string_view name) = 0;
+};
+
+class NatsMessaging final : public Messaging {
+ public:
+  explicit NatsMessaging(Connection& nc) : nc_(nc) {}
+  Status publish(std::string_view subject, std::string_view data) override;
+  Result<std::string> request(std::string_view subject, std::string_view data, int64_t timeout_ms) override;
+  Result<std::unique_ptr<MessagingSubscription>> subscribe(std::string_view subject,
+                                                           EnvelopeHandler handler) override;
+  Status flush(int64_t timeout_ms) override;
+  bool connected() const override;
+
+ private:
+  Connection& nc_;
+};
+
+class NatsConsumerControl final : public ConsumerControl {
+ public:
+  explicit NatsConsumerControl(JetStream& js) : js_(js) {}
+  Result<StreamState> stream_state(std::string_view stream) override;
+  Result<StoredMessage> get_message(std::string_view stream, uint64_t seq) override;
+  Status add_consumer(std::string_view stream, const ConsumerSpec& spec) override;
+  Status delete_consumer(std::string_view stream, std::string_view name) override;
+  Result<bool> consumer_exists(std::string_view stream, std::string_view name) override;
+
+ private:
+  JetStream& js_;
+};
+
+}  // namespace ds

@@ -1,0 +1,193 @@
+#include "tests/harness/fake_env.h"
+
+#include <chrono>
+
+namespace ds::testing {
+
+bool subject_matches(std::string_view pattern, std::string_view subject) {
+  while (true) {
+    const size_t pd = pattern.find('.');
+    const size_t sd = subject.find('.');
+    const std::string_view pt = pattern.substr(0, pd);
+    const std::string_view st = subject.substr(0, sd);
+    if (pt == ">") return !subject.empty();
+    if (pt != "*" && pt != st) return false;
+    if (pd == std::string_view::npos || sd == std::string_view::npos) {
+      return pd == std::string_view::npos && sd == std::string_view::npos;
+    }
+    pattern.remove_prefix(pd + 1);
+    subject.remove_prefix(sd + 1);
+  }
+}
+
+class FakeMessaging::Handle final : public MessagingSubscription {
+ public:
+  Handle(FakeMessaging& owner, uint64_t id) : owner_(owner), id_(id) {}
+  ~Handle() override {
+    // Waits for a running delivery, as a real subscription does (a handler
+    // destroying its own subscription holds the lock already: recursive).
+    std::lock_guard deliver(owner_.deliver_mu_);
+    std::lock_guard lock(owner_.mu_);
+    owner_.subs_.erase(id_);
+  }
+
+ private:
+  FakeMessaging& owner_;
+  uint64_t id_;
+};
+
+Status FakeMessaging::publish(std::string_view subject, std::string_view data) {
+  if (!connected_) return Status::unavailable("fake broker: not connected");
+  {
+    std::lock_guard lock(mu_);
+    published_.push_back({std::string(subject), std::string(data)});
+  }
+  cv_.notify_all();
+  return Status::ok();
+}
+
+Result<std::string> FakeMessaging::request(std::string_view subject, std::string_view data, int64_t /*timeout_ms*/) {
+  Responder responder;
+  {
+    std::lock_guard lock(mu_);
+    requests_.push_back({std::string(subject), std::string(data)});
+    responder = responder_;
+  }
+  cv_.notify_all();
+  if (!connected_) return Status::unavailable("fake broker: not connected");
+  if (!responder) return Status::unavailable("fake broker: no responders on " + std::string(subject));
+  return responder(std::string(subject), std::string(data));
+}
+
+Result<std::unique_ptr<MessagingSubscription>> FakeMessaging::subscribe(std::string_view subject,
+                                                                        EnvelopeHandler handler) {
+  std::lock_guard lock(mu_);
+  const uint64_t id = next_sub_++;
+  subs_[id] = std::make_shared<Sub>(Sub{std::string(subject), std::move(handler)});
+  return std::unique_ptr<MessagingSubscription>(std::make_unique<Handle>(*this, id));
+}
+
+Status FakeMessaging::flush(int64_t /*timeout_ms*/) {
+  if (!connected_) return Status::unavailable("fake broker: not connected");
+  std::lock_guard lock(mu_);
+  return flush_status_;
+}
+
+void FakeMessaging::set_responder(Responder r) {
+  std::lock_guard lock(mu_);
+  responder_ = std::move(r);
+}
+
+void FakeMessaging::set_flush_status(Status s) {
+  std::lock_guard lock(mu_);
+  flush_status_ = std::move(s);
+}
+
+int FakeMessaging::deliver(const Envelope& m) {
+  std::lock_guard deliver(deliver_mu_);
+  std::vector<std::shared_ptr<Sub>> targets;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [id, sub] : subs_) {
+      if (subject_matches(sub->subject, m.subject)) targets.push_back(sub);
+    }
+  }
+  for (const auto& sub : targets) sub->handler(m);
+  return static_cast<int>(targets.size());
+}
+
+std::vector<FakeMessaging::Published> FakeMessaging::published() const {
+  std::lock_guard lock(mu_);
+  return published_;
+}
+
+std::vector<FakeMessaging::Published> FakeMessaging::requests() const {
+  std::lock_guard lock(mu_);
+  return requests_;
+}
+
+std::optional<FakeMessaging::Published> FakeMessaging::wait_published(const std::string& subject,
+                                                                      int64_t timeout_ms) const {
+  std::unique_lock lock(mu_);
+  std::optional<Published> found;
+  cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] {
+    for (const Published& p : published_) {
+      if (p.subject == subject) {
+        found = p;
+        return true;
+      }
+    }
+    return false;
+  });
+  return found;
+}
+
+Result<StreamState> FakeConsumerControl::stream_state(std::string_view stream) {
+  std::lock_guard lock(mu_);
+  auto it = streams_.find(std::string(stream));
+  if (it == streams_.end()) return Status::not_found("fake broker: no stream " + std::string(stream));
+  return it->second;
+}
+
+Result<StoredMessage> FakeConsumerControl::get_message(std::string_view stream, uint64_t seq) {
+  std::lock_guard lock(mu_);
+  auto it = messages_.find({std::string(stream), seq});
+  if (it == messages_.end()) return Status::not_found("fake broker: no message " + std::to_string(seq));
+  return it->second;
+}
+
+Status FakeConsumerControl::add_consumer(std::string_view stream, const ConsumerSpec& spec) {
+  std::lock_guard lock(mu_);
+  if (!streams_.contains(std::string(stream))) return Status::not_found("fake broker: no stream " + std::string(stream));
+  consumers_[{std::string(stream), spec.durable}] = spec;
+  ++added_;
+  return Status::ok();
+}
+
+Status FakeConsumerControl::delete_consumer(std::string_view stream, std::string_view name) {
+  std::lock_guard lock(mu_);
+  if (consumers_.erase({std::string(stream), std::string(name)}) == 0) {
+    return Status::not_found("fake broker: no consumer " + std::string(name));
+  }
+  ++deleted_;
+  return Status::ok();
+}
+
+Result<bool> FakeConsumerControl::consumer_exists(std::string_view stream, std::string_view name) {
+  std::lock_guard lock(mu_);
+  return consumers_.contains({std::string(stream), std::string(name)});
+}
+
+void FakeConsumerControl::set_stream(const std::string& stream, StreamState state) {
+  std::lock_guard lock(mu_);
+  streams_[stream] = state;
+}
+
+void FakeConsumerControl::put_message(const std::string& stream, StoredMessage m) {
+  std::lock_guard lock(mu_);
+  messages_[{stream, m.seq}] = std::move(m);
+}
+
+void FakeConsumerControl::lose_consumers() {
+  std::lock_guard lock(mu_);
+  consumers_.clear();
+}
+
+std::optional<ConsumerSpec> FakeConsumerControl::consumer(const std::string& stream, const std::string& name) const {
+  std::lock_guard lock(mu_);
+  auto it = consumers_.find({stream, name});
+  if (it == consumers_.end()) return std::nullopt;
+  return it->second;
+}
+
+int FakeConsumerControl::added() const {
+  std::lock_guard lock(mu_);
+  return added_;
+}
+
+int FakeConsumerControl::deleted() const {
+  std::lock_guard lock(mu_);
+  return deleted_;
+}
+
+}  // namespace ds::testing

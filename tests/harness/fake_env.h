@@ -1,0 +1,126 @@
+#pragma once
+// Fakes of the services' seams (shared/clock.h, shared/messaging.h) for unit
+// tests: a clock moved by hand, a broker the test answers by hand. Nothing
+// sleeps; where a test must wait for a service's own thread, it waits for an
+// event (a publish, a request) with a bound.
+//
+// Thread-safety: every fake is thread-safe (the service under test calls it
+// from its own thread while the test inspects it). FakeMessaging delivers
+// to subscribers on the calling thread (deliver()), one message at a time.
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "shared/clock.h"
+#include "shared/messaging.h"
+
+namespace ds::testing {
+
+class FakeClock final : public Clock {
+ public:
+  explicit FakeClock(int64_t steady_ms = 1'000'000, int64_t system_ms = 1'700'000'000'000)
+      : steady_(steady_ms), system_(system_ms) {}
+  int64_t now_steady_ms() const override { return steady_.load(); }
+  int64_t now_system_ms() const override { return system_.load(); }
+  // Both clocks move on by `ms`.
+  void advance(int64_t ms) {
+    steady_ += ms;
+    system_ += ms;
+  }
+
+ private:
+  std::atomic<int64_t> steady_;
+  std::atomic<int64_t> system_;
+};
+
+class FakeMessaging final : public Messaging {
+ public:
+  struct Published {
+    std::string subject;
+    std::string data;
+  };
+  // Answers request(); unset: Unavailable ("no responders").
+  using Responder = std::function<Result<std::string>(const std::string& subject, const std::string& data)>;
+
+  Status publish(std::string_view subject, std::string_view data) override;
+  Result<std::string> request(std::string_view subject, std::string_view data, int64_t timeout_ms) override;
+  Result<std::unique_ptr<MessagingSubscription>> subscribe(std::string_view subject,
+                                                           EnvelopeHandler handler) override;
+  Status flush(int64_t timeout_ms) override;
+  bool connected() const override { return connected_.load(); }
+
+  void set_responder(Responder r);
+  void set_connected(bool up) { connected_ = up; }
+  // What flush() returns from now on.
+  void set_flush_status(Status s);
+
+  // Hands `m` to every subscription whose subject matches (NATS wildcards
+  // "*" and ">"); returns how many took it.
+  int deliver(const Envelope& m);
+  // Everything published so far, in order.
+  std::vector<Published> published() const;
+  // Waits (at most timeout_ms) until a message was published on `subject`
+  // and returns the first such; nullopt when none came in time.
+  std::optional<Published> wait_published(const std::string& subject, int64_t timeout_ms = 10000) const;
+  // Subjects requested so far, in order.
+  std::vector<Published> requests() const;
+
+ private:
+  struct Sub {
+    std::string subject;
+    EnvelopeHandler handler;
+  };
+  class Handle;
+
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  std::vector<Published> published_;          // guarded by mu_
+  std::vector<Published> requests_;           // guarded by mu_
+  std::map<uint64_t, std::shared_ptr<Sub>> subs_;  // guarded by mu_
+  uint64_t next_sub_ = 1;                     // guarded by mu_
+  Responder responder_;                       // guarded by mu_
+  Status flush_status_;                       // guarded by mu_
+  std::recursive_mutex deliver_mu_;           // one delivery at a time; held while a handler runs
+  std::atomic<bool> connected_{true};
+};
+
+// True when NATS subject `subject` matches `pattern` ("*" one token, ">" the rest).
+bool subject_matches(std::string_view pattern, std::string_view subject);
+
+class FakeConsumerControl final : public ConsumerControl {
+ public:
+  Result<StreamState> stream_state(std::string_view stream) override;
+  Result<StoredMessage> get_message(std::string_view stream, uint64_t seq) override;
+  Status add_consumer(std::string_view stream, const ConsumerSpec& spec) override;
+  Status delete_consumer(std::string_view stream, std::string_view name) override;
+  Result<bool> consumer_exists(std::string_view stream, std::string_view name) override;
+
+  void set_stream(const std::string& stream, StreamState state);
+  void put_message(const std::string& stream, StoredMessage m);
+  // Drops every consumer, as a broker restart does with memory consumers.
+  void lose_consumers();
+  // The consumer `name` on `stream`, if it exists.
+  std::optional<ConsumerSpec> consumer(const std::string& stream, const std::string& name) const;
+  int added() const;
+  int deleted() const;  // deletes of consumers that existed
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, StreamState> streams_;                                // guarded by mu_
+  std::map<std::pair<std::string, uint64_t>, StoredMessage> messages_;        // guarded by mu_
+  std::map<std::pair<std::string, std::string>, ConsumerSpec> consumers_;     // guarded by mu_
+  int added_ = 0;                                                             // guarded by mu_
+  int deleted_ = 0;                                                           // guarded by mu_
+};
+
+}  // namespace ds::testing

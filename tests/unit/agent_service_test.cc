@@ -1,0 +1,265 @@
+// AgentService over fakes (tests/harness/fake_env.h): registrations and
+// heartbeat replies handed in by hand, a broker whose consumers the test
+// reads, time moved by hand and ticks run with tick(). No nats-server, no
+// sleeping; the registry is a real SQLite file.
+
+#include "hub/agent_service.h"
+
+#include <gtest/gtest.h>
+
+#include "hub/authorizer.h"
+#include "shared/codec.h"
+#include "shared/names.h"
+#include "shared/schema.h"
+#include "tests/harness/fake_env.h"
+#include "testing/temp_dir.h"
+
+namespace ds {
+namespace {
+
+using ds::testing::FakeClock;
+using ds::testing::FakeConsumerControl;
+using ds::testing::FakeMessaging;
+
+class AgentServiceTest : public ::testing::Test {
+ protected:
+  // Interval 1000 ms, dead after 3: suspect after more than 1500 ms of
+  // accountable silence, dead at 3000 ms; an accountable step is at most
+  // 500 ms (half an interval).
+  void SetUp() override {
+    config_.name = "test-hub";
+    config_.store_path = dir_.file("hub.db");
+    config_.heartbeat_interval_ms = 1000;
+    config_.dead_after = 3;
+    TypeConfig price;
+    price.name = "price";
+    price.schema.key = "sku";
+    price.schema.columns = {{"amount", ColumnType::kReal}};
+    config_.types = {price};
+    auto auth = Authorizer::open(config_);  // open mode: no identities file
+    ASSERT_TRUE(auth.is_ok()) << auth.status().to_string();
+    authorizer_ = std::move(*auth);
+    consumers_.set_stream(kStream, StreamState{.first_seq = 1, .last_seq = 10, .messages = 10});
+    auto service = AgentService::start(
+        config_, AgentServiceEnv{.messaging = messaging_, .consumers = consumers_, .clock = clock_, .own_timer = false},
+        *authorizer_);
+    ASSERT_TRUE(service.is_ok()) << service.status().to_string();
+    service_ = std::move(*service);
+  }
+
+  // Registers `agent` reporting checkpoint (seq, version) of "price" and
+  // returns the hub's reply.
+  RegisterReply register_agent(const std::string& agent, uint64_t seq, uint64_t version) {
+    RegisterRequest req{agent, "host-1", "test", {SubscriptionReport{"price", "*", version, seq, 0, 0}}};
+    const std::string inbox = "_INBOX." + agent + "." + std::to_string(++requests_);
+    EXPECT_EQ(messaging_.deliver({subjects_.register_agent(agent), inbox, encode(req)}), 1);
+    auto answer = messaging_.wait_published(inbox);
+    if (!answer) {
+      ADD_FAILURE() << "no reply to the registration of " << agent;
+      return {};
+    }
+    auto reply = decode_register_reply(answer->data);
+    EXPECT_TRUE(reply.is_ok()) << reply.status().to_string();
+    return reply.is_ok() ? *reply : RegisterReply{};
+  }
+
+  // The agent answers a heartbeat, reporting checkpoint (seq, version).
+  void reply_beat(const std::string& agent, uint64_t seq, uint64_t version) {
+    HeartbeatReply r;
+    r.agent = agent;
+    r.ts = clock_.now_system_ms();
+    r.checkpoints["price"] = Checkpoint{version, seq, 0, schema_hash(config_.types[0].schema)};
+    EXPECT_EQ(messaging_.deliver({subjects_.hub_beat(agent), "", encode(r)}), 1);
+  }
+
+  // `ms` of steady time pass, a tick every 250 ms (a healthy hub's pace).
+  void pass(int64_t ms) {
+    for (int64_t done = 0; done < ms; done += 250) {
+      clock_.advance(250);
+      ASSERT_TRUE(service_->tick().is_ok());
+    }
+  }
+
+  std::optional<AgentState> state_of(const std::string& agent) const {
+    auto a = service_->registry().find(agent);
+    if (!a) return std::nullopt;
+    return a->state;
+  }
+  DeliveryState delivery_of(const std::string& agent) const {
+    auto a = service_->registry().find(agent);
+    if (!a || !a->subscriptions.contains("price")) return {};
+    return a->subscriptions.at("price").delivery;
+  }
+  bool has_consumer(const std::string& agent) const {
+    return consumers_.consumer(kStream, consumer_name(agent)).has_value();
+  }
+
+  const std::string kStream = stream_name("price");
+  TempDir dir_{"agent-service-test"};
+  HubConfig config_;
+  Subjects subjects_{config_.nats.subject_prefix};
+  FakeClock clock_;
+  FakeMessaging messaging_;
+  FakeConsumerControl consumers_;
+  std::unique_ptr<Authorizer> authorizer_;
+  std::unique_ptr<AgentService> service_;
+  int requests_ = 0;
+};
+
+TEST_F(AgentServiceTest, RegistrationCreatesTheConsumerAfterTheCheckpoint) {
+  RegisterReply reply = register_agent("a1", 4, 4);
+  ASSERT_TRUE(reply.ok()) << reply.error->message;
+  EXPECT_EQ(reply.heartbeat_ms, 1000u);
+  ASSERT_EQ(reply.deliveries.size(), 1u);
+  EXPECT_EQ(reply.deliveries[0].resume, Resume::kStream);
+  EXPECT_EQ(reply.deliveries[0].subject, subjects_.push("a1", "price"));
+
+  auto spec = consumers_.consumer(kStream, consumer_name("a1"));
+  ASSERT_TRUE(spec.has_value());
+  EXPECT_EQ(spec->start_seq, 5u);
+  EXPECT_EQ(spec->deliver_subject, subjects_.push("a1", "price"));
+  EXPECT_EQ(state_of("a1"), AgentState::kLive);
+  EXPECT_TRUE(delivery_of("a1").consumer_open);
+}
+
+TEST_F(AgentServiceTest, RegistrationWithACheckpointThatLeftTheStreamOrdersASnapshot) {
+  consumers_.set_stream(kStream, StreamState{.first_seq = 50, .last_seq = 100, .messages = 51});
+  RegisterReply reply = register_agent("a1", 10, 10);
+  ASSERT_TRUE(reply.ok());
+  ASSERT_EQ(reply.deliveries.size(), 1u);
+  EXPECT_EQ(reply.deliveries[0].resume, Resume::kSnapshot);
+  EXPECT_FALSE(has_consumer("a1"));
+  EXPECT_TRUE(delivery_of("a1").awaiting_snapshot);
+}
+
+TEST_F(AgentServiceTest, RegistrationFromAnotherInboxIsDroppedUnanswered) {
+  RegisterRequest req{"a1", "host-1", "test", {SubscriptionReport{"price", "*", 0, 0, 0, 0}}};
+  EXPECT_EQ(messaging_.deliver({subjects_.register_agent("a1"), "ds.delta.price.x", encode(req)}), 1);
+  ASSERT_TRUE(service_->tick().is_ok());  // a barrier: anything posted before it ran
+  EXPECT_TRUE(messaging_.published().empty());  // no reply, and no agent to send heartbeats to
+  EXPECT_EQ(state_of("a1"), std::nullopt);
+  EXPECT_EQ(consumers_.added(), 0);
+}
+
+TEST_F(AgentServiceTest, AgentSilentPastDeadAfterLosesItsConsumer) {
+  ASSERT_TRUE(register_agent("a1", 4, 4).ok());
+  pass(1500);
+  EXPECT_EQ(state_of("a1"), AgentState::kLive);
+  pass(1250);  // 2750 ms of silence
+  EXPECT_EQ(state_of("a1"), AgentState::kSuspect);
+  EXPECT_TRUE(has_consumer("a1"));
+  pass(250);  // 3000 ms: dead_after x interval
+  EXPECT_EQ(state_of("a1"), AgentState::kDead);
+  EXPECT_FALSE(has_consumer("a1"));
+  EXPECT_FALSE(delivery_of("a1").consumer_open);
+  EXPECT_EQ(delivery_of("a1").note, "agent dead");
+}
+
+TEST_F(AgentServiceTest, HeartbeatRepliesKeepAnAgentLive) {
+  ASSERT_TRUE(register_agent("a1", 4, 4).ok());
+  for (int i = 0; i < 10; ++i) {
+    pass(1000);
+    reply_beat("a1", 4, 4);
+  }
+  ASSERT_TRUE(service_->tick().is_ok());
+  EXPECT_EQ(state_of("a1"), AgentState::kLive);
+  EXPECT_TRUE(has_consumer("a1"));
+  EXPECT_EQ(consumers_.added(), 1);  // replies of an agent with a consumer cost no JetStream request
+}
+
+TEST_F(AgentServiceTest, StalledHubDoesNotDeclareItsAgentsDead) {
+  ASSERT_TRUE(register_agent("a1", 4, 4).ok());
+  // The hub's thread stood still for a minute (SIGSTOP, a paused VM): one
+  // tick after it counts at most half an interval against the agent.
+  clock_.advance(60'000);
+  ASSERT_TRUE(service_->tick().is_ok());
+  EXPECT_EQ(state_of("a1"), AgentState::kLive);
+  EXPECT_TRUE(has_consumer("a1"));
+  // The agent answers the next beat: nothing was lost.
+  reply_beat("a1", 4, 4);
+  pass(1000);
+  EXPECT_EQ(state_of("a1"), AgentState::kLive);
+}
+
+TEST_F(AgentServiceTest, UnconfirmedHeartbeatsStopTheSilenceClock) {
+  ASSERT_TRUE(register_agent("a1", 4, 4).ok());
+  // The broker takes the beats but never confirms the flush after them.
+  messaging_.set_flush_status(Status::deadline_exceeded("fake broker: no PONG"));
+  pass(20'000);
+  EXPECT_EQ(state_of("a1"), AgentState::kLive);
+  EXPECT_TRUE(has_consumer("a1"));
+  // Confirmed again: silence counts again, and the agent is declared dead
+  // after dead_after intervals of it.
+  messaging_.set_flush_status(Status::ok());
+  pass(4500);
+  EXPECT_EQ(state_of("a1"), AgentState::kDead);
+}
+
+TEST_F(AgentServiceTest, DisconnectedHubJudgesNobody) {
+  ASSERT_TRUE(register_agent("a1", 4, 4).ok());
+  messaging_.set_connected(false);
+  pass(20'000);
+  EXPECT_EQ(state_of("a1"), AgentState::kLive);
+}
+
+TEST_F(AgentServiceTest, DeadAgentThatAnswersAgainGetsItsConsumerBack) {
+  ASSERT_TRUE(register_agent("a1", 4, 4).ok());
+  pass(3000);
+  ASSERT_EQ(state_of("a1"), AgentState::kDead);
+  ASSERT_FALSE(has_consumer("a1"));
+  reply_beat("a1", 6, 6);  // it applied up to seq 6 before it went silent
+  ASSERT_TRUE(service_->tick().is_ok());
+  EXPECT_EQ(state_of("a1"), AgentState::kLive);
+  auto spec = consumers_.consumer(kStream, consumer_name("a1"));
+  ASSERT_TRUE(spec.has_value());
+  EXPECT_EQ(spec->start_seq, 7u);
+}
+
+TEST_F(AgentServiceTest, ReconnectRecreatesConsumersTheBrokerLost) {
+  ASSERT_TRUE(register_agent("a1", 4, 4).ok());
+  consumers_.lose_consumers();  // memory consumers do not survive a broker restart
+  service_->on_reconnected();
+  ASSERT_TRUE(service_->tick().is_ok());
+  EXPECT_TRUE(has_consumer("a1"));
+  EXPECT_TRUE(delivery_of("a1").consumer_open);
+}
+
+TEST_F(AgentServiceTest, RetireDeletesTheConsumer) {
+  ASSERT_TRUE(register_agent("a1", 4, 4).ok());
+  ASSERT_TRUE(service_->retire("a1").is_ok());
+  EXPECT_EQ(state_of("a1"), AgentState::kRetired);
+  EXPECT_FALSE(has_consumer("a1"));
+  EXPECT_EQ(service_->retire("nobody").code(), StatusCode::kNotFound);
+}
+
+TEST_F(AgentServiceTest, ReplyNamingAnotherAgentIsRefused) {
+  ASSERT_TRUE(register_agent("a1", 4, 4).ok());
+  ASSERT_TRUE(register_agent("a2", 4, 4).ok());
+  HeartbeatReply forged;
+  forged.agent = "a2";
+  EXPECT_EQ(messaging_.deliver({subjects_.hub_beat("a1"), "", encode(forged)}), 1);
+  ASSERT_TRUE(service_->tick().is_ok());
+  EXPECT_EQ(service_->refused_beats(), 1u);
+}
+
+TEST_F(AgentServiceTest, VerifyRepairOrdersARegistrationWhoseReplyOrdersTheSnapshot) {
+  ASSERT_TRUE(register_agent("a1", 4, 4).ok());
+  ASSERT_TRUE(service_->order_snapshot("a1", "price").is_ok());
+  EXPECT_TRUE(delivery_of("a1").awaiting_snapshot);
+  // The agent was told to register again on its direct subject.
+  auto order = messaging_.wait_published(subjects_.probe("a1"));
+  ASSERT_TRUE(order.has_value());
+  auto req = decode_heartbeat_request(order->data);
+  ASSERT_TRUE(req.is_ok());
+  EXPECT_TRUE(req->reregister);
+  RegisterReply reply = register_agent("a1", 4, 4);
+  ASSERT_EQ(reply.deliveries.size(), 1u);
+  EXPECT_EQ(reply.deliveries[0].resume, Resume::kSnapshot);
+  EXPECT_FALSE(has_consumer("a1"));
+  // Once: the registration after the snapshot resumes from the stream.
+  EXPECT_EQ(register_agent("a1", 10, 10).deliveries[0].resume, Resume::kStream);
+  EXPECT_TRUE(has_consumer("a1"));
+}
+
+}  // namespace
+}  // namespace ds
