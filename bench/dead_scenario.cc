@@ -37,7 +37,7 @@ Result<double> wait_all_dead(ChildProcess& hub, const SimulatedFleet& fleet, dou
   return seconds_since(start);
 }
 
-// DESIGN §4: "when an agent goes dead the hub removes its consumers". Asked
+// docs/architecture.md ("Heartbeat"): dead agents lose their consumers. Asked
 // of the server, not of the hub.
 Status check_no_consumers_left(const BenchContext& ctx) {
   DS_ASSIGN_OR_RETURN(auto nc, connect(ctx, "bench-dead-consumers"));

@@ -40,7 +40,7 @@ namespace ds {
 // services store what it returns.
 struct DeliveryState {
   bool consumer_open = false;      // the hub created it and has not removed it
-  bool held_back = false;          // schema hash mismatch (DESIGN §6 (a))
+  bool held_back = false;          // schema hash mismatch (docs/protocol.md, "Semantics")
   bool awaiting_snapshot = false;  // checkpoint left the stream; agent must snapshot and register again
   bool snapshot_ordered = false;   // a registration reply told the agent so; it is loading the snapshot
   std::string note{};              // the reason when there is no consumer

@@ -1,7 +1,7 @@
 #pragma once
-// AgentService: the agent-facing half of the hub — registration (step 1),
-// liveness by heartbeat (step 3) and the per-agent consumers (step 4) of
-// DESIGN.md §1, §4 and §6. The hub wires it to its connection, its JetStream
+// AgentService: the agent-facing half of the hub — registration, liveness by
+// heartbeat and the per-agent consumers (docs/architecture.md, "Heartbeat"
+// and "Consumer planning"). The hub wires it to its connection, its JetStream
 // context, the ingest path (on_committed), the broker reconnect
 // (on_reconnected) and the HTTP API (agents_json, retire).
 //
@@ -97,7 +97,7 @@ class AgentService {
 
   // After an ingest commit, with the marks of the partitions it changed:
   // remembers them (for lag) and probes the agents of those types whose last
-  // reply is older than one interval (DESIGN §6). Only posts.
+  // reply is older than one interval (docs/architecture.md, "Heartbeat"). Only posts.
   void on_committed(const std::vector<PartitionMark>& marks);
   // At start: the marks read from the query store; no probes.
   void restore_marks(const std::vector<PartitionMark>& marks);

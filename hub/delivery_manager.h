@@ -1,6 +1,6 @@
 #pragma once
 // DeliveryManager: the one place that creates and removes agents' push
-// consumers on the types' streams (DESIGN.md §4, protocol notes "Consumers").
+// consumers on the types' streams (docs/protocol.md, "Subjects and streams").
 //
 // Per agent and type one consumer: durable ag_<agent> on stream DS_<TYPE>,
 // filtered on ds.delta.<type>.<partition> (or ds.delta.<type>.> for "*" and

@@ -1,5 +1,5 @@
 #pragma once
-// RegistrationHandler: step 1 of DESIGN.md §1 — a request on
+// RegistrationHandler: registration (docs/protocol.md, "Semantics") — a request on
 // ds.hub.register.<agent> becomes a stored configuration report, a live
 // agent, and one delivery per subscription (consumer created from the
 // checkpoint, or a snapshot ordered), as the consumer planner decides

@@ -1,6 +1,6 @@
 #pragma once
 // Reads producer input files for `deltasync push`: JSON lines (one ingest
-// record per line, the shape of DESIGN.md §5) or CSV (a header row naming the
+// record per line, the shape of docs/protocol.md, "Messages") or CSV (a header row naming the
 // key column, the type's columns and optionally `_op` and `_ts`; values are
 // converted by the type's schema). Errors name the line and the column.
 //
