@@ -22,28 +22,6 @@ int64_t now_ms() {
       .count();
 }
 
-std::vector<std::string_view> split(std::string_view s, char sep) {
-  std::vector<std::string_view> out;
-  size_t start = 0;
-  while (true) {
-    const size_t dot = s.find(sep, start);
-    out.push_back(s.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start));
-    if (dot == std::string_view::npos) break;
-    start = dot + 1;
-  }
-  return out;
-}
-
-std::optional<uint64_t> to_u64(std::string_view s) {
-  if (s.empty() || s.size() > 20) return std::nullopt;
-  uint64_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return std::nullopt;
-    v = v * 10 + static_cast<uint64_t>(c - '0');
-  }
-  return v;
-}
-
 Checkpoint to_wire(const ReplicaCheckpoint& cp) { return Checkpoint{cp.version, cp.seq, cp.ts, cp.schema_hash}; }
 
 // The first field of `batch` that is not a column of `schema`, or "".
@@ -57,28 +35,6 @@ std::string unknown_field(const TypeSchema& schema, const DeltaBatch& batch) {
 }
 
 }  // namespace
-
-std::optional<AckInfo> parse_ack_subject(std::string_view reply) {
-  const auto t = split(reply, '.');
-  if (t.size() < 9 || t[0] != "$JS" || t[1] != "ACK") return std::nullopt;
-  // Old form: 9 tokens. New form: $JS.ACK.<domain>.<account hash>.<stream>...
-  // with a trailing random token (12 tokens or more).
-  const size_t base = t.size() == 9 ? 2 : 4;
-  if (t.size() != 9 && t.size() < 11) return std::nullopt;
-  AckInfo info;
-  info.stream = std::string(t[base]);
-  info.consumer = std::string(t[base + 1]);
-  auto delivered = to_u64(t[base + 2]);
-  auto sseq = to_u64(t[base + 3]);
-  auto cseq = to_u64(t[base + 4]);
-  auto pending = to_u64(t[base + 6]);
-  if (!delivered || !sseq || !cseq || !pending) return std::nullopt;
-  info.delivered = *delivered;
-  info.stream_seq = *sseq;
-  info.consumer_seq = *cseq;
-  info.pending = *pending;
-  return info;
-}
 
 DeltaApplier::DeltaApplier(Replica& replica, Connection& nc, CheckpointBoard& board, ApplierOptions options)
     : replica_(replica), nc_(nc), board_(board), options_(std::move(options)), hooks_(&stop_) {}
@@ -135,10 +91,10 @@ std::future<Status> DeltaApplier::post(Task task) {
   return future;
 }
 
-void DeltaApplier::ack(std::string_view reply, std::string_view body) {
+void DeltaApplier::ack(std::string_view reply, AckKind kind) {
   if (reply.empty()) return;
   // Fire-and-forget: a lost ack only causes a redelivery the version rule skips.
-  if (Status s = nc_.publish(reply, body); !s) spdlog::warn("ack {}: {}", reply, s.message());
+  if (Status s = acknowledge(nc_, reply, kind); !s) spdlog::warn("ack {}: {}", reply, s.message());
 }
 
 void DeltaApplier::prune_tombstones() {
@@ -224,8 +180,8 @@ void DeltaApplier::handle_message(const std::string& type, Message& msg, std::ma
                                   std::vector<std::string>& order) {
   const std::string_view reply = msg.reply();
   auto info = parse_ack_subject(reply);
-  if (!info) {
-    spdlog::warn("push: ignoring a message on {} without a JetStream ack subject", msg.subject());
+  if (!info.is_ok()) {
+    spdlog::warn("push: ignoring a message on {}: {}", msg.subject(), info.status().message());
     return;
   }
   const TypeSchema* schema = replica_.schema(type);
@@ -302,7 +258,7 @@ void DeltaApplier::commit_group(const std::string& type, Group& group) {
                          .count());
         full_since_.reset();
       }
-      for (const std::string& reply : group.replies) ack(reply, "+ACK");
+      for (const std::string& reply : group.replies) ack(reply, AckKind::kAck);
       board_.set_checkpoint(type, to_wire(out->checkpoint));
       board_.set_pending(type, group.pending);
       if (out->quarantined > 0) {
@@ -357,7 +313,7 @@ void DeltaApplier::quarantine_undecodable(const std::string& type, const Message
   if (options_.metrics != nullptr) {
     if (auto* m = options_.metrics->type(type)) ++m->quarantined;
   }
-  ack(msg.reply(), "+TERM");
+  ack(msg.reply(), AckKind::kTerm);
 }
 
 bool DeltaApplier::has_hook(const std::string& type) const {

@@ -18,7 +18,9 @@
 // A crash between commit and ack only causes a replay, which the version rule
 // makes harmless. A delivery that does not decode is quarantined and answered
 // with "+TERM". Flow-control requests and idle heartbeats never get here: the
-// connection (shared/nats.cc) answers and drops them on receipt. What slows
+// subscription answers and drops them on receipt (shared/jetstream_push.h).
+// Acks are published on each delivery's ack subject through the connection
+// (acknowledge in shared/jetstream_push.h, fire-and-forget). What slows
 // the consumer down to the replica's pace is max_ack_pending: a group is
 // acked only after its commit. Deliveries of
 // a type whose table does not exist yet (the hub answered registration after
@@ -62,23 +64,10 @@
 #include "agent/hook_runner.h"
 #include "agent/hub_clock.h"
 #include "agent/replica.h"
+#include "shared/jetstream_push.h"
 #include "shared/nats.h"
 
 namespace ds {
-
-// Where a JetStream delivery sits, parsed from its ack (reply) subject
-// $JS.ACK.<stream>.<consumer>.<delivered>.<stream_seq>.<consumer_seq>.<ts>.<pending>
-// (or the longer form with domain and account hash). nullopt when `reply` is
-// not an ack subject.
-struct AckInfo {
-  std::string stream;
-  std::string consumer;
-  uint64_t delivered = 0;
-  uint64_t stream_seq = 0;
-  uint64_t consumer_seq = 0;
-  uint64_t pending = 0;
-};
-std::optional<AckInfo> parse_ack_subject(std::string_view reply);
 
 struct ApplierOptions {
   std::map<std::string, HookSpec> hooks;  // by type
@@ -153,7 +142,7 @@ class DeltaApplier {
   void run_hook(const std::string& type, const std::vector<Change>& applied, int64_t outbox_id);
   // At start: the hooks a crash or a shutdown interrupted.
   void run_pending_hooks();
-  void ack(std::string_view reply, std::string_view body);
+  void ack(std::string_view reply, AckKind kind);
 
   Replica& replica_;
   Connection& nc_;

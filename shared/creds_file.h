@@ -1,10 +1,11 @@
 #pragma once
 // NATS user credentials files (`.creds`, `[nats] creds_file`): the decorated
 // user JWT and the user's nkey seed, as nsc and the nats tooling write them.
-// deltasync reads them itself so that the nonce is signed by its own signing
-// callback (shared/nats.h, Connection), the same one as for nkey seed files:
-// cnats 3.4.1's internal signing of a creds file sends a signature that
-// begins with a zero byte empty (nats.c PR #705).
+// deltasync reads them itself, at every connect and reconnect, so that the
+// nonce is signed by its own signing callback (shared/nonce_signing.h,
+// NonceSigner), the same one as for nkey seed files: cnats 3.4.1's internal
+// signing of a creds file (natsOptions_SetUserCredentialsFromFiles) sends a
+// signature that begins with a zero byte empty (nats.c PR #705).
 //
 // Format (nats-io/jwt creds_utils, and cnats' reading of it): blocks of
 // three lines, a header line of at least three dashes at each end

@@ -3,6 +3,14 @@
 // messages, subscriptions and a JetStream context. natsStatus and
 // nats_GetLastError are converted to Status here, once.
 //
+// Implemented along its seams: nats.cc (the library guard, Status
+// conversion, Message, Subscription), nats_connection.cc (connect and
+// reconnect, with the cnats 3.4.1 traps they work around; publishing and
+// requests), jetstream.cc (streams, consumers, JetStream publishing),
+// nonce_signing.h (nkey seed and creds file signing). A push consumer's
+// deliveries are taken with Connection::subscribe and acked through
+// jetstream_push.h. Every cnats handle is held by its nats_handles.h owner.
+//
 // Threads: cnats calls message handlers and connection callbacks on its own
 // threads. Handlers given here must not throw (exceptions are caught and
 // logged at the boundary) and should hand long work to their owner's thread.
@@ -19,12 +27,9 @@
 #include <vector>
 
 #include "shared/config.h"
+#include "shared/nats_handles.h"
+#include "shared/nonce_signing.h"
 #include "shared/status.h"
-
-typedef struct __natsConnection natsConnection;
-typedef struct __natsMsg natsMsg;
-typedef struct __natsSubscription natsSubscription;
-typedef struct __jsCtx jsCtx;
 
 namespace ds {
 
@@ -44,43 +49,21 @@ class NatsLibrary {
 // failing cnats call (the detail is thread-local).
 Status nats_status(int s, std::string_view context);
 
-// The public key ("U...") of an encoded user nkey seed ("SU..."), which
-// cnats needs next to the seed file (natsOptions_SetNKeyFromSeed).
-Result<std::string> nkey_public_key_from_seed(std::string_view seed);
-// Same for a seed file (the first "SU..." token in it).
-Result<std::string> nkey_public_key_from_seed_file(const std::string& path);
-
 using Headers = std::vector<std::pair<std::string, std::string>>;
-
-// JetStream delivery metadata of a message.
-struct JsMetadata {
-  std::string stream;
-  std::string consumer;
-  uint64_t stream_seq = 0;
-  uint64_t consumer_seq = 0;
-  uint64_t num_delivered = 0;
-  uint64_t num_pending = 0;
-};
 
 // Owns one natsMsg. Not thread-safe; move it to the thread that handles it.
 //
-// Acks go out through the subscription the message arrived on (cnats keeps a
-// plain pointer to it), so a JetStream message must be acked, nak'ed or
-// termed before that Subscription is destroyed; afterwards the call is
-// undefined behaviour in cnats.
-//
-// A push consumer's deliveries may also be taken with a plain
-// Connection::subscribe on the deliver subject (e.g. one wildcard for all
-// of an agent's types): acks are then published to the message's
-// "$JS.ACK..." reply through the connection, and the subscription answers
-// the consumer's flow-control requests itself (see Connection::subscribe).
+// A push consumer's deliveries are taken with a plain Connection::subscribe
+// on the consumer's exact deliver subject (one subscription per deliver
+// subject: nats-server 2.9.10 does not deliver to a wildcard, see
+// ConsumerSpec::deliver_subject); they are acked by publishing to the
+// message's "$JS.ACK..." reply through the connection (jetstream_push.h),
+// which needs nothing of the Subscription, so a delivery may be acked after
+// its Subscription is gone.
 class Message {
  public:
   Message() = default;
   explicit Message(natsMsg* m) : msg_(m) {}
-  // `nc` (may be null) acks messages of plain subscriptions; `jetstream`
-  // says the message came through a cnats JetStream subscription.
-  Message(natsMsg* m, natsConnection* nc, bool jetstream) : msg_(m), nc_(nc), jetstream_(jetstream) {}
 
   bool valid() const { return msg_ != nullptr; }
   std::string_view subject() const;
@@ -88,25 +71,10 @@ class Message {
   std::string_view data() const;
   std::optional<std::string> header(const char* name) const;
 
-  // JetStream acknowledgements. InvalidArgument for a message that is not a
-  // JetStream delivery.
-  Status ack();       // fire-and-forget ack
-  Status ack_sync();  // waits for the server's confirmation
-  Status nak();
-  Status term();      // never redeliver
-  Status in_progress();
-  Result<JsMetadata> metadata() const;
-
   natsMsg* raw() const { return msg_.get(); }
 
  private:
-  struct Deleter { void operator()(natsMsg* m) const; };
-  // Ack of a JetStream delivery taken by a plain subscription.
-  Status plain_ack(const char* body, bool sync, const char* what);
-
-  std::unique_ptr<natsMsg, Deleter> msg_;
-  natsConnection* nc_ = nullptr;
-  bool jetstream_ = false;
+  NatsMsgPtr msg_;
 };
 
 using MessageHandler = std::function<void(Message)>;
@@ -115,8 +83,7 @@ using MessageHandler = std::function<void(Message)>;
 // handler is no longer running, so the handler may capture `this` of the
 // subscription's owner safely. The handler runs on one cnats thread, one
 // message at a time. Destroying the Subscription from inside its own handler
-// is allowed (it then does not wait for itself). A JetStream subscription
-// bound to an existing consumer leaves the consumer on the server.
+// is allowed (it then does not wait for itself).
 class Subscription {
  public:
   struct State;  // opaque; defined in nats.cc (the cnats callbacks' closure)
@@ -131,7 +98,6 @@ class Subscription {
 
  private:
   friend class Connection;
-  friend class JetStream;
   explicit Subscription(std::unique_ptr<State> state);
   std::unique_ptr<State> state_;
 };
@@ -174,10 +140,11 @@ class JetStream;
 // nkey authentication (NatsConfig::nkey_seed_file) and JWT credentials
 // (NatsConfig::creds_file, shared/creds_file.h): at every connect and
 // reconnect the file is read again (for a creds file: its JWT, handed to
-// cnats for CONNECT, and its seed) and the server's nonce is signed here
-// with libsodium, by one signing callback for both; cnats then
-// base64-encodes the signature into CONNECT. A creds file that does not
-// parse, or whose JWT has expired, fails connect() naming the file.
+// cnats for CONNECT, and its seed) and the server's nonce is signed by
+// NonceSigner (nonce_signing.h) with libsodium, one signing callback for
+// both; cnats then base64-encodes the signature into CONNECT. A creds file
+// that does not parse, or whose JWT has expired, fails connect() naming the
+// file.
 // cnats 3.4.1's encoder yields nothing when the first input byte is zero
 // (nats.c PR #705, fixed in a later release), so a signature beginning with
 // 0x00 (1 nonce in 256; ed25519 is deterministic, so it is the nonce that
@@ -189,10 +156,11 @@ class JetStream;
 // CONNECT is sent, which cnats treats as an ordinary failed attempt (not an
 // auth error). A new attempt is a new TCP connection with a new nonce:
 // connect() retries at once (bounded, see kMaxSignatureAttempts in
-// nats.cc), the reconnect loop after its usual delay.
+// nonce_signing.h, which owns the signing), the reconnect loop after its
+// usual delay.
 class Connection {
  public:
-  struct Callbacks;  // opaque; defined in nats.cc (the cnats callbacks' closure)
+  struct Callbacks;  // opaque; defined in nats_connection.cc (the cnats callbacks' closure)
 
   static Result<std::unique_ptr<Connection>> connect(ConnectOptions opts);
   ~Connection();
@@ -208,7 +176,8 @@ class Connection {
 
   // The handler gets every message except JetStream flow-control requests
   // and idle heartbeats (a push consumer delivering here), which are
-  // answered here as the JetStream protocol requires.
+  // answered on receipt as the JetStream protocol requires
+  // (jetstream_push.h, classify_push_control).
   Result<std::unique_ptr<Subscription>> subscribe(std::string_view subject, MessageHandler handler);
   Result<std::unique_ptr<Subscription>> queue_subscribe(std::string_view subject, std::string_view queue,
                                                         MessageHandler handler);
@@ -225,12 +194,14 @@ class Connection {
   std::string new_inbox() const;
   Result<std::unique_ptr<JetStream>> jetstream(int64_t timeout_ms = 5000);
 
-  natsConnection* raw() const { return nc_; }
+  natsConnection* raw() const { return nc_.get(); }
 
  private:
   Connection() = default;
-  natsConnection* nc_ = nullptr;
+  // Declared before nc_: the destructor resets nc_ only once cnats is done
+  // with callbacks_ (see nats_connection.cc).
   std::unique_ptr<Callbacks> callbacks_;
+  NatsConnectionPtr nc_;
   std::string inbox_prefix_;
 };
 
@@ -291,7 +262,7 @@ struct StoredMessage {
 // connection saw the matching violation, else DeadlineExceeded.
 class JetStream {
  public:
-  struct AsyncErrors;  // opaque; defined in nats.cc (the cnats callbacks' closure)
+  struct AsyncErrors;  // opaque; defined in jetstream.cc (the cnats callbacks' closure)
 
   ~JetStream();
   JetStream(const JetStream&) = delete;
@@ -328,12 +299,7 @@ class JetStream {
   Result<StoredMessage> get_message(std::string_view stream, uint64_t seq);
   Result<StoredMessage> get_last_message(std::string_view stream, std::string_view subject);
 
-  // Binds to a push consumer somebody else created (the hub creates agents'
-  // consumers): manual acks, memory storage to match the consumer config.
-  Result<std::unique_ptr<Subscription>> bind_push(std::string_view stream, std::string_view consumer,
-                                                  std::string_view deliver_subject, MessageHandler handler);
-
-  jsCtx* raw() const { return js_; }
+  jsCtx* raw() const { return js_.get(); }
 
  private:
   friend class Connection;
@@ -344,8 +310,8 @@ class JetStream {
   Status api_status(int s, int js_err, std::string_view context, std::string_view stream = {}) const;
 
   natsConnection* nc_ = nullptr;
-  jsCtx* js_ = nullptr;
-  std::unique_ptr<AsyncErrors> async_errors_;  // closure of cnats' async publish error handler
+  std::unique_ptr<AsyncErrors> async_errors_;  // declared before js_, so destroyed after it
+  JsCtxPtr js_;  // closure of cnats' async publish error handler
 };
 
 }  // namespace ds

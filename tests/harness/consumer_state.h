@@ -3,7 +3,6 @@
 // info), for tests that check what an agent's acks did on the server.
 
 #include <cstdint>
-#include <memory>
 #include <string>
 
 #include <nats/nats.h>
@@ -22,7 +21,7 @@ inline ConsumerAckState consumer_ack_state(JetStream& js, const std::string& str
   jsConsumerInfo* raw = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
   natsStatus s = js_GetConsumerInfo(&raw, js.raw(), stream.c_str(), consumer.c_str(), nullptr, &jerr);
-  std::unique_ptr<jsConsumerInfo, decltype(&jsConsumerInfo_Destroy)> ci(raw, &jsConsumerInfo_Destroy);
+  const JsConsumerInfoPtr ci(raw);
   if (s != NATS_OK) return {};
   return {ci->AckFloor.Stream, ci->NumAckPending, ci->Delivered.Stream};
 }

@@ -3,6 +3,8 @@
 #include <chrono>
 #include <thread>
 
+#include "shared/jetstream_push.h"
+
 namespace ds::testing {
 namespace {
 
@@ -23,15 +25,15 @@ bool wait_until(const std::function<bool()>& done, int64_t timeout_ms, int64_t p
   return true;
 }
 
-MessageHandler MessageCollector::handler(bool ack) {
-  return [this, ack](Message m) {
+MessageHandler MessageCollector::handler(Connection* ack_through) {
+  return [this, ack_through](Message m) {
     ReceivedMessage r;
     r.subject = std::string(m.subject());
     r.reply = std::string(m.reply());
     r.data = std::string(m.data());
-    if (auto meta = m.metadata(); meta.is_ok()) r.stream_seq = meta->stream_seq;
-    if (ack) {
-      Status s = m.ack();
+    if (auto ack = parse_ack_subject(m.reply()); ack.is_ok()) r.stream_seq = ack->stream_seq;
+    if (ack_through != nullptr) {
+      Status s = acknowledge(*ack_through, m.reply(), AckKind::kAck);
       if (!s.is_ok()) ADD_FAILURE() << "ack failed: " << s.to_string();
     }
     std::lock_guard<std::mutex> lock(mu_);

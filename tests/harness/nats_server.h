@@ -43,14 +43,15 @@ struct ReceivedMessage {
   std::string subject;
   std::string reply;
   std::string data;
-  uint64_t stream_seq = 0;  // JetStream messages only
+  uint64_t stream_seq = 0;  // JetStream deliveries only (from the ack subject)
 };
 
 // A thread-safe collector for messages delivered on cnats threads. The
-// handler copies each message (and, when `ack` is set, acks it first).
+// handler copies each message (and, when `ack_through` is given, acks it
+// first, "+ACK" on its ack subject through that connection).
 class MessageCollector {
  public:
-  MessageHandler handler(bool ack = false);
+  MessageHandler handler(Connection* ack_through = nullptr);
   std::vector<ReceivedMessage> messages() const;
   size_t count() const;
   // Waits until at least `n` messages arrived.

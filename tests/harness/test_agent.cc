@@ -9,28 +9,10 @@
 #include <spdlog/spdlog.h>
 
 #include "shared/codec.h"
+#include "shared/jetstream_push.h"
 #include "shared/schema.h"
 
 namespace ds::testing {
-
-uint64_t stream_seq_from_ack_subject(std::string_view reply) {
-  std::vector<std::string_view> tokens;
-  size_t start = 0;
-  while (start <= reply.size()) {
-    size_t dot = reply.find('.', start);
-    if (dot == std::string_view::npos) dot = reply.size();
-    tokens.push_back(reply.substr(start, dot - start));
-    start = dot + 1;
-  }
-  if (tokens.size() < 9 || tokens[0] != "$JS" || tokens[1] != "ACK") return 0;
-  const std::string_view seq = tokens.size() == 9 ? tokens[5] : tokens[7];
-  uint64_t v = 0;
-  for (char c : seq) {
-    if (c < '0' || c > '9') return 0;
-    v = v * 10 + static_cast<uint64_t>(c - '0');
-  }
-  return v;
-}
 
 Result<std::unique_ptr<TestAgent>> TestAgent::start(ConnectOptions opts, std::string id,
                                                     std::vector<SubscriptionReport> subscriptions,
@@ -143,16 +125,18 @@ void TestAgent::on_heartbeat(const Message& msg, bool direct) {
 }
 
 void TestAgent::on_push(const std::string& type, const Message& msg) {
-  if (auto status = msg.header("Status"); status && *status == "100") {
-    // Flow-control request (has a reply) or idle heartbeat (has none).
-    if (!msg.reply().empty()) (void)nc_->publish(msg.reply(), "");
+  // Flow-control requests and idle heartbeats were answered by the
+  // subscription (shared/jetstream_push.h): only deliveries get here.
+  auto ack = parse_ack_subject(msg.reply());
+  if (!ack.is_ok()) {
+    spdlog::warn("test agent {}: not a delivery on {}: {}", id_, msg.subject(), ack.status().to_string());
     return;
   }
-  const uint64_t seq = stream_seq_from_ack_subject(msg.reply());
+  const uint64_t seq = ack->stream_seq;
   auto batch = decode_delta_batch(msg.data());
-  if (!batch.is_ok() || seq == 0) {
+  if (!batch.is_ok()) {
     spdlog::warn("test agent {}: undecodable delta on {}: {}", id_, msg.subject(), batch.status().to_string());
-    if (!msg.reply().empty()) (void)nc_->publish(msg.reply(), "+TERM");
+    (void)acknowledge(*nc_, msg.reply(), AckKind::kTerm);
     return;
   }
   {
@@ -165,7 +149,7 @@ void TestAgent::on_push(const std::string& type, const Message& msg) {
     cp.seq = std::max(cp.seq, seq);
     received_.push_back({type, seq, std::move(batch).value()});
   }
-  (void)nc_->publish(msg.reply(), "+ACK");
+  (void)acknowledge(*nc_, msg.reply(), AckKind::kAck);
 }
 
 bool eventually(const std::function<bool()>& done, int64_t timeout_ms) {

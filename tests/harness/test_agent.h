@@ -10,10 +10,11 @@
 // subscription (ds.push.<id>.>) as interest of a push consumer and delivers
 // nothing to it (seen in HubRegisterTest). Delivered messages carry their
 // stream subject (ds.delta.<type>.<partition>), not the deliver subject, so
-// the type comes from the subscription. It answers flow-control requests,
-// ignores idle heartbeats, acks each data message with "+ACK" on its $JS.ACK
-// reply subject (taking the stream sequence from that subject) and terms one
-// that does not decode. It keeps no replica: it records what it received and
+// the type comes from the subscription. Its subscriptions answer
+// flow-control requests and idle heartbeats (shared/jetstream_push.h); it
+// acks each delivery with "+ACK" on its $JS.ACK reply subject (taking the
+// stream sequence from that subject, parse_ack_subject) and terms one that
+// does not decode. It keeps no replica: it records what it received and
 // advances its in-memory checkpoint per type.
 //
 // Thread-safe: cnats threads update the state under mu_; tests read copies.
@@ -44,11 +45,6 @@ struct ReceivedBatch {
   uint64_t stream_seq = 0; // from the ack subject
   DeltaBatch batch;
 };
-
-// Stream sequence from a JetStream ack subject
-// ($JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>, or
-// the longer form with domain and account hash); 0 when it is not one.
-uint64_t stream_seq_from_ack_subject(std::string_view reply);
 
 class TestAgent {
  public:

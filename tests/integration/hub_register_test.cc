@@ -32,11 +32,12 @@ class HubRegisterTest : public AgentServiceTest {
     jsAckPolicy ack = js_AckNone;
   };
   ConsumerView consumer_view(const std::string& type, const std::string& agent) {
-    jsConsumerInfo* ci = nullptr;
+    jsConsumerInfo* raw = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
-    natsStatus s = js_GetConsumerInfo(&ci, js_->raw(), stream_name(type).c_str(), consumer_name(agent).c_str(),
+    natsStatus s = js_GetConsumerInfo(&raw, js_->raw(), stream_name(type).c_str(), consumer_name(agent).c_str(),
                                       nullptr, &jerr);
     EXPECT_EQ(s, NATS_OK) << "consumer info: " << natsStatus_GetText(s) << " " << jerr;
+    const JsConsumerInfoPtr ci(raw);
     ConsumerView v;
     if (s != NATS_OK) return v;
     v.filter = ci->Config->FilterSubject != nullptr ? ci->Config->FilterSubject : "";
@@ -46,7 +47,6 @@ class HubRegisterTest : public AgentServiceTest {
     v.max_ack_pending = ci->Config->MaxAckPending;
     v.flow_control = ci->Config->FlowControl;
     v.ack = ci->Config->AckPolicy;
-    jsConsumerInfo_Destroy(ci);
     return v;
   }
 };
@@ -254,13 +254,6 @@ TEST_F(HubRegisterTest, ReRegistrationDropsConsumersOfTypesNoLongerTaken) {
   ASSERT_TRUE(reply.is_ok() && reply->ok());
   EXPECT_TRUE(consumer_exists("inventory", "shrinking"));
   EXPECT_FALSE(consumer_exists("prices", "shrinking"));
-}
-
-TEST(AckSubject, StreamSequenceIsParsedFromBothForms) {
-  EXPECT_EQ(stream_seq_from_ack_subject("$JS.ACK.DS_INVENTORY.ag_a1.1.42.7.1700000000000000000.0"), 42u);
-  EXPECT_EQ(stream_seq_from_ack_subject("$JS.ACK.dom.acchash.DS_INVENTORY.ag_a1.1.42.7.1700000000000000000.0.tok"),
-            42u);
-  EXPECT_EQ(stream_seq_from_ack_subject("_INBOX.abc"), 0u);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
-// JetStream wrappers (shared/nats.h) against a real nats-server: streams,
-// de-duplicated publishing, hub-style push consumers bound by agents, and
-// the per-agent permissions of docs/security.md.
+// JetStream wrappers (shared/nats.h, shared/jetstream_push.h) against a real
+// nats-server: streams, de-duplicated publishing, hub-style push consumers
+// taken by agents with plain subscriptions on their deliver subjects, and the
+// per-agent permissions of docs/security.md.
 
 #include <signal.h>
 
@@ -13,6 +14,7 @@
 #include <gtest/gtest.h>
 #include <nats/nats.h>
 
+#include "shared/jetstream_push.h"
 #include "shared/nats.h"
 #include "tests/harness/nats_server.h"
 
@@ -85,14 +87,14 @@ TEST_F(JetStreamTest, EnsureStreamIsIdempotentAndAppliesNewLimits) {
   Status s = js_->ensure_stream(changed);
   ASSERT_TRUE(s.is_ok()) << s.to_string();
 
-  jsStreamInfo* si = nullptr;
-  ASSERT_EQ(js_GetStreamInfo(&si, js_->raw(), kStream, nullptr, nullptr), NATS_OK);
+  jsStreamInfo* raw = nullptr;
+  ASSERT_EQ(js_GetStreamInfo(&raw, js_->raw(), kStream, nullptr, nullptr), NATS_OK);
+  const JsStreamInfoPtr si(raw);
   EXPECT_EQ(si->Config->MaxAge, int64_t{60} * 1000 * 1000 * 1000);  // nanoseconds
   EXPECT_EQ(si->Config->MaxBytes, 1 << 20);
   EXPECT_EQ(si->Config->Storage, js_FileStorage);
   // The default 2 min duplicate window is capped at the shorter retention.
   EXPECT_EQ(si->Config->Duplicates, int64_t{60} * 1000 * 1000 * 1000);
-  jsStreamInfo_Destroy(si);
 }
 
 TEST_F(JetStreamTest, StreamStateCountsMessages) {
@@ -210,7 +212,7 @@ TEST_F(JetStreamTest, HubPushConsumerDeliversOnlyTheAgentsPartition) {
   ASSERT_TRUE(s.is_ok()) << s.to_string();
 
   MessageCollector got;
-  auto sub = js_->bind_push(kStream, "ag_store-1", "ds.push.store-1.prices", got.handler(/*ack=*/true));
+  auto sub = nc_->subscribe("ds.push.store-1.prices", got.handler(nc_.get()));
   ASSERT_TRUE(sub.is_ok()) << sub.status().to_string();
   ASSERT_TRUE(got.wait_for(5));
 
@@ -237,7 +239,7 @@ TEST_F(JetStreamTest, ManyDeltasFlowThroughAFlowControlledConsumerInOrder) {
   spec.max_ack_pending = 50;  // back-pressure: the server waits for acks
   ASSERT_TRUE(js_->add_consumer(kStream, spec).is_ok());
   MessageCollector got;
-  auto sub = js_->bind_push(kStream, "ag_store-1", "ds.push.store-1.prices", got.handler(/*ack=*/true));
+  auto sub = nc_->subscribe("ds.push.store-1.prices", got.handler(nc_.get()));
   ASSERT_TRUE(sub.is_ok()) << sub.status().to_string();
   ASSERT_TRUE(got.wait_for(kCount, 60000)) << got.count();
   auto seqs = seqs_of(got.messages());
@@ -257,7 +259,7 @@ TEST_F(JetStreamTest, PlainSubscriptionOnTheDeliverSubjectTakesAFlowControlledCo
   }
   ASSERT_TRUE(js_->wait_published().is_ok());
   MessageCollector got;
-  auto sub = nc_->subscribe("ds.push.store-1.prices", got.handler(/*ack=*/true));
+  auto sub = nc_->subscribe("ds.push.store-1.prices", got.handler(nc_.get()));
   ASSERT_TRUE(sub.is_ok()) << sub.status().to_string();
   ASSERT_TRUE(nc_->flush().is_ok());
   ConsumerSpec spec = agent_consumer("store-1", "p1");
@@ -270,11 +272,10 @@ TEST_F(JetStreamTest, PlainSubscriptionOnTheDeliverSubjectTakesAFlowControlledCo
   for (size_t i = 0; i < seqs.size(); ++i) ASSERT_EQ(seqs[i], i + 1);
 
   ASSERT_TRUE(wait_until([&] {
-    jsConsumerInfo* ci = nullptr;
-    if (js_GetConsumerInfo(&ci, js_->raw(), kStream, "ag_store-1", nullptr, nullptr) != NATS_OK) return false;
-    const bool all_acked = ci->AckFloor.Stream == static_cast<uint64_t>(kCount) && ci->NumAckPending == 0;
-    jsConsumerInfo_Destroy(ci);
-    return all_acked;
+    jsConsumerInfo* raw = nullptr;
+    if (js_GetConsumerInfo(&raw, js_->raw(), kStream, "ag_store-1", nullptr, nullptr) != NATS_OK) return false;
+    const JsConsumerInfoPtr ci(raw);
+    return ci->AckFloor.Stream == static_cast<uint64_t>(kCount) && ci->NumAckPending == 0;
   }));
 }
 
@@ -282,54 +283,66 @@ TEST_F(JetStreamTest, AckingAPlainMessageIsAnErrorNotACrash) {
   std::mutex mu;
   std::vector<Status> results;
   auto sub = nc_->subscribe("ds.plain", [&](Message m) {
-    Status a = m.ack();
-    Status t = m.term();
+    Status a = acknowledge(*nc_, m.reply(), AckKind::kAck);  // no reply at all
+    Status t = acknowledge(*nc_, m.reply(), AckKind::kTerm);
     std::lock_guard<std::mutex> lock(mu);
     results.push_back(a);
     results.push_back(t);
   });
   ASSERT_TRUE(sub.is_ok());
+  MessageCollector answers;
+  const std::string inbox = nc_->new_inbox();
+  auto answer_sub = nc_->subscribe(inbox, answers.handler());
+  ASSERT_TRUE(answer_sub.is_ok());
   auto responder = nc_->subscribe("ds.plain.req", [&](Message m) {
-    Status a = m.ack_sync();  // has a reply, but not a $JS.ACK one
+    // Has a reply, but not a $JS.ACK one: refused, nothing is sent to it.
+    Status a = acknowledge_sync(*nc_, m.reply(), AckKind::kAck, 500);
     std::lock_guard<std::mutex> lock(mu);
     results.push_back(a);
   });
   ASSERT_TRUE(responder.is_ok());
   ASSERT_TRUE(nc_->flush().is_ok());
   ASSERT_TRUE(nc_->publish("ds.plain", "x").is_ok());
-  ASSERT_TRUE(nc_->publish_request("ds.plain.req", nc_->new_inbox(), "y").is_ok());
+  ASSERT_TRUE(nc_->publish_request("ds.plain.req", inbox, "y").is_ok());
   ASSERT_TRUE(wait_until([&] {
     std::lock_guard<std::mutex> lock(mu);
     return results.size() == 3;
   }));
+  ASSERT_TRUE(nc_->flush().is_ok());
+  EXPECT_EQ(answers.count(), 0u);
   std::lock_guard<std::mutex> lock(mu);
   for (const auto& r : results) EXPECT_EQ(r.code(), StatusCode::kInvalidArgument) << r.to_string();
 }
 
-TEST_F(JetStreamTest, MessageMetadataNamesStreamConsumerAndSequences) {
+TEST_F(JetStreamTest, AckSubjectOfARealDeliveryNamesStreamConsumerAndSequences) {
+  // The v1 layout nats-server 2.9.10 sends, parsed from real deliveries.
   publish_deltas("p1", 2);
   ASSERT_TRUE(js_->add_consumer(kStream, agent_consumer("store-1", "p1")).is_ok());
   std::mutex mu;
-  std::vector<JsMetadata> metas;
-  auto sub = js_->bind_push(kStream, "ag_store-1", "ds.push.store-1.prices", [&](Message m) {
-    auto meta = m.metadata();
-    EXPECT_TRUE(meta.is_ok()) << meta.status().to_string();
-    EXPECT_TRUE(m.ack_sync().is_ok());
+  std::vector<AckSubject> acks;
+  auto sub = nc_->subscribe("ds.push.store-1.prices", [&](Message m) {
+    auto ack = parse_ack_subject(m.reply());
+    EXPECT_TRUE(ack.is_ok()) << ack.status().to_string();
+    Status confirmed = acknowledge_sync(*nc_, m.reply(), AckKind::kAck);
+    EXPECT_TRUE(confirmed.is_ok()) << confirmed.to_string();
     std::lock_guard<std::mutex> lock(mu);
-    if (meta.is_ok()) metas.push_back(*meta);
+    if (ack.is_ok()) acks.push_back(*ack);
   });
   ASSERT_TRUE(sub.is_ok()) << sub.status().to_string();
   ASSERT_TRUE(wait_until([&] {
     std::lock_guard<std::mutex> lock(mu);
-    return metas.size() >= 2;
+    return acks.size() >= 2;
   }));
   std::lock_guard<std::mutex> lock(mu);
-  EXPECT_EQ(metas[1].stream, kStream);
-  EXPECT_EQ(metas[1].consumer, "ag_store-1");
-  EXPECT_EQ(metas[1].stream_seq, 2u);
-  EXPECT_EQ(metas[1].consumer_seq, 2u);
-  EXPECT_EQ(metas[1].num_delivered, 1u);
-  EXPECT_EQ(metas[1].num_pending, 0u);
+  EXPECT_EQ(acks[1].version, 1);
+  EXPECT_EQ(acks[1].domain, "");
+  EXPECT_EQ(acks[1].stream, kStream);
+  EXPECT_EQ(acks[1].consumer, "ag_store-1");
+  EXPECT_EQ(acks[1].stream_seq, 2u);
+  EXPECT_EQ(acks[1].consumer_seq, 2u);
+  EXPECT_EQ(acks[1].delivered, 1u);
+  EXPECT_EQ(acks[1].pending, 0u);
+  EXPECT_GT(acks[1].timestamp_ns, uint64_t{1600000000} * 1000000000);
 }
 
 TEST_F(JetStreamTest, StartSeqResumesRightAfterTheCheckpoint) {
@@ -337,7 +350,7 @@ TEST_F(JetStreamTest, StartSeqResumesRightAfterTheCheckpoint) {
   // The agent's checkpoint is sequence 5: the consumer starts at 6.
   ASSERT_TRUE(js_->add_consumer(kStream, agent_consumer("store-1", "p1", /*start_seq=*/6)).is_ok());
   MessageCollector got;
-  auto sub = js_->bind_push(kStream, "ag_store-1", "ds.push.store-1.prices", got.handler(/*ack=*/true));
+  auto sub = nc_->subscribe("ds.push.store-1.prices", got.handler(nc_.get()));
   ASSERT_TRUE(sub.is_ok()) << sub.status().to_string();
   ASSERT_TRUE(got.wait_for(5));
   publish_deltas("p1", 1, 11);
@@ -345,7 +358,7 @@ TEST_F(JetStreamTest, StartSeqResumesRightAfterTheCheckpoint) {
   EXPECT_EQ(seqs_of(got.messages()), (std::vector<uint64_t>{6, 7, 8, 9, 10, 11}));
 }
 
-TEST_F(JetStreamTest, UnackedDeltaIsRedeliveredToTheNextBinding) {
+TEST_F(JetStreamTest, UnackedDeltaIsRedeliveredToTheNextSubscriber) {
   publish_deltas("p1", 3);
   ConsumerSpec spec = agent_consumer("store-1", "p1");
   spec.ack_wait_ms = 300;
@@ -354,10 +367,10 @@ TEST_F(JetStreamTest, UnackedDeltaIsRedeliveredToTheNextBinding) {
     // Acks (ack-all) up to sequence 2 only, as if the agent crashed before
     // committing the third delta.
     MessageCollector first;
-    auto sub = js_->bind_push(kStream, "ag_store-1", "ds.push.store-1.prices", [&](Message m) {
-      auto meta = m.metadata();
-      if (meta.is_ok() && meta->stream_seq == 2) {
-        EXPECT_TRUE(m.ack_sync().is_ok());
+    auto sub = nc_->subscribe("ds.push.store-1.prices", [&](Message m) {
+      auto ack = parse_ack_subject(m.reply());
+      if (ack.is_ok() && ack->stream_seq == 2) {
+        EXPECT_TRUE(acknowledge_sync(*nc_, m.reply(), AckKind::kAck).is_ok());
       }
       first.handler()(std::move(m));
     });
@@ -365,13 +378,8 @@ TEST_F(JetStreamTest, UnackedDeltaIsRedeliveredToTheNextBinding) {
     ASSERT_TRUE(first.wait_for(3));
   }
   MessageCollector second;
-  Result<std::unique_ptr<Subscription>> sub = Status::unavailable("not bound yet");
-  // The server may report the consumer as bound until it notices the first
-  // subscription is gone.
-  ASSERT_TRUE(wait_until([&] {
-    sub = js_->bind_push(kStream, "ag_store-1", "ds.push.store-1.prices", second.handler(/*ack=*/true));
-    return sub.is_ok();
-  })) << sub.status().to_string();
+  auto sub = nc_->subscribe("ds.push.store-1.prices", second.handler(nc_.get()));
+  ASSERT_TRUE(sub.is_ok()) << sub.status().to_string();
   ASSERT_TRUE(second.wait_for(1));
   for (const auto& m : second.messages()) EXPECT_EQ(m.stream_seq, 3u);
 }
@@ -401,13 +409,6 @@ TEST_F(JetStreamTest, ConsumerNamesOfStreamWithoutConsumersIsEmpty) {
   auto names = js_->consumer_names(kStream);
   ASSERT_TRUE(names.is_ok()) << names.status().to_string();
   EXPECT_TRUE(names->empty());
-}
-
-TEST_F(JetStreamTest, BindingToMissingConsumerFails) {
-  MessageCollector got;
-  auto sub = js_->bind_push(kStream, "ag_nobody", "ds.push.nobody.prices", got.handler());
-  ASSERT_FALSE(sub.is_ok());
-  EXPECT_EQ(sub.status().code(), StatusCode::kNotFound) << sub.status().to_string();
 }
 
 TEST_F(JetStreamTest, GetMessageReturnsStoredDeltaWithItsId) {
@@ -553,8 +554,9 @@ TEST_F(AgentPermissionsTest, AgentReceivesAndAcksItsOwnDeltas) {
   ASSERT_TRUE(hub_js_->publish("ds.delta.prices.p1", "mine", "p1:1").is_ok());
   ASSERT_TRUE(hub_js_->publish("ds.delta.prices.p2", "theirs", "p2:1").is_ok());
   MessageCollector got;
-  auto sub = agent_js_->bind_push(kStream, "ag_store-1", "ds.push.store-1.prices", [&](Message m) {
-    EXPECT_TRUE(m.ack_sync().is_ok());
+  auto sub = agent_->subscribe("ds.push.store-1.prices", [&](Message m) {
+    Status confirmed = acknowledge_sync(*agent_, m.reply(), AckKind::kAck);
+    EXPECT_TRUE(confirmed.is_ok()) << confirmed.to_string();
     got.handler()(std::move(m));
   });
   ASSERT_TRUE(sub.is_ok()) << sub.status().to_string();
@@ -562,10 +564,10 @@ TEST_F(AgentPermissionsTest, AgentReceivesAndAcksItsOwnDeltas) {
   EXPECT_EQ(got.messages()[0].data, "mine");
 
   // The ack reached the server: the consumer's ack floor moved.
-  jsConsumerInfo* ci = nullptr;
-  ASSERT_EQ(js_GetConsumerInfo(&ci, hub_js_->raw(), kStream, "ag_store-1", nullptr, nullptr), NATS_OK);
+  jsConsumerInfo* raw = nullptr;
+  ASSERT_EQ(js_GetConsumerInfo(&raw, hub_js_->raw(), kStream, "ag_store-1", nullptr, nullptr), NATS_OK);
+  const JsConsumerInfoPtr ci(raw);
   EXPECT_EQ(ci->AckFloor.Stream, 1u);
-  jsConsumerInfo_Destroy(ci);
 }
 
 TEST_F(AgentPermissionsTest, AgentNeverReceivesAnotherAgentsPushSubject) {
@@ -589,13 +591,13 @@ TEST_F(AgentPermissionsTest, AgentNeverReceivesAnotherAgentsPushSubject) {
   EXPECT_TRUE(saw_async_error("Permissions Violation")) << "async errors did not name the violation";
 }
 
-TEST_F(AgentPermissionsTest, AgentCannotBindAnotherAgentsConsumer) {
-  MessageCollector stolen;
-  auto sub = agent_js_->bind_push(kStream, "ag_store-2", "ds.push.store-2.prices", stolen.handler());
-  EXPECT_FALSE(sub.is_ok());
-  if (!sub.is_ok()) {
-    EXPECT_EQ(sub.status().code(), StatusCode::kPermissionDenied) << sub.status().to_string();
-  }
+TEST_F(AgentPermissionsTest, AgentReadsItsOwnConsumerButNotAnothers) {
+  auto own = agent_js_->consumer_exists(kStream, "ag_store-1");
+  ASSERT_TRUE(own.is_ok()) << own.status().to_string();
+  EXPECT_TRUE(*own);
+  auto theirs = agent_js_->consumer_exists(kStream, "ag_store-2");
+  ASSERT_FALSE(theirs.is_ok());
+  EXPECT_EQ(theirs.status().code(), StatusCode::kPermissionDenied) << theirs.status().to_string();
 }
 
 TEST_F(AgentPermissionsTest, AgentCannotCreateConsumersOrReadMessages) {

@@ -83,8 +83,10 @@ TEST(NkeysTest, GeneratedKeyRoundTripsAndHasUserPrefixes) {
 }
 
 TEST(NkeysTest, SharedWrapperDerivesTheSamePublicKey) {
-  // shared/nats.cc decodes seeds on its own for natsOptions_SetNKeyFromSeed;
-  // both must agree or generated credentials would not connect.
+  // A connection derives the public key it announces (natsOptions_SetNKey)
+  // from the seed file itself (shared/nonce_signing.h) and signs the nonce
+  // with that seed; it must agree with the key `deltasync creds` wrote into
+  // the server's authorization, or generated credentials would not connect.
   auto pair = generate_user_nkey();
   ASSERT_TRUE(pair.is_ok()) << pair.status().to_string();
   auto pub = nkey_public_key_from_seed(pair->seed);
