@@ -52,6 +52,10 @@ packages=(
   # page in Debian's chromium (/usr/bin/chromium), driven by playwright-core
   # from npm (below): never a browser downloaded by a test tool
   chromium
+  # node runs that driver (tests/browser); playwright-core needs Node.js 20 or
+  # later: the apt candidate on the project's machines (Debian 12's own
+  # nodejs is 18, too old: install-deps then stops with that message)
+  nodejs
 )
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -65,6 +69,11 @@ install_browser_test_packages() {
   if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     echo "install-deps: node and npm (Node.js 20 or later) are needed for the browser test (tests/browser)" \
          "and were not found in PATH" >&2
+    exit 1
+  fi
+  if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+    echo "install-deps: the browser test (tests/browser) needs Node.js 20 or later for playwright-core;" \
+         "this node is $(node --version)" >&2
     exit 1
   fi
   local want have

@@ -19,7 +19,7 @@ void RateHistory::sample(int64_t now_ms, const Counters& c) {
   if (last_ && now_ms > last_->first) {
     const int64_t elapsed = now_ms - last_->first;
     const Counters& b = last_->second;
-    points_.push_back(Point{now_ms, per_second(c.ingest_records, b.ingest_records, elapsed),
+    points_.push_back(Point{now_ms, elapsed, per_second(c.ingest_records, b.ingest_records, elapsed),
                             per_second(c.ingest_batches, b.ingest_batches, elapsed),
                             per_second(c.delivered_changes, b.delivered_changes, elapsed),
                             per_second(c.delivered_batches, b.delivered_batches, elapsed)});
@@ -32,6 +32,7 @@ nlohmann::json RateHistory::to_json(int64_t now_ms) const {
   nlohmann::json points = nlohmann::json::array();
   for (const Point& p : points_) {
     points.push_back({{"t_ms", std::max<int64_t>(0, now_ms - p.end_ms)},
+                      {"span_ms", p.span_ms},
                       {"ingest_records", p.ingest_records},
                       {"ingest_batches", p.ingest_batches},
                       {"delivered_changes", p.delivered_changes},

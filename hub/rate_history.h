@@ -44,14 +44,17 @@ class RateHistory {
   // for the first, or when no time passed).
   void sample(int64_t now_ms, const Counters& counters);
 
-  // {period_ms, points: [{t_ms, ingest_records, ingest_batches,
+  // {period_ms, points: [{t_ms, span_ms, ingest_records, ingest_batches,
   //  delivered_changes, delivered_batches}]} oldest first; t_ms is the
-  // point's end as milliseconds before `now_ms` (0 = now), rates per second.
+  // point's end as milliseconds before `now_ms` (0 = now), span_ms the time
+  // it covers (the period, or more when a sample came late), rates per
+  // second over that span.
   nlohmann::json to_json(int64_t now_ms) const;
 
  private:
   struct Point {
     int64_t end_ms = 0;
+    int64_t span_ms = 0;
     double ingest_records = 0;
     double ingest_batches = 0;
     double delivered_changes = 0;

@@ -130,10 +130,12 @@ Status RegistrationHandler::open_deliveries(const RegisterRequest& request, Regi
                                                                            .sub = sub->second,
                                                                            .hub_hash = schema_hash(tc->schema),
                                                                            .repair_ordered = repair});
-    // The order is spent once a snapshot was planned for it (even when
-    // deleting the old consumer then failed).
-    if (repair && plan.resume == Resume::kSnapshot) snapshot_orders_.erase({request.agent, s.type});
+    // A failed plan (deleting the old consumer failed) fails the registration
+    // and keeps the repair order, so the agent's retry is ordered the snapshot
+    // again; a spent order would let it resume from the stream and the repair
+    // be reported done with the rows still different.
     DS_RETURN_IF_ERROR(plan.error);
+    if (repair && plan.resume == Resume::kSnapshot) snapshot_orders_.erase({request.agent, s.type});
     registry_.set_delivery(request.agent, s.type, plan.state);
 
     Delivery d;

@@ -62,13 +62,11 @@ TEST_F(HubReadinessTest, WriterThreadEndedMakesReadyzFailNamingItAndIngestIsRefu
   req.producer = "erp";
   req.seq = 1;
   req.records = {price_record("sku-1", 1.5)};
-  const auto t0 = std::chrono::steady_clock::now();
   auto reply = ingest(*nc_, "price", req);
   ASSERT_TRUE(reply.is_ok()) << reply.status().to_string();
   ASSERT_FALSE(reply->ok());
   EXPECT_EQ(reply->error->code, StatusCode::kUnavailable);
   EXPECT_NE(reply->error->message.find("ingest writer is not running"), std::string::npos) << reply->error->message;
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
   EXPECT_EQ(get("/v1/types/price/records/sku-1").status, 404);
 
   // Still not ready a while later: only a restart clears it.
