@@ -16,8 +16,6 @@ namespace {
 
 constexpr int64_t kRequestTimeoutMs = 10000;
 constexpr int64_t kWriterTimeoutMs = 120000;
-constexpr int64_t kFirstBackoffMs = 500;
-constexpr int64_t kMaxBackoffMs = 30000;
 constexpr int kMaxRoundsPerRegistration = 4;
 constexpr int kSnapshotPageAttempts = 5;
 
@@ -37,8 +35,14 @@ Registrar::Registrar(Connection& nc, const AgentConfig& config, DeltaApplier& ap
       post_([&applier](DeltaApplier::Task task) { return applier.post(std::move(task)); }),
       board_(board) {}
 
-Registrar::Registrar(Messaging& messaging, const AgentConfig& config, PostTask post, CheckpointBoard& board)
-    : nc_(messaging), config_(config), subjects_(config.nats.subject_prefix), post_(std::move(post)), board_(board) {}
+Registrar::Registrar(Messaging& messaging, const AgentConfig& config, PostTask post, CheckpointBoard& board,
+                     int64_t first_backoff_ms)
+    : nc_(messaging),
+      config_(config),
+      subjects_(config.nats.subject_prefix),
+      post_(std::move(post)),
+      board_(board),
+      first_backoff_ms_(first_backoff_ms) {}
 
 Registrar::~Registrar() { stop(); }
 
@@ -70,7 +74,7 @@ bool Registrar::wait_registered(uint64_t after, int64_t timeout_ms) {
 }
 
 void Registrar::run() {
-  int64_t backoff_ms = kFirstBackoffMs;
+  int64_t backoff_ms = first_backoff_ms_;
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu_);
@@ -80,7 +84,7 @@ void Registrar::run() {
     }
     Status s = register_once();
     if (s.is_ok()) {
-      backoff_ms = kFirstBackoffMs;
+      backoff_ms = first_backoff_ms_;
       {
         std::lock_guard<std::mutex> lock(mu_);
         registrations_.fetch_add(1);

@@ -55,14 +55,19 @@ class Registrar {
  public:
   static constexpr uint32_t kSnapshotPageLimit = 1000;
   static constexpr int kProgressPages = 10;
+  // A failed registration is retried after this, doubling up to kMaxBackoffMs.
+  static constexpr int64_t kFirstBackoffMs = 500;
+  static constexpr int64_t kMaxBackoffMs = 30000;
 
   // Runs a task on the replica's single writer; the future holds its Status.
   using PostTask = std::function<std::future<Status>(DeltaApplier::Task)>;
 
   // Production: requests over `nc`, replica tasks through applier.post().
   Registrar(Connection& nc, const AgentConfig& config, DeltaApplier& applier, CheckpointBoard& board);
-  // Over explicit seams; `messaging` must outlive the registrar.
-  Registrar(Messaging& messaging, const AgentConfig& config, PostTask post, CheckpointBoard& board);
+  // Over explicit seams; `messaging` must outlive the registrar. Tests set
+  // the first backoff (e.g. long, to tell a trigger from the timed retry).
+  Registrar(Messaging& messaging, const AgentConfig& config, PostTask post, CheckpointBoard& board,
+            int64_t first_backoff_ms = kFirstBackoffMs);
   ~Registrar();
   Registrar(const Registrar&) = delete;
   Registrar& operator=(const Registrar&) = delete;
@@ -100,6 +105,7 @@ class Registrar {
   PostTask post_;
   CheckpointBoard& board_;
   OutcomeListener listener_;  // set before the thread starts, then only read by it
+  const int64_t first_backoff_ms_ = kFirstBackoffMs;
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -23,8 +23,10 @@
 // Stateless apart from its configuration: it does not remember which
 // consumers exist (the registry keeps that belief). Talks to JetStream
 // through ConsumerControl (shared/messaging.h), so tests pass a fake.
-// Thread-safe as far as JetStream is (it is); each call is one to four
-// JetStream API requests, so call it from the agent service's thread, never
+// Thread-safe as far as JetStream is (it is); each call is zero to five
+// JetStream API requests (none for a heartbeat whose consumer is open; at
+// most: consumer exists, stream state, the message at the checkpoint, then
+// delete and create), so call it from the agent service's thread, never
 // from a cnats callback.
 
 #include <cstdint>

@@ -4,7 +4,8 @@
 // receives one page (at most kMaxFleetPageSize agents) per refresh, never
 // the whole fleet.
 //
-//   q=<text>        agents whose id or host contains <text> (ASCII case-insensitive)
+//   q=<text>        agents whose id or host contains <text> (ASCII case-insensitive;
+//                   an empty q matches every agent, as the page's empty search box)
 //   state=<s>[,<s>] live, suspect, dead, retired (any of them)
 //   problems=1      only agents needing attention: suspect or dead, degraded
 //                   health, quarantined changes, or a type in freshness
@@ -17,7 +18,7 @@
 //   offset=<n>      agents skipped (an offset past the end gives an empty page)
 //   limit=<n>       1 to kMaxFleetPageSize, default kDefaultFleetPageSize
 //
-// Any other parameter, an empty or repeated one, or a value outside these is
+// Any other parameter, a repeated one, or a value outside these is
 // InvalidArgument with a message naming the parameter and what it accepts.
 //
 // Pure: no clock, thread or I/O; the caller passes the agents (the array

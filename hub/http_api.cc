@@ -555,6 +555,9 @@ struct HttpApi::Impl {
     router->http_get("/v1/fleet/agents",
                      guarded([this](const request_handle_t& req, const Params&) { return fleet_agents(req); }));
     router->http_get("/v1/fleet/rates", guarded([this](const request_handle_t& req, const Params&) {
+                       if (!req->header().query().empty()) {
+                         return send_error(req, Status::invalid_argument("GET /v1/fleet/rates takes no parameters"));
+                       }
                        return send(req, restinio::status_ok(), dump(rates.to_json(steady_now_ms())));
                      }));
     router->http_post(R"(/v1/agents/:id/retire)", guarded([this](const request_handle_t& req, const Params& p) {

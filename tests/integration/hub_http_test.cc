@@ -246,6 +246,10 @@ TEST_F(HubHttpTest, FleetRatesShowWhatWasIngested) {
   }
   EXPECT_NEAR(ingested, 2.0, 1e-6) << last;
   EXPECT_NEAR(delivered, 2.0, 1e-6) << last;
+  // It takes no parameters, and says so rather than ignoring them.
+  auto with_query = api("GET", "/v1/fleet/rates?minutes=5");
+  EXPECT_EQ(with_query.status, 400) << with_query.body;
+  EXPECT_NE(with_query.body.find("takes no parameters"), std::string::npos) << with_query.body;
 }
 
 }  // namespace

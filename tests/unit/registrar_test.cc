@@ -34,22 +34,7 @@ class RegistrarTest : public ::testing::Test {
     auto replica = Replica::open(dir_.file("replica.db"));
     ASSERT_TRUE(replica.is_ok()) << replica.status().to_string();
     replica_ = std::move(*replica);
-    registrar_ = std::make_unique<Registrar>(
-        messaging_, config_,
-        [this](DeltaApplier::Task task) {
-          // Inline on the registrar's thread: the replica has one user.
-          std::promise<Status> done;
-          done.set_value(task(*replica_));
-          return done.get_future();
-        },
-        board_);
-    registrar_->set_listener([this](bool ok, const std::string& status) {
-      {
-        std::lock_guard lock(mu_);
-        outcomes_.emplace_back(ok, status);
-      }
-      cv_.notify_all();
-    });
+    make_registrar(Registrar::kFirstBackoffMs);
   }
   void TearDown() override {
     if (registrar_) registrar_->stop();
@@ -87,6 +72,25 @@ class RegistrarTest : public ::testing::Test {
   FakeMessaging messaging_;
   std::unique_ptr<Replica> replica_;
   std::unique_ptr<Registrar> registrar_;
+
+  void make_registrar(int64_t first_backoff_ms) {
+    registrar_ = std::make_unique<Registrar>(
+        messaging_, config_,
+        [this](DeltaApplier::Task task) {
+          // Inline on the registrar's thread: the replica has one user.
+          std::promise<Status> done;
+          done.set_value(task(*replica_));
+          return done.get_future();
+        },
+        board_, first_backoff_ms);
+    registrar_->set_listener([this](bool ok, const std::string& status) {
+      {
+        std::lock_guard lock(mu_);
+        outcomes_.emplace_back(ok, status);
+      }
+      cv_.notify_all();
+    });
+  }
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::pair<bool, std::string>> outcomes_;  // guarded by mu_
@@ -154,6 +158,8 @@ TEST_F(RegistrarTest, SnapshotOrderLoadsThePagesThenRegistersAgainFromTheirMark)
 }
 
 TEST_F(RegistrarTest, RefusalIsReportedAndATriggerRetriesAtOnce) {
+  // A backoff longer than every wait below: only the trigger can retry.
+  make_registrar(600000);
   std::atomic<bool> accept{false};
   messaging_.set_responder([&](const std::string&, const std::string&) -> Result<std::string> {
     if (accept) return reply_with(Resume::kStream);
@@ -184,6 +190,11 @@ TEST_F(RegistrarTest, SilentHubIsRetried) {
   ASSERT_TRUE(failed.has_value());
   EXPECT_FALSE(failed->first);
   EXPECT_NE(failed->second.find("retrying in 500 ms"), std::string::npos) << failed->second;
+  // It is retried by itself, after the backoff, which doubles.
+  auto again = outcome(2);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_FALSE(again->first);
+  EXPECT_NE(again->second.find("retrying in 1000 ms"), std::string::npos) << again->second;
 }
 
 }  // namespace

@@ -51,12 +51,16 @@ HubConfig one_type_config(const TempDir& dir) {
 class FakeFleet {
  public:
   explicit FakeFleet(std::string hub_content) : hub_content_(std::move(hub_content)) {}
-  ~FakeFleet() {
-    if (reloader_.joinable()) reloader_.join();
-  }
 
   nlohmann::json agents_json() {
     std::lock_guard lock(mu_);
+    if (reload_pending_) {  // the agent is back, with the hub's clock stepped
+      reload_pending_ = false;
+      registered_at_ = wall_now_ms() - 3600 * 1000;
+      ++registrations_;
+      awaiting_ = false;
+      reloaded_ = true;
+    }
     nlohmann::json types{{"price", {{"partition", "*"}, {"consumer", true}, {"awaiting_snapshot", awaiting_}}}};
     return nlohmann::json::array({{{"id", "a1"},
                                    {"state", "live"},
@@ -82,20 +86,14 @@ class FakeFleet {
     return reply;
   }
 
-  // The hub's clock steps back an hour; the agent registers again 200 ms
-  // after the order and has reloaded.
+  // The order is seen (awaiting); by the next look at the fleet the agent
+  // has registered again and reloaded, while the hub's wall clock stepped
+  // back an hour: its registered_at is older than the order.
   Status order_snapshot() {
     std::lock_guard lock(mu_);
     awaiting_ = true;
     ++orders_;
-    reloader_ = std::thread([this] {
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-      std::lock_guard inner(mu_);
-      registered_at_ = wall_now_ms() - 3600 * 1000;
-      ++registrations_;
-      awaiting_ = false;
-      reloaded_ = true;
-    });
+    reload_pending_ = true;
     return Status::ok();
   }
 
@@ -115,9 +113,9 @@ class FakeFleet {
   uint64_t registrations_ = 1;
   bool awaiting_ = false;
   bool reloaded_ = false;
+  bool reload_pending_ = false;
   int orders_ = 0;
   std::vector<int64_t> timeouts_;
-  std::thread reloader_;
 };
 
 // Runs one job to its end (bounded) and returns the final report.
@@ -169,9 +167,7 @@ TEST_F(VerifyServiceTest, RepairCompletesWhenTheHubWallClockStepsBackDuringIt) {
   VerifyOptions options;
   options.repair = true;
   options.repair_timeout_ms = 5000;
-  const auto t0 = std::chrono::steady_clock::now();
   const nlohmann::json report = run_job(service, options);
-  const auto elapsed = std::chrono::steady_clock::now() - t0;
 
   ASSERT_EQ(report.value("state", ""), "done") << report.dump(1);
   EXPECT_EQ(fleet.orders(), 1);
@@ -181,8 +177,6 @@ TEST_F(VerifyServiceTest, RepairCompletesWhenTheHubWallClockStepsBackDuringIt) {
   EXPECT_TRUE(repair.value("done", false)) << repair.dump();
   EXPECT_FALSE(repair.contains("error")) << repair.dump();
   EXPECT_TRUE(report.value("ok", false)) << report.dump(1);
-  // Done when the agent was back, not at the repair timeout.
-  EXPECT_LT(elapsed, std::chrono::milliseconds(options.repair_timeout_ms)) << report.dump(1);
 }
 
 TEST_F(VerifyServiceTest, DigestRequestTimeoutGrowsWithTheRowsTheAgentShouldHold) {
