@@ -1,7 +1,7 @@
 #pragma once
 // AgentMetrics: what deltasync-agent exposes on [metrics] listen (Prometheus
 // text, shared/prometheus.h; prefix deltasync_agent_; every series is listed
-// in docs/operations.md, "Metrics").
+// in docs/operations.md, "Monitoring").
 //
 // Threads, explicitly:
 //   - writers: the apply thread (DeltaApplier: batches, changes, apply

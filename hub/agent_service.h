@@ -129,7 +129,7 @@ class AgentService {
   nlohmann::json agents_json() const;
   // The fleet series of GET /metrics (deltasync_hub_agents,
   // deltasync_hub_agent_*, deltasync_hub_freshness_*, deltasync_hub_consumers,
-  // docs/operations.md, "Metrics"). Thread-safe; reads the registry's copy.
+  // docs/operations.md, "Monitoring"). Thread-safe; reads the registry's copy.
   void write_metrics(PrometheusWriter& w) const;
   // Operator: the agent becomes retired, its consumers are deleted and it is
   // no longer sent heartbeats (it stays retired until it registers again).

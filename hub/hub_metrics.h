@@ -1,7 +1,7 @@
 #pragma once
 // HubMetrics: the hub's own counters and histograms behind GET /metrics
 // (Prometheus text, shared/prometheus.h; every series is listed in
-// docs/operations.md, "Metrics"). Names follow Prometheus conventions:
+// docs/operations.md, "Monitoring"). Names follow Prometheus conventions:
 // prefix deltasync_hub_, base units (seconds, bytes), counters end in _total.
 //
 // What the hub knows about its agents (by state, lag, freshness, quarantine,
