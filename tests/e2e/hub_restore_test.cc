@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <thread>
 
 #include <fmt/format.h>
@@ -132,6 +133,12 @@ TEST(HubRestoreGiveUp, AGapNoStreamCanFillIsGivenUpByDeletingTheStreamAndAgentsF
   // Giving the versions up, as documented.
   fleet.hub().signal(SIGTERM);
   ASSERT_EQ(fleet.hub().wait_exit(kConvergeTimeoutMs), std::optional<int>(0)) << fleet.logs();
+  // The hub starts with the agents it knew as live; verify needs them
+  // reconnected to the new broker and registered again.
+  std::map<std::string, size_t> registrations;
+  for (const auto& spec : fleet.agents()) {
+    registrations[spec.id] = fleet.agent(spec.id).log_count("registered with the hub");
+  }
   ASSERT_TRUE(fleet.nats().stop().is_ok());
   const std::filesystem::path stream_dir = std::filesystem::path(fleet.nats().store_dir()) / "jetstream" / "$G" /
                                            "streams" / stream_name("prices");
@@ -140,6 +147,10 @@ TEST(HubRestoreGiveUp, AGapNoStreamCanFillIsGivenUpByDeletingTheStreamAndAgentsF
   ASSERT_TRUE(fleet.nats().start().is_ok()) << fleet.nats().log_text();
   ASSERT_TRUE(fleet.start_hub().is_ok()) << fleet.logs();
   ASSERT_TRUE(fleet.wait_all_live().is_ok()) << fleet.logs();
+  for (const auto& [id, seen] : registrations) {
+    Status registered = fleet.agent(id).wait_for_log("registered with the hub", kConvergeTimeoutMs, seen);
+    ASSERT_TRUE(registered.is_ok()) << id << ": " << registered.to_string();
+  }
 
   // The agents follow the store: the second push is gone everywhere.
   CommandResult repair = fleet.cli({"verify", "--repair"}, 120000);
