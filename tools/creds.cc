@@ -373,13 +373,12 @@ std::string nats_user_entry(const Identity& identity, std::string_view subject_p
       return out;
     }
     case IdentityRole::kAgent: {
-      // No $JS.API.CONSUMER.CREATE, STREAM.MSG.GET or DIRECT.GET: subscribe
-      // permissions do not guard what the JetStream API would hand out, so
-      // the hub creates the agent's consumers and the agent only looks its
-      // own up (INFO, needed to bind) and acks them.
+      // No JetStream API right at all: subscribe permissions do not guard
+      // what the API would hand out (a consumer with any filter, a message
+      // by sequence), so the hub creates the agent's consumers and the agent
+      // only takes their pushes with plain subscriptions and acks them.
       const std::vector<std::string> publish = {
           p + ".hub.*." + x,
-          "$JS.API.CONSUMER.INFO.*." + consumer_name(x),
           "$JS.ACK.*." + consumer_name(x) + ".>",
       };
       std::vector<std::string> subscribe = {p + ".push." + x + ".>", p + ".agent." + x + ".>"};

@@ -35,7 +35,7 @@
 //             and p.delta.> (when it has a publisher key)
 //   hub's publisher  publish p.delta.>, $JS.API.STREAM.{CREATE,UPDATE,INFO,
 //             MSG.GET}.*; subscribe _INBOX_<hub>.> (its inbox prefix)
-//   agent X   publish   p.hub.*.X, $JS.API.CONSUMER.INFO.*.ag_X, $JS.ACK.*.ag_X.>
+//   agent X   publish   p.hub.*.X, $JS.ACK.*.ag_X.>
 //             subscribe p.push.X.>, p.agent.X.>, p.hb.<each type>, _INBOX_X.>
 //             allow_responses (flow-control and digest replies)
 //   producer P publish p.ingest.<each type>.P; subscribe _INBOX_P.>

@@ -104,8 +104,7 @@ TEST(CredsTest, AgentEntryGrantsItsOwnSubjectsOnly) {
       nats_user_entry(with_key(identity(IdentityRole::kAgent, "store-1:prices,products")), "acme.ds");
   EXPECT_EQ(entry,
             "    { nkey: \"UKEY\", permissions: {\n"
-            "        publish:   { allow: [\"acme.ds.hub.*.store-1\", \"$JS.API.CONSUMER.INFO.*.ag_store-1\", "
-            "\"$JS.ACK.*.ag_store-1.>\"] }\n"
+            "        publish:   { allow: [\"acme.ds.hub.*.store-1\", \"$JS.ACK.*.ag_store-1.>\"] }\n"
             "        subscribe: { allow: [\"acme.ds.push.store-1.>\", \"acme.ds.agent.store-1.>\", "
             "\"acme.ds.hb.prices\", \"acme.ds.hb.products\", \"_INBOX_store-1.>\"] }\n"
             "        allow_responses: true } }\n");
