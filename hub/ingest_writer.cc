@@ -179,6 +179,13 @@ bool IngestWriter::store_has_space_again() {
   return static_cast<uint64_t>(st.f_bavail) * st.f_frsize >= kStoreFreeBytesToResume;
 }
 
+void IngestWriter::end_store_full_once_space_is_back() {
+  if (!store_has_space_again()) return;
+  store_full_.store(false);
+  spdlog::info("ingest: {} ({} batch(es) were refused while it was full)", kStoreBackMessage, refused_while_full_);
+  refused_while_full_ = 0;
+}
+
 void IngestWriter::request_reconcile() {
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -286,8 +293,8 @@ void IngestWriter::loop() {
         }
       } else if (!idle) {
         process_group(group);
-      } else if (store_full_.load() && store_has_space_again()) {
-        store_full_.store(false);  // ready again; the next commit logs that the store takes writes
+      } else if (store_full_.load()) {
+        end_store_full_once_space_is_back();
       }
       // Between group commits, never before the first reconciliation.
       if (reconciled_) retention_.maybe_step(now_ms());
@@ -355,12 +362,7 @@ void IngestWriter::process_group(std::vector<Pending>& group) {
     }
     return;
   }
-  store_full_.store(false);
-  if (refused_while_full_ != 0) {
-    spdlog::info("ingest: {} again ({} batch(es) were refused while it was full)", kStoreBackMessage,
-                 refused_while_full_);
-    refused_while_full_ = 0;
-  }
+  if (store_full_.load()) end_store_full_once_space_is_back();
   if (fault_ == "exit_after_commit") {
     spdlog::warn("DELTASYNC_FAULT=exit_after_commit: exiting after the commit, before publishing");
     ::_exit(kFaultExitCode);

@@ -43,9 +43,12 @@
 // whole episode and one info line when a commit succeeds again: ingest
 // resumes by itself once space is back (producers retry with the same seq).
 // Until then not_ready_reason() names the full store (GET /readyz is 503): it
-// is set by a commit refused with SQLITE_FULL and cleared by the next commit
-// that succeeds or, with no ingest to try, once the store's filesystem has
-// kStoreFreeBytesToResume free again (statvfs, checked at most every second).
+// is set by a commit refused with SQLITE_FULL and cleared only once the
+// store's filesystem has kStoreFreeBytesToResume free again (statvfs, checked
+// at most every second, after commits and while idle). A commit that succeeds
+// meanwhile does not end the episode: SQLite can reuse the WAL space a refused
+// commit had allocated, so on a full filesystem small commits succeed between
+// refusals, and readiness must not flap with them.
 //
 // The writer thread ends only in stop(). Should it end otherwise (a bug in
 // its loop), every queued and later batch is refused with "unavailable" and
@@ -132,8 +135,7 @@ class IngestWriter {
   // reconnect). Runs before the next group commit.
   void request_reconcile();
 
-  // Free bytes on the store's filesystem that make a full store count as
-  // writable again when no commit has tried it yet.
+  // Free bytes on the store's filesystem that end a store-full episode.
   static constexpr uint64_t kStoreFreeBytesToResume = 1u << 20;
 
   // Why the writer is not ready ("" when it is), the first that holds of:
@@ -158,6 +160,9 @@ class IngestWriter {
   void loop();
   // While the store is full: whether its filesystem has space again.
   bool store_has_space_again();
+  // Ends the store-full episode (ready again, one info line) once
+  // store_has_space_again().
+  void end_store_full_once_space_is_back();
   void process_group(std::vector<Pending>& group);
   // Publishes the delta batches of `type` a commit created and marks them
   // published; from the log instead while the type is in the backlog.
@@ -176,8 +181,8 @@ class IngestWriter {
   // Types whose log may hold batches the stream has not acked (after start,
   // a reconnect or a failed publish): published from the log, not from memory.
   std::set<std::string> backlog_;  // writer thread only
-  // Batches refused since the store filled up (SQLITE_FULL); 0 while it
-  // takes writes. Writer thread only.
+  // Batches refused in the current store-full episode; 0 outside one.
+  // Writer thread only.
   uint64_t refused_while_full_ = 0;
   // When store_has_space_again() last looked (steady ms). Writer thread only.
   int64_t space_checked_ms_ = 0;
