@@ -89,7 +89,9 @@ Status StreamPublisher::ensure_streams() {
     spec.max_age_ms = t.max_age_s * 1000;
     spec.max_bytes = t.max_bytes;
     spec.duplicate_window_ms = 120000;
-    DS_RETURN_IF_ERROR(js_.ensure_stream(spec).with_context("stream " + spec.name));
+    spec.replicas = static_cast<int>(config_.stream_replicas);
+    DS_RETURN_IF_ERROR(js_.ensure_stream(spec).with_context(
+        "stream " + spec.name + " ([streams] replicas = " + std::to_string(spec.replicas) + ")"));
   }
   return Status::ok();
 }

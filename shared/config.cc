@@ -723,7 +723,7 @@ Result<HubConfig> hub_from_text(std::string_view text, const std::string& file,
   Section root(&file, &doc, "");
   DS_RETURN_IF_ERROR(
       root.only_keys({"hub", "nats", "store", "auth", "http", "metrics", "liveness", "delivery", "retention",
-                      "types"}));
+                      "streams", "types"}));
 
   DS_ASSIGN_OR_RETURN(Section hub, root.get_table("hub"));
   DS_RETURN_IF_ERROR(hub.only_keys({"name", "log_level"}));
@@ -764,6 +764,16 @@ Result<HubConfig> hub_from_text(std::string_view text, const std::string& file,
   DS_RETURN_IF_ERROR(delivery.only_keys({"max_ack_pending", "publish_batch"}));
   DS_RETURN_IF_ERROR(delivery.get_int("max_ack_pending", 1, 100000, config.max_ack_pending));
   DS_RETURN_IF_ERROR(delivery.get_int("publish_batch", 1, kMaxPublishBatch, config.publish_batch));
+
+  DS_ASSIGN_OR_RETURN(Section streams, root.get_table("streams"));
+  DS_RETURN_IF_ERROR(streams.only_keys({"replicas"}));
+  // 2 would lose its quorum with either node: a cluster tolerates a node
+  // loss only with 3 replicas.
+  DS_RETURN_IF_ERROR(streams.get_int("replicas", 1, 3, config.stream_replicas));
+  if (config.stream_replicas == 2) {
+    return streams.error_at("replicas", "must be 1 (one nats-server, no redundancy) or 3 (a JetStream cluster of "
+                                        "at least 3 nodes), got 2: two replicas stop with either node");
+  }
 
   DS_ASSIGN_OR_RETURN(Section retention, root.get_table("retention"));
   DS_RETURN_IF_ERROR(retention.only_keys({"enabled", "tombstone_max_age"}));

@@ -73,6 +73,10 @@ struct HubConfig {
   // [retention] enabled: false keeps the whole change log, every tombstone
   // and every retry key forever (the store grows with every change).
   bool retention_enabled = true;
+  // [streams] replicas: copies of every DS_<TYPE> stream (and of every agent
+  // consumer on it) the JetStream cluster keeps: 1, or 3 on a cluster of at
+  // least 3 nodes (docs/operations.md, "A NATS cluster").
+  int64_t stream_replicas = 1;
   std::vector<TypeConfig> types;
 
   const TypeConfig* find_type(std::string_view name) const;

@@ -512,6 +512,30 @@ TEST(HubConfigTest, BadNatsClusterEntryIsRejectedWithItsKey) {
                             "agent.toml: nats.url", "server 2 is empty"));
 }
 
+// ---- [streams] ---------------------------------------------------------------
+
+TEST(HubConfigTest, StreamReplicasDefaultToOneAndTakeThree) {
+  Result<HubConfig> plain = parse_hub_config(hub_with(""), "hub.toml");
+  ASSERT_TRUE(plain.is_ok()) << plain.status().to_string();
+  EXPECT_EQ(plain->stream_replicas, 1);
+  Result<HubConfig> three = parse_hub_config(hub_with("[streams]\nreplicas = 3\n"), "hub.toml");
+  ASSERT_TRUE(three.is_ok()) << three.status().to_string();
+  EXPECT_EQ(three->stream_replicas, 3);
+}
+
+TEST(HubConfigTest, StreamReplicasOtherThanOneOrThreeAreRejected) {
+  EXPECT_TRUE(IsConfigError(hub_error(hub_with("[streams]\nreplicas = 2\n")), "hub.toml: streams.replicas",
+                            "must be 1 (one nats-server, no redundancy) or 3"));
+  EXPECT_TRUE(IsConfigError(hub_error(hub_with("[streams]\nreplicas = 5\n")), "hub.toml: streams.replicas",
+                            "must be between 1 and 3, got 5"));
+  EXPECT_TRUE(IsConfigError(hub_error(hub_with("[streams]\nreplicas = 0\n")), "hub.toml: streams.replicas",
+                            "must be between 1 and 3, got 0"));
+  EXPECT_TRUE(IsConfigError(hub_error(hub_with("[streams]\nreplicas = \"3\"\n")), "hub.toml: streams.replicas",
+                            "expected integer, got string"));
+  EXPECT_TRUE(IsConfigError(hub_error(hub_with("[streams]\nreplica = 3\n")), "hub.toml: streams.replica",
+                            "unknown key (did you mean replicas?)"));
+}
+
 TEST(HubConfigTest, TwoAuthenticationMethodsAreRejected) {
   EXPECT_TRUE(IsConfigError(
       hub_error(hub_with("[nats]\nuser = \"u\"\npassword = \"p\"\ncreds_file = \"a.creds\"\n")),
