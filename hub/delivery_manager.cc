@@ -98,7 +98,11 @@ ConsumerSpec DeliveryManager::consumer_spec(std::string_view agent, std::string_
   spec.flow_control = true;
   spec.idle_heartbeat_ms = 5000;
   spec.memory_storage = true;
-  spec.replicas = 1;
+  // As many copies as the stream ([streams] replicas): an R3 consumer keeps
+  // delivering, with its acknowledgement state, when the node that led it
+  // is lost; an R1 consumer would sit offline on the lost node, unseen by
+  // the hub until that node came back (docs/architecture.md, "A NATS cluster").
+  spec.replicas = static_cast<int>(config_.stream_replicas);
   return spec;
 }
 

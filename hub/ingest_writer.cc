@@ -285,7 +285,11 @@ void IngestWriter::loop() {
         } else {
           // Until a type's next publication succeeds, publish it from the log.
           for (const TypeConfig& t : config_.types) backlog_.insert(t.name);
-          spdlog::error("reconciliation incomplete: {} (retried after the next reconnect)", s.to_string());
+          // A broker that is away or electing leaders (a NATS cluster that
+          // lost a node) is transient: the backlog above republishes.
+          const bool transient = s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kDeadlineExceeded;
+          spdlog::log(transient ? spdlog::level::warn : spdlog::level::err,
+                      "reconciliation incomplete: {} (retried after the next reconnect)", s.to_string());
         }
         if (fault_ == "writer_thread_exit") {
           spdlog::warn("DELTASYNC_FAULT=writer_thread_exit: the writer thread ends now");

@@ -96,9 +96,11 @@ RegisterReply RegistrationHandler::handle(std::string_view subject, const Regist
   RegisterReply reply;
   reply.heartbeat_ms = static_cast<uint32_t>(config_.heartbeat_interval_ms);
   if (Status s = open_deliveries(request, reply); !s.is_ok()) {
-    // Unavailable (the broker is away, or a stream is being recreated) is
-    // transient: the agent registers again, so not an error of the hub.
-    if (s.code() == StatusCode::kUnavailable) {
+    // Unavailable (the broker is away, or a stream is being recreated) and
+    // a JetStream API call that timed out (a NATS cluster electing a leader
+    // after losing a node) are transient: the agent registers again, so not
+    // an error of the hub.
+    if (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kDeadlineExceeded) {
       spdlog::info("register {}: deferred: {}", request.agent, s.message());
     } else {
       spdlog::error("register {}: {}", request.agent, s.to_string());

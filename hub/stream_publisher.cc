@@ -89,7 +89,9 @@ Status StreamPublisher::ensure_streams() {
     spec.max_age_ms = t.max_age_s * 1000;
     spec.max_bytes = t.max_bytes;
     spec.duplicate_window_ms = 120000;
-    DS_RETURN_IF_ERROR(js_.ensure_stream(spec).with_context("stream " + spec.name));
+    spec.replicas = static_cast<int>(config_.stream_replicas);
+    DS_RETURN_IF_ERROR(js_.ensure_stream(spec).with_context(
+        "stream " + spec.name + " ([streams] replicas = " + std::to_string(spec.replicas) + ")"));
   }
   return Status::ok();
 }
@@ -345,16 +347,22 @@ Status StreamPublisher::reconcile(QueryStore& store, std::map<std::string, Statu
   ++metrics_.reconciliations;
   // A broker that lost its store (or an operator who deleted a stream) comes
   // back without the streams: recreate them, then refill them from the log.
+  // Unavailable or timed out: a broker away or a NATS cluster electing
+  // leaders, so a warning (the caller retries); anything else is an error.
+  auto level_of = [](const Status& s) {
+    const bool transient = s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kDeadlineExceeded;
+    return transient ? spdlog::level::warn : spdlog::level::err;
+  };
   Status first = ensure_streams();
   if (!first.is_ok()) {
-    spdlog::error("reconcile: {}", first.to_string());
+    spdlog::log(level_of(first), "reconcile: {}", first.to_string());
     return first;
   }
   for (const TypeConfig& t : config_.types) {
     Status s = reconcile_type(store, t.name);
     if (!s.is_ok() && failures != nullptr) (*failures)[t.name] = s;
     if (!s.is_ok()) {
-      spdlog::error("reconcile type '{}': {}", t.name, s.to_string());
+      spdlog::log(level_of(s), "reconcile type '{}': {}", t.name, s.to_string());
       if (first.is_ok()) first = s;
     }
   }

@@ -496,24 +496,8 @@ Status read_log_level(const Section& s, std::string& out) {
 
 Status validate_nats_url(const Section& s, const std::string& url) {
   if (url.empty()) return s.error_at("url", "must not be empty");
-  std::string_view rest = url;
-  for (;;) {
-    const size_t comma = rest.find(',');
-    std::string_view entry = rest.substr(0, comma);
-    while (!entry.empty() && entry.front() == ' ') entry.remove_prefix(1);
-    while (!entry.empty() && entry.back() == ' ') entry.remove_suffix(1);
-    bool ok = false;
-    for (std::string_view scheme : {"nats://", "tls://"}) {
-      if (entry.size() > scheme.size() && entry.substr(0, scheme.size()) == scheme) ok = true;
-    }
-    if (!ok) {
-      return s.error_at("url", "invalid server URL " + single_quoted(entry) +
-                                   " (expected nats://host:port or tls://host:port, "
-                                   "comma-separated)");
-    }
-    if (comma == std::string_view::npos) break;
-    rest.remove_prefix(comma + 1);
-  }
+  auto servers = parse_nats_servers(url);
+  if (!servers.is_ok()) return s.error_at("url", servers.status().message());
   return Status::ok();
 }
 
@@ -739,7 +723,7 @@ Result<HubConfig> hub_from_text(std::string_view text, const std::string& file,
   Section root(&file, &doc, "");
   DS_RETURN_IF_ERROR(
       root.only_keys({"hub", "nats", "store", "auth", "http", "metrics", "liveness", "delivery", "retention",
-                      "types"}));
+                      "streams", "types"}));
 
   DS_ASSIGN_OR_RETURN(Section hub, root.get_table("hub"));
   DS_RETURN_IF_ERROR(hub.only_keys({"name", "log_level"}));
@@ -780,6 +764,16 @@ Result<HubConfig> hub_from_text(std::string_view text, const std::string& file,
   DS_RETURN_IF_ERROR(delivery.only_keys({"max_ack_pending", "publish_batch"}));
   DS_RETURN_IF_ERROR(delivery.get_int("max_ack_pending", 1, 100000, config.max_ack_pending));
   DS_RETURN_IF_ERROR(delivery.get_int("publish_batch", 1, kMaxPublishBatch, config.publish_batch));
+
+  DS_ASSIGN_OR_RETURN(Section streams, root.get_table("streams"));
+  DS_RETURN_IF_ERROR(streams.only_keys({"replicas"}));
+  // 2 would lose its quorum with either node: a cluster tolerates a node
+  // loss only with 3 replicas.
+  DS_RETURN_IF_ERROR(streams.get_int("replicas", 1, 3, config.stream_replicas));
+  if (config.stream_replicas == 2) {
+    return streams.error_at("replicas", "must be 1 (one nats-server, no redundancy) or 3 (a JetStream cluster of "
+                                        "at least 3 nodes), got 2: two replicas stop with either node");
+  }
 
   DS_ASSIGN_OR_RETURN(Section retention, root.get_table("retention"));
   DS_RETURN_IF_ERROR(retention.only_keys({"enabled", "tombstone_max_age"}));
@@ -879,6 +873,54 @@ std::filesystem::path directory_of(const std::string& file) {
 }
 
 }  // namespace
+
+Result<std::vector<std::string>> parse_nats_servers(std::string_view urls) {
+  constexpr std::string_view kExpected = " (expected nats://host:port or tls://host:port, comma-separated)";
+  std::vector<std::string> out;
+  std::string_view rest = urls;
+  for (size_t index = 1;; ++index) {
+    const size_t comma = rest.find(',');
+    std::string_view entry = rest.substr(0, comma);
+    while (!entry.empty() && (entry.front() == ' ' || entry.front() == '\t')) entry.remove_prefix(1);
+    while (!entry.empty() && (entry.back() == ' ' || entry.back() == '\t')) entry.remove_suffix(1);
+    const std::string where = "server " + std::to_string(index) + " ";
+    if (entry.empty()) return Status::invalid_argument(where + "is empty" + std::string(kExpected));
+    std::string_view hostport;
+    for (std::string_view scheme : {"nats://", "tls://"}) {
+      if (entry.size() > scheme.size() && entry.substr(0, scheme.size()) == scheme) {
+        hostport = entry.substr(scheme.size());
+      }
+    }
+    auto invalid = [&](std::string_view why) {
+      return Status::invalid_argument("invalid server URL " + single_quoted(entry) + ": " + std::string(why) +
+                                      std::string(kExpected));
+    };
+    if (hostport.empty()) return invalid("no nats:// or tls:// scheme");
+    // An IPv6 host is bracketed: [::1]:4222.
+    const size_t host_end = hostport.front() == '[' ? hostport.find(']') : hostport.find(':');
+    if (hostport.front() == '[' && host_end == std::string_view::npos) return invalid("unclosed '['");
+    const size_t colon = hostport.front() == '[' ? hostport.find(':', host_end) : host_end;
+    const std::string_view host = hostport.substr(0, colon);
+    if (host.empty() || host == "[]") return invalid("no host");
+    if (host.find_first_of("/?#@ ") != std::string_view::npos) return invalid("not a host name");
+    if (colon != std::string_view::npos) {
+      const std::string_view port = hostport.substr(colon + 1);
+      unsigned value = 0;
+      auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+      if (port.empty() || ec != std::errc() || end != port.data() + port.size() || value < 1 || value > 65535) {
+        return invalid("the port must be a number from 1 to 65535");
+      }
+    }
+    std::string server(entry);
+    if (std::find(out.begin(), out.end(), server) != out.end()) {
+      return Status::invalid_argument("server URL " + single_quoted(entry) + " is listed twice");
+    }
+    out.push_back(std::move(server));
+    if (comma == std::string_view::npos) break;
+    rest.remove_prefix(comma + 1);
+  }
+  return out;
+}
 
 std::string metrics_listen_address(const std::string& listen) {
   if (listen.empty()) return listen;

@@ -17,7 +17,9 @@ namespace ds {
 
 // [nats] in both files.
 struct NatsConfig {
-  std::string url = "nats://127.0.0.1:4222";  // comma-separated list allowed
+  // One server, or several servers of one NATS cluster, comma-separated
+  // (parse_nats_servers() says what an entry may be).
+  std::string url = "nats://127.0.0.1:4222";
   std::string user;                            // user + password, or
   std::string password;
   std::string creds_file;                      // a .creds file (JWT + nkey seed), or
@@ -71,6 +73,10 @@ struct HubConfig {
   // [retention] enabled: false keeps the whole change log, every tombstone
   // and every retry key forever (the store grows with every change).
   bool retention_enabled = true;
+  // [streams] replicas: copies of every DS_<TYPE> stream (and of every agent
+  // consumer on it) the JetStream cluster keeps: 1, or 3 on a cluster of at
+  // least 3 nodes (docs/operations.md, "A NATS cluster").
+  int64_t stream_replicas = 1;
   std::vector<TypeConfig> types;
 
   const TypeConfig* find_type(std::string_view name) const;
@@ -109,6 +115,15 @@ Result<AgentConfig> load_agent_config(const std::string& path);
 // relative paths resolve against the current directory.
 Result<HubConfig> parse_hub_config(std::string_view toml, const std::string& name);
 Result<AgentConfig> parse_agent_config(std::string_view toml, const std::string& name);
+
+// The servers of a [nats] url (also the CLI's --nats): comma-separated
+// entries, each "nats://host:port" or "tls://host:port" (the port may be
+// left out: 4222), blanks around an entry ignored. InvalidArgument naming
+// the entry when one is empty, has another scheme, no host, a port that is
+// not 1..65535, or repeats an earlier entry. Connection::connect hands the
+// list to cnats, which tries them in random order and, once connected, also
+// learns the cluster's other members from the server.
+Result<std::vector<std::string>> parse_nats_servers(std::string_view urls);
 
 // A [metrics] listen value as the listener binds it: "" stays "", a bare
 // port "9464" is "127.0.0.1:9464" (loopback unless the operator names a

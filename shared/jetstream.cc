@@ -160,15 +160,33 @@ Status JetStream::ensure_stream(const StreamSpec& spec) {
   natsStatus s = js_AddStream(&si, js_.get(), &cfg, nullptr, &jerr);
   (void)JsStreamInfoPtr(si);  // the info is not needed
   if (s == NATS_OK) return Status::ok();
-  if (jerr != JSStreamNameExistErr) return api_status(s, jerr, "create stream " + spec.name, spec.name);
+  if (jerr != JSStreamNameExistErr) {
+    return replica_status(api_status(s, jerr, "create stream " + spec.name, spec.name), jerr, spec);
+  }
   // It exists with another config: bring it to ours. Storage type cannot
-  // change in place; the server rejects that and we report it.
+  // change in place; the server rejects that and we report it. A replica
+  // count change is applied by a clustered server (it adds or removes
+  // peers, and moves the stream's durable consumers to the new peer set).
   jerr = static_cast<jsErrCode>(0);
   si = nullptr;
   s = js_UpdateStream(&si, js_.get(), &cfg, nullptr, &jerr);
   (void)JsStreamInfoPtr(si);  // the info is not needed
   if (s == NATS_OK) return Status::ok();
-  return api_status(s, jerr, "update stream " + spec.name, spec.name);
+  return replica_status(api_status(s, jerr, "update stream " + spec.name, spec.name), jerr, spec);
+}
+
+Status JetStream::replica_status(Status st, int js_err, const StreamSpec& spec) {
+  if (js_err == JSStreamReplicasNotSupportedErr) {
+    return Status::invalid_argument(st.message() + ": " + std::to_string(spec.replicas) +
+                                    " replicas need a JetStream cluster, and this nats-server runs alone: use 1 "
+                                    "replica, or list the nodes of a 3-node JetStream cluster as the servers");
+  }
+  if (js_err == JSClusterNoPeersErr) {
+    return Status::unavailable(st.message() + ": the JetStream cluster has fewer than " +
+                               std::to_string(spec.replicas) +
+                               " nodes with JetStream up to hold the replicas: start the missing nodes");
+  }
+  return st;
 }
 
 Status JetStream::delete_stream(std::string_view name) {
@@ -190,6 +208,16 @@ Result<StreamState> JetStream::stream_state(std::string_view name) {
   out.last_seq = si->State.LastSeq;
   out.messages = si->State.Msgs;
   out.bytes = si->State.Bytes;
+  if (si->Config != nullptr) out.replicas = static_cast<int>(si->Config->Replicas);
+  if (si->Cluster != nullptr) {
+    if (si->Cluster->Leader != nullptr) out.leader = si->Cluster->Leader;
+    for (int i = 0; i < si->Cluster->ReplicasLen; ++i) {
+      const jsPeerInfo* p = si->Cluster->Replicas[i];
+      if (p == nullptr) continue;
+      out.followers.push_back(
+          {.name = p->Name != nullptr ? p->Name : "", .current = p->Current, .offline = p->Offline, .lag = p->Lag});
+    }
+  }
   return out;
 }
 

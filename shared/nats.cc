@@ -61,7 +61,9 @@ Status make_status(natsStatus s, int js_err, std::string_view context) {
 Status classify(natsStatus s, int js_err, std::string msg) {
   if (is_not_found_code(js_err)) return Status::not_found(std::move(msg));
   if (is_exists_code(js_err)) return Status::already_exists(std::move(msg));
-  if (js_err == JSNotEnabledErr) return Status::unavailable(std::move(msg));
+  // 10008 "JetStream system temporarily unavailable": a cluster between
+  // leaders (a node was lost); the same call succeeds once one is elected.
+  if (js_err == JSNotEnabledErr || js_err == JSClusterNotAvailErr) return Status::unavailable(std::move(msg));
   if (js_err == JSStreamInvalidConfig || js_err == JSInvalidJSONErr) return Status::invalid_argument(std::move(msg));
   if (s == NATS_NOT_PERMITTED || s == NATS_CONNECTION_AUTH_FAILED ||
       contains_nocase(msg, "permissions violation") || contains_nocase(msg, "authorization violation")) {

@@ -215,11 +215,23 @@ struct StreamSpec {
   int replicas = 1;
 };
 
+// One replica of a clustered stream other than its leader, as the leader
+// sees it.
+struct StreamFollower {
+  std::string name;       // the nats-server's server_name
+  bool current = false;   // caught up with the leader
+  bool offline = false;
+  uint64_t lag = 0;       // operations it is behind
+};
+
 struct StreamState {
   uint64_t first_seq = 0;
   uint64_t last_seq = 0;
   uint64_t messages = 0;
   uint64_t bytes = 0;
+  int replicas = 1;                       // the stream's configured replica count
+  std::string leader;                     // server_name of its leader; "" on a lone server
+  std::vector<StreamFollower> followers;  // empty on a lone server and for 1 replica
 };
 
 enum class AckPolicy { kExplicit, kAll, kNone };
@@ -268,7 +280,10 @@ class JetStream {
   JetStream(const JetStream&) = delete;
   JetStream& operator=(const JetStream&) = delete;
 
-  // Creates the stream, or updates it when it exists with another config.
+  // Creates the stream, or updates it when it exists with another config
+  // (a clustered server changes its replica count in place). Replicas the
+  // server cannot place: InvalidArgument on a lone server (no cluster),
+  // Unavailable when too few cluster nodes are up; the message says which.
   Status ensure_stream(const StreamSpec& spec);
   Status delete_stream(std::string_view name);
   // NotFound when the stream does not exist.
@@ -308,6 +323,8 @@ class JetStream {
   // on the JetStream API (of `stream`, when given) becomes PermissionDenied.
   // The connection's last error is sticky, so this is a best guess.
   Status api_status(int s, int js_err, std::string_view context, std::string_view stream = {}) const;
+  // Says what to do when a stream's replicas cannot be placed (see ensure_stream).
+  static Status replica_status(Status st, int js_err, const StreamSpec& spec);
 
   natsConnection* nc_ = nullptr;
   std::unique_ptr<AsyncErrors> async_errors_;  // declared before js_, so destroyed after it

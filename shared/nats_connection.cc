@@ -24,26 +24,6 @@ namespace ds {
 
 using namespace nats_detail;
 
-namespace {
-
-// Splits "a, b,c" into trimmed non-empty parts.
-std::vector<std::string> split_urls(const std::string& urls) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= urls.size()) {
-    size_t comma = urls.find(',', start);
-    if (comma == std::string::npos) comma = urls.size();
-    std::string part = urls.substr(start, comma - start);
-    const auto first = part.find_first_not_of(" \t");
-    const auto last = part.find_last_not_of(" \t");
-    if (first != std::string::npos) out.push_back(part.substr(first, last - first + 1));
-    start = comma + 1;
-  }
-  return out;
-}
-
-}  // namespace
-
 // ---------------------------------------------------------------------------
 // Connection
 //
@@ -180,8 +160,9 @@ Result<std::unique_ptr<Connection>> Connection::connect(ConnectOptions opts) {
   cb->max_reconnect_wait_ms = opts.max_reconnect_wait_ms;
 
   auto check = [](natsStatus st, const char* what) { return make_status(st, 0, what); };
-  const std::vector<std::string> urls = split_urls(cfg.url);
-  if (urls.empty()) return Status::invalid_argument("nats url is empty");
+  auto servers = parse_nats_servers(cfg.url);
+  if (!servers.is_ok()) return servers.status().with_context("nats url '" + cfg.url + "'");
+  const std::vector<std::string> urls = std::move(servers).value();
   std::vector<const char*> url_ptrs;
   for (const auto& u : urls) url_ptrs.push_back(u.c_str());
   DS_RETURN_IF_ERROR(check(

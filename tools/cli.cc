@@ -350,6 +350,7 @@ std::string unique_producer_name() {
 
 int cmd_push(const PushArgs& a, const HubOptions& hub) {
   if (auto s = validate_type_name(a.type); !s) return fail(s.with_context("--type"));
+  if (auto servers = parse_nats_servers(a.nats_url); !servers) return fail(servers.status().with_context("--nats"));
   if (a.batch == 0 || a.batch > kMaxBatchRecords) {
     return fail(Status::invalid_argument(fmt::format("--batch must be 1..{}", kMaxBatchRecords)));
   }
@@ -816,7 +817,7 @@ int run_cli(int argc, char** argv) {
   push->add_option("--type", push_args.type, "business type")->required();
   push->add_option("file", push_args.file, "input file: .csv, or JSON lines (one record per line); - for stdin")
       ->required();
-  push->add_option("--nats", push_args.nats_url, "NATS server URL (env DELTASYNC_NATS)")->capture_default_str();
+  push->add_option("--nats", push_args.nats_url, "NATS server URL; several servers of one cluster comma-separated (env DELTASYNC_NATS)")->capture_default_str();
   push->add_option("--user", push_args.user, "NATS user");
   push->add_option("--password", push_args.password, "NATS password");
   push->add_option("--creds", push_args.creds_file, "NATS credentials file");

@@ -101,8 +101,16 @@ Fleet::~Fleet() {
                                  std::filesystem::copy_options::overwrite_existing, ec);
     }
   }
-  std::filesystem::copy_file(nats_.dir() + "/nats-server.log", kept + "/nats-server.log",
-                             std::filesystem::copy_options::overwrite_existing, ec);
+  if (cluster_) {
+    for (int i = 0; i < cluster_->size(); ++i) {
+      std::filesystem::copy_file(cluster_->node(i).dir() + "/nats-server.log",
+                                 kept + "/nats-server-" + cluster_->server_name(i) + ".log",
+                                 std::filesystem::copy_options::overwrite_existing, ec);
+    }
+  } else {
+    std::filesystem::copy_file(nats_.dir() + "/nats-server.log", kept + "/nats-server.log",
+                               std::filesystem::copy_options::overwrite_existing, ec);
+  }
   std::printf("[ info ] logs of the failed scenario kept in %s\n", kept.c_str());
 }
 
@@ -113,12 +121,13 @@ std::string Fleet::hub_toml() const {
     return objective.empty() ? "" : "freshness_objective = \"" + objective + "\"\n";
   };
   return "[hub]\nname = \"e2e-hub\"\nlog_level = \"info\"\n"
-         "[nats]\nurl = \"" + nats_.url() + "\"\n"
+         "[nats]\nurl = \"" + nats_url() + "\"\n"
          "[store]\npath = \"" + hub_store_path_ + "\"\n"
          "[http]\nlisten = \"127.0.0.1:" + std::to_string(http_port_) + "\"\ntoken = \"" + token_ + "\"\n"
          "[liveness]\nheartbeat_interval_ms = " + std::to_string(options_.heartbeat_interval_ms) +
          "\ndead_after = " + std::to_string(options_.dead_after) + "\n"
-         "[delivery]\npublish_batch = 50\n" +
+         "[delivery]\npublish_batch = 50\n"
+         "[streams]\nreplicas = " + std::to_string(options_.stream_replicas) + "\n" +
          metrics_section("hub") +
          "[[types]]\nname = \"products\"\nkey = \"sku\"\n" + objective_of("products") +
          "columns = [{ name = \"name\", type = \"text\" }, { name = \"category\", type = \"text\" },\n"
@@ -149,7 +158,7 @@ int Fleet::metrics_port(const std::string& process) const {
 
 std::string Fleet::agent_toml(const AgentSpec& spec) const {
   std::string text = "[agent]\nid = \"" + spec.id + "\"\nlog_level = \"info\"\n"
-                     "[nats]\nurl = \"" + nats_.url() + "\"\n"
+                     "[nats]\nurl = \"" + nats_url() + "\"\n"
                      "[replica]\npath = \"" + find(spec.id).replica_path + "\"\n" + spec.replica_toml +
                      metrics_section(spec.id);
   for (const auto& [type, partition] : spec.subscriptions) {
@@ -161,8 +170,21 @@ std::string Fleet::agent_toml(const AgentSpec& spec) const {
   return text;
 }
 
+NatsCluster& Fleet::cluster() {
+  if (!cluster_) throw std::logic_error("this fleet runs one nats-server, not a cluster");
+  return *cluster_;
+}
+
+std::string Fleet::nats_url() const { return cluster_ ? cluster_->urls() : nats_.url(); }
+
 Status Fleet::start() {
-  DS_RETURN_IF_ERROR(nats_.start());
+  if (options_.nats_cluster_nodes > 0) {
+    cluster_ = std::make_unique<NatsCluster>(DELTASYNC_NATS_SERVER, options_.nats_cluster_nodes,
+                                             options_.nats_extra_config);
+    DS_RETURN_IF_ERROR(cluster_->start());
+  } else {
+    DS_RETURN_IF_ERROR(nats_.start());
+  }
   DS_ASSIGN_OR_RETURN(http_port_, free_loopback_port());
   if (metrics_) {
     DS_ASSIGN_OR_RETURN(metrics_ports_["hub"], free_loopback_port());
@@ -208,7 +230,7 @@ const std::string& Fleet::agent_config(const std::string& id) const { return fin
 Environment Fleet::cli_environment() const {
   return {{"DELTASYNC_HUB", "http://127.0.0.1:" + std::to_string(http_port_)},
           {"DELTASYNC_TOKEN", token_},
-          {"DELTASYNC_NATS", nats_.url()}};
+          {"DELTASYNC_NATS", nats_url()}};
 }
 
 CommandResult Fleet::cli(std::vector<std::string> args, int64_t timeout_ms) {
@@ -310,7 +332,9 @@ Result<std::map<std::string, uint64_t>> Fleet::replica_versions(const std::strin
 }
 
 Result<bool> Fleet::has_consumer(const std::string& type, const std::string& agent) {
-  DS_ASSIGN_OR_RETURN(auto nc, Connection::connect(test_connect_options(nats_)));
+  ConnectOptions opts = test_connect_options(nats_);
+  opts.config.url = nats_url();
+  DS_ASSIGN_OR_RETURN(auto nc, Connection::connect(opts));
   DS_ASSIGN_OR_RETURN(auto js, nc->jetstream());
   return js->consumer_exists(stream_name(type), consumer_name(agent));
 }
@@ -373,14 +397,26 @@ std::vector<std::string> Fleet::unexpected_log_lines() const {
   };
   if (hub_) scan("hub", hub_->log_text(), is_error_line);
   for (const Agent& a : fleet_) scan(a.spec.id, a.process->log_text(), is_error_line);
-  scan("nats-server", nats_.log_text(), is_violation_line);
+  if (cluster_) {
+    for (int i = 0; i < cluster_->size(); ++i) {
+      scan("nats-server", cluster_->node(i).log_text(), is_violation_line);
+    }
+  } else {
+    scan("nats-server", nats_.log_text(), is_violation_line);
+  }
   return out;
 }
 
 std::string Fleet::logs() const {
   std::string out = "\n--- hub log ---\n" + (hub_ ? tail(hub_->log_text()) : std::string("(not started)"));
   for (const Agent& a : fleet_) out += "\n--- " + a.spec.id + " log ---\n" + tail(a.process->log_text());
-  out += "\n--- nats-server log ---\n" + tail(nats_.log_text());
+  if (cluster_) {
+    for (int i = 0; i < cluster_->size(); ++i) {
+      out += "\n--- nats-server " + cluster_->server_name(i) + " log ---\n" + tail(cluster_->node(i).log_text());
+    }
+  } else {
+    out += "\n--- nats-server log ---\n" + tail(nats_.log_text());
+  }
   return out;
 }
 

@@ -34,6 +34,7 @@
 
 #include "shared/status.h"
 #include "testing/child_process.h"
+#include "testing/nats_cluster.h"
 #include "testing/temp_dir.h"
 #include "tests/harness/hub_process.h"
 #include "tests/harness/nats_server.h"
@@ -75,6 +76,12 @@ struct FleetOptions {
   // type -> its [[types]] freshness_objective (e.g. "1s"); overrides
   // enable_metrics()'s objective for that type.
   std::map<std::string, std::string> freshness_objectives = {};
+  // 0: one nats-server (nats()); N: a JetStream cluster of N nodes on
+  // loopback (cluster()) whose every client URL the hub, the agents and the
+  // CLI list in [nats] url. nats_address does not apply to a cluster.
+  int nats_cluster_nodes = 0;
+  // The hub's [streams] replicas.
+  int stream_replicas = 1;
 };
 
 // store-1, store-2 and hq, as described above.
@@ -100,7 +107,13 @@ class Fleet {
   int http_port() const { return http_port_; }
   const std::string& token() const { return token_; }
 
+  // The single nats-server (FleetOptions::nats_cluster_nodes == 0).
   NatsServer& nats() { return nats_; }
+  // The cluster (nats_cluster_nodes > 0); throws std::logic_error without one.
+  NatsCluster& cluster();
+  // What the hub, the agents and the CLI have in [nats] url: the single
+  // server's URL, or every cluster node's, comma-separated.
+  std::string nats_url() const;
   // The hub's configuration file and its store (SQLite), e.g. for a test
   // to back up and restore it; `file(name)`: a scratch file in the fleet's
   // directory.
@@ -188,6 +201,7 @@ class Fleet {
   TempDir dir_{"deltasync-e2e"};
   std::string hub_store_path_ = dir_.file("hub.db");
   NatsServer nats_{options_.nats_extra_config, options_.nats_address};
+  std::unique_ptr<NatsCluster> cluster_;  // when options_.nats_cluster_nodes > 0
   int http_port_ = 0;
   std::string token_;
   std::unique_ptr<HubProcess> hub_;

@@ -11,7 +11,7 @@ constexpr uint64_t kWarmupBatches = 30;
 }  // namespace
 
 void start_load(Fleet& fleet, std::unique_ptr<LoadProducer>& producer, uint64_t warmup) {
-  producer = std::make_unique<LoadProducer>(fleet.nats().url(), "erp");
+  producer = std::make_unique<LoadProducer>(fleet.nats_url(), "erp");
   Status producing = producer->start();
   ASSERT_TRUE(producing.is_ok()) << producing.to_string();
   keep_loading(fleet, *producer, warmup);

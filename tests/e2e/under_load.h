@@ -24,6 +24,10 @@ void keep_loading(Fleet& fleet, LoadProducer& producer, uint64_t batches);
 
 class UnderLoadTest : public ::testing::Test {
  protected:
+  UnderLoadTest() = default;
+  // A fleet other than the default one (e.g. on a NATS cluster).
+  UnderLoadTest(std::vector<AgentSpec> agents, FleetOptions options) : fleet_(std::move(agents), std::move(options)) {}
+
   void SetUp() override;
   void TearDown() override;
 

@@ -477,6 +477,65 @@ TEST(HubConfigTest, SeveralNatsUrlsAreAccepted) {
   EXPECT_EQ(c->nats.url, "nats://a:4222, tls://b:4222,nats://c:4222");
 }
 
+TEST(NatsServersTest, ClusterListIsSplitTrimmedAndKeptInOrder) {
+  auto servers = parse_nats_servers(" nats://n1:4222,\ttls://10.0.0.2:4223 , nats://[::1]:4224,nats://n4");
+  ASSERT_TRUE(servers.is_ok()) << servers.status().to_string();
+  EXPECT_EQ(*servers, (std::vector<std::string>{"nats://n1:4222", "tls://10.0.0.2:4223", "nats://[::1]:4224",
+                                                 "nats://n4"}));
+  auto one = parse_nats_servers("nats://127.0.0.1:4222");
+  ASSERT_TRUE(one.is_ok()) << one.status().to_string();
+  EXPECT_EQ(*one, std::vector<std::string>{"nats://127.0.0.1:4222"});
+}
+
+TEST(NatsServersTest, BadEntriesAreNamed) {
+  auto error = [](std::string_view urls) {
+    auto r = parse_nats_servers(urls);
+    return r.is_ok() ? std::string("accepted") : r.status().message();
+  };
+  EXPECT_THAT(error("nats://a:4222,,nats://b:4222"), HasSubstr("server 2 is empty"));
+  EXPECT_THAT(error("nats://a:4222,"), HasSubstr("server 2 is empty"));
+  EXPECT_THAT(error("nats://a:4222,http://b:4222"), HasSubstr("'http://b:4222': no nats:// or tls:// scheme"));
+  EXPECT_THAT(error("nats://a:42x2"), HasSubstr("'nats://a:42x2': the port must be a number from 1 to 65535"));
+  EXPECT_THAT(error("nats://a:0"), HasSubstr("the port must be a number from 1 to 65535"));
+  EXPECT_THAT(error("nats://a:65536"), HasSubstr("the port must be a number from 1 to 65535"));
+  EXPECT_THAT(error("nats://a:"), HasSubstr("the port must be a number"));
+  EXPECT_THAT(error("nats://:4222"), HasSubstr("no host"));
+  EXPECT_THAT(error("nats://[::1:4222"), HasSubstr("unclosed '['"));
+  EXPECT_THAT(error("nats://user@a:4222"), HasSubstr("not a host name"));
+  EXPECT_THAT(error("nats://a:4222, nats://a:4222"), HasSubstr("'nats://a:4222' is listed twice"));
+}
+
+TEST(HubConfigTest, BadNatsClusterEntryIsRejectedWithItsKey) {
+  EXPECT_TRUE(IsConfigError(hub_error(hub_with("[nats]\nurl = \"nats://a:4222,nats://b:99999\"\n")),
+                            "hub.toml: nats.url", "'nats://b:99999': the port must be a number"));
+  EXPECT_TRUE(IsConfigError(agent_error(agent_with("[nats]\nurl = \"nats://a:4222,,nats://b:4222\"\n")),
+                            "agent.toml: nats.url", "server 2 is empty"));
+}
+
+// ---- [streams] ---------------------------------------------------------------
+
+TEST(HubConfigTest, StreamReplicasDefaultToOneAndTakeThree) {
+  Result<HubConfig> plain = parse_hub_config(hub_with(""), "hub.toml");
+  ASSERT_TRUE(plain.is_ok()) << plain.status().to_string();
+  EXPECT_EQ(plain->stream_replicas, 1);
+  Result<HubConfig> three = parse_hub_config(hub_with("[streams]\nreplicas = 3\n"), "hub.toml");
+  ASSERT_TRUE(three.is_ok()) << three.status().to_string();
+  EXPECT_EQ(three->stream_replicas, 3);
+}
+
+TEST(HubConfigTest, StreamReplicasOtherThanOneOrThreeAreRejected) {
+  EXPECT_TRUE(IsConfigError(hub_error(hub_with("[streams]\nreplicas = 2\n")), "hub.toml: streams.replicas",
+                            "must be 1 (one nats-server, no redundancy) or 3"));
+  EXPECT_TRUE(IsConfigError(hub_error(hub_with("[streams]\nreplicas = 5\n")), "hub.toml: streams.replicas",
+                            "must be between 1 and 3, got 5"));
+  EXPECT_TRUE(IsConfigError(hub_error(hub_with("[streams]\nreplicas = 0\n")), "hub.toml: streams.replicas",
+                            "must be between 1 and 3, got 0"));
+  EXPECT_TRUE(IsConfigError(hub_error(hub_with("[streams]\nreplicas = \"3\"\n")), "hub.toml: streams.replicas",
+                            "expected integer, got string"));
+  EXPECT_TRUE(IsConfigError(hub_error(hub_with("[streams]\nreplica = 3\n")), "hub.toml: streams.replica",
+                            "unknown key (did you mean replicas?)"));
+}
+
 TEST(HubConfigTest, TwoAuthenticationMethodsAreRejected) {
   EXPECT_TRUE(IsConfigError(
       hub_error(hub_with("[nats]\nuser = \"u\"\npassword = \"p\"\ncreds_file = \"a.creds\"\n")),
