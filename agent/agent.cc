@@ -47,7 +47,8 @@ Status Agent::start() {
   for (const SubscriptionConfig& sub : config_.subscriptions) {
     if (!sub.hook.empty()) applier_options.hooks[sub.type] = HookSpec{sub.hook, sub.hook_retries, sub.hook_timeout_ms};
   }
-  applier_ = std::make_unique<DeltaApplier>(*replica_, *nc_, board_, std::move(applier_options));
+  messaging_ = std::make_unique<NatsMessaging>(*nc_);
+  applier_ = std::make_unique<DeltaApplier>(*replica_, *messaging_, board_, std::move(applier_options));
   DS_RETURN_IF_ERROR(applier_->start());
 
   const Subjects subjects(config_.nats.subject_prefix);
@@ -57,7 +58,7 @@ Status Agent::start() {
   // deliver subject, so nothing would be delivered to it.
   for (const SubscriptionConfig& sub : config_.subscriptions) {
     const std::string type = sub.type;
-    DS_ASSIGN_OR_RETURN(auto push, nc_->subscribe(subjects.push(config_.id, type), [applier, type](Message m) {
+    DS_ASSIGN_OR_RETURN(auto push, messaging_->subscribe(subjects.push(config_.id, type), [applier, type](Envelope m) {
       applier->on_push(type, std::move(m));
     }));
     push_subs_.push_back(std::move(push));
@@ -99,6 +100,7 @@ void Agent::stop() {
   digests_.reset();
   registrar_.reset();
   applier_.reset();
+  messaging_.reset();
   nc_.reset();
   replica_.reset();
 }

@@ -32,6 +32,7 @@
 #include "agent/registrar.h"
 #include "agent/replica.h"
 #include "shared/config.h"
+#include "shared/messaging.h"
 #include "shared/metrics_server.h"
 #include "shared/nats.h"
 
@@ -74,7 +75,8 @@ class Agent {
   std::unique_ptr<Replica> replica_;
   std::unique_ptr<Connection> nc_;
   std::unique_ptr<DeltaApplier> applier_;
-  std::vector<std::unique_ptr<Subscription>> push_subs_;
+  std::unique_ptr<NatsMessaging> messaging_;  // over nc_: the applier's acks and the push subscriptions
+  std::vector<std::unique_ptr<MessagingSubscription>> push_subs_;
   std::unique_ptr<HeartbeatResponder> heartbeats_;
   std::unique_ptr<DigestResponder> digests_;
   std::unique_ptr<Registrar> registrar_;

@@ -16,12 +16,6 @@ namespace {
 // long a posted task waits behind deltas.
 constexpr size_t kMaxItemsPerDrain = 1000;
 
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 Checkpoint to_wire(const ReplicaCheckpoint& cp) { return Checkpoint{cp.version, cp.seq, cp.ts, cp.schema_hash}; }
 
 // The first field of `batch` that is not a column of `schema`, or "".
@@ -36,8 +30,14 @@ std::string unknown_field(const TypeSchema& schema, const DeltaBatch& batch) {
 
 }  // namespace
 
-DeltaApplier::DeltaApplier(Replica& replica, Connection& nc, CheckpointBoard& board, ApplierOptions options)
-    : replica_(replica), nc_(nc), board_(board), options_(std::move(options)), hooks_(&stop_) {}
+DeltaApplier::DeltaApplier(Replica& replica, Messaging& messaging, CheckpointBoard& board, ApplierOptions options,
+                           const Clock& clock)
+    : replica_(replica),
+      messaging_(messaging),
+      board_(board),
+      options_(std::move(options)),
+      clock_(clock),
+      hooks_(&stop_) {}
 
 DeltaApplier::~DeltaApplier() { stop(); }
 
@@ -67,10 +67,10 @@ void DeltaApplier::stop() {
   }
 }
 
-void DeltaApplier::on_push(const std::string& type, Message msg) {
+void DeltaApplier::on_push(const std::string& type, Envelope delivery) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    queue_.push_back(Item{type, std::move(msg), nullptr, nullptr});
+    queue_.push_back(Item{type, std::move(delivery), nullptr, nullptr});
     board_.set_queued(queue_.size());
   }
   cv_.notify_one();
@@ -85,7 +85,7 @@ std::future<Status> DeltaApplier::post(Task task) {
       done->set_value(Status::unavailable("agent is stopping"));
       return future;
     }
-    queue_.push_back(Item{std::string(), Message(), std::move(task), done});
+    queue_.push_back(Item{std::string(), Envelope(), std::move(task), done});
   }
   cv_.notify_one();
   return future;
@@ -94,18 +94,18 @@ std::future<Status> DeltaApplier::post(Task task) {
 void DeltaApplier::ack(std::string_view reply, AckKind kind) {
   if (reply.empty()) return;
   // Fire-and-forget: a lost ack only causes a redelivery the version rule skips.
-  if (Status s = acknowledge(nc_, reply, kind); !s) spdlog::warn("ack {}: {}", reply, s.message());
+  if (Status s = acknowledge(messaging_, reply, kind); !s) spdlog::warn("ack {}: {}", reply, s.message());
 }
 
 void DeltaApplier::prune_tombstones() {
   if (options_.tombstone_max_age_ms <= 0) return;
-  const auto now = std::chrono::steady_clock::now();
-  if (now < next_tombstone_prune_) return;
+  const int64_t now = clock_.now_steady_ms();
+  if (now < next_tombstone_prune_ms_) return;
   // A tombstone's age is hub time (its hub_ts against the hub's clock as
   // heartbeats tell it), never this host's wall clock, which may be off.
   // Before the first heartbeat nothing is pruned.
   const std::optional<int64_t> hub_now =
-      options_.hub_clock != nullptr ? options_.hub_clock->now() : std::nullopt;
+      options_.hub_clock != nullptr ? options_.hub_clock->now(now) : std::nullopt;
   if (!hub_now) return;
   auto dropped = replica_.prune_tombstones(*hub_now - options_.tombstone_max_age_ms, kTombstonePruneRows);
   if (!dropped.is_ok()) {
@@ -116,9 +116,8 @@ void DeltaApplier::prune_tombstones() {
   }
   // More left: the next idle second goes on; else after half the horizon,
   // at least a second and at most a minute from now.
-  const auto pause = std::clamp<std::chrono::milliseconds>(
-      std::chrono::milliseconds(options_.tombstone_max_age_ms / 2), std::chrono::seconds(1), std::chrono::minutes(1));
-  next_tombstone_prune_ = dropped.is_ok() && *dropped == kTombstonePruneRows ? now : now + pause;
+  const int64_t pause_ms = std::clamp<int64_t>(options_.tombstone_max_age_ms / 2, 1000, 60 * 1000);
+  next_tombstone_prune_ms_ = dropped.is_ok() && *dropped == kTombstonePruneRows ? now : now + pause_ms;
 }
 
 void DeltaApplier::run() {
@@ -176,12 +175,12 @@ void DeltaApplier::run() {
   }
 }
 
-void DeltaApplier::handle_message(const std::string& type, Message& msg, std::map<std::string, Group>& groups,
+void DeltaApplier::handle_message(const std::string& type, Envelope& msg, std::map<std::string, Group>& groups,
                                   std::vector<std::string>& order) {
-  const std::string_view reply = msg.reply();
+  const std::string_view reply = msg.reply;
   auto info = parse_ack_subject(reply);
   if (!info.is_ok()) {
-    spdlog::warn("push: ignoring a message on {}: {}", msg.subject(), info.status().message());
+    spdlog::warn("push: ignoring a message on {}: {}", msg.subject, info.status().message());
     return;
   }
   const TypeSchema* schema = replica_.schema(type);
@@ -189,7 +188,7 @@ void DeltaApplier::handle_message(const std::string& type, Message& msg, std::ma
     park(type, msg);
     return;
   }
-  auto batch = decode_delta_batch(msg.data());
+  auto batch = decode_delta_batch(msg.data);
   if (!batch.is_ok() || batch->type != type) {
     const std::string why = batch.is_ok()
                                 ? "delta batch names type '" + batch->type + "' but came from the consumer of '" + type + "'"
@@ -221,7 +220,7 @@ void DeltaApplier::handle_message(const std::string& type, Message& msg, std::ma
   }
 }
 
-void DeltaApplier::park(const std::string& type, Message& msg) {
+void DeltaApplier::park(const std::string& type, Envelope& msg) {
   parked_types_.insert(type);
   parked_.push_back(Item{type, std::move(msg), nullptr, nullptr});
 }
@@ -248,15 +247,15 @@ void DeltaApplier::commit_group(const std::string& type, Group& group) {
       m->skipped_changes += out->skipped;
       m->quarantined += out->quarantined;
       if (!group.changes.empty() && group.changes.back().hts > 0) {
-        m->delivery_delay.observe(std::max<double>(0, static_cast<double>(now_ms() - group.changes.back().hts) / 1000.0));
+        m->delivery_delay.observe(
+            std::max<double>(0, static_cast<double>(clock_.now_system_ms() - group.changes.back().hts) / 1000.0));
       }
     }
     if (out.is_ok()) {
-      if (full_since_.has_value()) {
+      if (full_since_ms_.has_value()) {
         spdlog::info("{}: the replica takes writes again after {} s; applying resumes", type,
-                     std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - *full_since_)
-                         .count());
-        full_since_.reset();
+                     (clock_.now_steady_ms() - *full_since_ms_) / 1000);
+        full_since_ms_.reset();
       }
       for (const std::string& reply : group.replies) ack(reply, AckKind::kAck);
       board_.set_checkpoint(type, to_wire(out->checkpoint));
@@ -275,31 +274,34 @@ void DeltaApplier::commit_group(const std::string& type, Group& group) {
     if (!is_disk_full(out.status())) {
       spdlog::error("{}: applying {} change(s) failed, retrying in {} ms: {}", type, group.changes.size(), backoff_ms,
                     out.status().message());
-    } else if (!full_since_.has_value()) {
+    } else if (!full_since_ms_.has_value()) {
       // Expected to last until an operator frees space: said once, not per retry.
-      full_since_ = std::chrono::steady_clock::now();
+      full_since_ms_ = clock_.now_steady_ms();
       spdlog::warn("{}: the replica's disk is full ({}): applying paused, nothing more is acknowledged; it resumes "
                    "by itself once there is space ({})",
                    type, replica_.db().path(), out.status().message());
     }
     board_.set_error(type + ": " + out.status().message());
-    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(backoff_ms);
-    while (std::chrono::steady_clock::now() < until) {
-      if (stop_.load()) return;  // not acked: replayed after the restart
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    {
+      // A bounded wait that stop() cuts short (not a clock read: nothing is
+      // decided by how much time passed).
+      std::unique_lock<std::mutex> lock(mu_);
+      if (cv_.wait_for(lock, std::chrono::milliseconds(backoff_ms), [this] { return stop_.load(); })) {
+        return;  // not acked: replayed after the restart
+      }
     }
     backoff_ms = std::min<int64_t>(backoff_ms * 2, 5000);
   }
 }
 
-void DeltaApplier::quarantine_undecodable(const std::string& type, const Message& msg, uint64_t seq,
+void DeltaApplier::quarantine_undecodable(const std::string& type, const Envelope& msg, uint64_t seq,
                                           const std::string& why) {
   QuarantineEntry e;
   e.type = type;
   e.kind = "undecodable";
   e.seq = seq;
   e.reason = "undecodable delta batch: " + why;
-  e.payload = std::string(msg.data());
+  e.payload = msg.data;
   auto id = replica_.quarantine(e);
   if (!id.is_ok()) {
     // Without a quarantine row the delivery must not be terminated: leave it
@@ -313,7 +315,7 @@ void DeltaApplier::quarantine_undecodable(const std::string& type, const Message
   if (options_.metrics != nullptr) {
     if (auto* m = options_.metrics->type(type)) ++m->quarantined;
   }
-  ack(msg.reply(), AckKind::kTerm);
+  ack(msg.reply, AckKind::kTerm);
 }
 
 bool DeltaApplier::has_hook(const std::string& type) const {
@@ -366,7 +368,7 @@ void DeltaApplier::run_hook(const std::string& type, const std::vector<Change>& 
   e.key = applied.front().key;
   e.reason = s.message();
   e.payload = encode(DeltaBatch{type, applied});
-  e.at = now_ms();
+  e.at = clock_.now_system_ms();
   auto id = replica_.quarantine(e);
   if (!id.is_ok()) {
     spdlog::error("{}: hook failed and the batch could not be quarantined: {}; {}", type, s.message(),

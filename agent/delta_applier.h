@@ -19,7 +19,9 @@
 // makes harmless. A delivery that does not decode is quarantined and answered
 // with "+TERM". Flow-control requests and idle heartbeats never get here: the
 // subscription answers and drops them on receipt (shared/jetstream_push.h).
-// Acks are published on each delivery's ack subject through the connection
+// A message whose reply subject is not a $JS.ACK subject is not a JetStream
+// delivery: it is logged and dropped, neither applied nor acked.
+// Acks are published on each delivery's ack subject through Messaging
 // (acknowledge in shared/jetstream_push.h, fire-and-forget). What slows
 // the consumer down to the replica's pace is max_ack_pending: a group is
 // acked only after its commit. Deliveries of
@@ -41,6 +43,17 @@
 // crash or a shutdown run first at the next start. So hooks run at least once
 // per applied change (possibly twice around a crash: hooks should be
 // idempotent, e.g. keyed on the version "v").
+//
+// Seams (shared/clock.h, shared/messaging.h): the applier reads time only
+// through a Clock (delivery delay, tombstone ages and their schedule, the
+// full-disk episode, a hook quarantine's time) and publishes its acks only
+// through Messaging; deliveries come in as Envelopes. Unit tests
+// (tests/unit/delta_applier_test.cc) hand deliveries in by hand, read the
+// acks off a fake broker and move time by hand. Its waits are bounded
+// condition waits, not clock reads: the idle wake-up (every second) and the
+// retry backoff (which stop() cuts short). The apply-duration histogram is
+// measured with std::chrono::steady_clock: a measurement below a
+// millisecond, not a decision.
 //
 // Thread-safety: on_push() and post() are thread-safe; start()/stop() belong
 // to the owner's thread.
@@ -64,8 +77,9 @@
 #include "agent/hook_runner.h"
 #include "agent/hub_clock.h"
 #include "agent/replica.h"
+#include "shared/clock.h"
 #include "shared/jetstream_push.h"
-#include "shared/nats.h"
+#include "shared/messaging.h"
 
 namespace ds {
 
@@ -77,8 +91,9 @@ struct ApplierOptions {
   // time, every half horizon (at least a second, at most a minute apart).
   int64_t tombstone_max_age_ms = 0;
   // The hub's time, against which tombstone ages are measured (their hub_ts
-  // is the hub's); must outlive the applier. Null, or no heartbeat yet:
-  // nothing is pruned.
+  // is the hub's), read at the applier Clock's steady time (observe() it
+  // with that clock's steady time); must outlive the applier. Null, or no
+  // heartbeat yet: nothing is pruned.
   const HubClock* hub_clock = nullptr;
   // Counted on the apply thread when set (agent/agent_metrics.h); must
   // outlive the applier.
@@ -89,9 +104,9 @@ class DeltaApplier {
  public:
   using Task = std::function<Status(Replica&)>;
 
-  // `nc` is used for acks; all references must
-  // outlive the applier.
-  DeltaApplier(Replica& replica, Connection& nc, CheckpointBoard& board, ApplierOptions options);
+  // `messaging` is used for acks; all references must outlive the applier.
+  DeltaApplier(Replica& replica, Messaging& messaging, CheckpointBoard& board, ApplierOptions options,
+               const Clock& clock = real_clock());
   ~DeltaApplier();
   DeltaApplier(const DeltaApplier&) = delete;
   DeltaApplier& operator=(const DeltaApplier&) = delete;
@@ -105,8 +120,9 @@ class DeltaApplier {
 
   // Called on cnats threads for every message of the subscription on
   // ds.push.<agent>.<type>. The type comes from the subscription: a JetStream
-  // delivery keeps its original subject (ds.delta.<type>.<partition>).
-  void on_push(const std::string& type, Message msg);
+  // delivery keeps its original subject (ds.delta.<type>.<partition>); its
+  // reply subject is the delivery's ack subject.
+  void on_push(const std::string& type, Envelope delivery);
   // Runs `task` on the apply thread; the future holds its Status (Unavailable
   // when the applier stops first).
   std::future<Status> post(Task task);
@@ -116,7 +132,7 @@ class DeltaApplier {
  private:
   struct Item {
     std::string type;
-    Message msg;
+    Envelope msg;
     Task task;
     std::shared_ptr<std::promise<Status>> done;
   };
@@ -129,13 +145,13 @@ class DeltaApplier {
   };
 
   void run();
-  void handle_message(const std::string& type, Message& msg, std::map<std::string, Group>& groups,
+  void handle_message(const std::string& type, Envelope& msg, std::map<std::string, Group>& groups,
                       std::vector<std::string>& order);
   void flush(std::map<std::string, Group>& groups, std::vector<std::string>& order);
   void commit_group(const std::string& type, Group& group);
   // Holds a delivery (and so every later one of its type) until a task ran.
-  void park(const std::string& type, Message& msg);
-  void quarantine_undecodable(const std::string& type, const Message& msg, uint64_t seq, const std::string& why);
+  void park(const std::string& type, Envelope& msg);
+  void quarantine_undecodable(const std::string& type, const Envelope& msg, uint64_t seq, const std::string& why);
   bool has_hook(const std::string& type) const;
   // Runs the hook of an applied batch recorded in the hook outbox, then
   // removes the outbox row (also when the batch is quarantined).
@@ -145,11 +161,12 @@ class DeltaApplier {
   void ack(std::string_view reply, AckKind kind);
 
   Replica& replica_;
-  Connection& nc_;
+  Messaging& messaging_;
   CheckpointBoard& board_;
   ApplierOptions options_;
+  const Clock& clock_;
   static constexpr size_t kTombstonePruneRows = 10000;
-  std::chrono::steady_clock::time_point next_tombstone_prune_{};  // apply thread only
+  int64_t next_tombstone_prune_ms_ = 0;  // steady ms; apply thread only
   // One bounded step of tombstone retention (ApplierOptions); apply thread.
   void prune_tombstones();
   HookRunner hooks_;
@@ -161,8 +178,9 @@ class DeltaApplier {
   std::thread thread_;
   std::vector<Item> parked_;           // apply thread only: held deliveries, in arrival order
   std::set<std::string> parked_types_;  // apply thread only: types with a held delivery
-  // Since when the replica's disk has been full (SQLITE_FULL); apply thread only.
-  std::optional<std::chrono::steady_clock::time_point> full_since_;
+  // Since when (steady ms) the replica's disk has been full (SQLITE_FULL);
+  // apply thread only.
+  std::optional<int64_t> full_since_ms_;
 };
 
 }  // namespace ds

@@ -15,10 +15,11 @@
 // Thread-safe: observe() runs on a cnats thread, now() on the apply thread.
 
 #include <algorithm>
-#include <chrono>
 #include <cstdint>
 #include <mutex>
 #include <optional>
+
+#include "shared/clock.h"
 
 namespace ds {
 
@@ -40,11 +41,7 @@ class HubClock {
   }
   std::optional<int64_t> now() const { return now(steady_now_ms()); }
 
-  static int64_t steady_now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-  }
+  static int64_t steady_now_ms() { return real_clock().now_steady_ms(); }
 
  private:
   mutable std::mutex mu_;

@@ -16,6 +16,7 @@
 #include "hub/fleet_view.h"
 #include "hub/query_store.h"
 #include "hub/rate_history.h"
+#include "shared/clock.h"
 #include "shared/codec.h"
 #include "shared/names.h"
 
@@ -134,15 +135,6 @@ constexpr std::string_view kDashboardPolicy =
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-int64_t steady_now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-int64_t wall_now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 constexpr size_t kMaxListLimit = 1000;
 
 restinio::http_status_line_t http_status_for(StatusCode code) {
@@ -428,9 +420,9 @@ struct HttpApi::Impl {
 
   // One sample of the rate charts now, the next one a period later.
   void sample_rates() {
-    rates.sample(steady_now_ms(), RateHistory::Counters{metrics.ingest_records.load(), metrics.ingest_batches.load(),
-                                                        metrics.published_changes.load(),
-                                                        metrics.published_batches.load()});
+    rates.sample(real_clock().now_steady_ms(),
+                 RateHistory::Counters{metrics.ingest_records.load(), metrics.ingest_batches.load(),
+                                       metrics.published_changes.load(), metrics.published_batches.load()});
     rate_timer.expires_after(std::chrono::milliseconds(kRatePeriodMs));
     rate_timer.async_wait([this](const std::error_code& ec) {
       if (!ec) sample_rates();
@@ -471,7 +463,8 @@ struct HttpApi::Impl {
     auto query = parse_fleet_query(params);
     if (!query.is_ok()) return send_error(req, query.status());
     if (!agents.agents_json) return send_error(req, Status::unavailable("no agent service"));
-    return send(req, restinio::status_ok(), dump(fleet_page(agents.agents_json(), *query, config.types, wall_now_ms())));
+    return send(req, restinio::status_ok(),
+                dump(fleet_page(agents.agents_json(), *query, config.types, real_clock().now_system_ms())));
   }
 
   // deltasync verify: a job on the verify service's threads (never here).
@@ -558,7 +551,7 @@ struct HttpApi::Impl {
                        if (!req->header().query().empty()) {
                          return send_error(req, Status::invalid_argument("GET /v1/fleet/rates takes no parameters"));
                        }
-                       return send(req, restinio::status_ok(), dump(rates.to_json(steady_now_ms())));
+                       return send(req, restinio::status_ok(), dump(rates.to_json(real_clock().now_steady_ms())));
                      }));
     router->http_post(R"(/v1/agents/:id/retire)", guarded([this](const request_handle_t& req, const Params& p) {
                         const std::string id = restinio::utils::unescape_percent_encoding(p["id"]);

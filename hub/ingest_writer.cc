@@ -22,16 +22,6 @@
 namespace ds {
 namespace {
 
-int64_t steady_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 // What a retry key is stored with (CommitBatch::digest): BLAKE2b-128 of the
 // validated records encoded as an ingest request without producer and seq.
 std::string content_digest(IngestRequest& request) {
@@ -78,12 +68,13 @@ std::string ingest_reply_json(const IngestReply& reply) {
 // ---- IngestWriter -------------------------------------------------------------
 
 IngestWriter::IngestWriter(const HubConfig& config, QueryStore& store, StreamPublisher& publisher,
-                           HubMetrics& metrics, Options options)
+                           HubMetrics& metrics, Options options, const Clock& clock)
     : config_(config),
       store_(store),
       publisher_(publisher),
       metrics_(metrics),
       options_(options),
+      clock_(clock),
       retention_(config, store, publisher, metrics),
       fault_([] {
         const char* f = std::getenv("DELTASYNC_FAULT");
@@ -171,7 +162,7 @@ std::string IngestWriter::not_ready_reason() const {
 }
 
 bool IngestWriter::store_has_space_again() {
-  const int64_t now = steady_ms();
+  const int64_t now = clock_.now_steady_ms();
   if (now - space_checked_ms_ < 1000) return false;
   space_checked_ms_ = now;
   struct statvfs st {};
@@ -301,7 +292,7 @@ void IngestWriter::loop() {
         end_store_full_once_space_is_back();
       }
       // Between group commits, never before the first reconciliation.
-      if (reconciled_) retention_.maybe_step(now_ms());
+      if (reconciled_) retention_.maybe_step(clock_.now_system_ms());
     } catch (const std::exception& e) {
       // Nothing here is expected to throw; if it does, fail the group's
       // producers rather than leave them waiting.
@@ -339,7 +330,7 @@ void IngestWriter::process_group(std::vector<Pending>& group) {
   // Delta batches are cut under the max_payload of the server the hub is on now.
   store_.set_max_batch_bytes(publisher_.max_batch_bytes());
   const auto t0 = std::chrono::steady_clock::now();
-  auto committed = store_.commit(batches, now_ms());
+  auto committed = store_.commit(batches, clock_.now_system_ms());
   metrics_.commit_duration.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   size_t group_records = 0;
   for (const CommitBatch& b : batches) group_records += b.records.size();

@@ -63,6 +63,15 @@
 // its first reconciliation, without _exit (the process goes on, as after a
 // bug in the loop: /readyz must say so). Never set it in production.
 //
+// Seams: the writer reads time only through a Clock (shared/clock.h): the
+// commit time stamped on the changes (hub_ts), retention's horizon and the
+// free-space check's pace; it reaches JetStream only through its
+// StreamPublisher, which a unit test builds over a fake broker
+// (StreamAccess, shared/messaging.h). Its idle wake-up is a bounded
+// condition wait; the commit-duration histogram is measured with
+// std::chrono::steady_clock (a measurement, not a decision). Unit tests:
+// tests/unit/ingest_writer_test.cc.
+//
 // Thread-safety: submit(), request_reconcile(), not_ready_reason() and stop()
 // are thread-safe;
 // everything else runs on the writer thread.
@@ -87,6 +96,7 @@
 #include "hub/query_store.h"
 #include "hub/store_retention.h"
 #include "hub/stream_publisher.h"
+#include "shared/clock.h"
 #include "shared/config.h"
 #include "shared/messages.h"
 #include "shared/nats.h"
@@ -109,10 +119,10 @@ class IngestWriter {
   };
 
   // `store` is the writer connection; the writer thread is its only user
-  // from start() to stop(). `config`, `store`, `publisher` and `metrics`
-  // must outlive the writer.
+  // from start() to stop(). `config`, `store`, `publisher`, `metrics` and
+  // `clock` must outlive the writer.
   IngestWriter(const HubConfig& config, QueryStore& store, StreamPublisher& publisher, HubMetrics& metrics,
-               Options options);
+               Options options, const Clock& clock = real_clock());
   IngestWriter(const HubConfig& config, QueryStore& store, StreamPublisher& publisher, HubMetrics& metrics)
       : IngestWriter(config, store, publisher, metrics, Options{}) {}
   ~IngestWriter();
@@ -174,6 +184,7 @@ class IngestWriter {
   StreamPublisher& publisher_;
   HubMetrics& metrics_;
   const Options options_;
+  const Clock& clock_;
   StoreRetention retention_;  // writer thread only
   bool reconciled_ = false;   // writer thread only
   const std::string fault_;  // DELTASYNC_FAULT (test-only)

@@ -79,7 +79,14 @@ std::optional<uint64_t> batch_of(const StoredMessage& m) {
 size_t StreamPublisher::max_batch_bytes() const { return message_body_limit(js_.max_payload()); }
 
 StreamPublisher::StreamPublisher(JetStream& js, const HubConfig& config, HubMetrics& metrics)
-    : js_(js), config_(config), subjects_(config.nats.subject_prefix), metrics_(metrics) {}
+    : own_streams_(std::make_unique<NatsStreamAccess>(js)),
+      js_(*own_streams_),
+      config_(config),
+      subjects_(config.nats.subject_prefix),
+      metrics_(metrics) {}
+
+StreamPublisher::StreamPublisher(StreamAccess& streams, const HubConfig& config, HubMetrics& metrics)
+    : js_(streams), config_(config), subjects_(config.nats.subject_prefix), metrics_(metrics) {}
 
 Status StreamPublisher::ensure_streams() {
   for (const TypeConfig& t : config_.types) {

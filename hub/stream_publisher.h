@@ -45,11 +45,16 @@
 // agents already hold) and /readyz says why. Memory: the recovered changes
 // are held until stored (the changes acknowledged after the backup).
 //
+// Seam: the publisher reaches JetStream only through StreamAccess
+// (shared/messaging.h), so the ingest writer's unit tests
+// (tests/unit/ingest_writer_test.cc) run it over a fake broker.
+//
 // Thread-safety: none; used by the ingest writer thread only (it owns the
 // writer QueryStore the publisher reads and marks).
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -57,6 +62,7 @@
 #include "hub/hub_metrics.h"
 #include "hub/query_store.h"
 #include "shared/config.h"
+#include "shared/messaging.h"
 #include "shared/names.h"
 #include "shared/nats.h"
 #include "shared/status.h"
@@ -70,7 +76,10 @@ std::optional<uint64_t> batch_of(const StoredMessage& m);
 
 class StreamPublisher {
  public:
+  // Production: over `js`, which must outlive the publisher.
   StreamPublisher(JetStream& js, const HubConfig& config, HubMetrics& metrics);
+  // Over an explicit seam, which must outlive the publisher.
+  StreamPublisher(StreamAccess& streams, const HubConfig& config, HubMetrics& metrics);
 
   // The largest delta batch encoding publishable now (see above). Thread-safe.
   size_t max_batch_bytes() const;
@@ -124,7 +133,8 @@ class StreamPublisher {
   Status recover_from_stream(QueryStore& store, const std::string& type, const TypeState& st, uint64_t first_seq,
                              uint64_t last_seq, uint64_t stream_batch);
 
-  JetStream& js_;
+  std::unique_ptr<StreamAccess> own_streams_;  // set by the JetStream constructor
+  StreamAccess& js_;
   const HubConfig& config_;
   Subjects subjects_;
   HubMetrics& metrics_;

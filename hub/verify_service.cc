@@ -20,16 +20,6 @@ namespace {
 constexpr uint64_t kRowsPerBucket = 128;
 constexpr int64_t kRepairPollMs = 200;
 
-int64_t wall_now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-int64_t steady_now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 // Enough buckets for about kRowsPerBucket rows each; a power of two.
 uint32_t buckets_for(uint64_t rows) {
   uint64_t n = 1;
@@ -65,15 +55,15 @@ std::optional<std::string> partition_filter(const std::string& partition) {
 // thousand agents of one partition cost one scan, not a thousand.
 class HubDigests {
  public:
-  explicit HubDigests(QueryStore& store) : store_(store) {}
+  HubDigests(QueryStore& store, const Clock& clock) : store_(store), clock_(clock) {}
 
   Result<TableDigest> get(const std::string& type, const std::string& partition) {
     auto key = std::make_pair(type, partition);
     auto it = cache_.find(key);
     if (it != cache_.end()) return it->second;
-    const int64_t t0 = steady_now_ms();
+    const int64_t t0 = clock_.now_steady_ms();
     DS_ASSIGN_OR_RETURN(TableDigest d, store_.table_digest(type, partition_filter(partition)));
-    took_ms_[key] = steady_now_ms() - t0;
+    took_ms_[key] = clock_.now_steady_ms() - t0;
     cache_.emplace(key, d);
     return d;
   }
@@ -91,6 +81,7 @@ class HubDigests {
 
  private:
   QueryStore& store_;
+  const Clock& clock_;
   std::map<std::pair<std::string, std::string>, TableDigest> cache_;
   std::map<std::pair<std::string, std::string>, int64_t> took_ms_;
 };
@@ -101,6 +92,7 @@ struct VerifyService::Job {
   std::string id;
   VerifyOptions options;
   std::function<void(const nlohmann::json&)> on_done;
+  const Clock* clock = nullptr;  // the service's
   int64_t started_wall = 0;
   int64_t started_steady = 0;
   std::atomic<size_t> agents_total{0};
@@ -119,7 +111,7 @@ struct VerifyService::Job {
     nlohmann::json r = report;
     r["agents_total"] = agents_total.load();
     r["agents_done"] = agents_done.load();
-    r["elapsed_ms"] = steady_now_ms() - started_steady;
+    r["elapsed_ms"] = clock->now_steady_ms() - started_steady;
     return r;
   }
 };
@@ -131,8 +123,8 @@ namespace {
 class JobRun {
  public:
   JobRun(const VerifyHooks& hooks, const VerifyOptions& options, HubDigests& hub, std::atomic<bool>& cancel,
-         std::atomic<size_t>& total, std::atomic<size_t>& done)
-      : hooks_(hooks), options_(options), hub_(hub), cancel_(cancel), total_(total), done_(done) {}
+         std::atomic<size_t>& total, std::atomic<size_t>& done, const Clock& clock)
+      : hooks_(hooks), options_(options), hub_(hub), cancel_(cancel), total_(total), done_(done), clock_(clock) {}
 
   // digests + compare + locate for `agents`: one row per agent and type.
   nlohmann::json verify(const std::vector<AgentEntry>& agents, const std::function<void(const char*)>& phase) {
@@ -204,9 +196,9 @@ class JobRun {
         if (agents[i].state == "dead") {
           replies[i] = Status::unavailable("agent is dead: not asked");
         } else {
-          const int64_t t0 = steady_now_ms();
+          const int64_t t0 = clock_.now_steady_ms();
           replies[i] = hooks_.request_digest(agents[i].id, DigestRequest{}, timeouts[i]);
-          took_ms[i] = steady_now_ms() - t0;
+          took_ms[i] = clock_.now_steady_ms() - t0;
         }
         done_.fetch_add(1);
       }
@@ -339,6 +331,7 @@ class JobRun {
   std::atomic<bool>& cancel_;
   std::atomic<size_t>& total_;
   std::atomic<size_t>& done_;
+  const Clock& clock_;
 };
 
 bool all_match(const nlohmann::json& rows) {
@@ -347,7 +340,8 @@ bool all_match(const nlohmann::json& rows) {
 
 }  // namespace
 
-VerifyService::VerifyService(const HubConfig& config, VerifyHooks hooks) : config_(config), hooks_(std::move(hooks)) {}
+VerifyService::VerifyService(const HubConfig& config, VerifyHooks hooks, const Clock& clock)
+    : config_(config), hooks_(std::move(hooks)), clock_(clock) {}
 
 VerifyService::~VerifyService() { stop(); }
 
@@ -373,8 +367,9 @@ Result<std::string> VerifyService::start(const VerifyOptions& options,
   job->id = std::to_string(next_id_++);
   job->options = options;
   job->on_done = std::move(on_done);
-  job->started_wall = wall_now_ms();
-  job->started_steady = steady_now_ms();
+  job->clock = &clock_;
+  job->started_wall = clock_.now_system_ms();
+  job->started_steady = clock_.now_steady_ms();
   job->report = {{"id", job->id},     {"state", "running"}, {"phase", "digests"},
                  {"repair", options.repair}, {"started_at", job->started_wall}};
   if (!options.agents.empty()) job->report["agents"] = options.agents;
@@ -421,8 +416,8 @@ void VerifyService::run(std::shared_ptr<Job> job) {
   store_options.read_only = true;
   auto store = QueryStore::open(config_.store_path, config_.types, store_options);
   if (!store.is_ok()) return finish("failed", store.status().to_string());
-  HubDigests hub(**store);
-  JobRun verifier(hooks_, job->options, hub, cancel_, job->agents_total, job->agents_done);
+  HubDigests hub(**store, clock_);
+  JobRun verifier(hooks_, job->options, hub, cancel_, job->agents_total, job->agents_done, clock_);
 
   const std::set<std::string>* only = job->options.agents.empty() ? nullptr : &job->options.agents;
   const std::vector<AgentEntry> chosen = agents_to_verify(hooks_.agents_json(), only);
@@ -471,8 +466,8 @@ void VerifyService::run(std::shared_ptr<Job> job) {
     std::set<std::string> repaired_agents;
     for (const auto& [at, index] : waiting) repaired_agents.insert(at.first);
 
-    const int64_t deadline = steady_now_ms() + job->options.repair_timeout_ms;
-    while (!waiting.empty() && !cancel_.load() && steady_now_ms() < deadline) {
+    const int64_t deadline = clock_.now_steady_ms() + job->options.repair_timeout_ms;
+    while (!waiting.empty() && !cancel_.load() && clock_.now_steady_ms() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(kRepairPollMs));
       const nlohmann::json fleet = hooks_.agents_json();
       for (const nlohmann::json& a : fleet) {

@@ -61,6 +61,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "shared/clock.h"
 #include "shared/config.h"
 #include "shared/messages.h"
 #include "shared/status.h"
@@ -98,9 +99,10 @@ class VerifyService {
   static constexpr size_t kMaxNamedKeys = 20;
   static constexpr size_t kKeptJobs = 16;
 
-  // `config` must outlive the service (its store path and types are read by
-  // every job).
-  VerifyService(const HubConfig& config, VerifyHooks hooks);
+  // `config` and `clock` must outlive the service (its store path and types
+  // are read by every job; the clock times the jobs and bounds the repair
+  // wait, repair_timeout_ms).
+  VerifyService(const HubConfig& config, VerifyHooks hooks, const Clock& clock = real_clock());
   ~VerifyService();
   VerifyService(const VerifyService&) = delete;
   VerifyService& operator=(const VerifyService&) = delete;
@@ -136,6 +138,7 @@ class VerifyService {
 
   const HubConfig& config_;
   VerifyHooks hooks_;
+  const Clock& clock_;
 
   mutable std::mutex mu_;
   std::deque<std::shared_ptr<Job>> jobs_;  // guarded by mu_; newest last

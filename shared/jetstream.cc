@@ -287,10 +287,10 @@ Status JetStream::wait_published(int64_t timeout_ms, std::map<std::string, PubAc
     // message pending for good: every later wait would time out as well.
     // Give the pending messages up; the caller republishes what it has no
     // ack for, and the same Nats-Msg-Id makes one that did arrive a duplicate.
-    natsMsgList pending;
+    natsMsgList pending{};
     if (js_PublishAsyncGetPendingList(&pending, js_.get()) == NATS_OK) {
+      const nats_detail::NatsMsgListContentsPtr given_up(&pending);  // destroys the messages, not the struct
       pending_count = pending.Count;
-      natsMsgList_Destroy(&pending);
     }
   }
   std::map<std::string, PubAck> acked;

@@ -7,6 +7,7 @@
 #include <iterator>
 #include <vector>
 
+#include "shared/messaging.h"
 #include "shared/nats.h"
 #include "shared/nats_internal.h"
 
@@ -117,6 +118,11 @@ Status check_ack_reply(std::string_view reply, AckKind kind) {
 Status acknowledge(Connection& nc, std::string_view reply, AckKind kind) {
   DS_RETURN_IF_ERROR(check_ack_reply(reply, kind));
   return nc.publish(reply, ack_body(kind));
+}
+
+Status acknowledge(Messaging& messaging, std::string_view reply, AckKind kind) {
+  DS_RETURN_IF_ERROR(check_ack_reply(reply, kind));
+  return messaging.publish(reply, ack_body(kind));
 }
 
 Status acknowledge_sync(Connection& nc, std::string_view reply, AckKind kind, int64_t timeout_ms) {

@@ -36,7 +36,8 @@
 //   Numbers are unsigned decimals (at most 20 digits, within uint64_t).
 //
 // Threads: the parsing and classification are pure functions; acknowledge*
-// may be called from any thread (Connection is thread-safe), typically the
+// may be called from any thread (Connection and Messaging are thread-safe),
+// typically the
 // thread that handles the delivery. acknowledge_sync blocks for the server's
 // confirmation: never call it on an io thread.
 
@@ -49,6 +50,7 @@
 namespace ds {
 
 class Connection;
+class Messaging;
 
 // What a $JS.ACK subject says about one delivery.
 struct AckSubject {
@@ -82,6 +84,8 @@ std::string_view ack_body(AckKind kind);
 // `reply` through `nc` (fire-and-forget). InvalidArgument, publishing
 // nothing, when `reply` is not a $JS.ACK subject.
 Status acknowledge(Connection& nc, std::string_view reply, AckKind kind);
+// The same through the Messaging seam (shared/messaging.h).
+Status acknowledge(Messaging& messaging, std::string_view reply, AckKind kind);
 // The same as a request, waiting up to `timeout_ms` for the server's
 // confirmation that it took the acknowledgement.
 Status acknowledge_sync(Connection& nc, std::string_view reply, AckKind kind, int64_t timeout_ms = 5000);

@@ -1,13 +1,14 @@
 #pragma once
-// Messaging and ConsumerControl: the narrow NATS seams of the services that
-// talk to the broker (the hub's AgentService and DeliveryManager, the
-// agent's Registrar), as interfaces (leveldb's Env is the model): what they
-// call and nothing more, so unit tests pass fakes (tests/harness/fake_env.h)
-// and drive messages and broker answers by hand.
+// Messaging, ConsumerControl and StreamAccess: the narrow NATS seams of the
+// services that talk to the broker (the hub's AgentService, DeliveryManager
+// and StreamPublisher, the agent's Registrar and DeltaApplier), as
+// interfaces (leveldb's Env is the model): what they call and nothing more,
+// so unit tests pass fakes (tests/harness/fake_env.h) and drive messages and
+// broker answers by hand.
 //
 // Production implementations adapt the public API of shared/nats.h and own
-// nothing: NatsMessaging over a Connection, NatsConsumerControl over a
-// JetStream context, which must outlive them. Their contracts are those of
+// nothing: NatsMessaging over a Connection, NatsConsumerControl and
+// NatsStreamAccess over a JetStream context, which must outlive them. Their contracts are those of
 // the wrapped calls (nats.h); the differences are stated here.
 //
 // Thread-safety: implementations are thread-safe as the wrapped calls are.
@@ -17,6 +18,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -76,6 +78,26 @@ class ConsumerControl {
   virtual Result<bool> consumer_exists(std::string_view stream, std::string_view name) = 0;
 };
 
+// The JetStream calls that fill and read back the hub's streams: the
+// contracts of the JetStream methods of the same names (nats.h).
+class StreamAccess {
+ public:
+  virtual ~StreamAccess() = default;
+  virtual Status ensure_stream(const StreamSpec& spec) = 0;
+  // Publishes with Nats-Msg-Id `msg_id` (duplicate detection); the ack is
+  // collected by the next wait_published().
+  virtual Status publish_async(std::string_view subject, std::string_view data, std::string_view msg_id) = 0;
+  // Waits for the acks of everything published since the previous wait;
+  // `acks`, when given, receives them by Nats-Msg-Id.
+  virtual Status wait_published(int64_t timeout_ms, std::map<std::string, PubAck>* acks = nullptr) = 0;
+  // The largest message the server accepts now.
+  virtual int64_t max_payload() const = 0;
+  // NotFound when the stream does not exist.
+  virtual Result<StreamState> stream_state(std::string_view stream) = 0;
+  // NotFound when the stream or the message does not exist.
+  virtual Result<StoredMessage> get_message(std::string_view stream, uint64_t seq) = 0;
+};
+
 class NatsMessaging final : public Messaging {
  public:
   explicit NatsMessaging(Connection& nc) : nc_(nc) {}
@@ -98,6 +120,26 @@ class NatsConsumerControl final : public ConsumerControl {
   Status add_consumer(std::string_view stream, const ConsumerSpec& spec) override;
   Status delete_consumer(std::string_view stream, std::string_view name) override;
   Result<bool> consumer_exists(std::string_view stream, std::string_view name) override;
+
+ private:
+  JetStream& js_;
+};
+
+class NatsStreamAccess final : public StreamAccess {
+ public:
+  explicit NatsStreamAccess(JetStream& js) : js_(js) {}
+  Status ensure_stream(const StreamSpec& spec) override { return js_.ensure_stream(spec); }
+  Status publish_async(std::string_view subject, std::string_view data, std::string_view msg_id) override {
+    return js_.publish_async(subject, data, msg_id);
+  }
+  Status wait_published(int64_t timeout_ms, std::map<std::string, PubAck>* acks) override {
+    return js_.wait_published(timeout_ms, acks);
+  }
+  int64_t max_payload() const override { return js_.max_payload(); }
+  Result<StreamState> stream_state(std::string_view stream) override { return js_.stream_state(stream); }
+  Result<StoredMessage> get_message(std::string_view stream, uint64_t seq) override {
+    return js_.get_message(stream, seq);
+  }
 
  private:
   JetStream& js_;

@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include <exception>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -27,6 +28,18 @@ Status classify(natsStatus s, int js_err, std::string msg);
 bool contains_nocase(std::string_view haystack, std::string_view needle);
 
 inline std::string str(std::string_view v) { return std::string(v); }
+
+// The owner of a natsMsgList's contents. natsMsgList is the one cnats
+// handle the caller owns by value (a struct on the stack; cnats allocates
+// its array and the messages in it): natsMsgList_Destroy frees those, never
+// the struct, and so does this deleter, given the struct's address. Only
+// this module's implementation ever holds one (jetstream.cc, the pending
+// list of async publishes), so it is kept here, beside the files that use
+// it, rather than among the module-wide owners of nats_handles.h.
+struct NatsMsgListContentsDeleter {
+  void operator()(natsMsgList* list) const { natsMsgList_Destroy(list); }
+};
+using NatsMsgListContentsPtr = std::unique_ptr<natsMsgList, NatsMsgListContentsDeleter>;
 
 // A natsMsg for publishing with headers.
 Result<NatsMsgPtr> build_msg(std::string_view subject, std::string_view reply, std::string_view data,

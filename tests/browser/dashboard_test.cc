@@ -17,6 +17,7 @@
 #include <filesystem>
 
 #include "tests/e2e/fleet.h"
+#include "tests/e2e/workload.h"
 
 namespace ds::testing {
 namespace {
@@ -26,26 +27,6 @@ constexpr int64_t kPageRefreshMs = 1000;  // the script opens /?refresh=1
 // hq's host name (its registration carries gethostname()): markup that
 // would run if the page inserted it as HTML. Shown as text, or the test fails.
 constexpr char kHostileHost[] = "<img src=x onerror=document.title='owned'>";
-
-nlohmann::json prices(const std::string& store, int n, double price) {
-  nlohmann::json out = nlohmann::json::array();
-  for (int i = 0; i < n; ++i) {
-    out.push_back({{"op", "upsert"},
-                   {"key", store + "/sku-" + std::to_string(i)},
-                   {"fields", {{"store_id", store}, {"sku", "sku-" + std::to_string(i)}, {"price", price}}}});
-  }
-  return out;
-}
-
-nlohmann::json products(int n) {
-  nlohmann::json out = nlohmann::json::array();
-  for (int i = 0; i < n; ++i) {
-    out.push_back({{"op", "upsert"},
-                   {"key", "sku-" + std::to_string(i)},
-                   {"fields", {{"name", "item " + std::to_string(i)}, {"category", "c"}, {"active", true}}}});
-  }
-  return out;
-}
 
 TEST(DashboardInBrowser, ListsTheFleetThenShowsAKilledAgentDeadAndItsFreshnessBreach) {
   const std::string script = std::string(DELTASYNC_BROWSER_DIR) + "/dashboard_check.js";
@@ -67,8 +48,8 @@ TEST(DashboardInBrowser, ListsTheFleetThenShowsAKilledAgentDeadAndItsFreshnessBr
   Fleet fleet(agents, options);
   ASSERT_TRUE(fleet.start().is_ok()) << fleet.logs();
   // Traffic for the rate charts, and every agent has something applied.
-  ASSERT_TRUE(fleet.push("products", products(300), 20).is_ok());
-  ASSERT_TRUE(fleet.push("prices", prices(kVictim, 20, 1.0), 10).is_ok());
+  ASSERT_TRUE(fleet.push("products", product_records(300), 20).is_ok());
+  ASSERT_TRUE(fleet.push("prices", price_records(kVictim, 20, 1.0), 10).is_ok());
   ASSERT_TRUE(fleet.converged());
 
   const std::string screenshot = std::string(DELTASYNC_BINARY_DIR) + "/browser/dashboard.png";
@@ -89,7 +70,7 @@ TEST(DashboardInBrowser, ListsTheFleetThenShowsAKilledAgentDeadAndItsFreshnessBr
 
   EXPECT_EQ(fleet.agent(kVictim).stop(SIGKILL), std::optional<int>(128 + SIGKILL));
   // Its partition of prices changes while it is down: stale beyond 1 s.
-  ASSERT_TRUE(fleet.push("prices", prices(kVictim, 20, 2.0), 10).is_ok());
+  ASSERT_TRUE(fleet.push("prices", price_records(kVictim, 20, 2.0), 10).is_ok());
 
   EXPECT_EQ(browser.stop(0, 120000), std::optional<int>(0)) << browser.log_text();
   EXPECT_EQ(browser.log_count("STEP dead"), 1u) << browser.log_text();

@@ -19,6 +19,7 @@
 
 #include "testing/local_host.h"
 #include "tests/e2e/fleet.h"
+#include "tests/e2e/workload.h"
 #include "tools/hub_client.h"
 
 namespace ds::testing {
@@ -102,33 +103,14 @@ class MetricsEndToEnd : public ::testing::Test {
     ASSERT_TRUE(fleet_.start().is_ok()) << fleet_.logs();
   }
 
-  nlohmann::json products(int n, int from = 0) {
-    nlohmann::json out = nlohmann::json::array();
-    for (int i = from; i < from + n; ++i) {
-      out.push_back({{"op", "upsert"},
-                     {"key", "sku-" + std::to_string(i)},
-                     {"fields", {{"name", "item " + std::to_string(i)}, {"category", "c"}, {"active", true}}}});
-    }
-    return out;
-  }
-  nlohmann::json prices(const std::string& store, int n, double price) {
-    nlohmann::json out = nlohmann::json::array();
-    for (int i = 0; i < n; ++i) {
-      out.push_back({{"op", "upsert"},
-                     {"key", store + "/sku-" + std::to_string(i)},
-                     {"fields", {{"store_id", store}, {"sku", "sku-" + std::to_string(i)}, {"price", price}}}});
-    }
-    return out;
-  }
-
   Fleet fleet_;
   TempDir dir_{"deltasync-metrics"};
 };
 
 TEST_F(MetricsEndToEnd, PrometheusScrapesHubAndAgentsAndPromtoolAcceptsTheText) {
-  Status pushed = fleet_.push("products", products(200), 20);
+  Status pushed = fleet_.push("products", product_records(200), 20);
   ASSERT_TRUE(pushed.is_ok()) << pushed.to_string();
-  pushed = fleet_.push("prices", prices("store-1", 50, 1.5), 10);
+  pushed = fleet_.push("prices", price_records("store-1", 50, 1.5), 10);
   ASSERT_TRUE(pushed.is_ok()) << pushed.to_string();
 
   // The exposition texts are valid for Prometheus' own checker (format and
@@ -200,13 +182,13 @@ TEST_F(MetricsEndToEnd, PrometheusScrapesHubAndAgentsAndPromtoolAcceptsTheText) 
 }
 
 TEST_F(MetricsEndToEnd, AStoppedAgentBreachesFreshnessUntilItCatchesUp) {
-  ASSERT_TRUE(fleet_.push("prices", prices("store-2", 20, 1.0), 10).is_ok());
+  ASSERT_TRUE(fleet_.push("prices", price_records("store-2", 20, 1.0), 10).is_ok());
   ASSERT_TRUE(fleet_.converged());
 
   // store-2 is stopped (SIGSTOP: its process and replica stay as they are);
   // its partition of prices changes; after the objective (1 s) it is stale.
   fleet_.agent("store-2").signal(SIGSTOP);
-  ASSERT_TRUE(fleet_.push("prices", prices("store-2", 20, 2.0), 10).is_ok());
+  ASSERT_TRUE(fleet_.push("prices", price_records("store-2", 20, 2.0), 10).is_ok());
   auto breach_of = [&](const std::string& agent, const std::string& type) -> nlohmann::json {
     auto agents = fleet_.agents_by_id();
     if (!agents.is_ok() || agents->count(agent) == 0) return nullptr;

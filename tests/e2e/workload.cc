@@ -122,6 +122,26 @@ bool LoadProducer::wait_failed(uint64_t n) const {
   return failed_.load() >= n;
 }
 
+nlohmann::json price_records(const std::string& store, int n, double price) {
+  nlohmann::json out = nlohmann::json::array();
+  for (int i = 0; i < n; ++i) {
+    out.push_back({{"op", "upsert"},
+                   {"key", store + "/sku-" + std::to_string(i)},
+                   {"fields", {{"store_id", store}, {"sku", "sku-" + std::to_string(i)}, {"price", price}}}});
+  }
+  return out;
+}
+
+nlohmann::json product_records(int n, int from) {
+  nlohmann::json out = nlohmann::json::array();
+  for (int i = from; i < from + n; ++i) {
+    out.push_back({{"op", "upsert"},
+                   {"key", "sku-" + std::to_string(i)},
+                   {"fields", {{"name", "item " + std::to_string(i)}, {"category", "c"}, {"active", true}}}});
+  }
+  return out;
+}
+
 nlohmann::json rotating_batch(uint64_t n, std::string* type) {
   static const char* const kTypes[] = {"products", "prices", "inventory"};
   *type = kTypes[n % 3];

@@ -70,6 +70,12 @@ using BatchSource = std::function<nlohmann::json(uint64_t n, std::string* type)>
 // The e2e workload: batch `n` of a fixed sequence (see LoadProducer).
 nlohmann::json rotating_batch(uint64_t n, std::string* type);
 
+// Fixed content for tests that push a known amount, as ingest records in
+// JSON: `n` upserts of prices in store `store` (keys <store>/sku-<i>, each
+// at `price`), and upserts of products sku-<from> .. sku-<from + n - 1>.
+nlohmann::json price_records(const std::string& store, int n, double price);
+nlohmann::json product_records(int n, int from = 0);
+
 struct ProducerOptions {
   // The NATS connection's name: "<name> <producer>".
   std::string name = "e2e";

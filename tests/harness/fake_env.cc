@@ -1,6 +1,7 @@
 #include "tests/harness/fake_env.h"
 
 #include <chrono>
+#include <utility>
 
 namespace ds::testing {
 
@@ -188,6 +189,107 @@ int FakeConsumerControl::added() const {
 int FakeConsumerControl::deleted() const {
   std::lock_guard lock(mu_);
   return deleted_;
+}
+
+Status FakeStreamAccess::ensure_stream(const StreamSpec& spec) {
+  std::lock_guard lock(mu_);
+  streams_[spec.name].spec = spec;
+  return Status::ok();
+}
+
+FakeStreamAccess::Stream* FakeStreamAccess::stream_for(std::string_view subject) {
+  for (auto& [name, stream] : streams_) {
+    for (const std::string& pattern : stream.spec.subjects) {
+      if (subject_matches(pattern, subject)) return &stream;
+    }
+  }
+  return nullptr;
+}
+
+Status FakeStreamAccess::publish_async(std::string_view subject, std::string_view data, std::string_view msg_id) {
+  std::lock_guard lock(mu_);
+  if (!ack_failure_.is_ok()) return Status::ok();  // sent; its ack never comes
+  Stream* stream = stream_for(subject);
+  if (stream == nullptr) return Status::not_found("fake broker: no stream takes " + std::string(subject));
+  PubAck ack;
+  for (const StoredMessage& m : stream->messages) {
+    if (m.msg_id && *m.msg_id == msg_id) {
+      ack.seq = m.seq;
+      ack.duplicate = true;
+    }
+  }
+  if (!ack.duplicate) {
+    ack.seq = stream->first_seq + stream->messages.size();
+    stream->messages.push_back(StoredMessage{ack.seq, std::string(subject), std::string(data), std::string(msg_id)});
+  }
+  unclaimed_[std::string(msg_id)] = ack;
+  return Status::ok();
+}
+
+Status FakeStreamAccess::wait_published(int64_t /*timeout_ms*/, std::map<std::string, PubAck>* acks) {
+  std::lock_guard lock(mu_);
+  ++wait_calls_;
+  std::map<std::string, PubAck> taken = std::exchange(unclaimed_, {});
+  if (!ack_failure_.is_ok()) return ack_failure_;
+  if (acks != nullptr) *acks = std::move(taken);
+  return Status::ok();
+}
+
+int64_t FakeStreamAccess::max_payload() const {
+  std::lock_guard lock(mu_);
+  return max_payload_;
+}
+
+Result<StreamState> FakeStreamAccess::stream_state(std::string_view name) {
+  std::lock_guard lock(mu_);
+  auto it = streams_.find(std::string(name));
+  if (it == streams_.end()) return Status::not_found("fake broker: no stream " + std::string(name));
+  const Stream& s = it->second;
+  StreamState st;
+  st.messages = s.messages.size();
+  st.first_seq = s.messages.empty() ? s.first_seq : s.messages.front().seq;
+  st.last_seq = s.messages.empty() ? s.first_seq - 1 : s.messages.back().seq;
+  for (const StoredMessage& m : s.messages) st.bytes += m.data.size();
+  return st;
+}
+
+Result<StoredMessage> FakeStreamAccess::get_message(std::string_view name, uint64_t seq) {
+  std::lock_guard lock(mu_);
+  auto it = streams_.find(std::string(name));
+  if (it == streams_.end()) return Status::not_found("fake broker: no stream " + std::string(name));
+  for (const StoredMessage& m : it->second.messages) {
+    if (m.seq == seq) return m;
+  }
+  return Status::not_found("fake broker: no message " + std::to_string(seq) + " in " + std::string(name));
+}
+
+void FakeStreamAccess::set_ack_failure(Status s) {
+  std::lock_guard lock(mu_);
+  ack_failure_ = std::move(s);
+}
+
+void FakeStreamAccess::set_max_payload(int64_t bytes) {
+  std::lock_guard lock(mu_);
+  max_payload_ = bytes;
+}
+
+void FakeStreamAccess::append(const std::string& name, StoredMessage m) {
+  std::lock_guard lock(mu_);
+  Stream& s = streams_[name];
+  if (s.spec.name.empty()) s.spec.name = name;
+  m.seq = s.first_seq + s.messages.size();
+  s.messages.push_back(std::move(m));
+}
+
+std::vector<StoredMessage> FakeStreamAccess::messages(const std::string& name) const {
+  std::lock_guard lock(mu_);
+  auto it = streams_.find(name);
+  return it == streams_.end() ? std::vector<StoredMessage>{} : it->second.messages;
+}
+
+int FakeStreamAccess::wait_calls() const {
+  std::lock_guard lock(mu_);
+  return wait_calls_;
 }
 
 }  // namespace ds::testing

@@ -123,4 +123,46 @@ class FakeConsumerControl final : public ConsumerControl {
   int deleted_ = 0;                                                           // guarded by mu_
 };
 
+// Streams kept in memory: ensure_stream creates them, publish_async stores a
+// message in the stream whose subjects match (dropping a Nats-Msg-Id the
+// stream holds already, as the duplicate window does) and wait_published
+// hands out the acks. The test can make the broker stop acking, shrink
+// max_payload, and put messages into a stream by hand (as a broker that
+// holds more than the hub's store).
+class FakeStreamAccess final : public StreamAccess {
+ public:
+  Status ensure_stream(const StreamSpec& spec) override;
+  Status publish_async(std::string_view subject, std::string_view data, std::string_view msg_id) override;
+  Status wait_published(int64_t timeout_ms, std::map<std::string, PubAck>* acks) override;
+  int64_t max_payload() const override;
+  Result<StreamState> stream_state(std::string_view stream) override;
+  Result<StoredMessage> get_message(std::string_view stream, uint64_t seq) override;
+
+  // Not OK: publish_async still takes messages but they are lost and
+  // wait_published returns this (a broker that does not ack); OK: normal.
+  void set_ack_failure(Status s);
+  void set_max_payload(int64_t bytes);
+  // Appends `m` (its seq is assigned) to `stream`, creating the stream.
+  void append(const std::string& stream, StoredMessage m);
+  // The messages of `stream`, in order.
+  std::vector<StoredMessage> messages(const std::string& stream) const;
+  int wait_calls() const;
+
+ private:
+  struct Stream {
+    StreamSpec spec;
+    std::vector<StoredMessage> messages;
+    uint64_t first_seq = 1;
+  };
+  // The stream `subject` goes to, or nullptr; mu_ held.
+  Stream* stream_for(std::string_view subject);
+
+  mutable std::mutex mu_;
+  std::map<std::string, Stream> streams_;       // guarded by mu_
+  std::map<std::string, PubAck> unclaimed_;     // acks since the last wait; guarded by mu_
+  Status ack_failure_;                          // guarded by mu_
+  int64_t max_payload_ = 1024 * 1024;           // guarded by mu_
+  int wait_calls_ = 0;                          // guarded by mu_
+};
+
 }  // namespace ds::testing

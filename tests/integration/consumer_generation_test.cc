@@ -50,7 +50,8 @@ TEST_F(ConsumerGenerationTest, AcksOfAReplacedConsumerDoNotStallItsSuccessor) {
   std::unique_ptr<Replica> replica = std::move(opened).value();
   ASSERT_TRUE(replica->ensure_table("prices", prices_schema()).is_ok());
   CheckpointBoard board;
-  DeltaApplier applier(*replica, *nc_, board, ApplierOptions{});
+  NatsMessaging messaging(*nc_);
+  DeltaApplier applier(*replica, messaging, board, ApplierOptions{});
   ASSERT_TRUE(applier.start().is_ok());
 
   // 30 deltas of one change each: stream seqs 1..30.
@@ -75,7 +76,7 @@ TEST_F(ConsumerGenerationTest, AcksOfAReplacedConsumerDoNotStallItsSuccessor) {
     return Status::ok();
   });
   std::atomic<int> received{0};
-  auto push = nc_->subscribe(Subjects().push("store-1", "prices"), [&](Message m) {
+  auto push = messaging.subscribe(Subjects().push("store-1", "prices"), [&](Envelope m) {
     ++received;
     applier.on_push("prices", std::move(m));
   });
@@ -96,7 +97,8 @@ TEST_F(ConsumerGenerationTest, AcksOfAReplacedConsumerDoNotStallItsSuccessor) {
   ASSERT_TRUE(nc_->flush().is_ok());
 
   // Back: the new consumer delivers 21..30 again and then 31..60.
-  push = nc_->subscribe(Subjects().push("store-1", "prices"), [&](Message m) { applier.on_push("prices", std::move(m)); });
+  push = messaging.subscribe(Subjects().push("store-1", "prices"),
+                             [&](Envelope m) { applier.on_push("prices", std::move(m)); });
   ASSERT_TRUE(push.is_ok()) << push.status().to_string();
   std::vector<IngestRecord> more;
   for (int i = 30; i < 60; ++i) more.push_back(price("k" + std::to_string(i), "s1", i));

@@ -1,0 +1,357 @@
+// DeltaApplier over fakes (tests/harness/fake_env.h): deliveries handed in
+// by hand, acks read off a fake broker, time moved by hand. No nats-server,
+// no sleeping: a posted task is the barrier (it runs after every delivery
+// queued before it was committed and acked); the replica is a real SQLite
+// file.
+
+#include "agent/delta_applier.h"
+
+#include <sqlite3.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <fstream>
+#include <iterator>
+#include <mutex>
+
+#include "shared/codec.h"
+#include "tests/harness/fake_env.h"
+#include "testing/temp_dir.h"
+
+namespace ds {
+namespace {
+
+using ds::testing::FakeClock;
+using ds::testing::FakeMessaging;
+
+TypeSchema prices_schema(bool with_qty = false) {
+  TypeSchema s;
+  s.key = "sku";
+  s.partition = "store";
+  s.columns = {{"store", ColumnType::kText}, {"price", ColumnType::kReal}};
+  if (with_qty) s.columns.push_back({"qty", ColumnType::kInteger});
+  return s;
+}
+
+Change upsert(uint64_t v, std::string key, double price, int64_t hts = 0) {
+  return Change{v, std::move(key), Op::kUpsert, {{"store", std::string("s1")}, {"price", price}}, 1000, hts};
+}
+
+// The ack subject of the delivery of stream seq `seq` (v1 layout, as
+// nats-server 2.9 sends it), with `pending` messages left after it.
+std::string ack_subject(uint64_t seq, uint64_t pending = 0, const std::string& stream = "DS_PRICES") {
+  return "$JS.ACK." + stream + ".ag_store-1.1." + std::to_string(seq) + "." + std::to_string(seq) +
+         ".1700000000000000000." + std::to_string(pending);
+}
+
+// What the fake broker received on ack subjects: (subject, body), in order.
+using Acks = std::vector<std::pair<std::string, std::string>>;
+
+// A SQL function the test opens and closes: while closed, every call fails
+// (as a transient replica failure would); each call is counted and heard.
+struct ApplyGate {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool open = false;     // guarded by mu
+  int calls = 0;         // guarded by mu
+
+  static void call(sqlite3_context* ctx, int /*argc*/, sqlite3_value** /*argv*/) {
+    auto* gate = static_cast<ApplyGate*>(sqlite3_user_data(ctx));
+    bool open = false;
+    {
+      std::lock_guard lock(gate->mu);
+      ++gate->calls;
+      open = gate->open;
+    }
+    gate->cv.notify_all();
+    if (open) {
+      sqlite3_result_int(ctx, 1);
+    } else {
+      sqlite3_result_error(ctx, "apply gate closed", -1);
+    }
+  }
+  // Waits (bounded) until the gate was called at least `n` times.
+  bool wait_calls(int n) {
+    std::unique_lock lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(10), [&] { return calls >= n; });
+  }
+  void set_open() {
+    std::lock_guard lock(mu);
+    open = true;
+  }
+};
+
+class DeltaApplierTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto r = Replica::open(dir_.file("replica.db"));
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+    replica_ = std::move(r).value();
+    ASSERT_TRUE(replica_->ensure_table("prices", prices_schema()).is_ok());
+  }
+  void TearDown() override {
+    if (applier_) applier_->stop();
+  }
+
+  void start(ApplierOptions options = {}) {
+    applier_ = std::make_unique<DeltaApplier>(*replica_, messaging_, board_, std::move(options), clock_);
+    ASSERT_TRUE(applier_->start().is_ok());
+  }
+
+  // Stream seq `seq` of `type`'s consumer delivers `body`.
+  void deliver_raw(uint64_t seq, const std::string& body, const std::string& type = "prices", uint64_t pending = 0) {
+    const std::string stream = "DS_" + std::string(type == "prices" ? "PRICES" : "PRODUCTS");
+    applier_->on_push(type, Envelope{"ds.delta." + type + ".s1", ack_subject(seq, pending, stream), body});
+  }
+  void deliver(uint64_t seq, std::vector<Change> changes, uint64_t pending = 0) {
+    deliver_raw(seq, encode(DeltaBatch{"prices", std::move(changes)}), "prices", pending);
+  }
+
+  // Returns once everything handed in before it was handled (committed and
+  // acked, quarantined, or held).
+  void barrier() {
+    auto done = applier_->post([](Replica&) { return Status::ok(); });
+    ASSERT_EQ(done.wait_for(std::chrono::seconds(10)), std::future_status::ready) << "the apply thread hangs";
+    ASSERT_TRUE(done.get().is_ok());
+  }
+
+  Acks acks() const {
+    Acks out;
+    for (const auto& p : messaging_.published()) {
+      if (p.subject.rfind("$JS.ACK.", 0) == 0) out.emplace_back(p.subject, p.data);
+    }
+    return out;
+  }
+
+  double price(const std::string& key) {
+    auto row = replica_->row("prices", key);
+    EXPECT_TRUE(row.is_ok()) << key << ": " << row.status().to_string();
+    return row.is_ok() ? std::get<double>(row->at("price")) : -1;
+  }
+
+  ds::TempDir dir_{"delta-applier-test"};
+  std::unique_ptr<Replica> replica_;
+  FakeMessaging messaging_;
+  FakeClock clock_;
+  CheckpointBoard board_;
+  std::unique_ptr<DeltaApplier> applier_;
+};
+
+TEST_F(DeltaApplierTest, DeliveriesApplyInOrderAndEachIsAckedAfterItsCommit) {
+  start();
+  deliver(1, {upsert(1, "a", 1.0)});
+  deliver(2, {upsert(2, "b", 2.0), upsert(3, "a", 1.5)}, /*pending=*/5);
+  barrier();
+
+  EXPECT_EQ(acks(), (Acks{{ack_subject(1), "+ACK"}, {ack_subject(2, 5), "+ACK"}}));
+  EXPECT_EQ(price("a"), 1.5);
+  EXPECT_EQ(price("b"), 2.0);
+  const auto cp = board_.checkpoint("prices");
+  ASSERT_TRUE(cp.has_value());
+  EXPECT_EQ(cp->seq, 2u);
+  EXPECT_EQ(cp->version, 3u);
+  EXPECT_EQ(replica_->checkpoints()->at("prices").seq, 2u) << "the board ran ahead of the replica";
+  const HeartbeatReply beat = board_.heartbeat("store-1", 0);
+  // The broker's pending count of the last delivery, plus what the board
+  // counts as queued locally (updated at the end of a drain, so possibly
+  // still the barrier's drain here).
+  EXPECT_GE(beat.pending, 5u);
+  EXPECT_EQ(beat.status, AgentHealth::kOk);
+}
+
+TEST_F(DeltaApplierTest, DuplicateAndOlderDeliveriesAreAckedAndChangeNothing) {
+  start();
+  deliver(1, {upsert(1, "a", 1.0), upsert(2, "b", 2.0)});
+  // A redelivery of versions 1..2 and an older version of "a" carrying
+  // another value: skipped by the version rule, acked so they stop coming.
+  deliver(2, {upsert(1, "a", 99.0), upsert(2, "b", 99.0)});
+  deliver(3, {upsert(3, "a", 3.0)});
+  deliver(4, {upsert(2, "a", 98.0)});
+  barrier();
+
+  EXPECT_EQ(price("a"), 3.0);
+  EXPECT_EQ(price("b"), 2.0);
+  EXPECT_EQ(acks(), (Acks{{ack_subject(1), "+ACK"},
+                          {ack_subject(2), "+ACK"},
+                          {ack_subject(3), "+ACK"},
+                          {ack_subject(4), "+ACK"}}));
+  EXPECT_EQ(board_.checkpoint("prices")->seq, 4u);
+  EXPECT_EQ(board_.checkpoint("prices")->version, 3u);
+  EXPECT_EQ(*replica_->quarantine_count(), 0u);
+}
+
+TEST_F(DeltaApplierTest, UndecodableDeliveryIsQuarantinedAndTerminatedWhileLaterOnesApply) {
+  start();
+  deliver(1, {upsert(1, "a", 1.0)});
+  deliver_raw(2, std::string("\xc1 not msgpack", 13));
+  deliver(3, {upsert(2, "b", 2.0)});
+  barrier();
+
+  // The +TERM does not overtake the earlier delivery's +ACK.
+  EXPECT_EQ(acks(), (Acks{{ack_subject(1), "+ACK"}, {ack_subject(2), "+TERM"}, {ack_subject(3), "+ACK"}}));
+  EXPECT_EQ(price("b"), 2.0);
+  auto entries = replica_->quarantined();
+  ASSERT_TRUE(entries.is_ok());
+  ASSERT_EQ(entries->size(), 1u);
+  EXPECT_EQ((*entries)[0].kind, "undecodable");
+  EXPECT_EQ((*entries)[0].seq, 2u);
+  EXPECT_EQ((*entries)[0].payload, std::string("\xc1 not msgpack", 13));
+  EXPECT_EQ(board_.quarantined(), 1u);
+  EXPECT_EQ(board_.heartbeat("store-1", 0).status, AgentHealth::kDegraded);
+}
+
+TEST_F(DeltaApplierTest, BatchNamingAnotherTypeIsQuarantinedNotApplied) {
+  start();
+  deliver_raw(1, encode(DeltaBatch{"products", {upsert(1, "a", 1.0)}}));
+  barrier();
+
+  EXPECT_EQ(acks(), (Acks{{ack_subject(1), "+TERM"}}));
+  EXPECT_EQ(replica_->row("prices", "a").status().code(), StatusCode::kNotFound);
+  auto entries = replica_->quarantined();
+  ASSERT_TRUE(entries.is_ok());
+  ASSERT_EQ(entries->size(), 1u);
+  EXPECT_NE((*entries)[0].reason.find("names type 'products'"), std::string::npos) << (*entries)[0].reason;
+}
+
+TEST_F(DeltaApplierTest, MessageThatIsNotAJetStreamDeliveryIsDroppedUnacked) {
+  start();
+  applier_->on_push("prices", Envelope{"ds.delta.prices.s1", "", encode(DeltaBatch{"prices", {upsert(1, "a", 1.0)}})});
+  applier_->on_push("prices",
+                    Envelope{"ds.delta.prices.s1", "_INBOX.x", encode(DeltaBatch{"prices", {upsert(2, "b", 1.0)}})});
+  deliver(1, {upsert(3, "c", 3.0)});
+  barrier();
+
+  EXPECT_EQ(messaging_.published().size(), 1u) << "something was published to a subject that is no ack subject";
+  EXPECT_EQ(acks(), (Acks{{ack_subject(1), "+ACK"}}));
+  EXPECT_EQ(replica_->row("prices", "a").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(replica_->row("prices", "b").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(price("c"), 3.0);
+}
+
+TEST_F(DeltaApplierTest, DeliveriesOfATypeWithoutTableAreHeldUntilATaskCreatesIt) {
+  start();
+  const TypeSchema products = prices_schema();
+  deliver_raw(1, encode(DeltaBatch{"products", {upsert(1, "p1", 1.0)}}), "products");
+  deliver_raw(2, encode(DeltaBatch{"products", {upsert(2, "p2", 2.0)}}), "products");
+  deliver(7, {upsert(1, "a", 1.0)});  // another type is not held with them
+  barrier();
+  EXPECT_EQ(acks(), (Acks{{ack_subject(7), "+ACK"}}));
+  EXPECT_FALSE(board_.checkpoint("products").has_value());
+
+  auto created = applier_->post([&](Replica& r) { return r.ensure_table("products", products); });
+  ASSERT_TRUE(created.get().is_ok());
+  barrier();
+  EXPECT_EQ(acks(), (Acks{{ack_subject(7), "+ACK"},
+                          {ack_subject(1, 0, "DS_PRODUCTS"), "+ACK"},
+                          {ack_subject(2, 0, "DS_PRODUCTS"), "+ACK"}}));
+  EXPECT_EQ(replica_->key_versions("products")->size(), 2u);
+  EXPECT_EQ(board_.checkpoint("products")->seq, 2u);
+}
+
+TEST_F(DeltaApplierTest, DeliveryWithAColumnTheReplicaLacksIsHeldWithLaterOnesUntilTheSchemaArrives) {
+  start();
+  deliver(1, {upsert(1, "a", 1.0)});
+  Change with_qty = upsert(2, "b", 2.0);
+  with_qty.f["qty"] = int64_t{4};
+  deliver(2, {with_qty});
+  deliver(3, {upsert(3, "c", 3.0)});  // fits the old schema, but may not overtake seq 2
+  barrier();
+  EXPECT_EQ(acks(), (Acks{{ack_subject(1), "+ACK"}}));
+  EXPECT_EQ(board_.checkpoint("prices")->seq, 1u);
+
+  auto ensured = applier_->post([](Replica& r) { return r.ensure_table("prices", prices_schema(/*with_qty=*/true)); });
+  ASSERT_TRUE(ensured.get().is_ok());
+  barrier();
+  EXPECT_EQ(acks(), (Acks{{ack_subject(1), "+ACK"}, {ack_subject(2), "+ACK"}, {ack_subject(3), "+ACK"}}));
+  EXPECT_EQ(std::get<int64_t>(replica_->row("prices", "b")->at("qty")), 4);
+  EXPECT_EQ(board_.checkpoint("prices")->seq, 3u);
+}
+
+TEST_F(DeltaApplierTest, FailedCommitIsRetriedBeforeAnythingLaterAndAckedOnlyOnceItCommits) {
+  // Every insert into the table asks the gate; while it is closed the
+  // replica's transaction fails (Internal), as a transient failure would.
+  ApplyGate gate;
+  ASSERT_EQ(sqlite3_create_function_v2(replica_->db().raw(), "apply_gate", 0, SQLITE_UTF8, &gate, &ApplyGate::call,
+                                       nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  ASSERT_TRUE(replica_->db()
+                  .exec("CREATE TEMP TRIGGER gate_insert BEFORE INSERT ON main.prices BEGIN SELECT apply_gate(); END")
+                  .is_ok());
+  start();
+  deliver(1, {upsert(1, "a", 1.0)});
+  deliver(2, {upsert(2, "b", 2.0)});
+  ASSERT_TRUE(gate.wait_calls(2)) << "the failed group was not retried";
+
+  // Failed twice: nothing acked, the checkpoint where it was, the error
+  // reported.
+  EXPECT_TRUE(acks().empty());
+  ASSERT_TRUE(board_.checkpoint("prices").has_value());
+  EXPECT_EQ(board_.checkpoint("prices")->seq, 0u);
+  const HeartbeatReply beat = board_.heartbeat("store-1", 0);
+  ASSERT_TRUE(beat.error.has_value());
+  EXPECT_NE(beat.error->find("apply gate closed"), std::string::npos) << *beat.error;
+
+  gate.set_open();
+  barrier();
+  EXPECT_EQ(acks(), (Acks{{ack_subject(1), "+ACK"}, {ack_subject(2), "+ACK"}}));
+  EXPECT_EQ(board_.checkpoint("prices")->seq, 2u);
+  EXPECT_FALSE(board_.heartbeat("store-1", 0).error.has_value()) << "the error outlived the commit";
+}
+
+TEST_F(DeltaApplierTest, FailingHookQuarantinesTheAppliedBatchAtTheClocksTime) {
+  ApplierOptions options;
+  options.hooks["prices"] = HookSpec{"exit 7", /*retries=*/0, /*timeout_ms=*/5000};
+  start(std::move(options));
+  clock_.advance(12345);
+  deliver(1, {upsert(1, "a", 1.0), upsert(2, "b", 2.0)});
+  barrier();
+
+  // Applied and acked before the hook ran; the hook's failure sets the batch
+  // aside and empties the outbox.
+  EXPECT_EQ(acks(), (Acks{{ack_subject(1), "+ACK"}}));
+  EXPECT_EQ(price("a"), 1.0);
+  auto entries = replica_->quarantined();
+  ASSERT_TRUE(entries.is_ok());
+  ASSERT_EQ(entries->size(), 1u);
+  const QuarantineEntry& e = (*entries)[0];
+  EXPECT_EQ(e.kind, "hook");
+  EXPECT_EQ(e.version, 1u);
+  EXPECT_EQ(e.at, clock_.now_system_ms());
+  EXPECT_NE(e.reason.find("status 7"), std::string::npos) << e.reason;
+  auto batch = decode_delta_batch(e.payload);
+  ASSERT_TRUE(batch.is_ok());
+  EXPECT_EQ(batch->changes.size(), 2u);
+  EXPECT_TRUE(replica_->pending_hooks()->empty());
+  EXPECT_EQ(board_.quarantined(), 1u);
+}
+
+TEST_F(DeltaApplierTest, HookBatchLeftInTheOutboxRunsFirstAtStart) {
+  const std::string out = dir_.file("hook-out");
+  // A crash after the commit, before the hook: the outbox row is there.
+  auto applied = replica_->apply("prices", {upsert(1, "a", 1.0)}, 1, /*keep_for_hook=*/true);
+  ASSERT_TRUE(applied.is_ok());
+  ASSERT_NE(applied->hook_entry, 0);
+  ApplierOptions options;
+  options.hooks["prices"] = HookSpec{"cat >> " + out, 0, 5000};
+  start(std::move(options));
+  barrier();
+  EXPECT_TRUE(replica_->pending_hooks()->empty());
+  EXPECT_EQ(*replica_->quarantine_count(), 0u);
+  std::ifstream in(out);
+  const std::string ran((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(ran.find("\"a\""), std::string::npos) << "the hook did not get the batch: " << ran;
+  EXPECT_TRUE(acks().empty());
+}
+
+TEST_F(DeltaApplierTest, TaskPostedAfterStopIsRefusedUnavailable) {
+  start();
+  applier_->stop();
+  auto refused = applier_->post([](Replica&) { return Status::ok(); });
+  ASSERT_EQ(refused.wait_for(std::chrono::seconds(0)), std::future_status::ready);
+  EXPECT_EQ(refused.get().code(), StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace ds
