@@ -139,10 +139,6 @@ int64_t steady_now_ms() {
       .count();
 }
 
-int64_t wall_now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 constexpr size_t kMaxListLimit = 1000;
 
 restinio::http_status_line_t http_status_for(StatusCode code) {
@@ -455,7 +451,8 @@ struct HttpApi::Impl {
         .done();
   }
 
-  // GET /v1/fleet/agents: one filtered, sorted page (hub/fleet_view.h).
+  // GET /v1/fleet/agents: one filtered, sorted page of the agent service's
+  // latest snapshot (hub/fleet_view.h); the view itself is never built here.
   request_handling_status_t fleet_agents(const request_handle_t& req) {
     std::vector<std::pair<std::string, std::string>> params;
     try {
@@ -470,8 +467,8 @@ struct HttpApi::Impl {
     }
     auto query = parse_fleet_query(params);
     if (!query.is_ok()) return send_error(req, query.status());
-    if (!agents.agents_json) return send_error(req, Status::unavailable("no agent service"));
-    return send(req, restinio::status_ok(), dump(fleet_page(agents.agents_json(), *query, config.types, wall_now_ms())));
+    if (!agents.fleet) return send_error(req, Status::unavailable("no agent service"));
+    return send(req, restinio::status_ok(), fleet_page(*agents.fleet(), *query, config.types));
   }
 
   // deltasync verify: a job on the verify service's threads (never here).
@@ -540,8 +537,8 @@ struct HttpApi::Impl {
     router->http_get(R"(/v1/types/:type/records)",
                      guarded([this](const request_handle_t& req, const Params& p) { return list_records(req, p); }));
     router->http_get("/v1/agents", guarded([this](const request_handle_t& req, const Params&) {
-                       if (!agents.agents_json) return send_error(req, Status::unavailable("no agent service"));
-                       return send(req, restinio::status_ok(), dump(agents.agents_json()));
+                       if (!agents.fleet) return send_error(req, Status::unavailable("no agent service"));
+                       return send(req, restinio::status_ok(), fleet_agents_text(*agents.fleet()));
                      }));
     router->http_get("/", [this](const request_handle_t& req, const Params&) {
       return dashboard(req, "index.html", "text/html; charset=utf-8");
