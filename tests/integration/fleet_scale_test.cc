@@ -173,13 +173,15 @@ TEST_F(FleetScaleTest, HealthAnswersAreNotQueuedBehindFleetPagesOfTenThousandAge
             << " ms); snapshot builds: median " << build_median << " ms, slowest " << percentile(built_ms, 1.0)
             << " ms; " << probe_ms.size() << " /healthz and /readyz answers: median " << percentile(probe_ms, 0.5)
             << " ms, 90th percentile " << probe_p90 << " ms, slowest " << percentile(probe_ms, 1.0) << " ms\n";
-  EXPECT_EQ(page_failures.load(), 0);
-  EXPECT_EQ(probe_failures, 0);
-  ASSERT_GE(page_ms.size(), 10u) << "the pagers hardly ran";
-  ASSERT_GE(probe_ms.size(), 20u);
   EXPECT_GT(build_median, 0) << "a snapshot of 10,000 agents took no measurable time?";
   EXPECT_LT(probe_p90, build_median / 2)
       << "/healthz and /readyz waited on fleet pages: is the fleet's view built on the HTTP thread?";
+  EXPECT_EQ(page_failures.load(), 0);
+  EXPECT_EQ(probe_failures, 0);
+  // Enough of both for the percentiles to mean something (probes held
+  // behind page builds also leave too few of them).
+  EXPECT_GE(page_ms.size(), 10u) << "the pagers hardly ran";
+  EXPECT_GE(probe_ms.size(), 20u) << "the probes hardly ran";
 }
 
 }  // namespace
