@@ -97,7 +97,8 @@ struct AgentService::Impl {
         registration(config, authorizer, *registry, tracker, delivery, [this](const Transition& t) { apply_transition(t); }),
         history(cfg.types),
         work(asio::make_work_guard(io)),
-        timer(io) {
+        timer(io),
+        snapshot_timer(io) {
     for (const TypeConfig& t : config.types) hub_hashes[t.name] = schema_hash(t.schema);
     check_period_ms = std::clamp<int64_t>(tracker.interval_ms() / 4, 10, 1000);
     beat_flush_timeout_ms = std::clamp<int64_t>(tracker.interval_ms() / 2, 50, 2000);
@@ -105,6 +106,9 @@ struct AgentService::Impl {
   }
 
   // ---- everything below runs on the service thread unless noted ----
+
+  // AgentService::agents_json(); any thread (the registry returns copies).
+  nlohmann::json build_agents_json() const;
 
   void restore_agents() {
     const int64_t now = clock.at(clocks.now_steady_ms());
@@ -175,6 +179,7 @@ struct AgentService::Impl {
     RegisterReply reply =
         registration.handle(msg.subject, msg.data, clock.at(clocks.now_steady_ms()), clocks.now_system_ms());
     if (reply.ok()) index_agent(std::string(Subjects::last_token(msg.subject)));
+    fleet_changed();  // before the reply, so a small fleet's next page shows the agent
     if (Status s = nc.respond(msg, encode(reply)); !s.is_ok()) {
       spdlog::warn("register reply on {}: {}", msg.subject, s.to_string());
     }
@@ -199,6 +204,7 @@ struct AgentService::Impl {
     }
     reply.agent = sender;
     handle_reply(reply);
+    fleet_changed();
   }
 
   void handle_reply(const HeartbeatReply& reply) {
@@ -237,6 +243,18 @@ struct AgentService::Impl {
     register_ordered_ms[agent] = now;
     spdlog::info("agent {}: ordering it to register again ({})", agent, reasons);
     probe(agent, /*reregister=*/true);
+  }
+
+  // Runs one tick, then publishes a fleet snapshot (always when `force`,
+  // else within the budget): silent agents age, and their staleness with them.
+  void tick(bool force_snapshot) {
+    tick();
+    snapshot_dirty = true;
+    if (force_snapshot) {
+      publish_snapshot();
+    } else {
+      publish_when_allowed();
+    }
   }
 
   // Liveness counts accountable time only (AccountableClock): this tick's
@@ -359,6 +377,47 @@ struct AgentService::Impl {
     }
   }
 
+  // ---- the fleet snapshot (header, "Fleet snapshot") ----
+
+  // Something a page shows may have changed: publish now or when the budget allows.
+  void fleet_changed() {
+    snapshot_dirty = true;
+    publish_when_allowed();
+  }
+
+  void publish_when_allowed() {
+    if (!snapshot_dirty || stopping) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= next_snapshot) {
+      publish_snapshot();
+      return;
+    }
+    if (snapshot_timer_set) return;
+    snapshot_timer_set = true;
+    snapshot_timer.expires_at(next_snapshot);
+    snapshot_timer.async_wait([this](const std::error_code& ec) {
+      snapshot_timer_set = false;
+      if (ec == asio::error::operation_aborted || stopping) return;
+      publish_when_allowed();
+    });
+  }
+
+  // Builds the view and its snapshot and swaps it in. The budget is CPU
+  // time actually spent, so it is measured in real steady time, not the
+  // service's Clock.
+  void publish_snapshot() {
+    const auto started = std::chrono::steady_clock::now();
+    std::shared_ptr<FleetSnapshot> next = FleetSnapshot::build(build_agents_json(), clocks.now_system_ms());
+    const auto took = std::chrono::steady_clock::now() - started;
+    next->build_ms = std::chrono::duration_cast<std::chrono::milliseconds>(took).count();
+    {
+      std::lock_guard lock(snapshot_mu);
+      snapshot = std::move(next);
+    }
+    snapshot_dirty = false;
+    next_snapshot = started + took * kSnapshotDutyFactor;
+  }
+
   // The timer fires every check period, and exactly at the next beat, so
   // the broadcast period does not stretch by the check granularity.
   void schedule_tick() {
@@ -368,7 +427,7 @@ struct AgentService::Impl {
     timer.expires_after(std::chrono::milliseconds(delay));
     timer.async_wait([this](const std::error_code& ec) {
       if (ec == asio::error::operation_aborted || stopping) return;
-      tick();
+      tick(/*force_snapshot=*/false);
       schedule_tick();
     });
   }
@@ -404,10 +463,18 @@ struct AgentService::Impl {
   bool beats_confirmed = true;             // service thread only: the last beat round reached the broker
   bool outage_since_tick = false;          // service thread only: a reconnect happened since the last tick
   bool stopping = false;  // service thread only
+  // The fleet snapshot: built and swapped on the service thread; the pointer
+  // is guarded by snapshot_mu, the snapshot itself is immutable.
+  mutable std::mutex snapshot_mu;
+  std::shared_ptr<const FleetSnapshot> snapshot;        // guarded by snapshot_mu
+  bool snapshot_dirty = false;                            // service thread only
+  bool snapshot_timer_set = false;                        // service thread only
+  std::chrono::steady_clock::time_point next_snapshot{};  // service thread only: earliest next build
 
   asio::io_context io;
   asio::executor_work_guard<asio::io_context::executor_type> work;
   asio::steady_timer timer;
+  asio::steady_timer snapshot_timer;
   std::thread thread;
   bool own_timer = true;  // const after start(): false = ticks only through AgentService::tick()
   std::unique_ptr<MessagingSubscription> register_sub;
@@ -445,6 +512,7 @@ Result<std::unique_ptr<AgentService>> AgentService::start(const HubConfig& confi
   p->own_timer = env.own_timer;
   Messaging& nc = env.messaging;
   p->restore_agents();
+  p->publish_snapshot();  // before the thread runs: fleet_snapshot() is never null
 
   // Handlers decode on the cnats thread and post; they never block.
   DS_ASSIGN_OR_RETURN(p->beat_sub, nc.subscribe(p->subjects.hub_beat_wildcard(), [p](Envelope msg) {
@@ -474,6 +542,7 @@ Result<std::unique_ptr<AgentService>> AgentService::start(const HubConfig& confi
   // Consumers of restored live agents may be gone (broker restarted with us).
   asio::post(p->io, [p] {
     for (const auto& [agent, types] : p->types_by_agent) p->ensure_consumers(agent, true);
+    p->fleet_changed();
   });
   if (p->own_timer) p->schedule_tick();
   p->thread = std::thread([p] {
@@ -497,12 +566,17 @@ void AgentService::on_committed(const std::vector<PartitionMark>& marks) {
   for (const PartitionMark& m : marks) {
     if (types.empty() || types.back() != m.type) types.push_back(m.type);
   }
-  asio::post(p->io, [p, types = std::move(types)] { p->refresh_types(types); });
+  asio::post(p->io, [p, types = std::move(types)] {
+    p->refresh_types(types);
+    p->fleet_changed();  // lag follows the new marks
+  });
 }
 
 void AgentService::restore_marks(const std::vector<PartitionMark>& marks) {
-  impl_->marks.update(marks);
-  for (const PartitionMark& m : marks) impl_->history.seed(m);
+  Impl* p = impl_.get();
+  p->marks.update(marks);
+  for (const PartitionMark& m : marks) p->history.seed(m);
+  if (!p->stopped) asio::post(p->io, [p] { p->fleet_changed(); });
 }
 
 void AgentService::on_reconnected() {
@@ -513,6 +587,7 @@ void AgentService::on_reconnected() {
     p->outage_since_tick = true;
     p->tracker.excuse_silence(p->clock.at(p->clocks.now_steady_ms()));
     for (const auto& [agent, types] : p->types_by_agent) p->ensure_consumers(agent, true);
+    p->fleet_changed();
   });
 }
 
@@ -528,6 +603,7 @@ Status AgentService::retire(const std::string& agent) {
       return;
     }
     if (*t) p->apply_transition(**t);
+    p->fleet_changed();
     done->set_value(Status::ok());
   });
   if (result.wait_for(kCallTimeout) != std::future_status::ready) {
@@ -542,7 +618,7 @@ Status AgentService::tick() {
   auto done = std::make_shared<std::promise<void>>();
   auto result = done->get_future();
   asio::post(p->io, [p, done] {
-    p->tick();
+    p->tick(/*force_snapshot=*/true);
     done->set_value();
   });
   if (result.wait_for(kCallTimeout) != std::future_status::ready) {
@@ -573,6 +649,7 @@ Status AgentService::order_snapshot(const std::string& agent, const std::string&
     spdlog::info("agent {} type {}: {}", agent, type, d.note);
     p->register_ordered_ms.erase(agent);  // order it now, not after the rate limit
     p->order_registration_if_needed(agent);
+    p->fleet_changed();
     done->set_value(Status::ok());
   });
   if (result.wait_for(kCallTimeout) != std::future_status::ready) {
@@ -592,6 +669,7 @@ void AgentService::stop() {
   asio::post(p->io, [p] {
     p->stopping = true;
     p->timer.cancel();
+    p->snapshot_timer.cancel();
     if (Status s = p->registry->flush(); !s.is_ok()) spdlog::warn("{}", s.to_string());
     p->work.reset();
   });
@@ -606,7 +684,8 @@ void AgentService::write_metrics(PrometheusWriter& w) const {
   using Kind = PrometheusWriter::Kind;
   // One view for every family, the same one GET /v1/agents and `deltasync
   // agents` show.
-  const nlohmann::json agents = agents_json();
+  const std::shared_ptr<const FleetSnapshot> fleet = fleet_snapshot();
+  const nlohmann::json& agents = fleet->agents;
   std::map<std::string, uint64_t> by_state;
   for (AgentState st : {AgentState::kLive, AgentState::kSuspect, AgentState::kDead, AgentState::kRetired}) {
     by_state[std::string(agent_state_name(st))] = 0;
@@ -689,8 +768,15 @@ void AgentService::write_metrics(PrometheusWriter& w) const {
             static_cast<double>(refused_beats()));
 }
 
-nlohmann::json AgentService::agents_json() const {
-  const Impl* p = impl_.get();
+std::shared_ptr<const FleetSnapshot> AgentService::fleet_snapshot() const {
+  std::lock_guard lock(impl_->snapshot_mu);
+  return impl_->snapshot;
+}
+
+nlohmann::json AgentService::agents_json() const { return impl_->build_agents_json(); }
+
+nlohmann::json AgentService::Impl::build_agents_json() const {
+  const Impl* p = this;
   const int64_t now = p->clocks.now_system_ms();
   nlohmann::json out = nlohmann::json::array();
   for (const AgentRecord& a : p->registry->all()) {

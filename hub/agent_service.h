@@ -42,6 +42,22 @@
 // running ticks with tick(). Which consumer each subscription gets is the
 // consumer planner's decision (hub/consumer_planner.h).
 //
+// Fleet snapshot. The HTTP thread never builds the fleet's view: the service
+// thread does, after each change (a registration before its reply, a
+// heartbeat reply, a tick, a retire, a commit's new marks, a consumer
+// change), and publishes it as an immutable FleetSnapshot
+// (hub/fleet_view.h) that fleet_snapshot() hands out under a lock held only
+// for copying the pointer. GET /v1/fleet/agents filters, sorts and pages it,
+// GET /v1/agents serializes it and /metrics writes its fleet series from it
+// (write_metrics), so a dashboard refresh or a scrape at 10,000 agents costs
+// the HTTP thread a page, not the view. The rule that bounds the service
+// thread's share: a snapshot is built at once when the previous build
+// started at least kSnapshotDutyFactor times its own duration (steady time,
+// as measured) ago, else once that much has passed (a timer), so at 10,000
+// agents (about 120 ms a build) the fleet pages lag by about a second and
+// building takes about a tenth of the thread; a small fleet's snapshot (well
+// under a millisecond) follows every change. tick() always publishes one.
+//
 // An agent that returns from dead through a heartbeat reply whose checkpoint
 // has meanwhile left the stream, or that reports an outdated schema hash, is
 // ordered to register again (HeartbeatRequest "register" on its direct probe,
@@ -59,6 +75,7 @@
 #include "hub/agent_registry.h"
 #include "shared/prometheus.h"
 #include "hub/authorizer.h"
+#include "hub/fleet_view.h"
 #include "hub/query_store.h"
 #include "shared/clock.h"
 #include "shared/config.h"
@@ -77,6 +94,10 @@ struct AgentServiceEnv {
   // quarter interval (production); false: only tick() does (tests).
   bool own_timer = true;
 };
+
+// A fleet snapshot is built again no sooner than this many times the last
+// build's duration after that build started ("Fleet snapshot" below).
+constexpr int64_t kSnapshotDutyFactor = 10;
 
 class AgentService {
  public:
@@ -127,9 +148,13 @@ class AgentService {
   // (checked once per heartbeat interval). freshness_ok = live, not held
   // back, and not in breach.
   nlohmann::json agents_json() const;
+  // The fleet as published last by the service thread (see "Fleet snapshot"
+  // above); never null once start() has returned. Thread-safe.
+  std::shared_ptr<const FleetSnapshot> fleet_snapshot() const;
   // The fleet series of GET /metrics (deltasync_hub_agents,
   // deltasync_hub_agent_*, deltasync_hub_freshness_*, deltasync_hub_consumers,
-  // docs/operations.md, "Monitoring"). Thread-safe; reads the registry's copy.
+  // docs/operations.md, "Monitoring"). Thread-safe; reads the latest fleet
+  // snapshot, so the fleet series are as old as it is.
   void write_metrics(PrometheusWriter& w) const;
   // Operator: the agent becomes retired, its consumers are deleted and it is
   // no longer sent heartbeats (it stays retired until it registers again).
@@ -147,7 +172,8 @@ class AgentService {
   void stop();
   // Runs one liveness tick on the service thread now and returns after it:
   // silence evaluated in accountable time, and when the beat is due,
-  // heartbeats sent and confirmed (a flush) and freshness evaluated. Posted
+  // heartbeats sent and confirmed (a flush) and freshness evaluated; then a
+  // fleet snapshot is published whatever the budget says. Posted
   // after everything posted before it (registrations, replies), so a test
   // can also use it as a barrier. Unavailable after stop().
   Status tick();

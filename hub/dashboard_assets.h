@@ -9,10 +9,14 @@
 #include <optional>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace ds {
 
 // The file's bytes by its name ("dashboard.js"); nullopt for any other name.
 std::optional<std::string_view> dashboard_file(std::string_view name);
+// Every file's name, in the order CMake lists them (index.html first): what
+// a test walks to check each file the hub serves.
+std::vector<std::string_view> dashboard_file_names();
 
 }  // namespace ds

@@ -76,6 +76,9 @@ bool needs_attention(const nlohmann::json& agent) {
   return false;
 }
 
+// Invalid UTF-8 from an agent's report is replaced, not thrown on.
+std::string dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
+
 }  // namespace
 
 Result<FleetQuery> parse_fleet_query(const std::vector<std::pair<std::string, std::string>>& params) {
@@ -131,84 +134,108 @@ Result<FleetQuery> parse_fleet_query(const std::vector<std::pair<std::string, st
   return q;
 }
 
-nlohmann::json fleet_page(const nlohmann::json& agents, const FleetQuery& query,
-                          const std::vector<TypeConfig>& types, int64_t now_ms) {
-  nlohmann::json counts = nlohmann::json::object();
-  for (std::string_view s : kStates) counts[std::string(s)] = 0;
-  uint64_t problems = 0;
-  uint64_t breaches = 0;
+std::shared_ptr<FleetSnapshot> FleetSnapshot::build(nlohmann::json agents, int64_t now_ms) {
+  auto snapshot = std::make_shared<FleetSnapshot>();
+  FleetSnapshot& f = *snapshot;
+  f.agents = agents.is_array() ? std::move(agents) : nlohmann::json::array();
+  f.now_ms = now_ms;
+  f.rows.reserve(f.agents.size());
+  for (size_t i = 0; i < f.agents.size(); ++i) {
+    const nlohmann::json& a = f.agents[i];
+    Row row;
+    row.index = i;
+    row.id = a.value("id", "");
+    row.host = a.value("host", "");
+    row.id_lower = lower(row.id);
+    row.host_lower = lower(row.host);
+    row.state = a.value("state", "");
+    row.state_rank = state_rank(row.state);
+    row.last_beat = number_or(a["last_beat"], 0);
+    row.max_lag = max_over_types(a, "lag_versions");
+    row.max_staleness = max_over_types(a, "staleness_ms");
+    row.quarantined = number_or(a["quarantined"], 0);
+    row.attention = needs_attention(a);
+    if (row.state == "live") ++f.live;
+    if (row.state == "suspect") ++f.suspect;
+    if (row.state == "dead") ++f.dead;
+    if (row.state == "retired") ++f.retired;
+    f.problems += row.attention ? 1 : 0;
+    for (const auto& [type, t] : a["types"].items()) f.breaches += t.value("freshness_breach", false) ? 1 : 0;
+    f.rows.push_back(std::move(row));
+  }
+  return snapshot;
+}
 
-  // Match, and compute each match's sort key once.
-  struct Row {
-    const nlohmann::json* agent;
-    int64_t number;     // numeric keys
-    std::string text;   // id or host
-    const std::string* id;
-  };
-  std::vector<Row> rows;
-  for (const nlohmann::json& a : agents) {
-    const std::string state = a.value("state", "");
-    if (counts.contains(state)) counts[state] = counts[state].get<uint64_t>() + 1;
-    const bool attention = needs_attention(a);
-    problems += attention ? 1 : 0;
-    for (const auto& [type, t] : a["types"].items()) breaches += t.value("freshness_breach", false) ? 1 : 0;
-
-    if (!query.states.empty() && query.states.count(state) == 0) continue;
-    if (query.problems_only && !attention) continue;
-    const std::string& id = a["id"].get_ref<const std::string&>();
-    const std::string& host = a["host"].get_ref<const std::string&>();
-    if (!query.text.empty() && lower(id).find(query.text) == std::string::npos &&
-        lower(host).find(query.text) == std::string::npos) {
+std::string fleet_page(const FleetSnapshot& fleet, const FleetQuery& query, const std::vector<TypeConfig>& types) {
+  using Row = FleetSnapshot::Row;
+  std::vector<const Row*> rows;
+  rows.reserve(query.states.empty() && !query.problems_only && query.text.empty() ? fleet.rows.size() : 0);
+  for (const Row& r : fleet.rows) {
+    if (!query.states.empty() && query.states.count(r.state) == 0) continue;
+    if (query.problems_only && !r.attention) continue;
+    if (!query.text.empty() && r.id_lower.find(query.text) == std::string::npos &&
+        r.host_lower.find(query.text) == std::string::npos) {
       continue;
     }
-    Row row{&a, 0, {}, &id};
-    switch (query.sort) {
-      case FleetSortKey::kId: break;
-      case FleetSortKey::kHost: row.text = host; break;
-      case FleetSortKey::kState: row.number = state_rank(state); break;
-      case FleetSortKey::kLastBeat: row.number = number_or(a["last_beat"], 0); break;
-      case FleetSortKey::kLag: row.number = max_over_types(a, "lag_versions"); break;
-      case FleetSortKey::kStaleness: row.number = max_over_types(a, "staleness_ms"); break;
-      case FleetSortKey::kQuarantined: row.number = number_or(a["quarantined"], 0); break;
-    }
-    rows.push_back(std::move(row));
+    rows.push_back(&r);
   }
 
   // Keys compare in the requested order; the id breaks ties ascending.
   auto primary = [&](const Row& x, const Row& y) -> int {
-    if (query.sort == FleetSortKey::kId) return x.id->compare(*y.id);
-    if (query.sort == FleetSortKey::kHost) return x.text.compare(y.text);
-    return x.number < y.number ? -1 : (x.number > y.number ? 1 : 0);
+    auto cmp = [](int64_t a, int64_t b) { return a < b ? -1 : (a > b ? 1 : 0); };
+    switch (query.sort) {
+      case FleetSortKey::kId: return x.id.compare(y.id);
+      case FleetSortKey::kHost: return x.host.compare(y.host);
+      case FleetSortKey::kState: return cmp(x.state_rank, y.state_rank);
+      case FleetSortKey::kLastBeat: return cmp(x.last_beat, y.last_beat);
+      case FleetSortKey::kLag: return cmp(x.max_lag, y.max_lag);
+      case FleetSortKey::kStaleness: return cmp(x.max_staleness, y.max_staleness);
+      case FleetSortKey::kQuarantined: return cmp(x.quarantined, y.quarantined);
+    }
+    return 0;
   };
   const size_t matched = rows.size();
   const size_t begin = static_cast<size_t>(std::min<uint64_t>(query.offset, matched));
   const size_t end = std::min(matched, begin + query.limit);
-  auto less = [&](const Row& x, const Row& y) {
-    const int c = primary(x, y);
+  auto less = [&](const Row* x, const Row* y) {
+    const int c = primary(*x, *y);
     if (c != 0) return query.descending ? c > 0 : c < 0;
-    return *x.id < *y.id;
+    return x->id < y->id;
   };
   // Only the rows up to the page's end need their order.
   std::partial_sort(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(end), rows.end(), less);
 
-  nlohmann::json page = nlohmann::json::array();
-  for (size_t i = begin; i < end; ++i) page.push_back(*rows[i].agent);
   nlohmann::json type_list = nlohmann::json::array();
   for (const TypeConfig& t : types) {
     type_list.push_back({{"name", t.name}, {"freshness_objective_ms", t.freshness_objective_s * 1000}});
   }
-  return nlohmann::json{{"now", now_ms},
-                        {"total", agents.size()},
-                        {"matched", matched},
-                        {"offset", query.offset},
-                        {"limit", query.limit},
-                        {"sort", sort_key_name(query.sort)},
-                        {"order", query.descending ? "desc" : "asc"},
-                        {"counts", std::move(counts)},
-                        {"problems", problems},
-                        {"breaches", breaches},
-                        {"types", std::move(type_list)},
-                        {"agents", std::move(page)}};
+  const nlohmann::json head{{"now", fleet.now_ms},
+                            {"built_ms", fleet.build_ms},
+                            {"total", fleet.rows.size()},
+                            {"matched", matched},
+                            {"offset", query.offset},
+                            {"limit", query.limit},
+                            {"sort", sort_key_name(query.sort)},
+                            {"order", query.descending ? "desc" : "asc"},
+                            {"counts",
+                             {{"live", fleet.live}, {"suspect", fleet.suspect}, {"dead", fleet.dead},
+                              {"retired", fleet.retired}}},
+                            {"problems", fleet.problems},
+                            {"breaches", fleet.breaches},
+                            {"types", std::move(type_list)}};
+  // The head's object, then the page's agents serialized one by one (no
+  // copy of them into a page object).
+  std::string out = dump(head);
+  out.pop_back();  // its closing brace
+  out += ",\"agents\":[";
+  for (size_t i = begin; i < end; ++i) {
+    if (i > begin) out += ',';
+    out += dump(fleet.agents[rows[i]->index]);
+  }
+  out += "]}";
+  return out;
 }
+
+std::string fleet_agents_text(const FleetSnapshot& fleet) { return dump(fleet.agents); }
 
 }  // namespace ds

@@ -447,7 +447,8 @@ struct HttpApi::Impl {
         .done();
   }
 
-  // GET /v1/fleet/agents: one filtered, sorted page (hub/fleet_view.h).
+  // GET /v1/fleet/agents: one filtered, sorted page of the agent service's
+  // latest snapshot (hub/fleet_view.h); the view itself is never built here.
   request_handling_status_t fleet_agents(const request_handle_t& req) {
     std::vector<std::pair<std::string, std::string>> params;
     try {
@@ -462,9 +463,8 @@ struct HttpApi::Impl {
     }
     auto query = parse_fleet_query(params);
     if (!query.is_ok()) return send_error(req, query.status());
-    if (!agents.agents_json) return send_error(req, Status::unavailable("no agent service"));
-    return send(req, restinio::status_ok(),
-                dump(fleet_page(agents.agents_json(), *query, config.types, real_clock().now_system_ms())));
+    if (!agents.fleet) return send_error(req, Status::unavailable("no agent service"));
+    return send(req, restinio::status_ok(), fleet_page(*agents.fleet(), *query, config.types));
   }
 
   // deltasync verify: a job on the verify service's threads (never here).
@@ -533,8 +533,8 @@ struct HttpApi::Impl {
     router->http_get(R"(/v1/types/:type/records)",
                      guarded([this](const request_handle_t& req, const Params& p) { return list_records(req, p); }));
     router->http_get("/v1/agents", guarded([this](const request_handle_t& req, const Params&) {
-                       if (!agents.agents_json) return send_error(req, Status::unavailable("no agent service"));
-                       return send(req, restinio::status_ok(), dump(agents.agents_json()));
+                       if (!agents.fleet) return send_error(req, Status::unavailable("no agent service"));
+                       return send(req, restinio::status_ok(), fleet_agents_text(*agents.fleet()));
                      }));
     router->http_get("/", [this](const request_handle_t& req, const Params&) {
       return dashboard(req, "index.html", "text/html; charset=utf-8");

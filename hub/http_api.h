@@ -14,7 +14,7 @@
 //   GET  /v1/types                             types, versions, stream state
 //   GET  /v1/types/<type>/records/<key>        one record (404 if absent or deleted)
 //   GET  /v1/types/<type>/records?partition=&after=&limit=   live rows, keyset paged
-//   GET  /v1/agents                            the agent service's view
+//   GET  /v1/agents                            the agent service's view (its latest fleet snapshot)
 //   POST /v1/agents/<id>/retire
 //   POST /v1/verify[?repair=1]                 starts a verify job (hub/verify_service.h)
 //        202 {id, state, ...}; 409 while a repair job runs (or any job, for a repair)
@@ -26,8 +26,9 @@
 //   GET  /dashboard.js, /dashboard.css         compiled in); it asks for the token once and
 //        sends it on every data request below
 //   GET  /v1/fleet/agents?q=&state=&problems=&sort=&order=&offset=&limit=
-//        one page of the fleet, filtered, sorted and paged here (hub/fleet_view.h);
-//        400 naming the parameter for anything it does not accept
+//        one page of the fleet snapshot the agent service published last, filtered,
+//        sorted and paged here (hub/fleet_view.h); 400 naming the parameter for
+//        anything it does not accept
 //   GET  /v1/fleet/rates                       ingest and delivery rates over the last
 //        ten minutes, a point every 2 s (hub/rate_history.h)
 //   GET  /metrics                              Prometheus text (Hub::metrics_text); token
@@ -45,7 +46,10 @@
 // ReadinessHooks::started says so, the other endpoints answer 503.
 //
 // Threads: one asio io_context on one thread of its own, so a slow client or a
-// long page never delays ingest, heartbeats or the writer. Reads use the API's
+// long page never delays ingest, heartbeats or the writer. Whatever would hold
+// this thread for long runs elsewhere: verify jobs on the verify service's
+// threads, the fleet's view on the agent service's thread (AgentHooks::fleet),
+// so /healthz, /readyz and /metrics are not queued behind them. Reads use the API's
 // own read-only QueryStore on that thread. An ingest is handed to the
 // IngestWriter; its reply (from the writer thread) is posted back onto the
 // io thread, which writes the response.
@@ -56,6 +60,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "hub/fleet_view.h"
 #include "hub/hub_metrics.h"
 #include "hub/ingest_writer.h"
 #include "hub/verify_service.h"
@@ -68,7 +73,10 @@ namespace ds {
 
 // What the API needs from the agent half of the hub.
 struct AgentHooks {
-  std::function<nlohmann::json()> agents_json;
+  // The fleet as the agent service published it last (AgentService::
+  // fleet_snapshot): GET /v1/agents and /v1/fleet/agents only serialize and
+  // page it, so they never build the fleet's view on the io thread.
+  std::function<std::shared_ptr<const FleetSnapshot>()> fleet;
   std::function<Status(const std::string&)> retire;
   VerifyService* verify = nullptr;  // outlives the API; verify endpoints answer 503 without it
   std::function<std::string()> metrics_text;  // GET /metrics (Hub::metrics_text); 503 without it

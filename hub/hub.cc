@@ -336,13 +336,13 @@ Result<std::unique_ptr<Hub>> Hub::start(HubConfig config, std::stop_token stop, 
     // The hooks run on the HTTP io thread, only once `started` is set (the
     // API answers 503 before), so im->agents exists by then.
     AgentHooks hooks;
-    hooks.agents_json = [im] { return im->agents->agents_json(); };
+    hooks.fleet = [im] { return im->agents->fleet_snapshot(); };
     hooks.retire = [im](const std::string& id) { return im->agents->retire(id); };
     hooks.metrics_text = [im] { return im->metrics_text(); };
     Connection* nc = im->nc.get();
     const Subjects subjects(cfg.nats.subject_prefix);
     VerifyHooks verify;
-    verify.agents_json = hooks.agents_json;
+    verify.agents_json = [im] { return im->agents->agents_json(); };  // on the verify runner's thread
     verify.request_digest = [nc, subjects](const std::string& id, const DigestRequest& request,
                                            int64_t timeout_ms) -> Result<DigestReply> {
       DS_ASSIGN_OR_RETURN(Message m, nc->request(subjects.digest(id), encode(request), timeout_ms));

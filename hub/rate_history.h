@@ -14,7 +14,9 @@
 // At most `capacity` points are kept (the oldest go first), so memory is
 // fixed. A counter that goes backwards (it never should: the counters live
 // as long as the process) counts as restarted from zero, as Prometheus'
-// rate() does.
+// rate() does. The points live in memory only: after a hub restart the
+// history starts empty (docs/operations.md, "Dashboard", says why it is not
+// rebuilt from the change log).
 //
 // Pure: no clock or thread; the caller passes its steady time in ms.
 // Not thread-safe: one owner thread (the HTTP API's io thread).

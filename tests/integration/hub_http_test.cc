@@ -11,8 +11,13 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cctype>
+#include <map>
+#include <set>
+#include <sstream>
 #include <thread>
 
+#include "hub/dashboard_assets.h"
 #include "hub/hub.h"
 #include "tests/harness/test_agent.h"
 #include "tests/integration/hub_test_util.h"
@@ -166,6 +171,146 @@ TEST_F(HubHttpTest, DashboardIsServedWithoutTokenItsDataOnlyWithIt) {
   }
 }
 
+// GET `path` without a token: the status, the header fields (names
+// lower-cased) and the body.
+struct RawResponse {
+  int status = 0;
+  std::map<std::string, std::string> headers;
+  std::string body;
+  std::string header(const std::string& name) const {
+    auto it = headers.find(name);
+    return it == headers.end() ? "" : it->second;
+  }
+};
+RawResponse get_raw(int port, const std::string& path) {
+  RawResponse out;
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return out;
+  }
+  const std::string req = "GET " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+  for (size_t sent = 0; sent < req.size();) {
+    const ssize_t n = ::send(fd, req.data() + sent, req.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) break;
+    sent += static_cast<size_t>(n);
+  }
+  std::string raw;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) break;
+    raw.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  const size_t header_end = raw.find("\r\n\r\n");
+  if (raw.rfind("HTTP/1.1 ", 0) != 0 || header_end == std::string::npos) return out;
+  out.status = std::stoi(raw.substr(9, 3));
+  out.body = raw.substr(header_end + 4);
+  for (size_t at = raw.find("\r\n"); at < header_end;) {
+    const size_t line_end = raw.find("\r\n", at + 2);
+    const std::string line = raw.substr(at + 2, line_end - at - 2);
+    const size_t colon = line.find(':');
+    if (colon != std::string::npos) {
+      std::string name = line.substr(0, colon);
+      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      const size_t value = line.find_first_not_of(' ', colon + 1);
+      out.headers[name] = value == std::string::npos ? "" : line.substr(value);
+    }
+    at = line_end;
+  }
+  return out;
+}
+
+// Every dashboard file the hub has built in is served with headers that
+// keep the page to its own origin, and none of them names another origin:
+// the page works offline and a value that slipped through unescaped could
+// neither run inline nor load or send anything elsewhere.
+TEST_F(HubHttpTest, DashboardFilesCarrySecurityHeadersAndNameNoOtherOrigin) {
+  const std::map<std::string, std::string> kTypes = {{"html", "text/html; charset=utf-8"},
+                                                     {"js", "text/javascript; charset=utf-8"},
+                                                     {"css", "text/css; charset=utf-8"}};
+  // URIs that name something without being fetched: the SVG namespace given
+  // to createElementNS.
+  const std::set<std::string> kNamesNotFetched = {"http://www.w3.org/2000/svg"};
+  const std::vector<std::string_view> files = dashboard_file_names();
+  ASSERT_GE(files.size(), 3u);
+  ASSERT_EQ(files.front(), "index.html");
+  for (const std::string_view file : files) {
+    const std::string name(file);
+    const std::string path = name == "index.html" ? "/" : "/" + name;
+    SCOPED_TRACE(path);
+    const RawResponse r = get_raw(port_, path);
+    ASSERT_EQ(r.status, 200) << "a built-in dashboard file the hub does not serve";
+    ASSERT_EQ(r.body, *dashboard_file(name));
+    EXPECT_EQ(r.header("content-type"), kTypes.at(name.substr(name.rfind('.') + 1)));
+    EXPECT_EQ(r.header("x-content-type-options"), "nosniff");
+    EXPECT_EQ(r.header("referrer-policy"), "no-referrer");
+    EXPECT_EQ(r.header("cache-control"), "no-cache");
+
+    // Content-Security-Policy: every directive, and no source but the page's
+    // own origin ('self'), nothing ('none') or inline images (data:).
+    std::map<std::string, std::set<std::string>> policy;
+    const std::string csp = r.header("content-security-policy");
+    size_t begin = 0;
+    while (begin < csp.size()) {
+      const size_t end = std::min(csp.find(';', begin), csp.size());
+      std::istringstream directive(csp.substr(begin, end - begin));
+      std::string directive_name, source;
+      if (directive >> directive_name) {
+        while (directive >> source) policy[directive_name].insert(source);
+      }
+      begin = end + 1;
+    }
+    using Sources = std::set<std::string>;
+    EXPECT_EQ(policy["default-src"], Sources{"'none'"}) << csp;
+    EXPECT_EQ(policy["script-src"], Sources{"'self'"}) << csp;
+    EXPECT_EQ(policy["style-src"], Sources{"'self'"}) << csp;
+    EXPECT_EQ(policy["connect-src"], Sources{"'self'"}) << csp;
+    EXPECT_EQ(policy["img-src"], (Sources{"'self'", "data:"})) << csp;
+    EXPECT_EQ(policy["base-uri"], Sources{"'none'"}) << csp;
+    EXPECT_EQ(policy["form-action"], Sources{"'none'"}) << csp;
+    EXPECT_EQ(policy["frame-ancestors"], Sources{"'none'"}) << csp;
+    for (const auto& [directive_name, sources] : policy) {
+      for (const std::string& source : sources) {
+        EXPECT_TRUE(source == "'self'" || source == "'none'" || source == "data:")
+            << directive_name << " allows " << source << ": " << csp;
+      }
+    }
+
+    // No http:// or https:// URL (an absolute link, a CDN) and no
+    // scheme-relative one ("//host/...") in the file itself.
+    for (const std::string scheme : {"http://", "https://"}) {
+      for (size_t at = r.body.find(scheme); at != std::string::npos; at = r.body.find(scheme, at + 1)) {
+        const size_t end = r.body.find_first_of("'\" \t\r\n)>", at);
+        const std::string url = r.body.substr(at, end - at);
+        EXPECT_TRUE(kNamesNotFetched.count(url)) << name << " names another origin: " << url;
+      }
+    }
+    for (const std::string attribute : {"src=\"//", "href=\"//", "url(//", "url('//", "url(\"//"}) {
+      EXPECT_EQ(r.body.find(attribute), std::string::npos) << name << " has a scheme-relative URL: " << attribute;
+    }
+  }
+  // The page loads exactly the built-in files (and data: URIs), nothing else.
+  const std::string page(*dashboard_file("index.html"));
+  std::set<std::string> loaded;
+  for (const std::string attribute : {"src=\"", "href=\""}) {
+    for (size_t at = page.find(attribute); at != std::string::npos; at = page.find(attribute, at + 1)) {
+      const size_t begin = at + attribute.size();
+      loaded.insert(page.substr(begin, page.find('"', begin) - begin));
+    }
+  }
+  for (const std::string& target : loaded) {
+    EXPECT_TRUE(target.rfind("data:", 0) == 0 || dashboard_file(target).has_value())
+        << "index.html loads " << target << ", which is not built in";
+  }
+  EXPECT_TRUE(loaded.count("dashboard.js") && loaded.count("dashboard.css"));
+}
+
 TEST_F(HubHttpTest, FleetAgentsArePagedSortedAndFilteredOnTheHub) {
   std::vector<std::unique_ptr<TestAgent>> agents;
   for (int i = 0; i < 5; ++i) {
@@ -182,7 +327,13 @@ TEST_F(HubHttpTest, FleetAgentsArePagedSortedAndFilteredOnTheHub) {
     for (const auto& a : page["agents"]) out.push_back(a["id"]);
     return out;
   };
+  // The page shows the agent service's latest snapshot, published after
+  // each change (within its budget): the last registration appears shortly.
   auto first = api("GET", "/v1/fleet/agents?sort=id&order=desc&limit=2");
+  for (int i = 0; i < 100 && first.status == 200 && first.json()["total"] != 5; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    first = api("GET", "/v1/fleet/agents?sort=id&order=desc&limit=2");
+  }
   ASSERT_EQ(first.status, 200) << first.body;
   EXPECT_EQ(ids(first.json()), (std::vector<std::string>{"agent-4", "agent-3"}));
   EXPECT_EQ(first.json()["total"], 5);

@@ -261,5 +261,37 @@ TEST_F(AgentServiceTest, VerifyRepairOrdersARegistrationWhoseReplyOrdersTheSnaps
   EXPECT_TRUE(has_consumer("a1"));
 }
 
+// The fleet's view reaches HTTP readers only as snapshots the service thread
+// publishes: a reader's snapshot never changes under it, a tick publishes a
+// new one, and /metrics' fleet series come from the same snapshot.
+TEST_F(AgentServiceTest, FleetSnapshotsArePublishedByTheServiceAndNeverChangeUnderAReader) {
+  const std::shared_ptr<const FleetSnapshot> before = service_->fleet_snapshot();
+  ASSERT_NE(before, nullptr) << "a snapshot exists from start() on";
+  EXPECT_TRUE(before->rows.empty());
+
+  ASSERT_TRUE(register_agent("a1", 4, 4).ok());
+  ASSERT_TRUE(service_->tick().is_ok());
+  const std::shared_ptr<const FleetSnapshot> live = service_->fleet_snapshot();
+  ASSERT_EQ(live->rows.size(), 1u);
+  EXPECT_EQ(live->rows[0].id, "a1");
+  EXPECT_EQ(live->rows[0].state, "live");
+  EXPECT_EQ(live->now_ms, clock_.now_system_ms());
+  EXPECT_TRUE(before->rows.empty()) << "a published snapshot is never changed";
+
+  pass(3500);  // silent past dead_after
+  ASSERT_EQ(state_of("a1"), AgentState::kDead);
+  const std::shared_ptr<const FleetSnapshot> dead = service_->fleet_snapshot();
+  EXPECT_EQ(dead->rows[0].state, "dead");
+  EXPECT_EQ(dead->dead, 1u);
+  EXPECT_EQ(live->rows[0].state, "live") << "the reader's older snapshot still says what it said";
+  EXPECT_EQ(live->agents[0]["state"], "live");
+  EXPECT_EQ(dead->agents, service_->agents_json()) << "the snapshot is the view at the last tick";
+
+  PrometheusWriter w;
+  service_->write_metrics(w);
+  const std::string text = w.take();
+  EXPECT_NE(text.find("deltasync_hub_agent_state{agent=\"a1\",state=\"dead\"} 1"), std::string::npos) << text;
+}
+
 }  // namespace
 }  // namespace ds
