@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <chrono>
-#include <set>
 
 #include <nlohmann/json.hpp>
 
 #include "shared/codec.h"
+#include "shared/table_columns.h"
 
 namespace ds {
 namespace {
@@ -97,12 +97,7 @@ Status Replica::create_bookkeeping() {
   DS_RETURN_IF_ERROR(create_tables());
   // Replicas from before tombstone retention: their tombstones get the hub
   // time of this start, so they are kept a whole tombstone_max_age from now.
-  DS_ASSIGN_OR_RETURN(Statement cols, db_->prepare("SELECT count(*) FROM pragma_table_info('_deltasync_tombstone')"
-                                                   " WHERE name = 'hub_ts'"));
-  DS_ASSIGN_OR_RETURN(bool row, cols.step());
-  if (row && cols.column_int64(0) == 0) {
-    DS_RETURN_IF_ERROR(db_->exec("ALTER TABLE _deltasync_tombstone ADD COLUMN hub_ts INTEGER"));
-  }
+  DS_RETURN_IF_ERROR(add_missing_columns(*db_, "_deltasync_tombstone", {{"hub_ts", ColumnType::kInteger}}).status());
   const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                              std::chrono::system_clock::now().time_since_epoch())
                              .count();
@@ -174,21 +169,7 @@ Status Replica::ensure_table(const std::string& type, const TypeSchema& schema) 
   DS_ASSIGN_OR_RETURN(auto tx, Transaction::begin(*db_));
   DS_RETURN_IF_ERROR(db_->exec(create_table_sql(type, schema)));
   // Existing table: add the columns it lacks. Columns the hub dropped stay.
-  std::set<std::string> present;
-  {
-    DS_ASSIGN_OR_RETURN(auto info, db_->prepare("SELECT name FROM pragma_table_info(?)"));
-    info.bind(1, type);
-    while (true) {
-      DS_ASSIGN_OR_RETURN(bool row, info.step());
-      if (!row) break;
-      present.insert(info.column_text(0));
-    }
-  }
-  for (const Column& c : schema.columns) {
-    if (present.count(c.name)) continue;
-    DS_RETURN_IF_ERROR(db_->exec("ALTER TABLE " + quote_identifier(type) + " ADD COLUMN " +
-                                 quote_identifier(c.name) + " " + std::string(sql_column_type(c.type))));
-  }
+  DS_RETURN_IF_ERROR(add_missing_columns(*db_, type, schema.columns).status());
   {
     DS_ASSIGN_OR_RETURN(auto up, db_->prepare(
                                      "INSERT INTO _deltasync_checkpoint(type, schema_hash, schema) VALUES (?, ?, ?) "

@@ -12,6 +12,7 @@
 
 #include "shared/codec.h"
 #include "shared/names.h"
+#include "shared/table_columns.h"
 
 namespace ds {
 namespace {
@@ -222,18 +223,6 @@ const TypeConfig* QueryStore::find_type(const std::string& type) const {
 
 namespace {
 
-Result<std::set<std::string>> table_columns(Database& db, const std::string& table) {
-  DS_ASSIGN_OR_RETURN(Statement s, db.prepare("SELECT name FROM pragma_table_info(?)"));
-  s.bind(1, table);
-  std::set<std::string> names;
-  for (;;) {
-    DS_ASSIGN_OR_RETURN(bool row, s.step());
-    if (!row) break;
-    names.insert(s.column_text(0));
-  }
-  return names;
-}
-
 Status create_or_upgrade_type(Database& db, const TypeConfig& type) {
   DS_ASSIGN_OR_RETURN(std::set<std::string> have, table_columns(db, "t_" + type.name));
   const std::string table = table_of(type.name);
@@ -248,12 +237,10 @@ Status create_or_upgrade_type(Database& db, const TypeConfig& type) {
     DS_RETURN_IF_ERROR(db.exec(sql));
     spdlog::info("query store: created table for type '{}' ({} columns)", type.name, type.schema.columns.size());
   } else {
-    for (const Column& c : type.schema.columns) {
-      if (have.count(c.name) != 0) continue;
-      DS_RETURN_IF_ERROR(db.exec("ALTER TABLE " + table + " ADD COLUMN " + quote_identifier(c.name) + " " +
-                                 std::string(sql_column_type(c.type))));
-      spdlog::info("query store: type '{}': added column '{}' ({})", type.name, c.name,
-                   column_type_name(c.type));
+    DS_ASSIGN_OR_RETURN(std::vector<std::string> added, add_missing_columns(db, "t_" + type.name, type.schema.columns));
+    for (const std::string& name : added) {
+      spdlog::info("query store: type '{}': added column '{}' ({})", type.name, name,
+                   column_type_name(type.schema.find_column(name)->type));
     }
   }
   DS_RETURN_IF_ERROR(db.exec("CREATE INDEX IF NOT EXISTS " + quote_identifier("t_" + type.name + "_by_partition") +
@@ -284,10 +271,7 @@ Result<std::unique_ptr<QueryStore>> QueryStore::open(const std::string& path, st
     DS_RETURN_IF_ERROR(impl->db->exec(kCoreSchema).with_context("query store schema"));
     // Stores from before retry keys carried their content: their keys match
     // any content (NULL digest), new ones only their own.
-    DS_ASSIGN_OR_RETURN(std::set<std::string> retry_columns, table_columns(*impl->db, "producer_batches"));
-    if (retry_columns.count("digest") == 0) {
-      DS_RETURN_IF_ERROR(impl->db->exec("ALTER TABLE producer_batches ADD COLUMN digest BLOB"));
-    }
+    DS_RETURN_IF_ERROR(add_missing_columns(*impl->db, "producer_batches", {{"digest", ColumnType::kBlob}}).status());
     for (const TypeConfig& t : types) {
       DS_RETURN_IF_ERROR(create_or_upgrade_type(*impl->db, t).with_context("type '" + t.name + "'"));
     }
