@@ -1,34 +1,24 @@
 #pragma once
 // QueryStore: the hub's SQLite query store and change log
-// (docs/architecture.md, "Storage"; docs/protocol.md, "Semantics"). Records are
-// stored classified by business type, one current-state table per type:
+// (docs/architecture.md, "Storage"; docs/protocol.md, "Semantics"), one
+// connection to the hub database. Records are stored classified by business
+// type, one current-state table per type (RecordTables, hub/record_tables.h),
+// beside the change log, the publishing state and the producer retry keys
+// (ChangeLog, hub/change_log.h); an ingest group commit is a GroupCommitter
+// (hub/group_commit.h). This class opens the connection, creates or upgrades
+// the tables, and keeps the operations that span both parts in one
+// transaction (commit, recovery, retention, snapshot pages).
 //
-//   t_<type>(_key TEXT PRIMARY KEY, "<column>"..., _partition, _version, _ts,
-//            _hub_ts, _deleted)
+// A delta batch holds changes of one type and one partition from one commit,
+// ascending by version, at most publish_batch of them and at most
+// max_batch_bytes encoded (the broker's max_payload less headroom; see
+// BatchLimits); batches are published in ascending order of `batch`, so "the
+// last batch in the stream" tells exactly which batches are missing. A batch
+// not yet published that no longer fits (the broker's max_payload shrank, or
+// an older hub stored it) is cut again in the log (recut_batch) by the same
+// rule before it is published.
 //
-// (the record key is `_key`, so a declared column may be called "key"), plus
-//
-//   changes(type, version, key, op, partition, batch, fields, ts, hub_ts, producer)
-//   type_state(type, version, published_batch, published_version, published_seq)
-//   producer_batches(producer, type, seq, first_version, last_version, digest)
-//
-// `changes.fields` is the msgpack map of the columns the change set (see
-// encode_fields in query_store.cc). `changes.batch` is the first version of
-// the delta batch the change is published in: it is fixed at commit, so every
-// (re)publication of that batch carries exactly the same changes under the
-// same Nats-Msg-Id "<type>:<batch>" and the stream's duplicate window can
-// drop a republished copy safely. A delta batch holds changes of one type and
-// one partition from one commit, ascending by version, at most publish_batch
-// of them and at most max_batch_bytes encoded (the broker's max_payload less
-// headroom; see BatchLimits); batches are published in ascending order of
-// `batch`, so "the last batch in the stream" tells exactly which batches are
-// missing. A batch not yet published that no longer fits (the broker's
-// max_payload shrank, or an older hub stored it) is cut again in the log
-// (recut_batch) by the same rule before it is published.
-//
-// Columns added to a type in the configuration are added in place at open
-// (ALTER TABLE ADD COLUMN); removed columns stay in the table, unused. The
-// agents tables (agents, agent_subscriptions, agent_events) belong to the
+// The agents tables (agents, agent_subscriptions, agent_events) belong to the
 // agent service's own connection and are never touched here.
 //
 // Thread-safety: none. A QueryStore is one SQLite connection used by one
@@ -44,6 +34,9 @@
 #include <string>
 #include <vector>
 
+#include "hub/change_log.h"
+#include "hub/group_commit.h"
+#include "hub/record_tables.h"
 #include "shared/config.h"
 #include "shared/digest.h"
 #include "shared/messages.h"
@@ -52,80 +45,8 @@
 
 namespace ds {
 
-// One ingest batch ready to store: its records passed validate_ingest_records
-// (fields normalised, partition resolved where the record itself tells it).
-struct CommitBatch {
-  std::string type;
-  std::string producer;              // "" = no idempotency
-  std::optional<uint64_t> seq;       // with producer: a retry key
-  std::vector<IngestRecord> records;
-  // Stored with the retry key, so a reuse of the key for other records is
-  // told apart from a retry of the same ones: BLAKE2b-128 of the records'
-  // msgpack encoding after validation (IngestWriter::submit).
-  std::string digest;
-};
-
-// What became of one CommitBatch in a group commit.
-struct BatchOutcome {
-  Status status;                     // not OK: nothing of the batch was stored
-  std::optional<uint32_t> index;     // the offending record, when one caused it
-  uint64_t first_version = 0;
-  uint64_t last_version = 0;
-  bool retried = false;              // (producer, type, seq) was stored before with the same
-                                     // content; range is the stored one (other content:
-                                     // status already_exists naming that range)
-};
-
-// Per-type counters of the log and of what the stream holds.
-struct TypeState {
-  uint64_t version = 0;              // last committed version
-  uint64_t published_batch = 0;      // first version of the last batch acked by the stream
-  uint64_t published_version = 0;    // last version of every batch up to published_batch
-  uint64_t published_seq = 0;        // stream sequence of published_batch
-};
-
-// A delta batch read back from the change log for (re)publication.
-// The newest change of one partition of a type (partition "_all" for an
-// unpartitioned type): its version and business timestamp. The agent service
-// measures each agent's lag against its partition's mark.
-struct PartitionMark {
-  std::string type;
-  std::string partition;
-  uint64_t version = 0;
-  int64_t ts = 0;
-  int64_t hub_ts = 0;  // the hub's wall-clock ms when the newest of these changes was committed
-  bool operator==(const PartitionMark&) const = default;
-};
-
-struct PendingBatch {
-  uint64_t batch = 0;                // first version; Nats-Msg-Id "<type>:<batch>"
-  std::string partition;             // "_all" when unpartitioned
-  DeltaBatch delta;
-  uint64_t last_version() const { return delta.changes.empty() ? batch : delta.changes.back().v; }
-};
-
-// What one group commit stored: an outcome per CommitBatch, in order, and the
-// delta batches it created, ascending by batch within each type. Those are
-// exactly what batches_after reads back from the log for them, so the writer
-// publishes them from memory; the log is read only to republish.
-struct GroupCommit {
-  std::vector<BatchOutcome> outcomes;
-  std::vector<PendingBatch> batches;
-};
-
 // The marks of the changes in `batches`, one per (type, partition).
 std::vector<PartitionMark> partition_marks_of(const std::vector<PendingBatch>& batches);
-
-// The current state of one record.
-struct StoredRecord {
-  std::string key;
-  std::string partition;
-  uint64_t version = 0;
-  int64_t ts = 0;
-  int64_t hub_ts = 0;
-  bool deleted = false;
-  Fields fields;                     // every declared column (null when unset)
-};
 
 struct QueryStoreOptions {
   bool read_only = false;            // readers: no schema changes, no writes
@@ -135,21 +56,6 @@ struct QueryStoreOptions {
   size_t max_batch_bytes = 1000000;
   int busy_timeout_ms = 5000;
 };
-
-// The rule that cuts the changes of one commit into delta batches, per (type,
-// partition), in version order (commit, and recut_batch): a change joins the
-// open batch unless that batch already holds max_changes changes or the
-// change would take its encoding (delta_batch_overhead + the encoded_size of
-// each change, shared/codec.h) over max_bytes; then it starts a new batch.
-// A change too large for any batch still gets a batch of its own: ingest
-// refuses such records, and the publisher reports one stored earlier.
-struct BatchLimits {
-  int64_t max_changes = 500;
-  size_t max_bytes = 1000000;
-};
-// `count` changes of `bytes` encoded bytes (overhead included) are in the
-// open batch; whether a change of `change_bytes` joins it.
-bool joins_open_batch(const BatchLimits& limits, int64_t count, size_t bytes, size_t change_bytes);
 
 class QueryStore {
  public:
@@ -262,13 +168,12 @@ class QueryStore {
                                    const DigestOptions& options = {});
 
   const TypeConfig* find_type(const std::string& type) const;
-  const std::vector<TypeConfig>& types() const { return types_; }
+  const std::vector<TypeConfig>& types() const;
 
  private:
   struct Impl;
-  explicit QueryStore(std::unique_ptr<Impl> impl, std::vector<TypeConfig> types);
+  explicit QueryStore(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
-  std::vector<TypeConfig> types_;
 };
 
 // The partition token a record goes to for a type: its partition column's

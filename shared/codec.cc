@@ -11,6 +11,7 @@
 #include <new>
 #include <nlohmann/json.hpp>
 
+#include "shared/logged_fields.h"
 #include "shared/msgpack_reader.h"
 #include "shared/names.h"
 
@@ -112,9 +113,19 @@ struct ByteCounter {
 // Builds one msgpack message (Sink msgpack::sbuffer), or counts its bytes
 // (Sink ByteCounter). Map and array sizes are declared up front, so every
 // caller counts exactly the entries it then writes.
+// Appends to a caller's string, so a hot path reuses one buffer
+// (encode_logged_fields).
+struct StringSink {
+  std::string* out = nullptr;
+  void write(const char* bytes, size_t len) { out->append(bytes, len); }
+};
+
 template <typename Sink>
 class BasicWriter {
  public:
+  BasicWriter() = default;
+  explicit BasicWriter(Sink sink) : buf_(std::move(sink)) {}
+
   void map(size_t n) { pk_.pack_map(static_cast<uint32_t>(n)); }
   void array(size_t n) { pk_.pack_array(static_cast<uint32_t>(n)); }
   void str(std::string_view s) {
@@ -144,6 +155,20 @@ class BasicWriter {
     for (const auto& [name, v] : f) {
       str(name);
       value(v);
+    }
+  }
+
+  // The change log's form (encode_logged_fields): as fields(), except that
+  // a json column's value is its JSON text as a str.
+  void logged_fields(const Fields& f) {
+    map(f.size());
+    for (const auto& [name, v] : f) {
+      str(name);
+      if (const auto* j = std::get_if<JsonText>(&v)) {
+        str(j->text);
+      } else {
+        value(v);
+      }
     }
   }
 
@@ -1101,6 +1126,67 @@ size_t encoded_size(const Change& c) {
   SizeCounter w;
   write_change(w, c);
   return w.size();
+}
+
+void encode_logged_fields(const Fields& fields, std::string& out) {
+  out.clear();
+  BasicWriter<StringSink> w(StringSink{&out});
+  w.logged_fields(fields);
+}
+
+Result<Fields> decode_logged_fields(std::string_view bytes, const TypeSchema& schema) {
+  Fields out;
+  try {
+    msgpack::object_handle oh = msgpack::unpack(bytes.data(), bytes.size());
+    const msgpack::object& o = oh.get();
+    if (o.type != msgpack::type::MAP) return Status::data_loss("change log fields: not a map");
+    for (uint32_t i = 0; i < o.via.map.size; ++i) {
+      const msgpack::object_kv& kv = o.via.map.ptr[i];
+      if (kv.key.type != msgpack::type::STR) return Status::data_loss("change log fields: key not a string");
+      std::string name(kv.key.via.str.ptr, kv.key.via.str.size);
+      const Column* column = schema.find_column(name);
+      const bool real = column != nullptr && column->type == ColumnType::kReal;
+      const msgpack::object& v = kv.val;
+      Value value;
+      switch (v.type) {
+        case msgpack::type::NIL: value = std::monostate{}; break;
+        case msgpack::type::BOOLEAN: value = v.via.boolean; break;
+        // Logs written before reals were always float64 hold an integral
+        // real (2.0) as an integer: a real column's value is that double.
+        case msgpack::type::POSITIVE_INTEGER:
+          if (real) {
+            value = static_cast<double>(v.via.u64);
+          } else {
+            value = static_cast<int64_t>(v.via.u64);
+          }
+          break;
+        case msgpack::type::NEGATIVE_INTEGER:
+          if (real) {
+            value = static_cast<double>(v.via.i64);
+          } else {
+            value = v.via.i64;
+          }
+          break;
+        case msgpack::type::FLOAT32:
+        case msgpack::type::FLOAT64: value = v.via.f64; break;
+        case msgpack::type::STR: {
+          std::string s(v.via.str.ptr, v.via.str.size);
+          if (column != nullptr && column->type == ColumnType::kJson) {
+            value = JsonText{std::move(s)};
+          } else {
+            value = std::move(s);
+          }
+          break;
+        }
+        case msgpack::type::BIN: value = Blob{std::string(v.via.bin.ptr, v.via.bin.size)}; break;
+        default: return Status::data_loss("change log fields: unexpected value for column '" + name + "'");
+      }
+      out.emplace(std::move(name), std::move(value));
+    }
+  } catch (const std::exception& e) {
+    return Status::data_loss(std::string("change log fields: ") + e.what());
+  }
+  return out;
 }
 
 size_t delta_batch_overhead(std::string_view type) {

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "shared/logged_fields.h"
 #include "shared/names.h"
 
 namespace ds {
@@ -1104,6 +1105,52 @@ TEST(MessageBodyLimitTest, LeavesHeadroomUnderTheServersMaxPayload) {
   EXPECT_EQ(message_body_limit(8000), 6000u);  // a quarter when that is less than the headroom
   EXPECT_EQ(message_body_limit(0), 1048576u - 4096u);  // not known yet: nats-server's default
   EXPECT_EQ(message_body_limit(-1), 1048576u - 4096u);
+}
+
+// ---- the change log's fields (encode_logged_fields) ----
+
+TypeSchema logged_schema() {
+  TypeSchema s;
+  s.key = "id";
+  s.columns = {{"amount", ColumnType::kReal}, {"n", ColumnType::kInteger}, {"name", ColumnType::kText},
+               {"attrs", ColumnType::kJson}, {"image", ColumnType::kBlob}, {"on", ColumnType::kBool}};
+  return s;
+}
+
+TEST(LoggedFieldsTest, EveryValueKindRoundTripsAndRealsStayReal) {
+  Fields f{{"amount", -0.0},
+           {"n", int64_t{-7}},
+           {"name", std::string("x")},
+           {"attrs", JsonText{R"({"a":[1,2]})"}},
+           {"image", Blob{std::string("\x00\xff", 2)}},
+           {"on", true}};
+  std::string bytes = "left over";
+  encode_logged_fields(f, bytes);
+  auto back = decode_logged_fields(bytes, logged_schema());
+  ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+  EXPECT_EQ(*back, f);
+  // -0.0 keeps its sign and 3.0 stays a float64 (0xcb), not an integer.
+  EXPECT_TRUE(std::signbit(std::get<double>(back->at("amount"))));
+  encode_logged_fields({{"amount", 3.0}}, bytes);
+  EXPECT_NE(bytes.find('\xcb'), std::string::npos);
+  EXPECT_EQ(decode_logged_fields(bytes, logged_schema())->at("amount"), Value(3.0));
+}
+
+TEST(LoggedFieldsTest, AnIntegralRealOfAnOlderLogReadsAsReal) {
+  // What msgpack-c's pack_double wrote for 2.0 and -5.0: integers.
+  auto back = decode_logged_fields(mp(R"({"amount": 2, "n": 2})"), logged_schema());
+  ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+  EXPECT_EQ(back->at("amount"), Value(2.0));
+  EXPECT_EQ(back->at("n"), Value(int64_t{2}));
+  back = decode_logged_fields(mp(R"({"amount": -5})"), logged_schema());
+  ASSERT_TRUE(back.is_ok());
+  EXPECT_EQ(back->at("amount"), Value(-5.0));
+}
+
+TEST(LoggedFieldsTest, ABlobThatIsNotAFieldsMapIsDataLoss) {
+  EXPECT_EQ(decode_logged_fields(mp("[1]"), logged_schema()).status().code(), StatusCode::kDataLoss);
+  EXPECT_EQ(decode_logged_fields(mp(R"({"a": {"b": 1}})"), logged_schema()).status().code(), StatusCode::kDataLoss);
+  EXPECT_EQ(decode_logged_fields(raw({0x81}), logged_schema()).status().code(), StatusCode::kDataLoss);
 }
 
 }  // namespace

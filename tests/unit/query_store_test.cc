@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "shared/codec.h"
 #include "testing/temp_dir.h"
@@ -345,6 +346,22 @@ TEST_F(QueryStoreTest, ChangeLogKeepsEveryValueKind) {
   EXPECT_EQ(log->at(0).delta.changes[0].hts, 5000);
   auto rec = store_->get("price", "a");
   for (const auto& [name, value] : f) EXPECT_EQ(rec->fields.at(name), value) << name;
+}
+
+TEST_F(QueryStoreTest, ABatchReadBackFromTheLogEncodesAsTheCommitPublishedIt) {
+  // Republication reads the log: its bytes must be the ones the commit
+  // published from memory, -0.0 and integral reals included.
+  GroupCommit g = commit_group({batch("price", {upsert("a", {{"amount", -0.0}}), upsert("b", {{"amount", 4.0}})})});
+  ASSERT_EQ(g.batches.size(), 1u);
+  auto log = store_->batches_after("price", 0);
+  ASSERT_TRUE(log.is_ok()) << log.status().to_string();
+  ASSERT_EQ(log->size(), 1u);
+  ASSERT_EQ(log->at(0).delta.changes.size(), 2u);
+  const Value& minus_zero = log->at(0).delta.changes[0].f.at("amount");
+  ASSERT_TRUE(std::holds_alternative<double>(minus_zero));
+  EXPECT_TRUE(std::signbit(std::get<double>(minus_zero)));
+  EXPECT_EQ(log->at(0).delta.changes[1].f.at("amount"), Value(4.0));
+  EXPECT_EQ(encode(log->at(0).delta), encode(g.batches[0].delta));
 }
 
 TEST_F(QueryStoreTest, AddedColumnIsAddedInPlaceOnReopen) {
