@@ -74,8 +74,8 @@ class Agent {
   std::unique_ptr<MetricsServer> metrics_server_;
   std::unique_ptr<Replica> replica_;
   std::unique_ptr<Connection> nc_;
-  std::unique_ptr<DeltaApplier> applier_;
   std::unique_ptr<NatsMessaging> messaging_;  // over nc_: the applier's acks and the push subscriptions
+  std::unique_ptr<DeltaApplier> applier_;     // after messaging_, which it holds a reference to
   std::vector<std::unique_ptr<MessagingSubscription>> push_subs_;
   std::unique_ptr<HeartbeatResponder> heartbeats_;
   std::unique_ptr<DigestResponder> digests_;

@@ -144,6 +144,12 @@ void DeltaApplier::run() {
     std::vector<std::string> order;
     bool ran_task = false;
     for (Item& item : items) {
+      if (gave_up_) {
+        // A commit gave up because the applier stops: nothing after it in
+        // this drain is applied or acked (below), and tasks are answered.
+        if (item.done) item.done->set_value(Status::unavailable("agent is stopping"));
+        continue;
+      }
       if (item.task) {
         flush(groups, order);
         Status s;
@@ -196,6 +202,7 @@ void DeltaApplier::handle_message(const std::string& type, Envelope& msg, std::m
     // The quarantine row and the +TERM must not overtake this type's earlier
     // deliveries still waiting in `groups`.
     flush(groups, order);
+    if (gave_up_) return;
     quarantine_undecodable(type, msg, info->stream_seq, why);
     return;
   }
@@ -204,6 +211,7 @@ void DeltaApplier::handle_message(const std::string& type, Envelope& msg, std::m
     // arrives with the registration the hub orders (heartbeat "register").
     spdlog::info("{}: delta uses column '{}' the replica lacks: held until the new schema arrives", type, field);
     flush(groups, order);
+    if (gave_up_) return;
     park(type, msg);
     return;
   }
@@ -227,6 +235,7 @@ void DeltaApplier::park(const std::string& type, Envelope& msg) {
 
 void DeltaApplier::flush(std::map<std::string, Group>& groups, std::vector<std::string>& order) {
   for (const std::string& type : order) {
+    if (gave_up_) break;
     Group& g = groups[type];
     if (!g.replies.empty()) commit_group(type, g);
   }
@@ -287,7 +296,11 @@ void DeltaApplier::commit_group(const std::string& type, Group& group) {
       // decided by how much time passed).
       std::unique_lock<std::mutex> lock(mu_);
       if (cv_.wait_for(lock, std::chrono::milliseconds(backoff_ms), [this] { return stop_.load(); })) {
-        return;  // not acked: replayed after the restart
+        // Not acked: replayed after the restart. Nothing later may commit
+        // now (a later group of this type would move the checkpoint past
+        // this one): the rest of the drain is dropped, unacked.
+        gave_up_ = true;
+        return;
       }
     }
     backoff_ms = std::min<int64_t>(backoff_ms * 2, 5000);
@@ -300,6 +313,7 @@ void DeltaApplier::quarantine_undecodable(const std::string& type, const Envelop
   e.type = type;
   e.kind = "undecodable";
   e.seq = seq;
+  e.at = clock_.now_system_ms();
   e.reason = "undecodable delta batch: " + why;
   e.payload = msg.data;
   auto id = replica_.quarantine(e);

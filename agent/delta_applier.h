@@ -32,7 +32,9 @@
 // Registrar's ensure_table), then retried in order. A transient replica
 // failure (busy, disk full) retries the same group with backoff: later
 // deliveries never overtake it, so the checkpoint never passes a gap, and
-// nothing is acked that did not commit. A full disk is logged once (a
+// nothing is acked that did not commit; when stop() ends the retries, nothing
+// after the failed group is applied or acked either (it all comes again
+// after the restart). A full disk is logged once (a
 // warning when it starts, an info line when a commit succeeds again), not
 // per retry; the agent keeps answering heartbeats meanwhile.
 //
@@ -165,6 +167,9 @@ class DeltaApplier {
   CheckpointBoard& board_;
   ApplierOptions options_;
   const Clock& clock_;
+  // A commit that failed gave up its retries because the applier stops:
+  // nothing after it is applied or acked. Apply thread only.
+  bool gave_up_ = false;
   static constexpr size_t kTombstonePruneRows = 10000;
   int64_t next_tombstone_prune_ms_ = 0;  // steady ms; apply thread only
   // One bounded step of tombstone retention (ApplierOptions); apply thread.

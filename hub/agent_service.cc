@@ -179,10 +179,10 @@ struct AgentService::Impl {
     RegisterReply reply =
         registration.handle(msg.subject, msg.data, clock.at(clocks.now_steady_ms()), clocks.now_system_ms());
     if (reply.ok()) index_agent(std::string(Subjects::last_token(msg.subject)));
-    fleet_changed();  // before the reply, so a small fleet's next page shows the agent
     if (Status s = nc.respond(msg, encode(reply)); !s.is_ok()) {
       spdlog::warn("register reply on {}: {}", msg.subject, s.to_string());
     }
+    fleet_changed();  // after the reply: a fleet build never delays a registration
   }
 
   // A reply published on ds.hub.beat.<sender>: `sender` is the subject's last

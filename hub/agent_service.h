@@ -3,7 +3,7 @@
 // heartbeat and the per-agent consumers (docs/architecture.md, "Heartbeat"
 // and "Consumer planning"). The hub wires it to its connection, its JetStream
 // context, the ingest path (on_committed), the broker reconnect
-// (on_reconnected) and the HTTP API (agents_json, retire).
+// (on_reconnected) and the HTTP API (fleet_snapshot, retire).
 //
 // Threads. Every change of agent state runs on one service thread (an asio
 // io_context): registrations, heartbeat replies, the liveness tick and the

@@ -40,10 +40,9 @@ CREATE TABLE IF NOT EXISTS producer_batches(
 CREATE INDEX IF NOT EXISTS producer_batches_by_version ON producer_batches(type, last_version);
 )sql";
 
-// The columns every read of the log selects, in this order (read_change_row).
-constexpr std::string_view kChangeColumns = "batch, version, key, op, partition, fields, ts, hub_ts";
-
-// A change from a row of "SELECT <kChangeColumns> FROM changes".
+// A change from a row of "SELECT batch, version, key, op, partition, fields,
+// ts, hub_ts FROM changes", the columns in that order (every read of the log
+// selects them so).
 Result<Change> read_change_row(Statement& s, const TypeSchema& schema) {
   Change c;
   c.v = static_cast<uint64_t>(s.column_int64(1));

@@ -19,7 +19,9 @@
 // same Nats-Msg-Id "<type>:<batch>" and the stream's duplicate window drops a
 // republished copy safely. Batches are published in ascending order of
 // `batch`; only a batch after the published mark (one the stream never acked)
-// may be cut again. The published mark never moves backwards.
+// may be cut again. The published mark never moves backwards, except when
+// reconciliation finds that the stream lost batches it had acknowledged
+// (StreamPublisher moves it back to what the stream still holds).
 //
 // Thread: the QueryStore's (one connection used by one thread); it shares the
 // QueryStore's Database and StatementCache, which outlive it, and opens no

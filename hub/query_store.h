@@ -134,7 +134,8 @@ class QueryStore {
 
   // Records that the stream acked every batch of `type` up to `batch`, the
   // last at stream sequence `seq`; published_version follows from the log.
-  // Never moves backwards. Not fsynced on its own (the next commit's fsync
+  // Never moves backwards, except by reconciliation when the stream lost
+  // batches it had acknowledged (StreamPublisher). Not fsynced on its own (the next commit's fsync
   // covers it; after a power loss the start-up reconciliation restores it
   // from the stream); commit() always is.
   Status mark_published(const std::string& type, uint64_t batch, uint64_t seq);

@@ -13,10 +13,11 @@
 // the commit path per type and column set, and every read of the rows (one
 // record, pages of live rows, digests, partition marks).
 //
-// The rule it keeps: a row changes only together with the change the change
-// log (hub/change_log.h) appends for it, in the same transaction: a write
-// here is one step of the group commit (hub/group_commit.h), of recovery or
-// of retention, never a transaction of its own. A delete leaves a tombstone
+// The rule it keeps: a write here is one step of the group commit
+// (hub/group_commit.h), of recovery or of retention, never a transaction of
+// its own; the commit and recovery change a row only together with the
+// change the change log (hub/change_log.h) appends for it, in the same
+// transaction, and retention only drops tombstones older than its horizon. A delete leaves a tombstone
 // (_deleted = 1, columns cleared) that keeps the key's partition and version.
 //
 // Thread: the QueryStore's (one connection used by one thread); it shares the

@@ -230,8 +230,8 @@ struct StreamState {
   uint64_t messages = 0;
   uint64_t bytes = 0;
   int replicas = 1;                       // the stream's configured replica count
-  std::string leader;                     // server_name of its leader; "" on a lone server
-  std::vector<StreamFollower> followers;  // empty on a lone server and for 1 replica
+  std::string leader = {};                // server_name of its leader; "" on a lone server
+  std::vector<StreamFollower> followers = {};  // empty on a lone server and for 1 replica
 };
 
 enum class AckPolicy { kExplicit, kAll, kNone };

@@ -5,8 +5,12 @@
 namespace ds {
 namespace {
 
+// Room for every table deltasync names: a type name (at most 64 characters,
+// shared/names.h) behind the hub's "t_" prefix, and more.
+constexpr size_t kMaxIdentifierChars = 128;
+
 bool is_plain_identifier(std::string_view name) {
-  if (name.empty() || name.size() > 64) return false;
+  if (name.empty() || name.size() > kMaxIdentifierChars) return false;
   for (size_t i = 0; i < name.size(); ++i) {
     const char ch = name[i];
     const bool letter = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_';
@@ -19,7 +23,8 @@ bool is_plain_identifier(std::string_view name) {
 Status check_identifier(std::string_view what, std::string_view name) {
   if (is_plain_identifier(name)) return Status::ok();
   return Status::invalid_argument(std::string(what) + " name " + quoted_for_message(name) +
-                                  " is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*, at most 64 characters)");
+                                  " is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*, at most " +
+                                  std::to_string(kMaxIdentifierChars) + " characters)");
 }
 
 }  // namespace

@@ -29,7 +29,8 @@ Result<std::set<std::string>> table_columns(Database& db, std::string_view table
 // alone. Returns the names it added (empty: nothing was done).
 //
 // The table and column names must be plain identifiers, [A-Za-z_][A-Za-z0-9_]*
-// of at most 64 characters (every name the configuration accepts is): anything
+// of at most 128 characters (every table and column name deltasync makes from
+// the configuration is, e.g. "t_" + a 64-character type name): anything
 // else is InvalidArgument naming it, checked before any change. NotFound when
 // the table does not exist.
 Result<std::vector<std::string>> add_missing_columns(Database& db, std::string_view table,

@@ -501,7 +501,10 @@ TEST(NatsServersTest, BadEntriesAreNamed) {
   EXPECT_THAT(error("nats://a:"), HasSubstr("the port must be a number"));
   EXPECT_THAT(error("nats://:4222"), HasSubstr("no host"));
   EXPECT_THAT(error("nats://[::1:4222"), HasSubstr("unclosed '['"));
-  EXPECT_THAT(error("nats://user@a:4222"), HasSubstr("not a host name"));
+  EXPECT_THAT(error("nats://user@a:4222"), HasSubstr("server 1 carries credentials"));
+  // A password is refused without being repeated in the message.
+  EXPECT_THAT(error("nats://a:4222,nats://user:s3cret@b:4222"), HasSubstr("server 2 carries credentials"));
+  EXPECT_THAT(error("nats://a:4222,nats://user:s3cret@b:4222"), ::testing::Not(HasSubstr("s3cret")));
   EXPECT_THAT(error("nats://a:4222, nats://a:4222"), HasSubstr("'nats://a:4222' is listed twice"));
 }
 

@@ -300,6 +300,36 @@ TEST_F(DeltaApplierTest, FailedCommitIsRetriedBeforeAnythingLaterAndAckedOnlyOnc
   EXPECT_FALSE(board_.heartbeat("store-1", 0).error.has_value()) << "the error outlived the commit";
 }
 
+TEST_F(DeltaApplierTest, StopDuringAFailingCommitAppliesAndAcksNothingAfterIt) {
+  ApplyGate gate;
+  ASSERT_EQ(sqlite3_create_function_v2(replica_->db().raw(), "apply_gate", 0, SQLITE_UTF8, &gate, &ApplyGate::call,
+                                       nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  ASSERT_TRUE(replica_->db()
+                  .exec("CREATE TEMP TRIGGER gate_insert BEFORE INSERT ON main.prices BEGIN SELECT apply_gate(); END")
+                  .is_ok());
+  // Both deliveries in one drain, one group each.
+  applier_ = std::make_unique<DeltaApplier>(*replica_, messaging_, board_,
+                                            ApplierOptions{.max_changes_per_transaction = 1}, clock_);
+  deliver(1, {upsert(1, "a", 1.0)});
+  deliver(2, {upsert(2, "b", 2.0)});
+  ASSERT_TRUE(applier_->start().is_ok());
+  ASSERT_TRUE(gate.wait_calls(2)) << "the failed group was not retried";
+  // The failure clears just as the agent stops (seq 1 is in its backoff):
+  // seq 2 must not commit ahead of seq 1.
+  gate.set_open();
+  applier_->stop();
+  const Acks acked = acks();
+  const bool seq1_acked = !acked.empty() && acked.front() == Acks::value_type{ack_subject(1), "+ACK"};
+  if (!seq1_acked) {
+    EXPECT_TRUE(acked.empty()) << "acked after a delivery that never committed: " << acked.front().first;
+    ASSERT_TRUE(board_.checkpoint("prices").has_value());
+    EXPECT_EQ(board_.checkpoint("prices")->seq, 0u) << "the checkpoint passed seq 1, which never committed";
+    auto row = replica_->row("prices", "b");
+    EXPECT_FALSE(row.is_ok() && !row->empty()) << "seq 2 was applied ahead of seq 1";
+  }
+}
+
 TEST_F(DeltaApplierTest, FailingHookQuarantinesTheAppliedBatchAtTheClocksTime) {
   ApplierOptions options;
   options.hooks["prices"] = HookSpec{"exit 7", /*retries=*/0, /*timeout_ms=*/5000};

@@ -379,6 +379,23 @@ TEST_F(QueryStoreTest, AddedColumnIsAddedInPlaceOnReopen) {
   EXPECT_EQ(rec->version, 2u);
 }
 
+TEST_F(QueryStoreTest, ATypeWithTheLongestNameAllowedReopens) {
+  // Its table is "t_" + 64 characters: the in-place column upgrade that runs
+  // on every reopen must take that name.
+  TypeConfig longest = price_type();
+  longest.name = std::string(64, 'p');
+  store_.reset();
+  store_ = open_store({longest});
+  ASSERT_NE(store_, nullptr);
+  commit({batch(longest.name, {upsert("a", {{"amount", 1.0}})})});
+  store_.reset();
+  store_ = open_store({longest});
+  ASSERT_NE(store_, nullptr);
+  auto rec = store_->get(longest.name, "a");
+  ASSERT_TRUE(rec.is_ok()) << rec.status().to_string();
+  EXPECT_EQ(rec->fields.at("amount"), Value(1.0));
+}
+
 TEST_F(QueryStoreTest, SnapshotPagesCoverTheLiveRowsOfAPartition) {
   std::vector<IngestRecord> records;
   for (int i = 0; i < 7; ++i) records.push_back(upsert("k" + std::to_string(i), {}, i % 2 == 0 ? "p1" : "p2"));
