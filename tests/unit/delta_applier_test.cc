@@ -309,8 +309,9 @@ TEST_F(DeltaApplierTest, StopDuringAFailingCommitAppliesAndAcksNothingAfterIt) {
                   .exec("CREATE TEMP TRIGGER gate_insert BEFORE INSERT ON main.prices BEGIN SELECT apply_gate(); END")
                   .is_ok());
   // Both deliveries in one drain, one group each.
-  applier_ = std::make_unique<DeltaApplier>(*replica_, messaging_, board_,
-                                            ApplierOptions{.max_changes_per_transaction = 1}, clock_);
+  ApplierOptions one_change_per_group;
+  one_change_per_group.max_changes_per_transaction = 1;
+  applier_ = std::make_unique<DeltaApplier>(*replica_, messaging_, board_, one_change_per_group, clock_);
   deliver(1, {upsert(1, "a", 1.0)});
   deliver(2, {upsert(2, "b", 2.0)});
   ASSERT_TRUE(applier_->start().is_ok());
