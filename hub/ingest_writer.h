@@ -40,8 +40,8 @@
 // (back-pressure). When the store's disk is full (SQLITE_FULL), the group's
 // transaction rolls back and every producer in it gets "unavailable" naming
 // the full store; nothing is acknowledged, the hub logs one warning for the
-// whole episode and one info line when a commit succeeds again: ingest
-// resumes by itself once space is back (producers retry with the same seq).
+// whole episode and one info line when it ends (below): ingest resumes by
+// itself once space is back (producers retry with the same seq).
 // Until then not_ready_reason() names the full store (GET /readyz is 503): it
 // is set by a commit refused with SQLITE_FULL and cleared only once the
 // store's filesystem has kStoreFreeBytesToResume free again (statvfs, checked

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string_view>
@@ -194,6 +195,32 @@ CommandResult run_to_completion(const std::vector<std::string>& argv, const std:
   result.out = read_text_file(out_path);
   result.err = read_text_file(err_path);
   return result;
+}
+
+Status stop_process(pid_t pid, int64_t timeout_ms) {
+  if (::kill(pid, SIGSTOP) != 0) {
+    return Status::internal("SIGSTOP " + std::to_string(pid) + ": " + std::strerror(errno));
+  }
+  const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    bool all_stopped = true;
+    std::error_code ec;
+    for (const auto& task : std::filesystem::directory_iterator(tasks, ec)) {
+      std::ifstream in(task.path() / "stat");
+      std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      // "<tid> (<comm>) <state> ...": the state follows the last ')'.
+      const size_t paren = stat.rfind(')');
+      if (paren == std::string::npos || paren + 2 >= stat.size() || stat[paren + 2] != 'T') {
+        all_stopped = false;
+        break;
+      }
+    }
+    if (!ec && all_stopped) return Status::ok();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return Status::deadline_exceeded("process " + std::to_string(pid) + " not stopped after " +
+                                   std::to_string(timeout_ms) + " ms");
 }
 
 }  // namespace ds

@@ -86,4 +86,10 @@ struct CommandResult {
 CommandResult run_to_completion(const std::vector<std::string>& argv, const std::string& scratch_path,
                                 const Environment& env = {}, int64_t timeout_ms = 60000);
 
+// Sends SIGSTOP to `pid` and waits until every thread of it is stopped (state
+// 'T' in /proc/<pid>/task/*/stat): kill() returns before a thread running on
+// another core has stopped, and such a thread may still read a socket.
+// DeadlineExceeded after `timeout_ms`.
+Status stop_process(pid_t pid, int64_t timeout_ms = 5000);
+
 }  // namespace ds

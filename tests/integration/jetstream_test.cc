@@ -164,7 +164,8 @@ TEST_F(JetStreamTest, AckLostWithACrashedBrokerFailsTheWaitOnceReconnectedNotAft
   // dies with it: no ack will ever come. The chaos soak found the hub's
   // ingest stalled 10-20 s after such a crash of a second, waiting out the
   // ack timeout.
-  ASSERT_EQ(::kill(server_->pid(), SIGSTOP), 0);
+  Status stopped = stop_process(server_->pid());
+  ASSERT_TRUE(stopped.is_ok()) << stopped.to_string();
   ASSERT_TRUE(js_->publish_async("ds.delta.prices.p1", "lost", "prices:1").is_ok());
   (void)nc_->flush(200);  // times out (nobody answers the PING), but the bytes have left the client
   server_->kill();
