@@ -221,6 +221,27 @@ struct Hub::Impl {
     }
   }
 
+  // Creates or updates every type's stream. A transient refusal (a NATS
+  // cluster starting with the hub has not yet heard what each node offers,
+  // and cannot place replicated streams) is retried every second: a hub
+  // started with its cluster waits for it instead of exiting. Said at the
+  // first refusal and every 30 s after.
+  Status wait_for_streams(const std::stop_token& stop) {
+    Status s = publisher->ensure_streams();
+    std::unique_lock<std::mutex> lock(fatal_mu);
+    for (int retries = 0; !s.is_ok() && s.is_transient(); ++retries) {
+      if (retries % 30 == 0) spdlog::warn("hub: streams not ready yet, retrying every second: {}", s.to_string());
+      if (fatal_cv.wait_for(lock, stop, std::chrono::seconds(1), [this] { return fatal.has_value(); })) {
+        return *fatal;
+      }
+      if (stop.stop_requested()) return Status::unavailable("stopped before the streams were ready");
+      lock.unlock();
+      s = publisher->ensure_streams();
+      lock.lock();
+    }
+    return s;
+  }
+
   void stop() {
     if (stopped) return;
     stopped = true;
@@ -368,7 +389,7 @@ Result<std::unique_ptr<Hub>> Hub::start(HubConfig config, std::stop_token stop, 
   }
 
   DS_RETURN_IF_ERROR(im->wait_for_nats(stop));
-  DS_RETURN_IF_ERROR(im->publisher->ensure_streams());
+  DS_RETURN_IF_ERROR(im->wait_for_streams(stop));
 
   DS_ASSIGN_OR_RETURN(im->agents, AgentService::start(cfg, *im->nc, *im->js, *im->authorizer));
   AgentService* agents = im->agents.get();

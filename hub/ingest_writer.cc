@@ -278,8 +278,7 @@ void IngestWriter::loop() {
           for (const TypeConfig& t : config_.types) backlog_.insert(t.name);
           // A broker that is away or electing leaders (a NATS cluster that
           // lost a node) is transient: the backlog above republishes.
-          const bool transient = s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kDeadlineExceeded;
-          spdlog::log(transient ? spdlog::level::warn : spdlog::level::err,
+          spdlog::log(s.is_transient() ? spdlog::level::warn : spdlog::level::err,
                       "reconciliation incomplete: {} (retried after the next reconnect)", s.to_string());
         }
         if (fault_ == "writer_thread_exit") {

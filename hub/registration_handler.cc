@@ -100,7 +100,7 @@ RegisterReply RegistrationHandler::handle(std::string_view subject, const Regist
     // a JetStream API call that timed out (a NATS cluster electing a leader
     // after losing a node) are transient: the agent registers again, so not
     // an error of the hub.
-    if (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kDeadlineExceeded) {
+    if (s.is_transient()) {
       spdlog::info("register {}: deferred: {}", request.agent, s.message());
     } else {
       spdlog::error("register {}: {}", request.agent, s.to_string());

@@ -357,8 +357,7 @@ Status StreamPublisher::reconcile(QueryStore& store, std::map<std::string, Statu
   // Unavailable or timed out: a broker away or a NATS cluster electing
   // leaders, so a warning (the caller retries); anything else is an error.
   auto level_of = [](const Status& s) {
-    const bool transient = s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kDeadlineExceeded;
-    return transient ? spdlog::level::warn : spdlog::level::err;
+    return s.is_transient() ? spdlog::level::warn : spdlog::level::err;
   };
   Status first = ensure_streams();
   if (!first.is_ok()) {

@@ -7,8 +7,9 @@
 // library is called. Exceptions are used only at start-up and for programmer
 // errors; none escapes a cnats callback or an asio handler.
 //
-// Codes follow absl's meanings: kUnavailable is transient and worth retrying
-// (with backoff, and only when the operation is idempotent); the others are not.
+// Codes follow absl's meanings: kUnavailable and kDeadlineExceeded (the other
+// side away or slow) are transient and worth retrying (with backoff, and only
+// when the operation is idempotent): is_transient(). The others are not.
 
 #include <cassert>
 #include <optional>
@@ -56,6 +57,8 @@ class [[nodiscard]] Status {
   explicit operator bool() const { return is_ok(); }
   StatusCode code() const { return code_; }
   const std::string& message() const { return message_; }
+  // The same call may succeed later: kUnavailable or kDeadlineExceeded.
+  bool is_transient() const { return code_ == StatusCode::kUnavailable || code_ == StatusCode::kDeadlineExceeded; }
 
   // "invalid_argument: <message>", or "ok".
   std::string to_string() const;

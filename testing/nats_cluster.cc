@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -54,6 +55,12 @@ Status NatsCluster::make_nodes() {
     DS_ASSIGN_OR_RETURN(int port, free_loopback_port());
     if (taken.insert(port).second) monitor_ports_.push_back(port);
   }
+  // Client ports up front too, so urls() names a node not started yet.
+  std::vector<int> client_ports;
+  while (static_cast<int>(client_ports.size()) < count_) {
+    DS_ASSIGN_OR_RETURN(int port, free_loopback_port());
+    if (taken.insert(port).second) client_ports.push_back(port);
+  }
   for (int i = 0; i < count_; ++i) {
     std::string routes;
     for (int j = 0; j < count_; ++j) {
@@ -68,30 +75,58 @@ Status NatsCluster::make_nodes() {
                                "\ncluster {\n  name: deltasync-test\n  listen: 127.0.0.1:" +
                                std::to_string(cluster_ports[static_cast<size_t>(i)]) + "\n  routes: [\n" + routes +
                                "  ]\n}\n" + extra_config_;
-    nodes_.push_back(std::make_unique<NatsServerProcess>(program_, config));
+    nodes_.push_back(
+        std::make_unique<NatsServerProcess>(program_, config, "127.0.0.1", client_ports[static_cast<size_t>(i)]));
   }
   return Status::ok();
 }
 
-Status NatsCluster::start() {
+Status NatsCluster::start(int nodes) {
   const bool first = nodes_.empty();
+  const int count = nodes < 0 ? count_ : std::min(nodes, count_);
   Status last;
   for (int attempt = 0; attempt < (first ? kClusterAttempts : 1); ++attempt) {
     if (first) DS_RETURN_IF_ERROR(make_nodes());
     last = Status::ok();
-    for (auto& n : nodes_) {
-      last = n->start();
-      if (!last.is_ok()) break;
-    }
+    for (int i = 0; i < count && last.is_ok(); ++i) last = nodes_[static_cast<size_t>(i)]->start();
     if (last.is_ok()) break;
     if (!first || last.message().find("address already in use") == std::string::npos) return last;
   }
   if (!last.is_ok()) return last;
-  for (auto& n : nodes_) {
-    Status s = wait_jetstream(n->url(), kJetStreamReadyMs);
+  for (int i = 0; i < count; ++i) {
+    Status s = wait_jetstream(nodes_[static_cast<size_t>(i)]->url(), kJetStreamReadyMs);
     if (!s.is_ok()) return Status(s.code(), s.message() + "\n" + logs());
   }
+  if (count < count_) return Status::ok();
+  if (Status s = wait_placement(kJetStreamReadyMs); !s.is_ok()) return Status(s.code(), s.message() + "\n" + logs());
   return Status::ok();
+}
+
+Status NatsCluster::wait_placement(int64_t timeout_ms) {
+  if (count_ == 1) return Status::ok();
+  // The meta leader answers the JetStream API before it has heard what
+  // every other node offers, and refuses a replicated stream meanwhile
+  // ("no suitable peers for placement"): place and remove a probe stream.
+  ConnectOptions opts;
+  opts.config.url = urls();
+  opts.name = "NatsCluster placement probe";
+  DS_ASSIGN_OR_RETURN(std::unique_ptr<Connection> nc, Connection::connect(opts));
+  DS_ASSIGN_OR_RETURN(std::unique_ptr<JetStream> js, nc->jetstream());
+  StreamSpec probe;
+  probe.name = "NATS_CLUSTER_PLACEMENT_PROBE";
+  probe.subjects = {"nats-cluster.placement-probe"};
+  probe.replicas = count_;
+  const auto start = Clock::now();
+  Status placed = js->ensure_stream(probe);
+  while (!placed.is_ok() && elapsed_ms(start) < timeout_ms) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    placed = js->ensure_stream(probe);
+  }
+  if (!placed.is_ok()) {
+    return Status(placed.code(), "no stream with " + std::to_string(count_) + " replicas could be placed within " +
+                                     std::to_string(timeout_ms) + " ms: " + placed.message());
+  }
+  return js->delete_stream(probe.name);
 }
 
 std::string NatsCluster::urls() const {

@@ -10,8 +10,8 @@
 //
 // Not thread-safe: one thread drives it (the nodes die with the thread that
 // started them; see ChildProcess). start() returns when every node accepts
-// clients and the JetStream meta group has a leader (the JetStream API
-// answers), or with the logs of every node in the Status. The destructor
+// clients, the JetStream meta group has a leader (the JetStream API
+// answers) and it can place a stream with a copy on every node, or with the logs of every node in the Status. The destructor
 // stops every node (SIGTERM, then SIGKILL) and removes their directories.
 
 #include <sys/types.h>
@@ -35,9 +35,10 @@ class NatsCluster {
   NatsCluster(const NatsCluster&) = delete;
   NatsCluster& operator=(const NatsCluster&) = delete;
 
-  // Starts every node not running and waits (bounded, ~30 s) until each
-  // accepts clients and JetStream is available to clients.
-  Status start();
+  // Starts every node not running (or only the first `nodes`: a cluster
+  // missing members) and waits (bounded, ~30 s) until each accepts clients
+  // and JetStream is available to clients.
+  Status start(int nodes = -1);
   int size() const { return static_cast<int>(nodes_.size()); }
   // Node `i` (0-based): stop/kill/start/restart, pid, log as NatsServerProcess.
   NatsServerProcess& node(int i) { return *nodes_.at(static_cast<size_t>(i)); }
@@ -67,6 +68,8 @@ class NatsCluster {
  private:
   // Builds the nodes around freshly picked cluster ports.
   Status make_nodes();
+  // Waits until the cluster places a stream with a copy on every node.
+  Status wait_placement(int64_t timeout_ms);
 
   std::string program_;
   int count_;

@@ -65,11 +65,13 @@ bool server_answers(const std::string& address, int port) {
 
 }  // namespace
 
-NatsServerProcess::NatsServerProcess(std::string program, std::string extra_config, std::string listen_address)
+NatsServerProcess::NatsServerProcess(std::string program, std::string extra_config, std::string listen_address,
+                                     int port)
     : dir_("deltasync-nats"),
       program_(std::move(program)),
       extra_config_(std::move(extra_config)),
-      listen_address_(std::move(listen_address)) {
+      listen_address_(std::move(listen_address)),
+      port_(port) {
   store_dir_ = dir_.file("store");
   log_path_ = dir_.file("nats-server.log");
   // JetStream is configured in the file, not with -js/-sd: nats-server

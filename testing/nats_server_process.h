@@ -32,15 +32,17 @@ class NatsServerProcess {
   // appended to the config file loaded with -c, which also enables
   // JetStream (so a config reload, SIGHUP to pid(), keeps it); the listen
   // address comes from the command line: `listen_address`, an IPv4 address
-  // of this machine.
+  // of this machine. `port`: the client port; 0 lets the first start pick
+  // a free one.
   explicit NatsServerProcess(std::string program = "nats-server", std::string extra_config = {},
-                             std::string listen_address = "127.0.0.1");
+                             std::string listen_address = "127.0.0.1", int port = 0);
   ~NatsServerProcess();
   NatsServerProcess(const NatsServerProcess&) = delete;
   NatsServerProcess& operator=(const NatsServerProcess&) = delete;
 
   // Starts the server and waits (up to 10 s) until it accepts connections.
-  // The first start picks a free port; later starts reuse it.
+  // The first start picks a free port unless one was given; later starts
+  // reuse it.
   Status start();
   // Graceful stop: SIGTERM, wait up to 10 s, then SIGKILL. OK when not running.
   Status stop();

@@ -48,8 +48,7 @@ Result<IngestReply> Pusher::push(std::vector<IngestRecord> records) {
     } else {
       last = answer.status();
     }
-    bool transient = last.code() == StatusCode::kUnavailable || last.code() == StatusCode::kDeadlineExceeded;
-    if (!transient || attempt == options_.attempts) break;
+    if (!last.is_transient() || attempt == options_.attempts) break;
     spdlog::warn("batch {}: {}; retrying in {} ms", seq_, last.to_string(), backoff_ms);
     std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
     backoff_ms = std::min<int64_t>(backoff_ms * 2, 5000);

@@ -30,15 +30,6 @@ std::string tail(const std::string& text) {
   return text.size() <= kLogTailBytes ? text : "..." + text.substr(text.size() - kLogTailBytes);
 }
 
-// A spdlog line of our processes ("<date>T<time> <level> [name] ...",
-// shared/log.cc) at level error or critical.
-bool is_error_line(const std::string& line) {
-  std::istringstream words(line);
-  std::string when, level;
-  words >> when >> level;
-  return when.find('T') != std::string::npos && (level == "error" || level == "critical");
-}
-
 bool is_violation_line(const std::string& line) { return line.find("Violation") != std::string::npos; }
 
 Status command_failed(const std::vector<std::string>& args, const CommandResult& r) {
@@ -48,6 +39,20 @@ Status command_failed(const std::vector<std::string>& args, const CommandResult&
 }
 
 }  // namespace
+
+bool is_error_line(const std::string& line) {
+  std::istringstream words(line);
+  std::string when, level;
+  words >> when >> level;
+  return when.find('T') != std::string::npos && (level == "error" || level == "critical");
+}
+
+size_t error_line_count(const std::string& log) {
+  std::istringstream lines(log);
+  size_t n = 0;
+  for (std::string line; std::getline(lines, line);) n += is_error_line(line) ? 1 : 0;
+  return n;
+}
 
 std::vector<AgentSpec> retail_agents() {
   return {

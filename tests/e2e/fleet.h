@@ -87,6 +87,11 @@ struct FleetOptions {
 // store-1, store-2 and hq, as described above.
 std::vector<AgentSpec> retail_agents();
 
+// A spdlog line of our processes ("<date>T<time> <level> [name] ...",
+// shared/log.cc) at level error or critical; how many lines of `log` are.
+bool is_error_line(const std::string& line);
+size_t error_line_count(const std::string& log);
+
 class Fleet {
  public:
   explicit Fleet(std::vector<AgentSpec> agents = retail_agents(), FleetOptions options = {});
