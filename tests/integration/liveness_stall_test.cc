@@ -18,6 +18,7 @@
 #include <gtest/gtest.h>
 
 #include "shared/names.h"
+#include "testing/child_process.h"
 #include "testing/simulated_fleet.h"
 #include "testing/temp_dir.h"
 #include "tests/harness/hub_process.h"
@@ -43,16 +44,19 @@ std::string stall_name(Stall s) {
   return "unknown";
 }
 
-// SIGSTOP now, SIGCONT when it goes out of scope (also on a failed assert).
+// Stopped now (every thread, testing/child_process.h), SIGCONT when it goes
+// out of scope (also on a failed assert).
 class Stopped {
  public:
-  explicit Stopped(pid_t pid) : pid_(pid) { ::kill(pid_, SIGSTOP); }
+  explicit Stopped(pid_t pid) : pid_(pid), status_(stop_process(pid)) {}
   ~Stopped() { ::kill(pid_, SIGCONT); }
   Stopped(const Stopped&) = delete;
   Stopped& operator=(const Stopped&) = delete;
+  const Status& status() const { return status_; }
 
  private:
   pid_t pid_;
+  Status status_;
 };
 
 struct StallCase {
@@ -136,12 +140,14 @@ TEST_P(LivenessStallTest, OnlyTheAgentReallyGoneIsDeclaredDeadAndNoOtherConsumer
   switch (c.stall) {
     case Stall::kHubStopped: {
       Stopped hub(hub_->pid());
+      ASSERT_TRUE(hub.status().is_ok()) << hub.status().to_string();
       fleet_->fall_silent(kGone);
       std::this_thread::sleep_for(stall);
       break;
     }
     case Stall::kBrokerStopped: {
       Stopped broker(server_->pid());
+      ASSERT_TRUE(broker.status().is_ok()) << broker.status().to_string();
       fleet_->fall_silent(kGone);
       std::this_thread::sleep_for(stall);
       break;
