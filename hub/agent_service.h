@@ -43,7 +43,7 @@
 // consumer planner's decision (hub/consumer_planner.h).
 //
 // Fleet snapshot. The HTTP thread never builds the fleet's view: the service
-// thread does, after each change (a registration before its reply, a
+// thread does, after each change (a registration, once answered, a
 // heartbeat reply, a tick, a retire, a commit's new marks, a consumer
 // change), and publishes it as an immutable FleetSnapshot
 // (hub/fleet_view.h) that fleet_snapshot() hands out under a lock held only

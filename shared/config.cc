@@ -885,6 +885,12 @@ Result<std::vector<std::string>> parse_nats_servers(std::string_view urls) {
     while (!entry.empty() && (entry.back() == ' ' || entry.back() == '\t')) entry.remove_suffix(1);
     const std::string where = "server " + std::to_string(index) + " ";
     if (entry.empty()) return Status::invalid_argument(where + "is empty" + std::string(kExpected));
+    if (entry.find('@') != std::string_view::npos) {
+      // Not echoed, with or without a scheme: the entry holds a secret.
+      return Status::invalid_argument(where + "carries credentials (user@ or user:password@), which are not accepted "
+                                      "in a URL: authenticate with the identity's nkey seed (nkey_seed_file) or "
+                                      "creds file (creds_file)");
+    }
     std::string_view hostport;
     for (std::string_view scheme : {"nats://", "tls://"}) {
       if (entry.size() > scheme.size() && entry.substr(0, scheme.size()) == scheme) {
@@ -896,12 +902,6 @@ Result<std::vector<std::string>> parse_nats_servers(std::string_view urls) {
                                       std::string(kExpected));
     };
     if (hostport.empty()) return invalid("no nats:// or tls:// scheme");
-    if (hostport.find('@') != std::string_view::npos) {
-      // Not echoed: the entry holds a secret.
-      return Status::invalid_argument(where + "carries credentials (user@ or user:password@), which are not accepted "
-                                      "in a URL: authenticate with the identity's nkey seed (nkey_seed_file) or "
-                                      "creds file (creds_file)");
-    }
     // An IPv6 host is bracketed: [::1]:4222.
     const size_t host_end = hostport.front() == '[' ? hostport.find(']') : hostport.find(':');
     if (hostport.front() == '[' && host_end == std::string_view::npos) return invalid("unclosed '['");

@@ -126,7 +126,7 @@ JetStream::~JetStream() {
 
 Status JetStream::api_status(int s, int js_err, std::string_view context, std::string_view stream) const {
   Status st = make_status(static_cast<natsStatus>(s), js_err, context);
-  if (st.code() != StatusCode::kDeadlineExceeded && st.code() != StatusCode::kUnavailable) return st;
+  if (!st.is_transient()) return st;
   // A denied publish to the JetStream API is dropped by the server, which
   // reports the violation asynchronously; the request then just times out.
   const char* last = nullptr;

@@ -161,7 +161,8 @@ Result<std::unique_ptr<Connection>> Connection::connect(ConnectOptions opts) {
 
   auto check = [](natsStatus st, const char* what) { return make_status(st, 0, what); };
   auto servers = parse_nats_servers(cfg.url);
-  if (!servers.is_ok()) return servers.status().with_context("nats url '" + cfg.url + "'");
+  // The entry at fault is named inside (not the whole list: an entry may hold a secret).
+  if (!servers.is_ok()) return servers.status().with_context("nats url");
   const std::vector<std::string> urls = std::move(servers).value();
   std::vector<const char*> url_ptrs;
   for (const auto& u : urls) url_ptrs.push_back(u.c_str());

@@ -29,7 +29,8 @@ class NatsCluster {
  public:
   // `program`: the nats-server binary. `nodes`: at least 1 (3 for
   // replicated streams). `extra_config` is appended to every node's
-  // configuration (e.g. an authorization block).
+  // configuration; start()'s readiness probes connect without credentials,
+  // so it must leave anonymous clients JetStream (no authorization block).
   explicit NatsCluster(std::string program = "nats-server", int nodes = 3, std::string extra_config = {});
   ~NatsCluster();
   NatsCluster(const NatsCluster&) = delete;

@@ -67,6 +67,32 @@ Result<std::unique_ptr<Connection>> connect_to(Fleet& fleet) {
   return ::testing::AssertionSuccess();
 }
 
+// Every agent consumer of every stream has `copies` copies (its leader and
+// followers, from $JS.API.CONSUMER.INFO). The reason when not.
+::testing::AssertionResult consumers_replicated(Fleet& fleet, size_t copies) {
+  auto nc = connect_to(fleet);
+  if (!nc.is_ok()) return ::testing::AssertionFailure() << nc.status().to_string();
+  auto js = (*nc)->jetstream();
+  if (!js.is_ok()) return ::testing::AssertionFailure() << js.status().to_string();
+  size_t seen = 0;
+  for (const char* type : kTypes) {
+    auto names = (*js)->consumer_names(stream_name(type));
+    if (!names.is_ok()) return ::testing::AssertionFailure() << names.status().to_string();
+    for (const std::string& name : *names) {
+      auto reply = (*nc)->request("$JS.API.CONSUMER.INFO." + stream_name(type) + "." + name, "", 2000);
+      if (!reply.is_ok()) return ::testing::AssertionFailure() << name << ": " << reply.status().to_string();
+      const auto info = nlohmann::json::parse(reply->data(), nullptr, false);
+      const auto& cluster = info.is_object() ? info.value("cluster", nlohmann::json::object()) : nlohmann::json();
+      const size_t n = (cluster.contains("leader") ? 1 : 0) + cluster.value("replicas", nlohmann::json::array()).size();
+      if (n != copies) return ::testing::AssertionFailure() << stream_name(type) << " " << name << ": " << n
+                                                             << " copies: " << reply->data();
+      ++seen;
+    }
+  }
+  if (seen == 0) return ::testing::AssertionFailure() << "no agent consumer";
+  return ::testing::AssertionSuccess();
+}
+
 // [streams] replicas changed on a running system: the hub applies it to the
 // existing streams when it starts (the server adds or drops copies in place).
 TEST(ClusterStreamReplicas, HubRestartedWithThreeReplicasScalesExistingStreamsInPlace) {
@@ -75,6 +101,8 @@ TEST(ClusterStreamReplicas, HubRestartedWithThreeReplicasScalesExistingStreamsIn
   ASSERT_TRUE(started.is_ok()) << started.to_string();
   ASSERT_TRUE(streams_replicated(fleet, 1));
   ASSERT_TRUE(fleet.push("products", nlohmann::json::array({product("a-1")})).is_ok());
+  ASSERT_TRUE(fleet.wait_all_live().is_ok());
+  EXPECT_TRUE(consumers_replicated(fleet, 1));
 
   fleet.hub().signal(SIGTERM);
   ASSERT_EQ(fleet.hub().wait_exit(30000), std::optional<int>(0)) << fleet.logs();
@@ -98,6 +126,10 @@ TEST(ClusterStreamReplicas, HubRestartedWithThreeReplicasScalesExistingStreamsIn
   Status live = fleet.wait_all_live();
   ASSERT_TRUE(live.is_ok()) << live.to_string();
   EXPECT_TRUE(fleet.converged());
+  // The agents' consumers moved with their streams (nats-server remaps a
+  // scaled stream's durable consumers onto its new peers).
+  EXPECT_TRUE(wait_until([&] { return bool(consumers_replicated(fleet, 3)); }, kCatchUpTimeoutMs, 200))
+      << consumers_replicated(fleet, 3).message();
 }
 
 // A hub started while its cluster cannot place three copies (a node not up

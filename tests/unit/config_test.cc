@@ -505,6 +505,9 @@ TEST(NatsServersTest, BadEntriesAreNamed) {
   // A password is refused without being repeated in the message.
   EXPECT_THAT(error("nats://a:4222,nats://user:s3cret@b:4222"), HasSubstr("server 2 carries credentials"));
   EXPECT_THAT(error("nats://a:4222,nats://user:s3cret@b:4222"), ::testing::Not(HasSubstr("s3cret")));
+  // Also without a scheme, which is refused too, but for the secret first.
+  EXPECT_THAT(error("user:s3cret@b:4222"), HasSubstr("server 1 carries credentials"));
+  EXPECT_THAT(error("user:s3cret@b:4222"), ::testing::Not(HasSubstr("s3cret")));
   EXPECT_THAT(error("nats://a:4222, nats://a:4222"), HasSubstr("'nats://a:4222' is listed twice"));
 }
 
