@@ -8,7 +8,6 @@
 #include <signal.h>
 #include <sys/stat.h>
 
-#include <chrono>
 #include <ctime>
 
 #include <CLI/CLI.hpp>
@@ -19,6 +18,7 @@
 #include "agent/kernel_random.h"
 #include "agent/quarantine_ops.h"
 #include "agent/replica.h"
+#include "shared/clock.h"
 #include "shared/config.h"
 #include "shared/log.h"
 #include "shared/nats.h"
@@ -51,12 +51,6 @@ ds::Result<ds::AgentConfig> load_config(const Options& o) {
     config->log_level = o.log_level;
   }
   return config;
-}
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 std::string format_time(int64_t ms) {
@@ -157,7 +151,7 @@ int run_status(const Options& o) {
                !cps ? cps.status().message() : quarantined.status().message());
     return kExitRuntime;
   }
-  const int64_t now = now_ms();
+  const int64_t now = ds::real_clock().now_system_ms();
   nlohmann::json out = nlohmann::json::object();
   out["agent"] = config->id;
   out["replica"] = config->replica_path;

@@ -1,10 +1,10 @@
 #include "agent/heartbeat_responder.h"
 
-#include <chrono>
 #include <set>
 
 #include <spdlog/spdlog.h>
 
+#include "shared/clock.h"
 #include "shared/codec.h"
 
 namespace ds {
@@ -32,9 +32,7 @@ void HeartbeatResponder::answer(const Message& request) {
       on_register_ordered_();
     }
   }
-  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          std::chrono::system_clock::now().time_since_epoch())
-                          .count();
+  const int64_t now = real_clock().now_system_ms();
   const HeartbeatReply reply = board_.heartbeat(agent_id_, now);
   if (Status s = nc_.publish(beat_subject_, encode(reply)); !s) {
     spdlog::warn("heartbeat reply on {}: {}", beat_subject_, s.message());

@@ -1,21 +1,15 @@
 #include "agent/replica.h"
 
 #include <algorithm>
-#include <chrono>
 
 #include <nlohmann/json.hpp>
 
+#include "shared/clock.h"
 #include "shared/codec.h"
 #include "shared/table_columns.h"
 
 namespace ds {
 namespace {
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string staging_table(const std::string& type) { return "_deltasync_staging_" + type; }
 
@@ -98,9 +92,7 @@ Status Replica::create_bookkeeping() {
   // Replicas from before tombstone retention: their tombstones get the hub
   // time of this start, so they are kept a whole tombstone_max_age from now.
   DS_RETURN_IF_ERROR(add_missing_columns(*db_, "_deltasync_tombstone", {{"hub_ts", ColumnType::kInteger}}).status());
-  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                             std::chrono::system_clock::now().time_since_epoch())
-                             .count();
+  const int64_t now_ms = real_clock().now_system_ms();
   DS_RETURN_IF_ERROR(
       db_->exec("UPDATE _deltasync_tombstone SET hub_ts = " + std::to_string(now_ms) + " WHERE hub_ts IS NULL"));
   return db_->exec("CREATE INDEX IF NOT EXISTS _deltasync_tombstone_by_age ON _deltasync_tombstone(hub_ts)");
@@ -303,7 +295,7 @@ Status Replica::insert_quarantine(const QuarantineEntry& e) {
       .bind(5, e.key)
       .bind(6, e.reason)
       .bind_blob(7, e.payload)
-      .bind(8, e.at != 0 ? e.at : now_ms());
+      .bind(8, e.at != 0 ? e.at : real_clock().now_system_ms());
   return st.run();
 }
 
