@@ -18,7 +18,7 @@ namespace ds {
 // [nats] in both files.
 struct NatsConfig {
   // One server, or several servers of one NATS cluster, comma-separated
-  // (parse_nats_servers() says what an entry may be).
+  // (shared/nats_url.h says what an entry may be).
   std::string url = "nats://127.0.0.1:4222";
   std::string user;                            // user + password, or
   std::string password;
@@ -115,15 +115,6 @@ Result<AgentConfig> load_agent_config(const std::string& path);
 // relative paths resolve against the current directory.
 Result<HubConfig> parse_hub_config(std::string_view toml, const std::string& name);
 Result<AgentConfig> parse_agent_config(std::string_view toml, const std::string& name);
-
-// The servers of a [nats] url (also the CLI's --nats): comma-separated
-// entries, each "nats://host:port" or "tls://host:port" (the port may be
-// left out: 4222), blanks around an entry ignored. InvalidArgument naming
-// the entry when one is empty, has another scheme, no host, a port that is
-// not 1..65535, or repeats an earlier entry. Connection::connect hands the
-// list to cnats, which tries them in random order and, once connected, also
-// learns the cluster's other members from the server.
-Result<std::vector<std::string>> parse_nats_servers(std::string_view urls);
 
 // A [metrics] listen value as the listener binds it: "" stays "", a bare
 // port "9464" is "127.0.0.1:9464" (loopback unless the operator names a

@@ -19,6 +19,7 @@
 
 #include "shared/nats_internal.h"
 #include "shared/nonce_signing.h"
+#include "shared/nats_url.h"
 
 namespace ds {
 

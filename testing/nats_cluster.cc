@@ -151,7 +151,7 @@ Status NatsCluster::node_current(int i) const {
   sockaddr_in addr = loopback_address(port);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
     const std::string request = "GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    if (::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
+    if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
       const auto start = Clock::now();
       char buf[1024];
       while (elapsed_ms(start) < 2000) {

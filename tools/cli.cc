@@ -29,6 +29,7 @@
 #include "tools/record_reader.h"
 #include "tools/sample_data.h"
 #include "shared/codec.h"
+#include "shared/nats_url.h"
 #include "tools/table.h"
 
 namespace ds {

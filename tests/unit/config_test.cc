@@ -7,6 +7,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "shared/nats_url.h"
 #include "testing/temp_dir.h"
 
 namespace ds {
