@@ -10,6 +10,8 @@
 //          -> Registrar (register at start and on every (re)connect; snapshots)
 //          -> push subscriptions ds.push.<id>.<type> feeding the applier,
 //             made once the first registration succeeded (below)
+//          -> MetricsServer ([metrics] listen, when set: GET /metrics on a
+//             thread of its own; agent/agent_metrics.h says what it reads)
 //
 // Why the push subscriptions wait for the first registration: the consumers
 // of the previous run of this agent may still exist, with deliveries it
@@ -21,8 +23,6 @@
 // while its deliver subject has a subscriber, so until this run subscribes
 // the old consumer sends nothing; the registration replaces it with one that
 // starts after this replica's own checkpoint.
-//          -> MetricsServer ([metrics] listen, when set: GET /metrics on a
-//             thread of its own; agent/agent_metrics.h says what it reads)
 //
 // stop() is the graceful path (SIGTERM/SIGINT in main): stop registering,
 // unsubscribe the push deliveries, let the applier finish and ack the batch
