@@ -52,17 +52,6 @@ Status Agent::start() {
   DS_RETURN_IF_ERROR(applier_->start());
 
   const Subjects subjects(config_.nats.subject_prefix);
-  DeltaApplier* applier = applier_.get();
-  // One exact subscription per type: nats-server 2.9 does not count a
-  // wildcard subscription (ds.push.<id>.>) as interest in a push consumer's
-  // deliver subject, so nothing would be delivered to it.
-  for (const SubscriptionConfig& sub : config_.subscriptions) {
-    const std::string type = sub.type;
-    DS_ASSIGN_OR_RETURN(auto push, messaging_->subscribe(subjects.push(config_.id, type), [applier, type](Envelope m) {
-      applier->on_push(type, std::move(m));
-    }));
-    push_subs_.push_back(std::move(push));
-  }
   std::vector<std::string> types;
   for (const SubscriptionConfig& sub : config_.subscriptions) types.push_back(sub.type);
   heartbeats_ = std::make_unique<HeartbeatResponder>(*nc_, subjects, config_.id, board_, hub_clock_, [hook] {
@@ -74,6 +63,7 @@ Status Agent::start() {
 
   registrar_ = std::make_unique<Registrar>(*nc_, config_, *applier_, board_);
   registrar_->set_listener(registration_listener_);
+  registrar_->set_on_registered([this] { return subscribe_deliveries(); });
   registrar_hook_->store(registrar_.get());
   registrar_->start();
   if (!config_.metrics_listen.empty()) {
@@ -103,6 +93,27 @@ void Agent::stop() {
   messaging_.reset();
   nc_.reset();
   replica_.reset();
+}
+
+Status Agent::subscribe_deliveries() {
+  if (!push_subs_.empty()) return Status::ok();
+  const Subjects subjects(config_.nats.subject_prefix);
+  DeltaApplier* applier = applier_.get();
+  std::vector<std::unique_ptr<MessagingSubscription>> subs;
+  // One exact subscription per type: nats-server 2.9 does not count a
+  // wildcard subscription (ds.push.<id>.>) as interest in a push consumer's
+  // deliver subject, so nothing would be delivered to it.
+  for (const SubscriptionConfig& sub : config_.subscriptions) {
+    const std::string type = sub.type;
+    DS_ASSIGN_OR_RETURN(auto push, messaging_->subscribe(subjects.push(config_.id, type), [applier, type](Envelope m) {
+      applier->on_push(type, std::move(m));
+    }));
+    subs.push_back(std::move(push));
+  }
+  // nats-server has them before the registration counts.
+  DS_RETURN_IF_ERROR(messaging_->flush(5000).with_context("push subscriptions"));
+  push_subs_ = std::move(subs);
+  return Status::ok();
 }
 
 bool Agent::wait_registered(uint64_t after, int64_t timeout_ms) {

@@ -6,11 +6,23 @@
 //             reconnect forever, retry_on_failed_connect so the agent starts
 //             while NATS is down)
 //          -> DeltaApplier (the one writer thread: apply, ack, hooks)
-//          -> push subscriptions ds.push.<id>.<type> feeding the applier
 //          -> HeartbeatResponder (ds.hb.<type>, ds.agent.<id>.hb)
 //          -> Registrar (register at start and on every (re)connect; snapshots)
+//          -> push subscriptions ds.push.<id>.<type> feeding the applier,
+//             made once the first registration succeeded (below)
 //          -> MetricsServer ([metrics] listen, when set: GET /metrics on a
 //             thread of its own; agent/agent_metrics.h says what it reads)
+//
+// Why the push subscriptions wait for the first registration: the consumers
+// of the previous run of this agent may still exist, with deliveries it
+// received and never applied (it was killed); nats-server sends those again
+// only after ack_wait (30 s), and meanwhile goes on with later ones. Applied,
+// those later deliveries would move the checkpoint past the lost ones, and
+// the registration would then recreate the consumer after them: changes
+// lost for good (the chaos soak found it). A push consumer delivers only
+// while its deliver subject has a subscriber, so until this run subscribes
+// the old consumer sends nothing; the registration replaces it with one that
+// starts after this replica's own checkpoint.
 //
 // stop() is the graceful path (SIGTERM/SIGINT in main): stop registering,
 // unsubscribe the push deliveries, let the applier finish and ack the batch
@@ -67,6 +79,9 @@ class Agent {
   uint64_t registrations() const;
 
  private:
+  // The push subscriptions, once (the registrar's thread; see above).
+  Status subscribe_deliveries();
+
   AgentConfig config_;
   CheckpointBoard board_;
   HubClock hub_clock_;  // fed by heartbeats; read by the applier's tombstone retention
@@ -76,6 +91,8 @@ class Agent {
   std::unique_ptr<Connection> nc_;
   std::unique_ptr<NatsMessaging> messaging_;  // over nc_: the applier's acks and the push subscriptions
   std::unique_ptr<DeltaApplier> applier_;     // after messaging_, which it holds a reference to
+  // Made on the registrar thread after the first registration; cleared by
+  // stop() after that thread has been joined.
   std::vector<std::unique_ptr<MessagingSubscription>> push_subs_;
   std::unique_ptr<HeartbeatResponder> heartbeats_;
   std::unique_ptr<DigestResponder> digests_;

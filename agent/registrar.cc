@@ -83,6 +83,7 @@ void Registrar::run() {
       wanted_ = false;
     }
     Status s = register_once();
+    if (s.is_ok() && on_registered_) s = on_registered_();
     if (s.is_ok()) {
       backoff_ms = first_backoff_ms_;
       {

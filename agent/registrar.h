@@ -79,6 +79,12 @@ class Registrar {
   using OutcomeListener = std::function<void(bool registered, const std::string& status)>;
   // Before start().
   void set_listener(OutcomeListener listener) { listener_ = std::move(listener); }
+  // Runs on the registrar's thread after each registration that succeeded,
+  // before it is counted; an error makes it count as failed (retried like
+  // one). The agent subscribes to its deliveries here (agent/agent.h says
+  // why only then). Before start().
+  using RegisteredHook = std::function<Status()>;
+  void set_on_registered(RegisteredHook hook) { on_registered_ = std::move(hook); }
 
   void start();
   void stop();
@@ -105,6 +111,7 @@ class Registrar {
   PostTask post_;
   CheckpointBoard& board_;
   OutcomeListener listener_;  // set before the thread starts, then only read by it
+  RegisteredHook on_registered_;  // likewise
   const int64_t first_backoff_ms_ = kFirstBackoffMs;
 
   std::mutex mu_;

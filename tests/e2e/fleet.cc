@@ -101,7 +101,8 @@ Fleet::~Fleet() {
   const std::string kept = dir_.path() + "-logs";
   std::filesystem::create_directories(kept, ec);
   for (const auto& entry : std::filesystem::directory_iterator(dir_.path(), ec)) {
-    if (entry.path().extension() == ".log") {
+    const std::string ext = entry.path().extension().string();
+    if (ext == ".log" || ext == ".db" || ext == ".db-wal" || ext == ".db-shm") {
       std::filesystem::copy_file(entry.path(), std::filesystem::path(kept) / entry.path().filename(),
                                  std::filesystem::copy_options::overwrite_existing, ec);
     }

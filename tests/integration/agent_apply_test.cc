@@ -3,6 +3,9 @@
 // snapshots and heartbeats.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <thread>
+
 #include "agent/agent.h"
 #include "shared/codec.h"
 #include "tests/integration/agent_test_support.h"
@@ -28,6 +31,30 @@ class AgentApplyTest : public AgentIntegrationTest {
 
   std::unique_ptr<Agent> agent_;
 };
+
+// Until its first registration succeeds the agent takes no deliveries
+// (agent/agent.h, "Why the push subscriptions wait"): a consumer its
+// previous run left, maybe with deliveries that run never applied, has no
+// subscriber to send later ones to, which would otherwise move the
+// checkpoint past the lost ones.
+TEST_F(AgentApplyTest, TakesNoDeliveriesBeforeItsFirstRegistration) {
+  hub_.reset();  // nobody answers registrations yet
+  agent_ = std::make_unique<Agent>(config("store-1", kStore1Prices));
+  ASSERT_TRUE(agent_->start().is_ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // its first registration is out, unanswered
+  auto before = nc_->request("ds.push.store-1.prices", "probe", 1000);
+  ASSERT_FALSE(before.is_ok());
+  EXPECT_EQ(before.status().code(), StatusCode::kUnavailable) << "a subscriber took it: " << before.status().to_string();
+
+  hub_ = std::make_unique<FakeHub>(*nc_, std::vector<FakeType>{{"prices", prices_schema()},
+                                                              {"products", products_schema()}});
+  ASSERT_TRUE(hub_->start().is_ok());
+  ASSERT_TRUE(agent_->wait_registered(0, 30000)) << "the agent never registered";
+  // Now the agent subscribes (it takes the probe and does not answer it).
+  auto after = nc_->request("ds.push.store-1.prices", "probe", 300);
+  ASSERT_FALSE(after.is_ok());
+  EXPECT_EQ(after.status().code(), StatusCode::kDeadlineExceeded) << after.status().to_string();
+}
 
 TEST_F(AgentApplyTest, DeltasOfItsTypeAndPartitionArriveAndOthersNever) {
   start_agent("store-1", kStore1Prices);
