@@ -44,6 +44,11 @@ Status Agent::start() {
   applier_options.tombstone_max_age_ms = config_.tombstone_max_age_s * 1000;
   applier_options.hub_clock = &hub_clock_;
   applier_options.metrics = metrics_.get();
+  // A delivery went missing (agent/delivery_order.h): the hub recreates the
+  // consumers from the replica's checkpoint when the agent registers again.
+  applier_options.on_delivery_gap = [hook](const std::string&) {
+    if (Registrar* r = hook->load()) r->trigger();
+  };
   for (const SubscriptionConfig& sub : config_.subscriptions) {
     if (!sub.hook.empty()) applier_options.hooks[sub.type] = HookSpec{sub.hook, sub.hook_retries, sub.hook_timeout_ms};
   }

@@ -22,7 +22,10 @@
 // lost for good (the chaos soak found it). A push consumer delivers only
 // while its deliver subject has a subscriber, so until this run subscribes
 // the old consumer sends nothing; the registration replaces it with one that
-// starts after this replica's own checkpoint.
+// starts after this replica's own checkpoint. The same loss within a run (a
+// delivery in flight when the connection dropped) is caught by the
+// applier's delivery numbering (agent/delivery_order.h), which makes the
+// agent register again.
 //
 // stop() is the graceful path (SIGTERM/SIGINT in main): stop registering,
 // unsubscribe the push deliveries, let the applier finish and ack the batch

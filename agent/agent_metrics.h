@@ -5,8 +5,8 @@
 //
 // Threads, explicitly:
 //   - writers: the apply thread (DeltaApplier: batches, changes, apply
-//     latency, delay, quarantines, hook failures) and cnats' connection
-//     thread (reconnects). They touch only atomics and lock-free histograms.
+//     latency, delay, quarantines, hook failures), cnats' delivery threads
+//     (delivery gaps) and cnats' connection thread (reconnects). They touch only atomics and lock-free histograms.
 //     The per-type series sit in a map built in the constructor from the
 //     configured subscriptions and never changed afterwards, so finding a
 //     type's counters needs no lock.
@@ -36,6 +36,7 @@ class AgentMetrics {
     std::atomic<uint64_t> skipped_changes{0};   // not newer than the key's version (replays)
     std::atomic<uint64_t> quarantined{0};       // changes or batches set aside, all kinds
     std::atomic<uint64_t> hook_failures{0};     // hook runs that failed past their retries
+    std::atomic<uint64_t> delivery_gaps{0};     // deliveries that skipped ahead (agent/delivery_order.h)
     Histogram apply_duration{Histogram::latency_seconds()};  // one transaction of a group
     Histogram delivery_delay{Histogram::latency_seconds()};  // hub commit -> applied, newest change of a group
   };

@@ -68,12 +68,40 @@ void DeltaApplier::stop() {
 }
 
 void DeltaApplier::on_push(const std::string& type, Envelope delivery) {
+  // Not a $JS.ACK reply: handle_message logs and drops it.
+  auto info = parse_ack_subject(delivery.reply);
+  DeliveryOrder::Verdict verdict = DeliveryOrder::Verdict::kInOrder;
+  uint64_t last = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    queue_.push_back(Item{type, std::move(delivery), nullptr, nullptr});
-    board_.set_queued(queue_.size());
+    if (info.is_ok()) {
+      last = order_.last_in_order(type);
+      verdict = order_.observe(type, info->consumer_seq);
+    }
+    if (verdict == DeliveryOrder::Verdict::kInOrder) {
+      queue_.push_back(Item{type, std::move(delivery), nullptr, nullptr});
+      board_.set_queued(queue_.size());
+    }
   }
-  cv_.notify_one();
+  switch (verdict) {
+    case DeliveryOrder::Verdict::kInOrder:
+      cv_.notify_one();
+      return;
+    case DeliveryOrder::Verdict::kGap:
+      spdlog::warn("{}: delivery {} of consumer {} came after {}: a delivery went missing on the way; nothing more of "
+                   "this type is applied until the hub resumes the stream from the replica's checkpoint (registering "
+                   "again)",
+                   type, info->consumer_seq, info->consumer, last);
+      if (options_.metrics != nullptr) {
+        if (AgentMetrics::PerType* m = options_.metrics->type(type)) ++m->delivery_gaps;
+      }
+      if (options_.on_delivery_gap) options_.on_delivery_gap(type);
+      return;
+    case DeliveryOrder::Verdict::kRefused:
+      spdlog::debug("{}: delivery {} (stream seq {}) refused: waiting for the consumer recreated after a gap", type,
+                    info->consumer_seq, info->stream_seq);
+      return;
+  }
 }
 
 std::future<Status> DeltaApplier::post(Task task) {

@@ -20,7 +20,11 @@
 // with "+TERM". Flow-control requests and idle heartbeats never get here: the
 // subscription answers and drops them on receipt (shared/jetstream_push.h).
 // A message whose reply subject is not a $JS.ACK subject is not a JetStream
-// delivery: it is logged and dropped, neither applied nor acked.
+// delivery: it is logged and dropped, neither applied nor acked. A delivery
+// that skips ahead of its consumer's numbering (agent/delivery_order.h: one
+// went missing on the way) is refused on receipt, with every later one of
+// its type, until the consumer the hub recreates from the checkpoint
+// delivers; on_delivery_gap asks for that registration.
 // Acks are published on each delivery's ack subject through Messaging
 // (acknowledge in shared/jetstream_push.h, fire-and-forget). What slows
 // the consumer down to the replica's pace is max_ack_pending: a group is
@@ -76,6 +80,7 @@
 
 #include "agent/agent_metrics.h"
 #include "agent/checkpoint_board.h"
+#include "agent/delivery_order.h"
 #include "agent/hook_runner.h"
 #include "agent/hub_clock.h"
 #include "agent/replica.h"
@@ -100,6 +105,9 @@ struct ApplierOptions {
   // Counted on the apply thread when set (agent/agent_metrics.h); must
   // outlive the applier.
   AgentMetrics* metrics = nullptr;
+  // Called on the cnats thread of on_push when a delivery of `type` skipped
+  // ahead (agent/delivery_order.h); the agent registers again. Thread-safe.
+  std::function<void(const std::string& type)> on_delivery_gap;
 };
 
 class DeltaApplier {
@@ -179,6 +187,7 @@ class DeltaApplier {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Item> queue_;  // guarded by mu_
+  DeliveryOrder order_;     // guarded by mu_: judged on receipt, in arrival order
   std::atomic<bool> stop_{false};
   std::thread thread_;
   std::vector<Item> parked_;           // apply thread only: held deliveries, in arrival order

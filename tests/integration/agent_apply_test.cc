@@ -8,6 +8,7 @@
 
 #include "agent/agent.h"
 #include "shared/codec.h"
+#include "tests/harness/lossy_relay.h"
 #include "tests/integration/agent_test_support.h"
 
 namespace ds::testing {
@@ -54,6 +55,41 @@ TEST_F(AgentApplyTest, TakesNoDeliveriesBeforeItsFirstRegistration) {
   auto after = nc_->request("ds.push.store-1.prices", "probe", 300);
   ASSERT_FALSE(after.is_ok());
   EXPECT_EQ(after.status().code(), StatusCode::kDeadlineExceeded) << after.status().to_string();
+}
+
+// A delivery in flight when the agent's connection dropped is lost, and the
+// consumer goes on with the next ones; it would send the lost one again only
+// after ack_wait (30 s). Applied meanwhile, the next ones move the
+// checkpoint past it, and a registration (here: a restart) then recreates
+// the consumer after it: lost for good. The agent must notice the gap in
+// the consumer's numbering (agent/delivery_order.h), apply nothing behind
+// it, and register again so that the hub resumes from its checkpoint.
+TEST_F(AgentApplyTest, ADeliveryLostOnTheWayIsNotSkipped) {
+  auto relay = LossyRelay::start(server_->url());
+  ASSERT_TRUE(relay.is_ok()) << relay.status().to_string();
+  const AgentConfig cfg = config("store-1", kStore1Prices, (*relay)->url());
+  agent_ = std::make_unique<Agent>(cfg);
+  ASSERT_TRUE(agent_->start().is_ok());
+  ASSERT_TRUE(agent_->wait_registered(0, 15000)) << "the agent never registered";
+  ASSERT_TRUE(hub_->commit("prices", {price("a", "s1", 1.0)}).is_ok());
+  ASSERT_TRUE(eventually([&] { return replica_version("store-1", "prices") == 1; }));
+
+  (*relay)->drop_next("ds.delta.prices.s1");
+  ASSERT_TRUE(hub_->commit("prices", {price("b", "s1", 2.0)}).is_ok());
+  ASSERT_TRUE(eventually([&] { return (*relay)->dropped() == 1; })) << "the delivery of b never passed the relay";
+  ASSERT_TRUE(hub_->commit("prices", {price("c", "s1", 3.0)}).is_ok());
+  ASSERT_TRUE(eventually([&] { return replica_version("store-1", "prices") == 3; }));
+  EXPECT_NE(agent_->metrics_text().find("deltasync_agent_delivery_gaps_total{type=\"prices\"} 1"), std::string::npos)
+      << agent_->metrics_text();
+
+  // A restart registers with the replica's checkpoint.
+  agent_.reset();
+  agent_ = std::make_unique<Agent>(cfg);
+  ASSERT_TRUE(agent_->start().is_ok());
+  ASSERT_TRUE(agent_->wait_registered(0, 15000)) << "the agent never registered";
+  EXPECT_TRUE(eventually([&] { return replica_digest("store-1", "prices") == hub_->digest("prices", "s1"); }))
+      << "the replica misses b";
+  agent_.reset();  // before the relay closes its connection
 }
 
 TEST_F(AgentApplyTest, DeltasOfItsTypeAndPartitionArriveAndOthersNever) {

@@ -72,15 +72,15 @@ class AgentIntegrationTest : public NatsTest {
   }
 
   // Writes an agent.toml and returns its path. `subscriptions` is the TOML of
-  // the [[subscriptions]] blocks.
-  std::string write_config(const std::string& id, const std::string& subscriptions) {
+  // the [[subscriptions]] blocks; `url` the NATS server (empty: server_).
+  std::string write_config(const std::string& id, const std::string& subscriptions, const std::string& url = {}) {
     const std::string text = "[agent]\nid = \"" + id + "\"\nlog_level = \"warn\"\n[nats]\nurl = \"" +
-                             server_->url() + "\"\n[replica]\npath = \"" + dir_.file(id + ".db") + "\"\n" +
-                             subscriptions;
+                             (url.empty() ? server_->url() : url) + "\"\n[replica]\npath = \"" +
+                             dir_.file(id + ".db") + "\"\n" + subscriptions;
     return dir_.write_file(id + ".toml", text);
   }
-  AgentConfig config(const std::string& id, const std::string& subscriptions) {
-    auto c = load_agent_config(write_config(id, subscriptions));
+  AgentConfig config(const std::string& id, const std::string& subscriptions, const std::string& url = {}) {
+    auto c = load_agent_config(write_config(id, subscriptions, url));
     EXPECT_TRUE(c.is_ok()) << c.status().to_string();
     return c.is_ok() ? *c : AgentConfig{};
   }

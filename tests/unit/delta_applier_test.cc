@@ -40,9 +40,11 @@ Change upsert(uint64_t v, std::string key, double price, int64_t hts = 0) {
 }
 
 // The ack subject of the delivery of stream seq `seq` (v1 layout, as
-// nats-server 2.9 sends it), with `pending` messages left after it.
-std::string ack_subject(uint64_t seq, uint64_t pending = 0, const std::string& stream = "DS_PRICES") {
-  return "$JS.ACK." + stream + ".ag_store-1.1." + std::to_string(seq) + "." + std::to_string(seq) +
+// nats-server 2.9 sends it), with `pending` messages left after it; the
+// consumer numbers it `cseq` (0: the same as `seq`).
+std::string ack_subject(uint64_t seq, uint64_t pending = 0, const std::string& stream = "DS_PRICES",
+                        uint64_t cseq = 0) {
+  return "$JS.ACK." + stream + ".ag_store-1.1." + std::to_string(seq) + "." + std::to_string(cseq == 0 ? seq : cseq) +
          ".1700000000000000000." + std::to_string(pending);
 }
 
@@ -107,6 +109,11 @@ class DeltaApplierTest : public ::testing::Test {
   }
   void deliver(uint64_t seq, std::vector<Change> changes, uint64_t pending = 0) {
     deliver_raw(seq, encode(DeltaBatch{"prices", std::move(changes)}), "prices", pending);
+  }
+  // Stream seq `seq` of prices, numbered `cseq` by its consumer.
+  void deliver_numbered(uint64_t seq, uint64_t cseq, std::vector<Change> changes) {
+    applier_->on_push("prices", Envelope{"ds.delta.prices.s1", ack_subject(seq, 0, "DS_PRICES", cseq),
+                                         encode(DeltaBatch{"prices", std::move(changes)})});
   }
 
   // Returns once everything handed in before it was handled (committed and
@@ -235,15 +242,15 @@ TEST_F(DeltaApplierTest, DeliveriesOfATypeWithoutTableAreHeldUntilATaskCreatesIt
   const TypeSchema products = prices_schema();
   deliver_raw(1, encode(DeltaBatch{"products", {upsert(1, "p1", 1.0)}}), "products");
   deliver_raw(2, encode(DeltaBatch{"products", {upsert(2, "p2", 2.0)}}), "products");
-  deliver(7, {upsert(1, "a", 1.0)});  // another type is not held with them
+  deliver(1, {upsert(1, "a", 1.0)});  // another type is not held with them
   barrier();
-  EXPECT_EQ(acks(), (Acks{{ack_subject(7), "+ACK"}}));
+  EXPECT_EQ(acks(), (Acks{{ack_subject(1), "+ACK"}}));
   EXPECT_FALSE(board_.checkpoint("products").has_value());
 
   auto created = applier_->post([&](Replica& r) { return r.ensure_table("products", products); });
   ASSERT_TRUE(created.get().is_ok());
   barrier();
-  EXPECT_EQ(acks(), (Acks{{ack_subject(7), "+ACK"},
+  EXPECT_EQ(acks(), (Acks{{ack_subject(1), "+ACK"},
                           {ack_subject(1, 0, "DS_PRODUCTS"), "+ACK"},
                           {ack_subject(2, 0, "DS_PRODUCTS"), "+ACK"}}));
   EXPECT_EQ(replica_->key_versions("products")->size(), 2u);
@@ -337,6 +344,69 @@ TEST_F(DeltaApplierTest, StopDuringAFailingCommitAppliesAndAcksNothingAfterIt) {
     }
     EXPECT_EQ(board_.checkpoint("prices")->seq, acked.size()) << "the checkpoint and the acks disagree";
   }
+}
+
+// A delivery in flight when the connection dropped is lost; the consumer
+// goes on with the next ones (agent/delivery_order.h). Applied, they would
+// move the checkpoint past the lost one.
+TEST_F(DeltaApplierTest, ADeliveryThatSkipsAheadIsRefusedWithEveryLaterOneUntilTheNewConsumerDelivers) {
+  std::vector<std::string> gaps;  // only the test thread hands deliveries in
+  AgentMetrics metrics({"prices"});
+  ApplierOptions options;
+  options.on_delivery_gap = [&gaps](const std::string& type) { gaps.push_back(type); };
+  options.metrics = &metrics;
+  start(std::move(options));
+  deliver(1, {upsert(1, "a", 1.0)});
+  deliver(2, {upsert(2, "b", 2.0)});
+  // Consumer delivery 3 (stream seq 3, key c) never arrives.
+  deliver(4, {upsert(4, "d", 4.0)});
+  deliver(5, {upsert(5, "e", 5.0)});
+  barrier();
+
+  EXPECT_EQ(gaps, std::vector<std::string>{"prices"}) << "one registration asked for, not one per refused delivery";
+  EXPECT_EQ(metrics.type("prices")->delivery_gaps.load(), 1u);
+  EXPECT_EQ(acks(), (Acks{{ack_subject(1), "+ACK"}, {ack_subject(2), "+ACK"}})) << "a refused delivery was acked";
+  EXPECT_EQ(replica_->row("prices", "d").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(board_.checkpoint("prices")->seq, 2u) << "the checkpoint passed the missing delivery";
+
+  // The consumer the hub recreated from the checkpoint numbers from 1 again.
+  deliver_numbered(3, 1, {upsert(3, "c", 3.0)});
+  deliver_numbered(4, 2, {upsert(4, "d", 4.0)});
+  barrier();
+  EXPECT_EQ(price("c"), 3.0);
+  EXPECT_EQ(price("d"), 4.0);
+  EXPECT_EQ(board_.checkpoint("prices")->seq, 4u);
+  EXPECT_EQ(gaps.size(), 1u);
+}
+
+TEST_F(DeltaApplierTest, ANewConsumerOrABrokerThatRestoredAnOlderStateIsNoGap) {
+  std::vector<std::string> gaps;
+  ApplierOptions options;
+  options.on_delivery_gap = [&gaps](const std::string& type) { gaps.push_back(type); };
+  start(std::move(options));
+  deliver_numbered(1, 1, {upsert(1, "a", 1.0)});
+  deliver_numbered(2, 2, {upsert(2, "b", 2.0)});
+  deliver_numbered(3, 1, {upsert(3, "c", 3.0)});  // the hub recreated the consumer
+  deliver_numbered(4, 2, {upsert(4, "d", 4.0)});
+  deliver_numbered(4, 2, {upsert(4, "d", 4.0)});  // a restarted broker numbers from its last saved state
+  deliver_numbered(5, 3, {upsert(5, "e", 5.0)});
+  barrier();
+  EXPECT_TRUE(gaps.empty());
+  EXPECT_EQ(acks().size(), 6u);
+  EXPECT_EQ(price("e"), 5.0);
+}
+
+TEST_F(DeltaApplierTest, TheFirstDeliveryOfARunMustBeNumberedOne) {
+  std::vector<std::string> gaps;
+  ApplierOptions options;
+  options.on_delivery_gap = [&gaps](const std::string& type) { gaps.push_back(type); };
+  start(std::move(options));
+  // The agent subscribes only after its registration created the consumer:
+  // delivery 2 first means delivery 1 went to someone else.
+  deliver_numbered(7, 2, {upsert(7, "g", 7.0)});
+  barrier();
+  EXPECT_EQ(gaps, std::vector<std::string>{"prices"});
+  EXPECT_TRUE(acks().empty());
 }
 
 TEST_F(DeltaApplierTest, FailingHookQuarantinesTheAppliedBatchAtTheClocksTime) {

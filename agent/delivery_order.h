@@ -1,0 +1,58 @@
+#pragma once
+// DeliveryOrder: notices a push delivery that went missing on its way to the
+// agent, before the deliveries behind it are applied.
+//
+// Why: nats-server numbers the deliveries of one consumer 1, 2, 3, ... (the
+// consumer sequence of the ack subject; a redelivery gets a new number too).
+// A delivery in flight when the agent's connection drops is lost, and the
+// consumer sends it again only after ack_wait (30 s). Applying the
+// deliveries behind it meanwhile would move the replica's checkpoint past
+// it; if the consumer is then recreated from that checkpoint (a
+// registration, the agent declared dead), the lost change never comes
+// again, and with partial updates the replica keeps a stale field for good
+// (docs/reliability.md, "Replica divergence").
+//
+// The rule, per type:
+//   - 1 is in order: a consumer the hub has just (re)created;
+//   - one more than the last number seen is in order;
+//   - a number not above the last one seen is in order too: a broker that
+//     restarted restored the consumer's state from before its last
+//     deliveries, and what it sends again the version rule skips;
+//   - anything else is a gap. That delivery and every later one of the type
+//     are refused (neither applied nor acked) until a delivery numbered 1
+//     shows the new consumer; the agent gets one by registering again, and
+//     the hub recreates the consumer from the replica's checkpoint, which
+//     is before the missing delivery.
+// The first delivery of a run must be 1: the agent subscribes only after
+// its first registration has created its consumers (agent/agent.h).
+//
+// Thread-safety: none; DeltaApplier calls it under its queue mutex.
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+namespace ds {
+
+class DeliveryOrder {
+ public:
+  enum class Verdict {
+    kInOrder,  // apply it
+    kGap,      // this one skipped ahead: refuse it, register again
+    kRefused,  // behind a gap, before the new consumer: refuse it
+  };
+
+  // Judges the delivery of `type` numbered `consumer_seq` and remembers it.
+  Verdict observe(const std::string& type, uint64_t consumer_seq);
+  // The last number seen for `type` before its gap (0 when none).
+  uint64_t last_in_order(const std::string& type) const;
+
+ private:
+  struct TypeState {
+    uint64_t last = 0;     // last in-order consumer sequence; 0 = none yet
+    bool broken = false;   // a gap was seen; waiting for a delivery numbered 1
+  };
+  std::map<std::string, TypeState> types_;
+};
+
+}  // namespace ds
