@@ -41,7 +41,6 @@
 namespace ds::testing {
 namespace {
 
-constexpr std::string_view kToken = "test-token-0123456789abcdef";
 constexpr size_t kAgents = 10000;
 constexpr int kPagers = 3;
 constexpr auto kProbeFor = std::chrono::seconds(4);
@@ -56,15 +55,13 @@ int64_t percentile(std::vector<int64_t> v, double p) {
   return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
 }
 
-class FleetScaleTest : public NatsTest {
+class FleetScaleTest : public InProcessHubTest {
  protected:
   void SetUp() override {
-    NatsTest::SetUp();
-    config_ = two_type_hub_config(*server_, dir_);
+    InProcessHubTest::SetUp();
+    if (HasFatalFailure()) return;
     config_.heartbeat_interval_ms = 1000;
-    port_ = free_tcp_port();
-    config_.http_listen = "127.0.0.1:" + std::to_string(port_);
-    config_.http_token = std::string(kToken);
+    serve_http();
     const auto t0 = std::chrono::steady_clock::now();
     {
       auto registry = AgentRegistry::open(config_.store_path);
@@ -82,25 +79,8 @@ class FleetScaleTest : public NatsTest {
       }
     }
     std::cout << kAgents << " agents written into the registry in " << ms_since(t0) << " ms\n";
-    auto hub = Hub::start(config_);
-    ASSERT_TRUE(hub.is_ok()) << hub.status().to_string();
-    hub_ = std::move(hub).value();
+    start_hub();
   }
-  void TearDown() override {
-    hub_.reset();
-    NatsTest::TearDown();
-  }
-
-  HubClient client() {
-    auto c = HubClient::create("http://127.0.0.1:" + std::to_string(port_), std::string(kToken), {}, 30000);
-    EXPECT_TRUE(c.is_ok()) << c.status().to_string();
-    return std::move(c).value();
-  }
-
-  TempDir dir_{"fleet-scale-test"};
-  HubConfig config_;
-  int port_ = 0;
-  std::unique_ptr<Hub> hub_;
 };
 
 TEST_F(FleetScaleTest, HealthAnswersAreNotQueuedBehindFleetPagesOfTenThousandAgents) {
@@ -110,7 +90,7 @@ TEST_F(FleetScaleTest, HealthAnswersAreNotQueuedBehindFleetPagesOfTenThousandAge
   auto stored = ingest(*nc_, "price", load);
   ASSERT_TRUE(stored.is_ok() && stored->ok());
 
-  HubClient api = client();
+  HubClient api = client(30000);
   nlohmann::json first;
   for (int i = 0; i < 300; ++i) {  // at most 30 s for the hub to come up and publish
     auto r = api.get_json("/v1/fleet/agents?limit=1");
@@ -133,7 +113,7 @@ TEST_F(FleetScaleTest, HealthAnswersAreNotQueuedBehindFleetPagesOfTenThousandAge
                                             "sort=state&offset=5000&limit=500"};
   for (int p = 0; p < kPagers; ++p) {
     pagers.emplace_back([&, p] {
-      HubClient c = client();
+      HubClient c = client(30000);
       while (!done.load()) {
         const auto t0 = std::chrono::steady_clock::now();
         auto r = c.get_json("/v1/fleet/agents?" + queries[static_cast<size_t>(p) % queries.size()]);
@@ -151,7 +131,7 @@ TEST_F(FleetScaleTest, HealthAnswersAreNotQueuedBehindFleetPagesOfTenThousandAge
 
   std::vector<int64_t> probe_ms;
   int probe_failures = 0;
-  HubClient prober = client();
+  HubClient prober = client(30000);
   const auto started = std::chrono::steady_clock::now();
   while (std::chrono::steady_clock::now() - started < kProbeFor) {
     for (const char* path : {"/healthz", "/readyz"}) {

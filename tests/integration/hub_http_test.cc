@@ -25,35 +25,14 @@
 namespace ds::testing {
 namespace {
 
-constexpr std::string_view kToken = "test-token-0123456789abcdef";
-
-class HubHttpTest : public NatsTest {
+class HubHttpTest : public InProcessHubTest {
  protected:
   void SetUp() override {
-    NatsTest::SetUp();
-    config_ = two_type_hub_config(*server_, dir_);
-    port_ = free_tcp_port();
-    config_.http_listen = "127.0.0.1:" + std::to_string(port_);
-    config_.http_token = std::string(kToken);
-    auto hub = Hub::start(config_);
-    ASSERT_TRUE(hub.is_ok()) << hub.status().to_string();
-    hub_ = std::move(hub).value();
+    InProcessHubTest::SetUp();
+    if (HasFatalFailure()) return;
+    serve_http();
+    start_hub();
   }
-  void TearDown() override {
-    hub_.reset();
-    NatsTest::TearDown();
-  }
-
-  // A request to this hub, with the token unless told otherwise.
-  HttpResponse api(const std::string& method, const std::string& path, const std::string& body = {},
-                   std::optional<std::string_view> token = kToken) {
-    return http(port_, method, path, body, token);
-  }
-
-  TempDir dir_{"hub-http-test"};
-  HubConfig config_;
-  int port_ = 0;
-  std::unique_ptr<Hub> hub_;
 };
 
 TEST_F(HubHttpTest, HealthzNeedsNoToken) {
@@ -171,61 +150,6 @@ TEST_F(HubHttpTest, DashboardIsServedWithoutTokenItsDataOnlyWithIt) {
   }
 }
 
-// GET `path` without a token: the status, the header fields (names
-// lower-cased) and the body.
-struct RawResponse {
-  int status = 0;
-  std::map<std::string, std::string> headers;
-  std::string body;
-  std::string header(const std::string& name) const {
-    auto it = headers.find(name);
-    return it == headers.end() ? "" : it->second;
-  }
-};
-RawResponse get_raw(int port, const std::string& path) {
-  RawResponse out;
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    ::close(fd);
-    return out;
-  }
-  const std::string req = "GET " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-  for (size_t sent = 0; sent < req.size();) {
-    const ssize_t n = ::send(fd, req.data() + sent, req.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) break;
-    sent += static_cast<size_t>(n);
-  }
-  std::string raw;
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
-    if (n <= 0) break;
-    raw.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  const size_t header_end = raw.find("\r\n\r\n");
-  if (raw.rfind("HTTP/1.1 ", 0) != 0 || header_end == std::string::npos) return out;
-  out.status = std::stoi(raw.substr(9, 3));
-  out.body = raw.substr(header_end + 4);
-  for (size_t at = raw.find("\r\n"); at < header_end;) {
-    const size_t line_end = raw.find("\r\n", at + 2);
-    const std::string line = raw.substr(at + 2, line_end - at - 2);
-    const size_t colon = line.find(':');
-    if (colon != std::string::npos) {
-      std::string name = line.substr(0, colon);
-      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      const size_t value = line.find_first_not_of(' ', colon + 1);
-      out.headers[name] = value == std::string::npos ? "" : line.substr(value);
-    }
-    at = line_end;
-  }
-  return out;
-}
-
 // Every dashboard file the hub has built in is served with headers that
 // keep the page to its own origin, and none of them names another origin:
 // the page works offline and a value that slipped through unescaped could
@@ -244,7 +168,7 @@ TEST_F(HubHttpTest, DashboardFilesCarrySecurityHeadersAndNameNoOtherOrigin) {
     const std::string name(file);
     const std::string path = name == "index.html" ? "/" : "/" + name;
     SCOPED_TRACE(path);
-    const RawResponse r = get_raw(port_, path);
+    const HttpResponse r = http(port_, "GET", path);
     ASSERT_EQ(r.status, 200) << "a built-in dashboard file the hub does not serve";
     ASSERT_EQ(r.body, *dashboard_file(name));
     EXPECT_EQ(r.header("content-type"), kTypes.at(name.substr(name.rfind('.') + 1)));

@@ -8,28 +8,18 @@
 namespace ds::testing {
 namespace {
 
-class HubSnapshotTest : public NatsTest {
+class HubSnapshotTest : public InProcessHubTest {
  protected:
   void SetUp() override {
-    NatsTest::SetUp();
-    config_ = two_type_hub_config(*server_, dir_);
-    auto hub = Hub::start(config_);
-    ASSERT_TRUE(hub.is_ok()) << hub.status().to_string();
-    hub_ = std::move(hub).value();
-  }
-  void TearDown() override {
-    hub_.reset();
-    NatsTest::TearDown();
+    InProcessHubTest::SetUp();
+    if (HasFatalFailure()) return;
+    start_hub();
   }
 
   Result<SnapshotReply> page(const std::string& agent, const SnapshotRequest& req) {
     DS_ASSIGN_OR_RETURN(Message m, nc_->request(Subjects().snapshot(agent), encode(req), 5000));
     return decode_snapshot_reply(m.data());
   }
-
-  TempDir dir_{"hub-snapshot-test"};
-  HubConfig config_;
-  std::unique_ptr<Hub> hub_;
 };
 
 TEST_F(HubSnapshotTest, PagesCoverTheLivePartitionWithTheStreamHighWaterMark) {

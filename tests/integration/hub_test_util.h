@@ -11,10 +11,13 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <cctype>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "hub/hub.h"
 #include "hub/query_store.h"
 #include "shared/codec.h"
 #include "shared/config.h"
@@ -22,6 +25,7 @@
 #include "shared/nats.h"
 #include "testing/temp_dir.h"
 #include "tests/harness/nats_server.h"
+#include "tools/hub_client.h"
 
 namespace ds::testing {
 
@@ -124,13 +128,19 @@ inline std::unique_ptr<QueryStore> open_reader(const HubConfig& config) {
 
 struct HttpResponse {
   int status = 0;
+  std::map<std::string, std::string> headers;  // names lower-cased
   std::string body;
   nlohmann::json json() const { return nlohmann::json::parse(body, nullptr, false); }
+  // The value of header `name` (lower case), "" when absent.
+  std::string header(const std::string& name) const {
+    auto it = headers.find(name);
+    return it == headers.end() ? "" : it->second;
+  }
 };
 
 // A minimal blocking HTTP/1.1 client to 127.0.0.1:`port`: one request per connection
-// (Connection: close), body read to EOF;
-// status 0 when nothing listens. `token` goes in "Authorization: Bearer".
+// (Connection: close), body read to EOF, header fields kept;
+// status 0 when nothing listens or the answer is not HTTP/1.1. `token` goes in "Authorization: Bearer".
 inline HttpResponse http(int port, const std::string& method, const std::string& path, const std::string& body = {},
                          std::optional<std::string_view> token = std::nullopt) {
   HttpResponse out;
@@ -160,10 +170,71 @@ inline HttpResponse http(int port, const std::string& method, const std::string&
     raw.append(buf, static_cast<size_t>(n));
   }
   ::close(fd);
-  if (raw.rfind("HTTP/1.1 ", 0) == 0) out.status = std::stoi(raw.substr(9, 3));
-  const auto header_end = raw.find("\r\n\r\n");
-  if (header_end != std::string::npos) out.body = raw.substr(header_end + 4);
+  const size_t header_end = raw.find("\r\n\r\n");
+  if (raw.rfind("HTTP/1.1 ", 0) != 0 || header_end == std::string::npos) return out;
+  out.status = std::stoi(raw.substr(9, 3));
+  out.body = raw.substr(header_end + 4);
+  for (size_t at = raw.find("\r\n"); at < header_end;) {
+    const size_t line_end = raw.find("\r\n", at + 2);
+    const std::string line = raw.substr(at + 2, line_end - at - 2);
+    const size_t colon = line.find(':');
+    if (colon != std::string::npos) {
+      std::string name = line.substr(0, colon);
+      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      const size_t value = line.find_first_not_of(' ', colon + 1);
+      out.headers[name] = value == std::string::npos ? "" : line.substr(value);
+    }
+    at = line_end;
+  }
   return out;
 }
+
+// The HTTP token of the hubs InProcessHubTest serves.
+inline constexpr std::string_view kTestToken = "test-token-0123456789abcdef";
+
+// A hub in this process, against the fixture's nats-server, configured by
+// two_type_hub_config. A derived fixture's SetUp calls this SetUp, adjusts
+// config_ (serve_http() for the HTTP API) and then calls start_hub().
+class InProcessHubTest : public NatsTest {
+ protected:
+  void SetUp() override {
+    NatsTest::SetUp();
+    if (HasFatalFailure()) return;
+    config_ = two_type_hub_config(*server_, dir_);
+  }
+  void TearDown() override {
+    hub_.reset();
+    NatsTest::TearDown();
+  }
+
+  // [http] listen on a free loopback port (port_), with kTestToken.
+  void serve_http() {
+    port_ = free_tcp_port();
+    config_.http_listen = "127.0.0.1:" + std::to_string(port_);
+    config_.http_token = std::string(kTestToken);
+  }
+  void start_hub() {
+    auto hub = Hub::start(config_);
+    ASSERT_TRUE(hub.is_ok()) << hub.status().to_string();
+    hub_ = std::move(hub).value();
+  }
+
+  // A request to this hub's HTTP API, with the token unless told otherwise.
+  HttpResponse api(const std::string& method, const std::string& path, const std::string& body = {},
+                   std::optional<std::string_view> token = kTestToken) {
+    return http(port_, method, path, body, token);
+  }
+  // The operator CLI's client of this hub's HTTP API.
+  HubClient client(int64_t timeout_ms) {
+    auto c = HubClient::create("http://127.0.0.1:" + std::to_string(port_), std::string(kTestToken), {}, timeout_ms);
+    EXPECT_TRUE(c.is_ok()) << c.status().to_string();
+    return std::move(c).value();
+  }
+
+  TempDir dir_{"in-process-hub-test"};
+  HubConfig config_;
+  int port_ = 0;
+  std::unique_ptr<Hub> hub_;
+};
 
 }  // namespace ds::testing

@@ -33,7 +33,6 @@
 namespace ds::testing {
 namespace {
 
-constexpr std::string_view kToken = "test-token-0123456789abcdef";
 constexpr size_t kAgents = 1000;
 constexpr size_t kResponderConnections = 8;
 // 1,000 answers over 8 connections: the job lasts at least 2.5 s.
@@ -90,24 +89,16 @@ class DigestResponder {
   std::vector<std::unique_ptr<Subscription>> subscriptions_;
 };
 
-class VerifyScaleTest : public NatsTest {
+class VerifyScaleTest : public InProcessHubTest {
  protected:
   void SetUp() override {
-    NatsTest::SetUp();
-    config_ = two_type_hub_config(*server_, dir_);
+    InProcessHubTest::SetUp();
+    if (HasFatalFailure()) return;
     config_.heartbeat_interval_ms = 120000;  // the simulated agents stay live without answering heartbeats
-    port_ = free_tcp_port();
-    config_.http_listen = "127.0.0.1:" + std::to_string(port_);
-    config_.http_token = std::string(kToken);
+    serve_http();
     metrics_port_ = free_tcp_port();
     config_.metrics_listen = "127.0.0.1:" + std::to_string(metrics_port_);
-    auto hub = Hub::start(config_);
-    ASSERT_TRUE(hub.is_ok()) << hub.status().to_string();
-    hub_ = std::move(hub).value();
-  }
-  void TearDown() override {
-    hub_.reset();
-    NatsTest::TearDown();
+    start_hub();
   }
 
   // The hub's digest of "price": what an agent equal to the hub answers.
@@ -123,11 +114,7 @@ class VerifyScaleTest : public NatsTest {
     return truth;
   }
 
-  TempDir dir_{"verify-scale-test"};
-  HubConfig config_;
-  int port_ = 0;
   int metrics_port_ = 0;
-  std::unique_ptr<Hub> hub_;
 };
 
 TEST_F(VerifyScaleTest, ThousandAgentsVerifyWhileHealthAndMetricsKeepAnswering) {
@@ -163,8 +150,7 @@ TEST_F(VerifyScaleTest, ThousandAgentsVerifyWhileHealthAndMetricsKeepAnswering) 
   ASSERT_TRUE(truth.has_value());
   DigestResponder responder(*server_, *truth);
 
-  auto client = HubClient::create("http://127.0.0.1:" + std::to_string(port_), std::string(kToken), {}, 5000);
-  ASSERT_TRUE(client.is_ok());
+  HubClient cli = client(5000);
   auto scraper = HubClient::create("http://127.0.0.1:" + std::to_string(metrics_port_), "", {}, 5000);
   ASSERT_TRUE(scraper.is_ok());
   // Before the verify: what /metrics of 1,000 agents costs by itself (its
@@ -172,7 +158,7 @@ TEST_F(VerifyScaleTest, ThousandAgentsVerifyWhileHealthAndMetricsKeepAnswering) 
   int64_t idle_metrics_ms = 0;
   for (int i = 0; i < 3; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
-    auto r = client->request("GET", "/metrics");
+    auto r = cli.request("GET", "/metrics");
     ASSERT_TRUE(r.is_ok() && r->status == 200);
     idle_metrics_ms = std::max<int64_t>(
         idle_metrics_ms,
@@ -189,7 +175,7 @@ TEST_F(VerifyScaleTest, ThousandAgentsVerifyWhileHealthAndMetricsKeepAnswering) 
       for (const char* path : {"/healthz", "/readyz", "/metrics", "scrape"}) {
         const auto t0 = std::chrono::steady_clock::now();
         const bool scrape = std::string_view(path) == "scrape";
-        auto r = scrape ? scraper->request("GET", "/metrics") : client->request("GET", path);
+        auto r = scrape ? scraper->request("GET", "/metrics") : cli.request("GET", path);
         const int64_t ms =
             std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
         if (!r.is_ok() || r->status != 200) health_failures.fetch_add(1);
@@ -207,7 +193,7 @@ TEST_F(VerifyScaleTest, ThousandAgentsVerifyWhileHealthAndMetricsKeepAnswering) 
   });
 
   const auto t0 = std::chrono::steady_clock::now();
-  auto started = client->request("POST", "/v1/verify");
+  auto started = cli.request("POST", "/v1/verify");
   ASSERT_TRUE(started.is_ok());
   ASSERT_EQ(started->status, 202) << started->body;
   const std::string id = nlohmann::json::parse(started->body)["id"];
@@ -215,7 +201,7 @@ TEST_F(VerifyScaleTest, ThousandAgentsVerifyWhileHealthAndMetricsKeepAnswering) 
   size_t progress_seen = 0;  // distinct agents_done values below the total
   size_t last_done = 0;
   for (int polls = 0; polls < 1200; ++polls) {  // at most 2 minutes
-    auto r = client->get_json("/v1/verify/" + id);
+    auto r = cli.get_json("/v1/verify/" + id);
     ASSERT_TRUE(r.is_ok()) << r.status().to_string();
     report = *r;
     const size_t agents_done = report.value("agents_done", size_t{0});
@@ -276,18 +262,17 @@ TEST_F(VerifyScaleTest, VerifyLimitedToAgentsAsksOnlyThemAndFailsForAnUnknownOne
   auto truth = hub_price_digest();
   ASSERT_TRUE(truth.has_value());
   DigestResponder responder(*server_, *truth);
-  auto client = HubClient::create("http://127.0.0.1:" + std::to_string(port_), std::string(kToken), {}, 5000);
-  ASSERT_TRUE(client.is_ok());
+  HubClient cli = client(5000);
 
   auto run = [&](const std::string& query) {
-    auto started = client->request("POST", "/v1/verify" + query);
+    auto started = cli.request("POST", "/v1/verify" + query);
     EXPECT_TRUE(started.is_ok());
     if (!started.is_ok()) return nlohmann::json();
     if (started->status != 202) return nlohmann::json{{"http_status", started->status}, {"body", started->body}};
     const std::string id = nlohmann::json::parse(started->body)["id"];
     nlohmann::json report;
     for (int polls = 0; polls < 300; ++polls) {  // at most 30 s
-      auto r = client->get_json("/v1/verify/" + id);
+      auto r = cli.get_json("/v1/verify/" + id);
       EXPECT_TRUE(r.is_ok());
       if (!r.is_ok()) break;
       report = *r;

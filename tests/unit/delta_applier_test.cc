@@ -116,6 +116,17 @@ class DeltaApplierTest : public ::testing::Test {
                                          encode(DeltaBatch{"prices", std::move(changes)})});
   }
 
+  // Every insert into the prices table asks `gate`; while it is closed the
+  // replica's transaction fails (Internal), as a transient failure would.
+  void install(ApplyGate& gate) {
+    ASSERT_EQ(sqlite3_create_function_v2(replica_->db().raw(), "apply_gate", 0, SQLITE_UTF8, &gate, &ApplyGate::call,
+                                         nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    ASSERT_TRUE(replica_->db()
+                    .exec("CREATE TEMP TRIGGER gate_insert BEFORE INSERT ON main.prices BEGIN SELECT apply_gate(); END")
+                    .is_ok());
+  }
+
   // Returns once everything handed in before it was handled (committed and
   // acked, quarantined, or held).
   void barrier() {
@@ -277,15 +288,8 @@ TEST_F(DeltaApplierTest, DeliveryWithAColumnTheReplicaLacksIsHeldWithLaterOnesUn
 }
 
 TEST_F(DeltaApplierTest, FailedCommitIsRetriedBeforeAnythingLaterAndAckedOnlyOnceItCommits) {
-  // Every insert into the table asks the gate; while it is closed the
-  // replica's transaction fails (Internal), as a transient failure would.
   ApplyGate gate;
-  ASSERT_EQ(sqlite3_create_function_v2(replica_->db().raw(), "apply_gate", 0, SQLITE_UTF8, &gate, &ApplyGate::call,
-                                       nullptr, nullptr, nullptr),
-            SQLITE_OK);
-  ASSERT_TRUE(replica_->db()
-                  .exec("CREATE TEMP TRIGGER gate_insert BEFORE INSERT ON main.prices BEGIN SELECT apply_gate(); END")
-                  .is_ok());
+  ASSERT_NO_FATAL_FAILURE(install(gate));
   start();
   deliver(1, {upsert(1, "a", 1.0)});
   deliver(2, {upsert(2, "b", 2.0)});
@@ -309,12 +313,7 @@ TEST_F(DeltaApplierTest, FailedCommitIsRetriedBeforeAnythingLaterAndAckedOnlyOnc
 
 TEST_F(DeltaApplierTest, StopDuringAFailingCommitAppliesAndAcksNothingAfterIt) {
   ApplyGate gate;
-  ASSERT_EQ(sqlite3_create_function_v2(replica_->db().raw(), "apply_gate", 0, SQLITE_UTF8, &gate, &ApplyGate::call,
-                                       nullptr, nullptr, nullptr),
-            SQLITE_OK);
-  ASSERT_TRUE(replica_->db()
-                  .exec("CREATE TEMP TRIGGER gate_insert BEFORE INSERT ON main.prices BEGIN SELECT apply_gate(); END")
-                  .is_ok());
+  ASSERT_NO_FATAL_FAILURE(install(gate));
   // Both deliveries in one drain, one group each.
   ApplierOptions one_change_per_group;
   one_change_per_group.max_changes_per_transaction = 1;
