@@ -17,39 +17,13 @@
 namespace ds::testing {
 namespace {
 
-class HubAgentTest : public NatsTest {
+class HubAgentTest : public InProcessHubTest {
  protected:
   void SetUp() override {
-    NatsTest::SetUp();
+    InProcessHubTest::SetUp();
     if (HasFatalFailure()) return;
-    config_ = two_type_hub_config(*server_, dir_);
     config_.heartbeat_interval_ms = 200;
     start_hub();
-  }
-  void TearDown() override {
-    if (agent_) agent_->stop();
-    agent_.reset();
-    if (hub_) hub_->stop();
-    hub_.reset();
-    NatsTest::TearDown();
-  }
-
-  void start_hub() {
-    auto hub = Hub::start(config_);
-    ASSERT_TRUE(hub.is_ok()) << hub.status().to_string();
-    hub_ = std::move(hub).value();
-  }
-
-  void start_agent(const std::string& id, const std::string& subscriptions) {
-    const std::string path = dir_.write_file(
-        id + ".toml", "[agent]\nid = \"" + id + "\"\nlog_level = \"warn\"\n[nats]\nurl = \"" + server_->url() +
-                          "\"\n[replica]\npath = \"" + dir_.file(id + ".db") + "\"\n" + subscriptions);
-    auto config = load_agent_config(path);
-    ASSERT_TRUE(config.is_ok()) << config.status().to_string();
-    agent_ = std::make_unique<Agent>(std::move(config).value());
-    Status s = agent_->start();
-    ASSERT_TRUE(s.is_ok()) << s.to_string();
-    ASSERT_TRUE(agent_->wait_registered(0, 15000));
   }
 
   // One text cell of the agent's replica, "" when the row or the column is
@@ -73,10 +47,6 @@ class HubAgentTest : public NatsTest {
     ASSERT_TRUE(reply->ok()) << reply->error->message;
   }
 
-  TempDir dir_{"hub-agent-test"};
-  HubConfig config_;
-  std::unique_ptr<Hub> hub_;
-  std::unique_ptr<Agent> agent_;
 };
 
 TEST_F(HubAgentTest, ColumnAddedByARestartedHubReachesTheRunningAgentInPlace) {

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/agent.h"
 #include "hub/hub.h"
 #include "hub/query_store.h"
 #include "shared/codec.h"
@@ -193,8 +194,9 @@ inline HttpResponse http(int port, const std::string& method, const std::string&
 inline constexpr std::string_view kTestToken = "test-token-0123456789abcdef";
 
 // A hub in this process, against the fixture's nats-server, configured by
-// two_type_hub_config. A derived fixture's SetUp calls this SetUp, adjusts
-// config_ (serve_http() for the HTTP API) and then calls start_hub().
+// two_type_hub_config, and optionally one agent. A derived fixture's SetUp
+// calls this SetUp, adjusts config_ (serve_http() for the HTTP API) and
+// then calls start_hub().
 class InProcessHubTest : public NatsTest {
  protected:
   void SetUp() override {
@@ -203,6 +205,9 @@ class InProcessHubTest : public NatsTest {
     config_ = two_type_hub_config(*server_, dir_);
   }
   void TearDown() override {
+    if (agent_) agent_->stop();
+    agent_.reset();
+    if (hub_) hub_->stop();
     hub_.reset();
     NatsTest::TearDown();
   }
@@ -217,6 +222,21 @@ class InProcessHubTest : public NatsTest {
     auto hub = Hub::start(config_);
     ASSERT_TRUE(hub.is_ok()) << hub.status().to_string();
     hub_ = std::move(hub).value();
+  }
+
+  // Starts agent_ (deltasync-agent in this process) with `subscriptions`
+  // (the TOML of its [[subscriptions]] blocks) and waits for its first
+  // registration; its replica is <dir_>/<id>.db.
+  void start_agent(const std::string& id, const std::string& subscriptions) {
+    const std::string path = dir_.write_file(
+        id + ".toml", "[agent]\nid = \"" + id + "\"\nlog_level = \"warn\"\n[nats]\nurl = \"" + server_->url() +
+                          "\"\n[replica]\npath = \"" + dir_.file(id + ".db") + "\"\n" + subscriptions);
+    auto config = load_agent_config(path);
+    ASSERT_TRUE(config.is_ok()) << config.status().to_string();
+    agent_ = std::make_unique<Agent>(std::move(config).value());
+    Status s = agent_->start();
+    ASSERT_TRUE(s.is_ok()) << s.to_string();
+    ASSERT_TRUE(agent_->wait_registered(0, 15000)) << "the agent never registered";
   }
 
   // A request to this hub's HTTP API, with the token unless told otherwise.
@@ -235,6 +255,7 @@ class InProcessHubTest : public NatsTest {
   HubConfig config_;
   int port_ = 0;
   std::unique_ptr<Hub> hub_;
+  std::unique_ptr<Agent> agent_;
 };
 
 }  // namespace ds::testing

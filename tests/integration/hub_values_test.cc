@@ -22,38 +22,17 @@
 namespace ds::testing {
 namespace {
 
-class HubValuesTest : public NatsTest {
+class HubValuesTest : public InProcessHubTest {
  protected:
   void SetUp() override {
-    NatsTest::SetUp();
+    InProcessHubTest::SetUp();
     if (HasFatalFailure()) return;
-    config_ = two_type_hub_config(*server_, dir_);
     TypeConfig docs;
     docs.name = "docs";
     docs.schema.key = "id";
     docs.schema.columns = {{"meta", ColumnType::kJson}, {"amount", ColumnType::kReal}};
     config_.types.push_back(docs);
-    auto hub = Hub::start(config_);
-    ASSERT_TRUE(hub.is_ok()) << hub.status().to_string();
-    hub_ = std::move(hub).value();
-  }
-  void TearDown() override {
-    if (agent_) agent_->stop();
-    agent_.reset();
-    if (hub_) hub_->stop();
-    hub_.reset();
-    NatsTest::TearDown();
-  }
-
-  void start_agent() {
-    const std::string path = dir_.write_file(
-        "shop.toml", "[agent]\nid = \"shop\"\nlog_level = \"warn\"\n[nats]\nurl = \"" + server_->url() +
-                         "\"\n[replica]\npath = \"" + dir_.file("shop.db") + "\"\n[[subscriptions]]\ntype = \"docs\"\n");
-    auto config = load_agent_config(path);
-    ASSERT_TRUE(config.is_ok()) << config.status().to_string();
-    agent_ = std::make_unique<Agent>(std::move(config).value());
-    ASSERT_TRUE(agent_->start().is_ok());
-    ASSERT_TRUE(agent_->wait_registered(0, 15000));
+    start_hub();
   }
 
   // The replica's meta text of `id`, "" when the row is not there (yet).
@@ -92,14 +71,10 @@ class HubValuesTest : public NatsTest {
     return rec.is_ok() ? rec->fields.at("meta") : Value{};
   }
 
-  TempDir dir_{"hub-values-test"};
-  HubConfig config_;
-  std::unique_ptr<Hub> hub_;
-  std::unique_ptr<Agent> agent_;
 };
 
 TEST_F(HubValuesTest, AJsonColumnTakesAnyJsonValueAsGivenFromMsgpackAndJsonAndTheReplicaHoldsTheSame) {
-  start_agent();
+  start_agent("shop", "[[subscriptions]]\ntype = \"docs\"\n");
   // From msgpack: a str is a JSON string, not JSON text.
   IngestRequest req;
   auto doc = [](std::string id, Value meta) {
