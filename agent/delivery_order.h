@@ -25,6 +25,10 @@
 //     is before the missing delivery.
 // The first delivery of a run must be 1: the agent subscribes only after
 // its first registration has created its consumers (agent/agent.h).
+// It relies on every registration creating the consumer anew
+// (DeliveryManager::open deletes it first, hub/delivery_manager.h): a hub
+// that kept the consumer would never send the delivery numbered 1 that
+// ends a gap.
 //
 // Thread-safety: none; DeltaApplier calls it under its queue mutex.
 
