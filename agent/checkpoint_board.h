@@ -31,13 +31,14 @@ class CheckpointBoard {
     std::lock_guard<std::mutex> lock(mu_);
     queued_ = queued;
   }
-  void set_quarantined(uint64_t n) {
+  // The quarantine's entries by type (Replica::quarantine_counts).
+  void set_quarantined(std::map<std::string, uint64_t> by_type) {
     std::lock_guard<std::mutex> lock(mu_);
-    quarantined_ = n;
+    quarantined_ = std::move(by_type);
   }
-  void add_quarantined(uint64_t n) {
+  void add_quarantined(const std::string& type, uint64_t n) {
     std::lock_guard<std::mutex> lock(mu_);
-    quarantined_ += n;
+    quarantined_[type] += n;
   }
   // The latest error (a person-readable sentence); cleared with nullopt.
   void set_error(std::optional<std::string> error) {
@@ -55,14 +56,17 @@ class CheckpointBoard {
     if (it == checkpoints_.end()) return std::nullopt;
     return it->second;
   }
+  // Entries of every type.
   uint64_t quarantined() const {
     std::lock_guard<std::mutex> lock(mu_);
-    return quarantined_;
+    return total_quarantined();
   }
 
   // A heartbeat reply for `agent` at time `now_ms`: degraded while anything
   // is quarantined or an error is set. pending = deltas the consumers still
   // hold for this agent (from the last delivery) + messages queued locally.
+  // quarantined is the total, quarantined_types the entries of each type
+  // that has any (docs/protocol.md, heartbeat reply).
   HeartbeatReply heartbeat(const std::string& agent, int64_t now_ms) const {
     std::lock_guard<std::mutex> lock(mu_);
     HeartbeatReply r;
@@ -71,18 +75,28 @@ class CheckpointBoard {
     r.checkpoints = checkpoints_;
     r.pending = queued_;
     for (const auto& [type, n] : pending_) r.pending += n;
-    r.quarantined = quarantined_;
+    r.quarantined = total_quarantined();
+    r.quarantined_types.emplace();
+    for (const auto& [type, n] : quarantined_) {
+      if (n > 0) (*r.quarantined_types)[type] = n;
+    }
     r.error = error_;
-    r.status = (quarantined_ > 0 || error_.has_value()) ? AgentHealth::kDegraded : AgentHealth::kOk;
+    r.status = (r.quarantined > 0 || error_.has_value()) ? AgentHealth::kDegraded : AgentHealth::kOk;
     return r;
   }
 
  private:
+  uint64_t total_quarantined() const {  // mu_ held
+    uint64_t n = 0;
+    for (const auto& [type, count] : quarantined_) n += count;
+    return n;
+  }
+
   mutable std::mutex mu_;
   std::map<std::string, Checkpoint> checkpoints_;  // guarded by mu_
   std::map<std::string, uint64_t> pending_;        // guarded by mu_
   uint64_t queued_ = 0;                            // guarded by mu_
-  uint64_t quarantined_ = 0;                       // guarded by mu_
+  std::map<std::string, uint64_t> quarantined_;    // guarded by mu_; entries by type
   std::optional<std::string> error_;               // guarded by mu_
 };
 

@@ -44,8 +44,8 @@ DeltaApplier::~DeltaApplier() { stop(); }
 Status DeltaApplier::start() {
   DS_ASSIGN_OR_RETURN(auto cps, replica_.checkpoints());
   for (const auto& [type, cp] : cps) board_.set_checkpoint(type, to_wire(cp));
-  DS_ASSIGN_OR_RETURN(uint64_t quarantined, replica_.quarantine_count());
-  board_.set_quarantined(quarantined);
+  DS_ASSIGN_OR_RETURN(auto quarantined, replica_.quarantine_counts());
+  board_.set_quarantined(std::move(quarantined));
   thread_ = std::thread([this] { run(); });
   return Status::ok();
 }
@@ -164,7 +164,7 @@ void DeltaApplier::run() {
     }
     if (items.empty()) {
       // Idle: pick up quarantine changes made by the CLI in another process.
-      if (auto n = replica_.quarantine_count(); n.is_ok()) board_.set_quarantined(*n);
+      if (auto n = replica_.quarantine_counts(); n.is_ok()) board_.set_quarantined(std::move(*n));
       prune_tombstones();
       continue;
     }
@@ -298,7 +298,7 @@ void DeltaApplier::commit_group(const std::string& type, Group& group) {
       board_.set_checkpoint(type, to_wire(out->checkpoint));
       board_.set_pending(type, group.pending);
       if (out->quarantined > 0) {
-        board_.add_quarantined(out->quarantined);
+        board_.add_quarantined(type, out->quarantined);
         spdlog::warn("{}: {} change(s) quarantined (see deltasync-agent quarantine list)", type, out->quarantined);
       }
       board_.set_error(std::nullopt);
@@ -353,7 +353,7 @@ void DeltaApplier::quarantine_undecodable(const std::string& type, const Envelop
     return;
   }
   spdlog::warn("{}: stream seq {} quarantined as entry {}: {}", type, seq, *id, e.reason);
-  board_.add_quarantined(1);
+  board_.add_quarantined(type, 1);
   if (options_.metrics != nullptr) {
     if (auto* m = options_.metrics->type(type)) ++m->quarantined;
   }
@@ -420,7 +420,7 @@ void DeltaApplier::run_hook(const std::string& type, const std::vector<Change>& 
   }
   spdlog::warn("{}: hook failed for versions {}..{}, quarantined as entry {}: {}", type, applied.front().v,
                applied.back().v, *id, s.message());
-  board_.add_quarantined(1);
+  board_.add_quarantined(type, 1);
   if (options_.metrics != nullptr) {
     if (auto* m = options_.metrics->type(type)) ++m->quarantined;
   }

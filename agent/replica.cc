@@ -549,6 +549,17 @@ Result<uint64_t> Replica::quarantine_count() const {
   return static_cast<uint64_t>(*n);
 }
 
+Result<std::map<std::string, uint64_t>> Replica::quarantine_counts() const {
+  std::map<std::string, uint64_t> out;
+  DS_ASSIGN_OR_RETURN(auto st, db_->prepare("SELECT type, count(*) FROM _deltasync_quarantine GROUP BY type"));
+  while (true) {
+    DS_ASSIGN_OR_RETURN(bool row, st.step());
+    if (!row) break;
+    out[st.column_text(0)] = static_cast<uint64_t>(st.column_int64(1));
+  }
+  return out;
+}
+
 Result<std::map<std::string, ReplicaCheckpoint>> Replica::checkpoints() const {
   std::map<std::string, ReplicaCheckpoint> out;
   DS_ASSIGN_OR_RETURN(auto st, db_->prepare("SELECT type, version, seq, ts, schema_hash FROM _deltasync_checkpoint"));

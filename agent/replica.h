@@ -137,6 +137,8 @@ class Replica {
   Result<QuarantineEntry> quarantine_entry(int64_t id) const;
   Status drop_quarantined(int64_t id);
   Result<uint64_t> quarantine_count() const;
+  // Quarantine entries by type; types without an entry are absent.
+  Result<std::map<std::string, uint64_t>> quarantine_counts() const;
   // Drops up to `limit` tombstones whose delete's hub time is before
   // `before_hub_ts` (ms); how many it dropped. One statement, autocommit.
   Result<size_t> prune_tombstones(int64_t before_hub_ts, size_t limit);

@@ -203,6 +203,14 @@ void AgentRegistry::record_beat(const HeartbeatReply& reply, int64_t now_wall_ms
     sub->second.ts = cp.ts;
     sub->second.schema_hash = cp.schema_hash;
   }
+  for (auto& [type, sub] : a.subscriptions) {
+    if (!reply.quarantined_types) {
+      sub.quarantined.reset();
+      continue;
+    }
+    auto n = reply.quarantined_types->find(type);
+    sub.quarantined = n == reply.quarantined_types->end() ? 0 : n->second;
+  }
   if (std::find(dirty_.begin(), dirty_.end(), reply.agent) == dirty_.end()) dirty_.push_back(reply.agent);
 }
 

@@ -55,6 +55,10 @@ struct SubscriptionState {
   int64_t ts = 0;
   uint64_t rows = 0;
   std::string schema_hash;  // as last reported by the agent; "" = not reported yet
+  // Quarantine entries of this type the agent reported in its last reply
+  // (memory only); nullopt until a reply carries them, and from agents that
+  // report a total only (HeartbeatReply::quarantined_types).
+  std::optional<uint64_t> quarantined;
   DeliveryState delivery;   // memory only
 };
 

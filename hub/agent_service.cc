@@ -751,6 +751,10 @@ void AgentService::write_metrics(PrometheusWriter& w) const {
   per_type("deltasync_hub_agent_awaiting_snapshot", Kind::kGauge,
            "1 while the agent must load a snapshot of the type before deltas flow again.",
            [&](const nlohmann::json& t) { return flag(t["awaiting_snapshot"]); });
+  per_type("deltasync_hub_agent_type_quarantined", Kind::kGauge,
+           "Quarantine entries of the type the agent reports (its last heartbeat; absent for agents that report "
+           "a total only).",
+           [&](const nlohmann::json& t) { return number(t["quarantined"]); });
 
   uint64_t consumers = 0;
   for (const auto& a : agents) {
@@ -817,6 +821,7 @@ nlohmann::json AgentService::Impl::build_agents_json() const {
           {"consumer", s.delivery.consumer_open},
           {"held_back", s.delivery.held_back},
           {"awaiting_snapshot", s.delivery.awaiting_snapshot},
+          {"quarantined", s.quarantined ? nlohmann::json(*s.quarantined) : nlohmann::json()},
           {"note", s.delivery.note},
           {"staleness_ms", staleness},
           {"freshness_objective_ms", objective_ms},

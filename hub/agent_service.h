@@ -131,7 +131,10 @@ class AgentService {
   //    pending, quarantined, last_error,
   //    types: {<type>: {partition, version, seq, ts, rows, lag_versions,
   //            lag_ms, schema_hash, schema_ok, consumer, held_back,
-  //            awaiting_snapshot, note, freshness_ok}}}
+  //            awaiting_snapshot, quarantined, note, freshness_ok}}}
+  // The agent's quarantined counts entries of every type; a type's
+  // quarantined those of that type, null while the agent has not reported
+  // them per type (an older agent, or no reply since the hub started).
   // Lag is measured against the mark of the agent's partition (all
   // partitions for "*"): caught up (agent version >= the mark's) gives
   // lag_versions = lag_ms = 0; otherwise lag_versions = the type's newest

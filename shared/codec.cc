@@ -709,6 +709,16 @@ Status read_heartbeat_reply(const msgpack::object& o, HeartbeatReply& out) {
   DS_RETURN_IF_ERROR(read_type_map(m, "checkpoints", out.checkpoints, read_checkpoint));
   DS_RETURN_IF_ERROR(m.required("pending", out.pending));
   DS_RETURN_IF_ERROR(m.required("quarantined", out.quarantined));
+  // Agents before quarantined_types send the total only (the key absent or nil).
+  const msgpack::object* by_type = nullptr;
+  DS_RETURN_IF_ERROR(m.find("quarantined_types", by_type));
+  if (by_type != nullptr && by_type->type != msgpack::type::NIL) {
+    out.quarantined_types.emplace();
+    DS_RETURN_IF_ERROR(read_type_map(m, "quarantined_types", *out.quarantined_types,
+                                     [](const msgpack::object& count, const std::string& path, uint64_t& n) {
+                                       return msgpack_reader::read(count, path, n);
+                                     }));
+  }
   return m.optional("error", out.error);
 }
 
@@ -1041,7 +1051,7 @@ std::string encode(const HeartbeatRequest& m) {
 
 std::string encode(const HeartbeatReply& m) {
   Writer w;
-  w.map(6 + (m.error ? 1 : 0));
+  w.map(6 + (m.quarantined_types ? 1 : 0) + (m.error ? 1 : 0));
   w.str("agent");
   w.str(m.agent);
   w.str("ts");
@@ -1066,6 +1076,14 @@ std::string encode(const HeartbeatReply& m) {
   w.u64(m.pending);
   w.str("quarantined");
   w.u64(m.quarantined);
+  if (m.quarantined_types) {
+    w.str("quarantined_types");
+    w.map(m.quarantined_types->size());
+    for (const auto& [type, n] : *m.quarantined_types) {
+      w.str(type);
+      w.u64(n);
+    }
+  }
   if (m.error) {
     w.str("error");
     w.str(*m.error);

@@ -118,7 +118,10 @@ struct HeartbeatReply {
   AgentHealth status = AgentHealth::kOk;
   std::map<std::string, Checkpoint> checkpoints;  // by type
   uint64_t pending = 0;
-  uint64_t quarantined = 0;
+  uint64_t quarantined = 0;  // entries of every type
+  // Entries by type (types with none absent); nullopt from an agent that
+  // predates the key, which reports the total only.
+  std::optional<std::map<std::string, uint64_t>> quarantined_types;
   std::optional<std::string> error;
   bool operator==(const HeartbeatReply&) const = default;
 };

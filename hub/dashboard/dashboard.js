@@ -151,7 +151,8 @@ function renderColumns(types) {
   $('columns').replaceChildren(...cells);
 }
 
-// One type of one agent: lag, freshness against the objective, delivery.
+// One type of one agent: lag, freshness against the objective, delivery
+// (held back, awaiting a snapshot) and its quarantined entries.
 function typeCell(name, t) {
   if (!t) return el('td', { class: 'none', 'data-type': name }, '\u2014');
   const lines = [];
@@ -163,6 +164,8 @@ function typeCell(name, t) {
                 duration(t.freshness_objective_ms)));
   if (t.held_back) lines.push(el('div', { class: 'warn' }, 'held back (schema differs)'));
   if (t.awaiting_snapshot) lines.push(el('div', { class: 'warn' }, 'awaiting snapshot'));
+  // null: the agent reports its quarantine as a total only (the Quarantined column).
+  if (t.quarantined > 0) lines.push(el('div', { class: 'warn quarantined' }, t.quarantined + ' quarantined'));
   if (!t.consumer && t.note) lines.push(el('div', { class: 'note' }, t.note));
   return el('td', { 'data-type': name, 'data-breach': String(t.freshness_breach),
                     class: t.freshness_breach ? 'cell-breach' : '' }, ...lines);

@@ -172,6 +172,14 @@ TEST_F(AgentApplyTest, UndecodableDeltaAndFailingHookAreQuarantinedWhileLaterDel
   ASSERT_EQ(replies.size(), 1u);
   EXPECT_EQ(replies[0].status, AgentHealth::kDegraded);
   EXPECT_GE(replies[0].quarantined, 2u);
+  // The same entries by type: the undecodable message under prices, the
+  // failed hook's batch under products.
+  ASSERT_TRUE(replies[0].quarantined_types.has_value());
+  EXPECT_GE(replies[0].quarantined_types->count("prices") ? replies[0].quarantined_types->at("prices") : 0, 1u);
+  EXPECT_GE(replies[0].quarantined_types->count("products") ? replies[0].quarantined_types->at("products") : 0, 1u);
+  uint64_t sum = 0;
+  for (const auto& [type, n] : *replies[0].quarantined_types) sum += n;
+  EXPECT_EQ(sum, replies[0].quarantined);
 }
 
 TEST_F(AgentApplyTest, HookCutShortByShutdownRunsAtTheNextStart) {

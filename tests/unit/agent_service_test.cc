@@ -293,5 +293,44 @@ TEST_F(AgentServiceTest, FleetSnapshotsArePublishedByTheServiceAndNeverChangeUnd
   EXPECT_NE(text.find("deltasync_hub_agent_state{agent=\"a1\",state=\"dead\"} 1"), std::string::npos) << text;
 }
 
+// Quarantine entries by type (HeartbeatReply::quarantined_types) reach the
+// agent's types in the view and /metrics; an agent that reports a total only
+// (an older one) shows no per-type count.
+TEST_F(AgentServiceTest, QuarantineIsShownPerTypeWhenTheAgentReportsIt) {
+  ASSERT_TRUE(register_agent("a1", 4, 4).ok());
+  auto beat = [&](std::optional<std::map<std::string, uint64_t>> by_type, uint64_t total) {
+    HeartbeatReply r;
+    r.agent = "a1";
+    r.ts = clock_.now_system_ms();
+    r.status = total > 0 ? AgentHealth::kDegraded : AgentHealth::kOk;
+    r.checkpoints["price"] = Checkpoint{4, 4, 0, schema_hash(config_.types[0].schema)};
+    r.quarantined = total;
+    r.quarantined_types = std::move(by_type);
+    EXPECT_EQ(messaging_.deliver({subjects_.hub_beat("a1"), "", encode(r)}), 1);
+    ASSERT_TRUE(service_->tick().is_ok());
+  };
+  auto price_of = [&] { return service_->fleet_snapshot()->agents[0]["types"]["price"]; };
+  EXPECT_TRUE(price_of()["quarantined"].is_null()) << "nothing reported yet";
+
+  beat(std::map<std::string, uint64_t>{{"price", 3}, {"other", 1}}, 4);
+  EXPECT_EQ(price_of()["quarantined"], 3);
+  EXPECT_EQ(service_->fleet_snapshot()->agents[0]["quarantined"], 4);
+  PrometheusWriter w;
+  service_->write_metrics(w);
+  const std::string text = w.take();
+  EXPECT_NE(text.find("deltasync_hub_agent_type_quarantined{agent=\"a1\",type=\"price\"} 3"), std::string::npos)
+      << text;
+
+  beat(std::map<std::string, uint64_t>{}, 0);
+  EXPECT_EQ(price_of()["quarantined"], 0) << "reported, and none of this type";
+
+  beat(std::nullopt, 2);  // an agent from before quarantined_types
+  EXPECT_TRUE(price_of()["quarantined"].is_null());
+  EXPECT_EQ(service_->fleet_snapshot()->agents[0]["quarantined"], 2);
+  PrometheusWriter again;
+  service_->write_metrics(again);
+  EXPECT_EQ(again.take().find("deltasync_hub_agent_type_quarantined{"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace ds

@@ -271,6 +271,54 @@ TEST(CodecRoundTripTest, HeartbeatReplyWithAndWithoutError) {
   EXPECT_EQ(*healthy, m);
 }
 
+// quarantined_types (added after the first release): a new agent's reply
+// carries it, an older agent's reply lacks it and still decodes (the hub then
+// knows the total only), and the bytes without it are exactly the old form.
+TEST(CodecRoundTripTest, HeartbeatReplyWithAndWithoutQuarantinedTypes) {
+  HeartbeatReply m = full_heartbeat_reply();
+  m.quarantined = 5;
+  m.quarantined_types = std::map<std::string, uint64_t>{{"prices", 4}, {"inventory", 1}};
+  Result<HeartbeatReply> back = decode_heartbeat_reply(encode(m));
+  ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+  EXPECT_EQ(*back, m);
+  EXPECT_NE(encode(m).find("quarantined_types"), std::string::npos);
+
+  m.quarantined_types = std::map<std::string, uint64_t>{};  // a new agent with nothing quarantined
+  back = decode_heartbeat_reply(encode(m));
+  ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+  ASSERT_TRUE(back->quarantined_types.has_value()) << "empty is not the same as not reported";
+  EXPECT_TRUE(back->quarantined_types->empty());
+
+  m.quarantined_types.reset();  // an agent from before the key
+  const std::string old_form = encode(m);
+  EXPECT_EQ(old_form.find("quarantined_types"), std::string::npos);
+  back = decode_heartbeat_reply(old_form);
+  ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+  EXPECT_FALSE(back->quarantined_types.has_value());
+  EXPECT_EQ(back->quarantined, 5u);
+  // As an older agent writes it (and a nil value, as an absent key).
+  for (const std::string& text :
+       {std::string(R"({"agent":"a","ts":1,"status":"ok","checkpoints":{},"pending":0,"quarantined":2})"),
+        std::string(R"({"agent":"a","ts":1,"status":"ok","checkpoints":{},"pending":0,"quarantined":2,)"
+                    R"("quarantined_types":null})")}) {
+    auto r = decode_heartbeat_reply(mp(text));
+    ASSERT_TRUE(r.is_ok()) << text << ": " << r.status().to_string();
+    EXPECT_EQ(r->quarantined, 2u);
+    EXPECT_FALSE(r->quarantined_types.has_value()) << text;
+  }
+}
+
+TEST(CodecMalformedTest, QuarantinedTypesMustBeCountsByTypeName) {
+  const std::string head = R"({"agent":"a","ts":1,"status":"ok","checkpoints":{},"pending":0,"quarantined":2,)";
+  expect_rejected(decode_heartbeat_reply(mp(head + R"("quarantined_types":[1]})")), "quarantined_types");
+  expect_rejected(decode_heartbeat_reply(mp(head + R"("quarantined_types":{"Bad":1}})")),
+                  "quarantined_types.Bad: invalid business type name 'Bad'");
+  expect_rejected(decode_heartbeat_reply(mp(head + R"("quarantined_types":{"prices":-1}})")),
+                  "quarantined_types.prices");
+  expect_rejected(decode_heartbeat_reply(mp(head + R"("quarantined_types":{"prices":"x"}})")),
+                  "quarantined_types.prices");
+}
+
 TEST(CodecRoundTripTest, DeltaBatchWithEveryValueKind) {
   DeltaBatch m = full_delta_batch();
   const std::string bytes = encode(m);
