@@ -274,7 +274,22 @@ struct AgentService::Impl {
       // Keep the phase (no drift of a tick per beat), unless we fell behind.
       next_beat_ms = std::max(next_beat_ms + tracker.interval_ms(), clocks.now_steady_ms() + 1);
     }
-    if (Status s = registry->flush(); !s.is_ok()) spdlog::warn("{}", s.to_string());
+    flush_registry();
+  }
+
+  // Stores the heartbeats taken since the last tick. A failure (a full disk)
+  // keeps them for the next tick, and is said once, not every tick, until a
+  // flush succeeds again.
+  void flush_registry() {
+    Status s = registry->flush();
+    if (s.is_ok()) {
+      if (failed_flushes > 0) {
+        spdlog::info("agent registry: heartbeats stored again after {} failed attempt(s)", failed_flushes);
+      }
+      failed_flushes = 0;
+      return;
+    }
+    if (failed_flushes++ == 0) spdlog::warn("{} (kept in memory and retried every tick)", s.to_string());
   }
 
   // Once per heartbeat interval: which subscriptions are in breach of their
@@ -462,6 +477,7 @@ struct AgentService::Impl {
   int64_t beat_flush_timeout_ms = 0;
   bool beats_confirmed = true;             // service thread only: the last beat round reached the broker
   bool outage_since_tick = false;          // service thread only: a reconnect happened since the last tick
+  uint64_t failed_flushes = 0;             // service thread only: registry flushes failed in a row
   bool stopping = false;  // service thread only
   // The fleet snapshot: built and swapped on the service thread; the pointer
   // is guarded by snapshot_mu, the snapshot itself is immutable.
