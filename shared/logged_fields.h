@@ -1,7 +1,8 @@
 #pragma once
 // The hub's change log form of a change's fields (hub/change_log.h),
-// implemented in shared/codec.cc with the codec's own msgpack writer, so the
-// log and the messages encode values the same way.
+// implemented with the codec's own msgpack writer and reader (shared/codec.cc,
+// shared/codec_decode.cc), so the log and the messages encode values the
+// same way.
 //
 // A msgpack map {column: value} written like the fields of encode(DeltaBatch)
 // (a real is always float64, so 3.0 and -0.0 read back as they were), except

@@ -1,5 +1,5 @@
 #pragma once
-// Private to shared/codec.cc: typed, path-aware reads out of an unpacked
+// Private to shared/codec_decode.cc: typed, path-aware reads out of an unpacked
 // msgpack::object tree. Every failure is an InvalidArgument whose message
 // starts with the field path ("records[3].op: ..."), so a producer can find
 // the offending value. Nothing here throws, and the views never outlive the
