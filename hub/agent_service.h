@@ -154,10 +154,8 @@ class AgentService {
   // The fleet as published last by the service thread (see "Fleet snapshot"
   // above); never null once start() has returned. Thread-safe.
   std::shared_ptr<const FleetSnapshot> fleet_snapshot() const;
-  // The fleet series of GET /metrics (deltasync_hub_agents,
-  // deltasync_hub_agent_*, deltasync_hub_freshness_*, deltasync_hub_consumers,
-  // docs/operations.md, "Monitoring"). Thread-safe; reads the latest fleet
-  // snapshot, so the fleet series are as old as it is.
+  // The fleet series of GET /metrics (hub/fleet_metrics.h). Thread-safe;
+  // reads the latest fleet snapshot, so the fleet series are as old as it is.
   void write_metrics(PrometheusWriter& w) const;
   // Operator: the agent becomes retired, its consumers are deleted and it is
   // no longer sent heartbeats (it stays retired until it registers again).

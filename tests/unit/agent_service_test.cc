@@ -309,12 +309,14 @@ TEST_F(AgentServiceTest, QuarantineIsShownPerTypeWhenTheAgentReportsIt) {
     EXPECT_EQ(messaging_.deliver({subjects_.hub_beat("a1"), "", encode(r)}), 1);
     ASSERT_TRUE(service_->tick().is_ok());
   };
-  auto price_of = [&] { return service_->fleet_snapshot()->agents[0]["types"]["price"]; };
+  // at(), not []: a const json has no entry to make for a missing key.
+  auto price_of = [&] { return service_->fleet_snapshot()->agents.at(0).at("types").at("price"); };
+  ASSERT_TRUE(service_->tick().is_ok());  // publishes a snapshot with a1 in it
   EXPECT_TRUE(price_of()["quarantined"].is_null()) << "nothing reported yet";
 
   beat(std::map<std::string, uint64_t>{{"price", 3}, {"other", 1}}, 4);
   EXPECT_EQ(price_of()["quarantined"], 3);
-  EXPECT_EQ(service_->fleet_snapshot()->agents[0]["quarantined"], 4);
+  EXPECT_EQ(service_->fleet_snapshot()->agents.at(0).at("quarantined"), 4);
   PrometheusWriter w;
   service_->write_metrics(w);
   const std::string text = w.take();
@@ -326,7 +328,7 @@ TEST_F(AgentServiceTest, QuarantineIsShownPerTypeWhenTheAgentReportsIt) {
 
   beat(std::nullopt, 2);  // an agent from before quarantined_types
   EXPECT_TRUE(price_of()["quarantined"].is_null());
-  EXPECT_EQ(service_->fleet_snapshot()->agents[0]["quarantined"], 2);
+  EXPECT_EQ(service_->fleet_snapshot()->agents.at(0).at("quarantined"), 2);
   PrometheusWriter again;
   service_->write_metrics(again);
   EXPECT_EQ(again.take().find("deltasync_hub_agent_type_quarantined{"), std::string::npos);
