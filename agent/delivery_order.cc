@@ -4,7 +4,7 @@ namespace ds {
 
 DeliveryOrder::Verdict DeliveryOrder::observe(const std::string& type, uint64_t consumer_seq) {
   TypeState& t = types_[type];
-  if (consumer_seq == 1 || (!t.broken && t.last != 0 && consumer_seq <= t.last + 1)) {
+  if (consumer_seq == 1 || (!t.broken && t.last != 0 && consumer_seq == t.last + 1)) {
     t.last = consumer_seq;
     t.broken = false;
     return Verdict::kInOrder;

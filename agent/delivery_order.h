@@ -15,14 +15,20 @@
 // The rule, per type:
 //   - 1 is in order: a consumer the hub has just (re)created;
 //   - one more than the last number seen is in order;
-//   - a number not above the last one seen is in order too: a broker that
-//     restarted restored the consumer's state from before its last
-//     deliveries, and what it sends again the version rule skips;
-//   - anything else is a gap. That delivery and every later one of the type
-//     are refused (neither applied nor acked) until a delivery numbered 1
-//     shows the new consumer; the agent gets one by registering again, and
-//     the hub recreates the consumer from the replica's checkpoint, which
-//     is before the missing delivery.
+//   - anything else is a gap. That includes a number not above the last
+//     one: the number may belong to a consumer the hub recreated whose
+//     delivery 1 was lost (its 2 would otherwise pass as "in order" after
+//     an old consumer's 5), or to a clustered consumer whose new leader
+//     restored an older state; registering again costs little either way.
+//     (Agent consumers keep their state in memory, so a standalone broker
+//     that restarts has none, and the hub recreates them from 1.)
+//     At a gap, that delivery and every later one of the type are refused
+//     (neither applied nor acked) until a delivery numbered 1 shows the new
+//     consumer; the agent gets one by registering again, and the hub
+//     recreates the consumer from the replica's checkpoint, which is before
+//     the missing delivery. Should that delivery 1 be lost too, the next
+//     redelivery the agent refuses (after ack_wait) asks for a registration
+//     again (DeltaApplier::on_push), so a type is never refused for good.
 // The first delivery of a run must be 1: the agent subscribes only after
 // its first registration has created its consumers (agent/agent.h).
 // It relies on every registration creating the consumer anew

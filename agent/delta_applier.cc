@@ -100,6 +100,10 @@ void DeltaApplier::on_push(const std::string& type, Envelope delivery) {
     case DeliveryOrder::Verdict::kRefused:
       spdlog::debug("{}: delivery {} (stream seq {}) refused: waiting for the consumer recreated after a gap", type,
                     info->consumer_seq, info->stream_seq);
+      // A redelivery (at most one per ack_wait): the consumer that should
+      // end the gap has not shown its delivery 1, which may have been lost
+      // too; register again.
+      if (info->delivered > 1 && options_.on_delivery_gap) options_.on_delivery_gap(type);
       return;
   }
 }
