@@ -11,6 +11,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "shared/messages.h"
@@ -40,6 +41,16 @@ class CheckpointBoard {
     std::lock_guard<std::mutex> lock(mu_);
     quarantined_[type] += n;
   }
+  // Whether `type` is refused after a delivery gap (agent/delivery_order.h),
+  // waiting for the consumer the next registration recreates.
+  void set_delivery_gap(const std::string& type, bool open) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (open) {
+      gaps_.insert(type);
+    } else {
+      gaps_.erase(type);
+    }
+  }
   // The latest error (a person-readable sentence); cleared with nullopt.
   void set_error(std::optional<std::string> error) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -63,7 +74,8 @@ class CheckpointBoard {
   }
 
   // A heartbeat reply for `agent` at time `now_ms`: degraded while anything
-  // is quarantined or an error is set. pending = deltas the consumers still
+  // is quarantined, an error is set or a type is refused after a delivery
+  // gap (the error then names the first such type unless another is set). pending = deltas the consumers still
   // hold for this agent (from the last delivery) + messages queued locally.
   // quarantined is the total, quarantined_types the entries of each type
   // that has any (docs/protocol.md, heartbeat reply).
@@ -81,7 +93,11 @@ class CheckpointBoard {
       if (n > 0) (*r.quarantined_types)[type] = n;
     }
     r.error = error_;
-    r.status = (r.quarantined > 0 || error_.has_value()) ? AgentHealth::kDegraded : AgentHealth::kOk;
+    if (!r.error.has_value() && !gaps_.empty()) {
+      r.error = *gaps_.begin() +
+                ": a delivery went missing on the way; waiting for the hub to resume the stream from the checkpoint";
+    }
+    r.status = (r.quarantined > 0 || r.error.has_value()) ? AgentHealth::kDegraded : AgentHealth::kOk;
     return r;
   }
 
@@ -98,6 +114,7 @@ class CheckpointBoard {
   uint64_t queued_ = 0;                            // guarded by mu_
   std::map<std::string, uint64_t> quarantined_;    // guarded by mu_; entries by type
   std::optional<std::string> error_;               // guarded by mu_
+  std::set<std::string> gaps_;                     // guarded by mu_; types refused after a delivery gap
 };
 
 }  // namespace ds

@@ -77,6 +77,9 @@ void DeltaApplier::on_push(const std::string& type, Envelope delivery) {
     if (info.is_ok()) {
       last = order_.last_in_order(type);
       verdict = order_.observe(type, info->consumer_seq);
+      // The heartbeat is degraded from a gap until the new consumer's 1.
+      if (verdict == DeliveryOrder::Verdict::kGap) board_.set_delivery_gap(type, true);
+      if (info->consumer_seq == 1) board_.set_delivery_gap(type, false);
     }
     if (verdict == DeliveryOrder::Verdict::kInOrder) {
       queue_.push_back(Item{type, std::move(delivery), nullptr, nullptr});

@@ -1,6 +1,7 @@
 #pragma once
 // Registrar: registers the agent with the hub (ds.hub.register.<agent>) at
-// start and again whenever trigger() is called (every NATS reconnect), and
+// start and again whenever trigger() is called (every NATS reconnect, and a
+// delivery that went missing on the way: agent/delivery_order.h), and
 // carries out what the reply orders:
 //   - resume: stream   -> the table is ensured (new columns added in place);
 //                         the hub has created the push consumer from the
@@ -16,7 +17,9 @@
 //
 // While the hub does not answer (NATS or hub down) or refuses, registration
 // is retried with capped backoff (0.5 s doubling to 30 s); the agent keeps
-// answering heartbeats and applying whatever arrives meanwhile.
+// answering heartbeats and applying whatever arrives meanwhile (except a
+// type refused after a delivery gap, which waits for the consumer the next
+// registration recreates).
 //
 // Every replica write goes through DeltaApplier::post (the single writer).
 //

@@ -8,6 +8,7 @@
 
 #include <sqlite3.h>
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -23,6 +24,7 @@
 namespace ds {
 namespace {
 
+using ::testing::HasSubstr;
 using ds::testing::FakeClock;
 using ds::testing::FakeMessaging;
 
@@ -367,6 +369,9 @@ TEST_F(DeltaApplierTest, ADeliveryThatSkipsAheadIsRefusedWithEveryLaterOneUntilT
   EXPECT_EQ(acks(), (Acks{{ack_subject(1), "+ACK"}, {ack_subject(2), "+ACK"}})) << "a refused delivery was acked";
   EXPECT_EQ(replica_->row("prices", "d").status().code(), StatusCode::kNotFound);
   EXPECT_EQ(board_.checkpoint("prices")->seq, 2u) << "the checkpoint passed the missing delivery";
+  const HeartbeatReply stalled = board_.heartbeat("store-1", 0);
+  EXPECT_EQ(stalled.status, AgentHealth::kDegraded) << "the heartbeat hid the refused type";
+  EXPECT_THAT(stalled.error.value_or(""), HasSubstr("prices: a delivery went missing"));
 
   // The consumer the hub recreated from the checkpoint numbers from 1 again.
   deliver_numbered(3, 1, {upsert(3, "c", 3.0)});
@@ -376,6 +381,7 @@ TEST_F(DeltaApplierTest, ADeliveryThatSkipsAheadIsRefusedWithEveryLaterOneUntilT
   EXPECT_EQ(price("d"), 4.0);
   EXPECT_EQ(board_.checkpoint("prices")->seq, 4u);
   EXPECT_EQ(gaps.size(), 1u);
+  EXPECT_EQ(board_.heartbeat("store-1", 0).status, AgentHealth::kOk) << "the gap's error outlived the recovery";
 }
 
 TEST_F(DeltaApplierTest, ANewConsumerNumbersFromOneAgainAndIsNoGap) {
