@@ -280,7 +280,7 @@ struct AgentService::Impl {
 
   // Stores the heartbeats taken since the last tick. A failure (a full disk)
   // keeps them for the next tick, and is said once, not every tick, until a
-  // flush succeeds again.
+  // flush succeeds again or fails for another reason.
   void flush_registry() {
     Status s = registry->flush();
     if (s.is_ok()) {
@@ -288,9 +288,13 @@ struct AgentService::Impl {
         spdlog::info("agent registry: heartbeats stored again after {} failed attempt(s)", failed_flushes);
       }
       failed_flushes = 0;
+      last_flush_error.clear();
       return;
     }
-    if (failed_flushes++ == 0) spdlog::warn("{} (kept in memory and retried every tick)", s.to_string());
+    ++failed_flushes;
+    std::string error = s.to_string();
+    if (error != last_flush_error) spdlog::warn("{} (kept in memory and retried every tick)", error);
+    last_flush_error = std::move(error);
   }
 
   // Once per heartbeat interval: which subscriptions are in breach of their
@@ -479,6 +483,7 @@ struct AgentService::Impl {
   bool beats_confirmed = true;             // service thread only: the last beat round reached the broker
   bool outage_since_tick = false;          // service thread only: a reconnect happened since the last tick
   uint64_t failed_flushes = 0;             // service thread only: registry flushes failed in a row
+  std::string last_flush_error;            // service thread only: the failure last warned about
   bool stopping = false;  // service thread only
   // The fleet snapshot: built and swapped on the service thread; the pointer
   // is guarded by snapshot_mu, the snapshot itself is immutable.

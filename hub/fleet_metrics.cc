@@ -36,7 +36,8 @@ void write_fleet_metrics(PrometheusWriter& w, const FleetSnapshot& fleet, const 
       w.sample(name, {{"agent", a["id"].get<std::string>()}}, a[field].get<double>());
     }
   };
-  per_agent("deltasync_hub_agent_quarantined", "Changes the agent reports quarantined (its last heartbeat).",
+  per_agent("deltasync_hub_agent_quarantined",
+            "Quarantine entries (changes, undecodable batches, hook batches) the agent reports (its last heartbeat).",
             "quarantined");
   per_agent("deltasync_hub_agent_pending", "Deliveries the agent reports pending (its last heartbeat).", "pending");
 

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "shared/json_text.h"
+
 namespace ds {
 namespace {
 
@@ -43,9 +45,9 @@ std::optional<std::string> base64_decode(std::string_view b64) {
   return bin;
 }
 
-// Deeper JSON is refused: dump() and the msgpack encoder recurse, and a text
-// column value of a million '[' must not exhaust the stack.
-constexpr int kMaxJsonDepth = 32;
+// Deeper JSON than kMaxJsonDepth (shared/json_text.h) is refused: dump()
+// and the msgpack encoder recurse, and a text column value of a million '['
+// must not exhaust the stack.
 
 // Compact JSON text of `text`, or the reason it is not acceptable JSON
 // (worded to follow "got <kind> ").
