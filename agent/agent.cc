@@ -28,15 +28,24 @@ Status Agent::start() {
   opts.retry_on_failed_connect = true;
   opts.max_reconnect_wait_ms = 5000;
   auto hook = registrar_hook_;
+  auto applier_hook = applier_hook_;
   // Called for the first successful connect too (retry_on_failed_connect).
+  // Deliveries lost with a connection are found by their numbers only if
+  // every type then waits for its recreated consumer (connection_lost);
+  // said again on reconnect, in case a delivery of the new connection came
+  // before the disconnect callback ran.
   AgentMetrics* metrics = metrics_.get();
   auto connected_once = std::make_shared<std::atomic<bool>>(false);
-  opts.on_reconnected = [hook, metrics, connected_once] {
+  opts.on_reconnected = [hook, applier_hook, metrics, connected_once] {
     if (connected_once->exchange(true)) ++metrics->nats_reconnects;
     spdlog::info("connected to NATS");
+    if (DeltaApplier* a = applier_hook->load()) a->connection_lost();
     if (Registrar* r = hook->load()) r->trigger();
   };
-  opts.on_disconnected = [] { spdlog::warn("disconnected from NATS; reconnecting"); };
+  opts.on_disconnected = [applier_hook] {
+    spdlog::warn("disconnected from NATS; reconnecting");
+    if (DeltaApplier* a = applier_hook->load()) a->connection_lost();
+  };
   opts.on_async_error = [](const std::string& e) { spdlog::error("NATS: {}", e); };
   DS_ASSIGN_OR_RETURN(nc_, Connection::connect(std::move(opts)));
 
@@ -55,6 +64,7 @@ Status Agent::start() {
   messaging_ = std::make_unique<NatsMessaging>(*nc_);
   applier_ = std::make_unique<DeltaApplier>(*replica_, *messaging_, board_, std::move(applier_options));
   DS_RETURN_IF_ERROR(applier_->start());
+  applier_hook_->store(applier_.get());
 
   const Subjects subjects(config_.nats.subject_prefix);
   std::vector<std::string> types;
@@ -84,6 +94,7 @@ void Agent::stop() {
   if (stopped_) return;
   stopped_ = true;
   registrar_hook_->store(nullptr);
+  applier_hook_->store(nullptr);
   // First: a scrape reads the registrar and the board.
   if (metrics_server_) metrics_server_->stop();
   metrics_server_.reset();

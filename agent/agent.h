@@ -100,8 +100,10 @@ class Agent {
   std::unique_ptr<HeartbeatResponder> heartbeats_;
   std::unique_ptr<DigestResponder> digests_;
   std::unique_ptr<Registrar> registrar_;
-  // Set once the registrar exists; the connection's callbacks read it.
+  // Set once the registrar (the applier) exists and cleared first by stop();
+  // the connection's callbacks read them.
   std::shared_ptr<std::atomic<Registrar*>> registrar_hook_ = std::make_shared<std::atomic<Registrar*>>(nullptr);
+  std::shared_ptr<std::atomic<DeltaApplier*>> applier_hook_ = std::make_shared<std::atomic<DeltaApplier*>>(nullptr);
   Registrar::OutcomeListener registration_listener_;
   bool stopped_ = false;
 };

@@ -39,7 +39,7 @@ std::string AgentMetrics::text(const CheckpointBoard& board, uint64_t registrati
            "Hook runs that failed past their retries (the batch is then quarantined).",
            [](const PerType& t) { return static_cast<double>(t.hook_failures.load()); });
   per_type("deltasync_agent_delivery_gaps_total", Kind::kCounter,
-           "Deliveries that skipped ahead of their consumer's numbering: one went missing on the way, and the agent "
+           "Deliveries out of their consumer's numbering: one went missing on the way, and the agent "
            "registered again to resume from its checkpoint.",
            [](const PerType& t) { return static_cast<double>(t.delivery_gaps.load()); });
 

@@ -36,7 +36,7 @@ class AgentMetrics {
     std::atomic<uint64_t> skipped_changes{0};   // not newer than the key's version (replays)
     std::atomic<uint64_t> quarantined{0};       // changes or batches set aside, all kinds
     std::atomic<uint64_t> hook_failures{0};     // hook runs that failed past their retries
-    std::atomic<uint64_t> delivery_gaps{0};     // deliveries that skipped ahead (agent/delivery_order.h)
+    std::atomic<uint64_t> delivery_gaps{0};     // deliveries out of order (agent/delivery_order.h)
     Histogram apply_duration{Histogram::latency_seconds()};  // one transaction of a group
     Histogram delivery_delay{Histogram::latency_seconds()};  // hub commit -> applied, newest change of a group
   };

@@ -51,6 +51,17 @@ class CheckpointBoard {
       gaps_.erase(type);
     }
   }
+  // The types refused after a delivery gap, and clearing some of them: a
+  // registration that began while they were refused has recreated their
+  // consumers (Registrar; a quiet type may not deliver a 1 for a long time).
+  std::set<std::string> delivery_gaps() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return gaps_;
+  }
+  void clear_delivery_gaps(const std::set<std::string>& types) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const std::string& type : types) gaps_.erase(type);
+  }
   // The latest error (a person-readable sentence); cleared with nullopt.
   void set_error(std::optional<std::string> error) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -94,8 +105,7 @@ class CheckpointBoard {
     }
     r.error = error_;
     if (!r.error.has_value() && !gaps_.empty()) {
-      r.error = *gaps_.begin() +
-                ": a delivery went missing on the way; waiting for the hub to resume the stream from the checkpoint";
+      r.error = *gaps_.begin() + ": a delivery went missing on the way; waiting for the hub to resume the stream";
     }
     r.status = (r.quarantined > 0 || r.error.has_value()) ? AgentHealth::kDegraded : AgentHealth::kOk;
     return r;

@@ -14,6 +14,10 @@ DeliveryOrder::Verdict DeliveryOrder::observe(const std::string& type, uint64_t 
   return Verdict::kGap;
 }
 
+void DeliveryOrder::expect_new_consumers() {
+  for (auto& [type, t] : types_) t.broken = true;
+}
+
 uint64_t DeliveryOrder::last_in_order(const std::string& type) const {
   auto it = types_.find(type);
   return it == types_.end() ? 0 : it->second.last;

@@ -31,6 +31,11 @@
 //     again (DeltaApplier::on_push), so a type is never refused for good.
 // The first delivery of a run must be 1: the agent subscribes only after
 // its first registration has created its consumers (agent/agent.h).
+// A lost connection is treated as a gap in every type, silently
+// (expect_new_consumers): the reconnect's registration recreates every
+// consumer, and the numbers alone cannot tell the old consumer from the new
+// one, whose first deliveries the drop may have lost too (an old 1 followed
+// by a new 2 would pass as "last + 1").
 // It relies on every registration creating the consumer anew
 // (DeliveryManager::open deletes it first, hub/delivery_manager.h): a hub
 // that kept the consumer would never send the delivery numbered 1 that
@@ -48,12 +53,15 @@ class DeliveryOrder {
  public:
   enum class Verdict {
     kInOrder,  // apply it
-    kGap,      // this one skipped ahead: refuse it, register again
+    kGap,      // out of order: refuse it, register again
     kRefused,  // behind a gap, before the new consumer: refuse it
   };
 
   // Judges the delivery of `type` numbered `consumer_seq` and remembers it.
   Verdict observe(const std::string& type, uint64_t consumer_seq);
+  // The connection was lost: every type waits for a delivery numbered 1
+  // (later ones are kRefused, not a new gap).
+  void expect_new_consumers();
   // The last number seen for `type` before its gap (0 when none).
   uint64_t last_in_order(const std::string& type) const;
 

@@ -67,19 +67,35 @@ void DeltaApplier::stop() {
   }
 }
 
+void DeltaApplier::connection_lost() {
+  std::lock_guard<std::mutex> lock(mu_);
+  order_.expect_new_consumers();
+}
+
 void DeltaApplier::on_push(const std::string& type, Envelope delivery) {
   // Not a $JS.ACK reply: handle_message logs and drops it.
   auto info = parse_ack_subject(delivery.reply);
   DeliveryOrder::Verdict verdict = DeliveryOrder::Verdict::kInOrder;
   uint64_t last = 0;
+  bool retrigger = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (info.is_ok()) {
       last = order_.last_in_order(type);
       verdict = order_.observe(type, info->consumer_seq);
-      // The heartbeat is degraded from a gap until the new consumer's 1.
+      // The heartbeat is degraded from a gap until the new consumer's 1, or
+      // the registration that recreated it (Registrar).
       if (verdict == DeliveryOrder::Verdict::kGap) board_.set_delivery_gap(type, true);
       if (info->consumer_seq == 1) board_.set_delivery_gap(type, false);
+      // A redelivery refused: ack_wait passed without the new consumer's 1,
+      // which may have been lost too; register again, once per burst.
+      if (verdict == DeliveryOrder::Verdict::kRefused && info->delivered > 1) {
+        const int64_t now = clock_.now_steady_ms();
+        auto [it, first] = gap_triggered_ms_.try_emplace(type, now);
+        retrigger = first || now - it->second >= kGapRetriggerMs;
+        if (retrigger) it->second = now;
+      }
+      if (verdict == DeliveryOrder::Verdict::kGap) gap_triggered_ms_[type] = clock_.now_steady_ms();
     }
     if (verdict == DeliveryOrder::Verdict::kInOrder) {
       queue_.push_back(Item{type, std::move(delivery), nullptr, nullptr});
@@ -103,10 +119,12 @@ void DeltaApplier::on_push(const std::string& type, Envelope delivery) {
     case DeliveryOrder::Verdict::kRefused:
       spdlog::debug("{}: delivery {} (stream seq {}) refused: waiting for the consumer recreated after a gap", type,
                     info->consumer_seq, info->stream_seq);
-      // A redelivery (at most one per ack_wait): the consumer that should
-      // end the gap has not shown its delivery 1, which may have been lost
-      // too; register again.
-      if (info->delivered > 1 && options_.on_delivery_gap) options_.on_delivery_gap(type);
+      if (retrigger) {
+        spdlog::info("{}: deliveries refused after a gap come again, but not the new consumer's first; registering "
+                     "again",
+                     type);
+        if (options_.on_delivery_gap) options_.on_delivery_gap(type);
+      }
       return;
   }
 }

@@ -21,10 +21,11 @@
 // subscription answers and drops them on receipt (shared/jetstream_push.h).
 // A message whose reply subject is not a $JS.ACK subject is not a JetStream
 // delivery: it is logged and dropped, neither applied nor acked. A delivery
-// that skips ahead of its consumer's numbering (agent/delivery_order.h: one
-// went missing on the way) is refused on receipt, with every later one of
-// its type, until the consumer the hub recreates from the checkpoint
-// delivers; on_delivery_gap asks for that registration.
+// out of its consumer's numbering (agent/delivery_order.h: one went missing
+// on the way) is refused on receipt, with every later one of its type,
+// until the consumer the hub recreates from the checkpoint delivers;
+// on_delivery_gap asks for that registration. After a lost connection
+// (connection_lost) every type waits so for its new consumer.
 // Acks are published on each delivery's ack subject through Messaging
 // (acknowledge in shared/jetstream_push.h, fire-and-forget). What slows
 // the consumer down to the replica's pace is max_ack_pending: a group is
@@ -105,8 +106,10 @@ struct ApplierOptions {
   // Counted on the apply thread when set (agent/agent_metrics.h); must
   // outlive the applier.
   AgentMetrics* metrics = nullptr;
-  // Called on the cnats thread of on_push when a delivery of `type` skipped
-  // ahead (agent/delivery_order.h); the agent registers again. Thread-safe.
+  // Called on the cnats thread of on_push when a delivery of `type` came out
+  // of order (agent/delivery_order.h), and again at most every
+  // kGapRetriggerMs while the type's refused deliveries come again; the
+  // agent registers again. Thread-safe.
   std::function<void(const std::string& type)> on_delivery_gap;
 };
 
@@ -133,6 +136,14 @@ class DeltaApplier {
   // delivery keeps its original subject (ds.delta.<type>.<partition>); its
   // reply subject is the delivery's ack subject.
   void on_push(const std::string& type, Envelope delivery);
+  // The NATS connection was lost: deliveries may have been lost with it,
+  // the new consumer's first ones too, so every type takes nothing until
+  // its consumer recreated by the reconnect's registration delivers 1
+  // (DeliveryOrder::expect_new_consumers). Thread-safe.
+  void connection_lost();
+  // A refused redelivery asks for another registration at most this often
+  // per type (all of a type's refused deliveries come again at once).
+  static constexpr int64_t kGapRetriggerMs = 5000;
   // Runs `task` on the apply thread; the future holds its Status (Unavailable
   // when the applier stops first).
   std::future<Status> post(Task task);
@@ -188,6 +199,7 @@ class DeltaApplier {
   std::condition_variable cv_;
   std::deque<Item> queue_;  // guarded by mu_
   DeliveryOrder order_;     // guarded by mu_: judged on receipt, in arrival order
+  std::map<std::string, int64_t> gap_triggered_ms_;  // guarded by mu_: steady ms of a type's last on_delivery_gap
   std::atomic<bool> stop_{false};
   std::thread thread_;
   std::vector<Item> parked_;           // apply thread only: held deliveries, in arrival order

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
+#include <set>
 
 #include <spdlog/spdlog.h>
 
@@ -82,9 +83,13 @@ void Registrar::run() {
       if (stop_) return;
       wanted_ = false;
     }
+    // Types refused after a gap before this registration: it recreates
+    // their consumers (or orders a snapshot, which ends in that too).
+    const std::set<std::string> gaps = board_.delivery_gaps();
     Status s = register_once();
     if (s.is_ok() && on_registered_) s = on_registered_();
     if (s.is_ok()) {
+      board_.clear_delivery_gaps(gaps);
       backoff_ms = first_backoff_ms_;
       {
         std::lock_guard<std::mutex> lock(mu_);

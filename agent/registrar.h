@@ -18,8 +18,9 @@
 // While the hub does not answer (NATS or hub down) or refuses, registration
 // is retried with capped backoff (0.5 s doubling to 30 s); the agent keeps
 // answering heartbeats and applying whatever arrives meanwhile (except a
-// type refused after a delivery gap, which waits for the consumer the next
-// registration recreates).
+// type refused after a delivery gap or a lost connection, which waits for
+// the consumer the next registration recreates). A successful registration
+// ends, on the board, the delivery gaps found before it began.
 //
 // Every replica write goes through DeltaApplier::post (the single writer).
 //

@@ -44,10 +44,11 @@ Change upsert(uint64_t v, std::string key, double price, int64_t hts = 0) {
 // The ack subject of the delivery of stream seq `seq` (v1 layout, as
 // nats-server 2.9 sends it), with `pending` messages left after it; the
 // consumer numbers it `cseq` (0: the same as `seq`).
+// `delivered`: how often the consumer sent this message (2 and up: a redelivery).
 std::string ack_subject(uint64_t seq, uint64_t pending = 0, const std::string& stream = "DS_PRICES",
-                        uint64_t cseq = 0) {
-  return "$JS.ACK." + stream + ".ag_store-1.1." + std::to_string(seq) + "." + std::to_string(cseq == 0 ? seq : cseq) +
-         ".1700000000000000000." + std::to_string(pending);
+                        uint64_t cseq = 0, uint64_t delivered = 1) {
+  return "$JS.ACK." + stream + ".ag_store-1." + std::to_string(delivered) + "." + std::to_string(seq) + "." +
+         std::to_string(cseq == 0 ? seq : cseq) + ".1700000000000000000." + std::to_string(pending);
 }
 
 // What the fake broker received on ack subjects: (subject, body), in order.
@@ -112,9 +113,10 @@ class DeltaApplierTest : public ::testing::Test {
   void deliver(uint64_t seq, std::vector<Change> changes, uint64_t pending = 0) {
     deliver_raw(seq, encode(DeltaBatch{"prices", std::move(changes)}), "prices", pending);
   }
-  // Stream seq `seq` of prices, numbered `cseq` by its consumer.
-  void deliver_numbered(uint64_t seq, uint64_t cseq, std::vector<Change> changes) {
-    applier_->on_push("prices", Envelope{"ds.delta.prices.s1", ack_subject(seq, 0, "DS_PRICES", cseq),
+  // Stream seq `seq` of prices, numbered `cseq` by its consumer, sent for
+  // the `delivered`th time.
+  void deliver_numbered(uint64_t seq, uint64_t cseq, std::vector<Change> changes, uint64_t delivered = 1) {
+    applier_->on_push("prices", Envelope{"ds.delta.prices.s1", ack_subject(seq, 0, "DS_PRICES", cseq, delivered),
                                          encode(DeltaBatch{"prices", std::move(changes)})});
   }
 
@@ -412,6 +414,52 @@ TEST_F(DeltaApplierTest, ARecreatedConsumerWhoseFirstDeliveryWasLostIsAGap) {
   EXPECT_EQ(gaps, std::vector<std::string>{"prices"});
   EXPECT_EQ(replica_->row("prices", "g").status().code(), StatusCode::kNotFound);
   EXPECT_EQ(board_.checkpoint("prices")->seq, 5u);
+  EXPECT_EQ(acks().size(), 5u) << "the refused delivery was acked";
+}
+
+TEST_F(DeltaApplierTest, ANumberSeenAgainIsAGap) {
+  std::vector<std::string> gaps;
+  ApplierOptions options;
+  options.on_delivery_gap = [&gaps](const std::string& type) { gaps.push_back(type); };
+  start(std::move(options));
+  deliver_numbered(1, 1, {upsert(1, "a", 1.0)});
+  deliver_numbered(2, 2, {upsert(2, "b", 2.0)});
+  deliver_numbered(4, 2, {upsert(4, "d", 4.0)});  // a recreated consumer's 2: its 1 (seq 3) was lost
+  barrier();
+  EXPECT_EQ(gaps, std::vector<std::string>{"prices"});
+  EXPECT_EQ(acks().size(), 2u);
+  EXPECT_EQ(board_.checkpoint("prices")->seq, 2u);
+}
+
+// Two drops in a row: the old consumer delivered 1; the first reconnect's
+// registration recreated it; the second drop lost the new consumer's 1,
+// and its 2 looks like "last + 1". After a lost connection only a 1 is taken.
+TEST_F(DeltaApplierTest, AfterALostConnectionOnlyANewConsumersFirstDeliveryIsTaken) {
+  std::vector<std::string> gaps;
+  AgentMetrics metrics({"prices"});
+  ApplierOptions options;
+  options.on_delivery_gap = [&gaps](const std::string& type) { gaps.push_back(type); };
+  options.metrics = &metrics;
+  start(std::move(options));
+  deliver_numbered(1, 1, {upsert(1, "a", 1.0)});
+  barrier();
+  applier_->connection_lost();
+  deliver_numbered(3, 2, {upsert(3, "c", 3.0)});  // the new consumer's 2; its 1 (seq 2) was lost
+  barrier();
+  EXPECT_EQ(replica_->row("prices", "c").status().code(), StatusCode::kNotFound) << "applied past the lost delivery";
+  EXPECT_EQ(board_.checkpoint("prices")->seq, 1u);
+  EXPECT_EQ(acks().size(), 1u);
+  EXPECT_TRUE(gaps.empty()) << "the reconnect's registration is on its way already";
+  EXPECT_EQ(metrics.type("prices")->delivery_gaps.load(), 0u) << "a lost connection counted as a gap";
+  EXPECT_EQ(board_.heartbeat("store-1", 0).status, AgentHealth::kOk);
+
+  // The consumer the reconnect's registration recreated.
+  deliver_numbered(2, 1, {upsert(2, "b", 2.0)});
+  deliver_numbered(3, 2, {upsert(3, "c", 3.0)});
+  barrier();
+  EXPECT_EQ(price("b"), 2.0);
+  EXPECT_EQ(price("c"), 3.0);
+  EXPECT_EQ(board_.checkpoint("prices")->seq, 3u);
 }
 
 // After a gap, a redelivery the agent refuses asks for a registration again:
@@ -426,11 +474,18 @@ TEST_F(DeltaApplierTest, ARefusedRedeliveryAsksForAnotherRegistration) {
   deliver_numbered(4, 4, {upsert(4, "d", 4.0)});  // refused, a first delivery: no new request
   barrier();
   EXPECT_EQ(gaps.size(), 1u);
-  // The old consumer redelivers 3 after ack_wait (delivered count 2).
-  applier_->on_push("prices", Envelope{"ds.delta.prices.s1", "$JS.ACK.DS_PRICES.ag_store-1.2.3.5.1700000000000000000.0",
-                                       encode(DeltaBatch{"prices", {upsert(3, "c", 3.0)}})});
+  // The old consumer redelivers 3 and 4 after ack_wait (delivered count 2):
+  // one more registration, not one per redelivery.
+  clock_.advance(30000);
+  deliver_numbered(3, 5, {upsert(3, "c", 3.0)}, 2);
+  deliver_numbered(4, 6, {upsert(4, "d", 4.0)}, 2);
   barrier();
   EXPECT_EQ(gaps.size(), 2u);
+  // Redeliveries that keep coming ask again, at most every kGapRetriggerMs.
+  clock_.advance(DeltaApplier::kGapRetriggerMs);
+  deliver_numbered(3, 7, {upsert(3, "c", 3.0)}, 3);
+  barrier();
+  EXPECT_EQ(gaps.size(), 3u);
   EXPECT_EQ(acks().size(), 1u) << "only delivery 1 was taken";
 }
 

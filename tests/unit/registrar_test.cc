@@ -157,6 +157,22 @@ TEST_F(RegistrarTest, SnapshotOrderLoadsThePagesThenRegistersAgainFromTheirMark)
   EXPECT_EQ(*rows, 2u);
 }
 
+// A type refused after a delivery gap makes heartbeats degraded until the
+// registration that recreates its consumer: a quiet type may never deliver
+// the 1 that would end the gap. A gap found during the registration is not
+// covered by it and stays.
+TEST_F(RegistrarTest, ARegistrationEndsTheDeliveryGapsFoundBeforeIt) {
+  board_.set_delivery_gap("price", true);
+  messaging_.set_responder([this](const std::string&, const std::string&) -> Result<std::string> {
+    board_.set_delivery_gap("later", true);
+    return reply_with(Resume::kStream);
+  });
+  EXPECT_EQ(board_.heartbeat("ag1", 0).status, AgentHealth::kDegraded);
+  registrar_->start();
+  ASSERT_TRUE(registrar_->wait_registered(0, 10000));
+  EXPECT_EQ(board_.delivery_gaps(), std::set<std::string>{"later"});
+}
+
 TEST_F(RegistrarTest, RefusalIsReportedAndATriggerRetriesAtOnce) {
   // A backoff longer than every wait below: only the trigger can retry.
   make_registrar(600000);
