@@ -28,6 +28,7 @@
 #include "shared/messaging.h"
 #include "shared/names.h"
 #include "shared/schema.h"
+#include "shared/sqlite.h"
 
 namespace ds {
 namespace {
@@ -280,7 +281,8 @@ struct AgentService::Impl {
 
   // Stores the heartbeats taken since the last tick. A failure (a full disk)
   // keeps them for the next tick, and is said once, not every tick, until a
-  // flush succeeds again or fails for another reason.
+  // flush succeeds again or fails for another cause (a full disk, or a
+  // status code: the message itself names the statement and may vary).
   void flush_registry() {
     Status s = registry->flush();
     if (s.is_ok()) {
@@ -288,13 +290,13 @@ struct AgentService::Impl {
         spdlog::info("agent registry: heartbeats stored again after {} failed attempt(s)", failed_flushes);
       }
       failed_flushes = 0;
-      last_flush_error.clear();
+      last_flush_cause.clear();
       return;
     }
     ++failed_flushes;
-    std::string error = s.to_string();
-    if (error != last_flush_error) spdlog::warn("{} (kept in memory and retried every tick)", error);
-    last_flush_error = std::move(error);
+    std::string cause = is_disk_full(s) ? std::string("disk full") : std::string(status_code_name(s.code()));
+    if (cause != last_flush_cause) spdlog::warn("{} (kept in memory and retried every tick)", s.to_string());
+    last_flush_cause = std::move(cause);
   }
 
   // Once per heartbeat interval: which subscriptions are in breach of their
@@ -483,7 +485,7 @@ struct AgentService::Impl {
   bool beats_confirmed = true;             // service thread only: the last beat round reached the broker
   bool outage_since_tick = false;          // service thread only: a reconnect happened since the last tick
   uint64_t failed_flushes = 0;             // service thread only: registry flushes failed in a row
-  std::string last_flush_error;            // service thread only: the failure last warned about
+  std::string last_flush_cause;            // service thread only: the cause last warned about
   bool stopping = false;  // service thread only
   // The fleet snapshot: built and swapped on the service thread; the pointer
   // is guarded by snapshot_mu, the snapshot itself is immutable.
