@@ -120,6 +120,13 @@ class DeltaApplierTest : public ::testing::Test {
                                          encode(DeltaBatch{"prices", std::move(changes)})});
   }
 
+  // Starts the applier with `options`, recording in gaps_ each registration
+  // it asks for (deliveries are handed in on the test thread only).
+  void start_counting_gaps(ApplierOptions options = {}) {
+    options.on_delivery_gap = [this](const std::string& type) { gaps_.push_back(type); };
+    start(std::move(options));
+  }
+
   // Every insert into the prices table asks `gate`; while it is closed the
   // replica's transaction fails (Internal), as a transient failure would.
   void install(ApplyGate& gate) {
@@ -159,6 +166,7 @@ class DeltaApplierTest : public ::testing::Test {
   FakeClock clock_;
   CheckpointBoard board_;
   std::unique_ptr<DeltaApplier> applier_;
+  std::vector<std::string> gaps_;
 };
 
 TEST_F(DeltaApplierTest, DeliveriesApplyInOrderAndEachIsAckedAfterItsCommit) {
@@ -353,12 +361,10 @@ TEST_F(DeltaApplierTest, StopDuringAFailingCommitAppliesAndAcksNothingAfterIt) {
 // goes on with the next ones (agent/delivery_order.h). Applied, they would
 // move the checkpoint past the lost one.
 TEST_F(DeltaApplierTest, ADeliveryThatSkipsAheadIsRefusedWithEveryLaterOneUntilTheNewConsumerDelivers) {
-  std::vector<std::string> gaps;  // only the test thread hands deliveries in
   AgentMetrics metrics({"prices"});
   ApplierOptions options;
-  options.on_delivery_gap = [&gaps](const std::string& type) { gaps.push_back(type); };
   options.metrics = &metrics;
-  start(std::move(options));
+  start_counting_gaps(std::move(options));
   deliver(1, {upsert(1, "a", 1.0)});
   deliver(2, {upsert(2, "b", 2.0)});
   // Consumer delivery 3 (stream seq 3, key c) never arrives.
@@ -366,7 +372,7 @@ TEST_F(DeltaApplierTest, ADeliveryThatSkipsAheadIsRefusedWithEveryLaterOneUntilT
   deliver(5, {upsert(5, "e", 5.0)});
   barrier();
 
-  EXPECT_EQ(gaps, std::vector<std::string>{"prices"}) << "one registration asked for, not one per refused delivery";
+  EXPECT_EQ(gaps_, std::vector<std::string>{"prices"}) << "one registration asked for, not one per refused delivery";
   EXPECT_EQ(metrics.type("prices")->delivery_gaps.load(), 1u);
   EXPECT_EQ(acks(), (Acks{{ack_subject(1), "+ACK"}, {ack_subject(2), "+ACK"}})) << "a refused delivery was acked";
   EXPECT_EQ(replica_->row("prices", "d").status().code(), StatusCode::kNotFound);
@@ -382,21 +388,18 @@ TEST_F(DeltaApplierTest, ADeliveryThatSkipsAheadIsRefusedWithEveryLaterOneUntilT
   EXPECT_EQ(price("c"), 3.0);
   EXPECT_EQ(price("d"), 4.0);
   EXPECT_EQ(board_.checkpoint("prices")->seq, 4u);
-  EXPECT_EQ(gaps.size(), 1u);
+  EXPECT_EQ(gaps_.size(), 1u);
   EXPECT_EQ(board_.heartbeat("store-1", 0).status, AgentHealth::kOk) << "the gap's error outlived the recovery";
 }
 
 TEST_F(DeltaApplierTest, ANewConsumerNumbersFromOneAgainAndIsNoGap) {
-  std::vector<std::string> gaps;
-  ApplierOptions options;
-  options.on_delivery_gap = [&gaps](const std::string& type) { gaps.push_back(type); };
-  start(std::move(options));
+  start_counting_gaps();
   deliver_numbered(1, 1, {upsert(1, "a", 1.0)});
   deliver_numbered(2, 2, {upsert(2, "b", 2.0)});
   deliver_numbered(3, 1, {upsert(3, "c", 3.0)});  // the hub recreated the consumer
   deliver_numbered(4, 2, {upsert(4, "d", 4.0)});
   barrier();
-  EXPECT_TRUE(gaps.empty());
+  EXPECT_TRUE(gaps_.empty());
   EXPECT_EQ(acks().size(), 4u);
   EXPECT_EQ(price("d"), 4.0);
 }
@@ -404,29 +407,23 @@ TEST_F(DeltaApplierTest, ANewConsumerNumbersFromOneAgainAndIsNoGap) {
 // The hub recreated the consumer and its delivery 1 was lost: its 2 is
 // below the old consumer's last number, and must not pass as in order.
 TEST_F(DeltaApplierTest, ARecreatedConsumerWhoseFirstDeliveryWasLostIsAGap) {
-  std::vector<std::string> gaps;
-  ApplierOptions options;
-  options.on_delivery_gap = [&gaps](const std::string& type) { gaps.push_back(type); };
-  start(std::move(options));
+  start_counting_gaps();
   for (uint64_t n = 1; n <= 5; ++n) deliver_numbered(n, n, {upsert(n, "k" + std::to_string(n), 1.0)});
   deliver_numbered(7, 2, {upsert(7, "g", 7.0)});  // the new consumer's 1 (stream seq 6) never came
   barrier();
-  EXPECT_EQ(gaps, std::vector<std::string>{"prices"});
+  EXPECT_EQ(gaps_, std::vector<std::string>{"prices"});
   EXPECT_EQ(replica_->row("prices", "g").status().code(), StatusCode::kNotFound);
   EXPECT_EQ(board_.checkpoint("prices")->seq, 5u);
   EXPECT_EQ(acks().size(), 5u) << "the refused delivery was acked";
 }
 
 TEST_F(DeltaApplierTest, ANumberSeenAgainIsAGap) {
-  std::vector<std::string> gaps;
-  ApplierOptions options;
-  options.on_delivery_gap = [&gaps](const std::string& type) { gaps.push_back(type); };
-  start(std::move(options));
+  start_counting_gaps();
   deliver_numbered(1, 1, {upsert(1, "a", 1.0)});
   deliver_numbered(2, 2, {upsert(2, "b", 2.0)});
   deliver_numbered(4, 2, {upsert(4, "d", 4.0)});  // a recreated consumer's 2: its 1 (seq 3) was lost
   barrier();
-  EXPECT_EQ(gaps, std::vector<std::string>{"prices"});
+  EXPECT_EQ(gaps_, std::vector<std::string>{"prices"});
   EXPECT_EQ(acks().size(), 2u);
   EXPECT_EQ(board_.checkpoint("prices")->seq, 2u);
 }
@@ -435,12 +432,10 @@ TEST_F(DeltaApplierTest, ANumberSeenAgainIsAGap) {
 // registration recreated it; the second drop lost the new consumer's 1,
 // and its 2 looks like "last + 1". After a lost connection only a 1 is taken.
 TEST_F(DeltaApplierTest, AfterALostConnectionOnlyANewConsumersFirstDeliveryIsTaken) {
-  std::vector<std::string> gaps;
   AgentMetrics metrics({"prices"});
   ApplierOptions options;
-  options.on_delivery_gap = [&gaps](const std::string& type) { gaps.push_back(type); };
   options.metrics = &metrics;
-  start(std::move(options));
+  start_counting_gaps(std::move(options));
   deliver_numbered(1, 1, {upsert(1, "a", 1.0)});
   barrier();
   applier_->connection_lost();
@@ -449,7 +444,7 @@ TEST_F(DeltaApplierTest, AfterALostConnectionOnlyANewConsumersFirstDeliveryIsTak
   EXPECT_EQ(replica_->row("prices", "c").status().code(), StatusCode::kNotFound) << "applied past the lost delivery";
   EXPECT_EQ(board_.checkpoint("prices")->seq, 1u);
   EXPECT_EQ(acks().size(), 1u);
-  EXPECT_TRUE(gaps.empty()) << "the reconnect's registration is on its way already";
+  EXPECT_TRUE(gaps_.empty()) << "the reconnect's registration is on its way already";
   EXPECT_EQ(metrics.type("prices")->delivery_gaps.load(), 0u) << "a lost connection counted as a gap";
   EXPECT_EQ(board_.heartbeat("store-1", 0).status, AgentHealth::kOk);
 
@@ -465,40 +460,34 @@ TEST_F(DeltaApplierTest, AfterALostConnectionOnlyANewConsumersFirstDeliveryIsTak
 // After a gap, a redelivery the agent refuses asks for a registration again:
 // the consumer meant to end the gap may have lost its delivery 1 too.
 TEST_F(DeltaApplierTest, ARefusedRedeliveryAsksForAnotherRegistration) {
-  std::vector<std::string> gaps;
-  ApplierOptions options;
-  options.on_delivery_gap = [&gaps](const std::string& type) { gaps.push_back(type); };
-  start(std::move(options));
+  start_counting_gaps();
   deliver_numbered(1, 1, {upsert(1, "a", 1.0)});
   deliver_numbered(3, 3, {upsert(3, "c", 3.0)});  // gap: 2 lost
   deliver_numbered(4, 4, {upsert(4, "d", 4.0)});  // refused, a first delivery: no new request
   barrier();
-  EXPECT_EQ(gaps.size(), 1u);
+  EXPECT_EQ(gaps_.size(), 1u);
   // The old consumer redelivers 3 and 4 after ack_wait (delivered count 2):
   // one more registration, not one per redelivery.
   clock_.advance(30000);
   deliver_numbered(3, 5, {upsert(3, "c", 3.0)}, 2);
   deliver_numbered(4, 6, {upsert(4, "d", 4.0)}, 2);
   barrier();
-  EXPECT_EQ(gaps.size(), 2u);
+  EXPECT_EQ(gaps_.size(), 2u);
   // Redeliveries that keep coming ask again, at most every kGapRetriggerMs.
   clock_.advance(DeltaApplier::kGapRetriggerMs);
   deliver_numbered(3, 7, {upsert(3, "c", 3.0)}, 3);
   barrier();
-  EXPECT_EQ(gaps.size(), 3u);
+  EXPECT_EQ(gaps_.size(), 3u);
   EXPECT_EQ(acks().size(), 1u) << "only delivery 1 was taken";
 }
 
 TEST_F(DeltaApplierTest, TheFirstDeliveryOfARunMustBeNumberedOne) {
-  std::vector<std::string> gaps;
-  ApplierOptions options;
-  options.on_delivery_gap = [&gaps](const std::string& type) { gaps.push_back(type); };
-  start(std::move(options));
+  start_counting_gaps();
   // The agent subscribes only after its registration created the consumer:
   // delivery 2 first means delivery 1 went to someone else.
   deliver_numbered(7, 2, {upsert(7, "g", 7.0)});
   barrier();
-  EXPECT_EQ(gaps, std::vector<std::string>{"prices"});
+  EXPECT_EQ(gaps_, std::vector<std::string>{"prices"});
   EXPECT_TRUE(acks().empty());
 }
 
