@@ -27,27 +27,29 @@ Status Agent::start() {
   opts.inbox_prefix = inbox_prefix(config_.id);
   opts.retry_on_failed_connect = true;
   opts.max_reconnect_wait_ms = 5000;
-  auto hook = registrar_hook_;
-  auto applier_hook = applier_hook_;
-  // Called for the first successful connect too (retry_on_failed_connect).
-  // Deliveries lost with a connection are found by their numbers only if
-  // every type then waits for its recreated consumer (connection_lost);
-  // said again on reconnect, in case a delivery of the new connection came
-  // before the disconnect callback ran.
+  auto hooks = hooks_;
+  // Called for the first successful connect too when it had to be retried
+  // (retry_on_failed_connect); a first connect that succeeds at once calls
+  // nothing (connected_once is set below).
   AgentMetrics* metrics = metrics_.get();
   auto connected_once = std::make_shared<std::atomic<bool>>(false);
-  opts.on_reconnected = [hook, applier_hook, metrics, connected_once] {
+  opts.on_reconnected = [hooks, metrics, connected_once] {
     if (connected_once->exchange(true)) ++metrics->nats_reconnects;
     spdlog::info("connected to NATS");
-    if (DeltaApplier* a = applier_hook->load()) a->connection_lost();
-    if (Registrar* r = hook->load()) r->trigger();
+    hooks->trigger_registration();
   };
-  opts.on_disconnected = [applier_hook] {
+  // Deliveries in flight are lost with the connection, and the reconnect's
+  // registration recreates every consumer: every type waits for its new
+  // delivery 1 (agent/delivery_order.h), from here, not only from that
+  // registration's start, so that the old consumer's later numbers are no
+  // counted gap.
+  opts.on_disconnected = [hooks] {
     spdlog::warn("disconnected from NATS; reconnecting");
-    if (DeltaApplier* a = applier_hook->load()) a->connection_lost();
+    hooks->connection_lost();
   };
   opts.on_async_error = [](const std::string& e) { spdlog::error("NATS: {}", e); };
   DS_ASSIGN_OR_RETURN(nc_, Connection::connect(std::move(opts)));
+  if (nc_->connected()) connected_once->store(true);
 
   ApplierOptions applier_options;
   applier_options.tombstone_max_age_ms = config_.tombstone_max_age_s * 1000;
@@ -55,23 +57,22 @@ Status Agent::start() {
   applier_options.metrics = metrics_.get();
   // A delivery went missing (agent/delivery_order.h): the hub recreates the
   // consumers from the replica's checkpoint when the agent registers again.
-  applier_options.on_delivery_gap = [hook](const std::string&) {
-    if (Registrar* r = hook->load()) r->trigger();
-  };
+  applier_options.on_delivery_gap = [hooks](const std::string&) { hooks->trigger_registration(); };
   for (const SubscriptionConfig& sub : config_.subscriptions) {
     if (!sub.hook.empty()) applier_options.hooks[sub.type] = HookSpec{sub.hook, sub.hook_retries, sub.hook_timeout_ms};
   }
   messaging_ = std::make_unique<NatsMessaging>(*nc_);
   applier_ = std::make_unique<DeltaApplier>(*replica_, *messaging_, board_, std::move(applier_options));
   DS_RETURN_IF_ERROR(applier_->start());
-  applier_hook_->store(applier_.get());
+  {
+    std::lock_guard<std::mutex> lock(hooks_->mu);
+    hooks_->applier = applier_.get();
+  }
 
   const Subjects subjects(config_.nats.subject_prefix);
   std::vector<std::string> types;
   for (const SubscriptionConfig& sub : config_.subscriptions) types.push_back(sub.type);
-  heartbeats_ = std::make_unique<HeartbeatResponder>(*nc_, subjects, config_.id, board_, hub_clock_, [hook] {
-    if (Registrar* r = hook->load()) r->trigger();
-  });
+  heartbeats_ = std::make_unique<HeartbeatResponder>(*nc_, subjects, config_.id, board_, hub_clock_, [hooks] { hooks->trigger_registration(); });
   DS_RETURN_IF_ERROR(heartbeats_->start(types));
   digests_ = std::make_unique<DigestResponder>(*nc_, config_);
   DS_RETURN_IF_ERROR(digests_->start());
@@ -79,7 +80,15 @@ Status Agent::start() {
   registrar_ = std::make_unique<Registrar>(*nc_, config_, *applier_, board_);
   registrar_->set_listener(registration_listener_);
   registrar_->set_on_registered([this] { return subscribe_deliveries(); });
-  registrar_hook_->store(registrar_.get());
+  // Every registration recreates every consumer: from its start, each type
+  // takes only its new consumer's delivery 1 (a delivery of the new one
+  // that came before a lost 1 must not pass as the old one's last + 1).
+  DeltaApplier* applier = applier_.get();
+  registrar_->set_on_registering([applier] { applier->expect_new_consumers(); });
+  {
+    std::lock_guard<std::mutex> lock(hooks_->mu);
+    hooks_->registrar = registrar_.get();
+  }
   registrar_->start();
   if (!config_.metrics_listen.empty()) {
     DS_ASSIGN_OR_RETURN(metrics_server_, MetricsServer::start(metrics_listen_address(config_.metrics_listen),
@@ -93,8 +102,11 @@ Status Agent::start() {
 void Agent::stop() {
   if (stopped_) return;
   stopped_ = true;
-  registrar_hook_->store(nullptr);
-  applier_hook_->store(nullptr);
+  {
+    std::lock_guard<std::mutex> lock(hooks_->mu);
+    hooks_->registrar = nullptr;
+    hooks_->applier = nullptr;
+  }
   // First: a scrape reads the registrar and the board.
   if (metrics_server_) metrics_server_->stop();
   metrics_server_.reset();

@@ -24,8 +24,10 @@
 // the old consumer sends nothing; the registration replaces it with one that
 // starts after this replica's own checkpoint. The same loss within a run (a
 // delivery in flight when the connection dropped) is caught by the
-// applier's delivery numbering (agent/delivery_order.h), which makes the
-// agent register again.
+// applier's delivery numbering (agent/delivery_order.h): a gap makes the
+// agent register again, and a lost connection or a registration (which
+// recreates every consumer) makes every type wait for its new consumer's
+// delivery 1.
 //
 // stop() is the graceful path (SIGTERM/SIGINT in main): stop registering,
 // unsubscribe the push deliveries, let the applier finish and ack the batch
@@ -35,6 +37,7 @@
 // Thread-safety: start()/stop() from one owner thread; board() is thread-safe.
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -100,10 +103,26 @@ class Agent {
   std::unique_ptr<HeartbeatResponder> heartbeats_;
   std::unique_ptr<DigestResponder> digests_;
   std::unique_ptr<Registrar> registrar_;
-  // Set once the registrar (the applier) exists and cleared first by stop();
-  // the connection's callbacks read them.
-  std::shared_ptr<std::atomic<Registrar*>> registrar_hook_ = std::make_shared<std::atomic<Registrar*>>(nullptr);
-  std::shared_ptr<std::atomic<DeltaApplier*>> applier_hook_ = std::make_shared<std::atomic<DeltaApplier*>>(nullptr);
+  // What callbacks on other threads (the connection's, the heartbeat
+  // responder's, the applier's gap callback) reach: set once the applier and
+  // the registrar exist, cleared first by stop(). They are used under the
+  // mutex, so once stop() has cleared them no callback is still inside
+  // either, however late cnats runs it.
+  struct Hooks {
+    std::mutex mu;
+    DeltaApplier* applier = nullptr;  // guarded by mu
+    Registrar* registrar = nullptr;   // guarded by mu
+    // The connection dropped: every type waits for its recreated consumer.
+    void connection_lost() {
+      std::lock_guard<std::mutex> lock(mu);
+      if (applier != nullptr) applier->expect_new_consumers();
+    }
+    void trigger_registration() {
+      std::lock_guard<std::mutex> lock(mu);
+      if (registrar != nullptr) registrar->trigger();
+    }
+  };
+  std::shared_ptr<Hooks> hooks_ = std::make_shared<Hooks>();
   Registrar::OutcomeListener registration_listener_;
   bool stopped_ = false;
 };

@@ -11,7 +11,6 @@
 #include <map>
 #include <mutex>
 #include <optional>
-#include <set>
 #include <string>
 
 #include "shared/messages.h"
@@ -42,25 +41,31 @@ class CheckpointBoard {
     quarantined_[type] += n;
   }
   // Whether `type` is refused after a delivery gap (agent/delivery_order.h),
-  // waiting for the consumer the next registration recreates.
+  // waiting for the consumer the next registration recreates. Each gap
+  // opened gets a new generation.
   void set_delivery_gap(const std::string& type, bool open) {
     std::lock_guard<std::mutex> lock(mu_);
     if (open) {
-      gaps_.insert(type);
+      gaps_[type] = ++gap_generation_;
     } else {
       gaps_.erase(type);
     }
   }
-  // The types refused after a delivery gap, and clearing some of them: a
-  // registration that began while they were refused has recreated their
-  // consumers (Registrar; a quiet type may not deliver a 1 for a long time).
-  std::set<std::string> delivery_gaps() const {
+  // The types refused after a delivery gap (type -> generation), and
+  // clearing them: a registration that began while they were refused has
+  // recreated their consumers (Registrar; a quiet type may not deliver a 1
+  // for a long time). A gap opened again since (a newer generation) stays.
+  using Gaps = std::map<std::string, uint64_t>;
+  Gaps delivery_gaps() const {
     std::lock_guard<std::mutex> lock(mu_);
     return gaps_;
   }
-  void clear_delivery_gaps(const std::set<std::string>& types) {
+  void clear_delivery_gaps(const Gaps& seen) {
     std::lock_guard<std::mutex> lock(mu_);
-    for (const std::string& type : types) gaps_.erase(type);
+    for (const auto& [type, generation] : seen) {
+      auto it = gaps_.find(type);
+      if (it != gaps_.end() && it->second == generation) gaps_.erase(it);
+    }
   }
   // The latest error (a person-readable sentence); cleared with nullopt.
   void set_error(std::optional<std::string> error) {
@@ -105,7 +110,7 @@ class CheckpointBoard {
     }
     r.error = error_;
     if (!r.error.has_value() && !gaps_.empty()) {
-      r.error = *gaps_.begin() + ": a delivery went missing on the way; waiting for the hub to resume the stream";
+      r.error = gaps_.begin()->first + ": a delivery went missing on the way; waiting for the hub to resume the stream";
     }
     r.status = (r.quarantined > 0 || r.error.has_value()) ? AgentHealth::kDegraded : AgentHealth::kOk;
     return r;
@@ -124,7 +129,8 @@ class CheckpointBoard {
   uint64_t queued_ = 0;                            // guarded by mu_
   std::map<std::string, uint64_t> quarantined_;    // guarded by mu_; entries by type
   std::optional<std::string> error_;               // guarded by mu_
-  std::set<std::string> gaps_;                     // guarded by mu_; types refused after a delivery gap
+  std::map<std::string, uint64_t> gaps_;           // guarded by mu_; types refused after a gap -> generation
+  uint64_t gap_generation_ = 0;                    // guarded by mu_
 };
 
 }  // namespace ds

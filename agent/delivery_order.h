@@ -31,11 +31,12 @@
 //     again (DeltaApplier::on_push), so a type is never refused for good.
 // The first delivery of a run must be 1: the agent subscribes only after
 // its first registration has created its consumers (agent/agent.h).
-// A lost connection is treated as a gap in every type, silently
-// (expect_new_consumers): the reconnect's registration recreates every
-// consumer, and the numbers alone cannot tell the old consumer from the new
-// one, whose first deliveries the drop may have lost too (an old 1 followed
-// by a new 2 would pass as "last + 1").
+// A lost connection and the start of a registration are treated as a gap
+// in every type that has had deliveries, silently (expect_new_consumers):
+// the registration recreates every consumer, and the numbers alone cannot
+// tell the old consumer from the new one, whose first deliveries may be
+// lost too (an old 1 followed by a new 2 would pass as "last + 1"). A type
+// with no delivery yet takes only a 1 anyway (a non-1 is a counted gap).
 // It relies on every registration creating the consumer anew
 // (DeliveryManager::open deletes it first, hub/delivery_manager.h): a hub
 // that kept the consumer would never send the delivery numbered 1 that
@@ -59,8 +60,8 @@ class DeliveryOrder {
 
   // Judges the delivery of `type` numbered `consumer_seq` and remembers it.
   Verdict observe(const std::string& type, uint64_t consumer_seq);
-  // The connection was lost: every type waits for a delivery numbered 1
-  // (later ones are kRefused, not a new gap).
+  // Every type seen so far waits for a delivery numbered 1 (later ones are
+  // kRefused, not a new gap).
   void expect_new_consumers();
   // The last number seen for `type` before its gap (0 when none).
   uint64_t last_in_order(const std::string& type) const;

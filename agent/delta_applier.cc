@@ -67,7 +67,7 @@ void DeltaApplier::stop() {
   }
 }
 
-void DeltaApplier::connection_lost() {
+void DeltaApplier::expect_new_consumers() {
   std::lock_guard<std::mutex> lock(mu_);
   order_.expect_new_consumers();
 }
@@ -93,7 +93,10 @@ void DeltaApplier::on_push(const std::string& type, Envelope delivery) {
         const int64_t now = clock_.now_steady_ms();
         auto [it, first] = gap_triggered_ms_.try_emplace(type, now);
         retrigger = first || now - it->second >= kGapRetriggerMs;
-        if (retrigger) it->second = now;
+        if (retrigger) {
+          it->second = now;
+          board_.set_delivery_gap(type, true);  // still refused: the heartbeat says so again
+        }
       }
       if (verdict == DeliveryOrder::Verdict::kGap) gap_triggered_ms_[type] = clock_.now_steady_ms();
     }
@@ -120,9 +123,7 @@ void DeltaApplier::on_push(const std::string& type, Envelope delivery) {
       spdlog::debug("{}: delivery {} (stream seq {}) refused: waiting for the consumer recreated after a gap", type,
                     info->consumer_seq, info->stream_seq);
       if (retrigger) {
-        spdlog::info("{}: deliveries refused after a gap come again, but not the new consumer's first; registering "
-                     "again",
-                     type);
+        spdlog::info("{}: refused deliveries come again, but not a new consumer's first; registering again", type);
         if (options_.on_delivery_gap) options_.on_delivery_gap(type);
       }
       return;

@@ -24,8 +24,9 @@
 // out of its consumer's numbering (agent/delivery_order.h: one went missing
 // on the way) is refused on receipt, with every later one of its type,
 // until the consumer the hub recreates from the checkpoint delivers;
-// on_delivery_gap asks for that registration. After a lost connection
-// (connection_lost) every type waits so for its new consumer.
+// on_delivery_gap asks for that registration. After a lost connection and
+// from the start of each registration (expect_new_consumers) every type
+// waits so for its new consumer.
 // Acks are published on each delivery's ack subject through Messaging
 // (acknowledge in shared/jetstream_push.h, fire-and-forget). What slows
 // the consumer down to the replica's pace is max_ack_pending: a group is
@@ -136,13 +137,15 @@ class DeltaApplier {
   // delivery keeps its original subject (ds.delta.<type>.<partition>); its
   // reply subject is the delivery's ack subject.
   void on_push(const std::string& type, Envelope delivery);
-  // The NATS connection was lost: deliveries may have been lost with it,
-  // the new consumer's first ones too, so every type takes nothing until
-  // its consumer recreated by the reconnect's registration delivers 1
+  // The NATS connection was lost (deliveries may have been lost with it), or
+  // a registration begins (the hub recreates every consumer, and the new
+  // one's first deliveries may be lost): every type that has had deliveries
+  // takes nothing until a delivery numbered 1
   // (DeliveryOrder::expect_new_consumers). Thread-safe.
-  void connection_lost();
+  void expect_new_consumers();
   // A refused redelivery asks for another registration at most this often
-  // per type (all of a type's refused deliveries come again at once).
+  // per type (refused deliveries come again one ack_wait after each was
+  // sent, so they come in bursts).
   static constexpr int64_t kGapRetriggerMs = 5000;
   // Runs `task` on the apply thread; the future holds its Status (Unavailable
   // when the applier stops first).

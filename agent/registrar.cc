@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
-#include <set>
 
 #include <spdlog/spdlog.h>
 
@@ -85,7 +84,8 @@ void Registrar::run() {
     }
     // Types refused after a gap before this registration: it recreates
     // their consumers (or orders a snapshot, which ends in that too).
-    const std::set<std::string> gaps = board_.delivery_gaps();
+    const CheckpointBoard::Gaps gaps = board_.delivery_gaps();
+    if (on_registering_) on_registering_();
     Status s = register_once();
     if (s.is_ok() && on_registered_) s = on_registered_();
     if (s.is_ok()) {

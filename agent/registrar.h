@@ -89,6 +89,10 @@ class Registrar {
   // why only then). Before start().
   using RegisteredHook = std::function<Status()>;
   void set_on_registered(RegisteredHook hook) { on_registered_ = std::move(hook); }
+  // Runs on the registrar's thread before each registration attempt (the
+  // hub recreates every consumer at a registration: the agent makes every
+  // type wait for its new consumer's delivery 1 here). Before start().
+  void set_on_registering(std::function<void()> hook) { on_registering_ = std::move(hook); }
 
   void start();
   void stop();
@@ -116,6 +120,7 @@ class Registrar {
   CheckpointBoard& board_;
   OutcomeListener listener_;  // set before the thread starts, then only read by it
   RegisteredHook on_registered_;  // likewise
+  std::function<void()> on_registering_;  // likewise
   const int64_t first_backoff_ms_ = kFirstBackoffMs;
 
   std::mutex mu_;

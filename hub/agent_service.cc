@@ -33,6 +33,19 @@
 namespace ds {
 namespace {
 
+// What a failed registry flush is about: a full disk, else the status code
+// and SQLite's own code when the message ends with one ("... (code 10)"),
+// so that "database is locked" and "disk I/O error" are told apart.
+std::string flush_failure_cause(const Status& s) {
+  if (is_disk_full(s)) return "disk full";
+  std::string cause(status_code_name(s.code()));
+  const std::string& m = s.message();
+  if (const size_t at = m.rfind(" (code "); at != std::string::npos && !m.empty() && m.back() == ')') {
+    cause += m.substr(at);
+  }
+  return cause;
+}
+
 // How long retire() waits for the service thread before giving up.
 constexpr auto kCallTimeout = std::chrono::seconds(30);
 
@@ -281,8 +294,8 @@ struct AgentService::Impl {
 
   // Stores the heartbeats taken since the last tick. A failure (a full disk)
   // keeps them for the next tick, and is said once, not every tick, until a
-  // flush succeeds again or fails for another cause (a full disk, or a
-  // status code: the message itself names the statement and may vary).
+  // flush succeeds again or fails for another cause (flush_failure_cause:
+  // the message itself names the statement and may vary).
   void flush_registry() {
     Status s = registry->flush();
     if (s.is_ok()) {
@@ -294,7 +307,7 @@ struct AgentService::Impl {
       return;
     }
     ++failed_flushes;
-    std::string cause = is_disk_full(s) ? std::string("disk full") : std::string(status_code_name(s.code()));
+    std::string cause = flush_failure_cause(s);
     if (cause != last_flush_cause) spdlog::warn("{} (kept in memory and retried every tick)", s.to_string());
     last_flush_cause = std::move(cause);
   }

@@ -430,7 +430,8 @@ TEST_F(DeltaApplierTest, ANumberSeenAgainIsAGap) {
 
 // Two drops in a row: the old consumer delivered 1; the first reconnect's
 // registration recreated it; the second drop lost the new consumer's 1,
-// and its 2 looks like "last + 1". After a lost connection only a 1 is taken.
+// and its 2 looks like "last + 1". After a lost connection, and from the
+// start of a registration, only a 1 is taken.
 TEST_F(DeltaApplierTest, AfterALostConnectionOnlyANewConsumersFirstDeliveryIsTaken) {
   AgentMetrics metrics({"prices"});
   ApplierOptions options;
@@ -438,7 +439,7 @@ TEST_F(DeltaApplierTest, AfterALostConnectionOnlyANewConsumersFirstDeliveryIsTak
   start_counting_gaps(std::move(options));
   deliver_numbered(1, 1, {upsert(1, "a", 1.0)});
   barrier();
-  applier_->connection_lost();
+  applier_->expect_new_consumers();
   deliver_numbered(3, 2, {upsert(3, "c", 3.0)});  // the new consumer's 2; its 1 (seq 2) was lost
   barrier();
   EXPECT_EQ(replica_->row("prices", "c").status().code(), StatusCode::kNotFound) << "applied past the lost delivery";
@@ -479,6 +480,25 @@ TEST_F(DeltaApplierTest, ARefusedRedeliveryAsksForAnotherRegistration) {
   barrier();
   EXPECT_EQ(gaps_.size(), 3u);
   EXPECT_EQ(acks().size(), 1u) << "only delivery 1 was taken";
+}
+
+// Waiting for a new consumer without a gap (a lost connection), the first
+// refused redelivery asks for a registration at once, and the heartbeat
+// says the type is refused.
+TEST_F(DeltaApplierTest, ARefusedRedeliveryWhileWaitingForANewConsumerRegistersAtOnce) {
+  start_counting_gaps();
+  deliver_numbered(1, 1, {upsert(1, "a", 1.0)});
+  barrier();
+  applier_->expect_new_consumers();
+  deliver_numbered(2, 2, {upsert(2, "b", 2.0)});  // the old consumer, refused: no request yet
+  barrier();
+  EXPECT_TRUE(gaps_.empty());
+  EXPECT_EQ(board_.heartbeat("store-1", 0).status, AgentHealth::kOk);
+  deliver_numbered(2, 3, {upsert(2, "b", 2.0)}, 2);  // its redelivery: no new consumer came
+  barrier();
+  EXPECT_EQ(gaps_, std::vector<std::string>{"prices"});
+  EXPECT_EQ(board_.heartbeat("store-1", 0).status, AgentHealth::kDegraded);
+  EXPECT_EQ(acks().size(), 1u);
 }
 
 TEST_F(DeltaApplierTest, TheFirstDeliveryOfARunMustBeNumberedOne) {

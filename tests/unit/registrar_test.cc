@@ -163,14 +163,37 @@ TEST_F(RegistrarTest, SnapshotOrderLoadsThePagesThenRegistersAgainFromTheirMark)
 // covered by it and stays.
 TEST_F(RegistrarTest, ARegistrationEndsTheDeliveryGapsFoundBeforeIt) {
   board_.set_delivery_gap("price", true);
-  messaging_.set_responder([this](const std::string&, const std::string&) -> Result<std::string> {
+  board_.set_delivery_gap("stock", true);
+  std::atomic<int> attempts{0};
+  messaging_.set_responder([&](const std::string&, const std::string&) -> Result<std::string> {
+    if (attempts.fetch_add(1) == 0) return Status::unavailable("no responders");  // a failed one ends nothing
+    EXPECT_EQ(board_.delivery_gaps().size(), 2u) << "a failed registration ended a gap";
     board_.set_delivery_gap("later", true);
+    board_.set_delivery_gap("stock", true);  // the type's gap opened again meanwhile
     return reply_with(Resume::kStream);
   });
   EXPECT_EQ(board_.heartbeat("ag1", 0).status, AgentHealth::kDegraded);
   registrar_->start();
   ASSERT_TRUE(registrar_->wait_registered(0, 10000));
-  EXPECT_EQ(board_.delivery_gaps(), std::set<std::string>{"later"});
+  std::vector<std::string> left;
+  for (const auto& [type, generation] : board_.delivery_gaps()) left.push_back(type);
+  EXPECT_EQ(left, (std::vector<std::string>{"later", "stock"}));
+}
+
+// Every registration recreates every consumer: before each attempt the
+// agent makes its types wait for the new consumers (agent/agent.cc).
+TEST_F(RegistrarTest, EachAttemptIsAnnouncedBeforeItsRequest) {
+  std::atomic<int> announced{0};
+  std::atomic<int> requests{0};
+  registrar_->set_on_registering([&] { announced.fetch_add(1); });
+  messaging_.set_responder([&](const std::string&, const std::string&) -> Result<std::string> {
+    EXPECT_EQ(announced.load(), requests.fetch_add(1) + 1) << "a request went out before its announcement";
+    if (requests.load() == 1) return Status::unavailable("no responders");
+    return reply_with(Resume::kStream);
+  });
+  registrar_->start();
+  ASSERT_TRUE(registrar_->wait_registered(0, 10000));
+  EXPECT_EQ(announced.load(), 2);
 }
 
 TEST_F(RegistrarTest, RefusalIsReportedAndATriggerRetriesAtOnce) {
