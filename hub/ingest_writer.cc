@@ -170,6 +170,15 @@ bool IngestWriter::store_has_space_again() {
   return static_cast<uint64_t>(st.f_bavail) * st.f_frsize >= kStoreFreeBytesToResume;
 }
 
+void IngestWriter::enter_store_full(const Status& cause) {
+  // Transient and expected to last a while: one warning when the store
+  // fills up, one line when it takes writes again, not one per batch.
+  if (store_full_.exchange(true)) return;
+  spdlog::warn("ingest: {}: {} ({}); batches are refused, nothing of them stored or acknowledged; ingest resumes "
+               "by itself once there is space",
+               kStoreFullMessage, config_.store_path, cause.message());
+}
+
 void IngestWriter::end_store_full_once_space_is_back() {
   if (!store_has_space_again()) return;
   store_full_.store(false);
@@ -337,15 +346,8 @@ void IngestWriter::process_group(std::vector<Pending>& group) {
   if (!committed.is_ok()) {
     Status refused = committed.status();
     if (is_disk_full(refused)) {
-      // Transient and expected to last a while: one warning when the store
-      // fills up, one line when it takes writes again, not one per batch.
-      if (refused_while_full_ == 0) {
-        spdlog::warn("ingest: {}: {} ({}); nothing of the refused batches is stored or acknowledged; ingest "
-                     "resumes by itself once there is space",
-                     kStoreFullMessage, config_.store_path, committed.status().message());
-      }
+      enter_store_full(refused);
       refused_while_full_ += group.size();
-      store_full_.store(true);
       refused = Status::unavailable(std::string(kStoreFullMessage) + " (no space left on its filesystem): batch not "
                                     "stored; retry later with the same producer and seq");
     } else {
@@ -419,11 +421,23 @@ Status IngestWriter::publish(const std::string& type, const std::vector<PendingB
   }
   if (mine.empty()) return Status::ok();  // only retries, and everything before is published
   auto mark = publisher_.publish_batches(type, mine);
-  Status s = mark.is_ok() ? store_.mark_published(type, mark->batch, mark->seq) : mark.status();
-  if (!s.is_ok()) {
+  if (!mark.is_ok()) {
     ++metrics_.publish_failures;
     backlog_.insert(type);
-    return s.with_context("publish type '" + type + "'");
+    return mark.status().with_context("publish type '" + type + "'");
+  }
+  // Stored and in the stream: acknowledged, even when the published mark
+  // cannot be written (a full disk): the backlog path writes it at the
+  // type's next commit, and a restart sets it from the stream (reconcile).
+  if (Status s = store_.mark_published(type, mark->batch, mark->seq); !s.is_ok()) {
+    backlog_.insert(type);
+    if (is_disk_full(s)) {
+      enter_store_full(s);
+    } else {
+      spdlog::warn("ingest {}: published up to stream seq {}, but the published mark was not stored ({}); it is "
+                   "written again at the type's next commit",
+                   type, mark->seq, s.message());
+    }
   }
   return Status::ok();
 }

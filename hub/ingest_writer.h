@@ -168,6 +168,10 @@ class IngestWriter {
 
   void run();
   void loop();
+  // The store refused a write for lack of space (a commit, or a published
+  // mark): starts the store-full episode (one warning; /readyz not ready)
+  // unless one is on.
+  void enter_store_full(const Status& cause);
   // While the store is full: whether its filesystem has space again.
   bool store_has_space_again();
   // Ends the store-full episode (ready again, one info line) once
@@ -175,7 +179,9 @@ class IngestWriter {
   void end_store_full_once_space_is_back();
   void process_group(std::vector<Pending>& group);
   // Publishes the delta batches of `type` a commit created and marks them
-  // published; from the log instead while the type is in the backlog.
+  // published; from the log instead while the type is in the backlog. An
+  // error means the stream has not acked them; a mark that cannot be
+  // written only puts the type in the backlog.
   Status publish(const std::string& type, const std::vector<PendingBatch>& created);
   void reply_rejected(const IngestReplyFn& reply, const Status& status, std::optional<uint32_t> index);
 
