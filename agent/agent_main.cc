@@ -95,7 +95,7 @@ int run_agent(const Options& o) {
   const bool tls = ds::nats_uses_tls(config->nats);
   const ds::Status kernel_random = tls ? ds::Status::ok() : ds::use_kernel_random_for_openssl();
   ds::NatsLibrary nats_library;
-  ds::init_logging("agent", config->log_level);
+  ds::init_logging("agent", config->log_level, config->log_format);
   if (!kernel_random) spdlog::warn("keeping OpenSSL's random generator: {}", kernel_random.message());
   ds::Agent agent(*config);
   // Type=notify (deploy/systemd/deltasync-agent.service): READY=1 only once
@@ -262,12 +262,12 @@ int main(int argc, char** argv) {
   app.require_subcommand(0, 1);
   Options o;
   add_config_option(app, o);
-  app.add_option("--log-level", o.log_level, "override [agent] log_level: trace|debug|info|warn|error|off");
+  app.add_option("--log-level", o.log_level, "override [log] level: trace|debug|info|warn|error|off");
   app.add_flag("--check-config", o.check_only, "validate the configuration file and exit");
 
   CLI::App* run = app.add_subcommand("run", "run the agent (the default without a subcommand)");
   add_config_option(*run, o);
-  run->add_option("--log-level", o.log_level, "override [agent] log_level");
+  run->add_option("--log-level", o.log_level, "override [log] level");
   run->add_flag("--check-config", o.check_only, "validate the configuration file and exit");
 
   CLI::App* status = app.add_subcommand("status", "print per type: version, business time, rows, age, "

@@ -110,7 +110,7 @@ write_agent_config() {
   mkdir -p "$dir"
   [ "$id" = hq ] && store_partition="*"
   {
-    printf '[agent]\nid = "%s"\nlog_level = "info"\n\n' "$id"
+    printf '[agent]\nid = "%s"\n\n[log]\nlevel = "info"\n\n' "$id"
     printf '[nats]\nurl = "%s"\n\n[replica]\npath = "replica.db"\n' "$nats_url"
     printf '\n[[subscriptions]]\ntype = "products"\npartition = "*"\n'
     printf '\n[[subscriptions]]\ntype = "prices"\npartition = "%s"\n' "$store_partition"

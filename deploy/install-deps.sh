@@ -52,11 +52,13 @@ packages=(
   # page in Debian's chromium (/usr/bin/chromium), driven by playwright-core
   # from npm (below): never a browser downloaded by a test tool
   chromium
-  # node runs that driver (tests/browser); playwright-core needs Node.js 20 or
-  # later: the apt candidate on the project's machines (Debian 12's own
-  # nodejs is 18, too old: install-deps then stops with that message)
+  # node runs that driver (tests/browser); the locked playwright-core needs
+  # Node.js 18 or later: Debian 12's own nodejs (18) will do
   nodejs
 )
+# npm installs the locked playwright-core: part of nodejs where that comes
+# from NodeSource, a package of its own in Debian
+if ! command -v npm >/dev/null; then packages+=(npm); fi
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 
@@ -67,12 +69,12 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 install_browser_test_packages() {
   local dir="$repo/tests/browser"
   if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-    echo "install-deps: node and npm (Node.js 20 or later) are needed for the browser test (tests/browser)" \
+    echo "install-deps: node and npm (Node.js 18 or later) are needed for the browser test (tests/browser)" \
          "and were not found in PATH" >&2
     exit 1
   fi
-  if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
-    echo "install-deps: the browser test (tests/browser) needs Node.js 20 or later for playwright-core;" \
+  if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 18 ]; then
+    echo "install-deps: the browser test (tests/browser) needs Node.js 18 or later for playwright-core;" \
          "this node is $(node --version)" >&2
     exit 1
   fi

@@ -75,7 +75,7 @@ int main(int argc, char** argv) {
   std::string log_level;
   bool check_only = false;
   app.add_option("-c,--config", config_path, "hub configuration file (TOML)")->capture_default_str();
-  app.add_option("--log-level", log_level, "override [hub] log_level: trace|debug|info|warn|error|off");
+  app.add_option("--log-level", log_level, "override [log] level: trace|debug|info|warn|error|off");
   app.add_flag("--check-config", check_only, "validate the configuration file and exit");
 
   // `deltasync-hub backup`: an online copy of the store, taken while the hub
@@ -124,7 +124,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   ds::NatsLibrary nats_library;
-  ds::init_logging("hub", config->log_level);
+  ds::init_logging("hub", config->log_level, config->log_format);
   std::stop_source stop;
   std::atomic<bool> exiting{false};
   std::thread signal_thread([&stop, &exiting, stop_signals] {

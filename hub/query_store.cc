@@ -164,6 +164,10 @@ Result<TypeState> QueryStore::type_state(const std::string& type) { return impl_
 
 Result<std::vector<PartitionMark>> QueryStore::partition_marks() { return impl_->records.partition_marks(); }
 
+Result<uint64_t> QueryStore::partition_version(const std::string& type, const std::string& partition) {
+  return impl_->records.partition_version(type, partition);
+}
+
 std::vector<PartitionMark> partition_marks_of(const std::vector<PendingBatch>& batches) {
   std::map<std::pair<std::string, std::string>, PartitionMark> marks;
   for (const PendingBatch& b : batches) {

@@ -145,6 +145,9 @@ class QueryStore {
   // Every partition's mark, from the current-state tables (tombstones
   // included); one scan per type, for start-up.
   Result<std::vector<PartitionMark>> partition_marks();
+  // The version of the newest record or tombstone of `partition` of `type`
+  // (0 when it has none): what an agent of that partition has at most.
+  Result<uint64_t> partition_version(const std::string& type, const std::string& partition);
 
   // NotFound when the type has no such key (a tombstone is returned, deleted).
   Result<StoredRecord> get(const std::string& type, const std::string& key);

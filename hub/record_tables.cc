@@ -262,6 +262,15 @@ Result<TableDigest> RecordTables::table_digest(const std::string& type, const st
   return digest_table(db_, spec, options);
 }
 
+Result<uint64_t> RecordTables::partition_version(const std::string& type, const std::string& partition) {
+  if (find_type(type) == nullptr) return Status::not_found("unknown business type '" + type + "'");
+  DS_ASSIGN_OR_RETURN(Statement s, db_.prepare("SELECT coalesce(max(_version), 0) FROM " + table_of(type) +
+                                               " WHERE _partition = ?1"));
+  s.bind(1, partition);
+  DS_ASSIGN_OR_RETURN(bool row, s.step());
+  return row ? static_cast<uint64_t>(s.column_int64(0)) : 0;
+}
+
 Result<std::vector<PartitionMark>> RecordTables::partition_marks() {
   std::vector<PartitionMark> out;
   for (const TypeConfig& type : types_) {

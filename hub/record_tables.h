@@ -119,6 +119,7 @@ class RecordTables {
   Result<TableDigest> table_digest(const std::string& type, const std::optional<std::string>& partition,
                                    const DigestOptions& options);
   Result<std::vector<PartitionMark>> partition_marks();
+  Result<uint64_t> partition_version(const std::string& type, const std::string& partition);
 
  private:
   // The commit path's statements of one type, so a record costs no SQL text

@@ -215,8 +215,15 @@ class JobRun {
                          const Result<DigestReply>& reply) {
     const std::string partition = sub.value("partition", std::string(kAnyPartition));
     nlohmann::json row{{"agent", a.id}, {"state", a.state}, {"type", type}, {"partition", partition}};
-    auto state = hub_.store().type_state(type);
-    if (state.is_ok()) row["hub_version"] = state->version;
+    // The partition's version on both sides: the agent's checkpoint is the
+    // newest change of its partition, not of the whole type.
+    if (partition == kAnyPartition) {
+      auto state = hub_.store().type_state(type);
+      if (state.is_ok()) row["hub_version"] = state->version;
+    } else {
+      auto version = hub_.store().partition_version(type, partition);
+      if (version.is_ok()) row["hub_version"] = *version;
+    }
     auto hub = hub_.get(type, partition);
     if (hub.is_ok()) row["hub_rows"] = hub->keys.count;
     bool match = false;

@@ -488,10 +488,23 @@ Result<std::string> read_file(const std::string& path) {
 
 // ---- shared sections ----------------------------------------------------
 
-Status read_log_level(const Section& s, std::string& out) {
-  DS_RETURN_IF_ERROR(s.get_string("log_level", out));
-  Status st = validate_log_level(out);
-  if (!st.is_ok()) return s.error_at("log_level", st.message());
+// [log] level and format (hub and agent). `process` is the [hub] or
+// [agent] section, whose log_level is the older spelling of [log] level.
+Status read_log(const Section& root, const Section& process, std::string& level, LogFormat& format) {
+  DS_ASSIGN_OR_RETURN(Section s, root.get_table("log"));
+  DS_RETURN_IF_ERROR(s.only_keys({"level", "format"}));
+  if (s.has("level") && process.has("log_level")) {
+    return s.error_at("level", "set twice: also " + process.key_path("log_level") + " (keep [log] level only)");
+  }
+  const Section& from = process.has("log_level") ? process : s;
+  const std::string_view key = process.has("log_level") ? "log_level" : "level";
+  DS_RETURN_IF_ERROR(from.get_string(key, level));
+  if (Status st = validate_log_level(level); !st.is_ok()) return from.error_at(key, st.message());
+  std::string name = "text";
+  DS_RETURN_IF_ERROR(s.get_string("format", name));
+  auto parsed = parse_log_format(name);
+  if (!parsed.is_ok()) return s.error_at("format", parsed.status().message());
+  format = *parsed;
   return Status::ok();
 }
 
@@ -723,14 +736,14 @@ Result<HubConfig> hub_from_text(std::string_view text, const std::string& file,
   config.path = file;
   Section root(&file, &doc, "");
   DS_RETURN_IF_ERROR(
-      root.only_keys({"hub", "nats", "store", "auth", "http", "metrics", "liveness", "delivery", "retention",
-                      "streams", "types"}));
+      root.only_keys({"hub", "log", "nats", "store", "auth", "http", "metrics", "liveness", "delivery",
+                      "retention", "streams", "types"}));
 
   DS_ASSIGN_OR_RETURN(Section hub, root.get_table("hub"));
   DS_RETURN_IF_ERROR(hub.only_keys({"name", "log_level"}));
   DS_RETURN_IF_ERROR(hub.get_string("name", config.name));
   if (config.name.empty()) return hub.error_at("name", "must not be empty");
-  DS_RETURN_IF_ERROR(read_log_level(hub, config.log_level));
+  DS_RETURN_IF_ERROR(read_log(root, hub, config.log_level, config.log_format));
 
   DS_RETURN_IF_ERROR(read_nats(root, base, config.nats));
 
@@ -833,14 +846,14 @@ Result<AgentConfig> agent_from_text(std::string_view text, const std::string& fi
   AgentConfig config;
   config.path = file;
   Section root(&file, &doc, "");
-  DS_RETURN_IF_ERROR(root.only_keys({"agent", "nats", "replica", "metrics", "subscriptions"}));
+  DS_RETURN_IF_ERROR(root.only_keys({"agent", "log", "nats", "replica", "metrics", "subscriptions"}));
 
   DS_ASSIGN_OR_RETURN(Section agent, root.get_table("agent"));
   DS_RETURN_IF_ERROR(agent.only_keys({"id", "log_level"}));
   DS_RETURN_IF_ERROR(agent.require_string("id", config.id));
   Status st = validate_agent_id(config.id);
   if (!st.is_ok()) return agent.error_at("id", st.message());
-  DS_RETURN_IF_ERROR(read_log_level(agent, config.log_level));
+  DS_RETURN_IF_ERROR(read_log(root, agent, config.log_level, config.log_format));
 
   DS_RETURN_IF_ERROR(read_nats(root, base, config.nats));
 

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "shared/log.h"
 #include "shared/schema.h"
 #include "shared/status.h"
 
@@ -45,7 +46,8 @@ struct TypeConfig {
 struct HubConfig {
   std::string path;                     // the file it was loaded from
   std::string name = "hub";             // [hub] name: sent in heartbeats
-  std::string log_level = "info";       // [hub] log_level: trace..off
+  std::string log_level = "info";       // [log] level (or [hub] log_level): trace..off
+  LogFormat log_format = LogFormat::kText;  // [log] format: text | json
   NatsConfig nats;
   std::string store_path = "hub.db";    // [store] path (relative to the file)
   // [auth] identities_file: the identity registry `deltasync creds` writes
@@ -94,7 +96,8 @@ struct SubscriptionConfig {
 struct AgentConfig {
   std::string path;
   std::string id;                       // [agent] id
-  std::string log_level = "info";       // [agent] log_level
+  std::string log_level = "info";       // [log] level (or [agent] log_level)
+  LogFormat log_format = LogFormat::kText;  // [log] format
   NatsConfig nats;
   std::string replica_path = "replica.db";  // [replica] path (relative to the file)
   // [replica] tombstone_max_age (seconds): tombstones of deleted keys older

@@ -4,6 +4,11 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <chrono>
+#include <ctime>
+
+#include <nlohmann/json.hpp>
+
 namespace ds {
 namespace {
 
@@ -50,6 +55,37 @@ class EscapedMessageFlag final : public spdlog::custom_flag_formatter {
   std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<EscapedMessageFlag>(); }
 };
 
+// "2026-12-06T17:10:00.123Z" (UTC, milliseconds).
+std::string utc_timestamp(spdlog::log_clock::time_point when) {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(when.time_since_epoch()).count();
+  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  ::gmtime_r(&secs, &tm);
+  char buf[40];
+  const size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  return std::string(buf, n) + fmt::format(".{:03d}Z", static_cast<int>(ms % 1000));
+}
+
+// One JSON object per line (see log.h).
+class JsonFormatter final : public spdlog::formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+    nlohmann::json line = {
+        {"ts", utc_timestamp(msg.time)},
+        {"level", std::string(spdlog::level::to_string_view(msg.level).data(),
+                              spdlog::level::to_string_view(msg.level).size())},
+        {"process", std::string(msg.logger_name.data(), msg.logger_name.size())},
+        {"msg", std::string(msg.payload.data(), msg.payload.size())},
+    };
+    // ensure_ascii: every non-ASCII character as \uXXXX; bytes that are not
+    // UTF-8 become U+FFFD instead of throwing.
+    const std::string text = line.dump(-1, ' ', true, nlohmann::json::error_handler_t::replace);
+    dest.append(text.data(), text.data() + text.size());
+    dest.push_back('\n');
+  }
+  std::unique_ptr<spdlog::formatter> clone() const override { return std::make_unique<JsonFormatter>(); }
+};
+
 }  // namespace
 
 std::string escape_control_chars(std::string_view text) {
@@ -69,11 +105,22 @@ Status validate_log_level(std::string_view level) {
                                   "' (expected trace, debug, info, warn, error, critical or off)");
 }
 
-void init_logging(std::string_view process, std::string_view level) {
-  auto logger = spdlog::stderr_color_mt(std::string(process));
-  auto formatter = std::make_unique<spdlog::pattern_formatter>();
-  formatter->add_flag<EscapedMessageFlag>('*').set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ [%n] %*");
-  logger->set_formatter(std::move(formatter));
+Result<LogFormat> parse_log_format(std::string_view name) {
+  if (name == "text") return LogFormat::kText;
+  if (name == "json") return LogFormat::kJson;
+  return Status::invalid_argument("unknown log format '" + std::string(name) + "' (expected text or json)");
+}
+
+void init_logging(std::string_view process, std::string_view level, LogFormat format) {
+  // Colour only on a terminal (spdlog's automatic mode checks isatty).
+  auto logger = spdlog::stderr_color_mt(std::string(process), spdlog::color_mode::automatic);
+  if (format == LogFormat::kJson) {
+    logger->set_formatter(std::make_unique<JsonFormatter>());
+  } else {
+    auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
+    formatter->add_flag<EscapedMessageFlag>('*').set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%-5l%$ [%n] %*");
+    logger->set_formatter(std::move(formatter));
+  }
   logger->set_level(spdlog::level::from_str(std::string(level)));
   logger->flush_on(spdlog::level::warn);
   spdlog::set_default_logger(std::move(logger));

@@ -23,6 +23,7 @@
 #include "shared/names.h"
 #include "shared/nats.h"
 #include "shared/version.h"
+#include "tools/agents_table.h"
 #include "tools/creds.h"
 #include "tools/hub_client.h"
 #include "tools/pusher.h"
@@ -49,11 +50,8 @@ int fail(const Status& s) {
   return s.code() == StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
 }
 
-std::string text(const nlohmann::json& j) {
-  if (j.is_string()) return j.get<std::string>();
-  if (j.is_null()) return "-";
-  return j.dump();
-}
+// A JSON value as a table cell (tools/table.h).
+std::string text(const nlohmann::json& j) { return table_cell(j); }
 
 // Options every hub-facing command shares.
 struct HubOptions {
@@ -234,41 +232,9 @@ int cmd_agents(const HubOptions& hub) {
     fmt::print("{}\n", j.dump(2));
     return kExitOk;
   }
-  Table t({"AGENT", "STATE", "HOST", "LAST BEAT (ms ago)", "TYPE", "PARTITION", "VERSION", "LAG (versions)",
-           "LAG (business ms)", "FRESHNESS (staleness / objective)"});
-  // "ok 0.0s / 5s", "BREACH 12.4s / 5s (breached 2x)"; "-" from a hub without freshness.
-  auto freshness = [](const nlohmann::json& s) -> std::string {
-    if (!s.contains("staleness_ms") || !s["staleness_ms"].is_number()) return "-";
-    const bool breach = s.value("freshness_breach", false);
-    std::string out = fmt::format("{} {:.1f}s / {}s", breach ? "BREACH" : "ok",
-                                  static_cast<double>(s["staleness_ms"].get<int64_t>()) / 1000.0,
-                                  s.value("freshness_objective_ms", int64_t{0}) / 1000);
-    const uint64_t times = s.value("freshness_breaches", uint64_t{0});
-    if (times > 0) out += fmt::format(" (breached {}x)", times);
-    return out;
-  };
-  const auto agents = j.is_array() ? j : j.value("agents", nlohmann::json::array());
   const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::system_clock::now().time_since_epoch()).count();
-  for (const auto& a : agents) {
-    std::string ago = "-";
-    if (a.contains("last_beat") && a["last_beat"].is_number() && a["last_beat"].get<int64_t>() > 0) {
-      ago = std::to_string(now - a["last_beat"].get<int64_t>());
-    }
-    const auto types = a.value("types", nlohmann::json::object());
-    if (types.empty()) {
-      t.add({text(a.value("id", nlohmann::json())), text(a.value("state", nlohmann::json())),
-             text(a.value("host", nlohmann::json())), ago, "-", "-", "-", "-", "-", "-"});
-    }
-    for (auto it = types.begin(); it != types.end(); ++it) {
-      const auto& s = it.value();
-      t.add({text(a.value("id", nlohmann::json())), text(a.value("state", nlohmann::json())),
-             text(a.value("host", nlohmann::json())), ago, it.key(), text(s.value("partition", nlohmann::json())),
-             text(s.value("version", nlohmann::json())), text(s.value("lag_versions", nlohmann::json())),
-             text(s.value("lag_ms", nlohmann::json())), freshness(s)});
-    }
-  }
-  t.print();
+  agents_table(j, now).print();
   return kExitOk;
 }
 

@@ -20,4 +20,10 @@ void Table::print(std::FILE* out) const {
   }
 }
 
+std::string table_cell(const nlohmann::json& j) {
+  if (j.is_string()) return j.get<std::string>();
+  if (j.is_null()) return "-";
+  return j.dump();
+}
+
 }  // namespace ds

@@ -98,14 +98,13 @@ std::vector<std::string> later_transitions(Fleet& fleet) {
 }
 
 // The wall time of the first line of a log written by shared/log.cc
-// ("YYYY-MM-DDTHH:MM:SS.mmm ...", local time), in ms since the epoch.
+// ("YYYY-MM-DDTHH:MM:SS.mmmZ ...", UTC), in ms since the epoch.
 Result<int64_t> first_log_time_ms(const std::string& log) {
   std::istringstream lines(log);
   for (std::string line; std::getline(lines, line);) {
     std::tm tm{};
     if (strptime(line.c_str(), "%Y-%m-%dT%H:%M:%S", &tm) == nullptr) continue;
-    tm.tm_isdst = -1;
-    return static_cast<int64_t>(std::mktime(&tm)) * 1000;
+    return static_cast<int64_t>(::timegm(&tm)) * 1000;
   }
   return Status::not_found("no timestamped line in the log: " + log.substr(0, 200));
 }

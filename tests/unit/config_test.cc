@@ -341,6 +341,26 @@ TEST(HubConfigTest, UnknownLogLevelIsRejected) {
                             "hub.toml: hub.log_level", "verbose"));
 }
 
+TEST(HubConfigTest, LogSectionSetsLevelAndFormat) {
+  auto c = parse_hub_config(hub_with("[log]\nlevel = \"debug\"\nformat = \"json\"\n"), "hub.toml");
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  EXPECT_EQ(c->log_level, "debug");
+  EXPECT_EQ(c->log_format, LogFormat::kJson);
+  auto older = parse_hub_config(hub_with("[hub]\nlog_level = \"warn\"\n"), "hub.toml");
+  ASSERT_TRUE(older.is_ok()) << older.status().to_string();
+  EXPECT_EQ(older->log_level, "warn");
+  EXPECT_EQ(older->log_format, LogFormat::kText);
+}
+
+TEST(HubConfigTest, LogSettingsThatAreWrongOrTwiceAreRejected) {
+  EXPECT_TRUE(IsConfigError(hub_error(hub_with("[log]\nformat = \"xml\"\n")), "hub.toml: log.format",
+                            "unknown log format 'xml' (expected text or json)"));
+  EXPECT_TRUE(IsConfigError(hub_error(hub_with("[log]\nlevel = \"loud\"\n")), "hub.toml: log.level", "loud"));
+  EXPECT_TRUE(IsConfigError(hub_error(hub_with("[hub]\nlog_level = \"info\"\n[log]\nlevel = \"info\"\n")),
+                            "hub.toml: log.level", "set twice: also hub.log_level"));
+  EXPECT_TRUE(IsConfigError(hub_error(hub_with("[log]\ncolour = true\n")), "hub.toml: log.colour", "unknown key"));
+}
+
 TEST(HubConfigTest, EmptyHubNameIsRejected) {
   EXPECT_TRUE(IsConfigError(hub_error(hub_with("[hub]\nname = \"\"\n")), "hub.toml: hub.name",
                             "must not be empty"));
@@ -810,6 +830,10 @@ TEST(AgentConfigTest, InvalidAgentIdIsRejected) {
 TEST(AgentConfigTest, UnknownLogLevelIsRejected) {
   Status s = agent_error("[agent]\nid = \"a\"\nlog_level = \"loud\"\n" + std::string(kSubscription));
   EXPECT_TRUE(IsConfigError(s, "agent.toml: agent.log_level", "loud"));
+  auto json = parse_agent_config("[agent]\nid = \"a\"\n[log]\nformat = \"json\"\n" + std::string(kSubscription),
+                                 "agent.toml");
+  ASSERT_TRUE(json.is_ok()) << json.status().to_string();
+  EXPECT_EQ(json->log_format, LogFormat::kJson);
 }
 
 TEST(AgentConfigTest, EmptyReplicaPathIsRejected) {

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
 
+#include <nlohmann/json.hpp>
+
 #include <sstream>
 #include <string>
 
@@ -41,6 +43,57 @@ TEST(LogTest, AForgedLineInAValueStaysInsideOneLogLine) {
   EXPECT_NE(out.find("[log-test] ingest from producer 'erp\\n2026-01-01T00:00:00.000 critical [hub] forged\\r\\x1b[2K'"),
             std::string::npos)
       << out;
+}
+
+// Captures what one log call writes in `format` (stderr is a file here, not
+// a terminal: no colour codes).
+std::string log_once(LogFormat format, const std::string& producer) {
+  const auto previous = spdlog::default_logger();
+  ::testing::internal::CaptureStderr();
+  init_logging("log-test", "info", format);
+  spdlog::warn("ingest from producer '{}'", producer);
+  spdlog::default_logger()->flush();
+  std::string out = ::testing::internal::GetCapturedStderr();
+  spdlog::set_default_logger(previous);
+  spdlog::drop("log-test");
+  return out;
+}
+
+TEST(LogTest, TextLinesCarryUtcTimesAndNoColourOffATerminal) {
+  const std::string out = log_once(LogFormat::kText, "erp");
+  // "2026-12-06T17:10:00.123Z warn  [log-test] ...": the offset is Z, whatever TZ says.
+  ASSERT_GE(out.size(), 25u) << out;
+  EXPECT_EQ(out[10], 'T') << out;
+  EXPECT_EQ(out.substr(23, 2), "Z ") << out;
+  EXPECT_NE(out.find(" warning [log-test] ingest from producer 'erp'\n"), std::string::npos) << out;
+  EXPECT_EQ(out.find('\x1b'), std::string::npos) << "colour codes in a file: " << out;
+}
+
+TEST(LogTest, JsonLinesAreOneObjectEachWithEveryControlEscaped) {
+  // A newline, a carriage return, ESC and a C1 control (U+009B) in a value,
+  // and bytes that are not UTF-8.
+  const std::string producer = "erp\n{\"level\":\"critical\"}\r\x1b[2K\xc2\x9b\xff";
+  const std::string out = log_once(LogFormat::kJson, producer);
+  ASSERT_FALSE(out.empty());
+  EXPECT_EQ(out.find('\n'), out.size() - 1) << out;
+  for (char c : out.substr(0, out.size() - 1)) {
+    ASSERT_TRUE(c >= 0x20 && c < 0x7f) << "a raw byte " << static_cast<int>(static_cast<unsigned char>(c)) << " in "
+                                        << out;
+  }
+  const nlohmann::json line = nlohmann::json::parse(out);
+  EXPECT_EQ(line.at("level"), "warning");
+  EXPECT_EQ(line.at("process"), "log-test");
+  EXPECT_EQ(line.at("msg"), "ingest from producer 'erp\n{\"level\":\"critical\"}\r\x1b[2K\xc2\x9b\xef\xbf\xbd'");
+  const std::string ts = line.at("ts");
+  ASSERT_EQ(ts.size(), 24u) << ts;
+  EXPECT_EQ(ts[10], 'T');
+  EXPECT_EQ(ts.back(), 'Z');
+}
+
+TEST(LogTest, FormatNames) {
+  EXPECT_EQ(*parse_log_format("text"), LogFormat::kText);
+  EXPECT_EQ(*parse_log_format("json"), LogFormat::kJson);
+  EXPECT_EQ(parse_log_format("JSON").status().message(), "unknown log format 'JSON' (expected text or json)");
 }
 
 }  // namespace

@@ -99,6 +99,20 @@ TEST_F(QueryStoreTest, UpsertsGetConsecutiveVersionsPerType) {
   EXPECT_EQ(store_->type_state("stock")->version, 1u);
 }
 
+// What verify shows next to an agent's checkpoint of one partition: the
+// newest change of that partition, a delete included, not the type's.
+TEST_F(QueryStoreTest, PartitionVersionIsTheNewestChangeOfThePartition) {
+  commit({batch("stock", {upsert("s1", {{"store", std::string("p1")}, {"qty", int64_t{1}}}, "p1"),
+                          upsert("s2", {{"store", std::string("p2")}, {"qty", int64_t{2}}}, "p2")})});
+  commit({batch("stock", {remove("s1", "p1")})});
+  commit({batch("stock", {upsert("s3", {{"store", std::string("p2")}, {"qty", int64_t{3}}}, "p2")})});
+  EXPECT_EQ(store_->type_state("stock")->version, 4u);
+  EXPECT_EQ(*store_->partition_version("stock", "p1"), 3u) << "the delete is the partition's newest change";
+  EXPECT_EQ(*store_->partition_version("stock", "p2"), 4u);
+  EXPECT_EQ(*store_->partition_version("stock", "p9"), 0u);
+  EXPECT_EQ(store_->partition_version("nope", "p1").status().code(), StatusCode::kNotFound);
+}
+
 TEST_F(QueryStoreTest, PatchUpsertChangesOnlyTheGivenColumns) {
   commit({batch("price", {upsert("a", {{"amount", 1.5}, {"currency", std::string("EUR")}})})});
   commit({batch("price", {upsert("a", {{"amount", 2.5}})})});
