@@ -528,7 +528,7 @@ Result<std::unique_ptr<AgentService>> AgentService::start(const HubConfig& confi
                                                           Authorizer& authorizer,
                                                           std::unique_ptr<Messaging> own_messaging,
                                                           std::unique_ptr<ConsumerControl> own_consumers) {
-  DS_ASSIGN_OR_RETURN(auto registry, AgentRegistry::open(config.store_path));
+  DS_ASSIGN_OR_RETURN(auto registry, AgentRegistry::open(agent_registry_path(config.store_path), config.store_path));
   auto impl = std::make_unique<Impl>(config, env.messaging, env.consumers, env.clock, authorizer, std::move(registry));
   Impl* p = impl.get();
   p->own_messaging = std::move(own_messaging);
