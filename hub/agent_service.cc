@@ -211,7 +211,7 @@ struct AgentService::Impl {
 
   void handle_reply(const HeartbeatReply& reply) {
     if (!registry->find(reply.agent)) {
-      spdlog::debug("heartbeat reply from unknown agent '{}' ignored", reply.agent);
+      order_unknown_to_register(reply.agent);
       return;
     }
     auto effect = tracker.on_reply(reply.agent, clock.at(clocks.now_steady_ms()));
@@ -236,15 +236,36 @@ struct AgentService::Impl {
     if (!a) return;
     const std::string reasons = registration_reasons(*a);
     if (reasons.empty()) return;
+    if (!take_registration_order(agent)) return;
+    spdlog::info("agent {}: ordering it to register again ({})", agent, reasons);
+    probe(agent, /*reregister=*/true);
+  }
+
+  // Whether `agent` may be ordered to register now (at most once per
+  // interval, may_order_registration); if so, counts this order.
+  bool take_registration_order(const std::string& agent) {
     const int64_t now = clocks.now_steady_ms();
     auto last = register_ordered_ms.find(agent);
     if (!may_order_registration(last == register_ordered_ms.end() ? std::nullopt : std::optional(last->second), now,
                                 tracker.interval_ms())) {
-      return;
+      return false;
     }
     register_ordered_ms[agent] = now;
-    spdlog::info("agent {}: ordering it to register again ({})", agent, reasons);
-    probe(agent, /*reregister=*/true);
+    return true;
+  }
+
+  // An agent the hub does not know answers heartbeats: the hub lost its
+  // registry (a new disk, a store restored without hub.agents.db) while
+  // the agent kept running, so it would not register again by itself. It
+  // is told to, at most once per interval; the registration makes it known.
+  // (The reply's sender is the agent its credentials name: attribution.)
+  void order_unknown_to_register(const std::string& agent) {
+    if (!take_registration_order(agent)) return;
+    spdlog::info("agent {}: unknown to this hub but answering heartbeats; ordering it to register", agent);
+    const HeartbeatRequest req{config.name, clocks.now_system_ms(), {}, /*reregister=*/true};
+    if (Status s = nc.publish(subjects.probe(agent), encode(req)); !s.is_ok()) {
+      spdlog::warn("probe {}: {}", subjects.probe(agent), s.to_string());
+    }
   }
 
   // Runs one tick, then publishes a fleet snapshot (always when `force`,
