@@ -1,5 +1,7 @@
 #include "hub/agent_registry.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <utility>
 
@@ -46,20 +48,67 @@ uint64_t from_db(int64_t v) { return v < 0 ? 0 : static_cast<uint64_t>(v); }
 
 }  // namespace
 
-Result<std::unique_ptr<AgentRegistry>> AgentRegistry::open(const std::string& path) {
+std::string agent_registry_path(const std::string& store_path) {
+  constexpr std::string_view kDb = ".db";
+  std::string_view stem = store_path;
+  if (stem.size() > kDb.size() && stem.ends_with(kDb)) stem.remove_suffix(kDb.size());
+  return std::string(stem) + ".agents.db";
+}
+
+Result<std::unique_ptr<AgentRegistry>> AgentRegistry::open(const std::string& path, const std::string& old_store) {
   OpenOptions opts;
   // Agent state is re-reported by the agents themselves; it need not be
   // durable at every commit (WAL keeps it consistent either way).
   opts.synchronous_full = false;
   DS_ASSIGN_OR_RETURN(auto db, Database::open(path, opts));
   std::unique_ptr<AgentRegistry> reg(new AgentRegistry(std::move(db)));
-  DS_RETURN_IF_ERROR(reg->create_tables());
+  DS_RETURN_IF_ERROR(reg->create_tables(old_store));
   DS_RETURN_IF_ERROR(reg->load());
   return reg;
 }
 
-Status AgentRegistry::create_tables() {
-  return db_->exec(kSchema).with_context("agent registry: create tables");
+Status AgentRegistry::create_tables(const std::string& old_store) {
+  DS_RETURN_IF_ERROR(db_->exec(kSchema).with_context("agent registry: create tables"));
+  // user_version 1: the tables are this file's own (created new, or copied
+  // once from a hub database that held them).
+  DS_ASSIGN_OR_RETURN(int64_t format, query_scalar_int64(*db_, "PRAGMA user_version"));
+  if (format >= 1) return Status::ok();
+  struct stat st {};
+  const bool has_old = !old_store.empty() && ::stat(old_store.c_str(), &st) == 0;
+  if (has_old) {
+    // ATTACH cannot run inside a transaction; DETACH follows on every path.
+    DS_ASSIGN_OR_RETURN(Statement attach, db_->prepare("ATTACH DATABASE ?1 AS old_store"));
+    DS_RETURN_IF_ERROR(attach.bind(1, old_store).run().with_context("agent registry: open " + old_store));
+  }
+  Status copied = copy_old_tables(has_old ? old_store : std::string());
+  if (has_old) {
+    Status detached = db_->exec("DETACH DATABASE old_store");
+    if (copied.is_ok()) copied = detached;
+  }
+  return copied.with_context("agent registry: take over the agent tables of " + old_store);
+}
+
+Status AgentRegistry::copy_old_tables(const std::string& attached) {
+  DS_ASSIGN_OR_RETURN(Transaction tx, Transaction::begin(*db_));
+  int64_t old_tables = 0;
+  if (!attached.empty()) {
+    DS_ASSIGN_OR_RETURN(old_tables, query_scalar_int64(*db_,
+        "SELECT count(*) FROM old_store.sqlite_master WHERE type = 'table' "
+        "AND name IN ('agents', 'agent_subscriptions', 'agent_events')"));
+  }
+  if (old_tables == 3) {
+    DS_RETURN_IF_ERROR(db_->exec(
+        "INSERT INTO agents(id, host, version, state, registered_at, last_beat, last_error) "
+        "SELECT id, host, version, state, registered_at, last_beat, last_error FROM old_store.agents;"
+        "INSERT INTO agent_subscriptions(agent, type, partition, version, seq, ts, rows, schema_hash) "
+        "SELECT agent, type, partition, version, seq, ts, rows, schema_hash FROM old_store.agent_subscriptions;"
+        "INSERT INTO agent_events(id, ts, agent, from_state, to_state, reason) "
+        "SELECT id, ts, agent, from_state, to_state, reason FROM old_store.agent_events;"));
+    DS_ASSIGN_OR_RETURN(int64_t agents, query_scalar_int64(*db_, "SELECT count(*) FROM agents"));
+    spdlog::info("agent registry: {} agent(s) taken over from {} into {}", agents, attached, db_->path());
+  }
+  DS_RETURN_IF_ERROR(db_->exec("PRAGMA user_version = 1"));
+  return tx.commit();
 }
 
 Status AgentRegistry::load() {

@@ -1,7 +1,11 @@
 #pragma once
-// AgentRegistry: what the hub knows about its agents, in memory and in the
-// hub database (the tables agents, agent_subscriptions and agent_events; the
-// other tables of that file belong to the query store).
+// AgentRegistry: what the hub knows about its agents, in memory and in a
+// database file of its own next to the hub's store (agent_registry_path:
+// hub.db -> hub.agents.db; tables agents, agent_subscriptions and
+// agent_events), so each database has one writer: the ingest writer writes
+// the store, the agent service's thread writes this file. Earlier hubs kept
+// these tables in the store; the first open copies them over once (the
+// file's user_version says it was done) and the store's copies stay unused.
 //
 // Registrations and state transitions are written through at once (each in
 // its own transaction), because they decide what the hub does after a
@@ -88,11 +92,17 @@ struct AgentEvent {
   std::string reason;
 };
 
+// The registry's file for the hub store `store_path`: "x.db" -> "x.agents.db",
+// any other name gets ".agents.db" appended.
+std::string agent_registry_path(const std::string& store_path);
+
 class AgentRegistry {
  public:
-  // Opens its own connection on the hub database `path` (WAL, busy timeout),
-  // creates its tables when missing and loads every agent.
-  static Result<std::unique_ptr<AgentRegistry>> open(const std::string& path);
+  // Opens the registry database `path` (WAL, busy timeout), creates its
+  // tables when missing and loads every agent. When the file is new and
+  // `old_store` (the hub's store) holds agent tables, they are copied first,
+  // in the same transaction that marks the file done.
+  static Result<std::unique_ptr<AgentRegistry>> open(const std::string& path, const std::string& old_store = {});
 
   // Upserts the agent (host, version, state live, registered_at, last_beat =
   // now) and replaces its subscriptions with the reported ones. Delivery
@@ -121,7 +131,9 @@ class AgentRegistry {
 
  private:
   explicit AgentRegistry(std::unique_ptr<Database> db) : db_(std::move(db)) {}
-  Status create_tables();
+  Status create_tables(const std::string& old_store);
+  // `attached`: the old store's path when it is attached as old_store, else "".
+  Status copy_old_tables(const std::string& attached);
   Status load();
   Status write_beat(const AgentRecord& a);
   Result<Database*> reader() const;

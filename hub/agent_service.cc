@@ -224,7 +224,7 @@ struct AgentService::Impl {
 
   void handle_reply(const HeartbeatReply& reply) {
     if (!registry->find(reply.agent)) {
-      spdlog::debug("heartbeat reply from unknown agent '{}' ignored", reply.agent);
+      order_unknown_to_register(reply.agent);
       return;
     }
     auto effect = tracker.on_reply(reply.agent, clock.at(clocks.now_steady_ms()));
@@ -249,15 +249,36 @@ struct AgentService::Impl {
     if (!a) return;
     const std::string reasons = registration_reasons(*a);
     if (reasons.empty()) return;
+    if (!take_registration_order(agent)) return;
+    spdlog::info("agent {}: ordering it to register again ({})", agent, reasons);
+    probe(agent, /*reregister=*/true);
+  }
+
+  // Whether `agent` may be ordered to register now (at most once per
+  // interval, may_order_registration); if so, counts this order.
+  bool take_registration_order(const std::string& agent) {
     const int64_t now = clocks.now_steady_ms();
     auto last = register_ordered_ms.find(agent);
     if (!may_order_registration(last == register_ordered_ms.end() ? std::nullopt : std::optional(last->second), now,
                                 tracker.interval_ms())) {
-      return;
+      return false;
     }
     register_ordered_ms[agent] = now;
-    spdlog::info("agent {}: ordering it to register again ({})", agent, reasons);
-    probe(agent, /*reregister=*/true);
+    return true;
+  }
+
+  // An agent the hub does not know answers heartbeats: the hub lost its
+  // registry (a new disk, a store restored without hub.agents.db) while
+  // the agent kept running, so it would not register again by itself. It
+  // is told to, at most once per interval; the registration makes it known.
+  // (The reply's sender is the agent its credentials name: attribution.)
+  void order_unknown_to_register(const std::string& agent) {
+    if (!take_registration_order(agent)) return;
+    spdlog::info("agent {}: unknown to this hub but answering heartbeats; ordering it to register", agent);
+    const HeartbeatRequest req{config.name, clocks.now_system_ms(), {}, /*reregister=*/true};
+    if (Status s = nc.publish(subjects.probe(agent), encode(req)); !s.is_ok()) {
+      spdlog::warn("probe {}: {}", subjects.probe(agent), s.to_string());
+    }
   }
 
   // Runs one tick, then publishes a fleet snapshot (always when `force`,
@@ -541,7 +562,7 @@ Result<std::unique_ptr<AgentService>> AgentService::start(const HubConfig& confi
                                                           Authorizer& authorizer,
                                                           std::unique_ptr<Messaging> own_messaging,
                                                           std::unique_ptr<ConsumerControl> own_consumers) {
-  DS_ASSIGN_OR_RETURN(auto registry, AgentRegistry::open(config.store_path));
+  DS_ASSIGN_OR_RETURN(auto registry, AgentRegistry::open(agent_registry_path(config.store_path), config.store_path));
   auto impl = std::make_unique<Impl>(config, env.messaging, env.consumers, env.clock, authorizer, std::move(registry));
   Impl* p = impl.get();
   p->own_messaging = std::move(own_messaging);

@@ -101,9 +101,9 @@ constexpr int64_t kSnapshotDutyFactor = 10;
 
 class AgentService {
  public:
-  // Opens the agent tables in config.store_path, restores known agents (live
-  // and suspect ones get a fresh silence window and their consumers checked),
-  // subscribes ds.hub.register.* and ds.hub.beat.*, and starts the service
+  // Opens the agent registry next to config.store_path (agent_registry_path),
+  // restores known agents (live and suspect ones get a fresh silence window
+  // and their consumers checked), subscribes ds.hub.register.* and ds.hub.beat.*, and starts the service
   // thread. Registrations are authorized by `authorizer`, which must outlive
   // the service; a registration whose reply subject is not the agent's own
   // inbox is dropped unanswered (Authorizer::may_reply).

@@ -18,14 +18,14 @@
 // an older hub stored it) is cut again in the log (recut_batch) by the same
 // rule before it is published.
 //
-// The agents tables (agents, agent_subscriptions, agent_events) belong to the
-// agent service's own connection and are never touched here.
+// The agents tables live in a file of their own (hub/agent_registry.h), so
+// this file has one writer. A store written by an earlier hub may still
+// hold unused copies of them; they are never touched here.
 //
 // Thread-safety: none. A QueryStore is one SQLite connection used by one
 // thread: the hub has one writer (the ingest writer thread) and one
 // read-only QueryStore per reading thread (HTTP, snapshots). WAL mode lets
-// the readers run beside the writer; busy_timeout covers the short moments
-// when two writers (this and the agent service) meet.
+// the readers run beside the writer.
 
 #include <cstdint>
 #include <map>

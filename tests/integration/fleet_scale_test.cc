@@ -64,7 +64,7 @@ class FleetScaleTest : public InProcessHubTest {
     serve_http();
     const auto t0 = std::chrono::steady_clock::now();
     {
-      auto registry = AgentRegistry::open(config_.store_path);
+      auto registry = AgentRegistry::open(agent_registry_path(config_.store_path));
       ASSERT_TRUE(registry.is_ok()) << registry.status().to_string();
       for (size_t i = 0; i < kAgents; ++i) {
         RegisterRequest r;

@@ -5,10 +5,12 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <memory>
 #include <string>
 
 #include "agent/agent.h"
+#include "hub/agent_registry.h"
 #include "hub/hub.h"
 #include "shared/sqlite.h"
 #include "tests/harness/test_agent.h"
@@ -73,6 +75,32 @@ TEST_F(HubAgentTest, ColumnAddedByARestartedHubReachesTheRunningAgentInPlace) {
   // The rows from before keep their values; the new column is empty there.
   EXPECT_EQ(replica_text("shop", "SELECT currency FROM price WHERE sku = 'a'"), "EUR");
   EXPECT_EQ(replica_text("shop", "SELECT coalesce(label, 'null') FROM price WHERE sku = 'a'"), "null");
+}
+
+// The hub lost its agent registry (a new disk, a store restored without
+// hub.agents.db) while the agent kept running: the agent has no reason to
+// register, but it answers the type's heartbeats, and the hub tells it to.
+// It is then known and live again, and changes reach it.
+TEST_F(HubAgentTest, AnAgentTheHubForgotIsToldToRegisterAndIsLiveAgain) {
+  start_agent("shop", "[[subscriptions]]\ntype = \"price\"\n");
+  ingest_ok("price", price_record("a", 1.5));
+  ASSERT_TRUE(eventually([&] { return replica_text("shop", "SELECT currency FROM price WHERE sku = 'a'") == "EUR"; }));
+  const uint64_t registrations = agent_->registrations();
+
+  hub_->stop();
+  hub_.reset();
+  const std::string registry = agent_registry_path(config_.store_path);
+  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((registry + suffix).c_str());
+  start_hub();
+
+  ASSERT_TRUE(eventually([&] { return agent_->registrations() > registrations; }))
+      << "the forgotten agent was never told to register";
+  ASSERT_TRUE(eventually([&] {
+    return hub_->metrics_text().find("deltasync_hub_agent_state{agent=\"shop\",state=\"live\"} 1") !=
+           std::string::npos;
+  })) << "the agent is not live on the hub again: " << hub_->metrics_text();
+  ingest_ok("price", price_record("b", 2.5));
+  EXPECT_TRUE(eventually([&] { return replica_text("shop", "SELECT currency FROM price WHERE sku = 'b'") == "EUR"; }));
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "agent/replica.h"
+#include "hub/agent_registry.h"
 #include "shared/sqlite.h"
 #include "testing/child_process.h"
 #include "testing/local_host.h"
@@ -212,7 +213,8 @@ TEST_F(HubRetentionTest, AnAgentBackAfterTheBrokerLostACompactedStreamReloadsAnd
   // The hub has the agent's checkpoint from its heartbeats (written at the
   // next flush), so it resumes the agent from there and nowhere earlier.
   ASSERT_TRUE(wait_until([&] {
-    return scalar(store_path_, "SELECT seq FROM agent_subscriptions WHERE agent = 'store-1'") == 3;
+    return scalar(agent_registry_path(store_path_), "SELECT seq FROM agent_subscriptions WHERE agent = 'store-1'") ==
+           3;
   }, 20000)) << read_text_file(dir_.file("agent.log"));
   ASSERT_EQ(agent_->stop(SIGTERM), std::optional<int>(0)) << read_text_file(dir_.file("agent.log"));
 
@@ -248,7 +250,7 @@ TEST_F(HubRetentionTest, AnAgentBackAfterTheBrokerLostACompactedStreamReloadsAnd
   ASSERT_TRUE(wait_until([&] {
     OpenOptions ro;
     ro.read_only = true;
-    auto db = Database::open(store_path_, ro);
+    auto db = Database::open(agent_registry_path(store_path_), ro);
     if (!db.is_ok()) return false;
     auto st = (*db)->prepare("SELECT state FROM agents WHERE id = 'store-1'");
     if (!st.is_ok()) return false;
