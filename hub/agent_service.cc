@@ -389,14 +389,13 @@ struct AgentService::Impl {
     beats_confirmed = s.is_ok();
   }
 
+  // One broadcast per configured type, whether the hub knows agents of it
+  // or not: an agent it does not know (a lost registry) answers, and is
+  // told to register (order_unknown_to_register).
   void send_heartbeats() {
     const int64_t wall = clocks.now_system_ms();
-    for (const auto& [type, agents] : agents_by_type) {
-      const bool any = std::any_of(agents.begin(), agents.end(), [&](const std::string& a) {
-        auto st = tracker.state(a);
-        return st && *st != AgentState::kRetired;
-      });
-      if (!any) continue;
+    for (const TypeConfig& tc : config.types) {
+      const std::string& type = tc.name;
       HeartbeatRequest req{config.name, wall, {type}};
       if (Status s = nc.publish(subjects.heartbeat(type), encode(req)); !s.is_ok()) {
         spdlog::warn("heartbeat on {}: {}", subjects.heartbeat(type), s.to_string());

@@ -136,7 +136,10 @@ TEST_F(AgentServiceTest, RegistrationFromAnotherInboxIsDroppedUnanswered) {
   RegisterRequest req{"a1", "host-1", "test", {SubscriptionReport{"price", "*", 0, 0, 0, 0}}};
   EXPECT_EQ(messaging_.deliver({subjects_.register_agent("a1"), "ds.delta.price.x", encode(req)}), 1);
   ASSERT_TRUE(service_->tick().is_ok());  // a barrier: anything posted before it ran
-  EXPECT_TRUE(messaging_.published().empty());  // no reply, and no agent to send heartbeats to
+  // No reply: only the heartbeat broadcast every configured type gets.
+  for (const auto& p : messaging_.published()) {
+    EXPECT_EQ(p.subject, subjects_.heartbeat("price")) << "published on " << p.subject;
+  }
   EXPECT_EQ(state_of("a1"), std::nullopt);
   EXPECT_EQ(consumers_.added(), 0);
 }
