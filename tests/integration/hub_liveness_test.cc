@@ -168,12 +168,16 @@ TEST_F(HubLivenessTest, RetiredAgentLosesItsConsumersUntilItRegistersAgain) {
   ASSERT_TRUE(service_->retire("old").is_ok());
   EXPECT_EQ(state_of("old"), AgentState::kRetired);
   EXPECT_FALSE(consumer_exists("inventory", "old"));
-  // Its heartbeat replies do not bring it back.
-  const int64_t answered = a->broadcasts_answered() + a->probes_answered();
+  // Its heartbeat replies (it still gets the type's broadcast) bring it
+  // back neither to life nor to a registration order, and it is not probed.
+  const int64_t broadcasts = a->broadcasts_answered();
+  const int64_t probes = a->probes_answered();
+  const int64_t orders = a->register_orders();
   publish_change("inventory", "store-1", 1, "k");
-  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  ASSERT_TRUE(eventually([&] { return a->broadcasts_answered() >= broadcasts + 2; }));
   EXPECT_EQ(state_of("old"), AgentState::kRetired);
-  EXPECT_EQ(a->broadcasts_answered() + a->probes_answered(), answered) << "a retired agent gets no heartbeats";
+  EXPECT_EQ(a->probes_answered(), probes) << "a retired agent was probed";
+  EXPECT_EQ(a->register_orders(), orders) << "a retired agent was told to register";
 
   ASSERT_TRUE(a->register_now().is_ok());
   EXPECT_EQ(state_of("old"), AgentState::kLive);
