@@ -49,19 +49,24 @@ class HubAgentTest : public InProcessHubTest {
     ASSERT_TRUE(reply->ok()) << reply->error->message;
   }
 
+  // Agent "shop" takes "price" and has applied row "a"; then the hub stops.
+  // The agent keeps running, its connection to the broker never drops.
+  void running_agent_then_hub_stopped() {
+    start_agent("shop", "[[subscriptions]]\ntype = \"price\"\n");
+    ingest_ok("price", price_record("a", 1.5));
+    ASSERT_TRUE(
+        eventually([&] { return replica_text("shop", "SELECT currency FROM price WHERE sku = 'a'") == "EUR"; }));
+    hub_->stop();
+    hub_.reset();
+  }
 };
 
 TEST_F(HubAgentTest, ColumnAddedByARestartedHubReachesTheRunningAgentInPlace) {
-  start_agent("shop", "[[subscriptions]]\ntype = \"price\"\n");
-  ingest_ok("price", price_record("a", 1.5));
-  ASSERT_TRUE(eventually([&] { return replica_text("shop", "SELECT currency FROM price WHERE sku = 'a'") == "EUR"; }));
+  ASSERT_NO_FATAL_FAILURE(running_agent_then_hub_stopped());
   const uint64_t registrations = agent_->registrations();
 
-  // The operator adds a column to the type and restarts the hub; the agent's
-  // connection to the broker never drops, so nothing but the hub's order
-  // makes it register again.
-  hub_->stop();
-  hub_.reset();
+  // The operator adds a column to the type and restarts the hub: nothing
+  // but the hub's order makes the agent register again.
   config_.types[0].schema.columns.push_back({"label", ColumnType::kText});
   start_hub();
   IngestRecord b = price_record("b", 2.5);
@@ -82,13 +87,8 @@ TEST_F(HubAgentTest, ColumnAddedByARestartedHubReachesTheRunningAgentInPlace) {
 // register, but it answers the type's heartbeats, and the hub tells it to.
 // It is then known and live again, and changes reach it.
 TEST_F(HubAgentTest, AnAgentTheHubForgotIsToldToRegisterAndIsLiveAgain) {
-  start_agent("shop", "[[subscriptions]]\ntype = \"price\"\n");
-  ingest_ok("price", price_record("a", 1.5));
-  ASSERT_TRUE(eventually([&] { return replica_text("shop", "SELECT currency FROM price WHERE sku = 'a'") == "EUR"; }));
+  ASSERT_NO_FATAL_FAILURE(running_agent_then_hub_stopped());
   const uint64_t registrations = agent_->registrations();
-
-  hub_->stop();
-  hub_.reset();
   const std::string registry = agent_registry_path(config_.store_path);
   for (const char* suffix : {"", "-wal", "-shm"}) std::remove((registry + suffix).c_str());
   start_hub();
