@@ -72,24 +72,42 @@ Status AgentRegistry::create_tables(const std::string& old_store) {
   // user_version 1: the tables are this file's own (created new, or copied
   // once from a hub database that held them).
   DS_ASSIGN_OR_RETURN(int64_t format, query_scalar_int64(*db_, "PRAGMA user_version"));
-  if (format >= 1) return Status::ok();
   struct stat st {};
   const bool has_old = !old_store.empty() && ::stat(old_store.c_str(), &st) == 0;
-  if (has_old) {
-    // ATTACH cannot run inside a transaction; DETACH follows on every path.
-    DS_ASSIGN_OR_RETURN(Statement attach, db_->prepare("ATTACH DATABASE ?1 AS old_store"));
-    DS_RETURN_IF_ERROR(attach.bind(1, old_store).run().with_context("agent registry: open " + old_store));
-  }
-  Status copied = copy_old_tables(has_old ? old_store : std::string());
-  if (has_old) {
-    Status detached = db_->exec("DETACH DATABASE old_store");
-    if (copied.is_ok()) copied = detached;
-  }
-  return copied.with_context("agent registry: take over the agent tables of " + old_store);
+  if (!has_old) return format >= 1 ? Status::ok() : copy_old_tables(std::string());
+  // ATTACH cannot run inside a transaction; DETACH follows on every path.
+  DS_ASSIGN_OR_RETURN(Statement attach, db_->prepare("ATTACH DATABASE ?1 AS old_store"));
+  DS_RETURN_IF_ERROR(attach.bind(1, old_store).run().with_context("agent registry: open " + old_store));
+  Status s = format >= 1 ? Status::ok() : copy_old_tables(old_store);
+  // Then the store's copies go (each file commits on its own in WAL mode,
+  // so in a second transaction, and again at every start until done): a
+  // registry file lost later must not bring back their stale agents.
+  if (s.is_ok()) s = drop_old_tables();
+  Status detached = db_->exec("DETACH DATABASE old_store");
+  if (s.is_ok()) s = detached;
+  return s.with_context("agent registry: take over the agent tables of " + old_store);
+}
+
+Status AgentRegistry::drop_old_tables() {
+  DS_ASSIGN_OR_RETURN(int64_t old_tables, query_scalar_int64(*db_,
+      "SELECT count(*) FROM old_store.sqlite_master WHERE type = 'table' "
+      "AND name IN ('agents', 'agent_subscriptions', 'agent_events')"));
+  if (old_tables == 0) return Status::ok();
+  // Before the hub's ingest writer starts (AgentService starts first): the
+  // store has no other writer meanwhile.
+  DS_ASSIGN_OR_RETURN(Transaction tx, Transaction::begin(*db_));
+  DS_RETURN_IF_ERROR(db_->exec("DROP TABLE IF EXISTS old_store.agent_events;"
+                               "DROP TABLE IF EXISTS old_store.agent_subscriptions;"
+                               "DROP TABLE IF EXISTS old_store.agents;"));
+  DS_RETURN_IF_ERROR(tx.commit());
+  spdlog::info("agent registry: the old agent tables of the store are dropped ({} is the registry now)", db_->path());
+  return Status::ok();
 }
 
 Status AgentRegistry::copy_old_tables(const std::string& attached) {
-  DS_ASSIGN_OR_RETURN(Transaction tx, Transaction::begin(*db_));
+  // Deferred: it reads the store and writes only this file, so it takes no
+  // write lock on the store.
+  DS_ASSIGN_OR_RETURN(Transaction tx, Transaction::begin(*db_, Transaction::Kind::kDeferred));
   int64_t old_tables = 0;
   if (!attached.empty()) {
     DS_ASSIGN_OR_RETURN(old_tables, query_scalar_int64(*db_,

@@ -5,7 +5,9 @@
 // agent_events), so each database has one writer: the ingest writer writes
 // the store, the agent service's thread writes this file. Earlier hubs kept
 // these tables in the store; the first open copies them over once (the
-// file's user_version says it was done) and the store's copies stay unused.
+// file's user_version says it was done), then drops them from the store
+// (before the ingest writer starts), so a registry file lost later is not
+// refilled with stale agents: running agents register again instead.
 //
 // Registrations and state transitions are written through at once (each in
 // its own transaction), because they decide what the hub does after a
@@ -134,6 +136,8 @@ class AgentRegistry {
   Status create_tables(const std::string& old_store);
   // `attached`: the old store's path when it is attached as old_store, else "".
   Status copy_old_tables(const std::string& attached);
+  // Drops the agent tables of the attached old store, if it has them.
+  Status drop_old_tables();
   Status load();
   Status write_beat(const AgentRecord& a);
   Result<Database*> reader() const;

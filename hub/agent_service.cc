@@ -270,10 +270,17 @@ struct AgentService::Impl {
   // An agent the hub does not know answers heartbeats: the hub lost its
   // registry (a new disk, a store restored without hub.agents.db) while
   // the agent kept running, so it would not register again by itself. It
-  // is told to, at most once per interval; the registration makes it known.
-  // (The reply's sender is the agent its credentials name: attribution.)
+  // is told to, at most once a minute (an agent whose registration the hub
+  // refuses stays unknown: one order and its refusal a minute, not one per
+  // heartbeat); the registration makes it known. (The reply's sender is the
+  // agent its credentials name: attribution.)
   void order_unknown_to_register(const std::string& agent) {
-    if (!take_registration_order(agent)) return;
+    const int64_t now = clocks.now_steady_ms();
+    auto [last, first] = unknown_ordered_ms.try_emplace(agent, now);
+    if (!first) {
+      if (now - last->second < kUnknownOrderEveryMs) return;
+      last->second = now;
+    }
     spdlog::info("agent {}: unknown to this hub but answering heartbeats; ordering it to register", agent);
     const HeartbeatRequest req{config.name, clocks.now_system_ms(), {}, /*reregister=*/true};
     if (Status s = nc.publish(subjects.probe(agent), encode(req)); !s.is_ok()) {
@@ -505,6 +512,8 @@ struct AgentService::Impl {
   std::map<std::string, std::set<std::string>> agents_by_type;      // service thread only
   std::map<std::string, std::vector<std::string>> types_by_agent;   // service thread only
   std::map<std::string, int64_t> register_ordered_ms;               // service thread only: last order per agent
+  std::map<std::string, int64_t> unknown_ordered_ms;                // service thread only: last order per unknown agent
+  static constexpr int64_t kUnknownOrderEveryMs = 60000;
   std::map<std::string, int64_t> refreshed_ms;                      // service thread only: last scan per type
   std::map<std::string, int64_t> refusal_logged_ms;                 // service thread only: last warning per sender
   std::atomic<uint64_t> refused_beats{0};                            // written by the service thread

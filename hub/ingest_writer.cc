@@ -174,8 +174,8 @@ void IngestWriter::enter_store_full(const Status& cause) {
   // Transient and expected to last a while: one warning when the store
   // fills up, one line when it takes writes again, not one per batch.
   if (store_full_.exchange(true)) return;
-  spdlog::warn("ingest: {}: {} ({}); batches are refused, nothing of them stored or acknowledged; ingest resumes "
-               "by itself once there is space",
+  spdlog::warn("ingest: {}: {} ({}); ingest refuses batches (nothing of a refused batch is stored or "
+               "acknowledged) and resumes by itself once there is space",
                kStoreFullMessage, config_.store_path, cause.message());
 }
 
@@ -296,8 +296,9 @@ void IngestWriter::loop() {
         }
       } else if (!idle) {
         process_group(group);
-      } else if (store_full_.load()) {
-        end_store_full_once_space_is_back();
+      } else {
+        if (!unwritten_marks_.empty()) write_unwritten_marks();
+        if (store_full_.load()) end_store_full_once_space_is_back();
       }
       // Between group commits, never before the first reconciliation.
       if (reconciled_) retention_.maybe_step(clock_.now_system_ms());
@@ -408,6 +409,16 @@ void IngestWriter::process_group(std::vector<Pending>& group) {
 }
 
 Status IngestWriter::publish(const std::string& type, const std::vector<PendingBatch>& created) {
+  if (auto unwritten = unwritten_marks_.find(type); unwritten != unwritten_marks_.end()) {
+    // The log must know what the stream holds before anything later is
+    // published from it; until then these batches wait in the log.
+    write_mark(type, unwritten->second);
+    if (unwritten_marks_.count(type) != 0) {
+      backlog_.insert(type);
+      return Status::unavailable((store_full_.load() ? std::string(kStoreFullMessage) + ": " : std::string()) +
+                                 "the published mark of type '" + type + "' cannot be written yet");
+    }
+  }
   if (backlog_.count(type) != 0) {
     // The log may hold batches before these that the stream lacks: publish
     // everything after the log's mark, in order (these included).
@@ -427,19 +438,33 @@ Status IngestWriter::publish(const std::string& type, const std::vector<PendingB
     return mark.status().with_context("publish type '" + type + "'");
   }
   // Stored and in the stream: acknowledged, even when the published mark
-  // cannot be written (a full disk): the backlog path writes it at the
-  // type's next commit, and a restart sets it from the stream (reconcile).
-  if (Status s = store_.mark_published(type, mark->batch, mark->seq); !s.is_ok()) {
-    backlog_.insert(type);
-    if (is_disk_full(s)) {
-      enter_store_full(s);
-    } else {
-      spdlog::warn("ingest {}: published up to stream seq {}, but the published mark was not stored ({}); it is "
-                   "written again at the type's next commit",
-                   type, mark->seq, s.message());
-    }
-  }
+  // cannot be written (write_mark keeps it for later; a restart sets it
+  // from the stream).
+  write_mark(type, *mark);
   return Status::ok();
+}
+
+void IngestWriter::write_mark(const std::string& type, const StreamPublisher::Acked& mark) {
+  Status s = store_.mark_published(type, mark.batch, mark.seq);
+  if (s.is_ok()) {
+    unwritten_marks_.erase(type);
+    return;
+  }
+  const bool first = unwritten_marks_.count(type) == 0;
+  unwritten_marks_[type] = mark;
+  if (is_disk_full(s)) {
+    enter_store_full(s);
+  } else if (first) {
+    spdlog::warn("ingest {}: published up to stream seq {}, but the published mark was not stored ({}); it is "
+                 "written again before the type's next publication",
+                 type, mark.seq, s.message());
+  }
+}
+
+bool IngestWriter::write_unwritten_marks() {
+  const auto marks = unwritten_marks_;
+  for (const auto& [type, mark] : marks) write_mark(type, mark);
+  return unwritten_marks_.empty();
 }
 
 // ---- NatsIngestListener ---------------------------------------------------------

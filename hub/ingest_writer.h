@@ -183,6 +183,12 @@ class IngestWriter {
   // error means the stream has not acked them; a mark that cannot be
   // written only puts the type in the backlog.
   Status publish(const std::string& type, const std::vector<PendingBatch>& created);
+  // Writes `type`'s published mark; a failure keeps it in unwritten_marks_
+  // (a full disk starts the store-full episode) and is no error to the
+  // producers: what the mark records is in the stream already.
+  void write_mark(const std::string& type, const StreamPublisher::Acked& mark);
+  // Writes the marks unwritten_marks_ holds; false while any is left.
+  bool write_unwritten_marks();
   void reply_rejected(const IngestReplyFn& reply, const Status& status, std::optional<uint32_t> index);
 
   const HubConfig& config_;
@@ -198,6 +204,11 @@ class IngestWriter {
   // Types whose log may hold batches the stream has not acked (after start,
   // a reconnect or a failed publish): published from the log, not from memory.
   std::set<std::string> backlog_;  // writer thread only
+  // Published marks JetStream acked that the store could not write (a full
+  // disk), by type: written again before the type's next publication and
+  // while idle (write_unwritten_marks), so the log's mark never lags the
+  // stream for long and nothing is republished. Writer thread only.
+  std::map<std::string, StreamPublisher::Acked> unwritten_marks_;
   // Batches refused in the current store-full episode; 0 outside one.
   // Writer thread only.
   uint64_t refused_while_full_ = 0;

@@ -19,8 +19,9 @@
 // rule before it is published.
 //
 // The agents tables live in a file of their own (hub/agent_registry.h), so
-// this file has one writer. A store written by an earlier hub may still
-// hold unused copies of them; they are never touched here.
+// this file has one writer. A store written by an earlier hub holds them
+// until the registry has taken them over and dropped them (at start, before
+// the ingest writer runs); they are never touched here.
 //
 // Thread-safety: none. A QueryStore is one SQLite connection used by one
 // thread: the hub has one writer (the ingest writer thread) and one

@@ -88,17 +88,34 @@ TEST(AgentRegistryFile, TakesOverTheAgentTablesOfAnEarlierHubsStoreOnce) {
     ASSERT_TRUE((*reg)->record_transition(flip("store-1", 1), 3000).is_ok());
   }
   {
-    // The store's copy changes after the move (it must not: nothing writes
-    // it); even so the registry's file is not overwritten again.
+    // The store's tables are gone after the move.
+    OpenOptions ro;
+    ro.read_only = true;
+    auto db = Database::open(store, ro);
+    ASSERT_TRUE(db.is_ok());
+    EXPECT_EQ(*query_scalar_int64(**db, "SELECT count(*) FROM sqlite_master WHERE name LIKE 'agent%'"), 0)
+        << "the store kept its agent tables";
+  }
+  {
+    // Should they come back (a store restored from a backup taken before
+    // the move), they are dropped again, not copied a second time.
     auto old = AgentRegistry::open(store);
     ASSERT_TRUE(old.is_ok());
     ASSERT_TRUE((*old)->record_registration(registration("store-2", 1), 4000).is_ok());
   }
-  auto reg = AgentRegistry::open(path, store);
-  ASSERT_TRUE(reg.is_ok()) << reg.status().to_string();
-  EXPECT_FALSE((*reg)->find("store-2").has_value()) << "the store's tables were copied a second time";
-  ASSERT_TRUE((*reg)->find("store-1").has_value());
-  EXPECT_EQ((*reg)->find("store-1")->state, AgentState::kLive) << "the registry's own change was lost";
+  {
+    auto reg = AgentRegistry::open(path, store);
+    ASSERT_TRUE(reg.is_ok()) << reg.status().to_string();
+    EXPECT_FALSE((*reg)->find("store-2").has_value()) << "the store's tables were copied a second time";
+    ASSERT_TRUE((*reg)->find("store-1").has_value());
+    EXPECT_EQ((*reg)->find("store-1")->state, AgentState::kLive) << "the registry's own change was lost";
+  }
+  // The registry file lost: a new one starts empty (running agents register
+  // again), not from stale tables in the store.
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
+  auto fresh = AgentRegistry::open(path, store);
+  ASSERT_TRUE(fresh.is_ok()) << fresh.status().to_string();
+  EXPECT_TRUE((*fresh)->all().empty()) << "stale agents came back from the store";
 }
 
 TEST(AgentRegistryFile, ANewHubStartsEmptyAndCreatesNoStore) {
