@@ -82,7 +82,14 @@ Status AgentRegistry::create_tables(const std::string& old_store) {
   // Then the store's copies go (each file commits on its own in WAL mode,
   // so in a second transaction, and again at every start until done): a
   // registry file lost later must not bring back their stale agents.
-  if (s.is_ok()) s = drop_old_tables();
+  if (s.is_ok()) {
+    // Not worth failing the start for: the copies stay until a later start.
+    if (Status dropped = drop_old_tables(); !dropped.is_ok()) {
+      spdlog::warn("agent registry: the store's old agent tables could not be dropped ({}); tried again at the "
+                   "next start",
+                   dropped.message());
+    }
+  }
   Status detached = db_->exec("DETACH DATABASE old_store");
   if (s.is_ok()) s = detached;
   return s.with_context("agent registry: take over the agent tables of " + old_store);

@@ -297,8 +297,9 @@ void IngestWriter::loop() {
       } else if (!idle) {
         process_group(group);
       } else {
-        if (!unwritten_marks_.empty()) write_unwritten_marks();
+        // Marks are retried once the store has space again.
         if (store_full_.load()) end_store_full_once_space_is_back();
+        if (!store_full_.load() && !unwritten_marks_.empty()) write_unwritten_marks();
       }
       // Between group commits, never before the first reconciliation.
       if (reconciled_) retention_.maybe_step(clock_.now_system_ms());
@@ -384,7 +385,9 @@ void IngestWriter::process_group(std::vector<Pending>& group) {
       continue;
     }
     if (const Status& p = published[b.type]; !p.is_ok()) {
-      spdlog::warn("ingest {}: versions {}..{} stored but not yet published: {}", b.type, o.first_version,
+      // While the store is full this is part of its one warning's episode.
+      spdlog::log(store_full_.load() ? spdlog::level::debug : spdlog::level::warn,
+                  "ingest {}: versions {}..{} stored but not yet published: {}", b.type, o.first_version,
                    o.last_version, p.message());
       reply_rejected(group[i].reply,
                      Status::unavailable("stored as versions " + std::to_string(o.first_version) + ".." +
@@ -445,6 +448,11 @@ Status IngestWriter::publish(const std::string& type, const std::vector<PendingB
 }
 
 void IngestWriter::write_mark(const std::string& type, const StreamPublisher::Acked& mark) {
+  // A reconciliation may have written a later mark meanwhile: never back.
+  if (auto st = store_.type_state(type); st.is_ok() && st->published_batch >= mark.batch) {
+    unwritten_marks_.erase(type);
+    return;
+  }
   Status s = store_.mark_published(type, mark.batch, mark.seq);
   if (s.is_ok()) {
     unwritten_marks_.erase(type);
