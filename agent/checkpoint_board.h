@@ -91,8 +91,9 @@ class CheckpointBoard {
 
   // A heartbeat reply for `agent` at time `now_ms`: degraded while anything
   // is quarantined, an error is set or a type is refused after a delivery
-  // gap (the error then names the first such type unless another is set). pending = deltas the consumers still
-  // hold for this agent (from the last delivery) + messages queued locally.
+  // gap (the error then names the first such type unless another is set).
+  // pending = deltas the consumers still hold for this agent (from the
+  // last delivery) + messages queued locally.
   // quarantined is the total, quarantined_types the entries of each type
   // that has any (docs/protocol.md, heartbeat reply).
   HeartbeatReply heartbeat(const std::string& agent, int64_t now_ms) const {

@@ -85,11 +85,13 @@ void DeltaApplier::on_push(const std::string& type, Envelope delivery) {
       verdict = order_.observe(type, info->consumer_seq);
       // The heartbeat is degraded from a gap until the new consumer's 1, or
       // the registration that recreated it (Registrar).
-      if (verdict == DeliveryOrder::Verdict::kGap) board_.set_delivery_gap(type, true);
       if (info->consumer_seq == 1) board_.set_delivery_gap(type, false);
-      // A redelivery refused: ack_wait passed without the new consumer's 1,
-      // which may have been lost too; register again, once per burst.
-      if (verdict == DeliveryOrder::Verdict::kRefused && info->delivered > 1) {
+      if (verdict == DeliveryOrder::Verdict::kGap) {
+        board_.set_delivery_gap(type, true);
+        gap_triggered_ms_[type] = clock_.now_steady_ms();
+      } else if (verdict == DeliveryOrder::Verdict::kRefused && info->delivered > 1) {
+        // A redelivery refused: ack_wait passed without the new consumer's
+        // 1, which may have been lost too; register again, once per burst.
         const int64_t now = clock_.now_steady_ms();
         auto [it, first] = gap_triggered_ms_.try_emplace(type, now);
         retrigger = first || now - it->second >= kGapRetriggerMs;
@@ -98,7 +100,6 @@ void DeltaApplier::on_push(const std::string& type, Envelope delivery) {
           board_.set_delivery_gap(type, true);  // still refused: the heartbeat says so again
         }
       }
-      if (verdict == DeliveryOrder::Verdict::kGap) gap_triggered_ms_[type] = clock_.now_steady_ms();
     }
     if (verdict == DeliveryOrder::Verdict::kInOrder) {
       queue_.push_back(Item{type, std::move(delivery), nullptr, nullptr});

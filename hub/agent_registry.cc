@@ -95,10 +95,14 @@ Status AgentRegistry::create_tables(const std::string& old_store) {
   return s.with_context("agent registry: take over the agent tables of " + old_store);
 }
 
+Result<int64_t> AgentRegistry::old_agent_tables() {
+  return query_scalar_int64(*db_,
+                            "SELECT count(*) FROM old_store.sqlite_master WHERE type = 'table' "
+                            "AND name IN ('agents', 'agent_subscriptions', 'agent_events')");
+}
+
 Status AgentRegistry::drop_old_tables() {
-  DS_ASSIGN_OR_RETURN(int64_t old_tables, query_scalar_int64(*db_,
-      "SELECT count(*) FROM old_store.sqlite_master WHERE type = 'table' "
-      "AND name IN ('agents', 'agent_subscriptions', 'agent_events')"));
+  DS_ASSIGN_OR_RETURN(int64_t old_tables, old_agent_tables());
   if (old_tables == 0) return Status::ok();
   // Before the hub's ingest writer starts (AgentService starts first): the
   // store has no other writer meanwhile.
@@ -117,9 +121,7 @@ Status AgentRegistry::copy_old_tables(const std::string& attached) {
   DS_ASSIGN_OR_RETURN(Transaction tx, Transaction::begin(*db_, Transaction::Kind::kDeferred));
   int64_t old_tables = 0;
   if (!attached.empty()) {
-    DS_ASSIGN_OR_RETURN(old_tables, query_scalar_int64(*db_,
-        "SELECT count(*) FROM old_store.sqlite_master WHERE type = 'table' "
-        "AND name IN ('agents', 'agent_subscriptions', 'agent_events')"));
+    DS_ASSIGN_OR_RETURN(old_tables, old_agent_tables());
   }
   if (old_tables == 3) {
     DS_RETURN_IF_ERROR(db_->exec(

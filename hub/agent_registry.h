@@ -138,6 +138,8 @@ class AgentRegistry {
   Status copy_old_tables(const std::string& attached);
   // Drops the agent tables of the attached old store, if it has them.
   Status drop_old_tables();
+  // How many of the three agent tables the attached old store holds.
+  Result<int64_t> old_agent_tables();
   Status load();
   Status write_beat(const AgentRecord& a);
   Result<Database*> reader() const;

@@ -282,10 +282,7 @@ struct AgentService::Impl {
       last->second = now;
     }
     spdlog::info("agent {}: unknown to this hub but answering heartbeats; ordering it to register", agent);
-    const HeartbeatRequest req{config.name, clocks.now_system_ms(), {}, /*reregister=*/true};
-    if (Status s = nc.publish(subjects.probe(agent), encode(req)); !s.is_ok()) {
-      spdlog::warn("probe {}: {}", subjects.probe(agent), s.to_string());
-    }
+    publish_probe(agent, HeartbeatRequest{config.name, clocks.now_system_ms(), {}, /*reregister=*/true});
   }
 
   // Runs one tick, then publishes a fleet snapshot (always when `force`,
@@ -412,11 +409,15 @@ struct AgentService::Impl {
   }
 
   void probe(const std::string& agent, bool reregister = false) {
-    HeartbeatRequest req{config.name, clocks.now_system_ms(), types_by_agent[agent], reregister};
+    publish_probe(agent, HeartbeatRequest{config.name, clocks.now_system_ms(), types_by_agent[agent], reregister});
+    tracker.record_probe(agent, clock.at(clocks.now_steady_ms()));
+  }
+
+  // A heartbeat request on the agent's direct subject (ds.agent.<id>.hb).
+  void publish_probe(const std::string& agent, const HeartbeatRequest& req) {
     if (Status s = nc.publish(subjects.probe(agent), encode(req)); !s.is_ok()) {
       spdlog::warn("probe {}: {}", subjects.probe(agent), s.to_string());
     }
-    tracker.record_probe(agent, clock.at(clocks.now_steady_ms()));
   }
 
   // Scans a type's agents at most once per check period: commits come far

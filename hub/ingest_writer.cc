@@ -415,8 +415,7 @@ Status IngestWriter::publish(const std::string& type, const std::vector<PendingB
   if (auto unwritten = unwritten_marks_.find(type); unwritten != unwritten_marks_.end()) {
     // The log must know what the stream holds before anything later is
     // published from it; until then these batches wait in the log.
-    write_mark(type, unwritten->second);
-    if (unwritten_marks_.count(type) != 0) {
+    if (!write_mark(type, unwritten->second)) {
       backlog_.insert(type);
       return Status::unavailable((store_full_.load() ? std::string(kStoreFullMessage) + ": " : std::string()) +
                                  "the published mark of type '" + type + "' cannot be written yet");
@@ -447,16 +446,16 @@ Status IngestWriter::publish(const std::string& type, const std::vector<PendingB
   return Status::ok();
 }
 
-void IngestWriter::write_mark(const std::string& type, const StreamPublisher::Acked& mark) {
+bool IngestWriter::write_mark(const std::string& type, const StreamPublisher::Acked& mark) {
   // A reconciliation may have written a later mark meanwhile: never back.
   if (auto st = store_.type_state(type); st.is_ok() && st->published_batch >= mark.batch) {
     unwritten_marks_.erase(type);
-    return;
+    return true;
   }
   Status s = store_.mark_published(type, mark.batch, mark.seq);
   if (s.is_ok()) {
     unwritten_marks_.erase(type);
-    return;
+    return true;
   }
   const bool first = unwritten_marks_.count(type) == 0;
   unwritten_marks_[type] = mark;
@@ -467,12 +466,12 @@ void IngestWriter::write_mark(const std::string& type, const StreamPublisher::Ac
                  "written again before the type's next publication",
                  type, mark.seq, s.message());
   }
+  return false;
 }
 
-bool IngestWriter::write_unwritten_marks() {
+void IngestWriter::write_unwritten_marks() {
   const auto marks = unwritten_marks_;
   for (const auto& [type, mark] : marks) write_mark(type, mark);
-  return unwritten_marks_.empty();
 }
 
 // ---- NatsIngestListener ---------------------------------------------------------

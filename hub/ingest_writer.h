@@ -185,10 +185,11 @@ class IngestWriter {
   Status publish(const std::string& type, const std::vector<PendingBatch>& created);
   // Writes `type`'s published mark; a failure keeps it in unwritten_marks_
   // (a full disk starts the store-full episode) and is no error to the
-  // producers: what the mark records is in the stream already.
-  void write_mark(const std::string& type, const StreamPublisher::Acked& mark);
-  // Writes the marks unwritten_marks_ holds; false while any is left.
-  bool write_unwritten_marks();
+  // producers: what the mark records is in the stream already. True when
+  // the store holds this mark (or a later one) now.
+  bool write_mark(const std::string& type, const StreamPublisher::Acked& mark);
+  // Tries to write the marks unwritten_marks_ holds.
+  void write_unwritten_marks();
   void reply_rejected(const IngestReplyFn& reply, const Status& status, std::optional<uint32_t> index);
 
   const HubConfig& config_;
