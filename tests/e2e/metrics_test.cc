@@ -16,6 +16,9 @@
 
 #include <fstream>
 #include <memory>
+#include <set>
+#include <sstream>
+#include <string>
 
 #include "testing/local_host.h"
 #include "tests/e2e/fleet.h"
@@ -96,6 +99,60 @@ std::string promtool_check_metrics(const TempDir& dir, const std::string& name, 
                                      r.out + r.err;
 }
 
+// The families a /metrics text announces (its "# TYPE <name> <kind>" lines).
+std::set<std::string> exposed_families(const std::string& text) {
+  std::set<std::string> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("# TYPE ", 0) != 0) continue;
+    const size_t end = line.find(' ', 7);
+    out.insert(line.substr(7, end == std::string::npos ? std::string::npos : end - 7));
+  }
+  return out;
+}
+
+// The series docs/operations.md lists in the table under `heading`: every
+// `name{labels}` of each row's first cell, labels dropped, with `prefix`.
+std::set<std::string> documented_families(const std::string& heading, const std::string& prefix) {
+  std::ifstream in(std::string(DELTASYNC_SOURCE_DIR) + "/docs/operations.md");
+  std::set<std::string> out;
+  std::string line;
+  bool in_section = false;
+  bool in_table = false;
+  while (std::getline(in, line)) {
+    if (!in_section) {
+      in_section = line == heading;
+      continue;
+    }
+    if (line.rfind("|", 0) != 0) {
+      if (in_table) break;  // the table ended
+      continue;
+    }
+    in_table = true;
+    const std::string cell = line.substr(1, line.find('|', 1) - 1);
+    // Code spans are the odd pieces between backticks.
+    size_t open = cell.find('`');
+    while (open != std::string::npos) {
+      const size_t close = cell.find('`', open + 1);
+      if (close == std::string::npos) break;
+      const std::string name = cell.substr(open + 1, close - open - 1);
+      out.insert(prefix + name.substr(0, name.find('{')));
+      open = cell.find('`', close + 1);
+    }
+  }
+  return out;
+}
+
+// "a, b" for the names in `a` that are not in `b`.
+std::string missing_from(const std::set<std::string>& a, const std::set<std::string>& b) {
+  std::string out;
+  for (const std::string& name : a) {
+    if (b.count(name) == 0) out += (out.empty() ? "" : ", ") + name;
+  }
+  return out;
+}
+
 class MetricsEndToEnd : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -123,6 +180,18 @@ TEST_F(MetricsEndToEnd, PrometheusScrapesHubAndAgentsAndPromtoolAcceptsTheText) 
   ASSERT_TRUE(agent_text.is_ok()) << agent_text.status().to_string();
   ASSERT_EQ(agent_text->status, 200) << agent_text->body;
   EXPECT_EQ(promtool_check_metrics(dir_, "agent", agent_text->body), "");
+  // Every family is documented in docs/operations.md, and every documented
+  // one is exposed.
+  const auto hub_documented = documented_families("### Hub series", "deltasync_hub_");
+  const auto hub_exposed = exposed_families(hub_text->body);
+  EXPECT_GT(hub_documented.size(), 30u);
+  EXPECT_EQ(missing_from(hub_exposed, hub_documented), "") << "exposed by the hub, not in operations.md";
+  EXPECT_EQ(missing_from(hub_documented, hub_exposed), "") << "in operations.md, not exposed by the hub";
+  const auto agent_documented = documented_families("### Agent series", "deltasync_agent_");
+  const auto agent_exposed = exposed_families(agent_text->body);
+  EXPECT_GT(agent_documented.size(), 10u);
+  EXPECT_EQ(missing_from(agent_exposed, agent_documented), "") << "exposed by the agent, not in operations.md";
+  EXPECT_EQ(missing_from(agent_documented, agent_exposed), "") << "in operations.md, not exposed by the agent";
 
   // The [metrics] listener needs no token and serves nothing else; the API's
   // /metrics still wants the token.
@@ -175,9 +244,44 @@ TEST_F(MetricsEndToEnd, PrometheusScrapesHubAndAgentsAndPromtoolAcceptsTheText) 
             0);
   EXPECT_GT(prometheus.value("deltasync_agent_replica_bytes{job=\"store-1\"}").value_or(0), 0);
   EXPECT_GE(prometheus.value("deltasync_agent_registrations_total{job=\"store-1\"}").value_or(0), 1.0);
-  // Caught up: nobody is stale.
+  EXPECT_GT(prometheus.value("deltasync_agent_applied_batches_total{job=\"store-1\",type=\"products\"}").value_or(0),
+            0);
+  EXPECT_GT(prometheus.value("deltasync_agent_delivery_delay_seconds_count{job=\"store-1\",type=\"products\"}")
+                .value_or(0),
+            0);
+  EXPECT_GT(prometheus.value("deltasync_agent_checkpoint_timestamp_seconds{job=\"hq\",type=\"products\"}")
+                .value_or(0),
+            0);
+  // Nothing went wrong on the way: the error series are there, at 0.
+  // (Retries and replays are no error: a loaded machine may cause them.)
+  for (const char* zero :
+       {"sum(deltasync_agent_quarantined_total)", "sum(deltasync_agent_quarantine_entries)",
+        "sum(deltasync_agent_hook_failures_total)", "sum(deltasync_agent_apply_errors_total)",
+        "sum(deltasync_agent_delivery_gaps_total)", "sum(deltasync_agent_nats_reconnects_total)",
+        "deltasync_hub_publish_failures_total", "deltasync_hub_ingest_dropped_total",
+        "deltasync_hub_refused_beats_total", "deltasync_hub_snapshot_errors_total",
+        "sum(deltasync_hub_agent_held_back)", "sum(deltasync_hub_agent_awaiting_snapshot)",
+        "sum(deltasync_hub_agent_quarantined)"}) {
+    EXPECT_EQ(prometheus.value(zero), 0.0) << zero << "\n" << prometheus.dump(zero);
+  }
+  EXPECT_EQ(prometheus.value("deltasync_hub_ingest_batches_total"), 15.0);
+  EXPECT_EQ(prometheus.value("deltasync_hub_published_changes_total"), 250.0);
+  EXPECT_GE(prometheus.value("deltasync_hub_published_batches_total").value_or(0), 2.0);
+  EXPECT_GE(prometheus.value("deltasync_hub_http_unauthorized_total").value_or(0), 1.0);  // the request above
+  EXPECT_GE(prometheus.value("deltasync_hub_http_requests_total").value_or(0), 2.0);
+  // Caught up: nobody is stale or behind, and every agent x type has its
+  // consumer.
   EXPECT_TRUE(wait_until([&] { return prometheus.value("sum(deltasync_hub_freshness_breach)") == 0.0; },
                          kScrapeTimeoutMs, 250));
+  EXPECT_TRUE(wait_until([&] { return prometheus.value("sum(deltasync_hub_agent_lag_versions)") == 0.0; },
+                         kScrapeTimeoutMs, 250))
+      << prometheus.dump("deltasync_hub_agent_lag_versions");
+  EXPECT_EQ(prometheus.value("max(deltasync_hub_agent_lag_seconds)"), 0.0)
+      << prometheus.dump("deltasync_hub_agent_lag_seconds");
+  // (held_back has a series per agent x type; lag only once the type has changes.)
+  const auto pairs = prometheus.value("count(deltasync_hub_agent_held_back)");
+  EXPECT_GE(pairs.value_or(0), 3.0);
+  EXPECT_EQ(prometheus.value("deltasync_hub_consumers"), pairs) << prometheus.dump("deltasync_hub_consumers");
   EXPECT_TRUE(fleet_.converged());
 }
 
