@@ -46,7 +46,7 @@ std::string flush_failure_cause(const Status& s) {
   return cause;
 }
 
-// How long retire() waits for the service thread before giving up.
+// How long tick() and order_snapshot() wait for the service thread.
 constexpr auto kCallTimeout = std::chrono::seconds(30);
 
 // The newest changes the hub committed, per (type, partition) and per type
@@ -276,6 +276,12 @@ struct AgentService::Impl {
   // agent its credentials name: attribution.)
   void order_unknown_to_register(const std::string& agent) {
     const int64_t now = clocks.now_steady_ms();
+    // An entry a minute old holds nothing back any more: dropped (once a
+    // minute), so agents that went away or registered since do not pile up.
+    if (now - unknown_pruned_ms >= kUnknownOrderEveryMs) {
+      std::erase_if(unknown_ordered_ms, [now](const auto& e) { return now - e.second >= kUnknownOrderEveryMs; });
+      unknown_pruned_ms = now;
+    }
     auto [last, first] = unknown_ordered_ms.try_emplace(agent, now);
     if (!first) {
       if (now - last->second < kUnknownOrderEveryMs) return;
@@ -514,6 +520,7 @@ struct AgentService::Impl {
   std::map<std::string, std::vector<std::string>> types_by_agent;   // service thread only
   std::map<std::string, int64_t> register_ordered_ms;               // service thread only: last order per agent
   std::map<std::string, int64_t> unknown_ordered_ms;                // service thread only: last order per unknown agent
+  int64_t unknown_pruned_ms = 0;                                    // service thread only: when it was last pruned
   static constexpr int64_t kUnknownOrderEveryMs = 60000;
   std::map<std::string, int64_t> refreshed_ms;                      // service thread only: last scan per type
   std::map<std::string, int64_t> refusal_logged_ms;                 // service thread only: last warning per sender
@@ -658,25 +665,16 @@ void AgentService::on_reconnected() {
   });
 }
 
-Status AgentService::retire(const std::string& agent) {
+void AgentService::retire(const std::string& agent, std::function<void(Status)> done) {
   Impl* p = impl_.get();
-  if (p->stopped) return Status::unavailable("agent service stopped");
-  auto done = std::make_shared<std::promise<Status>>();
-  auto result = done->get_future();
-  asio::post(p->io, [p, agent, done] {
+  if (p->stopped) return done(Status::unavailable("agent service stopped"));
+  asio::post(p->io, [p, agent, done = std::move(done)] {
     auto t = p->tracker.retire(agent, p->clock.at(p->clocks.now_steady_ms()));
-    if (!t.is_ok()) {
-      done->set_value(t.status());
-      return;
-    }
+    if (!t.is_ok()) return done(t.status());
     if (*t) p->apply_transition(**t);
     p->fleet_changed();
-    done->set_value(Status::ok());
+    done(Status::ok());
   });
-  if (result.wait_for(kCallTimeout) != std::future_status::ready) {
-    return Status::deadline_exceeded("retire " + agent + ": agent service did not answer");
-  }
-  return result.get();
 }
 
 Status AgentService::tick() {

@@ -159,8 +159,10 @@ class AgentService {
   void write_metrics(PrometheusWriter& w) const;
   // Operator: the agent becomes retired, its consumers are deleted and it is
   // no longer sent heartbeats (it stays retired until it registers again).
-  // NotFound for an unknown agent; Unavailable after stop().
-  Status retire(const std::string& agent);
+  // Never waits (the HTTP thread calls it): `done` gets the outcome once, on
+  // the service thread, or at once after stop(): NotFound for an unknown
+  // agent; Unavailable after stop().
+  void retire(const std::string& agent, std::function<void(Status)> done);
   // deltasync verify --repair: orders `agent` to reload `type` from a
   // snapshot. The agent is told to register again (as for an ordered
   // registration) and that registration's reply orders the snapshot, which

@@ -9,6 +9,7 @@
 #include <charconv>
 #include <chrono>
 #include <future>
+#include <map>
 #include <optional>
 #include <thread>
 
@@ -136,6 +137,9 @@ constexpr std::string_view kDashboardPolicy =
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 constexpr size_t kMaxListLimit = 1000;
+// Requests answered off the io thread (Impl::answer_off_thread) waiting or
+// running at once; more are refused with 503.
+constexpr int kMaxSlowRequests = 8;
 
 restinio::http_status_line_t http_status_for(StatusCode code) {
   switch (code) {
@@ -253,6 +257,11 @@ struct HttpApi::Impl {
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
   RateHistory rates{kRatePeriodMs, kRatePoints};  // io thread only
   asio::steady_timer rate_timer{io};
+  // Where answers that take long to make are made (answer_off_thread):
+  // never on the io thread. Two threads, so that a request waiting on a
+  // stalled broker does not hold a scrape of /metrics.
+  asio::thread_pool slow_pool{2};
+  int slow_requests = 0;  // waiting or running there; io thread only
   std::unique_ptr<Server> server;      // plain HTTP, or
   std::unique_ptr<TlsServer> tls_server;  // HTTPS ([http] tls_cert_file)
   std::thread thread;
@@ -352,14 +361,50 @@ struct HttpApi::Impl {
     return restinio::request_accepted();
   }
 
+  // An answer that takes long to make: JetStream round trips (a stalled
+  // broker holds each for the JetStream timeout), or text whose size grows
+  // with the fleet. `make` runs on slow_pool; the io thread sends its answer.
+  struct SlowAnswer {
+    restinio::http_status_line_t status;
+    std::string body;
+    std::string content_type = "application/json";
+  };
+  request_handling_status_t answer_off_thread(const request_handle_t& req, std::function<SlowAnswer()> make) {
+    if (slow_requests >= kMaxSlowRequests) {
+      return send_error(req, Status::unavailable(std::to_string(slow_requests) +
+                                                 " slow requests (/metrics, /v1/types, /v1/agents) are being "
+                                                 "answered already; retry later"));
+    }
+    ++slow_requests;
+    asio::post(slow_pool, [this, req, make = std::move(make)] {
+      SlowAnswer answer = make();
+      asio::post(io, [this, req, answer = std::move(answer)]() mutable {
+        --slow_requests;
+        send(req, std::move(answer.status), std::move(answer.body), answer.content_type);
+      });
+    });
+    return restinio::request_accepted();
+  }
+
+  // The store is read here (the API's store is the io thread's); the
+  // streams' states are JetStream requests, made off the io thread.
   request_handling_status_t get_types(const request_handle_t& req) {
     auto states = store->type_states();
     if (!states.is_ok()) return send_error(req, states.status());
+    return answer_off_thread(req, [this, states = std::move(*states)]() mutable {
+      std::map<std::string, Result<StreamState>> streams;
+      for (const TypeConfig& t : config.types) streams.emplace(t.name, js.stream_state(stream_name(t.name)));
+      return SlowAnswer{restinio::status_ok(), dump(types_json(states, streams))};
+    });
+  }
+
+  nlohmann::json types_json(std::map<std::string, TypeState>& states,
+                            const std::map<std::string, Result<StreamState>>& streams) const {
     nlohmann::json out = nlohmann::json::array();
     for (const TypeConfig& t : config.types) {
       nlohmann::json columns = nlohmann::json::array();
       for (const Column& c : t.schema.columns) columns.push_back({{"name", c.name}, {"type", column_type_name(c.type)}});
-      const TypeState st = (*states)[t.name];
+      const TypeState st = states[t.name];
       nlohmann::json j{{"name", t.name},
                        {"key", t.schema.key},
                        {"partition", t.schema.partition ? nlohmann::json(*t.schema.partition) : nlohmann::json()},
@@ -369,7 +414,7 @@ struct HttpApi::Impl {
                        {"published_version", st.published_version},
                        {"published_batch", st.published_batch},
                        {"published_seq", st.published_seq}};
-      auto stream = js.stream_state(stream_name(t.name));
+      const Result<StreamState>& stream = streams.at(t.name);
       if (stream.is_ok()) {
         j["stream"] = {{"name", stream_name(t.name)},
                        {"messages", stream->messages},
@@ -381,7 +426,7 @@ struct HttpApi::Impl {
       }
       out.push_back(std::move(j));
     }
-    return send(req, restinio::status_ok(), dump(out));
+    return out;
   }
 
   request_handling_status_t get_record(const request_handle_t& req, const Params& params) {
@@ -534,7 +579,9 @@ struct HttpApi::Impl {
                      guarded([this](const request_handle_t& req, const Params& p) { return list_records(req, p); }));
     router->http_get("/v1/agents", guarded([this](const request_handle_t& req, const Params&) {
                        if (!agents.fleet) return send_error(req, Status::unavailable("no agent service"));
-                       return send(req, restinio::status_ok(), fleet_agents_text(*agents.fleet()));
+                       return answer_off_thread(req, [this] {
+                         return SlowAnswer{restinio::status_ok(), fleet_agents_text(*agents.fleet())};
+                       });
                      }));
     router->http_get("/", [this](const request_handle_t& req, const Params&) {
       return dashboard(req, "index.html", "text/html; charset=utf-8");
@@ -556,10 +603,20 @@ struct HttpApi::Impl {
     router->http_post(R"(/v1/agents/:id/retire)", guarded([this](const request_handle_t& req, const Params& p) {
                         const std::string id = restinio::utils::unescape_percent_encoding(p["id"]);
                         if (!agents.retire) return send_error(req, Status::unavailable("no agent service"));
-                        Status s = agents.retire(id);
-                        if (!s.is_ok()) return send_error(req, s);
-                        spdlog::info("http: agent '{}' retired by an operator", id);
-                        return send(req, restinio::status_ok(), dump(nlohmann::json{{"ok", true}, {"agent", id}}));
+                        // The agent service's thread may be busy with consumer
+                        // operations: its answer is sent when it comes.
+                        asio::io_context& ioc = io;
+                        agents.retire(id, [req, &ioc, id](Status s) {
+                          asio::post(ioc, [req, id, s = std::move(s)] {
+                            if (!s.is_ok()) {
+                              send_error(req, s);
+                              return;
+                            }
+                            spdlog::info("http: agent '{}' retired by an operator", id);
+                            send(req, restinio::status_ok(), dump(nlohmann::json{{"ok", true}, {"agent", id}}));
+                          });
+                        });
+                        return restinio::request_accepted();
                       }));
     router->http_post("/v1/verify",
                       guarded([this](const request_handle_t& req, const Params&) { return start_verify(req); }));
@@ -569,8 +626,10 @@ struct HttpApi::Impl {
                      guarded([this](const request_handle_t& req, const Params& p) { return verify_report(req, p); }));
     router->http_get("/metrics", guarded([this](const request_handle_t& req, const Params&) {
                        if (!agents.metrics_text) return send_error(req, Status::unavailable("no metrics"));
-                       return send(req, restinio::status_ok(), agents.metrics_text(),
-                                   "text/plain; version=0.0.4; charset=utf-8");
+                       return answer_off_thread(req, [this] {
+                         return SlowAnswer{restinio::status_ok(), agents.metrics_text(),
+                                           "text/plain; version=0.0.4; charset=utf-8"};
+                       });
                      }));
     router->non_matched_request_handler([this](const request_handle_t& req) {
       ++metrics.http_requests;
@@ -679,6 +738,10 @@ void HttpApi::stop() {
   im.work.reset();
   im.io.stop();
   if (im.thread.joinable()) im.thread.join();
+  // An answer being made is finished (bounded by the JetStream timeout) and
+  // dropped: it is posted to the stopped io context.
+  im.slow_pool.stop();
+  im.slow_pool.join();
   spdlog::info("http: stopped");
 }
 

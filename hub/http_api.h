@@ -48,8 +48,12 @@
 // Threads: one asio io_context on one thread of its own, so a slow client or a
 // long page never delays ingest, heartbeats or the writer. Whatever would hold
 // this thread for long runs elsewhere: verify jobs on the verify service's
-// threads, the fleet's view on the agent service's thread (AgentHooks::fleet),
-// so /healthz, /readyz and /metrics are not queued behind them. Reads use the API's
+// threads, the fleet's view and retiring an agent on the agent service's
+// thread (AgentHooks), and on two threads of the API's own the answers that
+// take long to make: GET /v1/types (JetStream requests, which a stalled
+// broker holds for the JetStream timeout), GET /metrics and GET /v1/agents
+// (text that grows with the fleet). So /healthz, /readyz and the dashboard
+// are not queued behind them; their answers are posted back to this thread. Reads use the API's
 // own read-only QueryStore on that thread. An ingest is handed to the
 // IngestWriter; its reply (from the writer thread) is posted back onto the
 // io thread, which writes the response.
@@ -77,7 +81,8 @@ struct AgentHooks {
   // fleet_snapshot): GET /v1/agents and /v1/fleet/agents only serialize and
   // page it, so they never build the fleet's view on the io thread.
   std::function<std::shared_ptr<const FleetSnapshot>()> fleet;
-  std::function<Status(const std::string&)> retire;
+  // Retires an agent; calls back once with the outcome, from any thread.
+  std::function<void(const std::string&, std::function<void(Status)>)> retire;
   VerifyService* verify = nullptr;  // outlives the API; verify endpoints answer 503 without it
   std::function<std::string()> metrics_text;  // GET /metrics (Hub::metrics_text); 503 without it
 };

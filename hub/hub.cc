@@ -258,14 +258,15 @@ struct Hub::Impl {
     ingest.reset();
     if (metrics_server) metrics_server->stop();
     if (http) http->stop();
-    // A job's end is posted to the HTTP io_context, which exists until
-    // http.reset(): stop the jobs in between.
+    // A job's end and a retire's answer are posted to the HTTP io_context,
+    // which exists until http.reset(): stop the jobs and the agent service
+    // in between.
     if (verify) verify->stop();
+    if (agents) agents->stop();
     http.reset();
     verify.reset();
     metrics_server.reset();
     snapshots.reset();
-    if (agents) agents->stop();
     agents.reset();
     writer.reset();
     publisher.reset();
@@ -358,7 +359,9 @@ Result<std::unique_ptr<Hub>> Hub::start(HubConfig config, std::stop_token stop, 
     // API answers 503 before), so im->agents exists by then.
     AgentHooks hooks;
     hooks.fleet = [im] { return im->agents->fleet_snapshot(); };
-    hooks.retire = [im](const std::string& id) { return im->agents->retire(id); };
+    hooks.retire = [im](const std::string& id, std::function<void(Status)> done) {
+      im->agents->retire(id, std::move(done));
+    };
     hooks.metrics_text = [im] { return im->metrics_text(); };
     Connection* nc = im->nc.get();
     const Subjects subjects(cfg.nats.subject_prefix);

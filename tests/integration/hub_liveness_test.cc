@@ -2,6 +2,8 @@
 // nats-server: heartbeat interval 200 ms, dead after 3 missed beats.
 
 #include <chrono>
+#include <future>
+#include <memory>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -11,6 +13,17 @@
 
 namespace ds::testing {
 namespace {
+
+// Retires `agent` and waits (bounded) for the service's answer.
+Status retire_and_wait(AgentService& service, const std::string& agent) {
+  auto done = std::make_shared<std::promise<Status>>();
+  std::future<Status> answer = done->get_future();
+  service.retire(agent, [done](Status s) { done->set_value(std::move(s)); });
+  if (answer.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    return Status::deadline_exceeded("retire " + agent + ": no answer");
+  }
+  return answer.get();
+}
 
 class HubLivenessTest : public AgentServiceTest {
  protected:
@@ -165,7 +178,7 @@ TEST_F(HubLivenessTest, DeadAgentIsNotProbedDirectlyButReturnsThroughTheBroadcas
 TEST_F(HubLivenessTest, RetiredAgentLosesItsConsumersUntilItRegistersAgain) {
   auto a = registered_agent("old", {{.type = "inventory", .partition = "store-1"}});
   ASSERT_NE(a, nullptr);
-  ASSERT_TRUE(service_->retire("old").is_ok());
+  ASSERT_TRUE(retire_and_wait(*service_, "old").is_ok());
   EXPECT_EQ(state_of("old"), AgentState::kRetired);
   EXPECT_FALSE(consumer_exists("inventory", "old"));
   // Its heartbeat replies (it still gets the type's broadcast) bring it
@@ -187,7 +200,7 @@ TEST_F(HubLivenessTest, RetiredAgentLosesItsConsumersUntilItRegistersAgain) {
 }
 
 TEST_F(HubLivenessTest, RetiringAnUnknownAgentIsNotFound) {
-  EXPECT_EQ(service_->retire("nobody").code(), StatusCode::kNotFound);
+  EXPECT_EQ(retire_and_wait(*service_, "nobody").code(), StatusCode::kNotFound);
 }
 
 TEST_F(HubLivenessTest, SchemaMismatchHoldsDeltasBackUntilTheHashMatches) {

@@ -7,6 +7,10 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <future>
+#include <memory>
+
 #include "hub/authorizer.h"
 #include "shared/codec.h"
 #include "shared/names.h"
@@ -20,6 +24,17 @@ namespace {
 using ds::testing::FakeClock;
 using ds::testing::FakeConsumerControl;
 using ds::testing::FakeMessaging;
+
+// Retires `agent` and waits (bounded) for the service's answer.
+Status retire_and_wait(AgentService& service, const std::string& agent) {
+  auto done = std::make_shared<std::promise<Status>>();
+  std::future<Status> answer = done->get_future();
+  service.retire(agent, [done](Status s) { done->set_value(std::move(s)); });
+  if (answer.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    return Status::deadline_exceeded("retire " + agent + ": no answer");
+  }
+  return answer.get();
+}
 
 class AgentServiceTest : public ::testing::Test {
  protected:
@@ -105,6 +120,41 @@ class AgentServiceTest : public ::testing::Test {
   std::unique_ptr<AgentService> service_;
   int requests_ = 0;
 };
+
+// Orders to register the hub sent `agent` (heartbeat requests with
+// reregister set).
+size_t register_orders(const FakeMessaging& messaging, const Subjects& subjects, const std::string& agent) {
+  size_t n = 0;
+  for (const FakeMessaging::Published& p : messaging.published()) {
+    if (p.subject != subjects.probe(agent)) continue;
+    auto req = decode_heartbeat_request(p.data);
+    if (req.is_ok() && req->reregister) ++n;
+  }
+  return n;
+}
+
+TEST_F(AgentServiceTest, AnUnknownAgentAnsweringHeartbeatsIsOrderedToRegisterOnceAMinute) {
+  reply_beat("ghost", 1, 1);
+  pass(250);
+  EXPECT_EQ(register_orders(messaging_, subjects_, "ghost"), 1u);
+  pass(30000);
+  reply_beat("ghost", 1, 1);
+  pass(250);
+  EXPECT_EQ(register_orders(messaging_, subjects_, "ghost"), 1u) << "ordered again within the minute";
+  pass(30000);
+  reply_beat("ghost", 1, 1);
+  pass(250);
+  EXPECT_EQ(register_orders(messaging_, subjects_, "ghost"), 2u) << "not ordered again after a minute";
+  // Another unknown agent has its own pace, and does not reset the first's.
+  pass(30000);
+  reply_beat("ghost-2", 1, 1);
+  pass(250);
+  reply_beat("ghost", 1, 1);
+  pass(250);
+  EXPECT_EQ(register_orders(messaging_, subjects_, "ghost-2"), 1u);
+  EXPECT_EQ(register_orders(messaging_, subjects_, "ghost"), 2u);
+  EXPECT_FALSE(state_of("ghost").has_value()) << "an order is not a registration";
+}
 
 TEST_F(AgentServiceTest, RegistrationCreatesTheConsumerAfterTheCheckpoint) {
   RegisterReply reply = register_agent("a1", 4, 4);
@@ -229,10 +279,10 @@ TEST_F(AgentServiceTest, ReconnectRecreatesConsumersTheBrokerLost) {
 
 TEST_F(AgentServiceTest, RetireDeletesTheConsumer) {
   ASSERT_TRUE(register_agent("a1", 4, 4).ok());
-  ASSERT_TRUE(service_->retire("a1").is_ok());
+  ASSERT_TRUE(retire_and_wait(*service_, "a1").is_ok());
   EXPECT_EQ(state_of("a1"), AgentState::kRetired);
   EXPECT_FALSE(has_consumer("a1"));
-  EXPECT_EQ(service_->retire("nobody").code(), StatusCode::kNotFound);
+  EXPECT_EQ(retire_and_wait(*service_, "nobody").code(), StatusCode::kNotFound);
 }
 
 TEST_F(AgentServiceTest, ReplyNamingAnotherAgentIsRefused) {
