@@ -151,7 +151,11 @@ std::string IngestWriter::not_ready_reason() const {
   if (!first_reconcile_done_) return "reconciling the streams with the change log";
   if (store_full_.load()) {
     return std::string(kStoreFullMessage) + " (no space left on the filesystem of " + config_.store_path +
-           "): ingest is refused until there is space again";
+           "): batches that do not fit are refused; ready again once it has 1 MiB free";
+  }
+  if (!commit_failure_.empty()) {
+    return "the hub's store refused the last commit (" + commit_failure_ +
+           "): batches are refused while it fails; ready again once a commit succeeds; see the hub log";
   }
   if (blocked_.empty()) return {};
   std::string types;
@@ -161,22 +165,50 @@ std::string IngestWriter::not_ready_reason() const {
          "ingest of it refused; see the hub log";
 }
 
-bool IngestWriter::store_has_space_again() {
+std::optional<uint64_t> IngestWriter::store_free_bytes_paced() {
   const int64_t now = clock_.now_steady_ms();
-  if (now - space_checked_ms_ < 1000) return false;
+  if (now - space_checked_ms_ < 1000) return std::nullopt;
   space_checked_ms_ = now;
   struct statvfs st {};
-  if (::statvfs(config_.store_path.c_str(), &st) != 0) return false;
-  return static_cast<uint64_t>(st.f_bavail) * st.f_frsize >= kStoreFreeBytesToResume;
+  if (::statvfs(config_.store_path.c_str(), &st) != 0) return std::nullopt;
+  const uint64_t blocks = ::geteuid() == 0 ? st.f_bfree : st.f_bavail;
+  return blocks * st.f_frsize;
+}
+
+bool IngestWriter::store_has_space_again() {
+  const std::optional<uint64_t> free = store_free_bytes_paced();
+  return free.has_value() && *free >= kStoreFreeBytesToResume;
+}
+
+void IngestWriter::enter_store_full_when_nearly_full() {
+  const std::optional<uint64_t> free = store_free_bytes_paced();
+  if (!free.has_value() || *free >= kStoreFreeBytesNearlyFull) return;
+  enter_store_full(Status::unavailable("only " + std::to_string(*free) + " bytes free on its filesystem"));
 }
 
 void IngestWriter::enter_store_full(const Status& cause) {
   // Transient and expected to last a while: one warning when the store
   // fills up, one line when it takes writes again, not one per batch.
   if (store_full_.exchange(true)) return;
-  spdlog::warn("ingest: {}: {} ({}); ingest refuses batches (nothing of a refused batch is stored or "
-               "acknowledged) and resumes by itself once there is space",
+  spdlog::warn("ingest: {}: {} ({}); batches that do not fit are refused (nothing of a refused batch is stored "
+               "or acknowledged); ready again by itself once there is space",
                kStoreFullMessage, config_.store_path, cause.message());
+}
+
+void IngestWriter::clear_commit_failure() {
+  commit_failed_for_lock_ = false;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (commit_failure_.empty()) return;
+  commit_failure_.clear();
+  spdlog::info("ingest: the hub's store takes commits again");
+}
+
+void IngestWriter::end_lock_failure_once_free() {
+  if (!commit_failed_for_lock_) return;
+  const int64_t now = clock_.now_steady_ms();
+  if (now - lock_probed_ms_ < 1000) return;
+  lock_probed_ms_ = now;
+  if (store_.probe_write_lock().is_ok()) clear_commit_failure();
 }
 
 void IngestWriter::end_store_full_once_space_is_back() {
@@ -298,7 +330,12 @@ void IngestWriter::loop() {
         process_group(group);
       } else {
         // Marks are retried once the store has space again.
-        if (store_full_.load()) end_store_full_once_space_is_back();
+        if (store_full_.load()) {
+          end_store_full_once_space_is_back();
+        } else {
+          enter_store_full_when_nearly_full();
+        }
+        end_lock_failure_once_free();
         if (!store_full_.load() && !unwritten_marks_.empty()) write_unwritten_marks();
       }
       // Between group commits, never before the first reconciliation.
@@ -354,12 +391,16 @@ void IngestWriter::process_group(std::vector<Pending>& group) {
                                     "stored; retry later with the same producer and seq");
     } else {
       spdlog::error("ingest: group commit of {} batch(es) failed: {}", batches.size(), refused.to_string());
+      commit_failed_for_lock_ = is_locked(refused);
+      std::lock_guard<std::mutex> lock(mu_);
+      commit_failure_ = refused.message();
     }
     for (Pending& p : group) {
       reply_rejected(p.reply, refused, std::nullopt);
     }
     return;
   }
+  clear_commit_failure();
   if (store_full_.load()) end_store_full_once_space_is_back();
   if (fault_ == "exit_after_commit") {
     spdlog::warn("DELTASYNC_FAULT=exit_after_commit: exiting after the commit, before publishing");
@@ -392,7 +433,7 @@ void IngestWriter::process_group(std::vector<Pending>& group) {
       reply_rejected(group[i].reply,
                      Status::unavailable("stored as versions " + std::to_string(o.first_version) + ".." +
                                          std::to_string(o.last_version) +
-                                         " but not yet acknowledged by JetStream (" + p.message() +
+                                         " but not yet published (" + p.message() +
                                          "); retry with the same producer and seq"),
                      std::nullopt);
       continue;

@@ -43,12 +43,20 @@
 // whole episode and one info line when it ends (below): ingest resumes by
 // itself once space is back (producers retry with the same seq).
 // Until then not_ready_reason() names the full store (GET /readyz is 503): it
-// is set by a commit refused with SQLITE_FULL and cleared only once the
-// store's filesystem has kStoreFreeBytesToResume free again (statvfs, checked
-// at most every second, after commits and while idle). A commit that succeeds
-// meanwhile does not end the episode: SQLite can reuse the WAL space a refused
-// commit had allocated, so on a full filesystem small commits succeed between
-// refusals, and readiness must not flap with them.
+// is set by a commit refused with SQLITE_FULL, or, while the writer is idle,
+// by the store's filesystem having less than kStoreFreeBytesNearlyFull free
+// (an idle hub on a full disk is not ready before its first refused batch),
+// and cleared only once the filesystem has kStoreFreeBytesToResume free again
+// (statvfs, checked at most every second, after commits and while idle; the
+// bytes free to this process: root may use the filesystem's reserved blocks).
+// A commit that succeeds meanwhile does not end the episode: SQLite can reuse
+// the WAL space a refused commit had allocated, so on a full filesystem small
+// commits succeed between refusals, and readiness must not flap with them.
+// A commit that fails for another reason (the database locked by another
+// process, an I/O error, a read-only file) is logged, refused to its
+// producers and makes the hub not ready, naming the cause, until a commit
+// succeeds again (producers retry) or, for a lock, until the idle writer
+// can take the lock again.
 //
 // The writer thread ends only in stop(). Should it end otherwise (a bug in
 // its loop), every queued and later batch is refused with "unavailable" and
@@ -147,11 +155,14 @@ class IngestWriter {
 
   // Free bytes on the store's filesystem that end a store-full episode.
   static constexpr uint64_t kStoreFreeBytesToResume = 1u << 20;
+  // Fewer free bytes than this start one while the writer is idle.
+  static constexpr uint64_t kStoreFreeBytesNearlyFull = 256u << 10;
 
   // Why the writer is not ready ("" when it is), the first that holds of:
   // its thread is not running (never started, or ended other than by
   // stop()); the first reconciliation of every stream with the change log
-  // has not run yet; the store is full (above); a type whose stream holds
+  // has not run yet; the store is full (above); the last commit failed for
+  // another reason (above); a type whose stream holds
   // changes the store lacks and could not give back (after a restore from an
   // older backup; StreamPublisher, Recovery). Thread-safe; for /readyz.
   std::string not_ready_reason() const;
@@ -172,16 +183,32 @@ class IngestWriter {
   // mark): starts the store-full episode (one warning; /readyz not ready)
   // unless one is on.
   void enter_store_full(const Status& cause);
+  // The bytes free on the store's filesystem to this process; nullopt when
+  // statvfs fails or when asked again within a second (the pace of both
+  // checks below).
+  std::optional<uint64_t> store_free_bytes_paced();
   // While the store is full: whether its filesystem has space again.
   bool store_has_space_again();
+  // While idle and not full: starts the store-full episode when the
+  // filesystem has less than kStoreFreeBytesNearlyFull free.
+  void enter_store_full_when_nearly_full();
+  // A commit succeeded: the store takes commits (ready, as far as it goes).
+  void clear_commit_failure();
+  // While idle after a commit refused for a lock another connection held:
+  // clears it once the store can be locked again (probed at most every
+  // second), so an idle hub is not left not ready for a lock long gone.
+  // Other failures (I/O errors, a read-only file) wait for a commit.
+  void end_lock_failure_once_free();
   // Ends the store-full episode (ready again, one info line) once
   // store_has_space_again().
   void end_store_full_once_space_is_back();
   void process_group(std::vector<Pending>& group);
   // Publishes the delta batches of `type` a commit created and marks them
   // published; from the log instead while the type is in the backlog. An
-  // error means the stream has not acked them; a mark that cannot be
-  // written only puts the type in the backlog.
+  // error means they are not known to be in the stream: JetStream did not
+  // ack them, or nothing was sent because an earlier acked mark of the type
+  // still cannot be written. A mark that cannot be written after the acks
+  // is no error (write_mark keeps it).
   Status publish(const std::string& type, const std::vector<PendingBatch>& created);
   // Writes `type`'s published mark; a failure keeps it in unwritten_marks_
   // (a full disk starts the store-full episode) and is no error to the
@@ -213,8 +240,12 @@ class IngestWriter {
   // Batches refused in the current store-full episode; 0 outside one.
   // Writer thread only.
   uint64_t refused_while_full_ = 0;
-  // When store_has_space_again() last looked (steady ms). Writer thread only.
+  // When store_free_bytes_paced() last looked (steady ms). Writer thread only.
   int64_t space_checked_ms_ = 0;
+  // The last commit failed for a lock; when the lock was last probed.
+  // Writer thread only.
+  bool commit_failed_for_lock_ = false;
+  int64_t lock_probed_ms_ = 0;
   // Read by not_ready_reason() on any thread.
   std::atomic<bool> store_full_{false};
   std::atomic<bool> thread_running_{false};
@@ -223,6 +254,8 @@ class IngestWriter {
   std::condition_variable cv_;
   std::map<std::string, std::string> blocked_;  // type -> why; guarded by mu_
   bool first_reconcile_done_ = false;            // guarded by mu_
+  // Why the last commit failed, other than for space; "" once one succeeds.
+  std::string commit_failure_;  // guarded by mu_
   std::deque<Pending> queue_;        // guarded by mu_
   bool accepting_ = false;           // guarded by mu_
   bool stopping_ = false;            // guarded by mu_

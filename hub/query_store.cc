@@ -162,6 +162,11 @@ Result<std::map<std::string, TypeState>> QueryStore::type_states() { return impl
 
 Result<TypeState> QueryStore::type_state(const std::string& type) { return impl_->log.type_state(type); }
 
+Status QueryStore::probe_write_lock() {
+  DS_ASSIGN_OR_RETURN(Transaction tx, Transaction::begin(*impl_->db));
+  return Status::ok();  // tx rolls back as it goes
+}
+
 Result<std::vector<PartitionMark>> QueryStore::partition_marks() { return impl_->records.partition_marks(); }
 
 Result<uint64_t> QueryStore::partition_version(const std::string& type, const std::string& partition) {

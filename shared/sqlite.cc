@@ -6,8 +6,10 @@
 #include <spdlog/spdlog.h>
 
 #include <cctype>
+#include <charconv>
 #include <filesystem>
 #include <limits>
+#include <optional>
 #include <system_error>
 #include <type_traits>
 #include <variant>
@@ -90,6 +92,29 @@ Status sqlite_status(sqlite3* db, int rc, std::string_view context) {
   msg += std::to_string(rc);
   msg += ")";
   return Status(code_for(rc), std::move(msg));
+}
+
+namespace {
+
+// The SQLite result code sqlite_status put at the end of `s`'s message.
+std::optional<int> sqlite_code_of(const Status& s) {
+  const std::string& m = s.message();
+  const size_t at = m.rfind(" (code ");
+  if (at == std::string::npos || m.empty() || m.back() != ')') return std::nullopt;
+  int code = 0;
+  const char* first = m.data() + at + 7;
+  const char* last = m.data() + m.size() - 1;
+  auto [end, ec] = std::from_chars(first, last, code);
+  if (ec != std::errc() || end != last) return std::nullopt;
+  return code;
+}
+
+}  // namespace
+
+bool is_locked(const Status& s) {
+  const std::optional<int> code = sqlite_code_of(s);
+  return s.code() == StatusCode::kUnavailable && code.has_value() &&
+         ((*code & 0xff) == SQLITE_BUSY || (*code & 0xff) == SQLITE_LOCKED);
 }
 
 bool is_disk_full(const Status& s) {

@@ -200,6 +200,9 @@ Status sqlite_status(sqlite3* db, int rc, std::string_view context);
 // the database's filesystem has no space left (or the database reached its
 // page limit). kUnavailable: transient, the space may come back.
 bool is_disk_full(const Status& s);
+// Whether `s` (as above) is SQLITE_BUSY or SQLITE_LOCKED: another connection
+// held a lock longer than the busy timeout. kUnavailable: transient.
+bool is_locked(const Status& s);
 
 // `name` quoted as an SQL identifier ("a""b" for a"b).
 std::string quote_identifier(std::string_view name);

@@ -6,17 +6,24 @@
 // /healthz stays 200, /readyz is 503 naming the writer, the ready gauge is 0,
 // and an ingest is refused at once with "unavailable" instead of waiting for
 // an answer that never comes. (The full store, the other writer cause, is
-// tested end to end in tests/faults/disk_full_test.cc.)
+// tested end to end in tests/faults/disk_full_test.cc.) The same for the lost
+// NATS connection: nats-server stopped under the running hub.
 
+#include <signal.h>
+
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "tests/harness/hub_process.h"
 #include "tests/integration/hub_test_util.h"
+#include "testing/child_process.h"
 
 namespace ds::testing {
 namespace {
@@ -84,6 +91,86 @@ TEST_F(HubReadinessTest, WriterRunningHubIsReady) {
     return ready.status == 200;
   }, 20000)) << ready.status << " " << ready.body << "\n" << hub_->log_text();
   EXPECT_EQ(hub_->log_count("ingest writer: its thread ended"), 0u);
+}
+
+// nats-server stopped under a running hub: /readyz is 503 naming the lost
+// connection while cnats reconnects (/healthz stays 200, the ready gauge is
+// 0), and 200 again once the server is back; ingest then works end to end.
+TEST_F(HubReadinessTest, NatsStoppedUnderARunningHubIsNamedUntilItIsBack) {
+  ASSERT_TRUE(hub_->launch().is_ok());
+  HttpResponse ready;
+  ASSERT_TRUE(wait_until([&] {
+    ready = get("/readyz");
+    return ready.status == 200;
+  }, 20000)) << ready.status << " " << ready.body << "\n" << hub_->log_text();
+
+  ASSERT_TRUE(server_->stop().is_ok());
+  ASSERT_TRUE(wait_until([&] {
+    ready = get("/readyz");
+    return ready.status == 503 && ready.json().value("reason", "").find("nats: disconnected") != std::string::npos;
+  }, 10000)) << ready.status << " " << ready.body << "\n" << hub_->log_text();
+  EXPECT_EQ(get("/healthz").status, 200);
+  EXPECT_NE(get("/metrics").body.find("deltasync_hub_ready 0"), std::string::npos);
+
+  ASSERT_TRUE(server_->start().is_ok()) << server_->log_text();
+  ASSERT_TRUE(wait_until([&] {
+    ready = get("/readyz");
+    return ready.status == 200;
+  }, 20000)) << ready.status << " " << ready.body << "\n" << hub_->log_text();
+  EXPECT_NE(get("/metrics").body.find("deltasync_hub_ready 1"), std::string::npos);
+  ASSERT_TRUE(wait_until([&] { return nc_->connected(); }));
+  IngestRequest req;
+  req.producer = "erp";
+  req.seq = 1;
+  req.records = {price_record("sku-1", 1.5)};
+  auto reply = ingest(*nc_, "price", req);
+  ASSERT_TRUE(reply.is_ok()) << reply.status().to_string();
+  EXPECT_TRUE(reply->ok()) << reply->error->message;
+  EXPECT_EQ(hub_->log_count(" error ["), 0u) << hub_->log_text();
+}
+
+// GET /v1/types asks JetStream for each type's stream state. With the
+// broker stalled (SIGSTOP: the connection stays up, requests wait out the
+// JetStream timeout) that request must not hold the HTTP thread: /readyz and
+// /healthz answer at once meanwhile, and /v1/types itself answers once the
+// broker is back.
+TEST_F(HubReadinessTest, TypesWaitingOnAStalledBrokerDoNotHoldReadyz) {
+  ASSERT_TRUE(hub_->launch().is_ok());
+  HttpResponse ready;
+  ASSERT_TRUE(wait_until([&] {
+    ready = get("/readyz");
+    return ready.status == 200;
+  }, 20000)) << ready.status << " " << ready.body << "\n" << hub_->log_text();
+
+  HttpResponse types;
+  {
+    ASSERT_TRUE(stop_process(server_->pid()).is_ok());
+    std::thread asker([&] { types = get("/v1/types"); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the request is in
+    int64_t slowest_ms = 0;
+    for (int i = 0; i < 10; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      const int readyz = get("/readyz").status;
+      const int healthz = get("/healthz").status;
+      slowest_ms = std::max<int64_t>(slowest_ms, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                     std::chrono::steady_clock::now() - t0)
+                                                     .count());
+      EXPECT_NE(readyz, 0);
+      EXPECT_EQ(healthz, 200);
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    ::kill(server_->pid(), SIGCONT);
+    asker.join();
+    std::printf("[ info ] slowest /readyz + /healthz pair while /v1/types waited on the stalled broker: %lld ms\n",
+                static_cast<long long>(slowest_ms));
+    EXPECT_LT(slowest_ms, 1000) << "/readyz or /healthz waited on GET /v1/types";
+  }
+  ASSERT_EQ(types.status, 200) << types.body;
+  ASSERT_TRUE(wait_until([&] {
+    types = get("/v1/types");
+    const auto j = types.json();
+    return types.status == 200 && j.is_array() && j.size() == 2 && j.at(0).at("stream").contains("last_seq");
+  }, 20000)) << types.status << " " << types.body;
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <future>
@@ -17,6 +18,7 @@
 
 #include "shared/codec.h"
 #include "shared/names.h"
+#include "shared/sqlite.h"
 #include "tests/harness/fake_env.h"
 #include "testing/temp_dir.h"
 
@@ -135,6 +137,17 @@ class IngestWriterTest : public ::testing::Test {
   void start(IngestWriter::Options options = {}, bool gated = false) {
     make(options, gated);
     writer_->start();
+  }
+
+  // Reopens the store so that a commit waits `ms` for a lock another
+  // connection holds (not 5 s).
+  void reopen_store_with_busy_timeout(int ms) {
+    store_.reset();
+    QueryStoreOptions options;
+    options.busy_timeout_ms = ms;
+    auto store = QueryStore::open(config_.store_path, config_.types, options);
+    ASSERT_TRUE(store.is_ok()) << store.status().to_string();
+    store_ = std::move(store).value();
   }
 
   Reply submit(const std::string& type, IngestRequest req) {
@@ -272,7 +285,7 @@ TEST_F(IngestWriterTest, UnackedPublishIsAnsweredUnavailableAndGoesOutFirstNextT
   const IngestReply lost = submit("prices", request({price("b", 2.0)}, "p1", 7)).get();
   ASSERT_FALSE(lost.ok());
   EXPECT_EQ(lost.error->code, StatusCode::kUnavailable);
-  EXPECT_NE(lost.error->message.find("stored as versions 2..2 but not yet acknowledged"), std::string::npos)
+  EXPECT_NE(lost.error->message.find("stored as versions 2..2 but not yet published"), std::string::npos)
       << lost.error->message;
   EXPECT_EQ(metrics_.publish_failures.load(), 1u);
 
@@ -308,6 +321,82 @@ TEST_F(IngestWriterTest, TypeWhoseStreamHoldsWhatTheStoreLacksIsRefusedAndNamedN
   EXPECT_NE(writer_->not_ready_reason().find("store behind stream for type 'prices'"), std::string::npos)
       << writer_->not_ready_reason();
   EXPECT_EQ(broker_.messages(stream_name("prices")).size(), 1u) << "something was published to the blocked type";
+}
+
+TEST_F(IngestWriterTest, CommitRefusedByALockedStoreIsNamedNotReadyUntilACommitSucceeds) {
+  // Another process holds the store's write lock (an operator's sqlite3
+  // shell in a transaction, say); the writer waits 50 ms for it, not 5 s.
+  reopen_store_with_busy_timeout(50);
+  start();
+  ASSERT_TRUE(submit("prices", request({price("a", 1.0)}, "erp", 1)).get().ok());
+  EXPECT_EQ(writer_->not_ready_reason(), "");
+
+  auto other = Database::open(config_.store_path);
+  ASSERT_TRUE(other.is_ok()) << other.status().to_string();
+  ASSERT_TRUE((*other)->exec("BEGIN EXCLUSIVE").is_ok());
+  const IngestReply refused = submit("prices", request({price("b", 2.0)}, "erp", 2)).get();
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error->code, StatusCode::kUnavailable) << refused.error->message;
+  EXPECT_NE(refused.error->message.find("locked"), std::string::npos) << refused.error->message;
+  const std::string why = writer_->not_ready_reason();
+  EXPECT_NE(why.find("the hub's store refused the last commit"), std::string::npos) << why;
+  EXPECT_NE(why.find("locked"), std::string::npos) << why;
+  EXPECT_EQ(streamed_versions("prices"), (std::vector<uint64_t>{1}));
+
+  // Still held: the idle writer's probe (once a second) finds it held.
+  clock_.advance(1000);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // a few idle rounds
+  EXPECT_NE(writer_->not_ready_reason(), "");
+
+  // Lock released: the idle writer finds the store free again and is
+  // ready before any producer retries; the retry is stored.
+  ASSERT_TRUE((*other)->exec("ROLLBACK").is_ok());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!writer_->not_ready_reason().empty() && std::chrono::steady_clock::now() < deadline) {
+    clock_.advance(1000);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(writer_->not_ready_reason(), "");
+  const IngestReply retried = submit("prices", request({price("b", 2.0)}, "erp", 2)).get();
+  ASSERT_TRUE(retried.ok()) << retried.error->message;
+  EXPECT_EQ(retried.first_version, 2u);
+  EXPECT_EQ(writer_->not_ready_reason(), "");
+}
+
+TEST_F(IngestWriterTest, AckedBatchWhoseMarkCannotBeWrittenIsAcknowledgedAndNotPublishedAgain) {
+  // Between the commit and the published mark another connection takes the
+  // store's write lock: JetStream acks the batch, only its mark fails.
+  reopen_store_with_busy_timeout(50);
+  auto other = Database::open(config_.store_path);
+  ASSERT_TRUE(other.is_ok()) << other.status().to_string();
+  std::atomic<bool> lock_after_commit{false};
+  make();
+  writer_->set_on_committed([&](const std::vector<PartitionMark>&) {
+    if (lock_after_commit.exchange(false)) {
+      EXPECT_TRUE((*other)->exec("BEGIN EXCLUSIVE").is_ok());
+    }
+  });
+  writer_->start();
+
+  lock_after_commit = true;
+  const IngestReply first = submit("prices", request({price("a", 1.0)}, "erp", 1)).get();
+  ASSERT_TRUE(first.ok()) << first.error->message;  // stored and in the stream: acknowledged
+  EXPECT_EQ(first.first_version, 1u);
+  EXPECT_EQ(streamed_versions("prices"), (std::vector<uint64_t>{1}));
+
+  // Lock released: the next batch goes out after the first, which is not
+  // published again (its mark is written before).
+  ASSERT_TRUE((*other)->exec("ROLLBACK").is_ok());
+  const IngestReply second = submit("prices", request({price("b", 2.0)}, "erp", 2)).get();
+  ASSERT_TRUE(second.ok()) << second.error->message;
+  EXPECT_EQ(streamed_versions("prices"), (std::vector<uint64_t>{1, 2}));
+  // (The broker drops a duplicate by its message id: count what was sent.)
+  EXPECT_EQ(metrics_.published_batches.load(), 2u) << "a batch was published again";
+  writer_->stop();
+  auto state = store_->type_state("prices");
+  ASSERT_TRUE(state.is_ok()) << state.status().to_string();
+  EXPECT_EQ(state->published_version, 2u);
+  EXPECT_EQ(state->version, 2u);
 }
 
 TEST_F(IngestWriterTest, StopAnswersWhatIsQueuedThenRefusesUnavailable) {

@@ -118,6 +118,16 @@ TEST(SqliteStatusTest, DiskFullIsToldApartAlsoWithContext) {
   EXPECT_FALSE(is_disk_full(sqlite_status(nullptr, SQLITE_BUSY, "store /tmp/a (code 13)/x.db")));
 }
 
+TEST(SqliteStatusTest, LockedIsToldApartAlsoWithContextAndExtendedCodes) {
+  EXPECT_TRUE(is_locked(sqlite_status(nullptr, SQLITE_BUSY, "store /x.db")));
+  EXPECT_TRUE(is_locked(sqlite_status(nullptr, SQLITE_BUSY_SNAPSHOT, "exec `COMMIT`").with_context("commit")));
+  EXPECT_TRUE(is_locked(sqlite_status(nullptr, SQLITE_LOCKED, "store /x.db")));
+  EXPECT_FALSE(is_locked(sqlite_status(nullptr, SQLITE_FULL, "store /x.db")));
+  EXPECT_FALSE(is_locked(sqlite_status(nullptr, SQLITE_IOERR_WRITE, "store /x.db")));
+  EXPECT_FALSE(is_locked(Status::unavailable("database is locked (code 5) or so")));
+  EXPECT_FALSE(is_locked(sqlite_status(nullptr, SQLITE_FULL, "store /tmp/a (code 5)/x.db")));
+}
+
 // --- Database::open ----------------------------------------------------------
 
 TEST_F(SqliteDatabaseTest, OpenCreatesWalDatabaseWithFullSyncAndForeignKeys) {
