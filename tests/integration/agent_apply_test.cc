@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <string>
 #include <thread>
 
 #include "agent/agent.h"
@@ -15,6 +16,15 @@ namespace ds::testing {
 namespace {
 
 constexpr const char* kStore1Prices = "[[subscriptions]]\ntype = \"prices\"\npartition = \"s1\"\n";
+
+// The value of `series` (its name and labels as exposed) in a /metrics
+// text; -1 when it is absent.
+double sample(const std::string& text, const std::string& series) {
+  const std::string all = "\n" + text;
+  const size_t at = all.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(all.substr(at + 1 + series.size() + 1));
+}
 
 class AgentApplyTest : public AgentIntegrationTest {
  protected:
@@ -135,6 +145,10 @@ TEST_F(AgentApplyTest, DuplicateAndOutOfOrderDeliveriesLeaveTheReplicaUnchanged)
   EXPECT_EQ(r->row("prices", "b").status().code(), StatusCode::kNotFound) << "a replayed upsert resurrected b";
   EXPECT_EQ(replica_digest("store-1", "prices"), hub_->digest("prices", "s1"));
   EXPECT_EQ(*r->quarantine_count(), 0u);
+  // The four replayed changes are counted as skipped, not applied.
+  const std::string metrics = agent_->metrics_text();
+  EXPECT_GE(sample(metrics, "deltasync_agent_skipped_changes_total{type=\"prices\"}"), 4) << metrics;
+  EXPECT_EQ(sample(metrics, "deltasync_agent_applied_changes_total{type=\"prices\"}"), 5) << metrics;
 }
 
 TEST_F(AgentApplyTest, UndecodableDeltaAndFailingHookAreQuarantinedWhileLaterDeltasApply) {
@@ -180,6 +194,25 @@ TEST_F(AgentApplyTest, UndecodableDeltaAndFailingHookAreQuarantinedWhileLaterDel
   uint64_t sum = 0;
   for (const auto& [type, n] : *replies[0].quarantined_types) sum += n;
   EXPECT_EQ(sum, replies[0].quarantined);
+  // And in the agent's metrics.
+  const std::string metrics = agent_->metrics_text();
+  EXPECT_GE(sample(metrics, "deltasync_agent_quarantined_total{type=\"prices\"}"), 1) << metrics;
+  EXPECT_GE(sample(metrics, "deltasync_agent_quarantined_total{type=\"products\"}"), 1) << metrics;
+  EXPECT_GE(sample(metrics, "deltasync_agent_hook_failures_total{type=\"products\"}"), 1) << metrics;
+  EXPECT_EQ(sample(metrics, "deltasync_agent_hook_failures_total{type=\"prices\"}"), 0) << metrics;
+  EXPECT_GE(sample(metrics, "deltasync_agent_quarantine_entries"), 2) << metrics;
+}
+
+// A broker restarted under the agent: it reconnects by itself, counts the
+// reconnect, and applies what comes after.
+TEST_F(AgentApplyTest, ReconnectAfterABrokerRestartIsCountedAndDeltasFlowAgain) {
+  start_agent("store-1", kStore1Prices);
+  EXPECT_EQ(sample(agent_->metrics_text(), "deltasync_agent_nats_reconnects_total"), 0);
+  ASSERT_TRUE(server_->restart().is_ok()) << server_->log_text();
+  ASSERT_TRUE(eventually([&] { return sample(agent_->metrics_text(), "deltasync_agent_nats_reconnects_total") >= 1; }))
+      << agent_->metrics_text();
+  ASSERT_TRUE(eventually([&] { return hub_->commit("prices", {price("a", "s1", 1.0)}).is_ok(); }));
+  EXPECT_TRUE(eventually([&] { return replica_digest("store-1", "prices") == hub_->digest("prices", "s1"); }));
 }
 
 TEST_F(AgentApplyTest, HookCutShortByShutdownRunsAtTheNextStart) {
