@@ -90,7 +90,11 @@ Result<nlohmann::json> to_json(const msgpack::object& o, const std::string& path
     case msgpack::type::FLOAT64:
       if (!std::isfinite(o.via.f64)) return field_error(path, "a json value cannot hold NaN or infinity");
       return nlohmann::json(o.via.f64);
-    case msgpack::type::STR: return nlohmann::json(std::string(o.via.str.ptr, o.via.str.size));
+    case msgpack::type::STR: {
+      std::string s(o.via.str.ptr, o.via.str.size);
+      if (!is_valid_utf8(s)) return field_error(path, "a json string must be valid UTF-8");
+      return nlohmann::json(std::move(s));
+    }
     case msgpack::type::ARRAY: {
       nlohmann::json a = nlohmann::json::array();
       for (uint32_t i = 0; i < o.via.array.size; ++i) {
@@ -105,6 +109,7 @@ Result<nlohmann::json> to_json(const msgpack::object& o, const std::string& path
         const msgpack::object_kv& kv = o.via.map.ptr[i];
         if (kv.key.type != msgpack::type::STR) return type_error(path, "str keys in a json object", kv.key);
         std::string k(kv.key.via.str.ptr, kv.key.via.str.size);
+        if (!is_valid_utf8(k)) return field_error(path, "a json object key must be valid UTF-8");
         DS_ASSIGN_OR_RETURN(nlohmann::json e, to_json(kv.val, msgpack_reader::child_path(path, k), depth + 1));
         obj[std::move(k)] = std::move(e);
       }

@@ -1,4 +1,5 @@
 #include "shared/codec.h"
+#include "shared/json_text.h"
 
 #include <gtest/gtest.h>
 
@@ -815,6 +816,36 @@ TEST(CodecMalformedTest, NestedMapsAndArraysDecodeAsJsonText) {
   EXPECT_EQ(r->records[0].fields.at("m"), Value{JsonText{R"({"a":[true,null,"s",-2,0.5],"z":1})"}});
   // Compact text made by the decoder: validation need not parse it again.
   EXPECT_TRUE(std::get<JsonText>(r->records[0].fields.at("m")).canonical);
+}
+
+// A json value's strings and keys must be UTF-8 (protocol.md, "Values"):
+// replaced by U+FFFD instead, {"\xe4":1,"\x80":2} would become one key and
+// the stored value would differ from what was sent (found by the
+// ingest_msgpack fuzz target).
+TEST(CodecMalformedTest, JsonStringsAndKeysThatAreNotUtf8AreRejectedNotReplaced) {
+  auto with = [](const std::string& json_value) {
+    return mp_with(R"({"records":[{"key":"k","op":"upsert","fields":{"m":"@@@"}}]})", json_value);
+  };
+  expect_rejected(decode_ingest_request(with(raw({0x82, 0xa1, 0xe4, 0x01, 0xa1, 0x80, 0x02}))),
+                  "records[0].fields.m: a json object key must be valid UTF-8");
+  expect_rejected(decode_ingest_request(with(raw({0x91, 0xa2, 0xc3, 0x28}))),
+                  "records[0].fields.m[0]: a json string must be valid UTF-8");
+  // {"é":"€"}: well-formed multi-byte UTF-8 is kept as it is.
+  Result<IngestRequest> ok =
+      decode_ingest_request(with(raw({0x81, 0xa2, 0xc3, 0xa9, 0xa3, 0xe2, 0x82, 0xac})));
+  ASSERT_TRUE(ok.is_ok()) << ok.status().to_string();
+  EXPECT_EQ(ok->records[0].fields.at("m"), Value{JsonText{"{\"\xc3\xa9\":\"\xe2\x82\xac\"}"}});
+}
+
+TEST(Utf8Test, WellFormedUtf8IsToldFromEverythingElse) {
+  for (const char* good : {"", "abc", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xf4\x8f\xbf\xbf",
+                           "\xed\x9f\xbf"}) {
+    EXPECT_TRUE(is_valid_utf8(good)) << good;
+  }
+  for (const char* bad : {"\x80", "\xc0\xaf", "\xc1\xbf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf0\x80\x80\xaf",
+                          "\xf4\x90\x80\x80", "\xf5\x80\x80\x80", "\xe2\x82", "a\xff", "\xc3"}) {
+    EXPECT_FALSE(is_valid_utf8(bad)) << bad;
+  }
 }
 
 TEST(CodecMalformedTest, JsonValueNestedDeeperThanValidationAllowsIsRejected) {
