@@ -161,7 +161,8 @@ class AgentService {
   // no longer sent heartbeats (it stays retired until it registers again).
   // Never waits (the HTTP thread calls it): `done` gets the outcome once, on
   // the service thread, or at once after stop(): NotFound for an unknown
-  // agent; Unavailable after stop().
+  // agent; Unavailable after stop(). A retire queued when stop() begins is
+  // dropped unanswered.
   void retire(const std::string& agent, std::function<void(Status)> done);
   // deltasync verify --repair: orders `agent` to reload `type` from a
   // snapshot. The agent is told to register again (as for an ordered

@@ -261,7 +261,8 @@ struct HttpApi::Impl {
   // never on the io thread. Two threads, so that a request waiting on a
   // stalled broker does not hold a scrape of /metrics.
   asio::thread_pool slow_pool{2};
-  int slow_requests = 0;  // waiting or running there; io thread only
+  int slow_requests = 0;      // waiting or running there; io thread only
+  bool types_waiting = false;  // a GET /v1/types is there; io thread only
   std::unique_ptr<Server> server;      // plain HTTP, or
   std::unique_ptr<TlsServer> tls_server;  // HTTPS ([http] tls_cert_file)
   std::thread thread;
@@ -365,7 +366,7 @@ struct HttpApi::Impl {
   // broker holds each for the JetStream timeout), or text whose size grows
   // with the fleet. `make` runs on slow_pool; the io thread sends its answer.
   struct SlowAnswer {
-    restinio::http_status_line_t status;
+    restinio::http_status_line_t status = restinio::status_ok();
     std::string body;
     std::string content_type = "application/json";
   };
@@ -376,9 +377,20 @@ struct HttpApi::Impl {
                                                  "answered already; retry later"));
     }
     ++slow_requests;
-    asio::post(slow_pool, [this, req, make = std::move(make)] {
-      SlowAnswer answer = make();
-      asio::post(io, [this, req, answer = std::move(answer)]() mutable {
+    asio::post(slow_pool, [this, req, make = std::move(make)]() mutable {
+      // An exception must not leave the pool's thread (asio would end the
+      // process) nor leave the request unanswered and counted.
+      SlowAnswer answer;
+      try {
+        answer = make();
+      } catch (const std::exception& e) {
+        spdlog::error("http: {}: {}", req->header().path(), e.what());
+        answer = SlowAnswer{restinio::status_internal_server_error(), error_json(Status::internal(e.what()))};
+      }
+      // The request handle goes back with the answer: its last copy must
+      // be dropped on the io thread (restinio's connections are not
+      // thread-safe).
+      asio::post(io, [this, req = std::move(req), answer = std::move(answer)]() mutable {
         --slow_requests;
         send(req, std::move(answer.status), std::move(answer.body), answer.content_type);
       });
@@ -388,10 +400,22 @@ struct HttpApi::Impl {
 
   // The store is read here (the API's store is the io thread's); the
   // streams' states are JetStream requests, made off the io thread.
+  // One at a time: a stalled broker holds it for the JetStream timeout per
+  // type, and the other slow-answer thread stays free for /metrics.
   request_handling_status_t get_types(const request_handle_t& req) {
+    if (types_waiting) {
+      return send_error(req, Status::unavailable("a GET /v1/types is waiting on JetStream already; retry later"));
+    }
     auto states = store->type_states();
     if (!states.is_ok()) return send_error(req, states.status());
+    types_waiting = true;
     return answer_off_thread(req, [this, states = std::move(*states)]() mutable {
+      struct Done {  // also when something below throws
+        Impl* im;
+        ~Done() {
+          asio::post(im->io, [im = im] { im->types_waiting = false; });
+        }
+      } done{this};
       std::map<std::string, Result<StreamState>> streams;
       for (const TypeConfig& t : config.types) streams.emplace(t.name, js.stream_state(stream_name(t.name)));
       return SlowAnswer{restinio::status_ok(), dump(types_json(states, streams))};
@@ -604,10 +628,12 @@ struct HttpApi::Impl {
                         const std::string id = restinio::utils::unescape_percent_encoding(p["id"]);
                         if (!agents.retire) return send_error(req, Status::unavailable("no agent service"));
                         // The agent service's thread may be busy with consumer
-                        // operations: its answer is sent when it comes.
+                        // operations: its answer is sent when it comes (restinio
+                        // closes a request unanswered after 60 s). The handle is
+                        // moved back so that its last copy goes on the io thread.
                         asio::io_context& ioc = io;
-                        agents.retire(id, [req, &ioc, id](Status s) {
-                          asio::post(ioc, [req, id, s = std::move(s)] {
+                        agents.retire(id, [req, &ioc, id](Status s) mutable {
+                          asio::post(ioc, [req = std::move(req), id, s = std::move(s)] {
                             if (!s.is_ok()) {
                               send_error(req, s);
                               return;

@@ -51,8 +51,8 @@
 // threads, the fleet's view and retiring an agent on the agent service's
 // thread (AgentHooks), and on two threads of the API's own the answers that
 // take long to make: GET /v1/types (JetStream requests, which a stalled
-// broker holds for the JetStream timeout), GET /metrics and GET /v1/agents
-// (text that grows with the fleet). So /healthz, /readyz and the dashboard
+// broker holds for the JetStream timeout; one at a time, so a thread stays
+// free), GET /metrics and GET /v1/agents (text that grows with the fleet). So /healthz, /readyz and the dashboard
 // are not queued behind them; their answers are posted back to this thread. Reads use the API's
 // own read-only QueryStore on that thread. An ingest is handed to the
 // IngestWriter; its reply (from the writer thread) is posted back onto the

@@ -155,7 +155,8 @@ std::string IngestWriter::not_ready_reason() const {
   }
   if (!commit_failure_.empty()) {
     return "the hub's store refused the last commit (" + commit_failure_ +
-           "): batches are refused while it fails; ready again once a commit succeeds; see the hub log";
+           "): ready again once a commit succeeds (a producer's retry); check the store's file and disk (see the "
+           "hub log)";
   }
   if (blocked_.empty()) return {};
   std::string types;
@@ -196,10 +197,13 @@ void IngestWriter::enter_store_full(const Status& cause) {
 }
 
 void IngestWriter::clear_commit_failure() {
+  if (!commit_failed_) return;
+  commit_failed_ = false;
   commit_failed_for_lock_ = false;
-  std::lock_guard<std::mutex> lock(mu_);
-  if (commit_failure_.empty()) return;
-  commit_failure_.clear();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    commit_failure_.clear();
+  }
   spdlog::info("ingest: the hub's store takes commits again");
 }
 
@@ -391,6 +395,7 @@ void IngestWriter::process_group(std::vector<Pending>& group) {
                                     "stored; retry later with the same producer and seq");
     } else {
       spdlog::error("ingest: group commit of {} batch(es) failed: {}", batches.size(), refused.to_string());
+      commit_failed_ = true;
       commit_failed_for_lock_ = is_locked(refused);
       std::lock_guard<std::mutex> lock(mu_);
       commit_failure_ = refused.message();

@@ -242,8 +242,9 @@ class IngestWriter {
   uint64_t refused_while_full_ = 0;
   // When store_free_bytes_paced() last looked (steady ms). Writer thread only.
   int64_t space_checked_ms_ = 0;
-  // The last commit failed for a lock; when the lock was last probed.
-  // Writer thread only.
+  // The last commit failed (commit_failure_ says why), for a lock; when the
+  // lock was last probed. Writer thread only.
+  bool commit_failed_ = false;
   bool commit_failed_for_lock_ = false;
   int64_t lock_probed_ms_ = 0;
   // Read by not_ready_reason() on any thread.

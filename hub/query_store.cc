@@ -163,8 +163,13 @@ Result<std::map<std::string, TypeState>> QueryStore::type_states() { return impl
 Result<TypeState> QueryStore::type_state(const std::string& type) { return impl_->log.type_state(type); }
 
 Status QueryStore::probe_write_lock() {
-  DS_ASSIGN_OR_RETURN(Transaction tx, Transaction::begin(*impl_->db));
-  return Status::ok();  // tx rolls back as it goes
+  // Without waiting: the writer thread probes while idle, and a batch may
+  // come meanwhile.
+  DS_RETURN_IF_ERROR(impl_->db->exec("PRAGMA busy_timeout = 0"));
+  Status s = Transaction::begin(*impl_->db).status();  // rolled back at once
+  Status restored =
+      impl_->db->exec("PRAGMA busy_timeout = " + std::to_string(impl_->options.busy_timeout_ms));
+  return s.is_ok() ? restored : s;
 }
 
 Result<std::vector<PartitionMark>> QueryStore::partition_marks() { return impl_->records.partition_marks(); }

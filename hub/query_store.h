@@ -144,7 +144,8 @@ class QueryStore {
   Result<TypeState> type_state(const std::string& type);
   Result<std::map<std::string, TypeState>> type_states();
   // Takes the write lock and gives it back at once (BEGIN IMMEDIATE, then
-  // ROLLBACK; nothing is written): whether a commit could lock the store now.
+  // ROLLBACK; nothing is written), without waiting for it: whether a commit
+  // could lock the store now.
   Status probe_write_lock();
   // Every partition's mark, from the current-state tables (tombstones
   // included); one scan per type, for start-up.
