@@ -2,28 +2,17 @@
 // nats-server: heartbeat interval 200 ms, dead after 3 missed beats.
 
 #include <chrono>
-#include <future>
 #include <memory>
 #include <thread>
 
 #include <gtest/gtest.h>
 
 #include "shared/schema.h"
+#include "tests/harness/agent_service_calls.h"
 #include "tests/harness/test_agent.h"
 
 namespace ds::testing {
 namespace {
-
-// Retires `agent` and waits (bounded) for the service's answer.
-Status retire_and_wait(AgentService& service, const std::string& agent) {
-  auto done = std::make_shared<std::promise<Status>>();
-  std::future<Status> answer = done->get_future();
-  service.retire(agent, [done](Status s) { done->set_value(std::move(s)); });
-  if (answer.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
-    return Status::deadline_exceeded("retire " + agent + ": no answer");
-  }
-  return answer.get();
-}
 
 class HubLivenessTest : public AgentServiceTest {
  protected:

@@ -47,6 +47,18 @@ class HubReadinessTest : public NatsTest {
   }
 
   HttpResponse get(const std::string& path) { return http(http_port_, "GET", path, {}, std::string_view(kToken)); }
+  // Waits (20 s at most) for GET /readyz to answer 200.
+  ::testing::AssertionResult wait_ready() {
+    HttpResponse ready;
+    if (wait_until([&] {
+          ready = get("/readyz");
+          return ready.status == 200;
+        }, 20000)) {
+      return ::testing::AssertionSuccess();
+    }
+    return ::testing::AssertionFailure() << "/readyz: " << ready.status << " " << ready.body << "\n"
+                                         << hub_->log_text();
+  }
 
   TempDir dir_{"hub-readiness-test"};
   int http_port_ = 0;
@@ -86,11 +98,7 @@ TEST_F(HubReadinessTest, WriterThreadEndedMakesReadyzFailNamingItAndIngestIsRefu
 // fails for the writer, not for its setup.
 TEST_F(HubReadinessTest, WriterRunningHubIsReady) {
   ASSERT_TRUE(hub_->launch().is_ok());
-  HttpResponse ready;
-  ASSERT_TRUE(wait_until([&] {
-    ready = get("/readyz");
-    return ready.status == 200;
-  }, 20000)) << ready.status << " " << ready.body << "\n" << hub_->log_text();
+  ASSERT_TRUE(wait_ready());
   EXPECT_EQ(hub_->log_count("ingest writer: its thread ended"), 0u);
 }
 
@@ -99,13 +107,10 @@ TEST_F(HubReadinessTest, WriterRunningHubIsReady) {
 // 0), and 200 again once the server is back; ingest then works end to end.
 TEST_F(HubReadinessTest, NatsStoppedUnderARunningHubIsNamedUntilItIsBack) {
   ASSERT_TRUE(hub_->launch().is_ok());
-  HttpResponse ready;
-  ASSERT_TRUE(wait_until([&] {
-    ready = get("/readyz");
-    return ready.status == 200;
-  }, 20000)) << ready.status << " " << ready.body << "\n" << hub_->log_text();
+  ASSERT_TRUE(wait_ready());
 
   ASSERT_TRUE(server_->stop().is_ok());
+  HttpResponse ready;
   ASSERT_TRUE(wait_until([&] {
     ready = get("/readyz");
     return ready.status == 503 && ready.json().value("reason", "").find("nats: disconnected") != std::string::npos;
@@ -114,10 +119,7 @@ TEST_F(HubReadinessTest, NatsStoppedUnderARunningHubIsNamedUntilItIsBack) {
   EXPECT_NE(get("/metrics").body.find("deltasync_hub_ready 0"), std::string::npos);
 
   ASSERT_TRUE(server_->start().is_ok()) << server_->log_text();
-  ASSERT_TRUE(wait_until([&] {
-    ready = get("/readyz");
-    return ready.status == 200;
-  }, 20000)) << ready.status << " " << ready.body << "\n" << hub_->log_text();
+  ASSERT_TRUE(wait_ready());
   EXPECT_NE(get("/metrics").body.find("deltasync_hub_ready 1"), std::string::npos);
   ASSERT_TRUE(wait_until([&] { return nc_->connected(); }));
   IngestRequest req;
@@ -137,11 +139,7 @@ TEST_F(HubReadinessTest, NatsStoppedUnderARunningHubIsNamedUntilItIsBack) {
 // broker is back.
 TEST_F(HubReadinessTest, TypesWaitingOnAStalledBrokerDoNotHoldReadyz) {
   ASSERT_TRUE(hub_->launch().is_ok());
-  HttpResponse ready;
-  ASSERT_TRUE(wait_until([&] {
-    ready = get("/readyz");
-    return ready.status == 200;
-  }, 20000)) << ready.status << " " << ready.body << "\n" << hub_->log_text();
+  ASSERT_TRUE(wait_ready());
 
   HttpResponse types;
   std::atomic<bool> answered{false};

@@ -8,13 +8,13 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <future>
 #include <memory>
 
 #include "hub/authorizer.h"
 #include "shared/codec.h"
 #include "shared/names.h"
 #include "shared/schema.h"
+#include "tests/harness/agent_service_calls.h"
 #include "tests/harness/fake_env.h"
 #include "testing/temp_dir.h"
 
@@ -24,17 +24,7 @@ namespace {
 using ds::testing::FakeClock;
 using ds::testing::FakeConsumerControl;
 using ds::testing::FakeMessaging;
-
-// Retires `agent` and waits (bounded) for the service's answer.
-Status retire_and_wait(AgentService& service, const std::string& agent) {
-  auto done = std::make_shared<std::promise<Status>>();
-  std::future<Status> answer = done->get_future();
-  service.retire(agent, [done](Status s) { done->set_value(std::move(s)); });
-  if (answer.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
-    return Status::deadline_exceeded("retire " + agent + ": no answer");
-  }
-  return answer.get();
-}
+using ds::testing::retire_and_wait;
 
 class AgentServiceTest : public ::testing::Test {
  protected:
