@@ -118,11 +118,8 @@ bool is_locked(const Status& s) {
 }
 
 bool is_disk_full(const Status& s) {
-  // sqlite_status ends the message with the code; context only goes before.
-  static const std::string kFullCode = " (code " + std::to_string(SQLITE_FULL) + ")";
-  const std::string& m = s.message();
-  return s.code() == StatusCode::kUnavailable && m.size() >= kFullCode.size() &&
-         m.compare(m.size() - kFullCode.size(), kFullCode.size(), kFullCode) == 0;
+  const std::optional<int> code = sqlite_code_of(s);
+  return s.code() == StatusCode::kUnavailable && code == SQLITE_FULL;
 }
 
 // --- Statement ---------------------------------------------------------------
