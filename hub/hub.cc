@@ -350,9 +350,13 @@ Result<std::unique_ptr<Hub>> Hub::start(HubConfig config, std::stop_token stop, 
     DS_ASSIGN_OR_RETURN(im->publisher_nc, Connection::connect(std::move(po)));
     DS_ASSIGN_OR_RETURN(im->publisher_js, im->publisher_nc->jetstream());
   }
-  im->publisher =
-      std::make_unique<StreamPublisher>(im->publisher_js ? *im->publisher_js : *im->js, cfg, im->metrics);
-  im->writer = std::make_unique<IngestWriter>(cfg, *im->store, *im->publisher, im->metrics);
+  // The test-only fault points (hub/fault_hook.h) of the writer and the publisher.
+  const FaultHook faults = fault_hook_from_env();
+  im->publisher = std::make_unique<StreamPublisher>(im->publisher_js ? *im->publisher_js : *im->js, *im->store, cfg,
+                                                    im->metrics, faults);
+  IngestWriter::Options writer_options;
+  writer_options.faults = faults;
+  im->writer = std::make_unique<IngestWriter>(cfg, *im->store, *im->publisher, im->metrics, writer_options);
 
   if (!cfg.http_listen.empty()) {
     // The hooks run on the HTTP io thread, only once `started` is set (the

@@ -44,9 +44,6 @@ constexpr const char* kStoreBackMessage = "the hub's store takes writes again";
 constexpr const char* kWriterEndedMessage =
     "the hub's ingest writer is not running (its thread ended): ingest is refused until the hub is restarted";
 
-// The exit code of the test-only fault hook (see ingest_writer.h).
-constexpr int kFaultExitCode = 86;
-
 }  // namespace
 
 std::string ingest_reply_json(const IngestReply& reply) {
@@ -75,14 +72,7 @@ IngestWriter::IngestWriter(const HubConfig& config, QueryStore& store, StreamPub
       metrics_(metrics),
       options_(options),
       clock_(clock),
-      retention_(config, store, publisher, metrics),
-      fault_([] {
-        const char* f = std::getenv("DELTASYNC_FAULT");
-        return std::string(f == nullptr ? "" : f);
-      }()) {
-  if (!fault_.empty()) spdlog::warn("test-only fault hook armed: DELTASYNC_FAULT={}", fault_);
-  if (fault_ == "exit_after_publish") publisher_.set_exit_before_mark(kFaultExitCode);
-}
+      retention_(config, store, publisher, metrics) {}
 
 IngestWriter::~IngestWriter() { stop(); }
 
@@ -299,7 +289,7 @@ void IngestWriter::loop() {
       if (reconcile) {
         std::map<std::string, Status> failures;
         const uint64_t recovered_before = metrics_.recovered_changes.load();
-        Status s = publisher_.reconcile(store_, &failures);
+        Status s = publisher_.reconcile(&failures);
         {
           // A type whose stream holds changes the store lacks and cannot
           // give back takes no ingest until an operator acts (see
@@ -316,20 +306,13 @@ void IngestWriter::loop() {
           auto marks = store_.partition_marks();
           if (marks.is_ok()) on_committed_(*marks);
         }
-        if (s.is_ok()) {
-          backlog_.clear();  // every stream holds what its log says was published
-        } else {
-          // Until a type's next publication succeeds, publish it from the log.
-          for (const TypeConfig& t : config_.types) backlog_.insert(t.name);
+        if (!s.is_ok()) {
           // A broker that is away or electing leaders (a NATS cluster that
-          // lost a node) is transient: the backlog above republishes.
+          // lost a node) is transient: the publisher's backlog republishes.
           spdlog::log(s.is_transient() ? spdlog::level::warn : spdlog::level::err,
                       "reconciliation incomplete: {} (retried after the next reconnect)", s.to_string());
         }
-        if (fault_ == "writer_thread_exit") {
-          spdlog::warn("DELTASYNC_FAULT=writer_thread_exit: the writer thread ends now");
-          return;
-        }
+        if (at_fault_point(options_.faults, FaultPoint::kReconciled) == FaultAction::kEndThread) return;
       } else if (!idle) {
         process_group(group);
       } else {
@@ -340,7 +323,10 @@ void IngestWriter::loop() {
           enter_store_full_when_nearly_full();
         }
         end_lock_failure_once_free();
-        if (!store_full_.load() && !unwritten_marks_.empty()) write_unwritten_marks();
+        if (!store_full_.load() && publisher_.has_unwritten_marks()) {
+          publisher_.write_unwritten_marks();
+          enter_store_full_when_mark_refused();
+        }
       }
       // Between group commits, never before the first reconciliation.
       if (reconciled_) retention_.maybe_step(clock_.now_system_ms());
@@ -407,10 +393,7 @@ void IngestWriter::process_group(std::vector<Pending>& group) {
   }
   clear_commit_failure();
   if (store_full_.load()) end_store_full_once_space_is_back();
-  if (fault_ == "exit_after_commit") {
-    spdlog::warn("DELTASYNC_FAULT=exit_after_commit: exiting after the commit, before publishing");
-    ::_exit(kFaultExitCode);
-  }
+  at_fault_point(options_.faults, FaultPoint::kCommitted);
   const std::vector<BatchOutcome>* outcomes = &committed->outcomes;
 
   std::set<std::string> to_publish; // types whose producers wait for acks
@@ -419,7 +402,10 @@ void IngestWriter::process_group(std::vector<Pending>& group) {
   }
   if (!committed->batches.empty() && on_committed_) on_committed_(partition_marks_of(committed->batches));
   std::map<std::string, Status> published;
-  for (const std::string& type : to_publish) published[type] = publish(type, committed->batches);
+  for (const std::string& type : to_publish) {
+    published[type] = publisher_.publish(type, committed->batches);
+    enter_store_full_when_mark_refused();
+  }
 
   for (size_t i = 0; i < group.size(); ++i) {
     const BatchOutcome& o = (*outcomes)[i];
@@ -457,67 +443,8 @@ void IngestWriter::process_group(std::vector<Pending>& group) {
   }
 }
 
-Status IngestWriter::publish(const std::string& type, const std::vector<PendingBatch>& created) {
-  if (auto unwritten = unwritten_marks_.find(type); unwritten != unwritten_marks_.end()) {
-    // The log must know what the stream holds before anything later is
-    // published from it; until then these batches wait in the log.
-    if (!write_mark(type, unwritten->second)) {
-      backlog_.insert(type);
-      return Status::unavailable((store_full_.load() ? std::string(kStoreFullMessage) + ": " : std::string()) +
-                                 "the published mark of type '" + type + "' cannot be written yet");
-    }
-  }
-  if (backlog_.count(type) != 0) {
-    // The log may hold batches before these that the stream lacks: publish
-    // everything after the log's mark, in order (these included).
-    Status s = publisher_.publish_pending(store_, type);
-    if (s.is_ok()) backlog_.erase(type);
-    return s;
-  }
-  std::vector<const PendingBatch*> mine;
-  for (const PendingBatch& b : created) {
-    if (b.delta.type == type) mine.push_back(&b);
-  }
-  if (mine.empty()) return Status::ok();  // only retries, and everything before is published
-  auto mark = publisher_.publish_batches(type, mine);
-  if (!mark.is_ok()) {
-    ++metrics_.publish_failures;
-    backlog_.insert(type);
-    return mark.status().with_context("publish type '" + type + "'");
-  }
-  // Stored and in the stream: acknowledged, even when the published mark
-  // cannot be written (write_mark keeps it for later; a restart sets it
-  // from the stream).
-  write_mark(type, *mark);
-  return Status::ok();
-}
-
-bool IngestWriter::write_mark(const std::string& type, const StreamPublisher::Acked& mark) {
-  // A reconciliation may have written a later mark meanwhile: never back.
-  if (auto st = store_.type_state(type); st.is_ok() && st->published_batch >= mark.batch) {
-    unwritten_marks_.erase(type);
-    return true;
-  }
-  Status s = store_.mark_published(type, mark.batch, mark.seq);
-  if (s.is_ok()) {
-    unwritten_marks_.erase(type);
-    return true;
-  }
-  const bool first = unwritten_marks_.count(type) == 0;
-  unwritten_marks_[type] = mark;
-  if (is_disk_full(s)) {
-    enter_store_full(s);
-  } else if (first) {
-    spdlog::warn("ingest {}: published up to stream seq {}, but the published mark was not stored ({}); it is "
-                 "written again before the type's next publication",
-                 type, mark.seq, s.message());
-  }
-  return false;
-}
-
-void IngestWriter::write_unwritten_marks() {
-  const auto marks = unwritten_marks_;
-  for (const auto& [type, mark] : marks) write_mark(type, mark);
+void IngestWriter::enter_store_full_when_mark_refused() {
+  if (const Status& refused = publisher_.mark_failure(); is_disk_full(refused)) enter_store_full(refused);
 }
 
 // ---- NatsIngestListener ---------------------------------------------------------

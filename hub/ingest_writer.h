@@ -14,8 +14,8 @@
 //           every partition that changed (the agent service refreshes stale
 //           agents before the push and measures lag against them);
 //        3. publish those delta batches from memory to JetStream, wait for
-//           the acks (StreamPublisher::publish_batches) and mark them
-//           published in the log;
+//           the acks and mark them published in the log
+//           (StreamPublisher::publish, which owns the backlog and the mark);
 //        4. only then reply to each producer {ok, first_version, last_version}.
 //        Between groups (and every 100 ms when idle) one bounded retention
 //        step (hub/store_retention.h) prunes the log and tombstones.
@@ -23,8 +23,8 @@
 // A producer is told "ok" only after its changes are in SQLite (synchronous
 // FULL) and acked by JetStream. When JetStream does not ack, the batch stays
 // committed (the log is the source of truth) and the producer gets
-// "unavailable"; the type goes into the backlog: its next publication reads
-// the log after the published mark (StreamPublisher::publish_pending), so
+// "unavailable"; the type goes into the publisher's backlog: its next
+// publication reads the log after the published mark, so
 // nothing is published out of order, and a retry with the same (producer,
 // seq) is answered with the original range once published. The log is read
 // back only then, at start and after a broker reconnect (reconciliation).
@@ -63,13 +63,11 @@
 // not_ready_reason() says the writer is not running: the hub must be
 // restarted.
 //
-// Test-only fault hook: the environment variable DELTASYNC_FAULT, read once
-// at construction, makes the writer thread _exit(86) at a chosen point so an
-// integration test can kill the hub deterministically: "exit_after_commit"
-// (committed, nothing published) or "exit_after_publish" (published, not yet
-// marked). "writer_thread_exit" makes the writer thread end by itself after
-// its first reconciliation, without _exit (the process goes on, as after a
-// bug in the loop: /readyz must say so). Never set it in production.
+// Test-only fault points (hub/fault_hook.h, injected through Options):
+// FaultPoint::kCommitted after a group commit, before anything of it is
+// published; FaultPoint::kReconciled after a reconciliation, where the hook
+// may end the writer thread (the process goes on, as after a bug in the
+// loop: /readyz must say so).
 //
 // Seams: the writer reads time only through a Clock (shared/clock.h): the
 // commit time stamped on the changes (hub_ts), retention's horizon and the
@@ -99,6 +97,7 @@
 #include <vector>
 
 #include "hub/authorizer.h"
+#include "hub/fault_hook.h"
 #include "hub/hub_metrics.h"
 #include "hub/ingest_validation.h"
 #include "hub/query_store.h"
@@ -124,6 +123,7 @@ class IngestWriter {
   struct Options {
     size_t max_queue = 4096;            // batches waiting; beyond: "unavailable"
     size_t max_group_records = 50000;   // records per group commit (at least one batch)
+    FaultHook faults;                   // test-only (hub/fault_hook.h); empty in production
   };
 
   // `store` is the writer connection; the writer thread is its only user
@@ -203,20 +203,9 @@ class IngestWriter {
   // store_has_space_again().
   void end_store_full_once_space_is_back();
   void process_group(std::vector<Pending>& group);
-  // Publishes the delta batches of `type` a commit created and marks them
-  // published; from the log instead while the type is in the backlog. An
-  // error means they are not known to be in the stream: JetStream did not
-  // ack them, or nothing was sent because an earlier acked mark of the type
-  // still cannot be written. A mark that cannot be written after the acks
-  // is no error (write_mark keeps it).
-  Status publish(const std::string& type, const std::vector<PendingBatch>& created);
-  // Writes `type`'s published mark; a failure keeps it in unwritten_marks_
-  // (a full disk starts the store-full episode) and is no error to the
-  // producers: what the mark records is in the stream already. True when
-  // the store holds this mark (or a later one) now.
-  bool write_mark(const std::string& type, const StreamPublisher::Acked& mark);
-  // Tries to write the marks unwritten_marks_ holds.
-  void write_unwritten_marks();
+  // The publisher could not write an acked mark for lack of space: starts
+  // the store-full episode (the batch is acknowledged all the same).
+  void enter_store_full_when_mark_refused();
   void reply_rejected(const IngestReplyFn& reply, const Status& status, std::optional<uint32_t> index);
 
   const HubConfig& config_;
@@ -227,16 +216,7 @@ class IngestWriter {
   const Clock& clock_;
   StoreRetention retention_;  // writer thread only
   bool reconciled_ = false;   // writer thread only
-  const std::string fault_;  // DELTASYNC_FAULT (test-only)
   CommittedFn on_committed_;
-  // Types whose log may hold batches the stream has not acked (after start,
-  // a reconnect or a failed publish): published from the log, not from memory.
-  std::set<std::string> backlog_;  // writer thread only
-  // Published marks JetStream acked that the store could not write (a full
-  // disk), by type: written again before the type's next publication and
-  // while idle (write_unwritten_marks), so the log's mark never lags the
-  // stream for long and nothing is republished. Writer thread only.
-  std::map<std::string, StreamPublisher::Acked> unwritten_marks_;
   // Batches refused in the current store-full episode; 0 outside one.
   // Writer thread only.
   uint64_t refused_while_full_ = 0;

@@ -1,7 +1,5 @@
 #include "hub/stream_publisher.h"
 
-#include <unistd.h>
-
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -12,6 +10,7 @@
 #include <optional>
 
 #include "shared/codec.h"
+#include "shared/sqlite.h"
 
 namespace ds {
 namespace {
@@ -78,15 +77,26 @@ std::optional<uint64_t> batch_of(const StoredMessage& m) {
 
 size_t StreamPublisher::max_batch_bytes() const { return message_body_limit(js_.max_payload()); }
 
-StreamPublisher::StreamPublisher(JetStream& js, const HubConfig& config, HubMetrics& metrics)
-    : own_streams_(std::make_unique<NatsStreamAccess>(js)),
-      js_(*own_streams_),
+StreamPublisher::StreamPublisher(JetStream& js, QueryStore& store, const HubConfig& config, HubMetrics& metrics,
+                                 FaultHook faults)
+    : StreamPublisher(std::make_unique<NatsStreamAccess>(js), store, config, metrics, std::move(faults)) {}
+
+StreamPublisher::StreamPublisher(StreamAccess& streams, QueryStore& store, const HubConfig& config,
+                                 HubMetrics& metrics, FaultHook faults)
+    : js_(streams),
+      store_(store),
       config_(config),
       subjects_(config.nats.subject_prefix),
-      metrics_(metrics) {}
+      metrics_(metrics),
+      faults_(std::move(faults)) {
+  for (const TypeConfig& t : config_.types) backlog_.insert(t.name);
+}
 
-StreamPublisher::StreamPublisher(StreamAccess& streams, const HubConfig& config, HubMetrics& metrics)
-    : js_(streams), config_(config), subjects_(config.nats.subject_prefix), metrics_(metrics) {}
+StreamPublisher::StreamPublisher(std::unique_ptr<StreamAccess> own, QueryStore& store, const HubConfig& config,
+                                 HubMetrics& metrics, FaultHook faults)
+    : StreamPublisher(*own, store, config, metrics, std::move(faults)) {
+  own_streams_ = std::move(own);
+}
 
 Status StreamPublisher::ensure_streams() {
   for (const TypeConfig& t : config_.types) {
@@ -140,20 +150,17 @@ Result<StreamPublisher::Acked> StreamPublisher::publish_batches(const std::strin
     return Status::unavailable("publish type '" + type + "': no ack recorded for delta batch " +
                                std::to_string(last.batch));
   }
-  if (exit_before_mark_ != 0) {
-    spdlog::warn("DELTASYNC_FAULT=exit_after_publish: exiting after the acks, before marking published");
-    ::_exit(exit_before_mark_);
-  }
+  at_fault_point(faults_, FaultPoint::kPublished);
   metrics_.published_batches += batches.size();
   metrics_.published_changes += changes;
   metrics_.publish_duration.observe(static_cast<double>(micros_since(t0)) / 1e6);
   return Acked{last.batch, ack->second.seq};
 }
 
-Status StreamPublisher::publish_round(QueryStore& store, const std::string& type, uint64_t after_batch,
-                                      uint64_t* last_batch, size_t* count) {
+Status StreamPublisher::publish_round(const std::string& type, uint64_t after_batch, uint64_t* last_batch,
+                                      size_t* count) {
   *count = 0;
-  DS_ASSIGN_OR_RETURN(std::vector<PendingBatch> batches, store.batches_after(type, after_batch, kRoundChanges));
+  DS_ASSIGN_OR_RETURN(std::vector<PendingBatch> batches, store_.batches_after(type, after_batch, kRoundChanges));
   if (batches.empty()) return Status::ok();
   // A batch cut under a larger max_payload (or by an older hub that cut by
   // count only) is cut again in the log, by the commit's rule; the next round
@@ -164,8 +171,8 @@ Status StreamPublisher::publish_round(QueryStore& store, const std::string& type
     const size_t bytes = batch_bound(b);
     if (bytes <= limit) continue;
     if (b.delta.changes.size() == 1) return too_large(type, b, bytes, limit);
-    store.set_max_batch_bytes(limit);
-    DS_ASSIGN_OR_RETURN(size_t parts, store.recut_batch(type, b.batch));
+    store_.set_max_batch_bytes(limit);
+    DS_ASSIGN_OR_RETURN(size_t parts, store_.recut_batch(type, b.batch));
     if (parts < 2) return Status::internal("publish " + type + ": cutting batch " + std::to_string(b.batch) + " again made no progress");
     spdlog::info("publish {}: delta batch {} ({} changes, {} bytes) exceeds the {} bytes the server's max_payload "
                  "allows; cut again into {} batches",
@@ -177,18 +184,80 @@ Status StreamPublisher::publish_round(QueryStore& store, const std::string& type
   round.reserve(batches.size());
   for (const PendingBatch& b : batches) round.push_back(&b);
   DS_ASSIGN_OR_RETURN(Acked mark, publish_batches(type, round));
-  DS_RETURN_IF_ERROR(store.mark_published(type, mark.batch, mark.seq));
+  write_mark(type, mark);
   *last_batch = mark.batch;
   *count = batches.size();
   return Status::ok();
 }
 
-Status StreamPublisher::publish_pending(QueryStore& store, const std::string& type) {
-  DS_ASSIGN_OR_RETURN(TypeState st, store.type_state(type));
-  uint64_t after = st.published_batch;
+Status StreamPublisher::publish(const std::string& type, const std::vector<PendingBatch>& created) {
+  mark_failure_ = Status::ok();
+  // The log should know what the stream holds before more is published; a
+  // mark it still refuses stays the mark in memory.
+  if (unwritten_marks_.count(type) != 0) write_mark(type, unwritten_marks_.at(type));
+  if (backlog_.count(type) != 0) {
+    // The log may hold batches before these that the stream lacks: publish
+    // everything after the mark, in order (these included).
+    Status s = publish_pending(type);
+    if (s.is_ok()) backlog_.erase(type);
+    return s;
+  }
+  std::vector<const PendingBatch*> mine;
+  for (const PendingBatch& b : created) {
+    if (b.delta.type == type) mine.push_back(&b);
+  }
+  if (mine.empty()) return Status::ok();  // only retries, and everything before is published
+  auto mark = publish_batches(type, mine);
+  if (!mark.is_ok()) {
+    ++metrics_.publish_failures;
+    backlog_.insert(type);
+    return mark.status().with_context("publish type '" + type + "'");
+  }
+  write_mark(type, *mark);
+  return Status::ok();
+}
+
+Result<uint64_t> StreamPublisher::published_batch(const std::string& type) {
+  DS_ASSIGN_OR_RETURN(TypeState st, store_.type_state(type));
+  const auto unwritten = unwritten_marks_.find(type);
+  if (unwritten == unwritten_marks_.end()) return st.published_batch;
+  return std::max(st.published_batch, unwritten->second.batch);
+}
+
+void StreamPublisher::write_mark(const std::string& type, const Acked& mark) {
+  // A reconciliation may have written a later mark meanwhile: never back.
+  auto st = store_.type_state(type);
+  Status s = !st.is_ok() ? st.status()
+             : st->published_batch >= mark.batch ? Status::ok()
+                                                  : store_.mark_published(type, mark.batch, mark.seq);
+  if (s.is_ok()) {
+    forget_unwritten_mark(type);
+    return;
+  }
+  const bool first = unwritten_marks_.count(type) == 0;
+  unwritten_marks_[type] = mark;
+  mark_failure_ = s;
+  // A full disk is the writer's store-full episode, with its one warning.
+  if (first && !is_disk_full(s)) {
+    spdlog::warn("publish {}: published up to stream seq {}, but the published mark was not stored ({}); it is "
+                 "kept in memory and written again before the type's next publication",
+                 type, mark.seq, s.message());
+  }
+}
+
+void StreamPublisher::forget_unwritten_mark(const std::string& type) { unwritten_marks_.erase(type); }
+
+void StreamPublisher::write_unwritten_marks() {
+  mark_failure_ = Status::ok();
+  const auto marks = unwritten_marks_;
+  for (const auto& [type, mark] : marks) write_mark(type, mark);
+}
+
+Status StreamPublisher::publish_pending(const std::string& type) {
+  DS_ASSIGN_OR_RETURN(uint64_t after, published_batch(type));
   for (;;) {
     size_t count = 0;
-    Status s = publish_round(store, type, after, &after, &count);
+    Status s = publish_round(type, after, &after, &count);
     if (!s.is_ok()) {
       ++metrics_.publish_failures;
       return s.with_context("publish type '" + type + "'");
@@ -197,9 +266,9 @@ Status StreamPublisher::publish_pending(QueryStore& store, const std::string& ty
   }
 }
 
-Status StreamPublisher::reconcile_type(QueryStore& store, const std::string& type) {
+Status StreamPublisher::reconcile_type(const std::string& type) {
   const std::string stream = stream_name(type);
-  DS_ASSIGN_OR_RETURN(TypeState st, store.type_state(type));
+  DS_ASSIGN_OR_RETURN(TypeState st, store_.type_state(type));
   DS_ASSIGN_OR_RETURN(StreamState state, js_.stream_state(stream));
 
   std::optional<uint64_t> stream_batch;  // the last batch the stream holds
@@ -215,6 +284,9 @@ Status StreamPublisher::reconcile_type(QueryStore& store, const std::string& typ
         return Status::data_loss("stream " + stream + ": message " + std::to_string(last->seq) +
                                  " is not a delta batch of this hub");
       }
+      // The stream's last message, not an acked mark the log did not take,
+      // says what it holds (the broker may have lost messages since).
+      forget_unwritten_mark(type);
     } else if (last.status().code() == StatusCode::kNotFound) {
       if (state.last_seq > st.published_seq) {
         // Messages after the last one the log marked published were
@@ -239,8 +311,8 @@ Status StreamPublisher::reconcile_type(QueryStore& store, const std::string& typ
 
   if (stream_batch && *stream_batch != st.published_batch) {
     if (*stream_batch > st.version) {
-      DS_RETURN_IF_ERROR(recover_from_stream(store, type, st, state.first_seq, state.last_seq, *stream_batch));
-      DS_ASSIGN_OR_RETURN(st, store.type_state(type));
+      DS_RETURN_IF_ERROR(recover_from_stream(type, st, state.first_seq, state.last_seq, *stream_batch));
+      DS_ASSIGN_OR_RETURN(st, store_.type_state(type));
     }
     if (*stream_batch > st.published_batch) {
       spdlog::info("reconcile {}: the stream already holds batches up to {} (log marked {}): marking them published",
@@ -250,14 +322,14 @@ Status StreamPublisher::reconcile_type(QueryStore& store, const std::string& typ
                    "broker lost acknowledged messages; republishing",
                    stream, *stream_batch, st.published_batch);
     }
-    DS_RETURN_IF_ERROR(store.mark_published(type, *stream_batch, stream_seq));
+    DS_RETURN_IF_ERROR(store_.mark_published(type, *stream_batch, stream_seq));
   }
 
   const uint64_t batches_before = metrics_.published_batches.load();
-  DS_RETURN_IF_ERROR(publish_pending(store, type));
+  DS_RETURN_IF_ERROR(publish_pending(type));
   const uint64_t republished = metrics_.published_batches.load() - batches_before;
   metrics_.republished_batches += republished;
-  DS_ASSIGN_OR_RETURN(TypeState after, store.type_state(type));
+  DS_ASSIGN_OR_RETURN(TypeState after, store_.type_state(type));
   if (republished > 0) {
     spdlog::info("reconcile {}: republished {} delta batch(es); stream now at batch {} (seq {}), log version {}",
                  stream, republished, after.published_batch, after.published_seq, after.version);
@@ -268,8 +340,8 @@ Status StreamPublisher::reconcile_type(QueryStore& store, const std::string& typ
   return Status::ok();
 }
 
-Status StreamPublisher::recover_from_stream(QueryStore& store, const std::string& type, const TypeState& st,
-                                            uint64_t first_seq, uint64_t last_seq, uint64_t stream_batch) {
+Status StreamPublisher::recover_from_stream(const std::string& type, const TypeState& st, uint64_t first_seq,
+                                            uint64_t last_seq, uint64_t stream_batch) {
   const std::string stream = stream_name(type);
   // Batches are in the stream in ascending order, and a batch at or below
   // the head belongs to a commit the store holds whole: the missing changes
@@ -332,7 +404,7 @@ Status StreamPublisher::recover_from_stream(QueryStore& store, const std::string
   }
   const uint64_t first = changes.front().change.v;
   const uint64_t last = changes.back().change.v;
-  DS_RETURN_IF_ERROR(store.apply_recovered(type, changes).with_context("recover " + stream));
+  DS_RETURN_IF_ERROR(store_.apply_recovered(type, changes).with_context("recover " + stream));
   metrics_.recovered_changes += changes.size();
   spdlog::warn("recover {}: took back versions {}..{} ({} changes from {} stream messages) that the store lacked; "
                "their producers' retry keys are not known (docs/operations.md, \"Backup and restore\")",
@@ -350,8 +422,10 @@ Result<std::optional<uint64_t>> StreamPublisher::first_stream_batch(const std::s
   return batch;
 }
 
-Status StreamPublisher::reconcile(QueryStore& store, std::map<std::string, Status>* failures) {
+Status StreamPublisher::reconcile(std::map<std::string, Status>* failures) {
   ++metrics_.reconciliations;
+  // Until a type is reconciled, its next publication reads the log.
+  for (const TypeConfig& t : config_.types) backlog_.insert(t.name);
   // A broker that lost its store (or an operator who deleted a stream) comes
   // back without the streams: recreate them, then refill them from the log.
   // Unavailable or timed out: a broker away or a NATS cluster electing
@@ -365,7 +439,8 @@ Status StreamPublisher::reconcile(QueryStore& store, std::map<std::string, Statu
     return first;
   }
   for (const TypeConfig& t : config_.types) {
-    Status s = reconcile_type(store, t.name);
+    Status s = reconcile_type(t.name);
+    if (s.is_ok()) backlog_.erase(t.name);  // the stream holds what its log says was published
     if (!s.is_ok() && failures != nullptr) (*failures)[t.name] = s;
     if (!s.is_ok()) {
       spdlog::log(level_of(s), "reconcile type '{}': {}", t.name, s.to_string());

@@ -5,12 +5,29 @@
 //
 // Publication: every delta batch of the log after the type's published batch
 // goes to ds.delta.<type>.<partition> with Nats-Msg-Id "<type>:<batch>", in
-// ascending batch order; all but the last are published asynchronously, the
-// last synchronously (its ack gives the stream sequence), then every ack is
-// awaited; only then is the published mark advanced in the log. A batch's
-// content is fixed at commit (see QueryStore), so publishing it again is
-// always harmless: the stream's duplicate window drops it, and agents skip
-// versions they hold.
+// ascending batch order; all are published asynchronously, then every ack is
+// awaited (the last one gives the stream sequence); only then is the
+// published mark advanced in the log. A batch's content is fixed at commit
+// (see QueryStore), so publishing it again is always harmless: the stream's
+// duplicate window drops it, and agents skip versions they hold.
+//
+// The publisher owns, per type, what the stream is known to hold:
+//   - the published mark, written in the log (QueryStore::mark_published)
+//     by this class alone: after each publication's acks, and by the
+//     reconciliation (below);
+//   - the backlog: a type whose log may hold batches the stream has not
+//     acked (before its first reconciliation, after a failed publication or
+//     reconciliation) is published from the log after its mark, in order;
+//     any other type straight from the batches its commit just created, in
+//     memory;
+//   - the acked marks the log could not take (a full disk, a lock another
+//     process holds): kept in memory, used as the mark meanwhile (nothing
+//     acked is published again), written again before the type's next
+//     publication and whenever the writer is idle (write_unwritten_marks).
+//     Such a failure fails no publication: what it records is in the
+//     stream, and a restart's reconciliation sets the mark from the stream.
+//     mark_failure() says why for the writer (a full disk starts its
+//     store-full episode); other causes are warned once per episode.
 //
 // Size: no delta batch larger than max_batch_bytes() is published: the
 // max_payload of the server the connection is on now (read at every call, so
@@ -24,7 +41,8 @@
 //
 // Reconciliation (start-up and every broker reconnect): per type, the last
 // message actually in the stream names the last batch it holds. The log's
-// published mark is moved to it (forward after a crash between publish and
+// published mark is moved to it (an acked mark not yet written is dropped:
+// the stream is the truth) (forward after a crash between publish and
 // mark; backward when the broker lost acknowledged messages, as nats-server
 // 2.9 may on a host crash), and everything after it is republished. A stream
 // whose last message is gone (aged out) keeps the log's mark. Missing streams
@@ -49,16 +67,21 @@
 // (shared/messaging.h), so the ingest writer's unit tests
 // (tests/unit/ingest_writer_test.cc) run it over a fake broker.
 //
-// Thread-safety: none; used by the ingest writer thread only (it owns the
-// writer QueryStore the publisher reads and marks).
+// Test-only fault point (hub/fault_hook.h): FaultPoint::kPublished, after
+// the acks of a publication and before its mark is written.
+//
+// Thread-safety: none, but max_batch_bytes(); used by the ingest writer
+// thread only (it owns the writer QueryStore the publisher reads and marks).
 
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "hub/fault_hook.h"
 #include "hub/hub_metrics.h"
 #include "hub/query_store.h"
 #include "shared/config.h"
@@ -76,10 +99,13 @@ std::optional<uint64_t> batch_of(const StoredMessage& m);
 
 class StreamPublisher {
  public:
-  // Production: over `js`, which must outlive the publisher.
-  StreamPublisher(JetStream& js, const HubConfig& config, HubMetrics& metrics);
+  // Production: over `js`. `js` and `store` (the writer's connection) must
+  // outlive the publisher; `faults` is the test-only hook (usually empty).
+  StreamPublisher(JetStream& js, QueryStore& store, const HubConfig& config, HubMetrics& metrics,
+                  FaultHook faults = {});
   // Over an explicit seam, which must outlive the publisher.
-  StreamPublisher(StreamAccess& streams, const HubConfig& config, HubMetrics& metrics);
+  StreamPublisher(StreamAccess& streams, QueryStore& store, const HubConfig& config, HubMetrics& metrics,
+                  FaultHook faults = {});
 
   // The largest delta batch encoding publishable now (see above). Thread-safe.
   size_t max_batch_bytes() const;
@@ -88,57 +114,85 @@ class StreamPublisher {
   // subjects ds.delta.<type>.>, duplicate window 2 min, retention from config.
   Status ensure_streams();
 
-  // Publishes the batches of `type` the stream has not acked yet and marks
-  // them published. Unavailable when the broker does not ack; the changes
-  // stay in the log for the next attempt.
-  Status publish_pending(QueryStore& store, const std::string& type);
+  // Publishes what the stream of `type` lacks, in order, and marks it
+  // published: from `created` (the delta batches a commit just made, of
+  // every type; others are skipped) when the stream holds everything
+  // before them, else from the log after the mark (these included). An
+  // error means they are not known to be in the stream (the broker did not
+  // ack, or a batch can never fit): the type goes into the backlog and
+  // nothing is lost (the log holds it). An acked mark the log cannot take
+  // is no error (see above).
+  Status publish(const std::string& type, const std::vector<PendingBatch>& created);
 
-  // The stream's ack of the last of a run of published batches.
-  struct Acked {
-    uint64_t batch = 0;  // its first version (Nats-Msg-Id "<type>:<batch>")
-    uint64_t seq = 0;    // its stream sequence
-  };
-  // Publishes `batches` of `type` (ascending; the successors of what the
-  // stream holds; the ingest writer passes those a commit just created) and
-  // returns the ack of the last one, for the caller to mark published in the
-  // log. Unavailable when the broker does not ack; Internal, before
-  // anything is sent, when a batch exceeds max_batch_bytes().
-  Result<Acked> publish_batches(const std::string& type, const std::vector<const PendingBatch*>& batches);
+  // Reconciles every type (see above) and sets its backlog: out of it when
+  // reconciled, in it when not; returns the first failure after trying them
+  // all. `failures`, when given, receives each failed type's status
+  // (DataLoss: the stream holds changes the store lacks and cannot give
+  // back).
+  Status reconcile(std::map<std::string, Status>* failures = nullptr);
 
-  // Reconciles every type (see above); returns the first failure after
-  // trying them all. `failures`, when given, receives each failed type's
-  // status (DataLoss: the stream holds changes the store lacks and cannot
-  // give back).
-  Status reconcile(QueryStore& store, std::map<std::string, Status>* failures = nullptr);
-  Status reconcile_type(QueryStore& store, const std::string& type);
+  // Whether acked marks wait to be written; writes them (see above).
+  bool has_unwritten_marks() const { return !unwritten_marks_.empty(); }
+  void write_unwritten_marks();
+  // Why the log refused an acked mark in the last call of publish() or
+  // write_unwritten_marks(); ok when it took every mark it was given there.
+  const Status& mark_failure() const { return mark_failure_; }
 
   // The first batch the stream of `type` still holds (retention keeps the
   // log whole from there); nullopt when the stream holds no message.
   Result<std::optional<uint64_t>> first_stream_batch(const std::string& type);
 
-  // Test-only fault hook (DELTASYNC_FAULT=exit_after_publish, see
-  // ingest_writer.h): _exit(code) after the acks, before marking published.
-  void set_exit_before_mark(int code) { exit_before_mark_ = code; }
-
  private:
+  // The stream's ack of the last of a run of published batches.
+  struct Acked {
+    uint64_t batch = 0;  // its first version (Nats-Msg-Id "<type>:<batch>")
+    uint64_t seq = 0;    // its stream sequence
+  };
+
+  // Publishes the batches of `type` the stream has not acked yet, from the
+  // log, and marks them published. Unavailable when the broker does not
+  // ack; the changes stay in the log for the next attempt.
+  Status publish_pending(const std::string& type);
+  // Publishes `batches` of `type` (ascending; the successors of what the
+  // stream holds) and returns the ack of the last one. Unavailable when the
+  // broker does not ack; Internal, before anything is sent, when a batch
+  // exceeds max_batch_bytes().
+  Result<Acked> publish_batches(const std::string& type, const std::vector<const PendingBatch*>& batches);
   // Publishes the batches of one read of the log after `after_batch`, or
   // cuts again the first of them that is too large; *count is 0 when
   // nothing was left, else *last_batch is the last one acked (unchanged
   // after a re-cut).
-  Status publish_round(QueryStore& store, const std::string& type, uint64_t after_batch, uint64_t* last_batch,
-                       size_t* batches);
+  Status publish_round(const std::string& type, uint64_t after_batch, uint64_t* last_batch, size_t* count);
+  // The last batch the stream of `type` is known to hold: the log's mark,
+  // or a later acked one not yet written.
+  Result<uint64_t> published_batch(const std::string& type);
+  // Records `mark`, acked by the stream, as the published mark of `type`:
+  // in the log, or, when the log refuses it, in unwritten_marks_ (see
+  // above). Never moves the log's mark back.
+  void write_mark(const std::string& type, const Acked& mark);
+  void forget_unwritten_mark(const std::string& type);
 
+  Status reconcile_type(const std::string& type);
   // Takes back from the stream the changes of `type` after the log's head
   // (see Recovery above); `last_seq` is the stream's last sequence.
-  Status recover_from_stream(QueryStore& store, const std::string& type, const TypeState& st, uint64_t first_seq,
-                             uint64_t last_seq, uint64_t stream_batch);
+  Status recover_from_stream(const std::string& type, const TypeState& st, uint64_t first_seq, uint64_t last_seq,
+                             uint64_t stream_batch);
+
+  StreamPublisher(std::unique_ptr<StreamAccess> own, QueryStore& store, const HubConfig& config, HubMetrics& metrics,
+                  FaultHook faults);
 
   std::unique_ptr<StreamAccess> own_streams_;  // set by the JetStream constructor
   StreamAccess& js_;
+  QueryStore& store_;
   const HubConfig& config_;
   Subjects subjects_;
   HubMetrics& metrics_;
-  int exit_before_mark_ = 0;
+  const FaultHook faults_;
+  // Types published from the log (see above); every type until reconciled.
+  std::set<std::string> backlog_;
+  // Acked marks the log has not taken yet, by type (see above).
+  std::map<std::string, Acked> unwritten_marks_;
+  Status mark_failure_;
 };
 
 }  // namespace ds

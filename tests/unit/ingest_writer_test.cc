@@ -125,7 +125,8 @@ class IngestWriterTest : public ::testing::Test {
   // Builds the writer; on_committed records the marks and passes the gate
   // when `gated`.
   void make(IngestWriter::Options options = {}, bool gated = false) {
-    writer_ = std::make_unique<IngestWriter>(config_, *store_, publisher_, metrics_, options, clock_);
+    publisher_ = std::make_unique<StreamPublisher>(broker_, *store_, config_, metrics_, options.faults);
+    writer_ = std::make_unique<IngestWriter>(config_, *store_, *publisher_, metrics_, options, clock_);
     writer_->set_on_committed([this, gated](const std::vector<PartitionMark>& marks) {
       {
         std::lock_guard lock(mu_);
@@ -178,7 +179,7 @@ class IngestWriterTest : public ::testing::Test {
   FakeStreamAccess broker_;
   FakeClock clock_;
   HubMetrics metrics_;
-  StreamPublisher publisher_{broker_, config_, metrics_};
+  std::unique_ptr<StreamPublisher> publisher_;  // over store_, built by make()
   CommitGate gate_;
   std::mutex mu_;
   std::vector<std::vector<PartitionMark>> commits_;  // guarded by mu_
@@ -397,6 +398,51 @@ TEST_F(IngestWriterTest, AckedBatchWhoseMarkCannotBeWrittenIsAcknowledgedAndNotP
   ASSERT_TRUE(state.is_ok()) << state.status().to_string();
   EXPECT_EQ(state->published_version, 2u);
   EXPECT_EQ(state->version, 2u);
+}
+
+TEST_F(IngestWriterTest, BacklogPublicationWhoseMarkCannotBeWrittenIsAcknowledgedAndNotPublishedAgain) {
+  // The type is in the backlog (its last publication was not acked), so the
+  // next batch goes out from the log; right after JetStream's acks (the
+  // injected fault point) another connection takes the store's write lock,
+  // and only the mark fails.
+  reopen_store_with_busy_timeout(50);
+  auto other = Database::open(config_.store_path);
+  ASSERT_TRUE(other.is_ok()) << other.status().to_string();
+  std::atomic<bool> lock_after_acks{false};
+  IngestWriter::Options options;
+  options.faults = [&](FaultPoint point) {
+    if (point == FaultPoint::kPublished && lock_after_acks.exchange(false)) {
+      EXPECT_TRUE((*other)->exec("BEGIN EXCLUSIVE").is_ok());
+    }
+    return FaultAction::kGoOn;
+  };
+  start(options);
+
+  broker_.set_ack_failure(Status::unavailable("fake broker: no ack"));
+  ASSERT_FALSE(submit("prices", request({price("a", 1.0)}, "erp", 1)).get().ok());
+  broker_.set_ack_failure(Status::ok());
+
+  lock_after_acks = true;
+  const IngestReply second = submit("prices", request({price("b", 2.0)}, "erp", 2)).get();
+  ASSERT_TRUE(second.ok()) << second.error->message;  // stored and in the stream: acknowledged
+  EXPECT_EQ(second.first_version, 2u);
+  EXPECT_EQ(streamed_versions("prices"), (std::vector<uint64_t>{1, 2}));
+  EXPECT_EQ(writer_->not_ready_reason(), "") << "a refused mark is no refused commit";
+
+  // Lock released: the next batch goes out after the two, which are not
+  // published again; the retried first batch gets its range.
+  ASSERT_TRUE((*other)->exec("ROLLBACK").is_ok());
+  const IngestReply third = submit("prices", request({price("c", 3.0)}, "erp", 3)).get();
+  ASSERT_TRUE(third.ok()) << third.error->message;
+  const IngestReply retried = submit("prices", request({price("a", 1.0)}, "erp", 1)).get();
+  ASSERT_TRUE(retried.ok()) << retried.error->message;
+  EXPECT_EQ(retried.first_version, 1u);
+  EXPECT_EQ(streamed_versions("prices"), (std::vector<uint64_t>{1, 2, 3}));
+  EXPECT_EQ(metrics_.published_batches.load(), 3u) << "a batch was published again";
+  writer_->stop();
+  auto state = store_->type_state("prices");
+  ASSERT_TRUE(state.is_ok()) << state.status().to_string();
+  EXPECT_EQ(state->published_version, 3u);
 }
 
 TEST_F(IngestWriterTest, StopAnswersWhatIsQueuedThenRefusesUnavailable) {
