@@ -34,12 +34,6 @@ Status NatsMessaging::flush(int64_t timeout_ms) { return nc_.flush(timeout_ms); 
 
 bool NatsMessaging::connected() const { return nc_.connected(); }
 
-Result<StreamState> NatsConsumerControl::stream_state(std::string_view stream) { return js_.stream_state(stream); }
-
-Result<StoredMessage> NatsConsumerControl::get_message(std::string_view stream, uint64_t seq) {
-  return js_.get_message(stream, seq);
-}
-
 Status NatsConsumerControl::add_consumer(std::string_view stream, const ConsumerSpec& spec) {
   return js_.add_consumer(stream, spec);
 }

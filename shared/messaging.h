@@ -1,15 +1,16 @@
 #pragma once
-// Messaging, ConsumerControl and StreamAccess: the narrow NATS seams of the
-// services that talk to the broker (the hub's AgentService, DeliveryManager
-// and StreamPublisher, the agent's Registrar and DeltaApplier), as
-// interfaces (leveldb's Env is the model): what they call and nothing more,
-// so unit tests pass fakes (tests/harness/fake_env.h) and drive messages and
-// broker answers by hand.
+// Messaging, ConsumerControl and StreamAccess (both StreamReaders): the
+// narrow NATS seams of the services that talk to the broker (the hub's
+// AgentService, DeliveryManager and StreamPublisher, the agent's Registrar
+// and DeltaApplier), as interfaces (leveldb's Env is the model): what they
+// call and nothing more, so unit tests pass fakes (tests/harness/fake_env.h)
+// and drive messages and broker answers by hand.
 //
 // Production implementations adapt the public API of shared/nats.h and own
 // nothing: NatsMessaging over a Connection, NatsConsumerControl and
-// NatsStreamAccess over a JetStream context, which must outlive them. Their contracts are those of
-// the wrapped calls (nats.h); the differences are stated here.
+// NatsStreamAccess (sharing NatsStreamReader) over a JetStream context,
+// which must outlive them. Their contracts are those of the wrapped calls
+// (nats.h); the differences are stated here.
 //
 // Thread-safety: implementations are thread-safe as the wrapped calls are.
 // Handlers run on a library thread (a fake: the thread that delivers), one
@@ -64,14 +65,19 @@ class Messaging {
   }
 };
 
-// The JetStream calls that manage agents' push consumers.
-class ConsumerControl {
+// The JetStream calls that read a stream, which both seams below take.
+class StreamReader {
  public:
-  virtual ~ConsumerControl() = default;
+  virtual ~StreamReader() = default;
   // NotFound when the stream does not exist.
   virtual Result<StreamState> stream_state(std::string_view stream) = 0;
   // NotFound when the stream or the message does not exist.
   virtual Result<StoredMessage> get_message(std::string_view stream, uint64_t seq) = 0;
+};
+
+// The JetStream calls that manage agents' push consumers.
+class ConsumerControl : public StreamReader {
+ public:
   virtual Status add_consumer(std::string_view stream, const ConsumerSpec& spec) = 0;
   // NotFound when it does not exist.
   virtual Status delete_consumer(std::string_view stream, std::string_view name) = 0;
@@ -80,9 +86,8 @@ class ConsumerControl {
 
 // The JetStream calls that fill and read back the hub's streams: the
 // contracts of the JetStream methods of the same names (nats.h).
-class StreamAccess {
+class StreamAccess : public StreamReader {
  public:
-  virtual ~StreamAccess() = default;
   virtual Status ensure_stream(const StreamSpec& spec) = 0;
   // Publishes with Nats-Msg-Id `msg_id` (duplicate detection); the ack is
   // collected by the next wait_published().
@@ -92,10 +97,6 @@ class StreamAccess {
   virtual Status wait_published(int64_t timeout_ms, std::map<std::string, PubAck>* acks = nullptr) = 0;
   // The largest message the server accepts now.
   virtual int64_t max_payload() const = 0;
-  // NotFound when the stream does not exist.
-  virtual Result<StreamState> stream_state(std::string_view stream) = 0;
-  // NotFound when the stream or the message does not exist.
-  virtual Result<StoredMessage> get_message(std::string_view stream, uint64_t seq) = 0;
 };
 
 class NatsMessaging final : public Messaging {
@@ -112,22 +113,31 @@ class NatsMessaging final : public Messaging {
   Connection& nc_;
 };
 
-class NatsConsumerControl final : public ConsumerControl {
+// StreamReader's calls over a JetStream context, for either seam.
+template <class Seam>
+class NatsStreamReader : public Seam {
  public:
-  explicit NatsConsumerControl(JetStream& js) : js_(js) {}
-  Result<StreamState> stream_state(std::string_view stream) override;
-  Result<StoredMessage> get_message(std::string_view stream, uint64_t seq) override;
-  Status add_consumer(std::string_view stream, const ConsumerSpec& spec) override;
-  Status delete_consumer(std::string_view stream, std::string_view name) override;
-  Result<bool> consumer_exists(std::string_view stream, std::string_view name) override;
+  explicit NatsStreamReader(JetStream& js) : js_(js) {}
+  Result<StreamState> stream_state(std::string_view stream) override { return js_.stream_state(stream); }
+  Result<StoredMessage> get_message(std::string_view stream, uint64_t seq) override {
+    return js_.get_message(stream, seq);
+  }
 
- private:
+ protected:
   JetStream& js_;
 };
 
-class NatsStreamAccess final : public StreamAccess {
+class NatsConsumerControl final : public NatsStreamReader<ConsumerControl> {
  public:
-  explicit NatsStreamAccess(JetStream& js) : js_(js) {}
+  using NatsStreamReader::NatsStreamReader;
+  Status add_consumer(std::string_view stream, const ConsumerSpec& spec) override;
+  Status delete_consumer(std::string_view stream, std::string_view name) override;
+  Result<bool> consumer_exists(std::string_view stream, std::string_view name) override;
+};
+
+class NatsStreamAccess final : public NatsStreamReader<StreamAccess> {
+ public:
+  using NatsStreamReader::NatsStreamReader;
   Status ensure_stream(const StreamSpec& spec) override { return js_.ensure_stream(spec); }
   Status publish_async(std::string_view subject, std::string_view data, std::string_view msg_id) override {
     return js_.publish_async(subject, data, msg_id);
@@ -136,13 +146,6 @@ class NatsStreamAccess final : public StreamAccess {
     return js_.wait_published(timeout_ms, acks);
   }
   int64_t max_payload() const override { return js_.max_payload(); }
-  Result<StreamState> stream_state(std::string_view stream) override { return js_.stream_state(stream); }
-  Result<StoredMessage> get_message(std::string_view stream, uint64_t seq) override {
-    return js_.get_message(stream, seq);
-  }
-
- private:
-  JetStream& js_;
 };
 
 }  // namespace ds
