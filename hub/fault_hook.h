@@ -5,8 +5,9 @@
 //
 // The hub builds the hook once, from the environment variable
 // DELTASYNC_FAULT (fault_hook_from_env), and hands it to the two objects
-// that own the points: the ingest writer (kCommitted, kReconciled) and the
-// stream publisher (kPublished). An empty hook, the production case, does
+// that own the points: the ingest writer (kCommitted, kReconciled, kIdle)
+// and the stream publisher (kPublished). Unit tests inject their own hooks,
+// also to wait for the writer's idle rounds instead of sleeping. An empty hook, the production case, does
 // nothing. Never set DELTASYNC_FAULT in production.
 //
 //   DELTASYNC_FAULT=exit_after_commit   _exit(86) after a group commit,
@@ -30,7 +31,8 @@ namespace ds {
 enum class FaultPoint {
   kCommitted,   // a group commit succeeded; nothing of it is published yet
   kPublished,   // JetStream acked a publication; its mark is not written yet
-  kReconciled,  // the writer's first reconciliation ended
+  kReconciled,  // a reconciliation of the writer ended
+  kIdle,        // an idle round of the writer ended (its checks are done)
 };
 
 // What the caller does after the hook returns (when it returns at all).

@@ -327,6 +327,7 @@ void IngestWriter::loop() {
           publisher_.write_unwritten_marks();
           enter_store_full_when_mark_refused();
         }
+        at_fault_point(options_.faults, FaultPoint::kIdle);
       }
       // Between group commits, never before the first reconciliation.
       if (reconciled_) retention_.maybe_step(clock_.now_system_ms());

@@ -67,7 +67,8 @@
 // FaultPoint::kCommitted after a group commit, before anything of it is
 // published; FaultPoint::kReconciled after a reconciliation, where the hook
 // may end the writer thread (the process goes on, as after a bug in the
-// loop: /readyz must say so).
+// loop: /readyz must say so); FaultPoint::kIdle after each idle round's
+// checks (unit tests wait for rounds there).
 //
 // Seams: the writer reads time only through a Clock (shared/clock.h): the
 // commit time stamped on the changes (hub_ts), retention's horizon and the

@@ -100,6 +100,28 @@ class CommitGate {
   int entered_ = 0;    // guarded by mu_
 };
 
+// Counts the writer's idle rounds (FaultPoint::kIdle) so a test waits for
+// them instead of sleeping.
+class IdleRounds {
+ public:
+  void count() {
+    std::lock_guard lock(mu_);
+    ++rounds_;
+    cv_.notify_all();
+  }
+  // Waits (at most 10 s) until `n` more idle rounds ended.
+  bool wait(int n) {
+    std::unique_lock lock(mu_);
+    const int64_t until = rounds_ + n;
+    return cv_.wait_for(lock, std::chrono::seconds(10), [&] { return rounds_ >= until; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int64_t rounds_ = 0;  // guarded by mu_
+};
+
 class IngestWriterTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -181,6 +203,7 @@ class IngestWriterTest : public ::testing::Test {
   HubMetrics metrics_;
   std::unique_ptr<StreamPublisher> publisher_;  // over store_, built by make()
   CommitGate gate_;
+  IdleRounds idle_;
   std::mutex mu_;
   std::vector<std::vector<PartitionMark>> commits_;  // guarded by mu_
   std::unique_ptr<IngestWriter> writer_;
@@ -328,7 +351,12 @@ TEST_F(IngestWriterTest, CommitRefusedByALockedStoreIsNamedNotReadyUntilACommitS
   // Another process holds the store's write lock (an operator's sqlite3
   // shell in a transaction, say); the writer waits 50 ms for it, not 5 s.
   reopen_store_with_busy_timeout(50);
-  start();
+  IngestWriter::Options options;
+  options.faults = [this](FaultPoint point) {
+    if (point == FaultPoint::kIdle) idle_.count();
+    return FaultAction::kGoOn;
+  };
+  start(options);
   ASSERT_TRUE(submit("prices", request({price("a", 1.0)}, "erp", 1)).get().ok());
   EXPECT_EQ(writer_->not_ready_reason(), "");
 
@@ -346,17 +374,16 @@ TEST_F(IngestWriterTest, CommitRefusedByALockedStoreIsNamedNotReadyUntilACommitS
 
   // Still held: the idle writer's probe (once a second) finds it held.
   clock_.advance(1000);
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // a few idle rounds
+  ASSERT_TRUE(idle_.wait(2));
   EXPECT_NE(writer_->not_ready_reason(), "");
 
-  // Lock released: the idle writer finds the store free again and is
-  // ready before any producer retries; the retry is stored.
+  // Lock released: the idle writer's next probe, a second later, finds the
+  // store free again: ready before any producer retries; the retry is stored.
   ASSERT_TRUE((*other)->exec("ROLLBACK").is_ok());
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!writer_->not_ready_reason().empty() && std::chrono::steady_clock::now() < deadline) {
-    clock_.advance(1000);
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  ASSERT_TRUE(idle_.wait(1));
+  EXPECT_NE(writer_->not_ready_reason(), "") << "probed again within the second";
+  clock_.advance(1000);
+  ASSERT_TRUE(idle_.wait(2));
   EXPECT_EQ(writer_->not_ready_reason(), "");
   const IngestReply retried = submit("prices", request({price("b", 2.0)}, "erp", 2)).get();
   ASSERT_TRUE(retried.ok()) << retried.error->message;
