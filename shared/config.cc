@@ -349,6 +349,9 @@ class Section {
 // The scan follows TOML's strings and comments; it decides nothing else. A
 // quote opens a string only where TOML allows one (first on its line or after
 // '=', '[', '{', ',' or '.'): the parser reads `0"é` as one value.
+constexpr const char* kNonAsciiInCode =
+    "syntax error: a non-ASCII character outside a string or comment (keys and values other than strings are ASCII)";
+
 Status refuse_what_the_parser_mishandles(std::string_view text, const std::string& file) {
   enum class In { kCode, kComment, kBasic, kLiteral, kMultiBasic, kMultiLiteral };
   In in = In::kCode;
@@ -387,8 +390,7 @@ Status refuse_what_the_parser_mishandles(std::string_view text, const std::strin
           in = c == '"' ? (multi ? In::kMultiBasic : In::kBasic) : (multi ? In::kMultiLiteral : In::kLiteral);
           if (multi) i += 2;
         } else if (non_ascii(i)) {
-          return Status::invalid_argument(at(i) + "syntax error: a non-ASCII character outside a string or "
-                                                  "comment (keys and values other than strings are ASCII)");
+          return Status::invalid_argument(at(i) + kNonAsciiInCode);
         }
         if (c != ' ' && c != '\t' && in == In::kCode) before = c;
         break;
@@ -442,24 +444,74 @@ Status refuse_what_the_parser_mishandles(std::string_view text, const std::strin
   return Status::ok();
 }
 
+// `text` with every non-ASCII character (a UTF-8 lead byte with its
+// continuation bytes, or a stray byte) as one '@'. TOML allows '@', like a
+// non-ASCII character, only in strings and comments, so the parser takes the
+// same path through both texts, except where the original would make it look
+// at a non-ASCII character as code (the undefined behaviour above): there,
+// or at a lookahead that reached one, the copy ends in a syntax error, at the
+// same line and column (toml++ counts characters, not bytes).
+std::string ascii_stand_in(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    const auto b = static_cast<unsigned char>(c);
+    if (b < 0x80) {
+      out.push_back(c);
+    } else if ((b & 0xC0) != 0x80) {
+      out.push_back('@');  // a continuation byte (10xxxxxx) adds nothing
+    }
+  }
+  return out;
+}
+
+// Whether the character at `line`:`column` (1-based, in characters) of
+// `text` is non-ASCII.
+bool non_ascii_at(std::string_view text, size_t line, size_t column) {
+  size_t i = 0;
+  for (size_t l = 1; l < line; ++l) {
+    i = text.find('\n', i);
+    if (i == std::string_view::npos) return false;
+    ++i;
+  }
+  for (size_t col = 1; i < text.size() && text[i] != '\n'; ++i) {
+    const auto b = static_cast<unsigned char>(text[i]);
+    if ((b & 0xC0) == 0x80) continue;  // inside a character
+    if (col++ == column) return b >= 0x80;
+  }
+  return false;
+}
+
 // toml++ reports syntax errors by throwing toml::parse_error when built with
 // TOML_EXCEPTIONS (the Debian package is) and through toml::parse_result
 // otherwise; either way the error becomes a Status here and nothing escapes.
+// The original text reaches the parser only once its ASCII stand-in (above)
+// parsed: a syntax error of the stand-in is the original's, named as a
+// non-ASCII character where the original has one.
 Result<toml::table> parse_toml(std::string_view text, const std::string& file) {
   DS_RETURN_IF_ERROR(refuse_what_the_parser_mishandles(text, file));
-  auto syntax_error = [&file](const toml::parse_error& e) {
+  auto syntax_error = [&](const toml::parse_error& e) {
     const toml::source_position& at = e.source().begin;
-    return Status::invalid_argument(file + ":" + std::to_string(at.line) + ":" +
-                                    std::to_string(at.column) +
-                                    ": syntax error: " + std::string(e.description()));
+    const std::string where = file + ":" + std::to_string(at.line) + ":" + std::to_string(at.column) + ": ";
+    if (non_ascii_at(text, at.line, at.column)) {
+      return Status::invalid_argument(where + kNonAsciiInCode);
+    }
+    return Status::invalid_argument(where + "syntax error: " + std::string(e.description()));
   };
+  const std::string stand_in = ascii_stand_in(text);
+  const bool ascii = stand_in == text;
 #if TOML_EXCEPTIONS
   try {
+    if (!ascii) (void)toml::parse(std::string_view(stand_in), file);
     return toml::parse(text, file);
   } catch (const toml::parse_error& e) {
     return syntax_error(e);
   }
 #else
+  if (!ascii) {
+    toml::parse_result checked = toml::parse(std::string_view(stand_in), file);
+    if (!checked) return syntax_error(checked.error());
+  }
   toml::parse_result r = toml::parse(text, file);
   if (!r) return syntax_error(r.error());
   return std::move(r).table();
