@@ -14,15 +14,25 @@ namespace {
 Status record_error(size_t index, const Status& s) { return s.with_context("records[" + std::to_string(index) + "]"); }
 
 // The partition column's value for a partition token, typed as the column.
+// An integer's token must be written as the hub writes the column's value
+// (no leading zeros, no "-0"): a record that sets the column is partitioned
+// by that form, so another spelling would put one store in two partitions.
 Result<Value> partition_column_value(const Column& column, const std::string& partition) {
   if (column.type == ColumnType::kText) return Value{partition};
   if (column.type == ColumnType::kInteger) {
     int64_t v = 0;
     const char* end = partition.data() + partition.size();
     auto [ptr, ec] = std::from_chars(partition.data(), end, v);
-    if (ec == std::errc() && ptr == end) return Value{v};
-    return Status::invalid_argument("partition '" + partition + "' is not an integer, as column '" + column.name +
-                                    "' requires");
+    if (ec != std::errc() || ptr != end) {
+      return Status::invalid_argument("partition '" + partition + "' is not an integer, as column '" + column.name +
+                                      "' requires");
+    }
+    if (std::to_string(v) != partition) {
+      return Status::invalid_argument("partition '" + partition + "' is the integer " + std::to_string(v) +
+                                      " of column '" + column.name + "', whose partition is written '" +
+                                      std::to_string(v) + "'");
+    }
+    return Value{v};
   }
   return Status::invalid_argument("partition column '" + column.name + "' must be text or integer");
 }
@@ -57,10 +67,8 @@ Status validate_record(const TypeSchema& schema, IngestRecord& r) {
     if (from_field) r.partition = from_field;
     if (r.partition) {
       DS_RETURN_IF_ERROR(validate_partition(*r.partition).with_context("partition"));
-      if (r.op == Op::kUpsert && !from_field) {
-        DS_ASSIGN_OR_RETURN(Value v, partition_column_value(*column, *r.partition));
-        r.fields[pcol] = std::move(v);
-      }
+      DS_ASSIGN_OR_RETURN(Value v, partition_column_value(*column, *r.partition));
+      if (r.op == Op::kUpsert && !from_field) r.fields[pcol] = std::move(v);
     }
   }
   // A delete carries no columns (they may only have named its partition).
