@@ -14,12 +14,13 @@ struct Fault {
   const char* name;
   FaultPoint point;
   FaultAction action;  // kGoOn: _exit(kFaultExitCode) there
+  const char* where;   // the point, for the log
 };
 
 constexpr Fault kFaults[] = {
-    {"exit_after_commit", FaultPoint::kCommitted, FaultAction::kGoOn},
-    {"exit_after_publish", FaultPoint::kPublished, FaultAction::kGoOn},
-    {"writer_thread_exit", FaultPoint::kReconciled, FaultAction::kEndThread},
+    {"exit_after_commit", FaultPoint::kCommitted, FaultAction::kGoOn, "after the commit, before publishing"},
+    {"exit_after_publish", FaultPoint::kPublished, FaultAction::kGoOn, "after the acks, before marking published"},
+    {"writer_thread_exit", FaultPoint::kReconciled, FaultAction::kEndThread, "after a reconciliation"},
 };
 
 }  // namespace
@@ -34,10 +35,10 @@ FaultHook fault_hook_from_env() {
     return [f](FaultPoint at) {
       if (at != f.point) return FaultAction::kGoOn;
       if (f.action == FaultAction::kEndThread) {
-        spdlog::warn("DELTASYNC_FAULT={}: the writer thread ends now", f.name);
+        spdlog::warn("DELTASYNC_FAULT={}: the writer thread ends now, {}", f.name, f.where);
         return FaultAction::kEndThread;
       }
-      spdlog::warn("DELTASYNC_FAULT={}: exiting with code {}", f.name, kFaultExitCode);
+      spdlog::warn("DELTASYNC_FAULT={}: exiting with code {} {}", f.name, kFaultExitCode, f.where);
       spdlog::default_logger()->flush();
       ::_exit(kFaultExitCode);
     };

@@ -294,13 +294,20 @@ void IngestWriter::loop() {
           // A type whose stream holds changes the store lacks and cannot
           // give back takes no ingest until an operator acts (see
           // StreamPublisher, Recovery); every other type is free again.
+          // A type that could not be reconciled (a broker away) keeps what
+          // an earlier reconciliation found.
           std::lock_guard<std::mutex> lock(mu_);
           first_reconcile_done_ = true;
-          blocked_.clear();
-          for (const auto& [type, failure] : failures) {
-            if (failure.code() == StatusCode::kDataLoss) blocked_[type] = failure.message();
+          for (const TypeConfig& t : config_.types) {
+            const auto failure = failures.find(t.name);
+            if (failure == failures.end()) {
+              blocked_.erase(t.name);
+            } else if (failure->second.code() == StatusCode::kDataLoss) {
+              blocked_[t.name] = failure->second.message();
+            }
           }
         }
+        enter_store_full_when_mark_refused();
         if (metrics_.recovered_changes.load() != recovered_before && on_committed_) {
           // Changes taken back from a stream move partitions' marks.
           auto marks = store_.partition_marks();

@@ -13,8 +13,9 @@
 //        2. on_committed(marks): the newest version and business time of
 //           every partition that changed (the agent service refreshes stale
 //           agents before the push and measures lag against them);
-//        3. publish those delta batches from memory to JetStream, wait for
-//           the acks and mark them published in the log
+//        3. publish those delta batches to JetStream (from memory, or from
+//           the log after the mark while the type is in the backlog), wait
+//           for the acks and mark them published in the log
 //           (StreamPublisher::publish, which owns the backlog and the mark);
 //        4. only then reply to each producer {ok, first_version, last_version}.
 //        Between groups (and every 100 ms when idle) one bounded retention
@@ -43,7 +44,9 @@
 // whole episode and one info line when it ends (below): ingest resumes by
 // itself once space is back (producers retry with the same seq).
 // Until then not_ready_reason() names the full store (GET /readyz is 503): it
-// is set by a commit refused with SQLITE_FULL, or, while the writer is idle,
+// is set by a commit refused with SQLITE_FULL, by a published mark the store
+// refused with it (the batch is acknowledged all the same: it is stored and
+// in the stream), or, while the writer is idle,
 // by the store's filesystem having less than kStoreFreeBytesNearlyFull free
 // (an idle hub on a full disk is not ready before its first refused batch),
 // and cleared only once the filesystem has kStoreFreeBytesToResume free again

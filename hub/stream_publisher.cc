@@ -217,21 +217,20 @@ Status StreamPublisher::publish(const std::string& type, const std::vector<Pendi
   return Status::ok();
 }
 
+StreamPublisher::Acked StreamPublisher::mark_of(const std::string& type, const TypeState& st) const {
+  const auto unwritten = unwritten_marks_.find(type);
+  return unwritten == unwritten_marks_.end() ? Acked{st.published_batch, st.published_seq} : unwritten->second;
+}
+
 Result<uint64_t> StreamPublisher::published_batch(const std::string& type) {
   DS_ASSIGN_OR_RETURN(TypeState st, store_.type_state(type));
-  const auto unwritten = unwritten_marks_.find(type);
-  if (unwritten == unwritten_marks_.end()) return st.published_batch;
-  return std::max(st.published_batch, unwritten->second.batch);
+  return mark_of(type, st).batch;
 }
 
 void StreamPublisher::write_mark(const std::string& type, const Acked& mark) {
-  // A reconciliation may have written a later mark meanwhile: never back.
-  auto st = store_.type_state(type);
-  Status s = !st.is_ok() ? st.status()
-             : st->published_batch >= mark.batch ? Status::ok()
-                                                  : store_.mark_published(type, mark.batch, mark.seq);
+  Status s = store_.mark_published(type, mark.batch, mark.seq);
   if (s.is_ok()) {
-    forget_unwritten_mark(type);
+    unwritten_marks_.erase(type);
     return;
   }
   const bool first = unwritten_marks_.count(type) == 0;
@@ -244,8 +243,6 @@ void StreamPublisher::write_mark(const std::string& type, const Acked& mark) {
                  type, mark.seq, s.message());
   }
 }
-
-void StreamPublisher::forget_unwritten_mark(const std::string& type) { unwritten_marks_.erase(type); }
 
 void StreamPublisher::write_unwritten_marks() {
   mark_failure_ = Status::ok();
@@ -284,11 +281,9 @@ Status StreamPublisher::reconcile_type(const std::string& type) {
         return Status::data_loss("stream " + stream + ": message " + std::to_string(last->seq) +
                                  " is not a delta batch of this hub");
       }
-      // The stream's last message, not an acked mark the log did not take,
-      // says what it holds (the broker may have lost messages since).
-      forget_unwritten_mark(type);
     } else if (last.status().code() == StatusCode::kNotFound) {
-      if (state.last_seq > st.published_seq) {
+      const Acked mark = mark_of(type, st);
+      if (state.last_seq > mark.seq) {
         // Messages after the last one the log marked published were
         // stored, then aged out or purged: the store is older than the
         // stream (restored from a backup), and nothing can give the rest
@@ -298,31 +293,36 @@ Status StreamPublisher::reconcile_type(const std::string& type) {
             "seq {}, but stream {} holds messages up to seq {}, and they are gone (aged out or purged): the hub "
             "cannot take back what the backup lacks, and refuses ingest of type '{}' (new versions would collide "
             "with those the agents hold). {}",
-            type, st.version, st.published_seq, stream, state.last_seq, type,
+            type, st.version, mark.seq, stream, state.last_seq, type,
             gap_advice(st.version, st.version + 1, std::nullopt)));
       }
       spdlog::warn("reconcile {}: the stream's last message (seq {}) is gone (aged out or purged); trusting the "
-                   "log's published batch {}",
-                   stream, state.last_seq, st.published_batch);
+                   "published batch {}",
+                   stream, state.last_seq, mark.batch);
     } else {
       return last.status().with_context("reconcile " + stream);
     }
   }
 
-  if (stream_batch && *stream_batch != st.published_batch) {
+  // The stream's last message says what it holds (the broker may have lost
+  // messages since an ack, or be empty): that is the mark from now on, in
+  // the log or, while the log refuses it, in memory (write_mark), forward or
+  // back, so the publication below starts right after it.
+  if (stream_batch && (*stream_batch != st.published_batch || unwritten_marks_.count(type) != 0)) {
     if (*stream_batch > st.version) {
       DS_RETURN_IF_ERROR(recover_from_stream(type, st, state.first_seq, state.last_seq, *stream_batch));
       DS_ASSIGN_OR_RETURN(st, store_.type_state(type));
     }
-    if (*stream_batch > st.published_batch) {
-      spdlog::info("reconcile {}: the stream already holds batches up to {} (log marked {}): marking them published",
-                   stream, *stream_batch, st.published_batch);
-    } else {
-      spdlog::warn("reconcile {}: the stream holds batches only up to {} but the log marked {} published: the "
+    const uint64_t marked = mark_of(type, st).batch;
+    if (*stream_batch > marked) {
+      spdlog::info("reconcile {}: the stream already holds batches up to {} (marked {}): marking them published",
+                   stream, *stream_batch, marked);
+    } else if (*stream_batch < marked) {
+      spdlog::warn("reconcile {}: the stream holds batches only up to {} but {} was marked published: the "
                    "broker lost acknowledged messages; republishing",
-                   stream, *stream_batch, st.published_batch);
+                   stream, *stream_batch, marked);
     }
-    DS_RETURN_IF_ERROR(store_.mark_published(type, *stream_batch, stream_seq));
+    write_mark(type, Acked{*stream_batch, stream_seq});
   }
 
   const uint64_t batches_before = metrics_.published_batches.load();
@@ -330,12 +330,13 @@ Status StreamPublisher::reconcile_type(const std::string& type) {
   const uint64_t republished = metrics_.published_batches.load() - batches_before;
   metrics_.republished_batches += republished;
   DS_ASSIGN_OR_RETURN(TypeState after, store_.type_state(type));
+  const Acked now = mark_of(type, after);
   if (republished > 0) {
     spdlog::info("reconcile {}: republished {} delta batch(es); stream now at batch {} (seq {}), log version {}",
-                 stream, republished, after.published_batch, after.published_seq, after.version);
+                 stream, republished, now.batch, now.seq, after.version);
   } else {
-    spdlog::info("reconcile {}: in step with the log (batch {}, seq {}, version {})", stream, after.published_batch,
-                 after.published_seq, after.version);
+    spdlog::info("reconcile {}: in step with the log (batch {}, seq {}, version {})", stream, now.batch, now.seq,
+                 after.version);
   }
   return Status::ok();
 }
@@ -424,6 +425,7 @@ Result<std::optional<uint64_t>> StreamPublisher::first_stream_batch(const std::s
 
 Status StreamPublisher::reconcile(std::map<std::string, Status>* failures) {
   ++metrics_.reconciliations;
+  mark_failure_ = Status::ok();
   // Until a type is reconciled, its next publication reads the log.
   for (const TypeConfig& t : config_.types) backlog_.insert(t.name);
   // A broker that lost its store (or an operator who deleted a stream) comes
@@ -436,6 +438,9 @@ Status StreamPublisher::reconcile(std::map<std::string, Status>* failures) {
   Status first = ensure_streams();
   if (!first.is_ok()) {
     spdlog::log(level_of(first), "reconcile: {}", first.to_string());
+    if (failures != nullptr) {
+      for (const TypeConfig& t : config_.types) (*failures)[t.name] = first;
+    }
     return first;
   }
   for (const TypeConfig& t : config_.types) {

@@ -20,12 +20,14 @@
 //     reconciliation) is published from the log after its mark, in order;
 //     any other type straight from the batches its commit just created, in
 //     memory;
-//   - the acked marks the log could not take (a full disk, a lock another
-//     process holds): kept in memory, used as the mark meanwhile (nothing
-//     acked is published again), written again before the type's next
-//     publication and whenever the writer is idle (write_unwritten_marks).
-//     Such a failure fails no publication: what it records is in the
-//     stream, and a restart's reconciliation sets the mark from the stream.
+//   - the marks the log could not take (a full disk, a lock another process
+//     holds): an acked mark, or the stream's last batch a reconciliation
+//     found; kept in memory and used as the mark meanwhile (so acked
+//     batches are not published again, and those a broker lost are), written
+//     again before the type's next publication and whenever the writer is
+//     idle with space on the store's disk (write_unwritten_marks). Such a
+//     failure fails no publication: what it records is what the stream
+//     holds, and a restart's reconciliation sets the mark from the stream.
 //     mark_failure() says why for the writer (a full disk starts its
 //     store-full episode); other causes are warned once per episode.
 //
@@ -40,14 +42,13 @@
 // records, so only a change stored before, or a shrunken limit, gets there).
 //
 // Reconciliation (start-up and every broker reconnect): per type, the last
-// message actually in the stream names the last batch it holds. The log's
-// published mark is moved to it (an acked mark not yet written is dropped:
-// the stream is the truth) (forward after a crash between publish and
-// mark; backward when the broker lost acknowledged messages, as nats-server
-// 2.9 may on a host crash), and everything after it is republished. A stream
-// whose last message is gone (aged out) keeps the log's mark. Missing streams
-// are created first, so a broker that lost its whole store is refilled from
-// the log.
+// message actually in the stream names the last batch it holds (none for an
+// empty stream). The published mark is moved to it, replacing a mark held in
+// memory (forward after a crash between publish and mark; backward when the
+// broker lost acknowledged messages, as nats-server 2.9 may on a host
+// crash), and everything after it is republished. A stream whose last
+// message is gone (aged out) keeps the mark. Missing streams are created
+// first, so a broker that lost its whole store is refilled from the log.
 //
 // Recovery (the store was restored from an older backup): when the stream's
 // last batch is beyond the log's head, the stream holds acknowledged changes
@@ -71,7 +72,8 @@
 // the acks of a publication and before its mark is written.
 //
 // Thread-safety: none, but max_batch_bytes(); used by the ingest writer
-// thread only (it owns the writer QueryStore the publisher reads and marks).
+// thread only (it owns the writer QueryStore the publisher reads and marks),
+// after ensure_streams() at the hub's start, before the writer starts.
 
 #include <cstdint>
 #include <map>
@@ -119,23 +121,23 @@ class StreamPublisher {
   // every type; others are skipped) when the stream holds everything
   // before them, else from the log after the mark (these included). An
   // error means they are not known to be in the stream (the broker did not
-  // ack, or a batch can never fit): the type goes into the backlog and
-  // nothing is lost (the log holds it). An acked mark the log cannot take
-  // is no error (see above).
+  // ack, a batch can never fit, or the log could not be read): the type
+  // goes into the backlog and nothing is lost (the log holds it). A mark the
+  // log cannot take is no error (see above).
   Status publish(const std::string& type, const std::vector<PendingBatch>& created);
 
   // Reconciles every type (see above) and sets its backlog: out of it when
   // reconciled, in it when not; returns the first failure after trying them
-  // all. `failures`, when given, receives each failed type's status
-  // (DataLoss: the stream holds changes the store lacks and cannot give
-  // back).
+  // all. `failures`, when given, receives the status of every type not
+  // reconciled (all of them when the streams could not be ensured; DataLoss:
+  // the stream holds changes the store lacks and cannot give back).
   Status reconcile(std::map<std::string, Status>* failures = nullptr);
 
   // Whether acked marks wait to be written; writes them (see above).
   bool has_unwritten_marks() const { return !unwritten_marks_.empty(); }
   void write_unwritten_marks();
-  // Why the log refused an acked mark in the last call of publish() or
-  // write_unwritten_marks(); ok when it took every mark it was given there.
+  // Why the log refused a mark in the last call of publish(), reconcile()
+  // or write_unwritten_marks(); ok when it took every mark it was given there.
   const Status& mark_failure() const { return mark_failure_; }
 
   // The first batch the stream of `type` still holds (retention keeps the
@@ -163,14 +165,14 @@ class StreamPublisher {
   // nothing was left, else *last_batch is the last one acked (unchanged
   // after a re-cut).
   Status publish_round(const std::string& type, uint64_t after_batch, uint64_t* last_batch, size_t* count);
-  // The last batch the stream of `type` is known to hold: the log's mark,
-  // or a later acked one not yet written.
+  // The mark of `type`: the one held in memory, else the log's (`st`).
+  Acked mark_of(const std::string& type, const TypeState& st) const;
+  // The last batch the stream of `type` is known to hold: mark_of's.
   Result<uint64_t> published_batch(const std::string& type);
-  // Records `mark`, acked by the stream, as the published mark of `type`:
+  // Records `mark` (what the stream holds) as the published mark of `type`:
   // in the log, or, when the log refuses it, in unwritten_marks_ (see
-  // above). Never moves the log's mark back.
+  // above).
   void write_mark(const std::string& type, const Acked& mark);
-  void forget_unwritten_mark(const std::string& type);
 
   Status reconcile_type(const std::string& type);
   // Takes back from the stream the changes of `type` after the log's head
@@ -190,7 +192,7 @@ class StreamPublisher {
   const FaultHook faults_;
   // Types published from the log (see above); every type until reconciled.
   std::set<std::string> backlog_;
-  // Acked marks the log has not taken yet, by type (see above).
+  // Marks the log has not taken yet, by type (see above).
   std::map<std::string, Acked> unwritten_marks_;
   Status mark_failure_;
 };

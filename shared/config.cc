@@ -445,12 +445,17 @@ Status refuse_what_the_parser_mishandles(std::string_view text, const std::strin
 }
 
 // `text` with every non-ASCII character (a UTF-8 lead byte with its
-// continuation bytes, or a stray byte) as one '@'. TOML allows '@', like a
-// non-ASCII character, only in strings and comments, so the parser takes the
-// same path through both texts, except where the original would make it look
-// at a non-ASCII character as code (the undefined behaviour above): there,
-// or at a lookahead that reached one, the copy ends in a syntax error, at the
-// same line and column (toml++ counts characters, not bytes).
+// continuation bytes; a stray continuation byte is dropped) as one '@'. TOML
+// allows '@', like a non-ASCII character, only in strings and comments, so
+// the parser takes the same path through both texts, except where the
+// original would make it look at a non-ASCII character as code (the
+// undefined behaviour above): there, or at a lookahead that reached one, the
+// copy ends in a syntax error, at the same line and column (toml++ counts
+// characters, not bytes; CR is a column). The paths also part where toml++
+// takes a non-ASCII character for whitespace (U+00A0, U+2000..U+200B,
+// U+3000, U+FEFF and a few more; U+0085, U+2028/9 as line ends) and '@' is
+// not; each such place outside strings is an error for the original too,
+// but the skip after a line-ending backslash, which the scan above refuses.
 std::string ascii_stand_in(std::string_view text) {
   std::string out;
   out.reserve(text.size());
@@ -486,34 +491,41 @@ bool non_ascii_at(std::string_view text, size_t line, size_t column) {
 // TOML_EXCEPTIONS (the Debian package is) and through toml::parse_result
 // otherwise; either way the error becomes a Status here and nothing escapes.
 // The original text reaches the parser only once its ASCII stand-in (above)
-// parsed: a syntax error of the stand-in is the original's, named as a
-// non-ASCII character where the original has one.
+// parsed; a syntax error of the stand-in at a non-ASCII character of the
+// original says that its '@' stands for one.
 Result<toml::table> parse_toml(std::string_view text, const std::string& file) {
   DS_RETURN_IF_ERROR(refuse_what_the_parser_mishandles(text, file));
-  auto syntax_error = [&](const toml::parse_error& e) {
+  auto syntax_error = [&](const toml::parse_error& e, bool of_stand_in) {
     const toml::source_position& at = e.source().begin;
-    const std::string where = file + ":" + std::to_string(at.line) + ":" + std::to_string(at.column) + ": ";
-    if (non_ascii_at(text, at.line, at.column)) {
-      return Status::invalid_argument(where + kNonAsciiInCode);
+    std::string message = file + ":" + std::to_string(at.line) + ":" + std::to_string(at.column) +
+                          ": syntax error: " + std::string(e.description());
+    if (of_stand_in && non_ascii_at(text, at.line, at.column)) {
+      message += " ('@' stands for the non-ASCII character there)";
     }
-    return Status::invalid_argument(where + "syntax error: " + std::string(e.description()));
+    return Status::invalid_argument(std::move(message));
   };
   const std::string stand_in = ascii_stand_in(text);
   const bool ascii = stand_in == text;
 #if TOML_EXCEPTIONS
+  if (!ascii) {
+    try {
+      (void)toml::parse(std::string_view(stand_in), file);
+    } catch (const toml::parse_error& e) {
+      return syntax_error(e, true);
+    }
+  }
   try {
-    if (!ascii) (void)toml::parse(std::string_view(stand_in), file);
     return toml::parse(text, file);
   } catch (const toml::parse_error& e) {
-    return syntax_error(e);
+    return syntax_error(e, false);
   }
 #else
   if (!ascii) {
     toml::parse_result checked = toml::parse(std::string_view(stand_in), file);
-    if (!checked) return syntax_error(checked.error());
+    if (!checked) return syntax_error(checked.error(), true);
   }
   toml::parse_result r = toml::parse(text, file);
-  if (!r) return syntax_error(r.error());
+  if (!r) return syntax_error(r.error(), false);
   return std::move(r).table();
 #endif
 }

@@ -65,7 +65,8 @@ class Messaging {
   }
 };
 
-// The JetStream calls that read a stream, which both seams below take.
+// The JetStream calls that read a stream, which both seams below take. A
+// plain (non-virtual) base: no class implements both seams.
 class StreamReader {
  public:
   virtual ~StreamReader() = default;

@@ -281,6 +281,11 @@ void FakeStreamAccess::append(const std::string& name, StoredMessage m) {
   s.messages.push_back(std::move(m));
 }
 
+void FakeStreamAccess::delete_stream(const std::string& name) {
+  std::lock_guard lock(mu_);
+  streams_.erase(name);
+}
+
 std::vector<StoredMessage> FakeStreamAccess::messages(const std::string& name) const {
   std::lock_guard lock(mu_);
   auto it = streams_.find(name);

@@ -144,6 +144,8 @@ class FakeStreamAccess final : public StreamAccess {
   void set_max_payload(int64_t bytes);
   // Appends `m` (its seq is assigned) to `stream`, creating the stream.
   void append(const std::string& stream, StoredMessage m);
+  // Drops `stream` and its messages, as a broker that lost its store.
+  void delete_stream(const std::string& stream);
   // The messages of `stream`, in order.
   std::vector<StoredMessage> messages(const std::string& stream) const;
   int wait_calls() const;

@@ -1,7 +1,7 @@
 // GET /readyz fails, with the reason, when the hub's ingest writer thread is
 // not running (issue 15, "Health"): the real hub binary, a real nats-server,
 // the writer thread ended by the test-only fault hook
-// DELTASYNC_FAULT=writer_thread_exit (hub/ingest_writer.h) after its first
+// DELTASYNC_FAULT=writer_thread_exit (hub/fault_hook.h) after its first
 // reconciliation, as a bug in its loop would end it. The process goes on:
 // /healthz stays 200, /readyz is 503 naming the writer, the ready gauge is 0,
 // and an ingest is refused at once with "unavailable" instead of waiting for

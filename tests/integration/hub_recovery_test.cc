@@ -3,7 +3,7 @@
 // stream; SIGTERM drains in-flight ingests and exits 0.
 //
 // The crash points are made deterministic with the test-only fault hook
-// DELTASYNC_FAULT (hub/ingest_writer.h), which _exit()s the hub exactly there
+// DELTASYNC_FAULT (hub/fault_hook.h), which _exit()s the hub exactly there
 // (exit code 86): to the broker and to SQLite that is the same as a SIGKILL.
 
 #include <signal.h>

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <future>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -100,26 +101,32 @@ class CommitGate {
   int entered_ = 0;    // guarded by mu_
 };
 
-// Counts the writer's idle rounds (FaultPoint::kIdle) so a test waits for
-// them instead of sleeping.
-class IdleRounds {
+// Counts the writer's passes through its fault points (an injected
+// FaultHook) so a test waits for idle rounds and reconciliations instead of
+// sleeping.
+class FaultPointCounts {
  public:
-  void count() {
+  void count(FaultPoint point) {
     std::lock_guard lock(mu_);
-    ++rounds_;
+    ++counts_[point];
     cv_.notify_all();
   }
-  // Waits (at most 10 s) until `n` more idle rounds ended.
-  bool wait(int n) {
+  int64_t seen(FaultPoint point) {
+    std::lock_guard lock(mu_);
+    return counts_[point];
+  }
+  // Waits (at most 10 s) until `point` was passed `n` more times.
+  bool wait(FaultPoint point, int n) { return wait_until(point, seen(point) + n); }
+  // Waits (at most 10 s) until `point` was passed `count` times in all.
+  bool wait_until(FaultPoint point, int64_t count) {
     std::unique_lock lock(mu_);
-    const int64_t until = rounds_ + n;
-    return cv_.wait_for(lock, std::chrono::seconds(10), [&] { return rounds_ >= until; });
+    return cv_.wait_for(lock, std::chrono::seconds(10), [&] { return counts_[point] >= count; });
   }
 
  private:
   std::mutex mu_;
   std::condition_variable cv_;
-  int64_t rounds_ = 0;  // guarded by mu_
+  std::map<FaultPoint, int64_t> counts_;  // guarded by mu_
 };
 
 class IngestWriterTest : public ::testing::Test {
@@ -195,6 +202,25 @@ class IngestWriterTest : public ::testing::Test {
     return out;
   }
 
+  // Starts the writer over a store that waits 50 ms for a lock, with a hook
+  // that counts fault points and, while lock_after_acks_ is armed, takes the
+  // store's write lock through other_ right after JetStream's acks (once).
+  void start_with_lock_after_acks() {
+    reopen_store_with_busy_timeout(50);
+    auto other = Database::open(config_.store_path);
+    ASSERT_TRUE(other.is_ok()) << other.status().to_string();
+    other_ = std::move(other).value();
+    IngestWriter::Options options;
+    options.faults = [this](FaultPoint point) {
+      if (point == FaultPoint::kPublished && lock_after_acks_.exchange(false)) {
+        EXPECT_TRUE(other_->exec("BEGIN EXCLUSIVE").is_ok());
+      }
+      points_.count(point);
+      return FaultAction::kGoOn;
+    };
+    start(options);
+  }
+
   ds::TempDir dir_{"ingest-writer-test"};
   HubConfig config_;
   std::unique_ptr<QueryStore> store_;
@@ -203,7 +229,9 @@ class IngestWriterTest : public ::testing::Test {
   HubMetrics metrics_;
   std::unique_ptr<StreamPublisher> publisher_;  // over store_, built by make()
   CommitGate gate_;
-  IdleRounds idle_;
+  FaultPointCounts points_;
+  std::unique_ptr<Database> other_;  // another connection to the store
+  std::atomic<bool> lock_after_acks_{false};
   std::mutex mu_;
   std::vector<std::vector<PartitionMark>> commits_;  // guarded by mu_
   std::unique_ptr<IngestWriter> writer_;
@@ -353,7 +381,7 @@ TEST_F(IngestWriterTest, CommitRefusedByALockedStoreIsNamedNotReadyUntilACommitS
   reopen_store_with_busy_timeout(50);
   IngestWriter::Options options;
   options.faults = [this](FaultPoint point) {
-    if (point == FaultPoint::kIdle) idle_.count();
+    points_.count(point);
     return FaultAction::kGoOn;
   };
   start(options);
@@ -374,16 +402,16 @@ TEST_F(IngestWriterTest, CommitRefusedByALockedStoreIsNamedNotReadyUntilACommitS
 
   // Still held: the idle writer's probe (once a second) finds it held.
   clock_.advance(1000);
-  ASSERT_TRUE(idle_.wait(2));
+  ASSERT_TRUE(points_.wait(FaultPoint::kIdle, 2));
   EXPECT_NE(writer_->not_ready_reason(), "");
 
   // Lock released: the idle writer's next probe, a second later, finds the
   // store free again: ready before any producer retries; the retry is stored.
   ASSERT_TRUE((*other)->exec("ROLLBACK").is_ok());
-  ASSERT_TRUE(idle_.wait(1));
+  ASSERT_TRUE(points_.wait(FaultPoint::kIdle, 1));
   EXPECT_NE(writer_->not_ready_reason(), "") << "probed again within the second";
   clock_.advance(1000);
-  ASSERT_TRUE(idle_.wait(2));
+  ASSERT_TRUE(points_.wait(FaultPoint::kIdle, 2));
   EXPECT_EQ(writer_->not_ready_reason(), "");
   const IngestReply retried = submit("prices", request({price("b", 2.0)}, "erp", 2)).get();
   ASSERT_TRUE(retried.ok()) << retried.error->message;
@@ -429,27 +457,15 @@ TEST_F(IngestWriterTest, AckedBatchWhoseMarkCannotBeWrittenIsAcknowledgedAndNotP
 
 TEST_F(IngestWriterTest, BacklogPublicationWhoseMarkCannotBeWrittenIsAcknowledgedAndNotPublishedAgain) {
   // The type is in the backlog (its last publication was not acked), so the
-  // next batch goes out from the log; right after JetStream's acks (the
-  // injected fault point) another connection takes the store's write lock,
-  // and only the mark fails.
-  reopen_store_with_busy_timeout(50);
-  auto other = Database::open(config_.store_path);
-  ASSERT_TRUE(other.is_ok()) << other.status().to_string();
-  std::atomic<bool> lock_after_acks{false};
-  IngestWriter::Options options;
-  options.faults = [&](FaultPoint point) {
-    if (point == FaultPoint::kPublished && lock_after_acks.exchange(false)) {
-      EXPECT_TRUE((*other)->exec("BEGIN EXCLUSIVE").is_ok());
-    }
-    return FaultAction::kGoOn;
-  };
-  start(options);
+  // next batch goes out from the log; right after JetStream's acks another
+  // connection takes the store's write lock, and only the mark fails.
+  start_with_lock_after_acks();
 
   broker_.set_ack_failure(Status::unavailable("fake broker: no ack"));
   ASSERT_FALSE(submit("prices", request({price("a", 1.0)}, "erp", 1)).get().ok());
   broker_.set_ack_failure(Status::ok());
 
-  lock_after_acks = true;
+  lock_after_acks_ = true;
   const IngestReply second = submit("prices", request({price("b", 2.0)}, "erp", 2)).get();
   ASSERT_TRUE(second.ok()) << second.error->message;  // stored and in the stream: acknowledged
   EXPECT_EQ(second.first_version, 2u);
@@ -458,7 +474,7 @@ TEST_F(IngestWriterTest, BacklogPublicationWhoseMarkCannotBeWrittenIsAcknowledge
 
   // Lock released: the next batch goes out after the two, which are not
   // published again; the retried first batch gets its range.
-  ASSERT_TRUE((*other)->exec("ROLLBACK").is_ok());
+  ASSERT_TRUE(other_->exec("ROLLBACK").is_ok());
   const IngestReply third = submit("prices", request({price("c", 3.0)}, "erp", 3)).get();
   ASSERT_TRUE(third.ok()) << third.error->message;
   const IngestReply retried = submit("prices", request({price("a", 1.0)}, "erp", 1)).get();
@@ -470,6 +486,36 @@ TEST_F(IngestWriterTest, BacklogPublicationWhoseMarkCannotBeWrittenIsAcknowledge
   auto state = store_->type_state("prices");
   ASSERT_TRUE(state.is_ok()) << state.status().to_string();
   EXPECT_EQ(state->published_version, 3u);
+}
+
+TEST_F(IngestWriterTest, ReconciliationWithAMarkHeldInMemoryRepublishesWhatTheBrokerLostAndNothingElse) {
+  start_with_lock_after_acks();
+  lock_after_acks_ = true;
+  ASSERT_TRUE(submit("prices", request({price("a", 1.0)}, "erp", 1)).get().ok());
+  ASSERT_EQ(streamed_versions("prices"), (std::vector<uint64_t>{1}));  // its mark only in memory: locked
+
+  // A reconnect's reconciliation while the lock is still held: the stream
+  // holds batch 1, which is not published again.
+  int64_t reconciled = points_.seen(FaultPoint::kReconciled);
+  writer_->request_reconcile();
+  ASSERT_TRUE(points_.wait_until(FaultPoint::kReconciled, ++reconciled));
+  EXPECT_EQ(metrics_.published_batches.load(), 1u) << "an acked batch was published again";
+
+  // The broker lost its store (the stream comes back empty): batch 1 is
+  // published again, though the log never took its mark.
+  broker_.delete_stream(stream_name("prices"));
+  writer_->request_reconcile();
+  ASSERT_TRUE(points_.wait_until(FaultPoint::kReconciled, ++reconciled));
+  EXPECT_EQ(streamed_versions("prices"), (std::vector<uint64_t>{1})) << "the broker's loss was not refilled";
+
+  ASSERT_TRUE(other_->exec("ROLLBACK").is_ok());
+  ASSERT_TRUE(submit("prices", request({price("b", 2.0)}, "erp", 2)).get().ok());
+  EXPECT_EQ(streamed_versions("prices"), (std::vector<uint64_t>{1, 2}));
+  EXPECT_EQ(metrics_.published_batches.load(), 3u);  // 1, 1 again (refill), 2
+  writer_->stop();
+  auto state = store_->type_state("prices");
+  ASSERT_TRUE(state.is_ok()) << state.status().to_string();
+  EXPECT_EQ(state->published_version, 2u);
 }
 
 TEST_F(IngestWriterTest, StopAnswersWhatIsQueuedThenRefusesUnavailable) {
