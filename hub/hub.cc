@@ -128,7 +128,10 @@ struct Hub::Impl {
     fatal_cv.notify_all();  // wakes the start wait at once
     std::lock_guard<std::mutex> lock(events_mu);
     if (!running) {
+      // Not started: nothing subscribed yet that /readyz would vouch for
+      // (and `nc` may not be set yet).
       if (on_status && !started.load()) on_status("connected to " + config.nats.url + "; starting");
+      subscriptions_confirmed.store(true);
       return;
     }
     if (on_status) on_status("ready: reconnected to " + config.nats.url);
@@ -139,6 +142,12 @@ struct Hub::Impl {
       writer->request_reconcile();
     }
     agents->on_reconnected();
+    // cnats sent the subscriptions again on reconnecting; a round trip
+    // proves the server took them (it answers in order), so a producer told
+    // "ready" finds the ingest subscription (no "no responders"). A flush
+    // that fails (disconnected again) leaves it to the next reconnect. Under
+    // events_mu, so the hub's shutdown waits for it (at most its timeout).
+    if (nc->flush(kResubscribeFlushMs).is_ok()) subscriptions_confirmed.store(true);
   }
 
   // The delta publisher's connection came back: the streams may have lost
@@ -150,6 +159,11 @@ struct Hub::Impl {
     spdlog::info("nats: delta publisher reconnected; reconciling streams");
     writer->request_reconcile();
   }
+
+  // The hub's subscriptions are known to the server: false from a
+  // disconnect until the round trip after the reconnect (on_reconnected).
+  static constexpr int64_t kResubscribeFlushMs = 5000;
+  std::atomic<bool> subscriptions_confirmed{true};
 
   bool all_connected() const {
     return nc != nullptr && nc->connected() && (publisher_nc == nullptr || publisher_nc->connected());
@@ -200,6 +214,7 @@ struct Hub::Impl {
     const bool connected = all_connected();
     if (started.load()) {
       if (nc == nullptr || !nc->connected()) return "nats: disconnected (reconnecting)";
+      if (!subscriptions_confirmed.load()) return "nats: reconnected; confirming the hub's subscriptions";
       if (!connected) return "nats: the delta publisher's connection is down (reconnecting)";
       return writer->not_ready_reason();
     }
@@ -318,7 +333,10 @@ Result<std::unique_ptr<Hub>> Hub::start(HubConfig config, std::stop_token stop, 
   co.name = "deltasync-hub";
   // At boot nats-server may come up after the hub: keep trying.
   co.retry_on_failed_connect = true;
-  co.on_disconnected = [] { spdlog::warn("nats: disconnected; reconnecting"); };
+  co.on_disconnected = [im] {
+    im->subscriptions_confirmed.store(false);
+    spdlog::warn("nats: disconnected; reconnecting");
+  };
   co.on_reconnected = [im] { im->on_reconnected(); };  // also the first connect
   co.on_async_error = [](const std::string& e) { spdlog::error("nats: {}", e); };
   co.on_retry = [im](int attempt, int64_t delay_ms) { im->on_nats_retry(attempt, delay_ms); };
