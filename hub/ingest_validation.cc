@@ -27,10 +27,9 @@ Result<Value> partition_column_value(const Column& column, const std::string& pa
       return Status::invalid_argument("partition '" + partition + "' is not an integer, as column '" + column.name +
                                       "' requires");
     }
-    if (std::to_string(v) != partition) {
-      return Status::invalid_argument("partition '" + partition + "' is the integer " + std::to_string(v) +
-                                      " of column '" + column.name + "', whose partition is written '" +
-                                      std::to_string(v) + "'");
+    if (const std::string written = std::to_string(v); written != partition) {
+      return Status::invalid_argument("partition '" + partition + "' is the integer " + written + " of column '" +
+                                      column.name + "', whose partition is written '" + written + "'");
     }
     return Value{v};
   }

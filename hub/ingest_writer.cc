@@ -1,13 +1,11 @@
 #include "hub/ingest_writer.h"
 
 #include <sys/statvfs.h>
-#include <unistd.h>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>

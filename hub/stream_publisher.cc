@@ -194,7 +194,10 @@ Status StreamPublisher::publish(const std::string& type, const std::vector<Pendi
   mark_failure_ = Status::ok();
   // The log should know what the stream holds before more is published; a
   // mark it still refuses stays the mark in memory.
-  if (unwritten_marks_.count(type) != 0) write_mark(type, unwritten_marks_.at(type));
+  if (const auto held = unwritten_marks_.find(type); held != unwritten_marks_.end()) {
+    const Acked mark = held->second;  // write_mark erases the entry it succeeds for
+    write_mark(type, mark);
+  }
   if (backlog_.count(type) != 0) {
     // The log may hold batches before these that the stream lacks: publish
     // everything after the mark, in order (these included).

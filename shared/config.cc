@@ -349,9 +349,6 @@ class Section {
 // The scan follows TOML's strings and comments; it decides nothing else. A
 // quote opens a string only where TOML allows one (first on its line or after
 // '=', '[', '{', ',' or '.'): the parser reads `0"é` as one value.
-constexpr const char* kNonAsciiInCode =
-    "syntax error: a non-ASCII character outside a string or comment (keys and values other than strings are ASCII)";
-
 Status refuse_what_the_parser_mishandles(std::string_view text, const std::string& file) {
   enum class In { kCode, kComment, kBasic, kLiteral, kMultiBasic, kMultiLiteral };
   In in = In::kCode;
@@ -390,7 +387,8 @@ Status refuse_what_the_parser_mishandles(std::string_view text, const std::strin
           in = c == '"' ? (multi ? In::kMultiBasic : In::kBasic) : (multi ? In::kMultiLiteral : In::kLiteral);
           if (multi) i += 2;
         } else if (non_ascii(i)) {
-          return Status::invalid_argument(at(i) + kNonAsciiInCode);
+          return Status::invalid_argument(at(i) + "syntax error: a non-ASCII character outside a string or "
+                                                  "comment (keys and values other than strings are ASCII)");
         }
         if (c != ' ' && c != '\t' && in == In::kCode) before = c;
         break;
