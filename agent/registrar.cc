@@ -153,7 +153,7 @@ Status Registrar::register_once() {
   for (int round = 0; round < kMaxRoundsPerRegistration; ++round) {
     DS_ASSIGN_OR_RETURN(RegisterRequest req, build_request());
     DS_ASSIGN_OR_RETURN(std::string msg,
-                        nc_.request(subjects_.register_agent(config_.id), encode(req), kRequestTimeoutMs));
+                        nc_.request(subjects_.register_agent(config_.id), encode(req), kRegisterReplyTimeoutMs));
     DS_ASSIGN_OR_RETURN(RegisterReply reply, decode_register_reply(msg));
     if (!reply.ok()) {
       Status refused = reply.error->to_status().with_context("the hub refused the registration");

@@ -190,7 +190,20 @@ struct AgentService::Impl {
     if (plan.store) registry->set_delivery(a.id, sub.type, plan.state);
   }
 
-  void handle_register(const Envelope& msg) {
+  // `received_ms`: steady time when the request arrived (cnats thread). A
+  // request that waited past the agent's reply timeout in this thread's
+  // queue (registrations of other agents ahead of it, each slow while a NATS
+  // cluster elects leaders) is dropped: its agent has stopped waiting and
+  // registers again, and carrying it out would recreate the agent's
+  // consumers once more for nobody.
+  void handle_register(const Envelope& msg, int64_t received_ms) {
+    const int64_t waited_ms = clocks.now_steady_ms() - received_ms;
+    if (waited_ms > kRegisterReplyTimeoutMs) {
+      spdlog::info("register {}: dropped unanswered: it waited {} ms for the hub, past the agent's {} ms reply "
+                   "timeout; the agent registers again",
+                   Subjects::last_token(msg.subject), waited_ms, kRegisterReplyTimeoutMs);
+      return;
+    }
     RegisterReply reply =
         registration.handle(msg.subject, msg.data, clock.at(clocks.now_steady_ms()), clocks.now_system_ms());
     if (reply.ok()) index_agent(std::string(Subjects::last_token(msg.subject)));
@@ -607,7 +620,9 @@ Result<std::unique_ptr<AgentService>> AgentService::start(const HubConfig& confi
       spdlog::warn("registration on {} dropped unanswered: {}", msg.subject, s.message());
       return;
     }
-    asio::post(p->io, [p, m = std::move(msg)] { p->handle_register(m); });
+    asio::post(p->io, [p, m = std::move(msg), received_ms = p->clocks.now_steady_ms()] {
+      p->handle_register(m, received_ms);
+    });
   }));
 
   // Subscriptions are in place at the server when start() returns.

@@ -5,8 +5,9 @@
 // Per agent and type one consumer: durable ag_<agent> on stream DS_<TYPE>,
 // filtered on ds.delta.<type>.<partition> (or ds.delta.<type>.> for "*" and
 // unpartitioned types), delivering to ds.push.<agent>.<type>, explicit
-// acks, memory storage, one replica, bounded max-ack-pending, flow control,
-// max_deliver 5, starting at the agent's checkpoint seq + 1.
+// acks, memory storage, as many replicas as the stream, bounded
+// max-ack-pending, flow control, max_deliver 5, starting at the agent's
+// checkpoint seq + 1.
 //
 // Explicit acks, not ack-all: a consumer replaced here keeps its name, and an
 // agent may still ack what the replaced one delivered (it was paused, or it
@@ -65,7 +66,8 @@ class DeliveryManager {
                              uint64_t after_seq) const;
 
   // (Re)creates the consumer so that it delivers from after_seq + 1: deletes
-  // an existing one first (a consumer's start cannot be moved).
+  // an existing one first (a consumer's start cannot be moved). Unavailable
+  // when the create still finds the deleted one (a cluster mid-delete).
   Status open(std::string_view agent, std::string_view type, std::string_view partition, uint64_t after_seq);
   // Removes the consumer; OK when it does not exist.
   Status close(std::string_view agent, std::string_view type);

@@ -68,6 +68,10 @@ struct SubscriptionReport {
   uint64_t rows = 0;
   bool operator==(const SubscriptionReport&) const = default;
 };
+// How long an agent waits for the reply to its registration before it gives
+// up and registers again; the hub does not carry out a request that waited
+// longer than this in its queue (docs/protocol.md, "Registration").
+inline constexpr int64_t kRegisterReplyTimeoutMs = 10000;
 struct RegisterRequest {
   std::string agent;
   std::string host;

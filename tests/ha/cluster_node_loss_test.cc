@@ -1,20 +1,26 @@
 // High availability, part 1 (label ha): deltasync on a 3-node JetStream
 // cluster on loopback (testing/nats_cluster.h) with [streams] replicas:
-// scaled in place, waited for while the cluster cannot place them, refused
-// on a lone server. A node SIGKILLed under load with agents attached does
-// not pass yet and is not in the suite (docs/reliability.md, "A NATS
-// cluster"); a standby hub and fencing are not built (docs/operations.md,
-// "A NATS cluster").
+// replicas scaled in place, waited for while the cluster cannot place them,
+// refused on a lone server; any one node SIGKILLed under load loses nothing
+// acknowledged and comes back caught up (ClusterNodeLoss: a documented
+// command, not in CTest yet, because nats-server 2.9.10 fails its catch-up
+// in about one run of three: tests/CMakeLists.txt, docs/reliability.md, "A
+// NATS cluster"). A standby hub and fencing are not built
+// (docs/operations.md, "A NATS cluster").
 #include <signal.h>
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <cstdio>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "shared/names.h"
 #include "shared/nats.h"
 #include "tests/e2e/fleet.h"
+#include "tests/e2e/under_load.h"
 #include "testing/nats_cluster.h"
 #include "tests/harness/nats_server.h"
 
@@ -23,6 +29,12 @@ namespace {
 
 constexpr const char* kTypes[] = {"products", "prices", "inventory"};
 constexpr int64_t kCatchUpTimeoutMs = 30000;
+
+using Clock = std::chrono::steady_clock;
+
+int64_t ms_since(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
+}
 
 nlohmann::json product(const std::string& sku) {
   return {{"key", sku}, {"op", "upsert"}, {"fields", {{"name", sku}, {"category", "ha"}}}};
@@ -91,6 +103,74 @@ Result<std::unique_ptr<Connection>> connect_to(Fleet& fleet) {
   }
   if (seen == 0) return ::testing::AssertionFailure() << "no agent consumer";
   return ::testing::AssertionSuccess();
+}
+
+// The node `name` holds a copy of every stream, caught up with its leader.
+::testing::AssertionResult node_caught_up(Fleet& fleet, const std::string& name) {
+  auto replicated = streams_replicated(fleet, 3);
+  if (!replicated) return replicated;
+  auto nc = connect_to(fleet);
+  if (!nc.is_ok()) return ::testing::AssertionFailure() << nc.status().to_string();
+  auto js = (*nc)->jetstream();
+  if (!js.is_ok()) return ::testing::AssertionFailure() << js.status().to_string();
+  for (const char* type : kTypes) {
+    auto st = (*js)->stream_state(stream_name(type));
+    if (!st.is_ok()) return ::testing::AssertionFailure() << st.status().to_string();
+    std::set<std::string> peers = {st->leader};
+    for (const StreamFollower& f : st->followers) peers.insert(f.name);
+    if (peers.count(name) == 0) return ::testing::AssertionFailure() << stream_name(type) << " has no copy on " << name;
+  }
+  return ::testing::AssertionSuccess();
+}
+
+class ClusterNodeLoss : public UnderLoadTest {
+ protected:
+  ClusterNodeLoss() : UnderLoadTest(retail_agents(), clustered(3)) {}
+};
+
+// Each node in turn SIGKILLed under load with agents attached, every node
+// current before each kill (else two copies of some group would be missing
+// at once): 30 batches are acknowledged with the node down, every agent is
+// live with its consumers again, the node restarted holds a current copy of
+// every stream and consumer, and at the end the hub holds exactly what was
+// acknowledged, every replica has converged, and no log has an error line.
+TEST_F(ClusterNodeLoss, AnyOneNodeKilledUnderLoadLosesNothingAndComesBackCaughtUp) {
+  ASSERT_TRUE(streams_replicated(fleet_, 3));
+  NatsCluster& cluster = fleet_.cluster();
+  for (int i = 0; i < cluster.size(); ++i) {
+    SCOPED_TRACE("node " + cluster.server_name(i) + " killed");
+    // Every node holds a current copy of everything before the next loss
+    // (else two copies of some group would be missing at once).
+    for (int n = 0; n < cluster.size(); ++n) {
+      Status current = cluster.wait_current(n, kCatchUpTimeoutMs);
+      ASSERT_TRUE(current.is_ok()) << current.to_string() << cluster.logs();
+    }
+    const auto killed = Clock::now();
+    cluster.kill_node(i);
+    // The system takes load with the node gone, and every agent stays (or
+    // becomes again) live with its consumers.
+    ASSERT_NO_FATAL_FAILURE(keep_loading(30));
+    const int64_t loaded_ms = ms_since(killed);
+    Status live = fleet_.wait_all_live();
+    ASSERT_TRUE(live.is_ok()) << live.to_string() << fleet_.logs();
+    const int64_t live_ms = ms_since(killed);
+    const auto restarted = Clock::now();
+    Status back = cluster.start_node(i);
+    ASSERT_TRUE(back.is_ok()) << back.to_string();
+    ASSERT_NO_FATAL_FAILURE(keep_loading(20));
+    // Caught up: its /healthz (meta group, every stream and consumer copy
+    // current), and every stream's leader counts it as a current follower.
+    Status current = cluster.wait_current(i, kCatchUpTimeoutMs);
+    ASSERT_TRUE(current.is_ok()) << current.to_string() << cluster.logs();
+    EXPECT_TRUE(wait_until([&] { return bool(node_caught_up(fleet_, cluster.server_name(i))); }, kCatchUpTimeoutMs,
+                           200))
+        << node_caught_up(fleet_, cluster.server_name(i)).message() << cluster.logs();
+    std::printf("[ info ] %s killed: 30 more batches acked after %lld ms, every agent live after %lld ms; "
+                "restarted and current (20 batches later) after %lld ms\n",
+                cluster.server_name(i).c_str(), static_cast<long long>(loaded_ms), static_cast<long long>(live_ms),
+                static_cast<long long>(ms_since(restarted)));
+  }
+  ASSERT_NO_FATAL_FAILURE(finish());
 }
 
 // [streams] replicas changed on a running system: the hub applies it to the

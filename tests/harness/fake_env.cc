@@ -140,6 +140,9 @@ Result<StoredMessage> FakeConsumerControl::get_message(std::string_view stream, 
 Status FakeConsumerControl::add_consumer(std::string_view stream, const ConsumerSpec& spec) {
   std::lock_guard lock(mu_);
   if (!streams_.contains(std::string(stream))) return Status::not_found("fake broker: no stream " + std::string(stream));
+  if (lingering_.erase({std::string(stream), spec.durable}) > 0) {
+    return Status::already_exists("fake broker: consumer name already in use (jetstream error 10013)");
+  }
   consumers_[{std::string(stream), spec.durable}] = spec;
   ++added_;
   return Status::ok();
@@ -149,6 +152,10 @@ Status FakeConsumerControl::delete_consumer(std::string_view stream, std::string
   std::lock_guard lock(mu_);
   if (consumers_.erase({std::string(stream), std::string(name)}) == 0) {
     return Status::not_found("fake broker: no consumer " + std::string(name));
+  }
+  if (linger_next_delete_) {
+    linger_next_delete_ = false;
+    lingering_.insert({std::string(stream), std::string(name)});
   }
   ++deleted_;
   return Status::ok();
@@ -167,6 +174,11 @@ void FakeConsumerControl::set_stream(const std::string& stream, StreamState stat
 void FakeConsumerControl::put_message(const std::string& stream, StoredMessage m) {
   std::lock_guard lock(mu_);
   messages_[{stream, m.seq}] = std::move(m);
+}
+
+void FakeConsumerControl::linger_next_delete() {
+  std::lock_guard lock(mu_);
+  linger_next_delete_ = true;
 }
 
 void FakeConsumerControl::lose_consumers() {

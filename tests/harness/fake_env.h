@@ -109,6 +109,10 @@ class FakeConsumerControl final : public ConsumerControl {
   void put_message(const std::string& stream, StoredMessage m);
   // Drops every consumer, as a broker restart does with memory consumers.
   void lose_consumers();
+  // The next delete is acknowledged, but one add of the same name right
+  // after it still finds the consumer (already_exists), as on a NATS
+  // cluster whose nodes have not all applied the delete yet.
+  void linger_next_delete();
   // The consumer `name` on `stream`, if it exists.
   std::optional<ConsumerSpec> consumer(const std::string& stream, const std::string& name) const;
   int added() const;
@@ -119,6 +123,8 @@ class FakeConsumerControl final : public ConsumerControl {
   std::map<std::string, StreamState> streams_;                                // guarded by mu_
   std::map<std::pair<std::string, uint64_t>, StoredMessage> messages_;        // guarded by mu_
   std::map<std::pair<std::string, std::string>, ConsumerSpec> consumers_;     // guarded by mu_
+  bool linger_next_delete_ = false;                                           // guarded by mu_
+  std::set<std::pair<std::string, std::string>> lingering_;                   // guarded by mu_
   int added_ = 0;                                                             // guarded by mu_
   int deleted_ = 0;                                                           // guarded by mu_
 };

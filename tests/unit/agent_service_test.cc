@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <future>
 #include <memory>
 
 #include "hub/authorizer.h"
@@ -182,6 +183,57 @@ TEST_F(AgentServiceTest, RegistrationFromAnotherInboxIsDroppedUnanswered) {
   }
   EXPECT_EQ(state_of("a1"), std::nullopt);
   EXPECT_EQ(consumers_.added(), 0);
+}
+
+// A registration that waited in the hub's queue past the agent's reply
+// timeout (the service thread busy, as with other agents' registrations
+// while a NATS cluster elects leaders) is dropped: its agent stopped
+// waiting and registers again, and carrying it out would only recreate the
+// consumers once more.
+TEST_F(AgentServiceTest, ARegistrationThatWaitedPastTheAgentsReplyTimeoutIsDroppedUnanswered) {
+  std::promise<void> blocked;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  service_->retire("nobody", [&blocked, released](Status) {  // holds the service thread
+    blocked.set_value();
+    released.wait();
+  });
+  blocked.get_future().wait();
+  RegisterRequest req{"a1", "host-1", "test", {SubscriptionReport{"price", "*", 4, 4, 0, 0}}};
+  const std::string stale_inbox = "_INBOX.a1.stale";
+  ASSERT_EQ(messaging_.deliver({subjects_.register_agent("a1"), stale_inbox, encode(req)}), 1);
+  clock_.advance(kRegisterReplyTimeoutMs + 1);
+  release.set_value();
+
+  // The agent's next registration is answered; the stale one, ahead of it
+  // in the queue, never was and created nothing.
+  RegisterReply reply = register_agent("a1", 4, 4);
+  ASSERT_TRUE(reply.ok()) << reply.error->message;
+  for (const auto& p : messaging_.published()) EXPECT_NE(p.subject, stale_inbox);
+  EXPECT_EQ(consumers_.added(), 1);
+  EXPECT_EQ(state_of("a1"), AgentState::kLive);
+}
+
+// One that waited just the agent's timeout is still carried out.
+TEST_F(AgentServiceTest, ARegistrationThatWaitedWithinTheAgentsReplyTimeoutIsAnswered) {
+  std::promise<void> blocked;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  service_->retire("nobody", [&blocked, released](Status) {
+    blocked.set_value();
+    released.wait();
+  });
+  blocked.get_future().wait();
+  RegisterRequest req{"a1", "host-1", "test", {SubscriptionReport{"price", "*", 4, 4, 0, 0}}};
+  const std::string inbox = "_INBOX.a1.slow";
+  ASSERT_EQ(messaging_.deliver({subjects_.register_agent("a1"), inbox, encode(req)}), 1);
+  clock_.advance(kRegisterReplyTimeoutMs);
+  release.set_value();
+  auto answer = messaging_.wait_published(inbox);
+  ASSERT_TRUE(answer.has_value());
+  auto reply = decode_register_reply(answer->data);
+  ASSERT_TRUE(reply.is_ok() && reply->ok());
+  EXPECT_EQ(consumers_.added(), 1);
 }
 
 TEST_F(AgentServiceTest, AgentSilentPastDeadAfterLosesItsConsumer) {
