@@ -67,6 +67,7 @@ struct HubOptions {
   int64_t dead_after = 3;
   int64_t max_bytes = -1;  // the type's stream retention (-1 = unlimited)
   bool retention = true;   // [retention] enabled: the store is pruned
+  int64_t stream_replicas = 1;  // [streams] replicas (3 needs a JetStream cluster)
   // True: a new hub, so its stream is deleted first (versions restart at 1,
   // and a fresh agent would otherwise replay an earlier scenario's deltas).
   // False: a restart of the hub whose store is in the scratch dir.

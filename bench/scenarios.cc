@@ -4,7 +4,7 @@ namespace ds::bench {
 
 const std::vector<std::string>& scenario_names() {
   static const std::vector<std::string> names = {"raw",    "ingest", "footprint", "e2e",
-                                                 "fanout", "dead",   "catchup",   "fleet", "retention"};
+                                                 "fanout", "dead",   "catchup",   "fleet", "retention", "replicas"};
   return names;
 }
 
@@ -18,6 +18,7 @@ Result<std::vector<Figure>> run_scenario(const std::string& name, BenchContext& 
   if (name == "catchup") return run_catchup(ctx);
   if (name == "fleet") return run_fleet(ctx);
   if (name == "retention") return run_retention(ctx);
+  if (name == "replicas") return run_replicas(ctx);
   return Status::invalid_argument("unknown scenario '" + name + "'");
 }
 

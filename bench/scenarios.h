@@ -49,5 +49,6 @@ Result<std::vector<Figure>> run_dead(BenchContext& ctx);       // dead_scenario.
 Result<std::vector<Figure>> run_catchup(BenchContext& ctx);    // catchup_scenario.cc
 Result<std::vector<Figure>> run_fleet(BenchContext& ctx);      // fleet_scenario.cc
 Result<std::vector<Figure>> run_retention(BenchContext& ctx);  // retention_scenario.cc
+Result<std::vector<Figure>> run_replicas(BenchContext& ctx);   // replicas_scenario.cc
 
 }  // namespace ds::bench

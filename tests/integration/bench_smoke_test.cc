@@ -63,7 +63,7 @@ TEST(BenchSmoke, EveryScenarioReportsPositiveFigures) {
     ++per_scenario[scenario];
   }
   for (const std::string scenario :
-       {"raw", "ingest", "footprint", "e2e", "fanout", "dead", "catchup", "fleet", "retention"}) {
+       {"raw", "ingest", "footprint", "e2e", "fanout", "dead", "catchup", "fleet", "retention", "replicas"}) {
     EXPECT_GT(per_scenario[scenario], 0) << "no figure for " << scenario << ": " << r.out;
   }
 }
