@@ -190,22 +190,26 @@ struct AgentService::Impl {
     if (plan.store) registry->set_delivery(a.id, sub.type, plan.state);
   }
 
-  // `received_ms`: steady time when the request arrived (cnats thread). A
-  // request that waited past the agent's reply timeout in this thread's
-  // queue (registrations of other agents ahead of it, each slow while a NATS
-  // cluster elects leaders) is dropped: its agent has stopped waiting and
-  // registers again, and carrying it out would recreate the agent's
-  // consumers once more for nobody.
+  // `received_ms`: steady time when the request arrived (cnats thread).
+  // The agent waits kRegisterReplyTimeoutMs for the reply, then registers
+  // again. A request that waited longer in this thread's queue
+  // (registrations of other agents ahead of it, each slow while a NATS
+  // cluster elects leaders) is dropped, and one that passes it while being
+  // carried out stops before its next subscription (AgentWaits): carrying
+  // them out would recreate the agent's consumers once more for nobody.
   void handle_register(const Envelope& msg, int64_t received_ms) {
-    const int64_t waited_ms = clocks.now_steady_ms() - received_ms;
-    if (waited_ms > kRegisterReplyTimeoutMs) {
+    const auto agent_waits = [this, received_ms] {
+      return clocks.now_steady_ms() - received_ms <= kRegisterReplyTimeoutMs;
+    };
+    if (!agent_waits()) {
+      const int64_t waited_ms = clocks.now_steady_ms() - received_ms;
       spdlog::info("register {}: dropped unanswered: it waited {} ms for the hub, past the agent's {} ms reply "
                    "timeout; the agent registers again",
                    Subjects::last_token(msg.subject), waited_ms, kRegisterReplyTimeoutMs);
       return;
     }
-    RegisterReply reply =
-        registration.handle(msg.subject, msg.data, clock.at(clocks.now_steady_ms()), clocks.now_system_ms());
+    RegisterReply reply = registration.handle(msg.subject, msg.data, clock.at(clocks.now_steady_ms()),
+                                              clocks.now_system_ms(), agent_waits);
     if (reply.ok()) index_agent(std::string(Subjects::last_token(msg.subject)));
     if (Status s = nc.respond(msg, encode(reply)); !s.is_ok()) {
       spdlog::warn("register reply on {}: {}", msg.subject, s.to_string());

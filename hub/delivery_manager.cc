@@ -111,12 +111,13 @@ Status DeliveryManager::open(std::string_view agent, std::string_view type, std:
   DS_RETURN_IF_ERROR(close(agent, type));
   const std::string stream = stream_name(type);
   Status s = js_.add_consumer(stream, consumer_spec(agent, type, partition, after_seq));
-  if (s.code() == StatusCode::kAlreadyExists) {
+  if (s.code() == StatusCode::kAlreadyExists && config_.stream_replicas > 1) {
     // The delete above was acknowledged, but on a NATS cluster the node
-    // that took this create had not applied it yet: transient.
+    // that took this create had not applied it yet: transient. (On a lone
+    // server the delete is done when answered: there it stays an error.)
     return Status::unavailable("create consumer " + consumer_name(agent) + " on " + stream +
-                               ": the cluster has not finished deleting the consumer it replaces; retried (" +
-                               s.message() + ")");
+                               ": the cluster has not finished deleting the consumer it replaces (" + s.message() +
+                               ")");
   }
   if (!s.is_ok()) {
     return s.with_context("create consumer " + consumer_name(agent) + " on " + stream);

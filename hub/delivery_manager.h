@@ -67,7 +67,8 @@ class DeliveryManager {
 
   // (Re)creates the consumer so that it delivers from after_seq + 1: deletes
   // an existing one first (a consumer's start cannot be moved). Unavailable
-  // when the create still finds the deleted one (a cluster mid-delete).
+  // when, on replicated streams, the create still finds the deleted one (a
+  // cluster mid-delete).
   Status open(std::string_view agent, std::string_view type, std::string_view partition, uint64_t after_seq);
   // Removes the consumer; OK when it does not exist.
   Status close(std::string_view agent, std::string_view type);

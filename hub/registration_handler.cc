@@ -62,17 +62,17 @@ Status RegistrationHandler::validate(std::string_view subject, const RegisterReq
 }
 
 RegisterReply RegistrationHandler::handle(std::string_view subject, std::string_view bytes,
-                                          int64_t now_steady_ms, int64_t now_wall_ms) {
+                                          int64_t now_steady_ms, int64_t now_wall_ms, const AgentWaits& agent_waits) {
   auto request = decode_register_request(bytes);
   if (!request.is_ok()) {
     spdlog::warn("register on {}: undecodable request: {}", subject, request.status().message());
     return error_reply(request.status().with_context("register"));
   }
-  return handle(subject, *request, now_steady_ms, now_wall_ms);
+  return handle(subject, *request, now_steady_ms, now_wall_ms, agent_waits);
 }
 
 RegisterReply RegistrationHandler::handle(std::string_view subject, const RegisterRequest& request,
-                                          int64_t now_steady_ms, int64_t now_wall_ms) {
+                                          int64_t now_steady_ms, int64_t now_wall_ms, const AgentWaits& agent_waits) {
   if (Status v = validate(subject, request); !v.is_ok()) {
     spdlog::warn("registration refused: {}", v.to_string());
     return error_reply(v);
@@ -95,11 +95,12 @@ RegisterReply RegistrationHandler::handle(std::string_view subject, const Regist
 
   RegisterReply reply;
   reply.heartbeat_ms = static_cast<uint32_t>(config_.heartbeat_interval_ms);
-  if (Status s = open_deliveries(request, reply); !s.is_ok()) {
-    // Unavailable (the broker is away, or a stream is being recreated) and
-    // a JetStream API call that timed out (a NATS cluster electing a leader
-    // after losing a node) are transient: the agent registers again, so not
-    // an error of the hub.
+  if (Status s = open_deliveries(request, reply, agent_waits); !s.is_ok()) {
+    // Unavailable (the broker is away, a stream is being recreated, or a
+    // cluster has not finished deleting the consumer being replaced), a
+    // JetStream API call that timed out (a NATS cluster electing a leader
+    // after losing a node) and an agent that stopped waiting are transient:
+    // the agent registers again, so not an error of the hub.
     if (s.is_transient()) {
       spdlog::info("register {}: deferred: {}", request.agent, s.message());
     } else {
@@ -116,7 +117,8 @@ void RegistrationHandler::order_snapshot(const std::string& agent, const std::st
   snapshot_orders_.insert({agent, type});
 }
 
-Status RegistrationHandler::open_deliveries(const RegisterRequest& request, RegisterReply& reply) {
+Status RegistrationHandler::open_deliveries(const RegisterRequest& request, RegisterReply& reply,
+                                            const AgentWaits& agent_waits) {
   const Subjects subjects(config_.nats.subject_prefix);
   const auto agent = registry_.find(request.agent);  // recorded just before
   if (!agent) return Status::internal("register " + request.agent + ": not in the registry after recording it");
@@ -125,6 +127,11 @@ Status RegistrationHandler::open_deliveries(const RegisterRequest& request, Regi
     auto sub = agent->subscriptions.find(s.type);
     if (sub == agent->subscriptions.end()) {
       return Status::internal("register " + request.agent + ": type " + s.type + " not recorded");
+    }
+    if (agent_waits && !agent_waits()) {
+      return Status::deadline_exceeded("the agent's " + std::to_string(kRegisterReplyTimeoutMs / 1000) +
+                                       " s reply timeout passed before the consumer of " + s.type +
+                                       " was planned; it registers again");
     }
     const bool repair = snapshot_orders_.contains({request.agent, s.type});
     const ConsumerPlan plan = delivery_.carry_out(request.agent, PlanInput{.event = PlanEvent::kRegistered,

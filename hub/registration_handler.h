@@ -16,7 +16,9 @@
 //    partition on an unpartitioned type: invalid_argument naming the type;
 //  - undecodable bytes: invalid_argument naming the field.
 // A JetStream failure while creating consumers is replied as that error
-// (usually unavailable): the report is stored, the agent retries.
+// (usually unavailable): the report is stored, the agent retries. So is a
+// registration the agent stopped waiting for (deadline_exceeded, see
+// AgentWaits), which the agent will not read.
 //
 // Not thread-safe: runs on the agent service's thread, which owns the
 // registry's writer, the tracker and the delivery manager.
@@ -50,11 +52,17 @@ class RegistrationHandler {
   // agent's grants.
   Status validate(std::string_view subject, const RegisterRequest& request) const;
 
+  // True while the requesting agent still waits for the reply; checked
+  // before each subscription's consumer is planned, so a registration slowed
+  // past the agent's reply timeout (a NATS cluster electing leaders) stops
+  // instead of recreating consumers nobody waits for. Unset: always true.
+  using AgentWaits = std::function<bool()>;
+
   // Handles one encoded request that arrived on `subject`; returns the reply.
   RegisterReply handle(std::string_view subject, std::string_view bytes, int64_t now_steady_ms,
-                       int64_t now_wall_ms);
+                       int64_t now_wall_ms, const AgentWaits& agent_waits = {});
   RegisterReply handle(std::string_view subject, const RegisterRequest& request, int64_t now_steady_ms,
-                       int64_t now_wall_ms);
+                       int64_t now_wall_ms, const AgentWaits& agent_waits = {});
 
   // deltasync verify --repair: the next registration of `agent` that
   // reports `type` is answered resume: snapshot for it, whatever its
@@ -63,7 +71,7 @@ class RegistrationHandler {
   void order_snapshot(const std::string& agent, const std::string& type);
 
  private:
-  Status open_deliveries(const RegisterRequest& request, RegisterReply& reply);
+  Status open_deliveries(const RegisterRequest& request, RegisterReply& reply, const AgentWaits& agent_waits);
 
   const HubConfig& config_;
   Authorizer& authorizer_;

@@ -70,7 +70,7 @@ struct SubscriptionReport {
 };
 // How long an agent waits for the reply to its registration before it gives
 // up and registers again; the hub does not carry out a request that waited
-// longer than this in its queue (docs/protocol.md, "Registration").
+// longer than this in its queue (docs/protocol.md, "Registration timeout").
 inline constexpr int64_t kRegisterReplyTimeoutMs = 10000;
 struct RegisterRequest {
   std::string agent;

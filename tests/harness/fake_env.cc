@@ -138,13 +138,16 @@ Result<StoredMessage> FakeConsumerControl::get_message(std::string_view stream, 
 }
 
 Status FakeConsumerControl::add_consumer(std::string_view stream, const ConsumerSpec& spec) {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   if (!streams_.contains(std::string(stream))) return Status::not_found("fake broker: no stream " + std::string(stream));
   if (lingering_.erase({std::string(stream), spec.durable}) > 0) {
     return Status::already_exists("fake broker: consumer name already in use (jetstream error 10013)");
   }
   consumers_[{std::string(stream), spec.durable}] = spec;
   ++added_;
+  const std::function<void()> hook = after_add_;
+  lock.unlock();
+  if (hook) hook();
   return Status::ok();
 }
 
@@ -174,6 +177,11 @@ void FakeConsumerControl::set_stream(const std::string& stream, StreamState stat
 void FakeConsumerControl::put_message(const std::string& stream, StoredMessage m) {
   std::lock_guard lock(mu_);
   messages_[{stream, m.seq}] = std::move(m);
+}
+
+void FakeConsumerControl::after_add(std::function<void()> hook) {
+  std::lock_guard lock(mu_);
+  after_add_ = std::move(hook);
 }
 
 void FakeConsumerControl::linger_next_delete() {

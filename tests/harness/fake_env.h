@@ -113,6 +113,9 @@ class FakeConsumerControl final : public ConsumerControl {
   // after it still finds the consumer (already_exists), as on a NATS
   // cluster whose nodes have not all applied the delete yet.
   void linger_next_delete();
+  // Runs `hook` after every consumer created (on the creating thread,
+  // without the fake's lock), e.g. to let time pass during a registration.
+  void after_add(std::function<void()> hook);
   // The consumer `name` on `stream`, if it exists.
   std::optional<ConsumerSpec> consumer(const std::string& stream, const std::string& name) const;
   int added() const;
@@ -124,6 +127,7 @@ class FakeConsumerControl final : public ConsumerControl {
   std::map<std::pair<std::string, uint64_t>, StoredMessage> messages_;        // guarded by mu_
   std::map<std::pair<std::string, std::string>, ConsumerSpec> consumers_;     // guarded by mu_
   bool linger_next_delete_ = false;                                           // guarded by mu_
+  std::function<void()> after_add_;                                           // guarded by mu_
   std::set<std::pair<std::string, std::string>> lingering_;                   // guarded by mu_
   int added_ = 0;                                                             // guarded by mu_
   int deleted_ = 0;                                                           // guarded by mu_

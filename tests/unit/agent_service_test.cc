@@ -10,6 +10,7 @@
 #include <chrono>
 #include <future>
 #include <memory>
+#include <thread>
 
 #include "hub/authorizer.h"
 #include "shared/codec.h"
@@ -42,6 +43,12 @@ class AgentServiceTest : public ::testing::Test {
     price.schema.key = "sku";
     price.schema.columns = {{"amount", ColumnType::kReal}};
     config_.types = {price};
+    for (const std::string& name : extra_types_) {
+      TypeConfig extra = price;
+      extra.name = name;
+      config_.types.push_back(extra);
+      consumers_.set_stream(stream_name(name), StreamState{.first_seq = 1, .last_seq = 10, .messages = 10});
+    }
     auto auth = Authorizer::open(config_);  // open mode: no identities file
     ASSERT_TRUE(auth.is_ok()) << auth.status().to_string();
     authorizer_ = std::move(*auth);
@@ -86,6 +93,23 @@ class AgentServiceTest : public ::testing::Test {
     }
   }
 
+  // Holds the service thread (AgentService::retire of an unknown agent
+  // calls back on it) until the returned promise is set; whatever is
+  // posted to the service meanwhile waits in its queue.
+  std::promise<void> hold_service_thread() {
+    std::promise<void> release;
+    std::shared_future<void> released = release.get_future().share();
+    auto held = std::make_shared<std::promise<void>>();
+    std::future<void> holding = held->get_future();
+    service_->retire("nobody", [held, released, caller = std::this_thread::get_id()](Status) {
+      held->set_value();
+      // Called back at once on this thread (a stopped service): do not hang.
+      if (std::this_thread::get_id() != caller) released.wait();
+    });
+    holding.wait();
+    return release;
+  }
+
   std::optional<AgentState> state_of(const std::string& agent) const {
     auto a = service_->registry().find(agent);
     if (!a) return std::nullopt;
@@ -101,6 +125,7 @@ class AgentServiceTest : public ::testing::Test {
   }
 
   const std::string kStream = stream_name("price");
+  std::vector<std::string> extra_types_;  // declared besides "price" (set before SetUp)
   TempDir dir_{"agent-service-test"};
   HubConfig config_;
   Subjects subjects_{config_.nats.subject_prefix};
@@ -191,14 +216,7 @@ TEST_F(AgentServiceTest, RegistrationFromAnotherInboxIsDroppedUnanswered) {
 // waiting and registers again, and carrying it out would only recreate the
 // consumers once more.
 TEST_F(AgentServiceTest, ARegistrationThatWaitedPastTheAgentsReplyTimeoutIsDroppedUnanswered) {
-  std::promise<void> blocked;
-  std::promise<void> release;
-  std::shared_future<void> released = release.get_future().share();
-  service_->retire("nobody", [&blocked, released](Status) {  // holds the service thread
-    blocked.set_value();
-    released.wait();
-  });
-  blocked.get_future().wait();
+  std::promise<void> release = hold_service_thread();
   RegisterRequest req{"a1", "host-1", "test", {SubscriptionReport{"price", "*", 4, 4, 0, 0}}};
   const std::string stale_inbox = "_INBOX.a1.stale";
   ASSERT_EQ(messaging_.deliver({subjects_.register_agent("a1"), stale_inbox, encode(req)}), 1);
@@ -216,14 +234,7 @@ TEST_F(AgentServiceTest, ARegistrationThatWaitedPastTheAgentsReplyTimeoutIsDropp
 
 // One that waited just the agent's timeout is still carried out.
 TEST_F(AgentServiceTest, ARegistrationThatWaitedWithinTheAgentsReplyTimeoutIsAnswered) {
-  std::promise<void> blocked;
-  std::promise<void> release;
-  std::shared_future<void> released = release.get_future().share();
-  service_->retire("nobody", [&blocked, released](Status) {
-    blocked.set_value();
-    released.wait();
-  });
-  blocked.get_future().wait();
+  std::promise<void> release = hold_service_thread();
   RegisterRequest req{"a1", "host-1", "test", {SubscriptionReport{"price", "*", 4, 4, 0, 0}}};
   const std::string inbox = "_INBOX.a1.slow";
   ASSERT_EQ(messaging_.deliver({subjects_.register_agent("a1"), inbox, encode(req)}), 1);
@@ -234,6 +245,37 @@ TEST_F(AgentServiceTest, ARegistrationThatWaitedWithinTheAgentsReplyTimeoutIsAns
   auto reply = decode_register_reply(answer->data);
   ASSERT_TRUE(reply.is_ok() && reply->ok());
   EXPECT_EQ(consumers_.added(), 1);
+}
+
+// A registration that passes the agent's reply timeout while it is carried
+// out (each JetStream call slow) stops before its next subscription: the
+// rest of its consumers are not recreated for an agent that no longer waits.
+class AgentServiceTwoTypesTest : public AgentServiceTest {
+ protected:
+  AgentServiceTwoTypesTest() { extra_types_ = {"stock"}; }
+};
+
+TEST_F(AgentServiceTwoTypesTest, ARegistrationThatPassesTheAgentsReplyTimeoutStopsBeforeTheNextSubscription) {
+  consumers_.after_add([this] { clock_.advance(kRegisterReplyTimeoutMs + 1); });  // each create outlasts the timeout
+  RegisterRequest req{"a1", "host-1", "test",
+                      {SubscriptionReport{"price", "*", 4, 4, 0, 0}, SubscriptionReport{"stock", "*", 4, 4, 0, 0}}};
+  const std::string inbox = "_INBOX.a1.slow";
+  ASSERT_EQ(messaging_.deliver({subjects_.register_agent("a1"), inbox, encode(req)}), 1);
+  auto answer = messaging_.wait_published(inbox);
+  ASSERT_TRUE(answer.has_value());
+  auto reply = decode_register_reply(answer->data);
+  ASSERT_TRUE(reply.is_ok()) << reply.status().to_string();
+  ASSERT_FALSE(reply->ok());
+  EXPECT_EQ(reply->error->code, StatusCode::kDeadlineExceeded);
+  EXPECT_NE(reply->error->message.find("before the consumer of stock was planned"), std::string::npos)
+      << reply->error->message;
+  EXPECT_EQ(consumers_.added(), 1);
+  EXPECT_FALSE(consumers_.consumer(stream_name("stock"), consumer_name("a1")).has_value());
+
+  // In time, both are opened.
+  consumers_.after_add({});
+  RegisterReply again = register_agent("a1", 4, 4);
+  ASSERT_TRUE(again.ok()) << again.error->message;
 }
 
 TEST_F(AgentServiceTest, AgentSilentPastDeadAfterLosesItsConsumer) {

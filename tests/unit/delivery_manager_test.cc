@@ -40,28 +40,45 @@ TEST(DeliveryManagerTest, ConsumersLiveInMemoryWithTheStreamsReplicas) {
   }
 }
 
-// The delete of the consumer being replaced was acknowledged, but the create
-// still finds it: unavailable (the registration is deferred and retried,
-// not failed with an error), and the retry replaces it.
+// store-1's consumer of "price" opened after seq 3 on `replicas` replicas,
+// then replaced by one after seq 5 while the broker still finds the deleted
+// one at the create: what that replacement returns.
+Status replace_while_the_delete_lingers(FakeConsumerControl& broker, DeliveryManager& delivery) {
+  broker.set_stream(kStream, StreamState{.first_seq = 1, .last_seq = 10, .messages = 10});
+  if (Status s = delivery.open("store-1", "price", "*", 3); !s.is_ok()) return s.with_context("first open");
+  broker.linger_next_delete();
+  return delivery.open("store-1", "price", "*", 5);
+}
+
+// On replicated streams the delete of the consumer being replaced was
+// acknowledged, but the create still finds it: unavailable (the
+// registration is deferred and retried, not failed with an error), and the
+// retry replaces it.
 TEST(DeliveryManagerTest, ACreateThatStillFindsTheDeletedConsumerIsUnavailableAndTheRetryOpensIt) {
   FakeConsumerControl broker;
-  broker.set_stream(kStream, StreamState{.first_seq = 1, .last_seq = 10, .messages = 10});
   const HubConfig config = hub_config(3);
   DeliveryManager delivery(config, broker);
-  ASSERT_TRUE(delivery.open("store-1", "price", "*", 3).is_ok());
-
-  broker.linger_next_delete();
-  const Status s = delivery.open("store-1", "price", "*", 5);
+  const Status s = replace_while_the_delete_lingers(broker, delivery);
   EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.to_string();
   EXPECT_TRUE(s.is_transient());
   EXPECT_NE(s.message().find("the cluster has not finished deleting the consumer it replaces"), std::string::npos)
       << s.to_string();
-  EXPECT_FALSE(broker.consumer(kStream, consumer_name("store-1")).has_value());
 
   ASSERT_TRUE(delivery.open("store-1", "price", "*", 5).is_ok());
   const auto opened = broker.consumer(kStream, consumer_name("store-1"));
   ASSERT_TRUE(opened.has_value());
   EXPECT_EQ(opened->start_seq, 6u);
+}
+
+// On a lone server a delete is done when it is answered, so a create that
+// still finds the consumer stays an error (someone else made it).
+TEST(DeliveryManagerTest, OnOneReplicaACreateThatStillFindsTheConsumerIsAnError) {
+  FakeConsumerControl broker;
+  const HubConfig config = hub_config(1);
+  DeliveryManager delivery(config, broker);
+  const Status s = replace_while_the_delete_lingers(broker, delivery);
+  EXPECT_EQ(s.code(), StatusCode::kAlreadyExists) << s.to_string();
+  EXPECT_FALSE(s.is_transient());
 }
 
 }  // namespace
