@@ -202,6 +202,7 @@ struct AgentService::Impl {
       return clocks.now_steady_ms() - received_ms <= kRegisterReplyTimeoutMs;
     };
     if (!agent_waits()) {
+      late_registrations++;
       const int64_t waited_ms = clocks.now_steady_ms() - received_ms;
       spdlog::info("register {}: dropped unanswered: it waited {} ms for the hub, past the agent's {} ms reply "
                    "timeout; the agent registers again",
@@ -210,6 +211,7 @@ struct AgentService::Impl {
     }
     RegisterReply reply = registration.handle(msg.subject, msg.data, clock.at(clocks.now_steady_ms()),
                                               clocks.now_system_ms(), agent_waits);
+    if (!agent_waits()) late_registrations++;  // cut short, or finished after the agent gave up
     if (reply.ok()) index_agent(std::string(Subjects::last_token(msg.subject)));
     if (Status s = nc.respond(msg, encode(reply)); !s.is_ok()) {
       spdlog::warn("register reply on {}: {}", msg.subject, s.to_string());
@@ -542,6 +544,7 @@ struct AgentService::Impl {
   std::map<std::string, int64_t> refreshed_ms;                      // service thread only: last scan per type
   std::map<std::string, int64_t> refusal_logged_ms;                 // service thread only: last warning per sender
   std::atomic<uint64_t> refused_beats{0};                            // written by the service thread
+  std::atomic<uint64_t> late_registrations{0};                       // written by the service thread
   PartitionMarks marks;                                              // thread-safe
   CommitHistory history;                                             // thread-safe
   mutable std::mutex freshness_mu;
@@ -763,9 +766,10 @@ void AgentService::stop() {
 const AgentRegistry& AgentService::registry() const { return *impl_->registry; }
 
 uint64_t AgentService::refused_beats() const { return impl_->refused_beats.load(); }
+uint64_t AgentService::late_registrations() const { return impl_->late_registrations.load(); }
 
 void AgentService::write_metrics(PrometheusWriter& w) const {
-  write_fleet_metrics(w, *fleet_snapshot(), impl_->config.types, refused_beats());
+  write_fleet_metrics(w, *fleet_snapshot(), impl_->config.types, refused_beats(), late_registrations());
 }
 
 std::shared_ptr<const FleetSnapshot> AgentService::fleet_snapshot() const {

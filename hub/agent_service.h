@@ -187,6 +187,10 @@ class AgentService {
   // Heartbeat replies refused because their body named an agent other than
   // their sender (the subject's last token).
   uint64_t refused_beats() const;
+  // Registrations the agent had stopped waiting for (its reply timeout,
+  // kRegisterReplyTimeoutMs, passed): dropped before they began, cut short,
+  // or finished too late.
+  uint64_t late_registrations() const;
 
  private:
   struct Impl;

@@ -230,6 +230,7 @@ TEST_F(AgentServiceTest, ARegistrationThatWaitedPastTheAgentsReplyTimeoutIsDropp
   for (const auto& p : messaging_.published()) EXPECT_NE(p.subject, stale_inbox);
   EXPECT_EQ(consumers_.added(), 1);
   EXPECT_EQ(state_of("a1"), AgentState::kLive);
+  EXPECT_EQ(service_->late_registrations(), 1u);
 }
 
 // One that waited just the agent's timeout is still carried out.
@@ -245,6 +246,7 @@ TEST_F(AgentServiceTest, ARegistrationThatWaitedWithinTheAgentsReplyTimeoutIsAns
   auto reply = decode_register_reply(answer->data);
   ASSERT_TRUE(reply.is_ok() && reply->ok());
   EXPECT_EQ(consumers_.added(), 1);
+  EXPECT_EQ(service_->late_registrations(), 0u);
 }
 
 // A registration that passes the agent's reply timeout while it is carried
@@ -271,6 +273,7 @@ TEST_F(AgentServiceTwoTypesTest, ARegistrationThatPassesTheAgentsReplyTimeoutSto
       << reply->error->message;
   EXPECT_EQ(consumers_.added(), 1);
   EXPECT_FALSE(consumers_.consumer(stream_name("stock"), consumer_name("a1")).has_value());
+  EXPECT_EQ(service_->late_registrations(), 1u);
 
   // In time, both are opened.
   consumers_.after_add({});
