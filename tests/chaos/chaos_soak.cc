@@ -62,10 +62,6 @@ constexpr size_t kShownDifferences = 10;
 
 using Clock = std::chrono::steady_clock;
 
-int64_t ms_since(Clock::time_point t) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
-}
-
 // UTC wall-clock time as the processes' logs print it, to find a round there.
 std::string wall_clock() {
   return fmt::format("{:%H:%M:%S}", std::chrono::floor<std::chrono::milliseconds>(std::chrono::system_clock::now()));

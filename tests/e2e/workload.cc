@@ -6,6 +6,7 @@
 
 #include "shared/codec.h"
 #include "shared/names.h"
+#include "tests/harness/nats_server.h"
 #include "tools/pusher.h"
 
 namespace ds::testing {
@@ -15,10 +16,6 @@ constexpr uint64_t kRecordsPerBatch = 40;
 constexpr uint64_t kKeysPerType = 400;
 constexpr int64_t kAttemptTimeoutMs = 2000;
 constexpr int64_t kRetryPauseMs = 100;
-
-int64_t ms_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t).count();
-}
 
 const std::map<std::string, nlohmann::json> kNoRecords;
 

@@ -107,10 +107,6 @@ bool agents_hold_hub_products(Fleet& fleet) {
   return ::testing::AssertionSuccess();
 }
 
-int64_t ms_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t).count();
-}
-
 TEST(BrokerLoss, StoreDeletedWhileHubRunsHubRepublishesFromItsLogAgentsConverge) {
   const uint64_t changes = changes_from_env();
   ASSERT_GT(changes, 0u) << "DELTASYNC_BROKER_LOSS_CHANGES must be a positive count";

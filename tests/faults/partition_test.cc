@@ -52,10 +52,6 @@ constexpr const char* kLocal = "store-1";   // its twin on loopback
 constexpr const char* kRemoteTypes[] = {"products", "prices", "inventory"};
 constexpr uint64_t kWarmupBatches = 20;
 
-int64_t ms_since(Clock::time_point t0) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
-}
-
 // The hub's log lines of one agent's liveness transitions
 // (hub/agent_service.cc: "agent <id>: <from> -> <to> (<reason>)").
 size_t transitions(Fleet& fleet, const std::string& agent, const std::string& to) {

@@ -33,10 +33,6 @@ struct PhaseFigures {
   int64_t store2_lag_ms = 0;   // and until store-2's holds the hub's products
 };
 
-int64_t ms_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t).count();
-}
-
 // The hub's version of each type (`deltasync types --json`).
 std::map<std::string, uint64_t> hub_versions(Fleet& fleet) {
   std::map<std::string, uint64_t> out;

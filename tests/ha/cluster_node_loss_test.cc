@@ -32,10 +32,6 @@ constexpr int64_t kCatchUpTimeoutMs = 30000;
 
 using Clock = std::chrono::steady_clock;
 
-int64_t ms_since(Clock::time_point t) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
-}
-
 nlohmann::json product(const std::string& sku) {
   return {{"key", sku}, {"op", "upsert"}, {"fields", {{"name", sku}, {"category", "ha"}}}};
 }

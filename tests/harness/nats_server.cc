@@ -6,20 +6,15 @@
 #include "shared/jetstream_push.h"
 
 namespace ds::testing {
-namespace {
 
-using Clock = std::chrono::steady_clock;
-
-int64_t elapsed_ms(Clock::time_point since) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - since).count();
+int64_t ms_since(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - since).count();
 }
 
-}  // namespace
-
 bool wait_until(const std::function<bool()>& done, int64_t timeout_ms, int64_t poll_ms) {
-  auto start = Clock::now();
+  const auto start = std::chrono::steady_clock::now();
   while (!done()) {
-    if (elapsed_ms(start) >= timeout_ms) return false;
+    if (ms_since(start) >= timeout_ms) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms));
   }
   return true;

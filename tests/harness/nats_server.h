@@ -4,11 +4,12 @@
 // JetStream on a free loopback port (testing/nats_server_process.h says how it
 // starts, stops and restarts); the NatsTest fixture (one server and a
 // connected client per test); wait_until() and MessageCollector for waiting
-// on what other threads and processes do.
+// on what other threads and processes do, ms_since() for timing it.
 //
 // NatsServer and NatsTest are not thread-safe: one test thread drives them.
 // MessageCollector is thread-safe (cnats delivers on its own threads).
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -37,6 +38,10 @@ class NatsServer : public NatsServerProcess {
 // `timeout_ms` passes (-> false). For waiting on other threads and
 // processes, never for asserting time.
 bool wait_until(const std::function<bool()>& done, int64_t timeout_ms = 10000, int64_t poll_ms = 5);
+
+// Milliseconds of steady time since `since`: a wait's deadline, or a figure
+// a test reports.
+int64_t ms_since(std::chrono::steady_clock::time_point since);
 
 // What a test handler saw of one message.
 struct ReceivedMessage {

@@ -35,6 +35,7 @@
 #include "hub/agent_registry.h"
 #include "hub/hub.h"
 #include "shared/version.h"
+#include "tests/harness/nats_server.h"
 #include "tests/integration/hub_test_util.h"
 #include "tools/hub_client.h"
 
@@ -44,10 +45,6 @@ namespace {
 constexpr size_t kAgents = 10000;
 constexpr int kPagers = 3;
 constexpr auto kProbeFor = std::chrono::seconds(4);
-
-int64_t ms_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
-}
 
 int64_t percentile(std::vector<int64_t> v, double p) {
   if (v.empty()) return 0;
