@@ -67,21 +67,26 @@ template <typename Check>
   return ::testing::AssertionSuccess();
 }
 
-// Every stream has `replicas` copies, a leader, and every follower is
-// online and caught up with it. The reason when not.
+// The stream has `replicas` copies, a leader, and every follower is online
+// and caught up with it. The reason when not.
+::testing::AssertionResult stream_replicated(const std::string& stream, const StreamState& st, int replicas) {
+  if (st.replicas != replicas || st.leader.empty() || static_cast<int>(st.followers.size()) != replicas - 1) {
+    return ::testing::AssertionFailure() << stream << ": " << st.replicas << " replicas, leader '" << st.leader
+                                         << "', " << st.followers.size() << " followers";
+  }
+  for (const StreamFollower& f : st.followers) {
+    if (!f.current || f.offline || f.lag != 0) {
+      return ::testing::AssertionFailure() << stream << ": follower " << f.name << " current " << f.current
+                                           << " offline " << f.offline << " lag " << f.lag;
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// Every stream is stream_replicated.
 ::testing::AssertionResult streams_replicated(Fleet& fleet, int replicas) {
   return each_stream(fleet, [replicas](const std::string& stream, const StreamState& st) {
-    if (st.replicas != replicas || st.leader.empty() || static_cast<int>(st.followers.size()) != replicas - 1) {
-      return ::testing::AssertionFailure() << stream << ": " << st.replicas << " replicas, leader '" << st.leader
-                                           << "', " << st.followers.size() << " followers";
-    }
-    for (const StreamFollower& f : st.followers) {
-      if (!f.current || f.offline || f.lag != 0) {
-        return ::testing::AssertionFailure() << stream << ": follower " << f.name << " current " << f.current
-                                             << " offline " << f.offline << " lag " << f.lag;
-      }
-    }
-    return ::testing::AssertionSuccess();
+    return stream_replicated(stream, st, replicas);
   });
 }
 
@@ -111,11 +116,11 @@ template <typename Check>
   return ::testing::AssertionSuccess();
 }
 
-// The node `name` holds a copy of every stream, caught up with its leader.
+// Every stream is replicated 3 times, and the node `name` holds one of its
+// copies, caught up with its leader (one read of each stream).
 ::testing::AssertionResult node_caught_up(Fleet& fleet, const std::string& name) {
-  auto replicated = streams_replicated(fleet, 3);
-  if (!replicated) return replicated;
   return each_stream(fleet, [&name](const std::string& stream, const StreamState& st) {
+    if (auto replicated = stream_replicated(stream, st, 3); !replicated) return replicated;
     std::set<std::string> peers = {st.leader};
     for (const StreamFollower& f : st.followers) peers.insert(f.name);
     if (peers.count(name) == 0) return ::testing::AssertionFailure() << stream << " has no copy on " << name;

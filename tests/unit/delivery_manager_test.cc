@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
+
 #include "shared/names.h"
 #include "tests/harness/fake_env.h"
 
@@ -40,43 +42,52 @@ TEST(DeliveryManagerTest, ConsumersLiveInMemoryWithTheStreamsReplicas) {
   }
 }
 
-// store-1's consumer of "price" opened after seq 3 on `replicas` replicas,
-// then replaced by one after seq 5 while the broker still finds the deleted
-// one at the create: what that replacement returns.
-Status replace_while_the_delete_lingers(FakeConsumerControl& broker, DeliveryManager& delivery) {
-  broker.set_stream(kStream, StreamState{.first_seq = 1, .last_seq = 10, .messages = 10});
-  if (Status s = delivery.open("store-1", "price", "*", 3); !s.is_ok()) return s.with_context("first open");
-  broker.linger_next_delete();
-  return delivery.open("store-1", "price", "*", 5);
-}
+// A DeliveryManager on `replicas` stream replicas over a fake broker whose
+// "price" stream holds 10 messages.
+class DeliveryManagerReplaceTest : public ::testing::Test {
+ protected:
+  void on_replicas(int64_t replicas) {
+    config_ = hub_config(replicas);
+    broker_.set_stream(kStream, StreamState{.first_seq = 1, .last_seq = 10, .messages = 10});
+    delivery_ = std::make_unique<DeliveryManager>(config_, broker_);
+  }
+  // store-1's consumer opened after seq 3, then replaced by one after seq 5
+  // while the broker still finds the deleted one at the create: what that
+  // replacement returns.
+  Status replace_while_the_delete_lingers() {
+    if (Status s = delivery_->open("store-1", "price", "*", 3); !s.is_ok()) return s.with_context("first open");
+    broker_.linger_next_delete();
+    return delivery_->open("store-1", "price", "*", 5);
+  }
+
+  FakeConsumerControl broker_;
+  HubConfig config_;
+  std::unique_ptr<DeliveryManager> delivery_;
+};
 
 // On replicated streams the delete of the consumer being replaced was
 // acknowledged, but the create still finds it: unavailable (the
 // registration is deferred and retried, not failed with an error), and the
 // retry replaces it.
-TEST(DeliveryManagerTest, ACreateThatStillFindsTheDeletedConsumerIsUnavailableAndTheRetryOpensIt) {
-  FakeConsumerControl broker;
-  const HubConfig config = hub_config(3);
-  DeliveryManager delivery(config, broker);
-  const Status s = replace_while_the_delete_lingers(broker, delivery);
+TEST_F(DeliveryManagerReplaceTest, ACreateThatStillFindsTheDeletedConsumerIsUnavailableAndTheRetryOpensIt) {
+  on_replicas(3);
+  const Status s = replace_while_the_delete_lingers();
   EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.to_string();
   EXPECT_TRUE(s.is_transient());
   EXPECT_NE(s.message().find("the cluster has not finished deleting the consumer it replaces"), std::string::npos)
       << s.to_string();
 
-  ASSERT_TRUE(delivery.open("store-1", "price", "*", 5).is_ok());
-  const auto opened = broker.consumer(kStream, consumer_name("store-1"));
+  ASSERT_TRUE(delivery_->open("store-1", "price", "*", 5).is_ok());
+  const auto opened = broker_.consumer(kStream, consumer_name("store-1"));
   ASSERT_TRUE(opened.has_value());
   EXPECT_EQ(opened->start_seq, 6u);
 }
 
 // On a lone server a delete is done when it is answered, so a create that
 // still finds the consumer stays an error (someone else made it).
-TEST(DeliveryManagerTest, OnOneReplicaACreateThatStillFindsTheConsumerIsAnError) {
-  FakeConsumerControl broker;
-  const HubConfig config = hub_config(1);
-  DeliveryManager delivery(config, broker);
-  const Status s = replace_while_the_delete_lingers(broker, delivery);
+TEST_F(DeliveryManagerReplaceTest, OnOneReplicaACreateThatStillFindsTheConsumerIsAnError) {
+  on_replicas(1);
+  const Status s = replace_while_the_delete_lingers();
   EXPECT_EQ(s.code(), StatusCode::kAlreadyExists) << s.to_string();
   EXPECT_FALSE(s.is_transient());
 }
