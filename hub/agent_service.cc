@@ -18,6 +18,7 @@
 #include <spdlog/spdlog.h>
 
 #include "hub/commit_history.h"
+#include "hub/consumer_copy_watch.h"
 #include "hub/consumer_planner.h"
 #include "hub/delivery_manager.h"
 #include "hub/fleet_metrics.h"
@@ -188,6 +189,52 @@ struct AgentService::Impl {
     input.gone_reason = std::move(gone_reason);
     const ConsumerPlan plan = delivery.carry_out(a.id, input);
     if (plan.store) registry->set_delivery(a.id, sub.type, plan.state);
+    if (plan.op == ConsumerOp::kOpen) copy_watch.opened({a.id, sub.type});
+  }
+
+  // Once per heartbeat interval, on replicated streams: reads the followers
+  // of the next kCopyChecksPerRound consumers of live and suspect agents
+  // (round-robin) from their leaders, and orders the agent of a consumer
+  // whose copy on a node that is up stays behind to register again, which
+  // recreates its consumers with every node (hub/consumer_copy_watch.h). At
+  // most one order per agent per interval (take_registration_order). The
+  // round holds the service thread for about a quarter interval at most:
+  // each read waits that long at most, the round stops once that much has
+  // passed, and at the first failed read (a cluster electing leaders
+  // answers slowly or not at all; the next round goes on from there).
+  void check_consumer_copies() {
+    if (config.stream_replicas <= 1) return;
+    std::vector<ConsumerCopyWatch::Key> open;
+    for (const AgentRecord& a : registry->all()) {
+      if (a.state != AgentState::kLive && a.state != AgentState::kSuspect) continue;
+      for (const auto& [type, sub] : a.subscriptions) {
+        if (sub.delivery.consumer_open) open.emplace_back(a.id, type);
+      }
+    }
+    std::sort(open.begin(), open.end());
+    const int64_t started = clocks.now_steady_ms();
+    for (const ConsumerCopyWatch::Key& key : copy_watch.next(open, kCopyChecksPerRound)) {
+      const auto& [agent, type] = key;
+      if (clocks.now_steady_ms() - started >= check_period_ms) break;
+      auto followers = delivery.followers(agent, type, check_period_ms);
+      if (!followers.is_ok()) {
+        copy_watch.unread(key);
+        spdlog::debug("agent {} type {}: consumer followers: {}", agent, type, followers.status().to_string());
+        // A consumer gone missing is the consumer checks' to reopen.
+        if (followers.status().code() == StatusCode::kNotFound) continue;
+        break;
+      }
+      const int64_t now = clocks.now_steady_ms();
+      const CopyVerdict v = copy_watch.observe(key, *followers, now);
+      if (v.kind != CopyVerdict::Kind::kStuck || !take_registration_order(agent)) continue;
+      copy_watch.ordered(key, now);
+      copy_repairs++;
+      spdlog::warn("agent {} type {}: the copy of consumer {} on NATS node {} has been behind for {} ms ({} "
+                   "operations) although the node is up, which nats-server does not heal by itself; ordering the "
+                   "agent to register again, which recreates its consumers",
+                   agent, type, consumer_name(agent), v.node, v.behind_ms, v.lag);
+      probe(agent, /*reregister=*/true);
+    }
   }
 
   // `received_ms`: steady time when the request arrived (cnats thread).
@@ -212,7 +259,13 @@ struct AgentService::Impl {
     RegisterReply reply = registration.handle(msg.subject, msg.data, clock.at(clocks.now_steady_ms()),
                                               clocks.now_system_ms(), agent_waits);
     if (!agent_waits()) late_registrations++;  // cut short, or finished after the agent gave up
-    if (reply.ok()) index_agent(std::string(Subjects::last_token(msg.subject)));
+    if (reply.ok()) {
+      const std::string agent(Subjects::last_token(msg.subject));
+      index_agent(agent);
+      if (auto a = registry->find(agent)) {
+        for (const auto& [type, sub] : a->subscriptions) copy_watch.opened({agent, type});
+      }
+    }
     if (Status s = nc.respond(msg, encode(reply)); !s.is_ok()) {
       spdlog::warn("register reply on {}: {}", msg.subject, s.to_string());
     }
@@ -336,6 +389,7 @@ struct AgentService::Impl {
       send_heartbeats();
       confirm_beats();
       evaluate_freshness();
+      check_consumer_copies();
       // Keep the phase (no drift of a tick per beat), unless we fell behind.
       next_beat_ms = std::max(next_beat_ms + tracker.interval_ms(), clocks.now_steady_ms() + 1);
     }
@@ -545,6 +599,9 @@ struct AgentService::Impl {
   std::map<std::string, int64_t> refusal_logged_ms;                 // service thread only: last warning per sender
   std::atomic<uint64_t> refused_beats{0};                            // written by the service thread
   std::atomic<uint64_t> late_registrations{0};                       // written by the service thread
+  ConsumerCopyWatch copy_watch;                                      // service thread only
+  static constexpr size_t kCopyChecksPerRound = 64;
+  std::atomic<uint64_t> copy_repairs{0};                             // written by the service thread
   PartitionMarks marks;                                              // thread-safe
   CommitHistory history;                                             // thread-safe
   mutable std::mutex freshness_mu;
@@ -767,9 +824,13 @@ const AgentRegistry& AgentService::registry() const { return *impl_->registry; }
 
 uint64_t AgentService::refused_beats() const { return impl_->refused_beats.load(); }
 uint64_t AgentService::late_registrations() const { return impl_->late_registrations.load(); }
+uint64_t AgentService::copy_repairs() const { return impl_->copy_repairs.load(); }
 
 void AgentService::write_metrics(PrometheusWriter& w) const {
-  write_fleet_metrics(w, *fleet_snapshot(), impl_->config.types, refused_beats(), late_registrations());
+  write_fleet_metrics(w, *fleet_snapshot(), impl_->config.types,
+                      {.refused_beats = refused_beats(),
+                       .late_registrations = late_registrations(),
+                       .copy_repairs = copy_repairs()});
 }
 
 std::shared_ptr<const FleetSnapshot> AgentService::fleet_snapshot() const {

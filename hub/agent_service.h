@@ -63,6 +63,10 @@
 // ordered to register again (HeartbeatRequest "register" on its direct probe,
 // at most once per interval); the reply to that registration orders the
 // snapshot or carries the current schema, which the agent adopts in place.
+// So is an agent one of whose consumers has a copy that stays behind on a
+// NATS node that is up (replicated streams: each beat round reads the
+// followers of up to 64 consumers, within a quarter interval;
+// hub/consumer_copy_watch.h): its registration recreates the consumers.
 
 #include <atomic>
 #include <cstdint>
@@ -191,6 +195,9 @@ class AgentService {
   // kRegisterReplyTimeoutMs, passed): dropped before they began, cut short,
   // or finished too late.
   uint64_t late_registrations() const;
+  // Registrations ordered because a copy of one of the agent's consumers
+  // stayed behind on a NATS node that is up (hub/consumer_copy_watch.h).
+  uint64_t copy_repairs() const;
 
  private:
   struct Impl;

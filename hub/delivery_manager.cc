@@ -137,4 +137,9 @@ Result<bool> DeliveryManager::exists(std::string_view agent, std::string_view ty
   return js_.consumer_exists(stream_name(type), consumer_name(agent));
 }
 
+Result<std::vector<StreamFollower>> DeliveryManager::followers(std::string_view agent, std::string_view type,
+                                                              int64_t timeout_ms) {
+  return js_.consumer_followers(stream_name(type), consumer_name(agent), timeout_ms);
+}
+
 }  // namespace ds

@@ -34,6 +34,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "hub/consumer_planner.h"
 #include "shared/config.h"
@@ -73,6 +74,10 @@ class DeliveryManager {
   // Removes the consumer; OK when it does not exist.
   Status close(std::string_view agent, std::string_view type);
   Result<bool> exists(std::string_view agent, std::string_view type);
+  // The consumer's replicas other than its leader, as the leader reports
+  // them within `timeout_ms` (hub/consumer_copy_watch.h); NotFound when it
+  // does not exist.
+  Result<std::vector<StreamFollower>> followers(std::string_view agent, std::string_view type, int64_t timeout_ms);
 
   const Subjects& subjects() const { return subjects_; }
 

@@ -10,7 +10,7 @@
 namespace ds {
 
 void write_fleet_metrics(PrometheusWriter& w, const FleetSnapshot& fleet, const std::vector<TypeConfig>& types,
-                         uint64_t refused_beats, uint64_t late_registrations) {
+                         const AgentServiceCounters& counters) {
   using Kind = PrometheusWriter::Kind;
   // One view for every family, the same one GET /v1/agents and `deltasync
   // agents` show.
@@ -99,11 +99,15 @@ void write_fleet_metrics(PrometheusWriter& w, const FleetSnapshot& fleet, const 
   }
   w.counter("deltasync_hub_refused_beats_total",
             "Heartbeat replies refused because their body named an agent other than their sender.",
-            static_cast<double>(refused_beats));
+            static_cast<double>(counters.refused_beats));
   w.counter("deltasync_hub_late_registrations_total",
             "Registrations whose agent had stopped waiting (its reply timeout passed): dropped before they began, cut "
             "short, or finished too late; the agent registers again.",
-            static_cast<double>(late_registrations));
+            static_cast<double>(counters.late_registrations));
+  w.counter("deltasync_hub_consumer_copy_repairs_total",
+            "Agents ordered to register again because a copy of one of their consumers stayed behind on a NATS node "
+            "that is up (a replicated stream; the registration recreates the consumers).",
+            static_cast<double>(counters.copy_repairs));
 }
 
 }  // namespace ds

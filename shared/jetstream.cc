@@ -70,6 +70,17 @@ uint64_t reconnect_count(natsConnection* nc) {
   return reconnects;
 }
 
+// The replicas other than the leader, as the leader reports them.
+std::vector<StreamFollower> followers_of(const jsClusterInfo& cluster) {
+  std::vector<StreamFollower> out;
+  for (int i = 0; i < cluster.ReplicasLen; ++i) {
+    const jsPeerInfo* p = cluster.Replicas[i];
+    if (p == nullptr) continue;
+    out.push_back({.name = p->Name != nullptr ? p->Name : "", .current = p->Current, .offline = p->Offline, .lag = p->Lag});
+  }
+  return out;
+}
+
 // wait_published() waits in slices of this, to notice a reconnect.
 constexpr int64_t kAckPollMs = 100;
 
@@ -211,12 +222,7 @@ Result<StreamState> JetStream::stream_state(std::string_view name) {
   if (si->Config != nullptr) out.replicas = static_cast<int>(si->Config->Replicas);
   if (si->Cluster != nullptr) {
     if (si->Cluster->Leader != nullptr) out.leader = si->Cluster->Leader;
-    for (int i = 0; i < si->Cluster->ReplicasLen; ++i) {
-      const jsPeerInfo* p = si->Cluster->Replicas[i];
-      if (p == nullptr) continue;
-      out.followers.push_back(
-          {.name = p->Name != nullptr ? p->Name : "", .current = p->Current, .offline = p->Offline, .lag = p->Lag});
-    }
+    out.followers = followers_of(*si->Cluster);
   }
   return out;
 }
@@ -370,6 +376,22 @@ Result<bool> JetStream::consumer_exists(std::string_view stream, std::string_vie
   if (s == NATS_OK) return true;
   if (jerr == JSConsumerNotFoundErr) return false;
   return api_status(s, jerr, "consumer info " + n + " on " + st, st);
+}
+
+Result<std::vector<StreamFollower>> JetStream::consumer_followers(std::string_view stream, std::string_view name,
+                                                                  int64_t timeout_ms) {
+  const std::string st = str(stream);
+  const std::string n = str(name);
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = timeout_ms;
+  jsConsumerInfo* raw = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetConsumerInfo(&raw, js_.get(), st.c_str(), n.c_str(), &jo, &jerr);
+  const JsConsumerInfoPtr ci(raw);
+  if (s != NATS_OK) return api_status(s, jerr, "consumer info " + n + " on " + st, st);
+  if (ci->Cluster == nullptr) return std::vector<StreamFollower>{};
+  return followers_of(*ci->Cluster);
 }
 
 Result<std::vector<std::string>> JetStream::consumer_names(std::string_view stream) {

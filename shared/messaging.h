@@ -83,6 +83,8 @@ class ConsumerControl : public StreamReader {
   // NotFound when it does not exist.
   virtual Status delete_consumer(std::string_view stream, std::string_view name) = 0;
   virtual Result<bool> consumer_exists(std::string_view stream, std::string_view name) = 0;
+  virtual Result<std::vector<StreamFollower>> consumer_followers(std::string_view stream, std::string_view name,
+                                                                 int64_t timeout_ms) = 0;
 };
 
 // The JetStream calls that fill and read back the hub's streams: the
@@ -134,6 +136,10 @@ class NatsConsumerControl final : public NatsStreamReader<ConsumerControl> {
   Status add_consumer(std::string_view stream, const ConsumerSpec& spec) override;
   Status delete_consumer(std::string_view stream, std::string_view name) override;
   Result<bool> consumer_exists(std::string_view stream, std::string_view name) override;
+  Result<std::vector<StreamFollower>> consumer_followers(std::string_view stream, std::string_view name,
+                                                         int64_t timeout_ms) override {
+    return js_.consumer_followers(stream, name, timeout_ms);
+  }
 };
 
 class NatsStreamAccess final : public NatsStreamReader<StreamAccess> {

@@ -215,8 +215,8 @@ struct StreamSpec {
   int replicas = 1;
 };
 
-// One replica of a clustered stream other than its leader, as the leader
-// sees it.
+// One replica of a clustered stream (or consumer) other than its leader,
+// as the leader sees it.
 struct StreamFollower {
   std::string name;       // the nats-server's server_name
   bool current = false;   // caught up with the leader
@@ -308,6 +308,11 @@ class JetStream {
   // NotFound when it does not exist.
   Status delete_consumer(std::string_view stream, std::string_view name);
   Result<bool> consumer_exists(std::string_view stream, std::string_view name);
+  // The consumer's replicas other than its leader, as the leader reports
+  // them (empty for one replica), within `timeout_ms`; NotFound when the
+  // consumer does not exist.
+  Result<std::vector<StreamFollower>> consumer_followers(std::string_view stream, std::string_view name,
+                                                         int64_t timeout_ms);
   Result<std::vector<std::string>> consumer_names(std::string_view stream);
 
   // NotFound when the stream or message does not exist.

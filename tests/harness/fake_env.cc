@@ -169,6 +169,33 @@ Result<bool> FakeConsumerControl::consumer_exists(std::string_view stream, std::
   return consumers_.contains({std::string(stream), std::string(name)});
 }
 
+Result<std::vector<StreamFollower>> FakeConsumerControl::consumer_followers(std::string_view stream,
+                                                                            std::string_view name, int64_t) {
+  std::lock_guard lock(mu_);
+  ++follower_reads_;
+  if (!followers_failure_.is_ok()) return followers_failure_;
+  const std::pair<std::string, std::string> key{std::string(stream), std::string(name)};
+  if (!consumers_.contains(key)) return Status::not_found("consumer " + key.second + " on " + key.first);
+  auto it = followers_.find(key);
+  return it == followers_.end() ? std::vector<StreamFollower>{} : it->second;
+}
+
+void FakeConsumerControl::set_followers(const std::string& stream, const std::string& name,
+                                        std::vector<StreamFollower> followers) {
+  std::lock_guard lock(mu_);
+  followers_[{stream, name}] = std::move(followers);
+}
+
+void FakeConsumerControl::fail_followers(Status failure) {
+  std::lock_guard lock(mu_);
+  followers_failure_ = std::move(failure);
+}
+
+int FakeConsumerControl::follower_reads() const {
+  std::lock_guard lock(mu_);
+  return follower_reads_;
+}
+
 void FakeConsumerControl::set_stream(const std::string& stream, StreamState state) {
   std::lock_guard lock(mu_);
   streams_[stream] = state;

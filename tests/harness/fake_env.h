@@ -104,7 +104,19 @@ class FakeConsumerControl final : public ConsumerControl {
   Status add_consumer(std::string_view stream, const ConsumerSpec& spec) override;
   Status delete_consumer(std::string_view stream, std::string_view name) override;
   Result<bool> consumer_exists(std::string_view stream, std::string_view name) override;
+  // The followers set_followers gave the consumer (none by default: one
+  // replica); NotFound when it does not exist; the failure fail_followers
+  // set, while set.
+  Result<std::vector<StreamFollower>> consumer_followers(std::string_view stream, std::string_view name,
+                                                         int64_t timeout_ms) override;
 
+  // What consumer_followers reports for `name` on `stream` from now on, until
+  // changed (it outlives the consumer's deletion and re-creation).
+  void set_followers(const std::string& stream, const std::string& name, std::vector<StreamFollower> followers);
+  // Every consumer_followers answers `failure` (OK: answers again).
+  void fail_followers(Status failure);
+  // How often consumer_followers was asked.
+  int follower_reads() const;
   void set_stream(const std::string& stream, StreamState state);
   void put_message(const std::string& stream, StoredMessage m);
   // Drops every consumer, as a broker restart does with memory consumers.
@@ -129,6 +141,9 @@ class FakeConsumerControl final : public ConsumerControl {
   bool linger_next_delete_ = false;                                           // guarded by mu_
   std::function<void()> after_add_;                                           // guarded by mu_
   std::set<std::pair<std::string, std::string>> lingering_;                   // guarded by mu_
+  std::map<std::pair<std::string, std::string>, std::vector<StreamFollower>> followers_;  // guarded by mu_
+  int follower_reads_ = 0;                                                    // guarded by mu_
+  Status followers_failure_;                                                  // guarded by mu_
   int added_ = 0;                                                             // guarded by mu_
   int deleted_ = 0;                                                           // guarded by mu_
 };

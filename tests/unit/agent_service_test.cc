@@ -38,6 +38,7 @@ class AgentServiceTest : public ::testing::Test {
     config_.store_path = dir_.file("hub.db");
     config_.heartbeat_interval_ms = 1000;
     config_.dead_after = 3;
+    config_.stream_replicas = replicas_;
     TypeConfig price;
     price.name = "price";
     price.schema.key = "sku";
@@ -126,6 +127,7 @@ class AgentServiceTest : public ::testing::Test {
 
   const std::string kStream = stream_name("price");
   std::vector<std::string> extra_types_;  // declared besides "price" (set before SetUp)
+  int64_t replicas_ = 1;                  // [streams] replicas (set before SetUp)
   TempDir dir_{"agent-service-test"};
   HubConfig config_;
   Subjects subjects_{config_.nats.subject_prefix};
@@ -279,6 +281,111 @@ TEST_F(AgentServiceTwoTypesTest, ARegistrationThatPassesTheAgentsReplyTimeoutSto
   consumers_.after_add({});
   RegisterReply again = register_agent("a1", 4, 4);
   ASSERT_TRUE(again.ok()) << again.error->message;
+}
+
+// On replicated streams the hub watches the copies of the consumers it
+// creates (hub/consumer_copy_watch.h); the fake broker reports the followers
+// the test sets.
+class AgentServiceReplicatedTest : public AgentServiceTest {
+ protected:
+  AgentServiceReplicatedTest() { replicas_ = 3; }
+
+  // `ms` pass with `agent` answering every heartbeat (checkpoint 4).
+  void pass_live(const std::string& agent, int64_t ms) {
+    for (int64_t done = 0; done < ms; done += 1000) {
+      reply_beat(agent, 4, 4);
+      pass(1000);
+    }
+  }
+  void set_followers(std::vector<StreamFollower> followers) {
+    consumers_.set_followers(kStream, consumer_name("a1"), std::move(followers));
+  }
+};
+
+TEST_F(AgentServiceReplicatedTest, ACopyBehindOnANodeThatIsUpHasTheAgentRegisterAgainWhichRecreatesIt) {
+  set_followers({{.name = "n2", .current = true}, {.name = "n3", .current = false, .lag = 120}});
+  ASSERT_TRUE(register_agent("a1", 4, 4).ok());
+  pass_live("a1", 9000);  // within the grace: a node that came back catches up in seconds
+  EXPECT_EQ(register_orders(messaging_, subjects_, "a1"), 0u);
+  EXPECT_GE(consumers_.follower_reads(), 8);  // once per interval
+  pass_live("a1", 3000);
+  EXPECT_EQ(register_orders(messaging_, subjects_, "a1"), 1u);
+  EXPECT_EQ(service_->copy_repairs(), 1u);
+  EXPECT_EQ(state_of("a1"), AgentState::kLive);
+
+  // The agent registers again: its consumer is recreated, every copy
+  // current, and no more orders follow.
+  set_followers({{.name = "n2", .current = true}, {.name = "n3", .current = true}});
+  ASSERT_TRUE(register_agent("a1", 4, 4).ok());
+  EXPECT_EQ(consumers_.added(), 2);
+  pass_live("a1", 15000);
+  EXPECT_EQ(register_orders(messaging_, subjects_, "a1"), 1u);
+  EXPECT_EQ(service_->copy_repairs(), 1u);
+}
+
+TEST_F(AgentServiceReplicatedTest, ACopyOnANodeThatIsDownIsWaitedForAndItsGraceStartsWhenTheNodeIsBack) {
+  set_followers({{.name = "n2", .current = true}, {.name = "n3", .current = false, .offline = true}});
+  ASSERT_TRUE(register_agent("a1", 4, 4).ok());
+  pass_live("a1", 15000);
+  EXPECT_EQ(register_orders(messaging_, subjects_, "a1"), 0u);
+  // The node is back, its copy behind: the grace counts from now.
+  set_followers({{.name = "n2", .current = true}, {.name = "n3", .current = false, .lag = 3}});
+  pass_live("a1", 9000);
+  EXPECT_EQ(register_orders(messaging_, subjects_, "a1"), 0u);
+  pass_live("a1", 3000);
+  EXPECT_EQ(register_orders(messaging_, subjects_, "a1"), 1u);
+}
+
+// A cluster electing leaders answers slowly or not at all: a round stops
+// at its first failed read instead of waiting on every consumer in turn.
+TEST_F(AgentServiceReplicatedTest, ARoundStopsAtItsFirstFailedRead) {
+  ASSERT_TRUE(register_agent("a1", 4, 4).ok());
+  ASSERT_TRUE(register_agent("a2", 4, 4).ok());
+  // Beat rounds so far: one broadcast heartbeat of "price" each.
+  const auto rounds = [this] {
+    int n = 0;
+    for (const FakeMessaging::Published& p : messaging_.published()) n += p.subject == subjects_.heartbeat("price");
+    return n;
+  };
+  const auto both_live_for_3s = [this] {
+    for (int i = 0; i < 3; ++i) {
+      reply_beat("a1", 4, 4);
+      reply_beat("a2", 4, 4);
+      pass(1000);
+    }
+  };
+  consumers_.fail_followers(Status::deadline_exceeded("consumer info: Timeout"));
+  int reads = consumers_.follower_reads();
+  int before = rounds();
+  both_live_for_3s();
+  EXPECT_EQ(consumers_.follower_reads() - reads, rounds() - before);  // one read a round, not two
+  EXPECT_GE(rounds() - before, 2);
+  consumers_.fail_followers(Status::ok());
+  reads = consumers_.follower_reads();
+  before = rounds();
+  both_live_for_3s();
+  EXPECT_EQ(consumers_.follower_reads() - reads, 2 * (rounds() - before));  // both consumers, every round
+}
+
+TEST_F(AgentServiceReplicatedTest, TheConsumerOfADeadAgentIsNotChecked) {
+  set_followers({{.name = "n2", .current = true}, {.name = "n3", .current = false, .lag = 7}});
+  ASSERT_TRUE(register_agent("a1", 4, 4).ok());
+  pass(4000);  // silent: dead, its consumer deleted
+  ASSERT_EQ(state_of("a1"), AgentState::kDead);
+  const int reads = consumers_.follower_reads();
+  pass(15000);
+  EXPECT_EQ(consumers_.follower_reads(), reads);
+  EXPECT_EQ(register_orders(messaging_, subjects_, "a1"), 0u);
+}
+
+// One replica: nothing to watch, no JetStream request spent on it.
+TEST_F(AgentServiceTest, OneReplicaWatchesNoConsumerCopies) {
+  ASSERT_TRUE(register_agent("a1", 4, 4).ok());
+  for (int i = 0; i < 5; ++i) {
+    reply_beat("a1", 4, 4);
+    pass(1000);
+  }
+  EXPECT_EQ(consumers_.follower_reads(), 0);
 }
 
 TEST_F(AgentServiceTest, AgentSilentPastDeadAfterLosesItsConsumer) {
