@@ -42,12 +42,22 @@ int main(int argc, char** argv) {
   bool json = false;
   bool smoke = false;
   double seconds = 5;
+  size_t fleet_agents = 10000;
+  int fleet_replicas = 1;
   std::string names;
   for (const auto& n : ds::bench::scenario_names()) names += (names.empty() ? "" : ", ") + n;
   app.add_option("--scenario", scenarios, "a scenario to run (repeatable): " + names);
   app.add_flag("--all", all, "run every scenario");
   app.add_option("--seconds", seconds, "measuring time per figure")->capture_default_str()->check(
       CLI::Range(0.1, 600.0));
+  app.add_option("--fleet-agents", fleet_agents, "simulated agents in the fleet scenario (the capacity runs of "
+                                                 "docs/scaling.md)")
+      ->capture_default_str()
+      ->check(CLI::Range(static_cast<size_t>(1), static_cast<size_t>(200000)));
+  app.add_option("--fleet-replicas", fleet_replicas, "1, or 3: the fleet scenario on its own 3-node cluster with "
+                                                     "replicated streams and consumers")
+      ->capture_default_str()
+      ->check(CLI::IsMember({1, 3}));
   app.add_flag("--json", json, "print the figures as JSON instead of a table");
   app.add_flag("--smoke", smoke, "tiny sizes and 1 s per figure: proves every scenario runs, measures nothing");
   CLI11_PARSE(app, argc, argv);
@@ -90,6 +100,8 @@ int main(int argc, char** argv) {
   ctx.bin_dir = ds::bench::self_dir();
   ctx.work_dir = work->path();
   ctx.smoke = smoke;
+  ctx.fleet_agents = smoke ? 50 : fleet_agents;
+  ctx.fleet_replicas = fleet_replicas;
   ctx.seconds = smoke ? std::min(seconds, 1.0) : seconds;
 
   std::vector<ds::bench::Figure> figures;

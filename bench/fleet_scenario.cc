@@ -1,13 +1,19 @@
 // The `fleet` scenario: the hub's CPU and memory with 10,000 agents
-// heartbeating every 5 s (simulated in this process, real NATS traffic),
-// against the idle hub; and how long the hub takes to call a silent agent dead.
+// (--fleet-agents) heartbeating every 5 s (simulated in this process, real
+// NATS traffic), against the idle hub; and how long the hub takes to call a
+// silent agent dead. With --fleet-replicas 3 the same on a 3-node cluster on
+// loopback (testing/nats_cluster.h) with R3 streams and consumers, the
+// broker's figures summed over its three nodes.
 
 #include <algorithm>
+#include <memory>
+#include <stdexcept>
 #include <thread>
 
 #include "bench/bench_support.h"
 #include "bench/log_tail.h"
 #include "shared/names.h"
+#include "testing/nats_cluster.h"
 #include "testing/simulated_fleet.h"
 
 namespace ds::bench {
@@ -76,16 +82,43 @@ Result<Detection> detect_dead(ChildProcess& hub, SimulatedFleet& fleet, size_t a
 // the hub and of nats-server over a window while idle (no agent); then N
 // simulated agents register and answer every heartbeat, and the same window
 // is measured again; then one agent falls silent.
-Result<std::vector<Figure>> run_fleet(BenchContext& ctx) {
-  ScratchDir dir(ctx.work_dir + "/fleet");
+Result<std::vector<Figure>> run_fleet(BenchContext& bench) {
+  ScratchDir dir(bench.work_dir + "/fleet");
   HubOptions hub_options;
-  hub_options.heartbeat_ms = ctx.smoke ? 200 : 5000;
+  hub_options.heartbeat_ms = bench.smoke ? 200 : 5000;
+  hub_options.stream_replicas = bench.fleet_replicas;
   const double interval_s = static_cast<double>(hub_options.heartbeat_ms) / 1000.0;
-  const size_t agents = ctx.smoke ? 50 : 10000;
+  const size_t agents = bench.fleet_agents;
   // At least 4 beats per window, so it holds whole heartbeat rounds.
-  const double window_s = std::max(ctx.seconds, 4 * interval_s);
+  const double window_s = std::max(bench.seconds, 4 * interval_s);
+  // The broker: the benchmark's own, or a cluster of three of this run's.
+  BenchContext ctx = bench;
+  std::unique_ptr<NatsCluster> cluster;
+  std::vector<pid_t> brokers = {bench.nats_pid};
+  if (bench.fleet_replicas > 1) {
+    try {
+      cluster = std::make_unique<NatsCluster>("nats-server", 3);
+    } catch (const std::runtime_error& e) {
+      return Status::internal(std::string("fleet: a 3-node cluster: ") + e.what());
+    }
+    DS_RETURN_IF_ERROR(cluster->start());
+    ctx.nats_url = cluster->urls();
+    ctx.nats_pid = 0;
+    brokers.clear();
+    for (int i = 0; i < cluster->size(); ++i) brokers.push_back(cluster->node(i).pid());
+  }
   DS_ASSIGN_OR_RETURN(auto hub, start_hub(ctx, dir, hub_options));
-  const std::vector<pid_t> pids = {hub->pid(), ctx.nats_pid};
+  std::vector<pid_t> pids = {hub->pid()};
+  pids.insert(pids.end(), brokers.begin(), brokers.end());
+  // The broker's share: its processes' figures summed (pids[1..]).
+  const auto broker_sum = [](const std::vector<CpuWindow>& w) {
+    CpuWindow sum;
+    for (size_t i = 1; i < w.size(); ++i) {
+      sum.cpu_percent += w[i].cpu_percent;
+      sum.rss_mib += w[i].rss_mib;
+    }
+    return sum;
+  };
 
   std::this_thread::sleep_for(std::chrono::duration<double>(interval_s));
   DS_ASSIGN_OR_RETURN(std::vector<CpuWindow> idle, measure_cpu(pids, window_s));
@@ -117,6 +150,9 @@ Result<std::vector<Figure>> run_fleet(BenchContext& ctx) {
 
   const std::string n = std::to_string(agents);
   const std::string beat = " (heartbeat " + std::to_string(hub_options.heartbeat_ms) + " ms)";
+  const std::string broker = cluster ? "nats-server x3 (R3)" : "nats-server";
+  const CpuWindow broker_idle = broker_sum(idle);
+  const CpuWindow broker_loaded = broker_sum(loaded);
   return std::vector<Figure>{
       {"fleet", "registration of " + n + " simulated agents (4 in flight)", register_s, "s", std::nullopt},
       {"fleet", "registrations/s", static_cast<double>(agents) / register_s, "agents/s", std::nullopt},
@@ -125,10 +161,10 @@ Result<std::vector<Figure>> run_fleet(BenchContext& ctx) {
       {"fleet", "hub CPU, " + n + " agents" + beat, loaded[0].cpu_percent, "% of a core", idle[0].cpu_percent},
       {"fleet", "hub RSS, idle", idle[0].rss_mib, "MiB", std::nullopt},
       {"fleet", "hub RSS, " + n + " agents", loaded[0].rss_mib, "MiB", idle[0].rss_mib},
-      {"fleet", "nats-server CPU, idle", idle[1].cpu_percent, "% of a core", std::nullopt},
-      {"fleet", "nats-server CPU, " + n + " agents (" + n + " consumers)", loaded[1].cpu_percent, "% of a core",
-       idle[1].cpu_percent},
-      {"fleet", "nats-server RSS, " + n + " agents", loaded[1].rss_mib, "MiB", idle[1].rss_mib},
+      {"fleet", broker + " CPU, idle", broker_idle.cpu_percent, "% of a core", std::nullopt},
+      {"fleet", broker + " CPU, " + n + " agents (" + n + " consumers)", broker_loaded.cpu_percent, "% of a core",
+       broker_idle.cpu_percent},
+      {"fleet", broker + " RSS, " + n + " agents", broker_loaded.rss_mib, "MiB", broker_idle.rss_mib},
       {"fleet", "dead agent: its last answer -> hub says dead", detection.from_last_answer, "intervals",
        std::nullopt},
       {"fleet", "dead agent: first unanswered beat -> hub says dead", detection.from_first_unanswered, "intervals",

@@ -68,6 +68,30 @@ TEST(BenchSmoke, EveryScenarioReportsPositiveFigures) {
   }
 }
 
+// The capacity runs of docs/scaling.md: the fleet on its own 3-node
+// cluster with R3 streams and consumers, the broker's figures summed.
+TEST(BenchSmoke, FleetOnAThreeNodeClusterReportsItsThreeBrokers) {
+  const RunResult r = run(kBench + " --smoke --json --scenario fleet --fleet-replicas 3");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto figures = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_TRUE(figures.is_array()) << r.out;
+  double broker_rss = 0;
+  for (const auto& f : figures) {
+    if (f.at("figure").get<std::string>().rfind("nats-server x3 (R3) RSS, 50 agents", 0) == 0) {
+      broker_rss = f.at("value").get<double>();
+    }
+  }
+  EXPECT_GT(broker_rss, 0.0) << r.out;
+}
+
+TEST(BenchSmoke, AFleetSizeOutsideItsRangeIsRefused) {
+  for (const char* bad : {"--fleet-agents 0", "--fleet-replicas 2"}) {
+    const RunResult r = run(kBench + " --scenario fleet " + bad + " 2>&1");
+    EXPECT_NE(r.exit_code, 0) << bad;
+    EXPECT_NE(r.out.find(std::string(bad).substr(0, std::string(bad).find(' '))), std::string::npos) << r.out;
+  }
+}
+
 TEST(BenchSmoke, UnknownScenarioIsRefused) {
   const RunResult r = run(kBench + " --scenario no-such-scenario 2>&1");
   EXPECT_NE(r.exit_code, 0);
@@ -77,7 +101,7 @@ TEST(BenchSmoke, UnknownScenarioIsRefused) {
 TEST(BenchSmoke, HelpNamesTheOptions) {
   const RunResult r = run(kBench + " --help");
   EXPECT_EQ(r.exit_code, 0);
-  for (const char* option : {"--all", "--scenario", "--seconds", "--json", "--smoke"}) {
+  for (const char* option : {"--all", "--scenario", "--seconds", "--json", "--smoke", "--fleet-agents", "--fleet-replicas"}) {
     EXPECT_NE(r.out.find(option), std::string::npos) << option;
   }
 }
