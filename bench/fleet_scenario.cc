@@ -82,32 +82,32 @@ Result<Detection> detect_dead(ChildProcess& hub, SimulatedFleet& fleet, size_t a
 // the hub and of nats-server over a window while idle (no agent); then N
 // simulated agents register and answer every heartbeat, and the same window
 // is measured again; then one agent falls silent.
-Result<std::vector<Figure>> run_fleet(BenchContext& bench) {
-  ScratchDir dir(bench.work_dir + "/fleet");
+Result<std::vector<Figure>> run_fleet(BenchContext& ctx) {
+  ScratchDir dir(ctx.work_dir + "/fleet");
   HubOptions hub_options;
-  hub_options.heartbeat_ms = bench.smoke ? 200 : 5000;
-  hub_options.stream_replicas = bench.fleet_replicas;
+  hub_options.heartbeat_ms = ctx.smoke ? 200 : 5000;
+  hub_options.stream_replicas = ctx.fleet_replicas;
   const double interval_s = static_cast<double>(hub_options.heartbeat_ms) / 1000.0;
-  const size_t agents = bench.fleet_agents;
+  const size_t agents = ctx.fleet_agents;
   // At least 4 beats per window, so it holds whole heartbeat rounds.
-  const double window_s = std::max(bench.seconds, 4 * interval_s);
+  const double window_s = std::max(ctx.seconds, 4 * interval_s);
   // The broker: the benchmark's own, or a cluster of three of this run's.
-  BenchContext ctx = bench;
+  BenchContext on_broker = ctx;
   std::unique_ptr<NatsCluster> cluster;
-  std::vector<pid_t> brokers = {bench.nats_pid};
-  if (bench.fleet_replicas > 1) {
+  std::vector<pid_t> brokers = {ctx.nats_pid};
+  if (ctx.fleet_replicas > 1) {
     try {
       cluster = std::make_unique<NatsCluster>("nats-server", 3);
     } catch (const std::runtime_error& e) {
       return Status::internal(std::string("fleet: a 3-node cluster: ") + e.what());
     }
     DS_RETURN_IF_ERROR(cluster->start());
-    ctx.nats_url = cluster->urls();
-    ctx.nats_pid = 0;
+    on_broker.nats_url = cluster->urls();
+    on_broker.nats_pid = 0;
     brokers.clear();
     for (int i = 0; i < cluster->size(); ++i) brokers.push_back(cluster->node(i).pid());
   }
-  DS_ASSIGN_OR_RETURN(auto hub, start_hub(ctx, dir, hub_options));
+  DS_ASSIGN_OR_RETURN(auto hub, start_hub(on_broker, dir, hub_options));
   std::vector<pid_t> pids = {hub->pid()};
   pids.insert(pids.end(), brokers.begin(), brokers.end());
   // The broker's share: its processes' figures summed (pids[1..]).
@@ -124,7 +124,7 @@ Result<std::vector<Figure>> run_fleet(BenchContext& bench) {
   DS_ASSIGN_OR_RETURN(std::vector<CpuWindow> idle, measure_cpu(pids, window_s));
 
   SimulatedFleet::Options fleet_options;
-  fleet_options.nats_url = ctx.nats_url;
+  fleet_options.nats_url = on_broker.nats_url;
   fleet_options.type = kType;
   fleet_options.id_prefix = "fleet-";
   fleet_options.agents = agents;
@@ -132,7 +132,7 @@ Result<std::vector<Figure>> run_fleet(BenchContext& bench) {
   const auto registering = Clock::now();
   DS_RETURN_IF_ERROR(fleet->register_all(kRegisterTimeoutS));
   const double register_s = seconds_since(registering);
-  DS_ASSIGN_OR_RETURN(size_t consumers, consumers_on_stream(ctx));
+  DS_ASSIGN_OR_RETURN(size_t consumers, consumers_on_stream(on_broker));
   if (consumers != agents) {
     return Status::internal(std::to_string(consumers) + " consumers on the stream for " + std::to_string(agents) +
                             " registered agents");

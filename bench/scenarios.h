@@ -31,7 +31,7 @@ struct BenchContext {
   std::string work_dir;     // scratch space (hub stores, replicas, logs)
   double seconds = 5;       // measuring time per figure
   bool smoke = false;       // tiny sizes: proves the path works, not the speed
-  size_t fleet_agents = 10000;  // simulated agents in `fleet` (--fleet-agents; 50 in a smoke run)
+  size_t fleet_agents = 10000;  // simulated agents in `fleet` (--fleet-agents; a smoke run: 50, 6 on R3)
   int fleet_replicas = 1;       // 3: `fleet` on its own 3-node cluster with R3 streams (--fleet-replicas)
   std::optional<double> raw_records_per_s;  // set once `raw` ran
 };

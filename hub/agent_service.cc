@@ -192,16 +192,18 @@ struct AgentService::Impl {
     if (plan.op == ConsumerOp::kOpen) copy_watch.opened({a.id, sub.type});
   }
 
-  // Once per heartbeat interval, on replicated streams: reads the followers
-  // of the next kCopyChecksPerRound consumers of live and suspect agents
-  // (round-robin) from their leaders, and orders the agent of a consumer
-  // whose copy on a node that is up stays behind to register again, which
-  // recreates its consumers with every node (hub/consumer_copy_watch.h). At
-  // most one order per agent per interval (take_registration_order). The
-  // round holds the service thread for about a quarter interval at most:
-  // each read waits that long at most, the round stops once that much has
-  // passed, and at the first failed read (a cluster electing leaders
-  // answers slowly or not at all; the next round goes on from there).
+  // Once per heartbeat interval, on replicated streams: reads from their
+  // leaders the followers of the consumers of live and suspect agents that
+  // this round's share names (hub/consumer_copy_watch.h: rechecks, then the
+  // sweep), and orders the agent of a consumer whose copy on a node that
+  // is up stays behind to register again, which recreates its consumers.
+  // A consumer found missing is opened again at once, as after a
+  // reconnect. The round holds the service thread for a quarter interval
+  // (check_period_ms) at most: each read waits only for what is left of it,
+  // and the round stops at its first failed read (a cluster electing
+  // leaders answers slowly or not at all) and after
+  // kConsumerCopyOrdersPerRound orders (at most one per agent per interval
+  // besides: take_registration_order).
   void check_consumer_copies() {
     if (config.stream_replicas <= 1) return;
     std::vector<ConsumerCopyWatch::Key> open;
@@ -212,29 +214,52 @@ struct AgentService::Impl {
       }
     }
     std::sort(open.begin(), open.end());
-    const int64_t started = clocks.now_steady_ms();
-    for (const ConsumerCopyWatch::Key& key : copy_watch.next(open, kCopyChecksPerRound)) {
-      const auto& [agent, type] = key;
-      if (clocks.now_steady_ms() - started >= check_period_ms) break;
-      auto followers = delivery.followers(agent, type, check_period_ms);
-      if (!followers.is_ok()) {
-        copy_watch.unread(key);
-        spdlog::debug("agent {} type {}: consumer followers: {}", agent, type, followers.status().to_string());
-        // A consumer gone missing is the consumer checks' to reopen.
-        if (followers.status().code() == StatusCode::kNotFound) continue;
-        break;
-      }
-      const int64_t now = clocks.now_steady_ms();
-      const CopyVerdict v = copy_watch.observe(key, *followers, now);
-      if (v.kind != CopyVerdict::Kind::kStuck || !take_registration_order(agent)) continue;
-      copy_watch.ordered(key, now);
-      copy_repairs++;
-      spdlog::warn("agent {} type {}: the copy of consumer {} on NATS node {} has been behind for {} ms ({} "
-                   "operations) although the node is up, which nats-server does not heal by itself; ordering the "
-                   "agent to register again, which recreates its consumers",
-                   agent, type, consumer_name(agent), v.node, v.behind_ms, v.lag);
-      probe(agent, /*reregister=*/true);
+    const ConsumerCopyWatch::Round round = copy_watch.next(open, kConsumerCopyChecksPerRound);
+    const int64_t deadline = clocks.now_steady_ms() + check_period_ms;
+    int orders = 0;
+    for (const ConsumerCopyWatch::Key& key : round.recheck) {
+      if (!check_consumer_copy(key, deadline, orders)) return;
     }
+    for (const ConsumerCopyWatch::Key& key : round.sweep) {
+      if (clocks.now_steady_ms() >= deadline) return;
+      const bool go_on = check_consumer_copy(key, deadline, orders);
+      copy_watch.swept(key);
+      if (!go_on) return;
+    }
+  }
+
+  // One consumer of check_consumer_copies(); false: the round stops here.
+  bool check_consumer_copy(const ConsumerCopyWatch::Key& key, int64_t deadline, int& orders) {
+    const auto& [agent, type] = key;
+    const int64_t left = deadline - clocks.now_steady_ms();
+    if (left <= 0) return false;
+    auto followers = delivery.followers(agent, type, left);
+    if (!followers.is_ok()) {
+      if (followers.status().code() != StatusCode::kNotFound) {
+        spdlog::debug("agent {} type {}: consumer followers: {}", agent, type, followers.status().to_string());
+        return false;
+      }
+      // Deleted behind the hub's back, or lost with a node: open it again.
+      if (auto a = registry->find(agent); a && a->subscriptions.contains(type)) {
+        carry_out(*a, a->subscriptions.at(type), PlanEvent::kReconnected);
+      }
+      return true;
+    }
+    const int64_t now = clocks.now_steady_ms();
+    const CopyVerdict v = copy_watch.observe(key, *followers, now);
+    if (v.kind != CopyVerdict::Kind::kStuck || orders >= kConsumerCopyOrdersPerRound ||
+        !take_registration_order(agent)) {
+      return true;
+    }
+    ++orders;
+    copy_watch.ordered(key, now);
+    copy_repair_orders++;
+    spdlog::warn("agent {} type {}: the copy of consumer {} on NATS node {} has been behind for {} ms ({} "
+                 "operations) although the node is up, which nats-server does not heal by itself; ordering the "
+                 "agent to register again, which recreates its consumers",
+                 agent, type, consumer_name(agent), v.node, v.behind_ms, v.lag);
+    probe(agent, /*reregister=*/true);
+    return true;
   }
 
   // `received_ms`: steady time when the request arrived (cnats thread).
@@ -259,12 +284,11 @@ struct AgentService::Impl {
     RegisterReply reply = registration.handle(msg.subject, msg.data, clock.at(clocks.now_steady_ms()),
                                               clocks.now_system_ms(), agent_waits);
     if (!agent_waits()) late_registrations++;  // cut short, or finished after the agent gave up
-    if (reply.ok()) {
-      const std::string agent(Subjects::last_token(msg.subject));
-      index_agent(agent);
-      if (auto a = registry->find(agent)) {
-        for (const auto& [type, sub] : a->subscriptions) copy_watch.opened({agent, type});
-      }
+    const std::string agent(Subjects::last_token(msg.subject));
+    if (reply.ok()) index_agent(agent);
+    // Its consumers were recreated, all or (a failed registration) some.
+    if (auto a = registry->find(agent)) {
+      for (const auto& [type, sub] : a->subscriptions) copy_watch.opened({agent, type});
     }
     if (Status s = nc.respond(msg, encode(reply)); !s.is_ok()) {
       spdlog::warn("register reply on {}: {}", msg.subject, s.to_string());
@@ -600,8 +624,7 @@ struct AgentService::Impl {
   std::atomic<uint64_t> refused_beats{0};                            // written by the service thread
   std::atomic<uint64_t> late_registrations{0};                       // written by the service thread
   ConsumerCopyWatch copy_watch;                                      // service thread only
-  static constexpr size_t kCopyChecksPerRound = 64;
-  std::atomic<uint64_t> copy_repairs{0};                             // written by the service thread
+  std::atomic<uint64_t> copy_repair_orders{0};                       // written by the service thread
   PartitionMarks marks;                                              // thread-safe
   CommitHistory history;                                             // thread-safe
   mutable std::mutex freshness_mu;
@@ -824,13 +847,13 @@ const AgentRegistry& AgentService::registry() const { return *impl_->registry; }
 
 uint64_t AgentService::refused_beats() const { return impl_->refused_beats.load(); }
 uint64_t AgentService::late_registrations() const { return impl_->late_registrations.load(); }
-uint64_t AgentService::copy_repairs() const { return impl_->copy_repairs.load(); }
+uint64_t AgentService::copy_repair_orders() const { return impl_->copy_repair_orders.load(); }
 
 void AgentService::write_metrics(PrometheusWriter& w) const {
   write_fleet_metrics(w, *fleet_snapshot(), impl_->config.types,
                       {.refused_beats = refused_beats(),
                        .late_registrations = late_registrations(),
-                       .copy_repairs = copy_repairs()});
+                       .copy_repair_orders = copy_repair_orders()});
 }
 
 std::shared_ptr<const FleetSnapshot> AgentService::fleet_snapshot() const {

@@ -65,8 +65,9 @@
 // snapshot or carries the current schema, which the agent adopts in place.
 // So is an agent one of whose consumers has a copy that stays behind on a
 // NATS node that is up (replicated streams: each beat round reads the
-// followers of up to 64 consumers, within a quarter interval;
-// hub/consumer_copy_watch.h): its registration recreates the consumers.
+// followers of up to 64 consumers, within a quarter interval, and gives at
+// most 2 such orders; hub/consumer_copy_watch.h): its registration
+// recreates the consumers.
 
 #include <atomic>
 #include <cstdint>
@@ -195,9 +196,10 @@ class AgentService {
   // kRegisterReplyTimeoutMs, passed): dropped before they began, cut short,
   // or finished too late.
   uint64_t late_registrations() const;
-  // Registrations ordered because a copy of one of the agent's consumers
-  // stayed behind on a NATS node that is up (hub/consumer_copy_watch.h).
-  uint64_t copy_repairs() const;
+  // Orders to register again because a copy of one of the agent's consumers
+  // stayed behind on a NATS node that is up (hub/consumer_copy_watch.h); an
+  // order that led to no new consumer is repeated after another grace.
+  uint64_t copy_repair_orders() const;
 
  private:
   struct Impl;

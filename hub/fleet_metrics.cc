@@ -104,10 +104,10 @@ void write_fleet_metrics(PrometheusWriter& w, const FleetSnapshot& fleet, const 
             "Registrations whose agent had stopped waiting (its reply timeout passed): dropped before they began, cut "
             "short, or finished too late; the agent registers again.",
             static_cast<double>(counters.late_registrations));
-  w.counter("deltasync_hub_consumer_copy_repairs_total",
-            "Agents ordered to register again because a copy of one of their consumers stayed behind on a NATS node "
-            "that is up (a replicated stream; the registration recreates the consumers).",
-            static_cast<double>(counters.copy_repairs));
+  w.counter("deltasync_hub_consumer_copy_repair_orders_total",
+            "Orders to an agent to register again because a copy of one of its consumers stayed behind on a NATS "
+            "node that is up (a replicated stream; the registration recreates the consumers).",
+            static_cast<double>(counters.copy_repair_orders));
 }
 
 }  // namespace ds

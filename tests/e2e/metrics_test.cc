@@ -260,7 +260,7 @@ TEST_F(MetricsEndToEnd, PrometheusScrapesHubAndAgentsAndPromtoolAcceptsTheText) 
         "sum(deltasync_agent_delivery_gaps_total)", "sum(deltasync_agent_nats_reconnects_total)",
         "deltasync_hub_publish_failures_total", "deltasync_hub_ingest_dropped_total",
         "deltasync_hub_refused_beats_total", "deltasync_hub_late_registrations_total",
-        "deltasync_hub_consumer_copy_repairs_total",
+        "deltasync_hub_consumer_copy_repair_orders_total",
         "deltasync_hub_snapshot_errors_total",
         "sum(deltasync_hub_agent_held_back)", "sum(deltasync_hub_agent_awaiting_snapshot)",
         "sum(deltasync_hub_agent_quarantined)"}) {

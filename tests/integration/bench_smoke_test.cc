@@ -77,7 +77,7 @@ TEST(BenchSmoke, FleetOnAThreeNodeClusterReportsItsThreeBrokers) {
   ASSERT_TRUE(figures.is_array()) << r.out;
   double broker_rss = 0;
   for (const auto& f : figures) {
-    if (f.at("figure").get<std::string>().rfind("nats-server x3 (R3) RSS, 50 agents", 0) == 0) {
+    if (f.at("figure").get<std::string>().rfind("nats-server x3 (R3) RSS, ", 0) == 0) {
       broker_rss = f.at("value").get<double>();
     }
   }

@@ -310,17 +310,55 @@ TEST_F(AgentServiceReplicatedTest, ACopyBehindOnANodeThatIsUpHasTheAgentRegister
   EXPECT_GE(consumers_.follower_reads(), 8);  // once per interval
   pass_live("a1", 3000);
   EXPECT_EQ(register_orders(messaging_, subjects_, "a1"), 1u);
-  EXPECT_EQ(service_->copy_repairs(), 1u);
+  EXPECT_EQ(service_->copy_repair_orders(), 1u);
   EXPECT_EQ(state_of("a1"), AgentState::kLive);
 
-  // The agent registers again: its consumer is recreated, every copy
-  // current, and no more orders follow.
-  set_followers({{.name = "n2", .current = true}, {.name = "n3", .current = true}});
+  // The agent registers again: its consumer is recreated, and the new one
+  // has a grace of its own (its copy may take a few seconds too).
   ASSERT_TRUE(register_agent("a1", 4, 4).ok());
   EXPECT_EQ(consumers_.added(), 2);
+  pass_live("a1", 9000);
+  EXPECT_EQ(register_orders(messaging_, subjects_, "a1"), 1u);
+  // Its copy catches up: no more orders.
+  set_followers({{.name = "n2", .current = true}, {.name = "n3", .current = true}});
   pass_live("a1", 15000);
   EXPECT_EQ(register_orders(messaging_, subjects_, "a1"), 1u);
-  EXPECT_EQ(service_->copy_repairs(), 1u);
+  EXPECT_EQ(service_->copy_repair_orders(), 1u);
+}
+
+// A consumer deleted behind the hub's back (or lost with a node) is opened
+// again as soon as a round finds it missing.
+TEST_F(AgentServiceReplicatedTest, AConsumerFoundMissingIsOpenedAgain) {
+  ASSERT_TRUE(register_agent("a1", 4, 4).ok());
+  ASSERT_TRUE(consumers_.delete_consumer(kStream, consumer_name("a1")).is_ok());
+  ASSERT_FALSE(has_consumer("a1"));
+  pass_live("a1", 2000);
+  EXPECT_TRUE(has_consumer("a1"));
+  EXPECT_EQ(consumers_.added(), 2);
+}
+
+// Each order re-registers an agent (slow on R3): a round gives two at most.
+TEST_F(AgentServiceReplicatedTest, ARoundGivesAtMostTwoOrders) {
+  const std::vector<std::string> agents = {"a1", "a2", "a3"};
+  for (const std::string& agent : agents) {
+    consumers_.set_followers(kStream, consumer_name(agent),
+                             {{.name = "n2", .current = true}, {.name = "n3", .current = false, .lag = 5}});
+    ASSERT_TRUE(register_agent(agent, 4, 4).ok());
+  }
+  const auto orders = [&] {
+    size_t n = 0;
+    for (const std::string& agent : agents) n += register_orders(messaging_, subjects_, agent);
+    return n;
+  };
+  size_t most_in_a_round = 0;
+  for (int round = 0; round < 14; ++round) {
+    const size_t before = orders();
+    for (const std::string& agent : agents) reply_beat(agent, 4, 4);
+    pass(1000);  // one beat round
+    most_in_a_round = std::max(most_in_a_round, orders() - before);
+  }
+  EXPECT_EQ(most_in_a_round, 2u);
+  for (const std::string& agent : agents) EXPECT_GE(register_orders(messaging_, subjects_, agent), 1u) << agent;
 }
 
 TEST_F(AgentServiceReplicatedTest, ACopyOnANodeThatIsDownIsWaitedForAndItsGraceStartsWhenTheNodeIsBack) {
