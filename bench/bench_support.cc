@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 
 #include "bench/proc_info.h"
@@ -272,6 +273,17 @@ Result<std::vector<CpuWindow>> measure_cpu(const std::vector<pid_t>& pids, doubl
                    static_cast<double>(after.rss_kb) / 1024.0});
   }
   return out;
+}
+
+Result<std::unique_ptr<NatsCluster>> start_cluster(const std::string& scenario) {
+  std::unique_ptr<NatsCluster> cluster;
+  try {
+    cluster = std::make_unique<NatsCluster>("nats-server", 3);
+  } catch (const std::runtime_error& e) {
+    return Status::internal(scenario + ": a 3-node cluster: " + e.what());
+  }
+  DS_RETURN_IF_ERROR(cluster->start());
+  return cluster;
 }
 
 }  // namespace ds::bench

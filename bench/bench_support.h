@@ -24,6 +24,7 @@
 #include "shared/sqlite.h"
 #include "shared/status.h"
 #include "testing/child_process.h"
+#include "testing/nats_cluster.h"
 
 namespace ds::bench {
 
@@ -146,5 +147,10 @@ struct CpuWindow {
 };
 // One window of `seconds` for all `pids` at once, in their order.
 Result<std::vector<CpuWindow>> measure_cpu(const std::vector<pid_t>& pids, double seconds);
+
+// A 3-node JetStream cluster on loopback of this run's own (the `replicas`
+// scenario, `fleet` with --fleet-replicas 3), started; `scenario` names it
+// in the failure.
+Result<std::unique_ptr<NatsCluster>> start_cluster(const std::string& scenario);
 
 }  // namespace ds::bench

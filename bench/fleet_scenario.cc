@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <memory>
-#include <stdexcept>
 #include <thread>
 
 #include "bench/bench_support.h"
@@ -96,12 +95,7 @@ Result<std::vector<Figure>> run_fleet(BenchContext& ctx) {
   std::unique_ptr<NatsCluster> cluster;
   std::vector<pid_t> brokers = {ctx.nats_pid};
   if (ctx.fleet_replicas > 1) {
-    try {
-      cluster = std::make_unique<NatsCluster>("nats-server", 3);
-    } catch (const std::runtime_error& e) {
-      return Status::internal(std::string("fleet: a 3-node cluster: ") + e.what());
-    }
-    DS_RETURN_IF_ERROR(cluster->start());
+    DS_ASSIGN_OR_RETURN(cluster, start_cluster("fleet"));
     on_broker.nats_url = cluster->urls();
     on_broker.nats_pid = 0;
     brokers.clear();

@@ -13,7 +13,6 @@
 
 #include <csignal>
 #include <optional>
-#include <stdexcept>
 #include <string>
 
 #include "bench/bench_support.h"
@@ -23,13 +22,7 @@ namespace ds::bench {
 
 Result<std::vector<Figure>> run_replicas(BenchContext& ctx) {
   constexpr int kProducers = 4;
-  std::unique_ptr<NatsCluster> cluster;
-  try {
-    cluster = std::make_unique<NatsCluster>("nats-server", 3);
-  } catch (const std::runtime_error& e) {
-    return Status::internal(std::string("replicas: a 3-node cluster: ") + e.what());
-  }
-  DS_RETURN_IF_ERROR(cluster->start());
+  DS_ASSIGN_OR_RETURN(std::unique_ptr<NatsCluster> cluster, start_cluster("replicas"));
   BenchContext on_cluster = ctx;
   on_cluster.nats_url = cluster->urls();
   on_cluster.nats_pid = 0;  // three brokers: no one process to measure
