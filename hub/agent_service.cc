@@ -201,9 +201,10 @@ struct AgentService::Impl {
   // reconnect. The round holds the service thread for a quarter interval
   // (check_period_ms) at most: each read waits only for what is left of it,
   // and the round stops at its first failed read (a cluster electing
-  // leaders answers slowly or not at all) and after
-  // kConsumerCopyOrdersPerRound orders (at most one per agent per interval
-  // besides: take_registration_order).
+  // leaders answers slowly or not at all). It gives
+  // kConsumerCopyOrdersPerRound orders at most (and at most one per agent
+  // per interval: take_registration_order); a stuck consumer left without
+  // one is ordered in a later round.
   void check_consumer_copies() {
     if (config.stream_replicas <= 1) return;
     std::vector<ConsumerCopyWatch::Key> open;
