@@ -76,7 +76,8 @@ std::vector<StreamFollower> followers_of(const jsClusterInfo& cluster) {
   for (int i = 0; i < cluster.ReplicasLen; ++i) {
     const jsPeerInfo* p = cluster.Replicas[i];
     if (p == nullptr) continue;
-    out.push_back({.name = p->Name != nullptr ? p->Name : "", .current = p->Current, .offline = p->Offline, .lag = p->Lag});
+    out.push_back(
+        {.name = p->Name != nullptr ? p->Name : "", .current = p->Current, .offline = p->Offline, .lag = p->Lag});
   }
   return out;
 }

@@ -46,4 +46,10 @@ Result<bool> NatsConsumerControl::consumer_exists(std::string_view stream, std::
   return js_.consumer_exists(stream, name);
 }
 
+Result<std::vector<StreamFollower>> NatsConsumerControl::consumer_followers(std::string_view stream,
+                                                                            std::string_view name,
+                                                                            int64_t timeout_ms) {
+  return js_.consumer_followers(stream, name, timeout_ms);
+}
+
 }  // namespace ds

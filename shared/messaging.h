@@ -83,6 +83,8 @@ class ConsumerControl : public StreamReader {
   // NotFound when it does not exist.
   virtual Status delete_consumer(std::string_view stream, std::string_view name) = 0;
   virtual Result<bool> consumer_exists(std::string_view stream, std::string_view name) = 0;
+  // The consumer's replicas other than its leader, as the leader reports
+  // them within `timeout_ms`; NotFound when it does not exist.
   virtual Result<std::vector<StreamFollower>> consumer_followers(std::string_view stream, std::string_view name,
                                                                  int64_t timeout_ms) = 0;
 };
@@ -137,9 +139,7 @@ class NatsConsumerControl final : public NatsStreamReader<ConsumerControl> {
   Status delete_consumer(std::string_view stream, std::string_view name) override;
   Result<bool> consumer_exists(std::string_view stream, std::string_view name) override;
   Result<std::vector<StreamFollower>> consumer_followers(std::string_view stream, std::string_view name,
-                                                         int64_t timeout_ms) override {
-    return js_.consumer_followers(stream, name, timeout_ms);
-  }
+                                                         int64_t timeout_ms) override;
 };
 
 class NatsStreamAccess final : public NatsStreamReader<StreamAccess> {
