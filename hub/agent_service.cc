@@ -287,8 +287,9 @@ struct AgentService::Impl {
     if (!agent_waits()) late_registrations++;  // cut short, or finished after the agent gave up
     const std::string agent(Subjects::last_token(msg.subject));
     if (reply.ok()) index_agent(agent);
-    // Its consumers were recreated, all or (a failed registration) some.
-    if (auto a = registry->find(agent)) {
+    // Its consumers were recreated, all or (a failed registration) some;
+    // only replicated streams have copies to watch (check_consumer_copies).
+    if (auto a = config.stream_replicas > 1 ? registry->find(agent) : std::nullopt) {
       for (const auto& [type, sub] : a->subscriptions) copy_watch.opened({agent, type});
     }
     if (Status s = nc.respond(msg, encode(reply)); !s.is_ok()) {
