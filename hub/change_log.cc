@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "hub/retry_key_header.h"
 #include "shared/codec.h"
 #include "shared/logged_fields.h"
 #include "shared/table_columns.h"
@@ -144,7 +145,52 @@ Result<std::vector<PendingBatch>> ChangeLog::batches_after(const TypeConfig& typ
     out.back().delta.changes.push_back(std::move(c));
     ++total;
   }
+  DS_RETURN_IF_ERROR(attach_retry_keys(type.name, out));
   return out;
+}
+
+Result<std::optional<Change>> ChangeLog::change_at(const TypeConfig& type, uint64_t version) {
+  DS_ASSIGN_OR_RETURN(Statement * s, statements_.get("SELECT batch, version, key, op, partition, fields, ts, hub_ts"
+                                                     " FROM changes WHERE type = ? AND version = ?"));
+  StatementUse use(*s);
+  use->bind(1, type.name).bind(2, static_cast<int64_t>(version));
+  DS_ASSIGN_OR_RETURN(bool row, use->step());
+  if (!row) return std::optional<Change>();
+  DS_ASSIGN_OR_RETURN(Change c, read_change_row(*use, type.schema));
+  return std::optional<Change>(std::move(c));
+}
+
+Status ChangeLog::attach_retry_keys(const std::string& type, std::vector<PendingBatch>& batches) {
+  if (batches.empty()) return Status::ok();
+  std::map<uint64_t, size_t> holder;  // version -> index of the batch holding it
+  uint64_t lo = UINT64_MAX;
+  uint64_t hi = 0;
+  for (size_t i = 0; i < batches.size(); ++i) {
+    for (const Change& c : batches[i].delta.changes) {
+      holder.emplace(c.v, i);
+      lo = std::min(lo, c.v);
+      hi = std::max(hi, c.v);
+    }
+  }
+  if (holder.empty()) return Status::ok();
+  DS_ASSIGN_OR_RETURN(Statement * s, statements_.get("SELECT producer, seq, first_version, last_version, digest FROM"
+                                                     " producer_batches WHERE type = ? AND last_version BETWEEN ? AND ?"
+                                                     " ORDER BY last_version"));
+  StatementUse use(*s);
+  use->bind(1, type).bind(2, static_cast<int64_t>(lo)).bind(3, static_cast<int64_t>(hi));
+  for (;;) {
+    DS_ASSIGN_OR_RETURN(bool row, use->step());
+    if (!row) break;
+    ProducerRetryKey k;
+    k.producer = use->column_text(0);
+    k.seq = static_cast<uint64_t>(use->column_int64(1));
+    k.range.first_version = static_cast<uint64_t>(use->column_int64(2));
+    k.range.last_version = static_cast<uint64_t>(use->column_int64(3));
+    if (!use->column_is_null(4)) k.range.digest = use->column_blob(4);
+    auto at = holder.find(k.range.last_version);
+    if (at != holder.end()) batches[at->second].retry_keys.push_back(std::move(k));
+  }
+  return Status::ok();
 }
 
 Result<size_t> ChangeLog::recut_batch(const TypeConfig& type, uint64_t batch, const BatchLimits& limits) {
@@ -156,31 +202,44 @@ Result<size_t> ChangeLog::recut_batch(const TypeConfig& type, uint64_t batch, co
   }
   DS_ASSIGN_OR_RETURN(Statement * s, statements_.get("SELECT batch, version, key, op, partition, fields, ts, hub_ts"
                                                      " FROM changes WHERE type = ? AND batch = ? ORDER BY version"));
-  std::vector<uint64_t> versions;
-  std::vector<uint64_t> new_batch;
+  std::vector<PendingBatch> whole(1);  // the batch as it is, with its retry keys
   {
     StatementUse use(*s);
     use->bind(1, type.name).bind(2, static_cast<int64_t>(batch));
-    uint64_t open = 0;
-    int64_t count = 0;
-    size_t bytes = 0;
     for (;;) {
       DS_ASSIGN_OR_RETURN(bool row, use->step());
       if (!row) break;
       DS_ASSIGN_OR_RETURN(Change c, read_change_row(*use, type.schema));
-      const size_t change_bytes = encoded_size(c);
-      if (open == 0 || !joins_open_batch(limits, count, bytes, change_bytes)) {
-        open = c.v;
-        count = 0;
-        bytes = delta_batch_overhead(type.name);
-      }
-      ++count;
-      bytes += change_bytes;
-      versions.push_back(c.v);
-      new_batch.push_back(open);
+      whole[0].delta.changes.push_back(std::move(c));
     }
   }
-  if (versions.empty()) return Status::not_found("type '" + type.name + "' has no batch " + std::to_string(batch));
+  if (whole[0].delta.changes.empty()) {
+    return Status::not_found("type '" + type.name + "' has no batch " + std::to_string(batch));
+  }
+  DS_RETURN_IF_ERROR(attach_retry_keys(type.name, whole));
+  std::map<uint64_t, size_t> key_bytes;  // by last version: the header bytes of its keys
+  for (const ProducerRetryKey& k : whole[0].retry_keys) {
+    key_bytes[k.range.last_version] += retry_key_header_bound(k.producer);
+  }
+  // The commit's rule (GroupCommitter), keys counted with their last change.
+  std::vector<uint64_t> versions;
+  std::vector<uint64_t> new_batch;
+  uint64_t open = 0;
+  int64_t count = 0;
+  size_t bytes = 0;
+  for (const Change& c : whole[0].delta.changes) {
+    const auto keys = key_bytes.find(c.v);
+    const size_t change_bytes = encoded_size(c) + (keys == key_bytes.end() ? 0 : keys->second);
+    if (open == 0 || !joins_open_batch(limits, count, bytes, change_bytes)) {
+      open = c.v;
+      count = 0;
+      bytes = delta_batch_overhead(type.name);
+    }
+    ++count;
+    bytes += change_bytes;
+    versions.push_back(c.v);
+    new_batch.push_back(open);
+  }
   size_t batches = 0;
   DS_ASSIGN_OR_RETURN(Statement * upd, statements_.get("UPDATE changes SET batch = ? WHERE type = ? AND version = ?"));
   for (size_t i = 0; i < versions.size(); ++i) {
@@ -194,8 +253,8 @@ Result<size_t> ChangeLog::recut_batch(const TypeConfig& type, uint64_t batch, co
   return batches;
 }
 
-Result<std::optional<ChangeLog::RetryKey>> ChangeLog::find_retry_key(const std::string& producer,
-                                                                     const std::string& type, uint64_t seq) {
+Result<std::optional<RetryKey>> ChangeLog::find_retry_key(const std::string& producer, const std::string& type,
+                                                          uint64_t seq) {
   DS_ASSIGN_OR_RETURN(Statement * s, statements_.get("SELECT first_version, last_version, digest FROM"
                                                      " producer_batches WHERE producer = ? AND type = ? AND seq = ?"));
   StatementUse use(*s);

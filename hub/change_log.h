@@ -48,11 +48,33 @@ struct TypeState {
   uint64_t published_seq = 0;        // stream sequence of published_batch
 };
 
-// A delta batch read back from the change log for (re)publication.
+// A producer retry key's range (producer_batches): the versions the batch
+// got and the digest of its records.
+struct RetryKey {
+  uint64_t first_version = 0;
+  uint64_t last_version = 0;
+  std::optional<std::string> digest;  // none: stored before keys carried their content
+  bool operator==(const RetryKey&) const = default;
+};
+
+// A retry key whole: (producer, type, seq) and its range. A delta batch
+// carries the keys whose last version it holds to the stream (header
+// Ds-Retry-Keys, hub/retry_key_header.h), so a standby hub that follows the
+// stream answers a producer's retry as the active did (hub/standby_follower.h).
+struct ProducerRetryKey {
+  std::string producer;
+  uint64_t seq = 0;
+  RetryKey range;
+  bool operator==(const ProducerRetryKey&) const = default;
+};
+
+// A delta batch of the change log, as a commit created it or as read back
+// for (re)publication.
 struct PendingBatch {
   uint64_t batch = 0;                // first version; Nats-Msg-Id "<type>:<batch>"
   std::string partition;             // "_all" when unpartitioned
   DeltaBatch delta;
+  std::vector<ProducerRetryKey> retry_keys{};  // the keys whose last version is in this batch
   uint64_t last_version() const { return delta.changes.empty() ? batch : delta.changes.back().v; }
 };
 
@@ -104,18 +126,19 @@ class ChangeLog {
   Status append(const std::string& type, const Change& change, const std::string& partition, uint64_t batch,
                 const std::string& producer);
   // Up to `max_changes` changes (whole batches; at least one batch) of the
-  // batches of `type` after batch `after_batch`, ascending.
+  // batches of `type` after batch `after_batch`, ascending, each with the
+  // retry keys whose last version it holds.
   Result<std::vector<PendingBatch>> batches_after(const TypeConfig& type, uint64_t after_batch, size_t max_changes);
   // Cuts the stored delta batch `batch` of `type` again under `limits`; see
   // QueryStore::recut_batch. One transaction of its own.
   Result<size_t> recut_batch(const TypeConfig& type, uint64_t batch, const BatchLimits& limits);
+  // The change of `type` at `version`; nullopt when the log lacks it.
+  Result<std::optional<Change>> change_at(const TypeConfig& type, uint64_t version);
+  // Gives each of `batches` (of `type`) the retry keys whose last version
+  // it holds.
+  Status attach_retry_keys(const std::string& type, std::vector<PendingBatch>& batches);
 
   // ---- producer retry keys ----
-  struct RetryKey {
-    uint64_t first_version = 0;
-    uint64_t last_version = 0;
-    std::optional<std::string> digest;  // none: stored before keys carried their content
-  };
   Result<std::optional<RetryKey>> find_retry_key(const std::string& producer, const std::string& type, uint64_t seq);
   Status record_retry_key(const std::string& producer, const std::string& type, uint64_t seq, const RetryKey& key);
 

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "hub/retry_key_header.h"
 #include "shared/codec.h"
 #include "shared/names.h"
 
@@ -36,7 +37,7 @@ Status GroupCommitter::run_group(const std::vector<CommitBatch>& batches) {
 }
 
 Result<bool> GroupCommitter::seen_before(const CommitBatch& batch, BatchOutcome& out) {
-  DS_ASSIGN_OR_RETURN(std::optional<ChangeLog::RetryKey> key,
+  DS_ASSIGN_OR_RETURN(std::optional<RetryKey> key,
                       log_.find_retry_key(batch.producer, batch.type, *batch.seq));
   if (!key) return false;
   out.first_version = key->first_version;
@@ -99,15 +100,21 @@ Status GroupCommitter::store_batch(const CommitBatch& batch, BatchOutcome& out) 
 
 Status GroupCommitter::store_records(const TypeConfig& type, const CommitBatch& batch, BatchOutcome& out) {
   const uint64_t head_before = log_.head(batch.type);
+  const bool keyed = !batch.producer.empty() && batch.seq.has_value();
+  size_t holder = 0;  // the delta batch holding the last record's change
   for (size_t i = 0; i < batch.records.size(); ++i) {
-    if (Status s = apply_record(type, batch, batch.records[i]); !s.is_ok()) {
+    // The key travels with the delta batch of the last change
+    // (hub/retry_key_header.h), and counts in its size.
+    const size_t extra = keyed && i + 1 == batch.records.size() ? retry_key_header_bound(batch.producer) : 0;
+    if (Status s = apply_record(type, batch, batch.records[i], extra, holder); !s.is_ok()) {
       out.index = static_cast<uint32_t>(i);
       return s;
     }
   }
-  if (!batch.producer.empty() && batch.seq.has_value()) {
-    DS_RETURN_IF_ERROR(log_.record_retry_key(batch.producer, batch.type, *batch.seq,
-                                             ChangeLog::RetryKey{head_before + 1, log_.head(batch.type), batch.digest}));
+  if (keyed) {
+    ProducerRetryKey key{batch.producer, *batch.seq, RetryKey{head_before + 1, log_.head(batch.type), batch.digest}};
+    DS_RETURN_IF_ERROR(log_.record_retry_key(key.producer, batch.type, key.seq, key.range));
+    result_.batches[holder].retry_keys.push_back(std::move(key));
   }
   return log_.store_head(batch.type);
 }
@@ -166,7 +173,8 @@ uint64_t GroupCommitter::add_to_delta_batch(const std::string& type, const std::
   return ob.first;
 }
 
-Status GroupCommitter::apply_record(const TypeConfig& type, const CommitBatch& batch, const IngestRecord& r) {
+Status GroupCommitter::apply_record(const TypeConfig& type, const CommitBatch& batch, const IngestRecord& r,
+                                    size_t extra_bytes, size_t& holder) {
   const uint64_t version = log_.take_version(type.name);
   const int64_t ts = r.ts.value_or(hub_ts_);
   bool in_place = false;
@@ -182,9 +190,10 @@ Status GroupCommitter::apply_record(const TypeConfig& type, const CommitBatch& b
   c.ts = ts;
   c.hts = hub_ts_;
   // The change joins its (type, partition)'s open delta batch, or starts one.
-  const uint64_t first = add_to_delta_batch(type.name, partition, encoded_size(c), version);
+  const uint64_t first = add_to_delta_batch(type.name, partition, encoded_size(c) + extra_bytes, version);
   DS_RETURN_IF_ERROR(log_.append(type.name, c, partition, first, batch.producer));
-  result_.batches[open_batches_[{type.name, partition}].index].delta.changes.push_back(std::move(c));
+  holder = open_batches_[{type.name, partition}].index;
+  result_.batches[holder].delta.changes.push_back(std::move(c));
   return Status::ok();
 }
 

@@ -12,7 +12,9 @@
 //     the row (only the given columns change), a delete leaves a tombstone;
 //     every change is appended to the log in its delta batch, cut by the
 //     BatchLimits rule per (type, partition);
-//   - (producer, type, seq) is recorded with the batch's digest; a batch whose
+//   - (producer, type, seq) is recorded with the batch's digest, and given to
+//     the delta batch holding the batch's last change (its size counted in
+//     that batch's cut, hub/retry_key_header.h); a batch whose
 //     key was stored before stores nothing: with the same digest it is a
 //     retry and reports the stored range, with another it is refused
 //     (AlreadyExists naming that range);
@@ -105,7 +107,11 @@ class GroupCommitter {
   Result<bool> seen_before(const CommitBatch& batch, BatchOutcome& out);
   // The records, the retry key and the type's head, under the savepoint.
   Status store_records(const TypeConfig& type, const CommitBatch& batch, BatchOutcome& out);
-  Status apply_record(const TypeConfig& type, const CommitBatch& batch, const IngestRecord& r);
+  // Stores one record and puts its change into a delta batch, whose index in
+  // result_.batches it sets in `holder`; `extra_bytes` (the batch's retry
+  // key, with its last record) count in that batch's size.
+  Status apply_record(const TypeConfig& type, const CommitBatch& batch, const IngestRecord& r, size_t extra_bytes,
+                      size_t& holder);
   // The partition the record's row is in after the change.
   Result<std::string> partition_of(const TypeConfig& type, const IngestRecord& r, bool& in_place);
   Status write_row(const TypeConfig& type, const RecordTables::RowWrite& w, bool known_in_place);

@@ -91,7 +91,8 @@ Result<std::vector<PendingBatch>> QueryStore::batches_after(const std::string& t
   return impl_->log.batches_after(*tc, after_batch, max_changes);
 }
 
-Status QueryStore::apply_recovered(const std::string& type, const std::vector<RecoveredChange>& changes) {
+Status QueryStore::apply_recovered(const std::string& type, const std::vector<RecoveredChange>& changes,
+                                   const std::vector<ProducerRetryKey>& retry_keys) {
   Impl& im = *impl_;
   DS_RETURN_IF_ERROR(im.writable());
   const TypeConfig* tc = find_type(type);
@@ -113,6 +114,12 @@ Status QueryStore::apply_recovered(const std::string& type, const std::vector<Re
                              .with_context("recover type '" + type + "' key '" + c.key + "'"));
       DS_RETURN_IF_ERROR(im.log.append(type, c, rc.partition, rc.batch, "")
                              .with_context("recover type '" + type + "' version " + std::to_string(c.v)));
+    }
+    for (const ProducerRetryKey& k : retry_keys) {
+      if (k.range.last_version <= head || k.range.last_version > version) continue;
+      DS_RETURN_IF_ERROR(im.log.record_retry_key(k.producer, type, k.seq, k.range)
+                             .with_context("recover type '" + type + "': retry key of producer " +
+                                           quoted_for_message(k.producer) + " seq " + std::to_string(k.seq)));
     }
     im.log.set_head(type, version);
     DS_RETURN_IF_ERROR(im.log.store_head(type));
@@ -150,6 +157,12 @@ Result<QueryStore::PruneStep> QueryStore::prune_step(const std::string& type, ui
   if (!s.is_ok()) return s.with_context("prune type '" + type + "'");
   DS_RETURN_IF_ERROR(restored);
   return out;
+}
+
+Result<std::optional<Change>> QueryStore::logged_change(const std::string& type, uint64_t version) {
+  const TypeConfig* tc = find_type(type);
+  if (tc == nullptr) return Status::not_found("unknown business type '" + type + "'");
+  return impl_->log.change_at(*tc, version);
 }
 
 Status QueryStore::mark_published(const std::string& type, uint64_t batch, uint64_t seq) {

@@ -101,15 +101,20 @@ class QueryStore {
   // partitions; rows patched or tombstoned; change log appended; type head
   // advanced. They must continue the log without a gap (the first is the
   // head + 1, each the next), else InvalidArgument and nothing is stored.
-  // One transaction. Producer retry keys are not carried by the stream, so
-  // none is recorded for these versions (docs/operations.md, "Backup and
-  // restore").
+  // One transaction, which also records those of `retry_keys` whose last
+  // version is among `changes` (the stream carries them with the batch
+  // holding their last version, hub/retry_key_header.h; a stream written by
+  // a hub from before that carries none).
   struct RecoveredChange {
     uint64_t batch = 0;          // the delta batch (its first version) the change was published in
     std::string partition;       // "_all" when unpartitioned
     Change change;
   };
-  Status apply_recovered(const std::string& type, const std::vector<RecoveredChange>& changes);
+  Status apply_recovered(const std::string& type, const std::vector<RecoveredChange>& changes,
+                         const std::vector<ProducerRetryKey>& retry_keys = {});
+  // The logged change of `type` at `version`; nullopt when the log does not
+  // hold it (never committed, or compacted away).
+  Result<std::optional<Change>> logged_change(const std::string& type, uint64_t version);
 
   // Retention (docs/operations.md "Retention"): one bounded step of pruning
   // of `type`, in one short transaction on the writer thread.

@@ -9,6 +9,8 @@
 #include <chrono>
 #include <optional>
 
+#include "hub/retry_key_header.h"
+#include "hub/stream_changes.h"
 #include "shared/codec.h"
 #include "shared/sqlite.h"
 
@@ -43,7 +45,14 @@ uint64_t micros_since(std::chrono::steady_clock::time_point t0) {
 size_t batch_bound(const PendingBatch& b) {
   size_t bytes = delta_batch_overhead(b.delta.type);
   for (const Change& c : b.delta.changes) bytes += encoded_size(c);
+  for (const ProducerRetryKey& k : b.retry_keys) bytes += retry_key_header_bound(k.producer);
   return bytes;
+}
+
+// What a delta batch carries besides its body: its retry keys.
+MessageHeaders headers_of(const PendingBatch& b) {
+  if (b.retry_keys.empty()) return {};
+  return {{std::string(kRetryKeysHeader), encode_retry_keys(b.retry_keys)}};
 }
 
 Status too_large(const std::string& type, const PendingBatch& b, size_t bytes, size_t limit) {
@@ -121,10 +130,14 @@ Result<StreamPublisher::Acked> StreamPublisher::publish_batches(const std::strin
   // refuse must not leave the ones before it half published.
   const size_t limit = max_batch_bytes();
   std::vector<std::string> bodies;
+  std::vector<MessageHeaders> headers;
   bodies.reserve(batches.size());
+  headers.reserve(batches.size());
   for (const PendingBatch* b : batches) {
     bodies.push_back(encode(b->delta));
-    if (bodies.back().size() > limit) return too_large(type, *b, bodies.back().size(), limit);
+    headers.push_back(headers_of(*b));
+    const size_t bytes = bodies.back().size() + (headers.back().empty() ? 0 : headers.back()[0].second.size());
+    if (bytes > limit) return too_large(type, *b, bytes, limit);
   }
   // All asynchronously, then one wait: it returns as soon as every ack is
   // in, or (Unavailable) as soon as the connection is back from a drop that
@@ -135,7 +148,7 @@ Result<StreamPublisher::Acked> StreamPublisher::publish_batches(const std::strin
   for (size_t i = 0; i < batches.size(); ++i) {
     const PendingBatch& b = *batches[i];
     changes += b.delta.changes.size();
-    Status s = js_.publish_async(subjects_.delta(type, b.partition), bodies[i], msg_id(type, b.batch));
+    Status s = js_.publish_async(subjects_.delta(type, b.partition), bodies[i], msg_id(type, b.batch), headers[i]);
     if (!s.is_ok()) {
       (void)js_.wait_published(kAckTimeoutMs);  // settles what was sent; the round fails anyway
       return Status::unavailable(s.message());
@@ -356,46 +369,14 @@ Status StreamPublisher::recover_from_stream(const std::string& type, const TypeS
   spdlog::warn("recover {}: the stream holds batches up to {} but the store ends at version {} (restored from an "
                "older backup?): reading stream messages {}..{} to take back what the store lacks",
                stream, stream_batch, st.version, from, last_seq);
-  std::map<uint64_t, QueryStore::RecoveredChange> found;  // by version, after the head
-  uint64_t messages = 0;
-  for (uint64_t seq = from; seq <= last_seq; ++seq) {
-    auto m = js_.get_message(stream, seq);
-    if (!m.is_ok()) {
-      if (m.status().code() == StatusCode::kNotFound) continue;  // deleted or aged out meanwhile
-      return m.status().with_context("recover " + stream + ": read message " + std::to_string(seq));
-    }
-    ++messages;
-    auto delta = decode_delta_batch(m->data);
-    const std::optional<uint64_t> batch = batch_of(*m);
-    if (!delta.is_ok() || !batch || delta->type != type) {
-      return Status::data_loss("recover " + stream + ": message " + std::to_string(seq) +
-                               " is not a delta batch of type '" + type + "' of this hub");
-    }
-    const auto dot = m->subject.rfind('.');
-    const std::string partition = dot == std::string::npos ? m->subject : m->subject.substr(dot + 1);
-    const TypeConfig* tc = config_.find_type(type);
-    for (Change& c : delta->changes) {
-      if (c.v <= st.version) continue;
-      // Values as the commit stored them (a real column's 2.0 arrives as
-      // the integer 2, a json column's text as text).
-      if (tc != nullptr && c.op == Op::kUpsert) {
-        DS_RETURN_IF_ERROR(validate_fields(tc->schema, c.key, c.f).with_context(
-            "recover " + stream + ": message " + std::to_string(seq) + " version " + std::to_string(c.v)));
-      }
-      found.emplace(c.v, QueryStore::RecoveredChange{*batch, partition, std::move(c)});
-    }
-  }
+  const TypeConfig* tc = config_.find_type(type);
+  if (tc == nullptr) return Status::not_found("recover: unknown business type '" + type + "'");
+  DS_ASSIGN_OR_RETURN(StreamChanges found, read_stream_changes(js_, *tc, from, last_seq, st.version));
   // The changes must continue the head without a gap, up to the stream's
   // last batch at least.
-  uint64_t expect = st.version + 1;
-  std::vector<QueryStore::RecoveredChange> changes;
-  changes.reserve(found.size());
-  for (auto& [v, rc] : found) {
-    if (v != expect) break;
-    changes.push_back(std::move(rc));
-    ++expect;
-  }
-  if (changes.empty() || changes.size() != found.size() || expect <= stream_batch) {
+  std::vector<QueryStore::RecoveredChange> changes = take_continuing(found, st.version);
+  const uint64_t expect = st.version + changes.size() + 1;
+  if (changes.empty() || !found.changes.empty() || expect <= stream_batch) {
     const uint64_t missing = expect;
     return Status::data_loss(fmt::format(
         "type '{}': the store ends at version {} (restored from an older backup?) but stream {} holds batches up "
@@ -404,15 +385,15 @@ Status StreamPublisher::recover_from_stream(const std::string& type, const TypeS
         "and the agents hold). {}",
         type, st.version, stream, stream_batch, missing, first_seq, last_seq, type,
         gap_advice(missing - 1, st.version + 1,
-                   std::max(stream_batch, found.empty() ? stream_batch : found.rbegin()->first))));
+                   std::max(stream_batch, found.changes.empty() ? stream_batch : found.changes.rbegin()->first))));
   }
   const uint64_t first = changes.front().change.v;
   const uint64_t last = changes.back().change.v;
-  DS_RETURN_IF_ERROR(store_.apply_recovered(type, changes).with_context("recover " + stream));
+  DS_RETURN_IF_ERROR(store_.apply_recovered(type, changes, found.retry_keys).with_context("recover " + stream));
   metrics_.recovered_changes += changes.size();
-  spdlog::warn("recover {}: took back versions {}..{} ({} changes from {} stream messages) that the store lacked; "
-               "their producers' retry keys are not known (docs/operations.md, \"Backup and restore\")",
-               stream, first, last, changes.size(), messages);
+  spdlog::warn("recover {}: took back versions {}..{} ({} changes from {} stream messages) that the store lacked, "
+               "with the producers' retry keys the stream carried",
+               stream, first, last, changes.size(), found.messages.size());
   return Status::ok();
 }
 

@@ -4,8 +4,9 @@
 // reconciles the streams with the log.
 //
 // Publication: every delta batch of the log after the type's published batch
-// goes to ds.delta.<type>.<partition> with Nats-Msg-Id "<type>:<batch>", in
-// ascending batch order; all are published asynchronously, then every ack is
+// goes to ds.delta.<type>.<partition> with Nats-Msg-Id "<type>:<batch>" and
+// the retry keys whose last version it holds (header Ds-Retry-Keys,
+// hub/retry_key_header.h), in ascending batch order; all are published asynchronously, then every ack is
 // awaited (the last one gives the stream sequence); only then is the
 // published mark advanced in the log. A batch's content is fixed at commit
 // (see QueryStore), so publishing it again is always harmless: the stream's
@@ -55,7 +56,8 @@
 // the store lacks. The publisher reads the stream's messages after the log's
 // published sequence (each a delta batch carrying its changes whole), keeps
 // the changes after the head, and, when they continue the head without a gap,
-// stores them as their commit did (QueryStore::apply_recovered) and logs what
+// stores them as their commit did, with the retry keys the messages carry
+// (QueryStore::apply_recovered; read by hub/stream_changes.h), and logs what
 // it took back; the type then goes on as if never restored. When a version is
 // missing (the stream aged it out, or was purged or recreated since the
 // backup), nothing is stored and reconcile_type fails with DataLoss and a

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -96,12 +97,30 @@ Result<StoredMessage> stored_message(natsMsg* raw) {
   if (d != nullptr && n > 0) out.data.assign(d, static_cast<size_t>(n));
   const char* id = nullptr;
   if (natsMsgHeader_Get(m.get(), "Nats-Msg-Id", &id) == NATS_OK && id != nullptr) out.msg_id = id;
+  const char** keys = nullptr;
+  int count = 0;
+  if (natsMsgHeader_Keys(m.get(), &keys, &count) == NATS_OK && keys != nullptr) {
+    for (int i = 0; i < count; ++i) {
+      const std::string_view name(keys[i]);
+      const char* value = nullptr;
+      if (name.starts_with("Nats-") || natsMsgHeader_Get(m.get(), keys[i], &value) != NATS_OK) continue;
+      out.headers.emplace_back(std::string(name), value != nullptr ? value : "");
+    }
+    free(static_cast<void*>(keys));  // the array is the caller's; its strings are the message's
+  }
   return out;
 }
 
 constexpr int64_t kNanosPerMilli = 1000000;
 
 }  // namespace
+
+std::optional<std::string> StoredMessage::header(std::string_view name) const {
+  for (const auto& [n, v] : headers) {
+    if (n == name) return v;
+  }
+  return std::nullopt;
+}
 
 Result<std::unique_ptr<JetStream>> Connection::jetstream(int64_t timeout_ms) {
   auto errors = std::make_unique<JetStream::AsyncErrors>();
@@ -246,7 +265,8 @@ Result<PubAck> JetStream::publish(std::string_view subject, std::string_view dat
 
 int64_t JetStream::max_payload() const { return natsConnection_GetMaxPayload(nc_); }
 
-Status JetStream::publish_async(std::string_view subject, std::string_view data, std::string_view msg_id) {
+Status JetStream::publish_async(std::string_view subject, std::string_view data, std::string_view msg_id,
+                                const MessageHeaders& headers) {
   const std::string subj = str(subject);
   const std::string id = str(msg_id);
   jsPubOptions po;
@@ -256,7 +276,20 @@ Status JetStream::publish_async(std::string_view subject, std::string_view data,
     std::lock_guard<std::mutex> lock(async_errors_->mu);
     if (!async_errors_->reconnects_at_send) async_errors_->reconnects_at_send = reconnect_count(nc_);
   }
-  natsStatus s = js_PublishAsync(js_.get(), subj.c_str(), data.data(), static_cast<int>(data.size()), &po);
+  if (headers.empty()) {
+    natsStatus s = js_PublishAsync(js_.get(), subj.c_str(), data.data(), static_cast<int>(data.size()), &po);
+    return make_status(s, 0, "jetstream async publish to " + subj);
+  }
+  natsMsg* raw = nullptr;
+  natsStatus s = natsMsg_Create(&raw, subj.c_str(), nullptr, data.data(), static_cast<int>(data.size()));
+  NatsMsgPtr msg(raw);
+  for (const auto& [name, value] : headers) {
+    if (s == NATS_OK) s = natsMsgHeader_Set(msg.get(), name.c_str(), value.c_str());
+  }
+  if (s != NATS_OK) return make_status(s, 0, "jetstream async publish to " + subj + ": build the message");
+  natsMsg* handed = msg.get();
+  s = js_PublishMsgAsync(js_.get(), &handed, &po);
+  if (handed == nullptr) (void)msg.release();  // cnats took it (it sets the pointer to NULL then)
   return make_status(s, 0, "jetstream async publish to " + subj);
 }
 

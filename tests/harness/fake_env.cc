@@ -253,7 +253,8 @@ FakeStreamAccess::Stream* FakeStreamAccess::stream_for(std::string_view subject)
   return nullptr;
 }
 
-Status FakeStreamAccess::publish_async(std::string_view subject, std::string_view data, std::string_view msg_id) {
+Status FakeStreamAccess::publish_async(std::string_view subject, std::string_view data, std::string_view msg_id,
+                                       const MessageHeaders& headers) {
   std::lock_guard lock(mu_);
   if (!ack_failure_.is_ok()) return Status::ok();  // sent; its ack never comes
   Stream* stream = stream_for(subject);
@@ -267,7 +268,8 @@ Status FakeStreamAccess::publish_async(std::string_view subject, std::string_vie
   }
   if (!ack.duplicate) {
     ack.seq = stream->first_seq + stream->messages.size();
-    stream->messages.push_back(StoredMessage{ack.seq, std::string(subject), std::string(data), std::string(msg_id)});
+    stream->messages.push_back(
+        StoredMessage{ack.seq, std::string(subject), std::string(data), std::string(msg_id), headers});
   }
   unclaimed_[std::string(msg_id)] = ack;
   return Status::ok();
@@ -326,6 +328,14 @@ void FakeStreamAccess::append(const std::string& name, StoredMessage m) {
   if (s.spec.name.empty()) s.spec.name = name;
   m.seq = s.first_seq + s.messages.size();
   s.messages.push_back(std::move(m));
+}
+
+void FakeStreamAccess::age_out(const std::string& name, size_t n) {
+  std::lock_guard lock(mu_);
+  Stream& s = streams_[name];
+  n = std::min(n, s.messages.size());
+  s.first_seq += n;
+  s.messages.erase(s.messages.begin(), s.messages.begin() + static_cast<std::ptrdiff_t>(n));
 }
 
 void FakeStreamAccess::delete_stream(const std::string& name) {

@@ -157,7 +157,8 @@ class FakeConsumerControl final : public ConsumerControl {
 class FakeStreamAccess final : public StreamAccess {
  public:
   Status ensure_stream(const StreamSpec& spec) override;
-  Status publish_async(std::string_view subject, std::string_view data, std::string_view msg_id) override;
+  Status publish_async(std::string_view subject, std::string_view data, std::string_view msg_id,
+                       const MessageHeaders& headers) override;
   Status wait_published(int64_t timeout_ms, std::map<std::string, PubAck>* acks) override;
   int64_t max_payload() const override;
   Result<StreamState> stream_state(std::string_view stream) override;
@@ -171,6 +172,8 @@ class FakeStreamAccess final : public StreamAccess {
   void append(const std::string& stream, StoredMessage m);
   // Drops `stream` and its messages, as a broker that lost its store.
   void delete_stream(const std::string& stream);
+  // Drops the first `n` messages of `stream`, as its max_age does.
+  void age_out(const std::string& stream, size_t n);
   // The messages of `stream`, in order.
   std::vector<StoredMessage> messages(const std::string& stream) const;
   int wait_calls() const;

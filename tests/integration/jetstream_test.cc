@@ -134,6 +134,24 @@ TEST_F(JetStreamTest, DuplicateMsgIdIsStoredOnce) {
   EXPECT_EQ(state->messages, 1u);
 }
 
+TEST_F(JetStreamTest, HeadersGoWithAnAsyncPublishAndComeBackWithTheStoredMessage) {
+  const MessageHeaders headers = {{"Ds-Retry-Keys", "erp/1/1/3/00ff a%20b/2/4/4/-"}, {"X-Other", "v"}};
+  ASSERT_TRUE(js_->publish_async("ds.delta.prices.p1", "with", "prices:1", headers).is_ok());
+  ASSERT_TRUE(js_->publish_async("ds.delta.prices.p1", "without", "prices:2").is_ok());
+  ASSERT_TRUE(js_->wait_published(10000).is_ok());
+  auto with = js_->get_message(kStream, 1);
+  ASSERT_TRUE(with.is_ok()) << with.status().to_string();
+  EXPECT_EQ(with->data, "with");
+  EXPECT_EQ(with->msg_id, "prices:1");
+  EXPECT_EQ(with->header("Ds-Retry-Keys"), "erp/1/1/3/00ff a%20b/2/4/4/-");
+  EXPECT_EQ(with->header("X-Other"), "v");
+  EXPECT_EQ(with->headers.size(), 2u) << "Nats-Msg-Id is not among them";
+  auto without = js_->get_message(kStream, 2);
+  ASSERT_TRUE(without.is_ok());
+  EXPECT_TRUE(without->headers.empty());
+  EXPECT_EQ(without->header("Ds-Retry-Keys"), std::nullopt);
+}
+
 TEST_F(JetStreamTest, PublishAsyncStoresEverythingOnceWaited) {
   for (int i = 1; i <= 200; ++i) {
     Status s = js_->publish_async("ds.delta.prices.p1", "d" + std::to_string(i), "prices:" + std::to_string(i));
