@@ -799,7 +799,7 @@ Result<HubConfig> hub_from_text(std::string_view text, const std::string& file,
   Section root(&file, &doc, "");
   DS_RETURN_IF_ERROR(
       root.only_keys({"hub", "log", "nats", "store", "auth", "http", "metrics", "liveness", "delivery",
-                      "retention", "streams", "types"}));
+                      "retention", "streams", "ha", "types"}));
 
   DS_ASSIGN_OR_RETURN(Section hub, root.get_table("hub"));
   DS_RETURN_IF_ERROR(hub.only_keys({"name", "log_level"}));
@@ -850,6 +850,11 @@ Result<HubConfig> hub_from_text(std::string_view text, const std::string& file,
     return streams.error_at("replicas", "must be 1 (one nats-server, no redundancy) or 3 (a JetStream cluster of "
                                         "at least 3 nodes), got 2: two replicas stop with either node");
   }
+
+  DS_ASSIGN_OR_RETURN(Section ha, root.get_table("ha"));
+  DS_RETURN_IF_ERROR(ha.only_keys({"enabled", "lease_ms"}));
+  DS_RETURN_IF_ERROR(ha.get_bool("enabled", config.ha_enabled));
+  DS_RETURN_IF_ERROR(ha.get_int("lease_ms", 1000, 60000, config.ha_lease_ms));
 
   DS_ASSIGN_OR_RETURN(Section retention, root.get_table("retention"));
   DS_RETURN_IF_ERROR(retention.only_keys({"enabled", "tombstone_max_age"}));

@@ -79,6 +79,14 @@ struct HubConfig {
   // consumer on it) the JetStream cluster keeps: 1, or 3 on a cluster of at
   // least 3 nodes (docs/operations.md, "A NATS cluster").
   int64_t stream_replicas = 1;
+  // [ha] enabled: this hub is one of a pair (or more) with the same types,
+  // each with its own store; the one holding the lease in the JetStream KV
+  // bucket DS_HUB_LEASE is active, the others stand by, following the
+  // streams into their stores (docs/operations.md, "High availability").
+  bool ha_enabled = false;
+  // [ha] lease_ms: a standby takes over once the lease went this long
+  // without renewal; the active renews it every third of it.
+  int64_t ha_lease_ms = 4000;
   std::vector<TypeConfig> types;
 
   const TypeConfig* find_type(std::string_view name) const;

@@ -15,5 +15,7 @@ void JsStreamInfoDeleter::operator()(jsStreamInfo* p) const { jsStreamInfo_Destr
 void JsConsumerInfoDeleter::operator()(jsConsumerInfo* p) const { jsConsumerInfo_Destroy(p); }
 void JsConsumerNamesListDeleter::operator()(jsConsumerNamesList* p) const { jsConsumerNamesList_Destroy(p); }
 void JsPubAckDeleter::operator()(jsPubAck* p) const { jsPubAck_Destroy(p); }
+void KvStoreDeleter::operator()(kvStore* p) const { kvStore_Destroy(p); }
+void KvEntryDeleter::operator()(kvEntry* p) const { kvEntry_Destroy(p); }
 
 }  // namespace ds

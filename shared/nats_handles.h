@@ -24,6 +24,8 @@ typedef struct jsStreamInfo jsStreamInfo;
 typedef struct jsConsumerInfo jsConsumerInfo;
 typedef struct jsConsumerNamesList jsConsumerNamesList;
 typedef struct jsPubAck jsPubAck;
+typedef struct __kvStore kvStore;
+typedef struct __kvEntry kvEntry;
 typedef char natsInbox;
 
 namespace ds {
@@ -39,6 +41,8 @@ struct JsStreamInfoDeleter { void operator()(jsStreamInfo* p) const; };
 struct JsConsumerInfoDeleter { void operator()(jsConsumerInfo* p) const; };
 struct JsConsumerNamesListDeleter { void operator()(jsConsumerNamesList* p) const; };
 struct JsPubAckDeleter { void operator()(jsPubAck* p) const; };
+struct KvStoreDeleter { void operator()(kvStore* p) const; };
+struct KvEntryDeleter { void operator()(kvEntry* p) const; };
 
 using NatsConnectionPtr = std::unique_ptr<natsConnection, NatsConnectionDeleter>;
 using NatsSubscriptionPtr = std::unique_ptr<natsSubscription, NatsSubscriptionDeleter>;
@@ -51,5 +55,7 @@ using JsStreamInfoPtr = std::unique_ptr<jsStreamInfo, JsStreamInfoDeleter>;
 using JsConsumerInfoPtr = std::unique_ptr<jsConsumerInfo, JsConsumerInfoDeleter>;
 using JsConsumerNamesListPtr = std::unique_ptr<jsConsumerNamesList, JsConsumerNamesListDeleter>;
 using JsPubAckPtr = std::unique_ptr<jsPubAck, JsPubAckDeleter>;
+using KvStorePtr = std::unique_ptr<kvStore, KvStoreDeleter>;
+using KvEntryPtr = std::unique_ptr<kvEntry, KvEntryDeleter>;
 
 }  // namespace ds

@@ -583,6 +583,28 @@ TEST(HubConfigTest, StreamReplicasOtherThanOneOrThreeAreRejected) {
                             "unknown key (did you mean replicas?)"));
 }
 
+// ---- [ha] --------------------------------------------------------------------
+
+TEST(HubConfigTest, HaIsOffByDefaultAndTakesALease) {
+  Result<HubConfig> plain = parse_hub_config(hub_with(""), "hub.toml");
+  ASSERT_TRUE(plain.is_ok()) << plain.status().to_string();
+  EXPECT_FALSE(plain->ha_enabled);
+  EXPECT_EQ(plain->ha_lease_ms, 4000);
+  Result<HubConfig> on = parse_hub_config(hub_with("[ha]\nenabled = true\nlease_ms = 2500\n"), "hub.toml");
+  ASSERT_TRUE(on.is_ok()) << on.status().to_string();
+  EXPECT_TRUE(on->ha_enabled);
+  EXPECT_EQ(on->ha_lease_ms, 2500);
+}
+
+TEST(HubConfigTest, HaLeaseOutOfBoundsOrUnknownKeysAreRejected) {
+  EXPECT_TRUE(IsConfigError(hub_error(hub_with("[ha]\nlease_ms = 500\n")), "hub.toml: ha.lease_ms",
+                            "must be between 1000 and 60000, got 500"));
+  EXPECT_TRUE(IsConfigError(hub_error(hub_with("[ha]\nenabled = \"yes\"\n")), "hub.toml: ha.enabled",
+                            "expected boolean (true or false), got string"));
+  EXPECT_TRUE(IsConfigError(hub_error(hub_with("[ha]\nrole = \"standby\"\n")), "hub.toml: ha.role",
+                            "unknown key"));
+}
+
 TEST(HubConfigTest, TwoAuthenticationMethodsAreRejected) {
   EXPECT_TRUE(IsConfigError(
       hub_error(hub_with("[nats]\nuser = \"u\"\npassword = \"p\"\ncreds_file = \"a.creds\"\n")),
