@@ -8,12 +8,12 @@
 
 namespace ds {
 
-Result<GroupCommit> GroupCommitter::run(const std::vector<CommitBatch>& batches) {
+Result<GroupCommit> GroupCommitter::run(const std::vector<CommitBatch>& batches, std::optional<Transaction>* held) {
   result_ = GroupCommit{};
   result_.outcomes.resize(batches.size());
   open_batches_.clear();
   const std::map<std::string, uint64_t> heads_before = log_.heads();
-  if (Status s = run_group(batches); !s.is_ok()) {
+  if (Status s = run_group(batches, held); !s.is_ok()) {
     log_.set_heads(heads_before);
     return s.with_context("commit");
   }
@@ -26,14 +26,16 @@ Status GroupCommitter::exec_cached(std::string_view sql) {
   return use->run();
 }
 
-Status GroupCommitter::run_group(const std::vector<CommitBatch>& batches) {
+Status GroupCommitter::run_group(const std::vector<CommitBatch>& batches, std::optional<Transaction>* held) {
   // Acknowledged means fsynced: say so here, whatever a mark left set.
   DS_RETURN_IF_ERROR(log_.set_synchronous(true));
   DS_ASSIGN_OR_RETURN(Transaction tx, Transaction::begin(db_));
   for (size_t b = 0; b < batches.size(); ++b) {
     DS_RETURN_IF_ERROR(store_batch(batches[b], result_.outcomes[b]));
   }
-  return tx.commit();
+  if (held == nullptr) return tx.commit();
+  held->emplace(std::move(tx));
+  return Status::ok();
 }
 
 Result<bool> GroupCommitter::seen_before(const CommitBatch& batch, BatchOutcome& out) {

@@ -84,8 +84,10 @@ class GroupCommitter {
 
   // Stores `batches` (QueryStore::commit). The Result fails only when the
   // transaction itself failed; then nothing was stored and the change log's
-  // heads are as before. Call once.
-  Result<GroupCommit> run(const std::vector<CommitBatch>& batches);
+  // heads are as before. With `held`, the transaction is not committed but
+  // handed over there (the caller commits it, or drops it and puts the heads
+  // back). Call once.
+  Result<GroupCommit> run(const std::vector<CommitBatch>& batches, std::optional<Transaction>* held = nullptr);
 
  private:
   // The delta batch a (type, partition) is filling: its first version, how
@@ -99,7 +101,7 @@ class GroupCommitter {
   using OpenBatches = std::map<std::pair<std::string, std::string>, OpenBatch>;
 
   // The transaction; a failure here fails the whole group.
-  Status run_group(const std::vector<CommitBatch>& batches);
+  Status run_group(const std::vector<CommitBatch>& batches, std::optional<Transaction>* held);
   // One batch under its savepoint; a failure here fails the whole group,
   // a batch refused or rejected only sets `out.status`.
   Status store_batch(const CommitBatch& batch, BatchOutcome& out);

@@ -310,7 +310,8 @@ Status Hub::run_until(std::stop_token stop) {
   return im.fatal ? *im.fatal : Status::ok();
 }
 
-Result<std::unique_ptr<Hub>> Hub::start(HubConfig config, std::stop_token stop, StatusListener on_status) {
+Result<std::unique_ptr<Hub>> Hub::start(HubConfig config, std::stop_token stop, StatusListener on_status,
+                                        PublishFence fence) {
   auto impl = std::make_unique<Impl>();
   impl->config = std::move(config);
   impl->on_status = std::move(on_status);
@@ -372,6 +373,8 @@ Result<std::unique_ptr<Hub>> Hub::start(HubConfig config, std::stop_token stop, 
   const FaultHook faults = fault_hook_from_env();
   im->publisher = std::make_unique<StreamPublisher>(im->publisher_js ? *im->publisher_js : *im->js, *im->store, cfg,
                                                     im->metrics, faults);
+  const bool claims = !fence.holder.empty();
+  im->publisher->set_fence(std::move(fence));
   IngestWriter::Options writer_options;
   writer_options.faults = faults;
   im->writer = std::make_unique<IngestWriter>(cfg, *im->store, *im->publisher, im->metrics, writer_options);
@@ -415,6 +418,7 @@ Result<std::unique_ptr<Hub>> Hub::start(HubConfig config, std::stop_token stop, 
 
   DS_RETURN_IF_ERROR(im->wait_for_nats(stop));
   DS_RETURN_IF_ERROR(im->wait_for_streams(stop));
+  if (claims) DS_RETURN_IF_ERROR(im->publisher->claim_streams());
 
   DS_ASSIGN_OR_RETURN(im->agents, AgentService::start(cfg, *im->nc, *im->js, *im->authorizer));
   AgentService* agents = im->agents.get();

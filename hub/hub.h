@@ -12,7 +12,8 @@
 //     /readyz and every other endpoint say 503 until the hub is up
 //   -- waits until NATS is connected (each retry logged with the url, the
 //      attempt and the next delay); a stop request ends the wait --
-//   JetStream streams DS_<TYPE> (StreamPublisher::ensure_streams)
+//   JetStream streams DS_<TYPE> (StreamPublisher::ensure_streams); with a
+//     fence (HA takeover), every stream claimed (claim_streams)
 //   AgentService (registration, heartbeats, consumers; its own connection
 //                 to the same database file)
 //   IngestWriter started (its first job: reconcile every stream with the log,
@@ -49,6 +50,7 @@
 #include <string>
 
 #include "hub/hub_metrics.h"
+#include "hub/stream_publisher.h"
 #include "shared/config.h"
 #include "shared/status.h"
 
@@ -66,8 +68,13 @@ class Hub {
   // threads; deltasync-hub passes the lines to the service manager
   // (shared/service_notify.h).
   using StatusListener = std::function<void(const std::string&)>;
+  //
+  // `fence`, for an HA hub that holds the lease (hub/lease_keeper.h): its
+  // deltas name it, follow the stream's last sequence, stop when the lease
+  // runs out, and it claims every stream before the first reconciliation
+  // (hub/stream_publisher.h, "Fencing").
   static Result<std::unique_ptr<Hub>> start(HubConfig config, std::stop_token stop = {},
-                                            StatusListener on_status = {});
+                                            StatusListener on_status = {}, PublishFence fence = {});
   ~Hub();
 
   // Blocks until `stop` is requested (OK) or the NATS connection is closed

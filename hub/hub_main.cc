@@ -5,6 +5,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
+#include <optional>
 #include <stop_token>
 #include <thread>
 
@@ -12,6 +14,8 @@
 #include <spdlog/spdlog.h>
 
 #include "hub/hub.h"
+#include "hub/lease_keeper.h"
+#include "hub/standby.h"
 #include "hub/store_backup.h"
 
 #include "shared/config.h"
@@ -21,6 +25,10 @@
 #include "shared/version.h"
 
 namespace {
+
+// Exit status of an HA hub that lost its lease: another hub is active. Its
+// service manager starts it again (Restart=on-failure), as a standby.
+constexpr int kSteppedDown = 3;
 
 // `deltasync-hub backup`: exit 0 with a summary on stdout, progress on
 // stderr; 2 for a usage or configuration error, 1 when the copy failed.
@@ -140,14 +148,56 @@ int main(int argc, char** argv) {
     signal_thread.join();
   };
 
+  // [ha]: stand by until this hub holds the lease (hub/standby.h); it then
+  // starts as the active hub, fenced by the lease, and steps down (exit 3,
+  // so its service manager starts it again as a standby) when it loses it.
+  std::unique_ptr<ds::LeaseKeeper> keeper;
+  ds::PublishFence fence;
+  if (config->ha_enabled) {
+    auto started_keeper = ds::LeaseKeeper::start(*config);
+    if (!started_keeper) {
+      spdlog::critical("deltasync-hub: ha: {}", started_keeper.status().to_string());
+      join_signal_thread();
+      return 1;
+    }
+    keeper = std::move(started_keeper).value();
+    // A standby is up and doing its job: ready for the service manager.
+    ds::notify_ready("standby: following the streams until this hub holds the lease");
+    auto active = ds::stand_by(*config, *keeper, stop.get_token());
+    if (!active || !*active) {
+      keeper->release_and_stop();
+      join_signal_thread();
+      if (!active) {
+        spdlog::critical("deltasync-hub: standby: {}", active.status().to_string());
+        return 1;
+      }
+      spdlog::info("deltasync-hub: stopped while standing by");
+      return 0;
+    }
+    ds::LeaseKeeper* k = keeper.get();
+    fence = ds::PublishFence{k->holder(), [k] { return k->valid(); },
+                             [k](const std::string& why) { k->step_down(why); }};
+  }
+  // Stops the hub on a signal, or when the lease is lost.
+  std::stop_source run_stop;
+  std::stop_callback on_signal(stop.get_token(), [&run_stop] { run_stop.request_stop(); });
+  std::optional<std::stop_callback<std::function<void()>>> on_lost;
+  if (keeper) on_lost.emplace(keeper->lost_token(), std::function<void()>([&run_stop] { run_stop.request_stop(); }));
+
   // Type=notify (deploy/systemd/deltasync-hub.service): READY=1 only once
   // start() returned, i.e. connected with streams and subscriptions up.
   ds::notify_status("starting");
-  auto started = ds::Hub::start(std::move(config).value(), stop.get_token(),
-                                [](const std::string& line) { ds::notify_status(line); });
+  auto started = ds::Hub::start(std::move(config).value(), run_stop.get_token(),
+                                [](const std::string& line) { ds::notify_status(line); }, std::move(fence));
   if (!started) {
     ds::notify_stopping("start did not complete");
+    const bool lost = keeper && keeper->lost_token().stop_requested();
+    if (keeper) keeper->release_and_stop();
     join_signal_thread();
+    if (lost) {
+      spdlog::warn("deltasync-hub: stepped down before start completed: {}", keeper->lost_reason());
+      return kSteppedDown;
+    }
     if (stop.stop_requested()) {
       spdlog::info("deltasync-hub: stopped before start completed ({})", started.status().message());
       return 0;
@@ -156,12 +206,20 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::unique_ptr<ds::Hub> hub = std::move(started).value();
-  ds::notify_ready("ready: connected to " + hub->config().nats.url);
-  const ds::Status ended = hub->run_until(stop.get_token());
-  ds::notify_stopping("draining ingests and stopping");
+  ds::notify_ready(std::string(keeper ? "active: " : "ready: ") + "connected to " + hub->config().nats.url);
+  const ds::Status ended = hub->run_until(run_stop.get_token());
+  const bool lost = keeper && keeper->lost_token().stop_requested() && !stop.stop_requested();
+  ds::notify_stopping(lost ? "lost the HA lease: stepping down" : "draining ingests and stopping");
   if (!ended.is_ok()) spdlog::critical("deltasync-hub: stopping: {}", ended.to_string());
   hub->stop();
   hub.reset();  // before the NATS library guard closes cnats
+  // After the drain, so what the hub acknowledged is published before a
+  // standby takes over.
+  if (keeper) keeper->release_and_stop();
   join_signal_thread();
+  if (lost) {
+    spdlog::warn("deltasync-hub: stepped down: {}", keeper->lost_reason());
+    return kSteppedDown;
+  }
   return ended.is_ok() ? 0 : 1;
 }

@@ -373,7 +373,9 @@ void IngestWriter::process_group(std::vector<Pending>& group) {
   // Delta batches are cut under the max_payload of the server the hub is on now.
   store_.set_max_batch_bytes(publisher_.max_batch_bytes());
   const auto t0 = std::chrono::steady_clock::now();
-  auto committed = store_.commit(batches, clock_.now_system_ms());
+  // An HA hub keeps a group only once the stream has it (see the header).
+  const bool hold = publisher_.has_fence();
+  auto committed = store_.commit(batches, clock_.now_system_ms(), hold);
   metrics_.commit_duration.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   size_t group_records = 0;
   for (const CommitBatch& b : batches) group_records += b.records.size();
@@ -406,11 +408,32 @@ void IngestWriter::process_group(std::vector<Pending>& group) {
   for (size_t i = 0; i < outcomes->size(); ++i) {
     if ((*outcomes)[i].status.is_ok()) to_publish.insert(batches[i].type);
   }
-  if (!committed->batches.empty() && on_committed_) on_committed_(partition_marks_of(committed->batches));
+  if (!hold && !committed->batches.empty() && on_committed_) on_committed_(partition_marks_of(committed->batches));
   std::map<std::string, Status> published;
+  bool fence_refused = false;
   for (const std::string& type : to_publish) {
     published[type] = publisher_.publish(type, committed->batches);
+    fence_refused = fence_refused || publisher_.fence_refused();
     enter_store_full_when_mark_refused();
+  }
+  if (hold) {
+    Status ended = store_.end_commit(/*keep=*/!fence_refused);
+    if (fence_refused || !ended.is_ok()) {
+      // Nothing of the group is stored (what reached a stream before the
+      // fence came down is there, and a producer's retry finds it through
+      // the retry keys the stream carries).
+      std::string why = ended.message();
+      for (const auto& [type, p] : published) {
+        if (fence_refused && !p.is_ok()) why = p.message();
+      }
+      const Status refused = Status::unavailable(
+          (fence_refused ? "this hub is no longer the active one (HA): " : "the commit failed after publishing: ") +
+          why + "; retry with the same producer and seq");
+      if (!ended.is_ok()) spdlog::error("ingest: {}", refused.message());
+      for (Pending& p : group) reply_rejected(p.reply, refused, std::nullopt);
+      return;
+    }
+    if (!committed->batches.empty() && on_committed_) on_committed_(partition_marks_of(committed->batches));
   }
 
   for (size_t i = 0; i < group.size(); ++i) {

@@ -30,6 +30,14 @@
 // seq) is answered with the original range once published. The log is read
 // back only then, at start and after a broker reconnect (reconciliation).
 //
+// An HA hub (its publisher has a fence: hub/stream_publisher.h, "Fencing")
+// holds step 1's transaction open through step 3 (QueryStore::commit(hold))
+// and commits it only then: a group the fence refused (the lease ran out,
+// another hub publishes) is dropped and its producers told "unavailable",
+// so the store never holds versions another hub may have used; a group the
+// broker failed otherwise is kept, as above (some of it may be in the
+// stream). on_committed runs after that commit.
+//
 // Publishing is not overlapped with the next commit (no second thread): on
 // the 2-core machine the hub is CPU-bound, and a pipelined publisher thread
 // was no clear win (slower at batches of 1,000 under load, about 10% faster

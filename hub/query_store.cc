@@ -32,6 +32,9 @@ struct QueryStore::Impl {
   StatementCache statements;
   RecordTables records;
   ChangeLog log;
+  // A held group commit (commit(hold)): its transaction and the heads before it.
+  std::optional<Transaction> held;
+  std::map<std::string, uint64_t> heads_before_held;
 
   BatchLimits limits() const { return BatchLimits{options.publish_batch, options.max_batch_bytes}; }
   Status writable() const {
@@ -69,10 +72,25 @@ Result<std::unique_ptr<QueryStore>> QueryStore::open(const std::string& path, st
 
 // ---- writes -------------------------------------------------------------------
 
-Result<GroupCommit> QueryStore::commit(const std::vector<CommitBatch>& batches, int64_t hub_ts) {
+Result<GroupCommit> QueryStore::commit(const std::vector<CommitBatch>& batches, int64_t hub_ts, bool hold) {
   Impl& im = *impl_;
   DS_RETURN_IF_ERROR(im.writable());
-  return GroupCommitter(*im.db, im.statements, im.records, im.log, im.limits(), hub_ts).run(batches);
+  if (im.held) return Status::internal("commit: a held group commit is not ended yet");
+  if (hold) im.heads_before_held = im.log.heads();
+  return GroupCommitter(*im.db, im.statements, im.records, im.log, im.limits(), hub_ts)
+      .run(batches, hold ? &im.held : nullptr);
+}
+
+Status QueryStore::end_commit(bool keep) {
+  Impl& im = *impl_;
+  if (!im.held) return Status::ok();
+  std::optional<Transaction> tx = std::exchange(im.held, std::nullopt);
+  Status s = keep ? tx->commit().with_context("commit") : Status::ok();
+  if (!keep || !s.is_ok()) {
+    tx.reset();  // rolls back
+    im.log.set_heads(im.heads_before_held);
+  }
+  return s;
 }
 
 void QueryStore::set_max_batch_bytes(size_t bytes) { impl_->options.max_batch_bytes = std::max<size_t>(1, bytes); }

@@ -78,7 +78,15 @@ class QueryStore {
   // partition for a new key of a partitioned type) rejects its batch only,
   // with the record's index. The Result fails only when the transaction
   // itself failed; then nothing of any batch was stored.
-  Result<GroupCommit> commit(const std::vector<CommitBatch>& batches, int64_t hub_ts);
+  //
+  // With `hold` (an HA hub's ingest writer: hub/ingest_writer.h), the
+  // transaction stays open when this returns: end_commit() keeps the group
+  // (COMMIT, fsynced) or drops it (nothing of it stored, the heads as
+  // before). Meanwhile this connection sees the group and may write to it
+  // (the published marks), and no other transaction can begin.
+  Result<GroupCommit> commit(const std::vector<CommitBatch>& batches, int64_t hub_ts, bool hold = false);
+  // Ends a held group commit; OK without one.
+  Status end_commit(bool keep);
 
   // The byte limit of the delta batches the next commits cut (at least 1).
   void set_max_batch_bytes(size_t bytes);

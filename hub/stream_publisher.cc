@@ -34,6 +34,9 @@ std::string gap_advice(uint64_t needed, uint64_t first_lost, std::optional<uint6
 constexpr int64_t kAckTimeoutMs = 10000;
 // Changes read from the log per publish round.
 constexpr size_t kRoundChanges = 10000;
+// A takeover's claims of one stream (claim_streams) the old active's last
+// publications may refuse.
+constexpr int kClaimAttempts = 5;
 
 uint64_t micros_since(std::chrono::steady_clock::time_point t0) {
   return static_cast<uint64_t>(
@@ -49,10 +52,12 @@ size_t batch_bound(const PendingBatch& b) {
   return bytes;
 }
 
-// What a delta batch carries besides its body: its retry keys.
-MessageHeaders headers_of(const PendingBatch& b) {
-  if (b.retry_keys.empty()) return {};
-  return {{std::string(kRetryKeysHeader), encode_retry_keys(b.retry_keys)}};
+// The bytes the headers add that the cutting rule counts (the retry keys).
+size_t counted_header_bytes(const Headers& headers) {
+  for (const auto& [name, value] : headers) {
+    if (name == kRetryKeysHeader) return value.size();
+  }
+  return 0;
 }
 
 Status too_large(const std::string& type, const PendingBatch& b, size_t bytes, size_t limit) {
@@ -129,14 +134,32 @@ Result<StreamPublisher::Acked> StreamPublisher::publish_batches(const std::strin
   // Encoded and checked before anything is sent: a batch the server would
   // refuse must not leave the ones before it half published.
   const size_t limit = max_batch_bytes();
+  // With a fence (HA), each message must land right after the one before:
+  // the first after what this hub last published (its mark).
+  std::optional<uint64_t> expected_last;
+  if (fenced()) {
+    if (!fence_.lease_valid()) {
+      fence_refused_ = true;
+      return Status::unavailable("publish type '" + type +
+                                 "': this hub's HA lease has run out, so it publishes nothing (another hub may "
+                                 "be taking over)");
+    }
+    DS_ASSIGN_OR_RETURN(TypeState st, store_.type_state(type));
+    expected_last = mark_of(type, st).seq;
+  }
   std::vector<std::string> bodies;
-  std::vector<MessageHeaders> headers;
+  std::vector<Headers> headers;
   bodies.reserve(batches.size());
   headers.reserve(batches.size());
   for (const PendingBatch* b : batches) {
     bodies.push_back(encode(b->delta));
-    headers.push_back(headers_of(*b));
-    const size_t bytes = bodies.back().size() + (headers.back().empty() ? 0 : headers.back()[0].second.size());
+    Headers& h = headers.emplace_back();
+    if (!b->retry_keys.empty()) h.emplace_back(kRetryKeysHeader, encode_retry_keys(b->retry_keys));
+    if (expected_last) {
+      h.emplace_back(kHubHeader, fence_.holder);
+      h.emplace_back(kExpectedLastSeqHeader, std::to_string((*expected_last)++));
+    }
+    const size_t bytes = bodies.back().size() + counted_header_bytes(h);
     if (bytes > limit) return too_large(type, *b, bytes, limit);
   }
   // All asynchronously, then one wait: it returns as soon as every ack is
@@ -157,7 +180,11 @@ Result<StreamPublisher::Acked> StreamPublisher::publish_batches(const std::strin
   const PendingBatch& last = *batches.back();
   std::map<std::string, PubAck> acks;
   Status waited = js_.wait_published(kAckTimeoutMs, &acks);
-  if (!waited.is_ok()) return Status::unavailable(waited.message());
+  if (!waited.is_ok()) {
+    // A refused expected sequence (the fence) says the stream moved on;
+    // anything else is the broker's trouble.
+    return waited.code() == StatusCode::kAlreadyExists ? waited : Status::unavailable(waited.message());
+  }
   const auto ack = acks.find(msg_id(type, last.batch));
   if (ack == acks.end()) {
     return Status::unavailable("publish type '" + type + "': no ack recorded for delta batch " +
@@ -204,6 +231,67 @@ Status StreamPublisher::publish_round(const std::string& type, uint64_t after_ba
 }
 
 Status StreamPublisher::publish(const std::string& type, const std::vector<PendingBatch>& created) {
+  fence_refused_ = false;
+  Status s = publish_now(type, created);
+  if (!fenced() || s.code() != StatusCode::kAlreadyExists) return s;
+  return after_stream_moved(type, s);
+}
+
+Status StreamPublisher::after_stream_moved(const std::string& type, const Status& refused) {
+  const std::string stream = stream_name(type);
+  DS_ASSIGN_OR_RETURN(StreamState state, js_.stream_state(stream));
+  auto last = js_.get_message(stream, state.last_seq);
+  if (!last.is_ok()) return last.status().with_context("publish type '" + type + "': after " + refused.message());
+  const std::optional<std::string> by = last->header(kHubHeader);
+  if (by == fence_.holder) {
+    // This hub's own messages, whose acks were lost: the mark lags the
+    // stream. Reconciling sets it and publishes the rest.
+    spdlog::info("publish {}: the stream holds this hub's batches up to seq {} beyond its mark; reconciling",
+                 stream, state.last_seq);
+    Status reconciled = reconcile_type(type);
+    if (reconciled.is_ok()) backlog_.erase(type);
+    return reconciled;
+  }
+  const std::string why = fmt::format(
+      "stream {} took message {} from {} after this hub's last publication: another hub is active", stream,
+      state.last_seq, by ? "hub " + *by : std::string("another publisher"));
+  fence_.fenced(why);
+  fence_refused_ = true;
+  return Status::unavailable("publish type '" + type + "': fenced: " + why);
+}
+
+Status StreamPublisher::claim_streams() {
+  if (!fenced()) return Status::ok();
+  for (const TypeConfig& t : config_.types) {
+    const std::string stream = stream_name(t.name);
+    for (int attempt = 1;; ++attempt) {
+      DS_ASSIGN_OR_RETURN(StreamState state, js_.stream_state(stream));
+      if (state.last_seq == 0) break;  // never published: nothing an old active could follow on from
+      auto last = js_.get_message(stream, state.last_seq);
+      if (!last.is_ok() && last.status().code() == StatusCode::kNotFound) break;  // aged out: nothing to copy
+      if (!last.is_ok()) return last.status().with_context("claim " + stream);
+      if (last->header(kHubHeader) == fence_.holder) break;
+      const std::optional<uint64_t> batch = batch_of(*last);
+      if (!batch) return Status::data_loss("claim " + stream + ": its last message is not a delta batch of this hub");
+      const Headers headers = {{std::string(kHubHeader), fence_.holder},
+                               {std::string(kExpectedLastSeqHeader), std::to_string(state.last_seq)}};
+      Status sent = js_.publish_async(last->subject, last->data, msg_id(t.name, *batch) + ":" + fence_.holder, headers);
+      if (sent.is_ok()) sent = js_.wait_published(kAckTimeoutMs);
+      if (sent.is_ok()) {
+        spdlog::info("ha: claimed {}: its last batch {} again at seq {} under this hub ({})", stream, *batch,
+                     state.last_seq + 1, fence_.holder);
+        break;
+      }
+      if (sent.code() != StatusCode::kAlreadyExists || attempt >= kClaimAttempts) {
+        return sent.with_context("claim " + stream);
+      }
+      // The old active published meanwhile: claim after its message.
+    }
+  }
+  return Status::ok();
+}
+
+Status StreamPublisher::publish_now(const std::string& type, const std::vector<PendingBatch>& created) {
   mark_failure_ = Status::ok();
   // The log should know what the stream holds before more is published; a
   // mark it still refuses stays the mark in memory.
@@ -290,6 +378,14 @@ Status StreamPublisher::reconcile_type(const std::string& type) {
     stream_batch = 0;  // the stream never held a message (new or recreated)
   } else {
     auto last = js_.get_message(stream, state.last_seq);
+    if (last.is_ok() && fenced() && last->header(kHubHeader) != fence_.holder) {
+      // Claimed at the takeover (claim_streams), so another hub's since.
+      const std::optional<std::string> by = last->header(kHubHeader);
+      const std::string why = fmt::format("stream {} ends with message {} from {}: another hub is active", stream,
+                                          last->seq, by ? "hub " + *by : std::string("another publisher"));
+      fence_.fenced(why);
+      return Status::unavailable("reconcile " + stream + ": fenced: " + why);
+    }
     if (last.is_ok()) {
       stream_batch = batch_of(*last);
       stream_seq = last->seq;
@@ -324,7 +420,8 @@ Status StreamPublisher::reconcile_type(const std::string& type) {
   // messages since an ack, or be empty): that is the mark from now on, in
   // the log or, while the log refuses it, in memory (write_mark), forward or
   // back, so the publication below starts right after it.
-  if (stream_batch && (*stream_batch != st.published_batch || unwritten_marks_.count(type) != 0)) {
+  if (stream_batch && (*stream_batch != st.published_batch || stream_seq != st.published_seq ||
+                       unwritten_marks_.count(type) != 0)) {
     if (*stream_batch > st.version) {
       DS_RETURN_IF_ERROR(recover_from_stream(type, st, state.first_seq, state.last_seq, *stream_batch));
       DS_ASSIGN_OR_RETURN(st, store_.type_state(type));

@@ -66,6 +66,19 @@
 // agents already hold) and /readyz says why. Memory: the recovered changes
 // are held until stored (the changes acknowledged after the backup).
 //
+// Fencing (an HA hub: set_fence; docs/operations.md, "High availability"):
+// two hubs must never both publish. With a PublishFence, every delta
+// carries the hub's lease holder name (header Ds-Hub) and
+// Nats-Expected-Last-Sequence: the stream's last sequence as the mark
+// says, and one more for each message of the round. Nothing is published
+// while the lease's own view says it ran out. A new active claims every
+// stream before its first reconciliation (claim_streams: its last batch
+// again, under its name), so an old active that was only paused finds
+// its next publication refused by JetStream; publish() then reads the
+// stream's last message: this hub's own (acks lost: reconcile), or
+// another's (PublishFence::fenced: the hub steps down). A reconciliation
+// that finds another hub's message last is fenced the same way.
+//
 // Seam: the publisher reaches JetStream only through StreamAccess
 // (shared/messaging.h), so the ingest writer's unit tests
 // (tests/unit/ingest_writer_test.cc) run it over a fake broker.
@@ -78,6 +91,7 @@
 // after ensure_streams() at the hub's start, before the writer starts.
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -101,6 +115,17 @@ namespace ds {
 // for a message that is not a delta batch.
 std::optional<uint64_t> batch_of(const StoredMessage& m);
 
+// Every delta message of an HA hub names it (PublishFence::holder).
+inline constexpr std::string_view kHubHeader = "Ds-Hub";
+inline constexpr std::string_view kExpectedLastSeqHeader = "Nats-Expected-Last-Sequence";
+
+// An HA hub's fence (see Fencing above), from its LeaseKeeper.
+struct PublishFence {
+  std::string holder;                                      // "<hub>/<instance>"; "" = one hub, no fence
+  std::function<bool()> lease_valid;                       // LeaseKeeper::valid
+  std::function<void(const std::string& why)> fenced;      // another hub publishes: step down
+};
+
 class StreamPublisher {
  public:
   // Production: over `js`. `js` and `store` (the writer's connection) must
@@ -113,6 +138,20 @@ class StreamPublisher {
 
   // The largest delta batch encoding publishable now (see above). Thread-safe.
   size_t max_batch_bytes() const;
+
+  // Turns the fence on (HA); before the first publication.
+  void set_fence(PublishFence fence) { fence_ = std::move(fence); }
+  bool has_fence() const { return fenced(); }
+  // Whether the fence refused the last publish(): the lease had run out,
+  // or another hub published into the stream. Nothing of it reached the
+  // stream then (the stream refuses every message after the first it
+  // refuses), so the writer drops the group instead of keeping it.
+  bool fence_refused() const { return fence_refused_; }
+  // HA takeover, before the first reconciliation: publishes into every
+  // stream that holds a message a copy of its last message under this hub
+  // (see Fencing), after the stream's last sequence as read. Retried when
+  // the old active publishes meanwhile (a few times). OK without a fence.
+  Status claim_streams();
 
   // Creates or updates DS_<TYPE> for every configured type: file storage,
   // subjects ds.delta.<type>.>, duplicate window 2 min, retention from config.
@@ -177,6 +216,13 @@ class StreamPublisher {
   void write_mark(const std::string& type, const Acked& mark);
 
   Status reconcile_type(const std::string& type);
+  // publish() without the fence's handling of a refused sequence.
+  Status publish_now(const std::string& type, const std::vector<PendingBatch>& created);
+  // With a fence, the stream refused a publication (`refused`) because it
+  // moved past this hub's mark: by this hub's own messages (acks lost:
+  // reconcile), or by another hub (fenced: step down).
+  Status after_stream_moved(const std::string& type, const Status& refused);
+  bool fenced() const { return !fence_.holder.empty(); }
   // Takes back from the stream the changes of `type` after the log's head
   // (see Recovery above); `last_seq` is the stream's last sequence.
   Status recover_from_stream(const std::string& type, const TypeState& st, uint64_t first_seq, uint64_t last_seq,
@@ -197,6 +243,8 @@ class StreamPublisher {
   // Marks the log has not taken yet, by type (see above).
   std::map<std::string, Acked> unwritten_marks_;
   Status mark_failure_;
+  PublishFence fence_;
+  bool fence_refused_ = false;  // see fence_refused()
 };
 
 }  // namespace ds

@@ -266,7 +266,7 @@ Result<PubAck> JetStream::publish(std::string_view subject, std::string_view dat
 int64_t JetStream::max_payload() const { return natsConnection_GetMaxPayload(nc_); }
 
 Status JetStream::publish_async(std::string_view subject, std::string_view data, std::string_view msg_id,
-                                const MessageHeaders& headers) {
+                                const Headers& headers) {
   const std::string subj = str(subject);
   const std::string id = str(msg_id);
   jsPubOptions po;
@@ -280,15 +280,9 @@ Status JetStream::publish_async(std::string_view subject, std::string_view data,
     natsStatus s = js_PublishAsync(js_.get(), subj.c_str(), data.data(), static_cast<int>(data.size()), &po);
     return make_status(s, 0, "jetstream async publish to " + subj);
   }
-  natsMsg* raw = nullptr;
-  natsStatus s = natsMsg_Create(&raw, subj.c_str(), nullptr, data.data(), static_cast<int>(data.size()));
-  NatsMsgPtr msg(raw);
-  for (const auto& [name, value] : headers) {
-    if (s == NATS_OK) s = natsMsgHeader_Set(msg.get(), name.c_str(), value.c_str());
-  }
-  if (s != NATS_OK) return make_status(s, 0, "jetstream async publish to " + subj + ": build the message");
+  DS_ASSIGN_OR_RETURN(NatsMsgPtr msg, build_msg(subj, {}, data, headers));
   natsMsg* handed = msg.get();
-  s = js_PublishMsgAsync(js_.get(), &handed, &po);
+  natsStatus s = js_PublishMsgAsync(js_.get(), &handed, &po);
   if (handed == nullptr) (void)msg.release();  // cnats took it (it sets the pointer to NULL then)
   return make_status(s, 0, "jetstream async publish to " + subj);
 }

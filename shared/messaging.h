@@ -97,7 +97,7 @@ class StreamAccess : public StreamReader {
   // Publishes with Nats-Msg-Id `msg_id` (duplicate detection) and
   // `headers`; the ack is collected by the next wait_published().
   virtual Status publish_async(std::string_view subject, std::string_view data, std::string_view msg_id,
-                               const MessageHeaders& headers) = 0;
+                               const Headers& headers) = 0;
   // Waits for the acks of everything published since the previous wait;
   // `acks`, when given, receives them by Nats-Msg-Id.
   virtual Status wait_published(int64_t timeout_ms, std::map<std::string, PubAck>* acks = nullptr) = 0;
@@ -148,7 +148,7 @@ class NatsStreamAccess final : public NatsStreamReader<StreamAccess> {
   using NatsStreamReader::NatsStreamReader;
   Status ensure_stream(const StreamSpec& spec) override { return js_.ensure_stream(spec); }
   Status publish_async(std::string_view subject, std::string_view data, std::string_view msg_id,
-                       const MessageHeaders& headers) override {
+                       const Headers& headers) override {
     return js_.publish_async(subject, data, msg_id, headers);
   }
   Status wait_published(int64_t timeout_ms, std::map<std::string, PubAck>* acks) override {

@@ -29,8 +29,10 @@ bool is_not_found_code(int js_err) {
   return js_err == JSStreamNotFoundErr || js_err == JSConsumerNotFoundErr ||
          js_err == JSNoMessageFoundErr;
 }
+// Also a publish whose Nats-Expected-Last-Sequence the stream has moved past:
+// another writer got there first.
 bool is_exists_code(int js_err) {
-  return js_err == JSStreamNameExistErr || js_err == JSConsumerNameExistErr;
+  return js_err == JSStreamNameExistErr || js_err == JSConsumerNameExistErr || js_err == JSStreamWrongLastSequenceErr;
 }
 
 }  // namespace

@@ -260,16 +260,12 @@ struct PubAck {
   bool duplicate = false;
 };
 
-// Message headers other than those JetStream sets itself (Nats-Msg-Id has
-// its own field): name and value, in order.
-using MessageHeaders = std::vector<std::pair<std::string, std::string>>;
-
 struct StoredMessage {
   uint64_t seq = 0;
   std::string subject;
   std::string data;
   std::optional<std::string> msg_id;  // Nats-Msg-Id header
-  MessageHeaders headers{};           // every other header but Nats-* ones
+  Headers headers{};                  // every header but JetStream's own (Nats-*)
   // The value of header `name`; nullopt when the message has none.
   std::optional<std::string> header(std::string_view name) const;
 };
@@ -306,9 +302,11 @@ class JetStream {
   // after the first of them was sent (Unavailable as soon as it is back: an
   // ack the server sent meanwhile is lost), the messages still without an
   // ack are forgotten: the caller must publish them again.
-  // `headers` go with the message (names must not start with "Nats-").
+  // `headers` go with the message; JetStream's own count too, e.g.
+  // Nats-Expected-Last-Sequence: the stream refuses the message when its
+  // last sequence is another (wait_published: AlreadyExists).
   Status publish_async(std::string_view subject, std::string_view data, std::string_view msg_id,
-                       const MessageHeaders& headers = {});
+                       const Headers& headers = {});
   Status wait_published(int64_t timeout_ms = 10000, std::map<std::string, PubAck>* acks = nullptr);
   // Connection::max_payload of the connection this context publishes on.
   int64_t max_payload() const;

@@ -84,9 +84,11 @@ Fleet::~Fleet() {
   for (Agent& a : fleet_) {
     if (a.process->running()) (void)a.process->stop(SIGTERM, kStopTimeoutMs);
   }
-  if (hub_ && hub_->running()) {
-    hub_->signal(SIGTERM);
-    (void)hub_->wait_exit(kStopTimeoutMs);
+  for (HubProcess* h : {hub_.get(), standby_.get()}) {
+    if (h != nullptr && h->running()) {
+      h->signal(SIGTERM);
+      (void)h->wait_exit(kStopTimeoutMs);
+    }
   }
   const std::vector<std::string> noise = unexpected_log_lines();
   if (!noise.empty()) {
@@ -120,7 +122,7 @@ Fleet::~Fleet() {
   std::printf("[ info ] logs of the failed scenario kept in %s\n", kept.c_str());
 }
 
-std::string Fleet::hub_toml() const {
+std::string Fleet::hub_toml(const std::string& store_path, int http_port) const {
   auto objective_of = [&](const std::string& type) -> std::string {
     auto it = options_.freshness_objectives.find(type);
     const std::string& objective = it != options_.freshness_objectives.end() ? it->second : freshness_objective_;
@@ -128,12 +130,15 @@ std::string Fleet::hub_toml() const {
   };
   return "[hub]\nname = \"e2e-hub\"\nlog_level = \"info\"\n"
          "[nats]\nurl = \"" + nats_url() + "\"\n"
-         "[store]\npath = \"" + hub_store_path_ + "\"\n"
-         "[http]\nlisten = \"127.0.0.1:" + std::to_string(http_port_) + "\"\ntoken = \"" + token_ + "\"\n"
+         "[store]\npath = \"" + store_path + "\"\n"
+         "[http]\nlisten = \"127.0.0.1:" + std::to_string(http_port) + "\"\ntoken = \"" + token_ + "\"\n"
          "[liveness]\nheartbeat_interval_ms = " + std::to_string(options_.heartbeat_interval_ms) +
          "\ndead_after = " + std::to_string(options_.dead_after) + "\n"
          "[delivery]\npublish_batch = 50\n"
          "[streams]\nreplicas = " + std::to_string(options_.stream_replicas) + "\n" +
+         (options_.ha_lease_ms > 0
+              ? "[ha]\nenabled = true\nlease_ms = " + std::to_string(options_.ha_lease_ms) + "\n"
+              : std::string()) +
          metrics_section("hub") +
          "[[types]]\nname = \"products\"\nkey = \"sku\"\n" + objective_of("products") +
          "columns = [{ name = \"name\", type = \"text\" }, { name = \"category\", type = \"text\" },\n"
@@ -198,8 +203,15 @@ Status Fleet::start() {
       DS_ASSIGN_OR_RETURN(metrics_ports_[a.spec.id], free_loopback_port());
     }
   }
-  hub_ = std::make_unique<HubProcess>(dir_.write_file("hub.toml", hub_toml()), dir_.file("hub.log"));
+  hub_ = std::make_unique<HubProcess>(dir_.write_file("hub.toml", hub_toml(hub_store_path_, http_port_)),
+                                      dir_.file("hub.log"));
   DS_RETURN_IF_ERROR(start_hub());
+  if (options_.ha_lease_ms > 0) {
+    DS_ASSIGN_OR_RETURN(standby_http_port_, free_loopback_port());
+    standby_ = std::make_unique<HubProcess>(
+        dir_.write_file("hub-b.toml", hub_toml(standby_store_path_, standby_http_port_)), dir_.file("hub-b.log"));
+    DS_RETURN_IF_ERROR(start_standby());
+  }
   for (Agent& a : fleet_) {
     dir_.write_file(a.spec.id + ".toml", agent_toml(a.spec));
     DS_RETURN_IF_ERROR(a.process->start(a.spec.env));
@@ -211,6 +223,20 @@ Status Fleet::start_hub() {
   DS_RETURN_IF_ERROR(hub_->start(options_.hub_env));
   const bool up = wait_until([&] { return cli({"types"}).exit_code == 0; }, kConvergeTimeoutMs, kPollMs);
   return up ? Status::ok() : Status::deadline_exceeded("the hub's HTTP API does not answer:\n" + logs());
+}
+
+Status Fleet::start_standby() {
+  const std::string caught_up = "ha: standby: caught up with every stream";
+  const size_t before = standby_->log_count(caught_up);
+  DS_RETURN_IF_ERROR(standby_->launch(options_.hub_env));
+  const bool up = wait_until([&] { return standby_->log_count(caught_up) > before; }, kConvergeTimeoutMs, kPollMs);
+  return up ? Status::ok() : Status::deadline_exceeded("the standby hub does not catch up:\n" + logs());
+}
+
+void Fleet::swap_hubs() {
+  std::swap(hub_, standby_);
+  std::swap(hub_store_path_, standby_store_path_);
+  std::swap(http_port_, standby_http_port_);
 }
 
 Fleet::Agent& Fleet::find(const std::string& id) {
@@ -402,6 +428,7 @@ std::vector<std::string> Fleet::unexpected_log_lines() const {
     }
   };
   if (hub_) scan("hub", hub_->log_text(), is_error_line);
+  if (standby_) scan("standby hub", standby_->log_text(), is_error_line);
   for (const Agent& a : fleet_) scan(a.spec.id, a.process->log_text(), is_error_line);
   if (cluster_) {
     for (int i = 0; i < cluster_->size(); ++i) {
@@ -415,6 +442,7 @@ std::vector<std::string> Fleet::unexpected_log_lines() const {
 
 std::string Fleet::logs() const {
   std::string out = "\n--- hub log ---\n" + (hub_ ? tail(hub_->log_text()) : std::string("(not started)"));
+  if (standby_) out += "\n--- standby hub log ---\n" + tail(standby_->log_text());
   for (const Agent& a : fleet_) out += "\n--- " + a.spec.id + " log ---\n" + tail(a.process->log_text());
   if (cluster_) {
     for (int i = 0; i < cluster_->size(); ++i) {

@@ -82,6 +82,9 @@ struct FleetOptions {
   int nats_cluster_nodes = 0;
   // The hub's [streams] replicas.
   int stream_replicas = 1;
+  // > 0: [ha] enabled with this lease_ms, and a second hub (standby()) with
+  // its own store and HTTP port, started after the first is active.
+  int64_t ha_lease_ms = 0;
 };
 
 // store-1, store-2 and hq, as described above.
@@ -133,6 +136,15 @@ class Fleet {
   HubProcess& hub() { return *hub_; }
   // (Re)starts the hub and waits until its HTTP API answers.
   Status start_hub();
+  // With FleetOptions::ha_lease_ms: the other hub, standing by while hub()
+  // is active.
+  HubProcess& standby() { return *standby_; }
+  // (Re)starts the standby and waits until it follows every stream to its
+  // end (its log says so).
+  Status start_standby();
+  // After a takeover: the standby is the active hub() from now on (the CLI
+  // talks to its HTTP API), and the old active the standby().
+  void swap_hubs();
   ChildProcess& agent(const std::string& id);
   Status start_agent(const std::string& id);
   const std::vector<AgentSpec>& agents() const { return agents_; }
@@ -196,7 +208,7 @@ class Fleet {
   };
   Agent& find(const std::string& id);
   const Agent& find(const std::string& id) const;
-  std::string hub_toml() const;
+  std::string hub_toml(const std::string& store_path, int http_port) const;
   std::string agent_toml(const AgentSpec& spec) const;
   std::string metrics_section(const std::string& process) const;  // "" without metrics
   Environment cli_environment() const;
@@ -210,6 +222,11 @@ class Fleet {
   int http_port_ = 0;
   std::string token_;
   std::unique_ptr<HubProcess> hub_;
+  // The other hub of an HA pair (FleetOptions::ha_lease_ms), its store and
+  // HTTP port.
+  std::unique_ptr<HubProcess> standby_;
+  std::string standby_store_path_ = dir_.file("hub-b.db");
+  int standby_http_port_ = 0;
   std::vector<Agent> fleet_;
   uint64_t push_files_ = 0;
   bool metrics_ = false;

@@ -254,7 +254,7 @@ FakeStreamAccess::Stream* FakeStreamAccess::stream_for(std::string_view subject)
 }
 
 Status FakeStreamAccess::publish_async(std::string_view subject, std::string_view data, std::string_view msg_id,
-                                       const MessageHeaders& headers) {
+                                       const Headers& headers) {
   std::lock_guard lock(mu_);
   if (!ack_failure_.is_ok()) return Status::ok();  // sent; its ack never comes
   Stream* stream = stream_for(subject);
@@ -266,10 +266,23 @@ Status FakeStreamAccess::publish_async(std::string_view subject, std::string_vie
       ack.duplicate = true;
     }
   }
+  // As JetStream: the expected last sequence is checked, and the server's
+  // own headers are not kept with the stored message.
+  const uint64_t last = stream->first_seq + stream->messages.size() - 1;
+  Headers kept;
+  for (const auto& [name, value] : headers) {
+    if (name == "Nats-Expected-Last-Sequence" && value != std::to_string(last)) {
+      if (refused_.is_ok()) {
+        refused_ = Status::already_exists("fake broker: wrong last sequence: " + std::to_string(last));
+      }
+      return Status::ok();
+    }
+    if (!name.starts_with("Nats-")) kept.emplace_back(name, value);
+  }
   if (!ack.duplicate) {
-    ack.seq = stream->first_seq + stream->messages.size();
+    ack.seq = last + 1;
     stream->messages.push_back(
-        StoredMessage{ack.seq, std::string(subject), std::string(data), std::string(msg_id), headers});
+        StoredMessage{ack.seq, std::string(subject), std::string(data), std::string(msg_id), std::move(kept)});
   }
   unclaimed_[std::string(msg_id)] = ack;
   return Status::ok();
@@ -280,6 +293,7 @@ Status FakeStreamAccess::wait_published(int64_t /*timeout_ms*/, std::map<std::st
   ++wait_calls_;
   std::map<std::string, PubAck> taken = std::exchange(unclaimed_, {});
   if (!ack_failure_.is_ok()) return ack_failure_;
+  if (Status refused = std::exchange(refused_, Status::ok()); !refused.is_ok()) return refused;
   if (acks != nullptr) *acks = std::move(taken);
   return Status::ok();
 }

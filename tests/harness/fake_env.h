@@ -150,7 +150,8 @@ class FakeConsumerControl final : public ConsumerControl {
 
 // Streams kept in memory: ensure_stream creates them, publish_async stores a
 // message in the stream whose subjects match (dropping a Nats-Msg-Id the
-// stream holds already, as the duplicate window does) and wait_published
+// stream holds already, as the duplicate window does, and refusing one whose
+// Nats-Expected-Last-Sequence is not the stream's last) and wait_published
 // hands out the acks. The test can make the broker stop acking, shrink
 // max_payload, and put messages into a stream by hand (as a broker that
 // holds more than the hub's store).
@@ -158,7 +159,7 @@ class FakeStreamAccess final : public StreamAccess {
  public:
   Status ensure_stream(const StreamSpec& spec) override;
   Status publish_async(std::string_view subject, std::string_view data, std::string_view msg_id,
-                       const MessageHeaders& headers) override;
+                       const Headers& headers) override;
   Status wait_published(int64_t timeout_ms, std::map<std::string, PubAck>* acks) override;
   int64_t max_payload() const override;
   Result<StreamState> stream_state(std::string_view stream) override;
@@ -191,6 +192,7 @@ class FakeStreamAccess final : public StreamAccess {
   std::map<std::string, Stream> streams_;       // guarded by mu_
   std::map<std::string, PubAck> unclaimed_;     // acks since the last wait; guarded by mu_
   Status ack_failure_;                          // guarded by mu_
+  Status refused_;                              // a refused expected sequence since the last wait; guarded by mu_
   int64_t max_payload_ = 1024 * 1024;           // guarded by mu_
   int wait_calls_ = 0;                          // guarded by mu_
 };

@@ -135,7 +135,7 @@ TEST_F(JetStreamTest, DuplicateMsgIdIsStoredOnce) {
 }
 
 TEST_F(JetStreamTest, HeadersGoWithAnAsyncPublishAndComeBackWithTheStoredMessage) {
-  const MessageHeaders headers = {{"Ds-Retry-Keys", "erp/1/1/3/00ff a%20b/2/4/4/-"}, {"X-Other", "v"}};
+  const Headers headers = {{"Ds-Retry-Keys", "erp/1/1/3/00ff a%20b/2/4/4/-"}, {"X-Other", "v"}};
   ASSERT_TRUE(js_->publish_async("ds.delta.prices.p1", "with", "prices:1", headers).is_ok());
   ASSERT_TRUE(js_->publish_async("ds.delta.prices.p1", "without", "prices:2").is_ok());
   ASSERT_TRUE(js_->wait_published(10000).is_ok());

@@ -1,0 +1,74 @@
+#include "hub/standby.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+
+#include "hub/query_store.h"
+#include "hub/standby_follower.h"
+#include "shared/messaging.h"
+#include "shared/nats.h"
+
+namespace ds {
+namespace {
+
+// The heads of every type, for the log: "prices 1200, stock 40".
+std::string heads_of(QueryStore& store) {
+  auto states = store.type_states();
+  if (!states.is_ok()) return "?";
+  std::string out;
+  for (const auto& [type, st] : *states) out += (out.empty() ? "" : ", ") + type + " " + std::to_string(st.version);
+  return out;
+}
+
+}  // namespace
+
+Result<bool> stand_by(const HubConfig& config, LeaseKeeper& keeper, std::stop_token stop) {
+  QueryStoreOptions store_options;
+  store_options.publish_batch = config.publish_batch;
+  DS_ASSIGN_OR_RETURN(std::unique_ptr<QueryStore> store,
+                      QueryStore::open(config.store_path, config.types, store_options));
+  ConnectOptions co;
+  co.config = config.nats;
+  co.name = "deltasync-hub-standby";
+  co.retry_on_failed_connect = true;
+  co.on_async_error = [](const std::string& e) { spdlog::error("nats: standby: {}", e); };
+  DS_ASSIGN_OR_RETURN(std::unique_ptr<Connection> nc, Connection::connect(std::move(co)));
+  DS_ASSIGN_OR_RETURN(std::unique_ptr<JetStream> js, nc->jetstream());
+  NatsStreamAccess streams(*js);
+  StandbyFollower follower(streams, *store, config);
+  spdlog::info("ha: standing by: following {} stream(s) into {} (versions {}) until this hub holds the lease",
+               config.types.size(), config.store_path, heads_of(*store));
+
+  std::mutex mu;
+  std::condition_variable_any cv;
+  bool was_caught_up = false;
+  bool failing = false;  // a broker failure episode, logged once
+  for (;;) {
+    if (stop.stop_requested()) return false;
+    auto stored = nc->connected() ? follower.follow_round() : Result<uint64_t>(Status::unavailable("not connected"));
+    if (!stored.is_ok()) {
+      if (stored.status().code() == StatusCode::kDataLoss) return stored.status();
+      if (!failing) spdlog::warn("ha: standby: following the streams: {}; retrying", stored.status().to_string());
+      failing = true;
+    } else {
+      if (failing) spdlog::info("ha: standby: following the streams again");
+      failing = false;
+      if (follower.caught_up() && !was_caught_up) {
+        spdlog::info("ha: standby: caught up with every stream (versions {})", heads_of(*store));
+      }
+      was_caught_up = follower.caught_up();
+      if (follower.caught_up() && keeper.acquired()) {
+        spdlog::info("ha: taking over with the streams' ends stored (versions {})", heads_of(*store));
+        return true;
+      }
+    }
+    if (stored.is_ok() && !follower.caught_up()) continue;  // behind: the next round at once
+    std::unique_lock lock(mu);
+    cv.wait_for(lock, stop, std::chrono::milliseconds(failing ? 1000 : kFollowPollMs), [] { return false; });
+  }
+}
+
+}  // namespace ds

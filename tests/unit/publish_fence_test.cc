@@ -1,0 +1,193 @@
+// The HA fence of StreamPublisher (hub/stream_publisher.h, "Fencing") over
+// the in-memory broker, which checks Nats-Expected-Last-Sequence as
+// JetStream does: an old active's publication after a takeover is refused
+// and it is told to step down; its own lost acks are not mistaken for
+// another hub; a lease that ran out publishes nothing.
+
+#include <gtest/gtest.h>
+
+#include <future>
+#include <string>
+#include <vector>
+
+#include "hub/hub_metrics.h"
+#include "hub/ingest_writer.h"
+#include "hub/standby_follower.h"
+#include "hub/stream_publisher.h"
+#include "shared/names.h"
+#include "tests/harness/fake_env.h"
+#include "testing/temp_dir.h"
+
+namespace ds {
+namespace {
+
+using ds::testing::FakeStreamAccess;
+
+// One hub: its store, its publisher and what its fence was told.
+struct TestHub {
+  std::unique_ptr<QueryStore> store;
+  std::unique_ptr<StreamPublisher> publisher;
+  bool lease_valid = true;
+  std::vector<std::string> fenced;
+  int64_t hub_ts = 1000;
+};
+
+class PublishFenceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    TypeConfig t;
+    t.name = "prices";
+    t.schema.key = "sku";
+    t.schema.columns = {{"price", ColumnType::kReal}};
+    config_.types = {t};
+  }
+
+  std::unique_ptr<TestHub> make_hub(const std::string& name) {
+    auto hub = std::make_unique<TestHub>();
+    auto store = QueryStore::open(dir_.file(name + ".db"), config_.types);
+    EXPECT_TRUE(store.is_ok()) << store.status().to_string();
+    hub->store = std::move(store).value();
+    hub->publisher = std::make_unique<StreamPublisher>(broker_, *hub->store, config_, metrics_);
+    TestHub* h = hub.get();
+    hub->publisher->set_fence(PublishFence{name + "/0001", [h] { return h->lease_valid; },
+                                           [h](const std::string& why) { h->fenced.push_back(why); }});
+    EXPECT_TRUE(hub->publisher->ensure_streams().is_ok());
+    return hub;
+  }
+
+  // Commits one record on `hub` and publishes it; the publication's status.
+  Status ingest(TestHub& hub, const std::string& key, double price) {
+    CommitBatch b{"prices", "erp", ++seq_, {IngestRecord{key, Op::kUpsert, {{"price", price}}, {}, {}}}, "d"};
+    auto done = hub.store->commit({b}, ++hub.hub_ts);
+    EXPECT_TRUE(done.is_ok()) << done.status().to_string();
+    return hub.publisher->publish("prices", done->batches);
+  }
+
+  std::vector<StoredMessage> stream() { return broker_.messages(stream_name("prices")); }
+
+  ds::TempDir dir_{"publish-fence-test"};
+  HubConfig config_;
+  HubMetrics metrics_;
+  FakeStreamAccess broker_;
+  uint64_t seq_ = 0;
+};
+
+TEST_F(PublishFenceTest, EveryMessageNamesItsHubAndFollowsTheOneBefore) {
+  auto a = make_hub("a");
+  ASSERT_TRUE(a->publisher->claim_streams().is_ok()) << "an empty stream needs no claim";
+  ASSERT_TRUE(a->publisher->reconcile().is_ok());
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(ingest(*a, "k" + std::to_string(i), i).is_ok());
+  ASSERT_EQ(stream().size(), 5u);
+  for (const StoredMessage& m : stream()) EXPECT_EQ(m.header("Ds-Hub"), "a/0001");
+  EXPECT_TRUE(a->fenced.empty());
+}
+
+TEST_F(PublishFenceTest, ALeaseThatRanOutPublishesNothing) {
+  auto a = make_hub("a");
+  ASSERT_TRUE(a->publisher->reconcile().is_ok());
+  a->lease_valid = false;
+  Status s = ingest(*a, "k", 1);
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.to_string();
+  EXPECT_NE(s.message().find("lease has run out"), std::string::npos) << s.message();
+  EXPECT_TRUE(stream().empty());
+}
+
+TEST_F(PublishFenceTest, AnOldActiveIsRefusedAfterATakeoverAndToldToStepDown) {
+  auto a = make_hub("a");
+  ASSERT_TRUE(a->publisher->reconcile().is_ok());
+  ASSERT_TRUE(ingest(*a, "k1", 1).is_ok());
+  ASSERT_TRUE(ingest(*a, "k2", 2).is_ok());
+
+  // b follows, takes over and claims the stream; a was only paused.
+  auto b = make_hub("b");
+  StandbyFollower follower(broker_, *b->store, config_);
+  ASSERT_TRUE(follower.follow_round().is_ok());
+  ASSERT_TRUE(follower.caught_up());
+  ASSERT_TRUE(b->publisher->claim_streams().is_ok());
+  ASSERT_TRUE(b->publisher->reconcile().is_ok());
+  ASSERT_EQ(stream().size(), 3u);
+  EXPECT_EQ(stream().back().header("Ds-Hub"), "b/0001");
+  EXPECT_EQ(*stream().back().msg_id, "prices:2:b/0001") << "a copy of the last batch, under b";
+
+  // a resumes and publishes its next commit: refused, and told why.
+  Status s = ingest(*a, "k3", 3);
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.to_string();
+  ASSERT_EQ(a->fenced.size(), 1u);
+  EXPECT_NE(a->fenced[0].find("from hub b/0001"), std::string::npos) << a->fenced[0];
+  ASSERT_EQ(stream().size(), 3u) << "nothing of a's after the claim";
+
+  // b goes on right after its claim: version 3 is b's.
+  ASSERT_TRUE(ingest(*b, "k3b", 30).is_ok());
+  ASSERT_EQ(stream().size(), 4u);
+  auto st = b->store->type_state("prices");
+  ASSERT_TRUE(st.is_ok());
+  EXPECT_EQ(st->version, 3u);
+  EXPECT_EQ(st->published_seq, 4u);
+  EXPECT_TRUE(b->fenced.empty());
+
+  // A reconcile of a (its broker connection came back) does not take b's
+  // changes as its own: it is fenced again.
+  Status r = a->publisher->reconcile();
+  EXPECT_FALSE(r.is_ok());
+  EXPECT_EQ(a->fenced.size(), 2u);
+}
+
+TEST_F(PublishFenceTest, ItsOwnMessagesWhoseAcksWereLostAreNotAnotherHub) {
+  auto a = make_hub("a");
+  ASSERT_TRUE(a->publisher->reconcile().is_ok());
+  ASSERT_TRUE(ingest(*a, "k1", 1).is_ok());
+  // The stream took batch 2 but its ack was lost: the mark stays at 1.
+  ASSERT_TRUE(ingest(*a, "k2", 2).is_ok());
+  ASSERT_TRUE(a->store->mark_published("prices", 1, 1).is_ok());
+  ASSERT_TRUE(ingest(*a, "k3", 3).is_ok());
+  EXPECT_TRUE(a->fenced.empty());
+  ASSERT_EQ(stream().size(), 3u);
+  auto st = a->store->type_state("prices");
+  ASSERT_TRUE(st.is_ok());
+  EXPECT_EQ(st->published_seq, 3u);
+}
+
+// The ingest writer of a fenced hub keeps a group only once the stream has
+// it: a group the fence refuses is not stored at all, so the hub's store
+// never holds what another hub may have committed at the same versions.
+TEST_F(PublishFenceTest, TheWriterDropsAGroupTheFenceRefusedAndKeepsOneTheBrokerFailed) {
+  auto a = make_hub("a");
+  IngestWriter writer(config_, *a->store, *a->publisher, metrics_);
+  writer.start();
+  auto send = [&](const std::string& key, uint64_t seq) {
+    auto reply = std::make_shared<std::promise<IngestReply>>();
+    auto got = reply->get_future();
+    writer.submit("prices", IngestRequest{"erp", seq, {IngestRecord{key, Op::kUpsert, {{"price", 1.0}}, {}, {}}}},
+                  [reply](const IngestReply& r) { reply->set_value(r); });
+    EXPECT_EQ(got.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+    return got.get();
+  };
+  auto head = [&] {
+    auto st = a->store->type_state("prices");
+    EXPECT_TRUE(st.is_ok());
+    return st.is_ok() ? st->version : 0;
+  };
+
+  IngestReply ok = send("k1", 1);
+  EXPECT_FALSE(ok.error) << ok.error->message;
+  EXPECT_EQ(head(), 1u);
+
+  a->lease_valid = false;
+  IngestReply refused = send("k2", 2);
+  ASSERT_TRUE(refused.error);
+  EXPECT_EQ(refused.error->code, StatusCode::kUnavailable);
+  EXPECT_NE(refused.error->message.find("no longer the active one"), std::string::npos) << refused.error->message;
+  EXPECT_EQ(head(), 1u) << "the refused group is not stored";
+  EXPECT_EQ(stream().size(), 1u);
+
+  a->lease_valid = true;
+  broker_.set_ack_failure(Status::unavailable("fake broker: no ack"));
+  IngestReply unacked = send("k2", 2);
+  ASSERT_TRUE(unacked.error);
+  EXPECT_NE(unacked.error->message.find("stored as versions 2..2"), std::string::npos) << unacked.error->message;
+  EXPECT_EQ(head(), 2u) << "a broker failure keeps the group: it may have reached the stream";
+  writer.stop();
+}
+
+}  // namespace
+}  // namespace ds
