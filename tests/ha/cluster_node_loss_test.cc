@@ -5,8 +5,7 @@
 // acknowledged and comes back caught up (ClusterNodeLoss; nats-server 2.9.10
 // leaves some restarted node's consumer copy behind in most runs, and the
 // hub repairs it: hub/consumer_copy_watch.h, docs/reliability.md, "A NATS
-// cluster"). A standby hub and fencing are not built (docs/operations.md,
-// "A NATS cluster").
+// cluster"). The standby hub and its fencing are tests/ha/hub_takeover_test.cc.
 #include <signal.h>
 
 #include <gtest/gtest.h>
