@@ -205,6 +205,7 @@ struct Hub::Impl {
     w.gauge("deltasync_hub_store_bytes", "Size of the hub's store: the SQLite file with its -wal and -shm.",
             static_cast<double>(bytes));
     w.gauge("deltasync_hub_ready", "1 while GET /readyz answers 200.", not_ready_reason().empty() ? 1 : 0);
+    w.gauge("deltasync_hub_ha_active", "1: this hub is the active one (a standby hub says 0).", 1);
     return w.take();
   }
 

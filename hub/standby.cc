@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -9,6 +10,8 @@
 #include "hub/query_store.h"
 #include "hub/standby_follower.h"
 #include "shared/messaging.h"
+#include "shared/metrics_server.h"
+#include "shared/prometheus.h"
 #include "shared/nats.h"
 
 namespace ds {
@@ -23,9 +26,39 @@ std::string heads_of(QueryStore& store) {
   return out;
 }
 
+// What the standby's [metrics] listener shows (docs/operations.md,
+// "Standby series"): set by the standby's loop, read on the listener's
+// thread.
+struct StandbyGauges {
+  std::atomic<uint64_t> stored{0};
+  std::atomic<uint64_t> rounds_failed{0};
+  std::atomic<bool> caught_up{false};
+
+  std::string render() const {
+    PrometheusWriter w;
+    w.gauge("deltasync_hub_ha_active", "1: this hub is the active one (a standby hub says 0).", 0);
+    w.gauge("deltasync_hub_standby_caught_up",
+            "1 while the standby's store holds every stream's end (its last round reached them all).",
+            caught_up.load() ? 1 : 0);
+    w.counter("deltasync_hub_standby_stored_changes_total",
+              "Changes the standby read from the streams and stored since it started.",
+              static_cast<double>(stored.load()));
+    w.counter("deltasync_hub_standby_failed_rounds_total",
+              "Rounds of following the streams that failed (the broker unreachable or refusing).",
+              static_cast<double>(rounds_failed.load()));
+    return w.take();
+  }
+};
+
 }  // namespace
 
 Result<bool> stand_by(const HubConfig& config, LeaseKeeper& keeper, std::stop_token stop) {
+  StandbyGauges gauges;
+  std::unique_ptr<MetricsServer> metrics;
+  if (!config.metrics_listen.empty()) {
+    DS_ASSIGN_OR_RETURN(metrics, MetricsServer::start(metrics_listen_address(config.metrics_listen),
+                                                      [&gauges] { return gauges.render(); }));
+  }
   QueryStoreOptions store_options;
   store_options.publish_batch = config.publish_batch;
   DS_ASSIGN_OR_RETURN(std::unique_ptr<QueryStore> store,
@@ -53,7 +86,11 @@ Result<bool> stand_by(const HubConfig& config, LeaseKeeper& keeper, std::stop_to
       if (stored.status().code() == StatusCode::kDataLoss) return stored.status();
       if (!failing) spdlog::warn("ha: standby: following the streams: {}; retrying", stored.status().to_string());
       failing = true;
+      ++gauges.rounds_failed;
+      gauges.caught_up.store(false);
     } else {
+      gauges.stored += *stored;
+      gauges.caught_up.store(follower.caught_up());
       if (failing) spdlog::info("ha: standby: following the streams again");
       failing = false;
       if (follower.caught_up() && !was_caught_up) {

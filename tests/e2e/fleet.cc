@@ -122,7 +122,7 @@ Fleet::~Fleet() {
   std::printf("[ info ] logs of the failed scenario kept in %s\n", kept.c_str());
 }
 
-std::string Fleet::hub_toml(const std::string& store_path, int http_port) const {
+std::string Fleet::hub_toml(const std::string& store_path, int http_port, const std::string& metrics_key) const {
   auto objective_of = [&](const std::string& type) -> std::string {
     auto it = options_.freshness_objectives.find(type);
     const std::string& objective = it != options_.freshness_objectives.end() ? it->second : freshness_objective_;
@@ -139,7 +139,7 @@ std::string Fleet::hub_toml(const std::string& store_path, int http_port) const 
          (options_.ha_lease_ms > 0
               ? "[ha]\nenabled = true\nlease_ms = " + std::to_string(options_.ha_lease_ms) + "\n"
               : std::string()) +
-         metrics_section("hub") +
+         metrics_section(metrics_key) +
          "[[types]]\nname = \"products\"\nkey = \"sku\"\n" + objective_of("products") +
          "columns = [{ name = \"name\", type = \"text\" }, { name = \"category\", type = \"text\" },\n"
          "           { name = \"active\", type = \"bool\" }, { name = \"attributes\", type = \"json\" }]\n"
@@ -199,17 +199,21 @@ Status Fleet::start() {
   DS_ASSIGN_OR_RETURN(http_port_, free_loopback_port());
   if (metrics_) {
     DS_ASSIGN_OR_RETURN(metrics_ports_["hub"], free_loopback_port());
+    if (options_.ha_lease_ms > 0) {
+      DS_ASSIGN_OR_RETURN(metrics_ports_["hub-b"], free_loopback_port());
+    }
     for (const Agent& a : fleet_) {
       DS_ASSIGN_OR_RETURN(metrics_ports_[a.spec.id], free_loopback_port());
     }
   }
-  hub_ = std::make_unique<HubProcess>(dir_.write_file("hub.toml", hub_toml(hub_store_path_, http_port_)),
+  hub_ = std::make_unique<HubProcess>(dir_.write_file("hub.toml", hub_toml(hub_store_path_, http_port_, "hub")),
                                       dir_.file("hub.log"));
   DS_RETURN_IF_ERROR(start_hub());
   if (options_.ha_lease_ms > 0) {
     DS_ASSIGN_OR_RETURN(standby_http_port_, free_loopback_port());
     standby_ = std::make_unique<HubProcess>(
-        dir_.write_file("hub-b.toml", hub_toml(standby_store_path_, standby_http_port_)), dir_.file("hub-b.log"));
+        dir_.write_file("hub-b.toml", hub_toml(standby_store_path_, standby_http_port_, "hub-b")),
+        dir_.file("hub-b.log"));
     DS_RETURN_IF_ERROR(start_standby());
   }
   for (Agent& a : fleet_) {

@@ -110,7 +110,8 @@ class Fleet {
   // a free loopback port (metrics_port()), and every type the freshness
   // objective `freshness_objective` ("" keeps the default).
   void enable_metrics(std::string freshness_objective = {});
-  // The [metrics] port of the hub ("hub") or of an agent; 0 without metrics.
+  // The [metrics] port of the hub ("hub"; "hub-b": the second hub of an HA
+  // pair, whichever is active) or of an agent; 0 without metrics.
   int metrics_port(const std::string& process) const;
   int http_port() const { return http_port_; }
   const std::string& token() const { return token_; }
@@ -208,7 +209,9 @@ class Fleet {
   };
   Agent& find(const std::string& id);
   const Agent& find(const std::string& id) const;
-  std::string hub_toml(const std::string& store_path, int http_port) const;
+  // `metrics_key`: its [metrics] port's name in metrics_ports_ ("hub", or
+  // "hub-b" for the standby of an HA pair).
+  std::string hub_toml(const std::string& store_path, int http_port, const std::string& metrics_key) const;
   std::string agent_toml(const AgentSpec& spec) const;
   std::string metrics_section(const std::string& process) const;  // "" without metrics
   Environment cli_environment() const;

@@ -30,6 +30,7 @@
 #include "tests/e2e/fleet.h"
 #include "tests/e2e/under_load.h"
 #include "tests/harness/nats_server.h"
+#include "tools/hub_client.h"
 
 namespace ds::testing {
 namespace {
@@ -114,9 +115,22 @@ bool is_claim(const StoredMessage& m) {
   return ::testing::AssertionSuccess();
 }
 
+// GET /metrics of a [metrics] listener.
+Result<std::string> scrape(int port) {
+  DS_ASSIGN_OR_RETURN(HubClient c, HubClient::create("http://127.0.0.1:" + std::to_string(port), ""));
+  DS_ASSIGN_OR_RETURN(HttpResponse r, c.request("GET", "/metrics"));
+  if (r.status != 200) return Status::unavailable("GET /metrics: " + std::to_string(r.status));
+  return r.body;
+}
+
 class HubTakeoverTest : public UnderLoadTest {
  protected:
   HubTakeoverTest() : UnderLoadTest(retail_agents(), ha_options()) {}
+
+  void SetUp() override {
+    fleet_.enable_metrics();  // both hubs: "hub", and the standby "hub-b"
+    UnderLoadTest::SetUp();
+  }
 
   // Waits until the standby starts as the active hub, then until the
   // producer has a batch acknowledged after `since`; returns the ms from
@@ -197,6 +211,16 @@ TEST_F(HubTakeoverTest, FencedOldActive) {
 }
 
 TEST_F(HubTakeoverTest, GracefulHandOver) {
+  // The standby says what it is on its [metrics] listener.
+  auto standing = scrape(fleet_.metrics_port("hub-b"));
+  ASSERT_TRUE(standing.is_ok()) << standing.status().to_string() << fleet_.logs();
+  EXPECT_NE(standing->find("\ndeltasync_hub_ha_active 0\n"), std::string::npos) << *standing;
+  EXPECT_NE(standing->find("\ndeltasync_hub_standby_caught_up 1\n"), std::string::npos) << *standing;
+  EXPECT_EQ(standing->find("deltasync_hub_ingest"), std::string::npos) << "a standby takes no ingest";
+  auto active = scrape(fleet_.metrics_port("hub"));
+  ASSERT_TRUE(active.is_ok()) << active.status().to_string();
+  EXPECT_NE(active->find("\ndeltasync_hub_ha_active 1\n"), std::string::npos);
+
   const uint64_t acked = producer_->acked_batches();
   fleet_.hub().signal(SIGTERM);
   const auto stopped = Clock::now();
@@ -205,6 +229,9 @@ TEST_F(HubTakeoverTest, GracefulHandOver) {
   const int64_t takeover_ms = await_takeover(stopped, std::max(acked, producer_->acked_batches()));
   std::printf("[ info ] hand-over after SIGTERM of the active: %lld ms\n", static_cast<long long>(takeover_ms));
   EXPECT_LT(takeover_ms, kLeaseMs + 3000) << "a released lease is taken at once" << fleet_.logs();
+  auto taken_over = scrape(fleet_.metrics_port("hub-b"));
+  ASSERT_TRUE(taken_over.is_ok()) << taken_over.status().to_string();
+  EXPECT_NE(taken_over->find("\ndeltasync_hub_ha_active 1\n"), std::string::npos) << *taken_over;
   fleet_.swap_hubs();
   ASSERT_TRUE(fleet_.start_standby().is_ok()) << fleet_.logs();
   keep_loading(20);
