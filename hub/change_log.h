@@ -85,9 +85,16 @@ struct PendingBatch {
 // of each change, shared/codec.h) over max_bytes; then it starts a new batch.
 // A change too large for any batch still gets a batch of its own: ingest
 // refuses such records, and the publisher reports one stored earlier.
+// With `contiguous` (an HA hub's commits: hub/ingest_writer.h), a change
+// also starts a new batch unless its version follows the open batch's
+// last: then any prefix of the batches, in the order they are published,
+// holds every version up to its last, so a stream an active hub stopped
+// publishing into halfway through a group never has a hole a standby
+// would wait on.
 struct BatchLimits {
   int64_t max_changes = 500;
   size_t max_bytes = 1000000;
+  bool contiguous = false;
 };
 // `count` changes of `bytes` encoded bytes (overhead included) are in the
 // open batch; whether a change of `change_bytes` joins it.

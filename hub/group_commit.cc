@@ -162,8 +162,9 @@ Status GroupCommitter::write_row(const TypeConfig& type, const RecordTables::Row
 uint64_t GroupCommitter::add_to_delta_batch(const std::string& type, const std::string& partition,
                                             size_t change_bytes, uint64_t version) {
   OpenBatch& ob = open_batches_[{type, partition}];
-  if (ob.first == 0 || !joins_open_batch(limits_, ob.count, ob.bytes, change_bytes)) {
-    ob = OpenBatch{version, 0, delta_batch_overhead(type), result_.batches.size()};
+  if (ob.first == 0 || !joins_open_batch(limits_, ob.count, ob.bytes, change_bytes) ||
+      (limits_.contiguous && version != ob.last + 1)) {
+    ob = OpenBatch{version, version, 0, delta_batch_overhead(type), result_.batches.size()};
     PendingBatch pb;
     pb.batch = version;
     pb.partition = partition;
@@ -172,6 +173,7 @@ uint64_t GroupCommitter::add_to_delta_batch(const std::string& type, const std::
   }
   ++ob.count;
   ob.bytes += change_bytes;
+  ob.last = version;
   return ob.first;
 }
 

@@ -94,6 +94,7 @@ class GroupCommitter {
   // many changes it holds, and where it is in result_.batches.
   struct OpenBatch {
     uint64_t first = 0;
+    uint64_t last = 0;  // its last version
     int64_t count = 0;
     size_t bytes = 0;  // encoded, delta_batch_overhead included
     size_t index = 0;

@@ -376,6 +376,12 @@ void IngestWriter::process_group(std::vector<Pending>& group) {
   // An HA hub keeps a group only once the stream has it (see the header).
   const bool hold = publisher_.has_fence();
   auto committed = store_.commit(batches, clock_.now_system_ms(), hold);
+  // Whatever leaves this function early (an exception included), a held
+  // group never stays open: the next commit could not begin.
+  struct HeldGroup {
+    QueryStore& store;
+    ~HeldGroup() { (void)store.end_commit(false); }
+  } held_group{store_};
   metrics_.commit_duration.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   size_t group_records = 0;
   for (const CommitBatch& b : batches) group_records += b.records.size();
@@ -410,26 +416,36 @@ void IngestWriter::process_group(std::vector<Pending>& group) {
   }
   if (!hold && !committed->batches.empty() && on_committed_) on_committed_(partition_marks_of(committed->batches));
   std::map<std::string, Status> published;
-  bool fence_refused = false;
+  std::optional<Status> fence_refused;  // the first publication the fence refused
+  bool any_published = false;
   for (const std::string& type : to_publish) {
+    if (fence_refused) {
+      published[type] = *fence_refused;  // the hub steps down: publish nothing more
+      continue;
+    }
     published[type] = publisher_.publish(type, committed->batches);
-    fence_refused = fence_refused || publisher_.fence_refused();
+    if (publisher_.fence_refused()) fence_refused = published[type];
+    any_published = any_published || published[type].is_ok();
     enter_store_full_when_mark_refused();
   }
   if (hold) {
-    Status ended = store_.end_commit(/*keep=*/!fence_refused);
-    if (fence_refused || !ended.is_ok()) {
-      // Nothing of the group is stored (what reached a stream before the
-      // fence came down is there, and a producer's retry finds it through
-      // the retry keys the stream carries).
-      std::string why = ended.message();
-      for (const auto& [type, p] : published) {
-        if (fence_refused && !p.is_ok()) why = p.message();
-      }
+    // Dropped only when no stream took anything of it: what a stream holds
+    // must be in the store (see the header).
+    const bool keep = !fence_refused || any_published;
+    Status ended = store_.end_commit(keep);
+    if (!ended.is_ok()) {
+      // The streams hold what the store refused: this hub cannot go on as
+      // the active one; a standby takes the streams over, and this hub,
+      // started again, takes them back from the streams.
+      spdlog::error("ingest: the commit of a group failed after it was published: {}; stepping down",
+                    ended.to_string());
+      publisher_.give_up_lease("the store refused a group the streams hold: " + ended.message());
+    }
+    if (!keep || !ended.is_ok()) {
       const Status refused = Status::unavailable(
-          (fence_refused ? "this hub is no longer the active one (HA): " : "the commit failed after publishing: ") +
-          why + "; retry with the same producer and seq");
-      if (!ended.is_ok()) spdlog::error("ingest: {}", refused.message());
+          (!ended.is_ok() ? "the commit failed after publishing: " + ended.message()
+                          : "this hub is no longer the active one (HA): " + fence_refused->message()) +
+          "; retry with the same producer and seq");
       for (Pending& p : group) reply_rejected(p.reply, refused, std::nullopt);
       return;
     }

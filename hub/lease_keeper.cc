@@ -39,14 +39,6 @@ void LeaseKeeper::run(std::stop_token stop) {
 
 void LeaseKeeper::step() {
   std::unique_lock lock(mu_);
-  // Whatever happens below, valid() follows the lease's own view.
-  struct PublishValidity {
-    LeaseKeeper& k;
-    ~PublishValidity() {
-      k.valid_until_ms_.store(k.lease_ && k.acquired_ ? k.lease_->valid_until_ms()
-                                                      : std::numeric_limits<int64_t>::min());
-    }
-  } publish_validity{*this};
   if (!lease_) {
     if (!nc_->connected()) return;
     HubLeaseOptions options;
@@ -71,12 +63,14 @@ void LeaseKeeper::step() {
     }
     if (*won) {
       acquired_ = true;
+      valid_until_ms_.store(lease_->valid_until_ms());
       spdlog::info("ha: this hub ({}) holds the lease: becoming the active hub", holder_);
       cv_.notify_all();
     }
     return;
   }
   Status renewed = lease_->renew();
+  if (renewed.is_ok()) valid_until_ms_.store(lease_->valid_until_ms());
   if (is_lease_lost(renewed)) {
     lock.unlock();
     lose("another hub took the lease over: " + renewed.message());
@@ -92,6 +86,7 @@ void LeaseKeeper::step() {
 }
 
 void LeaseKeeper::lose(const std::string& reason) {
+  valid_until_ms_.store(std::numeric_limits<int64_t>::min());  // first: valid() is false from now on
   {
     std::lock_guard lock(mu_);
     if (!lost_reason_.empty()) return;
@@ -122,8 +117,8 @@ std::string LeaseKeeper::lost_reason() const {
 }
 
 void LeaseKeeper::release_and_stop() {
-  if (stopped_) return;
-  stopped_ = true;
+  valid_until_ms_.store(std::numeric_limits<int64_t>::min());
+  if (stopped_.exchange(true)) return;
   if (thread_.joinable()) {
     thread_.request_stop();
     thread_.join();

@@ -19,7 +19,11 @@
 // it false when it resumes). A hub that lost the lease steps down (exits);
 // started again, it stands by.
 //
-// Thread-safety: every public method may be called from any thread.
+// Thread-safety: every public method may be called from any thread;
+// holder() once acquired(). The thread holds mu_ across key-value round
+// trips (at most the JetStream timeout), so acquired(), lost_reason() and
+// step_down() may wait that long; valid() never waits.
+// release_and_stop() once, from the owner (main).
 
 #include <atomic>
 #include <condition_variable>
@@ -64,6 +68,7 @@ class LeaseKeeper {
   // Why it was lost; "" while not.
   std::string lost_reason() const;
   // "<hub name>/<instance id>": the Ds-Hub header of this hub's deltas.
+  // Set once the lease bucket is open: call it after acquired() is true.
   const std::string& holder() const { return holder_; }
 
   // Gives the lease up as lost, for `why` (the publisher found another hub's
@@ -85,18 +90,19 @@ class LeaseKeeper {
   const Clock& clock_;
   std::unique_ptr<Connection> nc_;
   std::unique_ptr<JetStream> js_;
-  std::string holder_;  // set before the thread starts
+  std::string holder_;  // set by the thread when the lease opens, before acquired_ (read it after acquired())
 
   mutable std::mutex mu_;
   std::condition_variable_any cv_;
   std::unique_ptr<HubLease> lease_;  // guarded by mu_; used by the thread (and release_and_stop)
   bool acquired_ = false;            // guarded by mu_
-  // HubLease::valid_until_ms after the last step, for valid() without the
-  // lock (the thread holds it across key-value round trips).
+  // HubLease::valid_until_ms after the last successful write; INT64_MIN
+  // once lost or released. For valid() without the lock (the thread holds
+  // it across key-value round trips).
   std::atomic<int64_t> valid_until_ms_{std::numeric_limits<int64_t>::min()};
   std::string lost_reason_;          // guarded by mu_
   std::stop_source lost_;
-  bool stopped_ = false;
+  std::atomic<bool> stopped_{false};
   std::jthread thread_;
 };
 

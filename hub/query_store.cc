@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <utility>
 
 #include "shared/codec.h"
@@ -77,7 +78,9 @@ Result<GroupCommit> QueryStore::commit(const std::vector<CommitBatch>& batches, 
   DS_RETURN_IF_ERROR(im.writable());
   if (im.held) return Status::internal("commit: a held group commit is not ended yet");
   if (hold) im.heads_before_held = im.log.heads();
-  return GroupCommitter(*im.db, im.statements, im.records, im.log, im.limits(), hub_ts)
+  BatchLimits limits = im.limits();
+  limits.contiguous = hold;  // an HA hub's batches (BatchLimits)
+  return GroupCommitter(*im.db, im.statements, im.records, im.log, limits, hub_ts)
       .run(batches, hold ? &im.held : nullptr);
 }
 
@@ -133,8 +136,10 @@ Status QueryStore::apply_recovered(const std::string& type, const std::vector<Re
       DS_RETURN_IF_ERROR(im.log.append(type, c, rc.partition, rc.batch, "")
                              .with_context("recover type '" + type + "' version " + std::to_string(c.v)));
     }
+    std::set<std::pair<std::string, uint64_t>> recorded;  // a batch read twice carries its keys twice
     for (const ProducerRetryKey& k : retry_keys) {
       if (k.range.last_version <= head || k.range.last_version > version) continue;
+      if (!recorded.emplace(k.producer, k.seq).second) continue;
       DS_RETURN_IF_ERROR(im.log.record_retry_key(k.producer, type, k.seq, k.range)
                              .with_context("recover type '" + type + "': retry key of producer " +
                                            quoted_for_message(k.producer) + " seq " + std::to_string(k.seq)));

@@ -79,11 +79,13 @@ class QueryStore {
   // with the record's index. The Result fails only when the transaction
   // itself failed; then nothing of any batch was stored.
   //
-  // With `hold` (an HA hub's ingest writer: hub/ingest_writer.h), the
-  // transaction stays open when this returns: end_commit() keeps the group
+  // With `hold` (an HA hub's ingest writer: hub/ingest_writer.h), delta
+  // batches hold consecutive versions only (BatchLimits::contiguous), and
+  // the transaction stays open when this returns: end_commit() keeps the group
   // (COMMIT, fsynced) or drops it (nothing of it stored, the heads as
   // before). Meanwhile this connection sees the group and may write to it
-  // (the published marks), and no other transaction can begin.
+  // (the published marks; a Transaction begun meanwhile is a savepoint in
+  // it, shared/sqlite.h).
   Result<GroupCommit> commit(const std::vector<CommitBatch>& batches, int64_t hub_ts, bool hold = false);
   // Ends a held group commit; OK without one.
   Status end_commit(bool keep);

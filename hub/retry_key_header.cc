@@ -81,6 +81,7 @@ Result<ProducerRetryKey> decode_one(std::string_view entry) {
     return Status::invalid_argument("versions: first must be 1..last");
   }
   if (parts[4] != "-") {
+    if (parts[4].size() != kDigestHex) return Status::invalid_argument("digest: expected 32 lowercase hex digits");
     DS_ASSIGN_OR_RETURN(std::string digest, unhex(parts[4], "digest"));
     k.range.digest = std::move(digest);
   }

@@ -7,8 +7,9 @@
 //
 // The value: one entry per key, separated by a space, each
 //   <producer>/<seq>/<first_version>/<last_version>/<digest>
-// the producer percent-escaped (every byte outside [A-Za-z0-9_.-]), the
-// digest lowercase hex, or "-" for a key stored before keys carried one.
+// the producer percent-escaped (every byte outside [A-Za-z0-9_.-] as %xx,
+// lowercase hex), the digest (16 bytes) as 32 lowercase hex digits, or "-"
+// for a key stored before keys carried one.
 //
 // Size: the cutting rule (BatchLimits, hub/change_log.h) counts each key's
 // retry_key_header_bound() in the batch holding its last version, so body and

@@ -102,7 +102,7 @@ Result<bool> stand_by(const HubConfig& config, LeaseKeeper& keeper, std::stop_to
         return true;
       }
     }
-    if (stored.is_ok() && !follower.caught_up()) continue;  // behind: the next round at once
+    if (stored.is_ok() && *stored > 0 && !follower.caught_up()) continue;  // behind: the next round at once
     std::unique_lock lock(mu);
     cv.wait_for(lock, stop, std::chrono::milliseconds(failing ? 1000 : kFollowPollMs), [] { return false; });
   }

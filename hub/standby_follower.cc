@@ -90,10 +90,21 @@ Result<uint64_t> StandbyFollower::follow_type(const TypeConfig& type, bool* at_e
         store_.apply_recovered(type.name, changes, read.retry_keys).with_context("standby: store from " + stream));
   }
   const bool missed = skipped_gone || read.messages.size() < to - from + 1;
-  if (!read.changes.empty() && to == state->last_seq && missed) {
+  const bool at_stream_end = to == state->last_seq;
+  // A hole: messages after the mark are gone and what is left does not
+  // continue the head, or nothing is left at all to tell; or the stream's
+  // end is reached with changes that still do not continue it, round after
+  // round (an HA hub's batches hold consecutive versions, so this is not a
+  // publication under way).
+  stalled_rounds_[type.name] = at_stream_end && !read.changes.empty() && stored == 0
+                                   ? stalled_rounds_[type.name] + 1
+                                   : 0;
+  if ((missed && at_stream_end && (!read.changes.empty() || read.messages.empty())) ||
+      stalled_rounds_[type.name] >= kStalledRounds) {
     return Status::data_loss(fmt::format(
-        "standby: type '{}': the store ends at version {} and stream {} no longer holds version {} (its messages "
-        "after this store's seq {} aged out or were deleted before the standby read them). {}",
+        "standby: type '{}': the store ends at version {} and stream {} does not hold version {} (its messages "
+        "after this store's seq {} aged out or were deleted before the standby read them, or were never "
+        "published). {}",
         type.name, head, stream, head + 1, st.published_seq, kReseedAdvice));
   }
   // The mark: the last message read whose changes are all stored, when every
@@ -111,7 +122,8 @@ Result<uint64_t> StandbyFollower::follow_type(const TypeConfig& type, bool* at_e
 Status StandbyFollower::check_same(const TypeConfig& type, const QueryStore::RecoveredChange& from_stream) {
   const Change& theirs = from_stream.change;
   DS_ASSIGN_OR_RETURN(std::optional<Change> mine, store_.logged_change(type.name, theirs.v));
-  if (mine && mine->key == theirs.key && mine->op == theirs.op && mine->ts == theirs.ts && mine->hts == theirs.hts) {
+  if (mine && mine->key == theirs.key && mine->op == theirs.op && mine->ts == theirs.ts && mine->hts == theirs.hts &&
+      mine->f == theirs.f) {
     return Status::ok();
   }
   return Status::data_loss(fmt::format(

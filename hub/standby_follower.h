@@ -24,9 +24,12 @@
 //     active that it never saw acknowledged) are compared with the stream's
 //     (key, operation, business and hub time) as the stream reaches them; a
 //     difference means another hub committed other changes at those
-//     versions, and the store cannot follow: DataLoss, saying what to do. A
-//     stream that lost the messages after the mark (aged out before they were
-//     read, purged, recreated) is DataLoss too.
+//     versions, and the store cannot follow: DataLoss, saying what to do
+//     (key, operation, times and fields are compared). A stream that lost
+//     messages after the mark before they were read (aged out, purged,
+//     recreated) so that what is left does not continue the head is DataLoss
+//     too, as is a stream whose end is reached kStalledRounds times in a row
+//     with changes that still do not continue it.
 // follow_round() reads at most kMessagesPerRound messages of each type, so
 // a standby far behind catches up over several rounds.
 //
@@ -47,6 +50,9 @@ namespace ds {
 class StandbyFollower {
  public:
   static constexpr uint64_t kMessagesPerRound = 1000;
+  // Rounds that reach a stream's end with changes that do not continue the
+  // head, and store nothing, before that is a hole (DataLoss).
+  static constexpr int kStalledRounds = 50;
 
   StandbyFollower(StreamReader& streams, QueryStore& store, const HubConfig& config);
 
@@ -73,6 +79,8 @@ class StandbyFollower {
   // Per type: the head when the follower started, where the store may hold
   // changes the stream has not shown yet (above the mark).
   std::map<std::string, uint64_t> unconfirmed_to_;
+  // Per type: consecutive stalled rounds (kStalledRounds).
+  std::map<std::string, int> stalled_rounds_;
   bool started_ = false;
   bool caught_up_ = false;
 };

@@ -8,6 +8,7 @@
 #include <map>
 #include <chrono>
 #include <optional>
+#include <thread>
 
 #include "hub/retry_key_header.h"
 #include "hub/stream_changes.h"
@@ -37,6 +38,8 @@ constexpr size_t kRoundChanges = 10000;
 // A takeover's claims of one stream (claim_streams) the old active's last
 // publications may refuse.
 constexpr int kClaimAttempts = 5;
+// The pause before claiming again after the broker did not answer.
+constexpr int64_t kClaimRetryMs = 200;
 
 uint64_t micros_since(std::chrono::steady_clock::time_point t0) {
   return static_cast<uint64_t>(
@@ -74,14 +77,15 @@ Status too_large(const std::string& type, const PendingBatch& b, size_t bytes, s
 }  // namespace
 
 std::optional<uint64_t> batch_of(const StoredMessage& m) {
+  // "<type>:<batch>", or "<type>:<batch>:<hub>" from an HA hub.
   if (m.msg_id) {
-    const auto colon = m.msg_id->rfind(':');
+    const auto colon = m.msg_id->find(':');
     if (colon != std::string::npos) {
       uint64_t v = 0;
       const char* begin = m.msg_id->data() + colon + 1;
       const char* end = m.msg_id->data() + m.msg_id->size();
       auto [ptr, ec] = std::from_chars(begin, end, v);
-      if (ec == std::errc() && ptr == end) return v;
+      if (ec == std::errc() && ptr != begin && (ptr == end || *ptr == ':')) return v;
     }
   }
   auto delta = decode_delta_batch(m.data);
@@ -134,30 +138,40 @@ Result<StreamPublisher::Acked> StreamPublisher::publish_batches(const std::strin
   // Encoded and checked before anything is sent: a batch the server would
   // refuse must not leave the ones before it half published.
   const size_t limit = max_batch_bytes();
-  // With a fence (HA), each message must land right after the one before:
-  // the first after what this hub last published (its mark).
-  std::optional<uint64_t> expected_last;
+  // With a fence (HA, see the header): the first message must follow what
+  // this hub last published (its mark), each other one the message before
+  // it, so the stream takes all of the round or, from the first it refuses,
+  // nothing more.
+  std::optional<uint64_t> mark_seq;
   if (fenced()) {
     if (!fence_.lease_valid()) {
       fence_refused_ = true;
-      return Status::unavailable("publish type '" + type +
-                                 "': this hub's HA lease has run out, so it publishes nothing (another hub may "
-                                 "be taking over)");
+      const std::string why = "this hub's HA lease has run out";
+      fence_.fenced(why);
+      return Status::unavailable("publish type '" + type + "': " + why +
+                                 ", so it publishes nothing (another hub may be taking over)");
     }
     DS_ASSIGN_OR_RETURN(TypeState st, store_.type_state(type));
-    expected_last = mark_of(type, st).seq;
+    mark_seq = mark_of(type, st).seq;
   }
   std::vector<std::string> bodies;
   std::vector<Headers> headers;
+  std::vector<std::string> ids;
   bodies.reserve(batches.size());
   headers.reserve(batches.size());
+  ids.reserve(batches.size());
   for (const PendingBatch* b : batches) {
     bodies.push_back(encode(b->delta));
+    ids.push_back(delta_msg_id(type, b->batch));
     Headers& h = headers.emplace_back();
     if (!b->retry_keys.empty()) h.emplace_back(kRetryKeysHeader, encode_retry_keys(b->retry_keys));
-    if (expected_last) {
+    if (mark_seq) {
       h.emplace_back(kHubHeader, fence_.holder);
-      h.emplace_back(kExpectedLastSeqHeader, std::to_string((*expected_last)++));
+      if (ids.size() == 1) {
+        h.emplace_back(kExpectedLastSeqHeader, std::to_string(*mark_seq));
+      } else {
+        h.emplace_back(kExpectedLastMsgIdHeader, ids[ids.size() - 2]);
+      }
     }
     const size_t bytes = bodies.back().size() + counted_header_bytes(h);
     if (bytes > limit) return too_large(type, *b, bytes, limit);
@@ -171,7 +185,7 @@ Result<StreamPublisher::Acked> StreamPublisher::publish_batches(const std::strin
   for (size_t i = 0; i < batches.size(); ++i) {
     const PendingBatch& b = *batches[i];
     changes += b.delta.changes.size();
-    Status s = js_.publish_async(subjects_.delta(type, b.partition), bodies[i], msg_id(type, b.batch), headers[i]);
+    Status s = js_.publish_async(subjects_.delta(type, b.partition), bodies[i], ids[i], headers[i]);
     if (!s.is_ok()) {
       (void)js_.wait_published(kAckTimeoutMs);  // settles what was sent; the round fails anyway
       return Status::unavailable(s.message());
@@ -185,7 +199,7 @@ Result<StreamPublisher::Acked> StreamPublisher::publish_batches(const std::strin
     // anything else is the broker's trouble.
     return waited.code() == StatusCode::kAlreadyExists ? waited : Status::unavailable(waited.message());
   }
-  const auto ack = acks.find(msg_id(type, last.batch));
+  const auto ack = acks.find(ids.back());
   if (ack == acks.end()) {
     return Status::unavailable("publish type '" + type + "': no ack recorded for delta batch " +
                                std::to_string(last.batch));
@@ -240,24 +254,40 @@ Status StreamPublisher::publish(const std::string& type, const std::vector<Pendi
 Status StreamPublisher::after_stream_moved(const std::string& type, const Status& refused) {
   const std::string stream = stream_name(type);
   DS_ASSIGN_OR_RETURN(StreamState state, js_.stream_state(stream));
-  auto last = js_.get_message(stream, state.last_seq);
-  if (!last.is_ok()) return last.status().with_context("publish type '" + type + "': after " + refused.message());
-  const std::optional<std::string> by = last->header(kHubHeader);
-  if (by == fence_.holder) {
-    // This hub's own messages, whose acks were lost: the mark lags the
-    // stream. Reconciling sets it and publishes the rest.
-    spdlog::info("publish {}: the stream holds this hub's batches up to seq {} beyond its mark; reconciling",
-                 stream, state.last_seq);
-    Status reconciled = reconcile_type(type);
-    if (reconciled.is_ok()) backlog_.erase(type);
-    return reconciled;
+  DS_ASSIGN_OR_RETURN(TypeState st, store_.type_state(type));
+  // Every message after the mark must be this hub's own (acks it lost);
+  // one of another hub's means that hub is active.
+  for (uint64_t seq = std::max(mark_of(type, st).seq + 1, state.first_seq); seq <= state.last_seq; ++seq) {
+    auto m = js_.get_message(stream, seq);
+    if (!m.is_ok() && m.status().code() == StatusCode::kNotFound) continue;
+    if (!m.is_ok()) return m.status().with_context("publish type '" + type + "': after " + refused.message());
+    const std::optional<std::string> by = m->header(kHubHeader);
+    if (by == fence_.holder) continue;
+    const std::string why = fmt::format(
+        "stream {} took message {} from {} after this hub's last publication: another hub is active", stream, seq,
+        by ? "hub " + *by : std::string("another publisher"));
+    fence_.fenced(why);
+    fence_refused_ = true;
+    return Status::unavailable("publish type '" + type + "': fenced: " + why);
   }
-  const std::string why = fmt::format(
-      "stream {} took message {} from {} after this hub's last publication: another hub is active", stream,
-      state.last_seq, by ? "hub " + *by : std::string("another publisher"));
-  fence_.fenced(why);
-  fence_refused_ = true;
-  return Status::unavailable("publish type '" + type + "': fenced: " + why);
+  // This hub's own messages, whose acks were lost: the mark lags the
+  // stream. Reconciling sets it and publishes the rest.
+  spdlog::info("publish {}: the stream holds this hub's batches up to seq {} beyond its mark; reconciling", stream,
+               state.last_seq);
+  Status reconciled = reconcile_type(type);
+  if (reconciled.is_ok()) backlog_.erase(type);
+  return reconciled;
+}
+
+std::string StreamPublisher::delta_msg_id(const std::string& type, uint64_t batch) const {
+  // An HA hub's ids name it: two hubs continuing from the same head must
+  // not meet in the duplicate window, which JetStream checks before the
+  // expected sequence.
+  return fenced() ? msg_id(type, batch) + ":" + fence_.holder : msg_id(type, batch);
+}
+
+void StreamPublisher::give_up_lease(const std::string& why) {
+  if (fenced()) fence_.fenced(why);
 }
 
 Status StreamPublisher::claim_streams() {
@@ -274,18 +304,22 @@ Status StreamPublisher::claim_streams() {
       const std::optional<uint64_t> batch = batch_of(*last);
       if (!batch) return Status::data_loss("claim " + stream + ": its last message is not a delta batch of this hub");
       const Headers headers = {{std::string(kHubHeader), fence_.holder},
+                               {std::string(kClaimHeader), "1"},
                                {std::string(kExpectedLastSeqHeader), std::to_string(state.last_seq)}};
-      Status sent = js_.publish_async(last->subject, last->data, msg_id(t.name, *batch) + ":" + fence_.holder, headers);
+      Status sent = js_.publish_async(last->subject, last->data, delta_msg_id(t.name, *batch), headers);
       if (sent.is_ok()) sent = js_.wait_published(kAckTimeoutMs);
       if (sent.is_ok()) {
         spdlog::info("ha: claimed {}: its last batch {} again at seq {} under this hub ({})", stream, *batch,
                      state.last_seq + 1, fence_.holder);
         break;
       }
-      if (sent.code() != StatusCode::kAlreadyExists || attempt >= kClaimAttempts) {
+      if (attempt >= kClaimAttempts || !(sent.code() == StatusCode::kAlreadyExists || sent.is_transient())) {
         return sent.with_context("claim " + stream);
       }
-      // The old active published meanwhile: claim after its message.
+      // The old active published meanwhile (claim after its message), or the
+      // broker did not answer (the claim may have landed: the next attempt
+      // finds it last).
+      if (sent.is_transient()) std::this_thread::sleep_for(std::chrono::milliseconds(kClaimRetryMs));
     }
   }
   return Status::ok();

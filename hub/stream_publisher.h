@@ -67,17 +67,28 @@
 // are held until stored (the changes acknowledged after the backup).
 //
 // Fencing (an HA hub: set_fence; docs/operations.md, "High availability"):
-// two hubs must never both publish. With a PublishFence, every delta
-// carries the hub's lease holder name (header Ds-Hub) and
-// Nats-Expected-Last-Sequence: the stream's last sequence as the mark
-// says, and one more for each message of the round. Nothing is published
-// while the lease's own view says it ran out. A new active claims every
-// stream before its first reconciliation (claim_streams: its last batch
-// again, under its name), so an old active that was only paused finds
-// its next publication refused by JetStream; publish() then reads the
-// stream's last message: this hub's own (acks lost: reconcile), or
-// another's (PublishFence::fenced: the hub steps down). A reconciliation
-// that finds another hub's message last is fenced the same way.
+// two hubs must never both publish. With a PublishFence:
+//   - every delta carries the hub's lease holder name (header Ds-Hub), and
+//     its Nats-Msg-Id ends with it ("<type>:<batch>:<holder>"): JetStream
+//     checks duplicates before expectations, so two hubs continuing from
+//     the same head must not share ids;
+//   - the first message of a round carries Nats-Expected-Last-Sequence (the
+//     mark's sequence), every other one Nats-Expected-Last-Msg-Id (the
+//     message before it): JetStream takes the round whole or, from the
+//     first message it refuses, nothing more;
+//   - nothing is published while the lease's own view says it ran out (and
+//     the hub then steps down: PublishFence::fenced);
+//   - a new active claims every stream before its first reconciliation
+//     (claim_streams: its last batch again under its name, header
+//     Ds-Claim), so an old active that was only paused finds its next
+//     publication refused; publish() then reads every message after its
+//     mark: all its own (acks lost: reconcile), or one of another hub's
+//     (fenced: the hub steps down). A reconciliation that finds another
+//     hub's message last is fenced the same way.
+// Not covered: a stream whose last message aged out or was purged cannot
+// be claimed (nothing to copy); an old active's publication there is
+// refused only once the new active published, and one of them then
+// steps down.
 //
 // Seam: the publisher reaches JetStream only through StreamAccess
 // (shared/messaging.h), so the ingest writer's unit tests
@@ -115,9 +126,12 @@ namespace ds {
 // for a message that is not a delta batch.
 std::optional<uint64_t> batch_of(const StoredMessage& m);
 
-// Every delta message of an HA hub names it (PublishFence::holder).
+// Every delta message of an HA hub names it (PublishFence::holder); a
+// takeover's claim says so.
 inline constexpr std::string_view kHubHeader = "Ds-Hub";
+inline constexpr std::string_view kClaimHeader = "Ds-Claim";
 inline constexpr std::string_view kExpectedLastSeqHeader = "Nats-Expected-Last-Sequence";
+inline constexpr std::string_view kExpectedLastMsgIdHeader = "Nats-Expected-Last-Msg-Id";
 
 // An HA hub's fence (see Fencing above), from its LeaseKeeper.
 struct PublishFence {
@@ -143,10 +157,12 @@ class StreamPublisher {
   void set_fence(PublishFence fence) { fence_ = std::move(fence); }
   bool has_fence() const { return fenced(); }
   // Whether the fence refused the last publish(): the lease had run out,
-  // or another hub published into the stream. Nothing of it reached the
-  // stream then (the stream refuses every message after the first it
-  // refuses), so the writer drops the group instead of keeping it.
+  // or another hub published into the stream. Nothing of that publication
+  // reached the stream then (see Fencing), and the hub steps down.
   bool fence_refused() const { return fence_refused_; }
+  // The writer found it cannot go on as the active hub (its store refused
+  // a group the streams already hold): the hub steps down, for `why`.
+  void give_up_lease(const std::string& why);
   // HA takeover, before the first reconciliation: publishes into every
   // stream that holds a message a copy of its last message under this hub
   // (see Fencing), after the stream's last sequence as read. Retried when
@@ -223,6 +239,9 @@ class StreamPublisher {
   // reconcile), or by another hub (fenced: step down).
   Status after_stream_moved(const std::string& type, const Status& refused);
   bool fenced() const { return !fence_.holder.empty(); }
+  // Nats-Msg-Id of `batch`: "<type>:<batch>", with a fence
+  // "<type>:<batch>:<holder>" (see Fencing).
+  std::string delta_msg_id(const std::string& type, uint64_t batch) const;
   // Takes back from the stream the changes of `type` after the log's head
   // (see Recovery above); `last_seq` is the stream's last sequence.
   Status recover_from_stream(const std::string& type, const TypeState& st, uint64_t first_seq, uint64_t last_seq,

@@ -397,13 +397,19 @@ int64_t Database::last_insert_rowid() const { return sqlite3_last_insert_rowid(d
 // --- Transaction -------------------------------------------------------------
 
 Result<Transaction> Transaction::begin(Database& db, Kind kind) {
+  if (sqlite3_get_autocommit(db.raw()) == 0) {
+    // Inside the connection's open transaction: a savepoint, which that
+    // transaction's end makes durable or undoes with everything else.
+    DS_RETURN_IF_ERROR(db.exec("SAVEPOINT nested_transaction").with_context(db.path()));
+    return Transaction(&db, /*nested=*/true);
+  }
   DS_RETURN_IF_ERROR(db.exec(kind == Kind::kImmediate ? "BEGIN IMMEDIATE" : "BEGIN DEFERRED").with_context(db.path()));
-  return Transaction(&db);
+  return Transaction(&db, /*nested=*/false);
 }
 
 Status Transaction::commit() {
   if (db_ == nullptr) return Status::internal("commit: the transaction is already finished");
-  DS_RETURN_IF_ERROR(db_->exec("COMMIT").with_context(db_->path()));
+  DS_RETURN_IF_ERROR(db_->exec(nested_ ? "RELEASE nested_transaction" : "COMMIT").with_context(db_->path()));
   db_ = nullptr;
   return Status::ok();
 }
@@ -412,7 +418,8 @@ Transaction::~Transaction() {
   if (db_ == nullptr) return;
   // After some errors (I/O, disk full) SQLite has rolled back already.
   if (sqlite3_get_autocommit(db_->raw()) != 0) return;
-  const Status s = db_->exec("ROLLBACK");
+  const Status s =
+      db_->exec(nested_ ? "ROLLBACK TO nested_transaction; RELEASE nested_transaction" : "ROLLBACK");
   if (!s.is_ok()) spdlog::warn("{}: rollback failed: {}", db_->path(), s.to_string());
 }
 

@@ -178,8 +178,11 @@ class StatementUse {
 class Transaction {
  public:
   enum class Kind { kImmediate, kDeferred };
+  // BEGIN; when the connection is already in a transaction (a held group
+  // commit, hub/query_store.h), a SAVEPOINT inside it instead, which commit()
+  // releases into it and the destructor rolls back to.
   static Result<Transaction> begin(Database& db, Kind kind = Kind::kImmediate);
-  Transaction(Transaction&& o) noexcept : db_(o.db_) { o.db_ = nullptr; }
+  Transaction(Transaction&& o) noexcept : db_(o.db_), nested_(o.nested_) { o.db_ = nullptr; }
   Transaction& operator=(Transaction&&) = delete;
   ~Transaction();
 
@@ -187,8 +190,9 @@ class Transaction {
   Status commit();
 
  private:
-  explicit Transaction(Database* db) : db_(db) {}
+  Transaction(Database* db, bool nested) : db_(db), nested_(nested) {}
   Database* db_;
+  bool nested_;
 };
 
 // Converts an sqlite3 result code (primary or extended) to a Status

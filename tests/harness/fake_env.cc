@@ -266,15 +266,18 @@ Status FakeStreamAccess::publish_async(std::string_view subject, std::string_vie
       ack.duplicate = true;
     }
   }
-  // As JetStream: the expected last sequence is checked, and the server's
-  // own headers are not kept with the stored message.
+  // As JetStream: a duplicate is acked before any expectation is checked;
+  // then the expected last sequence and last message id are, and the
+  // server's own headers are not kept with the stored message.
   const uint64_t last = stream->first_seq + stream->messages.size() - 1;
+  const std::string last_id =
+      stream->messages.empty() ? std::string() : stream->messages.back().msg_id.value_or(std::string());
   Headers kept;
   for (const auto& [name, value] : headers) {
-    if (name == "Nats-Expected-Last-Sequence" && value != std::to_string(last)) {
-      if (refused_.is_ok()) {
-        refused_ = Status::already_exists("fake broker: wrong last sequence: " + std::to_string(last));
-      }
+    const bool wrong = !ack.duplicate && ((name == "Nats-Expected-Last-Sequence" && value != std::to_string(last)) ||
+                                          (name == "Nats-Expected-Last-Msg-Id" && value != last_id));
+    if (wrong) {
+      if (refused_.is_ok()) refused_ = Status::already_exists("fake broker: wrong last sequence or message id");
       return Status::ok();
     }
     if (!name.starts_with("Nats-")) kept.emplace_back(name, value);

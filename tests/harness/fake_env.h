@@ -150,8 +150,9 @@ class FakeConsumerControl final : public ConsumerControl {
 
 // Streams kept in memory: ensure_stream creates them, publish_async stores a
 // message in the stream whose subjects match (dropping a Nats-Msg-Id the
-// stream holds already, as the duplicate window does, and refusing one whose
-// Nats-Expected-Last-Sequence is not the stream's last) and wait_published
+// stream holds already, as the duplicate window does, and, as JetStream
+// after that, refusing one whose Nats-Expected-Last-Sequence or
+// Nats-Expected-Last-Msg-Id is not the stream's last) and wait_published
 // hands out the acks. The test can make the broker stop acking, shrink
 // max_payload, and put messages into a stream by hand (as a broker that
 // holds more than the hub's store).

@@ -23,6 +23,9 @@ namespace {
 
 using ds::testing::FakeStreamAccess;
 
+// A records digest of a real one's size (BLAKE2b-128).
+const std::string kDigest(16, 'd');
+
 // One hub: its store, its publisher and what its fence was told.
 struct TestHub {
   std::unique_ptr<QueryStore> store;
@@ -55,12 +58,15 @@ class PublishFenceTest : public ::testing::Test {
     return hub;
   }
 
-  // Commits one record on `hub` and publishes it; the publication's status.
+  // Commits records on `hub` and publishes them; the publication's status.
   Status ingest(TestHub& hub, const std::string& key, double price) {
-    CommitBatch b{"prices", "erp", ++seq_, {IngestRecord{key, Op::kUpsert, {{"price", price}}, {}, {}}}, "d"};
+    return ingest(hub, {IngestRecord{key, Op::kUpsert, {{"price", price}}, {}, {}}});
+  }
+  Status ingest(TestHub& hub, std::vector<IngestRecord> records, const std::string& type = "prices") {
+    CommitBatch b{type, "erp", ++seq_, std::move(records), kDigest};
     auto done = hub.store->commit({b}, ++hub.hub_ts);
     EXPECT_TRUE(done.is_ok()) << done.status().to_string();
-    return hub.publisher->publish("prices", done->batches);
+    return hub.publisher->publish(type, done->batches);
   }
 
   std::vector<StoredMessage> stream() { return broker_.messages(stream_name("prices")); }
@@ -130,6 +136,59 @@ TEST_F(PublishFenceTest, AnOldActiveIsRefusedAfterATakeoverAndToldToStepDown) {
   Status r = a->publisher->reconcile();
   EXPECT_FALSE(r.is_ok());
   EXPECT_EQ(a->fenced.size(), 2u);
+}
+
+// A round of several batches after a claim: the first is refused, and so
+// is every one after it (each expects the one before), though the second's
+// expected sequence would be the claim's.
+TEST_F(PublishFenceTest, NothingOfARoundAfterItsRefusedFirstBatchLands) {
+  auto a = make_hub("a");
+  ASSERT_TRUE(a->publisher->reconcile().is_ok());
+  ASSERT_TRUE(ingest(*a, "k1", 1).is_ok());
+  auto b = make_hub("b");
+  StandbyFollower follower(broker_, *b->store, config_);
+  ASSERT_TRUE(follower.follow_round().is_ok());
+  ASSERT_TRUE(b->publisher->claim_streams().is_ok());
+  ASSERT_EQ(stream().size(), 2u);
+  // Two commits of a published in one round: two batches.
+  CommitBatch group{"prices", "erp", ++seq_, {}, kDigest};
+  for (int i = 0; i < 3; ++i) group.records.push_back(IngestRecord{"r" + std::to_string(i), Op::kUpsert,
+                                                                   {{"price", 1.0 * i}}, {}, {}});
+  auto done = a->store->commit({group}, ++a->hub_ts);
+  ASSERT_TRUE(done.is_ok());
+  auto second = a->store->commit({CommitBatch{"prices", "erp", ++seq_, {IngestRecord{"r9", Op::kUpsert,
+                                                                                     {{"price", 9.0}}, {}, {}}},
+                                              kDigest}},
+                                 ++a->hub_ts);
+  ASSERT_TRUE(second.is_ok());
+  std::vector<PendingBatch> both = done->batches;
+  both.insert(both.end(), second->batches.begin(), second->batches.end());
+  ASSERT_EQ(both.size(), 2u);
+  Status s = a->publisher->publish("prices", both);
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.to_string();
+  EXPECT_EQ(a->fenced.size(), 1u);
+  ASSERT_EQ(stream().size(), 2u) << "neither batch of the round landed after the claim";
+}
+
+// The new active's first batch has the number the old active's pending one
+// has: JetStream checks duplicate ids before expectations, so the ids must
+// differ, and the old active's batch is refused, not taken for a duplicate.
+TEST_F(PublishFenceTest, TheOldActivesBatchIsNotADuplicateOfTheNewActivesSameNumberedOne) {
+  auto a = make_hub("a");
+  ASSERT_TRUE(a->publisher->reconcile().is_ok());
+  ASSERT_TRUE(ingest(*a, "k1", 1).is_ok());
+  auto b = make_hub("b");
+  StandbyFollower follower(broker_, *b->store, config_);
+  ASSERT_TRUE(follower.follow_round().is_ok());
+  ASSERT_TRUE(b->publisher->claim_streams().is_ok());
+  ASSERT_TRUE(b->publisher->reconcile().is_ok());
+  ASSERT_TRUE(ingest(*b, "from-b", 2).is_ok());  // version 2 on b
+  Status s = ingest(*a, "from-a", 3);             // version 2 on a
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.to_string();
+  EXPECT_EQ(a->fenced.size(), 1u);
+  ASSERT_EQ(stream().size(), 3u);
+  EXPECT_EQ(stream().back().header("Ds-Hub"), "b/0001");
+  EXPECT_EQ(*stream().back().msg_id, "prices:2:b/0001");
 }
 
 TEST_F(PublishFenceTest, ItsOwnMessagesWhoseAcksWereLostAreNotAnotherHub) {
