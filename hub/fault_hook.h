@@ -6,7 +6,7 @@
 // The hub builds the hook once, from the environment variable
 // DELTASYNC_FAULT (fault_hook_from_env), and hands it to the two objects
 // that own the points: the ingest writer (kCommitted, kReconciled, kIdle)
-// and the stream publisher (kPublished). Unit tests inject their own hooks,
+// and the stream publisher (kPublished, kLeaseChecked). Unit tests inject their own hooks,
 // also to wait for the writer's idle rounds instead of sleeping. An empty hook, the production case, does
 // nothing. Never set DELTASYNC_FAULT in production.
 //
@@ -19,9 +19,14 @@
 //                                       after its first reconciliation (the
 //                                       process goes on, as after a bug in
 //                                       the writer's loop)
+//   DELTASYNC_FAULT=stop_before_publish the process stops itself (SIGSTOP)
+//                                       between an HA hub's lease check and
+//                                       its publication, once the file
+//                                       DELTASYNC_FAULT_TRIGGER names exists
+//                                       (it is removed: one stop per file)
 //
-// Thread-safety: the hook built here keeps no state; it is called on the
-// writer thread.
+// Thread-safety: the hook built here keeps no state (but the trigger file);
+// it is called on the writer thread.
 
 #include <functional>
 #include <string>
@@ -33,6 +38,7 @@ enum class FaultPoint {
   kPublished,   // JetStream acked a publication; its mark is not written yet
   kReconciled,  // a reconciliation of the writer ended
   kIdle,        // an idle round of the writer ended (its checks are done)
+  kLeaseChecked,  // an HA hub's publication passed its lease check; nothing is sent yet
 };
 
 // What the caller does after the hook returns (when it returns at all).

@@ -151,6 +151,7 @@ Result<StreamPublisher::Acked> StreamPublisher::publish_batches(const std::strin
       return Status::unavailable("publish type '" + type + "': " + why +
                                  ", so it publishes nothing (another hub may be taking over)");
     }
+    at_fault_point(faults_, FaultPoint::kLeaseChecked);
     DS_ASSIGN_OR_RETURN(TypeState st, store_.type_state(type));
     mark_seq = mark_of(type, st).seq;
   }
@@ -266,6 +267,7 @@ Status StreamPublisher::after_stream_moved(const std::string& type, const Status
     const std::string why = fmt::format(
         "stream {} took message {} from {} after this hub's last publication: another hub is active", stream, seq,
         by ? "hub " + *by : std::string("another publisher"));
+    spdlog::warn("publish {}: fenced: {}", stream, why);
     fence_.fenced(why);
     fence_refused_ = true;
     return Status::unavailable("publish type '" + type + "': fenced: " + why);

@@ -132,6 +132,11 @@ class Fleet {
   // (default: in the fleet's directory), e.g. on a small filesystem a
   // test fills up.
   void set_hub_store_path(std::string path) { hub_store_path_ = std::move(path); }
+  // Before start(): adds a variable to every hub's environment (as
+  // FleetOptions::hub_env), e.g. a fault hook's trigger file in file().
+  void add_hub_env(std::string name, std::string value) {
+    options_.hub_env.emplace_back(std::move(name), std::move(value));
+  }
   void set_replica_path(const std::string& id, std::string path);
   std::string file(const std::string& name) const { return dir_.file(name); }
   HubProcess& hub() { return *hub_; }

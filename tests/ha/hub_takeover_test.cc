@@ -9,6 +9,10 @@
 //   - the active paused (SIGSTOP) past its lease: the standby takes over;
 //     resumed, the old active publishes nothing and steps down (exit 3)
 //     (FencedOldActive);
+//   - the active paused between its lease check and its publication (a
+//     test-only fault hook stops it there): resumed, its publication is
+//     refused by JetStream, as the new active claimed the streams
+//     (HubFenceTest);
 //   - the active stopped (SIGTERM): it releases the lease and the standby
 //     takes over at once (GracefulHandOver).
 #include <signal.h>
@@ -17,6 +21,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <random>
 #include <thread>
 #include <regex>
@@ -163,6 +168,19 @@ class HubTakeoverTest : public UnderLoadTest {
     keep_loading(20);
   }
 
+  // No stream holds a delta of `old_holder` after one of `new_holder`'s.
+  void expect_nothing_after_the_claim(const std::string& old_holder, const std::string& new_holder) {
+    for (const char* type : kTypes) {
+      bool claimed = false;
+      for (const StoredMessage& m : all_messages(fleet_, type)) {
+        const std::optional<std::string> by = m.header(kHubHeader);
+        if (by == new_holder) claimed = true;
+        EXPECT_FALSE(claimed && by == old_holder) << type << " message " << m.seq << " from the old active after "
+                                                  << "the takeover" << fleet_.logs();
+      }
+    }
+  }
+
   // Stops the load and checks everything acknowledged is in the new active
   // once, and the agents converged.
   void finish_once() {
@@ -213,15 +231,48 @@ TEST_F(HubTakeoverTest, FencedOldActive) {
       std::printf("[ info ] old active: %s\n", line.c_str());
     }
   }
-  for (const char* type : kTypes) {
-    bool claimed = false;
-    for (const StoredMessage& m : all_messages(fleet_, type)) {
-      const std::optional<std::string> by = m.header(kHubHeader);
-      if (by == new_holder) claimed = true;
-      EXPECT_FALSE(claimed && by == old_holder) << type << " message " << m.seq << " from the old active after "
-                                                << "the takeover" << fleet_.logs();
-    }
+  expect_nothing_after_the_claim(old_holder, new_holder);
+  fleet_.swap_hubs();
+  ASSERT_TRUE(fleet_.start_standby().is_ok()) << "the old active comes back as the standby" << fleet_.logs();
+  keep_loading(20);
+  ASSERT_NO_FATAL_FAILURE(finish_once());
+}
+
+// The pause at the worst moment: between the old active's lease check and
+// its publication (DELTASYNC_FAULT=stop_before_publish, hub/fault_hook.h),
+// so only the broker's fence can keep its publication out.
+class HubFenceTest : public HubTakeoverTest {
+ protected:
+  void SetUp() override {
+    trigger_ = fleet_.file("stop-before-publish");
+    fleet_.add_hub_env("DELTASYNC_FAULT", "stop_before_publish");
+    fleet_.add_hub_env("DELTASYNC_FAULT_TRIGGER", trigger_);
+    HubTakeoverTest::SetUp();
   }
+  std::string trigger_;
+};
+
+TEST_F(HubFenceTest, AnOldActivePausedBetweenItsLeaseCheckAndItsPublicationIsRefusedByTheStream) {
+  const std::string old_holder = holder_in(fleet_.hub().log_text());
+  ASSERT_FALSE(old_holder.empty()) << fleet_.logs();
+  { std::ofstream(trigger_) << "stop\n"; }
+  ASSERT_TRUE(wait_until([&] { return fleet_.hub().log_count("stopping this process between its lease check") > 0; },
+                         kConvergeTimeoutMs, 5))
+      << fleet_.logs();
+  const auto paused = Clock::now();
+  const int64_t takeover_ms = await_takeover(paused, producer_->acked_batches());
+  std::printf("[ info ] takeover after the active stopped before a publication: %lld ms\n",
+              static_cast<long long>(takeover_ms));
+  const std::string new_holder = holder_in(fleet_.standby().log_text());
+  keep_loading(20);
+
+  fleet_.hub().signal(SIGCONT);
+  auto exited = fleet_.hub().wait_exit(15000);
+  ASSERT_TRUE(exited.has_value()) << fleet_.logs();
+  EXPECT_EQ(*exited, kSteppedDown) << fleet_.logs();
+  // The publication it had begun met the claim: JetStream refused it.
+  EXPECT_GE(fleet_.hub().log_count("fenced: stream DS_"), 1u) << fleet_.hub().log_text();
+  expect_nothing_after_the_claim(old_holder, new_holder);
   fleet_.swap_hubs();
   ASSERT_TRUE(fleet_.start_standby().is_ok()) << "the old active comes back as the standby" << fleet_.logs();
   keep_loading(20);
