@@ -168,6 +168,14 @@ class HubTakeoverTest : public UnderLoadTest {
     keep_loading(20);
   }
 
+  // SIGCONT to the paused old active (still hub()): it exits 3.
+  void resume_the_old_active_and_see_it_step_down() {
+    fleet_.hub().signal(SIGCONT);
+    auto exited = fleet_.hub().wait_exit(15000);
+    ASSERT_TRUE(exited.has_value()) << fleet_.logs();
+    EXPECT_EQ(*exited, kSteppedDown) << fleet_.logs();
+  }
+
   // No stream holds a delta of `old_holder` after one of `new_holder`'s.
   void expect_nothing_after_the_claim(const std::string& old_holder, const std::string& new_holder) {
     for (const char* type : kTypes) {
@@ -217,10 +225,7 @@ TEST_F(HubTakeoverTest, FencedOldActive) {
   keep_loading(20);
 
   // Resumed, the old active steps down without publishing.
-  fleet_.hub().signal(SIGCONT);
-  auto exited = fleet_.hub().wait_exit(15000);
-  ASSERT_TRUE(exited.has_value()) << fleet_.logs();
-  EXPECT_EQ(*exited, kSteppedDown) << fleet_.logs();
+  ASSERT_NO_FATAL_FAILURE(resume_the_old_active_and_see_it_step_down());
   EXPECT_EQ(fleet_.hub().log_count("stepped down"), 1u) << fleet_.hub().log_text();
   // How it learned: its lease had run out (a renewal after the pause finds
   // the new holder), or a publication met the fence first.
@@ -266,10 +271,7 @@ TEST_F(HubFenceTest, AnOldActivePausedBetweenItsLeaseCheckAndItsPublicationIsRef
   const std::string new_holder = holder_in(fleet_.standby().log_text());
   keep_loading(20);
 
-  fleet_.hub().signal(SIGCONT);
-  auto exited = fleet_.hub().wait_exit(15000);
-  ASSERT_TRUE(exited.has_value()) << fleet_.logs();
-  EXPECT_EQ(*exited, kSteppedDown) << fleet_.logs();
+  ASSERT_NO_FATAL_FAILURE(resume_the_old_active_and_see_it_step_down());
   // The publication it had begun met the claim: JetStream refused it.
   EXPECT_GE(fleet_.hub().log_count("fenced: stream DS_"), 1u) << fleet_.hub().log_text();
   expect_nothing_after_the_claim(old_holder, new_holder);

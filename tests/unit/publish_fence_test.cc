@@ -71,6 +71,15 @@ class PublishFenceTest : public ::testing::Test {
 
   std::vector<StoredMessage> stream() { return broker_.messages(stream_name("prices")); }
 
+  // `a` publishes version 1; `b` follows the stream and claims it.
+  void take_over(TestHub& a, TestHub& b) {
+    ASSERT_TRUE(a.publisher->reconcile().is_ok());
+    ASSERT_TRUE(ingest(a, "k1", 1).is_ok());
+    StandbyFollower follower(broker_, *b.store, config_);
+    ASSERT_TRUE(follower.follow_round().is_ok());
+    ASSERT_TRUE(b.publisher->claim_streams().is_ok());
+  }
+
   ds::TempDir dir_{"publish-fence-test"};
   HubConfig config_;
   HubMetrics metrics_;
@@ -143,12 +152,8 @@ TEST_F(PublishFenceTest, AnOldActiveIsRefusedAfterATakeoverAndToldToStepDown) {
 // expected sequence would be the claim's.
 TEST_F(PublishFenceTest, NothingOfARoundAfterItsRefusedFirstBatchLands) {
   auto a = make_hub("a");
-  ASSERT_TRUE(a->publisher->reconcile().is_ok());
-  ASSERT_TRUE(ingest(*a, "k1", 1).is_ok());
   auto b = make_hub("b");
-  StandbyFollower follower(broker_, *b->store, config_);
-  ASSERT_TRUE(follower.follow_round().is_ok());
-  ASSERT_TRUE(b->publisher->claim_streams().is_ok());
+  ASSERT_NO_FATAL_FAILURE(take_over(*a, *b));
   ASSERT_EQ(stream().size(), 2u);
   // Two commits of a published in one round: two batches.
   CommitBatch group{"prices", "erp", ++seq_, {}, kDigest};
@@ -175,12 +180,8 @@ TEST_F(PublishFenceTest, NothingOfARoundAfterItsRefusedFirstBatchLands) {
 // differ, and the old active's batch is refused, not taken for a duplicate.
 TEST_F(PublishFenceTest, TheOldActivesBatchIsNotADuplicateOfTheNewActivesSameNumberedOne) {
   auto a = make_hub("a");
-  ASSERT_TRUE(a->publisher->reconcile().is_ok());
-  ASSERT_TRUE(ingest(*a, "k1", 1).is_ok());
   auto b = make_hub("b");
-  StandbyFollower follower(broker_, *b->store, config_);
-  ASSERT_TRUE(follower.follow_round().is_ok());
-  ASSERT_TRUE(b->publisher->claim_streams().is_ok());
+  ASSERT_NO_FATAL_FAILURE(take_over(*a, *b));
   ASSERT_TRUE(b->publisher->reconcile().is_ok());
   ASSERT_TRUE(ingest(*b, "from-b", 2).is_ok());  // version 2 on b
   Status s = ingest(*a, "from-a", 3);             // version 2 on a
