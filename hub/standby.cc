@@ -77,8 +77,8 @@ Result<bool> stand_by(const HubConfig& config, LeaseKeeper& keeper, std::stop_to
 
   std::mutex mu;
   std::condition_variable_any cv;
-  bool was_caught_up = false;
-  bool failing = false;  // a broker failure episode, logged once
+  bool ever_caught_up = false;  // said once: under load a standby is behind and back every few rounds
+  bool failing = false;         // a broker failure episode, logged once
   for (;;) {
     if (stop.stop_requested()) return false;
     auto stored = nc->connected() ? follower.follow_round() : Result<uint64_t>(Status::unavailable("not connected"));
@@ -93,10 +93,10 @@ Result<bool> stand_by(const HubConfig& config, LeaseKeeper& keeper, std::stop_to
       gauges.caught_up.store(follower.caught_up());
       if (failing) spdlog::info("ha: standby: following the streams again");
       failing = false;
-      if (follower.caught_up() && !was_caught_up) {
+      if (follower.caught_up() && !ever_caught_up) {
         spdlog::info("ha: standby: caught up with every stream (versions {})", heads_of(*store));
+        ever_caught_up = true;
       }
-      was_caught_up = follower.caught_up();
       if (follower.caught_up() && keeper.acquired()) {
         spdlog::info("ha: taking over with the streams' ends stored (versions {})", heads_of(*store));
         return true;
