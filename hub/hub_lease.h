@@ -68,7 +68,7 @@ struct HubLeaseOptions {
   std::string hub_name;                  // [hub] name; the holder string's first part
   std::string bucket = kHubLeaseBucket;
   int replicas = 1;                      // the bucket's, when this creates it: 3 on a cluster
-  int64_t lease_ms = 10000;              // at least kMinHubLeaseMs
+  int64_t lease_ms = 4000;               // at least kMinHubLeaseMs ([ha] lease_ms; its default)
 };
 
 // renew() or release() found the lease held by another holder.

@@ -61,7 +61,10 @@ Result<std::vector<IngestRecord>> decode_ingest_records_json(std::string_view js
 //
 // The hub sends no message body larger than message_body_limit(max_payload)
 // of the server it is connected to (a delta batch, a snapshot page): the
-// headroom is left for headers (Nats-Msg-Id) and slack.
+// headroom is left for headers and slack: Nats-Msg-Id and, from an HA hub,
+// Ds-Hub and an expectation header, each under 200 bytes ([hub] name is at
+// most 64 characters). Ds-Retry-Keys is counted in the body's limit
+// (hub/retry_key_header.h).
 inline constexpr int64_t kPayloadHeadroom = 4096;
 // nats-server's default max_payload; assumed only while none is known.
 inline constexpr int64_t kDefaultMaxPayload = 1 << 20;

@@ -805,6 +805,11 @@ Result<HubConfig> hub_from_text(std::string_view text, const std::string& file,
   DS_RETURN_IF_ERROR(hub.only_keys({"name", "log_level"}));
   DS_RETURN_IF_ERROR(hub.get_string("name", config.name));
   if (config.name.empty()) return hub.error_at("name", "must not be empty");
+  // It goes into every heartbeat and, with [ha], into every delta's headers
+  // (shared/codec.h, kPayloadHeadroom).
+  if (config.name.size() > 64) {
+    return hub.error_at("name", "must be at most 64 characters, got " + std::to_string(config.name.size()));
+  }
   DS_RETURN_IF_ERROR(read_log(root, hub, config.log_level, config.log_format));
 
   DS_RETURN_IF_ERROR(read_nats(root, base, config.nats));

@@ -596,6 +596,12 @@ TEST(HubConfigTest, HaIsOffByDefaultAndTakesALease) {
   EXPECT_EQ(on->ha_lease_ms, 2500);
 }
 
+TEST(HubConfigTest, HubNameLongerThan64CharactersIsRejected) {
+  EXPECT_TRUE(parse_hub_config(hub_with("[hub]\nname = \"" + std::string(64, 'h') + "\"\n"), "hub.toml").is_ok());
+  EXPECT_TRUE(IsConfigError(hub_error(hub_with("[hub]\nname = \"" + std::string(65, 'h') + "\"\n")),
+                            "hub.toml: hub.name", "must be at most 64 characters, got 65"));
+}
+
 TEST(HubConfigTest, HaLeaseOutOfBoundsOrUnknownKeysAreRejected) {
   EXPECT_TRUE(IsConfigError(hub_error(hub_with("[ha]\nlease_ms = 500\n")), "hub.toml: ha.lease_ms",
                             "must be between 1000 and 60000, got 500"));
