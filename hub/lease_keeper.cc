@@ -53,8 +53,9 @@ void LeaseKeeper::step() {
     lease_ = std::move(opened).value();
     holder_ = lease_->holder();
   }
-  // The calls below are key-value round trips, under the lock: valid()
-  // waits at most one of them (the JetStream timeout).
+  // The calls below are key-value round trips, under the lock: acquired(),
+  // lost_reason() and step_down() wait at most one of them (the JetStream
+  // timeout); valid() reads an atomic and never waits.
   if (!acquired_) {
     auto won = lease_->try_acquire();
     if (!won.is_ok()) {
