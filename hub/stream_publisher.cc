@@ -262,15 +262,8 @@ Status StreamPublisher::after_stream_moved(const std::string& type, const Status
     auto m = js_.get_message(stream, seq);
     if (!m.is_ok() && m.status().code() == StatusCode::kNotFound) continue;
     if (!m.is_ok()) return m.status().with_context("publish type '" + type + "': after " + refused.message());
-    const std::optional<std::string> by = m->header(kHubHeader);
-    if (by == fence_.holder) continue;
-    const std::string why = fmt::format(
-        "stream {} took message {} from {} after this hub's last publication: another hub is active", stream, seq,
-        by ? "hub " + *by : std::string("another publisher"));
-    spdlog::warn("publish {}: fenced: {}", stream, why);
-    fence_.fenced(why);
-    fence_refused_ = true;
-    return Status::unavailable("publish type '" + type + "': fenced: " + why);
+    if (m->header(kHubHeader) == fence_.holder) continue;
+    return another_hub_published("publish " + stream, stream, *m);
   }
   // This hub's own messages, whose acks were lost: the mark lags the
   // stream. Reconciling sets it and publishes the rest.
@@ -286,6 +279,18 @@ std::string StreamPublisher::delta_msg_id(const std::string& type, uint64_t batc
   // not meet in the duplicate window, which JetStream checks before the
   // expected sequence.
   return fenced() ? msg_id(type, batch) + ":" + fence_.holder : msg_id(type, batch);
+}
+
+Status StreamPublisher::another_hub_published(const std::string& context, const std::string& stream,
+                                              const StoredMessage& m) {
+  const std::optional<std::string> by = m.header(kHubHeader);
+  const std::string why =
+      fmt::format("stream {} took message {} from {} after this hub's last publication: another hub is active",
+                  stream, m.seq, by ? "hub " + *by : std::string("another publisher"));
+  spdlog::warn("{}: fenced: {}", context, why);
+  fence_.fenced(why);
+  fence_refused_ = true;
+  return Status::unavailable(context + ": fenced: " + why);
 }
 
 void StreamPublisher::give_up_lease(const std::string& why) {
@@ -416,11 +421,7 @@ Status StreamPublisher::reconcile_type(const std::string& type) {
     auto last = js_.get_message(stream, state.last_seq);
     if (last.is_ok() && fenced() && last->header(kHubHeader) != fence_.holder) {
       // Claimed at the takeover (claim_streams), so another hub's since.
-      const std::optional<std::string> by = last->header(kHubHeader);
-      const std::string why = fmt::format("stream {} ends with message {} from {}: another hub is active", stream,
-                                          last->seq, by ? "hub " + *by : std::string("another publisher"));
-      fence_.fenced(why);
-      return Status::unavailable("reconcile " + stream + ": fenced: " + why);
+      return another_hub_published("reconcile " + stream, stream, *last);
     }
     if (last.is_ok()) {
       stream_batch = batch_of(*last);

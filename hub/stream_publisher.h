@@ -238,6 +238,11 @@ class StreamPublisher {
   // moved past this hub's mark: by this hub's own messages (acks lost:
   // reconcile), or by another hub (fenced: step down).
   Status after_stream_moved(const std::string& type, const Status& refused);
+  // Fenced: `m`, a message of `stream` from another hub (or from no hub),
+  // is where this hub's publications should be. Logs it, has the hub step
+  // down (PublishFence::fenced) and returns Unavailable; `context` says
+  // where it was found.
+  Status another_hub_published(const std::string& context, const std::string& stream, const StoredMessage& m);
   bool fenced() const { return !fence_.holder.empty(); }
   // Nats-Msg-Id of `batch`: "<type>:<batch>", with a fence
   // "<type>:<batch>:<holder>" (see Fencing).

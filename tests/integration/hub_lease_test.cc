@@ -19,20 +19,34 @@
 namespace ds::testing {
 namespace {
 
-class KeyValueTest : public NatsTest {
+// A nats-server, a client and its JetStream context js_.
+class JetStreamClientTest : public NatsTest {
  protected:
   void SetUp() override {
     NatsTest::SetUp();
     if (HasFatalFailure()) return;
     js_ = jetstream(*nc_);
     ASSERT_NE(js_, nullptr);
+  }
+  void TearDown() override {
+    js_.reset();
+    NatsTest::TearDown();
+  }
+
+  std::unique_ptr<JetStream> js_;
+};
+
+class KeyValueTest : public JetStreamClientTest {
+ protected:
+  void SetUp() override {
+    JetStreamClientTest::SetUp();
+    if (HasFatalFailure()) return;
     kv_ = open("KV_TEST");
     ASSERT_NE(kv_, nullptr);
   }
   void TearDown() override {
     kv_.reset();
-    js_.reset();
-    NatsTest::TearDown();
+    JetStreamClientTest::TearDown();
   }
 
   std::unique_ptr<KeyValue> open(const std::string& bucket, int replicas = 1) {
@@ -45,7 +59,6 @@ class KeyValueTest : public NatsTest {
     return std::move(kv).value();
   }
 
-  std::unique_ptr<JetStream> js_;
   std::unique_ptr<KeyValue> kv_;
 };
 
@@ -153,18 +166,8 @@ TEST_F(KeyValueTest, BadNamesAreInvalidArguments) {
 constexpr int64_t kLeaseMs = 3000;
 constexpr int64_t kMarginMs = kLeaseMs / 10;
 
-class HubLeaseTest : public NatsTest {
+class HubLeaseTest : public JetStreamClientTest {
  protected:
-  void SetUp() override {
-    NatsTest::SetUp();
-    if (HasFatalFailure()) return;
-    js_ = jetstream(*nc_);
-    ASSERT_NE(js_, nullptr);
-  }
-  void TearDown() override {
-    js_.reset();
-    NatsTest::TearDown();
-  }
 
   std::unique_ptr<HubLease> open(const std::string& name, const Clock& clock, JetStream* js = nullptr) {
     HubLeaseOptions opts;
@@ -194,7 +197,6 @@ class HubLeaseTest : public NatsTest {
     return h.is_ok() ? *h : std::nullopt;
   }
 
-  std::unique_ptr<JetStream> js_;
   FakeClock clock_a_{5'000'000};
   FakeClock clock_b_{77'000};
 };
