@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "hub/stream_publisher.h"
 
 namespace ds {
@@ -106,31 +108,63 @@ ConsumerSpec DeliveryManager::consumer_spec(std::string_view agent, std::string_
   return spec;
 }
 
+namespace {
+
+// `found` is what `wanted` would create: the same configuration, nothing
+// delivered yet, and no copy online but behind (such a copy is what
+// ConsumerCopyWatch orders a new consumer for).
+bool same_fresh_consumer(const ConsumerInfo& found, const ConsumerSpec& wanted) {
+  const bool copies_fine = std::none_of(found.followers.begin(), found.followers.end(),
+                                        [](const StreamFollower& c) { return !c.offline && !c.current; });
+  return found.spec == wanted && found.delivered == 0 && copies_fine;
+}
+
+}  // namespace
+
 Status DeliveryManager::open(std::string_view agent, std::string_view type, std::string_view partition,
                              uint64_t after_seq) {
-  DS_RETURN_IF_ERROR(close(agent, type));
   const std::string stream = stream_name(type);
-  Status s = js_.add_consumer(stream, consumer_spec(agent, type, partition, after_seq));
+  const std::string name = consumer_name(agent);
+  const ConsumerSpec spec = consumer_spec(agent, type, partition, after_seq);
+  // An unreadable consumer is deleted and made again, as an outdated one.
+  const Result<std::optional<ConsumerInfo>> found = js_.consumer_info(stream, name);
+  if (found.is_ok() && found->has_value() && same_fresh_consumer(**found, spec)) {
+    spdlog::debug("consumer {} on {} kept: it starts after seq {} and has delivered nothing", name, stream, after_seq);
+    return Status::ok();
+  }
+  if (!found.is_ok() || found->has_value()) DS_RETURN_IF_ERROR(close(agent, type));
+  Status s = js_.add_consumer(stream, spec);
   if (s.code() == StatusCode::kAlreadyExists && config_.stream_replicas > 1) {
     // The delete above was acknowledged, but on a NATS cluster the node
     // that took this create had not applied it yet: transient. (On a lone
     // server the delete is done when answered: there it stays an error.)
-    return Status::unavailable("create consumer " + consumer_name(agent) + " on " + stream +
+    return Status::unavailable("create consumer " + name + " on " + stream +
                                ": the cluster has not finished deleting the consumer it replaces (" + s.message() +
                                ")");
   }
-  if (!s.is_ok()) {
-    return s.with_context("create consumer " + consumer_name(agent) + " on " + stream);
+  if (s.code() == StatusCode::kDeadlineExceeded && config_.stream_replicas > 1) {
+    // The create is under way: the next attempt keeps the consumer it made.
+    return Status::unavailable("create consumer " + name + " on " + stream + ": " + s.message() +
+                               "; the cluster may still be electing the new consumer's leader, which the next "
+                               "attempt finds and keeps");
   }
-  spdlog::debug("consumer {} on {} opened after seq {}", consumer_name(agent), stream, after_seq);
+  if (!s.is_ok()) return s.with_context("create consumer " + name + " on " + stream);
+  spdlog::debug("consumer {} on {} opened after seq {}", name, stream, after_seq);
   return Status::ok();
 }
 
 Status DeliveryManager::close(std::string_view agent, std::string_view type) {
   const std::string stream = stream_name(type);
-  Status s = js_.delete_consumer(stream, consumer_name(agent));
+  const std::string name = consumer_name(agent);
+  Status s = js_.delete_consumer(stream, name);
   if (s.is_ok() || s.code() == StatusCode::kNotFound) return Status::ok();
-  return s.with_context("delete consumer " + consumer_name(agent) + " on " + stream);
+  if (s.code() == StatusCode::kDeadlineExceeded && config_.stream_replicas > 1) {
+    // On a NATS cluster the consumer's leader answers the delete; one
+    // without a leader (still electing it) never does, although the
+    // cluster carries the delete out. Gone is done.
+    if (auto gone = js_.consumer_info(stream, name); gone.is_ok() && !gone->has_value()) return Status::ok();
+  }
+  return s.with_context("delete consumer " + name + " on " + stream);
 }
 
 Result<bool> DeliveryManager::exists(std::string_view agent, std::string_view type) {

@@ -21,6 +21,17 @@
 // planner (hub/consumer_planner.h); carry_out() reads the broker facts a
 // plan asks for and executes it. The planner is pure; this is its only I/O.
 //
+// Slow answers of a NATS cluster. nats-server 2.9.10 gives a new replicated
+// consumer a random preferred leader, an offline node too; then nobody
+// campaigns at once and the leader is elected 4-9 s later. Only that leader
+// answers the create (and a delete, and consumer info), so with one node
+// down about a third of creates outlast the API timeout, although the
+// cluster carries them out. Recreating on every attempt would draw again
+// each time (an agent with three types registered after a minute of
+// retries); instead open() keeps the consumer an earlier attempt made when
+// it is still exactly the one wanted, and a delete not answered in time is
+// done when the consumer is gone.
+//
 // Stateless apart from its configuration: it does not remember which
 // consumers exist (the registry keeps that belief). Talks to JetStream
 // through ConsumerControl (shared/messaging.h), so tests pass a fake.
@@ -67,9 +78,11 @@ class DeliveryManager {
                              uint64_t after_seq) const;
 
   // (Re)creates the consumer so that it delivers from after_seq + 1: deletes
-  // an existing one first (a consumer's start cannot be moved). Unavailable
-  // when, on replicated streams, the create still finds the deleted one (a
-  // cluster mid-delete).
+  // an existing one first (a consumer's start cannot be moved), unless it is
+  // already what the create would make (the same configuration, nothing
+  // delivered yet, no copy online but behind), which it keeps. Unavailable
+  // on replicated streams when the create still finds the deleted one (a
+  // cluster mid-delete) or is not answered in time (see the header).
   Status open(std::string_view agent, std::string_view type, std::string_view partition, uint64_t after_seq);
   // Removes the consumer; OK when it does not exist.
   Status close(std::string_view agent, std::string_view type);

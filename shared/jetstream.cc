@@ -113,6 +113,28 @@ Result<StoredMessage> stored_message(natsMsg* raw) {
 
 constexpr int64_t kNanosPerMilli = 1000000;
 
+// What add_consumer() asked for, read back from the server's configuration.
+ConsumerSpec spec_of(const jsConsumerConfig& cc) {
+  ConsumerSpec spec;
+  spec.durable = cc.Durable != nullptr ? cc.Durable : "";
+  spec.filter_subject = cc.FilterSubject != nullptr ? cc.FilterSubject : "";
+  spec.deliver_subject = cc.DeliverSubject != nullptr ? cc.DeliverSubject : "";
+  spec.start_seq = cc.DeliverPolicy == js_DeliverByStartSequence ? cc.OptStartSeq : 0;
+  switch (cc.AckPolicy) {
+    case js_AckAll: spec.ack_policy = AckPolicy::kAll; break;
+    case js_AckNone: spec.ack_policy = AckPolicy::kNone; break;
+    default: spec.ack_policy = AckPolicy::kExplicit; break;
+  }
+  spec.ack_wait_ms = cc.AckWait / kNanosPerMilli;
+  spec.max_ack_pending = cc.MaxAckPending;
+  spec.max_deliver = cc.MaxDeliver;
+  spec.flow_control = cc.FlowControl;
+  spec.idle_heartbeat_ms = cc.Heartbeat / kNanosPerMilli;
+  spec.memory_storage = cc.MemoryStorage;
+  spec.replicas = static_cast<int>(cc.Replicas);
+  return spec;
+}
+
 }  // namespace
 
 std::optional<std::string> StoredMessage::header(std::string_view name) const {
@@ -394,16 +416,25 @@ Status JetStream::delete_consumer(std::string_view stream, std::string_view name
   return s == NATS_OK ? Status::ok() : api_status(s, jerr, "delete consumer " + n + " on " + st, st);
 }
 
-Result<bool> JetStream::consumer_exists(std::string_view stream, std::string_view name) {
+Result<std::optional<ConsumerInfo>> JetStream::consumer_info(std::string_view stream, std::string_view name) {
   const std::string st = str(stream);
   const std::string n = str(name);
   jsConsumerInfo* raw = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
   natsStatus s = js_GetConsumerInfo(&raw, js_.get(), st.c_str(), n.c_str(), nullptr, &jerr);
   const JsConsumerInfoPtr ci(raw);
-  if (s == NATS_OK) return true;
-  if (jerr == JSConsumerNotFoundErr) return false;
-  return api_status(s, jerr, "consumer info " + n + " on " + st, st);
+  if (s != NATS_OK && jerr == JSConsumerNotFoundErr) return std::optional<ConsumerInfo>();
+  if (s != NATS_OK) return api_status(s, jerr, "consumer info " + n + " on " + st, st);
+  ConsumerInfo out;
+  if (ci->Config != nullptr) out.spec = spec_of(*ci->Config);
+  out.delivered = ci->Delivered.Consumer;
+  if (ci->Cluster != nullptr) out.followers = followers_of(*ci->Cluster);
+  return std::optional<ConsumerInfo>(std::move(out));
+}
+
+Result<bool> JetStream::consumer_exists(std::string_view stream, std::string_view name) {
+  DS_ASSIGN_OR_RETURN(std::optional<ConsumerInfo> info, consumer_info(stream, name));
+  return info.has_value();
 }
 
 Result<std::vector<StreamFollower>> JetStream::consumer_followers(std::string_view stream, std::string_view name,

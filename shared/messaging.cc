@@ -42,8 +42,14 @@ Status NatsConsumerControl::delete_consumer(std::string_view stream, std::string
   return js_.delete_consumer(stream, name);
 }
 
-Result<bool> NatsConsumerControl::consumer_exists(std::string_view stream, std::string_view name) {
-  return js_.consumer_exists(stream, name);
+Result<bool> ConsumerControl::consumer_exists(std::string_view stream, std::string_view name) {
+  DS_ASSIGN_OR_RETURN(std::optional<ConsumerInfo> info, consumer_info(stream, name));
+  return info.has_value();
+}
+
+Result<std::optional<ConsumerInfo>> NatsConsumerControl::consumer_info(std::string_view stream,
+                                                                       std::string_view name) {
+  return js_.consumer_info(stream, name);
 }
 
 Result<std::vector<StreamFollower>> NatsConsumerControl::consumer_followers(std::string_view stream,

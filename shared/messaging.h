@@ -21,6 +21,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -82,7 +83,9 @@ class ConsumerControl : public StreamReader {
   virtual Status add_consumer(std::string_view stream, const ConsumerSpec& spec) = 0;
   // NotFound when it does not exist.
   virtual Status delete_consumer(std::string_view stream, std::string_view name) = 0;
-  virtual Result<bool> consumer_exists(std::string_view stream, std::string_view name) = 0;
+  // nullopt when it does not exist (JetStream::consumer_info).
+  virtual Result<std::optional<ConsumerInfo>> consumer_info(std::string_view stream, std::string_view name) = 0;
+  Result<bool> consumer_exists(std::string_view stream, std::string_view name);
   // The consumer's replicas other than its leader, as the leader reports
   // them within `timeout_ms`; NotFound when it does not exist.
   virtual Result<std::vector<StreamFollower>> consumer_followers(std::string_view stream, std::string_view name,
@@ -138,7 +141,7 @@ class NatsConsumerControl final : public NatsStreamReader<ConsumerControl> {
   using NatsStreamReader::NatsStreamReader;
   Status add_consumer(std::string_view stream, const ConsumerSpec& spec) override;
   Status delete_consumer(std::string_view stream, std::string_view name) override;
-  Result<bool> consumer_exists(std::string_view stream, std::string_view name) override;
+  Result<std::optional<ConsumerInfo>> consumer_info(std::string_view stream, std::string_view name) override;
   Result<std::vector<StreamFollower>> consumer_followers(std::string_view stream, std::string_view name,
                                                          int64_t timeout_ms) override;
 };

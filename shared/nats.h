@@ -253,6 +253,16 @@ struct ConsumerSpec {
   int64_t idle_heartbeat_ms = 5000;
   bool memory_storage = true;
   int replicas = 1;
+
+  bool operator==(const ConsumerSpec&) const = default;
+};
+
+// A consumer as its leader reports it: the configuration it was created
+// with (the fields ConsumerSpec names) and how far it has delivered.
+struct ConsumerInfo {
+  ConsumerSpec spec;
+  uint64_t delivered = 0;                // consumer sequence of its last delivery; 0: none yet
+  std::vector<StreamFollower> followers; // its replicas other than the leader (none for one replica)
 };
 
 struct PubAck {
@@ -314,6 +324,10 @@ class JetStream {
   Status add_consumer(std::string_view stream, const ConsumerSpec& spec);
   // NotFound when it does not exist.
   Status delete_consumer(std::string_view stream, std::string_view name);
+  // nullopt when it does not exist. On a NATS cluster only the consumer's
+  // leader answers: a consumer still electing one (nats-server 2.9.10 may
+  // take 4-9 s for a new replicated consumer) times out (DeadlineExceeded).
+  Result<std::optional<ConsumerInfo>> consumer_info(std::string_view stream, std::string_view name);
   Result<bool> consumer_exists(std::string_view stream, std::string_view name);
   // The consumer's replicas other than its leader, as the leader reports
   // them (empty for one replica), within `timeout_ms`; NotFound when the

@@ -120,6 +120,45 @@ template <typename Check>
   return ::testing::AssertionSuccess();
 }
 
+// What a failed catch-up is explained by, short enough to come first (CI
+// keeps the start of a failure's output): every agent consumer's copies as
+// its leader reports them, and the hub's last warnings.
+std::string copies_report(Fleet& fleet) {
+  std::ostringstream out;
+  out << "\n--- agent consumers' copies, as their leaders report them ---\n";
+  auto nc = connect_to(fleet);
+  auto js = nc.is_ok() ? (*nc)->jetstream() : Result<std::unique_ptr<JetStream>>(nc.status());
+  if (!js.is_ok()) out << js.status().to_string() << "\n";
+  for (const char* type : kTypes) {
+    if (!js.is_ok()) break;
+    auto names = (*js)->consumer_names(stream_name(type));
+    for (const std::string& name : names.is_ok() ? *names : std::vector<std::string>{}) {
+      out << stream_name(type) << " > " << name << ":";
+      auto info = (*js)->consumer_info(stream_name(type), name);
+      if (!info.is_ok() || !info->has_value()) {
+        out << " " << (info.is_ok() ? "gone" : info.status().to_string()) << "\n";
+        continue;
+      }
+      out << " delivered " << (*info)->delivered;
+      for (const StreamFollower& f : (*info)->followers) {
+        out << ", " << f.name << (f.offline ? " offline" : "") << (f.current ? " current" : " behind") << " lag "
+            << f.lag;
+      }
+      out << "\n";
+    }
+  }
+  std::vector<std::string> warnings;
+  std::istringstream log(fleet.hub().log_text());
+  for (std::string line; std::getline(log, line);) {
+    if (line.find(" warning ") != std::string::npos) warnings.push_back(line);
+  }
+  out << "--- the hub's last warnings (" << warnings.size() << " in all) ---\n";
+  for (size_t i = warnings.size() > 15 ? warnings.size() - 15 : 0; i < warnings.size(); ++i) {
+    out << warnings[i].substr(0, 300) << "\n";
+  }
+  return out.str();
+}
+
 // Every stream is replicated 3 times, and the node `name` holds one of its
 // copies, caught up with its leader (one read of each stream).
 ::testing::AssertionResult node_caught_up(Fleet& fleet, const std::string& name) {
@@ -154,7 +193,7 @@ TEST_F(ClusterNodeLoss, AnyOneNodeKilledUnderLoadLosesNothingAndComesBackCaughtU
     // (else two copies of some group would be missing at once).
     for (int n = 0; n < cluster.size(); ++n) {
       Status current = cluster.wait_current(n, kCatchUpTimeoutMs);
-      ASSERT_TRUE(current.is_ok()) << current.to_string() << cluster.logs();
+      ASSERT_TRUE(current.is_ok()) << current.to_string() << copies_report(fleet_) << cluster.logs();
     }
     const auto killed = Clock::now();
     cluster.kill_node(i);
@@ -172,7 +211,7 @@ TEST_F(ClusterNodeLoss, AnyOneNodeKilledUnderLoadLosesNothingAndComesBackCaughtU
     // Caught up: its /healthz (meta group, every stream and consumer copy
     // current), and every stream's leader counts it as a current follower.
     Status current = cluster.wait_current(i, kCatchUpTimeoutMs);
-    ASSERT_TRUE(current.is_ok()) << current.to_string() << cluster.logs();
+    ASSERT_TRUE(current.is_ok()) << current.to_string() << copies_report(fleet_) << cluster.logs();
     EXPECT_TRUE(wait_until([&] { return bool(node_caught_up(fleet_, cluster.server_name(i))); }, kCatchUpTimeoutMs,
                            200))
         << node_caught_up(fleet_, cluster.server_name(i)).message() << cluster.logs();

@@ -78,5 +78,39 @@ TEST(NatsClusterTest, ThreeNodesFormOneJetStreamClusterAndAKilledNodeRejoinsCaug
   }
 }
 
+// A consumer with three copies reads back as created, followers included
+// (the hub keeps a consumer that is already what it would create).
+TEST(NatsClusterTest, AReplicatedConsumerReadsBackAsCreated) {
+  NatsCluster cluster(DELTASYNC_NATS_SERVER, 3);
+  Status started = cluster.start();
+  ASSERT_TRUE(started.is_ok()) << started.to_string();
+  ConnectOptions opts;
+  opts.config.url = cluster.urls();
+  opts.name = "NatsClusterTest";
+  auto nc = Connection::connect(opts);
+  ASSERT_TRUE(nc.is_ok()) << nc.status().to_string();
+  auto js = (*nc)->jetstream();
+  ASSERT_TRUE(js.is_ok()) << js.status().to_string();
+  StreamSpec stream;
+  stream.name = "HA_PROBE";
+  stream.subjects = {"ha.probe.>"};
+  stream.replicas = 3;
+  ASSERT_TRUE((*js)->ensure_stream(stream).is_ok()) << cluster.logs();
+  ConsumerSpec spec;
+  spec.durable = "ag_probe";
+  spec.filter_subject = "ha.probe.>";
+  spec.deliver_subject = "ha.push.probe";
+  spec.start_seq = 4;
+  spec.replicas = 3;
+  Status added = (*js)->add_consumer("HA_PROBE", spec);
+  ASSERT_TRUE(added.is_ok()) << added.to_string() << cluster.logs();
+  auto info = (*js)->consumer_info("HA_PROBE", "ag_probe");
+  ASSERT_TRUE(info.is_ok()) << info.status().to_string();
+  ASSERT_TRUE(info->has_value());
+  EXPECT_EQ((*info)->spec, spec);
+  EXPECT_EQ((*info)->delivered, 0u);
+  EXPECT_EQ((*info)->followers.size(), 2u);
+}
+
 }  // namespace
 }  // namespace ds::testing

@@ -144,10 +144,13 @@ Status FakeConsumerControl::add_consumer(std::string_view stream, const Consumer
     return Status::already_exists("fake broker: consumer name already in use (jetstream error 10013)");
   }
   consumers_[{std::string(stream), spec.durable}] = spec;
+  delivered_.erase({std::string(stream), spec.durable});
   ++added_;
   const std::function<void()> hook = after_add_;
+  const bool time_out = std::exchange(time_out_next_add_, false);
   lock.unlock();
   if (hook) hook();
+  if (time_out) return Status::deadline_exceeded("fake broker: add consumer " + spec.durable + ": Timeout");
   return Status::ok();
 }
 
@@ -161,12 +164,38 @@ Status FakeConsumerControl::delete_consumer(std::string_view stream, std::string
     lingering_.insert({std::string(stream), std::string(name)});
   }
   ++deleted_;
+  if (std::exchange(time_out_next_delete_, false)) {
+    return Status::deadline_exceeded("fake broker: delete consumer " + std::string(name) + ": Timeout");
+  }
   return Status::ok();
 }
 
-Result<bool> FakeConsumerControl::consumer_exists(std::string_view stream, std::string_view name) {
+Result<std::optional<ConsumerInfo>> FakeConsumerControl::consumer_info(std::string_view stream,
+                                                                       std::string_view name) {
   std::lock_guard lock(mu_);
-  return consumers_.contains({std::string(stream), std::string(name)});
+  const std::pair<std::string, std::string> key{std::string(stream), std::string(name)};
+  auto it = consumers_.find(key);
+  if (it == consumers_.end()) return std::optional<ConsumerInfo>();
+  ConsumerInfo info;
+  info.spec = it->second;
+  if (auto d = delivered_.find(key); d != delivered_.end()) info.delivered = d->second;
+  if (auto f = followers_.find(key); f != followers_.end()) info.followers = f->second;
+  return std::optional<ConsumerInfo>(std::move(info));
+}
+
+void FakeConsumerControl::deliver(const std::string& stream, const std::string& name, uint64_t count) {
+  std::lock_guard lock(mu_);
+  delivered_[{stream, name}] += count;
+}
+
+void FakeConsumerControl::time_out_next_add() {
+  std::lock_guard lock(mu_);
+  time_out_next_add_ = true;
+}
+
+void FakeConsumerControl::time_out_next_delete() {
+  std::lock_guard lock(mu_);
+  time_out_next_delete_ = true;
 }
 
 Result<std::vector<StreamFollower>> FakeConsumerControl::consumer_followers(std::string_view stream,

@@ -103,7 +103,9 @@ class FakeConsumerControl final : public ConsumerControl {
   Result<StoredMessage> get_message(std::string_view stream, uint64_t seq) override;
   Status add_consumer(std::string_view stream, const ConsumerSpec& spec) override;
   Status delete_consumer(std::string_view stream, std::string_view name) override;
-  Result<bool> consumer_exists(std::string_view stream, std::string_view name) override;
+  // The consumer as created, its deliveries as deliver() counted and its
+  // followers as set_followers gave them.
+  Result<std::optional<ConsumerInfo>> consumer_info(std::string_view stream, std::string_view name) override;
   // The followers set_followers gave the consumer (none by default: one
   // replica); NotFound when it does not exist; the failure fail_followers
   // set, while set.
@@ -125,6 +127,12 @@ class FakeConsumerControl final : public ConsumerControl {
   // after it still finds the consumer (already_exists), as on a NATS
   // cluster whose nodes have not all applied the delete yet.
   void linger_next_delete();
+  // The consumer `name` on `stream` delivered `count` more messages.
+  void deliver(const std::string& stream, const std::string& name, uint64_t count);
+  // The next add (or delete) is carried out but answered with a timeout, as
+  // a NATS cluster does while the consumer's replicas elect a leader.
+  void time_out_next_add();
+  void time_out_next_delete();
   // Runs `hook` after every consumer created (on the creating thread,
   // without the fake's lock), e.g. to let time pass during a registration.
   void after_add(std::function<void()> hook);
@@ -139,6 +147,9 @@ class FakeConsumerControl final : public ConsumerControl {
   std::map<std::pair<std::string, uint64_t>, StoredMessage> messages_;        // guarded by mu_
   std::map<std::pair<std::string, std::string>, ConsumerSpec> consumers_;     // guarded by mu_
   bool linger_next_delete_ = false;                                           // guarded by mu_
+  bool time_out_next_add_ = false;                                            // guarded by mu_
+  bool time_out_next_delete_ = false;                                         // guarded by mu_
+  std::map<std::pair<std::string, std::string>, uint64_t> delivered_;         // guarded by mu_
   std::function<void()> after_add_;                                           // guarded by mu_
   std::set<std::pair<std::string, std::string>> lingering_;                   // guarded by mu_
   std::map<std::pair<std::string, std::string>, std::vector<StreamFollower>> followers_;  // guarded by mu_

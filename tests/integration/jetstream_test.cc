@@ -430,6 +430,35 @@ TEST_F(JetStreamTest, DeleteConsumerRemovesIt) {
   EXPECT_EQ(*names, (std::vector<std::string>{"ag_store-2"}));
 }
 
+// Consumer info reads back the configuration as created (the hub keeps a
+// consumer that is already what it would create) and counts deliveries.
+TEST_F(JetStreamTest, ConsumerInfoReadsBackTheConfigurationAndCountsDeliveries) {
+  auto missing = js_->consumer_info(kStream, "ag_store-1");
+  ASSERT_TRUE(missing.is_ok()) << missing.status().to_string();
+  EXPECT_FALSE(missing->has_value());
+
+  publish_deltas("p1", 3);
+  ConsumerSpec spec = agent_consumer("store-1", "p1", /*start_seq=*/3);
+  spec.ack_policy = AckPolicy::kExplicit;
+  spec.ack_wait_ms = 4000;
+  spec.max_deliver = 5;
+  ASSERT_TRUE(js_->add_consumer(kStream, spec).is_ok());
+  auto info = js_->consumer_info(kStream, "ag_store-1");
+  ASSERT_TRUE(info.is_ok()) << info.status().to_string();
+  ASSERT_TRUE(info->has_value());
+  EXPECT_EQ((*info)->spec, spec);
+  EXPECT_EQ((*info)->delivered, 0u);
+  EXPECT_TRUE((*info)->followers.empty());
+
+  MessageCollector got;
+  auto sub = nc_->subscribe("ds.push.store-1.prices", got.handler(nc_.get()));
+  ASSERT_TRUE(sub.is_ok()) << sub.status().to_string();
+  ASSERT_TRUE(got.wait_for(1));
+  info = js_->consumer_info(kStream, "ag_store-1");
+  ASSERT_TRUE(info.is_ok() && info->has_value());
+  EXPECT_EQ((*info)->delivered, 1u);
+}
+
 TEST_F(JetStreamTest, ConsumerNamesOfStreamWithoutConsumersIsEmpty) {
   auto names = js_->consumer_names(kStream);
   ASSERT_TRUE(names.is_ok()) << names.status().to_string();

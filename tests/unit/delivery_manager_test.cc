@@ -1,6 +1,6 @@
-// DeliveryManager over a fake broker: what an agent consumer looks like,
-// and a consumer replaced while a NATS cluster is still applying the delete
-// of the old one.
+// DeliveryManager over a fake broker: what an agent consumer looks like, a
+// consumer replaced while a NATS cluster is still applying the delete of the
+// old one, and the consumer an earlier, unanswered attempt made.
 #include "hub/delivery_manager.h"
 
 #include <gtest/gtest.h>
@@ -90,6 +90,65 @@ TEST_F(DeliveryManagerReplaceTest, OnOneReplicaACreateThatStillFindsTheConsumerI
   const Status s = replace_while_the_delete_lingers();
   EXPECT_EQ(s.code(), StatusCode::kAlreadyExists) << s.to_string();
   EXPECT_FALSE(s.is_transient());
+}
+
+// A consumer that is already what the open would create (the same start,
+// nothing delivered) is kept; one that delivered, one that starts
+// elsewhere and one with a copy online but behind are made again.
+TEST_F(DeliveryManagerReplaceTest, AnOpenKeepsTheConsumerItWouldCreateAndRemakesAnyOther) {
+  on_replicas(3);
+  const std::string name = consumer_name("store-1");
+  ASSERT_TRUE(delivery_->open("store-1", "price", "*", 3).is_ok());
+  ASSERT_TRUE(delivery_->open("store-1", "price", "*", 3).is_ok());
+  EXPECT_EQ(broker_.added(), 1);
+  EXPECT_EQ(broker_.deleted(), 0);
+
+  broker_.deliver(kStream, name, 1);
+  ASSERT_TRUE(delivery_->open("store-1", "price", "*", 3).is_ok());
+  EXPECT_EQ(broker_.added(), 2);
+  EXPECT_EQ(broker_.deleted(), 1);
+
+  ASSERT_TRUE(delivery_->open("store-1", "price", "*", 4).is_ok());
+  EXPECT_EQ(broker_.added(), 3);
+  EXPECT_EQ(broker_.consumer(kStream, name)->start_seq, 5u);
+
+  // An offline copy does not count (a new consumer has one there too).
+  broker_.set_followers(kStream, name, {{.name = "n2", .current = false, .offline = true, .lag = 0}});
+  ASSERT_TRUE(delivery_->open("store-1", "price", "*", 4).is_ok());
+  EXPECT_EQ(broker_.added(), 3);
+  broker_.set_followers(kStream, name, {{.name = "n2", .current = false, .offline = false, .lag = 7}});
+  ASSERT_TRUE(delivery_->open("store-1", "price", "*", 4).is_ok());
+  EXPECT_EQ(broker_.added(), 4);
+}
+
+// On a NATS cluster a create may be carried out but answered too late (the
+// new consumer's leader is still being elected): unavailable, and the
+// retry keeps the consumer it made instead of drawing again.
+TEST_F(DeliveryManagerReplaceTest, ACreateAnsweredTooLateIsUnavailableAndTheRetryKeepsItsConsumer) {
+  on_replicas(3);
+  broker_.time_out_next_add();
+  const Status s = delivery_->open("store-1", "price", "*", 3);
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.to_string();
+  EXPECT_NE(s.message().find("which the next attempt finds and keeps"), std::string::npos) << s.to_string();
+
+  ASSERT_TRUE(delivery_->open("store-1", "price", "*", 3).is_ok());
+  EXPECT_EQ(broker_.added(), 1);
+  EXPECT_EQ(broker_.deleted(), 0);
+}
+
+// A delete answered too late is done once the consumer is gone; on one
+// replica a timeout stays an error.
+TEST_F(DeliveryManagerReplaceTest, ADeleteAnsweredTooLateIsDoneWhenTheConsumerIsGone) {
+  on_replicas(3);
+  ASSERT_TRUE(delivery_->open("store-1", "price", "*", 3).is_ok());
+  broker_.time_out_next_delete();
+  ASSERT_TRUE(delivery_->open("store-1", "price", "*", 5).is_ok());
+  EXPECT_EQ(broker_.consumer(kStream, consumer_name("store-1"))->start_seq, 6u);
+
+  on_replicas(1);
+  ASSERT_TRUE(delivery_->open("store-1", "price", "*", 3).is_ok());
+  broker_.time_out_next_delete();
+  EXPECT_EQ(delivery_->open("store-1", "price", "*", 5).code(), StatusCode::kDeadlineExceeded);
 }
 
 }  // namespace
