@@ -26,26 +26,41 @@ std::string caught_up_peers(JetStream& js) {
   return peers;
 }
 
-TEST(NatsClusterTest, ThreeNodesFormOneJetStreamClusterAndAKilledNodeRejoinsCaughtUp) {
-  NatsCluster cluster(DELTASYNC_NATS_SERVER, 3);
-  Status started = cluster.start();
-  ASSERT_TRUE(started.is_ok()) << started.to_string();
-  ASSERT_EQ(cluster.urls().find(cluster.node(0).url()), 0u);
-  ConnectOptions opts;
-  opts.config.url = cluster.urls();
-  opts.name = "NatsClusterTest";
-  auto nc = Connection::connect(opts);
-  ASSERT_TRUE(nc.is_ok()) << nc.status().to_string();
-  auto js = (*nc)->jetstream();
-  ASSERT_TRUE(js.is_ok()) << js.status().to_string();
-  StreamSpec spec;
-  spec.name = "HA_PROBE";
-  spec.subjects = {"ha.probe"};
-  spec.replicas = 3;
-  Status created = (*js)->ensure_stream(spec);
-  ASSERT_TRUE(created.is_ok()) << created.to_string() << cluster.logs();
-  ASSERT_TRUE(wait_until([&] { return !caught_up_peers(**js).empty(); }, 30000, 100)) << cluster.logs();
-  const std::string all = caught_up_peers(**js);
+// Three nodes started, a client connected to all of them, and stream
+// HA_PROBE (subject ha.probe) with three replicas.
+class NatsClusterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Status started = cluster_.start();
+    ASSERT_TRUE(started.is_ok()) << started.to_string();
+    ASSERT_EQ(cluster_.urls().find(cluster_.node(0).url()), 0u);
+    ConnectOptions opts;
+    opts.config.url = cluster_.urls();
+    opts.name = "NatsClusterTest";
+    auto nc = Connection::connect(opts);
+    ASSERT_TRUE(nc.is_ok()) << nc.status().to_string();
+    nc_ = std::move(*nc);
+    auto js = nc_->jetstream();
+    ASSERT_TRUE(js.is_ok()) << js.status().to_string();
+    js_ = std::move(*js);
+    StreamSpec spec;
+    spec.name = "HA_PROBE";
+    spec.subjects = {"ha.probe"};
+    spec.replicas = 3;
+    Status created = js_->ensure_stream(spec);
+    ASSERT_TRUE(created.is_ok()) << created.to_string() << cluster_.logs();
+  }
+
+  NatsCluster cluster_{DELTASYNC_NATS_SERVER, 3};
+  std::unique_ptr<Connection> nc_;
+  std::unique_ptr<JetStream> js_;
+};
+
+TEST_F(NatsClusterTest, ThreeNodesFormOneJetStreamClusterAndAKilledNodeRejoinsCaughtUp) {
+  NatsCluster& cluster = cluster_;
+  JetStream* js = js_.get();
+  ASSERT_TRUE(wait_until([&] { return !caught_up_peers(*js).empty(); }, 30000, 100)) << cluster.logs();
+  const std::string all = caught_up_peers(*js);
   for (int i = 0; i < 3; ++i) EXPECT_NE(all.find(cluster.server_name(i)), std::string::npos) << all;
 
   uint64_t sent = 0;
@@ -55,7 +70,7 @@ TEST(NatsClusterTest, ThreeNodesFormOneJetStreamClusterAndAKilledNodeRejoinsCaug
       // Acked by a majority; retried while a leader is elected (same id:
       // the stream drops the duplicate).
       const std::string id = "m" + std::to_string(sent);
-      bool acked = wait_until([&] { return (*js)->publish("ha.probe", id, id, 2000).is_ok(); }, 30000, 100);
+      bool acked = wait_until([&] { return js->publish("ha.probe", id, id, 2000).is_ok(); }, 30000, 100);
       ASSERT_TRUE(acked) << "message " << sent << cluster.logs();
     }
   };
@@ -67,12 +82,12 @@ TEST(NatsClusterTest, ThreeNodesFormOneJetStreamClusterAndAKilledNodeRejoinsCaug
     ASSERT_NO_FATAL_FAILURE(publish(10));
     Status back = cluster.start_node(i);
     ASSERT_TRUE(back.is_ok()) << back.to_string();
-    ASSERT_TRUE(wait_until([&] { return caught_up_peers(**js).find(cluster.server_name(i)) != std::string::npos; },
+    ASSERT_TRUE(wait_until([&] { return caught_up_peers(*js).find(cluster.server_name(i)) != std::string::npos; },
                            30000, 100))
         << cluster.logs();
     Status current = cluster.wait_current(i, 30000);
     ASSERT_TRUE(current.is_ok()) << current.to_string();
-    auto st = (*js)->stream_state("HA_PROBE");
+    auto st = js->stream_state("HA_PROBE");
     ASSERT_TRUE(st.is_ok()) << st.status().to_string();
     EXPECT_EQ(st->messages, sent);
   }
@@ -80,31 +95,16 @@ TEST(NatsClusterTest, ThreeNodesFormOneJetStreamClusterAndAKilledNodeRejoinsCaug
 
 // A consumer with three copies reads back as created, followers included
 // (the hub keeps a consumer that is already what it would create).
-TEST(NatsClusterTest, AReplicatedConsumerReadsBackAsCreated) {
-  NatsCluster cluster(DELTASYNC_NATS_SERVER, 3);
-  Status started = cluster.start();
-  ASSERT_TRUE(started.is_ok()) << started.to_string();
-  ConnectOptions opts;
-  opts.config.url = cluster.urls();
-  opts.name = "NatsClusterTest";
-  auto nc = Connection::connect(opts);
-  ASSERT_TRUE(nc.is_ok()) << nc.status().to_string();
-  auto js = (*nc)->jetstream();
-  ASSERT_TRUE(js.is_ok()) << js.status().to_string();
-  StreamSpec stream;
-  stream.name = "HA_PROBE";
-  stream.subjects = {"ha.probe.>"};
-  stream.replicas = 3;
-  ASSERT_TRUE((*js)->ensure_stream(stream).is_ok()) << cluster.logs();
+TEST_F(NatsClusterTest, AReplicatedConsumerReadsBackAsCreated) {
   ConsumerSpec spec;
   spec.durable = "ag_probe";
-  spec.filter_subject = "ha.probe.>";
+  spec.filter_subject = "ha.probe";
   spec.deliver_subject = "ha.push.probe";
   spec.start_seq = 4;
   spec.replicas = 3;
-  Status added = (*js)->add_consumer("HA_PROBE", spec);
-  ASSERT_TRUE(added.is_ok()) << added.to_string() << cluster.logs();
-  auto info = (*js)->consumer_info("HA_PROBE", "ag_probe");
+  Status added = js_->add_consumer("HA_PROBE", spec);
+  ASSERT_TRUE(added.is_ok()) << added.to_string() << cluster_.logs();
+  auto info = js_->consumer_info("HA_PROBE", "ag_probe");
   ASSERT_TRUE(info.is_ok()) << info.status().to_string();
   ASSERT_TRUE(info->has_value());
   EXPECT_EQ((*info)->spec, spec);
