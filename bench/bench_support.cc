@@ -101,6 +101,7 @@ std::string hub_toml(const BenchContext& ctx, const ScratchDir& dir, const HubOp
          "\ndead_after = " + std::to_string(options.dead_after) + "\n"
          "[retention]\nenabled = " + (options.retention ? "true" : "false") + "\n"
          "[streams]\nreplicas = " + std::to_string(options.stream_replicas) + "\n"
+         "[ha]\nenabled = " + (options.ha ? "true" : "false") + "\n"
          "[[types]]\nname = \"products\"\nkey = \"sku\"\n"
          "max_bytes = " + std::to_string(options.max_bytes) + "\n"
          "columns = [{ name = \"name\", type = \"text\" }, { name = \"category\", type = \"text\" },"

@@ -69,6 +69,7 @@ struct HubOptions {
   int64_t max_bytes = -1;  // the type's stream retention (-1 = unlimited)
   bool retention = true;   // [retention] enabled: the store is pruned
   int64_t stream_replicas = 1;  // [streams] replicas (3 needs a JetStream cluster)
+  bool ha = false;              // [ha] enabled: an HA hub, alone, so active once it holds the lease
   // True: a new hub, so its stream is deleted first (versions restart at 1,
   // and a fresh agent would otherwise replay an earlier scenario's deltas).
   // False: a restart of the hub whose store is in the scratch dir.
