@@ -37,10 +37,11 @@
 // tell the old consumer from the new one, whose first deliveries may be
 // lost too (an old 1 followed by a new 2 would pass as "last + 1"). A type
 // with no delivery yet takes only a 1 anyway (a non-1 is a counted gap).
-// It relies on every registration creating the consumer anew
-// (DeliveryManager::open deletes it first, hub/delivery_manager.h): a hub
-// that kept the consumer would never send the delivery numbered 1 that
-// ends a gap.
+// It relies on every registration leaving a consumer whose next delivery is
+// numbered 1 (DeliveryManager::open deletes it and creates it anew, or
+// keeps one that has delivered nothing yet; hub/delivery_manager.h): a hub
+// that kept a consumer that had delivered would never send the delivery
+// numbered 1 that ends a gap.
 //
 // Thread-safety: none; DeltaApplier calls it under its queue mutex.
 

@@ -30,7 +30,11 @@
 // each time (an agent with three types registered after a minute of
 // retries); instead open() keeps the consumer an earlier attempt made when
 // it is still exactly the one wanted, and a delete not answered in time is
-// done when the consumer is gone.
+// done when the consumer is gone. Only a consumer that has delivered nothing
+// is kept: the agent takes a registration as the start of new consumers,
+// whose first delivery is numbered 1 (agent/delivery_order.h); a consumer
+// that delivered, even one caught up and idle at the agent's checkpoint,
+// would look like a gap to it.
 //
 // Stateless apart from its configuration: it does not remember which
 // consumers exist (the registry keeps that belief). Talks to JetStream
