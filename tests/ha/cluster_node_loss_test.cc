@@ -122,7 +122,9 @@ template <typename Check>
 
 // What a failed catch-up is explained by, short enough to come first (CI
 // keeps the start of a failure's output): every agent consumer's copies as
-// its leader reports them, and the hub's last warnings.
+// its leader reports them, and the hub's last lines about consumers (its
+// repairs, failed creates and deletes, deferred registrations; not the
+// publish retries of a node loss, which would crowd them out).
 std::string copies_report(Fleet& fleet) {
   std::ostringstream out;
   out << "\n--- agent consumers' copies, as their leaders report them ---\n";
@@ -147,14 +149,14 @@ std::string copies_report(Fleet& fleet) {
       out << "\n";
     }
   }
-  std::vector<std::string> warnings;
+  std::vector<std::string> lines;
   std::istringstream log(fleet.hub().log_text());
   for (std::string line; std::getline(log, line);) {
-    if (line.find(" warning ") != std::string::npos) warnings.push_back(line);
+    if (line.find("consumer") != std::string::npos) lines.push_back(line);
   }
-  out << "--- the hub's last warnings (" << warnings.size() << " in all) ---\n";
-  for (size_t i = warnings.size() > 15 ? warnings.size() - 15 : 0; i < warnings.size(); ++i) {
-    out << warnings[i].substr(0, 300) << "\n";
+  out << "--- the hub's last lines about consumers (" << lines.size() << " in all) ---\n";
+  for (size_t i = lines.size() > 15 ? lines.size() - 15 : 0; i < lines.size(); ++i) {
+    out << lines[i].substr(0, 300) << "\n";
   }
   return out.str();
 }
