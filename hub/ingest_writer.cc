@@ -417,7 +417,6 @@ void IngestWriter::process_group(std::vector<Pending>& group) {
   if (!hold && !committed->batches.empty() && on_committed_) on_committed_(partition_marks_of(committed->batches));
   std::map<std::string, Status> published;
   std::optional<Status> fence_refused;  // the first publication the fence refused
-  bool any_published = false;
   for (const std::string& type : to_publish) {
     if (fence_refused) {
       published[type] = *fence_refused;  // the hub steps down: publish nothing more
@@ -425,13 +424,13 @@ void IngestWriter::process_group(std::vector<Pending>& group) {
     }
     published[type] = publisher_.publish(type, committed->batches);
     if (publisher_.fence_refused()) fence_refused = published[type];
-    any_published = any_published || published[type].is_ok();
     enter_store_full_when_mark_refused();
   }
   if (hold) {
-    // Dropped only when no stream took anything of it: what a stream holds
-    // must be in the store (see the header).
-    const bool keep = !fence_refused || any_published;
+    // Dropped whenever the fence refused it, even when streams took part of
+    // it: the hub steps down, and its store must hold nothing a stream
+    // lacks (see the header).
+    const bool keep = !fence_refused;
     Status ended = store_.end_commit(keep);
     if (!ended.is_ok()) {
       // The streams hold what the store refused: this hub cannot go on as

@@ -34,9 +34,13 @@
 // holds step 1's transaction open through step 3 (QueryStore::commit(hold))
 // and commits it only then: a group the fence refused (the lease ran out,
 // another hub publishes) is dropped and its producers told "unavailable",
-// so the store never holds versions another hub may have used; a group the
-// broker failed otherwise is kept, as above (some of it may be in the
-// stream). on_committed runs after that commit.
+// so the store never holds versions another hub may have used. That holds
+// even when streams took part of the group (another of its types, or the
+// first batches of a round before the other hub's claim): the hub steps
+// down, and started again as a standby, its follower takes those versions
+// back from the streams (hub/standby_follower.h). A group the broker
+// failed otherwise is kept, as above (some of it may be in the stream).
+// on_committed runs after that commit.
 //
 // Publishing is not overlapped with the next commit (no second thread): on
 // the 2-core machine the hub is CPU-bound, and a pipelined publisher thread

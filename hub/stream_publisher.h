@@ -157,8 +157,10 @@ class StreamPublisher {
   void set_fence(PublishFence fence) { fence_ = std::move(fence); }
   bool has_fence() const { return fenced(); }
   // Whether the fence refused the last publish(): the lease had run out,
-  // or another hub published into the stream. Nothing of that publication
-  // reached the stream then (see Fencing), and the hub steps down.
+  // or another hub published into the stream; the hub steps down. The
+  // batches of the round before the first refused one may be in the
+  // stream (another hub's claim can land between two of them, see
+  // Fencing); none after it is.
   bool fence_refused() const { return fence_refused_; }
   // The writer found it cannot go on as the active hub (its store refused
   // a group the streams already hold): the hub steps down, for `why`.

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <future>
 #include <string>
 #include <vector>
@@ -45,12 +46,12 @@ class PublishFenceTest : public ::testing::Test {
     config_.types = {t};
   }
 
-  std::unique_ptr<TestHub> make_hub(const std::string& name) {
+  std::unique_ptr<TestHub> make_hub(const std::string& name, FaultHook faults = {}) {
     auto hub = std::make_unique<TestHub>();
     auto store = QueryStore::open(dir_.file(name + ".db"), config_.types);
     EXPECT_TRUE(store.is_ok()) << store.status().to_string();
     hub->store = std::move(store).value();
-    hub->publisher = std::make_unique<StreamPublisher>(broker_, *hub->store, config_, metrics_);
+    hub->publisher = std::make_unique<StreamPublisher>(broker_, *hub->store, config_, metrics_, std::move(faults));
     TestHub* h = hub.get();
     hub->publisher->set_fence(PublishFence{name + "/0001", [h] { return h->lease_valid; },
                                            [h](const std::string& why) { h->fenced.push_back(why); }});
@@ -69,7 +70,14 @@ class PublishFenceTest : public ::testing::Test {
     return hub.publisher->publish(type, done->batches);
   }
 
-  std::vector<StoredMessage> stream() { return broker_.messages(stream_name("prices")); }
+  std::vector<StoredMessage> stream(const std::string& type = "prices") {
+    return broker_.messages(stream_name(type));
+  }
+  uint64_t head(TestHub& hub, const std::string& type) {
+    auto st = hub.store->type_state(type);
+    EXPECT_TRUE(st.is_ok()) << st.status().to_string();
+    return st.is_ok() ? st->version : 0;
+  }
 
   // `a` publishes version 1; `b` follows the stream and claims it.
   void take_over(TestHub& a, TestHub& b) {
@@ -247,6 +255,86 @@ TEST_F(PublishFenceTest, TheWriterDropsAGroupTheFenceRefusedAndKeepsOneTheBroker
   EXPECT_NE(unacked.error->message.find("stored as versions 2..2"), std::string::npos) << unacked.error->message;
   EXPECT_EQ(head(), 2u) << "a broker failure keeps the group: it may have reached the stream";
   writer.stop();
+}
+
+// A group of two types: the stream of the first takes its batch, the fence
+// refuses the second's (another hub claimed that stream). The writer drops
+// the whole group: the hub steps down, and its store must hold nothing a
+// stream lacks, or, started again as a standby, it could not follow the
+// stream where the other hub used the same versions.
+TEST_F(PublishFenceTest, TheWriterDropsAGroupTheFenceRefusedThoughAStreamTookPartOfIt) {
+  TypeConfig stock = config_.types[0];
+  stock.name = "stock";
+  config_.types.push_back(stock);
+  // a's publication of the first group waits at its lease check until the
+  // second group is queued, so the second group holds both types.
+  std::promise<void> at_check;
+  std::promise<void> queued;
+  std::shared_future<void> second_queued = queued.get_future().share();
+  std::atomic<bool> wait_once{false};
+  auto a = make_hub("a", [&](FaultPoint p) {
+    if (p == FaultPoint::kLeaseChecked && wait_once.exchange(false)) {
+      at_check.set_value();
+      second_queued.wait();
+    }
+    return FaultAction::kGoOn;
+  });
+  IngestWriter writer(config_, *a->store, *a->publisher, metrics_);
+  writer.start();
+  auto submit = [&](const std::string& type, const std::string& key, uint64_t seq) {
+    auto reply = std::make_shared<std::promise<IngestReply>>();
+    writer.submit(type, IngestRequest{"erp", seq, {IngestRecord{key, Op::kUpsert, {{"price", 1.0}}, {}, {}}}},
+                  [reply](const IngestReply& r) { reply->set_value(r); });
+    return reply->get_future();
+  };
+  auto wait = [](std::future<IngestReply>& f) {
+    EXPECT_EQ(f.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+    return f.get();
+  };
+  seq_ = 100;  // b's producer seqs (ingest()), apart from those a's writer is sent
+  auto first_stock = submit("stock", "s1", 1);
+  IngestReply r1 = wait(first_stock);
+  ASSERT_FALSE(r1.error) << r1.error->message;
+
+  // b follows, takes over (claiming stock; prices never held a message)
+  // and publishes stock version 2 of its own.
+  auto b = make_hub("b");
+  StandbyFollower b_follower(broker_, *b->store, config_);
+  ASSERT_TRUE(b_follower.follow_round().is_ok());
+  ASSERT_TRUE(b->publisher->claim_streams().is_ok());
+  ASSERT_TRUE(b->publisher->reconcile().is_ok());
+  ASSERT_TRUE(ingest(*b, {IngestRecord{"s2-of-b", Op::kUpsert, {{"price", 2.0}}, {}, {}}}, "stock").is_ok());
+  ASSERT_EQ(stream("stock").size(), 3u);
+
+  // a, only paused, goes on: a group of prices alone, then one of both.
+  wait_once = true;
+  auto p1 = submit("prices", "p1", 2);
+  ASSERT_EQ(at_check.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  auto p2 = submit("prices", "p2", 3);
+  auto s2 = submit("stock", "s2-of-a", 4);
+  queued.set_value();
+  IngestReply rp1 = wait(p1);
+  EXPECT_FALSE(rp1.error) << "an empty stream expects nothing else: " << rp1.error->message;
+  for (auto* f : {&p2, &s2}) {
+    IngestReply r = wait(*f);
+    ASSERT_TRUE(r.error);
+    EXPECT_EQ(r.error->code, StatusCode::kUnavailable);
+    EXPECT_NE(r.error->message.find("no longer the active one"), std::string::npos) << r.error->message;
+  }
+  writer.stop();
+  ASSERT_FALSE(a->fenced.empty());
+  ASSERT_EQ(stream("prices").size(), 2u) << "the stream of prices took a's second group's batch";
+  EXPECT_EQ(head(*a, "prices"), 1u) << "yet the group is dropped from a's store";
+  EXPECT_EQ(head(*a, "stock"), 1u);
+
+  // a, started again, stands by: its follower takes back what the streams
+  // hold, b's stock version 2 included, without finding its store diverged.
+  StandbyFollower a_follower(broker_, *a->store, config_);
+  auto followed = a_follower.follow_round();
+  ASSERT_TRUE(followed.is_ok()) << followed.status().to_string();
+  EXPECT_TRUE(a_follower.caught_up());
+  EXPECT_EQ(head(*a, "prices"), 2u);
+  EXPECT_EQ(head(*a, "stock"), 2u);
 }
 
 }  // namespace
