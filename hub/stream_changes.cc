@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "hub/retry_key_header.h"
 #include "hub/stream_publisher.h"
@@ -10,13 +12,42 @@
 #include "shared/schema.h"
 
 namespace ds {
+namespace {
+
+// Messages `from`..`to` (at most kGetWindow) of `stream`, by sequence,
+// read kGetsInFlight at a time (see the header).
+std::vector<Result<StoredMessage>> get_window(StreamReader& js, const std::string& stream, uint64_t from,
+                                              uint64_t to) {
+  const size_t n = to - from + 1;
+  std::vector<Result<StoredMessage>> got(n, Result<StoredMessage>(Status::internal("not read")));
+  const size_t workers = std::min<size_t>(kGetsInFlight, n);
+  if (workers <= 1) {
+    for (size_t i = 0; i < n; ++i) got[i] = js.get_message(stream, from + i);
+    return got;
+  }
+  {
+    std::vector<std::jthread> threads;  // joined at the end of this scope
+    threads.reserve(workers);
+    for (size_t w = 0; w < workers; ++w) {
+      threads.emplace_back([&, w] {
+        for (size_t i = w; i < n; i += workers) got[i] = js.get_message(stream, from + i);
+      });
+    }
+  }
+  return got;
+}
+
+}  // namespace
 
 Result<StreamChanges> read_stream_changes(StreamReader& js, const TypeConfig& type, uint64_t from_seq,
                                           uint64_t to_seq, uint64_t above_version) {
   const std::string stream = stream_name(type.name);
   StreamChanges out;
+  std::vector<Result<StoredMessage>> window;
   for (uint64_t seq = from_seq; seq <= to_seq; ++seq) {
-    auto m = js.get_message(stream, seq);
+    const uint64_t at = (seq - from_seq) % kGetWindow;
+    if (at == 0) window = get_window(js, stream, seq, std::min(to_seq, seq + kGetWindow - 1));
+    Result<StoredMessage>& m = window[at];
     if (!m.is_ok()) {
       if (m.status().code() == StatusCode::kNotFound) continue;  // deleted or aged out meanwhile
       return m.status().with_context("read " + stream + " message " + std::to_string(seq));
