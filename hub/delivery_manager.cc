@@ -22,6 +22,8 @@ ConsumerPlan DeliveryManager::carry_out(std::string_view agent, const PlanInput&
   const std::string& type = input.sub.type;
   const std::string stream = stream_name(type);
   BrokerFacts facts;
+  // The consumer as read for the plan; open() goes on from it.
+  std::optional<Result<std::optional<ConsumerInfo>>> consumer;
   ConsumerPlan plan = plan_consumer(input, facts);
   // Each fact is read at most once, so this ends within three rounds.
   for (int round = 0; round < 3 && plan.need != PlanNeed::kNothing; ++round) {
@@ -39,7 +41,9 @@ ConsumerPlan DeliveryManager::carry_out(std::string_view agent, const PlanInput&
         break;
       }
       case PlanNeed::kConsumerExists:
-        facts.consumer_exists = exists(agent, type);
+        consumer = js_.consumer_info(stream, consumer_name(agent));
+        facts.consumer_exists = consumer->is_ok() ? Result<bool>(consumer->value().has_value())
+                                                  : Result<bool>(consumer->status());
         break;
       case PlanNeed::kNothing:
         break;
@@ -69,7 +73,8 @@ ConsumerPlan DeliveryManager::carry_out(std::string_view agent, const PlanInput&
       }
     }
   } else if (plan.op == ConsumerOp::kOpen) {
-    if (Status s = open(agent, type, input.sub.partition, input.sub.seq); !s.is_ok()) {
+    if (Status s = open(agent, type, input.sub.partition, input.sub.seq, consumer ? &*consumer : nullptr);
+        !s.is_ok()) {
       if (registering) {
         plan.error = s;
       } else {
@@ -122,12 +127,12 @@ bool same_fresh_consumer(const ConsumerInfo& found, const ConsumerSpec& wanted) 
 }  // namespace
 
 Status DeliveryManager::open(std::string_view agent, std::string_view type, std::string_view partition,
-                             uint64_t after_seq) {
+                             uint64_t after_seq, const Result<std::optional<ConsumerInfo>>* read) {
   const std::string stream = stream_name(type);
   const std::string name = consumer_name(agent);
   const ConsumerSpec spec = consumer_spec(agent, type, partition, after_seq);
   // An unreadable consumer is deleted and made again, as an outdated one.
-  const Result<std::optional<ConsumerInfo>> found = js_.consumer_info(stream, name);
+  const Result<std::optional<ConsumerInfo>> found = read != nullptr ? *read : js_.consumer_info(stream, name);
   if (found.is_ok() && found->has_value() && same_fresh_consumer(**found, spec)) {
     spdlog::debug("consumer {} on {} kept: it starts after seq {} and has delivered nothing", name, stream, after_seq);
     return Status::ok();
@@ -165,10 +170,6 @@ Status DeliveryManager::close(std::string_view agent, std::string_view type) {
     if (auto gone = js_.consumer_info(stream, name); gone.is_ok() && !gone->has_value()) return Status::ok();
   }
   return s.with_context("delete consumer " + name + " on " + stream);
-}
-
-Result<bool> DeliveryManager::exists(std::string_view agent, std::string_view type) {
-  return js_.consumer_exists(stream_name(type), consumer_name(agent));
 }
 
 Result<std::vector<StreamFollower>> DeliveryManager::followers(std::string_view agent, std::string_view type,

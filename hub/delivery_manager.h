@@ -47,6 +47,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -87,10 +88,12 @@ class DeliveryManager {
   // delivered yet, no copy online but behind), which it keeps. Unavailable
   // on replicated streams when the create still finds the deleted one (a
   // cluster mid-delete) or is not answered in time (see the header).
-  Status open(std::string_view agent, std::string_view type, std::string_view partition, uint64_t after_seq);
+  // `read`: the consumer as the caller just read it (carry_out), else
+  // open() reads it.
+  Status open(std::string_view agent, std::string_view type, std::string_view partition, uint64_t after_seq,
+              const Result<std::optional<ConsumerInfo>>* read = nullptr);
   // Removes the consumer; OK when it does not exist.
   Status close(std::string_view agent, std::string_view type);
-  Result<bool> exists(std::string_view agent, std::string_view type);
   // The consumer's replicas other than its leader, as the leader reports
   // them within `timeout_ms` (hub/consumer_copy_watch.h); NotFound when it
   // does not exist.

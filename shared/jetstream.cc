@@ -416,12 +416,16 @@ Status JetStream::delete_consumer(std::string_view stream, std::string_view name
   return s == NATS_OK ? Status::ok() : api_status(s, jerr, "delete consumer " + n + " on " + st, st);
 }
 
-Result<std::optional<ConsumerInfo>> JetStream::consumer_info(std::string_view stream, std::string_view name) {
+Result<std::optional<ConsumerInfo>> JetStream::consumer_info(std::string_view stream, std::string_view name,
+                                                             int64_t timeout_ms) {
   const std::string st = str(stream);
   const std::string n = str(name);
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = timeout_ms;  // 0: the context's
   jsConsumerInfo* raw = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus s = js_GetConsumerInfo(&raw, js_.get(), st.c_str(), n.c_str(), nullptr, &jerr);
+  natsStatus s = js_GetConsumerInfo(&raw, js_.get(), st.c_str(), n.c_str(), timeout_ms > 0 ? &jo : nullptr, &jerr);
   const JsConsumerInfoPtr ci(raw);
   if (s != NATS_OK && jerr == JSConsumerNotFoundErr) return std::optional<ConsumerInfo>();
   if (s != NATS_OK) return api_status(s, jerr, "consumer info " + n + " on " + st, st);
@@ -435,22 +439,6 @@ Result<std::optional<ConsumerInfo>> JetStream::consumer_info(std::string_view st
 Result<bool> JetStream::consumer_exists(std::string_view stream, std::string_view name) {
   DS_ASSIGN_OR_RETURN(std::optional<ConsumerInfo> info, consumer_info(stream, name));
   return info.has_value();
-}
-
-Result<std::vector<StreamFollower>> JetStream::consumer_followers(std::string_view stream, std::string_view name,
-                                                                  int64_t timeout_ms) {
-  const std::string st = str(stream);
-  const std::string n = str(name);
-  jsOptions jo;
-  jsOptions_Init(&jo);
-  jo.Wait = timeout_ms;
-  jsConsumerInfo* raw = nullptr;
-  jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus s = js_GetConsumerInfo(&raw, js_.get(), st.c_str(), n.c_str(), &jo, &jerr);
-  const JsConsumerInfoPtr ci(raw);
-  if (s != NATS_OK) return api_status(s, jerr, "consumer info " + n + " on " + st, st);
-  if (ci->Cluster == nullptr) return std::vector<StreamFollower>{};
-  return followers_of(*ci->Cluster);
 }
 
 Result<std::vector<std::string>> JetStream::consumer_names(std::string_view stream) {

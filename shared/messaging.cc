@@ -42,11 +42,6 @@ Status NatsConsumerControl::delete_consumer(std::string_view stream, std::string
   return js_.delete_consumer(stream, name);
 }
 
-Result<bool> ConsumerControl::consumer_exists(std::string_view stream, std::string_view name) {
-  DS_ASSIGN_OR_RETURN(std::optional<ConsumerInfo> info, consumer_info(stream, name));
-  return info.has_value();
-}
-
 Result<std::optional<ConsumerInfo>> NatsConsumerControl::consumer_info(std::string_view stream,
                                                                        std::string_view name) {
   return js_.consumer_info(stream, name);
@@ -55,7 +50,9 @@ Result<std::optional<ConsumerInfo>> NatsConsumerControl::consumer_info(std::stri
 Result<std::vector<StreamFollower>> NatsConsumerControl::consumer_followers(std::string_view stream,
                                                                             std::string_view name,
                                                                             int64_t timeout_ms) {
-  return js_.consumer_followers(stream, name, timeout_ms);
+  DS_ASSIGN_OR_RETURN(std::optional<ConsumerInfo> info, js_.consumer_info(stream, name, timeout_ms));
+  if (!info) return Status::not_found("consumer " + std::string(name) + " on " + std::string(stream) + " not found");
+  return std::move(info->followers);
 }
 
 }  // namespace ds

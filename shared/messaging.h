@@ -85,7 +85,6 @@ class ConsumerControl : public StreamReader {
   virtual Status delete_consumer(std::string_view stream, std::string_view name) = 0;
   // nullopt when it does not exist (JetStream::consumer_info).
   virtual Result<std::optional<ConsumerInfo>> consumer_info(std::string_view stream, std::string_view name) = 0;
-  Result<bool> consumer_exists(std::string_view stream, std::string_view name);
   // The consumer's replicas other than its leader, as the leader reports
   // them within `timeout_ms`; NotFound when it does not exist.
   virtual Result<std::vector<StreamFollower>> consumer_followers(std::string_view stream, std::string_view name,

@@ -326,14 +326,11 @@ class JetStream {
   Status delete_consumer(std::string_view stream, std::string_view name);
   // nullopt when it does not exist. On a NATS cluster only the consumer's
   // leader answers: a consumer still electing one (nats-server 2.9.10 may
-  // take 4-9 s for a new replicated consumer) times out (DeadlineExceeded).
-  Result<std::optional<ConsumerInfo>> consumer_info(std::string_view stream, std::string_view name);
+  // take 4-9 s for a new replicated consumer) times out (DeadlineExceeded)
+  // after `timeout_ms`, or the context's timeout when 0.
+  Result<std::optional<ConsumerInfo>> consumer_info(std::string_view stream, std::string_view name,
+                                                    int64_t timeout_ms = 0);
   Result<bool> consumer_exists(std::string_view stream, std::string_view name);
-  // The consumer's replicas other than its leader, as the leader reports
-  // them (empty for one replica), within `timeout_ms`; NotFound when the
-  // consumer does not exist.
-  Result<std::vector<StreamFollower>> consumer_followers(std::string_view stream, std::string_view name,
-                                                         int64_t timeout_ms);
   Result<std::vector<std::string>> consumer_names(std::string_view stream);
 
   // NotFound when the stream or message does not exist.

@@ -173,6 +173,7 @@ Status FakeConsumerControl::delete_consumer(std::string_view stream, std::string
 Result<std::optional<ConsumerInfo>> FakeConsumerControl::consumer_info(std::string_view stream,
                                                                        std::string_view name) {
   std::lock_guard lock(mu_);
+  ++info_reads_;
   const std::pair<std::string, std::string> key{std::string(stream), std::string(name)};
   auto it = consumers_.find(key);
   if (it == consumers_.end()) return std::optional<ConsumerInfo>();
@@ -223,6 +224,11 @@ void FakeConsumerControl::fail_followers(Status failure) {
 int FakeConsumerControl::follower_reads() const {
   std::lock_guard lock(mu_);
   return follower_reads_;
+}
+
+int FakeConsumerControl::info_reads() const {
+  std::lock_guard lock(mu_);
+  return info_reads_;
 }
 
 void FakeConsumerControl::set_stream(const std::string& stream, StreamState state) {

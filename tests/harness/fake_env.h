@@ -117,8 +117,9 @@ class FakeConsumerControl final : public ConsumerControl {
   void set_followers(const std::string& stream, const std::string& name, std::vector<StreamFollower> followers);
   // Every consumer_followers answers `failure` (OK: answers again).
   void fail_followers(Status failure);
-  // How often consumer_followers was asked.
+  // How often consumer_followers, and consumer_info, was asked.
   int follower_reads() const;
+  int info_reads() const;
   void set_stream(const std::string& stream, StreamState state);
   void put_message(const std::string& stream, StoredMessage m);
   // Drops every consumer, as a broker restart does with memory consumers.
@@ -154,6 +155,7 @@ class FakeConsumerControl final : public ConsumerControl {
   std::set<std::pair<std::string, std::string>> lingering_;                   // guarded by mu_
   std::map<std::pair<std::string, std::string>, std::vector<StreamFollower>> followers_;  // guarded by mu_
   int follower_reads_ = 0;                                                    // guarded by mu_
+  int info_reads_ = 0;                                                        // guarded by mu_
   Status followers_failure_;                                                  // guarded by mu_
   int added_ = 0;                                                             // guarded by mu_
   int deleted_ = 0;                                                           // guarded by mu_

@@ -1,6 +1,7 @@
 // DeliveryManager over a fake broker: what an agent consumer looks like, a
 // consumer replaced while a NATS cluster is still applying the delete of the
-// old one, and the consumer an earlier, unanswered attempt made.
+// old one, the consumer an earlier, unanswered attempt made, and a
+// reconnect's check.
 #include "hub/delivery_manager.h"
 
 #include <gtest/gtest.h>
@@ -149,6 +150,29 @@ TEST_F(DeliveryManagerReplaceTest, ADeleteAnsweredTooLateIsDoneWhenTheConsumerIs
   ASSERT_TRUE(delivery_->open("store-1", "price", "*", 3).is_ok());
   broker_.time_out_next_delete();
   EXPECT_EQ(delivery_->open("store-1", "price", "*", 5).code(), StatusCode::kDeadlineExceeded);
+}
+
+// When an agent's connection comes back, the plan reads whether its
+// consumer still exists; the open that recreates a missing one goes on from
+// that read instead of asking again.
+TEST_F(DeliveryManagerReplaceTest, AReconnectReadsTheConsumerOnceAndRecreatesOneThatIsGone) {
+  on_replicas(1);
+  PlanInput in;
+  in.event = PlanEvent::kReconnected;
+  in.sub.type = "price";
+  in.sub.delivery.consumer_open = true;
+  in.hub_hash = "h";
+  const ConsumerPlan plan = delivery_->carry_out("store-1", in);
+  EXPECT_EQ(plan.op, ConsumerOp::kOpen);
+  EXPECT_TRUE(plan.state.consumer_open) << plan.state.note;
+  EXPECT_TRUE(broker_.consumer(kStream, consumer_name("store-1")).has_value());
+  EXPECT_EQ(broker_.info_reads(), 1);
+
+  // Present: nothing to do, one more read.
+  const ConsumerPlan again = delivery_->carry_out("store-1", in);
+  EXPECT_EQ(again.op, ConsumerOp::kKeep);
+  EXPECT_EQ(broker_.info_reads(), 2);
+  EXPECT_EQ(broker_.added(), 1);
 }
 
 }  // namespace
