@@ -17,15 +17,74 @@
 // Each configuration gets a fresh hub (its stream deleted first, so it is
 // created with that count) and 4 producers sending batches of 100 and of
 // 1,000 records for --seconds each (--smoke: batches of 10 for 1 s).
+//
+// Then what an agent's registration costs the broker: creates per second of
+// consumers as the hub makes them (push, memory storage, as many copies as
+// their stream), on a scratch stream of one replica, then of three, one at
+// a time as the hub makes them today, and on three with 8 in flight. On
+// nats-server 2.9.10 a new replicated consumer answers its create once its
+// Raft group elected a leader, and its preferred node campaigns after a
+// random 100-800 ms (raft.go, randCampaignTimeout): creates of different
+// consumers wait for that independently, which the last figure shows
+// (docs/scaling.md, "What one consumer per agent costs").
 
+#include <atomic>
 #include <csignal>
 #include <optional>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "bench/bench_support.h"
 #include "testing/nats_cluster.h"
 
 namespace ds::bench {
+
+namespace {
+
+// Creates `count` consumers on a scratch stream of `replicas` copies,
+// `in_flight` at a time (each worker on a JetStream context of its own);
+// creates per second. The stream, and with it the consumers, is deleted
+// afterwards.
+Result<double> consumer_creates_per_s(const BenchContext& ctx, int replicas, size_t count, size_t in_flight) {
+  DS_ASSIGN_OR_RETURN(auto nc, connect(ctx, "deltasync-bench-creates"));
+  DS_ASSIGN_OR_RETURN(auto js, nc->jetstream());
+  const std::string stream = "BENCH_CREATES_R" + std::to_string(replicas);
+  StreamSpec spec{.name = stream, .subjects = {"bench.creates.>"}, .replicas = replicas};
+  DS_RETURN_IF_ERROR(js->ensure_stream(spec));
+  std::atomic<size_t> next{0};
+  std::vector<Status> failures(in_flight);
+  const auto t0 = Clock::now();
+  {
+    std::vector<std::jthread> workers;
+    for (size_t w = 0; w < in_flight; ++w) {
+      workers.emplace_back([&, w] {
+        auto mine = nc->jetstream(30000);  // a create can wait for a whole election
+        if (!mine.is_ok()) {
+          failures[w] = mine.status();
+          return;
+        }
+        for (size_t i = next++; i < count; i = next++) {
+          ConsumerSpec c;
+          c.durable = "bench_" + std::to_string(i);
+          c.filter_subject = "bench.creates.>";
+          c.deliver_subject = "bench.push." + std::to_string(i);
+          c.replicas = replicas;
+          if (Status s = (*mine)->add_consumer(stream, c); !s.is_ok()) {
+            failures[w] = s;
+            return;
+          }
+        }
+      });
+    }
+  }
+  const double elapsed_s = seconds_since(t0);
+  DS_RETURN_IF_ERROR(js->delete_stream(stream));
+  for (const Status& f : failures) DS_RETURN_IF_ERROR(f.with_context("create consumers on " + stream));
+  return static_cast<double>(count) / elapsed_s;
+}
+
+}  // namespace
 
 Result<std::vector<Figure>> run_replicas(BenchContext& ctx) {
   constexpr int kProducers = 4;
@@ -61,6 +120,17 @@ Result<std::vector<Figure>> run_replicas(BenchContext& ctx) {
     }
     hub->stop(SIGTERM, kStopGraceMs);
   }
+
+  const size_t creates = ctx.smoke ? 4 : 40;
+  constexpr size_t kInFlight = 8;
+  DS_ASSIGN_OR_RETURN(double r1, consumer_creates_per_s(on_cluster, 1, creates, 1));
+  DS_ASSIGN_OR_RETURN(double r3, consumer_creates_per_s(on_cluster, 3, creates, 1));
+  DS_ASSIGN_OR_RETURN(double r3_parallel, consumer_creates_per_s(on_cluster, 3, creates, kInFlight));
+  const std::string of = std::to_string(creates) + " consumer creates";
+  out.push_back({"replicas", of + ", 1 replica, one at a time", r1, "creates/s", std::nullopt});
+  out.push_back({"replicas", of + ", 3 replicas, one at a time", r3, "creates/s", r1});
+  out.push_back({"replicas", of + ", 3 replicas, " + std::to_string(kInFlight) + " in flight", r3_parallel,
+                 "creates/s", r3});
   return out;
 }
 
