@@ -1,8 +1,12 @@
 #include "hub/stream_changes.h"
 
 #include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "hub/retry_key_header.h"
@@ -15,24 +19,35 @@ namespace ds {
 namespace {
 
 // Messages `from`..`to` (at most kGetWindow) of `stream`, by sequence,
-// read kGetsInFlight at a time (see the header).
-std::vector<Result<StoredMessage>> get_window(StreamReader& js, const std::string& stream, uint64_t from,
-                                              uint64_t to) {
+// read kGetsInFlight at a time (see the header); NotFound for one gone. A
+// failure other than NotFound stops every reader and is the result, with
+// the sequence it happened at (the lowest, when several failed).
+Result<std::vector<Result<StoredMessage>>> get_window(StreamReader& js, const std::string& stream, uint64_t from,
+                                                      uint64_t to) {
   const size_t n = to - from + 1;
   std::vector<Result<StoredMessage>> got(n, Result<StoredMessage>(Status::internal("not read")));
+  std::atomic<bool> failed{false};
+  std::mutex mu;
+  std::optional<std::pair<size_t, Status>> failure;  // the lowest index that failed; guarded by mu
   const size_t workers = std::min<size_t>(kGetsInFlight, n);
-  if (workers <= 1) {
-    for (size_t i = 0; i < n; ++i) got[i] = js.get_message(stream, from + i);
-    return got;
-  }
-  {
-    std::vector<std::jthread> threads;  // joined at the end of this scope
-    threads.reserve(workers);
-    for (size_t w = 0; w < workers; ++w) {
-      threads.emplace_back([&, w] {
-        for (size_t i = w; i < n; i += workers) got[i] = js.get_message(stream, from + i);
-      });
+  auto read = [&](size_t first) {
+    for (size_t i = first; i < n && !failed.load(); i += workers) {
+      got[i] = js.get_message(stream, from + i);
+      if (got[i].is_ok() || got[i].status().code() == StatusCode::kNotFound) continue;
+      std::lock_guard lock(mu);
+      if (!failure || i < failure->first) failure.emplace(i, got[i].status());
+      failed.store(true);
     }
+  };
+  if (workers <= 1) {
+    read(0);
+  } else {
+    std::vector<std::jthread> threads;  // joined before `got` is read
+    threads.reserve(workers);
+    for (size_t w = 0; w < workers; ++w) threads.emplace_back(read, w);
+  }
+  if (failure) {
+    return failure->second.with_context("read " + stream + " message " + std::to_string(from + failure->first));
   }
   return got;
 }
@@ -46,12 +61,11 @@ Result<StreamChanges> read_stream_changes(StreamReader& js, const TypeConfig& ty
   std::vector<Result<StoredMessage>> window;
   for (uint64_t seq = from_seq; seq <= to_seq; ++seq) {
     const uint64_t at = (seq - from_seq) % kGetWindow;
-    if (at == 0) window = get_window(js, stream, seq, std::min(to_seq, seq + kGetWindow - 1));
-    Result<StoredMessage>& m = window[at];
-    if (!m.is_ok()) {
-      if (m.status().code() == StatusCode::kNotFound) continue;  // deleted or aged out meanwhile
-      return m.status().with_context("read " + stream + " message " + std::to_string(seq));
+    if (at == 0) {
+      DS_ASSIGN_OR_RETURN(window, get_window(js, stream, seq, std::min(to_seq, seq + kGetWindow - 1)));
     }
+    Result<StoredMessage>& m = window[at];
+    if (!m.is_ok()) continue;  // deleted or aged out meanwhile (NotFound; get_window returned any other failure)
     const std::string where = stream + " message " + std::to_string(seq);
     auto delta = decode_delta_batch(m->data);
     const std::optional<uint64_t> batch = batch_of(*m);
