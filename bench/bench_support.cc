@@ -121,12 +121,16 @@ Result<std::unique_ptr<ChildProcess>> start_hub(const BenchContext& ctx, const S
     Status deleted = js->delete_stream(stream_name(kType));
     if (!deleted.is_ok() && deleted.code() != StatusCode::kNotFound) return deleted;
   }
-  const std::string config = dir.file("hub.toml");
-  DS_RETURN_IF_ERROR(write_text(config, hub_toml(ctx, dir, options)));
-  DS_ASSIGN_OR_RETURN(auto hub, spawn({ctx.bin_dir + "/deltasync-hub", "--config", config},
-                                                    dir.new_log("hub")));
+  DS_ASSIGN_OR_RETURN(auto hub, spawn_hub(ctx, dir, options));
   DS_RETURN_IF_ERROR(hub->wait_for_log("started", 20000));
   return hub;
+}
+
+Result<std::unique_ptr<ChildProcess>> spawn_hub(const BenchContext& ctx, const ScratchDir& dir,
+                                                const HubOptions& options) {
+  const std::string config = dir.file("hub.toml");
+  DS_RETURN_IF_ERROR(write_text(config, hub_toml(ctx, dir, options)));
+  return spawn({ctx.bin_dir + "/deltasync-hub", "--config", config}, dir.new_log("hub"));
 }
 
 std::string agent_replica(const ScratchDir& dir, const std::string& id) { return dir.file(id + ".db"); }

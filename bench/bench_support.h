@@ -82,6 +82,10 @@ Result<HubConfig> hub_config(const BenchContext& ctx, const ScratchDir& dir, con
 // Starts deltasync-hub (store and log in `dir`) and waits until it serves.
 Result<std::unique_ptr<ChildProcess>> start_hub(const BenchContext& ctx, const ScratchDir& dir,
                                                 const HubOptions& options = {});
+// Starts deltasync-hub (store and log in `dir`) without waiting and without
+// deleting the stream: with `ha`, beside an active hub, it stands by.
+Result<std::unique_ptr<ChildProcess>> spawn_hub(const BenchContext& ctx, const ScratchDir& dir,
+                                                const HubOptions& options);
 
 // An agent taking the benchmark type (partition "*"), replica in `dir`.
 std::string agent_replica(const ScratchDir& dir, const std::string& id);

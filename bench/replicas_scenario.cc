@@ -18,6 +18,15 @@
 // created with that count) and 4 producers sending batches of 100 and of
 // 1,000 records for --seconds each (--smoke: batches of 10 for 1 s).
 //
+// Then whether a standby keeps up: a fresh HA hub on three replicas takes
+// batches of one record from 16 producers for --seconds, then a second HA
+// hub (the same name, an empty store) starts beside it and stands by; the
+// figure is the versions it stored per second from its start until it
+// logs that it caught up with every stream, against the active's rate of
+// the same batches. A standby must follow faster than its active commits,
+// or it can never take over in time (docs/reliability.md, "A NATS
+// cluster").
+//
 // Then what an agent's registration costs the broker: creates per second of
 // consumers as the hub makes them (push, memory storage, as many copies as
 // their stream), on a scratch stream of one replica, then of three, one at
@@ -36,6 +45,7 @@
 #include <vector>
 
 #include "bench/bench_support.h"
+#include "shared/names.h"
 #include "testing/nats_cluster.h"
 
 namespace ds::bench {
@@ -119,6 +129,34 @@ Result<std::vector<Figure>> run_replicas(BenchContext& ctx) {
       out.push_back(std::move(f));
     }
     hub->stop(SIGTERM, kStopGraceMs);
+  }
+
+  {
+    constexpr int kStandbyProducers = 16;
+    ScratchDir active_dir(ctx.work_dir + "/replicas-standby-active");
+    ScratchDir standby_dir(ctx.work_dir + "/replicas-standby");
+    const HubOptions ha{.stream_replicas = 3, .ha = true};
+    DS_ASSIGN_OR_RETURN(auto active, start_hub(on_cluster, active_dir, ha));
+    DS_ASSIGN_OR_RETURN(IngestLoad load, ingest_for(on_cluster, kStandbyProducers, 1, ctx.seconds));
+    // Group commit may put several producers' records into one message.
+    DS_ASSIGN_OR_RETURN(auto nc, connect(on_cluster, "deltasync-bench-standby"));
+    DS_ASSIGN_OR_RETURN(auto js, nc->jetstream());
+    DS_ASSIGN_OR_RETURN(StreamState stream, js->stream_state(stream_name(kType)));
+    const auto spawned = Clock::now();
+    DS_ASSIGN_OR_RETURN(auto standby, spawn_hub(on_cluster, standby_dir, HubOptions{.stream_replicas = 3,
+                                                                                  .ha = true,
+                                                                                  .fresh = false}));
+    Status caught_up = standby->wait_for_log("ha: standby: caught up with every stream", 120000);
+    const double follow_s = seconds_since(spawned);
+    standby->stop(SIGTERM, kStopGraceMs);  // first, so it does not take over from the active
+    active->stop(SIGTERM, kStopGraceMs);
+    DS_RETURN_IF_ERROR(caught_up);
+    out.push_back({"replicas", "batch 1, " + std::to_string(kStandbyProducers) + " producers, 3 replicas, HA",
+                   load.records_per_s(), "records/s", std::nullopt});
+    out.push_back({"replicas",
+                   "a standby's catch-up from its start (" + std::to_string(load.last_version) + " versions in " +
+                       std::to_string(stream.messages) + " messages)",
+                   static_cast<double>(load.last_version) / follow_s, "versions/s", load.records_per_s()});
   }
 
   const size_t creates = ctx.smoke ? 4 : 40;
