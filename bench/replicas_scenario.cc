@@ -143,9 +143,9 @@ Result<std::vector<Figure>> run_replicas(BenchContext& ctx) {
     DS_ASSIGN_OR_RETURN(auto js, nc->jetstream());
     DS_ASSIGN_OR_RETURN(StreamState stream, js->stream_state(stream_name(kType)));
     const auto spawned = Clock::now();
-    DS_ASSIGN_OR_RETURN(auto standby, spawn_hub(on_cluster, standby_dir, HubOptions{.stream_replicas = 3,
-                                                                                  .ha = true,
-                                                                                  .fresh = false}));
+    HubOptions beside = ha;
+    beside.fresh = false;  // the active's stream is what it follows
+    DS_ASSIGN_OR_RETURN(auto standby, spawn_hub(on_cluster, standby_dir, beside));
     Status caught_up = standby->wait_for_log("ha: standby: caught up with every stream", 120000);
     const double follow_s = seconds_since(spawned);
     standby->stop(SIGTERM, kStopGraceMs);  // first, so it does not take over from the active

@@ -73,6 +73,18 @@ class PublishFenceTest : public ::testing::Test {
   std::vector<StoredMessage> stream(const std::string& type = "prices") {
     return broker_.messages(stream_name(type));
   }
+  // A one-record batch of `type` sent to `writer`, and its reply.
+  static std::future<IngestReply> submit(IngestWriter& writer, const std::string& type, const std::string& key,
+                                         uint64_t seq) {
+    auto reply = std::make_shared<std::promise<IngestReply>>();
+    writer.submit(type, IngestRequest{"erp", seq, {IngestRecord{key, Op::kUpsert, {{"price", 1.0}}, {}, {}}}},
+                  [reply](const IngestReply& r) { reply->set_value(r); });
+    return reply->get_future();
+  }
+  static IngestReply wait(std::future<IngestReply>& f) {
+    EXPECT_EQ(f.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+    return f.get();
+  }
   uint64_t head(TestHub& hub, const std::string& type) {
     auto st = hub.store->type_state(type);
     EXPECT_TRUE(st.is_ok()) << st.status().to_string();
@@ -223,29 +235,20 @@ TEST_F(PublishFenceTest, TheWriterDropsAGroupTheFenceRefusedAndKeepsOneTheBroker
   IngestWriter writer(config_, *a->store, *a->publisher, metrics_);
   writer.start();
   auto send = [&](const std::string& key, uint64_t seq) {
-    auto reply = std::make_shared<std::promise<IngestReply>>();
-    auto got = reply->get_future();
-    writer.submit("prices", IngestRequest{"erp", seq, {IngestRecord{key, Op::kUpsert, {{"price", 1.0}}, {}, {}}}},
-                  [reply](const IngestReply& r) { reply->set_value(r); });
-    EXPECT_EQ(got.wait_for(std::chrono::seconds(10)), std::future_status::ready);
-    return got.get();
-  };
-  auto head = [&] {
-    auto st = a->store->type_state("prices");
-    EXPECT_TRUE(st.is_ok());
-    return st.is_ok() ? st->version : 0;
+    auto reply = submit(writer, "prices", key, seq);
+    return wait(reply);
   };
 
   IngestReply ok = send("k1", 1);
   EXPECT_FALSE(ok.error) << ok.error->message;
-  EXPECT_EQ(head(), 1u);
+  EXPECT_EQ(head(*a, "prices"), 1u);
 
   a->lease_valid = false;
   IngestReply refused = send("k2", 2);
   ASSERT_TRUE(refused.error);
   EXPECT_EQ(refused.error->code, StatusCode::kUnavailable);
   EXPECT_NE(refused.error->message.find("no longer the active one"), std::string::npos) << refused.error->message;
-  EXPECT_EQ(head(), 1u) << "the refused group is not stored";
+  EXPECT_EQ(head(*a, "prices"), 1u) << "the refused group is not stored";
   EXPECT_EQ(stream().size(), 1u);
 
   a->lease_valid = true;
@@ -253,7 +256,7 @@ TEST_F(PublishFenceTest, TheWriterDropsAGroupTheFenceRefusedAndKeepsOneTheBroker
   IngestReply unacked = send("k2", 2);
   ASSERT_TRUE(unacked.error);
   EXPECT_NE(unacked.error->message.find("stored as versions 2..2"), std::string::npos) << unacked.error->message;
-  EXPECT_EQ(head(), 2u) << "a broker failure keeps the group: it may have reached the stream";
+  EXPECT_EQ(head(*a, "prices"), 2u) << "a broker failure keeps the group: it may have reached the stream";
   writer.stop();
 }
 
@@ -281,18 +284,8 @@ TEST_F(PublishFenceTest, TheWriterDropsAGroupTheFenceRefusedThoughAStreamTookPar
   });
   IngestWriter writer(config_, *a->store, *a->publisher, metrics_);
   writer.start();
-  auto submit = [&](const std::string& type, const std::string& key, uint64_t seq) {
-    auto reply = std::make_shared<std::promise<IngestReply>>();
-    writer.submit(type, IngestRequest{"erp", seq, {IngestRecord{key, Op::kUpsert, {{"price", 1.0}}, {}, {}}}},
-                  [reply](const IngestReply& r) { reply->set_value(r); });
-    return reply->get_future();
-  };
-  auto wait = [](std::future<IngestReply>& f) {
-    EXPECT_EQ(f.wait_for(std::chrono::seconds(10)), std::future_status::ready);
-    return f.get();
-  };
   seq_ = 100;  // b's producer seqs (ingest()), apart from those a's writer is sent
-  auto first_stock = submit("stock", "s1", 1);
+  auto first_stock = submit(writer, "stock", "s1", 1);
   IngestReply r1 = wait(first_stock);
   ASSERT_FALSE(r1.error) << r1.error->message;
 
@@ -308,10 +301,10 @@ TEST_F(PublishFenceTest, TheWriterDropsAGroupTheFenceRefusedThoughAStreamTookPar
 
   // a, only paused, goes on: a group of prices alone, then one of both.
   wait_once = true;
-  auto p1 = submit("prices", "p1", 2);
+  auto p1 = submit(writer, "prices", "p1", 2);
   ASSERT_EQ(at_check.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
-  auto p2 = submit("prices", "p2", 3);
-  auto s2 = submit("stock", "s2-of-a", 4);
+  auto p2 = submit(writer, "prices", "p2", 3);
+  auto s2 = submit(writer, "stock", "s2-of-a", 4);
   queued.set_value();
   IngestReply rp1 = wait(p1);
   EXPECT_FALSE(rp1.error) << "an empty stream expects nothing else: " << rp1.error->message;
