@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <random>
 #include <sstream>
 
 namespace ds {
@@ -19,20 +20,45 @@ sockaddr_in loopback_address(int port) {
   return addr;
 }
 
-Result<int> free_loopback_port() {
+namespace {
+
+// Whether 127.0.0.1:`port` can be bound now (0: whatever the kernel gives);
+// the port bound, or 0.
+int try_bind(int port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return Status::internal(std::string("socket: ") + std::strerror(errno));
-  sockaddr_in addr = loopback_address(0);
+  if (fd < 0) return 0;
+  sockaddr_in addr = loopback_address(port);
   socklen_t len = sizeof addr;
-  Status s;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    s = Status::internal(std::string("bind: ") + std::strerror(errno));
-  } else if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    s = Status::internal(std::string("getsockname: ") + std::strerror(errno));
+  int bound = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    bound = ntohs(addr.sin_port);
   }
   ::close(fd);
-  if (!s.is_ok()) return s;
-  return static_cast<int>(ntohs(addr.sin_port));
+  return bound;
+}
+
+// The lowest port the kernel hands out to outgoing connections.
+int ephemeral_low() {
+  std::istringstream range(read_text_file("/proc/sys/net/ipv4/ip_local_port_range"));
+  int low = 0;
+  return range >> low && low > kLowestTestPort + 1000 ? low : 32768;
+}
+
+}  // namespace
+
+Result<int> free_loopback_port() {
+  // Below the ephemeral range (see the header): a random start, then on.
+  const int low = ephemeral_low();
+  std::mt19937 random(std::random_device{}());
+  const int span = low - kLowestTestPort;
+  const int first = kLowestTestPort + static_cast<int>(random() % static_cast<unsigned>(span));
+  for (int i = 0; i < 200; ++i) {
+    const int port = kLowestTestPort + (first - kLowestTestPort + i) % span;
+    if (try_bind(port) == port) return port;
+  }
+  if (const int port = try_bind(0); port != 0) return port;
+  return Status::internal(std::string("no free loopback port: ") + std::strerror(errno));
 }
 
 std::string read_text_file(const std::string& path) {
