@@ -24,6 +24,7 @@
 #include "hub/fleet_metrics.h"
 #include "hub/liveness_tracker.h"
 #include "hub/registration_handler.h"
+#include "hub/registration_queue.h"
 #include "shared/clock.h"
 #include "shared/codec.h"
 #include "shared/messaging.h"
@@ -263,39 +264,54 @@ struct AgentService::Impl {
     return true;
   }
 
-  // `received_ms`: steady time when the request arrived (cnats thread).
-  // The agent waits kRegisterReplyTimeoutMs for the reply, then registers
-  // again. A request that waited longer in this thread's queue
-  // (registrations of other agents ahead of it, each slow while a NATS
-  // cluster elects leaders) is dropped, and one that passes it while being
-  // carried out stops before its next subscription (AgentWaits): carrying
-  // them out would recreate the agent's consumers once more for nobody.
-  void handle_register(const Envelope& msg, int64_t received_ms) {
-    const auto agent_waits = [this, received_ms] {
-      return clocks.now_steady_ms() - received_ms <= kRegisterReplyTimeoutMs;
-    };
-    if (!agent_waits()) {
-      late_registrations++;
-      const int64_t waited_ms = clocks.now_steady_ms() - received_ms;
-      spdlog::info("register {}: dropped unanswered: it waited {} ms for the hub, past the agent's {} ms reply "
-                   "timeout; the agent registers again",
-                   Subjects::last_token(msg.subject), waited_ms, kRegisterReplyTimeoutMs);
-      return;
+  // Carries out the next batch of queued registrations: up to
+  // kRegistrationsInFlight of distinct agents, their consumers opened
+  // concurrently (RegistrationHandler::open_all), their replies sent in
+  // arrival order once all are done. The agent waits
+  // kRegisterReplyTimeoutMs for the reply from when the request arrived,
+  // then registers again. A request that waited longer in the queue
+  // (registrations ahead of it slow while a NATS cluster elects leaders) is
+  // dropped, and one that passes it while being carried out stops before
+  // its next subscription (AgentWaits): carrying them out would recreate
+  // the agent's consumers once more for nobody.
+  void handle_registrations() {
+    std::vector<QueuedRegistration> batch = register_queue.take(kRegistrationsInFlight);
+    std::vector<QueuedRegistration> begun;
+    std::vector<RegistrationHandler::Pending> pending;
+    for (QueuedRegistration& q : batch) {
+      const auto agent_waits = [this, received_ms = q.received_ms] {
+        return clocks.now_steady_ms() - received_ms <= kRegisterReplyTimeoutMs;
+      };
+      if (!agent_waits()) {
+        late_registrations++;
+        spdlog::info("register {}: dropped unanswered: it waited {} ms for the hub, past the agent's {} ms reply "
+                     "timeout; the agent registers again",
+                     Subjects::last_token(q.msg.subject), clocks.now_steady_ms() - q.received_ms,
+                     kRegisterReplyTimeoutMs);
+        continue;
+      }
+      pending.push_back(registration.begin(q.msg.subject, q.msg.data, clock.at(clocks.now_steady_ms()),
+                                           clocks.now_system_ms(), agent_waits));
+      begun.push_back(std::move(q));
     }
-    RegisterReply reply = registration.handle(msg.subject, msg.data, clock.at(clocks.now_steady_ms()),
-                                              clocks.now_system_ms(), agent_waits);
-    if (!agent_waits()) late_registrations++;  // cut short, or finished after the agent gave up
-    const std::string agent(Subjects::last_token(msg.subject));
-    if (reply.ok()) index_agent(agent);
-    // Its consumers were recreated, all or (a failed registration) some;
-    // only replicated streams have copies to watch (check_consumer_copies).
-    if (auto a = config.stream_replicas > 1 ? registry->find(agent) : std::nullopt) {
-      for (const auto& [type, sub] : a->subscriptions) copy_watch.opened({agent, type});
+    if (begun.empty()) return;
+    const std::vector<RegistrationHandler::Opened> opened = registration.open_all(pending);
+    for (size_t i = 0; i < begun.size(); ++i) {
+      const RegisterReply reply = registration.finish(pending[i], opened[i]);
+      const Envelope& msg = begun[i].msg;
+      if (!pending[i].agent_waits()) late_registrations++;  // cut short, or finished after the agent gave up
+      const std::string agent(Subjects::last_token(msg.subject));
+      if (reply.ok()) index_agent(agent);
+      // Its consumers were recreated, all or (a failed registration) some;
+      // only replicated streams have copies to watch (check_consumer_copies).
+      if (auto a = config.stream_replicas > 1 ? registry->find(agent) : std::nullopt) {
+        for (const auto& [type, sub] : a->subscriptions) copy_watch.opened({agent, type});
+      }
+      if (Status s = nc.respond(msg, encode(reply)); !s.is_ok()) {
+        spdlog::warn("register reply on {}: {}", msg.subject, s.to_string());
+      }
     }
-    if (Status s = nc.respond(msg, encode(reply)); !s.is_ok()) {
-      spdlog::warn("register reply on {}: {}", msg.subject, s.to_string());
-    }
-    fleet_changed();  // after the reply: a fleet build never delays a registration
+    fleet_changed();  // after the replies: a fleet build never delays a registration
   }
 
   // A reply published on ds.hub.beat.<sender>: `sender` is the subject's last
@@ -614,6 +630,7 @@ struct AgentService::Impl {
   AccountableClock clock;  // service thread only
   DeliveryManager delivery;
   RegistrationHandler registration;
+  RegistrationQueue register_queue;                                  // thread-safe
   std::map<std::string, std::string> hub_hashes;                   // type -> schema hash; const after construction
   std::map<std::string, std::set<std::string>> agents_by_type;      // service thread only
   std::map<std::string, std::vector<std::string>> types_by_agent;   // service thread only
@@ -709,9 +726,8 @@ Result<std::unique_ptr<AgentService>> AgentService::start(const HubConfig& confi
       spdlog::warn("registration on {} dropped unanswered: {}", msg.subject, s.message());
       return;
     }
-    asio::post(p->io, [p, m = std::move(msg), received_ms = p->clocks.now_steady_ms()] {
-      p->handle_register(m, received_ms);
-    });
+    p->register_queue.push({std::move(msg), p->clocks.now_steady_ms()});
+    asio::post(p->io, [p] { p->handle_registrations(); });  // one per push: each finds its own batch or none
   }));
 
   // Subscriptions are in place at the server when start() returns.

@@ -29,6 +29,23 @@
 // publish. A reply whose body names another agent is refused and counted
 // (refused_beats()), with at most one warning per sender per interval.
 //
+// Registrations in flight. A registration is the one event whose work is
+// not all on the service thread: cnats callbacks queue registrations
+// (hub/registration_queue.h), and the service thread takes up to
+// kRegistrationsInFlight of distinct agents at a time, records each (the
+// registry, the tracker), then creates their consumers concurrently, each
+// registration on a thread of its own that only calls JetStream
+// (RegistrationHandler::open_all), waits for all, and stores and answers
+// them in arrival order. Why: on replicated streams each consumer create
+// waits for its new Raft group to elect a leader (nats-server campaigns
+// after a random 100-800 ms), so one create at a time made about 2 a
+// second, and 8 in flight made 7 times as many (docs/benchmarks.md,
+// "Creating consumers on three replicas"). The service thread still does
+// nothing else meanwhile, as it did while it made the creates itself, so no
+// tick, reply or retire interleaves with a registration; one agent's
+// subscriptions are still opened in turn, each after checking that the
+// agent still waits.
+//
 // The public methods are thread-safe. start() returns with the service
 // subscribed and running; stop() (or the destructor) unsubscribes, flushes
 // buffered heartbeat state and joins the thread. The Connection and JetStream
@@ -70,6 +87,7 @@
 // recreates the consumers.
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -99,6 +117,11 @@ struct AgentServiceEnv {
   // quarter interval (production); false: only tick() does (tests).
   bool own_timer = true;
 };
+
+// Registrations whose consumers are created at once ("Registrations in
+// flight" above): the measured gain on a three-node cluster, with few
+// enough threads that a burst of registrations costs little.
+constexpr size_t kRegistrationsInFlight = 8;
 
 // A fleet snapshot is built again no sooner than this many times the last
 // build's duration after that build started ("Fleet snapshot" below).

@@ -1,7 +1,9 @@
 #include "hub/registration_handler.h"
 
+#include <future>
 #include <set>
 #include <string>
+#include <system_error>
 #include <utility>
 
 #include <spdlog/spdlog.h>
@@ -61,101 +63,146 @@ Status RegistrationHandler::validate(std::string_view subject, const RegisterReq
   return Status::ok();
 }
 
-RegisterReply RegistrationHandler::handle(std::string_view subject, std::string_view bytes,
-                                          int64_t now_steady_ms, int64_t now_wall_ms, const AgentWaits& agent_waits) {
+RegistrationHandler::Pending RegistrationHandler::begin(std::string_view subject, std::string_view bytes,
+                                                        int64_t now_steady_ms, int64_t now_wall_ms,
+                                                        AgentWaits agent_waits) {
+  Pending pending;
+  pending.agent_waits = std::move(agent_waits);
   auto request = decode_register_request(bytes);
   if (!request.is_ok()) {
     spdlog::warn("register on {}: undecodable request: {}", subject, request.status().message());
-    return error_reply(request.status().with_context("register"));
+    pending.answer = error_reply(request.status().with_context("register"));
+    return pending;
   }
-  return handle(subject, *request, now_steady_ms, now_wall_ms, agent_waits);
-}
-
-RegisterReply RegistrationHandler::handle(std::string_view subject, const RegisterRequest& request,
-                                          int64_t now_steady_ms, int64_t now_wall_ms, const AgentWaits& agent_waits) {
-  if (Status v = validate(subject, request); !v.is_ok()) {
+  pending.request = std::move(request).value();
+  const RegisterRequest& req = pending.request;
+  if (Status v = validate(subject, req); !v.is_ok()) {
     spdlog::warn("registration refused: {}", v.to_string());
-    return error_reply(v);
+    pending.answer = error_reply(v);
+    return pending;
   }
 
   // Consumers of types the agent no longer takes go first.
-  if (auto old = registry_.find(request.agent)) {
+  if (auto old = registry_.find(req.agent)) {
     for (const auto& [type, sub] : old->subscriptions) {
       bool kept = false;
-      for (const SubscriptionReport& s : request.subscriptions) kept = kept || s.type == type;
-      if (!kept) (void)delivery_.carry_out(request.agent, PlanInput{.event = PlanEvent::kDropped, .sub = sub});
+      for (const SubscriptionReport& s : req.subscriptions) kept = kept || s.type == type;
+      if (!kept) (void)delivery_.carry_out(req.agent, PlanInput{.event = PlanEvent::kDropped, .sub = sub});
     }
   }
 
-  if (Status s = registry_.record_registration(request, now_wall_ms); !s.is_ok()) {
-    spdlog::error("register {}: {}", request.agent, s.to_string());
-    return error_reply(s.with_context("register: store"));
+  if (Status s = registry_.record_registration(req, now_wall_ms); !s.is_ok()) {
+    spdlog::error("register {}: {}", req.agent, s.to_string());
+    pending.answer = error_reply(s.with_context("register: store"));
+    return pending;
   }
-  if (auto t = tracker_.on_registered(request.agent, now_steady_ms)) on_transition_(*t);
+  if (auto t = tracker_.on_registered(req.agent, now_steady_ms)) on_transition_(*t);
 
+  const auto agent = registry_.find(req.agent);  // recorded just before
+  for (const SubscriptionReport& s : req.subscriptions) {
+    const SubscriptionState* sub = nullptr;
+    if (agent) {
+      if (auto it = agent->subscriptions.find(s.type); it != agent->subscriptions.end()) sub = &it->second;
+    }
+    if (sub == nullptr) {
+      const Status lost =
+          Status::internal("register " + req.agent + ": type " + s.type + " not in the registry after recording it");
+      spdlog::error("{}", lost.to_string());
+      pending.answer = error_reply(lost);
+      return pending;
+    }
+    pending.plans.push_back(PlanInput{.event = PlanEvent::kRegistered,
+                                      .agent_state = agent->state,
+                                      .sub = *sub,
+                                      .hub_hash = schema_hash(config_.find_type(s.type)->schema),  // validated
+                                      .repair_ordered = snapshot_orders_.contains({req.agent, s.type})});
+  }
+  return pending;
+}
+
+RegistrationHandler::Opened RegistrationHandler::open(const Pending& pending) const {
+  Opened opened;
+  if (pending.answer) return opened;
+  for (const PlanInput& input : pending.plans) {
+    if (pending.agent_waits && !pending.agent_waits()) {
+      opened.status = Status::deadline_exceeded("the agent's " + std::to_string(kRegisterReplyTimeoutMs / 1000) +
+                                                " s reply timeout passed before the consumer of " + input.sub.type +
+                                                " was planned; it registers again");
+      return opened;
+    }
+    ConsumerPlan plan = delivery_.carry_out(pending.request.agent, input);
+    // A failed plan (deleting the old consumer failed) fails the
+    // registration and keeps the repair order (finish), so the agent's
+    // retry is ordered the snapshot again; a spent order would let it resume
+    // from the stream and the repair be reported done with the rows still
+    // different.
+    if (!plan.error.is_ok()) {
+      opened.status = plan.error;
+      return opened;
+    }
+    opened.plans.push_back(std::move(plan));
+  }
+  return opened;
+}
+
+std::vector<RegistrationHandler::Opened> RegistrationHandler::open_all(const std::vector<Pending>& pending) const {
+  std::vector<Opened> opened(pending.size());
+  std::vector<std::future<void>> others;
+  for (size_t i = 1; i < pending.size(); ++i) {
+    try {
+      others.push_back(std::async(std::launch::async, [this, &pending, &opened, i] { opened[i] = open(pending[i]); }));
+    } catch (const std::system_error& e) {
+      spdlog::debug("register {}: opened in turn: no thread: {}", pending[i].request.agent, e.what());
+      opened[i] = open(pending[i]);
+    }
+  }
+  if (!pending.empty()) opened[0] = open(pending[0]);
+  for (std::future<void>& f : others) f.get();
+  return opened;
+}
+
+RegisterReply RegistrationHandler::finish(const Pending& pending, const Opened& opened) {
+  if (pending.answer) return *pending.answer;
+  const RegisterRequest& req = pending.request;
+  const Subjects subjects(config_.nats.subject_prefix);
   RegisterReply reply;
   reply.heartbeat_ms = static_cast<uint32_t>(config_.heartbeat_interval_ms);
-  if (Status s = open_deliveries(request, reply, agent_waits); !s.is_ok()) {
+  for (size_t i = 0; i < opened.plans.size(); ++i) {
+    const PlanInput& input = pending.plans[i];
+    const ConsumerPlan& plan = opened.plans[i];
+    const std::string& type = input.sub.type;
+    if (input.repair_ordered && plan.resume == Resume::kSnapshot) snapshot_orders_.erase({req.agent, type});
+    registry_.set_delivery(req.agent, type, plan.state);
+
+    const TypeConfig* tc = config_.find_type(type);  // validated in begin()
+    Delivery d;
+    d.type = type;
+    d.subject = subjects.push(req.agent, type);
+    d.resume = plan.resume;
+    d.schema = tc->schema;
+    d.schema_hash = *input.hub_hash;
+    reply.deliveries.push_back(std::move(d));
+  }
+  if (const Status& s = opened.status; !s.is_ok()) {
     // Unavailable (the broker is away, a stream is being recreated, or a
     // cluster has not finished deleting the consumer being replaced), a
     // JetStream API call that timed out (a NATS cluster electing a leader
     // after losing a node) and an agent that stopped waiting are transient:
     // the agent registers again, so not an error of the hub.
     if (s.is_transient()) {
-      spdlog::info("register {}: deferred: {}", request.agent, s.message());
+      spdlog::info("register {}: deferred: {}", req.agent, s.message());
     } else {
-      spdlog::error("register {}: {}", request.agent, s.to_string());
+      spdlog::error("register {}: {}", req.agent, s.to_string());
     }
     return error_reply(s.with_context("register"));
   }
-  spdlog::info("agent {} registered from host '{}' (version {}) with {} subscription(s)", request.agent,
-               request.host, request.version, request.subscriptions.size());
+  spdlog::info("agent {} registered from host '{}' (version {}) with {} subscription(s)", req.agent, req.host,
+               req.version, req.subscriptions.size());
   return reply;
 }
 
 void RegistrationHandler::order_snapshot(const std::string& agent, const std::string& type) {
   snapshot_orders_.insert({agent, type});
-}
-
-Status RegistrationHandler::open_deliveries(const RegisterRequest& request, RegisterReply& reply,
-                                            const AgentWaits& agent_waits) {
-  const Subjects subjects(config_.nats.subject_prefix);
-  const auto agent = registry_.find(request.agent);  // recorded just before
-  if (!agent) return Status::internal("register " + request.agent + ": not in the registry after recording it");
-  for (const SubscriptionReport& s : request.subscriptions) {
-    const TypeConfig* tc = config_.find_type(s.type);  // validated above
-    auto sub = agent->subscriptions.find(s.type);
-    if (sub == agent->subscriptions.end()) {
-      return Status::internal("register " + request.agent + ": type " + s.type + " not recorded");
-    }
-    if (agent_waits && !agent_waits()) {
-      return Status::deadline_exceeded("the agent's " + std::to_string(kRegisterReplyTimeoutMs / 1000) +
-                                       " s reply timeout passed before the consumer of " + s.type +
-                                       " was planned; it registers again");
-    }
-    const bool repair = snapshot_orders_.contains({request.agent, s.type});
-    const ConsumerPlan plan = delivery_.carry_out(request.agent, PlanInput{.event = PlanEvent::kRegistered,
-                                                                           .agent_state = agent->state,
-                                                                           .sub = sub->second,
-                                                                           .hub_hash = schema_hash(tc->schema),
-                                                                           .repair_ordered = repair});
-    // A failed plan (deleting the old consumer failed) fails the registration
-    // and keeps the repair order, so the agent's retry is ordered the snapshot
-    // again; a spent order would let it resume from the stream and the repair
-    // be reported done with the rows still different.
-    DS_RETURN_IF_ERROR(plan.error);
-    if (repair && plan.resume == Resume::kSnapshot) snapshot_orders_.erase({request.agent, s.type});
-    registry_.set_delivery(request.agent, s.type, plan.state);
-
-    Delivery d;
-    d.type = s.type;
-    d.subject = subjects.push(request.agent, s.type);
-    d.resume = plan.resume;
-    d.schema = tc->schema;
-    d.schema_hash = schema_hash(tc->schema);
-    reply.deliveries.push_back(std::move(d));
-  }
-  return Status::ok();
 }
 
 }  // namespace ds

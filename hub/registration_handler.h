@@ -20,15 +20,17 @@
 // registration the agent stopped waiting for (deadline_exceeded, see
 // AgentWaits), which the agent will not read.
 //
-// Not thread-safe: runs on the agent service's thread, which owns the
-// registry's writer, the tracker and the delivery manager.
+// Not thread-safe, but for open(): begin() and finish() run on the agent
+// service's thread, which owns the registry's writer and the tracker.
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <set>
 #include <string>
-#include <utility>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "hub/agent_registry.h"
 #include "hub/authorizer.h"
@@ -56,13 +58,47 @@ class RegistrationHandler {
   // before each subscription's consumer is planned, so a registration slowed
   // past the agent's reply timeout (a NATS cluster electing leaders) stops
   // instead of recreating consumers nobody waits for. Unset: always true.
+  // Called on the thread that opens the registration.
   using AgentWaits = std::function<bool()>;
 
-  // Handles one encoded request that arrived on `subject`; returns the reply.
-  RegisterReply handle(std::string_view subject, std::string_view bytes, int64_t now_steady_ms,
-                       int64_t now_wall_ms, const AgentWaits& agent_waits = {});
-  RegisterReply handle(std::string_view subject, const RegisterRequest& request, int64_t now_steady_ms,
-                       int64_t now_wall_ms, const AgentWaits& agent_waits = {});
+  // A registration between its three steps: begin() and finish() on the
+  // service thread, open() in between on any thread. Several registrations
+  // of distinct agents may be between begin() and finish() at once
+  // (open_all(); hub/registration_queue.h keeps them distinct); nothing
+  // else of the service's state changes meanwhile, as the service thread
+  // waits for them.
+  struct Pending {
+    RegisterRequest request;
+    AgentWaits agent_waits;
+    std::optional<RegisterReply> answer;  // set by begin(): refused or failed, nothing to open
+    std::vector<PlanInput> plans;         // one per subscription, in the request's order
+  };
+  // What open() carried out: one plan per subscription opened, in order,
+  // then the status that stopped it (OK when every one was opened).
+  struct Opened {
+    std::vector<ConsumerPlan> plans;
+    Status status;
+  };
+
+  // Decodes `bytes` (the request on `subject`), validates it, removes the
+  // consumers of types the agent no longer takes, records the report and
+  // the agent's liveness, and plans its subscriptions.
+  Pending begin(std::string_view subject, std::string_view bytes, int64_t now_steady_ms, int64_t now_wall_ms,
+                AgentWaits agent_waits = {});
+  // Carries out the plans in order (the delivery manager's JetStream calls,
+  // which are thread-safe; nothing else is touched); stops at the first
+  // failure, and before a subscription once the agent stopped waiting.
+  Opened open(const Pending& pending) const;
+  // open() of each registration, all at once: the first on the calling
+  // thread, each other on a thread of its own, joined before it returns
+  // (where no thread can be started, in turn). Why: on replicated streams
+  // each consumer create waits for its new Raft group to elect a leader,
+  // and those waits overlap (hub/agent_service.h, "Registrations in
+  // flight").
+  std::vector<Opened> open_all(const std::vector<Pending>& pending) const;
+  // Stores the deliveries opened and returns the reply: the deliveries, or
+  // the failure that stopped open().
+  RegisterReply finish(const Pending& pending, const Opened& opened);
 
   // deltasync verify --repair: the next registration of `agent` that
   // reports `type` is answered resume: snapshot for it, whatever its
@@ -71,8 +107,6 @@ class RegistrationHandler {
   void order_snapshot(const std::string& agent, const std::string& type);
 
  private:
-  Status open_deliveries(const RegisterRequest& request, RegisterReply& reply, const AgentWaits& agent_waits);
-
   const HubConfig& config_;
   Authorizer& authorizer_;
   AgentRegistry& registry_;

@@ -8,7 +8,9 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <future>
+#include <mutex>
 #include <memory>
 #include <thread>
 
@@ -281,6 +283,51 @@ TEST_F(AgentServiceTwoTypesTest, ARegistrationThatPassesTheAgentsReplyTimeoutSto
   consumers_.after_add({});
   RegisterReply again = register_agent("a1", 4, 4);
   ASSERT_TRUE(again.ok()) << again.error->message;
+}
+
+// Registrations queued behind each other (a takeover: every agent registers
+// at once) have their consumers created at once, up to
+// kRegistrationsInFlight of distinct agents: on replicated streams each
+// create waits for its own leader election. The fake broker holds each
+// create until three are under way, so creates made in turn fail the test
+// (after a bounded wait) instead of hanging it. A second registration of
+// an agent waits for the first and is answered too.
+TEST_F(AgentServiceTest, QueuedRegistrationsOfDistinctAgentsCreateTheirConsumersAtOnce) {
+  std::mutex mu;
+  std::condition_variable cv;
+  int creates = 0;
+  int alone = 0;  // creates that waited in vain for the other agents' creates
+  consumers_.after_add([&] {
+    std::unique_lock lock(mu);
+    ++creates;
+    cv.notify_all();
+    if (!cv.wait_for(lock, std::chrono::seconds(3), [&] { return creates >= 3; })) ++alone;
+  });
+  std::promise<void> release = hold_service_thread();
+  std::vector<std::string> inboxes;
+  for (const std::string agent : {"a1", "a2", "a3", "a1"}) {
+    RegisterRequest req{agent, "host-1", "test", {SubscriptionReport{"price", "*", 4, 4, 0, 0}}};
+    inboxes.push_back("_INBOX." + agent + "." + std::to_string(inboxes.size()));
+    ASSERT_EQ(messaging_.deliver({subjects_.register_agent(agent), inboxes.back(), encode(req)}), 1);
+  }
+  release.set_value();
+  for (const std::string& inbox : inboxes) {
+    auto answer = messaging_.wait_published(inbox);
+    ASSERT_TRUE(answer.has_value()) << "no reply on " << inbox;
+    auto reply = decode_register_reply(answer->data);
+    ASSERT_TRUE(reply.is_ok() && reply->ok()) << inbox;
+  }
+  {
+    std::lock_guard lock(mu);
+    EXPECT_EQ(creates, 3) << "a1's second registration keeps the consumer its first made";
+    EXPECT_EQ(alone, 0) << "the three agents' consumers were not created at once";
+  }
+  consumers_.after_add({});
+  for (const std::string agent : {"a1", "a2", "a3"}) {
+    EXPECT_TRUE(has_consumer(agent)) << agent;
+    EXPECT_EQ(state_of(agent), AgentState::kLive) << agent;
+  }
+  EXPECT_EQ(service_->late_registrations(), 0u);
 }
 
 // On replicated streams the hub watches the copies of the consumers it
