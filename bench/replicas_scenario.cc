@@ -38,7 +38,7 @@
 // (docs/scaling.md, "What one consumer per agent costs").
 //
 // Last, what the hub makes of it: as many simulated agents as creates above
-// register with a fresh hub on three replicas, 16 registrations in flight;
+// register with a fresh hub on three replicas, 32 registrations in flight;
 // registrations per second against the one-at-a-time creates, which is
 // what the hub made when it created consumers in turn.
 
@@ -179,7 +179,7 @@ Result<std::vector<Figure>> run_replicas(BenchContext& ctx) {
   {
     // More registrations in flight than the hub takes at once, so the
     // hub's batches are the bound, not the agents.
-    constexpr size_t kRegistering = 16;
+    constexpr size_t kRegistering = 32;
     ScratchDir dir(ctx.work_dir + "/replicas-register");
     DS_ASSIGN_OR_RETURN(auto hub, start_hub(on_cluster, dir, HubOptions{.stream_replicas = 3}));
     SimulatedFleet::Options fleet_options;

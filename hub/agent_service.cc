@@ -266,8 +266,8 @@ struct AgentService::Impl {
 
   // Carries out the next batch of queued registrations: up to
   // kRegistrationsInFlight of distinct agents, their consumers opened
-  // concurrently (RegistrationHandler::open_all), their replies sent in
-  // arrival order once all are done. The agent waits
+  // concurrently (RegistrationHandler::open_all), each stored and answered
+  // as soon as its consumers are. The agent waits
   // kRegisterReplyTimeoutMs for the reply from when the request arrived,
   // then registers again. A request that waited longer in the queue
   // (registrations ahead of it slow while a NATS cluster elects leaders) is
@@ -295,9 +295,8 @@ struct AgentService::Impl {
       begun.push_back(std::move(q));
     }
     if (begun.empty()) return;
-    const std::vector<RegistrationHandler::Opened> opened = registration.open_all(pending);
-    for (size_t i = 0; i < begun.size(); ++i) {
-      const RegisterReply reply = registration.finish(pending[i], opened[i]);
+    registration.open_all(pending, [&](size_t i, const RegistrationHandler::Opened& opened) {
+      const RegisterReply reply = registration.finish(pending[i], opened);
       const Envelope& msg = begun[i].msg;
       if (!pending[i].agent_waits()) late_registrations++;  // cut short, or finished after the agent gave up
       const std::string agent(Subjects::last_token(msg.subject));
@@ -310,7 +309,7 @@ struct AgentService::Impl {
       if (Status s = nc.respond(msg, encode(reply)); !s.is_ok()) {
         spdlog::warn("register reply on {}: {}", msg.subject, s.to_string());
       }
-    }
+    });
     fleet_changed();  // after the replies: a fleet build never delays a registration
   }
 

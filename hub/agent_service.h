@@ -35,8 +35,8 @@
 // kRegistrationsInFlight of distinct agents at a time, records each (the
 // registry, the tracker), then creates their consumers concurrently, each
 // registration on a thread of its own that only calls JetStream
-// (RegistrationHandler::open_all), waits for all, and stores and answers
-// them in arrival order. Why: on replicated streams each consumer create
+// (RegistrationHandler::open_all), and stores and answers each as soon as
+// its consumers are done, until the whole batch is. Why: on replicated streams each consumer create
 // waits for its new Raft group to elect a leader (nats-server campaigns
 // after a random 100-800 ms), so one create at a time made about 2 a
 // second, and 8 in flight made 7 times as many (docs/benchmarks.md,

@@ -1,6 +1,10 @@
 #include "hub/registration_handler.h"
 
+#include <condition_variable>
+#include <deque>
+#include <exception>
 #include <future>
+#include <mutex>
 #include <set>
 #include <string>
 #include <system_error>
@@ -145,20 +149,40 @@ RegistrationHandler::Opened RegistrationHandler::open(const Pending& pending) co
   return opened;
 }
 
-std::vector<RegistrationHandler::Opened> RegistrationHandler::open_all(const std::vector<Pending>& pending) const {
-  std::vector<Opened> opened(pending.size());
-  std::vector<std::future<void>> others;
-  for (size_t i = 1; i < pending.size(); ++i) {
+void RegistrationHandler::open_all(const std::vector<Pending>& pending, const OpenedSink& on_opened) const {
+  if (pending.size() == 1) return on_opened(0, open(pending[0]));
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::pair<size_t, Opened>> done;  // guarded by mu; in the order they finished
+  const auto open_one = [this, &pending](size_t i) {
     try {
-      others.push_back(std::async(std::launch::async, [this, &pending, &opened, i] { opened[i] = open(pending[i]); }));
+      return open(pending[i]);
+    } catch (const std::exception& e) {  // never leave the caller waiting for it
+      return Opened{.plans = {}, .status = Status::internal("register " + pending[i].request.agent + ": " + e.what())};
+    }
+  };
+  std::vector<std::future<void>> threads;  // after what they use: joined first when destroyed
+  for (size_t i = 0; i < pending.size(); ++i) {
+    const auto finished = [&, i](Opened opened) {
+      std::lock_guard lock(mu);
+      done.emplace_back(i, std::move(opened));
+      cv.notify_one();
+    };
+    try {
+      threads.push_back(std::async(std::launch::async, [&open_one, finished, i] { finished(open_one(i)); }));
     } catch (const std::system_error& e) {
       spdlog::debug("register {}: opened in turn: no thread: {}", pending[i].request.agent, e.what());
-      opened[i] = open(pending[i]);
+      finished(open_one(i));
     }
   }
-  if (!pending.empty()) opened[0] = open(pending[0]);
-  for (std::future<void>& f : others) f.get();
-  return opened;
+  for (size_t handed = 0; handed < pending.size(); ++handed) {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return !done.empty(); });
+    std::pair<size_t, Opened> next = std::move(done.front());
+    done.pop_front();
+    lock.unlock();
+    on_opened(next.first, next.second);
+  }
 }
 
 RegisterReply RegistrationHandler::finish(const Pending& pending, const Opened& opened) {

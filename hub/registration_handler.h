@@ -89,13 +89,15 @@ class RegistrationHandler {
   // which are thread-safe; nothing else is touched); stops at the first
   // failure, and before a subscription once the agent stopped waiting.
   Opened open(const Pending& pending) const;
-  // open() of each registration, all at once: the first on the calling
-  // thread, each other on a thread of its own, joined before it returns
-  // (where no thread can be started, in turn). Why: on replicated streams
-  // each consumer create waits for its new Raft group to elect a leader,
-  // and those waits overlap (hub/agent_service.h, "Registrations in
-  // flight").
-  std::vector<Opened> open_all(const std::vector<Pending>& pending) const;
+  // open() of each registration, all at once, each on a thread of its own
+  // (one alone: on the calling thread; where no thread can be started, in
+  // turn); `on_opened` gets each outcome on the calling thread as soon as
+  // it is done, in the order they finish, and all threads are joined
+  // before it returns. Why: on replicated streams each consumer create
+  // waits for its new Raft group to elect a leader, and those waits
+  // overlap (hub/agent_service.h, "Registrations in flight").
+  using OpenedSink = std::function<void(size_t index, const Opened& opened)>;
+  void open_all(const std::vector<Pending>& pending, const OpenedSink& on_opened) const;
   // Stores the deliveries opened and returns the reply: the deliveries, or
   // the failure that stopped open().
   RegisterReply finish(const Pending& pending, const Opened& opened);
