@@ -17,6 +17,7 @@
 #include <asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
+#include "hub/agents_report.h"
 #include "hub/commit_history.h"
 #include "hub/consumer_copy_watch.h"
 #include "hub/consumer_planner.h"
@@ -50,47 +51,6 @@ std::string flush_failure_cause(const Status& s) {
 
 // How long tick() and order_snapshot() wait for the service thread.
 constexpr auto kCallTimeout = std::chrono::seconds(30);
-
-// The newest changes the hub committed, per (type, partition) and per type
-// (all partitions). Written by the ingest writer's thread, read by the HTTP
-// thread: hence the mutex.
-class PartitionMarks {
- public:
-  void update(const std::vector<PartitionMark>& marks) {
-    std::lock_guard lock(mu_);
-    for (const PartitionMark& m : marks) {
-      raise(by_partition_[{m.type, m.partition}], m, m.partition);
-      raise(by_type_[m.type], m, std::string(kAnyPartition));
-    }
-  }
-  // The mark of one partition, or of all of the type's for "*"; nullopt when
-  // it has no change yet. `type_version` gets the type's newest version.
-  std::optional<PartitionMark> find(const std::string& type, const std::string& partition,
-                                    uint64_t& type_version) const {
-    std::lock_guard lock(mu_);
-    auto all = by_type_.find(type);
-    type_version = all == by_type_.end() ? 0 : all->second.version;
-    if (partition == kAnyPartition) {
-      if (all == by_type_.end()) return std::nullopt;
-      return all->second;
-    }
-    auto one = by_partition_.find({type, partition});
-    if (one == by_partition_.end()) return std::nullopt;
-    return one->second;
-  }
-
- private:
-  static void raise(PartitionMark& have, const PartitionMark& m, const std::string& partition) {
-    have.type = m.type;
-    have.partition = partition;
-    have.version = std::max(have.version, m.version);
-    have.ts = std::max(have.ts, m.ts);
-  }
-
-  mutable std::mutex mu_;
-  std::map<std::pair<std::string, std::string>, PartitionMark> by_partition_;
-  std::map<std::string, PartitionMark> by_type_;
-};
 
 }  // namespace
 
@@ -485,14 +445,6 @@ struct AgentService::Impl {
     freshness = std::move(next);
   }
 
-  // Staleness is measured at the agent's latest report while it is live (a
-  // later apply is not known yet, an earlier one is certain), and at `now`
-  // once it is suspect or dead (silent for 1.5 intervals or more): so a live
-  // agent is never reported staler than it was, and a silent one ages.
-  static int64_t staleness_as_of(const AgentRecord& a, int64_t now) {
-    return a.state == AgentState::kLive ? std::min(a.last_beat, now) : now;
-  }
-
   Freshness freshness_of(const std::string& agent, const std::string& type) const {
     std::lock_guard lock(freshness_mu);
     auto it = freshness.find({agent, type});
@@ -881,72 +833,15 @@ std::shared_ptr<const FleetSnapshot> AgentService::fleet_snapshot() const {
 nlohmann::json AgentService::agents_json() const { return impl_->build_agents_json(); }
 
 nlohmann::json AgentService::Impl::build_agents_json() const {
-  const Impl* p = this;
-  const int64_t now = p->clocks.now_system_ms();
-  nlohmann::json out = nlohmann::json::array();
-  for (const AgentRecord& a : p->registry->all()) {
-    nlohmann::json types = nlohmann::json::object();
-    for (const auto& [type, s] : a.subscriptions) {
-      const TypeConfig* tc = p->config.find_type(type);
-      auto hh = p->hub_hashes.find(type);
-      nlohmann::json lag_versions = nullptr;
-      nlohmann::json lag_ms = nullptr;
-      uint64_t type_version = 0;
-      if (auto mark = p->marks.find(type, s.partition, type_version)) {
-        if (s.version >= mark->version) {
-          lag_versions = 0;
-          lag_ms = 0;
-        } else {
-          lag_versions = type_version - s.version;
-          if (s.ts > 0) lag_ms = std::max<int64_t>(0, mark->ts - s.ts);
-        }
-      } else if (type_version > 0) {
-        lag_versions = 0;  // the type has changes, none in this partition
-        lag_ms = 0;
-      }
-      const bool live = a.state == AgentState::kLive;
-      const int64_t objective_ms = tc == nullptr ? 0 : tc->freshness_objective_s * 1000;
-      const int64_t staleness = p->history.staleness_ms(type, s.partition, s.version, Impl::staleness_as_of(a, now));
-      const bool breach = tc != nullptr && staleness > objective_ms;
-      const bool fresh = live && !s.delivery.held_back && tc != nullptr && !breach;
-      types[type] = {
-          {"partition", s.partition},
-          {"version", s.version},
-          {"seq", s.seq},
-          {"ts", s.ts},
-          {"rows", s.rows},
-          {"lag_versions", lag_versions},
-          {"lag_ms", lag_ms},
-          {"schema_hash", s.schema_hash},
-          {"schema_ok", s.schema_hash.empty() || (hh != p->hub_hashes.end() && hh->second == s.schema_hash)},
-          {"consumer", s.delivery.consumer_open},
-          {"held_back", s.delivery.held_back},
-          {"awaiting_snapshot", s.delivery.awaiting_snapshot},
-          {"quarantined", s.quarantined ? nlohmann::json(*s.quarantined) : nlohmann::json()},
-          {"note", s.delivery.note},
-          {"staleness_ms", staleness},
-          {"freshness_objective_ms", objective_ms},
-          {"freshness_breach", breach},
-          {"freshness_breaches", p->freshness_of(a.id, type).breaches},
-          {"freshness_ok", fresh},
-      };
-    }
-    out.push_back({
-        {"id", a.id},
-        {"host", a.host},
-        {"version", a.version},
-        {"state", std::string(agent_state_name(a.state))},
-        {"registered_at", a.registered_at},
-        {"registrations", a.registrations},
-        {"last_beat", a.last_beat},
-        {"health", a.health == AgentHealth::kOk ? "ok" : "degraded"},
-        {"pending", a.pending},
-        {"quarantined", a.quarantined},
-        {"last_error", a.last_error},
-        {"types", std::move(types)},
-    });
-  }
-  return out;
+  return agents_report(registry->all(), AgentsReportInputs{.config = config,
+                                                           .hub_hashes = hub_hashes,
+                                                           .marks = marks,
+                                                           .history = history,
+                                                           .freshness_breaches =
+                                                               [this](const std::string& agent, const std::string& type) {
+                                                                 return freshness_of(agent, type).breaches;
+                                                               },
+                                                           .now_system_ms = clocks.now_system_ms()});
 }
 
 }  // namespace ds
