@@ -244,8 +244,10 @@ Result<asio::ssl::context> tls_server_context(const HubConfig& config) {
 
 struct HttpApi::Impl {
   const HubConfig& config;
-  IngestWriter& writer;
-  JetStream& js;
+  // Null in a standby's API (HttpApi::start_standby), whose `started` is
+  // never true, so no handler that uses them runs.
+  IngestWriter* writer;
+  JetStream* js;
   HubMetrics& metrics;
   AgentHooks agents;
   ReadinessHooks readiness;
@@ -268,7 +270,7 @@ struct HttpApi::Impl {
   std::thread thread;
   bool stopped = false;
 
-  Impl(const HubConfig& c, IngestWriter& w, JetStream& j, HubMetrics& m, AgentHooks a)
+  Impl(const HubConfig& c, IngestWriter* w, JetStream* j, HubMetrics& m, AgentHooks a)
       : config(c), writer(w), js(j), metrics(m), agents(std::move(a)) {
     gate.token = c.http_token;
     gate.max_body_bytes = static_cast<uint64_t>(c.http_max_body_bytes);
@@ -352,7 +354,7 @@ struct HttpApi::Impl {
     }
     asio::io_context& ioc = io;
     HubMetrics& m = metrics;
-    writer.submit(type, std::move(request), [req, &ioc, &m, received](const IngestReply& reply) {
+    writer->submit(type, std::move(request), [req, &ioc, &m, received](const IngestReply& reply) {
       m.record_ingest_reply(IngestTransport::kHttp, reply, received);
       asio::post(ioc, [req, reply] {
         const auto status = reply.ok() ? restinio::status_ok() : http_status_for(reply.error->code);
@@ -417,7 +419,7 @@ struct HttpApi::Impl {
         }
       } done{this};
       std::map<std::string, Result<StreamState>> streams;
-      for (const TypeConfig& t : config.types) streams.emplace(t.name, js.stream_state(stream_name(t.name)));
+      for (const TypeConfig& t : config.types) streams.emplace(t.name, js->stream_state(stream_name(t.name)));
       return SlowAnswer{restinio::status_ok(), dump(types_json(states, streams))};
     });
   }
@@ -674,6 +676,19 @@ HttpApi::~HttpApi() { stop(); }
 Result<std::unique_ptr<HttpApi>> HttpApi::start(const HubConfig& config, IngestWriter& writer, JetStream& js,
                                                 HubMetrics& metrics, AgentHooks agents,
                                                 ReadinessHooks readiness) {
+  return open(config, &writer, &js, metrics, std::move(agents), std::move(readiness));
+}
+
+Result<std::unique_ptr<HttpApi>> HttpApi::start_standby(const HubConfig& config, HubMetrics& metrics,
+                                                        std::function<std::string()> standing_by) {
+  ReadinessHooks readiness;
+  readiness.not_ready_reason = [standing_by = std::move(standing_by)] { return "standby: " + standing_by(); };
+  readiness.started = [] { return false; };
+  return open(config, nullptr, nullptr, metrics, AgentHooks{}, std::move(readiness));
+}
+
+Result<std::unique_ptr<HttpApi>> HttpApi::open(const HubConfig& config, IngestWriter* writer, JetStream* js,
+                                               HubMetrics& metrics, AgentHooks agents, ReadinessHooks readiness) {
   if (config.http_token.empty()) return Status::invalid_argument("[http] token: required when the API listens");
   DS_ASSIGN_OR_RETURN(auto listen, parse_listen(config.http_listen));
   auto impl = std::make_unique<Impl>(config, writer, js, metrics, std::move(agents));

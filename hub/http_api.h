@@ -5,7 +5,8 @@
 //   GET  /healthz                              no token; {"ok":true} while the process serves HTTP
 //   GET  /readyz                               no token; 200 {"ready":true} once the hub is up and
 //        connected to NATS, else 503 {"ready":false,"reason":...} (e.g. "nats: not connected
-//        (retrying, attempt 3)", "starting", "stopping")
+//        (retrying, attempt 3)", "starting", "stopping"; "standby: ..." from a standby's
+//        API, start_standby)
 //   POST /v1/types/<type>/records              JSON array of records; producer
 //        and seq from the query (?producer=&seq=) or the headers
 //        Deltasync-Producer / Deltasync-Seq. Same validation and the same
@@ -102,6 +103,17 @@ class HttpApi {
   static Result<std::unique_ptr<HttpApi>> start(const HubConfig& config, IngestWriter& writer, JetStream& js,
                                                 HubMetrics& metrics, AgentHooks agents,
                                                 ReadinessHooks readiness = {});
+  // The API of an HA hub that stands by (hub/standby.h), on the same
+  // listener, token and TLS: /healthz answers, /readyz answers 503 with
+  // "standby: " and what `standing_by` says (any thread may call it), the
+  // dashboard's files are served, and every other endpoint answers 503
+  // "hub not ready: standby: ..." after the token check, as a hub that is
+  // starting does. So a load balancer sends traffic to the active hub only,
+  // and a liveness probe sees the standby's process up. Stopped (or
+  // destroyed) before the hub starts as the active one, which then listens
+  // on the same address.
+  static Result<std::unique_ptr<HttpApi>> start_standby(const HubConfig& config, HubMetrics& metrics,
+                                                        std::function<std::string()> standing_by);
   ~HttpApi();
   // Closes the listener and connections and joins the thread. Idempotent.
   void stop();
@@ -109,6 +121,9 @@ class HttpApi {
  private:
   struct Impl;
   explicit HttpApi(std::unique_ptr<Impl> impl);
+  // `writer` and `js` null: a standby's API (start_standby).
+  static Result<std::unique_ptr<HttpApi>> open(const HubConfig& config, IngestWriter* writer, JetStream* js,
+                                               HubMetrics& metrics, AgentHooks agents, ReadinessHooks readiness);
   std::unique_ptr<Impl> impl_;
 };
 

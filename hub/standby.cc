@@ -6,7 +6,10 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <string>
 
+#include "hub/http_api.h"
+#include "hub/hub_metrics.h"
 #include "hub/query_store.h"
 #include "hub/standby_follower.h"
 #include "shared/messaging.h"
@@ -33,6 +36,14 @@ struct StandbyGauges {
   std::atomic<uint64_t> stored{0};
   std::atomic<uint64_t> rounds_failed{0};
   std::atomic<bool> caught_up{false};
+  std::atomic<bool> failing{false};  // the last round failed
+
+  // What /readyz says after "standby: " (HttpApi::start_standby).
+  std::string state() const {
+    if (failing.load()) return "cannot follow the streams (the broker unreachable or refusing); retrying";
+    return std::string(caught_up.load() ? "caught up with" : "behind") +
+           " the streams; it takes over once the active hub's lease ends";
+  }
 
   std::string render() const {
     PrometheusWriter w;
@@ -63,6 +74,11 @@ Result<bool> stand_by(const HubConfig& config, LeaseKeeper& keeper, std::stop_to
   store_options.publish_batch = config.publish_batch;
   DS_ASSIGN_OR_RETURN(std::unique_ptr<QueryStore> store,
                       QueryStore::open(config.store_path, config.types, store_options));
+  HubMetrics http_metrics;  // its request counters; nothing reads them while it stands by
+  std::unique_ptr<HttpApi> http;  // after the store: the API opens it read-only
+  if (!config.http_listen.empty()) {
+    DS_ASSIGN_OR_RETURN(http, HttpApi::start_standby(config, http_metrics, [&gauges] { return gauges.state(); }));
+  }
   ConnectOptions co;
   co.config = config.nats;
   co.name = "deltasync-hub-standby";
@@ -87,10 +103,12 @@ Result<bool> stand_by(const HubConfig& config, LeaseKeeper& keeper, std::stop_to
       if (!failing) spdlog::warn("ha: standby: following the streams: {}; retrying", stored.status().to_string());
       failing = true;
       ++gauges.rounds_failed;
+      gauges.failing.store(true);
       gauges.caught_up.store(false);
     } else {
       gauges.stored += *stored;
       gauges.caught_up.store(follower.caught_up());
+      gauges.failing.store(false);
       if (failing) spdlog::info("ha: standby: following the streams again");
       failing = false;
       if (follower.caught_up() && !ever_caught_up) {

@@ -7,10 +7,12 @@
 // and returns; the caller then starts the Hub as the active one.
 //
 // Owns, for the length of the call: a NATS connection of its own
-// ("deltasync-hub-standby"), the store's writer connection, and the
-// [metrics] listener when one is set (its standby series; docs/
-// operations.md, "Standby series"), all closed before it returns, so the
-// Hub opens the file and the listener next.
+// ("deltasync-hub-standby"), the store's writer connection, the [metrics]
+// listener when one is set (its standby series; docs/operations.md,
+// "Standby series") and the [http] listener when one is set (a standby's
+// API, HttpApi::start_standby: /healthz, and 503 "standby: ..." from
+// /readyz and the other endpoints), all closed before it returns, so the
+// Hub opens the file and the listeners next.
 //
 // Thread: the caller's (main); it polls the streams every kFollowPollMs
 // once caught up, and rounds back to back while behind.

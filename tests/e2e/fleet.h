@@ -114,6 +114,8 @@ class Fleet {
   // pair, whichever is active) or of an agent; 0 without metrics.
   int metrics_port(const std::string& process) const;
   int http_port() const { return http_port_; }
+  // The [http] port of standby() (an HA pair); 0 without one.
+  int standby_http_port() const { return standby_http_port_; }
   const std::string& token() const { return token_; }
 
   // The single nats-server (FleetOptions::nats_cluster_nodes == 0).

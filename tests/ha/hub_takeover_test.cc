@@ -119,6 +119,12 @@ bool is_claim(const StoredMessage& m) { return m.header(kClaimHeader).has_value(
   return ::testing::AssertionSuccess();
 }
 
+// GET `path` of a hub's [http] listener on `port`, with the fleet's token.
+Result<HttpResponse> http_get(const Fleet& fleet, int port, const std::string& path) {
+  DS_ASSIGN_OR_RETURN(HubClient c, HubClient::create("http://127.0.0.1:" + std::to_string(port), fleet.token()));
+  return c.request("GET", path);
+}
+
 // GET /metrics of a [metrics] listener.
 Result<std::string> scrape(int port) {
   DS_ASSIGN_OR_RETURN(HubClient c, HubClient::create("http://127.0.0.1:" + std::to_string(port), ""));
@@ -291,6 +297,23 @@ TEST_F(HubTakeoverTest, GracefulHandOver) {
   auto active = scrape(fleet_.metrics_port("hub"));
   ASSERT_TRUE(active.is_ok()) << active.status().to_string();
   EXPECT_NE(active->find("\ndeltasync_hub_ha_active 1\n"), std::string::npos);
+  // And on its [http] listener: alive, not ready, and no API but a 503
+  // saying why, so a load balancer sends producers to the active hub.
+  const int standby_http = fleet_.standby_http_port();
+  auto alive = http_get(fleet_, standby_http, "/healthz");
+  ASSERT_TRUE(alive.is_ok()) << alive.status().to_string() << fleet_.logs();
+  EXPECT_EQ(alive->status, 200);
+  auto ready = http_get(fleet_, standby_http, "/readyz");
+  ASSERT_TRUE(ready.is_ok()) << ready.status().to_string();
+  EXPECT_EQ(ready->status, 503);
+  // Caught up or, under this load, a round behind.
+  EXPECT_NE(ready->body.find("standby: "), std::string::npos) << ready->body;
+  EXPECT_NE(ready->body.find(" the streams; it takes over once the active hub's lease ends"), std::string::npos)
+      << ready->body;
+  auto types = http_get(fleet_, standby_http, "/v1/types");
+  ASSERT_TRUE(types.is_ok()) << types.status().to_string();
+  EXPECT_EQ(types->status, 503);
+  EXPECT_NE(types->body.find("hub not ready: standby: "), std::string::npos) << types->body;
 
   const uint64_t acked = producer_->acked_batches();
   fleet_.hub().signal(SIGTERM);
@@ -303,6 +326,9 @@ TEST_F(HubTakeoverTest, GracefulHandOver) {
   auto taken_over = scrape(fleet_.metrics_port("hub-b"));
   ASSERT_TRUE(taken_over.is_ok()) << taken_over.status().to_string();
   EXPECT_NE(taken_over->find("\ndeltasync_hub_ha_active 1\n"), std::string::npos) << *taken_over;
+  auto ready_now = http_get(fleet_, standby_http, "/readyz");  // the same listener address, now the active's API
+  ASSERT_TRUE(ready_now.is_ok()) << ready_now.status().to_string();
+  EXPECT_EQ(ready_now->status, 200) << ready_now->body;
   fleet_.swap_hubs();
   ASSERT_TRUE(fleet_.start_standby().is_ok()) << fleet_.logs();
   keep_loading(20);
