@@ -8,10 +8,12 @@
 // Threads. Every change of agent state runs on one service thread (an asio
 // io_context): registrations, heartbeat replies, the liveness tick and the
 // consumer operations it causes, retire, reconnect. cnats callbacks only
-// decode and post there, so they never block on a JetStream request or a
-// SQLite write; the tracker, the delivery manager and the registry's writer
-// connection have a single user and need no locks; and a tick, a registration
-// and a reply of the same agent can never interleave. A timer on the same
+// decode and post there (or queue, for a registration), so they never block
+// on a JetStream request or a SQLite write; the tracker and the registry's
+// writer connection have a single user and need no locks (the delivery
+// manager is thread-safe: a batch of registrations creates consumers on
+// threads of its own, "Registrations in flight" below); and a tick, a
+// registration and a reply of the same agent can never interleave. A timer on the same
 // thread evaluates liveness every quarter interval (so "dead" is noticed
 // within a quarter interval of dead_after x interval of accountable silence)
 // and sends the heartbeats every interval, each round followed by a flush
@@ -36,15 +38,15 @@
 // registry, the tracker), then creates their consumers concurrently, each
 // registration on a thread of its own that only calls JetStream
 // (RegistrationHandler::open_all), and stores and answers each as soon as
-// its consumers are done, until the whole batch is. Why: on replicated streams each consumer create
-// waits for its new Raft group to elect a leader (nats-server campaigns
-// after a random 100-800 ms), so one create at a time made about 2 a
-// second, and 8 in flight made 7 times as many (docs/benchmarks.md,
-// "Creating consumers on three replicas"). The service thread still does
-// nothing else meanwhile, as it did while it made the creates itself, so no
-// tick, reply or retire interleaves with a registration; one agent's
-// subscriptions are still opened in turn, each after checking that the
-// agent still waits.
+// its consumers are done, until the whole batch is. Why: on replicated
+// streams each consumer create waits for its new Raft group to elect a
+// leader (nats-server campaigns after a random 100-800 ms), so one create
+// at a time registered about 2 agents a second, and batches of 8 register
+// 9-10 (docs/benchmarks.md, "Creating consumers on three replicas"). The
+// service thread does nothing else meanwhile, as when it made the creates
+// itself, so no tick, reply or retire interleaves with a registration;
+// one agent's subscriptions are still opened in turn, each after checking
+// that the agent still waits.
 //
 // The public methods are thread-safe. start() returns with the service
 // subscribed and running; stop() (or the destructor) unsubscribes, flushes

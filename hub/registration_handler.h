@@ -64,9 +64,10 @@ class RegistrationHandler {
   // A registration between its three steps: begin() and finish() on the
   // service thread, open() in between on any thread. Several registrations
   // of distinct agents may be between begin() and finish() at once
-  // (open_all(); hub/registration_queue.h keeps them distinct); nothing
-  // else of the service's state changes meanwhile, as the service thread
-  // waits for them.
+  // (open_all(); hub/registration_queue.h keeps them distinct). open()
+  // reads only its Pending, and meanwhile the service thread does nothing
+  // but finish() the batch's registrations as their consumers are done
+  // (each finish() changes only its own agent's state).
   struct Pending {
     RegisterRequest request;
     AgentWaits agent_waits;
