@@ -41,7 +41,7 @@ ConsumerPlan DeliveryManager::carry_out(std::string_view agent, const PlanInput&
         break;
       }
       case PlanNeed::kConsumerExists:
-        consumer = js_.consumer_info(stream, consumer_name(agent));
+        consumer = js_.consumer_info(stream, consumer_name(agent), 0);
         facts.consumer_exists = consumer->is_ok() ? Result<bool>(consumer->value().has_value())
                                                   : Result<bool>(consumer->status());
         break;
@@ -132,7 +132,7 @@ Status DeliveryManager::open(std::string_view agent, std::string_view type, std:
   const std::string name = consumer_name(agent);
   const ConsumerSpec spec = consumer_spec(agent, type, partition, after_seq);
   // An unreadable consumer is deleted and made again, as an outdated one.
-  const Result<std::optional<ConsumerInfo>> found = read != nullptr ? *read : js_.consumer_info(stream, name);
+  const Result<std::optional<ConsumerInfo>> found = read != nullptr ? *read : js_.consumer_info(stream, name, 0);
   if (found.is_ok() && found->has_value() && same_fresh_consumer(**found, spec)) {
     spdlog::debug("consumer {} on {} kept: it starts after seq {} and has delivered nothing", name, stream, after_seq);
     return Status::ok();
@@ -167,14 +167,18 @@ Status DeliveryManager::close(std::string_view agent, std::string_view type) {
     // On a NATS cluster the consumer's leader answers the delete; one
     // without a leader (still electing it) never does, although the
     // cluster carries the delete out. Gone is done.
-    if (auto gone = js_.consumer_info(stream, name); gone.is_ok() && !gone->has_value()) return Status::ok();
+    if (auto gone = js_.consumer_info(stream, name, 0); gone.is_ok() && !gone->has_value()) return Status::ok();
   }
   return s.with_context("delete consumer " + name + " on " + stream);
 }
 
 Result<std::vector<StreamFollower>> DeliveryManager::followers(std::string_view agent, std::string_view type,
                                                               int64_t timeout_ms) {
-  return js_.consumer_followers(stream_name(type), consumer_name(agent), timeout_ms);
+  const std::string stream = stream_name(type);
+  const std::string name = consumer_name(agent);
+  DS_ASSIGN_OR_RETURN(std::optional<ConsumerInfo> info, js_.consumer_info(stream, name, timeout_ms));
+  if (!info) return Status::not_found("consumer " + name + " on " + stream + " not found");
+  return std::move(info->followers);
 }
 
 }  // namespace ds

@@ -43,16 +43,8 @@ Status NatsConsumerControl::delete_consumer(std::string_view stream, std::string
 }
 
 Result<std::optional<ConsumerInfo>> NatsConsumerControl::consumer_info(std::string_view stream,
-                                                                       std::string_view name) {
-  return js_.consumer_info(stream, name);
-}
-
-Result<std::vector<StreamFollower>> NatsConsumerControl::consumer_followers(std::string_view stream,
-                                                                            std::string_view name,
-                                                                            int64_t timeout_ms) {
-  DS_ASSIGN_OR_RETURN(std::optional<ConsumerInfo> info, js_.consumer_info(stream, name, timeout_ms));
-  if (!info) return Status::not_found("consumer " + std::string(name) + " on " + std::string(stream) + " not found");
-  return std::move(info->followers);
+                                                                       std::string_view name, int64_t timeout_ms) {
+  return js_.consumer_info(stream, name, timeout_ms);
 }
 
 }  // namespace ds

@@ -83,12 +83,10 @@ class ConsumerControl : public StreamReader {
   virtual Status add_consumer(std::string_view stream, const ConsumerSpec& spec) = 0;
   // NotFound when it does not exist.
   virtual Status delete_consumer(std::string_view stream, std::string_view name) = 0;
-  // nullopt when it does not exist (JetStream::consumer_info).
-  virtual Result<std::optional<ConsumerInfo>> consumer_info(std::string_view stream, std::string_view name) = 0;
-  // The consumer's replicas other than its leader, as the leader reports
-  // them within `timeout_ms`; NotFound when it does not exist.
-  virtual Result<std::vector<StreamFollower>> consumer_followers(std::string_view stream, std::string_view name,
-                                                                 int64_t timeout_ms) = 0;
+  // nullopt when it does not exist; answered within `timeout_ms`, or the
+  // JetStream context's timeout when 0 (JetStream::consumer_info).
+  virtual Result<std::optional<ConsumerInfo>> consumer_info(std::string_view stream, std::string_view name,
+                                                            int64_t timeout_ms) = 0;
 };
 
 // The JetStream calls that fill and read back the hub's streams: the
@@ -140,9 +138,8 @@ class NatsConsumerControl final : public NatsStreamReader<ConsumerControl> {
   using NatsStreamReader::NatsStreamReader;
   Status add_consumer(std::string_view stream, const ConsumerSpec& spec) override;
   Status delete_consumer(std::string_view stream, std::string_view name) override;
-  Result<std::optional<ConsumerInfo>> consumer_info(std::string_view stream, std::string_view name) override;
-  Result<std::vector<StreamFollower>> consumer_followers(std::string_view stream, std::string_view name,
-                                                         int64_t timeout_ms) override;
+  Result<std::optional<ConsumerInfo>> consumer_info(std::string_view stream, std::string_view name,
+                                                    int64_t timeout_ms) override;
 };
 
 class NatsStreamAccess final : public NatsStreamReader<StreamAccess> {

@@ -171,9 +171,13 @@ Status FakeConsumerControl::delete_consumer(std::string_view stream, std::string
 }
 
 Result<std::optional<ConsumerInfo>> FakeConsumerControl::consumer_info(std::string_view stream,
-                                                                       std::string_view name) {
+                                                                       std::string_view name, int64_t timeout_ms) {
   std::lock_guard lock(mu_);
   ++info_reads_;
+  if (timeout_ms > 0) {
+    ++timed_reads_;
+    if (!timed_failure_.is_ok()) return timed_failure_;
+  }
   const std::pair<std::string, std::string> key{std::string(stream), std::string(name)};
   auto it = consumers_.find(key);
   if (it == consumers_.end()) return std::optional<ConsumerInfo>();
@@ -199,31 +203,20 @@ void FakeConsumerControl::time_out_next_delete() {
   time_out_next_delete_ = true;
 }
 
-Result<std::vector<StreamFollower>> FakeConsumerControl::consumer_followers(std::string_view stream,
-                                                                            std::string_view name, int64_t) {
-  std::lock_guard lock(mu_);
-  ++follower_reads_;
-  if (!followers_failure_.is_ok()) return followers_failure_;
-  const std::pair<std::string, std::string> key{std::string(stream), std::string(name)};
-  if (!consumers_.contains(key)) return Status::not_found("consumer " + key.second + " on " + key.first);
-  auto it = followers_.find(key);
-  return it == followers_.end() ? std::vector<StreamFollower>{} : it->second;
-}
-
 void FakeConsumerControl::set_followers(const std::string& stream, const std::string& name,
                                         std::vector<StreamFollower> followers) {
   std::lock_guard lock(mu_);
   followers_[{stream, name}] = std::move(followers);
 }
 
-void FakeConsumerControl::fail_followers(Status failure) {
+void FakeConsumerControl::fail_timed_reads(Status failure) {
   std::lock_guard lock(mu_);
-  followers_failure_ = std::move(failure);
+  timed_failure_ = std::move(failure);
 }
 
-int FakeConsumerControl::follower_reads() const {
+int FakeConsumerControl::timed_reads() const {
   std::lock_guard lock(mu_);
-  return follower_reads_;
+  return timed_reads_;
 }
 
 int FakeConsumerControl::info_reads() const {

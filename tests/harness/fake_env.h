@@ -104,21 +104,20 @@ class FakeConsumerControl final : public ConsumerControl {
   Status add_consumer(std::string_view stream, const ConsumerSpec& spec) override;
   Status delete_consumer(std::string_view stream, std::string_view name) override;
   // The consumer as created, its deliveries as deliver() counted and its
-  // followers as set_followers gave them.
-  Result<std::optional<ConsumerInfo>> consumer_info(std::string_view stream, std::string_view name) override;
-  // The followers set_followers gave the consumer (none by default: one
-  // replica); NotFound when it does not exist; the failure fail_followers
+  // followers as set_followers gave them (none by default: one replica).
+  // A read with a deadline of its own (timeout_ms > 0: the consumer copy
+  // watch's; a plan's reads pass 0) answers the failure fail_timed_reads
   // set, while set.
-  Result<std::vector<StreamFollower>> consumer_followers(std::string_view stream, std::string_view name,
-                                                         int64_t timeout_ms) override;
+  Result<std::optional<ConsumerInfo>> consumer_info(std::string_view stream, std::string_view name,
+                                                    int64_t timeout_ms) override;
 
-  // What consumer_followers reports for `name` on `stream` from now on, until
-  // changed (it outlives the consumer's deletion and re-creation).
+  // The followers consumer_info reports for `name` on `stream` from now on,
+  // until changed (it outlives the consumer's deletion and re-creation).
   void set_followers(const std::string& stream, const std::string& name, std::vector<StreamFollower> followers);
-  // Every consumer_followers answers `failure` (OK: answers again).
-  void fail_followers(Status failure);
-  // How often consumer_followers, and consumer_info, was asked.
-  int follower_reads() const;
+  // Every read with a deadline answers `failure` (OK: answers again).
+  void fail_timed_reads(Status failure);
+  // How often consumer_info was asked with a deadline, and at all.
+  int timed_reads() const;
   int info_reads() const;
   void set_stream(const std::string& stream, StreamState state);
   void put_message(const std::string& stream, StoredMessage m);
@@ -154,9 +153,9 @@ class FakeConsumerControl final : public ConsumerControl {
   std::function<void()> after_add_;                                           // guarded by mu_
   std::set<std::pair<std::string, std::string>> lingering_;                   // guarded by mu_
   std::map<std::pair<std::string, std::string>, std::vector<StreamFollower>> followers_;  // guarded by mu_
-  int follower_reads_ = 0;                                                    // guarded by mu_
+  int timed_reads_ = 0;                                                       // guarded by mu_
   int info_reads_ = 0;                                                        // guarded by mu_
-  Status followers_failure_;                                                  // guarded by mu_
+  Status timed_failure_;                                                      // guarded by mu_
   int added_ = 0;                                                             // guarded by mu_
   int deleted_ = 0;                                                           // guarded by mu_
 };

@@ -354,7 +354,7 @@ TEST_F(AgentServiceReplicatedTest, ACopyBehindOnANodeThatIsUpHasTheAgentRegister
   ASSERT_TRUE(register_agent("a1", 4, 4).ok());
   pass_live("a1", 9000);  // within the grace: a node that came back catches up in seconds
   EXPECT_EQ(register_orders(messaging_, subjects_, "a1"), 0u);
-  EXPECT_GE(consumers_.follower_reads(), 8);  // once per interval
+  EXPECT_GE(consumers_.timed_reads(), 8);  // once per interval
   pass_live("a1", 3000);
   EXPECT_EQ(register_orders(messaging_, subjects_, "a1"), 1u);
   EXPECT_EQ(service_->copy_repair_orders(), 1u);
@@ -439,17 +439,17 @@ TEST_F(AgentServiceReplicatedTest, ARoundStopsAtItsFirstFailedRead) {
       pass(1000);
     }
   };
-  consumers_.fail_followers(Status::deadline_exceeded("consumer info: Timeout"));
-  int reads = consumers_.follower_reads();
+  consumers_.fail_timed_reads(Status::deadline_exceeded("consumer info: Timeout"));
+  int reads = consumers_.timed_reads();
   int before = rounds();
   both_live_for_3s();
-  EXPECT_EQ(consumers_.follower_reads() - reads, rounds() - before);  // one read a round, not two
+  EXPECT_EQ(consumers_.timed_reads() - reads, rounds() - before);  // one read a round, not two
   EXPECT_GE(rounds() - before, 2);
-  consumers_.fail_followers(Status::ok());
-  reads = consumers_.follower_reads();
+  consumers_.fail_timed_reads(Status::ok());
+  reads = consumers_.timed_reads();
   before = rounds();
   both_live_for_3s();
-  EXPECT_EQ(consumers_.follower_reads() - reads, 2 * (rounds() - before));  // both consumers, every round
+  EXPECT_EQ(consumers_.timed_reads() - reads, 2 * (rounds() - before));  // both consumers, every round
 }
 
 TEST_F(AgentServiceReplicatedTest, TheConsumerOfADeadAgentIsNotChecked) {
@@ -457,9 +457,9 @@ TEST_F(AgentServiceReplicatedTest, TheConsumerOfADeadAgentIsNotChecked) {
   ASSERT_TRUE(register_agent("a1", 4, 4).ok());
   pass(4000);  // silent: dead, its consumer deleted
   ASSERT_EQ(state_of("a1"), AgentState::kDead);
-  const int reads = consumers_.follower_reads();
+  const int reads = consumers_.timed_reads();
   pass(15000);
-  EXPECT_EQ(consumers_.follower_reads(), reads);
+  EXPECT_EQ(consumers_.timed_reads(), reads);
   EXPECT_EQ(register_orders(messaging_, subjects_, "a1"), 0u);
 }
 
@@ -470,7 +470,7 @@ TEST_F(AgentServiceTest, OneReplicaWatchesNoConsumerCopies) {
     reply_beat("a1", 4, 4);
     pass(1000);
   }
-  EXPECT_EQ(consumers_.follower_reads(), 0);
+  EXPECT_EQ(consumers_.timed_reads(), 0);
 }
 
 TEST_F(AgentServiceTest, AgentSilentPastDeadAfterLosesItsConsumer) {
