@@ -326,9 +326,13 @@ TEST_F(HubTakeoverTest, GracefulHandOver) {
   auto taken_over = scrape(fleet_.metrics_port("hub-b"));
   ASSERT_TRUE(taken_over.is_ok()) << taken_over.status().to_string();
   EXPECT_NE(taken_over->find("\ndeltasync_hub_ha_active 1\n"), std::string::npos) << *taken_over;
-  auto ready_now = http_get(fleet_, standby_http, "/readyz");  // the same listener address, now the active's API
-  ASSERT_TRUE(ready_now.is_ok()) << ready_now.status().to_string();
-  EXPECT_EQ(ready_now->status, 200) << ready_now->body;
+  // The same listener address, now the active's API: ready once it has
+  // confirmed its subscriptions (it already acknowledged a batch).
+  Result<HttpResponse> ready_now = Status::unavailable("not asked yet");
+  EXPECT_TRUE(wait_until([&] {
+    ready_now = http_get(fleet_, standby_http, "/readyz");
+    return ready_now.is_ok() && ready_now->status == 200;
+  }, 5000, 50)) << (ready_now.is_ok() ? ready_now->body : ready_now.status().to_string()) << fleet_.logs();
   fleet_.swap_hubs();
   ASSERT_TRUE(fleet_.start_standby().is_ok()) << fleet_.logs();
   keep_loading(20);
