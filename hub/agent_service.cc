@@ -235,29 +235,28 @@ struct AgentService::Impl {
   // its next subscription (AgentWaits): carrying them out would recreate
   // the agent's consumers once more for nobody.
   void handle_registrations() {
+    const auto waits_since = [this](int64_t received_ms) {
+      return [this, received_ms] { return clocks.now_steady_ms() - received_ms <= kRegisterReplyTimeoutMs; };
+    };
     std::vector<QueuedRegistration> batch = register_queue.take(kRegistrationsInFlight);
-    std::vector<QueuedRegistration> begun;
-    std::vector<RegistrationHandler::Pending> pending;
-    for (QueuedRegistration& q : batch) {
-      const auto agent_waits = [this, received_ms = q.received_ms] {
-        return clocks.now_steady_ms() - received_ms <= kRegisterReplyTimeoutMs;
-      };
-      if (!agent_waits()) {
-        late_registrations++;
-        spdlog::info("register {}: dropped unanswered: it waited {} ms for the hub, past the agent's {} ms reply "
-                     "timeout; the agent registers again",
-                     Subjects::last_token(q.msg.subject), clocks.now_steady_ms() - q.received_ms,
-                     kRegisterReplyTimeoutMs);
-        continue;
-      }
+    std::erase_if(batch, [&](const QueuedRegistration& q) {
+      if (waits_since(q.received_ms)()) return false;
+      late_registrations++;
+      spdlog::info("register {}: dropped unanswered: it waited {} ms for the hub, past the agent's {} ms reply "
+                   "timeout; the agent registers again",
+                   Subjects::last_token(q.msg.subject), clocks.now_steady_ms() - q.received_ms,
+                   kRegisterReplyTimeoutMs);
+      return true;
+    });
+    if (batch.empty()) return;
+    std::vector<RegistrationHandler::Pending> pending;  // pending[i] is batch[i]'s
+    for (const QueuedRegistration& q : batch) {
       pending.push_back(registration.begin(q.msg.subject, q.msg.data, clock.at(clocks.now_steady_ms()),
-                                           clocks.now_system_ms(), agent_waits));
-      begun.push_back(std::move(q));
+                                           clocks.now_system_ms(), waits_since(q.received_ms)));
     }
-    if (begun.empty()) return;
     registration.open_all(pending, [&](size_t i, const RegistrationHandler::Opened& opened) {
       const RegisterReply reply = registration.finish(pending[i], opened);
-      const Envelope& msg = begun[i].msg;
+      const Envelope& msg = batch[i].msg;
       if (!pending[i].agent_waits()) late_registrations++;  // cut short, or finished after the agent gave up
       const std::string agent(Subjects::last_token(msg.subject));
       if (reply.ok()) index_agent(agent);

@@ -36,7 +36,7 @@ struct StandbyGauges {
   std::atomic<uint64_t> stored{0};
   std::atomic<uint64_t> rounds_failed{0};
   std::atomic<bool> caught_up{false};
-  std::atomic<bool> failing{false};  // the last round failed
+  std::atomic<bool> failing{false};  // the last round failed: a broker failure episode, logged once
 
   // What /readyz says after "standby: " (HttpApi::start_standby).
   std::string state() const {
@@ -94,23 +94,20 @@ Result<bool> stand_by(const HubConfig& config, LeaseKeeper& keeper, std::stop_to
   std::mutex mu;
   std::condition_variable_any cv;
   bool ever_caught_up = false;  // said once: under load a standby is behind and back every few rounds
-  bool failing = false;         // a broker failure episode, logged once
   for (;;) {
     if (stop.stop_requested()) return false;
     auto stored = nc->connected() ? follower.follow_round() : Result<uint64_t>(Status::unavailable("not connected"));
     if (!stored.is_ok()) {
       if (stored.status().code() == StatusCode::kDataLoss) return stored.status();
-      if (!failing) spdlog::warn("ha: standby: following the streams: {}; retrying", stored.status().to_string());
-      failing = true;
+      if (!gauges.failing.exchange(true)) {
+        spdlog::warn("ha: standby: following the streams: {}; retrying", stored.status().to_string());
+      }
       ++gauges.rounds_failed;
-      gauges.failing.store(true);
       gauges.caught_up.store(false);
     } else {
       gauges.stored += *stored;
       gauges.caught_up.store(follower.caught_up());
-      gauges.failing.store(false);
-      if (failing) spdlog::info("ha: standby: following the streams again");
-      failing = false;
+      if (gauges.failing.exchange(false)) spdlog::info("ha: standby: following the streams again");
       if (follower.caught_up() && !ever_caught_up) {
         spdlog::info("ha: standby: caught up with every stream (versions {})", heads_of(*store));
         ever_caught_up = true;
@@ -122,7 +119,7 @@ Result<bool> stand_by(const HubConfig& config, LeaseKeeper& keeper, std::stop_to
     }
     if (stored.is_ok() && *stored > 0 && !follower.caught_up()) continue;  // behind: the next round at once
     std::unique_lock lock(mu);
-    cv.wait_for(lock, stop, std::chrono::milliseconds(failing ? 1000 : kFollowPollMs), [] { return false; });
+    cv.wait_for(lock, stop, std::chrono::milliseconds(gauges.failing.load() ? 1000 : kFollowPollMs), [] { return false; });
   }
 }
 
