@@ -125,6 +125,10 @@ Status StreamPublisher::ensure_streams() {
     spec.max_bytes = t.max_bytes;
     spec.duplicate_window_ms = 120000;
     spec.replicas = static_cast<int>(config_.stream_replicas);
+    // The live feed (docs/protocol.md, "Live feed"): a stream created
+    // before it keeps none (StreamSpec says why).
+    spec.republish_source = spec.subjects.front();
+    spec.republish_destination = subjects_.feed_filter(t.name);
     DS_RETURN_IF_ERROR(js_.ensure_stream(spec).with_context(
         "stream " + spec.name + " ([streams] replicas = " + std::to_string(spec.replicas) + ")"));
   }

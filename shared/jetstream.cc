@@ -207,6 +207,13 @@ Status JetStream::ensure_stream(const StreamSpec& spec) {
   int64_t duplicates_ms = spec.duplicate_window_ms;
   if (spec.max_age_ms > 0) duplicates_ms = std::min(duplicates_ms, spec.max_age_ms);
   cfg.Duplicates = duplicates_ms * kNanosPerMilli;
+  jsRePublish republish;
+  jsRePublish_Init(&republish);
+  if (!spec.republish_destination.empty()) {
+    republish.Source = spec.republish_source.c_str();
+    republish.Destination = spec.republish_destination.c_str();
+    cfg.RePublish = &republish;
+  }
 
   jsStreamInfo* si = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
@@ -220,6 +227,14 @@ Status JetStream::ensure_stream(const StreamSpec& spec) {
   // change in place; the server rejects that and we report it. A replica
   // count change is applied by a clustered server (it adds or removes
   // peers, and moves the stream's durable consumers to the new peer set).
+  // Its republish cannot change either (nats-server 2.9 refuses any update
+  // that does), so the update carries the one the stream has.
+  si = nullptr;
+  jerr = static_cast<jsErrCode>(0);
+  s = js_GetStreamInfo(&si, js_.get(), spec.name.c_str(), nullptr, &jerr);
+  const JsStreamInfoPtr existing(si);
+  if (s != NATS_OK) return api_status(s, jerr, "stream info " + spec.name, spec.name);
+  cfg.RePublish = existing->Config != nullptr ? existing->Config->RePublish : nullptr;
   jerr = static_cast<jsErrCode>(0);
   si = nullptr;
   s = js_UpdateStream(&si, js_.get(), &cfg, nullptr, &jerr);
@@ -261,7 +276,11 @@ Result<StreamState> JetStream::stream_state(std::string_view name) {
   out.last_seq = si->State.LastSeq;
   out.messages = si->State.Msgs;
   out.bytes = si->State.Bytes;
-  if (si->Config != nullptr) out.replicas = static_cast<int>(si->Config->Replicas);
+  if (si->Config != nullptr) {
+    out.replicas = static_cast<int>(si->Config->Replicas);
+    const jsRePublish* rp = si->Config->RePublish;
+    if (rp != nullptr && rp->Destination != nullptr) out.republish_destination = rp->Destination;
+  }
   if (si->Cluster != nullptr) {
     if (si->Cluster->Leader != nullptr) out.leader = si->Cluster->Leader;
     out.followers = followers_of(*si->Cluster);

@@ -123,6 +123,10 @@ std::string Subjects::delta(std::string_view type, std::string_view partition) c
   return join(join(p_ + ".delta", type), partition);
 }
 std::string Subjects::delta_filter(std::string_view type) const { return join(join(p_ + ".delta", type), ">"); }
+std::string Subjects::feed(std::string_view type, std::string_view partition) const {
+  return join(join(p_ + ".feed", type), partition);
+}
+std::string Subjects::feed_filter(std::string_view type) const { return join(join(p_ + ".feed", type), ">"); }
 std::string Subjects::push(std::string_view agent, std::string_view type) const {
   return join(join(p_ + ".push", agent), type);
 }

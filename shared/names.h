@@ -63,6 +63,11 @@ class Subjects {
   std::string delta(std::string_view type, std::string_view partition) const;  // ds.delta.<type>.<partition>
   std::string delta_filter(std::string_view type) const;         // ds.delta.<type>.>
   std::string push(std::string_view agent, std::string_view type) const;  // ds.push.<agent>.<type>
+  // The live feed: the broker republishes every message its stream DS_<TYPE>
+  // stored from ds.delta.<type>.<partition> here (docs/protocol.md, "Live
+  // feed"); only the broker publishes on it.
+  std::string feed(std::string_view type, std::string_view partition) const;  // ds.feed.<type>.<partition>
+  std::string feed_filter(std::string_view type) const;          // ds.feed.<type>.>
 
   // Last token of a subject ("ds.hub.register.store-1" -> "store-1").
   static std::string_view last_token(std::string_view subject);

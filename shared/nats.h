@@ -213,6 +213,17 @@ struct StreamSpec {
   int64_t duplicate_window_ms = 120000;  // capped at max_age_ms (the server requires it)
   bool memory_storage = false;        // file storage by default
   int replicas = 1;
+  // When set: the server publishes every message the stream stored again,
+  // its subject mapped from `republish_source` (a subset of `subjects`) to
+  // `republish_destination` (e.g. ds.delta.prices.> -> ds.feed.prices.>),
+  // adding the headers Nats-Stream, Nats-Subject, Nats-Sequence and
+  // Nats-Last-Sequence (the sequence of the stream's previous message on the
+  // same subject; 0 for none). Only stored messages are republished: not a
+  // duplicate, nor one an expectation header refused. nats-server 2.9 cannot
+  // change a stream's republish in place: ensure_stream keeps the one an
+  // existing stream has (StreamState::republish_destination says which).
+  std::string republish_source{};
+  std::string republish_destination{};
 };
 
 // One replica of a clustered stream (or consumer) other than its leader,
@@ -232,6 +243,7 @@ struct StreamState {
   int replicas = 1;                       // the stream's configured replica count
   std::string leader = {};                // server_name of its leader; "" on a lone server
   std::vector<StreamFollower> followers = {};  // empty on a lone server and for 1 replica
+  std::string republish_destination = {};  // "" when the stream republishes nothing
 };
 
 enum class AckPolicy { kExplicit, kAll, kNone };

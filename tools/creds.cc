@@ -342,8 +342,10 @@ std::string nats_user_entry(const Identity& identity, std::string_view subject_p
       // Everything its job needs, but nothing that destroys a stream's
       // history: the hub never purges or deletes streams or stream messages,
       // so a reply it were tricked into sending there is refused by the server.
+      // Nor does it publish on the live feed, which only the broker's
+      // republish of what a stream stored may write (agents trust it).
       std::vector<std::string> deny = {"$JS.API.STREAM.PURGE.>", "$JS.API.STREAM.DELETE.>",
-                                       "$JS.API.STREAM.MSG.DELETE.>"};
+                                       "$JS.API.STREAM.MSG.DELETE.>", p + ".feed.>"};
       if (identity.publisher_public_key.empty()) {
         // A registry from before publisher keys: the hub publishes deltas on
         // this connection (`creds rotate` issues a publisher key).
@@ -382,7 +384,11 @@ std::string nats_user_entry(const Identity& identity, std::string_view subject_p
           "$JS.ACK.*." + consumer_name(x) + ".>",
       };
       std::vector<std::string> subscribe = {p + ".push." + x + ".>", p + ".agent." + x + ".>"};
-      for (const Grant& g : identity.grants) subscribe.push_back(subjects.heartbeat(g.type));
+      for (const Grant& g : identity.grants) {
+        subscribe.push_back(subjects.heartbeat(g.type));
+        // The live feed of its grant: one partition, or every one ("*").
+        subscribe.push_back(g.partition == kAnyPartition ? subjects.feed_filter(g.type) : subjects.feed(g.type, g.partition));
+      }
       subscribe.push_back(inbox_prefix(x) + ".>");
       return fmt::format(
           "    {{ nkey: {}, permissions: {{\n"

@@ -1,12 +1,19 @@
 // Scenario 1: a mixed workload of upserts and deletes, pushed with the
 // `deltasync push` CLI over several types, partitioned and not, converges:
 // the hub holds exactly what was pushed and every agent's replica matches the
-// hub for its partition (`deltasync verify`).
+// hub for its partition (`deltasync verify`). The hub's live feed (docs/
+// protocol.md, "Live feed") carries the same publication to a plain
+// subscriber, without a gap.
 #include <gtest/gtest.h>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <mutex>
+
+#include "agent/feed_order.h"
+#include "shared/codec.h"
+#include "shared/names.h"
 #include "tests/e2e/fleet.h"
 #include "tests/e2e/workload.h"
 
@@ -50,11 +57,65 @@ void push(Fleet& fleet, RecordModel& model, const std::string& type, const nlohm
   model.apply(type, records);
 }
 
+// A plain subscription to one live-feed subject, judged as an agent would
+// (agent/feed_order.h) from the stream's start.
+class FeedWatch {
+ public:
+  FeedWatch(Connection& nc, const std::string& type, const std::string& partition) : type_(type) {
+    const Subjects subjects;
+    order_.start(type, 0, partition == kAnyPartition);
+    auto sub = nc.subscribe(partition == kAnyPartition ? subjects.feed_filter(type) : subjects.feed(type, partition),
+                            [this](Message m) { take(m); });
+    EXPECT_TRUE(sub.is_ok()) << sub.status().to_string();
+    if (sub.is_ok()) sub_ = std::move(sub).value();
+  }
+  // Every message so far came in order and decoded.
+  std::string problems() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return problems_;
+  }
+  std::vector<Change> changes() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return changes_;
+  }
+  uint64_t last_seq() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return last_seq_;
+  }
+
+ private:
+  void take(const Message& m) {
+    const auto stamp = feed_stamp(m.header(kStreamSequenceHeader), m.header(kLastSubjectSequenceHeader));
+    auto batch = decode_delta_batch(m.data());
+    std::lock_guard<std::mutex> lock(mu_);
+    if (order_.observe(type_, stamp) != FeedOrder::Verdict::kInOrder) {
+      problems_ += std::string(m.subject()) + ": out of order\n";
+    }
+    if (!batch.is_ok()) problems_ += std::string(m.subject()) + ": " + batch.status().to_string() + "\n";
+    if (stamp) last_seq_ = stamp->seq;
+    if (batch.is_ok()) changes_.insert(changes_.end(), batch->changes.begin(), batch->changes.end());
+  }
+
+  const std::string type_;
+  mutable std::mutex mu_;
+  FeedOrder order_;             // guarded by mu_
+  std::string problems_;        // guarded by mu_
+  std::vector<Change> changes_;  // guarded by mu_
+  uint64_t last_seq_ = 0;       // guarded by mu_
+  std::unique_ptr<Subscription> sub_;  // last: unsubscribed (and its handler done) first
+};
+
 TEST(Convergence, MixedUpsertsAndDeletesConvergeOnEveryAgent) {
   Fleet fleet;
   Status started = fleet.start();
   ASSERT_TRUE(started.is_ok()) << started.to_string();
   RecordModel model;
+  ConnectOptions feed_options = test_connect_options(fleet.nats());
+  auto feed_nc = Connection::connect(feed_options);
+  ASSERT_TRUE(feed_nc.is_ok()) << feed_nc.status().to_string();
+  FeedWatch store1_prices(**feed_nc, "prices", "store-1");
+  FeedWatch every_product(**feed_nc, "products", std::string(kAnyPartition));
+  ASSERT_TRUE((*feed_nc)->flush().is_ok());
 
   // Round 0: the initial load. store-3 has prices but no store agent: only hq takes them.
   nlohmann::json products = nlohmann::json::array(), prices = nlohmann::json::array(),
@@ -116,6 +177,28 @@ TEST(Convergence, MixedUpsertsAndDeletesConvergeOnEveryAgent) {
   for (const auto& row : report["rows"]) {
     EXPECT_EQ(row.value("agent_rows", uint64_t{0}), model.count(row["type"], row["partition"])) << row.dump();
   }
+
+  // The live feed: in order from the first message, one partition's
+  // changes only, and up to where the agents are.
+  auto versions = fleet.replica_versions("store-1");
+  ASSERT_TRUE(versions.is_ok()) << versions.status().to_string();
+  ASSERT_TRUE(wait_until([&] {
+    const std::vector<Change> got = store1_prices.changes();
+    return !got.empty() && got.back().v == (*versions)["prices"];
+  })) << "the feed of prices/store-1 stops before store-1's replica";
+  EXPECT_EQ(store1_prices.problems(), "");
+  for (const Change& c : store1_prices.changes()) {
+    EXPECT_TRUE(c.key.rfind("store-1/", 0) == 0 || c.key == "promo-1") << c.key << " is not store-1's";
+  }
+  auto js = (*feed_nc)->jetstream();
+  ASSERT_TRUE(js.is_ok());
+  auto products_stream = (*js)->stream_state(stream_name("products"));
+  ASSERT_TRUE(products_stream.is_ok());
+  EXPECT_EQ(products_stream->republish_destination, "ds.feed.products.>");
+  ASSERT_TRUE(wait_until([&] { return every_product.last_seq() == products_stream->last_seq; }))
+      << "the feed of every product ends at " << every_product.last_seq() << ", the stream at "
+      << products_stream->last_seq;
+  EXPECT_EQ(every_product.problems(), "");
 }
 
 }  // namespace

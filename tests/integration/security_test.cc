@@ -79,6 +79,7 @@ class SecurityTest : public ::testing::Test {
     auto result = write_test_credentials(creds_dir_.path(), {{IdentityRole::kHub, "hub"},
                                                              {IdentityRole::kAgent, "store-1:prices,products"},
                                                              {IdentityRole::kAgent, "store-2:prices"},
+                                                             {IdentityRole::kAgent, "store-3:prices:store-3"},
                                                              {IdentityRole::kProducer, "erp:prices"}});
     ASSERT_TRUE(result.is_ok()) << result.status().to_string();
     creds_ = *result;
@@ -349,6 +350,50 @@ TEST_F(SecurityTest, AgentCannotReadStreamMessagesThroughTheApi) {
   auto hub_view = hub_js_->get_message(stream_name("prices"), 1);
   ASSERT_TRUE(hub_view.is_ok()) << hub_view.status().to_string();
   EXPECT_EQ(hub_view->data, "delta-1");
+}
+
+TEST_F(SecurityTest, AgentTakesTheLiveFeedOfItsGrantOnlyAndOnlyTheBrokerWritesIt) {
+  StreamSpec spec;
+  spec.name = stream_name("prices");
+  spec.subjects = {subjects_.delta_filter("prices")};
+  spec.memory_storage = true;
+  spec.republish_source = subjects_.delta_filter("prices");
+  spec.republish_destination = subjects_.feed_filter("prices");
+  ASSERT_TRUE(publisher_js_->ensure_stream(spec).is_ok());
+
+  Client store3 = connect_as("store-3");  // prices of partition store-3 only
+  ASSERT_NE(store3.nc, nullptr);
+  MessageCollector seen;
+  auto own = store3.nc->subscribe(subjects_.feed("prices", "store-3"), seen.handler());
+  ASSERT_TRUE(own.is_ok());
+  // One at a time: cnats reports each violation with the connection's last
+  // error, which a second one would overwrite.
+  auto other = store3.nc->subscribe(subjects_.feed("prices", "store-4"), seen.handler());
+  ASSERT_TRUE(other.is_ok());
+  ASSERT_TRUE(store3.nc->flush().is_ok());
+  EXPECT_TRUE(store3.errors->wait_for("ds.feed.prices.store-4")) << store3.errors->all();
+  auto every = store3.nc->subscribe(subjects_.feed_filter("prices"), seen.handler());
+  ASSERT_TRUE(every.is_ok());
+  ASSERT_TRUE(store3.nc->flush().is_ok());
+  EXPECT_TRUE(store3.errors->wait_for("ds.feed.prices.>")) << store3.errors->all();
+
+  // Neither of the hub's keys may write the feed: agents trust what comes
+  // there as what the stream stored.
+  ASSERT_TRUE(hub_.nc->publish(subjects_.feed("prices", "store-3"), "forged by the service key").is_ok());
+  ASSERT_TRUE(publisher_nc_->publish(subjects_.feed("prices", "store-3"), "forged by the publisher key").is_ok());
+  ASSERT_TRUE(hub_.nc->flush().is_ok());
+  ASSERT_TRUE(publisher_nc_->flush().is_ok());
+  EXPECT_TRUE(hub_.errors->wait_for("ds.feed.prices.store-3")) << hub_.errors->all();
+  // Another partition's batch first, then its own (the sentinel): both come
+  // from the stream's republish, in order.
+  ASSERT_TRUE(publisher_js_->publish(subjects_.delta("prices", "store-4"), "store-4 batch", "prices:1").is_ok());
+  ASSERT_TRUE(publisher_js_->publish(subjects_.delta("prices", "store-3"), "store-3 batch", "prices:2").is_ok());
+  ASSERT_TRUE(seen.wait_for(1));
+  ASSERT_TRUE(store3.nc->flush().is_ok());
+  const std::vector<ReceivedMessage> got = seen.messages();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].subject, "ds.feed.prices.store-3");
+  EXPECT_EQ(got[0].data, "store-3 batch");
 }
 
 TEST_F(SecurityTest, HubCreatedPushConsumerDeliversToItsAgentWhichAcks) {

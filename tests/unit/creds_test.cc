@@ -101,12 +101,14 @@ Identity with_key(Identity id) {
 
 TEST(CredsTest, AgentEntryGrantsItsOwnSubjectsOnly) {
   const std::string entry =
-      nats_user_entry(with_key(identity(IdentityRole::kAgent, "store-1:prices,products")), "acme.ds");
+      nats_user_entry(with_key(identity(IdentityRole::kAgent, "store-1:prices:store-1,products")), "acme.ds");
+  // The live feed of each grant: its one partition, or every one.
   EXPECT_EQ(entry,
             "    { nkey: \"UKEY\", permissions: {\n"
             "        publish:   { allow: [\"acme.ds.hub.*.store-1\", \"$JS.ACK.*.ag_store-1.>\"] }\n"
             "        subscribe: { allow: [\"acme.ds.push.store-1.>\", \"acme.ds.agent.store-1.>\", "
-            "\"acme.ds.hb.prices\", \"acme.ds.hb.products\", \"_INBOX_store-1.>\"] }\n"
+            "\"acme.ds.hb.prices\", \"acme.ds.feed.prices.store-1\", \"acme.ds.hb.products\", "
+            "\"acme.ds.feed.products.>\", \"_INBOX_store-1.>\"] }\n"
             "        allow_responses: true } }\n");
   EXPECT_EQ(entry.find("CONSUMER.CREATE"), std::string::npos);
   EXPECT_EQ(entry.find("MSG.GET"), std::string::npos);
@@ -122,14 +124,15 @@ TEST(CredsTest, ProducerAndHubEntries) {
   // A hub of a registry from before publisher keys: as it was.
   EXPECT_EQ(nats_user_entry(with_key(identity(IdentityRole::kHub, "hub")), "ds"),
             "    { nkey: \"UKEY\", permissions: { publish: { allow: \">\", deny: [\"$JS.API.STREAM.PURGE.>\", "
-            "\"$JS.API.STREAM.DELETE.>\", \"$JS.API.STREAM.MSG.DELETE.>\"] }, subscribe: \">\" } }\n");
+            "\"$JS.API.STREAM.DELETE.>\", \"$JS.API.STREAM.MSG.DELETE.>\", \"ds.feed.>\"] }, subscribe: \">\" } }\n");
   // With a publisher key: the service key may not publish into the delta
   // streams, and the publisher key may do only that (and the stream calls).
   Identity hub = with_key(identity(IdentityRole::kHub, "hub"));
   hub.publisher_public_key = "UPUB";
   EXPECT_EQ(nats_user_entry(hub, "ds"),
             "    { nkey: \"UKEY\", permissions: { publish: { allow: \">\", deny: [\"$JS.API.STREAM.PURGE.>\", "
-            "\"$JS.API.STREAM.DELETE.>\", \"$JS.API.STREAM.MSG.DELETE.>\", \"ds.delta.>\"] }, subscribe: \">\" } }\n"
+            "\"$JS.API.STREAM.DELETE.>\", \"$JS.API.STREAM.MSG.DELETE.>\", \"ds.feed.>\", \"ds.delta.>\"] }, "
+            "subscribe: \">\" } }\n"
             "    # hub hub delta publisher\n"
             "    { nkey: \"UPUB\", permissions: {\n"
             "        publish:   { allow: [\"ds.delta.>\", \"$JS.API.STREAM.CREATE.*\", \"$JS.API.STREAM.UPDATE.*\", "
