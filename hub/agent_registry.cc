@@ -226,6 +226,8 @@ Status AgentRegistry::record_registration(const RegisterRequest& r, int64_t now_
     st.seq = s.seq;
     st.ts = s.ts;
     st.rows = s.rows;
+    // st.feed stays false: the request says the agent can take the feed
+    // (PlanInput::feed_asked), not that it does; its replies say that.
     a.subscriptions.emplace(s.type, std::move(st));
   }
   std::erase(dirty_, r.agent);
@@ -278,6 +280,7 @@ void AgentRegistry::record_beat(const HeartbeatReply& reply, int64_t now_wall_ms
     sub->second.seq = cp.seq;
     sub->second.ts = cp.ts;
     sub->second.schema_hash = cp.schema_hash;
+    sub->second.feed = cp.feed;
   }
   for (auto& [type, sub] : a.subscriptions) {
     if (!reply.quarantined_types) {

@@ -49,6 +49,14 @@ struct DeliveryState {
   bool held_back = false;          // schema hash mismatch (docs/protocol.md, "Semantics")
   bool awaiting_snapshot = false;  // checkpoint left the stream; agent must snapshot and register again
   bool snapshot_ordered = false;   // a registration reply told the agent so; it is loading the snapshot
+  // The agent takes the type from the live feed (docs/protocol.md, "Live
+  // feed"): no consumer, by the planner's feed rule (consumer_planner.h).
+  bool on_feed = false;
+  // On the feed, its checkpoint stayed behind the partition's newest
+  // version of its previous reply: it is ordered to register again.
+  bool feed_behind = false;
+  // On the feed: the partition's newest version when the agent last replied.
+  uint64_t feed_mark_seen = 0;
   std::string note{};              // the reason when there is no consumer
   bool operator==(const DeliveryState&) const = default;
 };
@@ -61,6 +69,9 @@ struct SubscriptionState {
   int64_t ts = 0;
   uint64_t rows = 0;
   std::string schema_hash;  // as last reported by the agent; "" = not reported yet
+  // The agent takes the type from the live feed now, as its last heartbeat
+  // reply said (false until one did); memory only.
+  bool feed = false;
   // Quarantine entries of this type the agent reported in its last reply
   // (memory only); nullopt until a reply carries them, and from agents that
   // report a total only (HeartbeatReply::quarantined_types).

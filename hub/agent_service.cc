@@ -71,7 +71,8 @@ struct AgentService::Impl {
         tracker({.interval_ms = cfg.heartbeat_interval_ms, .dead_after = cfg.dead_after}),
         clock(tracker.interval_ms() / 2, clocks.now_steady_ms()),
         delivery(config, consumers),
-        registration(config, authorizer, *registry, tracker, delivery, [this](const Transition& t) { apply_transition(t); }),
+        registration(config, authorizer, *registry, tracker, delivery, marks,
+                     [this](const Transition& t) { apply_transition(t); }),
         history(cfg.types),
         work(asio::make_work_guard(io)),
         timer(io),
@@ -147,6 +148,8 @@ struct AgentService::Impl {
   void carry_out(const AgentRecord& a, const SubscriptionState& sub, PlanEvent event, std::string gone_reason = {}) {
     PlanInput input{.event = event, .agent_state = a.state, .sub = sub};
     if (auto h = hub_hashes.find(sub.type); h != hub_hashes.end()) input.hub_hash = h->second;
+    input.feed_filter = subjects.feed_filter(sub.type);
+    input.partition_mark = marks.newest(sub.type, sub.partition);
     input.gone_reason = std::move(gone_reason);
     const ConsumerPlan plan = delivery.carry_out(a.id, input);
     if (plan.store) registry->set_delivery(a.id, sub.type, plan.state);
@@ -579,6 +582,7 @@ struct AgentService::Impl {
   LivenessTracker tracker;
   AccountableClock clock;  // service thread only
   DeliveryManager delivery;
+  PartitionMarks marks;  // thread-safe; before the registration handler, which reads it
   RegistrationHandler registration;
   RegistrationQueue register_queue;                                  // thread-safe
   std::map<std::string, std::string> hub_hashes;                   // type -> schema hash; const after construction
@@ -594,7 +598,6 @@ struct AgentService::Impl {
   std::atomic<uint64_t> late_registrations{0};                       // written by the service thread
   ConsumerCopyWatch copy_watch;                                      // service thread only
   std::atomic<uint64_t> copy_repair_orders{0};                       // written by the service thread
-  PartitionMarks marks;                                              // thread-safe
   CommitHistory history;                                             // thread-safe
   mutable std::mutex freshness_mu;
   std::map<std::pair<std::string, std::string>, Freshness> freshness;  // guarded by freshness_mu; (agent, type)

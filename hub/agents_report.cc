@@ -34,6 +34,12 @@ std::optional<PartitionMark> PartitionMarks::find(const std::string& type, const
   return one->second;
 }
 
+uint64_t PartitionMarks::newest(const std::string& type, const std::string& partition) const {
+  uint64_t type_version = 0;
+  const std::optional<PartitionMark> mark = find(type, partition, type_version);
+  return mark ? mark->version : 0;
+}
+
 int64_t staleness_as_of(const AgentRecord& a, int64_t now) {
   return a.state == AgentState::kLive ? std::min(a.last_beat, now) : now;
 }
@@ -77,6 +83,7 @@ nlohmann::json agents_report(const std::vector<AgentRecord>& agents, const Agent
           {"schema_hash", s.schema_hash},
           {"schema_ok", s.schema_hash.empty() || (hh != in.hub_hashes.end() && hh->second == s.schema_hash)},
           {"consumer", s.delivery.consumer_open},
+          {"live_feed", s.delivery.on_feed},
           {"held_back", s.delivery.held_back},
           {"awaiting_snapshot", s.delivery.awaiting_snapshot},
           {"quarantined", s.quarantined ? nlohmann::json(*s.quarantined) : nlohmann::json()},

@@ -37,6 +37,8 @@ class PartitionMarks {
   // it has no change yet. `type_version` gets the type's newest version.
   std::optional<PartitionMark> find(const std::string& type, const std::string& partition,
                                     uint64_t& type_version) const;
+  // The version of find()'s mark; 0 when there is none.
+  uint64_t newest(const std::string& type, const std::string& partition) const;
 
  private:
   mutable std::mutex mu_;

@@ -61,6 +61,13 @@ ResumeDecision decide_resume(const SubscriptionState& sub, const BrokerFacts& fa
   return {};
 }
 
+// The stream of the subscription republishes on the live feed the hub
+// offers (the stream state was read).
+bool feed_available(const PlanInput& in, const BrokerFacts& facts) {
+  return !in.feed_filter.empty() && facts.stream && facts.stream->is_ok() &&
+         (*facts.stream)->republish_destination == in.feed_filter;
+}
+
 ConsumerPlan plan_registered(const PlanInput& in, const BrokerFacts& facts) {
   ConsumerPlan plan;
   ResumeDecision r = decide_resume(in.sub, facts);
@@ -80,8 +87,40 @@ ConsumerPlan plan_registered(const PlanInput& in, const BrokerFacts& facts) {
     plan.logs.push_back({PlanLogLevel::kInfo, plan.state.note});
     return plan;
   }
+  if (in.feed_asked && feed_available(in, facts) && in.sub.version >= in.partition_mark) {
+    plan.op = ConsumerOp::kClose;  // one left from before would hold broker memory for nothing
+    plan.state.on_feed = true;
+    plan.state.feed_mark_seen = in.partition_mark;
+    return plan;
+  }
   plan.op = ConsumerOp::kOpen;
   plan.state.consumer_open = true;
+  return plan;
+}
+
+// plan_check for the live feed; nullopt when the type is not (to be) on it.
+std::optional<ConsumerPlan> plan_feed_check(const PlanInput& in, ConsumerPlan plan) {
+  const SubscriptionState& sub = in.sub;
+  DeliveryState& d = plan.state;
+  if (sub.feed && !d.on_feed && !in.feed_filter.empty()) {
+    plan.logs.push_back({PlanLogLevel::kInfo, "takes the live feed now: its consumer is removed"});
+    plan.op = ConsumerOp::kClose;
+    d.consumer_open = false;
+    d.on_feed = true;
+    d.feed_behind = false;
+    d.feed_mark_seen = in.partition_mark;
+    d.note.clear();
+    return plan;
+  }
+  if (!d.on_feed) return std::nullopt;
+  if (sub.version < d.feed_mark_seen && !d.feed_behind) {
+    d.feed_behind = true;
+    d.note = fmt::format("on the live feed at version {}, behind version {} of its partition since its previous "
+                         "reply: ordered to register again",
+                         sub.version, d.feed_mark_seen);
+    plan.logs.push_back({PlanLogLevel::kInfo, d.note});
+  }
+  d.feed_mark_seen = in.partition_mark;
   return plan;
 }
 
@@ -117,6 +156,7 @@ ConsumerPlan plan_check(const PlanInput& in, const BrokerFacts& facts) {
     d.note.clear();
   }
   if (d.awaiting_snapshot) return plan;
+  if (auto feed = plan_feed_check(in, plan)) return *feed;
   if (d.consumer_open && in.event == PlanEvent::kReconnected) {
     if (!facts.consumer_exists) return needs(PlanNeed::kConsumerExists);
     const Result<bool>& exists = *facts.consumer_exists;
@@ -166,6 +206,8 @@ ConsumerPlan plan_consumer(const PlanInput& in, const BrokerFacts& facts) {
       plan.store = true;
       plan.state = in.sub.delivery;
       plan.state.consumer_open = false;
+      plan.state.on_feed = false;
+      plan.state.feed_behind = false;
       plan.state.note = in.gone_reason;
       return plan;
     }
@@ -191,6 +233,7 @@ std::string registration_reasons(const AgentRecord& agent) {
     const char* why = nullptr;
     if (sub.delivery.awaiting_snapshot && !sub.delivery.snapshot_ordered) why = ": snapshot needed";
     if (sub.delivery.held_back) why = ": schema out of date";
+    if (sub.delivery.feed_behind) why = ": behind on the live feed";
     if (why != nullptr) reasons += (reasons.empty() ? "" : ", ") + type + why;
   }
   return reasons;

@@ -33,8 +33,26 @@
 //               unless the resume rule orders a snapshot (the agent is then
 //               ordered to register again: registration_reasons()).
 //   gone        (the agent became dead or retired) every consumer is deleted.
+//               (A type on the live feed has none: only its state resets.)
 //   dropped     (the agent registered without the type) its consumer is
 //               deleted.
+//
+// Live feed (docs/protocol.md, "Live feed"; docs/scaling.md, "The design
+// for 100,000 agents"): an agent that asks for it (feed_asked) and is
+// current gets no consumer but the feed, whose continuity it checks itself
+// (agent/feed_order.h):
+//   registered  resume from the stream, no repair, the stream republishes on
+//               feed_filter, and the reported version is at partition_mark:
+//               the feed (a consumer left from before is deleted). Else a
+//               consumer, as above: the agent moves itself onto the feed
+//               once the feed continues what the consumer delivered.
+//   reported    the agent reports it takes the type from the feed (it moved
+//               itself): its consumer is deleted. On the feed, a version
+//               still below the partition_mark its previous reply saw (a
+//               lost last batch before a quiet spell) orders it to register
+//               again (registration_reasons()), which gives it a consumer.
+//               Nothing is opened for a type on the feed, after a broker
+//               reconnect neither.
 //
 // Resume rule: a checkpoint whose next sequence has left the stream
 // (seq + 1 < first_seq) while the stream has ever held data (last_seq > 0)
@@ -77,6 +95,13 @@ struct PlanInput {
   std::optional<std::string> hub_hash{};  // the hub's schema hash of sub.type; nullopt: not declared (any more)
   bool repair_ordered = false;          // kRegistered: deltasync verify --repair asked for a snapshot
   std::string gone_reason{};            // kGone: the note, e.g. "agent dead"
+  // The live feed (see "Live feed" above): the subject filter the type's
+  // stream republishes on when this hub offers the feed ("" = it does not),
+  // the newest version committed in the subscription's partition (the
+  // type's for "*"), and for kRegistered whether the agent asked for it.
+  std::string feed_filter{};
+  uint64_t partition_mark = 0;
+  bool feed_asked = false;
 };
 
 // What the executor read from the broker for this plan, each only once a

@@ -29,9 +29,9 @@ RegisterReply error_reply(const Status& s) {
 
 RegistrationHandler::RegistrationHandler(const HubConfig& config, Authorizer& authorizer, AgentRegistry& registry,
                                          LivenessTracker& tracker, DeliveryManager& delivery,
-                                         TransitionSink on_transition)
+                                         const PartitionMarks& marks, TransitionSink on_transition)
     : config_(config), authorizer_(authorizer), registry_(registry), tracker_(tracker), delivery_(delivery),
-      on_transition_(std::move(on_transition)) {}
+      marks_(marks), on_transition_(std::move(on_transition)) {}
 
 Status RegistrationHandler::validate(std::string_view subject, const RegisterRequest& request) const {
   const std::string_view token = Subjects::last_token(subject);
@@ -119,7 +119,10 @@ RegistrationHandler::Pending RegistrationHandler::begin(std::string_view subject
                                       .agent_state = agent->state,
                                       .sub = *sub,
                                       .hub_hash = schema_hash(config_.find_type(s.type)->schema),  // validated
-                                      .repair_ordered = snapshot_orders_.contains({req.agent, s.type})});
+                                      .repair_ordered = snapshot_orders_.contains({req.agent, s.type}),
+                                      .feed_filter = delivery_.subjects().feed_filter(s.type),
+                                      .partition_mark = marks_.newest(s.type, s.partition),
+                                      .feed_asked = s.feed});
   }
   return pending;
 }
@@ -201,7 +204,10 @@ RegisterReply RegistrationHandler::finish(const Pending& pending, const Opened& 
     const TypeConfig* tc = config_.find_type(type);  // validated in begin()
     Delivery d;
     d.type = type;
-    d.subject = subjects.push(req.agent, type);
+    d.feed = plan.state.on_feed;
+    d.subject = !d.feed                                  ? subjects.push(req.agent, type)
+                : input.sub.partition == kAnyPartition ? subjects.feed_filter(type)
+                                                       : subjects.feed(type, input.sub.partition);
     d.resume = plan.resume;
     d.schema = tc->schema;
     d.schema_hash = *input.hub_hash;

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "hub/agent_registry.h"
+#include "hub/agents_report.h"
 #include "hub/authorizer.h"
 #include "hub/delivery_manager.h"
 #include "hub/liveness_tracker.h"
@@ -47,8 +48,11 @@ class RegistrationHandler {
   // Called with each state change the registration causes, to log and store.
   using TransitionSink = std::function<void(const Transition&)>;
 
+  // `marks`: the partitions' newest versions, for the live feed's rule
+  // (consumer_planner.h); thread-safe, it must outlive the handler.
   RegistrationHandler(const HubConfig& config, Authorizer& authorizer, AgentRegistry& registry,
-                      LivenessTracker& tracker, DeliveryManager& delivery, TransitionSink on_transition);
+                      LivenessTracker& tracker, DeliveryManager& delivery, const PartitionMarks& marks,
+                      TransitionSink on_transition);
 
   // Checks the request against the subject, the configuration and the
   // agent's grants.
@@ -115,6 +119,7 @@ class RegistrationHandler {
   AgentRegistry& registry_;
   LivenessTracker& tracker_;
   DeliveryManager& delivery_;
+  const PartitionMarks& marks_;
   TransitionSink on_transition_;
   std::set<std::pair<std::string, std::string>> snapshot_orders_;  // (agent, type)
 };

@@ -327,7 +327,7 @@ std::string encode(const RegisterRequest& m) {
   w.str("subscriptions");
   w.array(m.subscriptions.size());
   for (const SubscriptionReport& s : m.subscriptions) {
-    w.map(6);
+    w.map(6 + (s.feed ? 1 : 0));
     w.str("type");
     w.str(s.type);
     w.str("partition");
@@ -340,6 +340,10 @@ std::string encode(const RegisterRequest& m) {
     w.i64(s.ts);
     w.str("rows");
     w.u64(s.rows);
+    if (s.feed) {
+      w.str("feed");
+      w.boolean(true);
+    }
   }
   return w.take();
 }
@@ -355,7 +359,7 @@ std::string encode(const RegisterReply& m) {
   w.str("deliveries");
   w.array(m.deliveries.size());
   for (const Delivery& d : m.deliveries) {
-    w.map(5);
+    w.map(5 + (d.feed ? 1 : 0));
     w.str("type");
     w.str(d.type);
     w.str("subject");
@@ -366,6 +370,10 @@ std::string encode(const RegisterReply& m) {
     write_schema(w, d.schema);
     w.str("schema_hash");
     w.str(d.schema_hash);
+    if (d.feed) {
+      w.str("feed");
+      w.boolean(true);
+    }
   }
   return w.take();
 }
@@ -400,7 +408,7 @@ std::string encode(const HeartbeatReply& m) {
   w.map(m.checkpoints.size());
   for (const auto& [type, c] : m.checkpoints) {
     w.str(type);
-    w.map(4);
+    w.map(4 + (c.feed ? 1 : 0));
     w.str("version");
     w.u64(c.version);
     w.str("seq");
@@ -409,6 +417,10 @@ std::string encode(const HeartbeatReply& m) {
     w.i64(c.ts);
     w.str("schema_hash");
     w.str(c.schema_hash);
+    if (c.feed) {
+      w.str("feed");
+      w.boolean(true);
+    }
   }
   w.str("pending");
   w.u64(m.pending);

@@ -256,6 +256,14 @@ Status read_ingest_reply(const msgpack::object& o, IngestReply& out) {
   return m.required("last_version", out.last_version);
 }
 
+// An optional boolean key, false when absent (keys sent only when true).
+Status read_flag(const MapReader& m, std::string_view name, bool& out) {
+  std::optional<bool> v;
+  DS_RETURN_IF_ERROR(m.optional(name, v));
+  out = v.value_or(false);
+  return Status::ok();
+}
+
 Status read_subscription(const msgpack::object& o, const std::string& path, SubscriptionReport& s) {
   DS_ASSIGN_OR_RETURN(MapReader m, MapReader::open(o, path));
   DS_RETURN_IF_ERROR(read_type_name(m, "type", s.type));
@@ -263,7 +271,8 @@ Status read_subscription(const msgpack::object& o, const std::string& path, Subs
   DS_RETURN_IF_ERROR(m.required("version", s.version));
   DS_RETURN_IF_ERROR(m.required("seq", s.seq));
   DS_RETURN_IF_ERROR(m.required("ts", s.ts));
-  return m.required("rows", s.rows);
+  DS_RETURN_IF_ERROR(m.required("rows", s.rows));
+  return read_flag(m, "feed", s.feed);
 }
 
 Status read_register_request(const msgpack::object& o, RegisterRequest& out) {
@@ -327,7 +336,8 @@ Status read_delivery(const msgpack::object& o, const std::string& path, Delivery
   const msgpack::object* schema = nullptr;
   DS_RETURN_IF_ERROR(m.required("schema", schema));
   DS_RETURN_IF_ERROR(read_schema(*schema, m.path("schema"), d.schema));
-  return m.required("schema_hash", d.schema_hash);
+  DS_RETURN_IF_ERROR(m.required("schema_hash", d.schema_hash));
+  return read_flag(m, "feed", d.feed);
 }
 
 Status read_register_reply(const msgpack::object& o, RegisterReply& out) {
@@ -391,10 +401,7 @@ Status read_heartbeat_request(const msgpack::object& o, HeartbeatRequest& out) {
   DS_RETURN_IF_ERROR(m.required("hub", out.hub));
   DS_RETURN_IF_ERROR(m.required("ts", out.ts));
   DS_RETURN_IF_ERROR(read_type_names(m, "types", out.types));
-  std::optional<bool> reregister;
-  DS_RETURN_IF_ERROR(m.optional("register", reregister));
-  out.reregister = reregister.value_or(false);
-  return Status::ok();
+  return read_flag(m, "register", out.reregister);
 }
 
 Status read_checkpoint(const msgpack::object& o, const std::string& path, Checkpoint& c) {
@@ -402,7 +409,8 @@ Status read_checkpoint(const msgpack::object& o, const std::string& path, Checkp
   DS_RETURN_IF_ERROR(m.required("version", c.version));
   DS_RETURN_IF_ERROR(m.required("seq", c.seq));
   DS_RETURN_IF_ERROR(m.required("ts", c.ts));
-  return m.required("schema_hash", c.schema_hash);
+  DS_RETURN_IF_ERROR(m.required("schema_hash", c.schema_hash));
+  return read_flag(m, "feed", c.feed);
 }
 
 Status read_heartbeat_reply(const msgpack::object& o, HeartbeatReply& out) {

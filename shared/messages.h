@@ -66,6 +66,10 @@ struct SubscriptionReport {
   uint64_t seq = 0;                  // stream sequence of that delta
   int64_t ts = 0;                    // latest business timestamp
   uint64_t rows = 0;
+  // Key "feed", sent only when true: the agent can take the type from the
+  // live feed from this checkpoint (docs/protocol.md, "Live feed"); the hub
+  // then gives it the feed instead of a consumer if it is current.
+  bool feed = false;
   bool operator==(const SubscriptionReport&) const = default;
 };
 // How long an agent waits for the reply to its registration before it gives
@@ -86,6 +90,10 @@ struct Delivery {
   Resume resume = Resume::kStream;
   TypeSchema schema;
   std::string schema_hash;
+  // Key "feed", sent only when true: no consumer; `subject` is the live
+  // feed (ds.feed.<type>.<partition>, or ds.feed.<type>.> for "*"), taken
+  // from the checkpoint the registration reported.
+  bool feed = false;
   bool operator==(const Delivery&) const = default;
 };
 struct RegisterReply {
@@ -113,6 +121,10 @@ struct Checkpoint {
   uint64_t seq = 0;
   int64_t ts = 0;
   std::string schema_hash;
+  // Key "feed", sent only when true: the agent takes the type from the live
+  // feed now (it moved there itself, or a registration gave it the feed);
+  // the hub then removes its consumer of the type.
+  bool feed = false;
   bool operator==(const Checkpoint&) const = default;
 };
 enum class AgentHealth { kOk, kDegraded };

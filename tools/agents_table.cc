@@ -25,6 +25,7 @@ std::string delivery_cell(const nlohmann::json& s) {
   if (s.value("held_back", false)) return "held back (" + (note.empty() ? std::string("schema differs") : note) + ")";
   if (s.value("awaiting_snapshot", false)) return "awaiting snapshot";
   if (s.value("consumer", false)) return "streaming";
+  if (s.value("live_feed", false)) return note.empty() ? std::string("live feed") : "live feed (" + note + ")";
   return note.empty() ? "-" : note;
 }
 

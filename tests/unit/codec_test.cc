@@ -231,6 +231,40 @@ TEST(CodecRoundTripTest, RegisterReplyOk) {
   EXPECT_FALSE(j["deliveries"][1]["schema"].contains("partition"));
 }
 
+TEST(CodecRoundTripTest, TheLiveFeedKeysTravelOnlyWhenSet) {
+  RegisterRequest req = full_register_request();
+  RegisterReply reply = full_register_reply();
+  HeartbeatReply beat = full_heartbeat_reply();
+  // Unset: the messages older peers know, without the key.
+  EXPECT_FALSE(nlohmann::json::from_msgpack(encode(req))["subscriptions"][0].contains("feed"));
+  EXPECT_FALSE(nlohmann::json::from_msgpack(encode(reply))["deliveries"][0].contains("feed"));
+  ASSERT_FALSE(beat.checkpoints.empty());
+  const std::string type = beat.checkpoints.begin()->first;
+  EXPECT_FALSE(nlohmann::json::from_msgpack(encode(beat))["checkpoints"][type].contains("feed"));
+  req.subscriptions[0].feed = true;
+  reply.deliveries[0].feed = true;
+  beat.checkpoints.begin()->second.feed = true;
+  auto req_back = decode_register_request(encode(req));
+  ASSERT_TRUE(req_back.is_ok()) << req_back.status().to_string();
+  EXPECT_EQ(*req_back, req);
+  auto reply_back = decode_register_reply(encode(reply));
+  ASSERT_TRUE(reply_back.is_ok()) << reply_back.status().to_string();
+  EXPECT_EQ(*reply_back, reply);
+  auto beat_back = decode_heartbeat_reply(encode(beat));
+  ASSERT_TRUE(beat_back.is_ok()) << beat_back.status().to_string();
+  EXPECT_EQ(*beat_back, beat);
+  EXPECT_EQ(nlohmann::json::from_msgpack(encode(reply))["deliveries"][0]["feed"], true);
+}
+
+TEST(CodecMalformedTest, TheLiveFeedKeysMustBeBooleans) {
+  nlohmann::json j = nlohmann::json::from_msgpack(encode(full_register_request()));
+  j["subscriptions"][0]["feed"] = "yes";
+  std::vector<uint8_t> bytes = nlohmann::json::to_msgpack(j);
+  auto back = decode_register_request(std::string(bytes.begin(), bytes.end()));
+  ASSERT_FALSE(back.is_ok());
+  EXPECT_NE(back.status().message().find("subscriptions[0].feed"), std::string::npos) << back.status().to_string();
+}
+
 TEST(CodecRoundTripTest, RegisterReplyError) {
   RegisterReply m;
   m.error = WireError{StatusCode::kPermissionDenied, "agent store-17 is retired", std::nullopt};

@@ -380,5 +380,127 @@ TEST(ConsumerPlannerTest, RegistrationIsOrderedAtMostOncePerInterval) {
   EXPECT_TRUE(may_order_registration(5000, 6000, 1000));
 }
 
+
+// ---- the live feed (consumer_planner.h, "Live feed") ----
+
+constexpr const char* kFeed = "ds.feed.orders.>";
+
+BrokerFacts stream_with_feed(uint64_t first_seq, uint64_t last_seq) {
+  BrokerFacts f;
+  f.stream = Result<StreamState>(
+      StreamState{.first_seq = first_seq, .last_seq = last_seq, .republish_destination = kFeed});
+  return f;
+}
+
+// A registration that asks for the feed, at `version` with the partition at `mark`.
+PlanInput feed_registration(uint64_t version, uint64_t mark) {
+  PlanInput in = input(PlanEvent::kRegistered, sub_at(0, version));
+  in.feed_filter = kFeed;
+  in.partition_mark = mark;
+  in.feed_asked = true;
+  return in;
+}
+
+TEST(ConsumerPlannerTest, ACurrentAgentAskingForTheFeedGetsItAndNoConsumer) {
+  const ConsumerPlan p = plan_with(feed_registration(40, 40), stream_with_feed(1, 0));
+  EXPECT_EQ(p.op, ConsumerOp::kClose) << "a consumer left from before goes";
+  EXPECT_EQ(p.resume, Resume::kStream);
+  EXPECT_TRUE(p.state.on_feed);
+  EXPECT_FALSE(p.state.consumer_open);
+  EXPECT_EQ(p.state.feed_mark_seen, 40u);
+}
+
+TEST(ConsumerPlannerTest, AnAgentBehindItsPartitionGetsAConsumerEvenIfItAsksForTheFeed) {
+  const ConsumerPlan p = plan_with(feed_registration(39, 40), stream_with_feed(1, 0));
+  EXPECT_EQ(p.op, ConsumerOp::kOpen);
+  EXPECT_FALSE(p.state.on_feed);
+}
+
+TEST(ConsumerPlannerTest, NoFeedWithoutTheAgentAskingTheHubOfferingOrTheStreamRepublishing) {
+  PlanInput not_asked = feed_registration(40, 40);
+  not_asked.feed_asked = false;
+  EXPECT_EQ(plan_with(not_asked, stream_with_feed(1, 0)).op, ConsumerOp::kOpen);
+  PlanInput not_offered = feed_registration(40, 40);
+  not_offered.feed_filter.clear();
+  EXPECT_EQ(plan_with(not_offered, stream_with_feed(1, 0)).op, ConsumerOp::kOpen);
+  // A stream created before the feed (nats-server 2.9 cannot add it).
+  EXPECT_EQ(plan_with(feed_registration(40, 40), stream(1, 0)).op, ConsumerOp::kOpen);
+}
+
+TEST(ConsumerPlannerTest, ASnapshotOrRepairComesBeforeTheFeed) {
+  PlanInput in = feed_registration(40, 40);
+  in.sub.seq = 5;
+  EXPECT_EQ(plan_with(in, stream_with_feed(100, 200)).resume, Resume::kSnapshot);
+  PlanInput repair = feed_registration(40, 40);
+  repair.repair_ordered = true;
+  const ConsumerPlan p = plan_with(repair, stream_with_feed(1, 0));
+  EXPECT_EQ(p.resume, Resume::kSnapshot);
+  EXPECT_FALSE(p.state.on_feed);
+}
+
+TEST(ConsumerPlannerTest, AnAgentReportingTheFeedLosesItsConsumer) {
+  SubscriptionState sub = sub_at(10, 40);
+  sub.delivery.consumer_open = true;
+  sub.feed = true;  // its heartbeat reply: it moved onto the feed itself
+  PlanInput in = input(PlanEvent::kReported, sub);
+  in.feed_filter = kFeed;
+  in.partition_mark = 41;
+  const ConsumerPlan p = plan_with(in, {});
+  EXPECT_EQ(p.op, ConsumerOp::kClose);
+  EXPECT_TRUE(p.state.on_feed);
+  EXPECT_FALSE(p.state.consumer_open);
+  EXPECT_EQ(p.state.feed_mark_seen, 41u);
+}
+
+TEST(ConsumerPlannerTest, OnTheFeedNothingIsOpenedNotEvenAfterABrokerReconnect) {
+  SubscriptionState sub = sub_at(10, 40);
+  sub.feed = true;
+  sub.delivery.on_feed = true;
+  sub.delivery.feed_mark_seen = 40;
+  for (PlanEvent event : {PlanEvent::kReported, PlanEvent::kReconnected}) {
+    PlanInput in = input(event, sub);
+    in.feed_filter = kFeed;
+    in.partition_mark = 40;
+    const ConsumerPlan p = plan_with(in, {});  // asks the broker nothing
+    EXPECT_EQ(p.op, ConsumerOp::kKeep);
+    EXPECT_TRUE(p.state.on_feed);
+    EXPECT_FALSE(p.state.feed_behind);
+  }
+}
+
+TEST(ConsumerPlannerTest, AnAgentThatStaysBehindOnTheFeedIsOrderedToRegister) {
+  SubscriptionState sub = sub_at(10, 40);
+  sub.feed = true;
+  sub.delivery.on_feed = true;
+  sub.delivery.feed_mark_seen = 40;
+  PlanInput in = input(PlanEvent::kReported, sub);
+  in.feed_filter = kFeed;
+  // A batch committed since its previous reply is not behind yet (it may be
+  // on its way), only one its previous reply already saw.
+  in.partition_mark = 41;
+  ConsumerPlan p = plan_with(in, {});
+  EXPECT_FALSE(p.state.feed_behind);
+  EXPECT_EQ(p.state.feed_mark_seen, 41u);
+  in.sub.delivery = p.state;
+  p = plan_with(in, {});  // the next reply, still at 40
+  EXPECT_TRUE(p.state.feed_behind);
+  EXPECT_EQ(p.op, ConsumerOp::kKeep);
+  AgentRecord a;
+  a.subscriptions["orders"].delivery = p.state;
+  EXPECT_EQ(registration_reasons(a), "orders: behind on the live feed");
+  EXPECT_NE(p.state.note.find("behind version 41"), std::string::npos) << p.state.note;
+}
+
+TEST(ConsumerPlannerTest, AGoneAgentLeavesTheFeed) {
+  SubscriptionState sub = sub_at(10, 40);
+  sub.delivery.on_feed = true;
+  sub.delivery.feed_behind = true;
+  PlanInput in = input(PlanEvent::kGone, sub);
+  in.gone_reason = "agent dead";
+  const ConsumerPlan p = plan_with(in, {});
+  EXPECT_FALSE(p.state.on_feed);
+  EXPECT_FALSE(p.state.feed_behind);
+}
+
 }  // namespace
 }  // namespace ds
