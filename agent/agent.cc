@@ -47,7 +47,19 @@ Status Agent::start() {
     spdlog::warn("disconnected from NATS; reconnecting");
     hooks->connection_lost();
   };
-  opts.on_async_error = [](const std::string& e) { spdlog::error("NATS: {}", e); };
+  const std::string feed_prefix = Subjects(config_.nats.subject_prefix).prefix() + ".feed.";
+  opts.on_async_error = [feed_denied = feed_denied_, feed_prefix](const std::string& e) {
+    if (e.find("Subscription to \"" + feed_prefix) != std::string::npos) {
+      if (!feed_denied->exchange(true)) {
+        spdlog::warn("NATS refused the live feed ({}): this agent's credentials were written before it existed; "
+                     "it takes its deltas through consumers, as before. Run `deltasync creds` again for it to use "
+                     "the feed (docs/security.md)",
+                     e);
+      }
+      return;
+    }
+    spdlog::error("NATS: {}", e);
+  };
   DS_ASSIGN_OR_RETURN(nc_, Connection::connect(std::move(opts)));
   if (nc_->connected()) connected_once->store(true);
 
@@ -60,6 +72,7 @@ Status Agent::start() {
   applier_options.on_delivery_gap = [hooks](const std::string&) { hooks->trigger_registration(); };
   for (const SubscriptionConfig& sub : config_.subscriptions) {
     if (!sub.hook.empty()) applier_options.hooks[sub.type] = HookSpec{sub.hook, sub.hook_retries, sub.hook_timeout_ms};
+    if (config_.live_feed) applier_options.feed_types[sub.type] = sub.partition == kAnyPartition;
   }
   messaging_ = std::make_unique<NatsMessaging>(*nc_);
   applier_ = std::make_unique<DeltaApplier>(*replica_, *messaging_, board_, std::move(applier_options));
@@ -84,7 +97,17 @@ Status Agent::start() {
   // takes only its new consumer's delivery 1 (a delivery of the new one
   // that came before a lost 1 must not pass as the old one's last + 1).
   DeltaApplier* applier = applier_.get();
-  registrar_->set_on_registering([applier] { applier->expect_new_consumers(); });
+  registrar_->set_on_registering([applier] {
+    applier->expect_new_consumers();
+    applier->begin_registration();
+  });
+  registrar_->set_on_replied(
+      [applier](const std::optional<std::vector<Delivery>>& deliveries,
+                const std::map<std::string, uint64_t>& reported_seq) { applier->end_registration(deliveries, reported_seq); });
+  if (config_.live_feed) {
+    registrar_->set_feed_wanted([feed_denied = feed_denied_] { return !feed_denied->load(); });
+    DS_RETURN_IF_ERROR(subscribe_feed());
+  }
   {
     std::lock_guard<std::mutex> lock(hooks_->mu);
     hooks_->registrar = registrar_.get();
@@ -112,6 +135,7 @@ void Agent::stop() {
   metrics_server_.reset();
   if (registrar_) registrar_->stop();
   push_subs_.clear();
+  feed_subs_.clear();
   if (applier_) applier_->stop();
   if (nc_ && nc_->connected()) (void)nc_->flush(2000);
   heartbeats_.reset();
@@ -141,6 +165,27 @@ Status Agent::subscribe_deliveries() {
   // nats-server has them before the registration counts.
   DS_RETURN_IF_ERROR(messaging_->flush(5000).with_context("push subscriptions"));
   push_subs_ = std::move(subs);
+  return Status::ok();
+}
+
+Status Agent::subscribe_feed() {
+  const Subjects subjects(config_.nats.subject_prefix);
+  DeltaApplier* applier = applier_.get();
+  for (const SubscriptionConfig& sub : config_.subscriptions) {
+    const std::string type = sub.type;
+    const std::string subject =
+        sub.partition == kAnyPartition ? subjects.feed_filter(type) : subjects.feed(type, sub.partition);
+    DS_ASSIGN_OR_RETURN(auto feed, nc_->subscribe(subject, [applier, type](Message m) {
+      const std::optional<FeedStamp> stamp =
+          feed_stamp(m.header(kStreamSequenceHeader), m.header(kLastSubjectSequenceHeader));
+      applier->on_feed(type, Envelope{std::string(m.subject()), std::string(m.reply()), std::string(m.data())}, stamp);
+    }));
+    feed_subs_.push_back(std::move(feed));
+  }
+  // nats-server has them before the first registration reports a checkpoint
+  // (while NATS is down, cnats sends them once connected, before the
+  // registration that connect triggers).
+  if (nc_->connected()) DS_RETURN_IF_ERROR(nc_->flush(5000).with_context("live-feed subscriptions"));
   return Status::ok();
 }
 

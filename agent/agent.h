@@ -10,6 +10,10 @@
 //          -> Registrar (register at start and on every (re)connect; snapshots)
 //          -> push subscriptions ds.push.<id>.<type> feeding the applier,
 //             made once the first registration succeeded (below)
+//          -> live-feed subscriptions ds.feed.<type>.<partition> feeding the
+//             applier, made before the first registration: a type the hub
+//             finds current takes its deltas there instead of from a
+//             consumer (agent/delivery_source.h)
 //          -> MetricsServer ([metrics] listen, when set: GET /metrics on a
 //             thread of its own; agent/agent_metrics.h says what it reads)
 //
@@ -87,6 +91,8 @@ class Agent {
  private:
   // The push subscriptions, once (the registrar's thread; see above).
   Status subscribe_deliveries();
+  // The live-feed subscriptions (start()).
+  Status subscribe_feed();
 
   AgentConfig config_;
   CheckpointBoard board_;
@@ -100,6 +106,14 @@ class Agent {
   // Made on the registrar thread after the first registration; cleared by
   // stop() after that thread has been joined.
   std::vector<std::unique_ptr<MessagingSubscription>> push_subs_;
+  // The live feed of each subscription (ds.feed.<type>.<partition>), made at
+  // start before the first registration, so that it hears every batch
+  // published after the checkpoint that registration reports; cleared by
+  // stop() before the applier stops.
+  std::vector<std::unique_ptr<Subscription>> feed_subs_;
+  // The server refused a live-feed subscription (credentials written before
+  // the feed existed): registrations stop asking for it. cnats threads.
+  std::shared_ptr<std::atomic<bool>> feed_denied_ = std::make_shared<std::atomic<bool>>(false);
   std::unique_ptr<HeartbeatResponder> heartbeats_;
   std::unique_ptr<DigestResponder> digests_;
   std::unique_ptr<Registrar> registrar_;
@@ -112,10 +126,11 @@ class Agent {
     std::mutex mu;
     DeltaApplier* applier = nullptr;  // guarded by mu
     Registrar* registrar = nullptr;   // guarded by mu
-    // The connection dropped: every type waits for its recreated consumer.
+    // The connection dropped: every type waits for its recreated consumer,
+    // or for the registration that gives it the live feed again.
     void connection_lost() {
       std::lock_guard<std::mutex> lock(mu);
-      if (applier != nullptr) applier->expect_new_consumers();
+      if (applier != nullptr) applier->connection_lost();
     }
     void trigger_registration() {
       std::lock_guard<std::mutex> lock(mu);

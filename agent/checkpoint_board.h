@@ -11,6 +11,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "shared/messages.h"
@@ -67,6 +68,17 @@ class CheckpointBoard {
       if (it != gaps_.end() && it->second == generation) gaps_.erase(it);
     }
   }
+  // Whether `type` is on the live feed now (agent/delivery_source.h): the
+  // heartbeat reply's Checkpoint::feed, kept apart from the checkpoints the
+  // apply thread sets.
+  void set_on_feed(const std::string& type, bool on_feed) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (on_feed) {
+      on_feed_.insert(type);
+    } else {
+      on_feed_.erase(type);
+    }
+  }
   // The latest error (a person-readable sentence); cleared with nullopt.
   void set_error(std::optional<std::string> error) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -102,6 +114,7 @@ class CheckpointBoard {
     r.agent = agent;
     r.ts = now_ms;
     r.checkpoints = checkpoints_;
+    for (auto& [type, cp] : r.checkpoints) cp.feed = on_feed_.count(type) != 0;
     r.pending = queued_;
     for (const auto& [type, n] : pending_) r.pending += n;
     r.quarantined = total_quarantined();
@@ -126,6 +139,7 @@ class CheckpointBoard {
 
   mutable std::mutex mu_;
   std::map<std::string, Checkpoint> checkpoints_;  // guarded by mu_
+  std::set<std::string> on_feed_;                   // guarded by mu_
   std::map<std::string, uint64_t> pending_;        // guarded by mu_
   uint64_t queued_ = 0;                            // guarded by mu_
   std::map<std::string, uint64_t> quarantined_;    // guarded by mu_; entries by type

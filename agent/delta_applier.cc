@@ -44,6 +44,15 @@ DeltaApplier::~DeltaApplier() { stop(); }
 Status DeltaApplier::start() {
   DS_ASSIGN_OR_RETURN(auto cps, replica_.checkpoints());
   for (const auto& [type, cp] : cps) board_.set_checkpoint(type, to_wire(cp));
+  std::map<std::string, DeliverySource::TypeStart> starts;
+  for (const auto& [type, every] : options_.feed_types) {
+    auto cp = cps.find(type);
+    starts[type] = {every, cp == cps.end() ? 0 : cp->second.seq};
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    source_.emplace(starts);
+  }
   DS_ASSIGN_OR_RETURN(auto quarantined, replica_.quarantine_counts());
   board_.set_quarantined(std::move(quarantined));
   thread_ = std::thread([this] { run(); });
@@ -72,6 +81,16 @@ void DeltaApplier::expect_new_consumers() {
   order_.expect_new_consumers();
 }
 
+void DeltaApplier::connection_lost() {
+  std::lock_guard<std::mutex> lock(mu_);
+  order_.expect_new_consumers();
+  if (!source_) return;
+  for (const auto& [type, every] : options_.feed_types) {
+    source_->lost(type);
+    board_.set_on_feed(type, source_->taking_feed(type));
+  }
+}
+
 void DeltaApplier::on_push(const std::string& type, Envelope delivery) {
   // Not a $JS.ACK reply: handle_message logs and drops it.
   auto info = parse_ack_subject(delivery.reply);
@@ -80,6 +99,12 @@ void DeltaApplier::on_push(const std::string& type, Envelope delivery) {
   bool retrigger = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (source_ && !source_->takes_consumer(type)) {
+      // On the live feed: the hub removes this consumer once the heartbeat
+      // says so; until then its deliveries are left unacked.
+      spdlog::debug("{}: a delivery of the consumer dropped: the type is on the live feed", type);
+      return;
+    }
     if (info.is_ok()) {
       last = order_.last_in_order(type);
       verdict = order_.observe(type, info->consumer_seq);
@@ -102,6 +127,7 @@ void DeltaApplier::on_push(const std::string& type, Envelope delivery) {
       }
     }
     if (verdict == DeliveryOrder::Verdict::kInOrder) {
+      if (info.is_ok() && source_) source_->consumer_taken(type, info->stream_seq);
       queue_.push_back(Item{type, std::move(delivery), nullptr, nullptr});
       board_.set_queued(queue_.size());
     }
@@ -129,6 +155,83 @@ void DeltaApplier::on_push(const std::string& type, Envelope delivery) {
       }
       return;
   }
+}
+
+void DeltaApplier::on_feed(const std::string& type, Envelope message, const std::optional<FeedStamp>& stamp) {
+  DeliverySource::Take take = DeliverySource::Take::kDrop;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!source_ || stop_.load()) return;
+    // Nothing bounds the live feed but this (a consumer has max_ack_pending):
+    // a replica that cannot keep up (a full disk, a slow hook) turns the
+    // overflow into a gap, and the consumer the next registration makes
+    // paces it.
+    if (queue_.size() < kMaxQueuedFeedMessages) {
+      take = source_->feed_message(type, stamp);
+    } else if (source_->taking_feed(type)) {
+      source_->lost(type);
+      take = DeliverySource::Take::kGap;
+    }
+    if (take == DeliverySource::Take::kApply || take == DeliverySource::Take::kSwitched) {
+      queue_.push_back(Item{type, std::move(message), nullptr, nullptr, stamp->seq});
+      board_.set_queued(queue_.size());
+    }
+    if (take == DeliverySource::Take::kSwitched) {
+      board_.set_on_feed(type, true);
+      board_.set_pending(type, 0);  // what its consumer still held is no longer pending
+    }
+    if (take == DeliverySource::Take::kGap) {
+      board_.set_delivery_gap(type, true);
+      board_.set_on_feed(type, false);  // the hub must not remove a consumer it makes now
+    }
+  }
+  switch (take) {
+    case DeliverySource::Take::kApply:
+      cv_.notify_one();
+      return;
+    case DeliverySource::Take::kSwitched:
+      spdlog::info("{}: takes the live feed from stream seq {} on: it continues what the consumer brought", type,
+                   stamp->seq);
+      cv_.notify_one();
+      return;
+    case DeliverySource::Take::kDrop:
+      return;
+    case DeliverySource::Take::kGap:
+      spdlog::warn("{}: live feed message {} came after a missing one (the previous on its subject is {}): nothing "
+                   "more of this type is applied until the hub resumes it from the replica's checkpoint (registering "
+                   "again)",
+                   type, stamp ? std::to_string(stamp->seq) : std::string("without stamps"),
+                   stamp ? std::to_string(stamp->subject_last) : std::string("unknown"));
+      if (options_.metrics != nullptr) {
+        if (AgentMetrics::PerType* m = options_.metrics->type(type)) ++m->delivery_gaps;
+      }
+      if (options_.on_delivery_gap) options_.on_delivery_gap(type);
+      return;
+  }
+}
+
+void DeltaApplier::begin_registration() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (source_) source_->registering();
+}
+
+void DeltaApplier::end_registration(const std::optional<std::vector<Delivery>>& deliveries,
+                                    const std::map<std::string, uint64_t>& reported_seq) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!source_) return;
+  if (deliveries) {
+    for (const Delivery& d : *deliveries) {
+      auto seq = reported_seq.find(d.type);
+      source_->registered(d.type, d.feed, seq == reported_seq.end() ? 0 : seq->second);
+      board_.set_on_feed(d.type, source_->taking_feed(d.type));
+    }
+  }
+  source_->registration_done();
+}
+
+bool DeltaApplier::on_feed_now(const std::string& type) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return source_ && source_->on_feed(type);
 }
 
 std::future<Status> DeltaApplier::post(Task task) {
@@ -217,7 +320,7 @@ void DeltaApplier::run() {
         ran_task = true;
         continue;
       }
-      handle_message(item.type, item.msg, groups, order);
+      handle_message(item, groups, order);
     }
     flush(groups, order);
     if (ran_task && !parked_.empty()) {
@@ -236,17 +339,29 @@ void DeltaApplier::run() {
   }
 }
 
-void DeltaApplier::handle_message(const std::string& type, Envelope& msg, std::map<std::string, Group>& groups,
-                                  std::vector<std::string>& order) {
+void DeltaApplier::handle_message(Item& item, std::map<std::string, Group>& groups, std::vector<std::string>& order) {
+  const std::string& type = item.type;
+  Envelope& msg = item.msg;
   const std::string_view reply = msg.reply;
-  auto info = parse_ack_subject(reply);
-  if (!info.is_ok()) {
-    spdlog::warn("push: ignoring a message on {}: {}", msg.subject, info.status().message());
-    return;
+  // Where it sits in the stream, and what the consumer still holds: from
+  // the ack subject of a consumer's delivery, from the broker's stamp of a
+  // live-feed message (which needs no ack).
+  uint64_t seq = 0;
+  uint64_t pending = 0;
+  if (item.feed_seq) {
+    seq = *item.feed_seq;
+  } else {
+    auto info = parse_ack_subject(reply);
+    if (!info.is_ok()) {
+      spdlog::warn("push: ignoring a message on {}: {}", msg.subject, info.status().message());
+      return;
+    }
+    seq = info->stream_seq;
+    pending = info->pending;
   }
   const TypeSchema* schema = replica_.schema(type);
   if (schema == nullptr || parked_types_.count(type) != 0) {
-    park(type, msg);
+    park(item);
     return;
   }
   auto batch = decode_delta_batch(msg.data);
@@ -258,7 +373,7 @@ void DeltaApplier::handle_message(const std::string& type, Envelope& msg, std::m
     // deliveries still waiting in `groups`.
     flush(groups, order);
     if (gave_up_) return;
-    quarantine_undecodable(type, msg, info->stream_seq, why);
+    quarantine_undecodable(type, msg, seq, why);
     return;
   }
   if (const std::string field = unknown_field(*schema, *batch); !field.empty()) {
@@ -267,32 +382,33 @@ void DeltaApplier::handle_message(const std::string& type, Envelope& msg, std::m
     spdlog::info("{}: delta uses column '{}' the replica lacks: held until the new schema arrives", type, field);
     flush(groups, order);
     if (gave_up_) return;
-    park(type, msg);
+    park(item);
     return;
   }
   auto [it, inserted] = groups.try_emplace(type);
   if (inserted) order.push_back(type);
   Group& g = it->second;
   for (Change& c : batch->changes) g.changes.push_back(std::move(c));
-  g.last_seq = info->stream_seq;
-  g.replies.emplace_back(reply);
-  g.pending = info->pending;
+  g.last_seq = seq;
+  ++g.messages;
+  if (!reply.empty()) g.replies.emplace_back(reply);
+  g.pending = pending;
   if (g.changes.size() >= options_.max_changes_per_transaction) {
     commit_group(type, g);
     g = Group{};
   }
 }
 
-void DeltaApplier::park(const std::string& type, Envelope& msg) {
-  parked_types_.insert(type);
-  parked_.push_back(Item{type, std::move(msg), nullptr, nullptr});
+void DeltaApplier::park(Item& item) {
+  parked_types_.insert(item.type);
+  parked_.push_back(std::move(item));
 }
 
 void DeltaApplier::flush(std::map<std::string, Group>& groups, std::vector<std::string>& order) {
   for (const std::string& type : order) {
     if (gave_up_) break;
     Group& g = groups[type];
-    if (!g.replies.empty()) commit_group(type, g);
+    if (g.messages > 0) commit_group(type, g);
   }
   groups.clear();
   order.clear();
@@ -306,7 +422,7 @@ void DeltaApplier::commit_group(const std::string& type, Group& group) {
     auto out = replica_.apply(type, group.changes, group.last_seq, has_hook(type));
     if (out.is_ok() && m != nullptr) {
       m->apply_duration.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-      m->applied_batches += group.replies.size();
+      m->applied_batches += group.messages;
       m->applied_changes += out->applied;
       m->skipped_changes += out->skipped;
       m->quarantined += out->quarantined;

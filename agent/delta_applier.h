@@ -83,6 +83,8 @@
 #include "agent/agent_metrics.h"
 #include "agent/checkpoint_board.h"
 #include "agent/delivery_order.h"
+#include "agent/delivery_source.h"
+#include "agent/feed_order.h"
 #include "agent/hook_runner.h"
 #include "agent/hub_clock.h"
 #include "agent/replica.h"
@@ -112,6 +114,9 @@ struct ApplierOptions {
   // kGapRetriggerMs while the type's refused deliveries come again; the
   // agent registers again. Thread-safe.
   std::function<void(const std::string& type)> on_delivery_gap;
+  // The types whose live feed the agent hears (on_feed), each with whether
+  // it takes every partition ("*"); agent/delivery_source.h.
+  std::map<std::string, bool> feed_types;
 };
 
 class DeltaApplier {
@@ -137,16 +142,39 @@ class DeltaApplier {
   // delivery keeps its original subject (ds.delta.<type>.<partition>); its
   // reply subject is the delivery's ack subject.
   void on_push(const std::string& type, Envelope delivery);
+  // Called on cnats threads for every message of the live feed of `type`
+  // (ds.feed.<type>.<partition>), with the broker's stamps (nullopt: none
+  // valid). Taken, dropped or a gap by agent/delivery_source.h's rule; a
+  // gap asks for a registration (on_delivery_gap).
+  void on_feed(const std::string& type, Envelope message, const std::optional<FeedStamp>& stamp);
+  // A registration begins (after expect_new_consumers()): no type moves
+  // onto the live feed by itself meanwhile. Thread-safe.
+  void begin_registration();
+  // Its reply: per delivery whether it is the live feed, from the sequence
+  // the registration reported for its type (`reported_seq`); nullopt when
+  // the registration failed. Thread-safe.
+  void end_registration(const std::optional<std::vector<Delivery>>& deliveries,
+                        const std::map<std::string, uint64_t>& reported_seq);
+  // Whether `type` is on the live feed now (tests, metrics).
+  bool on_feed_now(const std::string& type);
   // The NATS connection was lost (deliveries may have been lost with it), or
   // a registration begins (the hub recreates every consumer, and the new
   // one's first deliveries may be lost): every type that has had deliveries
   // takes nothing until a delivery numbered 1
   // (DeliveryOrder::expect_new_consumers). Thread-safe.
   void expect_new_consumers();
+  // The NATS connection was lost: expect_new_consumers(), and every type on
+  // the live feed stops taking it until the registration the reconnect
+  // brings (what the feed sent meanwhile is lost; that is no surprise, so
+  // not warned about as a gap). Thread-safe.
+  void connection_lost();
   // A refused redelivery asks for another registration at most this often
   // per type (refused deliveries come again one ack_wait after each was
   // sent, so they come in bursts).
   static constexpr int64_t kGapRetriggerMs = 5000;
+  // Live-feed messages are not queued past this many queued items: the
+  // type's feed then counts as broken (agent/delivery_source.h, lost()).
+  static constexpr size_t kMaxQueuedFeedMessages = 10000;
   // Runs `task` on the apply thread; the future holds its Status (Unavailable
   // when the applier stops first).
   std::future<Status> post(Task task);
@@ -159,22 +187,23 @@ class DeltaApplier {
     Envelope msg;
     Task task;
     std::shared_ptr<std::promise<Status>> done;
+    std::optional<uint64_t> feed_seq{};  // a live-feed message: its stream sequence (no ack subject)
   };
   // Consecutive deliveries of one type within one drain.
   struct Group {
     std::vector<Change> changes;
     uint64_t last_seq = 0;
-    std::vector<std::string> replies;  // ack subjects, in delivery order
+    size_t messages = 0;
+    std::vector<std::string> replies;  // ack subjects, in delivery order (none for live-feed messages)
     uint64_t pending = 0;
   };
 
   void run();
-  void handle_message(const std::string& type, Envelope& msg, std::map<std::string, Group>& groups,
-                      std::vector<std::string>& order);
+  void handle_message(Item& item, std::map<std::string, Group>& groups, std::vector<std::string>& order);
   void flush(std::map<std::string, Group>& groups, std::vector<std::string>& order);
   void commit_group(const std::string& type, Group& group);
   // Holds a delivery (and so every later one of its type) until a task ran.
-  void park(const std::string& type, Envelope& msg);
+  void park(Item& item);
   void quarantine_undecodable(const std::string& type, const Envelope& msg, uint64_t seq, const std::string& why);
   bool has_hook(const std::string& type) const;
   // Runs the hook of an applied batch recorded in the hook outbox, then
@@ -202,6 +231,7 @@ class DeltaApplier {
   std::condition_variable cv_;
   std::deque<Item> queue_;  // guarded by mu_
   DeliveryOrder order_;     // guarded by mu_: judged on receipt, in arrival order
+  std::optional<DeliverySource> source_;  // guarded by mu_: set by start()
   std::map<std::string, int64_t> gap_triggered_ms_;  // guarded by mu_: steady ms of a type's last on_delivery_gap
   std::atomic<bool> stop_{false};
   std::thread thread_;

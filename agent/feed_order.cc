@@ -34,9 +34,8 @@ FeedOrder::Verdict FeedOrder::observe(const std::string& type, const std::option
   auto it = types_.find(type);
   if (it == types_.end() || it->second.broken) return Verdict::kRefused;
   TypeState& st = it->second;
-  if (stamp && stamp->seq <= st.held) return Verdict::kHeld;
-  const bool in_order =
-      stamp && (st.every_partition ? stamp->seq == st.held + 1 : stamp->subject_last <= st.held);
+  const bool in_order = stamp && stamp->seq > st.held &&
+                        (st.every_partition ? stamp->seq == st.held + 1 : stamp->subject_last <= st.held);
   if (!in_order) {
     st.broken = true;
     return Verdict::kGap;

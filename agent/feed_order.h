@@ -23,8 +23,11 @@
 //   - every partition: the subscription sees every message of the stream,
 //     whose sequences have no holes, so in order only when seq == held + 1
 //     (the per-subject stamp says nothing of the other partitions).
-//   - seq <= held: already held (the same message through the consumer the
-//     agent had before, say): skip it, not a gap.
+//   - seq <= held is a gap too: the feed carries each stored message once,
+//     in order, so a sequence that goes back means the stream was created
+//     anew and numbers differently (a broker that lost its store, a hub
+//     restore that gave a gap up); the hub's registration then decides from
+//     the stream as it is (consumer_planner.h, "Resume rule").
 //   - anything else is a gap: that message and every later one of the type
 //     are refused until start() again, after the agent took what is missing
 //     from a consumer. A message without valid stamps is a gap too: only the
@@ -57,8 +60,7 @@ class FeedOrder {
  public:
   enum class Verdict {
     kInOrder,  // apply it
-    kHeld,     // already held: skip it
-    kGap,      // a message is missing before it: refuse it, take the type from a consumer
+    kGap,      // a message is missing before it, or the numbering went back: refuse it, register again
     kRefused,  // behind a gap, before start() again
   };
 

@@ -86,7 +86,12 @@ void Registrar::run() {
     // their consumers (or orders a snapshot, which ends in that too).
     const CheckpointBoard::Gaps gaps = board_.delivery_gaps();
     if (on_registering_) on_registering_();
-    Status s = register_once();
+    Result<Registered> registered = register_once();
+    if (on_replied_) {
+      on_replied_(registered.is_ok() ? std::optional(registered->deliveries) : std::nullopt,
+                  registered.is_ok() ? registered->reported_seq : std::map<std::string, uint64_t>{});
+    }
+    Status s = registered.status();
     if (s.is_ok() && on_registered_) s = on_registered_();
     if (s.is_ok()) {
       board_.clear_delivery_gaps(gaps);
@@ -134,10 +139,12 @@ Result<RegisterRequest> Registrar::build_request() {
     }
     return Status::ok();
   }));
+  const bool feed = feed_wanted_ && feed_wanted_();
   for (const SubscriptionConfig& sub : config_.subscriptions) {
     SubscriptionReport r;
     r.type = sub.type;
     r.partition = sub.partition;
+    r.feed = feed;
     if (auto cp = board_.checkpoint(sub.type)) {
       r.version = cp->version;
       r.seq = cp->seq;
@@ -149,7 +156,7 @@ Result<RegisterRequest> Registrar::build_request() {
   return req;
 }
 
-Status Registrar::register_once() {
+Result<Registrar::Registered> Registrar::register_once() {
   for (int round = 0; round < kMaxRoundsPerRegistration; ++round) {
     DS_ASSIGN_OR_RETURN(RegisterRequest req, build_request());
     DS_ASSIGN_OR_RETURN(std::string msg,
@@ -181,10 +188,15 @@ Status Registrar::register_once() {
       snapshot_taken = true;
     }
     if (!snapshot_taken) {
-      spdlog::info("registered with the hub: {} deliveries, heartbeat every {} ms", reply.deliveries.size(),
-                   reply.heartbeat_ms);
+      size_t on_feed = 0;
+      for (const Delivery& d : reply.deliveries) on_feed += d.feed ? 1 : 0;
+      spdlog::info("registered with the hub: {} deliveries ({} on the live feed), heartbeat every {} ms",
+                   reply.deliveries.size(), on_feed, reply.heartbeat_ms);
       board_.set_error(std::nullopt);
-      return Status::ok();
+      Registered done;
+      done.deliveries = std::move(reply.deliveries);
+      for (const SubscriptionReport& s : req.subscriptions) done.reported_seq[s.type] = s.seq;
+      return done;
     }
     // Register again, reporting the snapshots' marks, to get resume: stream.
   }

@@ -40,6 +40,9 @@
 #include <cstdint>
 #include <functional>
 #include <future>
+#include <map>
+#include <optional>
+#include <vector>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -93,6 +96,17 @@ class Registrar {
   // hub recreates every consumer at a registration: the agent makes every
   // type wait for its new consumer's delivery 1 here). Before start().
   void set_on_registering(std::function<void()> hook) { on_registering_ = std::move(hook); }
+  // Runs on the registrar's thread after each registration attempt, before
+  // the on_registered hook: the deliveries of the reply that ended it and
+  // the checkpoint sequence it reported per type, or nullopt when it failed
+  // (the applier's live-feed rule, agent/delivery_source.h). Before start().
+  using RepliedHook = std::function<void(const std::optional<std::vector<Delivery>>& deliveries,
+                                         const std::map<std::string, uint64_t>& reported_seq)>;
+  void set_on_replied(RepliedHook hook) { on_replied_ = std::move(hook); }
+  // Whether registrations ask for the live feed (SubscriptionReport::feed):
+  // the agent hears it (unset: never). Called on the registrar's thread;
+  // thread-safe. Before start().
+  void set_feed_wanted(std::function<bool()> wanted) { feed_wanted_ = std::move(wanted); }
 
   void start();
   void stop();
@@ -106,8 +120,14 @@ class Registrar {
 
  private:
   void run();
+  // What a registration ended with: its reply's deliveries and the
+  // checkpoint sequence its last request reported per type.
+  struct Registered {
+    std::vector<Delivery> deliveries;
+    std::map<std::string, uint64_t> reported_seq;
+  };
   // One full registration: report, ensure tables, snapshots, report again.
-  Status register_once();
+  Result<Registered> register_once();
   Result<RegisterRequest> build_request();
   Status load_snapshot(const Delivery& delivery, const std::string& partition);
   Status run_on_writer(DeltaApplier::Task task);
@@ -121,6 +141,8 @@ class Registrar {
   OutcomeListener listener_;  // set before the thread starts, then only read by it
   RegisteredHook on_registered_;  // likewise
   std::function<void()> on_registering_;  // likewise
+  RepliedHook on_replied_;                // likewise
+  std::function<bool()> feed_wanted_;     // likewise
   const int64_t first_backoff_ms_ = kFirstBackoffMs;
 
   std::mutex mu_;

@@ -1,7 +1,8 @@
 // The `fleet` scenario: the hub's CPU and memory with 10,000 agents
 // (--fleet-agents) heartbeating every 5 s (simulated in this process, real
-// NATS traffic), against the idle hub; and how long the hub takes to call a
-// silent agent dead. With --fleet-replicas 3 the same on a 3-node cluster on
+// NATS traffic), against the idle hub, with the live feed (no consumer for
+// a current agent) against one consumer per agent in the same run; and how
+// long the hub takes to call a silent agent dead. With --fleet-replicas 3 the same on a 3-node cluster on
 // loopback (testing/nats_cluster.h) with R3 streams and consumers, the
 // broker's figures summed over its three nodes.
 
@@ -75,14 +76,69 @@ Result<Detection> detect_dead(ChildProcess& hub, SimulatedFleet& fleet, size_t a
   }
 }
 
+// One pass of the fleet: a hub of its own in `dir` (a fresh stream), N
+// simulated agents that register and answer every heartbeat, then a window
+// measured with them.
+struct Pass {
+  double register_s = 0;
+  size_t consumers = 0;  // on the stream once every agent registered
+  size_t on_feed = 0;    // agents the hub gave the live feed
+  double answers_per_s = 0;
+  std::vector<CpuWindow> loaded;  // hub, then the broker's processes
+  std::unique_ptr<ChildProcess> hub;
+  std::unique_ptr<SimulatedFleet> fleet;
+};
+
+Result<Pass> run_pass(const BenchContext& on_broker, const ScratchDir& dir, const HubOptions& hub_options,
+                      const std::vector<pid_t>& brokers, size_t agents, bool live_feed, double window_s) {
+  const double interval_s = static_cast<double>(hub_options.heartbeat_ms) / 1000.0;
+  Pass pass;
+  DS_ASSIGN_OR_RETURN(pass.hub, start_hub(on_broker, dir, hub_options));
+  std::vector<pid_t> pids = {pass.hub->pid()};
+  pids.insert(pids.end(), brokers.begin(), brokers.end());
+  SimulatedFleet::Options fleet_options;
+  fleet_options.nats_url = on_broker.nats_url;
+  fleet_options.type = kType;
+  fleet_options.id_prefix = "fleet-";
+  fleet_options.agents = agents;
+  fleet_options.live_feed = live_feed;
+  DS_ASSIGN_OR_RETURN(pass.fleet, SimulatedFleet::start(fleet_options));
+  const auto registering = Clock::now();
+  DS_RETURN_IF_ERROR(pass.fleet->register_all(kRegisterTimeoutS));
+  pass.register_s = seconds_since(registering);
+  DS_ASSIGN_OR_RETURN(pass.consumers, consumers_on_stream(on_broker));
+  pass.on_feed = pass.fleet->on_live_feed();
+  // With the feed every agent is current (nothing was ingested): none has a
+  // consumer. Without it every agent has one.
+  const size_t want_consumers = live_feed ? 0 : agents;
+  if (pass.consumers != want_consumers || pass.on_feed != agents - want_consumers) {
+    return Status::internal(std::to_string(pass.consumers) + " consumers on the stream and " +
+                            std::to_string(pass.on_feed) + " agents on the live feed for " + std::to_string(agents) +
+                            " registered agents" + (live_feed ? " asking for the feed" : ""));
+  }
+  LogTail log(pass.hub->log_path());
+  (void)log.new_lines();
+  std::this_thread::sleep_for(std::chrono::duration<double>(interval_s));  // past the registration burst
+  const uint64_t answers_before = pass.fleet->answers();
+  DS_ASSIGN_OR_RETURN(pass.loaded, measure_cpu(pids, window_s));
+  pass.answers_per_s = static_cast<double>(pass.fleet->answers() - answers_before) / window_s;
+  DS_RETURN_IF_ERROR(expect_no_deaths(log));
+  return pass;
+}
+
 }  // namespace
 
 // A hub with the given heartbeat interval: CPU (% of one core) and RSS of
 // the hub and of nats-server over a window while idle (no agent); then N
-// simulated agents register and answer every heartbeat, and the same window
-// is measured again; then one agent falls silent.
+// simulated agents that ask for the live feed register and answer every
+// heartbeat, and the same window is measured again (the design for large
+// fleets: no consumer for a current agent); then one agent falls silent.
+// The same-run baseline: the same fleet without the feed, one consumer per
+// agent, on a hub and stream of their own (the broker measured after the
+// first pass, so what that pass left counts against the feed, not for it).
 Result<std::vector<Figure>> run_fleet(BenchContext& ctx) {
   ScratchDir dir(ctx.work_dir + "/fleet");
+  ScratchDir baseline_dir(ctx.work_dir + "/fleet-consumers");
   HubOptions hub_options;
   hub_options.heartbeat_ms = ctx.smoke ? 200 : 5000;
   hub_options.stream_replicas = ctx.fleet_replicas;
@@ -101,10 +157,7 @@ Result<std::vector<Figure>> run_fleet(BenchContext& ctx) {
     brokers.clear();
     for (int i = 0; i < cluster->size(); ++i) brokers.push_back(cluster->node(i).pid());
   }
-  DS_ASSIGN_OR_RETURN(auto hub, start_hub(on_broker, dir, hub_options));
-  std::vector<pid_t> pids = {hub->pid()};
-  pids.insert(pids.end(), brokers.begin(), brokers.end());
-  // The broker's share: its processes' figures summed (pids[1..]).
+  // The broker's share: its processes' figures summed (w[1..]).
   const auto broker_sum = [](const std::vector<CpuWindow>& w) {
     CpuWindow sum;
     for (size_t i = 1; i < w.size(); ++i) {
@@ -114,51 +167,49 @@ Result<std::vector<Figure>> run_fleet(BenchContext& ctx) {
     return sum;
   };
 
-  std::this_thread::sleep_for(std::chrono::duration<double>(interval_s));
-  DS_ASSIGN_OR_RETURN(std::vector<CpuWindow> idle, measure_cpu(pids, window_s));
-
-  SimulatedFleet::Options fleet_options;
-  fleet_options.nats_url = on_broker.nats_url;
-  fleet_options.type = kType;
-  fleet_options.id_prefix = "fleet-";
-  fleet_options.agents = agents;
-  DS_ASSIGN_OR_RETURN(auto fleet, SimulatedFleet::start(fleet_options));
-  const auto registering = Clock::now();
-  DS_RETURN_IF_ERROR(fleet->register_all(kRegisterTimeoutS));
-  const double register_s = seconds_since(registering);
-  DS_ASSIGN_OR_RETURN(size_t consumers, consumers_on_stream(on_broker));
-  if (consumers != agents) {
-    return Status::internal(std::to_string(consumers) + " consumers on the stream for " + std::to_string(agents) +
-                            " registered agents");
+  std::vector<CpuWindow> idle;
+  {
+    DS_ASSIGN_OR_RETURN(auto idle_hub, start_hub(on_broker, dir, hub_options));
+    std::vector<pid_t> pids = {idle_hub->pid()};
+    pids.insert(pids.end(), brokers.begin(), brokers.end());
+    std::this_thread::sleep_for(std::chrono::duration<double>(interval_s));
+    DS_ASSIGN_OR_RETURN(idle, measure_cpu(pids, window_s));
   }
-
-  LogTail log(hub->log_path());
-  (void)log.new_lines();
-  std::this_thread::sleep_for(std::chrono::duration<double>(interval_s));  // past the registration burst
-  const uint64_t answers_before = fleet->answers();
-  DS_ASSIGN_OR_RETURN(std::vector<CpuWindow> loaded, measure_cpu(pids, window_s));
-  const double answers_per_s = static_cast<double>(fleet->answers() - answers_before) / window_s;
-  DS_RETURN_IF_ERROR(expect_no_deaths(log));
-
-  DS_ASSIGN_OR_RETURN(Detection detection, detect_dead(*hub, *fleet, agents / 2, hub_options.heartbeat_ms));
+  DS_ASSIGN_OR_RETURN(Pass feed, run_pass(on_broker, dir, hub_options, brokers, agents, true, window_s));
+  DS_ASSIGN_OR_RETURN(Detection detection,
+                      detect_dead(*feed.hub, *feed.fleet, agents / 2, hub_options.heartbeat_ms));
+  feed.fleet.reset();
+  feed.hub.reset();
+  DS_ASSIGN_OR_RETURN(Pass consumers,
+                      run_pass(on_broker, baseline_dir, hub_options, brokers, agents, false, window_s));
 
   const std::string n = std::to_string(agents);
   const std::string beat = " (heartbeat " + std::to_string(hub_options.heartbeat_ms) + " ms)";
   const std::string broker = cluster ? "nats-server x3 (R3)" : "nats-server";
   const CpuWindow broker_idle = broker_sum(idle);
-  const CpuWindow broker_loaded = broker_sum(loaded);
+  const CpuWindow broker_feed = broker_sum(feed.loaded);
+  const CpuWindow broker_consumers = broker_sum(consumers.loaded);
+  const std::string against = "; baseline: one consumer per agent";
   return std::vector<Figure>{
-      {"fleet", "registration of " + n + " simulated agents (4 in flight)", register_s, "s", std::nullopt},
-      {"fleet", "registrations/s", static_cast<double>(agents) / register_s, "agents/s", std::nullopt},
-      {"fleet", "heartbeat replies sent to the hub", answers_per_s, "replies/s", std::nullopt},
+      {"fleet", "registration of " + n + " simulated agents (4 in flight; live feed" + against + ")", feed.register_s,
+       "s", consumers.register_s},
+      {"fleet", "registrations/s (live feed" + against + ")", static_cast<double>(agents) / feed.register_s,
+       "agents/s", static_cast<double>(agents) / consumers.register_s},
+      {"fleet", "consumers on the stream, " + n + " current agents (live feed" + against + ")",
+       static_cast<double>(feed.consumers), "consumers", static_cast<double>(consumers.consumers)},
+      {"fleet", "heartbeat replies sent to the hub", feed.answers_per_s, "replies/s", std::nullopt},
       {"fleet", "hub CPU, idle (no agents)", idle[0].cpu_percent, "% of a core", std::nullopt},
-      {"fleet", "hub CPU, " + n + " agents" + beat, loaded[0].cpu_percent, "% of a core", idle[0].cpu_percent},
+      {"fleet", "hub CPU, " + n + " agents" + beat + " (live feed" + against + ")", feed.loaded[0].cpu_percent,
+       "% of a core", consumers.loaded[0].cpu_percent},
       {"fleet", "hub RSS, idle", idle[0].rss_mib, "MiB", std::nullopt},
-      {"fleet", "hub RSS, " + n + " agents", loaded[0].rss_mib, "MiB", idle[0].rss_mib},
+      {"fleet", "hub RSS, " + n + " agents (live feed" + against + ")", feed.loaded[0].rss_mib, "MiB",
+       consumers.loaded[0].rss_mib},
       {"fleet", broker + " CPU, idle", broker_idle.cpu_percent, "% of a core", std::nullopt},
-      {"fleet", broker + " CPU, " + n + " agents (" + n + " consumers)", broker_loaded.cpu_percent, "% of a core",
-       broker_idle.cpu_percent},
-      {"fleet", broker + " RSS, " + n + " agents", broker_loaded.rss_mib, "MiB", broker_idle.rss_mib},
+      {"fleet", broker + " CPU, " + n + " agents (live feed" + against + ")", broker_feed.cpu_percent, "% of a core",
+       broker_consumers.cpu_percent},
+      {"fleet", broker + " RSS, idle", broker_idle.rss_mib, "MiB", std::nullopt},
+      {"fleet", broker + " RSS, " + n + " agents (live feed" + against + ")", broker_feed.rss_mib, "MiB",
+       broker_consumers.rss_mib},
       {"fleet", "dead agent: its last answer -> hub says dead", detection.from_last_answer, "intervals",
        std::nullopt},
       {"fleet", "dead agent: first unanswered beat -> hub says dead", detection.from_first_unanswered, "intervals",

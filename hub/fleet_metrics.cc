@@ -87,10 +87,17 @@ void write_fleet_metrics(PrometheusWriter& w, const FleetSnapshot& fleet, const 
            [&](const nlohmann::json& t) { return number(t["quarantined"]); });
 
   uint64_t consumers = 0;
+  uint64_t on_feed = 0;
   for (const auto& a : agents) {
-    for (const auto& [type, t] : a["types"].items()) consumers += t["consumer"].get<bool>() ? 1 : 0;
+    for (const auto& [type, t] : a["types"].items()) {
+      consumers += t["consumer"].get<bool>() ? 1 : 0;
+      on_feed += t.value("live_feed", false) ? 1 : 0;
+    }
   }
   w.gauge("deltasync_hub_consumers", "Agent consumers the hub keeps open on the broker.", static_cast<double>(consumers));
+  w.gauge("deltasync_hub_live_feed",
+          "Agent subscriptions (agent x type) that take the live feed instead of a consumer.",
+          static_cast<double>(on_feed));
   w.family("deltasync_hub_freshness_objective_seconds", Kind::kGauge,
            "The freshness objective of each type ([[types]] freshness_objective).");
   for (const TypeConfig& t : types) {

@@ -483,7 +483,8 @@ void VerifyService::run(std::shared_ptr<Job> job) {
           const auto& [agent, type] = it->first;
           const bool back = a.value("id", "") == agent && types.contains(type) &&
                             a.value("registrations", uint64_t{0}) > ordered_after[it->first] &&
-                            types[type].value("consumer", false) && !types[type].value("awaiting_snapshot", true);
+                            (types[type].value("consumer", false) || types[type].value("live_feed", false)) &&
+                            !types[type].value("awaiting_snapshot", true);
           if (!back) {
             ++it;
             continue;

@@ -25,7 +25,7 @@
 //            "differences": [{key, problem}] (at most kMaxNamedKeys).
 //   repair   (repair jobs) for each differing agent x type the agent
 //            service orders a snapshot (AgentService::order_snapshot); the
-//            job waits until each is back (consumer open, no snapshot
+//            job waits until each is back (consumer open or on the live feed, no snapshot
 //            awaited, registered after the order: the agent's registration
 //            count went up, no wall clock involved) or repair_timeout_ms
 //            (monotonic),

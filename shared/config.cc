@@ -921,8 +921,9 @@ Result<AgentConfig> agent_from_text(std::string_view text, const std::string& fi
   DS_RETURN_IF_ERROR(root.only_keys({"agent", "log", "nats", "replica", "metrics", "subscriptions"}));
 
   DS_ASSIGN_OR_RETURN(Section agent, root.get_table("agent"));
-  DS_RETURN_IF_ERROR(agent.only_keys({"id", "log_level"}));
+  DS_RETURN_IF_ERROR(agent.only_keys({"id", "log_level", "live_feed"}));
   DS_RETURN_IF_ERROR(agent.require_string("id", config.id));
+  DS_RETURN_IF_ERROR(agent.get_bool("live_feed", config.live_feed));
   Status st = validate_agent_id(config.id);
   if (!st.is_ok()) return agent.error_at("id", st.message());
   DS_RETURN_IF_ERROR(read_log(root, agent, config.log_level, config.log_format));

@@ -106,6 +106,10 @@ struct AgentConfig {
   std::string id;                       // [agent] id
   std::string log_level = "info";       // [log] level (or [agent] log_level)
   LogFormat log_format = LogFormat::kText;  // [log] format
+  // [agent] live_feed: a type whose replica is current takes its deltas
+  // from the live feed instead of a consumer (docs/protocol.md, "Live
+  // feed"); false: always through a consumer, as before the feed.
+  bool live_feed = true;
   NatsConfig nats;
   std::string replica_path = "replica.db";  // [replica] path (relative to the file)
   // [replica] tombstone_max_age (seconds): tombstones of deleted keys older

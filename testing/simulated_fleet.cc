@@ -84,6 +84,7 @@ size_t SimulatedFleet::agent_of_probe(std::string_view subject) const {
 void SimulatedFleet::answer(const std::vector<size_t>& agents) {
   const auto now = Clock::now();
   std::vector<size_t> answering;
+  std::vector<bool> on_feed;
   std::string hash;
   {
     std::lock_guard lock(mu_);
@@ -96,6 +97,7 @@ void SimulatedFleet::answer(const std::vector<size_t>& agents) {
         continue;
       }
       answering.push_back(a);
+      on_feed.push_back(s.on_feed);
       s.last_answer = now;
       if (s.last_answer_due) s.silent = true;
     }
@@ -106,8 +108,10 @@ void SimulatedFleet::answer(const std::vector<size_t>& agents) {
   reply.status = AgentHealth::kOk;
   reply.checkpoints[options_.type] = Checkpoint{0, 0, 0, hash};
   const Subjects subjects;
-  for (size_t a : answering) {
+  for (size_t i = 0; i < answering.size(); ++i) {
+    const size_t a = answering[i];
     reply.agent = ids_[a];
+    reply.checkpoints[options_.type].feed = on_feed[i];
     // A failed publish is a missed beat, which is what the hub measures.
     (void)connections_[a % connections_.size()]->publish(subjects.hub_beat(ids_[a]), encode(reply));
   }
@@ -125,6 +129,7 @@ Status SimulatedFleet::register_slice(size_t connection, Clock::time_point deadl
     SubscriptionReport sub;
     sub.type = options_.type;
     sub.partition = std::string(kAnyPartition);
+    sub.feed = options_.live_feed;
     req.subscriptions = {sub};
     DS_ASSIGN_OR_RETURN(Message m, nc.request(subjects.register_agent(req.agent), encode(req), kRegisterTimeoutMs));
     DS_ASSIGN_OR_RETURN(RegisterReply reply, decode_register_reply(m.data()));
@@ -136,6 +141,7 @@ Status SimulatedFleet::register_slice(size_t connection, Clock::time_point deadl
     std::lock_guard lock(mu_);
     if (schema_hash_.empty()) schema_hash_ = reply.deliveries[0].schema_hash;
     state_[a].registered = true;
+    state_[a].on_feed = reply.deliveries[0].feed;
   }
   return Status::ok();
 }
@@ -171,6 +177,13 @@ std::optional<SimulatedFleet::Clock::time_point> SimulatedFleet::last_answer(siz
 std::optional<SimulatedFleet::Clock::time_point> SimulatedFleet::first_unanswered(size_t agent) const {
   std::lock_guard lock(mu_);
   return state_[agent].first_unanswered;
+}
+
+size_t SimulatedFleet::on_live_feed() const {
+  std::lock_guard lock(mu_);
+  size_t n = 0;
+  for (const AgentState& s : state_) n += s.on_feed ? 1 : 0;
+  return n;
 }
 
 uint64_t SimulatedFleet::answers() const {

@@ -18,6 +18,9 @@
 // answers for the agents of that connection, one wildcard subscription takes
 // the probes.
 //
+// With Options::live_feed they ask for the live feed and report it as a
+// deltasync-agent does once given it (Checkpoint::feed).
+//
 // Not simulated: the agents do not subscribe their deliver subjects
 // (ds.push.<agent>.<type>), so the scenarios that use the fleet ingest
 // nothing while it is registered; a request to register again (heartbeat key
@@ -51,6 +54,10 @@ class SimulatedFleet {
     size_t agents = 0;
     size_t connections = 4;        // agents are spread over them; also the registrations in flight
     bool answer_heartbeats = true;  // false: agents that register and then fall silent
+    // Agents ask for the live feed (docs/protocol.md, "Live feed") and say
+    // in their replies whether the hub gave it. They do not subscribe it:
+    // cnats gives every subscription a thread of its own.
+    bool live_feed = false;
   };
 
   static Result<std::unique_ptr<SimulatedFleet>> start(Options options);
@@ -74,10 +81,13 @@ class SimulatedFleet {
   std::optional<Clock::time_point> first_unanswered(size_t agent) const;
   // Heartbeat replies sent so far, all agents together.
   uint64_t answers() const;
+  // Agents whose registration gave them the live feed.
+  size_t on_live_feed() const;
 
  private:
   struct AgentState {
     bool registered = false;
+    bool on_feed = false;  // the registration's delivery was the live feed
     bool last_answer_due = false;  // answer once more, then stay silent
     bool silent = false;
     std::optional<Clock::time_point> last_answer;

@@ -32,10 +32,14 @@ TEST_P(AgentDown, MarkedDeadGetsNothingThenCatchesUpAfterRestart) {
       << fleet_.cli({"agents"}).out << fleet_.logs();
 
   // Dead costs nothing: the hub holds no consumer for it (while a live
-  // agent keeps its own), so nothing is delivered or kept pending for it.
+  // agent keeps its delivery: its consumer, or the live feed), so nothing is
+  // delivered or kept pending for it.
+  auto agents = fleet_.agents_by_id();
+  ASSERT_TRUE(agents.is_ok()) << agents.status().to_string();
   for (const std::string type : kDownAgentTypes) {
     EXPECT_FALSE(consumer_of(fleet_, type, kDownAgent)) << type;
-    EXPECT_TRUE(consumer_of(fleet_, type, "store-1")) << type;
+    const nlohmann::json live = (*agents)["store-1"]["types"][type];
+    EXPECT_TRUE(live.value("consumer", false) || live.value("live_feed", false)) << type << ": " << live.dump();
   }
   auto at_death = fleet_.replica_versions(kDownAgent);
   ASSERT_TRUE(at_death.is_ok()) << at_death.status().to_string();

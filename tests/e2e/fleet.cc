@@ -168,7 +168,8 @@ int Fleet::metrics_port(const std::string& process) const {
 }
 
 std::string Fleet::agent_toml(const AgentSpec& spec) const {
-  std::string text = "[agent]\nid = \"" + spec.id + "\"\nlog_level = \"info\"\n"
+  std::string text = "[agent]\nid = \"" + spec.id + "\"\nlog_level = \"info\"\n" +
+                     (options_.live_feed ? "" : "live_feed = false\n") +
                      "[nats]\nurl = \"" + nats_url() + "\"\n"
                      "[replica]\npath = \"" + find(spec.id).replica_path + "\"\n" + spec.replica_toml +
                      metrics_section(spec.id);
@@ -317,7 +318,9 @@ bool Fleet::all_live() {
     if (it == agents->end() || it->second.value("state", "") != "live") return false;
     const nlohmann::json types = it->second.value("types", nlohmann::json::object());
     for (const auto& [type, partition] : spec.subscriptions) {
-      if (!types.contains(type) || !types[type].value("consumer", false)) return false;
+      if (!types.contains(type)) return false;
+      // Its deltas come: through its consumer, or the live feed.
+      if (!types[type].value("consumer", false) && !types[type].value("live_feed", false)) return false;
     }
   }
   return true;
@@ -325,7 +328,7 @@ bool Fleet::all_live() {
 
 Status Fleet::wait_all_live() {
   if (wait_until([&] { return all_live(); }, kConvergeTimeoutMs, kPollMs)) return Status::ok();
-  return Status::deadline_exceeded("agents not all live with their consumers:\n" + cli({"agents"}).out + logs());
+  return Status::deadline_exceeded("agents not all live with their deliveries (consumer or live feed):\n" + cli({"agents"}).out + logs());
 }
 
 Result<std::map<std::string, nlohmann::json>> Fleet::hub_records(const std::string& type) {

@@ -85,6 +85,10 @@ struct FleetOptions {
   // > 0: [ha] enabled with this lease_ms, and a second hub (standby()) with
   // its own store and HTTP port, started after the first is active.
   int64_t ha_lease_ms = 0;
+  // Every agent's [agent] live_feed: false keeps every agent on consumers
+  // (the scenarios about consumers themselves, e.g. their copies on a
+  // cluster).
+  bool live_feed = true;
 };
 
 // store-1, store-2 and hq, as described above.
@@ -103,7 +107,8 @@ class Fleet {
   Fleet& operator=(const Fleet&) = delete;
 
   // Starts nats-server, the hub and every agent, and waits until each agent
-  // is live with a consumer for each of its types.
+  // is live with a delivery (its consumer or the live feed) for each of
+  // its types.
   Status start();
 
   // Before start(): the hub and every agent also get a [metrics] listen on
@@ -174,9 +179,10 @@ class Fleet {
   Result<std::map<std::string, nlohmann::json>> agents_by_id();
   // The agent's state ("live", "suspect", "dead", ...), "" when unknown.
   std::string agent_state(const std::string& id);
-  // Every agent live, with an open consumer for each of its types.
+  // Every agent live, with a delivery for each of its types: an open
+  // consumer or the live feed.
   bool all_live();
-  // Waits until every agent is live with its consumers (kConvergeTimeoutMs).
+  // Waits until every agent is live with its deliveries (kConvergeTimeoutMs).
   Status wait_all_live();
 
   // The hub's current records of `type` (every page of `deltasync list`):

@@ -283,7 +283,9 @@ TEST_F(MetricsEndToEnd, PrometheusScrapesHubAndAgentsAndPromtoolAcceptsTheText) 
   // (held_back has a series per agent x type; lag only once the type has changes.)
   const auto pairs = prometheus.value("count(deltasync_hub_agent_held_back)");
   EXPECT_GE(pairs.value_or(0), 3.0);
-  EXPECT_EQ(prometheus.value("deltasync_hub_consumers"), pairs) << prometheus.dump("deltasync_hub_consumers");
+  // Each pair gets its deltas through a consumer or the live feed.
+  EXPECT_EQ(prometheus.value("deltasync_hub_consumers + deltasync_hub_live_feed"), pairs)
+      << prometheus.dump("deltasync_hub_consumers") << prometheus.dump("deltasync_hub_live_feed");
   EXPECT_TRUE(fleet_.converged());
 }
 

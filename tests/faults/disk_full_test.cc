@@ -232,7 +232,12 @@ TEST(DiskFull, AgentReplicaFullApplyPausesWithoutAckResumesAndConverges) {
   SKIP_UNLESS_ROOT();
   auto fs = SmallFilesystem::mount(kFilesystemBytes);
   ASSERT_TRUE(fs.is_ok()) << fs.status().to_string();
-  Fleet fleet;
+  // On consumers: what is checked below is their acknowledgements. (On the
+  // live feed a replica that cannot keep up turns its full queue into a gap
+  // and takes the type from a consumer: agent/delta_applier.h.)
+  FleetOptions on_consumers;
+  on_consumers.live_feed = false;
+  Fleet fleet(retail_agents(), on_consumers);
   fleet.set_replica_path("store-1", fs->file("store-1.db"));
   Status started = fleet.start();
   ASSERT_TRUE(started.is_ok()) << started.to_string();

@@ -173,6 +173,7 @@ TEST(AgentConfigTest, DefaultsApplyWhenSectionsAreAbsent) {
   EXPECT_EQ(c->nats.subject_prefix, "ds");
   EXPECT_EQ(c->replica_path, "replica.db");
   EXPECT_EQ(c->tombstone_max_age_s, 30 * 86400);
+  EXPECT_TRUE(c->live_feed);
   ASSERT_EQ(c->subscriptions.size(), 1u);
   const SubscriptionConfig& s = c->subscriptions[0];
   EXPECT_EQ(s.partition, "*");
@@ -196,6 +197,16 @@ TEST(HubConfigTest, RetentionTakesADurationAndASwitch) {
                             "hub.toml: retention.tombstone_max_age", ""));
   EXPECT_TRUE(IsConfigError(hub_error(hub_with("[retention]\ntombstone_days = 3\n")),
                             "hub.toml: retention.tombstone_days", "unknown key"));
+}
+
+TEST(AgentConfigTest, LiveFeedIsASwitch) {
+  Result<AgentConfig> c = parse_agent_config(
+      "[agent]\nid = \"a1\"\nlive_feed = false\n[[subscriptions]]\ntype = \"products\"\n", "agent.toml");
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  EXPECT_FALSE(c->live_feed);
+  EXPECT_TRUE(IsConfigError(agent_error("[agent]\nid = \"a1\"\nlive_feed = \"no\"\n[[subscriptions]]\ntype = "
+                                        "\"products\"\n"),
+                            "agent.toml: agent.live_feed", "expected boolean"));
 }
 
 TEST(AgentConfigTest, ReplicaTombstoneMaxAgeIsADuration) {
