@@ -92,6 +92,11 @@ class HealthTest(unittest.TestCase):
     def test_live_current_agent_passes(self):
         self.assertEqual(self.verdict(entry(prices={"partition": "p1"}, products={})), (True, ""))
 
+    def test_an_agent_on_the_live_feed_passes_without_a_consumer(self):
+        ok, reason = self.verdict(entry(prices={"partition": "p1", "consumer": False, "live_feed": True},
+                                        products={"consumer": False, "live_feed": True}))
+        self.assertTrue(ok, reason)
+
     def test_no_changes_yet_is_current(self):
         ok, _ = self.verdict(entry(prices={"partition": "p1", "lag_versions": None}, products={}))
         self.assertTrue(ok)
@@ -103,7 +108,7 @@ class HealthTest(unittest.TestCase):
             (entry(prices={"partition": "p1"}), "does not take type 'products'"),
             (entry(prices={"partition": "p2"}, products={}), "partition 'p2' on the hub, 'p1' in the inventory"),
             (entry(prices={"partition": "p1", "lag_versions": 3}, products={}), "behind by 3 versions"),
-            (entry(prices={"partition": "p1", "consumer": False}, products={}), "no consumer"),
+            (entry(prices={"partition": "p1", "consumer": False}, products={}), "no delivery yet"),
             (entry(prices={"partition": "p1", "held_back": True}, products={}), "held back"),
             (entry(prices={"partition": "p1", "awaiting_snapshot": True}, products={}), "loading a snapshot"),
             (entry(prices={"partition": "p1", "schema_ok": False}, products={}), "schema differs"),

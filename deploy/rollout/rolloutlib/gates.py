@@ -3,7 +3,8 @@
 A host passes when, within the gate timeout:
   1. `deltasync agents --json` lists its agent `live`, registered again since
      the rollout restarted it (registered_at later than before), and on every
-     type of its inventory line: the inventory's partition, a consumer open,
+     type of its inventory line: the inventory's partition, its deltas
+     coming (a consumer open, or the live feed),
      nothing held back (schema mismatch) or awaited (snapshot), the hub's
      schema, and no versions missing (lag_versions 0, or null while the type
      has no changes at all);
@@ -114,8 +115,8 @@ def agent_health(entry, host, registered_after):
             return False, f"type '{type_name}': deltas held back ({t.get('note') or 'schema mismatch'})"
         if t.get("awaiting_snapshot"):
             return False, f"type '{type_name}': loading a snapshot"
-        if not t.get("consumer"):
-            return False, f"type '{type_name}': no consumer open yet"
+        if not t.get("consumer") and not t.get("live_feed"):
+            return False, f"type '{type_name}': no delivery yet (neither a consumer nor the live feed)"
         if t.get("lag_versions") not in (0, None):  # None: the type has no changes yet
             return False, f"type '{type_name}': behind by {t.get('lag_versions')} versions"
     return True, ""
