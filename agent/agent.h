@@ -34,9 +34,10 @@
 // delivery 1.
 //
 // stop() is the graceful path (SIGTERM/SIGINT in main): stop registering,
-// unsubscribe the push deliveries, let the applier finish and ack the batch
-// under way, flush the acks, close the connection. Deliveries not yet applied
-// come again after a restart, from the replica's checkpoint.
+// unsubscribe the push deliveries and the live feed, let the applier finish
+// and ack the batch under way, flush the acks, close the connection.
+// Deliveries not yet applied come again after a restart, from the replica's
+// checkpoint (through a consumer, or the feed if the agent is current).
 //
 // Thread-safety: start()/stop() from one owner thread; board() is thread-safe.
 

@@ -1,14 +1,17 @@
 #pragma once
-// DeltaApplier: the agent's single writer. Push deliveries arrive on cnats
-// threads (on_push), are queued, and ONE apply thread does everything that
-// writes the replica, in arrival order:
+// DeltaApplier: the agent's single writer. Push deliveries (on_push) and
+// live-feed messages (on_feed) arrive on cnats threads, are judged on
+// receipt (a consumer's numbering: agent/delivery_order.h; which source a
+// type takes and the feed's stamps: agent/delivery_source.h), are queued,
+// and ONE apply thread does everything that writes the replica, in arrival
+// order:
 //
 //   1. takes whatever is queued (a backlog) and groups the delta batches by
 //      type, so a backlog is applied with few transactions;
 //   2. per type: Replica::apply (rows + checkpoint, one transaction), then
-//      acks each message of the group with "+ACK" (the consumers ack
-//      explicitly: see hub/delivery_manager.h), then updates the
-//      CheckpointBoard heartbeats read;
+//      acks each consumer delivery of the group with "+ACK" (the consumers
+//      ack explicitly: see hub/delivery_manager.h; live-feed messages need
+//      no ack), then updates the CheckpointBoard heartbeats read;
 //   3. runs the type's hook, if any, on the changes that applied (after the
 //      ack; a hook failing past its retries quarantines the batch, the stream
 //      keeps flowing);
