@@ -3,7 +3,9 @@
 namespace ds {
 
 DeliverySource::DeliverySource(const std::map<std::string, TypeStart>& types) {
-  for (const auto& [type, start] : types) types_[type] = TypeState{start.every_partition, false, start.held};
+  for (const auto& [type, start] : types) {
+    types_[type] = TypeState{.every_partition = start.every_partition, .held = start.held};
+  }
 }
 
 DeliverySource::Take DeliverySource::feed_message(const std::string& type, const std::optional<FeedStamp>& stamp) {
@@ -22,11 +24,13 @@ DeliverySource::Take DeliverySource::feed_message(const std::string& type, const
     order_.observe(type, stamp);
     return Take::kSwitched;
   }
+  const bool just_registered = st.just_registered;
+  st.just_registered = false;
   switch (order_.observe(type, stamp)) {
     case FeedOrder::Verdict::kInOrder:
       return Take::kApply;
     case FeedOrder::Verdict::kGap:
-      return Take::kGap;
+      return just_registered && stamp ? Take::kGapAfterRegistration : Take::kGap;
     case FeedOrder::Verdict::kRefused:
       return Take::kDrop;
   }
@@ -49,6 +53,7 @@ void DeliverySource::registered(const std::string& type, bool feed, uint64_t rep
   if (feed && st.feed && order_.held(type)) return;  // on the feed already, without a gap: held stays
   st.feed = feed;
   st.held = reported_seq;
+  st.just_registered = feed;
   if (feed) {
     order_.start(type, reported_seq, st.every_partition);
   } else {

@@ -180,7 +180,7 @@ void DeltaApplier::on_feed(const std::string& type, Envelope message, const std:
       board_.set_on_feed(type, true);
       board_.set_pending(type, 0);  // what its consumer still held is no longer pending
     }
-    if (take == DeliverySource::Take::kGap) {
+    if (take == DeliverySource::Take::kGap || take == DeliverySource::Take::kGapAfterRegistration) {
       board_.set_delivery_gap(type, true);
       board_.set_on_feed(type, false);  // the hub must not remove a consumer it makes now
     }
@@ -195,6 +195,12 @@ void DeltaApplier::on_feed(const std::string& type, Envelope message, const std:
       cv_.notify_one();
       return;
     case DeliverySource::Take::kDrop:
+      return;
+    case DeliverySource::Take::kGapAfterRegistration:
+      spdlog::info("{}: the live feed's message {} follows {} on its subject, which was published while the "
+                   "registration that gave the feed was under way: registering again for it",
+                   type, stamp->seq, stamp->subject_last);
+      if (options_.on_delivery_gap) options_.on_delivery_gap(type);
       return;
     case DeliverySource::Take::kGap:
       spdlog::warn("{}: live feed message {} came after a missing one (the previous on its subject is {}): nothing "

@@ -53,10 +53,12 @@ struct DeliveryState {
   // feed"): no consumer, by the planner's feed rule (consumer_planner.h).
   bool on_feed = false;
   // On the feed, its checkpoint stayed behind the partition's newest
-  // version of its previous reply: it is ordered to register again.
+  // version of two replies before: it is ordered to register again.
   bool feed_behind = false;
-  // On the feed: the partition's newest version when the agent last replied.
+  // On the feed: the partition's newest version when the agent last replied,
+  // and at the reply before that.
   uint64_t feed_mark_seen = 0;
+  uint64_t feed_mark_before = 0;
   std::string note{};              // the reason when there is no consumer
   bool operator==(const DeliveryState&) const = default;
 };

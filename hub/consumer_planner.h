@@ -48,9 +48,10 @@
 //               once the feed continues what the consumer delivered.
 //   reported    the agent reports it takes the type from the feed (it moved
 //               itself): its consumer is deleted. On the feed, a version
-//               still below the partition_mark its previous reply saw (a
-//               lost last batch before a quiet spell) orders it to register
-//               again (registration_reasons()), which gives it a consumer.
+//               still below the partition_mark of two replies before (a
+//               lost last batch before a quiet spell; one reply of slack
+//               for a batch on its way) orders it to register again
+//               (registration_reasons()), which gives it a consumer.
 //               Nothing is opened for a type on the feed, after a broker
 //               reconnect neither.
 //

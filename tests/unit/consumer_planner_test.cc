@@ -473,16 +473,21 @@ TEST(ConsumerPlannerTest, AnAgentThatStaysBehindOnTheFeedIsOrderedToRegister) {
   sub.feed = true;
   sub.delivery.on_feed = true;
   sub.delivery.feed_mark_seen = 40;
+  sub.delivery.feed_mark_before = 40;
   PlanInput in = input(PlanEvent::kReported, sub);
   in.feed_filter = kFeed;
   // A batch committed since its previous reply is not behind yet (it may be
-  // on its way), only one its previous reply already saw.
+  // on its way), nor at the next reply: one reply of slack.
   in.partition_mark = 41;
   ConsumerPlan p = plan_with(in, {});
   EXPECT_FALSE(p.state.feed_behind);
   EXPECT_EQ(p.state.feed_mark_seen, 41u);
   in.sub.delivery = p.state;
   p = plan_with(in, {});  // the next reply, still at 40
+  EXPECT_FALSE(p.state.feed_behind);
+  EXPECT_EQ(p.state.feed_mark_before, 41u);
+  in.sub.delivery = p.state;
+  p = plan_with(in, {});  // and the one after
   EXPECT_TRUE(p.state.feed_behind);
   EXPECT_EQ(p.op, ConsumerOp::kKeep);
   AgentRecord a;

@@ -60,10 +60,20 @@ TEST(DeliverySourceTest, AReplyGivingTheFeedStartsItFromTheReportedSequence) {
   EXPECT_EQ(s.feed_message("prices", stamp(25, 20)), Take::kApply);
 }
 
+TEST(DeliverySourceTest, AMessagePublishedDuringTheRegistrationThatGaveTheFeedIsAnExpectedGap) {
+  DeliverySource s = source();
+  s.registering();
+  EXPECT_EQ(s.feed_message("prices", stamp(25, 20)), Take::kDrop);  // on its consumer until the reply
+  s.registered("prices", true, 20);
+  s.registration_done();
+  EXPECT_EQ(s.feed_message("prices", stamp(26, 25)), Take::kGapAfterRegistration);
+}
+
 TEST(DeliverySourceTest, AGapOnTheFeedWaitsForTheNextReplyWhichMayGiveAConsumer) {
   DeliverySource s = source();
   s.registered("prices", true, 20);
   s.registration_done();
+  EXPECT_EQ(s.feed_message("prices", stamp(22, 20)), Take::kApply);
   EXPECT_EQ(s.feed_message("prices", stamp(30, 25)), Take::kGap);
   EXPECT_EQ(s.feed_message("prices", stamp(31, 30)), Take::kDrop);
   EXPECT_TRUE(s.on_feed("prices"));  // but broken: a registration follows
