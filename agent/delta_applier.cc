@@ -235,11 +235,6 @@ void DeltaApplier::end_registration(const std::optional<std::vector<Delivery>>& 
   source_->registration_done();
 }
 
-bool DeltaApplier::on_feed_now(const std::string& type) {
-  std::lock_guard<std::mutex> lock(mu_);
-  return source_ && source_->on_feed(type);
-}
-
 std::future<Status> DeltaApplier::post(Task task) {
   auto done = std::make_shared<std::promise<Status>>();
   auto future = done->get_future();

@@ -158,8 +158,6 @@ class DeltaApplier {
   // the registration failed. Thread-safe.
   void end_registration(const std::optional<std::vector<Delivery>>& deliveries,
                         const std::map<std::string, uint64_t>& reported_seq);
-  // Whether `type` is on the live feed now (tests, metrics).
-  bool on_feed_now(const std::string& type);
   // The NATS connection was lost (deliveries may have been lost with it), or
   // a registration begins (the hub recreates every consumer, and the new
   // one's first deliveries may be lost): every type that has had deliveries
